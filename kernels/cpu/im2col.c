@@ -1,0 +1,54 @@
+/* im2col and subsampling: the gathers that turn a convolution into one GEMM. */
+#include <string.h>
+#include "senet_kernels.h"
+
+void senet_im2col_f32(const float *x, size_t c, size_t h, size_t w, size_t kh, size_t kw,
+                      size_t stride, size_t pad, size_t oh, size_t ow, float *col) {
+    const size_t plane = oh * ow;
+    for (size_t ci = 0; ci < c; ci++) {
+        const float *xc = x + ci * h * w;
+        for (size_t ky = 0; ky < kh; ky++) {
+            for (size_t kx = 0; kx < kw; kx++) {
+                float *dst = col + ((ci * kh + ky) * kw + kx) * plane;
+                for (size_t oy = 0; oy < oh; oy++) {
+                    const long iy = (long)(oy * stride + ky) - (long)pad;
+                    float *d = dst + oy * ow;
+                    if (iy < 0 || iy >= (long)h) {
+                        memset(d, 0, ow * sizeof(float));
+                        continue;
+                    }
+                    const float *src = xc + (size_t)iy * w;
+                    if (stride == 1) {
+                        /* valid ox: 0 <= ox + kx - pad < w */
+                        long lo = (long)pad - (long)kx;
+                        long hi = (long)w + (long)pad - (long)kx;
+                        if (lo < 0) lo = 0;
+                        if (hi > (long)ow) hi = (long)ow;
+                        if (hi < lo) hi = lo;
+                        for (long ox = 0; ox < lo; ox++) d[ox] = 0.0f;
+                        if (hi > lo)
+                            memcpy(d + lo, src + (lo + (long)kx - (long)pad),
+                                   (size_t)(hi - lo) * sizeof(float));
+                        for (long ox = hi; ox < (long)ow; ox++) d[ox] = 0.0f;
+                    } else {
+                        for (size_t ox = 0; ox < ow; ox++) {
+                            const long ix = (long)(ox * stride + kx) - (long)pad;
+                            d[ox] = (ix >= 0 && ix < (long)w) ? src[ix] : 0.0f;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+void senet_subsample_f32(const float *x, size_t c, size_t h, size_t w, size_t stride, size_t oh,
+                         size_t ow, float *y) {
+    for (size_t ci = 0; ci < c; ci++) {
+        for (size_t oy = 0; oy < oh; oy++) {
+            const float *src = x + (ci * h + oy * stride) * w;
+            float *d = y + (ci * oh + oy) * ow;
+            for (size_t ox = 0; ox < ow; ox++) d[ox] = src[ox * stride];
+        }
+    }
+}

@@ -1,0 +1,35 @@
+/* Native CPU kernels of senet: the memory-bound loops around the GEMMs (NCHW, f32, one image
+ * per call; the caller parallelises over images or channels). Built by build.rs with cc. */
+#ifndef SENET_KERNELS_H
+#define SENET_KERNELS_H
+#include <stddef.h>
+
+/* Activation codes, as senet::backend::Activation. */
+#define SENET_ACT_NONE 0
+#define SENET_ACT_RELU 1
+#define SENET_ACT_SIGMOID 2
+
+/* col[(ci*kh*kw + ky*kw + kx) * (oh*ow) + oy*ow + ox] = x[ci, oy*s - pad + ky, ox*s - pad + kx]
+ * (0 outside the image), for ci in [0, c). x is (c, h, w). */
+void senet_im2col_f32(const float *x, size_t c, size_t h, size_t w, size_t kh, size_t kw,
+                      size_t stride, size_t pad, size_t oh, size_t ow, float *col);
+
+/* y[ci, oy, ox] = x[ci, oy*s, ox*s]: the input of a strided 1x1 conv. */
+void senet_subsample_f32(const float *x, size_t c, size_t h, size_t w, size_t stride, size_t oh,
+                         size_t ow, float *y);
+
+/* y[ci, i] = act(y[ci, i] + bias[ci]) over (c, hw); bias may be NULL. */
+void senet_bias_act_f32(float *y, const float *bias, size_t c, size_t hw, int act);
+
+/* TF-'SAME' max pool of (c, h, w) into (c, oh, ow), window starting at oy*s - pad_top; padded
+ * positions are skipped. */
+void senet_max_pool2d_f32(const float *x, size_t c, size_t h, size_t w, size_t k, size_t s,
+                          size_t pad_top, size_t pad_left, size_t oh, size_t ow, float *y);
+
+/* y[ci] = mean over hw of x[ci, :]. */
+void senet_global_avg_pool_f32(const float *x, size_t c, size_t hw, float *y);
+
+/* x[ci, i] = max(0, x[ci, i] * gate[ci] + shortcut[ci, i]). */
+void senet_scale_add_relu_f32(float *x, const float *gate, const float *shortcut, size_t c,
+                              size_t hw);
+#endif

@@ -1,0 +1,251 @@
+//! The CPU backend: f32 NCHW, convolutions as im2col (or a direct 1x1) + GEMM from the `gemm`
+//! crate, memory-bound loops in the C kernels of `kernels/cpu/`, threads from a rayon pool.
+//!
+//! Parallel axis: a batch of several images is split across threads image by image (each
+//! GEMM then runs single-threaded on its image); a single image is split inside its GEMMs.
+//! Scratch space (im2col columns) is one growing buffer per worker thread, reused across
+//! layers and batches, so the steady state allocates nothing.
+mod conv;
+pub mod kernels;
+pub mod matmul;
+
+use super::{same_pool_geometry, Activation, Backend, Conv2dParams, Shape4};
+use crate::{Error, Result};
+use rayon::prelude::*;
+
+/// The CPU backend. Owns its rayon thread pool.
+pub struct CpuBackend {
+    pool: rayon::ThreadPool,
+    threads: usize,
+}
+
+impl std::fmt::Debug for CpuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuBackend").field("threads", &self.threads).finish()
+    }
+}
+
+impl CpuBackend {
+    /// A backend running on `threads` threads (0 = one per available core).
+    /// Errors if the thread pool cannot be created.
+    pub fn new(threads: usize) -> Result<CpuBackend> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("senet-cpu-{i}"))
+            .build()
+            .map_err(|e| Error::Invalid(format!("cannot start {threads} CPU threads: {e}")))?;
+        Ok(CpuBackend { pool, threads })
+    }
+
+    /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Whether a batch of `n` images is split image by image across threads.
+    fn split_batch(&self, n: usize) -> bool {
+        n > 1 && self.threads > 1
+    }
+}
+
+fn check_len(what: &str, buf: &[f32], need: usize) -> Result<()> {
+    if buf.len() < need {
+        return Err(Error::Shape(format!(
+            "{what}: buffer of {} values, {need} needed",
+            buf.len()
+        )));
+    }
+    Ok(())
+}
+
+impl Backend for CpuBackend {
+    type Buffer = Vec<f32>;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn alloc(&self, len: usize) -> Result<Vec<f32>> {
+        Ok(vec![0.0; len])
+    }
+
+    fn upload(&self, host: &[f32]) -> Result<Vec<f32>> {
+        Ok(host.to_vec())
+    }
+
+    fn download(&self, buf: &Vec<f32>, out: &mut [f32]) -> Result<()> {
+        check_len("download", buf, out.len())?;
+        out.copy_from_slice(&buf[..out.len()]);
+        Ok(())
+    }
+
+    fn write(&self, buf: &mut Vec<f32>, host: &[f32]) -> Result<()> {
+        check_len("write", buf, host.len())?;
+        buf[..host.len()].copy_from_slice(host);
+        Ok(())
+    }
+
+    fn conv2d(
+        &self,
+        x: &Vec<f32>,
+        xs: Shape4,
+        w: &Vec<f32>,
+        w_shape: [usize; 4],
+        bias: Option<&Vec<f32>>,
+        p: Conv2dParams,
+        act: Activation,
+        y: &mut Vec<f32>,
+    ) -> Result<Shape4> {
+        let [cout, cin_g, kh, kw] = w_shape;
+        if p.groups == 0 || xs.c != cin_g * p.groups || cout % p.groups != 0 {
+            return Err(Error::Shape(format!(
+                "conv2d: input {xs:?} does not fit weight {w_shape:?} with {} groups",
+                p.groups
+            )));
+        }
+        if xs.h + 2 * p.padding < kh || xs.w + 2 * p.padding < kw || p.stride == 0 {
+            return Err(Error::Shape(format!("conv2d: input {xs:?} smaller than kernel {kh}x{kw}")));
+        }
+        let (oh, ow) = p.out_hw(xs.h, xs.w, kh, kw);
+        let ys = Shape4::new(xs.n, cout, oh, ow);
+        check_len("conv2d input", x, xs.numel())?;
+        check_len("conv2d weight", w, w_shape.iter().product())?;
+        check_len("conv2d output", y, ys.numel())?;
+        if let Some(b) = bias {
+            check_len("conv2d bias", b, cout)?;
+        }
+        let geom = conv::ConvGeometry {
+            xs,
+            ys,
+            kh,
+            kw,
+            p,
+        };
+        let bias = bias.map(|b| &b[..cout]);
+        let (xi, yi) = (xs.image_len(), ys.image_len());
+        self.pool.install(|| {
+            if self.split_batch(xs.n) {
+                y[..ys.numel()]
+                    .par_chunks_mut(yi)
+                    .zip(x[..xs.numel()].par_chunks(xi))
+                    .for_each(|(y1, x1)| conv::conv2d_image(x1, w, bias, &geom, act, y1, matmul::Par::Seq));
+            } else {
+                for (y1, x1) in y[..ys.numel()].chunks_mut(yi).zip(x.chunks(xi)) {
+                    conv::conv2d_image(x1, w, bias, &geom, act, y1, matmul::Par::Rayon);
+                }
+            }
+        });
+        Ok(ys)
+    }
+
+    fn max_pool2d_same(
+        &self,
+        x: &Vec<f32>,
+        xs: Shape4,
+        kernel: usize,
+        stride: usize,
+        y: &mut Vec<f32>,
+    ) -> Result<Shape4> {
+        if kernel == 0 || stride == 0 || xs.h == 0 || xs.w == 0 {
+            return Err(Error::Shape(format!("max_pool2d: kernel {kernel}, stride {stride}, input {xs:?}")));
+        }
+        let (oh, pt) = same_pool_geometry(xs.h, kernel, stride);
+        let (ow, pl) = same_pool_geometry(xs.w, kernel, stride);
+        let ys = Shape4::new(xs.n, xs.c, oh, ow);
+        check_len("max_pool2d input", x, xs.numel())?;
+        check_len("max_pool2d output", y, ys.numel())?;
+        // One task per (image, channel block) keeps both threads busy at batch 1.
+        let plane_in = xs.h * xs.w;
+        let plane_out = oh * ow;
+        self.pool.install(|| {
+            y[..ys.numel()]
+                .par_chunks_mut(plane_out * 8)
+                .zip(x[..xs.numel()].par_chunks(plane_in * 8))
+                .for_each(|(y1, x1)| {
+                    let c = x1.len() / plane_in;
+                    kernels::max_pool2d(x1, c, xs.h, xs.w, kernel, stride, (pt, pl), (oh, ow), y1)
+                });
+        });
+        Ok(ys)
+    }
+
+    fn global_avg_pool(&self, x: &Vec<f32>, xs: Shape4, y: &mut Vec<f32>) -> Result<()> {
+        check_len("global_avg_pool input", x, xs.numel())?;
+        check_len("global_avg_pool output", y, xs.n * xs.c)?;
+        let hw = xs.h * xs.w;
+        self.pool.install(|| {
+            y[..xs.n * xs.c]
+                .par_chunks_mut(xs.c)
+                .zip(x[..xs.numel()].par_chunks(xs.image_len()))
+                .for_each(|(y1, x1)| kernels::global_avg_pool(x1, xs.c, hw, y1));
+        });
+        Ok(())
+    }
+
+    fn linear(
+        &self,
+        x: &Vec<f32>,
+        n: usize,
+        w: &Vec<f32>,
+        out_features: usize,
+        in_features: usize,
+        b: &Vec<f32>,
+        act: Activation,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        check_len("linear input", x, n * in_features)?;
+        check_len("linear weight", w, out_features * in_features)?;
+        check_len("linear bias", b, out_features)?;
+        check_len("linear output", y, n * out_features)?;
+        // y (n, out) = x (n, in) · wᵀ (in, out), then bias + activation per row.
+        self.pool.install(|| {
+            matmul::matmul(
+                x,
+                matmul::MatLayout::row_major(n, in_features),
+                w,
+                matmul::MatLayout::transposed(in_features, out_features),
+                y,
+                false,
+                matmul::Par::Rayon,
+            );
+        });
+        // Per row: bias per feature (a "channel" of one element) and the activation.
+        for row in y[..n * out_features].chunks_mut(out_features) {
+            kernels::bias_act(row, Some(b), out_features, 1, act);
+        }
+        Ok(())
+    }
+
+    fn se_scale_add_relu(
+        &self,
+        x: &mut Vec<f32>,
+        xs: Shape4,
+        gate: &Vec<f32>,
+        shortcut: &Vec<f32>,
+    ) -> Result<()> {
+        check_len("se_scale_add_relu input", x, xs.numel())?;
+        check_len("se_scale_add_relu shortcut", shortcut, xs.numel())?;
+        check_len("se_scale_add_relu gate", gate, xs.n * xs.c)?;
+        let hw = xs.h * xs.w;
+        let c = xs.c;
+        self.pool.install(|| {
+            // Tasks of (image, block of channels) so that batch 1 uses every thread.
+            let block = c.div_ceil(8).max(1);
+            x[..xs.numel()]
+                .par_chunks_mut(block * hw)
+                .zip(shortcut[..xs.numel()].par_chunks(block * hw))
+                .enumerate()
+                .for_each(|(i, (x1, s1))| {
+                    let first = i * block; // global channel index over n*c
+                    let cc = x1.len() / hw;
+                    kernels::scale_add_relu(x1, &gate[first..first + cc], s1, cc, hw);
+                });
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,151 @@
+//! The op trait every device implements ([`Backend`]), and its implementations: [`cpu`] (f32,
+//! GEMM from the `gemm` crate, native kernels in `kernels/cpu/`, threads from rayon). The Ascend
+//! backend (aclnn through `sys/`) implements the same trait.
+//!
+//! Tensors cross this boundary as flat device buffers plus an explicit NCHW [`Shape4`] (or
+//! (N, features) for dense ops). Buffers may be larger than the shape needs (they are allocated
+//! once at their largest size and reused layer after layer); ops read and write only the
+//! leading `shape.numel()` elements. Inference ops come first; the training ops
+//! (conv2d data/filter gradients, batch_norm training and backward, pooling and loss
+//! gradients) are added beside them with the same conventions.
+pub mod cpu;
+
+use crate::Result;
+
+/// Shape of an NCHW activation: batch, channels, height, width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape4 {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Shape4 {
+    /// A shape.
+    pub fn new(n: usize, c: usize, h: usize, w: usize) -> Shape4 {
+        Shape4 { n, c, h, w }
+    }
+
+    /// Number of elements.
+    pub fn numel(self) -> usize {
+        self.n * self.c * self.h * self.w
+    }
+
+    /// Elements of one image (C*H*W).
+    pub fn image_len(self) -> usize {
+        self.c * self.h * self.w
+    }
+}
+
+/// Geometry of a 2-D convolution (PyTorch `conv2d` / MindSpore `Conv2d(pad_mode="pad")`):
+/// symmetric zero padding, no dilation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dParams {
+    pub stride: usize,
+    pub padding: usize,
+    pub groups: usize,
+}
+
+impl Conv2dParams {
+    /// Output (height, width) for an input of `h`x`w` and a `kh`x`kw` kernel.
+    pub fn out_hw(self, h: usize, w: usize, kh: usize, kw: usize) -> (usize, usize) {
+        (
+            (h + 2 * self.padding - kh) / self.stride + 1,
+            (w + 2 * self.padding - kw) / self.stride + 1,
+        )
+    }
+}
+
+/// Activation applied in an op's epilogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    None,
+    Relu,
+    Sigmoid,
+}
+
+/// MindSpore `MaxPool2d(pad_mode="same")` output size and padding: `out = ceil(in/stride)`,
+/// total padding `max(0, (out-1)*stride + k - in)`, the smaller half at the top/left.
+/// Returns (out, pad_before).
+pub fn same_pool_geometry(input: usize, kernel: usize, stride: usize) -> (usize, usize) {
+    let out = input.div_ceil(stride);
+    let total = ((out - 1) * stride + kernel).saturating_sub(input);
+    (out, total / 2)
+}
+
+/// The ops of SENet on one device. f32 everywhere at this boundary; a device may compute in
+/// another precision inside (Ascend: fp16 with fp32 accumulation).
+pub trait Backend: Send + Sync {
+    /// A device buffer of f32 values.
+    type Buffer: Send + Sync;
+
+    /// Short name for logs ("cpu", "ascend").
+    fn name(&self) -> &'static str;
+
+    /// A zero-filled buffer of `len` f32.
+    fn alloc(&self, len: usize) -> Result<Self::Buffer>;
+
+    /// Copies host values into a new device buffer.
+    fn upload(&self, host: &[f32]) -> Result<Self::Buffer>;
+
+    /// Copies the first `out.len()` values of `buf` to the host.
+    fn download(&self, buf: &Self::Buffer, out: &mut [f32]) -> Result<()>;
+
+    /// Copies host values into the start of an existing buffer (no allocation).
+    fn write(&self, buf: &mut Self::Buffer, host: &[f32]) -> Result<()>;
+
+    /// `y = act(conv2d(x, w) + bias[c])`, NCHW. `w` is (Cout, Cin/groups, kh, kw) as in MindSpore;
+    /// `bias` (Cout) is where a folded BatchNorm goes. Returns the output shape.
+    /// Errors if the channels do not match `w_shape` and `groups`.
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d(
+        &self,
+        x: &Self::Buffer,
+        xs: Shape4,
+        w: &Self::Buffer,
+        w_shape: [usize; 4],
+        bias: Option<&Self::Buffer>,
+        p: Conv2dParams,
+        act: Activation,
+        y: &mut Self::Buffer,
+    ) -> Result<Shape4>;
+
+    /// MindSpore `MaxPool2d(kernel, stride, pad_mode="same")` (TF 'SAME'; see
+    /// [`same_pool_geometry`]); padded positions never win. Returns the output shape.
+    fn max_pool2d_same(
+        &self,
+        x: &Self::Buffer,
+        xs: Shape4,
+        kernel: usize,
+        stride: usize,
+        y: &mut Self::Buffer,
+    ) -> Result<Shape4>;
+
+    /// Mean over H and W: `y[n, c]` (N, C) (MindCV `GlobalAvgPooling`).
+    fn global_avg_pool(&self, x: &Self::Buffer, xs: Shape4, y: &mut Self::Buffer) -> Result<()>;
+
+    /// Dense layer `y = act(x · wᵀ + b)`: x (n, in), w (out, in) as MindSpore `nn.Dense`, b (out).
+    #[allow(clippy::too_many_arguments)]
+    fn linear(
+        &self,
+        x: &Self::Buffer,
+        n: usize,
+        w: &Self::Buffer,
+        out_features: usize,
+        in_features: usize,
+        b: &Self::Buffer,
+        act: Activation,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// The end of an SE block, in place: `x = relu(x * gate[n, c] + shortcut)` (the SE scale of
+    /// Hu et al. §3.2, the residual add and the block's final ReLU, fused). `gate` is (N, C).
+    fn se_scale_add_relu(
+        &self,
+        x: &mut Self::Buffer,
+        xs: Shape4,
+        gate: &Self::Buffer,
+        shortcut: &Self::Buffer,
+    ) -> Result<()>;
+}

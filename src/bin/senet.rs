@@ -1,0 +1,2 @@
+//! The `senet` command line.
+fn main() {}

@@ -1,0 +1,1 @@
+//! MindCV recipes (`configs/senet/*.yaml`).

@@ -1,0 +1,1 @@
+//! Data: ImageFolder datasets, JPEG/PNG decoding, MindCV's transforms, the batched loader.

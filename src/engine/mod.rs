@@ -1,0 +1,1 @@
+//! The jobs the CLI and the C ABI call: validate, predict, preprocess, bench, models.

@@ -1,0 +1,58 @@
+//! The library's error type. Every variant names the file, key, shape or value at fault.
+use std::path::PathBuf;
+
+/// Errors returned by the senet library. The CLI prints them and exits non-zero; the C ABI maps
+/// them to error codes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O error on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file whose content is not in the expected format (truncated, corrupt, wrong type).
+    #[error("{path}: {msg}")]
+    Format { path: PathBuf, msg: String },
+    /// Parameters of a checkpoint that do not match the model (every culprit is listed).
+    #[error("checkpoint {path} does not match model {model}:\n{details}")]
+    Mismatch {
+        path: PathBuf,
+        model: String,
+        details: String,
+    },
+    /// A configuration (recipe or flag) that is invalid.
+    #[error("config: {0}")]
+    Config(String),
+    /// A tensor of the wrong shape passed to an operation.
+    #[error("shape: {0}")]
+    Shape(String),
+    /// An unknown model name.
+    #[error("unknown model '{0}' (known: seresnet18, seresnet34, seresnet50, seresnext26_32x4d, seresnext50_32x4d)")]
+    UnknownModel(String),
+    /// Any other invalid argument.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A format error naming `path`.
+    pub fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+}

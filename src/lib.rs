@@ -1,0 +1,24 @@
+//! senet: Squeeze-and-Excitation networks (Hu, Shen, Sun, CVPR 2018) exactly as MindCV defines
+//! them: SE-ResNet-18/34/50 and SE-ResNeXt-26/50 (32x4d), MindSpore `.ckpt` checkpoints, MindCV
+//! YAML recipes and eval transforms, on a fast CPU backend.
+//!
+//! Layers (imports point down only; see `ARCHITECTURE.md`):
+//! - [`engine`]: the jobs (validate, predict, preprocess, bench) the CLI and the C ABI call;
+//! - [`model`]: the network description (parameter names and shapes = MindCV's);
+//! - [`backend`]: the [`backend::Backend`] op trait and its CPU implementation;
+//! - [`checkpoint`]: MindSpore `.ckpt` and safetensors;
+//! - [`data`]: ImageFolder, JPEG/PNG decoding, MindCV's transforms, the batched loader;
+//! - [`config`]: MindCV recipes; [`tensor`]: host tensors and dtypes; [`error`]: the error type.
+
+pub mod backend;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod engine;
+pub mod error;
+pub mod model;
+pub mod npy;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use tensor::Tensor;

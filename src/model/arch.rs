@@ -1,0 +1,184 @@
+//! The five SENet variants of MindCV (`mindcv/models/senet.py`): block type, stage depths,
+//! groups and widths, and the block-by-block description every backend builds from.
+use crate::{Error, Result};
+
+/// The residual block kind of a variant (MindCV `SEResNetBlock`, `SEResNetBottleneck`,
+/// `SEResNeXtBottleneck`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// Two 3x3 convs, expansion 1 (SE-ResNet-18/34).
+    Basic,
+    /// 1x1 -> 3x3 (stride here) -> 1x1, expansion 4 (SE-ResNet-50).
+    Bottleneck,
+    /// Bottleneck with a grouped 3x3: width = floor(planes * base_width / 64) * groups.
+    ResNeXt { groups: usize, base_width: usize },
+}
+
+impl BlockKind {
+    /// Output channels / planes (MindCV `expansion`).
+    pub fn expansion(self) -> usize {
+        match self {
+            BlockKind::Basic => 1,
+            _ => 4,
+        }
+    }
+}
+
+/// One of the five MindCV SENet variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    SeResNet18,
+    SeResNet34,
+    SeResNet50,
+    SeResNeXt26_32x4d,
+    SeResNeXt50_32x4d,
+}
+
+impl Arch {
+    /// All variants, in MindCV's README order.
+    pub const ALL: [Arch; 5] = [
+        Arch::SeResNet18,
+        Arch::SeResNet34,
+        Arch::SeResNet50,
+        Arch::SeResNeXt26_32x4d,
+        Arch::SeResNeXt50_32x4d,
+    ];
+
+    /// MindCV's registered name (`create_model(name)`), e.g. "seresnet50".
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::SeResNet18 => "seresnet18",
+            Arch::SeResNet34 => "seresnet34",
+            Arch::SeResNet50 => "seresnet50",
+            Arch::SeResNeXt26_32x4d => "seresnext26_32x4d",
+            Arch::SeResNeXt50_32x4d => "seresnext50_32x4d",
+        }
+    }
+
+    /// Parses a MindCV model name. Errors with [`Error::UnknownModel`].
+    pub fn from_name(name: &str) -> Result<Arch> {
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .ok_or_else(|| Error::UnknownModel(name.to_string()))
+    }
+
+    /// The block kind.
+    pub fn block(self) -> BlockKind {
+        match self {
+            Arch::SeResNet18 | Arch::SeResNet34 => BlockKind::Basic,
+            Arch::SeResNet50 => BlockKind::Bottleneck,
+            Arch::SeResNeXt26_32x4d | Arch::SeResNeXt50_32x4d => BlockKind::ResNeXt {
+                groups: 32,
+                base_width: 4,
+            },
+        }
+    }
+
+    /// Blocks per stage (`layers` in MindCV).
+    pub fn layers(self) -> [usize; 4] {
+        match self {
+            Arch::SeResNet18 | Arch::SeResNeXt26_32x4d => [2, 2, 2, 2],
+            Arch::SeResNet34 | Arch::SeResNet50 | Arch::SeResNeXt50_32x4d => [3, 4, 6, 3],
+        }
+    }
+
+    /// Channels entering the classifier (512 for basic blocks, 2048 otherwise).
+    pub fn num_features(self) -> usize {
+        512 * self.block().expansion()
+    }
+}
+
+/// MindCV's `make_divisible(v, divisor=8)`: round to the nearest multiple, at least `divisor`,
+/// and never more than 10% below `v`.
+pub fn make_divisible(v: f64, divisor: usize) -> usize {
+    let d = divisor as f64;
+    let mut new_v = (divisor).max(((v + d / 2.0) as usize) / divisor * divisor);
+    if (new_v as f64) < 0.9 * v {
+        new_v += divisor;
+    }
+    new_v
+}
+
+/// SE bottleneck width for `channels` (reduction 16): `make_divisible(C / 16, 8)`.
+pub fn se_channels(channels: usize) -> usize {
+    make_divisible(channels as f64 / 16.0, 8)
+}
+
+/// One residual block, fully resolved (names, channels, stride).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockSpec {
+    /// Parameter-name prefix, e.g. "layer2.0".
+    pub prefix: String,
+    pub kind: BlockKind,
+    /// Input channels.
+    pub in_channels: usize,
+    /// Channels of the inner convs (`planes`, or the ResNeXt `width`).
+    pub width: usize,
+    /// Output channels (`planes * expansion`).
+    pub out_channels: usize,
+    /// Stride of the block (on conv1 for basic blocks, on the 3x3 conv2 for bottlenecks).
+    pub stride: usize,
+    /// Groups of the 3x3 conv (1, or 32 for ResNeXt).
+    pub groups: usize,
+    /// Whether the shortcut is `downsample` (1x1 conv stride `stride` + BN).
+    pub downsample: bool,
+    /// SE reduced channels (`rd_channels`).
+    pub se_channels: usize,
+}
+
+/// The blocks of `arch`, stage by stage (`layer1.0`, `layer1.1`, ..., `layer4.N`), as MindCV's
+/// `SENet._make_layer` builds them.
+pub fn blocks(arch: Arch) -> Vec<BlockSpec> {
+    let kind = arch.block();
+    let exp = kind.expansion();
+    let mut inplanes = 64;
+    let mut out = Vec::new();
+    for (stage, &depth) in arch.layers().iter().enumerate() {
+        let planes = 64 << stage;
+        let stride = if stage == 0 { 1 } else { 2 };
+        let (width, groups) = match kind {
+            BlockKind::Basic | BlockKind::Bottleneck => (planes, 1),
+            BlockKind::ResNeXt { groups, base_width } => (planes * base_width / 64 * groups, groups),
+        };
+        for b in 0..depth {
+            let s = if b == 0 { stride } else { 1 };
+            out.push(BlockSpec {
+                prefix: format!("layer{}.{}", stage + 1, b),
+                kind,
+                in_channels: inplanes,
+                width,
+                out_channels: planes * exp,
+                stride: s,
+                groups,
+                downsample: b == 0 && (s != 1 || inplanes != planes * exp),
+                se_channels: se_channels(planes * exp),
+            });
+            inplanes = planes * exp;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn se_channels_match_mindcv() {
+        let got: Vec<usize> = [64, 128, 256, 512, 1024, 2048].iter().map(|&c| se_channels(c)).collect();
+        assert_eq!(got, vec![8, 8, 16, 32, 64, 128]);
+    }
+
+    #[test]
+    fn resnext_widths() {
+        let b = blocks(Arch::SeResNeXt50_32x4d);
+        let widths: Vec<usize> = b.iter().map(|b| b.width).collect();
+        assert_eq!(widths[0], 128);
+        assert_eq!(*widths.last().unwrap(), 1024);
+        assert_eq!(b.len(), 16);
+        assert!(b[0].downsample && !b[1].downsample);
+        let b18 = blocks(Arch::SeResNet18);
+        assert!(!b18[0].downsample && b18[2].downsample);
+    }
+}

@@ -1,0 +1,352 @@
+//! The SENet forward pass in eval mode on any [`Backend`]: BatchNorm folded into the preceding
+//! conv (`w' = w*gamma/sqrt(var+eps)`, `b' = beta - mean*gamma/sqrt(var+eps)`, eps 1e-5 as
+//! MindSpore `BatchNorm2d`), SE scale + residual add + ReLU fused, activation buffers allocated
+//! once per batch size and reused layer after layer.
+//!
+//! Network (MindCV `senet.py`): `layer0` (7x7/2 conv, BN, ReLU) -> `pool0` (3x3/2 max pool,
+//! pad_mode "same") -> `layer1..4` -> global average pool -> `classifier`. Each block:
+//! convs -> `se_module` (GAP, Dense, ReLU, Dense, sigmoid, scale) -> + shortcut -> ReLU.
+use super::arch::{blocks, Arch, BlockKind, BlockSpec};
+use super::SeNet;
+use crate::backend::{Activation, Backend, Conv2dParams, Shape4};
+use crate::{Error, Result, Tensor};
+
+/// BatchNorm epsilon of MindSpore `nn.BatchNorm2d` (default 1e-5).
+pub const BN_EPS: f64 = 1e-5;
+
+/// A conv with its BatchNorm folded in, on the device.
+struct FoldedConv<B: Backend> {
+    w: B::Buffer,
+    b: B::Buffer,
+    shape: [usize; 4],
+    p: Conv2dParams,
+}
+
+impl<B: Backend> FoldedConv<B> {
+    /// Folds `<bn>.{gamma,beta,moving_mean,moving_variance}` into `<conv>` and uploads both.
+    fn new(be: &B, net: &SeNet, conv: &str, bn: &str, p: Conv2dParams) -> Result<Self> {
+        let w = net.params.require(&format!("{conv}.weight"))?;
+        let get = |leaf: &str| net.params.require(&format!("{bn}.{leaf}"));
+        let (gamma, beta, mean, var) = (get("gamma")?, get("beta")?, get("moving_mean")?, get("moving_variance")?);
+        let cout = w.shape[0];
+        let per_out = w.numel() / cout;
+        let mut wf = Vec::with_capacity(w.numel());
+        let mut bf = Vec::with_capacity(cout);
+        for o in 0..cout {
+            let scale = gamma.data[o] as f64 / (var.data[o] as f64 + BN_EPS).sqrt();
+            wf.extend(w.data[o * per_out..(o + 1) * per_out].iter().map(|&v| (v as f64 * scale) as f32));
+            bf.push((beta.data[o] as f64 - mean.data[o] as f64 * scale) as f32);
+        }
+        let shape = [w.shape[0], w.shape[1], w.shape[2], w.shape[3]];
+        Ok(FoldedConv {
+            w: be.upload(&wf)?,
+            b: be.upload(&bf)?,
+            shape,
+            p,
+        })
+    }
+
+    fn forward(&self, be: &B, x: &B::Buffer, xs: Shape4, act: Activation, y: &mut B::Buffer) -> Result<Shape4> {
+        be.conv2d(x, xs, &self.w, self.shape, Some(&self.b), self.p, act, y)
+    }
+}
+
+/// A Dense layer (`nn.Dense`): weight (out, in), bias (out).
+struct Dense<B: Backend> {
+    w: B::Buffer,
+    b: B::Buffer,
+    out_features: usize,
+    in_features: usize,
+}
+
+impl<B: Backend> Dense<B> {
+    fn new(be: &B, net: &SeNet, prefix: &str) -> Result<Self> {
+        let w = net.params.require(&format!("{prefix}.weight"))?;
+        let b = net.params.require(&format!("{prefix}.bias"))?;
+        Ok(Dense {
+            w: be.upload(&w.data)?,
+            b: be.upload(&b.data)?,
+            out_features: w.shape[0],
+            in_features: w.shape[1],
+        })
+    }
+
+    fn forward(&self, be: &B, x: &B::Buffer, n: usize, act: Activation, y: &mut B::Buffer) -> Result<()> {
+        be.linear(x, n, &self.w, self.out_features, self.in_features, &self.b, act, y)
+    }
+}
+
+/// One residual block: its convs (BN folded), the optional downsample, the SE module.
+struct Block<B: Backend> {
+    convs: Vec<FoldedConv<B>>,
+    downsample: Option<FoldedConv<B>>,
+    se_reduce: Dense<B>,
+    se_expand: Dense<B>,
+}
+
+impl<B: Backend> Block<B> {
+    fn new(be: &B, net: &SeNet, s: &BlockSpec) -> Result<Self> {
+        let p = &s.prefix;
+        let c3 = |stride, groups| Conv2dParams {
+            stride,
+            padding: 1,
+            groups,
+        };
+        let c1 = |stride| Conv2dParams {
+            stride,
+            padding: 0,
+            groups: 1,
+        };
+        let conv = |i: usize, params| FoldedConv::new(be, net, &format!("{p}.conv{i}"), &format!("{p}.bn{i}"), params);
+        let convs = match s.kind {
+            BlockKind::Basic => vec![conv(1, c3(s.stride, 1))?, conv(2, c3(1, 1))?],
+            BlockKind::Bottleneck | BlockKind::ResNeXt { .. } => {
+                vec![conv(1, c1(1))?, conv(2, c3(s.stride, s.groups))?, conv(3, c1(1))?]
+            }
+        };
+        let downsample = if s.downsample {
+            Some(FoldedConv::new(
+                be,
+                net,
+                &format!("{p}.downsample.0"),
+                &format!("{p}.downsample.1"),
+                c1(s.stride),
+            )?)
+        } else {
+            None
+        };
+        Ok(Block {
+            convs,
+            downsample,
+            se_reduce: Dense::new(be, net, &format!("{p}.se_module.conv_reduce"))?,
+            se_expand: Dense::new(be, net, &format!("{p}.se_module.conv_expand"))?,
+        })
+    }
+}
+
+/// Activation buffers for one batch size, reused across forward passes.
+struct Workspace<B: Backend> {
+    batch: usize,
+    image_len: usize,
+    /// Five activation buffers sized for the largest activation of the network.
+    act: Vec<B::Buffer>,
+    /// (N, C) buffers for the SE squeeze, its reduced hidden layer and its gate.
+    squeeze: B::Buffer,
+    hidden: B::Buffer,
+    gate: B::Buffer,
+    logits: B::Buffer,
+}
+
+/// A SENet ready for eval-mode inference on backend `B` (weights folded and uploaded).
+pub struct InferenceNet<B: Backend> {
+    backend: B,
+    arch: Arch,
+    num_classes: usize,
+    stem: FoldedConv<B>,
+    blocks: Vec<Block<B>>,
+    classifier: Dense<B>,
+    ws: Option<Workspace<B>>,
+}
+
+/// Two distinct elements of a slice, one shared and one mutable.
+fn split2<T>(v: &mut [T], i: usize, j: usize) -> (&T, &mut T) {
+    assert_ne!(i, j);
+    if i < j {
+        let (a, b) = v.split_at_mut(j);
+        (&a[i], &mut b[0])
+    } else {
+        let (a, b) = v.split_at_mut(i);
+        (&b[0], &mut a[j])
+    }
+}
+
+impl<B: Backend> InferenceNet<B> {
+    /// Folds and uploads the weights of `net` to `backend`. Errors if a parameter is missing.
+    pub fn new(net: &SeNet, backend: B) -> Result<Self> {
+        let stem = FoldedConv::new(
+            &backend,
+            net,
+            "layer0.0",
+            "layer0.1",
+            Conv2dParams {
+                stride: 2,
+                padding: 3,
+                groups: 1,
+            },
+        )?;
+        let blocks = blocks(net.arch)
+            .iter()
+            .map(|s| Block::new(&backend, net, s))
+            .collect::<Result<Vec<_>>>()?;
+        let classifier = Dense::new(&backend, net, "classifier")?;
+        Ok(InferenceNet {
+            backend,
+            arch: net.arch,
+            num_classes: net.num_classes,
+            stem,
+            blocks,
+            classifier,
+            ws: None,
+        })
+    }
+
+    /// The backend the network runs on.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Number of output classes.
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    /// The variant.
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    fn workspace(&mut self, n: usize, h: usize, w: usize) -> Result<()> {
+        let image_len = 3 * h * w;
+        if let Some(ws) = &self.ws {
+            if ws.batch >= n && ws.image_len == image_len {
+                return Ok(());
+            }
+        }
+        let sizes = walk_shapes(self.arch, h, w)?;
+        let be = &self.backend;
+        let act_len = n * sizes.max_activation.max(image_len);
+        let c_max = sizes.max_channels;
+        self.ws = Some(Workspace {
+            batch: n,
+            image_len,
+            act: (0..5).map(|_| be.alloc(act_len)).collect::<Result<_>>()?,
+            squeeze: be.alloc(n * c_max)?,
+            hidden: be.alloc(n * c_max)?,
+            gate: be.alloc(n * c_max)?,
+            logits: be.alloc(n * self.num_classes)?,
+        });
+        Ok(())
+    }
+
+    /// Eval-mode logits (N, num_classes) for images `x` (N, 3, H, W) f32 NCHW, normalised as
+    /// MindCV's transforms do. Errors if `x` is not (N, 3, H, W) with H, W >= 32.
+    pub fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        if x.shape.len() != 4 || x.shape[1] != 3 || x.shape[2] < 32 || x.shape[3] < 32 || x.shape[0] == 0 {
+            return Err(Error::Shape(format!(
+                "input must be (N, 3, H, W) with N >= 1 and H, W >= 32, got {:?}",
+                x.shape
+            )));
+        }
+        let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3]);
+        self.workspace(n, h, w)?;
+        let be = &self.backend;
+        let ws = self.ws.as_mut().expect("workspace allocated above");
+        be.write(&mut ws.act[0], &x.data)?;
+        let xs = Shape4::new(n, 3, h, w);
+        let (a0, a1) = split2(&mut ws.act, 0, 1);
+        let s = self.stem.forward(be, a0, xs, Activation::Relu, a1)?;
+        let (a1, a0) = split2(&mut ws.act, 1, 0);
+        let mut cur_shape = be.max_pool2d_same(a1, s, 3, 2, a0)?;
+        let mut cur = 0usize;
+        for block in &self.blocks {
+            let others: Vec<usize> = (0..5).filter(|&i| i != cur).collect();
+            let (t_a, t_b, t_out, t_ds) = (others[0], others[1], others[2], others[3]);
+            // Residual branch.
+            let mut shape = cur_shape;
+            let mut src = cur;
+            let last = block.convs.len() - 1;
+            for (i, conv) in block.convs.iter().enumerate() {
+                let dst = if i == last {
+                    t_out
+                } else if src == t_a {
+                    t_b
+                } else {
+                    t_a
+                };
+                let act = if i == last { Activation::None } else { Activation::Relu };
+                let (x_buf, y_buf) = split2(&mut ws.act, src, dst);
+                shape = conv.forward(be, x_buf, shape, act, y_buf)?;
+                src = dst;
+            }
+            // Shortcut.
+            let shortcut = match &block.downsample {
+                Some(ds) => {
+                    let (x_buf, y_buf) = split2(&mut ws.act, cur, t_ds);
+                    ds.forward(be, x_buf, cur_shape, Activation::None, y_buf)?;
+                    t_ds
+                }
+                None => cur,
+            };
+            // Squeeze-and-excitation, then scale + add + ReLU in place.
+            be.global_avg_pool(&ws.act[t_out], shape, &mut ws.squeeze)?;
+            block.se_reduce.forward(be, &ws.squeeze, n, Activation::Relu, &mut ws.hidden)?;
+            block.se_expand.forward(be, &ws.hidden, n, Activation::Sigmoid, &mut ws.gate)?;
+            let (sc, out) = split2(&mut ws.act, shortcut, t_out);
+            be.se_scale_add_relu(out, shape, &ws.gate, sc)?;
+            cur = t_out;
+            cur_shape = shape;
+        }
+        be.global_avg_pool(&ws.act[cur], cur_shape, &mut ws.squeeze)?;
+        self.classifier.forward(be, &ws.squeeze, n, Activation::None, &mut ws.logits)?;
+        let mut out = Tensor::zeros(&[n, self.num_classes]);
+        be.download(&ws.logits, &mut out.data)?;
+        Ok(out)
+    }
+}
+
+/// Largest per-image activation and channel count met in a forward pass.
+struct ShapeWalk {
+    max_activation: usize,
+    max_channels: usize,
+    macs: u64,
+}
+
+fn conv_out(h: usize, k: usize, s: usize, p: usize) -> usize {
+    (h + 2 * p - k) / s + 1
+}
+
+/// Walks the network for one `h`x`w` image: activation sizes and multiply-accumulates.
+fn walk_shapes(arch: Arch, h: usize, w: usize) -> Result<ShapeWalk> {
+    if h < 32 || w < 32 {
+        return Err(Error::Shape(format!("image {h}x{w} is smaller than 32x32")));
+    }
+    let mut walk = ShapeWalk {
+        max_activation: 0,
+        max_channels: 0,
+        macs: 0,
+    };
+    let conv = |walk: &mut ShapeWalk, c_in: usize, c_out: usize, groups: usize, k: usize, s: usize, p: usize, hw: (usize, usize)| {
+        let (oh, ow) = (conv_out(hw.0, k, s, p), conv_out(hw.1, k, s, p));
+        walk.macs += (c_out * (c_in / groups) * k * k * oh * ow) as u64;
+        walk.max_activation = walk.max_activation.max(c_out * oh * ow);
+        walk.max_channels = walk.max_channels.max(c_out);
+        (oh, ow)
+    };
+    let mut hw = conv(&mut walk, 3, 64, 1, 7, 2, 3, (h, w));
+    hw = (hw.0.div_ceil(2), hw.1.div_ceil(2));
+    for b in blocks(arch) {
+        let out_hw = match b.kind {
+            BlockKind::Basic => {
+                let t = conv(&mut walk, b.in_channels, b.width, 1, 3, b.stride, 1, hw);
+                conv(&mut walk, b.width, b.out_channels, 1, 3, 1, 1, t)
+            }
+            _ => {
+                let t = conv(&mut walk, b.in_channels, b.width, 1, 1, 1, 0, hw);
+                let t = conv(&mut walk, b.width, b.width, b.groups, 3, b.stride, 1, t);
+                conv(&mut walk, b.width, b.out_channels, 1, 1, 1, 0, t)
+            }
+        };
+        if b.downsample {
+            conv(&mut walk, b.in_channels, b.out_channels, 1, 1, b.stride, 0, hw);
+        }
+        walk.macs += 2 * (b.out_channels * b.se_channels) as u64;
+        hw = out_hw;
+    }
+    Ok(walk)
+}
+
+/// Multiply-accumulates of one forward pass of `arch` on a `size`x`size` image (convs, SE and
+/// classifier Dense layers).
+pub fn count_macs(arch: Arch, num_classes: usize, size: usize) -> u64 {
+    walk_shapes(arch, size, size).map_or(0, |w| w.macs) + (arch.num_features() * num_classes) as u64
+}

@@ -1,0 +1,16 @@
+//! Helpers shared by the integration tests: where `shared/` (golden data, datasets) lives.
+#![allow(dead_code)]
+use std::path::PathBuf;
+
+/// The `shared/` folder beside the repository (or `$SENET_SHARED`).
+pub fn shared() -> PathBuf {
+    if let Ok(p) = std::env::var("SENET_SHARED") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")
+}
+
+/// A file under `shared/golden/`.
+pub fn golden(name: &str) -> PathBuf {
+    shared().join("golden").join(name)
+}
