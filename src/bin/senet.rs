@@ -1,2 +1,394 @@
-//! The `senet` command line.
-fn main() {}
+//! The `senet` command line: validate, predict, preprocess, models, bench, init, convert.
+//! Flags use MindCV's spelling (`--data_dir`, `--ckpt_path`, ...); a recipe (`-c`) sets the
+//! defaults and flags override it, as in MindCV's `config.py`.
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use senet::config::Recipe;
+use senet::engine;
+use senet::model::{Arch, SeNet};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "senet", version, about = "SE-ResNet / SE-ResNeXt exactly as MindCV defines them")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Top-1/Top-5 accuracy and loss of a checkpoint on data_dir/val (MindCV validate.py).
+    Validate(ValidateArgs),
+    /// Top-K classes of image files or folders.
+    Predict(PredictArgs),
+    /// The eval transform's output for images, as an (N,3,H,W) f32 .npy.
+    Preprocess(PreprocessArgs),
+    /// The model variants, with parameter counts and GFLOPs at 224.
+    Models,
+    /// Forward throughput (images/s) and peak memory on random input.
+    Bench(BenchArgs),
+    /// Writes a checkpoint with MindCV's random initialisation (or the golden formula weights).
+    Init(InitArgs),
+    /// Converts a checkpoint between MindSpore .ckpt and .safetensors (by extension).
+    Convert(ConvertArgs),
+}
+
+/// The transform flags shared by predict and preprocess.
+#[derive(Args)]
+struct TransformArgs {
+    /// MindCV recipe (YAML) giving image_resize, crop_pct, interpolation, mean, std.
+    #[arg(short = 'c', long)]
+    config: Option<PathBuf>,
+    /// Output side in pixels (recipe key image_resize; default 224).
+    #[arg(long = "image_resize", alias = "image-resize")]
+    image_resize: Option<usize>,
+    /// Centre-crop fraction: images are resized to floor(image_resize / crop_pct) first.
+    #[arg(long = "crop_pct", alias = "crop-pct")]
+    crop_pct: Option<f64>,
+    /// bicubic (OpenCV INTER_CUBIC, MindCV's SENet recipes) or bilinear.
+    #[arg(long)]
+    interpolation: Option<String>,
+    /// Decoding threads.
+    #[arg(long = "num_parallel_workers", alias = "num-parallel-workers")]
+    num_parallel_workers: Option<usize>,
+}
+
+impl TransformArgs {
+    /// The recipe (file, else MindCV's SENet eval defaults) with these flags applied.
+    fn recipe(&self) -> Result<Recipe> {
+        let mut r = match &self.config {
+            Some(p) => Recipe::from_yaml_file(p)?,
+            None => {
+                let mut r = Recipe::default();
+                r.set("interpolation", "bicubic")?;
+                r
+            }
+        };
+        if let Some(v) = self.image_resize {
+            r.image_resize = v;
+        }
+        if let Some(v) = self.crop_pct {
+            r.crop_pct = v;
+        }
+        if let Some(v) = &self.interpolation {
+            r.set("interpolation", v)?;
+        }
+        if let Some(v) = self.num_parallel_workers {
+            r.num_parallel_workers = v;
+        }
+        r.validate()?;
+        Ok(r)
+    }
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    /// MindCV recipe (YAML), e.g. configs/senet/seresnet50_ascend.yaml.
+    #[arg(short = 'c', long)]
+    config: Option<PathBuf>,
+    /// Dataset root holding <val_split>/<class>/<image>.
+    #[arg(long = "data_dir", alias = "data-dir")]
+    data_dir: Option<String>,
+    /// Checkpoint (.ckpt or .safetensors) to evaluate. Required: never random weights.
+    #[arg(long = "ckpt_path", alias = "ckpt-path")]
+    ckpt_path: Option<String>,
+    /// Model name (overrides the recipe's `model`).
+    #[arg(long)]
+    model: Option<String>,
+    #[arg(long = "batch_size", alias = "batch-size")]
+    batch_size: Option<usize>,
+    /// Decoding threads.
+    #[arg(long = "num_parallel_workers", alias = "num-parallel-workers")]
+    num_parallel_workers: Option<usize>,
+    /// Sub-folder of data_dir to evaluate (default "val").
+    #[arg(long = "val_split", alias = "val-split")]
+    val_split: Option<String>,
+    /// Class map: one class folder per line, or the TSV index<TAB>folder<TAB>name.
+    #[arg(long = "class_map", alias = "class-map")]
+    class_map: Option<PathBuf>,
+    /// Number of classes of the model (default: from the data set / class map).
+    #[arg(long = "num_classes", alias = "num-classes")]
+    num_classes: Option<usize>,
+    /// Network threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Print one JSON object (model, num_samples, top1, top5, loss, images_per_second).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    /// Model name.
+    #[arg(long)]
+    model: String,
+    /// Checkpoint (.ckpt or .safetensors).
+    #[arg(long = "ckpt_path", alias = "ckpt-path")]
+    ckpt_path: PathBuf,
+    /// Class names: one class folder per line, or the TSV index<TAB>folder<TAB>name.
+    #[arg(long = "class_map", alias = "class-map")]
+    class_map: Option<PathBuf>,
+    /// Classes to print per image.
+    #[arg(long, default_value_t = 5)]
+    topk: usize,
+    /// Write the logits, (N, num_classes) f32, in the printed order.
+    #[arg(long = "save_logits", alias = "save-logits")]
+    save_logits: Option<PathBuf>,
+    #[arg(long = "batch_size", alias = "batch-size", default_value_t = 16)]
+    batch_size: usize,
+    /// Network threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Print JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    transform: TransformArgs,
+    /// Image files or folders (searched recursively, sorted).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct PreprocessArgs {
+    #[command(flatten)]
+    transform: TransformArgs,
+    /// Output .npy, (N, 3, H, W) f32.
+    #[arg(short = 'o', long)]
+    output: PathBuf,
+    /// Image files or folders (searched recursively, sorted).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(long, default_value = "seresnet50")]
+    model: String,
+    #[arg(long = "batch_size", alias = "batch-size", default_value_t = 1)]
+    batch_size: usize,
+    /// Threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    #[arg(long = "image_size", alias = "image-size", default_value_t = 224)]
+    image_size: usize,
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct InitArgs {
+    #[arg(long)]
+    model: String,
+    #[arg(long = "num_classes", alias = "num-classes", default_value_t = 1000)]
+    num_classes: usize,
+    /// Seed of the random initialisation.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// The golden formula weights of shared/golden/README.md instead of a random init.
+    #[arg(long)]
+    formula: bool,
+    /// Output file (.ckpt or .safetensors).
+    #[arg(short = 'o', long = "out")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    input: PathBuf,
+    output: PathBuf,
+}
+
+fn bar(total: usize, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(total as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+fn validate(a: ValidateArgs) -> Result<()> {
+    let mut r = match &a.config {
+        Some(p) => Recipe::from_yaml_file(p)?,
+        None => Recipe::default(),
+    };
+    if let Some(v) = a.data_dir {
+        r.data_dir = v;
+    }
+    if let Some(v) = a.ckpt_path {
+        r.ckpt_path = v;
+    }
+    if let Some(v) = a.model {
+        r.model = v;
+    }
+    if let Some(v) = a.batch_size {
+        r.batch_size = v;
+    }
+    if let Some(v) = a.num_parallel_workers {
+        r.num_parallel_workers = v;
+    }
+    if let Some(v) = a.val_split {
+        r.val_split = v;
+    }
+    if let Some(v) = a.num_classes {
+        r.num_classes = Some(v);
+    }
+    r.validate()?;
+    let opts = engine::validate::ValidateOptions {
+        recipe: r,
+        class_map: a.class_map,
+        threads: a.threads,
+    };
+    let mut pb: Option<ProgressBar> = None;
+    let report = engine::validate::run(&opts, |done, total| {
+        let pb = pb.get_or_insert_with(|| bar(total, "validate"));
+        pb.set_position(done as u64);
+    })?;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("Model: {}", report.model);
+        println!("Samples: {}", report.num_samples);
+        println!("Top-1: {:.3}%  Top-5: {:.3}%  loss: {:.6}", report.top1, report.top5, report.loss);
+        println!("Throughput: {:.2} images/s", report.images_per_second);
+    }
+    Ok(())
+}
+
+fn predict(a: PredictArgs) -> Result<()> {
+    let r = a.transform.recipe()?;
+    let opts = engine::predict::PredictOptions {
+        arch: Arch::from_name(&a.model)?,
+        ckpt_path: a.ckpt_path,
+        class_map: a.class_map,
+        topk: a.topk,
+        batch_size: a.batch_size,
+        num_workers: r.num_parallel_workers,
+        threads: a.threads,
+        transform: engine::eval_transform(&r)?,
+    };
+    let mut pb: Option<ProgressBar> = None;
+    let (preds, logits) = engine::predict::run(&opts, &a.paths, |done, total| {
+        if total > 16 {
+            pb.get_or_insert_with(|| bar(total, "predict")).set_position(done as u64);
+        }
+    })?;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    for p in &preds {
+        if a.json {
+            println!("{}", serde_json::to_string(p)?);
+            continue;
+        }
+        println!("{}", p.path.display());
+        for t in &p.top {
+            println!("  {:>6.2}%  {:>4}  {}", 100.0 * t.probability, t.index, t.name);
+        }
+    }
+    if let Some(out) = a.save_logits {
+        senet::npy::write_f32(&out, &logits)?;
+        eprintln!("wrote logits {:?} to {}", logits.shape, out.display());
+    }
+    Ok(())
+}
+
+fn preprocess(a: PreprocessArgs) -> Result<()> {
+    let r = a.transform.recipe()?;
+    let t = engine::eval_transform(&r)?;
+    let (files, x) = engine::preprocess::run(&a.paths, &t, r.num_parallel_workers)?;
+    senet::npy::write_f32(&a.output, &x)?;
+    eprintln!("wrote {} images {:?} to {}", files.len(), x.shape, a.output.display());
+    Ok(())
+}
+
+fn models() -> Result<()> {
+    println!("{:<20} {:>12} {:>12} {:>10}", "model", "params", "trainable", "GFLOPs@224");
+    for m in engine::models::list()? {
+        println!(
+            "{:<20} {:>12} {:>12} {:>10.2}",
+            m.name, m.params, m.trainable_params, m.gflops_224
+        );
+    }
+    Ok(())
+}
+
+fn bench(a: BenchArgs) -> Result<()> {
+    let opts = engine::bench::BenchOptions {
+        arch: Arch::from_name(&a.model)?,
+        batch_size: a.batch_size,
+        image_size: a.image_size,
+        threads: a.threads,
+        warmup: a.warmup,
+        iters: a.iters,
+    };
+    let pb = bar(a.iters, "bench");
+    let r = engine::bench::run(&opts, |i| pb.set_position(i as u64))?;
+    pb.finish_and_clear();
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "{} batch {} threads {} {}x{}: {:.2} images/s (median of {}, best {:.2}), peak RSS {} MiB",
+            r.model,
+            r.batch_size,
+            r.threads,
+            r.image_size,
+            r.image_size,
+            r.images_per_second,
+            r.iters,
+            r.images_per_second_best,
+            r.peak_rss_mib.map_or("?".into(), |m| format!("{m:.0}"))
+        );
+    }
+    Ok(())
+}
+
+fn init(a: InitArgs) -> Result<()> {
+    let arch = Arch::from_name(&a.model)?;
+    let net = if a.formula {
+        SeNet::formula(arch, a.num_classes)?
+    } else {
+        SeNet::new(arch, a.num_classes, a.seed)?
+    };
+    senet::checkpoint::save_params(&net.params, &a.out)?;
+    eprintln!("wrote {} ({} tensors) to {}", arch.name(), net.params.len(), a.out.display());
+    Ok(())
+}
+
+fn convert(a: ConvertArgs) -> Result<()> {
+    let ckpt = senet::checkpoint::read_checkpoint(&a.input)?;
+    senet::checkpoint::write_checkpoint(&a.output, &ckpt)
+        .with_context(|| format!("converting {} to {}", a.input.display(), a.output.display()))?;
+    eprintln!("wrote {}", a.output.display());
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Command::Validate(a) => validate(a),
+        Command::Predict(a) => predict(a),
+        Command::Preprocess(a) => preprocess(a),
+        Command::Models => models(),
+        Command::Bench(a) => bench(a),
+        Command::Init(a) => init(a),
+        Command::Convert(a) => convert(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

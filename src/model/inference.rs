@@ -249,8 +249,12 @@ impl<B: Backend> InferenceNet<B> {
         let mut cur_shape = be.max_pool2d_same(a1, s, 3, 2, a0)?;
         let mut cur = 0usize;
         for block in &self.blocks {
-            let others: Vec<usize> = (0..5).filter(|&i| i != cur).collect();
-            let (t_a, t_b, t_out, t_ds) = (others[0], others[1], others[2], others[3]);
+            // The four buffers other than the block input, in index order.
+            let mut others = [0usize; 4];
+            for (slot, i) in others.iter_mut().zip((0..5).filter(|&i| i != cur)) {
+                *slot = i;
+            }
+            let [t_a, t_b, t_out, t_ds] = others;
             // Residual branch.
             let mut shape = cur_shape;
             let mut src = cur;

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# First run on a fresh Debian machine: installs the build tools, builds senet, fetches 20 real
+# ImageNet photos from a package registry (the images shipped in the PyPI wheel foolbox==3.3.4,
+# MIT licence), lays them out as an ImageFolder and runs `senet validate` and `senet predict`.
+#
+# Usage: bash scripts/quickstart.sh [MODEL] [CKPT]
+#   MODEL  one of `senet models` (default seresnet50)
+#   CKPT   a MindCV/MindSpore .ckpt (or .safetensors) for MODEL; without one, a checkpoint with
+#          MindCV's random initialisation is written first, so accuracy is chance level (~0%)
+#          and only the pipeline is shown.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=${1:-seresnet50}
+ckpt=${2:-}
+work=${SENET_QUICKSTART_DIR:-target/quickstart}
+
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+command -v nasm >/dev/null || need+=(nasm)
+command -v unzip >/dev/null || need+=(unzip)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release
+senet=target/release/senet
+
+# 20 ImageNet validation photos, named imagenet_<i>_<class index>.jpg, from the foolbox wheel.
+mkdir -p "$work/wheel"
+if [ ! -f "$work/wheel/.done" ]; then
+  python3 -m pip download --no-deps -q -d "$work/wheel" foolbox==3.3.4
+  unzip -q -o "$work"/wheel/foolbox-3.3.4-*.whl 'foolbox/data/imagenet_*' -d "$work/wheel"
+  touch "$work/wheel/.done"
+fi
+rm -rf "$work/imagenet"
+for f in "$work"/wheel/foolbox/data/imagenet_*.jpg; do
+  idx=${f##*_}; idx=${idx%.jpg}
+  wnid=$(awk -F'\t' -v i="$idx" '$1 == i {print $2}' configs/imagenet_classes.tsv)
+  mkdir -p "$work/imagenet/val/$wnid"
+  cp "$f" "$work/imagenet/val/$wnid/"
+done
+
+if [ -z "$ckpt" ]; then
+  ckpt="$work/${model}_init.ckpt"
+  "$senet" init --model "$model" --out "$ckpt"
+fi
+"$senet" validate -c "configs/senet/${model}_ascend.yaml" --data_dir "$work/imagenet" \
+  --ckpt_path "$ckpt" --class_map configs/imagenet_classes.tsv --batch_size 8
+"$senet" predict --model "$model" --ckpt_path "$ckpt" --class_map configs/imagenet_classes.tsv \
+  --topk 3 "$work/imagenet/val" | head -n 12
