@@ -151,6 +151,21 @@ fn the_five_senet_recipes_have_mindcvs_values() {
 }
 
 #[test]
+fn builtin_recipes_equal_the_files() {
+    for model in MODELS {
+        let mut file = Recipe::from_yaml_file(recipe_path(model)).unwrap();
+        let builtin = Recipe::builtin(model).unwrap();
+        assert_eq!(builtin.config, format!("configs/senet/{model}_ascend.yaml"));
+        file.config = builtin.config.clone();
+        assert_eq!(builtin, file, "{model}");
+    }
+    assert!(matches!(
+        Recipe::builtin("resnet50"),
+        Err(Error::UnknownModel(m)) if m == "resnet50"
+    ));
+}
+
+#[test]
 fn the_recipes_differ_only_in_model_and_data_dir() {
     let base = Recipe::from_yaml_file(recipe_path("seresnet50")).unwrap();
     for model in MODELS {

@@ -29,6 +29,30 @@ pub use choices::{
 use crate::error::{Error, Result};
 use arg::ArgValue;
 
+/// The five SENet recipes (`configs/senet/*_ascend.yaml`), by model name.
+const BUILTIN: [(&str, &str); 5] = [
+    (
+        "seresnet18",
+        include_str!("../../configs/senet/seresnet18_ascend.yaml"),
+    ),
+    (
+        "seresnet34",
+        include_str!("../../configs/senet/seresnet34_ascend.yaml"),
+    ),
+    (
+        "seresnet50",
+        include_str!("../../configs/senet/seresnet50_ascend.yaml"),
+    ),
+    (
+        "seresnext26_32x4d",
+        include_str!("../../configs/senet/seresnext26_32x4d_ascend.yaml"),
+    ),
+    (
+        "seresnext50_32x4d",
+        include_str!("../../configs/senet/seresnext50_32x4d_ascend.yaml"),
+    ),
+];
+
 /// Declares [`Recipe`] from one list of `name: type = default` entries, so the struct, its
 /// `Default`, [`Recipe::KEYS`] and [`Recipe::set`] can never disagree.
 macro_rules! recipe {
@@ -294,7 +318,8 @@ impl Recipe {
     /// `[a, b]`. Errors name the file: a missing file is [`Error::Io`]; an unknown key is
     /// [`Error::Config`] `"<file>: unknown key 'k'"`; a value of the wrong type or an unknown
     /// choice is [`Error::Config`] naming the key, the value and the file. Does not call
-    /// [`Recipe::validate`] (MindCV does not either).
+    /// [`Recipe::validate`] (MindCV does not either). Like MindCV, records the file in
+    /// [`Recipe::config`] (unless the file sets `config` itself, as an args dump does).
     pub fn from_yaml_file(path: impl AsRef<Path>) -> Result<Recipe> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -302,6 +327,21 @@ impl Recipe {
         if recipe.config.is_empty() {
             recipe.config = path.display().to_string();
         }
+        Ok(recipe)
+    }
+
+    /// The MindCV recipe `configs/senet/<model>_ascend.yaml` for one of the five SENet models,
+    /// compiled into the library (so jobs need no file); [`Recipe::config`] names that path.
+    /// Any other name is [`Error::UnknownModel`].
+    pub fn builtin(model: &str) -> Result<Recipe> {
+        let text = BUILTIN
+            .iter()
+            .find(|(name, _)| *name == model)
+            .map(|(_, text)| *text)
+            .ok_or_else(|| Error::UnknownModel(model.to_string()))?;
+        let path = format!("configs/senet/{model}_ascend.yaml");
+        let mut recipe = yaml::parse(text, Some(Path::new(&path)))?;
+        recipe.config = path;
         Ok(recipe)
     }
 
