@@ -1,1 +1,0 @@
-//! MindCV recipes (`configs/senet/*.yaml`).

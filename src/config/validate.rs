@@ -1,0 +1,120 @@
+//! [`Recipe::validate`]: value ranges and combinations the jobs rely on.
+use super::{EraseValue, Recipe};
+use crate::error::{Error, Result};
+
+impl Recipe {
+    /// Checks value ranges and combinations the jobs rely on; an [`Error::Config`] names the
+    /// first offending key and its value.
+    pub fn validate(&self) -> Result<()> {
+        fn bad(key: &str, value: impl std::fmt::Debug, why: &str) -> Result<()> {
+            Err(Error::Config(format!("key '{key}' = {value:?}: {why}")))
+        }
+        let prob = |x: f64| (0.0..=1.0).contains(&x);
+        let range = |r: [f64; 2]| r[0] > 0.0 && r[0] <= r[1] && r.iter().all(|x| x.is_finite());
+        if self.mode > 1 {
+            return bad("mode", self.mode, "must be 0 (graph) or 1 (pynative)");
+        }
+        if !(self.crop_pct > 0.0 && self.crop_pct <= 1.0) {
+            return bad("crop_pct", self.crop_pct, "must be in (0, 1]");
+        }
+        if self.batch_size < 1 {
+            return bad("batch_size", self.batch_size, "must be at least 1");
+        }
+        if self.image_resize < 32 {
+            return bad("image_resize", self.image_resize, "must be at least 32");
+        }
+        if self.num_classes == Some(0) {
+            return bad("num_classes", self.num_classes, "must be at least 1");
+        }
+        if self.in_channels < 1 {
+            return bad("in_channels", self.in_channels, "must be at least 1");
+        }
+        for (key, v) in [
+            ("hflip", self.hflip),
+            ("vflip", self.vflip),
+            ("re_prob", self.re_prob),
+            ("cutmix_prob", self.cutmix_prob),
+            ("ema_decay", self.ema_decay),
+        ] {
+            if !prob(v) {
+                return bad(key, v, "must be in [0, 1]");
+            }
+        }
+        for (key, v) in [
+            ("drop_rate", self.drop_rate),
+            ("drop_path_rate", self.drop_path_rate),
+        ] {
+            if let Some(x) = v.filter(|x| !(0.0..1.0).contains(x)) {
+                return bad(key, x, "must be in [0, 1)");
+            }
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad("label_smoothing", self.label_smoothing, "must be in [0, 1)");
+        }
+        for (key, r) in [
+            ("scale", self.scale),
+            ("ratio", self.ratio),
+            ("re_scale", self.re_scale),
+            ("re_ratio", self.re_ratio),
+        ] {
+            if !range(r) {
+                return bad(key, r, "must be [lo, hi] with 0 < lo <= hi");
+            }
+        }
+        if self.mean.len() != self.in_channels {
+            return bad("mean", &self.mean, "needs one value per input channel");
+        }
+        if self.std.len() != self.in_channels || self.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
+            return bad(
+                "std",
+                &self.std,
+                "needs one positive value per input channel",
+            );
+        }
+        if let EraseValue::Named(name) = &self.re_value {
+            if name != "random" {
+                return bad("re_value", name, "must be a number, a list or 'random'");
+            }
+        }
+        for (key, v) in [
+            ("color_jitter", self.color_jitter),
+            ("mixup", self.mixup),
+            ("cutmix", self.cutmix),
+            ("lr", self.lr),
+            ("min_lr", self.min_lr),
+            ("momentum", self.momentum),
+            ("weight_decay", self.weight_decay),
+            ("warmup_factor", self.warmup_factor),
+            ("clip_value", self.clip_value),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return bad(key, v, "must be a finite number >= 0");
+            }
+        }
+        if !(self.loss_scale > 0.0 && self.loss_scale.is_finite()) {
+            return bad("loss_scale", self.loss_scale, "must be > 0");
+        }
+        for (key, v) in [
+            ("epoch_size", self.epoch_size),
+            ("val_interval", self.val_interval),
+            ("ckpt_save_interval", self.ckpt_save_interval),
+            (
+                "gradient_accumulation_steps",
+                self.gradient_accumulation_steps,
+            ),
+            ("num_cycles", self.num_cycles),
+        ] {
+            if v < 1 {
+                return bad(key, v, "must be at least 1");
+            }
+        }
+        if self.pretrained && !self.ckpt_path.is_empty() {
+            return bad(
+                "ckpt_path",
+                &self.ckpt_path,
+                "cannot be combined with pretrained: true (MindCV raises ValueError)",
+            );
+        }
+        Ok(())
+    }
+}
