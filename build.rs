@@ -1,8 +1,16 @@
 //! Builds the native CPU kernels in `kernels/cpu/` (plain C99, compiled with `cc`).
 fn main() {
-    let files = ["kernels/cpu/elementwise.c", "kernels/cpu/im2col.c", "kernels/cpu/pool.c"];
+    let files = [
+        "kernels/cpu/elementwise.c",
+        "kernels/cpu/im2col.c",
+        "kernels/cpu/pool.c",
+    ];
     let mut build = cc::Build::new();
-    build.std("c99").opt_level(3).warnings(true).extra_warnings(true);
+    build
+        .std("c99")
+        .opt_level(3)
+        .warnings(true)
+        .extra_warnings(true);
     for f in files {
         build.file(f);
         println!("cargo:rerun-if-changed={f}");

@@ -34,23 +34,30 @@ pub fn read_f32(path: &Path) -> Result<Tensor> {
 pub fn from_npy<R: std::io::Read>(path: &Path, npy: npyz::NpyFile<R>) -> Result<Tensor> {
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     if npy.order() != npyz::Order::C {
-        return Err(Error::format(path, "Fortran-order arrays are not supported"));
+        return Err(Error::format(
+            path,
+            "Fortran-order arrays are not supported",
+        ));
     }
     let err = |e: std::io::Error| Error::format(path, e.to_string());
     let data: Vec<f32> = match npy.dtype() {
         npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {
             npy.into_vec::<f32>().map_err(err)?
         }
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 8 => npy
-            .into_vec::<f64>()
-            .map_err(err)?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect(),
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 8 => {
+            npy.into_vec::<f64>()
+                .map_err(err)?
+                .into_iter()
+                .map(|v| v as f32)
+                .collect()
+        }
         other => {
             return Err(Error::format(
                 path,
-                format!("expected a float32 or float64 array, found dtype {}", other.descr()),
+                format!(
+                    "expected a float32 or float64 array, found dtype {}",
+                    other.descr()
+                ),
             ))
         }
     };

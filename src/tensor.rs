@@ -68,7 +68,9 @@ impl DType {
             DType::Bool,
         ];
         all.into_iter().find(|d| {
-            d.mindspore_name() == s || d.mindspore_name().eq_ignore_ascii_case(s) || (s == "bool_" && *d == DType::Bool)
+            d.mindspore_name() == s
+                || d.mindspore_name().eq_ignore_ascii_case(s)
+                || (s == "bool_" && *d == DType::Bool)
         })
     }
 }

@@ -27,7 +27,10 @@ fn ok(out: &Output) -> String {
 /// Asserts a non-zero exit whose stderr contains every one of `needles`.
 fn fails_naming(out: &Output, needles: &[&str]) {
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {err}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
     for n in needles {
         assert!(err.contains(n), "stderr does not name {n:?}: {err}");
     }
@@ -81,7 +84,12 @@ fn golden_logits() -> Vec<(PathBuf, Vec<f32>)> {
         .lines()
         .filter(|l| !l.is_empty())
         .zip(logits.data.chunks(1000))
-        .map(|(f, row)| (common::shared().join(f).canonicalize().unwrap(), row.to_vec()))
+        .map(|(f, row)| {
+            (
+                common::shared().join(f).canonicalize().unwrap(),
+                row.to_vec(),
+            )
+        })
         .collect()
 }
 
@@ -116,7 +124,11 @@ fn predict_logits_match_mindcv_on_100_photos() {
     let golden = golden_logits();
     let mut max = 0.0f32;
     for (row, path) in ours.data.chunks(1000).zip(&printed) {
-        let g = &golden.iter().find(|(p, _)| p == path).expect("photo in golden list").1;
+        let g = &golden
+            .iter()
+            .find(|(p, _)| p == path)
+            .expect("photo in golden list")
+            .1;
         for (a, b) in row.iter().zip(g) {
             max = max.max((a - b).abs());
         }
@@ -153,16 +165,35 @@ fn validate_json_counts_every_sample_and_matches_golden_metrics() {
     // The metrics MindCV's logits give on the same photos (labels = ImageNet index of the folder).
     let mut acc = Accumulator::default();
     for (path, row) in golden_logits() {
-        let wnid = path.parent().unwrap().file_name().unwrap().to_str().unwrap().to_string();
+        let wnid = path
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
         acc.add(&row, 1000, &[imagenet_index(&wnid)], 0.1);
     }
     assert_eq!(acc.samples, 100);
     let top1 = v["top1"].as_f64().unwrap();
     let top5 = v["top5"].as_f64().unwrap();
     let loss = v["loss"].as_f64().unwrap();
-    assert!((top1 - acc.top1()).abs() < 1e-9, "top1 {top1} vs {}", acc.top1());
-    assert!((top5 - acc.top5()).abs() < 1e-9, "top5 {top5} vs {}", acc.top5());
-    assert!((loss - acc.loss()).abs() < 1e-4, "loss {loss} vs {}", acc.loss());
+    assert!(
+        (top1 - acc.top1()).abs() < 1e-9,
+        "top1 {top1} vs {}",
+        acc.top1()
+    );
+    assert!(
+        (top5 - acc.top5()).abs() < 1e-9,
+        "top5 {top5} vs {}",
+        acc.top5()
+    );
+    assert!(
+        (loss - acc.loss()).abs() < 1e-4,
+        "loss {loss} vs {}",
+        acc.loss()
+    );
     assert!(v["images_per_second"].as_f64().unwrap() > 0.0);
 }
 
@@ -170,14 +201,25 @@ fn validate_json_counts_every_sample_and_matches_golden_metrics() {
 fn preprocess_matches_mindcv_tensors() {
     let tmp = tempfile::tempdir().unwrap();
     let files = std::fs::read_to_string(common::golden("images_files.txt")).unwrap();
-    let first8: Vec<String> = files.lines().take(8).map(|f| s(&common::shared().join(f)).to_string()).collect();
+    let first8: Vec<String> = files
+        .lines()
+        .take(8)
+        .map(|f| s(&common::shared().join(f)).to_string())
+        .collect();
     // preprocess sorts its inputs; give them one by one into separate outputs to keep the order.
     let golden = senet::npy::read_f32(&common::golden("images_tensors.npy")).unwrap();
     let per = 3 * 224 * 224;
     let (mut max, mut sum) = (0.0f32, 0.0f64);
     for (i, f) in first8.iter().enumerate() {
         let out = tmp.path().join(format!("{i}.npy"));
-        ok(&senet(&["preprocess", "-c", "configs/senet/seresnet50_ascend.yaml", f, "-o", s(&out)]));
+        ok(&senet(&[
+            "preprocess",
+            "-c",
+            "configs/senet/seresnet50_ascend.yaml",
+            f,
+            "-o",
+            s(&out),
+        ]));
         let t = senet::npy::read_f32(&out).unwrap();
         assert_eq!(t.shape, vec![1, 3, 224, 224]);
         for (a, b) in t.data.iter().zip(&golden.data[i * per..(i + 1) * per]) {
@@ -187,7 +229,10 @@ fn preprocess_matches_mindcv_tensors() {
         }
     }
     let mean = sum / (8 * per) as f64;
-    eprintln!("preprocess: max {max:.4} ({:.2} grey levels), mean {mean:.2e}", max * 57.12);
+    eprintln!(
+        "preprocess: max {max:.4} ({:.2} grey levels), mean {mean:.2e}",
+        max * 57.12
+    );
     assert!(max <= 3.0 / 57.12 + 1e-6, "max {max}");
     assert!(mean <= 0.005, "mean {mean}");
 }
@@ -202,7 +247,10 @@ fn models_lists_the_five_variants_with_mindcv_counts() {
         ("seresnext26_32x4d", "16828808"),
         ("seresnext50_32x4d", "27628120"),
     ] {
-        let line = out.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap();
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap();
         assert_eq!(line.split_whitespace().nth(1), Some(count), "{line}");
     }
 }
@@ -237,12 +285,18 @@ fn bad_inputs_exit_non_zero_naming_the_culprit() {
     fails_naming(&validate(s(&cut), cfg, &sample_dir()), &["cut.ckpt"]);
     // 3. A mis-shaped parameter: a 10-class classifier loaded into a 1000-class model.
     let ten = formula_ckpt(tmp.path(), "seresnet18", 10);
-    fails_naming(&validate(s(&ten), cfg, &sample_dir()), &["classifier.weight", "classifier.bias"]);
+    fails_naming(
+        &validate(s(&ten), cfg, &sample_dir()),
+        &["classifier.weight", "classifier.bias"],
+    );
     // 4. An unknown YAML key.
     let yaml = tmp.path().join("bad.yaml");
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(cfg)).unwrap();
     std::fs::write(&yaml, format!("{text}\nlearning_rat: 0.1\n")).unwrap();
-    fails_naming(&validate(s(&good), s(&yaml), &sample_dir()), &["learning_rat", "bad.yaml"]);
+    fails_naming(
+        &validate(s(&good), s(&yaml), &sample_dir()),
+        &["learning_rat", "bad.yaml"],
+    );
     // 5. A corrupt JPEG inside the data set.
     let data = tmp.path().join("data");
     let class = data.join("val/n01440764");

@@ -9,7 +9,8 @@ use senet::model::{params::param_specs, Arch, SeNet};
 
 /// Parses `mindcv_senet_params.txt`: `### arch` headers, then `name (d0, d1, ...)` lines.
 fn reference_params(arch: &str) -> Vec<(String, Vec<usize>)> {
-    let text = std::fs::read_to_string(common::shared().join("reference/mindcv_senet_params.txt")).unwrap();
+    let text = std::fs::read_to_string(common::shared().join("reference/mindcv_senet_params.txt"))
+        .unwrap();
     let mut out = Vec::new();
     let mut inside = false;
     for line in text.lines() {
@@ -37,8 +38,10 @@ fn parameter_names_shapes_and_counts_match_mindcv() {
     let expected_counts = [11_789_224, 21_977_440, 28_141_144, 16_828_808, 27_628_120];
     let expected_tensors = [134, 246, 331, 179, 331];
     for ((arch, count), tensors) in Arch::ALL.iter().zip(expected_counts).zip(expected_tensors) {
-        let ours: Vec<(String, Vec<usize>)> =
-            param_specs(*arch, 1000).into_iter().map(|s| (s.name, s.shape)).collect();
+        let ours: Vec<(String, Vec<usize>)> = param_specs(*arch, 1000)
+            .into_iter()
+            .map(|s| (s.name, s.shape))
+            .collect();
         let reference = reference_params(arch.name());
         assert_eq!(ours, reference, "{}", arch.name());
         assert_eq!(ours.len(), tensors, "{}", arch.name());
@@ -50,7 +53,10 @@ fn parameter_names_shapes_and_counts_match_mindcv() {
 #[test]
 fn any_num_classes() {
     let net = SeNet::new(Arch::SeResNet18, 10, 0).unwrap();
-    assert_eq!(net.params.require("classifier.weight").unwrap().shape, vec![10, 512]);
+    assert_eq!(
+        net.params.require("classifier.weight").unwrap().shape,
+        vec![10, 512]
+    );
     assert_eq!(net.params.numel(), 11_789_224 - 990 * 513);
 }
 
@@ -61,7 +67,9 @@ fn eval_logits_match_mindcv_for_all_variants() {
         let net = SeNet::formula(arch, 1000).unwrap();
         let mut inf = InferenceNet::new(&net, CpuBackend::new(2).unwrap()).unwrap();
         let logits = inf.forward(&x).unwrap();
-        let golden = senet::npy::read_f32(&common::golden(&format!("{}_eval_logits.npy", arch.name()))).unwrap();
+        let golden =
+            senet::npy::read_f32(&common::golden(&format!("{}_eval_logits.npy", arch.name())))
+                .unwrap();
         assert_eq!(logits.shape, golden.shape);
         let max = logits
             .data
@@ -72,9 +80,15 @@ fn eval_logits_match_mindcv_for_all_variants() {
         eprintln!("{}: max |ours - MindCV| = {max:.3e}", arch.name());
         assert!(max <= 1e-3, "{}: max abs diff {max}", arch.name());
         // Batch of one gives the same logits (the single-image path splits GEMMs, not images).
-        let one = senet::Tensor::from_vec(&[1, 3, 224, 224], x.data[..3 * 224 * 224].to_vec()).unwrap();
+        let one =
+            senet::Tensor::from_vec(&[1, 3, 224, 224], x.data[..3 * 224 * 224].to_vec()).unwrap();
         let l1 = inf.forward(&one).unwrap();
-        let max1 = l1.data.iter().zip(&golden.data[..1000]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let max1 = l1
+            .data
+            .iter()
+            .zip(&golden.data[..1000])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         assert!(max1 <= 1e-3, "{} batch 1: max abs diff {max1}", arch.name());
     }
 }

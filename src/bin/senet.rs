@@ -10,7 +10,11 @@ use senet::model::{Arch, SeNet};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "senet", version, about = "SE-ResNet / SE-ResNeXt exactly as MindCV defines them")]
+#[command(
+    name = "senet",
+    version,
+    about = "SE-ResNet / SE-ResNeXt exactly as MindCV defines them"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Command,
@@ -261,7 +265,10 @@ fn validate(a: ValidateArgs) -> Result<()> {
     } else {
         println!("Model: {}", report.model);
         println!("Samples: {}", report.num_samples);
-        println!("Top-1: {:.3}%  Top-5: {:.3}%  loss: {:.6}", report.top1, report.top5, report.loss);
+        println!(
+            "Top-1: {:.3}%  Top-5: {:.3}%  loss: {:.6}",
+            report.top1, report.top5, report.loss
+        );
         println!("Throughput: {:.2} images/s", report.images_per_second);
     }
     Ok(())
@@ -282,7 +289,8 @@ fn predict(a: PredictArgs) -> Result<()> {
     let mut pb: Option<ProgressBar> = None;
     let (preds, logits) = engine::predict::run(&opts, &a.paths, |done, total| {
         if total > 16 {
-            pb.get_or_insert_with(|| bar(total, "predict")).set_position(done as u64);
+            pb.get_or_insert_with(|| bar(total, "predict"))
+                .set_position(done as u64);
         }
     })?;
     if let Some(pb) = pb {
@@ -295,7 +303,12 @@ fn predict(a: PredictArgs) -> Result<()> {
         }
         println!("{}", p.path.display());
         for t in &p.top {
-            println!("  {:>6.2}%  {:>4}  {}", 100.0 * t.probability, t.index, t.name);
+            println!(
+                "  {:>6.2}%  {:>4}  {}",
+                100.0 * t.probability,
+                t.index,
+                t.name
+            );
         }
     }
     if let Some(out) = a.save_logits {
@@ -310,12 +323,20 @@ fn preprocess(a: PreprocessArgs) -> Result<()> {
     let t = engine::eval_transform(&r)?;
     let (files, x) = engine::preprocess::run(&a.paths, &t, r.num_parallel_workers)?;
     senet::npy::write_f32(&a.output, &x)?;
-    eprintln!("wrote {} images {:?} to {}", files.len(), x.shape, a.output.display());
+    eprintln!(
+        "wrote {} images {:?} to {}",
+        files.len(),
+        x.shape,
+        a.output.display()
+    );
     Ok(())
 }
 
 fn models() -> Result<()> {
-    println!("{:<20} {:>12} {:>12} {:>10}", "model", "params", "trainable", "GFLOPs@224");
+    println!(
+        "{:<20} {:>12} {:>12} {:>10}",
+        "model", "params", "trainable", "GFLOPs@224"
+    );
     for m in engine::models::list()? {
         println!(
             "{:<20} {:>12} {:>12} {:>10.2}",
@@ -364,7 +385,12 @@ fn init(a: InitArgs) -> Result<()> {
         SeNet::new(arch, a.num_classes, a.seed)?
     };
     senet::checkpoint::save_params(&net.params, &a.out)?;
-    eprintln!("wrote {} ({} tensors) to {}", arch.name(), net.params.len(), a.out.display());
+    eprintln!(
+        "wrote {} ({} tensors) to {}",
+        arch.name(),
+        net.params.len(),
+        a.out.display()
+    );
     Ok(())
 }
 

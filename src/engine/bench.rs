@@ -56,7 +56,12 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(usize)) -> Result<Bench
     drop(net);
     let shape = [opts.batch_size, 3, opts.image_size, opts.image_size];
     let mut rng = Rng::new(42);
-    let x = Tensor::from_vec(&shape, (0..shape.iter().product()).map(|_| rng.normal() as f32).collect())?;
+    let x = Tensor::from_vec(
+        &shape,
+        (0..shape.iter().product())
+            .map(|_| rng.normal() as f32)
+            .collect(),
+    )?;
     for _ in 0..opts.warmup {
         inf.forward(&x)?;
     }

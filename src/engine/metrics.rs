@@ -100,7 +100,12 @@ mod tests {
         assert!(in_topk(&row, 3, 1) && in_topk(&row, 1, 1));
         assert!(!in_topk(&row, 4, 5) && in_topk(&row, 6, 5));
         let mut acc = Accumulator::default();
-        acc.add(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0], 6, &[0, 0], 0.0);
+        acc.add(
+            &[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+            6,
+            &[0, 0],
+            0.0,
+        );
         assert_eq!((acc.samples, acc.top1_hits, acc.top5_hits), (2, 1, 2));
         assert!((acc.top1() - 50.0).abs() < 1e-12);
     }

@@ -27,8 +27,16 @@ pub fn eval_transform(r: &Recipe) -> Result<EvalTransform> {
     let three = |key: &str, v: &[f64]| -> Result<[f32; 3]> {
         match v {
             [a, b, c] => Ok([*a as f32, *b as f32, *c as f32]),
-            _ => Err(Error::Config(format!("{key} must have 3 values (R, G, B), got {v:?}"))),
+            _ => Err(Error::Config(format!(
+                "{key} must have 3 values (R, G, B), got {v:?}"
+            ))),
         }
     };
-    EvalTransform::new(r.image_resize, r.crop_pct, interpolation, three("mean", &r.mean)?, three("std", &r.std)?)
+    EvalTransform::new(
+        r.image_resize,
+        r.crop_pct,
+        interpolation,
+        three("mean", &r.mean)?,
+        three("std", &r.std)?,
+    )
 }

@@ -20,7 +20,12 @@ pub fn list() -> Result<Vec<ModelInfo>> {
         .iter()
         .map(|&arch| {
             let net = SeNet::new(arch, 1000, 0)?;
-            let trainable = net.params.iter().filter(|(s, _)| s.kind.trainable()).map(|(_, t)| t.numel()).sum();
+            let trainable = net
+                .params
+                .iter()
+                .filter(|(s, _)| s.kind.trainable())
+                .map(|(_, t)| t.numel())
+                .sum();
             Ok(ModelInfo {
                 name: arch.name().to_string(),
                 params: net.params.numel(),

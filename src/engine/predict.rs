@@ -56,7 +56,9 @@ pub fn run(
 ) -> Result<(Vec<Prediction>, Tensor)> {
     let files = list_images(paths)?;
     if files.is_empty() {
-        return Err(Error::Invalid(format!("no .jpg/.jpeg/.png image found in {paths:?}")));
+        return Err(Error::Invalid(format!(
+            "no .jpg/.jpeg/.png image found in {paths:?}"
+        )));
     }
     let names: Option<Vec<String>> = match &opts.class_map {
         Some(p) => Some(read_class_map(p)?.1),
@@ -73,7 +75,12 @@ pub fn run(
     drop(net);
     let samples: Vec<(PathBuf, usize)> = files.iter().map(|p| (p.clone(), 0)).collect();
     let total = samples.len();
-    let loader = Loader::new(samples, opts.transform.clone(), opts.batch_size, opts.num_workers)?;
+    let loader = Loader::new(
+        samples,
+        opts.transform.clone(),
+        opts.batch_size,
+        opts.num_workers,
+    )?;
     let mut logits = Vec::with_capacity(total * classes);
     let mut preds = Vec::with_capacity(total);
     for batch in loader {
@@ -85,7 +92,9 @@ pub fn run(
                 .into_iter()
                 .map(|i| TopClass {
                     index: i,
-                    name: names.as_ref().map_or_else(|| format!("class {i}"), |n| n[i].clone()),
+                    name: names
+                        .as_ref()
+                        .map_or_else(|| format!("class {i}"), |n| n[i].clone()),
                     probability: probs[i],
                 })
                 .collect();

@@ -6,10 +6,16 @@ use std::path::PathBuf;
 /// Transforms every image under `paths` (files, or folders searched recursively; sorted) with
 /// `transform` on `num_workers` threads. Returns the file list and the (N, 3, H, W) f32 tensor
 /// in that order. Errors: a missing path, no image found, an image that cannot be decoded.
-pub fn run(paths: &[PathBuf], transform: &EvalTransform, num_workers: usize) -> Result<(Vec<PathBuf>, Tensor)> {
+pub fn run(
+    paths: &[PathBuf],
+    transform: &EvalTransform,
+    num_workers: usize,
+) -> Result<(Vec<PathBuf>, Tensor)> {
     let files = list_images(paths)?;
     if files.is_empty() {
-        return Err(Error::Invalid(format!("no .jpg/.jpeg/.png image found in {paths:?}")));
+        return Err(Error::Invalid(format!(
+            "no .jpg/.jpeg/.png image found in {paths:?}"
+        )));
     }
     let [c, h, w] = transform.output_shape();
     let mut data = Vec::with_capacity(files.len() * c * h * w);

@@ -17,7 +17,8 @@ pub fn load_model(
 ) -> Result<(SeNet, LoadReport)> {
     if ckpt.as_os_str().is_empty() {
         return Err(Error::Config(
-            "no checkpoint given (--ckpt_path / ckpt_path): senet never evaluates random weights".into(),
+            "no checkpoint given (--ckpt_path / ckpt_path): senet never evaluates random weights"
+                .into(),
         ));
     }
     if !ckpt.is_file() {

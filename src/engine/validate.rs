@@ -39,7 +39,10 @@ pub struct ValidateReport {
 /// Runs the validation. `progress(done, total)` is called after each batch.
 /// Errors: unknown model, missing or mismatched checkpoint, unreadable data dir, an image that
 /// cannot be decoded (named), a label outside the model's classes.
-pub fn run(opts: &ValidateOptions, mut progress: impl FnMut(usize, usize)) -> Result<ValidateReport> {
+pub fn run(
+    opts: &ValidateOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<ValidateReport> {
     let r = &opts.recipe;
     let arch = Arch::from_name(&r.model)?;
     let transform = super::eval_transform(r)?;
@@ -55,11 +58,21 @@ pub fn run(opts: &ValidateOptions, mut progress: impl FnMut(usize, usize)) -> Re
             path.display()
         )));
     }
-    let (net, _report) = load_model(arch, Some(num_classes), &PathBuf::from(&r.ckpt_path), &LoadOptions::default())?;
+    let (net, _report) = load_model(
+        arch,
+        Some(num_classes),
+        &PathBuf::from(&r.ckpt_path),
+        &LoadOptions::default(),
+    )?;
     let mut inf = InferenceNet::new(&net, CpuBackend::new(opts.threads)?)?;
     drop(net);
     let total = folder.samples.len();
-    let loader = Loader::new(folder.samples, transform, r.batch_size, r.num_parallel_workers)?;
+    let loader = Loader::new(
+        folder.samples,
+        transform,
+        r.batch_size,
+        r.num_parallel_workers,
+    )?;
     let mut acc = Accumulator::default();
     let t0 = Instant::now();
     for batch in loader {

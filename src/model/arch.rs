@@ -139,7 +139,9 @@ pub fn blocks(arch: Arch) -> Vec<BlockSpec> {
         let stride = if stage == 0 { 1 } else { 2 };
         let (width, groups) = match kind {
             BlockKind::Basic | BlockKind::Bottleneck => (planes, 1),
-            BlockKind::ResNeXt { groups, base_width } => (planes * base_width / 64 * groups, groups),
+            BlockKind::ResNeXt { groups, base_width } => {
+                (planes * base_width / 64 * groups, groups)
+            }
         };
         for b in 0..depth {
             let s = if b == 0 { stride } else { 1 };
@@ -166,7 +168,10 @@ mod tests {
 
     #[test]
     fn se_channels_match_mindcv() {
-        let got: Vec<usize> = [64, 128, 256, 512, 1024, 2048].iter().map(|&c| se_channels(c)).collect();
+        let got: Vec<usize> = [64, 128, 256, 512, 1024, 2048]
+            .iter()
+            .map(|&c| se_channels(c))
+            .collect();
         assert_eq!(got, vec![8, 8, 16, 32, 64, 128]);
     }
 

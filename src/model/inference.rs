@@ -27,14 +27,23 @@ impl<B: Backend> FoldedConv<B> {
     fn new(be: &B, net: &SeNet, conv: &str, bn: &str, p: Conv2dParams) -> Result<Self> {
         let w = net.params.require(&format!("{conv}.weight"))?;
         let get = |leaf: &str| net.params.require(&format!("{bn}.{leaf}"));
-        let (gamma, beta, mean, var) = (get("gamma")?, get("beta")?, get("moving_mean")?, get("moving_variance")?);
+        let (gamma, beta, mean, var) = (
+            get("gamma")?,
+            get("beta")?,
+            get("moving_mean")?,
+            get("moving_variance")?,
+        );
         let cout = w.shape[0];
         let per_out = w.numel() / cout;
         let mut wf = Vec::with_capacity(w.numel());
         let mut bf = Vec::with_capacity(cout);
         for o in 0..cout {
             let scale = gamma.data[o] as f64 / (var.data[o] as f64 + BN_EPS).sqrt();
-            wf.extend(w.data[o * per_out..(o + 1) * per_out].iter().map(|&v| (v as f64 * scale) as f32));
+            wf.extend(
+                w.data[o * per_out..(o + 1) * per_out]
+                    .iter()
+                    .map(|&v| (v as f64 * scale) as f32),
+            );
             bf.push((beta.data[o] as f64 - mean.data[o] as f64 * scale) as f32);
         }
         let shape = [w.shape[0], w.shape[1], w.shape[2], w.shape[3]];
@@ -46,7 +55,14 @@ impl<B: Backend> FoldedConv<B> {
         })
     }
 
-    fn forward(&self, be: &B, x: &B::Buffer, xs: Shape4, act: Activation, y: &mut B::Buffer) -> Result<Shape4> {
+    fn forward(
+        &self,
+        be: &B,
+        x: &B::Buffer,
+        xs: Shape4,
+        act: Activation,
+        y: &mut B::Buffer,
+    ) -> Result<Shape4> {
         be.conv2d(x, xs, &self.w, self.shape, Some(&self.b), self.p, act, y)
     }
 }
@@ -71,8 +87,24 @@ impl<B: Backend> Dense<B> {
         })
     }
 
-    fn forward(&self, be: &B, x: &B::Buffer, n: usize, act: Activation, y: &mut B::Buffer) -> Result<()> {
-        be.linear(x, n, &self.w, self.out_features, self.in_features, &self.b, act, y)
+    fn forward(
+        &self,
+        be: &B,
+        x: &B::Buffer,
+        n: usize,
+        act: Activation,
+        y: &mut B::Buffer,
+    ) -> Result<()> {
+        be.linear(
+            x,
+            n,
+            &self.w,
+            self.out_features,
+            self.in_features,
+            &self.b,
+            act,
+            y,
+        )
     }
 }
 
@@ -97,11 +129,23 @@ impl<B: Backend> Block<B> {
             padding: 0,
             groups: 1,
         };
-        let conv = |i: usize, params| FoldedConv::new(be, net, &format!("{p}.conv{i}"), &format!("{p}.bn{i}"), params);
+        let conv = |i: usize, params| {
+            FoldedConv::new(
+                be,
+                net,
+                &format!("{p}.conv{i}"),
+                &format!("{p}.bn{i}"),
+                params,
+            )
+        };
         let convs = match s.kind {
             BlockKind::Basic => vec![conv(1, c3(s.stride, 1))?, conv(2, c3(1, 1))?],
             BlockKind::Bottleneck | BlockKind::ResNeXt { .. } => {
-                vec![conv(1, c1(1))?, conv(2, c3(s.stride, s.groups))?, conv(3, c1(1))?]
+                vec![
+                    conv(1, c1(1))?,
+                    conv(2, c3(s.stride, s.groups))?,
+                    conv(3, c1(1))?,
+                ]
             }
         };
         let downsample = if s.downsample {
@@ -231,7 +275,12 @@ impl<B: Backend> InferenceNet<B> {
     /// Eval-mode logits (N, num_classes) for images `x` (N, 3, H, W) f32 NCHW, normalised as
     /// MindCV's transforms do. Errors if `x` is not (N, 3, H, W) with H, W >= 32.
     pub fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
-        if x.shape.len() != 4 || x.shape[1] != 3 || x.shape[2] < 32 || x.shape[3] < 32 || x.shape[0] == 0 {
+        if x.shape.len() != 4
+            || x.shape[1] != 3
+            || x.shape[2] < 32
+            || x.shape[3] < 32
+            || x.shape[0] == 0
+        {
             return Err(Error::Shape(format!(
                 "input must be (N, 3, H, W) with N >= 1 and H, W >= 32, got {:?}",
                 x.shape
@@ -267,7 +316,11 @@ impl<B: Backend> InferenceNet<B> {
                 } else {
                     t_a
                 };
-                let act = if i == last { Activation::None } else { Activation::Relu };
+                let act = if i == last {
+                    Activation::None
+                } else {
+                    Activation::Relu
+                };
                 let (x_buf, y_buf) = split2(&mut ws.act, src, dst);
                 shape = conv.forward(be, x_buf, shape, act, y_buf)?;
                 src = dst;
@@ -283,15 +336,20 @@ impl<B: Backend> InferenceNet<B> {
             };
             // Squeeze-and-excitation, then scale + add + ReLU in place.
             be.global_avg_pool(&ws.act[t_out], shape, &mut ws.squeeze)?;
-            block.se_reduce.forward(be, &ws.squeeze, n, Activation::Relu, &mut ws.hidden)?;
-            block.se_expand.forward(be, &ws.hidden, n, Activation::Sigmoid, &mut ws.gate)?;
+            block
+                .se_reduce
+                .forward(be, &ws.squeeze, n, Activation::Relu, &mut ws.hidden)?;
+            block
+                .se_expand
+                .forward(be, &ws.hidden, n, Activation::Sigmoid, &mut ws.gate)?;
             let (sc, out) = split2(&mut ws.act, shortcut, t_out);
             be.se_scale_add_relu(out, shape, &ws.gate, sc)?;
             cur = t_out;
             cur_shape = shape;
         }
         be.global_avg_pool(&ws.act[cur], cur_shape, &mut ws.squeeze)?;
-        self.classifier.forward(be, &ws.squeeze, n, Activation::None, &mut ws.logits)?;
+        self.classifier
+            .forward(be, &ws.squeeze, n, Activation::None, &mut ws.logits)?;
         let mut out = Tensor::zeros(&[n, self.num_classes]);
         be.download(&ws.logits, &mut out.data)?;
         Ok(out)
@@ -319,7 +377,14 @@ fn walk_shapes(arch: Arch, h: usize, w: usize) -> Result<ShapeWalk> {
         max_channels: 0,
         macs: 0,
     };
-    let conv = |walk: &mut ShapeWalk, c_in: usize, c_out: usize, groups: usize, k: usize, s: usize, p: usize, hw: (usize, usize)| {
+    let conv = |walk: &mut ShapeWalk,
+                c_in: usize,
+                c_out: usize,
+                groups: usize,
+                k: usize,
+                s: usize,
+                p: usize,
+                hw: (usize, usize)| {
         let (oh, ow) = (conv_out(hw.0, k, s, p), conv_out(hw.1, k, s, p));
         walk.macs += (c_out * (c_in / groups) * k * k * oh * ow) as u64;
         walk.max_activation = walk.max_activation.max(c_out * oh * ow);
@@ -341,7 +406,16 @@ fn walk_shapes(arch: Arch, h: usize, w: usize) -> Result<ShapeWalk> {
             }
         };
         if b.downsample {
-            conv(&mut walk, b.in_channels, b.out_channels, 1, 1, b.stride, 0, hw);
+            conv(
+                &mut walk,
+                b.in_channels,
+                b.out_channels,
+                1,
+                1,
+                b.stride,
+                0,
+                hw,
+            );
         }
         walk.macs += 2 * (b.out_channels * b.se_channels) as u64;
         hw = out_hw;

@@ -24,7 +24,8 @@ pub fn splitmix64(x: u64) -> u64 {
 /// The formula's uniform stream for `name`: `u_i = (splitmix64(fnv1a64(name) + i) >> 11) * 2^-53`.
 pub fn formula_uniform(name: &str, n: usize) -> impl Iterator<Item = f64> {
     let h = fnv1a64(name);
-    (0..n as u64).map(move |i| (splitmix64(h.wrapping_add(i)) >> 11) as f64 * (1.0 / (1u64 << 53) as f64))
+    (0..n as u64)
+        .map(move |i| (splitmix64(h.wrapping_add(i)) >> 11) as f64 * (1.0 / (1u64 << 53) as f64))
 }
 
 /// Fan-in of a conv (out, in/g, kh, kw) or Dense (out, in) weight.
@@ -59,7 +60,9 @@ pub fn formula_input(name: &str, shape: &[usize]) -> Tensor {
     let n: usize = shape.iter().product();
     Tensor {
         shape: shape.to_vec(),
-        data: formula_uniform(name, n).map(|u| ((2.0 * u - 1.0) * 2.0) as f32).collect(),
+        data: formula_uniform(name, n)
+            .map(|u| ((2.0 * u - 1.0) * 2.0) as f32)
+            .collect(),
     }
 }
 
@@ -102,7 +105,9 @@ pub fn mindcv_init(spec: &ParamSpec, seed: u64) -> Tensor {
         }
         ParamKind::DenseWeight => {
             let a = (3.0 / fan_in(&spec.shape) as f64).sqrt();
-            (0..n).map(|_| ((2.0 * rng.uniform() - 1.0) * a) as f32).collect()
+            (0..n)
+                .map(|_| ((2.0 * rng.uniform() - 1.0) * a) as f32)
+                .collect()
         }
         ParamKind::Gamma | ParamKind::MovingVariance => vec![1.0; n],
         ParamKind::Beta | ParamKind::MovingMean | ParamKind::Bias => vec![0.0; n],
@@ -120,7 +125,10 @@ mod tests {
     /// The README prints 7-8 significant digits.
     fn assert_close(got: &[f32], want: &[f32]) {
         for (g, w) in got.iter().zip(want) {
-            assert!((g - w).abs() <= 1e-7 * w.abs().max(1e-3), "{got:?} vs {want:?}");
+            assert!(
+                (g - w).abs() <= 1e-7 * w.abs().max(1e-3),
+                "{got:?} vs {want:?}"
+            );
         }
     }
 
@@ -133,7 +141,10 @@ mod tests {
             kind: ParamKind::ConvWeight,
         };
         let t = formula_param(&spec);
-        assert_close(&t.data[..4], &[-0.02547394, -0.09771207, 0.08338909, 0.09845293]);
+        assert_close(
+            &t.data[..4],
+            &[-0.02547394, -0.09771207, 0.08338909, 0.09845293],
+        );
         let g = formula_param(&ParamSpec {
             name: "layer1.0.bn1.gamma".into(),
             shape: vec![64],
@@ -141,6 +152,9 @@ mod tests {
         });
         assert_close(&g.data[..3], &[1.258478, 1.4726199, 0.6882754]);
         let x = formula_input("input", &[2, 3, 224, 224]);
-        assert_close(&x.data[..4], &[-1.6087266, -1.4100856, 0.29633778, 1.4109113]);
+        assert_close(
+            &x.data[..4],
+            &[-1.6087266, -1.4100856, 0.29633778, 1.4109113],
+        );
     }
 }

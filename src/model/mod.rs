@@ -22,7 +22,9 @@ pub struct SeNet {
 impl SeNet {
     /// A model initialised as MindCV does (`_initialize_weights`), deterministic per `seed`.
     pub fn new(arch: Arch, num_classes: usize, seed: u64) -> Result<SeNet> {
-        let params = Params::new(params::param_specs(arch, num_classes), |s| init::mindcv_init(s, seed))?;
+        let params = Params::new(params::param_specs(arch, num_classes), |s| {
+            init::mindcv_init(s, seed)
+        })?;
         Ok(SeNet {
             arch,
             num_classes,

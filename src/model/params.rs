@@ -84,24 +84,58 @@ pub fn param_specs(arch: Arch, num_classes: usize) -> Vec<ParamSpec> {
         let p = &b.prefix;
         match b.kind {
             BlockKind::Basic => {
-                conv(&mut s, format!("{p}.conv1.weight"), [b.width, b.in_channels, 3, 3]);
+                conv(
+                    &mut s,
+                    format!("{p}.conv1.weight"),
+                    [b.width, b.in_channels, 3, 3],
+                );
                 bn(&mut s, &format!("{p}.bn1"), b.width);
-                conv(&mut s, format!("{p}.conv2.weight"), [b.out_channels, b.width, 3, 3]);
+                conv(
+                    &mut s,
+                    format!("{p}.conv2.weight"),
+                    [b.out_channels, b.width, 3, 3],
+                );
                 bn(&mut s, &format!("{p}.bn2"), b.out_channels);
             }
             BlockKind::Bottleneck | BlockKind::ResNeXt { .. } => {
-                conv(&mut s, format!("{p}.conv1.weight"), [b.width, b.in_channels, 1, 1]);
+                conv(
+                    &mut s,
+                    format!("{p}.conv1.weight"),
+                    [b.width, b.in_channels, 1, 1],
+                );
                 bn(&mut s, &format!("{p}.bn1"), b.width);
-                conv(&mut s, format!("{p}.conv2.weight"), [b.width, b.width / b.groups, 3, 3]);
+                conv(
+                    &mut s,
+                    format!("{p}.conv2.weight"),
+                    [b.width, b.width / b.groups, 3, 3],
+                );
                 bn(&mut s, &format!("{p}.bn2"), b.width);
-                conv(&mut s, format!("{p}.conv3.weight"), [b.out_channels, b.width, 1, 1]);
+                conv(
+                    &mut s,
+                    format!("{p}.conv3.weight"),
+                    [b.out_channels, b.width, 1, 1],
+                );
                 bn(&mut s, &format!("{p}.bn3"), b.out_channels);
             }
         }
-        dense(&mut s, &format!("{p}.se_module.conv_reduce"), b.se_channels, b.out_channels);
-        dense(&mut s, &format!("{p}.se_module.conv_expand"), b.out_channels, b.se_channels);
+        dense(
+            &mut s,
+            &format!("{p}.se_module.conv_reduce"),
+            b.se_channels,
+            b.out_channels,
+        );
+        dense(
+            &mut s,
+            &format!("{p}.se_module.conv_expand"),
+            b.out_channels,
+            b.se_channels,
+        );
         if b.downsample {
-            conv(&mut s, format!("{p}.downsample.0.weight"), [b.out_channels, b.in_channels, 1, 1]);
+            conv(
+                &mut s,
+                format!("{p}.downsample.0.weight"),
+                [b.out_channels, b.in_channels, 1, 1],
+            );
             bn(&mut s, &format!("{p}.downsample.1"), b.out_channels);
         }
     }
@@ -120,7 +154,10 @@ pub struct Params {
 impl Params {
     /// Parameters for `specs`, every value produced by `init(spec)`. Errors if `init` returns a
     /// tensor of the wrong shape.
-    pub fn new(specs: Vec<ParamSpec>, mut init: impl FnMut(&ParamSpec) -> Tensor) -> Result<Params> {
+    pub fn new(
+        specs: Vec<ParamSpec>,
+        mut init: impl FnMut(&ParamSpec) -> Tensor,
+    ) -> Result<Params> {
         let mut tensors = Vec::with_capacity(specs.len());
         let mut index = HashMap::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
@@ -134,7 +171,11 @@ impl Params {
             tensors.push(t);
             index.insert(s.name.clone(), i);
         }
-        Ok(Params { specs, tensors, index })
+        Ok(Params {
+            specs,
+            tensors,
+            index,
+        })
     }
 
     /// The parameter specs, in order.

@@ -45,7 +45,16 @@ pub(super) fn conv2d_image(
                 scratch.resize(need, 0.0);
             }
             if g.kh == 1 && g.kw == 1 && g.p.padding == 0 {
-                kernels::subsample(x1, xs.c, xs.h, xs.w, g.p.stride, ys.h, ys.w, &mut scratch[..need]);
+                kernels::subsample(
+                    x1,
+                    xs.c,
+                    xs.h,
+                    xs.w,
+                    g.p.stride,
+                    ys.h,
+                    ys.w,
+                    &mut scratch[..need],
+                );
             } else {
                 let geom = Im2col {
                     c: xs.c,

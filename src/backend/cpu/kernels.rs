@@ -41,7 +41,13 @@ mod ffi {
             y: *mut f32,
         );
         pub fn senet_global_avg_pool_f32(x: *const f32, c: usize, hw: usize, y: *mut f32);
-        pub fn senet_scale_add_relu_f32(x: *mut f32, gate: *const f32, shortcut: *const f32, c: usize, hw: usize);
+        pub fn senet_scale_add_relu_f32(
+            x: *mut f32,
+            gate: *const f32,
+            shortcut: *const f32,
+            c: usize,
+            hw: usize,
+        );
     }
 }
 
@@ -92,7 +98,16 @@ pub fn im2col(x: &[f32], g: Im2col, col: &mut [f32]) {
 
 /// `y[c, oy, ox] = x[c, oy*stride, ox*stride]`.
 #[allow(clippy::too_many_arguments)]
-pub fn subsample(x: &[f32], c: usize, h: usize, w: usize, stride: usize, oh: usize, ow: usize, y: &mut [f32]) {
+pub fn subsample(
+    x: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    stride: usize,
+    oh: usize,
+    ow: usize,
+    y: &mut [f32],
+) {
     assert!(x.len() >= c * h * w && y.len() >= c * oh * ow);
     assert!((oh - 1) * stride < h && (ow - 1) * stride < w);
     // SAFETY: lengths and index ranges checked above.
@@ -126,7 +141,19 @@ pub fn max_pool2d(
     assert!(x.len() >= c * h * w && y.len() >= c * out.0 * out.1);
     // SAFETY: lengths checked above; windows are clipped to the image by the kernel.
     unsafe {
-        ffi::senet_max_pool2d_f32(x.as_ptr(), c, h, w, k, s, pad.0, pad.1, out.0, out.1, y.as_mut_ptr())
+        ffi::senet_max_pool2d_f32(
+            x.as_ptr(),
+            c,
+            h,
+            w,
+            k,
+            s,
+            pad.0,
+            pad.1,
+            out.0,
+            out.1,
+            y.as_mut_ptr(),
+        )
     }
 }
 
@@ -141,5 +168,7 @@ pub fn global_avg_pool(x: &[f32], c: usize, hw: usize, y: &mut [f32]) {
 pub fn scale_add_relu(x: &mut [f32], gate: &[f32], shortcut: &[f32], c: usize, hw: usize) {
     assert!(x.len() >= c * hw && shortcut.len() >= c * hw && gate.len() >= c);
     // SAFETY: lengths checked above.
-    unsafe { ffi::senet_scale_add_relu_f32(x.as_mut_ptr(), gate.as_ptr(), shortcut.as_ptr(), c, hw) }
+    unsafe {
+        ffi::senet_scale_add_relu_f32(x.as_mut_ptr(), gate.as_ptr(), shortcut.as_ptr(), c, hw)
+    }
 }

@@ -103,13 +103,37 @@ mod tests {
         let a = [1., 2., 3., 4., 5., 6.];
         let b = [1., 0., 0., 1., 1., 1.];
         let mut c = [0.0f32; 4];
-        matmul(&a, MatLayout::row_major(2, 3), &b, MatLayout::row_major(3, 2), &mut c, false, Par::Seq);
+        matmul(
+            &a,
+            MatLayout::row_major(2, 3),
+            &b,
+            MatLayout::row_major(3, 2),
+            &mut c,
+            false,
+            Par::Seq,
+        );
         assert_eq!(c, [4., 5., 10., 11.]);
         // aᵀ·a' where a' is a viewed transposed: (3x2)·(2x3)
         let mut d = [0.0f32; 9];
-        matmul(&a, MatLayout::transposed(3, 2), &a, MatLayout::row_major(2, 3), &mut d, false, Par::Seq);
+        matmul(
+            &a,
+            MatLayout::transposed(3, 2),
+            &a,
+            MatLayout::row_major(2, 3),
+            &mut d,
+            false,
+            Par::Seq,
+        );
         assert_eq!(d, [17., 22., 27., 22., 29., 36., 27., 36., 45.]);
-        matmul(&a, MatLayout::row_major(2, 3), &b, MatLayout::row_major(3, 2), &mut c, true, Par::Rayon);
+        matmul(
+            &a,
+            MatLayout::row_major(2, 3),
+            &b,
+            MatLayout::row_major(3, 2),
+            &mut c,
+            true,
+            Par::Rayon,
+        );
         assert_eq!(c, [8., 10., 20., 22.]);
     }
 }

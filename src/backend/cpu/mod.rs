@@ -21,7 +21,9 @@ pub struct CpuBackend {
 
 impl std::fmt::Debug for CpuBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CpuBackend").field("threads", &self.threads).finish()
+        f.debug_struct("CpuBackend")
+            .field("threads", &self.threads)
+            .finish()
     }
 }
 
@@ -109,7 +111,9 @@ impl Backend for CpuBackend {
             )));
         }
         if xs.h + 2 * p.padding < kh || xs.w + 2 * p.padding < kw || p.stride == 0 {
-            return Err(Error::Shape(format!("conv2d: input {xs:?} smaller than kernel {kh}x{kw}")));
+            return Err(Error::Shape(format!(
+                "conv2d: input {xs:?} smaller than kernel {kh}x{kw}"
+            )));
         }
         let (oh, ow) = p.out_hw(xs.h, xs.w, kh, kw);
         let ys = Shape4::new(xs.n, cout, oh, ow);
@@ -119,13 +123,7 @@ impl Backend for CpuBackend {
         if let Some(b) = bias {
             check_len("conv2d bias", b, cout)?;
         }
-        let geom = conv::ConvGeometry {
-            xs,
-            ys,
-            kh,
-            kw,
-            p,
-        };
+        let geom = conv::ConvGeometry { xs, ys, kh, kw, p };
         let bias = bias.map(|b| &b[..cout]);
         let (xi, yi) = (xs.image_len(), ys.image_len());
         self.pool.install(|| {
@@ -133,7 +131,9 @@ impl Backend for CpuBackend {
                 y[..ys.numel()]
                     .par_chunks_mut(yi)
                     .zip(x[..xs.numel()].par_chunks(xi))
-                    .for_each(|(y1, x1)| conv::conv2d_image(x1, w, bias, &geom, act, y1, matmul::Par::Seq));
+                    .for_each(|(y1, x1)| {
+                        conv::conv2d_image(x1, w, bias, &geom, act, y1, matmul::Par::Seq)
+                    });
             } else {
                 for (y1, x1) in y[..ys.numel()].chunks_mut(yi).zip(x.chunks(xi)) {
                     conv::conv2d_image(x1, w, bias, &geom, act, y1, matmul::Par::Rayon);
@@ -152,7 +152,9 @@ impl Backend for CpuBackend {
         y: &mut Vec<f32>,
     ) -> Result<Shape4> {
         if kernel == 0 || stride == 0 || xs.h == 0 || xs.w == 0 {
-            return Err(Error::Shape(format!("max_pool2d: kernel {kernel}, stride {stride}, input {xs:?}")));
+            return Err(Error::Shape(format!(
+                "max_pool2d: kernel {kernel}, stride {stride}, input {xs:?}"
+            )));
         }
         let (oh, pt) = same_pool_geometry(xs.h, kernel, stride);
         let (ow, pl) = same_pool_geometry(xs.w, kernel, stride);
