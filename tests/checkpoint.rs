@@ -642,3 +642,40 @@ fn partial_load_skips_and_reports() {
         assert!(bits(&t.data) == bits(&want.data), "{}", s.name);
     }
 }
+
+#[test]
+fn partial_load_of_an_unrelated_file_still_fails() {
+    let mut net = SeNet::new(Arch::SeResNet18, 1000, 0).unwrap();
+    let opts = LoadOptions {
+        partial: true,
+        ..Default::default()
+    };
+    // mixed.ckpt holds one seresnet18 weight: that loads, the rest is reported.
+    let rep = load_model(&mut net, &common::golden("mixed.ckpt"), &opts).unwrap();
+    assert_eq!(rep.loaded, 1);
+    assert_eq!(
+        rep.ignored,
+        vec![
+            "moments.layer1.0.conv1.weight",
+            "global_step",
+            "learning_rate"
+        ]
+    );
+    assert_eq!(rep.missing.len(), net.params.len() - 1);
+    let unexpected: Vec<&str> = rep.unexpected.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        unexpected,
+        vec!["half_tensor", "bf16_tensor", "int64_tensor", "bool_tensor"]
+    );
+    // A file with no model parameter at all is an error even with `partial`.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.ckpt");
+    let t = raw(DType::F32, &[2], vec![0; 8]);
+    write_ckpt(&path, [("encoder.w", &t)], false).unwrap();
+    let err = load_model(&mut net, &path, &opts).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("no checkpoint entry matches") && msg.contains("'encoder.w'"),
+        "{msg}"
+    );
+}

@@ -147,7 +147,7 @@ fn is_float(d: DType) -> bool {
 /// Errors: [`Error::Io`] / [`Error::Format`] from reading (naming the path; an unknown extension
 /// is a `Format` error); [`Error::Mismatch`] (unless `opts.partial`) listing, one per line, every
 /// missing parameter (expected shape), mis-shaped parameter (expected vs found), non-float entry
-/// and unexpected entry.
+/// and unexpected entry; also (even with `partial`) when no entry at all matches a parameter.
 pub fn load_params(params: &mut Params, path: &Path, opts: &LoadOptions) -> Result<LoadReport> {
     let label = format!("({} parameter tensors)", params.len());
     load_labelled(params, path, opts, &label)
@@ -233,6 +233,16 @@ fn load_labelled(
                 "no 'ema.*' entries in the checkpoint (EMA weights were asked for)".to_string(),
             );
         }
+        lines.extend(report.skipped_lines());
+        return Err(Error::Mismatch {
+            path: path.to_path_buf(),
+            model: label.to_string(),
+            details: lines.join("\n"),
+        });
+    }
+    if accepted.is_empty() {
+        // Even a partial load must load something: a wrong file never passes silently.
+        let mut lines = vec!["no checkpoint entry matches a model parameter".to_string()];
         lines.extend(report.skipped_lines());
         return Err(Error::Mismatch {
             path: path.to_path_buf(),

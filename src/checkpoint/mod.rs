@@ -33,7 +33,9 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 /// tensor, `random_op` state, an unsupported dtype), with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkippedEntry {
+    /// The entry's tag (name).
     pub name: String,
+    /// Why it is not a tensor, e.g. "string entry", "map tensor (3 tensors)".
     pub reason: String,
 }
 
