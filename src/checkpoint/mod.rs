@@ -1,5 +1,25 @@
-//! Checkpoints: MindSpore `.ckpt` and safetensors, and loading them into a model.
+//! Checkpoints: MindSpore `.ckpt` ([`mindspore`]) and safetensors ([`safetensors`]) files, and
+//! loading them into / saving them from a model's parameters ([`load`]).
+//!
+//! Follows MindSpore's `mindspore/train/serialization.py` and `checkpoint.proto`
+//! (see `shared/reference/mindcv.md` section 6); tensors are [`RawTensor`]s holding exactly the
+//! stored bytes.
 
+pub mod load;
+pub mod mindspore;
+mod proto;
+pub mod safetensors;
+
+pub use load::{
+    is_training_state, load_model, load_params, save_params, save_params_with, LoadOptions,
+    LoadReport, Misfit, SaveOptions,
+};
+pub use mindspore::{parse_ckpt, read_ckpt, write_ckpt, CkptWriter};
+pub use safetensors::{read_safetensors, write_safetensors};
+
+use crate::tensor::RawTensor;
+use crate::{Error, Result};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// `<path>.tmp`: where a file is written before it is renamed to `path`.
@@ -7,4 +27,70 @@ pub fn tmp_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".tmp");
     PathBuf::from(s)
+}
+
+/// An entry of a checkpoint file that is not returned as a tensor (a `"str"` entry, a map
+/// tensor, `random_op` state, an unsupported dtype), with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedEntry {
+    /// The entry's tag (name).
+    pub name: String,
+    /// Why it is not a tensor, e.g. "string entry", "map tensor (3 tensors)".
+    pub reason: String,
+}
+
+/// The contents of a checkpoint file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Checkpoint {
+    /// Named tensors: file order for `.ckpt` (chunks merged), name order for safetensors.
+    pub tensors: Vec<(String, RawTensor)>,
+    /// Entries not returned as tensors.
+    pub skipped: Vec<SkippedEntry>,
+    /// `.ckpt` only: the CRC-32 of a trailing `crc_num` record, when present (always verified).
+    pub crc: Option<u32>,
+    /// safetensors only: the header's `__metadata__` (MindSpore writes `format: ms`).
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Checkpoint {
+    /// The tensor named `name`, if any.
+    pub fn get(&self, name: &str) -> Option<&RawTensor> {
+        self.tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    /// Tensor names in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.iter().map(|(n, _)| n.as_str())
+    }
+}
+
+/// Checkpoint file formats, chosen by extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// MindSpore protobuf `.ckpt`.
+    Ckpt,
+    /// Hugging Face `.safetensors`.
+    Safetensors,
+}
+
+/// The format of `path` from its extension (`.ckpt` or `.safetensors`).
+/// Errors: [`Error::Format`] naming the path for any other extension.
+pub fn save_format(path: &Path) -> Result<FileFormat> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("ckpt") => Ok(FileFormat::Ckpt),
+        Some("safetensors") => Ok(FileFormat::Safetensors),
+        _ => Err(Error::format(
+            path,
+            "unknown checkpoint format: expected a .ckpt or .safetensors file",
+        )),
+    }
+}
+
+/// Reads a `.ckpt` ([`read_ckpt`]) or `.safetensors` ([`read_safetensors`]) file, by extension.
+/// Errors: as those; [`Error::Format`] naming the path for another extension.
+pub fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
+    match save_format(path)? {
+        FileFormat::Ckpt => read_ckpt(path),
+        FileFormat::Safetensors => read_safetensors(path),
+    }
 }

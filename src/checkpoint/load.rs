@@ -1,0 +1,348 @@
+//! Loading checkpoint tensors into a model's [`Params`] and saving them, following MindSpore's
+//! `load_param_into_net` (exact name match, float dtype conversion) and MindCV's
+//! `load_model_checkpoint` (`ema.` prefix stripped when EMA weights are asked for), but strict by
+//! default: every mismatch is reported.
+
+use super::{read_checkpoint, save_format, CkptWriter, FileFormat, SkippedEntry};
+use crate::model::{ParamKind, ParamSpec, Params, SeNet};
+use crate::tensor::{DType, RawTensor};
+use crate::{Error, Result, Tensor};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+/// Exact names of the non-model entries a MindSpore/MindCV training run saves (optimizer, loss
+/// scale, dataset position, RNG state).
+pub const TRAINING_STATE_NAMES: &[&str] = &[
+    "global_step",
+    "learning_rate",
+    "momentum",
+    "scale_sense",
+    "current_iterator_step",
+    "last_overflow_iterator_step",
+    "epoch_num",
+    "step_num",
+    "random_op",
+    "beta1_power",
+    "beta2_power",
+];
+
+/// Name prefixes of per-parameter optimizer / EMA state (`moments.<name>` of nn.Momentum,
+/// `ema.<name>` of MindCV's EMA, `accum.`, `adam_m.`, `adam_v.` of other optimizers).
+pub const TRAINING_STATE_PREFIXES: &[&str] = &["moments.", "ema.", "accum.", "adam_m.", "adam_v."];
+
+/// Whether `name` is training state rather than a model parameter (see
+/// [`TRAINING_STATE_NAMES`] and [`TRAINING_STATE_PREFIXES`]).
+pub fn is_training_state(name: &str) -> bool {
+    TRAINING_STATE_NAMES.contains(&name)
+        || TRAINING_STATE_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// How to load a checkpoint into a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Skip (and report) missing, mis-shaped, non-float and unexpected entries instead of failing,
+    /// e.g. to start from a checkpoint with another classifier.
+    pub partial: bool,
+    /// Load the EMA weights: `ema.<name>` gives `<name>`, the plain `<name>` entries are ignored.
+    pub ema: bool,
+}
+
+/// A checkpoint entry that did not fit its model parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Misfit {
+    /// Model parameter name.
+    pub name: String,
+    /// The model's shape.
+    pub expected: Vec<usize>,
+    /// The checkpoint's shape.
+    pub found: Vec<usize>,
+    /// The checkpoint's dtype (not a float dtype when the misfit is about the dtype).
+    pub dtype: DType,
+}
+
+/// What [`load_params`] did. Every checkpoint entry and every model parameter is accounted for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadReport {
+    /// Number of model parameters set from the checkpoint.
+    pub loaded: usize,
+    /// Parameters loaded from a float dtype other than Float32, with that dtype (converted to f32).
+    pub converted: Vec<(String, DType)>,
+    /// Training-state entries ignored (`moments.*`, `global_step`, ..., and with `ema` the plain
+    /// weights superseded by their `ema.` copies), in file order.
+    pub ignored: Vec<String>,
+    /// Model parameters absent from the checkpoint, with their shapes (only with `partial`).
+    pub missing: Vec<(String, Vec<usize>)>,
+    /// Entries whose shape or dtype does not fit (only with `partial`).
+    pub misfits: Vec<Misfit>,
+    /// Checkpoint entries that are not model parameters, with a description (only with `partial`).
+    pub unexpected: Vec<(String, String)>,
+}
+
+impl LoadReport {
+    /// Whether anything was skipped (missing, misfit or unexpected).
+    pub fn skipped_any(&self) -> bool {
+        !(self.missing.is_empty() && self.misfits.is_empty() && self.unexpected.is_empty())
+    }
+
+    /// One line per skipped item, as in a [`Error::Mismatch`].
+    pub fn skipped_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (n, s) in &self.missing {
+            lines.push(format!("missing parameter '{n}': expected shape {s:?}"));
+        }
+        for m in &self.misfits {
+            lines.push(misfit_line(m));
+        }
+        for (n, d) in &self.unexpected {
+            lines.push(format!("unexpected entry '{n}': {d}"));
+        }
+        lines
+    }
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "loaded {} parameters ({} converted to Float32), ignored {} training-state entries",
+            self.loaded,
+            self.converted.len(),
+            self.ignored.len()
+        )?;
+        for l in self.skipped_lines() {
+            write!(f, "\n  skipped {l}")?;
+        }
+        Ok(())
+    }
+}
+
+fn misfit_line(m: &Misfit) -> String {
+    if is_float(m.dtype) {
+        format!(
+            "mis-shaped parameter '{}': expected {:?}, found {:?}",
+            m.name, m.expected, m.found
+        )
+    } else {
+        format!(
+            "parameter '{}': expected a float tensor of shape {:?}, found {} {:?}",
+            m.name,
+            m.expected,
+            m.dtype.mindspore_name(),
+            m.found
+        )
+    }
+}
+
+fn is_float(d: DType) -> bool {
+    matches!(d, DType::F32 | DType::F16 | DType::BF16 | DType::F64)
+}
+
+/// Loads the checkpoint at `path` (`.ckpt` or `.safetensors`, by extension) into `params`.
+///
+/// Names and shapes must match exactly; Float16/BFloat16/Float64 entries are converted to f32.
+/// Training-state entries ([`is_training_state`]) are ignored and listed in the report. With
+/// `opts.ema`, `ema.<name>` is loaded into `<name>`. Nothing is modified unless the load succeeds.
+///
+/// Errors: [`Error::Io`] / [`Error::Format`] from reading (naming the path; an unknown extension
+/// is a `Format` error); [`Error::Mismatch`] (unless `opts.partial`) listing, one per line, every
+/// missing parameter (expected shape), mis-shaped parameter (expected vs found), non-float entry
+/// and unexpected entry; also (even with `partial`) when no entry at all matches a parameter.
+pub fn load_params(params: &mut Params, path: &Path, opts: &LoadOptions) -> Result<LoadReport> {
+    let label = format!("({} parameter tensors)", params.len());
+    load_labelled(params, path, opts, &label)
+}
+
+/// [`load_params`] into a [`SeNet`]; errors name the model's variant and class count.
+pub fn load_model(model: &mut SeNet, path: &Path, opts: &LoadOptions) -> Result<LoadReport> {
+    let label = format!("{} ({} classes)", model.arch.name(), model.num_classes);
+    load_labelled(&mut model.params, path, opts, &label)
+}
+
+fn describe(t: &RawTensor) -> String {
+    format!("{} {:?}", t.dtype.mindspore_name(), t.shape)
+}
+
+fn load_labelled(
+    params: &mut Params,
+    path: &Path,
+    opts: &LoadOptions,
+    label: &str,
+) -> Result<LoadReport> {
+    let ck = read_checkpoint(path)?;
+    let mut report = LoadReport::default();
+    let mut unexpected: Vec<(String, String)> = Vec::new();
+    // Model-parameter candidates: model name -> checkpoint tensor.
+    let mut candidates: Vec<(String, &RawTensor)> = Vec::new();
+    let has_ema = ck.tensors.iter().any(|(n, _)| n.starts_with("ema."));
+    for (name, t) in &ck.tensors {
+        if opts.ema {
+            if let Some(base) = name.strip_prefix("ema.") {
+                candidates.push((base.to_string(), t));
+            } else if is_training_state(name) || params.get(name).is_some() {
+                report.ignored.push(name.clone());
+            } else {
+                unexpected.push((name.clone(), describe(t)));
+            }
+        } else if is_training_state(name) {
+            report.ignored.push(name.clone());
+        } else {
+            candidates.push((name.clone(), t));
+        }
+    }
+    for SkippedEntry { name, reason } in &ck.skipped {
+        if is_training_state(name) || (opts.ema && params.get(name).is_some()) {
+            report.ignored.push(name.clone());
+        } else {
+            unexpected.push((name.clone(), reason.clone()));
+        }
+    }
+    let mut accepted: HashMap<String, &RawTensor> = HashMap::new();
+    let mut seen: HashMap<&str, ()> = HashMap::new();
+    let mut misfits = Vec::new();
+    for (name, t) in &candidates {
+        let Some(p) = params.get(name) else {
+            unexpected.push((name.clone(), describe(t)));
+            continue;
+        };
+        seen.insert(name.as_str(), ());
+        if p.shape != t.shape || !is_float(t.dtype) {
+            misfits.push(Misfit {
+                name: name.clone(),
+                expected: p.shape.clone(),
+                found: t.shape.clone(),
+                dtype: t.dtype,
+            });
+        } else {
+            accepted.insert(name.clone(), *t);
+        }
+    }
+    let missing: Vec<(String, Vec<usize>)> = params
+        .specs()
+        .iter()
+        .filter(|s| !seen.contains_key(s.name.as_str()))
+        .map(|s| (s.name.clone(), s.shape.clone()))
+        .collect();
+    report.missing = missing;
+    report.misfits = misfits;
+    report.unexpected = unexpected;
+    if report.skipped_any() && !opts.partial {
+        let mut lines = Vec::new();
+        if opts.ema && !has_ema {
+            lines.push(
+                "no 'ema.*' entries in the checkpoint (EMA weights were asked for)".to_string(),
+            );
+        }
+        lines.extend(report.skipped_lines());
+        return Err(Error::Mismatch {
+            path: path.to_path_buf(),
+            model: label.to_string(),
+            details: lines.join("\n"),
+        });
+    }
+    if accepted.is_empty() {
+        // Even a partial load must load something: a wrong file never passes silently.
+        let mut lines = vec!["no checkpoint entry matches a model parameter".to_string()];
+        lines.extend(report.skipped_lines());
+        return Err(Error::Mismatch {
+            path: path.to_path_buf(),
+            model: label.to_string(),
+            details: lines.join("\n"),
+        });
+    }
+    // Convert everything first so that a failure leaves `params` untouched.
+    let mut converted = Vec::with_capacity(accepted.len());
+    for s in params.specs() {
+        if let Some(t) = accepted.get(&s.name) {
+            let v = t
+                .to_f32()
+                .map_err(|e| Error::format(path, format!("tensor '{}': {e}", s.name)))?;
+            if t.dtype != DType::F32 {
+                report.converted.push((s.name.clone(), t.dtype));
+            }
+            converted.push((s.name.clone(), v));
+        }
+    }
+    report.loaded = converted.len();
+    for (name, v) in converted {
+        *params
+            .get_mut(&name)
+            .expect("accepted names are model parameters") = v;
+    }
+    Ok(report)
+}
+
+/// The parameters in the order MindSpore saves them: the model's order, except that within each
+/// BatchNorm the moving statistics come first (`moving_mean, moving_variance, gamma, beta`, the
+/// order in which MindSpore's `_BatchNorm.__init__` creates them, as in
+/// `shared/golden/seresnet18_formula.ckpt`), whatever order the model lists them in.
+fn mindspore_order(params: &Params) -> Vec<(&ParamSpec, &Tensor)> {
+    let rank = |k: ParamKind| match k {
+        ParamKind::MovingMean => Some(0),
+        ParamKind::MovingVariance => Some(1),
+        ParamKind::Gamma => Some(2),
+        ParamKind::Beta => Some(3),
+        _ => None,
+    };
+    let prefix = |s: &ParamSpec| s.name.rsplit_once('.').map_or("", |(p, _)| p).to_string();
+    let all: Vec<(&ParamSpec, &Tensor)> = params.iter().collect();
+    let mut out = Vec::with_capacity(all.len());
+    let mut i = 0;
+    while i < all.len() {
+        if rank(all[i].0.kind).is_none() {
+            out.push(all[i]);
+            i += 1;
+            continue;
+        }
+        // A run of BatchNorm tensors of one layer.
+        let p = prefix(all[i].0);
+        let mut j = i;
+        while j < all.len() && rank(all[j].0.kind).is_some() && prefix(all[j].0) == p {
+            j += 1;
+        }
+        let mut group = all[i..j].to_vec();
+        group.sort_by_key(|(s, _)| rank(s.kind));
+        out.extend(group);
+        i = j;
+    }
+    out
+}
+
+/// How to save parameters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SaveOptions {
+    /// `.ckpt` only: append MindSpore's `crc_num` record (`save_checkpoint(crc_check=True)`).
+    pub crc_check: bool,
+}
+
+/// Saves `params` as Float32 tensors under their MindCV names, in MindSpore's order (model order,
+/// BatchNorm moving statistics before gamma/beta): a MindSpore
+/// `.ckpt` (exactly `mindspore.save_checkpoint(net, path)`'s bytes) or a `.safetensors` file
+/// (metadata `{"format": "ms"}`), chosen by extension; atomic (temporary file then rename).
+///
+/// Errors: [`Error::Format`] naming the path for another extension; [`Error::Io`] naming the
+/// (temporary) path on write failure.
+pub fn save_params(params: &Params, path: &Path) -> Result<()> {
+    save_params_with(params, path, &SaveOptions::default())
+}
+
+/// [`save_params`] with options (CRC record for `.ckpt`).
+pub fn save_params_with(params: &Params, path: &Path, opts: &SaveOptions) -> Result<()> {
+    match save_format(path)? {
+        FileFormat::Ckpt => {
+            let mut w = CkptWriter::create(path, opts.crc_check)?;
+            for (spec, t) in mindspore_order(params) {
+                let raw = RawTensor::from_f32(t);
+                w.write(&spec.name, raw.dtype, &raw.shape, &raw.bytes)?;
+            }
+            w.finish()
+        }
+        FileFormat::Safetensors => {
+            let raws: Vec<(&str, RawTensor)> = params
+                .iter()
+                .map(|(s, t)| (s.name.as_str(), RawTensor::from_f32(t)))
+                .collect();
+            super::write_safetensors(path, raws.iter().map(|(n, t)| (*n, t)))
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! safetensors files as MindSpore (>= 2.4) writes them with `save_checkpoint(...,
+//! format="safetensors")`: standard Hugging Face safetensors, MindSpore parameter names as keys,
+//! metadata `{"format": "ms"}`. Keys are laid out as the safetensors library does (by dtype
+//! alignment, then name).
+
+use super::{tmp_path, Checkpoint, SkippedEntry};
+use crate::tensor::{DType, RawTensor};
+use crate::{Error, Result};
+use safetensors::{Dtype, SafeTensors, View};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::Path;
+
+fn to_st(d: DType) -> Dtype {
+    match d {
+        DType::F32 => Dtype::F32,
+        DType::F16 => Dtype::F16,
+        DType::BF16 => Dtype::BF16,
+        DType::F64 => Dtype::F64,
+        DType::I8 => Dtype::I8,
+        DType::U8 => Dtype::U8,
+        DType::I16 => Dtype::I16,
+        DType::U16 => Dtype::U16,
+        DType::I32 => Dtype::I32,
+        DType::U32 => Dtype::U32,
+        DType::I64 => Dtype::I64,
+        DType::U64 => Dtype::U64,
+        DType::Bool => Dtype::BOOL,
+    }
+}
+
+fn from_st(d: Dtype) -> Option<DType> {
+    Some(match d {
+        Dtype::F32 => DType::F32,
+        Dtype::F16 => DType::F16,
+        Dtype::BF16 => DType::BF16,
+        Dtype::F64 => DType::F64,
+        Dtype::I8 => DType::I8,
+        Dtype::U8 => DType::U8,
+        Dtype::I16 => DType::I16,
+        Dtype::U16 => DType::U16,
+        Dtype::I32 => DType::I32,
+        Dtype::U32 => DType::U32,
+        Dtype::I64 => DType::I64,
+        Dtype::U64 => DType::U64,
+        Dtype::BOOL => DType::Bool,
+        _ => return None,
+    })
+}
+
+struct StView<'a>(&'a RawTensor);
+
+impl View for StView<'_> {
+    fn dtype(&self) -> Dtype {
+        to_st(self.0.dtype)
+    }
+    fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.0.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.0.bytes.len()
+    }
+}
+
+/// Reads a safetensors file (memory-mapped). Tensors come out sorted by name; dtypes without a
+/// [`DType`] (FP8, complex, ...) are listed in [`Checkpoint::skipped`]; the header metadata is
+/// kept in [`Checkpoint::metadata`].
+///
+/// Errors: [`Error::Io`] naming the path if it cannot be opened; [`Error::Format`] naming the
+/// path if the header or offsets are invalid (e.g. a truncated file).
+pub fn read_safetensors(path: &Path) -> Result<Checkpoint> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: read-only map, dropped before returning; files are replaced by rename, not edited.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    let bad = |e: safetensors::SafeTensorError| {
+        Error::format(path, format!("invalid safetensors file: {e}"))
+    };
+    let (_, meta) = SafeTensors::read_metadata(&map).map_err(bad)?;
+    let st = SafeTensors::deserialize(&map).map_err(bad)?;
+    let mut out = Checkpoint {
+        metadata: meta
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        ..Checkpoint::default()
+    };
+    let mut views = st.tensors();
+    views.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, view) in views {
+        match from_st(view.dtype()) {
+            Some(dtype) => out.tensors.push((
+                name,
+                RawTensor {
+                    dtype,
+                    shape: view.shape().to_vec(),
+                    bytes: view.data().to_vec(),
+                },
+            )),
+            None => out.skipped.push(SkippedEntry {
+                name,
+                reason: format!("unsupported safetensors dtype {:?}", view.dtype()),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `entries` as a safetensors file with metadata `{"format": "ms"}` like MindSpore;
+/// atomic (`<path>.tmp` then rename).
+///
+/// Errors: [`Error::Shape`] naming a tensor whose byte count differs from shape x dtype size;
+/// [`Error::Invalid`] for a duplicate name; [`Error::Io`] naming the path on write failure.
+pub fn write_safetensors<'a, I>(path: &Path, entries: I) -> Result<()>
+where
+    I: IntoIterator<Item = (&'a str, &'a RawTensor)>,
+{
+    let mut views: Vec<(&str, StView)> = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for (name, t) in entries {
+        if t.bytes.len() != t.numel() * t.dtype.size() {
+            return Err(Error::Shape(format!(
+                "tensor '{name}': {} bytes for {:?} of shape {:?}",
+                t.bytes.len(),
+                t.dtype,
+                t.shape
+            )));
+        }
+        if !names.insert(name) {
+            return Err(Error::Invalid(format!("duplicate tensor name '{name}'")));
+        }
+        views.push((name, StView(t)));
+    }
+    let meta: HashMap<String, String> = [("format".to_string(), "ms".to_string())].into();
+    let tmp = tmp_path(path);
+    safetensors::serialize_to_file(views, Some(meta), &tmp)
+        .map_err(|e| Error::io(&tmp, std::io::Error::other(e.to_string())))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
