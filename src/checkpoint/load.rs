@@ -272,42 +272,6 @@ fn load_labelled(
     Ok(report)
 }
 
-/// The parameters in the order MindSpore saves them: the model's order, except that within each
-/// BatchNorm the moving statistics come first (`moving_mean, moving_variance, gamma, beta`, the
-/// order in which MindSpore's `_BatchNorm.__init__` creates them, as in
-/// `shared/golden/seresnet18_formula.ckpt`), whatever order the model lists them in.
-fn mindspore_order(params: &Params) -> Vec<(&ParamSpec, &Tensor)> {
-    let rank = |k: ParamKind| match k {
-        ParamKind::MovingMean => Some(0),
-        ParamKind::MovingVariance => Some(1),
-        ParamKind::Gamma => Some(2),
-        ParamKind::Beta => Some(3),
-        _ => None,
-    };
-    let prefix = |s: &ParamSpec| s.name.rsplit_once('.').map_or("", |(p, _)| p).to_string();
-    let all: Vec<(&ParamSpec, &Tensor)> = params.iter().collect();
-    let mut out = Vec::with_capacity(all.len());
-    let mut i = 0;
-    while i < all.len() {
-        if rank(all[i].0.kind).is_none() {
-            out.push(all[i]);
-            i += 1;
-            continue;
-        }
-        // A run of BatchNorm tensors of one layer.
-        let p = prefix(all[i].0);
-        let mut j = i;
-        while j < all.len() && rank(all[j].0.kind).is_some() && prefix(all[j].0) == p {
-            j += 1;
-        }
-        let mut group = all[i..j].to_vec();
-        group.sort_by_key(|(s, _)| rank(s.kind));
-        out.extend(group);
-        i = j;
-    }
-    out
-}
-
 /// How to save parameters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SaveOptions {
@@ -315,8 +279,8 @@ pub struct SaveOptions {
     pub crc_check: bool,
 }
 
-/// Saves `params` as Float32 tensors under their MindCV names, in MindSpore's order (model order,
-/// BatchNorm moving statistics before gamma/beta): a MindSpore
+/// Saves `params` as Float32 tensors under their MindCV names, in the model's order (which is
+/// MindSpore's `parameters_and_names()` order): a MindSpore
 /// `.ckpt` (exactly `mindspore.save_checkpoint(net, path)`'s bytes) or a `.safetensors` file
 /// (metadata `{"format": "ms"}`), chosen by extension; atomic (temporary file then rename).
 ///
@@ -331,7 +295,7 @@ pub fn save_params_with(params: &Params, path: &Path, opts: &SaveOptions) -> Res
     match save_format(path)? {
         FileFormat::Ckpt => {
             let mut w = CkptWriter::create(path, opts.crc_check)?;
-            for (spec, t) in mindspore_order(params) {
+            for (spec, t) in params.iter() {
                 let raw = RawTensor::from_f32(t);
                 w.write(&spec.name, raw.dtype, &raw.shape, &raw.bytes)?;
             }

@@ -94,3 +94,14 @@ pub fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
         FileFormat::Safetensors => read_safetensors(path),
     }
 }
+
+/// Writes every tensor of `ckpt` to `path` as `.ckpt` (in `ckpt`'s order, no CRC record) or
+/// `.safetensors`, by extension; skipped entries are not written. Atomic (temporary name, then
+/// rename). Errors: [`Error::Format`] for another extension, [`Error::Io`] naming the path.
+pub fn write_checkpoint(path: &Path, ckpt: &Checkpoint) -> Result<()> {
+    let entries = ckpt.tensors.iter().map(|(n, t)| (n.as_str(), t));
+    match save_format(path)? {
+        FileFormat::Ckpt => write_ckpt(path, entries, false),
+        FileFormat::Safetensors => write_safetensors(path, entries),
+    }
+}

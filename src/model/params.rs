@@ -47,11 +47,13 @@ fn conv(specs: &mut Vec<ParamSpec>, name: String, shape: [usize; 4]) {
 }
 
 fn bn(specs: &mut Vec<ParamSpec>, prefix: &str, c: usize) {
+    // MindSpore's `_BatchNorm.__init__` creates the moving statistics first; this is the order
+    // of `parameters_and_names()` and of every .ckpt MindSpore writes.
     for (leaf, kind) in [
-        ("gamma", ParamKind::Gamma),
-        ("beta", ParamKind::Beta),
         ("moving_mean", ParamKind::MovingMean),
         ("moving_variance", ParamKind::MovingVariance),
+        ("gamma", ParamKind::Gamma),
+        ("beta", ParamKind::Beta),
     ] {
         specs.push(ParamSpec {
             name: format!("{prefix}.{leaf}"),
@@ -74,8 +76,10 @@ fn dense(specs: &mut Vec<ParamSpec>, prefix: &str, out: usize, inp: usize) {
     });
 }
 
-/// Every parameter of `arch` with `num_classes` outputs, in MindCV's order (stem `layer0`,
-/// blocks `layerL.B.{conv1,bn1,conv2,bn2[,conv3,bn3],se_module,downsample}`, `classifier`).
+/// Every parameter of `arch` with `num_classes` outputs, in MindSpore's `parameters_and_names()`
+/// order (stem `layer0`, blocks `layerL.B.{conv1,bn1,conv2,bn2[,conv3,bn3],se_module,downsample}`,
+/// `classifier`; within a BatchNorm `moving_mean, moving_variance, gamma, beta`), which is the
+/// order of the tensors in a MindSpore-written `.ckpt`.
 pub fn param_specs(arch: Arch, num_classes: usize) -> Vec<ParamSpec> {
     let mut s = Vec::new();
     conv(&mut s, "layer0.0.weight".into(), [64, 3, 7, 7]);
