@@ -546,3 +546,47 @@ fn eval_transform_on_decoded_image_equals_path() {
     let img: RgbImage = decode_file(path).unwrap();
     assert_eq!(t.apply(&img).unwrap(), t.apply_path(path).unwrap());
 }
+
+#[test]
+fn cmyk_jpeg_becomes_rgb_as_pil_does() {
+    // libjpeg-turbo writes CMYK pixels as a YCCK JPEG (values stored as given, Adobe convention:
+    // inverted ink). Decoding takes them as inverted like PIL: R = c * k / 255, etc.
+    let (w, h) = (16usize, 16usize);
+    let px = [255u8, 128, 0, 255, 200, 100, 50, 128];
+    let mut cmyk = Vec::new();
+    for i in 0..w * h {
+        let p = if (i % w) < w / 2 { &px[..4] } else { &px[4..] };
+        cmyk.extend_from_slice(p);
+    }
+    let img = turbojpeg::Image {
+        pixels: cmyk.as_slice(),
+        width: w,
+        pitch: w * 4,
+        height: h,
+        format: turbojpeg::PixelFormat::CMYK,
+    };
+    let jpeg = turbojpeg::compress(img, 100, turbojpeg::Subsamp::None).unwrap();
+    assert_eq!(
+        turbojpeg::read_header(&jpeg).unwrap().colorspace,
+        turbojpeg::Colorspace::YCCK
+    );
+    let rgb = decode_bytes(&jpeg).unwrap();
+    assert_eq!((rgb.width, rgb.height), (w, h));
+    let expect = |p: &[u8]| -> [f64; 3] {
+        let k = p[3] as f64;
+        [
+            p[0] as f64 * k / 255.0,
+            p[1] as f64 * k / 255.0,
+            p[2] as f64 * k / 255.0,
+        ]
+    };
+    for (x, want) in [(2, expect(&px[..4])), (13, expect(&px[4..]))] {
+        let got = rgb.pixel(x, 8);
+        for c in 0..3 {
+            assert!(
+                (got[c] as f64 - want[c]).abs() <= 3.0,
+                "x={x} c={c}: {got:?} vs {want:?}"
+            );
+        }
+    }
+}
