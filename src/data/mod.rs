@@ -1,1 +1,20 @@
-//! Data: ImageFolder datasets, JPEG/PNG decoding, MindCV's transforms, the batched loader.
+//! Data: ImageFolder datasets, JPEG/PNG decoding, MindCV's eval transforms, the batched loader.
+//!
+//! - [`decode_file`] / [`decode_bytes`]: JPEG (libjpeg-turbo, as PIL/MindSpore) and PNG to [`RgbImage`];
+//! - [`resize_u8`]: OpenCV's `INTER_CUBIC` / `INTER_LINEAR` resize on 8-bit images;
+//! - [`EvalTransform`]: MindCV's `transforms_imagenet_eval` (resize, centre crop, normalize, CHW);
+//! - [`ImageFolder`]: `data_dir/split/<class>/<image>` with optional class map; [`list_images`];
+//! - [`Loader`]: batches of transformed images decoded in parallel with bounded prefetch.
+mod decode;
+mod folder;
+mod loader;
+mod resize;
+mod rgb;
+mod transforms;
+
+pub use decode::{decode_bytes, decode_file, detect_format, ImageFormat};
+pub use folder::{is_image_file, list_images, ImageFolder, IMAGE_EXTENSIONS};
+pub use loader::{Batch, Loader};
+pub use resize::{resize_u8, Interpolation};
+pub use rgb::RgbImage;
+pub use transforms::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};
