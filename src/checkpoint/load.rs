@@ -4,9 +4,9 @@
 //! default: every mismatch is reported.
 
 use super::{read_checkpoint, save_format, CkptWriter, FileFormat, SkippedEntry};
-use crate::model::{ParamKind, ParamSpec, Params, SeNet};
+use crate::model::{Params, SeNet};
 use crate::tensor::{DType, RawTensor};
-use crate::{Error, Result, Tensor};
+use crate::{Error, Result};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;

@@ -116,8 +116,11 @@ impl ImageFolder {
     }
 }
 
-/// Reads a class map: `(folder name per index, human name per index)`.
-fn read_class_map(path: &Path) -> Result<(Vec<String>, Vec<String>)> {
+/// Reads a class map file: one class folder name per line (index = line number), or the TSV
+/// `index<TAB>folder[<TAB>name]` of `imagenet_classes.tsv`. Returns `(folder name per index,
+/// human name per index)`; the human name is the folder name where the file gives none.
+/// Errors: [`Error::Io`] naming an unreadable file, [`Error::Format`] for a malformed line.
+pub fn read_class_map(path: &Path) -> Result<(Vec<String>, Vec<String>)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let lines: Vec<(usize, &str)> = text
         .lines()

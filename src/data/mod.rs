@@ -13,7 +13,7 @@ mod rgb;
 mod transforms;
 
 pub use decode::{decode_bytes, decode_file, detect_format, ImageFormat};
-pub use folder::{is_image_file, list_images, ImageFolder, IMAGE_EXTENSIONS};
+pub use folder::{is_image_file, list_images, read_class_map, ImageFolder, IMAGE_EXTENSIONS};
 pub use loader::{Batch, Loader};
 pub use resize::{resize_u8, Interpolation};
 pub use rgb::RgbImage;
