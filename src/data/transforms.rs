@@ -15,7 +15,7 @@ pub const IMAGENET_STD: [f32; 3] = [58.395, 57.12, 57.375];
 
 /// MindCV's eval transform `transforms_imagenet_eval(image_resize, crop_pct, interpolation, mean, std)`:
 /// 1. decode to RGB u8;
-/// 2. resize (OpenCV, see [`super::resize`]) so that the SHORT side becomes
+/// 2. resize (OpenCV `INTER_CUBIC`/`INTER_LINEAR`, see [`super::resize_u8`]) so that the SHORT side becomes
 ///    `resize_size = floor(image_resize / crop_pct)` (256 for 224 / 0.875) and the long side
 ///    `floor(long / short * resize_size)` (MindSpore 2.x; a square stays square);
 /// 3. centre crop `image_resize x image_resize` at offset `(dim - image_resize) div 2` (floor), zero
