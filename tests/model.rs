@@ -102,7 +102,8 @@ fn eval_logits_match_mindcv_for_all_variants() {
 #[test]
 fn parameter_order_is_mindspore_file_order() {
     // The order of the tensors in a .ckpt that MindSpore itself wrote for seresnet18.
-    let ckpt = senet::checkpoint::read_checkpoint(&common::golden("seresnet18_formula.ckpt")).unwrap();
+    let ckpt =
+        senet::checkpoint::read_checkpoint(&common::golden("seresnet18_formula.ckpt")).unwrap();
     let file: Vec<&str> = ckpt.names().collect();
     let specs = param_specs(Arch::SeResNet18, 1000);
     let ours: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
