@@ -1,0 +1,71 @@
+//! Per-layer timings of the CPU backend's conv2d on seresnet50's shapes (batch 32 by default):
+//! `cargo bench --bench layers [-- BATCH THREADS]`. Prints GFLOP/s per layer shape; used to find
+//! the layers where the CPU backend falls short of the GEMM's speed.
+use senet::backend::cpu::CpuBackend;
+use senet::backend::{Activation, Backend, Conv2dParams, Shape4};
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
+    let batch: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(32);
+    let threads: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2);
+    let be = CpuBackend::new(threads).unwrap();
+    // (cin, h, cout, k, stride, pad, groups): the distinct conv shapes of seresnet50 (+ ResNeXt 3x3).
+    let layers = [
+        (3, 224, 64, 7, 2, 3, 1),
+        (64, 56, 64, 1, 1, 0, 1),
+        (64, 56, 64, 3, 1, 1, 1),
+        (64, 56, 256, 1, 1, 0, 1),
+        (256, 56, 64, 1, 1, 0, 1),
+        (128, 56, 128, 3, 2, 1, 1),
+        (128, 28, 128, 3, 1, 1, 1),
+        (256, 14, 256, 3, 1, 1, 1),
+        (512, 7, 512, 3, 1, 1, 1),
+        (1024, 14, 256, 1, 1, 0, 1),
+        (512, 7, 2048, 1, 1, 0, 1),
+        (2048, 7, 512, 1, 1, 0, 1),
+        (1024, 14, 2048, 1, 2, 0, 1),
+        (128, 56, 128, 3, 1, 1, 32),
+    ];
+    for (cin, h, cout, k, s, p, g) in layers {
+        let xs = Shape4::new(batch, cin, h, h);
+        let params = Conv2dParams {
+            stride: s,
+            padding: p,
+            groups: g,
+        };
+        let (oh, ow) = params.out_hw(h, h, k, k);
+        let ys = Shape4::new(batch, cout, oh, ow);
+        let x = be.upload(&vec![0.5; xs.numel()]).unwrap();
+        let w = be.upload(&vec![0.01; cout * cin / g * k * k]).unwrap();
+        let b = be.upload(&vec![0.1; cout]).unwrap();
+        let mut y = be.alloc(ys.numel()).unwrap();
+        let run = |y: &mut Vec<f32>| {
+            be.conv2d(
+                &x,
+                xs,
+                &w,
+                [cout, cin / g, k, k],
+                Some(&b),
+                params,
+                Activation::Relu,
+                y,
+            )
+            .unwrap()
+        };
+        run(&mut y);
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            run(&mut y);
+            times.push(t0.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        let flops = 2.0 * (ys.numel() * cin / g * k * k) as f64;
+        println!(
+            "conv {cin:>4}x{h:<3} -> {cout:>4} k{k} s{s} g{g:<2}: {:>7.2} ms  {:>5.0} GFLOP/s",
+            times[2] * 1e3,
+            flops / times[2] / 1e9
+        );
+    }
+}
