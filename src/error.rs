@@ -8,18 +8,28 @@ pub enum Error {
     /// An I/O error on a named file.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
         #[source]
+        /// The underlying error.
         source: std::io::Error,
     },
     /// A file whose content is not in the expected format (truncated, corrupt, wrong type).
     #[error("{path}: {msg}")]
-    Format { path: PathBuf, msg: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
     /// Parameters of a checkpoint that do not match the model (every culprit is listed).
     #[error("checkpoint {path} does not match model {model}:\n{details}")]
     Mismatch {
+        /// The file.
         path: PathBuf,
+        /// The model, e.g. `seresnet50 (1000 classes)`.
         model: String,
+        /// One line per offending parameter.
         details: String,
     },
     /// A configuration (recipe or flag) that is invalid.

@@ -10,6 +10,8 @@
 //! - [`data`]: ImageFolder, JPEG/PNG decoding, MindCV's transforms, the batched loader;
 //! - [`config`]: MindCV recipes; [`tensor`]: host tensors and dtypes; [`error`]: the error type.
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod checkpoint;
 pub mod config;

@@ -5,18 +5,31 @@ use crate::{Error, Result};
 /// Element types of MindSpore checkpoints (`TensorProto.tensor_type` names) and safetensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit float (`Float32`).
     F32,
+    /// IEEE half (`Float16`).
     F16,
+    /// bfloat16 (`BFloat16`).
     BF16,
+    /// 64-bit float (`Float64`).
     F64,
+    /// `Int8`.
     I8,
+    /// `UInt8`.
     U8,
+    /// `Int16`.
     I16,
+    /// `UInt16`.
     U16,
+    /// `Int32`.
     I32,
+    /// `UInt32`.
     U32,
+    /// `Int64`.
     I64,
+    /// `UInt64`.
     U64,
+    /// `Bool`, one byte per element.
     Bool,
 }
 
@@ -78,6 +91,7 @@ impl DType {
 /// A host tensor of any dtype: shape plus little-endian row-major bytes, as stored in a checkpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawTensor {
+    /// Element type.
     pub dtype: DType,
     /// Full shape; empty for a scalar.
     pub shape: Vec<usize>,
@@ -148,7 +162,9 @@ impl RawTensor {
 /// A host f32 tensor, row-major (C order). Images and activations are NCHW.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Tensor {
+    /// Shape, outermost first; empty for a scalar.
     pub shape: Vec<usize>,
+    /// Values in row-major (C) order.
     pub data: Vec<f32>,
 }
 

@@ -15,9 +15,13 @@ use crate::Result;
 /// Shape of an NCHW activation: batch, channels, height, width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape4 {
+    /// Batch size.
     pub n: usize,
+    /// Channels.
     pub c: usize,
+    /// Height in pixels.
     pub h: usize,
+    /// Width in pixels.
     pub w: usize,
 }
 
@@ -42,8 +46,11 @@ impl Shape4 {
 /// symmetric zero padding, no dilation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv2dParams {
+    /// Stride, both directions.
     pub stride: usize,
+    /// Zero padding on each side, both directions.
     pub padding: usize,
+    /// Groups (1 for a dense conv; 32 for ResNeXt's 3x3).
     pub groups: usize,
 }
 
@@ -60,8 +67,11 @@ impl Conv2dParams {
 /// Activation applied in an op's epilogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
+    /// Identity.
     None,
+    /// max(0, x).
     Relu,
+    /// 1 / (1 + exp(-x)).
     Sigmoid,
 }
 

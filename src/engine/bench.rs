@@ -9,7 +9,9 @@ use std::time::Instant;
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
+    /// The variant.
     pub arch: Arch,
+    /// Images per forward pass.
     pub batch_size: usize,
     /// Image side in pixels (224 for MindCV's recipes).
     pub image_size: usize,
@@ -25,13 +27,21 @@ pub struct BenchOptions {
 /// process's peak resident memory.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchReport {
+    /// MindCV model name.
     pub model: String,
+    /// Images per forward pass.
     pub batch_size: usize,
+    /// Threads the backend ran on.
     pub threads: usize,
+    /// Image side in pixels.
     pub image_size: usize,
+    /// Timed iterations.
     pub iters: usize,
+    /// Median time of one forward pass, seconds.
     pub median_s: f64,
+    /// batch_size / median_s.
     pub images_per_second: f64,
+    /// batch_size / fastest iteration.
     pub images_per_second_best: f64,
     /// Peak resident set size of the process (VmHWM), MiB; None where /proc is unavailable.
     pub peak_rss_mib: Option<f64>,

@@ -43,9 +43,13 @@ pub fn in_topk(row: &[f32], label: usize, k: usize) -> bool {
 /// Running Top-1 / Top-5 / loss accumulator over batches.
 #[derive(Debug, Clone, Default)]
 pub struct Accumulator {
+    /// Samples seen.
     pub samples: usize,
+    /// Samples whose label is the top logit.
     pub top1_hits: usize,
+    /// Samples whose label is among the 5 top logits.
     pub top5_hits: usize,
+    /// Sum of the per-sample losses.
     pub loss_sum: f64,
 }
 

@@ -5,6 +5,7 @@ use crate::Result;
 /// One row of the model table.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ModelInfo {
+    /// MindCV model name.
     pub name: String,
     /// Parameters including BN moving statistics (MindCV's README "params" figure), 1000 classes.
     pub params: usize,

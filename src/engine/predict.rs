@@ -12,13 +12,16 @@ use std::path::PathBuf;
 /// A prediction run.
 #[derive(Debug, Clone)]
 pub struct PredictOptions {
+    /// The variant.
     pub arch: Arch,
+    /// Checkpoint (.ckpt or .safetensors); required.
     pub ckpt_path: PathBuf,
     /// Class names: a class map (one folder per line, or the TSV `index<TAB>folder<TAB>name`);
     /// without one, classes are named by index.
     pub class_map: Option<PathBuf>,
     /// How many classes to report per image.
     pub topk: usize,
+    /// Images per forward pass.
     pub batch_size: usize,
     /// Decoding threads.
     pub num_workers: usize,
@@ -31,7 +34,9 @@ pub struct PredictOptions {
 /// One class of an image's top-K.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TopClass {
+    /// Class index.
     pub index: usize,
+    /// Class name from the class map, else `class <index>`.
     pub name: String,
     /// Softmax probability in [0, 1].
     pub probability: f64,
@@ -40,7 +45,9 @@ pub struct TopClass {
 /// The top-K of one image.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Prediction {
+    /// The image file.
     pub path: PathBuf,
+    /// Its top-K classes, most probable first.
     pub top: Vec<TopClass>,
 }
 

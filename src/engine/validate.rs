@@ -18,6 +18,7 @@ use std::time::Instant;
 /// after command-line overrides.
 #[derive(Debug, Clone)]
 pub struct ValidateOptions {
+    /// The recipe after command-line overrides.
     pub recipe: Recipe,
     /// Class map file (one folder per line, or the TSV `index<TAB>folder<TAB>name`).
     pub class_map: Option<PathBuf>,
@@ -28,11 +29,17 @@ pub struct ValidateOptions {
 /// The result, with accuracies in percent.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ValidateReport {
+    /// MindCV model name.
     pub model: String,
+    /// Samples evaluated (all of them).
     pub num_samples: usize,
+    /// Top-1 accuracy, percent.
     pub top1: f64,
+    /// Top-5 accuracy, percent.
     pub top5: f64,
+    /// Mean loss (the recipe's cross entropy with label smoothing).
     pub loss: f64,
+    /// Samples per second of wall time, decoding included.
     pub images_per_second: f64,
 }
 

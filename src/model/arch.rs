@@ -11,7 +11,12 @@ pub enum BlockKind {
     /// 1x1 -> 3x3 (stride here) -> 1x1, expansion 4 (SE-ResNet-50).
     Bottleneck,
     /// Bottleneck with a grouped 3x3: width = floor(planes * base_width / 64) * groups.
-    ResNeXt { groups: usize, base_width: usize },
+    ResNeXt {
+        /// Groups of the 3x3 conv (cardinality).
+        groups: usize,
+        /// Channels per group at planes = 64.
+        base_width: usize,
+    },
 }
 
 impl BlockKind {
@@ -27,10 +32,15 @@ impl BlockKind {
 /// One of the five MindCV SENet variants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
+    /// `seresnet18`: basic blocks [2, 2, 2, 2].
     SeResNet18,
+    /// `seresnet34`: basic blocks [3, 4, 6, 3].
     SeResNet34,
+    /// `seresnet50`: bottlenecks [3, 4, 6, 3].
     SeResNet50,
+    /// `seresnext26_32x4d`: ResNeXt bottlenecks [2, 2, 2, 2], 32 groups of width 4.
     SeResNeXt26_32x4d,
+    /// `seresnext50_32x4d`: ResNeXt bottlenecks [3, 4, 6, 3], 32 groups of width 4.
     SeResNeXt50_32x4d,
 }
 
@@ -110,6 +120,7 @@ pub fn se_channels(channels: usize) -> usize {
 pub struct BlockSpec {
     /// Parameter-name prefix, e.g. "layer2.0".
     pub prefix: String,
+    /// Block type.
     pub kind: BlockKind,
     /// Input channels.
     pub in_channels: usize,

@@ -14,8 +14,11 @@ use crate::Result;
 /// A SENet: the variant, its number of classes and its parameters (names and shapes = MindCV's).
 #[derive(Debug, Clone)]
 pub struct SeNet {
+    /// The variant.
     pub arch: Arch,
+    /// Outputs of the classifier.
     pub num_classes: usize,
+    /// Every parameter, BN moving statistics included, by MindCV name.
     pub params: Params,
 }
 

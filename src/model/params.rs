@@ -33,8 +33,11 @@ impl ParamKind {
 /// Name, shape and kind of one parameter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamSpec {
+    /// MindCV parameter name, e.g. `layer1.0.bn1.gamma`.
     pub name: String,
+    /// MindSpore shape.
     pub shape: Vec<usize>,
+    /// What it is.
     pub kind: ParamKind,
 }
 

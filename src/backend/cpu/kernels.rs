@@ -64,14 +64,23 @@ fn act_code(a: Activation) -> i32 {
 /// Geometry of an im2col gather: input (c, h, w), kernel kh x kw, stride, padding, output oh x ow.
 #[derive(Debug, Clone, Copy)]
 pub struct Im2col {
+    /// Input channels.
     pub c: usize,
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
+    /// Kernel height.
     pub kh: usize,
+    /// Kernel width.
     pub kw: usize,
+    /// Stride, both directions.
     pub stride: usize,
+    /// Zero padding on each side.
     pub pad: usize,
+    /// Output height.
     pub oh: usize,
+    /// Output width.
     pub ow: usize,
 }
 

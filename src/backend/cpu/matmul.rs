@@ -4,14 +4,18 @@
 /// pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Par {
+    /// On the calling thread.
     Seq,
+    /// Split by `gemm` over the current rayon pool.
     Rayon,
 }
 
 /// A row-major matrix view: pointer-free description of rows, columns and strides.
 #[derive(Debug, Clone, Copy)]
 pub struct MatLayout {
+    /// Number of rows.
     pub rows: usize,
+    /// Number of columns.
     pub cols: usize,
     /// Row stride in elements.
     pub rs: isize,
