@@ -679,3 +679,42 @@ fn add_assign_matches_finite_differences_and_exact_sums() {
         .add_assign(&mut vec![0.0; 3], &vec![0.0; 4], 4)
         .is_err());
 }
+
+#[test]
+fn empty_batch_gives_zero_parameter_gradients() {
+    let be = CpuBackend::new(2).unwrap();
+    let mut dw = vec![3.0; 6];
+    let mut db = vec![3.0; 2];
+    be.linear_backward(
+        &vec![],
+        0,
+        &vec![1.0; 6],
+        2,
+        3,
+        &vec![],
+        None,
+        &mut dw,
+        &mut db,
+    )
+    .unwrap();
+    assert_eq!((dw, db), (vec![0.0; 6], vec![0.0; 2]));
+    let c = conv_case(0, 4, (7, 5), 6, 3, (2, 1, 2));
+    let ys = out_shape(&c);
+    let mut dw = vec![3.0; c.w_shape.iter().product()];
+    be.conv2d_backward_filter(&vec![], c.xs, &vec![], ys, c.p, c.w_shape, &mut dw, true)
+        .unwrap();
+    assert!(dw.iter().all(|&v| v == 3.0), "accumulate: unchanged");
+    be.conv2d_backward_filter(&vec![], c.xs, &vec![], ys, c.p, c.w_shape, &mut dw, false)
+        .unwrap();
+    assert!(dw.iter().all(|&v| v == 0.0), "overwrite: zeroed");
+    be.conv2d_backward_data(
+        &vec![],
+        ys,
+        &vec![0.0; dw.len()],
+        c.w_shape,
+        c.p,
+        c.xs,
+        &mut vec![],
+    )
+    .unwrap();
+}

@@ -169,26 +169,51 @@ fn with_scratch<R>(need: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
+/// Runs `f(group, out_g, par)` for every group's slice of `out` (equal, contiguous slices).
+/// The outputs are disjoint, so the order does not affect the result. On the pool, many small
+/// groups (ResNeXt: 32) run one per task with single-threaded GEMMs; few groups split inside
+/// their GEMMs.
+fn for_each_group(
+    out: &mut [f32],
+    groups: usize,
+    par: Par,
+    f: impl Fn(usize, &mut [f32], Par) + Sync,
+) {
+    let len = out.len() / groups;
+    if len == 0 {
+        return;
+    }
+    if par == Par::Rayon && groups >= rayon::current_num_threads() && groups > 1 {
+        out.par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(gi, o)| f(gi, o, Par::Seq));
+    } else {
+        for (gi, o) in out.chunks_mut(len).enumerate() {
+            f(gi, o, par);
+        }
+    }
+}
+
 /// Data gradient of one image: `dx1` (Cin, H, W) from `dy1` (Cout, OH, OW) and `w`.
 fn data_image(dy1: &[f32], w: &[f32], g: &ConvGeometry, dx1: &mut [f32], par: Par) {
     let groups = g.p.groups;
     let (cin_g, cout_g) = (g.xs.c / groups, g.ys.c / groups);
     let k_g = cin_g * g.kh * g.kw;
     let plane = g.ys.h * g.ys.w;
-    // dcol_g (k_g × P) = W_gᵀ (k_g × cout_g) · dY_g (cout_g × P), group after group.
-    let dcol_of = |dcol: &mut [f32]| {
-        for gi in 0..groups {
-            matmul(
-                &w[gi * cout_g * k_g..(gi + 1) * cout_g * k_g],
-                MatLayout::transposed(k_g, cout_g),
-                &dy1[gi * cout_g * plane..(gi + 1) * cout_g * plane],
-                MatLayout::row_major(cout_g, plane),
-                &mut dcol[gi * k_g * plane..(gi + 1) * k_g * plane],
-                false,
-                par,
-            );
-        }
+    // dcol_g (k_g × P) = W_gᵀ (k_g × cout_g) · dY_g (cout_g × P).
+    let group = |gi: usize, dcol_g: &mut [f32], par: Par| {
+        matmul(
+            &w[gi * cout_g * k_g..(gi + 1) * cout_g * k_g],
+            MatLayout::transposed(k_g, cout_g),
+            &dy1[gi * cout_g * plane..(gi + 1) * cout_g * plane],
+            MatLayout::row_major(cout_g, plane),
+            dcol_g,
+            false,
+            par,
+        )
     };
+    let dcol_of =
+        |dcol: &mut [f32]| for_each_group(&mut dcol[..groups * k_g * plane], groups, par, group);
     let kind = cols_kind(g);
     if kind == Cols::Direct {
         // The columns are the input: the product lands in dx directly.
@@ -216,17 +241,18 @@ fn filter_image(
     let plane = g.ys.h * g.ys.w;
     // dW_g (cout_g × k_g) (+)= dY_g (cout_g × P) · col_gᵀ (P × k_g).
     let products = |col: &[f32], dw: &mut [f32]| {
-        for gi in 0..groups {
+        let group = |gi: usize, dw_g: &mut [f32], par: Par| {
             matmul(
                 &dy1[gi * cout_g * plane..(gi + 1) * cout_g * plane],
                 MatLayout::row_major(cout_g, plane),
                 &col[gi * k_g * plane..(gi + 1) * k_g * plane],
                 MatLayout::transposed(plane, k_g),
-                &mut dw[gi * cout_g * k_g..(gi + 1) * cout_g * k_g],
+                dw_g,
                 accumulate,
                 par,
-            );
-        }
+            )
+        };
+        for_each_group(&mut dw[..groups * cout_g * k_g], groups, par, group)
     };
     let kind = cols_kind(g);
     if kind == Cols::Direct {
