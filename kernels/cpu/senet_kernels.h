@@ -18,6 +18,17 @@ void senet_im2col_f32(const float *x, size_t c, size_t h, size_t w, size_t kh, s
 void senet_subsample_f32(const float *x, size_t c, size_t h, size_t w, size_t stride, size_t oh,
                          size_t ow, float *y);
 
+/* The adjoint of senet_im2col_f32 (same geometry): x is overwritten with zeros, then
+ * x[ci, oy*s - pad + ky, ox*s - pad + kx] += col[(ci*kh*kw + ky*kw + kx) * (oh*ow) + oy*ow + ox]
+ * for every in-image position, in a fixed order. x is (c, h, w), col (c*kh*kw, oh*ow). */
+void senet_col2im_f32(const float *col, size_t c, size_t h, size_t w, size_t kh, size_t kw,
+                      size_t stride, size_t pad, size_t oh, size_t ow, float *x);
+
+/* The adjoint of senet_subsample_f32: dx (c, h, w) is zeroed, then dx[ci, oy*s, ox*s] =
+ * dy[ci, oy, ox] for dy (c, oh, ow). Requires (oh-1)*s < h and (ow-1)*s < w. */
+void senet_subsample_backward_f32(const float *dy, size_t c, size_t h, size_t w, size_t stride,
+                                  size_t oh, size_t ow, float *dx);
+
 /* y[ci, i] = act(y[ci, i] + bias[ci]) over (c, hw); bias may be NULL. */
 void senet_bias_act_f32(float *y, const float *bias, size_t c, size_t hw, int act);
 
@@ -25,6 +36,13 @@ void senet_bias_act_f32(float *y, const float *bias, size_t c, size_t hw, int ac
  * positions are skipped. */
 void senet_max_pool2d_f32(const float *x, size_t c, size_t h, size_t w, size_t k, size_t s,
                           size_t pad_top, size_t pad_left, size_t oh, size_t ow, float *y);
+
+/* Backward of senet_max_pool2d_f32 (same geometry): dx (c, h, w) is zeroed, then each
+ * dy[ci, oy, ox] is added at the position of its window's maximum in x (the first one in
+ * row-major window order on ties, as the forward's strict '>' scan). */
+void senet_max_pool2d_backward_f32(const float *x, const float *dy, size_t c, size_t h, size_t w,
+                                   size_t k, size_t s, size_t pad_top, size_t pad_left, size_t oh,
+                                   size_t ow, float *dx);
 
 /* y[ci] = mean over hw of x[ci, :]. */
 void senet_global_avg_pool_f32(const float *x, size_t c, size_t hw, float *y);

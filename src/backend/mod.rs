@@ -158,4 +158,92 @@ pub trait Backend: Send + Sync {
         gate: &Self::Buffer,
         shortcut: &Self::Buffer,
     ) -> Result<()>;
+
+    // ---- training: convolution, dense, pooling ----
+
+    /// dx = ∂L/∂x of y = conv2d(x, w) (no bias; BN follows every conv), overwriting dx (N,Cin,H,W).
+    ///
+    /// `dy` is ∂L/∂y (N, Cout, OH, OW) with `ys` the forward's output shape, `w` the forward's
+    /// weight (Cout, Cin/groups, kh, kw). Standard conv-as-GEMM formulation: per image and group
+    /// `dcol = Wᵀ·dY`, then col2im (the scatter-add adjoint of im2col) into dx.
+    /// Errors if `ys` is not the forward output of `xs`, `w_shape` and `p`, or a buffer is short.
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_backward_data(
+        &self,
+        dy: &Self::Buffer,
+        ys: Shape4,
+        w: &Self::Buffer,
+        w_shape: [usize; 4],
+        p: Conv2dParams,
+        xs: Shape4,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// dw (+)= ∂L/∂w (Cout,Cin/g,kh,kw); `accumulate` false overwrites.
+    ///
+    /// The gradient is summed over the batch of `x` (N, Cin, H, W) and `dy` (N, Cout, OH, OW):
+    /// per image and group `dW += dY·colᵀ` with `col = im2col(x)`. The batch reduction has a fixed
+    /// order, so results are reproducible run to run. Errors as
+    /// [`conv2d_backward_data`](Backend::conv2d_backward_data).
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_backward_filter(
+        &self,
+        x: &Self::Buffer,
+        xs: Shape4,
+        dy: &Self::Buffer,
+        ys: Shape4,
+        p: Conv2dParams,
+        w_shape: [usize; 4],
+        dw: &mut Self::Buffer,
+        accumulate: bool,
+    ) -> Result<()>;
+
+    /// Dense backward for y = x·wᵀ + b: dx (n,in) overwritten when Some, dw (out,in) and db (out) overwritten.
+    ///
+    /// Given `dy` (n, out): `dx = dy·w`, `dw = dyᵀ·x`, `db = Σ_rows dy`. `dx` is `None` for the
+    /// first layer (no input gradient needed). Errors if a buffer is too short.
+    #[allow(clippy::too_many_arguments)]
+    fn linear_backward(
+        &self,
+        x: &Self::Buffer,
+        n: usize,
+        w: &Self::Buffer,
+        out_features: usize,
+        in_features: usize,
+        dy: &Self::Buffer,
+        dx: Option<&mut Self::Buffer>,
+        dw: &mut Self::Buffer,
+        db: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Backward of max_pool2d_same: routes each dy to the argmax of its window in x (first max in row-major window order on ties, like the forward's strict '>' scan), dx overwritten.
+    ///
+    /// `x` (N, C, H, W) is the forward's input, `dy` (N, C, OH, OW) with OH, OW from
+    /// [`same_pool_geometry`] (MindSpore `MaxPool2d(pad_mode="same")`); windows overlap when
+    /// stride < kernel, so dx sums every window's contribution. Errors on a zero kernel, stride
+    /// or plane, or a short buffer.
+    fn max_pool2d_same_backward(
+        &self,
+        x: &Self::Buffer,
+        xs: Shape4,
+        kernel: usize,
+        stride: usize,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Backward of global_avg_pool: `dx[n,c,h,w] = dy[n,c] / (H*W)`, dx overwritten.
+    ///
+    /// `dy` is (N, C), `dx` has shape `xs`. Errors if a buffer is too short.
+    fn global_avg_pool_backward(
+        &self,
+        dy: &Self::Buffer,
+        xs: Shape4,
+        dx: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Element-wise dst += src over `len` values (gradient accumulation, residual branches).
+    ///
+    /// Errors if either buffer is shorter than `len`.
+    fn add_assign(&self, dst: &mut Self::Buffer, src: &Self::Buffer, len: usize) -> Result<()>;
 }

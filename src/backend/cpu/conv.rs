@@ -5,8 +5,9 @@ use crate::backend::{Activation, Conv2dParams, Shape4};
 use std::cell::RefCell;
 
 thread_local! {
-    /// Per-thread im2col scratch, grown to the largest layer and reused.
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread im2col scratch, grown to the largest layer and reused (also by the backward ops
+    /// of `conv_backward`, which never hold it across a call to the forward).
+    pub(super) static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Shapes of one convolution (the batch size in `xs`/`ys` is ignored per image).

@@ -5,9 +5,13 @@
 //! GEMM then runs single-threaded on its image); a single image is split inside its GEMMs.
 //! Scratch space (im2col columns) is one growing buffer per worker thread, reused across
 //! layers and batches, so the steady state allocates nothing.
+mod accumulate;
 mod conv;
+mod conv_backward;
+mod dense_backward;
 pub mod kernels;
 pub mod matmul;
+mod pool_backward;
 
 use super::{same_pool_geometry, Activation, Backend, Conv2dParams, Shape4};
 use crate::{Error, Result};
@@ -249,5 +253,70 @@ impl Backend for CpuBackend {
                 });
         });
         Ok(())
+    }
+
+    // ---- training: convolution, dense, pooling ----
+
+    fn conv2d_backward_data(
+        &self,
+        dy: &Vec<f32>,
+        ys: Shape4,
+        w: &Vec<f32>,
+        w_shape: [usize; 4],
+        p: Conv2dParams,
+        xs: Shape4,
+        dx: &mut Vec<f32>,
+    ) -> Result<()> {
+        conv_backward::conv2d_backward_data(self, dy, ys, w, w_shape, p, xs, dx)
+    }
+
+    fn conv2d_backward_filter(
+        &self,
+        x: &Vec<f32>,
+        xs: Shape4,
+        dy: &Vec<f32>,
+        ys: Shape4,
+        p: Conv2dParams,
+        w_shape: [usize; 4],
+        dw: &mut Vec<f32>,
+        accumulate: bool,
+    ) -> Result<()> {
+        conv_backward::conv2d_backward_filter(self, x, xs, dy, ys, p, w_shape, dw, accumulate)
+    }
+
+    fn linear_backward(
+        &self,
+        x: &Vec<f32>,
+        n: usize,
+        w: &Vec<f32>,
+        out_features: usize,
+        in_features: usize,
+        dy: &Vec<f32>,
+        dx: Option<&mut Vec<f32>>,
+        dw: &mut Vec<f32>,
+        db: &mut Vec<f32>,
+    ) -> Result<()> {
+        let dx = dx.map(|d| d.as_mut_slice());
+        dense_backward::linear_backward(self, x, n, w, out_features, in_features, dy, dx, dw, db)
+    }
+
+    fn max_pool2d_same_backward(
+        &self,
+        x: &Vec<f32>,
+        xs: Shape4,
+        kernel: usize,
+        stride: usize,
+        dy: &Vec<f32>,
+        dx: &mut Vec<f32>,
+    ) -> Result<()> {
+        pool_backward::max_pool2d_same_backward(self, x, xs, kernel, stride, dy, dx)
+    }
+
+    fn global_avg_pool_backward(&self, dy: &Vec<f32>, xs: Shape4, dx: &mut Vec<f32>) -> Result<()> {
+        pool_backward::global_avg_pool_backward(self, dy, xs, dx)
+    }
+
+    fn add_assign(&self, dst: &mut Vec<f32>, src: &Vec<f32>, len: usize) -> Result<()> {
+        accumulate::add_assign(self, dst, src, len)
     }
 }

@@ -1,0 +1,382 @@
+//! Gradients of `conv2d` (no bias) on the CPU, in the standard conv-as-GEMM formulation.
+//!
+//! For one image and one group, with `K = Cin/groups·kh·kw` and `P = OH·OW`, the forward is
+//! `Y[Cout_g×P] = W[Cout_g×K]·col[K×P]` where `col = im2col(x)`. Its gradients are
+//! - data:   `dcol[K×P] = Wᵀ·dY` (a TN product), then `dx = col2im(dcol)` (the scatter-add
+//!   adjoint of the im2col gather);
+//! - filter: `dW[Cout_g×K] += dY·colᵀ` (an NT product), summed over the images of the batch.
+//!
+//! Transposes are free: they are strides of [`MatLayout`]. 1x1 stride-1 unpadded convs skip
+//! im2col/col2im (`col` is `x` itself); strided unpadded 1x1 convs gather with `subsample` and
+//! scatter with its adjoint `subsample_backward`.
+//!
+//! Threading follows the forward: a batch is split image by image across threads (single-threaded
+//! GEMMs, per-thread column scratch); a single image runs its GEMMs on the pool and its
+//! gather/scatter over channel blocks. The filter gradient, a sum over images, is reduced in a
+//! fixed order: the batch is cut into one contiguous run of images per thread, each run is summed
+//! image by image into its own partial, and the partials are added in run order. Results are
+//! therefore bit-identical run to run for a given thread count, whatever the scheduling.
+use super::conv::{ConvGeometry, SCRATCH};
+use super::kernels::{self, Im2col};
+use super::matmul::{matmul, MatLayout, Par};
+use super::{check_len, CpuBackend};
+use crate::backend::{Conv2dParams, Shape4};
+use crate::{Error, Result};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+thread_local! {
+    /// Partial filter gradients of the runs of images after the first, owned by the thread that
+    /// calls [`conv2d_backward_filter`] (grown to the largest layer and reused).
+    static PARTIALS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Validates a convolution's shapes as the forward does and checks that `ys` is the forward's
+/// output shape for `xs`. Errors (`Error::Shape`) name the op `what`.
+fn geometry(
+    what: &str,
+    xs: Shape4,
+    ys: Shape4,
+    w_shape: [usize; 4],
+    p: Conv2dParams,
+) -> Result<ConvGeometry> {
+    let [cout, cin_g, kh, kw] = w_shape;
+    if p.groups == 0 || xs.c != cin_g * p.groups || cout % p.groups != 0 {
+        return Err(Error::Shape(format!(
+            "{what}: input {xs:?} does not fit weight {w_shape:?} with {} groups",
+            p.groups
+        )));
+    }
+    if p.stride == 0 || kh == 0 || kw == 0 || xs.h + 2 * p.padding < kh || xs.w + 2 * p.padding < kw
+    {
+        return Err(Error::Shape(format!(
+            "{what}: input {xs:?} does not fit kernel {kh}x{kw} with {p:?}"
+        )));
+    }
+    let (oh, ow) = p.out_hw(xs.h, xs.w, kh, kw);
+    let expect = Shape4::new(xs.n, cout, oh, ow);
+    if ys != expect {
+        return Err(Error::Shape(format!(
+            "{what}: output gradient {ys:?}, but conv of {xs:?} by {w_shape:?} with {p:?} gives {expect:?}"
+        )));
+    }
+    Ok(ConvGeometry { xs, ys, kh, kw, p })
+}
+
+/// How the columns of a convolution relate to its input.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cols {
+    /// 1x1, stride 1, no padding: the columns are the input itself.
+    Direct,
+    /// 1x1, stride > 1, no padding: the columns are the input subsampled.
+    Subsample,
+    /// Anything else: im2col.
+    Im2col,
+}
+
+fn cols_kind(g: &ConvGeometry) -> Cols {
+    if g.kh == 1 && g.kw == 1 && g.p.padding == 0 {
+        if g.p.stride == 1 {
+            Cols::Direct
+        } else {
+            Cols::Subsample
+        }
+    } else {
+        Cols::Im2col
+    }
+}
+
+fn im2col_geometry(g: &ConvGeometry, c: usize) -> Im2col {
+    Im2col {
+        c,
+        h: g.xs.h,
+        w: g.xs.w,
+        kh: g.kh,
+        kw: g.kw,
+        stride: g.p.stride,
+        pad: g.p.padding,
+        oh: g.ys.h,
+        ow: g.ys.w,
+    }
+}
+
+/// Channels per task when one image's gather/scatter is split across the pool.
+fn channel_block(c: usize, par: Par) -> usize {
+    match par {
+        Par::Seq => c.max(1),
+        Par::Rayon => c.div_ceil(4 * rayon::current_num_threads()).max(1),
+    }
+}
+
+/// `col` (Cin·kh·kw, OH·OW) of one image `x1` (Cin, H, W) (not for [`Cols::Direct`]).
+fn gather(x1: &[f32], g: &ConvGeometry, kind: Cols, col: &mut [f32], par: Par) {
+    let (hw, plane) = (g.xs.h * g.xs.w, g.ys.h * g.ys.w);
+    let kk = g.kh * g.kw;
+    let block = channel_block(g.xs.c, par);
+    let run = |x: &[f32], col: &mut [f32]| {
+        let c = x.len() / hw;
+        match kind {
+            Cols::Subsample => {
+                kernels::subsample(x, c, g.xs.h, g.xs.w, g.p.stride, g.ys.h, g.ys.w, col)
+            }
+            _ => kernels::im2col(x, im2col_geometry(g, c), col),
+        }
+    };
+    let x1 = &x1[..g.xs.c * hw];
+    let col = &mut col[..g.xs.c * kk * plane];
+    if par == Par::Seq || block >= g.xs.c {
+        run(x1, col);
+    } else {
+        x1.par_chunks(block * hw)
+            .zip(col.par_chunks_mut(block * kk * plane))
+            .for_each(|(x, c)| run(x, c));
+    }
+}
+
+/// `dx1` (Cin, H, W) overwritten with the adjoint gather of `dcol` (not for [`Cols::Direct`]).
+fn scatter(dcol: &[f32], g: &ConvGeometry, kind: Cols, dx1: &mut [f32], par: Par) {
+    let (hw, plane) = (g.xs.h * g.xs.w, g.ys.h * g.ys.w);
+    let kk = g.kh * g.kw;
+    let block = channel_block(g.xs.c, par);
+    let run = |d: &[f32], dx: &mut [f32]| {
+        let c = dx.len() / hw;
+        match kind {
+            Cols::Subsample => {
+                kernels::subsample_backward(d, c, g.xs.h, g.xs.w, g.p.stride, g.ys.h, g.ys.w, dx)
+            }
+            _ => kernels::col2im(d, im2col_geometry(g, c), dx),
+        }
+    };
+    let dx1 = &mut dx1[..g.xs.c * hw];
+    let dcol = &dcol[..g.xs.c * kk * plane];
+    if par == Par::Seq || block >= g.xs.c {
+        run(dcol, dx1);
+    } else {
+        dx1.par_chunks_mut(block * hw)
+            .zip(dcol.par_chunks(block * kk * plane))
+            .for_each(|(dx, d)| run(d, dx));
+    }
+}
+
+/// Per-thread scratch of at least `need` values, passed to `f`.
+fn with_scratch<R>(need: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < need {
+            s.resize(need, 0.0);
+        }
+        f(&mut s[..need])
+    })
+}
+
+/// Runs `f(group, out_g, par)` for every group's slice of `out` (equal, contiguous slices).
+/// The outputs are disjoint, so the order does not affect the result. On the pool, many small
+/// groups (ResNeXt: 32) run one per task with single-threaded GEMMs; few groups split inside
+/// their GEMMs.
+fn for_each_group(
+    out: &mut [f32],
+    groups: usize,
+    par: Par,
+    f: impl Fn(usize, &mut [f32], Par) + Sync,
+) {
+    let len = out.len() / groups;
+    if len == 0 {
+        return;
+    }
+    if par == Par::Rayon && groups >= rayon::current_num_threads() && groups > 1 {
+        out.par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(gi, o)| f(gi, o, Par::Seq));
+    } else {
+        for (gi, o) in out.chunks_mut(len).enumerate() {
+            f(gi, o, par);
+        }
+    }
+}
+
+/// Data gradient of one image: `dx1` (Cin, H, W) from `dy1` (Cout, OH, OW) and `w`.
+fn data_image(dy1: &[f32], w: &[f32], g: &ConvGeometry, dx1: &mut [f32], par: Par) {
+    let groups = g.p.groups;
+    let (cin_g, cout_g) = (g.xs.c / groups, g.ys.c / groups);
+    let k_g = cin_g * g.kh * g.kw;
+    let plane = g.ys.h * g.ys.w;
+    // dcol_g (k_g × P) = W_gᵀ (k_g × cout_g) · dY_g (cout_g × P).
+    let group = |gi: usize, dcol_g: &mut [f32], par: Par| {
+        matmul(
+            &w[gi * cout_g * k_g..(gi + 1) * cout_g * k_g],
+            MatLayout::transposed(k_g, cout_g),
+            &dy1[gi * cout_g * plane..(gi + 1) * cout_g * plane],
+            MatLayout::row_major(cout_g, plane),
+            dcol_g,
+            false,
+            par,
+        )
+    };
+    let dcol_of =
+        |dcol: &mut [f32]| for_each_group(&mut dcol[..groups * k_g * plane], groups, par, group);
+    let kind = cols_kind(g);
+    if kind == Cols::Direct {
+        // The columns are the input: the product lands in dx directly.
+        dcol_of(&mut dx1[..g.xs.c * plane]);
+    } else {
+        with_scratch(g.xs.c * g.kh * g.kw * plane, |dcol| {
+            dcol_of(dcol);
+            scatter(dcol, g, kind, dx1, par);
+        });
+    }
+}
+
+/// Filter gradient of one image: `dw (+)= dY·colᵀ` per group (`accumulate` false overwrites).
+fn filter_image(
+    x1: &[f32],
+    dy1: &[f32],
+    g: &ConvGeometry,
+    dw: &mut [f32],
+    accumulate: bool,
+    par: Par,
+) {
+    let groups = g.p.groups;
+    let (cin_g, cout_g) = (g.xs.c / groups, g.ys.c / groups);
+    let k_g = cin_g * g.kh * g.kw;
+    let plane = g.ys.h * g.ys.w;
+    // dW_g (cout_g × k_g) (+)= dY_g (cout_g × P) · col_gᵀ (P × k_g).
+    let products = |col: &[f32], dw: &mut [f32]| {
+        let group = |gi: usize, dw_g: &mut [f32], par: Par| {
+            matmul(
+                &dy1[gi * cout_g * plane..(gi + 1) * cout_g * plane],
+                MatLayout::row_major(cout_g, plane),
+                &col[gi * k_g * plane..(gi + 1) * k_g * plane],
+                MatLayout::transposed(plane, k_g),
+                dw_g,
+                accumulate,
+                par,
+            )
+        };
+        for_each_group(&mut dw[..groups * cout_g * k_g], groups, par, group)
+    };
+    let kind = cols_kind(g);
+    if kind == Cols::Direct {
+        products(x1, dw);
+    } else {
+        with_scratch(g.xs.c * g.kh * g.kw * plane, |col| {
+            gather(x1, g, kind, col, par);
+            products(col, dw);
+        });
+    }
+}
+
+/// [`Backend::conv2d_backward_data`](crate::backend::Backend::conv2d_backward_data) on the CPU:
+/// `dx` (N, Cin, H, W) = ∂L/∂x of `y = conv2d(x, w)` given `dy` (N, Cout, OH, OW), overwritten.
+/// Errors (`Error::Shape`) if `ys` is not the forward output of `xs`, `w_shape` and `p`, or a
+/// buffer is too short.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv2d_backward_data(
+    be: &CpuBackend,
+    dy: &[f32],
+    ys: Shape4,
+    w: &[f32],
+    w_shape: [usize; 4],
+    p: Conv2dParams,
+    xs: Shape4,
+    dx: &mut [f32],
+) -> Result<()> {
+    let g = geometry("conv2d_backward_data", xs, ys, w_shape, p)?;
+    check_len("conv2d_backward_data dy", dy, ys.numel())?;
+    check_len("conv2d_backward_data weight", w, w_shape.iter().product())?;
+    check_len("conv2d_backward_data dx", dx, xs.numel())?;
+    let (xi, yi) = (xs.image_len(), ys.image_len());
+    if xi == 0 || xs.n == 0 {
+        return Ok(());
+    }
+    if yi == 0 {
+        dx[..xs.numel()].fill(0.0);
+        return Ok(());
+    }
+    be.pool.install(|| {
+        if be.split_batch(xs.n) {
+            dx[..xs.numel()]
+                .par_chunks_mut(xi)
+                .zip(dy[..ys.numel()].par_chunks(yi))
+                .for_each(|(dx1, dy1)| data_image(dy1, w, &g, dx1, Par::Seq));
+        } else {
+            for (dx1, dy1) in dx[..xs.numel()].chunks_mut(xi).zip(dy.chunks(yi)) {
+                data_image(dy1, w, &g, dx1, Par::Rayon);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// [`Backend::conv2d_backward_filter`](crate::backend::Backend::conv2d_backward_filter) on the
+/// CPU: `dw` (Cout, Cin/groups, kh, kw) (+)= ∂L/∂w summed over the batch; `accumulate` false
+/// overwrites. Deterministic for a given thread count (see the module doc). Errors
+/// (`Error::Shape`) as [`conv2d_backward_data`].
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv2d_backward_filter(
+    be: &CpuBackend,
+    x: &[f32],
+    xs: Shape4,
+    dy: &[f32],
+    ys: Shape4,
+    p: Conv2dParams,
+    w_shape: [usize; 4],
+    dw: &mut [f32],
+    accumulate: bool,
+) -> Result<()> {
+    let g = geometry("conv2d_backward_filter", xs, ys, w_shape, p)?;
+    let wl: usize = w_shape.iter().product();
+    check_len("conv2d_backward_filter x", x, xs.numel())?;
+    check_len("conv2d_backward_filter dy", dy, ys.numel())?;
+    check_len("conv2d_backward_filter dw", dw, wl)?;
+    let dw = &mut dw[..wl];
+    let (xi, yi) = (xs.image_len(), ys.image_len());
+    if xs.n == 0 || yi == 0 || xi == 0 {
+        if !accumulate {
+            dw.fill(0.0);
+        }
+        return Ok(());
+    }
+    let n = xs.n;
+    if !be.split_batch(n) {
+        be.pool.install(|| {
+            for i in 0..n {
+                let x1 = &x[i * xi..(i + 1) * xi];
+                let dy1 = &dy[i * yi..(i + 1) * yi];
+                filter_image(x1, dy1, &g, dw, accumulate || i > 0, Par::Rayon);
+            }
+        });
+        return Ok(());
+    }
+    // One contiguous run of images per thread: run 0 sums into dw, run r > 0 into partial r-1;
+    // the partials are then added to dw in run order (fixed, whatever the scheduling).
+    let runs = be.threads.min(n);
+    let bounds = |r: usize| (r * n / runs, (r + 1) * n / runs);
+    PARTIALS.with(|partials| {
+        let mut partials = partials.borrow_mut();
+        let need = (runs - 1) * wl;
+        if partials.len() < need {
+            partials.resize(need, 0.0);
+        }
+        let partials = &mut partials[..need];
+        be.pool.install(|| {
+            let mut targets: Vec<&mut [f32]> = Vec::with_capacity(runs);
+            targets.push(&mut *dw);
+            targets.extend(partials.chunks_mut(wl));
+            targets.into_par_iter().enumerate().for_each(|(r, target)| {
+                let (first, end) = bounds(r);
+                for i in first..end {
+                    let x1 = &x[i * xi..(i + 1) * xi];
+                    let dy1 = &dy[i * yi..(i + 1) * yi];
+                    let acc = i > first || (r == 0 && accumulate);
+                    filter_image(x1, dy1, &g, target, acc, Par::Seq);
+                }
+            });
+        });
+        for part in partials.chunks(wl) {
+            for (d, s) in dw.iter_mut().zip(part) {
+                *d += *s;
+            }
+        }
+    });
+    Ok(())
+}

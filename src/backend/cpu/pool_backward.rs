@@ -1,0 +1,90 @@
+//! Gradients of the pooling ops on the CPU: MindSpore's `MaxPool2d(pad_mode="same")` (TF 'SAME'
+//! geometry, [`same_pool_geometry`]) and the global average pool (MindCV `GlobalAvgPooling`).
+use super::{check_len, kernels, CpuBackend};
+use crate::backend::{same_pool_geometry, Shape4};
+use crate::{Error, Result};
+use rayon::prelude::*;
+
+/// Channel planes per task: (image, block of channels) tasks keep every thread busy at batch 1.
+const PLANES_PER_TASK: usize = 8;
+
+/// [`Backend::max_pool2d_same_backward`](crate::backend::Backend::max_pool2d_same_backward) on
+/// the CPU: `dx` (N, C, H, W) overwritten; each `dy` (N, C, OH, OW) value goes to the argmax of its
+/// window in `x` (first maximum in row-major window order on ties; padded positions never win).
+/// Errors (`Error::Shape`) on a zero kernel, stride or plane, or a buffer too short.
+pub(super) fn max_pool2d_same_backward(
+    be: &CpuBackend,
+    x: &[f32],
+    xs: Shape4,
+    kernel: usize,
+    stride: usize,
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<()> {
+    if kernel == 0 || stride == 0 || xs.h == 0 || xs.w == 0 {
+        return Err(Error::Shape(format!(
+            "max_pool2d_same_backward: kernel {kernel}, stride {stride}, input {xs:?}"
+        )));
+    }
+    let (oh, pt) = same_pool_geometry(xs.h, kernel, stride);
+    let (ow, pl) = same_pool_geometry(xs.w, kernel, stride);
+    let ys = Shape4::new(xs.n, xs.c, oh, ow);
+    check_len("max_pool2d_same_backward x", x, xs.numel())?;
+    check_len("max_pool2d_same_backward dy", dy, ys.numel())?;
+    check_len("max_pool2d_same_backward dx", dx, xs.numel())?;
+    if xs.numel() == 0 {
+        return Ok(());
+    }
+    let (plane_in, plane_out) = (xs.h * xs.w, oh * ow);
+    be.pool.install(|| {
+        dx[..xs.numel()]
+            .par_chunks_mut(plane_in * PLANES_PER_TASK)
+            .zip(x[..xs.numel()].par_chunks(plane_in * PLANES_PER_TASK))
+            .zip(dy[..ys.numel()].par_chunks(plane_out * PLANES_PER_TASK))
+            .for_each(|((dx1, x1), dy1)| {
+                let c = x1.len() / plane_in;
+                kernels::max_pool2d_backward(
+                    x1,
+                    dy1,
+                    c,
+                    xs.h,
+                    xs.w,
+                    kernel,
+                    stride,
+                    (pt, pl),
+                    (oh, ow),
+                    dx1,
+                )
+            });
+    });
+    Ok(())
+}
+
+/// [`Backend::global_avg_pool_backward`](crate::backend::Backend::global_avg_pool_backward) on
+/// the CPU: `dx[n, c, h, w] = dy[n, c] / (H·W)` over (N, C, H, W), overwritten; `dy` is (N, C).
+/// Errors (`Error::Shape`) if a buffer is too short.
+pub(super) fn global_avg_pool_backward(
+    be: &CpuBackend,
+    dy: &[f32],
+    xs: Shape4,
+    dx: &mut [f32],
+) -> Result<()> {
+    check_len("global_avg_pool_backward dy", dy, xs.n * xs.c)?;
+    check_len("global_avg_pool_backward dx", dx, xs.numel())?;
+    let hw = xs.h * xs.w;
+    if hw == 0 || xs.numel() == 0 {
+        return Ok(());
+    }
+    let denom = hw as f32;
+    be.pool.install(|| {
+        dx[..xs.numel()]
+            .par_chunks_mut(hw * PLANES_PER_TASK)
+            .zip(dy[..xs.n * xs.c].par_chunks(PLANES_PER_TASK))
+            .for_each(|(dx1, dy1)| {
+                for (plane, &g) in dx1.chunks_mut(hw).zip(dy1) {
+                    plane.fill(g / denom);
+                }
+            });
+    });
+    Ok(())
+}
