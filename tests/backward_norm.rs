@@ -7,13 +7,19 @@
 //! also the `dy` fed to the backward) is accumulated in f64, the step uses the actual f32
 //! perturbed values, and the check is the relative L2 error of the whole gradient tensor,
 //! `|analytic - fd| / |fd| <= 1e-3`. Inputs of ReLU-masked ops are kept away from the kink.
+mod common;
+
 use std::f64::consts::PI;
 
 use senet::backend::cpu::CpuBackend;
+use senet::backend::Conv2dParams;
 use senet::backend::{Activation, Backend, Shape4};
-use senet::config::{Recipe, Scheduler};
+use senet::config::{Recipe, Scheduler, WeightDecayFilter};
 use senet::engine::metrics;
-use senet::train::lr_schedule;
+use senet::model::init::{formula_input, formula_param};
+use senet::model::params::param_specs;
+use senet::model::Arch;
+use senet::train::{decays, lr_schedule};
 
 /// splitmix64-based generator of reproducible test values.
 struct Rng(u64);
@@ -829,4 +835,160 @@ fn lr_step_multistep_constant_exponential_polynomial() {
     let r = recipe(Scheduler::Cyclic);
     let err = lr_schedule(&r, 2, 4).unwrap_err().to_string();
     assert!(err.contains("cyclic"), "{err}");
+}
+
+// ---------------------------------------------------------------- MindSpore's own numbers
+
+/// Against the golden MindCV/MindSpore train step of seresnet18 (formula weights,
+/// `shared/golden/README.md`): every small trainable tensor after one `nn.Momentum` step
+/// (lr 0.1, momentum 0.9, weight decay 1e-4, fresh moments) from MindSpore's own gradient; and
+/// `layer0.1`'s moving stats after the stem conv + train-mode BatchNorm (momentum 0.9,
+/// unbiased variance).
+///
+/// NB: `make_golden.py` passes a plain parameter list to `nn.Momentum`, so MindSpore's default
+/// filter applies and `gamma`/`beta` were *not* decayed (despite `meta.json`'s "on all params"):
+/// that is `decays(name, Auto, None)`, which this test uses (and so also checks).
+#[test]
+fn golden_momentum_step_and_stem_batch_norm_stats() {
+    let be = backend();
+    let path = common::golden("seresnet18_train_step.npz");
+    let mut npz = npyz::npz::NpzArchive::open(&path).unwrap();
+    let mut read = |name: &str| -> Vec<f32> {
+        let npy = npz
+            .by_name(name)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name}"));
+        senet::npy::from_npy(&path, npy).unwrap().data
+    };
+    let specs = param_specs(Arch::SeResNet18, 10);
+    let mut checked = 0;
+    for spec in specs.iter().filter(|s| s.kind.trainable()) {
+        let n: usize = spec.shape.iter().product();
+        if n > 4096 {
+            continue; // stored subsampled
+        }
+        let mut p = formula_param(spec).data;
+        let grad = read(&format!("grad/{}", spec.name));
+        let after = read(&format!("after/{}", spec.name));
+        let mut moment = vec![0.0; n];
+        let wd = if decays(&spec.name, WeightDecayFilter::Auto, None) {
+            1e-4
+        } else {
+            0.0
+        };
+        be.momentum_update(&mut p, &grad, &mut moment, n, 0.1, 0.9, wd, 1.0, false)
+            .unwrap();
+        for (a, b) in p.iter().zip(&after) {
+            assert!(
+                (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                "{}: {a} vs MindSpore {b}",
+                spec.name
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked > 50, "{checked} tensors checked");
+
+    // Stem: conv 7x7/2 pad 3, then BatchNorm in training mode.
+    let spec = |name: &str| specs.iter().find(|s| s.name == name).unwrap();
+    let x = formula_input("train_input", &[4, 3, 64, 64]).data;
+    let w = formula_param(spec("layer0.0.weight")).data;
+    let xs = Shape4::new(4, 3, 64, 64);
+    let p = Conv2dParams {
+        stride: 2,
+        padding: 3,
+        groups: 1,
+    };
+    let mut y = vec![0.0; 4 * 64 * 32 * 32];
+    let ys = be
+        .conv2d(&x, xs, &w, [64, 3, 7, 7], None, p, Activation::None, &mut y)
+        .unwrap();
+    let gamma = formula_param(spec("layer0.1.gamma")).data;
+    let beta = formula_param(spec("layer0.1.beta")).data;
+    let mut mm = formula_param(spec("layer0.1.moving_mean")).data;
+    let mut mv = formula_param(spec("layer0.1.moving_variance")).data;
+    let (mut sm, mut si, mut out) = (vec![0.0; 64], vec![0.0; 64], vec![0.0; ys.numel()]);
+    be.batch_norm_train(
+        &y,
+        ys,
+        &gamma,
+        &beta,
+        EPS,
+        0.9,
+        &mut mm,
+        &mut mv,
+        &mut sm,
+        &mut si,
+        Activation::Relu,
+        &mut out,
+    )
+    .unwrap();
+    let want_mm = read("after/layer0.1.moving_mean");
+    let want_mv = read("after/layer0.1.moving_variance");
+    for c in 0..64 {
+        assert!(
+            (mm[c] - want_mm[c]).abs() <= 1e-5,
+            "moving_mean[{c}] {} vs {}",
+            mm[c],
+            want_mm[c]
+        );
+        assert!(
+            (mv[c] - want_mv[c]).abs() <= 1e-5 * want_mv[c].abs().max(1.0),
+            "moving_variance[{c}] {} vs {}",
+            mv[c],
+            want_mv[c]
+        );
+    }
+}
+
+/// Reductions have a fixed order: one thread and two threads give identical bits.
+#[test]
+fn batch_norm_and_se_backward_are_deterministic_across_thread_counts() {
+    let mut rng = Rng(41);
+    let xs = Shape4::new(3, 5, 9, 7);
+    let (numel, c) = (xs.numel(), xs.c);
+    let x = rng.vec(numel, -2.0, 3.0);
+    let dy = rng.vec(numel, -1.0, 1.0);
+    let gate = rng.vec(xs.n * c, 0.1, 0.9);
+    let (gamma, beta) = (rng.vec(c, 0.5, 1.5), rng.vec(c, -0.5, 0.5));
+    let run = |threads: usize| {
+        let be = CpuBackend::new(threads).unwrap();
+        let (mut mm, mut mv, mut sm, mut si) =
+            (vec![0.0; c], vec![1.0; c], vec![0.0; c], vec![0.0; c]);
+        let mut y = vec![0.0; numel];
+        be.batch_norm_train(
+            &x,
+            xs,
+            &gamma,
+            &beta,
+            EPS,
+            0.9,
+            &mut mm,
+            &mut mv,
+            &mut sm,
+            &mut si,
+            Activation::Relu,
+            &mut y,
+        )
+        .unwrap();
+        let (mut dx, mut dg, mut db) = (vec![0.0; numel], vec![0.0; c], vec![0.0; c]);
+        be.batch_norm_backward(
+            &x,
+            xs,
+            &dy,
+            Some(&y),
+            &gamma,
+            &sm,
+            &si,
+            &mut dx,
+            &mut dg,
+            &mut db,
+        )
+        .unwrap();
+        let (mut sx, mut sg, mut ss) = (vec![0.0; numel], vec![0.0; xs.n * c], vec![0.0; numel]);
+        be.se_scale_add_relu_backward(&x, xs, &gate, &y, &dy, &mut sx, &mut sg, &mut ss)
+            .unwrap();
+        (mm, mv, y, dx, dg, db, sg)
+    };
+    assert_eq!(run(1), run(2));
 }
