@@ -8,6 +8,8 @@
 //! - [`backend`]: the [`backend::Backend`] op trait and its CPU implementation;
 //! - [`checkpoint`]: MindSpore `.ckpt` and safetensors;
 //! - [`data`]: ImageFolder, JPEG/PNG decoding, MindCV's transforms, the batched loader;
+//! - [`train`]: MindCV's learning-rate schedules and weight-decay filter (the training ops are
+//!   on the backend trait);
 //! - [`config`]: MindCV recipes; [`tensor`]: host tensors and dtypes; [`error`]: the error type.
 
 #![warn(missing_docs)]
@@ -21,6 +23,7 @@ pub mod error;
 pub mod model;
 pub mod npy;
 pub mod tensor;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use tensor::Tensor;

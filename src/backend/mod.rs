@@ -246,4 +246,125 @@ pub trait Backend: Send + Sync {
     ///
     /// Errors if either buffer is shorter than `len`.
     fn add_assign(&self, dst: &mut Self::Buffer, src: &Self::Buffer, len: usize) -> Result<()>;
+
+    /// Copies the first `len` values of `src` into `dst` (device to device).
+    /// Errors: a buffer shorter than `len`.
+    fn copy(&self, src: &Self::Buffer, dst: &mut Self::Buffer, len: usize) -> Result<()>;
+
+    // ---- training: normalisation, activations, SE, loss, optimizer ----
+
+    /// Train-mode BatchNorm2d (MindSpore `nn.BatchNorm2d` in training = PyTorch
+    /// `batch_norm(training=True)`): per-channel batch mean and *biased* variance over (N, H, W);
+    /// `y = gamma*(x-mean)*invstd + beta` with `invstd = 1/sqrt(var+eps)`. Saves `mean` and
+    /// `invstd` (C) for [`Backend::batch_norm_backward`]. Updates `moving_mean` /
+    /// `moving_var` (C) in place, MindSpore-style: `m = momentum*m + (1-momentum)*batch`
+    /// (MindSpore momentum 0.9 = PyTorch momentum 0.1), the variance with the *unbiased* batch
+    /// variance (`var*M/(M-1)`, `M = N*H*W`). `act = Relu` fuses the following ReLU.
+    /// `x`, `y`: `xs`; `gamma`, `beta` and the four per-channel buffers: C values.
+    /// Errors: a buffer too short ([`crate::Error::Shape`]), fewer than 2 values per channel
+    /// ([`crate::Error::Shape`]), `act = Sigmoid` ([`crate::Error::Invalid`]).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_train(
+        &self,
+        x: &Self::Buffer,
+        xs: Shape4,
+        gamma: &Self::Buffer,
+        beta: &Self::Buffer,
+        eps: f32,
+        momentum: f32,
+        moving_mean: &mut Self::Buffer,
+        moving_var: &mut Self::Buffer,
+        saved_mean: &mut Self::Buffer,
+        saved_invstd: &mut Self::Buffer,
+        act: Activation,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Backward of [`Backend::batch_norm_train`] (batch statistics, so the gradient flows
+    /// through the mean and variance): `dx` (`xs`) overwritten, `dgamma`, `dbeta` (C)
+    /// overwritten. With `g = dy`: `dbeta = Σg`, `dgamma = Σ g*(x-mean)*invstd`,
+    /// `dx = gamma*invstd*(g - dbeta/M - (x-mean)*invstd*dgamma/M)`. If `y_relu` is `Some(y)`
+    /// the forward fused a ReLU and `y` is its output: `dy` is first masked by `y > 0`.
+    /// Errors: a buffer too short or fewer than 2 values per channel ([`crate::Error::Shape`]).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_backward(
+        &self,
+        x: &Self::Buffer,
+        xs: Shape4,
+        dy: &Self::Buffer,
+        y_relu: Option<&Self::Buffer>,
+        gamma: &Self::Buffer,
+        saved_mean: &Self::Buffer,
+        saved_invstd: &Self::Buffer,
+        dx: &mut Self::Buffer,
+        dgamma: &mut Self::Buffer,
+        dbeta: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// ReLU backward from its output, in place: `dy *= (y > 0)` over the first `len` values.
+    /// Errors if a buffer is shorter than `len` ([`crate::Error::Shape`]).
+    fn relu_backward(&self, y: &Self::Buffer, dy: &mut Self::Buffer, len: usize) -> Result<()>;
+
+    /// Backward of [`Backend::se_scale_add_relu`], `out = relu(x*gate[n,c] + shortcut)`, given
+    /// the forward's result `out` and `dout` (all `xs`): with `dpre = dout*(out > 0)` writes
+    /// `dx = dpre*gate` (`xs`), `dgate[n,c] = Σ_hw dpre*x` ((N, C), summed in f64) and
+    /// `dshortcut = dpre` (`xs`). Errors if a buffer is too short ([`crate::Error::Shape`]).
+    #[allow(clippy::too_many_arguments)]
+    fn se_scale_add_relu_backward(
+        &self,
+        x: &Self::Buffer,
+        xs: Shape4,
+        gate: &Self::Buffer,
+        out: &Self::Buffer,
+        dout: &Self::Buffer,
+        dx: &mut Self::Buffer,
+        dgate: &mut Self::Buffer,
+        dshortcut: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Sigmoid backward from its output (the SE gate), in place: `dy *= s*(1-s)` over the
+    /// first `len` values. Errors if a buffer is shorter than `len` ([`crate::Error::Shape`]).
+    fn sigmoid_backward(&self, s: &Self::Buffer, dy: &mut Self::Buffer, len: usize) -> Result<()>;
+
+    /// Mean softmax cross entropy with label smoothing `eps` over (n, classes) logits (MindCV
+    /// `CrossEntropySmooth` = PyTorch `cross_entropy(label_smoothing=eps)`):
+    /// `loss_i = (1-eps)*-log p[label] + eps/C*Σ_c -log p[c]`. Returns the mean loss
+    /// (accumulated in f64) and writes `dlogits` (n, classes)
+    /// `= (softmax - ((1-eps)*onehot + eps/C)) / n * scale` (`scale` = the loss scale's sens;
+    /// 1.0 normally). Errors: `n` or `classes` 0 or a buffer too short or `labels.len() != n`
+    /// ([`crate::Error::Shape`]); a label `>= classes` or `eps` outside [0, 1)
+    /// ([`crate::Error::Invalid`]).
+    #[allow(clippy::too_many_arguments)]
+    fn softmax_cross_entropy(
+        &self,
+        logits: &Self::Buffer,
+        n: usize,
+        classes: usize,
+        labels: &[usize],
+        label_smoothing: f32,
+        scale: f32,
+        dlogits: &mut Self::Buffer,
+    ) -> Result<f64>;
+
+    /// MindSpore `nn.Momentum` (`ApplyMomentum`) on the first `len` values, in MindSpore's order
+    /// of operations: `g = grad + (weight_decay*loss_scale)*param` (decay added to the still
+    /// scaled gradient, skipped when `weight_decay` is 0), then `g *= 1/loss_scale` (when
+    /// `loss_scale != 1`), i.e. `g = grad/loss_scale + weight_decay*param`;
+    /// `moment = momentum*moment + g`; `param -= lr*moment` (Nesterov:
+    /// `param -= lr*(g + momentum*moment)`). Pass `weight_decay = 0` for parameters excluded
+    /// from decay (see `train::decays`). Errors: a buffer too short ([`crate::Error::Shape`]);
+    /// `loss_scale <= 0` or `weight_decay < 0` ([`crate::Error::Invalid`]).
+    #[allow(clippy::too_many_arguments)]
+    fn momentum_update(
+        &self,
+        param: &mut Self::Buffer,
+        grad: &Self::Buffer,
+        moment: &mut Self::Buffer,
+        len: usize,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+        loss_scale: f32,
+        nesterov: bool,
+    ) -> Result<()>;
 }

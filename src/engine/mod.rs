@@ -1,6 +1,5 @@
 //! The jobs the CLI and the C ABI call: validate, predict, preprocess, bench, models.
 pub mod bench;
-pub mod metrics;
 pub mod models;
 pub mod predict;
 pub mod preprocess;

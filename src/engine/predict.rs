@@ -1,11 +1,11 @@
 //! `senet predict`: top-K classes (softmax probabilities) of image files, and their logits.
-use super::metrics::{softmax, topk};
 use super::session::load_model;
 use crate::backend::cpu::CpuBackend;
 use crate::checkpoint::LoadOptions;
 use crate::data::{list_images, read_class_map, EvalTransform, Loader};
 use crate::model::inference::InferenceNet;
 use crate::model::Arch;
+use crate::train::metrics::{softmax, topk};
 use crate::{Error, Result, Tensor};
 use std::path::PathBuf;
 

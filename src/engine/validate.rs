@@ -1,7 +1,6 @@
 //! `senet validate`: Top-1, Top-5 and mean loss of a checkpoint on an ImageFolder split, as
 //! MindCV's `validate.py`, except that every sample is evaluated (MindCV refines the batch size
 //! to a divisor of the sample count; we run the last partial batch as it is).
-use super::metrics::Accumulator;
 use super::session::load_model;
 use crate::backend::cpu::CpuBackend;
 use crate::checkpoint::LoadOptions;
@@ -9,6 +8,7 @@ use crate::config::Recipe;
 use crate::data::{ImageFolder, Loader};
 use crate::model::inference::InferenceNet;
 use crate::model::Arch;
+use crate::train::metrics::Accumulator;
 use crate::{Error, Result};
 use std::path::PathBuf;
 use std::time::Instant;

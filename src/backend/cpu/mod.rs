@@ -6,12 +6,17 @@
 //! Scratch space (im2col columns) is one growing buffer per worker thread, reused across
 //! layers and batches, so the steady state allocates nothing.
 mod accumulate;
+mod batch_norm;
 mod conv;
 mod conv_backward;
 mod dense_backward;
 pub mod kernels;
+mod loss;
 pub mod matmul;
+mod optim;
 mod pool_backward;
+mod train_elementwise;
+mod train_kernels;
 
 use super::{same_pool_geometry, Activation, Backend, Conv2dParams, Shape4};
 use crate::{Error, Result};
@@ -316,7 +321,139 @@ impl Backend for CpuBackend {
         pool_backward::global_avg_pool_backward(self, dy, xs, dx)
     }
 
+    fn copy(&self, src: &Vec<f32>, dst: &mut Vec<f32>, len: usize) -> Result<()> {
+        check_len("copy source", src, len)?;
+        check_len("copy destination", dst, len)?;
+        dst[..len].copy_from_slice(&src[..len]);
+        Ok(())
+    }
+
     fn add_assign(&self, dst: &mut Vec<f32>, src: &Vec<f32>, len: usize) -> Result<()> {
         accumulate::add_assign(self, dst, src, len)
+    }
+
+    // ---- training: normalisation, activations, SE, loss, optimizer ----
+
+    fn batch_norm_train(
+        &self,
+        x: &Vec<f32>,
+        xs: Shape4,
+        gamma: &Vec<f32>,
+        beta: &Vec<f32>,
+        eps: f32,
+        momentum: f32,
+        moving_mean: &mut Vec<f32>,
+        moving_var: &mut Vec<f32>,
+        saved_mean: &mut Vec<f32>,
+        saved_invstd: &mut Vec<f32>,
+        act: Activation,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        batch_norm::train(
+            &self.pool,
+            x,
+            xs,
+            gamma,
+            beta,
+            eps,
+            momentum,
+            moving_mean,
+            moving_var,
+            saved_mean,
+            saved_invstd,
+            act,
+            y,
+        )
+    }
+
+    fn batch_norm_backward(
+        &self,
+        x: &Vec<f32>,
+        xs: Shape4,
+        dy: &Vec<f32>,
+        y_relu: Option<&Vec<f32>>,
+        gamma: &Vec<f32>,
+        saved_mean: &Vec<f32>,
+        saved_invstd: &Vec<f32>,
+        dx: &mut Vec<f32>,
+        dgamma: &mut Vec<f32>,
+        dbeta: &mut Vec<f32>,
+    ) -> Result<()> {
+        batch_norm::backward(
+            &self.pool,
+            x,
+            xs,
+            dy,
+            y_relu.map(|v| v.as_slice()),
+            gamma,
+            saved_mean,
+            saved_invstd,
+            dx,
+            dgamma,
+            dbeta,
+        )
+    }
+
+    fn relu_backward(&self, y: &Vec<f32>, dy: &mut Vec<f32>, len: usize) -> Result<()> {
+        train_elementwise::relu_backward(&self.pool, y, dy, len)
+    }
+
+    fn se_scale_add_relu_backward(
+        &self,
+        x: &Vec<f32>,
+        xs: Shape4,
+        gate: &Vec<f32>,
+        out: &Vec<f32>,
+        dout: &Vec<f32>,
+        dx: &mut Vec<f32>,
+        dgate: &mut Vec<f32>,
+        dshortcut: &mut Vec<f32>,
+    ) -> Result<()> {
+        train_elementwise::se_scale_add_relu_backward(
+            &self.pool, x, xs, gate, out, dout, dx, dgate, dshortcut,
+        )
+    }
+
+    fn sigmoid_backward(&self, s: &Vec<f32>, dy: &mut Vec<f32>, len: usize) -> Result<()> {
+        train_elementwise::sigmoid_backward(&self.pool, s, dy, len)
+    }
+
+    fn softmax_cross_entropy(
+        &self,
+        logits: &Vec<f32>,
+        n: usize,
+        classes: usize,
+        labels: &[usize],
+        label_smoothing: f32,
+        scale: f32,
+        dlogits: &mut Vec<f32>,
+    ) -> Result<f64> {
+        loss::softmax_cross_entropy(logits, n, classes, labels, label_smoothing, scale, dlogits)
+    }
+
+    fn momentum_update(
+        &self,
+        param: &mut Vec<f32>,
+        grad: &Vec<f32>,
+        moment: &mut Vec<f32>,
+        len: usize,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+        loss_scale: f32,
+        nesterov: bool,
+    ) -> Result<()> {
+        optim::momentum_update(
+            &self.pool,
+            param,
+            grad,
+            moment,
+            len,
+            lr,
+            momentum,
+            weight_decay,
+            loss_scale,
+            nesterov,
+        )
     }
 }

@@ -1,0 +1,193 @@
+//! BatchNorm2d in training mode on the CPU: forward with batch statistics (and the moving-stat
+//! update) and backward. One rayon task per channel; each channel's statistics are summed in
+//! f64 plane by plane in image order, so results do not depend on the thread count.
+//!
+//! Forward (MindSpore `nn.BatchNorm2d` in training = PyTorch `batch_norm(training=True)`), per
+//! channel over the `M = N*H*W` values: `mean = Σx/M`, `var = Σ(x-mean)²/M` (biased),
+//! `invstd = 1/sqrt(var+eps)`, `y = (x-mean)*(gamma*invstd) + beta`;
+//! `moving_mean = momentum*moving_mean + (1-momentum)*mean`,
+//! `moving_variance = momentum*moving_variance + (1-momentum)*var*M/(M-1)` (unbiased).
+//!
+//! Backward, with `g = dy` (masked by `y > 0` when a ReLU was fused):
+//! `dbeta = Σg`, `dgamma = Σ g*(x-mean)*invstd`,
+//! `dx = gamma*invstd*(g - dbeta/M - (x-mean)*invstd*dgamma/M)`.
+use rayon::prelude::*;
+
+use super::check_len;
+use super::train_kernels as k;
+use crate::backend::{Activation, Shape4};
+use crate::{Error, Result};
+
+/// Plane (n, c) (`H*W` values) of an NCHW buffer.
+fn plane(x: &[f32], xs: Shape4, n: usize, c: usize) -> &[f32] {
+    let hw = xs.h * xs.w;
+    let at = (n * xs.c + c) * hw;
+    &x[at..at + hw]
+}
+
+/// The planes of channel `c` of an NCHW buffer, in image order.
+fn planes(x: &[f32], xs: Shape4, c: usize) -> impl Iterator<Item = &[f32]> {
+    (0..xs.n).map(move |n| plane(x, xs, n, c))
+}
+
+/// Mutable planes of an NCHW buffer grouped by channel: `out[c][n]` is plane (n, c).
+fn planes_by_channel(y: &mut [f32], xs: Shape4) -> Vec<Vec<&mut [f32]>> {
+    let hw = xs.h * xs.w;
+    let mut out: Vec<Vec<&mut [f32]>> = (0..xs.c).map(|_| Vec::with_capacity(xs.n)).collect();
+    for (i, plane) in y[..xs.numel()].chunks_mut(hw).enumerate() {
+        out[i % xs.c].push(plane);
+    }
+    out
+}
+
+/// Values per channel `M = N*H*W`; errors if a shape dimension is 0 or `M < 2` (the unbiased
+/// variance needs two values; PyTorch refuses the same case).
+fn values_per_channel(what: &str, xs: Shape4) -> Result<usize> {
+    let m = xs.n * xs.h * xs.w;
+    if xs.c == 0 || m < 2 {
+        return Err(Error::Shape(format!(
+            "{what}: input {xs:?} has {m} value(s) per channel, training BatchNorm needs >= 2"
+        )));
+    }
+    Ok(m)
+}
+
+/// See [`crate::backend::Backend::batch_norm_train`].
+#[allow(clippy::too_many_arguments)]
+pub(super) fn train(
+    pool: &rayon::ThreadPool,
+    x: &[f32],
+    xs: Shape4,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    momentum: f32,
+    moving_mean: &mut [f32],
+    moving_var: &mut [f32],
+    saved_mean: &mut [f32],
+    saved_invstd: &mut [f32],
+    act: Activation,
+    y: &mut [f32],
+) -> Result<()> {
+    let m = values_per_channel("batch_norm_train", xs)?;
+    let relu = match act {
+        Activation::None => false,
+        Activation::Relu => true,
+        Activation::Sigmoid => {
+            return Err(Error::Invalid(
+                "batch_norm_train: only Activation::None or Relu can be fused".into(),
+            ))
+        }
+    };
+    let c = xs.c;
+    check_len("batch_norm_train input", x, xs.numel())?;
+    check_len("batch_norm_train output", y, xs.numel())?;
+    for (what, b) in [
+        ("gamma", gamma),
+        ("beta", beta),
+        ("moving_mean", &*moving_mean),
+        ("moving_variance", &*moving_var),
+        ("saved_mean", &*saved_mean),
+        ("saved_invstd", &*saved_invstd),
+    ] {
+        check_len(&format!("batch_norm_train {what}"), b, c)?;
+    }
+    let mut ys = planes_by_channel(y, xs);
+    // Per channel: (mean, biased variance), both f64.
+    let stats: Vec<(f64, f64)> = pool.install(|| {
+        ys.par_iter_mut()
+            .enumerate()
+            .map(|(ci, yc)| {
+                let sum: f64 = planes(x, xs, ci).map(k::sum_f64).sum();
+                let mean = sum / m as f64;
+                let ss: f64 = planes(x, xs, ci).map(|p| k::sum_sq_dev_f64(p, mean)).sum();
+                let var = ss / m as f64;
+                let invstd = 1.0 / (var + eps as f64).sqrt();
+                let scale = (gamma[ci] as f64 * invstd) as f32;
+                for (xp, yp) in planes(x, xs, ci).zip(yc.iter_mut()) {
+                    k::bn_apply(xp, mean as f32, scale, beta[ci], relu, yp);
+                }
+                (mean, var)
+            })
+            .collect()
+    });
+    let mom = momentum as f64;
+    let unbias = m as f64 / (m - 1) as f64;
+    for (ci, &(mean, var)) in stats.iter().enumerate() {
+        saved_mean[ci] = mean as f32;
+        saved_invstd[ci] = (1.0 / (var + eps as f64).sqrt()) as f32;
+        moving_mean[ci] = (mom * moving_mean[ci] as f64 + (1.0 - mom) * mean) as f32;
+        moving_var[ci] = (mom * moving_var[ci] as f64 + (1.0 - mom) * var * unbias) as f32;
+    }
+    Ok(())
+}
+
+/// See [`crate::backend::Backend::batch_norm_backward`].
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward(
+    pool: &rayon::ThreadPool,
+    x: &[f32],
+    xs: Shape4,
+    dy: &[f32],
+    y_relu: Option<&[f32]>,
+    gamma: &[f32],
+    saved_mean: &[f32],
+    saved_invstd: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) -> Result<()> {
+    let m = values_per_channel("batch_norm_backward", xs)?;
+    let c = xs.c;
+    let numel = xs.numel();
+    check_len("batch_norm_backward input", x, numel)?;
+    check_len("batch_norm_backward dy", dy, numel)?;
+    check_len("batch_norm_backward dx", dx, numel)?;
+    if let Some(yr) = y_relu {
+        check_len("batch_norm_backward y_relu", yr, numel)?;
+    }
+    for (what, b) in [
+        ("gamma", gamma),
+        ("saved_mean", saved_mean),
+        ("saved_invstd", saved_invstd),
+        ("dgamma", &*dgamma),
+        ("dbeta", &*dbeta),
+    ] {
+        check_len(&format!("batch_norm_backward {what}"), b, c)?;
+    }
+    let mut dxs = planes_by_channel(dx, xs);
+    let inv_m = 1.0 / m as f64;
+    // Per channel: (dgamma, dbeta).
+    let grads: Vec<(f64, f64)> = pool.install(|| {
+        dxs.par_iter_mut()
+            .enumerate()
+            .map(|(ci, dxc)| {
+                let mean = saved_mean[ci];
+                let invstd = saved_invstd[ci] as f64;
+                let masks = |n: usize| y_relu.map(|yr| plane(yr, xs, n, ci));
+                let mut sums = [0.0f64; 2];
+                for (n, (xp, dyp)) in planes(x, xs, ci).zip(planes(dy, xs, ci)).enumerate() {
+                    k::bn_bwd_reduce(xp, dyp, masks(n), mean, &mut sums);
+                }
+                let dbeta = sums[0];
+                let dgamma = sums[1] * invstd;
+                let a = gamma[ci] as f64 * invstd;
+                let b = -a * invstd * dgamma * inv_m;
+                let cc = -a * dbeta * inv_m;
+                for (n, ((xp, dyp), dxp)) in planes(x, xs, ci)
+                    .zip(planes(dy, xs, ci))
+                    .zip(dxc.iter_mut())
+                    .enumerate()
+                {
+                    k::bn_bwd_dx(xp, dyp, masks(n), mean, a as f32, b as f32, cc as f32, dxp);
+                }
+                (dgamma, dbeta)
+            })
+            .collect()
+    });
+    for (ci, &(dg, db)) in grads.iter().enumerate() {
+        dgamma[ci] = dg as f32;
+        dbeta[ci] = db as f32;
+    }
+    Ok(())
+}

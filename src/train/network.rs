@@ -1,0 +1,793 @@
+//! The SENet in training mode on any [`Backend`]: forward with batch statistics, keeping what the
+//! backward needs, then an explicit backward module by module, and MindSpore's Momentum update.
+//!
+//! Follows MindCV `senet.py` (the same network as [`crate::model::inference`]) with
+//! `nn.BatchNorm2d` in training mode (eps 1e-5, momentum 0.9), MindCV's `CrossEntropySmooth`
+//! loss and `nn.Momentum` (`mindcv.md` sections 1 and 5). Activations live in buffers allocated
+//! once per batch shape; gradient buffers are reused from block to block.
+use crate::backend::{Activation, Backend, Conv2dParams, Shape4};
+use crate::model::arch::{blocks, BlockKind, BlockSpec};
+use crate::model::{Arch, Params, SeNet};
+use crate::{Error, Result, Tensor};
+
+/// BatchNorm epsilon (MindSpore `nn.BatchNorm2d` default).
+const BN_EPS: f32 = 1e-5;
+/// BatchNorm momentum in MindSpore's convention: moving = 0.9 * moving + 0.1 * batch.
+const BN_MOMENTUM: f32 = 0.9;
+
+/// Loss and optimizer settings of a run (MindCV `CrossEntropySmooth` and
+/// `create_optimizer(opt="momentum", ...)`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// Label smoothing of the cross entropy (0.1 in the SENet recipes).
+    pub label_smoothing: f32,
+    /// Momentum coefficient (0.9 in the SENet recipes).
+    pub momentum: f32,
+    /// Weight decay applied to the parameters `decay` selects.
+    pub weight_decay: f32,
+    /// Nesterov momentum (`use_nesterov`).
+    pub nesterov: bool,
+    /// Fixed loss scale (`loss_scale`): the loss gradient is multiplied by it and the update
+    /// divides it back out, as MindSpore's FixedLossScaleManager + optimizer `loss_scale` do.
+    pub loss_scale: f32,
+}
+
+/// One tensor of the model on the device, with its gradient and optimizer state when trainable.
+struct DeviceParam<B: Backend> {
+    value: B::Buffer,
+    /// Gradient and Momentum accumulator (`moments.<name>`); None for BN moving statistics.
+    train: Option<(B::Buffer, B::Buffer)>,
+    len: usize,
+    /// Whether weight decay applies to it.
+    decay: bool,
+}
+
+/// Indices (into the parameter list) of a conv followed by its BatchNorm.
+#[derive(Debug, Clone, Copy)]
+struct ConvBn {
+    weight: usize,
+    gamma: usize,
+    beta: usize,
+    mean: usize,
+    var: usize,
+    w_shape: [usize; 4],
+    p: Conv2dParams,
+    relu: bool,
+}
+
+/// Indices of a Dense layer's weight and bias.
+#[derive(Debug, Clone, Copy)]
+struct Dense {
+    weight: usize,
+    bias: usize,
+    out_features: usize,
+    in_features: usize,
+}
+
+/// One residual block's layers.
+struct Block {
+    convs: Vec<ConvBn>,
+    downsample: Option<ConvBn>,
+    se_reduce: Dense,
+    se_expand: Dense,
+}
+
+/// What the forward keeps for one conv + BN: the conv output, the BN (+ReLU) output and the
+/// batch statistics.
+struct ConvBnActs<B: Backend> {
+    conv_out: B::Buffer,
+    bn_out: B::Buffer,
+    saved_mean: B::Buffer,
+    saved_invstd: B::Buffer,
+    in_shape: Shape4,
+    out_shape: Shape4,
+}
+
+/// What the forward keeps for one block.
+struct BlockActs<B: Backend> {
+    convs: Vec<ConvBnActs<B>>,
+    downsample: Option<ConvBnActs<B>>,
+    squeeze: B::Buffer,
+    hidden: B::Buffer,
+    gate: B::Buffer,
+    out: B::Buffer,
+}
+
+/// Activations of a whole forward pass for one input shape.
+struct Acts<B: Backend> {
+    input_shape: Shape4,
+    input: B::Buffer,
+    stem: ConvBnActs<B>,
+    pooled: B::Buffer,
+    blocks: Vec<BlockActs<B>>,
+    features: B::Buffer,
+    logits: B::Buffer,
+    /// Gradient scratch, each as large as the largest activation.
+    g: [B::Buffer; 6],
+    /// Small (N, C) gradient scratch for the SE path and the head.
+    g_small: [B::Buffer; 3],
+}
+
+/// The result of one forward + backward pass.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// Mean loss over the batch (unscaled).
+    pub loss: f64,
+    /// Samples whose top-1 prediction equals the label.
+    pub correct: usize,
+}
+
+/// A SENet being trained on backend `B`.
+pub struct TrainNet<B: Backend> {
+    backend: B,
+    arch: Arch,
+    num_classes: usize,
+    names: Vec<String>,
+    params: Vec<DeviceParam<B>>,
+    stem: ConvBn,
+    blocks: Vec<Block>,
+    classifier: Dense,
+    cfg: TrainConfig,
+    shapes: Vec<Vec<usize>>,
+    acts: Option<Acts<B>>,
+}
+
+fn index_of(names: &[String], name: &str) -> Result<usize> {
+    names
+        .iter()
+        .position(|n| n == name)
+        .ok_or_else(|| Error::Invalid(format!("model has no parameter '{name}'")))
+}
+
+impl<B: Backend> TrainNet<B> {
+    /// Uploads `net`'s parameters to `backend`, with zero Momentum accumulators. `decay(name)`
+    /// says which parameters get weight decay (see [`crate::train::decays`]).
+    /// Errors: a parameter missing from `net`, a backend allocation failure.
+    pub fn new(
+        net: &SeNet,
+        backend: B,
+        cfg: TrainConfig,
+        decay: impl Fn(&str) -> bool,
+    ) -> Result<Self> {
+        let names: Vec<String> = net.params.specs().iter().map(|s| s.name.clone()).collect();
+        let params = net
+            .params
+            .iter()
+            .map(|(spec, t)| {
+                let train = if spec.kind.trainable() {
+                    Some((backend.alloc(t.numel())?, backend.alloc(t.numel())?))
+                } else {
+                    None
+                };
+                Ok(DeviceParam {
+                    value: backend.upload(&t.data)?,
+                    train,
+                    len: t.numel(),
+                    decay: spec.kind.trainable() && decay(&spec.name),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let conv_bn = |conv: &str, bn: &str, p: Conv2dParams, relu: bool| -> Result<ConvBn> {
+            let weight = index_of(&names, &format!("{conv}.weight"))?;
+            let s = &net.params.specs()[weight].shape;
+            Ok(ConvBn {
+                weight,
+                gamma: index_of(&names, &format!("{bn}.gamma"))?,
+                beta: index_of(&names, &format!("{bn}.beta"))?,
+                mean: index_of(&names, &format!("{bn}.moving_mean"))?,
+                var: index_of(&names, &format!("{bn}.moving_variance"))?,
+                w_shape: [s[0], s[1], s[2], s[3]],
+                p,
+                relu,
+            })
+        };
+        let dense = |prefix: &str| -> Result<Dense> {
+            let weight = index_of(&names, &format!("{prefix}.weight"))?;
+            let s = &net.params.specs()[weight].shape;
+            Ok(Dense {
+                weight,
+                bias: index_of(&names, &format!("{prefix}.bias"))?,
+                out_features: s[0],
+                in_features: s[1],
+            })
+        };
+        let pad = |stride, padding, groups| Conv2dParams {
+            stride,
+            padding,
+            groups,
+        };
+        let stem = conv_bn("layer0.0", "layer0.1", pad(2, 3, 1), true)?;
+        let mut block_list = Vec::new();
+        for s in blocks(net.arch) {
+            let block = |s: &BlockSpec| -> Result<Block> {
+                let p = &s.prefix;
+                let c = |i: usize, params, relu| {
+                    conv_bn(&format!("{p}.conv{i}"), &format!("{p}.bn{i}"), params, relu)
+                };
+                let convs = match s.kind {
+                    BlockKind::Basic => {
+                        vec![c(1, pad(s.stride, 1, 1), true)?, c(2, pad(1, 1, 1), false)?]
+                    }
+                    _ => vec![
+                        c(1, pad(1, 0, 1), true)?,
+                        c(2, pad(s.stride, 1, s.groups), true)?,
+                        c(3, pad(1, 0, 1), false)?,
+                    ],
+                };
+                let downsample = if s.downsample {
+                    Some(conv_bn(
+                        &format!("{p}.downsample.0"),
+                        &format!("{p}.downsample.1"),
+                        pad(s.stride, 0, 1),
+                        false,
+                    )?)
+                } else {
+                    None
+                };
+                Ok(Block {
+                    convs,
+                    downsample,
+                    se_reduce: dense(&format!("{p}.se_module.conv_reduce"))?,
+                    se_expand: dense(&format!("{p}.se_module.conv_expand"))?,
+                })
+            };
+            block_list.push(block(&s)?);
+        }
+        let classifier = dense("classifier")?;
+        Ok(TrainNet {
+            backend,
+            arch: net.arch,
+            num_classes: net.num_classes,
+            names,
+            params,
+            stem,
+            blocks: block_list,
+            classifier,
+            cfg,
+            shapes: net.params.specs().iter().map(|s| s.shape.clone()).collect(),
+            acts: None,
+        })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The variant.
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    /// Output classes.
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    /// Allocates the activations for input shape `xs` (kept while the shape stays the same).
+    fn ensure_acts(&mut self, xs: Shape4) -> Result<()> {
+        if self.acts.as_ref().is_some_and(|a| a.input_shape == xs) {
+            return Ok(());
+        }
+        let be = &self.backend;
+        let n = xs.n;
+        let mut max_len = xs.numel();
+        let mut conv_acts = |c: &ConvBn, in_shape: Shape4| -> Result<ConvBnActs<B>> {
+            let [cout, _, kh, kw] = c.w_shape;
+            let (oh, ow) = c.p.out_hw(in_shape.h, in_shape.w, kh, kw);
+            let out_shape = Shape4::new(n, cout, oh, ow);
+            max_len = max_len.max(out_shape.numel()).max(in_shape.numel());
+            Ok(ConvBnActs {
+                conv_out: be.alloc(out_shape.numel())?,
+                bn_out: be.alloc(out_shape.numel())?,
+                saved_mean: be.alloc(cout)?,
+                saved_invstd: be.alloc(cout)?,
+                in_shape,
+                out_shape,
+            })
+        };
+        let stem = conv_acts(&self.stem, xs)?;
+        let s = stem.out_shape;
+        let (ph, _) = crate::backend::same_pool_geometry(s.h, 3, 2);
+        let (pw, _) = crate::backend::same_pool_geometry(s.w, 3, 2);
+        let pooled_shape = Shape4::new(n, s.c, ph, pw);
+        let pooled = be.alloc(pooled_shape.numel())?;
+        let mut cur = pooled_shape;
+        let mut block_acts = Vec::with_capacity(self.blocks.len());
+        let mut max_c = 0;
+        for b in &self.blocks {
+            let mut convs = Vec::new();
+            let mut shape = cur;
+            for c in &b.convs {
+                let a = conv_acts(c, shape)?;
+                shape = a.out_shape;
+                convs.push(a);
+            }
+            let downsample = match &b.downsample {
+                Some(d) => Some(conv_acts(d, cur)?),
+                None => None,
+            };
+            max_c = max_c.max(shape.c);
+            block_acts.push(BlockActs {
+                convs,
+                downsample,
+                squeeze: be.alloc(n * shape.c)?,
+                hidden: be.alloc(n * b.se_reduce.out_features)?,
+                gate: be.alloc(n * shape.c)?,
+                out: be.alloc(shape.numel())?,
+            });
+            cur = shape;
+        }
+        let small = n * max_c.max(self.num_classes);
+        self.acts = Some(Acts {
+            input_shape: xs,
+            input: be.alloc(xs.numel())?,
+            stem,
+            pooled,
+            blocks: block_acts,
+            features: be.alloc(n * cur.c)?,
+            logits: be.alloc(n * self.num_classes)?,
+            g: [
+                be.alloc(max_len)?,
+                be.alloc(max_len)?,
+                be.alloc(max_len)?,
+                be.alloc(max_len)?,
+                be.alloc(max_len)?,
+                be.alloc(max_len)?,
+            ],
+            g_small: [be.alloc(small)?, be.alloc(small)?, be.alloc(small)?],
+        });
+        Ok(())
+    }
+
+    /// Forward (train mode) and backward on a batch: `x` (N, 3, H, W) f32 NCHW, `labels` (N)
+    /// class indices. Leaves every trainable parameter's gradient (of the mean loss, times the
+    /// loss scale) on the device and updates the BN moving statistics, as one MindSpore training
+    /// step does before the optimizer. Returns the mean loss and the top-1 hits.
+    /// Errors: a shape that is not (N, 3, H >= 32, W >= 32), a label out of range.
+    pub fn forward_backward(&mut self, x: &Tensor, labels: &[usize]) -> Result<StepStats> {
+        if x.shape.len() != 4
+            || x.shape[1] != 3
+            || x.shape[2] < 32
+            || x.shape[3] < 32
+            || x.shape[0] == 0
+        {
+            return Err(Error::Shape(format!(
+                "training input must be (N, 3, H, W) with N >= 1 and H, W >= 32, got {:?}",
+                x.shape
+            )));
+        }
+        if labels.len() != x.shape[0] {
+            return Err(Error::Shape(format!(
+                "{} labels for a batch of {}",
+                labels.len(),
+                x.shape[0]
+            )));
+        }
+        if let Some(&l) = labels.iter().find(|&&l| l >= self.num_classes) {
+            return Err(Error::Invalid(format!(
+                "label {l} is outside the model's {} classes",
+                self.num_classes
+            )));
+        }
+        let xs = Shape4::new(x.shape[0], 3, x.shape[2], x.shape[3]);
+        self.ensure_acts(xs)?;
+        self.forward(x)?;
+        let stats = self.head_loss(labels)?;
+        self.backward()?;
+        Ok(stats)
+    }
+
+    fn forward(&mut self, x: &Tensor) -> Result<()> {
+        let be = &self.backend;
+        let a = self.acts.as_mut().expect("allocated");
+        let p = &mut self.params;
+        be.write(&mut a.input, &x.data)?;
+        conv_bn_forward(be, p, &self.stem, &a.input, &mut a.stem)?;
+        be.max_pool2d_same(&a.stem.bn_out, a.stem.out_shape, 3, 2, &mut a.pooled)?;
+        let n = a.input_shape.n;
+        for (i, b) in self.blocks.iter().enumerate() {
+            let (done, rest) = a.blocks.split_at_mut(i);
+            let input = if i == 0 { &a.pooled } else { &done[i - 1].out };
+            let ba = &mut rest[0];
+            for (j, c) in b.convs.iter().enumerate() {
+                let (prev, cur) = ba.convs.split_at_mut(j);
+                let src = if j == 0 { input } else { &prev[j - 1].bn_out };
+                conv_bn_forward(be, p, c, src, &mut cur[0])?;
+            }
+            if let (Some(d), Some(da)) = (&b.downsample, ba.downsample.as_mut()) {
+                conv_bn_forward(be, p, d, input, da)?;
+            }
+            let last = ba.convs.last().expect("blocks have convs");
+            let shape = last.out_shape;
+            be.global_avg_pool(&last.bn_out, shape, &mut ba.squeeze)?;
+            dense_forward(
+                be,
+                p,
+                &b.se_reduce,
+                &ba.squeeze,
+                n,
+                Activation::Relu,
+                &mut ba.hidden,
+            )?;
+            dense_forward(
+                be,
+                p,
+                &b.se_expand,
+                &ba.hidden,
+                n,
+                Activation::Sigmoid,
+                &mut ba.gate,
+            )?;
+            // out = relu(bn_out * gate + shortcut), computed in place on a copy of bn_out.
+            be.copy(&last.bn_out, &mut ba.out, shape.numel())?;
+            let shortcut = match &ba.downsample {
+                Some(da) => &da.bn_out,
+                None => input,
+            };
+            be.se_scale_add_relu(&mut ba.out, shape, &ba.gate, shortcut)?;
+        }
+        let last = a.blocks.last().expect("at least one block");
+        let shape = last.convs.last().expect("blocks have convs").out_shape;
+        be.global_avg_pool(&last.out, shape, &mut a.features)?;
+        dense_forward(
+            be,
+            p,
+            &self.classifier,
+            &a.features,
+            n,
+            Activation::None,
+            &mut a.logits,
+        )
+    }
+}
+
+impl<B: Backend> TrainNet<B> {
+    /// Loss and its gradient at the logits (scaled by the loss scale), and the top-1 hits.
+    fn head_loss(&mut self, labels: &[usize]) -> Result<StepStats> {
+        let be = &self.backend;
+        let a = self.acts.as_mut().expect("allocated");
+        let n = labels.len();
+        let classes = self.num_classes;
+        let [dlogits, _, _] = &mut a.g_small;
+        let loss = be.softmax_cross_entropy(
+            &a.logits,
+            n,
+            classes,
+            labels,
+            self.cfg.label_smoothing,
+            self.cfg.loss_scale,
+            dlogits,
+        )?;
+        let mut logits = vec![0.0f32; n * classes];
+        be.download(&a.logits, &mut logits)?;
+        let correct = logits
+            .chunks(classes)
+            .zip(labels)
+            .filter(|(row, &l)| super::metrics::in_topk(row, l, 1))
+            .count();
+        Ok(StepStats { loss, correct })
+    }
+}
+
+impl<B: Backend> TrainNet<B> {
+    /// Backward from the loss gradient at the logits down to the stem, leaving every trainable
+    /// parameter's gradient on the device.
+    fn backward(&mut self) -> Result<()> {
+        let be = &self.backend;
+        let p = &mut self.params;
+        let Acts {
+            input,
+            stem,
+            pooled,
+            blocks: block_acts,
+            features,
+            g,
+            g_small,
+            ..
+        } = self.acts.as_mut().expect("allocated");
+        let [g0, g1, g2, g3, g4, _] = g;
+        let [gs0, gs1, gs2] = g_small;
+        let n = stem.out_shape.n;
+        // Head: classifier, then the global average pool, into g0 = d(last block's output).
+        let last_shape = block_acts
+            .last()
+            .expect("blocks")
+            .convs
+            .last()
+            .expect("convs")
+            .out_shape;
+        dense_backward(be, p, &self.classifier, features, n, gs0, Some(&mut *gs1))?;
+        be.global_avg_pool_backward(gs1, last_shape, g0)?;
+        for (i, (b, ba)) in self.blocks.iter().zip(block_acts.iter()).enumerate().rev() {
+            let input_buf = if i == 0 {
+                &*pooled
+            } else {
+                &block_acts[i - 1].out
+            };
+            let last = ba.convs.last().expect("convs");
+            let shape = last.out_shape;
+            // SE scale + residual + ReLU: g1 = d(last bn_out) via the scale, gs0 = d(gate),
+            // g2 = d(shortcut).
+            be.se_scale_add_relu_backward(&last.bn_out, shape, &ba.gate, &ba.out, g0, g1, gs0, g2)?;
+            be.sigmoid_backward(&ba.gate, gs0, n * shape.c)?;
+            dense_backward(be, p, &b.se_expand, &ba.hidden, n, gs0, Some(&mut *gs1))?;
+            be.relu_backward(&ba.hidden, gs1, n * b.se_reduce.out_features)?;
+            dense_backward(be, p, &b.se_reduce, &ba.squeeze, n, gs1, Some(&mut *gs2))?;
+            be.global_avg_pool_backward(gs2, shape, g3)?;
+            be.add_assign(g1, g3, shape.numel())?;
+            // Residual branch, last conv first: g1 = d(bn_out) in, d(conv input) out.
+            for j in (0..b.convs.len()).rev() {
+                let src = if j == 0 {
+                    input_buf
+                } else {
+                    &ba.convs[j - 1].bn_out
+                };
+                conv_bn_backward(
+                    be,
+                    p,
+                    &b.convs[j],
+                    &ba.convs[j],
+                    src,
+                    g1,
+                    g3,
+                    Some(&mut *g4),
+                )?;
+                std::mem::swap(g1, g4);
+            }
+            // Shortcut.
+            let in_len = ba.convs[0].in_shape.numel();
+            match (&b.downsample, &ba.downsample) {
+                (Some(d), Some(da)) => {
+                    conv_bn_backward(be, p, d, da, input_buf, g2, g3, Some(&mut *g4))?;
+                    be.add_assign(g1, g4, in_len)?;
+                }
+                _ => be.add_assign(g1, g2, in_len)?,
+            }
+            std::mem::swap(g0, g1);
+        }
+        // Stem: the 'same' max pool, then conv + BN + ReLU (no gradient for the image).
+        be.max_pool2d_same_backward(&stem.bn_out, stem.out_shape, 3, 2, g0, g1)?;
+        conv_bn_backward(be, p, &self.stem, stem, input, g1, g3, None)
+    }
+
+    /// MindSpore's Momentum step on every trainable parameter with learning rate `lr`, using
+    /// the gradients of the last [`TrainNet::forward_backward`].
+    pub fn apply_momentum(&mut self, lr: f32) -> Result<()> {
+        let cfg = &self.cfg;
+        for dp in &mut self.params {
+            if let Some((grad, moment)) = &mut dp.train {
+                let wd = if dp.decay { cfg.weight_decay } else { 0.0 };
+                self.backend.momentum_update(
+                    &mut dp.value,
+                    grad,
+                    moment,
+                    dp.len,
+                    lr,
+                    cfg.momentum,
+                    wd,
+                    cfg.loss_scale,
+                    cfg.nesterov,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One training step: [`TrainNet::forward_backward`] then [`TrainNet::apply_momentum`].
+    pub fn step(&mut self, x: &Tensor, labels: &[usize], lr: f32) -> Result<StepStats> {
+        let stats = self.forward_backward(x, labels)?;
+        self.apply_momentum(lr)?;
+        Ok(stats)
+    }
+
+    fn position(&self, name: &str) -> Result<usize> {
+        index_of(&self.names, name)
+    }
+
+    fn download(&self, buf: &B::Buffer, i: usize) -> Result<Tensor> {
+        let mut t = Tensor::zeros(&self.shapes[i]);
+        self.backend.download(buf, &mut t.data)?;
+        Ok(t)
+    }
+
+    /// The gradient of the trainable parameter `name` from the last backward (times the loss
+    /// scale). Errors: unknown or non-trainable name.
+    pub fn gradient(&self, name: &str) -> Result<Tensor> {
+        let i = self.position(name)?;
+        match &self.params[i].train {
+            Some((g, _)) => self.download(g, i),
+            None => Err(Error::Invalid(format!("'{name}' is not trainable"))),
+        }
+    }
+
+    /// Copies the current values (BN moving statistics included) into `params`.
+    /// Errors: `params` of another model.
+    pub fn read_params(&self, params: &mut Params) -> Result<()> {
+        for (i, name) in self.names.iter().enumerate() {
+            let dst = params
+                .get_mut(name)
+                .ok_or_else(|| Error::Invalid(format!("parameter set has no '{name}'")))?;
+            let mut host = vec![0.0f32; self.params[i].len];
+            self.backend.download(&self.params[i].value, &mut host)?;
+            dst.data = host;
+        }
+        Ok(())
+    }
+
+    /// The Momentum accumulators as MindSpore names them (`moments.<name>`), in model order.
+    pub fn moments(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::new();
+        for (i, dp) in self.params.iter().enumerate() {
+            if let Some((_, m)) = &dp.train {
+                out.push((format!("moments.{}", self.names[i]), self.download(m, i)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets the Momentum accumulator of `name` (e.g. when resuming). Errors: unknown or
+    /// non-trainable name, wrong shape.
+    pub fn set_moment(&mut self, name: &str, value: &Tensor) -> Result<()> {
+        let i = self.position(name)?;
+        if value.shape != self.shapes[i] {
+            return Err(Error::Shape(format!(
+                "moments.{name}: shape {:?}, expected {:?}",
+                value.shape, self.shapes[i]
+            )));
+        }
+        match &mut self.params[i].train {
+            Some((_, m)) => self.backend.write(m, &value.data),
+            None => Err(Error::Invalid(format!("'{name}' is not trainable"))),
+        }
+    }
+}
+
+/// Mutable access to four distinct parameters.
+fn four<B: Backend>(p: &mut [DeviceParam<B>], idx: [usize; 4]) -> [&mut DeviceParam<B>; 4] {
+    p.get_disjoint_mut(idx).expect("distinct parameter indices")
+}
+
+fn grad_of<B: Backend>(dp: &mut DeviceParam<B>) -> &mut B::Buffer {
+    &mut dp.train.as_mut().expect("trainable parameter").0
+}
+
+/// conv -> BatchNorm (batch statistics, moving stats updated) [-> ReLU].
+fn conv_bn_forward<B: Backend>(
+    be: &B,
+    p: &mut [DeviceParam<B>],
+    c: &ConvBn,
+    input: &B::Buffer,
+    a: &mut ConvBnActs<B>,
+) -> Result<()> {
+    be.conv2d(
+        input,
+        a.in_shape,
+        &p[c.weight].value,
+        c.w_shape,
+        None,
+        c.p,
+        Activation::None,
+        &mut a.conv_out,
+    )?;
+    let [gamma, beta, mean, var] = four(p, [c.gamma, c.beta, c.mean, c.var]);
+    let act = if c.relu {
+        Activation::Relu
+    } else {
+        Activation::None
+    };
+    be.batch_norm_train(
+        &a.conv_out,
+        a.out_shape,
+        &gamma.value,
+        &beta.value,
+        BN_EPS,
+        BN_MOMENTUM,
+        &mut mean.value,
+        &mut var.value,
+        &mut a.saved_mean,
+        &mut a.saved_invstd,
+        act,
+        &mut a.bn_out,
+    )
+}
+
+/// Backward of [`conv_bn_forward`]: `dy` = d(BN output) (ReLU applied inside when the layer has
+/// one), `dconv` scratch, `dx` = d(conv input) when wanted. Writes the conv weight's and BN's
+/// gradients.
+#[allow(clippy::too_many_arguments)]
+fn conv_bn_backward<B: Backend>(
+    be: &B,
+    p: &mut [DeviceParam<B>],
+    c: &ConvBn,
+    a: &ConvBnActs<B>,
+    input: &B::Buffer,
+    dy: &B::Buffer,
+    dconv: &mut B::Buffer,
+    dx: Option<&mut B::Buffer>,
+) -> Result<()> {
+    {
+        let [gamma, beta] = p
+            .get_disjoint_mut([c.gamma, c.beta])
+            .expect("distinct parameter indices");
+        let y_relu = if c.relu { Some(&a.bn_out) } else { None };
+        let dgamma = &mut gamma.train.as_mut().expect("gamma is trainable").0;
+        be.batch_norm_backward(
+            &a.conv_out,
+            a.out_shape,
+            dy,
+            y_relu,
+            &gamma.value,
+            &a.saved_mean,
+            &a.saved_invstd,
+            dconv,
+            dgamma,
+            grad_of(beta),
+        )?;
+    }
+    let w = &mut p[c.weight];
+    let dw = &mut w.train.as_mut().expect("conv weight is trainable").0;
+    be.conv2d_backward_filter(
+        input,
+        a.in_shape,
+        dconv,
+        a.out_shape,
+        c.p,
+        c.w_shape,
+        dw,
+        false,
+    )?;
+    if let Some(dx) = dx {
+        be.conv2d_backward_data(dconv, a.out_shape, &w.value, c.w_shape, c.p, a.in_shape, dx)?;
+    }
+    Ok(())
+}
+
+/// Dense forward `y = act(x · wᵀ + b)`.
+fn dense_forward<B: Backend>(
+    be: &B,
+    p: &[DeviceParam<B>],
+    d: &Dense,
+    x: &B::Buffer,
+    n: usize,
+    act: Activation,
+    y: &mut B::Buffer,
+) -> Result<()> {
+    be.linear(
+        x,
+        n,
+        &p[d.weight].value,
+        d.out_features,
+        d.in_features,
+        &p[d.bias].value,
+        act,
+        y,
+    )
+}
+
+/// Dense backward: weight and bias gradients, and `dx` when wanted.
+fn dense_backward<B: Backend>(
+    be: &B,
+    p: &mut [DeviceParam<B>],
+    d: &Dense,
+    x: &B::Buffer,
+    n: usize,
+    dy: &B::Buffer,
+    dx: Option<&mut B::Buffer>,
+) -> Result<()> {
+    let [w, b] = p
+        .get_disjoint_mut([d.weight, d.bias])
+        .expect("distinct parameter indices");
+    let dw = &mut w.train.as_mut().expect("dense weight is trainable").0;
+    be.linear_backward(
+        x,
+        n,
+        &w.value,
+        d.out_features,
+        d.in_features,
+        dy,
+        dx,
+        dw,
+        grad_of(b),
+    )
+}
