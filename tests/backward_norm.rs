@@ -15,10 +15,10 @@ use senet::backend::cpu::CpuBackend;
 use senet::backend::Conv2dParams;
 use senet::backend::{Activation, Backend, Shape4};
 use senet::config::{Recipe, Scheduler, WeightDecayFilter};
-use senet::train::metrics;
 use senet::model::init::{formula_input, formula_param};
 use senet::model::params::param_specs;
 use senet::model::Arch;
+use senet::train::metrics;
 use senet::train::{decays, lr_schedule};
 
 /// splitmix64-based generator of reproducible test values.

@@ -181,6 +181,9 @@ struct BenchArgs {
     warmup: usize,
     #[arg(long, default_value_t = 10)]
     iters: usize,
+    /// Time training steps (forward, backward, Momentum update) instead of inference.
+    #[arg(long)]
+    train: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -354,6 +357,7 @@ fn bench(a: BenchArgs) -> Result<()> {
         threads: a.threads,
         warmup: a.warmup,
         iters: a.iters,
+        train: a.train,
     };
     let pb = bar(a.iters, "bench");
     let r = engine::bench::run(&opts, |i| pb.set_position(i as u64))?;
@@ -362,8 +366,9 @@ fn bench(a: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "{} batch {} threads {} {}x{}: {:.2} images/s (median of {}, best {:.2}), peak RSS {} MiB",
+            "{} {} batch {} threads {} {}x{}: {:.2} images/s (median of {}, best {:.2}), peak RSS {} MiB",
             r.model,
+            r.mode,
             r.batch_size,
             r.threads,
             r.image_size,

@@ -3,6 +3,7 @@ use crate::backend::cpu::CpuBackend;
 use crate::model::inference::InferenceNet;
 use crate::model::init::Rng;
 use crate::model::{Arch, SeNet};
+use crate::train::{TrainConfig, TrainNet};
 use crate::{Result, Tensor};
 use std::time::Instant;
 
@@ -21,6 +22,9 @@ pub struct BenchOptions {
     pub warmup: usize,
     /// Timed iterations.
     pub iters: usize,
+    /// Time training steps (train-mode forward, backward, Momentum update) instead of
+    /// eval-mode forward passes.
+    pub train: bool,
 }
 
 /// Measured throughput: images per second from the median and the best iteration, and the
@@ -29,6 +33,8 @@ pub struct BenchOptions {
 pub struct BenchReport {
     /// MindCV model name.
     pub model: String,
+    /// "eval" or "train".
+    pub mode: String,
     /// Images per forward pass.
     pub batch_size: usize,
     /// Threads the backend ran on.
@@ -55,15 +61,14 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Runs eval-mode forward passes of `opts.arch` (random MindCV-style init, 1000 classes) on
-/// random N(0,1) input of shape (batch, 3, size, size) on the CPU backend.
+/// Runs eval-mode forward passes (or training steps with `opts.train`) of `opts.arch` (MindCV's
+/// random init, 1000 classes) on random N(0,1) input of shape (batch, 3, size, size) on the CPU
+/// backend.
 /// Errors if the backend cannot start or the shape is invalid.
 pub fn run(opts: &BenchOptions, mut progress: impl FnMut(usize)) -> Result<BenchReport> {
     let net = SeNet::new(opts.arch, 1000, 0)?;
     let backend = CpuBackend::new(opts.threads)?;
     let threads = backend.threads();
-    let mut inf = InferenceNet::new(&net, backend)?;
-    drop(net);
     let shape = [opts.batch_size, 3, opts.image_size, opts.image_size];
     let mut rng = Rng::new(42);
     let x = Tensor::from_vec(
@@ -72,13 +77,30 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(usize)) -> Result<Bench
             .map(|_| rng.normal() as f32)
             .collect(),
     )?;
+    let labels: Vec<usize> = (0..opts.batch_size).map(|i| (i * 37) % 1000).collect();
+    // One closure per mode: a forward pass, or a training step with MindCV's SENet settings.
+    let mut run_once: Box<dyn FnMut() -> Result<()>> = if opts.train {
+        let cfg = TrainConfig {
+            label_smoothing: 0.1,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            nesterov: false,
+            loss_scale: 1024.0,
+        };
+        let mut tn = TrainNet::new(&net, backend, cfg, |_| true)?;
+        Box::new(move || tn.step(&x, &labels, 0.01).map(|_| ()))
+    } else {
+        let mut inf = InferenceNet::new(&net, backend)?;
+        Box::new(move || inf.forward(&x).map(|_| ()))
+    };
+    drop(net);
     for _ in 0..opts.warmup {
-        inf.forward(&x)?;
+        run_once()?;
     }
     let mut times = Vec::with_capacity(opts.iters);
     for i in 0..opts.iters.max(1) {
         let t0 = Instant::now();
-        inf.forward(&x)?;
+        run_once()?;
         times.push(t0.elapsed().as_secs_f64());
         progress(i + 1);
     }
@@ -86,6 +108,7 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(usize)) -> Result<Bench
     let median = times[times.len() / 2];
     Ok(BenchReport {
         model: opts.arch.name().to_string(),
+        mode: if opts.train { "train" } else { "eval" }.to_string(),
         batch_size: opts.batch_size,
         threads,
         image_size: opts.image_size,
