@@ -145,7 +145,12 @@ fn header_compiles_as_c99_and_cpp() {
     )
     .unwrap();
     let exe = dir.path().join("use_c");
-    compile("cc", &[src.clone()], &exe, &["-std=c99", "-pedantic"]);
+    compile(
+        "cc",
+        std::slice::from_ref(&src),
+        &exe,
+        &["-std=c99", "-pedantic"],
+    );
     run(&mut with_lib(&exe));
     let cpp = dir.path().join("use.cpp");
     std::fs::copy(&src, &cpp).unwrap();
@@ -281,4 +286,60 @@ fn c_misuse_program_is_clean_under_asan() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stdout.contains("checks passed"), "{stdout}\n{stderr}");
     assert!(!stderr.contains("Sanitizer"), "{stderr}");
+}
+
+/// `senet.pc` (written by build.rs beside libsenet.so) gives working flags: the C example
+/// builds with `cc $(pkg-config --cflags --libs senet)` alone and runs without LD_LIBRARY_PATH.
+#[test]
+fn pkg_config_file_builds_the_c_example() {
+    let lib = profile_dir();
+    assert!(
+        lib.join("senet.pc").is_file(),
+        "no senet.pc in {}",
+        lib.display()
+    );
+    let flags = run(Command::new("pkg-config")
+        .env("PKG_CONFIG_PATH", &lib)
+        .args(["--cflags", "--libs", "senet"]));
+    let flags = String::from_utf8(flags.stdout).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("classify");
+    run(Command::new("cc")
+        .args(["-std=c99", "-Wall", "-Werror"])
+        .arg(root().join("examples/c/classify.c"))
+        .arg("-o")
+        .arg(&exe)
+        .args(flags.split_whitespace()));
+    // No LD_LIBRARY_PATH: the rpath from senet.pc finds the library. Bad arguments give the
+    // library's message.
+    let out = Command::new(&exe)
+        .env_remove("LD_LIBRARY_PATH")
+        .args([
+            "seresnet18",
+            "/nonexistent.ckpt",
+            "/nonexistent.tsv",
+            "x.jpg",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent.tsv"), "{stderr}");
+}
+
+/// The example of docs/c-abi.md compiles as C99 against the header and library.
+#[test]
+fn doc_example_compiles() {
+    let doc = std::fs::read_to_string(root().join("docs/c-abi.md")).unwrap();
+    let start = doc.find("```c\n").expect("no C example in docs/c-abi.md") + 5;
+    let len = doc[start..].find("```").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("doc_example.c");
+    std::fs::write(&src, &doc[start..start + len]).unwrap();
+    compile(
+        "cc",
+        &[src],
+        &dir.path().join("doc_example"),
+        &["-std=c99", "-pedantic"],
+    );
 }
