@@ -231,7 +231,8 @@ pub unsafe extern "C" fn senet_model_num_classes(
 
 /// Runs the network in eval mode on a batch of images and writes the logits (pre-softmax).
 ///
-/// - `input`: `batch` images, NCHW float32 (row-major `[batch][3][height][width]`), RGB,
+/// - `input`: `batch` images, NCHW float32 (row-major `[batch][3][height][width]`, height and
+///   width at least 32; 224x224 for MindCV's recipes), RGB,
 ///   normalized as MindCV's eval transform does (what `senet_preprocess_file` writes);
 ///   `input_len` is the number of floats the caller's buffer holds (at least
 ///   `batch * 3 * height * width`).
@@ -248,7 +249,8 @@ pub unsafe extern "C" fn senet_model_num_classes(
 /// model's thread pool); use one model per thread to run passes concurrently.
 ///
 /// Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER, SENET_STATUS_INVALID_HANDLE,
-/// SENET_STATUS_INVALID_ARGUMENT (a zero size, overlapping or misaligned buffers),
+/// SENET_STATUS_INVALID_ARGUMENT (a zero batch, height or width below 32, overlapping or
+/// misaligned buffers),
 /// SENET_STATUS_BUFFER_TOO_SMALL (`input_len` or `logits_len`), SENET_STATUS_NOT_LOADED,
 /// SENET_STATUS_INTERNAL.
 ///

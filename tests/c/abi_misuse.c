@@ -219,6 +219,9 @@ int main(int argc, char **argv) {
            SENET_STATUS_NULL_POINTER);
     EXPECT(senet_model_forward(model, img, SENET_IMAGE_VALUES, 0, 224, 224, logits, 10),
            SENET_STATUS_INVALID_ARGUMENT);
+    EXPECT(senet_model_forward(model, img, SENET_IMAGE_VALUES, 1, 16, 16, logits, 10),
+           SENET_STATUS_INVALID_ARGUMENT);
+    EXPECT_MESSAGE("H, W >= 32");
     EXPECT(senet_model_forward(model, img, SENET_IMAGE_VALUES, 2, 224, 224, logits, 20),
            SENET_STATUS_BUFFER_TOO_SMALL);
     EXPECT(senet_model_forward(model, img, SENET_IMAGE_VALUES, 1, 224, 224, logits, 9),
