@@ -1,5 +1,7 @@
-//! Builds the native CPU kernels in `kernels/cpu/` (plain C99, compiled with `cc`).
+//! Builds the native CPU kernels in `kernels/cpu/` (plain C99, compiled with `cc`), and writes
+//! the pkg-config file `senet.pc` of the C ABI beside `libsenet.so` in `target/<profile>/`.
 fn main() {
+    write_pkg_config();
     let files = [
         "kernels/cpu/backward_elementwise.c",
         "kernels/cpu/batch_norm_train.c",
@@ -21,4 +23,38 @@ fn main() {
     println!("cargo:rerun-if-changed=kernels/cpu/senet_kernels.h");
     build.include("kernels/cpu");
     build.compile("senet_cpu_kernels");
+}
+
+/// Writes `target/<profile>/senet.pc`: headers from `include/` of this source tree, the library
+/// from `target/<profile>/` (with an rpath, so programs run without LD_LIBRARY_PATH).
+/// `PKG_CONFIG_PATH=target/release pkg-config --cflags --libs senet` then works after
+/// `cargo build --release`. Skipped silently if the profile directory cannot be found.
+fn write_pkg_config() {
+    let (Some(out), Some(root), Some(version)) = (
+        std::env::var_os("OUT_DIR"),
+        std::env::var_os("CARGO_MANIFEST_DIR"),
+        std::env::var_os("CARGO_PKG_VERSION"),
+    ) else {
+        return;
+    };
+    // OUT_DIR = target/<profile>/build/senet-<hash>/out
+    let Some(profile_dir) = std::path::Path::new(&out).ancestors().nth(3) else {
+        return;
+    };
+    let root = std::path::Path::new(&root);
+    let pc = format!(
+        "prefix={}\nincludedir=${{prefix}}/include\nlibdir={}\n\n\
+         Name: senet\n\
+         Description: SE-ResNet / SE-ResNeXt inference (MindCV-exact), C ABI\n\
+         Version: {}\n\
+         Cflags: -I${{includedir}}\n\
+         Libs: -L${{libdir}} -Wl,-rpath,${{libdir}} -lsenet\n",
+        root.display(),
+        profile_dir.display(),
+        version.to_string_lossy()
+    );
+    let path = profile_dir.join("senet.pc");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(pc.as_str()) {
+        let _ = std::fs::write(&path, pc);
+    }
 }

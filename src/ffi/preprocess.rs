@@ -1,0 +1,108 @@
+//! MindCV's eval transform (resize 256 bicubic, centre crop 224, ImageNet normalize, CHW) of an
+//! image file or an in-memory encoded image into a caller buffer.
+use super::args::{self, need};
+use super::status::{guard, FfiError, SenetStatus};
+use crate::data::{decode_bytes, EvalTransform};
+use std::ffi::c_char;
+
+/// Side in pixels of a preprocessed image (MindCV's `image_resize`).
+pub const SENET_IMAGE_SIZE: usize = 224;
+/// Floats of one preprocessed image: 3 * SENET_IMAGE_SIZE * SENET_IMAGE_SIZE.
+pub const SENET_IMAGE_VALUES: usize = 150528;
+
+/// Copies one transformed image to `out`.
+///
+/// # Safety
+/// `out` is NULL or points to `out_len` writable floats.
+unsafe fn write_image(values: Vec<f32>, out: *mut f32, out_len: usize) -> super::status::FfiResult {
+    need("out", out_len, SENET_IMAGE_VALUES)?;
+    // SAFETY: `out` is NULL or `out_len` (>= SENET_IMAGE_VALUES) writable floats by this
+    // function's contract.
+    let dst = unsafe { args::slice_mut(out, SENET_IMAGE_VALUES, "out") }?;
+    if values.len() != SENET_IMAGE_VALUES {
+        return Err(FfiError::new(
+            SenetStatus::Internal,
+            format!("transform produced {} values", values.len()),
+        ));
+    }
+    dst.copy_from_slice(&values);
+    Ok(())
+}
+
+/// Decodes the JPEG or PNG file at `path` (format from its content) and applies MindCV's eval
+/// transform: resize the short side to 256 (bicubic), centre crop 224x224, normalize with the
+/// ImageNet mean/std (0..255 scale), CHW. Writes SENET_IMAGE_VALUES floats, `[3][224][224]` RGB,
+/// to `out` — one image of the NCHW batch `senet_model_forward` takes (image `i` of a batch
+/// starts at `batch + i * SENET_IMAGE_VALUES`). Identical to `senet predict`'s preprocessing.
+///
+/// Ownership: `out` stays the caller's (`out_len` floats); `path` is only read during the call.
+///
+/// Thread-safety: safe from any thread, concurrently.
+///
+/// Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER, SENET_STATUS_INVALID_ARGUMENT (empty
+/// path, misaligned `out`), SENET_STATUS_BUFFER_TOO_SMALL (`out_len < SENET_IMAGE_VALUES`),
+/// SENET_STATUS_IO, SENET_STATUS_FORMAT (not a decodable JPEG/PNG), SENET_STATUS_INTERNAL.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string; `out` is NULL or points to `out_len` writable
+/// floats.
+#[no_mangle]
+pub unsafe extern "C" fn senet_preprocess_file(
+    path: *const c_char,
+    out: *mut f32,
+    out_len: usize,
+) -> SenetStatus {
+    guard(|| {
+        // SAFETY: `path` is NULL or a NUL-terminated string by the contract.
+        let path = unsafe { args::path(path, "path") }?;
+        if out.is_null() {
+            return Err(FfiError::new(SenetStatus::NullPointer, "out is NULL"));
+        }
+        need("out", out_len, SENET_IMAGE_VALUES)?;
+        let values = EvalTransform::default().apply_path(&path)?;
+        // SAFETY: `out` is `out_len` writable floats by the contract.
+        unsafe { write_image(values, out, out_len) }
+    })
+}
+
+/// As `senet_preprocess_file`, for an encoded JPEG or PNG image held in memory: `data` holds
+/// `data_len` bytes (the file's content).
+///
+/// Ownership: both buffers stay the caller's.
+///
+/// Thread-safety: safe from any thread, concurrently.
+///
+/// Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER, SENET_STATUS_INVALID_ARGUMENT
+/// (`data_len` 0, misaligned `out`), SENET_STATUS_BUFFER_TOO_SMALL, SENET_STATUS_FORMAT,
+/// SENET_STATUS_INTERNAL.
+///
+/// # Safety
+/// `data` is NULL or points to `data_len` readable bytes; `out` is NULL or points to `out_len`
+/// writable floats, not overlapping `data`.
+#[no_mangle]
+pub unsafe extern "C" fn senet_preprocess_memory(
+    data: *const u8,
+    data_len: usize,
+    out: *mut f32,
+    out_len: usize,
+) -> SenetStatus {
+    guard(|| {
+        // SAFETY: `data` is NULL or `data_len` readable bytes by the contract.
+        let bytes = unsafe { args::slice(data, data_len, "data") }?;
+        if bytes.is_empty() {
+            return Err(FfiError::invalid("data is empty (data_len 0)"));
+        }
+        if out.is_null() {
+            return Err(FfiError::new(SenetStatus::NullPointer, "out is NULL"));
+        }
+        need("out", out_len, SENET_IMAGE_VALUES)?;
+        if args::overlap(data, data_len, out, out_len) {
+            return Err(FfiError::invalid("data and out overlap"));
+        }
+        let img = decode_bytes(bytes)
+            .map_err(|msg| FfiError::new(SenetStatus::Format, format!("in-memory image: {msg}")))?;
+        let values = EvalTransform::default().apply(&img)?;
+        // SAFETY: `out` is `out_len` writable floats, not overlapping `data`, by the contract.
+        unsafe { write_image(values, out, out_len) }
+    })
+}

@@ -1,0 +1,345 @@
+//! The C ABI (`libsenet.so`, `include/senet.h`) as a C or C++ user sees it: the committed header
+//! is cbindgen's current output and compiles as C99 and C++; the C example classifies the sample
+//! photos with logits bit-identical to `senet predict`; the C++ RAII example agrees with it; a C
+//! program exercising every function and its misuse runs clean under AddressSanitizer; the
+//! generated `senet.pc` works with pkg-config.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/<profile>`: where cargo put `libsenet.so` and `senet.pc` for this test build.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/ffi-<hash>
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    assert!(
+        dir.join("libsenet.so").is_file(),
+        "libsenet.so not found in {}",
+        dir.display()
+    );
+    dir
+}
+
+fn generate_header() -> String {
+    let config = cbindgen::Config::from_file(root().join("cbindgen.toml")).unwrap();
+    let bindings = cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(root().join("src/ffi/mod.rs"))
+        .generate()
+        .expect("cbindgen failed");
+    let mut out = Vec::new();
+    bindings.write(&mut out);
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn header_is_current() {
+    let fresh = generate_header();
+    let path = root().join("include/senet.h");
+    if std::env::var_os("SENET_UPDATE_HEADER").is_some() {
+        std::fs::write(&path, &fresh).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == fresh,
+        "include/senet.h is not cbindgen's current output: regenerate it with \
+         `SENET_UPDATE_HEADER=1 cargo test --test ffi header_is_current`"
+    );
+}
+
+#[test]
+fn header_version_macro_is_the_package_version() {
+    let header = std::fs::read_to_string(root().join("include/senet.h")).unwrap();
+    let want = format!("#define SENET_VERSION \"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(
+        header.contains(&want),
+        "senet.h lacks `{want}` (cbindgen.toml)"
+    );
+    let parts: Vec<&str> = env!("CARGO_PKG_VERSION").split('.').collect();
+    for (name, v) in ["MAJOR", "MINOR", "PATCH"].iter().zip(parts) {
+        let want = format!("#define SENET_VERSION_{name} {v}\n");
+        assert!(header.contains(&want), "senet.h lacks `{want}`");
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Compiles C (`cc`) or C++ (`c++`) sources against `include/` and `libsenet.so` into `exe`.
+fn compile(compiler: &str, sources: &[PathBuf], exe: &Path, flags: &[&str]) {
+    let lib = profile_dir();
+    run(Command::new(compiler)
+        .args(flags)
+        .args(["-Wall", "-Wextra", "-Werror", "-g"])
+        .arg("-I")
+        .arg(root().join("include"))
+        .args(sources)
+        .arg("-o")
+        .arg(exe)
+        .arg("-L")
+        .arg(&lib)
+        .arg("-lsenet")
+        .arg("-pthread"));
+}
+
+/// A command running `exe` with `libsenet.so` found through LD_LIBRARY_PATH.
+fn with_lib(exe: &Path) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.env("LD_LIBRARY_PATH", profile_dir());
+    cmd
+}
+
+/// `senet init --formula` checkpoint of `model` with `classes` classes.
+fn make_checkpoint(dir: &Path, model: &str, classes: usize) -> PathBuf {
+    let ckpt = dir.join(format!("{model}_{classes}.ckpt"));
+    run(Command::new(env!("CARGO_BIN_EXE_senet")).args([
+        "init",
+        "--model",
+        model,
+        "--formula",
+        "--num_classes",
+        &classes.to_string(),
+        "--out",
+        ckpt.to_str().unwrap(),
+    ]));
+    ckpt
+}
+
+fn sample_dir() -> PathBuf {
+    common::shared().join("datasets/imagenet-sample")
+}
+
+fn class_map_1000() -> PathBuf {
+    let shared = common::shared().join("datasets/imagenet_classes.tsv");
+    if shared.is_file() {
+        shared
+    } else {
+        root().join("configs/imagenet_classes.tsv")
+    }
+}
+
+#[test]
+fn header_compiles_as_c99_and_cpp() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("use.c");
+    std::fs::write(
+        &src,
+        "#include <senet.h>\nint main(void) { return senet_version() == 0 \
+         || SENET_STATUS_OK != 0 || SENET_IMAGE_VALUES != 3 * 224 * 224; }\n",
+    )
+    .unwrap();
+    let exe = dir.path().join("use_c");
+    compile(
+        "cc",
+        std::slice::from_ref(&src),
+        &exe,
+        &["-std=c99", "-pedantic"],
+    );
+    run(&mut with_lib(&exe));
+    let cpp = dir.path().join("use.cpp");
+    std::fs::copy(&src, &cpp).unwrap();
+    let exe = dir.path().join("use_cpp");
+    compile("c++", &[cpp], &exe, &["-std=c++11", "-pedantic"]);
+    run(&mut with_lib(&exe));
+}
+
+/// The C example on the 100 sample photos: logits bit-identical to `senet predict
+/// --save_logits`, and the same printed top-5; the C++ example prints the same on a few.
+#[test]
+fn c_example_matches_senet_predict() {
+    let samples = sample_dir();
+    assert!(samples.is_dir(), "{} missing", samples.display());
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = make_checkpoint(dir.path(), "seresnet18", 1000);
+    let classes = class_map_1000();
+    let files = senet::data::list_images(std::slice::from_ref(&samples)).unwrap();
+    assert_eq!(files.len(), 100);
+
+    let npy = dir.path().join("cli.npy");
+    let cli = run(Command::new(env!("CARGO_BIN_EXE_senet"))
+        .args(["predict", "--model", "seresnet18", "--ckpt_path"])
+        .arg(&ckpt)
+        .arg("--class_map")
+        .arg(&classes)
+        .arg("--save_logits")
+        .arg(&npy)
+        .arg(&samples));
+    let want = senet::npy::read_f32(&npy).unwrap();
+    assert_eq!(want.shape, vec![100, 1000]);
+
+    let exe = dir.path().join("classify");
+    compile(
+        "cc",
+        &[root().join("examples/c/classify.c")],
+        &exe,
+        &["-std=c99", "-pedantic"],
+    );
+    let raw = dir.path().join("c.f32");
+    let c = run(with_lib(&exe)
+        .arg("seresnet18")
+        .arg(&ckpt)
+        .arg(&classes)
+        .arg("--logits")
+        .arg(&raw)
+        .args(&files));
+    let bytes = std::fs::read(&raw).unwrap();
+    let got: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(got.len(), want.data.len());
+    let differ = got
+        .iter()
+        .zip(&want.data)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
+    assert_eq!(differ, 0, "{differ} logits differ from senet predict's");
+    assert_eq!(
+        String::from_utf8_lossy(&c.stdout),
+        String::from_utf8_lossy(&cli.stdout),
+        "the C example's top-5 differs from senet predict's"
+    );
+
+    // The C++ RAII example, on the first three images (one batch, as the C example's).
+    let exe = dir.path().join("classify_cpp");
+    compile(
+        "c++",
+        &[root().join("examples/cpp/classify.cpp")],
+        &exe,
+        &[
+            "-std=c++17",
+            "-I",
+            root().join("examples/cpp").to_str().unwrap(),
+        ],
+    );
+    let cpp = run(with_lib(&exe)
+        .arg("seresnet18")
+        .arg(&ckpt)
+        .arg(&classes)
+        .args(&files[..3]));
+    let c3 = run(with_lib(&dir.path().join("classify"))
+        .arg("seresnet18")
+        .arg(&ckpt)
+        .arg(&classes)
+        .args(&files[..3]));
+    assert_eq!(
+        String::from_utf8_lossy(&cpp.stdout),
+        String::from_utf8_lossy(&c3.stdout),
+        "the C++ example's top-5 differs from the C example's"
+    );
+}
+
+/// Every function, used right and in each documented wrong way, under AddressSanitizer
+/// (invalid accesses and leaks fail the run).
+#[test]
+fn c_misuse_program_is_clean_under_asan() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = make_checkpoint(dir.path(), "seresnet18", 10);
+    let map = dir.path().join("ten.txt");
+    let names = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    ];
+    let lines: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{i}\tn{i:08}\tclass {n}\n"))
+        .collect();
+    std::fs::write(&map, lines.concat()).unwrap();
+    let not_image = dir.path().join("bad.tsv");
+    std::fs::write(&not_image, "x\tnot a class map line\n").unwrap();
+    let image = senet::data::list_images(&[sample_dir()]).unwrap()[0].clone();
+
+    let exe = dir.path().join("abi_misuse");
+    compile(
+        "cc",
+        &[root().join("tests/c/abi_misuse.c")],
+        &exe,
+        &["-std=c99", "-fsanitize=address", "-fno-omit-frame-pointer"],
+    );
+    let out = run(with_lib(&exe)
+        .env(
+            "ASAN_OPTIONS",
+            "detect_leaks=1:abort_on_error=0:exitcode=99",
+        )
+        .arg(&ckpt)
+        .arg(&map)
+        .arg(class_map_1000())
+        .arg(&image)
+        .arg(&not_image));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("checks passed"), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("Sanitizer"), "{stderr}");
+}
+
+/// `senet.pc` (written by build.rs beside libsenet.so) gives working flags: the C example
+/// builds with `cc $(pkg-config --cflags --libs senet)` alone and runs without LD_LIBRARY_PATH.
+#[test]
+fn pkg_config_file_builds_the_c_example() {
+    let lib = profile_dir();
+    assert!(
+        lib.join("senet.pc").is_file(),
+        "no senet.pc in {}",
+        lib.display()
+    );
+    let flags = run(Command::new("pkg-config")
+        .env("PKG_CONFIG_PATH", &lib)
+        .args(["--cflags", "--libs", "senet"]));
+    let flags = String::from_utf8(flags.stdout).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("classify");
+    run(Command::new("cc")
+        .args(["-std=c99", "-Wall", "-Werror"])
+        .arg(root().join("examples/c/classify.c"))
+        .arg("-o")
+        .arg(&exe)
+        .args(flags.split_whitespace()));
+    // No LD_LIBRARY_PATH: the rpath from senet.pc finds the library. Bad arguments give the
+    // library's message.
+    let out = Command::new(&exe)
+        .env_remove("LD_LIBRARY_PATH")
+        .args([
+            "seresnet18",
+            "/nonexistent.ckpt",
+            "/nonexistent.tsv",
+            "x.jpg",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent.tsv"), "{stderr}");
+}
+
+/// The example of docs/c-abi.md compiles as C99 against the header and library.
+#[test]
+fn doc_example_compiles() {
+    let doc = std::fs::read_to_string(root().join("docs/c-abi.md")).unwrap();
+    let start = doc.find("```c\n").expect("no C example in docs/c-abi.md") + 5;
+    let len = doc[start..].find("```").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("doc_example.c");
+    std::fs::write(&src, &doc[start..start + len]).unwrap();
+    compile(
+        "cc",
+        &[src],
+        &dir.path().join("doc_example"),
+        &["-std=c99", "-pedantic"],
+    );
+}
