@@ -24,7 +24,9 @@ pub struct SenetClassMap {
 
 /// A live object of the registry.
 pub enum Object {
+    /// A model (`SenetModel *`).
     Model(Arc<Model>),
+    /// A class map (`SenetClassMap *`).
     ClassMap(Arc<ClassMap>),
 }
 
@@ -34,7 +36,9 @@ pub trait Kind: Sized {
     type Handle;
     /// Its name in error messages, e.g. "model".
     const NAME: &'static str;
+    /// Puts an object of this kind into the registry's enum.
     fn wrap(obj: Arc<Self>) -> Object;
+    /// The object, if `obj` is of this kind.
     fn unwrap(obj: &Object) -> Option<&Arc<Self>>;
 }
 
