@@ -18,8 +18,8 @@ fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A small counter-based pseudo-random generator (the SplitMix64 stream: state advanced by a
-/// fixed odd constant, each output the [`mix64`] hash of the state) for one training sample.
+/// A small counter-based pseudo-random generator for one training sample: the SplitMix64
+/// stream (state advanced by a fixed odd constant, each output the `mix64` hash of the state).
 ///
 /// Build one per sample with [`SampleRng::for_sample`]`(seed, epoch, index)`; every random draw
 /// that sample's transform makes comes from it, in a fixed order (see
@@ -34,7 +34,7 @@ impl SampleRng {
     /// The stream of sample `index` (its position in the dataset, stable across epochs) in epoch
     /// `epoch` of a run seeded with `seed` (MindCV's `seed`, plus the device rank when
     /// distributed, as `set_seed(seed + rank)` does). The three keys are absorbed one after the
-    /// other through the [`mix64`] bijection, so for a fixed `(seed, epoch)` distinct indices
+    /// other through the `mix64` bijection, so for a fixed `(seed, epoch)` distinct indices
     /// always start from distinct states, and changing any key gives an unrelated stream.
     pub fn for_sample(seed: u64, epoch: u64, index: u64) -> SampleRng {
         let s = mix64(seed.wrapping_add(GAMMA));
