@@ -35,8 +35,8 @@ impl Batch {
     }
 }
 
-/// A per-image transform: image file -> `C*H*W` f32 (CHW).
-type TransformFn = dyn Fn(&Path) -> Result<Vec<f32>> + Send + Sync;
+/// A per-image transform: (position in the samples, image file) -> `C*H*W` f32 (CHW).
+type TransformFn = dyn Fn(usize, &Path) -> Result<Vec<f32>> + Send + Sync;
 
 /// An iterator of `Result<Batch>` over `(path, label)` samples, in their order: batches of
 /// `batch_size`, the last one possibly smaller. Images are decoded and transformed in parallel on
@@ -76,7 +76,8 @@ impl Loader {
 
     /// A loader applying any per-image `transform` producing `shape = [C, H, W]` f32 (CHW), with
     /// `prefetch` (>= 1) batches ready ahead. A transform output of another size is an
-    /// [`Error::Shape`] naming the file.
+    /// [`Error::Shape`] naming the file. (= [`Loader::with_indexed_transform`] ignoring the
+    /// position.)
     pub fn with_transform<F>(
         samples: Vec<(PathBuf, usize)>,
         shape: [usize; 3],
@@ -87,6 +88,53 @@ impl Loader {
     ) -> Result<Loader>
     where
         F: Fn(&Path) -> Result<Vec<f32>> + Send + Sync + 'static,
+    {
+        Loader::with_indexed_transform(
+            samples,
+            shape,
+            move |_: usize, p: &Path| transform(p),
+            batch_size,
+            num_workers,
+            prefetch,
+        )
+    }
+
+    /// Like [`Loader::with_transform`], but the transform also receives the sample's position
+    /// in `samples` (0-based), e.g. to key a per-sample random stream
+    /// ([`super::SampleRng::for_sample`]) for training augmentation. Each sample is transformed
+    /// exactly once, by whichever worker picks it up, so a transform that depends only on
+    /// `(position, path)` gives the same batches whatever `num_workers` is.
+    ///
+    /// ```no_run
+    /// # use std::path::{Path, PathBuf};
+    /// # use senet::data::{Loader, SampleRng, TrainTransform};
+    /// # let (samples, seed, epoch): (Vec<(PathBuf, usize)>, u64, u64) = (vec![], 42, 0);
+    /// // `order[i]` = dataset index of the i-th sample of this epoch's shuffled list.
+    /// let order: Vec<u64> = (0..samples.len() as u64).collect();
+    /// let t = TrainTransform::default();
+    /// let shape = t.output_shape();
+    /// let loader = Loader::with_indexed_transform(
+    ///     samples,
+    ///     shape,
+    ///     move |i: usize, p: &Path| {
+    ///         t.apply_path(p, &mut SampleRng::for_sample(seed, epoch, order[i]))
+    ///     },
+    ///     64,
+    ///     8,
+    ///     Loader::DEFAULT_PREFETCH,
+    /// )?;
+    /// # Ok::<(), senet::Error>(())
+    /// ```
+    pub fn with_indexed_transform<F>(
+        samples: Vec<(PathBuf, usize)>,
+        shape: [usize; 3],
+        transform: F,
+        batch_size: usize,
+        num_workers: usize,
+        prefetch: usize,
+    ) -> Result<Loader>
+    where
+        F: Fn(usize, &Path) -> Result<Vec<f32>> + Send + Sync + 'static,
     {
         if batch_size == 0 {
             return Err(Error::Config("batch_size must be positive".into()));
@@ -126,9 +174,15 @@ fn produce(
     tx: SyncSender<Result<Batch>>,
 ) {
     let per_image: usize = shape.iter().product();
-    for chunk in samples.chunks(batch_size) {
-        let outputs: Vec<Result<Vec<f32>>> =
-            pool.install(|| chunk.par_iter().map(|(p, _)| transform(p)).collect());
+    for (b, chunk) in samples.chunks(batch_size).enumerate() {
+        let first = b * batch_size;
+        let outputs: Vec<Result<Vec<f32>>> = pool.install(|| {
+            chunk
+                .par_iter()
+                .enumerate()
+                .map(|(i, (p, _))| transform(first + i, p))
+                .collect()
+        });
         let mut data = Vec::with_capacity(chunk.len() * per_image);
         let mut failure = None;
         for (out, (path, _)) in outputs.into_iter().zip(chunk) {

@@ -3,18 +3,26 @@
 //! - [`decode_file`] / [`decode_bytes`]: JPEG (libjpeg-turbo, as PIL/MindSpore) and PNG to [`RgbImage`];
 //! - [`resize_u8`]: OpenCV's `INTER_CUBIC` / `INTER_LINEAR` resize on 8-bit images;
 //! - [`EvalTransform`]: MindCV's `transforms_imagenet_eval` (resize, centre crop, normalize, CHW);
+//! - [`TrainTransform`]: MindCV's `transforms_imagenet_train` (random resized crop, flips, colour
+//!   jitter, normalize, CHW), deterministic per sample through [`SampleRng`];
+//! - [`color`]: MindSpore's brightness / contrast / saturation adjustments on `u8` images;
 //! - [`ImageFolder`]: `data_dir/split/<class>/<image>` with optional class map; [`list_images`];
 //! - [`Loader`]: batches of transformed images decoded in parallel with bounded prefetch.
+mod augment;
+pub mod color;
 mod decode;
 mod folder;
 mod loader;
 mod resize;
 mod rgb;
+mod rng;
 mod transforms;
 
+pub use augment::{flip_horizontal, flip_vertical, CropBox, TrainTransform, CROP_ATTEMPTS};
 pub use decode::{decode_bytes, decode_file, detect_format, ImageFormat};
 pub use folder::{is_image_file, list_images, read_class_map, ImageFolder, IMAGE_EXTENSIONS};
 pub use loader::{Batch, Loader};
 pub use resize::{resize_u8, Interpolation};
 pub use rgb::RgbImage;
+pub use rng::SampleRng;
 pub use transforms::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};
