@@ -81,11 +81,14 @@ impl SenetStatus {
 /// An error on its way to C: a status and its message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FfiError {
+    /// The status code the C caller gets.
     pub status: SenetStatus,
+    /// The message `senet_last_error()` returns.
     pub message: String,
 }
 
 impl FfiError {
+    /// An error with `status` and `message`.
     pub fn new(status: SenetStatus, message: impl Into<String>) -> FfiError {
         FfiError {
             status,
@@ -93,6 +96,7 @@ impl FfiError {
         }
     }
 
+    /// A `SENET_STATUS_INVALID_ARGUMENT` error.
     pub fn invalid(message: impl Into<String>) -> FfiError {
         FfiError::new(SenetStatus::InvalidArgument, message)
     }
