@@ -20,6 +20,7 @@ pub mod config;
 pub mod data;
 pub mod engine;
 pub mod error;
+pub mod fsutil;
 pub mod ffi;
 pub mod model;
 pub mod npy;

@@ -3,24 +3,22 @@ use crate::{Error, Result, Tensor};
 use npyz::WriterBuilder;
 use std::path::Path;
 
-/// Writes `t` as a little-endian f32 `.npy` of shape `t.shape`. The file appears only complete:
-/// it is written to `<path>.tmp` and renamed. Errors name the path.
+/// Writes `t` as a little-endian f32 `.npy` of shape `t.shape`, atomically
+/// ([`crate::fsutil::AtomicFile`]). Errors name the path.
 pub fn write_f32(path: &Path, t: &Tensor) -> Result<()> {
-    let tmp = crate::checkpoint::tmp_path(path);
-    let write = || -> std::io::Result<()> {
-        let file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        let shape: Vec<u64> = t.shape.iter().map(|&d| d as u64).collect();
+    let mut file = crate::fsutil::AtomicFile::create(path)?;
+    let shape: Vec<u64> = t.shape.iter().map(|&d| d as u64).collect();
+    let write = |file: &mut crate::fsutil::AtomicFile| -> std::io::Result<()> {
         let mut w = npyz::WriteOptions::new()
             .default_dtype()
             .shape(&shape)
             .writer(file)
             .begin_nd()?;
         w.extend(t.data.iter().copied())?;
-        w.finish()?;
-        Ok(())
+        w.finish()
     };
-    write().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    write(&mut file).map_err(|e| Error::io(path, e))?;
+    file.commit()
 }
 
 /// Reads an f32 (or f64, converted) C-order `.npy` file. Errors name the path.

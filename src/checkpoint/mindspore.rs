@@ -9,7 +9,7 @@
 //! big-endian bytes (17 bytes).
 
 use super::proto::{self, ValueKind};
-use super::{tmp_path, Checkpoint, SkippedEntry};
+use super::{Checkpoint, SkippedEntry};
 use crate::tensor::{DType, RawTensor};
 use crate::{Error, Result};
 use prost::Message;
@@ -331,18 +331,19 @@ fn describe_truncation(part: &[u8], declared: u64, index: usize, pos: usize) -> 
     }
 }
 
-/// Streaming `.ckpt` writer: one record per tensor (per chunk), written to `tmp_path(path)` and
-/// renamed to `path` by [`CkptWriter::finish`]. Dropping it unfinished removes the temporary file.
+/// Streaming `.ckpt` writer: one record per tensor (per chunk), written through a
+/// [`crate::fsutil::AtomicFile`] that [`CkptWriter::finish`] renames into place. Dropping it
+/// unfinished removes the temporary file.
 pub struct CkptWriter {
     path: PathBuf,
-    tmp: PathBuf,
-    out: Option<std::io::BufWriter<std::fs::File>>,
+    out: Option<crate::fsutil::AtomicFile>,
     crc: Option<crc32fast::Hasher>,
     slice_bytes: usize,
 }
 
 impl CkptWriter {
-    /// Starts writing `path` (through `<path>.tmp`); with `crc_check` a `crc_num` record is appended.
+    /// Starts writing `path` (through a temporary file); with `crc_check` a `crc_num` record is
+    /// appended.
     /// Errors: [`Error::Io`] naming the temporary path.
     pub fn create(path: &Path, crc_check: bool) -> Result<CkptWriter> {
         Self::with_slice(path, crc_check, SLICE_BYTES)
@@ -353,12 +354,9 @@ impl CkptWriter {
         crc_check: bool,
         slice_bytes: usize,
     ) -> Result<CkptWriter> {
-        let tmp = tmp_path(path);
-        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         Ok(CkptWriter {
             path: path.to_path_buf(),
-            tmp,
-            out: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
+            out: Some(crate::fsutil::AtomicFile::create(path)?),
             crc: crc_check.then(crc32fast::Hasher::new),
             slice_bytes: slice_bytes.max(1),
         })
@@ -398,7 +396,7 @@ impl CkptWriter {
             }
             out.write_all(&header)
                 .and_then(|_| out.write_all(chunk))
-                .map_err(|e| Error::io(&self.tmp, e))?;
+                .map_err(|e| Error::io(&self.path, e))?;
         }
         Ok(())
     }
@@ -407,25 +405,12 @@ impl CkptWriter {
     /// Errors: [`Error::Io`] naming the temporary or final path.
     pub fn finish(mut self) -> Result<()> {
         let mut out = self.out.take().expect("finish called twice");
-        let res = (|| -> std::io::Result<()> {
-            if let Some(h) = self.crc.take() {
-                out.write_all(CRC_MAGIC)?;
-                out.write_all(&(h.finalize() as u128).to_be_bytes()[6..])?;
-            }
-            out.flush()?;
-            out.get_ref().sync_all()
-        })();
-        drop(out);
-        res.map_err(|e| Error::io(&self.tmp, e))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
-    }
-}
-
-impl Drop for CkptWriter {
-    fn drop(&mut self) {
-        if self.out.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
+        if let Some(h) = self.crc.take() {
+            out.write_all(CRC_MAGIC)
+                .and_then(|_| out.write_all(&(h.finalize() as u128).to_be_bytes()[6..]))
+                .map_err(|e| Error::io(&self.path, e))?;
         }
+        out.commit()
     }
 }
 
@@ -495,7 +480,11 @@ mod tests {
             vec![("big".to_string(), big), ("s".to_string(), small)]
         );
         assert!(ck.crc.is_some());
-        assert!(!tmp_path(&path).exists());
+        let leftovers = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+            .count();
+        assert_eq!(leftovers, 0);
     }
 
     #[test]

@@ -20,14 +20,7 @@ pub use safetensors::{read_safetensors, write_safetensors};
 use crate::tensor::RawTensor;
 use crate::{Error, Result};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-/// `<path>.tmp`: where a file is written before it is renamed to `path`.
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".tmp");
-    PathBuf::from(s)
-}
+use std::path::Path;
 
 /// An entry of a checkpoint file that is not returned as a tensor (a `"str"` entry, a map
 /// tensor, `random_op` state, an unsupported dtype), with the reason.

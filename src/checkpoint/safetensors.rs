@@ -3,7 +3,7 @@
 //! metadata `{"format": "ms"}`. Keys are laid out as the safetensors library does (by dtype
 //! alignment, then name).
 
-use super::{tmp_path, Checkpoint, SkippedEntry};
+use super::{Checkpoint, SkippedEntry};
 use crate::tensor::{DType, RawTensor};
 use crate::{Error, Result};
 use safetensors::{Dtype, SafeTensors, View};
@@ -136,8 +136,7 @@ where
         views.push((name, StView(t)));
     }
     let meta: HashMap<String, String> = [("format".to_string(), "ms".to_string())].into();
-    let tmp = tmp_path(path);
-    safetensors::serialize_to_file(views, Some(meta), &tmp)
-        .map_err(|e| Error::io(&tmp, std::io::Error::other(e.to_string())))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let bytes = safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::format(path, format!("cannot serialize: {e}")))?;
+    crate::fsutil::write_atomic(path, &bytes)
 }
