@@ -43,7 +43,10 @@ impl AtomicFile {
                 return Err(io_err(path, "is a directory, not a file"));
             }
             if !meta.is_file() {
-                let file = OpenOptions::new().write(true).open(&target).map_err(|e| Error::io(path, e))?;
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&target)
+                    .map_err(|e| Error::io(path, e))?;
                 return Ok(AtomicFile {
                     target,
                     tmp: None,
@@ -101,7 +104,10 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.out.as_mut().expect("writer used after commit").write(buf)
+        self.out
+            .as_mut()
+            .expect("writer used after commit")
+            .write(buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -168,7 +174,10 @@ mod tests {
         let link = dir.path().join("link.txt");
         std::os::unix::fs::symlink(&real, &link).unwrap();
         write_atomic(&link, b"new").unwrap();
-        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
         assert_eq!(std::fs::read(&real).unwrap(), b"new");
         // A character device is written, not replaced.
         write_atomic(Path::new("/dev/null"), b"discarded").unwrap();

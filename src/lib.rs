@@ -20,12 +20,15 @@ pub mod config;
 pub mod data;
 pub mod engine;
 pub mod error;
-pub mod fsutil;
 pub mod ffi;
+pub mod fsutil;
 pub mod model;
 pub mod npy;
 pub mod tensor;
 pub mod train;
 
 pub use error::{Error, Result};
+
+/// The most threads senet starts for one pool (`--threads`, `--num_parallel_workers`).
+pub const MAX_THREADS: usize = 1024;
 pub use tensor::Tensor;

@@ -289,6 +289,26 @@ fn bad_inputs_exit_non_zero_naming_the_culprit() {
         &validate(s(&ten), cfg, &sample_dir()),
         &["classifier.weight", "classifier.bias"],
     );
+    // 3b. NaN weights are refused, naming the tensor.
+    let mut net = senet::model::SeNet::formula(senet::model::Arch::SeResNet18, 1000).unwrap();
+    net.params.get_mut("layer1.0.bn2.gamma").unwrap().data[3] = f32::NAN;
+    let nan = tmp.path().join("nan.ckpt");
+    senet::checkpoint::save_params(&net.params, &nan).unwrap();
+    fails_naming(
+        &validate(s(&nan), cfg, &sample_dir()),
+        &["layer1.0.bn2.gamma", "NaN"],
+    );
+    // 3c. Without a recipe's num_classes, a class-count disagreement is named before loading.
+    let out = senet(&[
+        "validate",
+        "--model",
+        "seresnet18",
+        "--data_dir",
+        s(&sample_dir()),
+        "--ckpt_path",
+        s(&ten),
+    ]);
+    fails_naming(&out, &["10 classes", "100 class folders", "--num_classes"]);
     // 4. An unknown YAML key.
     let yaml = tmp.path().join("bad.yaml");
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(cfg)).unwrap();
@@ -306,4 +326,23 @@ fn bad_inputs_exit_non_zero_naming_the_culprit() {
     let jpeg = std::fs::read(&photo).unwrap();
     std::fs::write(class.join("b_broken.JPEG"), &jpeg[..200]).unwrap();
     fails_naming(&validate(s(&good), cfg, &data), &["b_broken.JPEG"]);
+    // 6. Output paths are checked before any work: a missing folder, a directory.
+    let photo_s = s(&photo);
+    let nowhere = tmp.path().join("no/such/dir/x.npy");
+    fails_naming(
+        &senet(&["preprocess", photo_s, "-o", s(&nowhere)]),
+        &["does not exist"],
+    );
+    fails_naming(
+        &senet(&["preprocess", photo_s, "-o", s(tmp.path())]),
+        &["is a directory"],
+    );
+    // 7. Writing to a character device writes it, never replaces it.
+    ok(&senet(&["preprocess", photo_s, "-o", "/dev/null"]));
+    assert!(!std::fs::metadata("/dev/null").unwrap().is_file());
+    // 8. No temporary file is left anywhere in the working folder.
+    for e in std::fs::read_dir(tmp.path()).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!name.ends_with(".tmp"), "left behind: {name}");
+    }
 }

@@ -124,9 +124,9 @@ struct ValidateArgs {
 
 #[derive(Args)]
 struct PredictArgs {
-    /// Model name.
+    /// Model name (default: the recipe's `model` when -c is given).
     #[arg(long)]
-    model: String,
+    model: Option<String>,
     /// Checkpoint (.ckpt or .safetensors).
     #[arg(long = "ckpt_path", alias = "ckpt-path")]
     ckpt_path: PathBuf,
@@ -179,8 +179,8 @@ struct BenchArgs {
     image_size: usize,
     #[arg(long, default_value_t = 2)]
     warmup: usize,
-    #[arg(long, default_value_t = 10)]
-    iters: usize,
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    iters: u32,
     /// Time training steps (forward, backward, Momentum update) instead of inference.
     #[arg(long)]
     train: bool,
@@ -199,7 +199,7 @@ struct InitArgs {
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// The golden formula weights of shared/golden/README.md instead of a random init.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "seed")]
     formula: bool,
     /// Output file (.ckpt or .safetensors).
     #[arg(short = 'o', long = "out")]
@@ -210,6 +210,26 @@ struct InitArgs {
 struct ConvertArgs {
     input: PathBuf,
     output: PathBuf,
+}
+
+/// Fails early (before any work) when `path` cannot be an output file: a directory, or in a
+/// folder that does not exist.
+fn check_output(path: &std::path::Path) -> Result<()> {
+    if path.is_dir() {
+        anyhow::bail!("{}: is a directory, not an output file", path.display());
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !parent.is_dir() {
+        anyhow::bail!(
+            "{}: folder {} does not exist",
+            path.display(),
+            parent.display()
+        );
+    }
+    Ok(())
 }
 
 fn bar(total: usize, what: &str) -> ProgressBar {
@@ -224,6 +244,9 @@ fn bar(total: usize, what: &str) -> ProgressBar {
 }
 
 fn validate(a: ValidateArgs) -> Result<()> {
+    if a.config.is_none() && a.model.is_none() {
+        anyhow::bail!("no model given: pass -c RECIPE or --model NAME (see `senet models`)");
+    }
     let mut r = match &a.config {
         Some(p) => Recipe::from_yaml_file(p)?,
         None => Recipe::default(),
@@ -279,8 +302,21 @@ fn validate(a: ValidateArgs) -> Result<()> {
 
 fn predict(a: PredictArgs) -> Result<()> {
     let r = a.transform.recipe()?;
+    let model = match (&a.model, &a.transform.config) {
+        (Some(m), _) => m.clone(),
+        (None, Some(_)) => r.model.clone(),
+        (None, None) => {
+            anyhow::bail!("no model given: pass --model NAME (see `senet models`) or -c RECIPE")
+        }
+    };
+    if a.topk == 0 {
+        anyhow::bail!("--topk must be at least 1");
+    }
+    if let Some(out) = &a.save_logits {
+        check_output(out)?;
+    }
     let opts = engine::predict::PredictOptions {
-        arch: Arch::from_name(&a.model)?,
+        arch: Arch::from_name(&model)?,
         ckpt_path: a.ckpt_path,
         class_map: a.class_map,
         topk: a.topk,
@@ -322,6 +358,7 @@ fn predict(a: PredictArgs) -> Result<()> {
 }
 
 fn preprocess(a: PreprocessArgs) -> Result<()> {
+    check_output(&a.output)?;
     let r = a.transform.recipe()?;
     let t = engine::eval_transform(&r)?;
     let (files, x) = engine::preprocess::run(&a.paths, &t, r.num_parallel_workers)?;
@@ -356,10 +393,10 @@ fn bench(a: BenchArgs) -> Result<()> {
         image_size: a.image_size,
         threads: a.threads,
         warmup: a.warmup,
-        iters: a.iters,
+        iters: a.iters as usize,
         train: a.train,
     };
-    let pb = bar(a.iters, "bench");
+    let pb = bar(a.iters as usize, "bench");
     let r = engine::bench::run(&opts, |i| pb.set_position(i as u64))?;
     pb.finish_and_clear();
     if a.json {
@@ -401,6 +438,19 @@ fn init(a: InitArgs) -> Result<()> {
 
 fn convert(a: ConvertArgs) -> Result<()> {
     let ckpt = senet::checkpoint::read_checkpoint(&a.input)?;
+    if !ckpt.skipped.is_empty() {
+        let list: Vec<String> = ckpt
+            .skipped
+            .iter()
+            .map(|s| format!("  {}: {}", s.name, s.reason))
+            .collect();
+        anyhow::bail!(
+            "{}: {} entries cannot be converted (they would be lost):\n{}",
+            a.input.display(),
+            list.len(),
+            list.join("\n")
+        );
+    }
     senet::checkpoint::write_checkpoint(&a.output, &ckpt)
         .with_context(|| format!("converting {} to {}", a.input.display(), a.output.display()))?;
     eprintln!("wrote {}", a.output.display());
@@ -408,6 +458,13 @@ fn convert(a: ConvertArgs) -> Result<()> {
 }
 
 fn main() {
+    // Die quietly on a closed pipe (`senet predict ... | head`), as Unix tools do, instead of
+    // panicking on the failed write.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.cmd {
         Command::Validate(a) => validate(a),

@@ -263,6 +263,21 @@ fn load_labelled(
             converted.push((s.name.clone(), v));
         }
     }
+    // NaN or infinite weights would flow through ReLU and max-pool unnoticed: refuse them.
+    let bad: Vec<String> = converted
+        .iter()
+        .filter_map(|(name, v)| {
+            let n = v.data.iter().filter(|x| !x.is_finite()).count();
+            (n > 0).then(|| format!("{name}: {n} of {} values are NaN or infinite", v.data.len()))
+        })
+        .collect();
+    if !bad.is_empty() {
+        return Err(Error::Mismatch {
+            path: path.to_path_buf(),
+            model: label.to_string(),
+            details: bad.join("\n"),
+        });
+    }
     report.loaded = converted.len();
     for (name, v) in converted {
         *params

@@ -163,8 +163,12 @@ impl TrainTransform {
         fn bad(key: &str, value: impl std::fmt::Debug, why: &str) -> Result<()> {
             Err(Error::Config(format!("key '{key}' = {value:?}: {why}")))
         }
-        if self.image_resize == 0 {
-            return bad("image_resize", self.image_resize, "must be positive");
+        if self.image_resize == 0 || self.image_resize > super::transforms::MAX_SIDE {
+            return bad(
+                "image_resize",
+                self.image_resize,
+                "must be between 1 and 16384 pixels",
+            );
         }
         let [s0, s1] = self.scale;
         if !(s0.is_finite() && s1.is_finite() && s0 >= 0.0 && s0 <= s1 && s1 > 0.0) {

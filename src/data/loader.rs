@@ -136,6 +136,12 @@ impl Loader {
     where
         F: Fn(usize, &Path) -> Result<Vec<f32>> + Send + Sync + 'static,
     {
+        if num_workers > crate::MAX_THREADS {
+            return Err(Error::Config(format!(
+                "num_parallel_workers {num_workers} is more than {} threads",
+                crate::MAX_THREADS
+            )));
+        }
         if batch_size == 0 {
             return Err(Error::Config("batch_size must be positive".into()));
         }

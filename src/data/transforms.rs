@@ -8,6 +8,9 @@ use super::resize::{resize_u8, Interpolation};
 use super::rgb::RgbImage;
 use crate::error::{Error, Result};
 
+/// The largest image side (pixels) a transform may produce.
+pub const MAX_SIDE: usize = 16384;
+
 /// ImageNet channel means on the 0..255 scale (R, G, B): MindCV's default `mean`.
 pub const IMAGENET_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
 /// ImageNet channel standard deviations on the 0..255 scale (R, G, B): MindCV's default `std`.
@@ -73,6 +76,12 @@ impl EvalTransform {
             return Err(Error::Config(format!("std must be positive, got {std:?}")));
         }
         let resize_size = (image_resize as f64 / crop_pct).floor() as usize;
+        if image_resize > MAX_SIDE || resize_size > MAX_SIDE {
+            return Err(Error::Config(format!(
+                "image_resize {image_resize} / crop_pct {crop_pct} resizes images to {resize_size} \
+                 pixels, more than {MAX_SIDE}"
+            )));
+        }
         if resize_size == 0 {
             return Err(Error::Config(format!(
                 "image_resize {image_resize} / crop_pct {crop_pct} rounds down to 0"

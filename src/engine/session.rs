@@ -21,11 +21,15 @@ pub fn load_model(
                 .into(),
         ));
     }
-    if !ckpt.is_file() {
-        return Err(Error::io(
-            ckpt,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint file not found"),
-        ));
+    match std::fs::metadata(ckpt) {
+        Err(e) => return Err(Error::io(ckpt, e)),
+        Ok(m) if !m.is_file() => {
+            return Err(Error::io(
+                ckpt,
+                std::io::Error::other("is not a checkpoint file (a directory?)"),
+            ))
+        }
+        Ok(_) => {}
     }
     let classes = match num_classes {
         Some(n) => n,

@@ -58,19 +58,33 @@ pub fn run(
         &r.val_split,
         opts.class_map.as_deref(),
     )?;
-    let num_classes = r.num_classes.unwrap_or(folder.classes.len());
+    let ckpt_path = PathBuf::from(&r.ckpt_path);
+    let num_classes = match r.num_classes {
+        Some(n) => n,
+        None => {
+            let data_classes = folder.classes.len();
+            // A clearer message than a classifier shape mismatch when the counts differ.
+            if let Ok(ckpt_classes) = super::session::classes_in_checkpoint(&ckpt_path) {
+                if ckpt_classes != data_classes {
+                    return Err(Error::Config(format!(
+                        "{} has {ckpt_classes} classes but {} has {data_classes} class folders: \
+                         pass --num_classes {ckpt_classes} (or a --class_map giving the \
+                         checkpoint's class indices)",
+                        ckpt_path.display(),
+                        folder.root.display()
+                    )));
+                }
+            }
+            data_classes
+        }
+    };
     if let Some((path, label)) = folder.samples.iter().find(|(_, l)| *l >= num_classes) {
         return Err(Error::Config(format!(
             "{}: class index {label} is outside the model's {num_classes} classes",
             path.display()
         )));
     }
-    let (net, _report) = load_model(
-        arch,
-        Some(num_classes),
-        &PathBuf::from(&r.ckpt_path),
-        &LoadOptions::default(),
-    )?;
+    let (net, _report) = load_model(arch, Some(num_classes), &ckpt_path, &LoadOptions::default())?;
     let mut inf = InferenceNet::new(&net, CpuBackend::new(opts.threads)?)?;
     drop(net);
     let total = folder.samples.len();

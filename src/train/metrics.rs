@@ -33,11 +33,21 @@ pub fn topk(row: &[f32], k: usize) -> Vec<usize> {
     idx
 }
 
-/// Whether `label` is among the `k` largest logits. As MindSpore's TopK metrics, a logit tied
-/// with the k-th largest counts as a hit only if fewer than k logits are strictly larger.
+/// Whether `label` is among the `k` classes ranked first, ranking by logit, larger first, ties
+/// broken by the lower index (exactly `k` classes are ranked first, as MindSpore's
+/// `TopKCategoricalAccuracy`, which takes `argsort(-logits)[:k]`). A NaN logit ranks last, so
+/// a model that outputs NaN or constant logits is not credited with hits it did not make.
 pub fn in_topk(row: &[f32], label: usize, k: usize) -> bool {
     let v = row[label];
-    row.iter().filter(|&&x| x > v).count() < k
+    if v.is_nan() {
+        return false;
+    }
+    let ahead = row
+        .iter()
+        .enumerate()
+        .filter(|&(i, &x)| x > v || (x == v && i < label))
+        .count();
+    ahead < k
 }
 
 /// Running Top-1 / Top-5 / loss accumulator over batches.
@@ -101,7 +111,13 @@ mod tests {
     fn topk_and_accumulator() {
         let row = [0.1f32, 0.9, 0.3, 0.9, -1.0, 0.0, 0.2];
         assert_eq!(topk(&row, 3), vec![1, 3, 2]);
-        assert!(in_topk(&row, 3, 1) && in_topk(&row, 1, 1));
+        // 0.9 at indices 1 and 3: index 1 ranks first, 3 second.
+        assert!(in_topk(&row, 1, 1) && !in_topk(&row, 3, 1) && in_topk(&row, 3, 2));
+        // Constant or NaN logits earn exactly k hits per k classes, never all of them.
+        let flat = [0.0f32; 10];
+        assert_eq!((0..10).filter(|&l| in_topk(&flat, l, 5)).count(), 5);
+        let nan = [f32::NAN; 10];
+        assert_eq!((0..10).filter(|&l| in_topk(&nan, l, 1)).count(), 0);
         assert!(!in_topk(&row, 4, 5) && in_topk(&row, 6, 5));
         let mut acc = Accumulator::default();
         acc.add(

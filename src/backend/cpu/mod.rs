@@ -38,13 +38,19 @@ impl std::fmt::Debug for CpuBackend {
 
 impl CpuBackend {
     /// A backend running on `threads` threads (0 = one per available core).
-    /// Errors if the thread pool cannot be created.
+    /// Errors: more than [`crate::MAX_THREADS`] threads, or the pool cannot be created.
     pub fn new(threads: usize) -> Result<CpuBackend> {
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
             threads
         };
+        if threads > crate::MAX_THREADS {
+            return Err(Error::Invalid(format!(
+                "{threads} CPU threads asked for; at most {} are allowed",
+                crate::MAX_THREADS
+            )));
+        }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("senet-cpu-{i}"))
