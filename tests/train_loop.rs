@@ -354,3 +354,70 @@ fn cli_rejects_unsupported_recipe_values() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("nodata"), "{err}");
 }
+
+#[test]
+fn cifar10_cpu_recipe_is_accepted() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/senet/seresnet18_cifar10_cpu.yaml");
+    let r = Recipe::from_yaml_file(&path).unwrap();
+    r.validate().unwrap();
+    train::check_supported(&r).unwrap();
+    assert_eq!(
+        (r.model.as_str(), r.image_resize, r.epoch_size),
+        ("seresnet18", 64, 4)
+    );
+    // 50000 images, batch 64: 781 steps per epoch; the schedule covers every step.
+    let lrs = senet::train::lr_schedule(&r, 781, r.epoch_size as usize).unwrap();
+    assert_eq!(lrs.len(), 4 * 781);
+    assert!((lrs[781] - 0.1).abs() < 1e-6 && lrs[4 * 781 - 1] < 1e-3);
+}
+
+#[test]
+fn cli_ctrl_c_saves_and_exits() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = cifar64(tmp.path());
+    let save = tmp.path().join("ckpt");
+    let r = recipe(
+        &data,
+        &save,
+        "batch_size: 16\nepoch_size: 50\ndecay_epochs: 49\n",
+    );
+    let cfg = write_recipe(tmp.path(), "r.yaml", &r);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_senet"))
+        .args(["train", "-c", cfg.to_str().unwrap(), "--threads", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The handler is installed before the first line is printed.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.starts_with("Model: seresnet18"), "{first}");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}\n{err}");
+    assert!(rest.contains("Interrupted at global step"), "{rest}");
+    let saved: Vec<String> = std::fs::read_dir(&save)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("seresnet18-") && n.ends_with(".ckpt"))
+        .collect();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert!(rest.contains(&saved[0]), "{rest}");
+}

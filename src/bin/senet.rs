@@ -58,6 +58,9 @@ struct TrainArgs {
     /// Images per batch.
     #[arg(long = "batch_size", alias = "batch-size")]
     batch_size: Option<String>,
+    /// Network input side in pixels (train crop and eval centre crop).
+    #[arg(long = "image_resize", alias = "image-resize")]
+    image_resize: Option<String>,
     /// Epochs.
     #[arg(long = "epoch_size", alias = "epoch-size")]
     epoch_size: Option<String>,
@@ -123,6 +126,7 @@ impl TrainArgs {
             ("model", &self.model),
             ("num_classes", &self.num_classes),
             ("batch_size", &self.batch_size),
+            ("image_resize", &self.image_resize),
             ("epoch_size", &self.epoch_size),
             ("lr", &self.lr),
             ("ckpt_save_dir", &self.ckpt_save_dir),
