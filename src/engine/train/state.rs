@@ -7,8 +7,8 @@
 //!   `parameters_and_names()` order (what [`crate::checkpoint::save_params`] writes);
 //! - `moments.<name>` (Float32, the parameter's shape) for every trainable parameter: the
 //!   Momentum accumulators, as MindSpore's `nn.Momentum` names them;
-//! - `global_step` (Int32, shape [1]): optimizer steps done;
-//! - `learning_rate` (Float32, shape [1]): the learning rate of the next step.
+//! - `global_step` (Int32, shape `[1]`): optimizer steps done;
+//! - `learning_rate` (Float32, shape `[1]`): the learning rate of the next step.
 //!
 //! [`crate::checkpoint::load_model`] ignores the last three kinds, so such a file validates and
 //! predicts like a plain weights file.
