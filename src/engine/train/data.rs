@@ -76,22 +76,29 @@ impl SampleTransform {
     /// SEAM: until `senet::data::TrainTransform` (MindCV's `transforms_imagenet_train`) is merged,
     /// this is MindCV's *eval* transform (resize to `image_resize / crop_pct`, centre crop,
     /// normalise), so no augmentation is applied and the recipe's `scale`, `ratio`, `hflip`,
-    /// `vflip`, `color_jitter` have no effect. Swapping in the augmentations is the two marked
-    /// lines below:
-    /// `let t = crate::data::TrainTransform::from_recipe(r)?;` and the closure body
-    /// `t.apply_path(path, &mut crate::data::SampleRng::for_sample(seed, epoch, index))`.
-    /// Errors: as [`super::super::eval_transform`] (interpolation, mean/std).
+    /// `vflip`, `color_jitter` have no effect. Swapping in the augmentations replaces the one
+    /// `let (apply, stand_in) = { ... }` block below with
+    /// ```text
+    /// let (apply, stand_in): (Arc<SampleFn>, bool) = {
+    ///     let (t, seed) = (crate::data::TrainTransform::from_recipe(r)?, r.seed);
+    ///     let f = move |epoch: u64, index: usize, path: &Path| {
+    ///         t.apply_path(path, &mut crate::data::SampleRng::for_sample(seed, epoch, index))
+    ///     };
+    ///     (Arc::new(f), false)
+    /// };
+    /// ```
+    /// Errors: as [`crate::engine::eval_transform`] (interpolation, mean/std).
     pub fn from_recipe(r: &Recipe) -> Result<SampleTransform> {
-        let t = super::super::eval_transform(r)?; // SEAM: TrainTransform::from_recipe(r)?
-        let seed = r.seed;
-        let apply = move |epoch: u64, index: usize, path: &Path| {
-            let _ = (seed, epoch, index);
-            t.apply_path(path) // SEAM: t.apply_path(path, &mut SampleRng::for_sample(seed, epoch, index))
+        // SEAM: the per-sample training transform (see above).
+        let (apply, stand_in): (Arc<SampleFn>, bool) = {
+            let t = crate::engine::eval_transform(r)?;
+            let f = move |_epoch: u64, _index: usize, path: &Path| t.apply_path(path);
+            (Arc::new(f), true)
         };
         Ok(SampleTransform {
             shape: [3, r.image_resize, r.image_resize],
-            apply: Arc::new(apply),
-            stand_in: true,
+            apply,
+            stand_in,
         })
     }
 }
