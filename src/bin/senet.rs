@@ -1,4 +1,4 @@
-//! The `senet` command line: validate, predict, preprocess, models, bench, init, convert.
+//! The `senet` command line: train, validate, predict, preprocess, models, bench, init, convert.
 //! Flags use MindCV's spelling (`--data_dir`, `--ckpt_path`, ...); a recipe (`-c`) sets the
 //! defaults and flags override it, as in MindCV's `config.py`.
 use anyhow::{Context, Result};
@@ -22,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Trains a model on data_dir/train_split from a MindCV recipe (MindCV train.py).
+    Train(Box<TrainArgs>),
     /// Top-1/Top-5 accuracy and loss of a checkpoint on data_dir/val (MindCV validate.py).
     Validate(ValidateArgs),
     /// Top-K classes of image files or folders.
@@ -36,6 +38,115 @@ enum Command {
     Init(InitArgs),
     /// Converts a checkpoint between MindSpore .ckpt and .safetensors (by extension).
     Convert(ConvertArgs),
+}
+
+/// `senet train`: every flag overrides the recipe key of the same name, as in MindCV.
+#[derive(Args)]
+struct TrainArgs {
+    /// MindCV recipe (YAML), e.g. configs/senet/seresnet18_cifar10_cpu.yaml.
+    #[arg(short = 'c', long)]
+    config: PathBuf,
+    /// Dataset root holding <train_split>/<class>/<image> (and <val_split>/...).
+    #[arg(long = "data_dir", alias = "data-dir")]
+    data_dir: Option<String>,
+    /// Model name.
+    #[arg(long)]
+    model: Option<String>,
+    /// Number of classes (default: from the data set / class map).
+    #[arg(long = "num_classes", alias = "num-classes")]
+    num_classes: Option<String>,
+    /// Images per batch.
+    #[arg(long = "batch_size", alias = "batch-size")]
+    batch_size: Option<String>,
+    /// Network input side in pixels (train crop and eval centre crop).
+    #[arg(long = "image_resize", alias = "image-resize")]
+    image_resize: Option<String>,
+    /// Epochs.
+    #[arg(long = "epoch_size", alias = "epoch-size")]
+    epoch_size: Option<String>,
+    /// Peak learning rate.
+    #[arg(long)]
+    lr: Option<String>,
+    /// Where checkpoints, metrics.jsonl and the args dump go.
+    #[arg(long = "ckpt_save_dir", alias = "ckpt-save-dir")]
+    ckpt_save_dir: Option<String>,
+    /// Start weights (.ckpt or .safetensors; exact load, optimizer from zero).
+    #[arg(long = "ckpt_path", alias = "ckpt-path")]
+    ckpt_path: Option<String>,
+    /// A step checkpoint of `senet train` to continue from exactly (weights, moments, step).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Seed of the initialisation, the shuffle and the augmentations.
+    #[arg(long)]
+    seed: Option<String>,
+    /// Network threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Decoding threads.
+    #[arg(long = "num_parallel_workers", alias = "num-parallel-workers")]
+    num_parallel_workers: Option<String>,
+    /// Class map: one class folder per line, or the TSV index<TAB>folder<TAB>name.
+    #[arg(long = "class_map", alias = "class-map")]
+    class_map: Option<PathBuf>,
+    /// Validate on val_split while training (bare flag = True, or True/False).
+    #[arg(long = "val_while_train", alias = "val-while-train", num_args = 0..=1,
+          default_missing_value = "True")]
+    val_while_train: Option<String>,
+    /// Validate every this many epochs.
+    #[arg(long = "val_interval", alias = "val-interval")]
+    val_interval: Option<String>,
+    /// Step checkpoints kept (latest_k).
+    #[arg(long = "keep_checkpoint_max", alias = "keep-checkpoint-max")]
+    keep_checkpoint_max: Option<String>,
+    /// Distributed training (bare flag = True); only False is supported.
+    #[arg(long, num_args = 0..=1, default_missing_value = "True")]
+    distribute: Option<String>,
+    /// Training split folder (default "train").
+    #[arg(long = "train_split", alias = "train-split")]
+    train_split: Option<String>,
+    /// Validation split folder (default "val").
+    #[arg(long = "val_split", alias = "val-split")]
+    val_split: Option<String>,
+    /// Stop when the global step reaches N, saving a checkpoint there (counts from the start of
+    /// training, so a resumed run with the same N stops at the same step).
+    #[arg(long = "max_steps", alias = "max-steps")]
+    max_steps: Option<u64>,
+    /// Print the final report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+impl TrainArgs {
+    /// The recipe file with the flags applied (parsed as the recipe's types, errors naming the
+    /// key).
+    fn recipe(&self) -> Result<Recipe> {
+        let mut r = Recipe::from_yaml_file(&self.config)?;
+        let overrides = [
+            ("data_dir", &self.data_dir),
+            ("model", &self.model),
+            ("num_classes", &self.num_classes),
+            ("batch_size", &self.batch_size),
+            ("image_resize", &self.image_resize),
+            ("epoch_size", &self.epoch_size),
+            ("lr", &self.lr),
+            ("ckpt_save_dir", &self.ckpt_save_dir),
+            ("ckpt_path", &self.ckpt_path),
+            ("seed", &self.seed),
+            ("num_parallel_workers", &self.num_parallel_workers),
+            ("val_while_train", &self.val_while_train),
+            ("val_interval", &self.val_interval),
+            ("keep_checkpoint_max", &self.keep_checkpoint_max),
+            ("distribute", &self.distribute),
+            ("train_split", &self.train_split),
+            ("val_split", &self.val_split),
+        ];
+        for (key, value) in overrides {
+            if let Some(v) = value {
+                r.set(key, v)?;
+            }
+        }
+        Ok(r)
+    }
 }
 
 /// The transform flags shared by predict and preprocess.
@@ -241,6 +352,146 @@ fn bar(total: usize, what: &str) -> ProgressBar {
     );
     pb.set_message(what.to_string());
     pb
+}
+
+/// Exit code of a run stopped by Ctrl-C (after saving its checkpoint): 128 + SIGINT.
+const EXIT_INTERRUPTED: i32 = 130;
+
+fn train(a: TrainArgs) -> Result<()> {
+    use engine::train::{StopReason, TrainEvent, TrainOptions};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let recipe = a.recipe()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                eprintln!("\nsecond Ctrl-C: exiting without saving");
+                std::process::exit(EXIT_INTERRUPTED);
+            }
+            eprintln!(
+                "\nCtrl-C: stopping after this step and saving a checkpoint (again to quit now)"
+            );
+        })
+        .context("installing the Ctrl-C handler")?;
+    }
+    let opts = TrainOptions {
+        recipe,
+        class_map: a.class_map.clone(),
+        threads: a.threads,
+        resume: a.resume.clone(),
+        max_steps: a.max_steps,
+        stop: Some(stop),
+    };
+    let mut pb: Option<ProgressBar> = None;
+    let mut num_epochs = 0;
+    let say = |pb: &Option<ProgressBar>, line: &str| match pb {
+        Some(pb) => pb.suspend(|| println!("{line}")),
+        None => println!("{line}"),
+    };
+    let report = engine::train::run(&opts, |ev| match ev {
+        TrainEvent::Started {
+            model,
+            num_classes,
+            train_samples,
+            val_samples,
+            steps_per_epoch,
+            num_epochs: e,
+            start_step,
+        } => {
+            num_epochs = *e;
+            println!("Model: {model} ({num_classes} classes)");
+            println!(
+                "Train: {train_samples} images, {steps_per_epoch} steps per epoch, {e} epochs{}",
+                val_samples.map_or(String::new(), |v| format!("; validation: {v} images"))
+            );
+            if *start_step > 0 {
+                println!("Resuming at global step {start_step}");
+            }
+        }
+        TrainEvent::Note(n) => say(&pb, n),
+        TrainEvent::EpochStart {
+            epoch,
+            first_batch,
+            steps_per_epoch,
+        } => {
+            let p = bar(*steps_per_epoch, &format!("epoch {epoch}/{num_epochs}"));
+            p.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            p.set_prefix(format!("epoch {epoch}/{num_epochs}"));
+            p.set_position(*first_batch as u64);
+            p.reset_eta();
+            pb = Some(p);
+        }
+        TrainEvent::Step {
+            batch,
+            loss,
+            lr,
+            images_per_second,
+            ..
+        } => {
+            if let Some(p) = &pb {
+                p.set_position(*batch as u64);
+                p.set_message(format!(
+                    "loss {loss:.4} lr {lr:.6} {images_per_second:.1} img/s"
+                ));
+            }
+        }
+        TrainEvent::Log(line) | TrainEvent::Validated(line) => say(&pb, line),
+        TrainEvent::Validating { done, total } => {
+            if let Some(p) = &pb {
+                if p.length() != Some(*total as u64) {
+                    p.set_length(*total as u64);
+                    p.set_prefix("validate");
+                    p.set_message("");
+                    p.reset_eta();
+                }
+                p.set_position(*done as u64);
+            }
+        }
+        TrainEvent::Epoch(rec) => {
+            if let Some(p) = pb.take() {
+                p.finish_and_clear();
+            }
+            println!("{}", rec.summary_line(num_epochs));
+        }
+        TrainEvent::Saved(path) => say(&pb, &format!("saved {}", path.display())),
+    })?;
+    if let Some(p) = pb.take() {
+        p.finish_and_clear();
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    let last = report
+        .last_checkpoint
+        .as_ref()
+        .map_or("none".to_string(), |p| p.display().to_string());
+    match report.stop {
+        StopReason::Finished => println!(
+            "Finished at global step {}; last checkpoint {last}{}",
+            report.global_step,
+            report
+                .best_val_top1
+                .map_or(String::new(), |b| format!("; best val Top-1 {b:.4}%"))
+        ),
+        StopReason::MaxSteps => println!(
+            "Stopped at --max_steps (global step {}); checkpoint {last}",
+            report.global_step
+        ),
+        StopReason::Interrupted => {
+            println!(
+                "Interrupted at global step {}; saved {last}; continue with --resume {last}",
+                report.global_step
+            );
+            std::process::exit(EXIT_INTERRUPTED);
+        }
+    }
+    Ok(())
 }
 
 fn validate(a: ValidateArgs) -> Result<()> {
@@ -467,6 +718,7 @@ fn main() {
     }
     let cli = Cli::parse();
     let result = match cli.cmd {
+        Command::Train(a) => train(*a),
         Command::Validate(a) => validate(a),
         Command::Predict(a) => predict(a),
         Command::Preprocess(a) => preprocess(a),

@@ -4,6 +4,7 @@ pub mod models;
 pub mod predict;
 pub mod preprocess;
 pub mod session;
+pub mod train;
 pub mod validate;
 
 use crate::config::{self, Recipe};

@@ -3,9 +3,10 @@
 //! to a divisor of the sample count; we run the last partial batch as it is).
 use super::session::load_model;
 use crate::backend::cpu::CpuBackend;
+use crate::backend::Backend;
 use crate::checkpoint::LoadOptions;
 use crate::config::Recipe;
-use crate::data::{ImageFolder, Loader};
+use crate::data::{EvalTransform, ImageFolder, Loader};
 use crate::model::inference::InferenceNet;
 use crate::model::Arch;
 use crate::train::metrics::Accumulator;
@@ -87,22 +88,15 @@ pub fn run(
     let (net, _report) = load_model(arch, Some(num_classes), &ckpt_path, &LoadOptions::default())?;
     let mut inf = InferenceNet::new(&net, CpuBackend::new(opts.threads)?)?;
     drop(net);
-    let total = folder.samples.len();
-    let loader = Loader::new(
+    let (acc, secs) = evaluate(
+        &mut inf,
         folder.samples,
         transform,
         r.batch_size,
         r.num_parallel_workers,
+        r.label_smoothing,
+        &mut progress,
     )?;
-    let mut acc = Accumulator::default();
-    let t0 = Instant::now();
-    for batch in loader {
-        let batch = batch?;
-        let logits = inf.forward(&batch.images)?;
-        acc.add(&logits.data, num_classes, &batch.labels, r.label_smoothing);
-        progress(acc.samples, total);
-    }
-    let secs = t0.elapsed().as_secs_f64();
     Ok(ValidateReport {
         model: arch.name().to_string(),
         num_samples: acc.samples,
@@ -111,4 +105,35 @@ pub fn run(
         loss: acc.loss(),
         images_per_second: acc.samples as f64 / secs.max(1e-9),
     })
+}
+
+/// Evaluates `inf` on `samples` (`(image, class index)`, every one, in order; the last batch
+/// may be smaller) through MindCV's eval `transform`, `batch_size` images per forward and
+/// `num_workers` decoding threads (0 = one per core). Returns the Top-1/Top-5/loss accumulator
+/// (loss: cross entropy with `label_smoothing`) and the wall time in seconds, decoding included.
+/// `progress(done, total)` is called after each batch. Used by `senet validate` and by the
+/// training loop's validation (on an [`InferenceNet`] built from the current parameters).
+/// Errors: an image that cannot be decoded (named), a forward error; labels must be below the
+/// network's classes (checked by the callers; a label out of range panics in the accumulator).
+pub fn evaluate<B: Backend>(
+    inf: &mut InferenceNet<B>,
+    samples: Vec<(PathBuf, usize)>,
+    transform: EvalTransform,
+    batch_size: usize,
+    num_workers: usize,
+    label_smoothing: f64,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Accumulator, f64)> {
+    let total = samples.len();
+    let num_classes = inf.num_classes();
+    let loader = Loader::new(samples, transform, batch_size, num_workers)?;
+    let mut acc = Accumulator::default();
+    let t0 = Instant::now();
+    for batch in loader {
+        let batch = batch?;
+        let logits = inf.forward(&batch.images)?;
+        acc.add(&logits.data, num_classes, &batch.labels, label_smoothing);
+        progress(acc.samples, total);
+    }
+    Ok((acc, t0.elapsed().as_secs_f64()))
 }

@@ -1,0 +1,285 @@
+//! `senet train`: MindCV's `train.py` on the CPU backend — epochs over `data_dir/train_split`,
+//! the per-step learning-rate list, `nn.Momentum` with weight decay and a fixed loss scale,
+//! validation while training with `<model>_best.ckpt`, step checkpoints with the optimizer
+//! state (`latest_k`), and exact resumption.
+//!
+//! Modules: [`data`] (epoch order, batches, the per-sample transform seam), [`state`]
+//! (checkpoints, retention, resume), [`log`] (epoch records, `metrics.jsonl`, log lines), and the
+//! loop itself ([`run`]). Reference: `shared/reference/mindcv.md` sections 3 and 5.
+pub mod data;
+pub mod log;
+pub mod state;
+mod trainer;
+
+pub use log::EpochRecord;
+pub use trainer::run;
+
+use crate::config::{AmpLevel, CkptSavePolicy, Loss, LossScaleType, Optimizer, Recipe, Reduction};
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// A training run: the recipe after command-line overrides, and what the command line adds.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// The recipe (model, data_dir, train_split, val_split, batch_size, epoch_size, lr schedule,
+    /// optimizer, loss, checkpointing keys, ...) after overrides. `ckpt_path`, when set, gives the
+    /// start weights (an exact load; the optimizer starts from zero).
+    pub recipe: Recipe,
+    /// Class map (one folder per line, or the TSV `index<TAB>folder<TAB>name`).
+    pub class_map: Option<PathBuf>,
+    /// CPU threads for the network (0 = one per core). Results are bit-identical only between
+    /// runs with the same thread count.
+    pub threads: usize,
+    /// A training checkpoint written by `senet train` to continue from: parameters, Momentum
+    /// accumulators and `global_step` are restored, and the run goes on at the same step, learning
+    /// rate and position in the same epoch's data order.
+    pub resume: Option<PathBuf>,
+    /// Stop once the global step (optimizer steps since the start of training, a resumed run
+    /// included) reaches this value, saving a checkpoint there. None: run every epoch.
+    pub max_steps: Option<u64>,
+    /// Set (e.g. by a Ctrl-C handler) to stop after the current step: a checkpoint is saved and
+    /// [`run`] returns with [`StopReason::Interrupted`].
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// Something that happened during [`run`], for progress display and logging.
+#[derive(Debug, Clone)]
+pub enum TrainEvent<'a> {
+    /// The run is set up.
+    Started {
+        /// Model name.
+        model: &'a str,
+        /// Classifier outputs.
+        num_classes: usize,
+        /// Training images.
+        train_samples: usize,
+        /// Validation images, when validating while training.
+        val_samples: Option<usize>,
+        /// Optimizer steps per epoch.
+        steps_per_epoch: usize,
+        /// Epochs of the whole run (`epoch_size`).
+        num_epochs: u64,
+        /// Global step the run starts at (0, or the resumed step).
+        start_step: u64,
+    },
+    /// An informational message (resume, precision, transform notes).
+    Note(String),
+    /// An epoch's batches begin; `first_batch` > 0 when resuming inside it.
+    EpochStart {
+        /// Epoch, 1-based.
+        epoch: u64,
+        /// Batches already done in this epoch.
+        first_batch: usize,
+        /// Batches in the epoch.
+        steps_per_epoch: usize,
+    },
+    /// One optimizer step done.
+    Step {
+        /// Epoch, 1-based.
+        epoch: u64,
+        /// Batches done in this epoch, this one included (1-based).
+        batch: usize,
+        /// Global step after this step.
+        global_step: u64,
+        /// The batch's mean loss (unscaled).
+        loss: f64,
+        /// The learning rate this step used.
+        lr: f32,
+        /// Training images per second in this epoch so far, decoding included.
+        images_per_second: f64,
+    },
+    /// MindCV's `log_interval` line (`Epoch: [e/E], batch: [b/B], loss: ..., lr: ..., time: ...`).
+    Log(String),
+    /// Validation progress (`done` of `total` images).
+    Validating {
+        /// Images evaluated so far.
+        done: usize,
+        /// Images to evaluate.
+        total: usize,
+    },
+    /// A validation finished: MindCV's line.
+    Validated(String),
+    /// An epoch finished.
+    Epoch(&'a EpochRecord),
+    /// A checkpoint was written.
+    Saved(&'a Path),
+}
+
+/// Why [`run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum StopReason {
+    /// Every epoch ran.
+    Finished,
+    /// `max_steps` was reached.
+    MaxSteps,
+    /// The stop flag was set (Ctrl-C).
+    Interrupted,
+}
+
+/// The outcome of [`run`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainReport {
+    /// Model name.
+    pub model: String,
+    /// Global step at the end.
+    pub global_step: u64,
+    /// Steps per epoch.
+    pub steps_per_epoch: usize,
+    /// Why the run ended.
+    pub stop: StopReason,
+    /// The last checkpoint written (None if none was).
+    pub last_checkpoint: Option<PathBuf>,
+    /// Best validation Top-1 (percent) seen, this run or (when resuming) before.
+    pub best_val_top1: Option<f64>,
+    /// Records of the epochs finished by this run.
+    pub epochs: Vec<EpochRecord>,
+}
+
+/// The error for a recipe value `senet train` does not implement.
+fn unsupported(key: &str, value: impl std::fmt::Display, why: &str) -> Error {
+    Error::Config(format!(
+        "key '{key}' = {value}: not supported by senet train{why}"
+    ))
+}
+
+/// Checks that the recipe asks only for what `senet train` implements exactly. Every value that
+/// would change the result and is not implemented is an [`Error::Config`] naming the key:
+/// `opt` other than `momentum`; `loss` other than `CE`, `reduction` other than `mean`;
+/// `loss_scale_type` dynamic/auto, `drop_overflow_update: true`; `ema`, `clip_grad` ("not
+/// supported yet"); `mixup`, `cutmix` > 0, `auto_augment` set, `aug_splits` > 0, `re_prob` > 0,
+/// `aug_repeats` > 1; `gradient_accumulation_steps` > 1, `layer_decay` set, `drop_rate` /
+/// `drop_path_rate` > 0; `amp_level` O1/O3 (O0 and O2 run in float32, see below); `distribute:
+/// true`; `pretrained: true`; `num_samples` set; `in_channels` != 3; `ckpt_save_policy: top_k`;
+/// `resume_opt: true` (use `--resume`, the step checkpoints hold the optimizer state).
+///
+/// `amp_level: O2` (the SENet recipes) is accepted and computed in float32: MindCV's O2 casts
+/// the network to float16 except BatchNorm with float32 master weights, which on an accelerator
+/// only changes rounding; the CPU backend has no float16 path. Keys without effect on this
+/// single-process CPU run (`mode`, `device_target`, `dataset_sink_mode`, `val_amp_level`,
+/// `eval_shuffle`, `aux_factor` — SENet has no auxiliary head) are accepted.
+pub fn check_supported(r: &Recipe) -> Result<()> {
+    if r.opt != Optimizer::Momentum {
+        return Err(unsupported("opt", r.opt, " (only 'momentum', nn.Momentum)"));
+    }
+    if r.loss != Loss::Ce {
+        return Err(unsupported("loss", r.loss, " (only 'CE')"));
+    }
+    if r.reduction != Reduction::Mean {
+        return Err(unsupported("reduction", r.reduction, " (only 'mean')"));
+    }
+    if r.loss_scale_type != LossScaleType::Fixed {
+        return Err(unsupported(
+            "loss_scale_type",
+            r.loss_scale_type,
+            " (only a fixed loss scale)",
+        ));
+    }
+    if r.drop_overflow_update {
+        return Err(unsupported(
+            "drop_overflow_update",
+            true,
+            " (no overflow check: every step is applied)",
+        ));
+    }
+    if r.ema {
+        return Err(unsupported("ema", true, " yet"));
+    }
+    if r.clip_grad {
+        return Err(unsupported("clip_grad", true, " yet"));
+    }
+    for (key, v) in [
+        ("mixup", r.mixup),
+        ("cutmix", r.cutmix),
+        ("re_prob", r.re_prob),
+    ] {
+        if v > 0.0 {
+            return Err(unsupported(key, v, " yet (set it to 0)"));
+        }
+    }
+    if let Some(a) = &r.auto_augment {
+        return Err(unsupported("auto_augment", a, " yet (set it to None)"));
+    }
+    if r.aug_splits > 0 {
+        return Err(unsupported(
+            "aug_splits",
+            r.aug_splits,
+            " yet (set it to 0)",
+        ));
+    }
+    if r.aug_repeats > 1 {
+        return Err(unsupported(
+            "aug_repeats",
+            r.aug_repeats,
+            " yet (set it to 0)",
+        ));
+    }
+    if r.gradient_accumulation_steps > 1 {
+        return Err(unsupported(
+            "gradient_accumulation_steps",
+            r.gradient_accumulation_steps,
+            " yet (set it to 1)",
+        ));
+    }
+    if let Some(v) = r.layer_decay {
+        return Err(unsupported("layer_decay", v, " yet"));
+    }
+    for (key, v) in [
+        ("drop_rate", r.drop_rate),
+        ("drop_path_rate", r.drop_path_rate),
+    ] {
+        if let Some(v) = v.filter(|v| *v > 0.0) {
+            return Err(unsupported(key, v, " yet (SENet's default is 0)"));
+        }
+    }
+    if matches!(r.amp_level, AmpLevel::O1 | AmpLevel::O3) {
+        return Err(unsupported(
+            "amp_level",
+            r.amp_level,
+            " (O0, or O2 computed in float32 on the CPU)",
+        ));
+    }
+    if r.distribute {
+        return Err(unsupported(
+            "distribute",
+            true,
+            " yet (single process: pass --distribute False; note the recipes' lr is for 8 \
+             devices x batch_size)",
+        ));
+    }
+    if r.pretrained {
+        return Err(unsupported(
+            "pretrained",
+            true,
+            " (no downloads: pass the released weights as --ckpt_path)",
+        ));
+    }
+    if let Some(n) = r.num_samples {
+        return Err(unsupported("num_samples", n, " yet"));
+    }
+    if r.in_channels != 3 {
+        return Err(unsupported("in_channels", r.in_channels, " (RGB only)"));
+    }
+    if r.ckpt_save_policy == Some(CkptSavePolicy::TopK) {
+        return Err(unsupported(
+            "ckpt_save_policy",
+            "top_k",
+            " yet (latest_k or None)",
+        ));
+    }
+    if r.ckpt_save_policy == Some(CkptSavePolicy::LatestK) && r.keep_checkpoint_max == 0 {
+        return Err(Error::Config(
+            "key 'keep_checkpoint_max' = 0: latest_k needs at least 1".into(),
+        ));
+    }
+    if r.resume_opt {
+        return Err(unsupported(
+            "resume_opt",
+            true,
+            " (resume with --resume <model>-<e>_<b>.ckpt: step checkpoints hold the optimizer \
+             state)",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,409 @@
+//! The training loop: epochs of shuffled batches, one `TrainNet::step` per batch at the
+//! schedule's learning rate, validation and checkpoints at epoch ends, a checkpoint when stopped.
+use super::data::{EpochPlan, SampleTransform};
+use super::log::{self, EpochRecord, MetricsLog};
+use super::state::{self, best_ckpt_name, prune_checkpoints, save_state, step_ckpt_name};
+use super::{check_supported, StopReason, TrainEvent, TrainOptions, TrainReport};
+use crate::backend::cpu::CpuBackend;
+use crate::checkpoint::{self, LoadOptions};
+use crate::config::{AmpLevel, CkptSavePolicy, Recipe};
+use crate::data::{EvalTransform, ImageFolder};
+use crate::engine::validate::evaluate;
+use crate::model::inference::InferenceNet;
+use crate::model::{Arch, SeNet};
+use crate::train::metrics::Accumulator;
+use crate::train::{decays, lr_schedule, TrainConfig, TrainNet};
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// The validation split, opened once.
+struct ValSet {
+    samples: Vec<(PathBuf, usize)>,
+    transform: EvalTransform,
+}
+
+/// Checks that every label fits the model.
+fn check_labels(samples: &[(PathBuf, usize)], num_classes: usize) -> Result<()> {
+    match samples.iter().find(|(_, l)| *l >= num_classes) {
+        Some((path, label)) => Err(Error::Config(format!(
+            "{}: class index {label} is outside the model's {num_classes} classes",
+            path.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The loss and optimizer settings of the recipe.
+fn train_config(r: &Recipe) -> TrainConfig {
+    TrainConfig {
+        label_smoothing: r.label_smoothing as f32,
+        momentum: r.momentum as f32,
+        weight_decay: r.weight_decay as f32,
+        nesterov: r.use_nesterov,
+        loss_scale: r.loss_scale as f32,
+    }
+}
+
+/// Runs a training job (see [`TrainOptions`]): checks the recipe ([`check_supported`],
+/// [`Recipe::validate`]), opens `data_dir/train_split` (and `val_split` when `val_while_train`),
+/// builds the model (MindCV's initialisation from `seed`, or `ckpt_path`'s weights, or the
+/// `resume` checkpoint's full state), then trains:
+///
+/// - epoch `e` (0-based) visits the training images in [`super::data::epoch_order`]`(seed, e)`
+///   (dataset order without `shuffle`), cut into `steps_per_epoch` batches of `batch_size`
+///   (`drop_remainder` drops the incomplete last one);
+/// - step `s` (global, 0-based) uses `lr_schedule(recipe, steps_per_epoch, epoch_size)[s]`;
+/// - after epoch `e+1` divisible by `val_interval` (and the last), with `val_while_train`,
+///   the current weights are evaluated on `val_split` (eval transform) and `<model>_best.ckpt`
+///   is written when Top-1 improves;
+/// - after epoch `e+1` divisible by `ckpt_save_interval` (and the last),
+///   `<model>-<e+1>_<steps_per_epoch>.ckpt` is written (see [`super::state`]) and, with
+///   `ckpt_save_policy: latest_k`, only the newest `keep_checkpoint_max` step checkpoints stay;
+/// - at `max_steps` or when `stop` is set, `<model>-<epoch>_<batch>.ckpt` is written at the
+///   current position (unless the epoch end just wrote it) and the run returns.
+///
+/// Also writes `<ckpt_save_dir>/<model>.yaml` (the recipe, MindCV's args dump) and appends one
+/// [`EpochRecord`] per finished epoch to `<ckpt_save_dir>/metrics.jsonl`.
+///
+/// Errors: unsupported or invalid recipe values (naming the key); unreadable data folders or
+/// images (named); labels outside `num_classes`; `ckpt_path` / `resume` files that are missing,
+/// do not match the model, or (resume) hold no optimizer state; both `ckpt_path` and `resume`
+/// given; a non-finite loss (naming the step); I/O errors writing checkpoints or logs.
+pub fn run(opts: &TrainOptions, mut on_event: impl FnMut(&TrainEvent)) -> Result<TrainReport> {
+    let r = &opts.recipe;
+    check_supported(r)?;
+    r.validate()?;
+    let arch = Arch::from_name(&r.model)?;
+    let model = arch.name();
+    if opts.resume.is_some() && !r.ckpt_path.is_empty() {
+        return Err(Error::Config(format!(
+            "ckpt_path '{}' and --resume both given: --resume restores the weights itself \
+             (drop ckpt_path)",
+            r.ckpt_path
+        )));
+    }
+    let data_dir = PathBuf::from(&r.data_dir);
+    let train = ImageFolder::open(&data_dir, &r.train_split, opts.class_map.as_deref())?;
+    let num_classes = r.num_classes.unwrap_or(train.num_classes());
+    check_labels(&train.samples, num_classes)?;
+    let val = if r.val_while_train {
+        let folder = ImageFolder::open(&data_dir, &r.val_split, opts.class_map.as_deref())?;
+        check_labels(&folder.samples, num_classes)?;
+        Some(ValSet {
+            samples: folder.samples,
+            transform: crate::engine::eval_transform(r)?,
+        })
+    } else {
+        None
+    };
+    let transform = SampleTransform::from_recipe(r)?;
+    let train_samples = train.samples.len();
+    let plan = EpochPlan::new(
+        train.samples,
+        r.batch_size,
+        r.drop_remainder,
+        r.shuffle,
+        r.seed,
+        r.num_parallel_workers,
+    )?;
+    let spe = plan.steps_per_epoch;
+    let num_epochs = r.epoch_size as u64;
+    let total_steps = num_epochs * spe as u64;
+    let lrs = lr_schedule(r, spe, r.epoch_size as usize)?;
+    let lr_at = |step: u64| -> f32 {
+        let i = (step as usize).min(lrs.len().saturating_sub(1));
+        lrs.get(i).copied().unwrap_or(r.lr as f32)
+    };
+
+    // The model: MindCV's init, start weights, or the resumed state.
+    let mut net = SeNet::new(arch, num_classes, r.seed)?;
+    let mut notes = Vec::new();
+    let mut resume_state = None;
+    if let Some(path) = &opts.resume {
+        let report = checkpoint::load_model(&mut net, path, &LoadOptions::default())?;
+        let st = state::read_state(path, &net.params)?;
+        notes.push(format!(
+            "resumed from {} ({}): global_step {}",
+            path.display(),
+            report,
+            st.global_step
+        ));
+        if let Some(lr) = st.learning_rate {
+            let want = lr_at(st.global_step);
+            if lr != want {
+                notes.push(format!(
+                    "note: the checkpoint's learning_rate {lr} differs from this recipe's \
+                     schedule at step {} ({want}): the schedule (epoch_size, lr, ...) changed",
+                    st.global_step
+                ));
+            }
+        }
+        resume_state = Some(st);
+    } else if !r.ckpt_path.is_empty() {
+        let path = Path::new(&r.ckpt_path);
+        if !path.is_file() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint file not found"),
+            ));
+        }
+        let report = checkpoint::load_model(&mut net, path, &LoadOptions::default())?;
+        notes.push(format!("start weights from {} ({report})", path.display()));
+    }
+    if r.amp_level == AmpLevel::O2 {
+        notes.push(
+            "amp_level O2: computed in float32 on the CPU (MindCV's O2 casts all but BatchNorm \
+             to float16; only rounding differs)"
+                .into(),
+        );
+    }
+    if transform.stand_in {
+        notes.push(
+            "train transform: MindCV's eval transform stands in (no random crop, flip or colour \
+             jitter) until the train-time augmentations land"
+                .into(),
+        );
+    }
+    let filter = (r.weight_decay_filter, r.filter_bias_and_bn);
+    let mut tn = TrainNet::new(
+        &net,
+        CpuBackend::new(opts.threads)?,
+        train_config(r),
+        |name| decays(name, filter.0, filter.1),
+    )?;
+    let mut step: u64 = 0;
+    if let Some(st) = resume_state {
+        for (name, m) in &st.moments {
+            tn.set_moment(name, m)?;
+        }
+        step = st.global_step;
+    }
+    let start_step = step;
+
+    let save_dir = PathBuf::from(&r.ckpt_save_dir);
+    std::fs::create_dir_all(&save_dir).map_err(|e| Error::io(&save_dir, e))?;
+    let args_dump = save_dir.join(format!("{model}.yaml"));
+    std::fs::write(&args_dump, r.to_yaml()).map_err(|e| Error::io(&args_dump, e))?;
+    let mut metrics = MetricsLog::open(&save_dir)?;
+    let mut best = if start_step > 0 {
+        log::best_val_top1(&save_dir, start_step)
+    } else {
+        None
+    };
+
+    on_event(&TrainEvent::Started {
+        model,
+        num_classes,
+        train_samples,
+        val_samples: val.as_ref().map(|v| v.samples.len()),
+        steps_per_epoch: spe,
+        num_epochs,
+        start_step,
+    });
+    for n in notes {
+        on_event(&TrainEvent::Note(n));
+    }
+
+    let stop_flag = opts.stop.clone();
+    let interrupted = || stop_flag.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+    let keep = match r.ckpt_save_policy {
+        Some(CkptSavePolicy::LatestK) => Some(r.keep_checkpoint_max as usize),
+        _ => None,
+    };
+    let mut report = TrainReport {
+        model: model.to_string(),
+        global_step: step,
+        steps_per_epoch: spe,
+        stop: StopReason::Finished,
+        last_checkpoint: None,
+        best_val_top1: best,
+        epochs: Vec::new(),
+    };
+    // Writes a step checkpoint and applies the retention policy.
+    let mut scratch = net; // parameter scratch for saving and validation
+    let save_step_ckpt = |tn: &TrainNet<CpuBackend>,
+                          scratch: &mut SeNet,
+                          epoch_no: u64,
+                          batch: usize,
+                          step: u64,
+                          on_event: &mut dyn FnMut(&TrainEvent)|
+     -> Result<PathBuf> {
+        let path = save_dir.join(step_ckpt_name(model, epoch_no, batch));
+        save_state(&path, tn, &mut scratch.params, step, lr_at(step))?;
+        on_event(&TrainEvent::Saved(&path));
+        if let Some(k) = keep {
+            prune_checkpoints(&save_dir, model, k)?;
+        }
+        Ok(path)
+    };
+
+    if opts.max_steps.is_some_and(|m| step >= m) {
+        report.stop = StopReason::MaxSteps;
+        return Ok(report);
+    }
+    let first_epoch = step / spe as u64;
+    'epochs: for epoch in first_epoch..num_epochs {
+        let epoch_no = epoch + 1;
+        let first_batch = if epoch == first_epoch {
+            (step % spe as u64) as usize
+        } else {
+            0
+        };
+        on_event(&TrainEvent::EpochStart {
+            epoch: epoch_no,
+            first_batch,
+            steps_per_epoch: spe,
+        });
+        let loader = plan.loader(epoch, first_batch, &transform)?;
+        let t0 = Instant::now();
+        let mut acc_loss = 0.0f64;
+        let mut acc_steps = 0usize;
+        let mut acc_correct = 0usize;
+        let mut acc_images = 0usize;
+        let mut last_lr = lr_at(step);
+        let mut last_log = Instant::now();
+        let mut batch_no = first_batch;
+        let mut stop = None;
+        for batch in loader {
+            let batch = batch?;
+            let lr = lr_at(step);
+            let stats = tn.step(&batch.images, &batch.labels, lr)?;
+            if !stats.loss.is_finite() {
+                return Err(Error::Invalid(format!(
+                    "the loss became {} at global step {} (epoch {epoch_no}, batch {}): lower lr",
+                    stats.loss,
+                    step + 1,
+                    batch_no + 1
+                )));
+            }
+            step += 1;
+            batch_no += 1;
+            last_lr = lr;
+            acc_loss += stats.loss;
+            acc_steps += 1;
+            acc_correct += stats.correct;
+            acc_images += batch.len();
+            let secs = t0.elapsed().as_secs_f64();
+            on_event(&TrainEvent::Step {
+                epoch: epoch_no,
+                batch: batch_no,
+                global_step: step,
+                loss: stats.loss,
+                lr,
+                images_per_second: acc_images as f64 / secs.max(1e-9),
+            });
+            if r.log_interval > 0 && batch_no % r.log_interval as usize == 0 {
+                on_event(&TrainEvent::Log(log::step_line(
+                    epoch_no,
+                    num_epochs,
+                    batch_no,
+                    spe,
+                    stats.loss,
+                    lr as f64,
+                    last_log.elapsed().as_secs_f64(),
+                )));
+                last_log = Instant::now();
+            }
+            if interrupted() {
+                stop = Some(StopReason::Interrupted);
+            } else if opts.max_steps.is_some_and(|m| step >= m) {
+                stop = Some(StopReason::MaxSteps);
+            }
+            if stop.is_some() {
+                break;
+            }
+        }
+        report.global_step = step;
+        let mut saved_here = false;
+        if batch_no == spe {
+            // Epoch end.
+            let seconds = t0.elapsed().as_secs_f64();
+            let mut rec = EpochRecord {
+                epoch: epoch_no,
+                step,
+                loss: acc_loss / acc_steps.max(1) as f64,
+                lr: last_lr as f64,
+                train_top1: 100.0 * acc_correct as f64 / acc_images.max(1) as f64,
+                val_top1: None,
+                val_top5: None,
+                val_loss: None,
+                seconds,
+                images_per_second: acc_images as f64 / seconds.max(1e-9),
+            };
+            let last_epoch = epoch_no == num_epochs;
+            if let Some(v) = &val {
+                if epoch_no % r.val_interval as u64 == 0 || last_epoch {
+                    let (acc, secs) =
+                        validate(&tn, &mut scratch, v, r, opts.threads, &mut on_event)?;
+                    on_event(&TrainEvent::Validated(log::validation_line(
+                        acc.top1(),
+                        acc.top5(),
+                        secs,
+                    )));
+                    rec.val_top1 = Some(acc.top1());
+                    rec.val_top5 = Some(acc.top5());
+                    rec.val_loss = Some(acc.loss());
+                    if best.is_none_or(|b| acc.top1() > b) {
+                        best = Some(acc.top1());
+                        let path = save_dir.join(best_ckpt_name(model));
+                        save_state(&path, &tn, &mut scratch.params, step, lr_at(step))?;
+                        on_event(&TrainEvent::Saved(&path));
+                    }
+                }
+            }
+            if epoch_no % r.ckpt_save_interval as u64 == 0 || last_epoch {
+                let path = save_step_ckpt(&tn, &mut scratch, epoch_no, spe, step, &mut on_event)?;
+                report.last_checkpoint = Some(path);
+                saved_here = true;
+            }
+            metrics.append(&rec)?;
+            on_event(&TrainEvent::Epoch(&rec));
+            report.epochs.push(rec);
+            report.best_val_top1 = best;
+        }
+        if let Some(reason) = stop {
+            if !saved_here {
+                let path =
+                    save_step_ckpt(&tn, &mut scratch, epoch_no, batch_no, step, &mut on_event)?;
+                report.last_checkpoint = Some(path);
+            }
+            report.stop = if step >= total_steps {
+                StopReason::Finished
+            } else {
+                reason
+            };
+            break 'epochs;
+        }
+        if batch_no != spe {
+            return Err(Error::Invalid(format!(
+                "epoch {epoch_no} ended after {batch_no} of {spe} batches"
+            )));
+        }
+    }
+    report.best_val_top1 = best;
+    Ok(report)
+}
+
+/// Evaluates the current weights on the validation split with the validate engine.
+fn validate(
+    tn: &TrainNet<CpuBackend>,
+    scratch: &mut SeNet,
+    val: &ValSet,
+    r: &Recipe,
+    threads: usize,
+    on_event: &mut dyn FnMut(&TrainEvent),
+) -> Result<(Accumulator, f64)> {
+    tn.read_params(&mut scratch.params)?;
+    let mut inf = InferenceNet::new(scratch, CpuBackend::new(threads)?)?;
+    evaluate(
+        &mut inf,
+        val.samples.clone(),
+        val.transform.clone(),
+        r.batch_size,
+        r.num_parallel_workers,
+        r.label_smoothing,
+        &mut |done, total| on_event(&TrainEvent::Validating { done, total }),
+    )
+}
