@@ -2,13 +2,12 @@
 //! and `drop_remainder`, made deterministic from `(seed, epoch)`), the per-sample training
 //! transform, and the batched loader over the batches still to run.
 //!
-//! The per-sample transform is the seam for MindCV's train-time augmentations: see
-//! [`SampleTransform::from_recipe`].
+//! Each sample goes through MindCV's train transform with randomness keyed by
+//! `(seed, epoch, dataset index)`: see [`SampleTransform::from_recipe`].
 use crate::config::Recipe;
-use crate::data::Loader;
+use crate::data::{Loader, SampleRng, TrainTransform};
 use crate::model::init::{splitmix64, Rng};
 use crate::{Error, Result};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -66,39 +65,22 @@ pub struct SampleTransform {
     pub shape: [usize; 3],
     /// The transform.
     pub apply: Arc<SampleFn>,
-    /// Whether this is the eval-transform stand-in (no augmentation).
-    pub stand_in: bool,
 }
 
 impl SampleTransform {
-    /// The training transform of a recipe.
-    ///
-    /// SEAM: until `senet::data::TrainTransform` (MindCV's `transforms_imagenet_train`) is merged,
-    /// this is MindCV's *eval* transform (resize to `image_resize / crop_pct`, centre crop,
-    /// normalise), so no augmentation is applied and the recipe's `scale`, `ratio`, `hflip`,
-    /// `vflip`, `color_jitter` have no effect. Swapping in the augmentations replaces the one
-    /// `let (apply, stand_in) = { ... }` block below with
-    /// ```text
-    /// let (apply, stand_in): (Arc<SampleFn>, bool) = {
-    ///     let (t, seed) = (crate::data::TrainTransform::from_recipe(r)?, r.seed);
-    ///     let f = move |epoch: u64, index: usize, path: &Path| {
-    ///         t.apply_path(path, &mut crate::data::SampleRng::for_sample(seed, epoch, index))
-    ///     };
-    ///     (Arc::new(f), false)
-    /// };
-    /// ```
-    /// Errors: as [`crate::engine::eval_transform`] (interpolation, mean/std).
+    /// MindCV's training transform of a recipe ([`TrainTransform`]: random resized crop, flips,
+    /// colour jitter, normalize), its randomness drawn from `(seed, epoch, dataset index)`.
+    /// Errors: as [`TrainTransform::from_recipe`] (naming the key).
     pub fn from_recipe(r: &Recipe) -> Result<SampleTransform> {
-        // SEAM: the per-sample training transform (see above).
-        let (apply, stand_in): (Arc<SampleFn>, bool) = {
-            let t = crate::engine::eval_transform(r)?;
-            let f = move |_epoch: u64, _index: usize, path: &Path| t.apply_path(path);
-            (Arc::new(f), true)
+        let t = TrainTransform::from_recipe(r)?;
+        let seed = r.seed;
+        let shape = t.output_shape();
+        let f = move |epoch: u64, index: usize, path: &Path| {
+            t.apply_path(path, &mut SampleRng::for_sample(seed, epoch, index as u64))
         };
         Ok(SampleTransform {
-            shape: [3, r.image_resize, r.image_resize],
-            apply,
-            stand_in,
+            shape,
+            apply: Arc::new(f),
         })
     }
 }
@@ -117,8 +99,6 @@ pub struct EpochPlan {
     pub seed: u64,
     /// Decoding threads (0 = one per core).
     pub num_workers: usize,
-    /// Dataset index of each image path (the loader hands the transform a path only).
-    index_of: Arc<HashMap<PathBuf, usize>>,
 }
 
 impl EpochPlan {
@@ -132,11 +112,6 @@ impl EpochPlan {
         num_workers: usize,
     ) -> Result<EpochPlan> {
         let steps_per_epoch = steps_per_epoch(samples.len(), batch_size, drop_remainder)?;
-        let index_of = samples
-            .iter()
-            .enumerate()
-            .map(|(i, (p, _))| (p.clone(), i))
-            .collect();
         Ok(EpochPlan {
             samples,
             batch_size,
@@ -144,7 +119,6 @@ impl EpochPlan {
             shuffle,
             seed,
             num_workers,
-            index_of: Arc::new(index_of),
         })
     }
 
@@ -161,21 +135,18 @@ impl EpochPlan {
         let order = epoch_order(self.samples.len(), self.seed, epoch, self.shuffle);
         let end = (self.steps_per_epoch * self.batch_size).min(order.len());
         let start = (first_batch * self.batch_size).min(end);
-        let samples: Vec<(PathBuf, usize)> = order[start..end]
+        let batch_order: Vec<usize> = order[start..end].to_vec();
+        let samples: Vec<(PathBuf, usize)> = batch_order
             .iter()
             .map(|&i| self.samples[i].clone())
             .collect();
-        let index_of = Arc::clone(&self.index_of);
         let apply = Arc::clone(&transform.apply);
-        Loader::with_transform(
+        Loader::with_indexed_transform(
             samples,
             transform.shape,
-            move |path: &Path| {
-                let index = *index_of.get(path).ok_or_else(|| {
-                    Error::Invalid(format!("{}: not in the training set", path.display()))
-                })?;
-                apply(epoch, index, path)
-            },
+            // The loader gives the position in `samples`; the randomness is keyed by the
+            // dataset index, so it does not depend on the order or the batch.
+            move |position: usize, path: &Path| apply(epoch, batch_order[position], path),
             self.batch_size,
             self.num_workers,
             Loader::DEFAULT_PREFETCH,

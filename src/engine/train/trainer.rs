@@ -159,13 +159,6 @@ pub fn run(opts: &TrainOptions, mut on_event: impl FnMut(&TrainEvent)) -> Result
                 .into(),
         );
     }
-    if transform.stand_in {
-        notes.push(
-            "train transform: MindCV's eval transform stands in (no random crop, flip or colour \
-             jitter) until the train-time augmentations land"
-                .into(),
-        );
-    }
     let filter = (r.weight_decay_filter, r.filter_bias_and_bn);
     let mut tn = TrainNet::new(
         &net,
