@@ -1,13 +1,19 @@
 //! The CPU backend: f32 NCHW, convolutions as im2col (or a direct 1x1) + GEMM from the `gemm`
 //! crate, memory-bound loops in the C kernels of `kernels/cpu/`, threads from a rayon pool.
+//! On x86_64 CPUs with AVX-512, convolutions run instead on the native GEMM of
+//! `kernels/cpu/sgemm_avx512.c` with the im2col fused into its packing ([`conv_avx512`]).
 //!
 //! Parallel axis: a batch of several images is split across threads image by image (each
 //! GEMM then runs single-threaded on its image); a single image is split inside its GEMMs.
 //! Scratch space (im2col columns) is one growing buffer per worker thread, reused across
 //! layers and batches, so the steady state allocates nothing.
 mod conv;
+#[cfg(target_arch = "x86_64")]
+mod conv_avx512;
 pub mod kernels;
 pub mod matmul;
+#[cfg(target_arch = "x86_64")]
+pub mod sgemm;
 
 use super::{same_pool_geometry, Activation, Backend, Conv2dParams, Shape4};
 use crate::{Error, Result};
@@ -125,6 +131,13 @@ impl Backend for CpuBackend {
         }
         let geom = conv::ConvGeometry { xs, ys, kh, kw, p };
         let bias = bias.map(|b| &b[..cout]);
+        #[cfg(target_arch = "x86_64")]
+        if conv_avx512::supports(act) {
+            let threads = self.threads;
+            self.pool
+                .install(|| conv_avx512::conv2d(x, w, bias, &geom, act, y, threads));
+            return Ok(ys);
+        }
         let (xi, yi) = (xs.image_len(), ys.image_len());
         self.pool.install(|| {
             if self.split_batch(xs.n) {

@@ -1,0 +1,113 @@
+/* Packing of one B panel of the AVX-512 conv GEMM: the implicit im2col gather (see
+ * sgemm_avx512.h for the layout). A panel holds up to NR output pixels, which fall in at most NR
+ * "segments": runs of consecutive pixels on one output row of one image. Each panel row (one
+ * (ci, ky, kx)) is then filled segment by segment with masked 16-lane loads: contiguous for
+ * stride 1, even lanes of two loads for stride 2, scalar for other strides. Zero padding comes
+ * from the masks (masked-off lanes load as 0 and never touch memory). */
+#include <immintrin.h>
+#include <stdint.h>
+#include "senet_kernels.h"
+#include "sgemm_avx512.h"
+
+#define TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+
+/* A run of `len` pixels starting at panel column t0: image img, output row oy, column ox0. */
+typedef struct {
+    size_t t0, len;
+    const float *img; /* image base */
+    long iy0;         /* oy*stride - pad */
+    long ix0;         /* ox0*stride - pad */
+} segment;
+
+/* Lanes [lo, hi) of a 16-lane mask (clipped to 0..16). */
+static inline __mmask16 lane_range(long lo, long hi) {
+    if (lo < 0) lo = 0;
+    if (hi > 16) hi = 16;
+    if (hi <= lo) return 0;
+    return (__mmask16)((((uint32_t)1 << (hi - lo)) - 1) << lo);
+}
+
+/* dst[u] = row[ix0 + u] for u < len where 0 <= ix0 + u < w, else 0. */
+TARGET static void gather_s1(float *dst, const float *row, long ix0, size_t len, long w) {
+    for (size_t u = 0; u < len; u += 16) {
+        const long n = (long)(len - u) < 16 ? (long)(len - u) : 16;
+        const long base = ix0 + (long)u;
+        const __mmask16 m = lane_range(-base, w - base) & lane_range(0, n);
+        const __m512 v = m ? _mm512_maskz_loadu_ps(m, row + base) : _mm512_setzero_ps();
+        _mm512_mask_storeu_ps(dst + u, lane_range(0, n), v);
+    }
+}
+
+/* dst[u] = row[ix0 + 2u] for u < len where 0 <= ix0 + 2u < w, else 0. */
+TARGET static void gather_s2(float *dst, const float *row, long ix0, size_t len, long w) {
+    const __m512i evens =
+        _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    for (size_t u = 0; u < len; u += 16) {
+        const long n = (long)(len - u) < 16 ? (long)(len - u) : 16;
+        const long base = ix0 + 2 * (long)u;
+        const long need = 2 * n - 1; /* input lanes 0..need */
+        const __mmask16 lo = lane_range(-base, w - base) & lane_range(0, need);
+        const __mmask16 hi = lane_range(-base - 16, w - base - 16) & lane_range(0, need - 16);
+        const __m512 a = lo ? _mm512_maskz_loadu_ps(lo, row + base) : _mm512_setzero_ps();
+        const __m512 b = hi ? _mm512_maskz_loadu_ps(hi, row + base + 16) : _mm512_setzero_ps();
+        _mm512_mask_storeu_ps(dst + u, lane_range(0, n), _mm512_permutex2var_ps(a, evens, b));
+    }
+}
+
+/* dst[u] = row[ix0 + s*u] for u < len where in range, else 0. */
+static void gather_any(float *dst, const float *row, long ix0, size_t len, long w, long s) {
+    for (size_t u = 0; u < len; u++) {
+        const long ix = ix0 + s * (long)u;
+        dst[u] = (ix >= 0 && ix < w) ? row[ix] : 0.0f;
+    }
+}
+
+TARGET void senet_sgemm_pack_b(const senet_bsrc *b, size_t r0, size_t kc, size_t j0, size_t nw,
+                               float *panel) {
+    const size_t plane = b->oh * b->ow, khw = b->kh * b->kw, chw = b->h * b->w;
+    const long s = (long)b->stride, pad = (long)b->pad, h = (long)b->h, w = (long)b->w;
+    segment seg[SENET_SGEMM_NR];
+    size_t nseg = 0;
+    for (size_t t = 0; t < nw;) {
+        const size_t j = j0 + t, img = j / plane, p = j % plane, oy = p / b->ow, ox = p % b->ow;
+        size_t len = b->ow - ox;
+        if (len > nw - t) len = nw - t;
+        seg[nseg].t0 = t;
+        seg[nseg].len = len;
+        seg[nseg].img = b->x + img * b->img_stride;
+        seg[nseg].iy0 = (long)oy * s - pad;
+        seg[nseg].ix0 = (long)ox * s - pad;
+        nseg++;
+        t += len;
+    }
+    const size_t padded = (nw + 15) & ~(size_t)15;
+    size_t ci = r0 / khw, ky = r0 % khw / b->kw, kx = r0 % b->kw;
+    for (size_t r = 0; r < kc; r++) {
+        float *dst = panel + r * SENET_SGEMM_NR;
+        for (size_t t = nw; t < padded; t++) dst[t] = 0.0f;
+        for (size_t i = 0; i < nseg; i++) {
+            const segment *g = &seg[i];
+            const long iy = g->iy0 + (long)ky;
+            float *d = dst + g->t0;
+            if (iy < 0 || iy >= h) {
+                for (size_t u = 0; u < g->len; u++) d[u] = 0.0f;
+                continue;
+            }
+            const float *row = g->img + ci * chw + (size_t)iy * b->w;
+            const long ix0 = g->ix0 + (long)kx;
+            if (s == 1)
+                gather_s1(d, row, ix0, g->len, w);
+            else if (s == 2)
+                gather_s2(d, row, ix0, g->len, w);
+            else
+                gather_any(d, row, ix0, g->len, w, s);
+        }
+        if (++kx == b->kw) {
+            kx = 0;
+            if (++ky == b->kh) {
+                ky = 0;
+                ci++;
+            }
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! conv2d of a whole batch on the AVX-512 GEMM ([`super::sgemm`]), x86_64 only: the weights
+//! (Cout, Cin/g, kh, kw) are A as stored, the input images are B through the implicit im2col,
+//! bias and ReLU are fused into the GEMM's stores.
+//!
+//! Work split (deterministic: every output value is summed in the same order whatever the split):
+//! - batch > 1: tasks of consecutive images across the rayon pool. Images with few output
+//!   pixels (7x7, 14x14) are put side by side as the columns of one GEMM (so 48-column panels
+//!   are full), computed into a per-thread buffer in blocks of rows and copied out per image;
+//!   larger images run one GEMM per image straight into the output.
+//! - batch 1: the GEMM of the image is split across threads by column panels (large images) or
+//!   by blocks of 8 output channels (small ones).
+use super::conv::ConvGeometry;
+use super::sgemm::{self, BSrc, Out, NR};
+use crate::backend::Activation;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Columns a multi-image GEMM aims for (images smaller than half of this are grouped).
+const TARGET_COLS: usize = 768;
+/// Rows per multi-image GEMM call: its output block (rows x columns) stays in L2 for the copy.
+const ROW_BLOCK: usize = 256;
+
+thread_local! {
+    /// Per-thread output block of the multi-image GEMMs (ROW_BLOCK x images*pixels).
+    static CBUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether this path handles the convolution (AVX-512 present; epilogue None or ReLU).
+pub(super) fn supports(act: Activation) -> bool {
+    sgemm::available() && act != Activation::Sigmoid
+}
+
+/// B of group `gi` for `nimg` images starting at `x[0]`. Pointwise convs are described as one
+/// row of h*w pixels so that panel segments run across image rows.
+fn source<'a>(x: &'a [f32], g: &ConvGeometry, gi: usize, nimg: usize) -> BSrc<'a> {
+    let (xs, ys) = (g.xs, g.ys);
+    let cin_g = xs.c / g.p.groups;
+    let pointwise = g.kh == 1 && g.kw == 1 && g.p.padding == 0 && g.p.stride == 1;
+    let (h, w, oh, ow) = if pointwise {
+        (1, xs.h * xs.w, 1, ys.h * ys.w)
+    } else {
+        (xs.h, xs.w, ys.h, ys.w)
+    };
+    BSrc {
+        x: &x[gi * cin_g * xs.h * xs.w..],
+        img_stride: xs.image_len(),
+        nimg,
+        c: cin_g,
+        h,
+        w,
+        kh: g.kh,
+        kw: g.kw,
+        stride: g.p.stride,
+        pad: g.p.padding,
+        oh,
+        ow,
+    }
+}
+
+/// `y = act(conv(x, w) + bias)` for the whole batch `g.xs.n` (x: (N, Cin, H, W), y: (N, Cout,
+/// OH, OW)), on the current rayon pool of `threads` threads.
+pub(super) fn conv2d(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeometry,
+    act: Activation,
+    y: &mut [f32],
+    threads: usize,
+) {
+    let (n, xi, yi) = (g.xs.n, g.xs.image_len(), g.ys.image_len());
+    let plane = g.ys.h * g.ys.w;
+    if n == 1 && threads > 1 {
+        return single_image(x, w, bias, g, act, &mut y[..yi], threads);
+    }
+    let per_task = if 2 * plane >= TARGET_COLS {
+        1
+    } else {
+        TARGET_COLS.div_ceil(plane).min(n.div_ceil(threads)).max(1)
+    };
+    y[..n * yi]
+        .par_chunks_mut(per_task * yi)
+        .zip(x[..n * xi].par_chunks(per_task * xi))
+        .for_each(|(yc, xc)| images(xc, w, bias, g, act, yc, yc.len() / yi));
+}
+
+/// The images of one task, on the calling thread.
+fn images(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeometry,
+    act: Activation,
+    y: &mut [f32],
+    nimg: usize,
+) {
+    let groups = g.p.groups;
+    let cout_g = g.ys.c / groups;
+    let k_g = g.xs.c / groups * g.kh * g.kw;
+    let plane = g.ys.h * g.ys.w;
+    let yi = g.ys.image_len();
+    for gi in 0..groups {
+        let wg = &w[gi * cout_g * k_g..(gi + 1) * cout_g * k_g];
+        let bg = bias.map(|b| &b[gi * cout_g..(gi + 1) * cout_g]);
+        if nimg == 1 {
+            let src = source(x, g, gi, 1);
+            let c = &mut y[gi * cout_g * plane..(gi + 1) * cout_g * plane];
+            sgemm::sgemm(
+                cout_g,
+                plane,
+                wg,
+                k_g,
+                &src,
+                0,
+                Out { c, ldc: plane },
+                bg,
+                act,
+            );
+            continue;
+        }
+        let src = source(x, g, gi, nimg);
+        let cols = nimg * plane;
+        CBUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            let need = ROW_BLOCK.min(cout_g) * cols;
+            if buf.len() < need {
+                buf.resize(need, 0.0);
+            }
+            for m0 in (0..cout_g).step_by(ROW_BLOCK) {
+                let mb = ROW_BLOCK.min(cout_g - m0);
+                let out = Out {
+                    c: &mut buf[..mb * cols],
+                    ldc: cols,
+                };
+                let bm = bg.map(|b| &b[m0..m0 + mb]);
+                sgemm::sgemm(mb, cols, &wg[m0 * k_g..], k_g, &src, 0, out, bm, act);
+                for img in 0..nimg {
+                    let base = img * yi + (gi * cout_g + m0) * plane;
+                    for (i, dst) in y[base..base + mb * plane]
+                        .chunks_exact_mut(plane)
+                        .enumerate()
+                    {
+                        dst.copy_from_slice(&buf[i * cols + img * plane..][..plane]);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// A raw output pointer shared by tasks that write disjoint columns.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: only used by `single_image`, whose tasks write disjoint elements.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+/// One image, its GEMMs split across `threads` tasks.
+fn single_image(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeometry,
+    act: Activation,
+    y: &mut [f32],
+    threads: usize,
+) {
+    let groups = g.p.groups;
+    let cout_g = g.ys.c / groups;
+    let k_g = g.xs.c / groups * g.kh * g.kw;
+    let plane = g.ys.h * g.ys.w;
+    let panels = plane.div_ceil(NR);
+    for gi in 0..groups {
+        let wg = &w[gi * cout_g * k_g..(gi + 1) * cout_g * k_g];
+        let bg = bias.map(|b| &b[gi * cout_g..(gi + 1) * cout_g]);
+        let src = source(x, g, gi, 1);
+        let yg = &mut y[gi * cout_g * plane..(gi + 1) * cout_g * plane];
+        if panels >= 2 * threads {
+            let out = SharedOut(yg.as_mut_ptr());
+            (0..threads).into_par_iter().for_each(|t| {
+                let out = out;
+                let j0 = (panels * t / threads * NR).min(plane);
+                let j1 = (panels * (t + 1) / threads * NR).min(plane);
+                // SAFETY: task t writes columns j0..j1 of the cout_g x plane block yg (row
+                // stride plane), disjoint from every other task's columns and inside yg.
+                unsafe {
+                    sgemm::sgemm_ptr(
+                        cout_g,
+                        j1 - j0,
+                        wg,
+                        k_g,
+                        &src,
+                        j0,
+                        out.0.add(j0),
+                        plane,
+                        bg,
+                        act,
+                    )
+                }
+            });
+        } else {
+            let rows = cout_g.div_ceil(threads).div_ceil(8) * 8;
+            yg.par_chunks_mut(rows * plane)
+                .enumerate()
+                .for_each(|(t, c)| {
+                    let m0 = t * rows;
+                    let mb = c.len() / plane;
+                    let bm = bg.map(|b| &b[m0..m0 + mb]);
+                    let out = Out { c, ldc: plane };
+                    sgemm::sgemm(mb, plane, &wg[m0 * k_g..], k_g, &src, 0, out, bm, act);
+                });
+        }
+    }
+}
