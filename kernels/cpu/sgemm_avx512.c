@@ -2,7 +2,7 @@
  *
  * Blocking (GotoBLAS-style, with A left unpacked since the weights are already row-major):
  *   for each k block (<= KC rows, blocks of equal size):
- *     for each m block of MC rows (its A block, MC x KC floats, stays in L2):
+ *     for each m block of MC = 512 rows (its A block, MC x KC floats = 512 KiB, stays in L2):
  *       for each panel of NR = 48 columns: gather the KC x 48 B panel (L1/L2), then
  *         for each MR = 8 rows: microkernel, 8 x 48 accumulators in 24 zmm registers;
  *         per k it loads 3 vectors of the panel and broadcasts A[i, k] for the 8 rows.
@@ -17,7 +17,7 @@
 #define NV 3 /* vectors of 16 floats per panel row */
 #define NR SENET_SGEMM_NR
 #define KC SENET_SGEMM_KC
-#define MC 256
+#define MC 512
 
 /* Epilogue flags of one microkernel call. */
 #define EP_LOAD 1 /* add the partial sums already in C */

@@ -29,6 +29,15 @@ static inline __mmask16 lane_range(long lo, long hi) {
 
 /* dst[u] = row[ix0 + u] for u < len where 0 <= ix0 + u < w, else 0. */
 TARGET static void gather_s1(float *dst, const float *row, long ix0, size_t len, long w) {
+    if (ix0 >= 0 && ix0 + (long)len <= w) {
+        size_t u = 0;
+        for (; u + 16 <= len; u += 16) _mm512_storeu_ps(dst + u, _mm512_loadu_ps(row + ix0 + u));
+        if (u < len) {
+            const __mmask16 m = lane_range(0, (long)(len - u));
+            _mm512_mask_storeu_ps(dst + u, m, _mm512_maskz_loadu_ps(m, row + ix0 + u));
+        }
+        return;
+    }
     for (size_t u = 0; u < len; u += 16) {
         const long n = (long)(len - u) < 16 ? (long)(len - u) : 16;
         const long base = ix0 + (long)u;
@@ -42,10 +51,24 @@ TARGET static void gather_s1(float *dst, const float *row, long ix0, size_t len,
 TARGET static void gather_s2(float *dst, const float *row, long ix0, size_t len, long w) {
     const __m512i evens =
         _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    for (size_t u = 0; u < len; u += 16) {
+    size_t u = 0;
+    /* Interior chunks: both 16-float loads inside the row. */
+    for (; u + 16 <= len && ix0 + 2 * (long)u >= 0 && ix0 + 2 * (long)u + 32 <= w; u += 16) {
+        const float *p = row + ix0 + 2 * (long)u;
+        _mm512_storeu_ps(dst + u,
+                         _mm512_permutex2var_ps(_mm512_loadu_ps(p), evens, _mm512_loadu_ps(p + 16)));
+    }
+    for (; u < len; u += 16) {
         const long n = (long)(len - u) < 16 ? (long)(len - u) : 16;
         const long base = ix0 + 2 * (long)u;
         const long need = 2 * n - 1; /* input lanes 0..need */
+        if (base >= 0 && base + need <= w) { /* interior tail: masks by count only */
+            const __mmask16 lo = lane_range(0, need), hi = lane_range(0, need - 16);
+            const __m512 a = _mm512_maskz_loadu_ps(lo, row + base);
+            const __m512 b = hi ? _mm512_maskz_loadu_ps(hi, row + base + 16) : _mm512_setzero_ps();
+            _mm512_mask_storeu_ps(dst + u, lane_range(0, n), _mm512_permutex2var_ps(a, evens, b));
+            continue;
+        }
         const __mmask16 lo = lane_range(-base, w - base) & lane_range(0, need);
         const __mmask16 hi = lane_range(-base - 16, w - base - 16) & lane_range(0, need - 16);
         const __m512 a = lo ? _mm512_maskz_loadu_ps(lo, row + base) : _mm512_setzero_ps();
