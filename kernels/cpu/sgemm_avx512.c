@@ -3,7 +3,8 @@
  * Blocking (GotoBLAS-style, with A left unpacked since the weights are already row-major):
  *   for each k block (<= KC rows, blocks of equal size):
  *     for each m block of MC = 512 rows (its A block, MC x KC floats = 512 KiB, stays in L2):
- *       for each panel of NR = 48 columns: gather the KC x 48 B panel (L1/L2), then
+ *       for each block of NC columns: gather its KC x NC B block (L2) as NC/48 panels, then
+ *        for each panel of NR = 48 columns (KC x 48 floats, L1/L2):
  *         for each MR = 8 rows: microkernel, 8 x 48 accumulators in 24 zmm registers;
  *         per k it loads 3 vectors of the panel and broadcasts A[i, k] for the 8 rows.
  * The first k block stores its sums, later blocks add theirs to C, the last one also adds the
@@ -17,6 +18,7 @@
 #define NV 3 /* vectors of 16 floats per panel row */
 #define NR SENET_SGEMM_NR
 #define KC SENET_SGEMM_KC
+#define NC SENET_SGEMM_NC
 #define MC 512
 
 /* Epilogue flags of one microkernel call. */
@@ -79,6 +81,8 @@ KERNELS_FOR(8)
 static const kernel_fn KERNELS[MR][NV] = {ROW(1), ROW(2), ROW(3), ROW(4),
                                           ROW(5), ROW(6), ROW(7), ROW(8)};
 
+size_t senet_sgemm_pack_floats(void) { return SENET_SGEMM_PACK_FLOATS; }
+
 TARGET void senet_sgemm_avx512(size_t m, size_t n, const float *a, size_t lda,
                                const senet_bsrc *b, size_t j0, float *c, size_t ldc,
                                const float *bias, int act, float *pack) {
@@ -92,17 +96,21 @@ TARGET void senet_sgemm_avx512(size_t m, size_t n, const float *a, size_t lda,
         const int flags = (pc > 0 ? EP_LOAD : 0) | (pc + kcur >= k ? EP_LAST : 0);
         for (size_t ic = 0; ic < m; ic += MC) {
             const size_t mcur = m - ic < MC ? m - ic : MC;
-            for (size_t jc = 0; jc < n; jc += NR) {
-                const size_t nw = n - jc < NR ? n - jc : NR;
-                const int nv = (int)((nw + 15) / 16);
-                const size_t rem = nw - 16 * (size_t)(nv - 1);
-                const __mmask16 last = (__mmask16)((1u << rem) - 1);
-                senet_sgemm_pack_b(b, pc, kcur, j0 + jc, nw, pack);
-                for (size_t ir = ic; ir < ic + mcur; ir += MR) {
-                    const size_t mr = ic + mcur - ir < MR ? ic + mcur - ir : MR;
-                    KERNELS[mr - 1][nv - 1](kcur, a + ir * lda + pc, lda, pack,
-                                            c + ir * ldc + jc, ldc, last, flags,
-                                            bias ? bias + ir : NULL, relu);
+            for (size_t jb = 0; jb < n; jb += NC) {
+                const size_t nb = n - jb < NC ? n - jb : NC;
+                senet_sgemm_pack_b(b, pc, kcur, j0 + jb, nb, pack);
+                for (size_t jc = jb; jc < jb + nb; jc += NR) {
+                    const size_t nw = jb + nb - jc < NR ? jb + nb - jc : NR;
+                    const int nv = (int)((nw + 15) / 16);
+                    const size_t rem = nw - 16 * (size_t)(nv - 1);
+                    const __mmask16 last = (__mmask16)((1u << rem) - 1);
+                    const float *panel = pack + (jc - jb) / NR * kcur * NR;
+                    for (size_t ir = ic; ir < ic + mcur; ir += MR) {
+                        const size_t mr = ic + mcur - ir < MR ? ic + mcur - ir : MR;
+                        KERNELS[mr - 1][nv - 1](kcur, a + ir * lda + pc, lda, panel,
+                                                c + ir * ldc + jc, ldc, last, flags,
+                                                bias ? bias + ir : NULL, relu);
+                    }
                 }
             }
         }

@@ -16,11 +16,14 @@
 #define SENET_SGEMM_AVX512_H
 #include <stddef.h>
 
-/* Width of a packed B panel (3 zmm registers) and the largest k block. */
+/* Width of a packed B panel (3 zmm registers), of a packed block of panels, the largest k block. */
 #define SENET_SGEMM_NR 48
+#ifndef SENET_SGEMM_NC
+#define SENET_SGEMM_NC (SENET_SGEMM_NR * 4)
+#endif
 #define SENET_SGEMM_KC 256
-/* Floats of the caller-provided panel buffer (64-byte aligned). */
-#define SENET_SGEMM_PACK_FLOATS (SENET_SGEMM_NR * SENET_SGEMM_KC)
+/* Floats of the caller-provided pack buffer (64-byte aligned). */
+#define SENET_SGEMM_PACK_FLOATS (SENET_SGEMM_NC * SENET_SGEMM_KC)
 
 /* The B operand: the input of a convolution seen as its im2col matrix (see above). */
 typedef struct senet_bsrc {
@@ -37,8 +40,12 @@ typedef struct senet_bsrc {
 void senet_sgemm_avx512(size_t m, size_t n, const float *a, size_t lda, const senet_bsrc *b,
                         size_t j0, float *c, size_t ldc, const float *bias, int act, float *pack);
 
-/* Internal (sgemm_pack_avx512.c): panel[r*NR + t] = B[r0 + r, j0 + t] for r < kc, t < nw, and
- * 0 for nw <= t < round_up(nw, 16). */
+/* SENET_SGEMM_PACK_FLOATS, for the Rust side. */
+size_t senet_sgemm_pack_floats(void);
+
+/* Internal (sgemm_pack_avx512.c): for nw <= NC columns, panel q = t / NR at panels + q*kc*NR
+ * holds panels[q*kc*NR + r*NR + t % NR] = B[r0 + r, j0 + t] for r < kc, t < nw, and 0 for
+ * nw <= t < round_up(nw, 16). */
 void senet_sgemm_pack_b(const senet_bsrc *b, size_t r0, size_t kc, size_t j0, size_t nw,
-                        float *panel);
+                        float *panels);
 #endif

@@ -1,9 +1,11 @@
-/* Packing of one B panel of the AVX-512 conv GEMM: the implicit im2col gather (see
- * sgemm_avx512.h for the layout). A panel holds up to NR output pixels, which fall in at most NR
- * "segments": runs of consecutive pixels on one output row of one image. Each panel row (one
- * (ci, ky, kx)) is then filled segment by segment with masked 16-lane loads: contiguous for
- * stride 1, even lanes of two loads for stride 2, scalar for other strides. Zero padding comes
- * from the masks (masked-off lanes load as 0 and never touch memory). */
+/* Packing of one B block of the AVX-512 conv GEMM: the implicit im2col gather (see
+ * sgemm_avx512.h for the layout). A block holds up to NC output pixels as consecutive panels of
+ * NR columns; the pixels fall in at most NC "segments": runs of consecutive pixels on one
+ * output row of one image within one panel. Rows (one (ci, ky, kx) each) are filled in order,
+ * each across the whole block, so the input is read along its rows (whole cache lines, in the
+ * order the prefetcher expects) rather than in NR-wide strips. Stride 1 copies 16-float vectors,
+ * stride 2 takes the even lanes of two loads, other strides go scalar; masks only where a
+ * segment touches the image border (masked-off lanes load as 0 and never touch memory). */
 #include <immintrin.h>
 #include <stdint.h>
 #include "senet_kernels.h"
@@ -86,16 +88,19 @@ static void gather_any(float *dst, const float *row, long ix0, size_t len, long 
 }
 
 TARGET void senet_sgemm_pack_b(const senet_bsrc *b, size_t r0, size_t kc, size_t j0, size_t nw,
-                               float *panel) {
+                               float *panels) {
     const size_t plane = b->oh * b->ow, khw = b->kh * b->kw, chw = b->h * b->w;
     const long s = (long)b->stride, pad = (long)b->pad, h = (long)b->h, w = (long)b->w;
-    segment seg[SENET_SGEMM_NR];
+    /* Segments end at output-row ends and at panel boundaries; dst is relative to row r. */
+    segment seg[SENET_SGEMM_NC];
     size_t nseg = 0;
     for (size_t t = 0; t < nw;) {
         const size_t j = j0 + t, img = j / plane, p = j % plane, oy = p / b->ow, ox = p % b->ow;
+        const size_t q = t / SENET_SGEMM_NR, in_panel = t % SENET_SGEMM_NR;
         size_t len = b->ow - ox;
         if (len > nw - t) len = nw - t;
-        seg[nseg].t0 = t;
+        if (len > SENET_SGEMM_NR - in_panel) len = SENET_SGEMM_NR - in_panel;
+        seg[nseg].t0 = q * kc * SENET_SGEMM_NR + in_panel;
         seg[nseg].len = len;
         seg[nseg].img = b->x + img * b->img_stride;
         seg[nseg].iy0 = (long)oy * s - pad;
@@ -103,11 +108,14 @@ TARGET void senet_sgemm_pack_b(const senet_bsrc *b, size_t r0, size_t kc, size_t
         nseg++;
         t += len;
     }
-    const size_t padded = (nw + 15) & ~(size_t)15;
+    /* Zero lanes of the last panel beyond nw, up to its last 16-lane vector. */
+    const size_t tail_q = nw / SENET_SGEMM_NR, tail_t = nw % SENET_SGEMM_NR;
+    const size_t tail_end = (tail_t + 15) & ~(size_t)15;
     size_t ci = r0 / khw, ky = r0 % khw / b->kw, kx = r0 % b->kw;
     for (size_t r = 0; r < kc; r++) {
-        float *dst = panel + r * SENET_SGEMM_NR;
-        for (size_t t = nw; t < padded; t++) dst[t] = 0.0f;
+        float *dst = panels + r * SENET_SGEMM_NR;
+        for (size_t t = tail_t; t < tail_end; t++)
+            dst[tail_q * kc * SENET_SGEMM_NR + t] = 0.0f;
         for (size_t i = 0; i < nseg; i++) {
             const segment *g = &seg[i];
             const long iy = g->iy0 + (long)ky;
@@ -118,6 +126,12 @@ TARGET void senet_sgemm_pack_b(const senet_bsrc *b, size_t r0, size_t kc, size_t
             }
             const float *row = g->img + ci * chw + (size_t)iy * b->w;
             const long ix0 = g->ix0 + (long)kx;
+            /* The next block reads on along this row (pointwise: exactly NC pixels on; 3x3/7x7:
+             * about NC/ow output rows down): start fetching it now, streaming images from DRAM
+             * otherwise leaves the gathers waiting on one of K strided streams per row. */
+            const char *ahead = (const char *)row + 4 * (ix0 + s * (long)SENET_SGEMM_NC);
+            for (long off = 0; off < 4 * s * (long)g->len; off += 64)
+                _mm_prefetch(ahead + off, _MM_HINT_T0);
             if (s == 1)
                 gather_s1(d, row, ix0, g->len, w);
             else if (s == 2)

@@ -132,7 +132,7 @@ impl Backend for CpuBackend {
         let geom = conv::ConvGeometry { xs, ys, kh, kw, p };
         let bias = bias.map(|b| &b[..cout]);
         #[cfg(target_arch = "x86_64")]
-        if conv_avx512::supports(act) {
+        if conv_avx512::supports(act, &geom) {
             let threads = self.threads;
             self.pool
                 .install(|| conv_avx512::conv2d(x, w, bias, &geom, act, y, threads));

@@ -6,9 +6,8 @@ use crate::backend::Activation;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-/// Columns of one packed B panel (3 zmm) and the largest k block (`sgemm_avx512.h`).
+/// Columns of one packed B panel (3 zmm), as `SENET_SGEMM_NR` in `sgemm_avx512.h`.
 pub const NR: usize = 48;
-const KC: usize = 256;
 
 /// The im2col matrix of images `x[i*img_stride ..]`, each (c, h, w): row `(ci, ky, kx)`, column
 /// `img * oh*ow + oy*ow + ox` holds `x[img, ci, oy*stride + ky - pad, ox*stride + kx - pad]`
@@ -90,6 +89,7 @@ extern "C" {
         act: i32,
         pack: *mut f32,
     );
+    fn senet_sgemm_pack_floats() -> usize;
 }
 
 /// Whether the AVX-512 GEMM can run here (and is not disabled by `SENET_CPU_GEMM=crate`, which
@@ -112,8 +112,12 @@ pub fn available() -> bool {
 struct Line([f32; 16]);
 
 thread_local! {
-    /// Per-thread B panel (NR x KC floats).
-    static PACK: RefCell<Vec<Line>> = RefCell::new(vec![Line([0.0; 16]); NR * KC / 16]);
+    /// Per-thread B block (`SENET_SGEMM_PACK_FLOATS` floats).
+    static PACK: RefCell<Vec<Line>> = RefCell::new({
+        // SAFETY: a constant getter without preconditions.
+        let floats = unsafe { senet_sgemm_pack_floats() };
+        vec![Line([0.0; 16]); floats.div_ceil(16)]
+    });
 }
 
 /// The output of one product: `c[i*ldc + j]` for i < m, j < n.
@@ -204,8 +208,8 @@ pub unsafe fn sgemm_ptr(
         let mut pack = pack.borrow_mut();
         // SAFETY: the CPU has the instructions (checked); A and bias hold the indices the kernel
         // reads (checked above), C is the caller's promise; B is read only at (image < nimg,
-        // channel < c, row < h, column < w) positions, inside x; the panel holds NR*KC floats,
-        // 64-byte aligned.
+        // channel < c, row < h, column < w) positions, inside x; the pack buffer holds
+        // SENET_SGEMM_PACK_FLOATS floats, 64-byte aligned.
         unsafe {
             senet_sgemm_avx512(
                 m,
@@ -299,7 +303,13 @@ mod tests {
                 }
             }
         }
-        for &(m, n, k) in &[(5, 33, 100), (70, 70, 511), (13, 1, 600), (8, 96, 27)] {
+        for &(m, n, k) in &[
+            (5, 33, 100),
+            (70, 70, 511),
+            (13, 1, 600),
+            (8, 96, 27),
+            (9, 500, 300),
+        ] {
             for bias in [false, true] {
                 for act in [Activation::None, Activation::Relu] {
                     check(m, n, k, bias, act);
