@@ -56,13 +56,21 @@ fn subsample(x: &[f32], g: &ConvGeometry, nimg: usize, xs: &mut Vec<f32>) -> Con
     }
 }
 
-/// Whether this path handles the convolution (AVX-512 present; epilogue None or ReLU; not a
-/// grouped conv with fewer than 32 outputs per group, where the per-group B packing costs more
-/// than the `gemm` crate path: ResNeXt's 3x3 at 56x56, 69 vs 79 GFLOP/s).
+/// Whether this path handles the convolution: AVX-512 present, epilogue None or ReLU, and not
+/// one of the shapes where the `gemm` crate path measured faster (`benches/layers.rs`):
+/// - grouped convs with fewer than 32 outputs per group (ResNeXt's 3x3: the per-group B
+///   packing costs more than the product, 61 vs 79 GFLOP/s);
+/// - pointwise convs with at most 64 input channels on large planes (seresnet50's 1x1
+///   64 -> 256 at 56x56: k = 64 is too short to hide the 8x48 tile's stores, 164 vs 176).
 pub(super) fn supports(act: Activation, g: &ConvGeometry) -> bool {
-    sgemm::available()
-        && act != Activation::Sigmoid
-        && (g.p.groups == 1 || g.ys.c / g.p.groups >= 32)
+    let groups = g.p.groups;
+    let thin_groups = groups > 1 && g.ys.c / groups < 32;
+    let short_pointwise = g.kh == 1
+        && g.kw == 1
+        && g.p.stride == 1
+        && g.xs.c / groups <= 64
+        && g.ys.h * g.ys.w >= 56 * 56;
+    sgemm::available() && act != Activation::Sigmoid && !thin_groups && !short_pointwise
 }
 
 /// B of group `gi` for `nimg` images starting at `x[0]`. Pointwise convs are described as one
