@@ -1,5 +1,7 @@
 //! The CPU backend: f32 NCHW, convolutions as im2col (or a direct 1x1) + GEMM from the `gemm`
 //! crate, memory-bound loops in the C kernels of `kernels/cpu/`, threads from a rayon pool.
+//! On x86_64 CPUs with AVX-512, convolutions run instead on the native GEMM of
+//! `kernels/cpu/sgemm_avx512.c` with the im2col fused into its packing ([`conv_avx512`]).
 //!
 //! Parallel axis: a batch of several images is split across threads image by image (each
 //! GEMM then runs single-threaded on its image); a single image is split inside its GEMMs.
@@ -8,6 +10,8 @@
 mod accumulate;
 mod batch_norm;
 mod conv;
+#[cfg(target_arch = "x86_64")]
+mod conv_avx512;
 mod conv_backward;
 mod dense_backward;
 pub mod kernels;
@@ -15,6 +19,8 @@ mod loss;
 pub mod matmul;
 mod optim;
 mod pool_backward;
+#[cfg(target_arch = "x86_64")]
+pub mod sgemm;
 mod train_elementwise;
 mod train_kernels;
 
@@ -140,6 +146,13 @@ impl Backend for CpuBackend {
         }
         let geom = conv::ConvGeometry { xs, ys, kh, kw, p };
         let bias = bias.map(|b| &b[..cout]);
+        #[cfg(target_arch = "x86_64")]
+        if conv_avx512::supports(act, &geom) {
+            let threads = self.threads;
+            self.pool
+                .install(|| conv_avx512::conv2d(x, w, bias, &geom, act, y, threads));
+            return Ok(ys);
+        }
         let (xi, yi) = (xs.image_len(), ys.image_len());
         self.pool.install(|| {
             if self.split_batch(xs.n) {

@@ -1,0 +1,421 @@
+//! Safe wrapper of the AVX-512 conv GEMM in `kernels/cpu/sgemm_avx512.c` (x86_64 only):
+//! `C[m x n] = act(bias + A[m x k] · B[k x n])` with A the row-major weights as stored and B the
+//! implicit im2col matrix of one or more NCHW images ([`BSrc`]), gathered into a small panel per
+//! call (no im2col buffer). Used only when [`available`] (the CPU has AVX-512 F/BW/DQ/VL).
+use crate::backend::Activation;
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+/// Columns of one packed B panel (3 zmm), as `SENET_SGEMM_NR` in `sgemm_avx512.h`.
+pub const NR: usize = 48;
+
+/// The im2col matrix of images `x[i*img_stride ..]`, each (c, h, w): row `(ci, ky, kx)`, column
+/// `img * oh*ow + oy*ow + ox` holds `x[img, ci, oy*stride + ky - pad, ox*stride + kx - pad]`
+/// (0 outside the image). A plain row-major K x N matrix with row stride `ldb` is
+/// [`BSrc::matrix`].
+#[derive(Debug, Clone, Copy)]
+pub struct BSrc<'a> {
+    /// The images (or the matrix).
+    pub x: &'a [f32],
+    /// Elements from one image to the next in `x`.
+    pub img_stride: usize,
+    /// Images side by side in the columns.
+    pub nimg: usize,
+    /// Input channels (rows of a plain matrix).
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width (row stride of a plain matrix).
+    pub w: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding on each side.
+    pub pad: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width (columns per image).
+    pub ow: usize,
+}
+
+impl<'a> BSrc<'a> {
+    /// A row-major `k` x `n` matrix with row stride `ldb`.
+    pub fn matrix(x: &'a [f32], k: usize, n: usize, ldb: usize) -> BSrc<'a> {
+        BSrc {
+            x,
+            img_stride: 0,
+            nimg: 1,
+            c: k,
+            h: 1,
+            w: ldb,
+            kh: 1,
+            kw: 1,
+            stride: 1,
+            pad: 0,
+            oh: 1,
+            ow: n,
+        }
+    }
+
+    /// Rows of the matrix (c * kh * kw).
+    pub fn rows(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    /// Columns of the matrix (nimg * oh * ow).
+    pub fn cols(&self) -> usize {
+        self.nimg * self.oh * self.ow
+    }
+}
+
+/// `senet_bsrc` of `sgemm_avx512.h`.
+#[repr(C)]
+struct RawBSrc {
+    x: *const f32,
+    img_stride: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: usize,
+    oh: usize,
+    ow: usize,
+}
+
+extern "C" {
+    fn senet_sgemm_avx512(
+        m: usize,
+        n: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const RawBSrc,
+        j0: usize,
+        c: *mut f32,
+        ldc: usize,
+        bias: *const f32,
+        act: i32,
+        pack: *mut f32,
+    );
+    fn senet_sgemm_pack_floats() -> usize;
+}
+
+/// Whether the AVX-512 GEMM can run here (and is not disabled by `SENET_CPU_GEMM=crate`, which
+/// forces the `gemm`-crate path for comparisons).
+pub fn available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        std::env::var("SENET_CPU_GEMM").as_deref() != Ok("crate")
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512dq")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("fma")
+    })
+}
+
+/// 64-byte aligned storage for the packed panel.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+thread_local! {
+    /// Per-thread B block (`SENET_SGEMM_PACK_FLOATS` floats).
+    static PACK: RefCell<Vec<Line>> = RefCell::new({
+        // SAFETY: a constant getter without preconditions.
+        let floats = unsafe { senet_sgemm_pack_floats() };
+        vec![Line([0.0; 16]); floats.div_ceil(16)]
+    });
+}
+
+/// The output of one product: `c[i*ldc + j]` for i < m, j < n.
+#[derive(Debug)]
+pub struct Out<'a> {
+    /// The output values.
+    pub c: &'a mut [f32],
+    /// Elements from one output row to the next.
+    pub ldc: usize,
+}
+
+/// `c[i*ldc + j] = act(bias[i] + Σ_r a[i*lda + r] · B[r, j0 + j])` for i < m, j < n (r < k =
+/// `b.rows()`; no bias term when `bias` is None). `act` is None or Relu. Panics if a slice is too short, the
+/// columns exceed `b`, or the CPU lacks AVX-512 ([`available`]).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    m: usize,
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &BSrc,
+    j0: usize,
+    out: Out,
+    bias: Option<&[f32]>,
+    act: Activation,
+) {
+    let need = if m == 0 || n == 0 {
+        0
+    } else {
+        (m - 1) * out.ldc + n
+    };
+    assert!(out.c.len() >= need, "C too short");
+    // SAFETY: C holds every index the product writes (checked); the slice is exclusively ours.
+    unsafe { sgemm_ptr(m, n, a, lda, b, j0, out.c.as_mut_ptr(), out.ldc, bias, act) }
+}
+
+/// [`sgemm`] with C as a raw pointer, for callers that split one C by columns across threads.
+///
+/// # Safety
+/// `c[i*ldc + j]` for i < m, j < n must be valid for writes and not accessed by anyone else
+/// during the call.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_ptr(
+    m: usize,
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &BSrc,
+    j0: usize,
+    c: *mut f32,
+    ldc: usize,
+    bias: Option<&[f32]>,
+    act: Activation,
+) {
+    let k = b.rows();
+    assert!(available(), "AVX-512 GEMM on a CPU without AVX-512");
+    assert!(act != Activation::Sigmoid, "sgemm epilogue: None or ReLU");
+    assert!(
+        j0 + n <= b.cols(),
+        "columns {}..{} of {}",
+        j0,
+        j0 + n,
+        b.cols()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(lda >= k && a.len() >= (m - 1) * lda + k, "A too short");
+    assert!(ldc >= n, "ldc < n");
+    assert!(b.nimg >= 1 && b.x.len() >= (b.nimg - 1) * b.img_stride + b.c * b.h * b.w);
+    assert!(b.stride >= 1 && b.kh >= 1 && b.kw >= 1);
+    if let Some(bias) = bias {
+        assert!(bias.len() >= m, "bias too short");
+    }
+    let raw = RawBSrc {
+        x: b.x.as_ptr(),
+        img_stride: b.img_stride,
+        c: b.c,
+        h: b.h,
+        w: b.w,
+        kh: b.kh,
+        kw: b.kw,
+        stride: b.stride,
+        pad: b.pad,
+        oh: b.oh,
+        ow: b.ow,
+    };
+    let act = if act == Activation::Relu { 1 } else { 0 };
+    PACK.with(|pack| {
+        let mut pack = pack.borrow_mut();
+        // SAFETY: the CPU has the instructions (checked); A and bias hold the indices the kernel
+        // reads (checked above), C is the caller's promise; B is read only at (image < nimg,
+        // channel < c, row < h, column < w) positions, inside x; the pack buffer holds
+        // SENET_SGEMM_PACK_FLOATS floats, 64-byte aligned.
+        unsafe {
+            senet_sgemm_avx512(
+                m,
+                n,
+                a.as_ptr(),
+                lda,
+                &raw,
+                j0,
+                c,
+                ldc,
+                bias.map_or(std::ptr::null(), |b| b.as_ptr()),
+                act,
+                pack.as_mut_ptr().cast::<f32>(),
+            )
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn fill(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn check(m: usize, n: usize, k: usize, bias: bool, act: Activation) {
+        let (lda, ldb, ldc) = (k + 3, n + 5, n + 2);
+        let a = fill(m * lda, (m * 1000 + n * 10 + k) as u64);
+        let b = fill(k * ldb, (k * 7 + n) as u64);
+        let bv = fill(m, 99);
+        let mut c = vec![f32::NAN; m * ldc];
+        let bias = bias.then_some(&bv[..]);
+        sgemm(
+            m,
+            n,
+            &a,
+            lda,
+            &BSrc::matrix(&b, k, n, ldb),
+            0,
+            Out { c: &mut c, ldc },
+            bias,
+            act,
+        );
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0f64;
+                let mut mag = 0.0f64;
+                for r in 0..k {
+                    let p = a[i * lda + r] as f64 * b[r * ldb + j] as f64;
+                    s += p;
+                    mag += p.abs();
+                }
+                s += bias.map_or(0.0, |b| b[i] as f64);
+                if act == Activation::Relu {
+                    s = s.max(0.0);
+                }
+                let got = c[i * ldc + j] as f64;
+                assert!(
+                    (got - s).abs() <= 1e-4 * (mag + 1.0),
+                    "m{m} n{n} k{k} ({i},{j}): {got} vs {s}"
+                );
+            }
+            // Padding columns of C are untouched.
+            for j in n..ldc {
+                assert!(c[i * ldc + j].is_nan());
+            }
+        }
+    }
+
+    #[test]
+    fn matches_naive_product() {
+        if !available() {
+            return;
+        }
+        for &m in &[1, 3, 7, 8, 9, 17, 33, 70] {
+            for &n in &[1, 5, 16, 17, 31, 47, 48, 49, 64, 70] {
+                for &k in &[1, 2, 9, 63, 255, 256, 257, 600] {
+                    check(m, n, k, (m + n) % 2 == 0, Activation::None);
+                }
+            }
+        }
+        for &(m, n, k) in &[
+            (5, 33, 100),
+            (70, 70, 511),
+            (13, 1, 600),
+            (8, 96, 27),
+            (9, 500, 300),
+        ] {
+            for bias in [false, true] {
+                for act in [Activation::None, Activation::Relu] {
+                    check(m, n, k, bias, act);
+                }
+            }
+        }
+    }
+
+    /// The implicit im2col agrees with `kernels::im2col` for 3x3/7x7, strides 1-3, padding,
+    /// several images and column offsets.
+    #[test]
+    fn conv_source_matches_im2col() {
+        if !available() {
+            return;
+        }
+        use crate::backend::cpu::kernels::{im2col, Im2col};
+        for &(c, h, w, k, s, p) in &[
+            (3, 11, 13, 3, 1, 1),
+            (2, 20, 9, 7, 2, 3),
+            (4, 9, 9, 3, 2, 1),
+            (2, 10, 8, 3, 3, 1),
+            (5, 7, 7, 1, 1, 0),
+            (3, 40, 37, 3, 2, 1),
+        ] {
+            let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+            let nimg = 3;
+            let x = fill(nimg * c * h * w, (c * h + w) as u64);
+            let kk = c * k * k;
+            let plane = oh * ow;
+            let mut col = vec![0.0; nimg * kk * plane];
+            for i in 0..nimg {
+                let g = Im2col {
+                    c,
+                    h,
+                    w,
+                    kh: k,
+                    kw: k,
+                    stride: s,
+                    pad: p,
+                    oh,
+                    ow,
+                };
+                im2col(
+                    &x[i * c * h * w..(i + 1) * c * h * w],
+                    g,
+                    &mut col[i * kk * plane..(i + 1) * kk * plane],
+                );
+            }
+            let src = BSrc {
+                x: &x,
+                img_stride: c * h * w,
+                nimg,
+                c,
+                h,
+                w,
+                kh: k,
+                kw: k,
+                stride: s,
+                pad: p,
+                oh,
+                ow,
+            };
+            let m = 9;
+            let a = fill(m * kk, 5);
+            let bias = fill(m, 6);
+            let n = nimg * plane - 3;
+            let mut y = vec![0.0; m * n];
+            sgemm(
+                m,
+                n,
+                &a,
+                kk,
+                &src,
+                3,
+                Out { c: &mut y, ldc: n },
+                Some(&bias),
+                Activation::Relu,
+            );
+            for i in 0..m {
+                for j in 0..n {
+                    let (img, px) = ((j + 3) / plane, (j + 3) % plane);
+                    let mut s = bias[i] as f64;
+                    for r in 0..kk {
+                        s += a[i * kk + r] as f64 * col[img * kk * plane + r * plane + px] as f64;
+                    }
+                    let got = y[i * n + j] as f64;
+                    assert!(
+                        (got - s.max(0.0)).abs() < 1e-4 * (1.0 + s.abs()),
+                        "{got} {s}"
+                    );
+                }
+            }
+        }
+    }
+}
