@@ -141,9 +141,11 @@ fn resume_is_bit_exact() {
     let tmp = tempfile::tempdir().unwrap();
     let data = cifar64(tmp.path());
     // 64 images, batch 12, last batch kept: 6 steps per epoch (5 x 12 + 4); validation after
-    // each epoch on 10 images keeps <model>_best.ckpt.
+    // each epoch on 10 images keeps <model>_best.ckpt. EMA and gradient clipping are on, so
+    // their state (ema.*, updates) must resume exactly too.
     let extra = "batch_size: 12\ndrop_remainder: False\nepoch_size: 3\ndecay_epochs: 2\n\
-                 val_while_train: True\nkeep_checkpoint_max: 10\n";
+                 val_while_train: True\nkeep_checkpoint_max: 10\n\
+                 ema: True\nema_decay: 0.99\nclip_grad: True\nclip_value: 5.0\n";
     let straight = tmp.path().join("straight");
     let split = tmp.path().join("split");
     let (n, k) = (8u64, 3u64);
@@ -322,8 +324,6 @@ fn cli_rejects_unsupported_recipe_values() {
     let save = tmp.path().join("ckpt");
     for (extra, key) in [
         ("mixup: 0.2\n", "mixup"),
-        ("ema: True\n", "ema"),
-        ("clip_grad: True\n", "clip_grad"),
         ("loss_scale_type: dynamic\n", "loss_scale_type"),
         ("auto_augment: randaug-m7-mstd0.5\n", "auto_augment"),
         (

@@ -60,6 +60,8 @@ fn one_step_matches_mindspore() {
         weight_decay: 1e-4,
         nesterov: false,
         loss_scale: 1.0,
+        clip_value: None,
+        ema_decay: None,
     };
     // make_golden.py hands nn.Momentum a plain parameter list, so MindSpore's default filter
     // applies: no weight decay on names containing beta or gamma ("auto").
@@ -135,4 +137,87 @@ fn one_step_matches_mindspore() {
         "worst after-step relative L2 error {:.2e} ({})",
         worst.0, worst.1
     );
+}
+
+/// MindCV's TrainStep path (clip_grad / ema): gradients divided by the loss scale, clipped to
+/// the global norm, Momentum with loss scale 1, then the EMA update of every parameter.
+#[test]
+fn clip_and_ema_follow_mindcv_train_step() {
+    let net = SeNet::formula(Arch::SeResNet18, 10).unwrap();
+    let x = formula_input("train_input", &[4, 3, 64, 64]);
+    let labels = [3usize, 0, 9, 3];
+    let (ls, clip, decay, lr, wd) = (1024.0f32, 1.0f32, 0.9999f32, 0.1f32, 1e-4f32);
+    let cfg = TrainConfig {
+        label_smoothing: 0.1,
+        momentum: 0.9,
+        weight_decay: wd,
+        nesterov: false,
+        loss_scale: ls,
+        clip_value: Some(clip),
+        ema_decay: Some(decay),
+    };
+    let mut tn = TrainNet::new(&net, CpuBackend::new(2).unwrap(), cfg, |_| true).unwrap();
+    tn.forward_backward(&x, &labels).unwrap();
+    let trainable: Vec<_> = net
+        .params
+        .specs()
+        .iter()
+        .filter(|s| s.kind.trainable())
+        .collect();
+    // Host reference: unscale, global norm over every trainable gradient, clip factor.
+    let grads: Vec<Vec<f32>> = trainable
+        .iter()
+        .map(|s| {
+            tn.gradient(&s.name)
+                .unwrap()
+                .data
+                .iter()
+                .map(|g| g / ls)
+                .collect()
+        })
+        .collect();
+    let norm = grads
+        .iter()
+        .flatten()
+        .map(|g| (*g as f64).powi(2))
+        .sum::<f64>()
+        .sqrt() as f32;
+    assert!(
+        norm > clip,
+        "the test needs a gradient norm above the clip value, got {norm}"
+    );
+    let factor = clip / norm.max(clip);
+    tn.apply_momentum(lr).unwrap();
+    let mut after = net.params.clone();
+    tn.read_params(&mut after).unwrap();
+    for (spec, g) in trainable.iter().zip(&grads) {
+        let p0 = &net.params.get(&spec.name).unwrap().data;
+        let p1 = &after.get(&spec.name).unwrap().data;
+        for ((a, b), g) in p0.iter().zip(p1).zip(g) {
+            // First step: the moment is g' itself, p -= lr * (g*factor + wd*p).
+            let want = a - lr * (g * factor + wd * a);
+            assert!(
+                (b - want).abs() <= 1e-6 + 1e-5 * want.abs(),
+                "{}: {b} vs {want}",
+                spec.name
+            );
+        }
+    }
+    // EMA after one update: d = decay * (1 - exp(-1/2000)), ema = d*p0 + (1-d)*p1 for every
+    // parameter, BN moving statistics included.
+    let d = decay * (1.0 - (-1.0f32 / 2000.0).exp());
+    let ema = tn.ema_params().unwrap().unwrap();
+    assert_eq!(ema.len(), net.params.len());
+    assert_eq!(tn.ema_updates(), 1.0);
+    for ((name, e), (spec, p1)) in ema.iter().zip(after.iter()) {
+        assert_eq!(name, &format!("ema.{}", spec.name));
+        let p0 = &net.params.get(&spec.name).unwrap().data;
+        for ((e, a), b) in e.data.iter().zip(p0).zip(&p1.data) {
+            let want = d * a + (1.0 - d) * b;
+            assert!(
+                (e - want).abs() <= 1e-6 + 1e-6 * want.abs(),
+                "{name}: {e} vs {want}"
+            );
+        }
+    }
 }

@@ -247,6 +247,25 @@ pub trait Backend: Send + Sync {
     /// Errors if either buffer is shorter than `len`.
     fn add_assign(&self, dst: &mut Self::Buffer, src: &Self::Buffer, len: usize) -> Result<()>;
 
+    /// `y = a*y + b*x` element-wise over `len` values (the EMA of the weights:
+    /// `ema = d*ema + (1-d)*w`). Errors: a buffer shorter than `len`.
+    fn axpby(
+        &self,
+        y: &mut Self::Buffer,
+        x: &Self::Buffer,
+        len: usize,
+        a: f32,
+        b: f32,
+    ) -> Result<()>;
+
+    /// `x *= factor` in place over `len` values (unscaling and clipping gradients).
+    /// Errors: a buffer shorter than `len`.
+    fn scale(&self, x: &mut Self::Buffer, len: usize, factor: f32) -> Result<()>;
+
+    /// `Σ x²` over `len` values, accumulated in f64 in a fixed order (global gradient norm).
+    /// Errors: a buffer shorter than `len`.
+    fn sum_squares(&self, x: &Self::Buffer, len: usize) -> Result<f64>;
+
     /// Copies the first `len` values of `src` into `dst` (device to device).
     /// Errors: a buffer shorter than `len`.
     fn copy(&self, src: &Self::Buffer, dst: &mut Self::Buffer, len: usize) -> Result<()>;

@@ -15,6 +15,7 @@ use std::path::Path;
 /// scale, dataset position, RNG state).
 pub const TRAINING_STATE_NAMES: &[&str] = &[
     "global_step",
+    "updates",
     "learning_rate",
     "momentum",
     "scale_sense",

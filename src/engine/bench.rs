@@ -86,6 +86,8 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(usize)) -> Result<Bench
             weight_decay: 1e-4,
             nesterov: false,
             loss_scale: 1024.0,
+            clip_value: None,
+            ema_decay: None,
         };
         let mut tn = TrainNet::new(&net, backend, cfg, |_| true)?;
         Box::new(move || tn.step(&x, &labels, 0.01).map(|_| ()))

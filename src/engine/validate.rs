@@ -85,7 +85,12 @@ pub fn run(
             path.display()
         )));
     }
-    let (net, _report) = load_model(arch, Some(num_classes), &ckpt_path, &LoadOptions::default())?;
+    // `ema: True` validates the `ema.*` weights of a checkpoint, as MindCV's validate.py.
+    let load = LoadOptions {
+        ema: r.ema,
+        ..LoadOptions::default()
+    };
+    let (net, _report) = load_model(arch, Some(num_classes), &ckpt_path, &load)?;
     let mut inf = InferenceNet::new(&net, CpuBackend::new(opts.threads)?)?;
     drop(net);
     let (acc, secs) = evaluate(

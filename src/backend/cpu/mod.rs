@@ -340,6 +340,26 @@ impl Backend for CpuBackend {
         pool_backward::global_avg_pool_backward(self, dy, xs, dx)
     }
 
+    fn axpby(&self, y: &mut Vec<f32>, x: &Vec<f32>, len: usize, a: f32, b: f32) -> Result<()> {
+        check_len("axpby y", y, len)?;
+        check_len("axpby x", x, len)?;
+        for (y, x) in y[..len].iter_mut().zip(&x[..len]) {
+            *y = a * *y + b * *x;
+        }
+        Ok(())
+    }
+
+    fn scale(&self, x: &mut Vec<f32>, len: usize, factor: f32) -> Result<()> {
+        check_len("scale", x, len)?;
+        x[..len].iter_mut().for_each(|v| *v *= factor);
+        Ok(())
+    }
+
+    fn sum_squares(&self, x: &Vec<f32>, len: usize) -> Result<f64> {
+        check_len("sum_squares", x, len)?;
+        Ok(x[..len].iter().map(|&v| (v as f64) * (v as f64)).sum())
+    }
+
     fn copy(&self, src: &Vec<f32>, dst: &mut Vec<f32>, len: usize) -> Result<()> {
         check_len("copy source", src, len)?;
         check_len("copy destination", dst, len)?;

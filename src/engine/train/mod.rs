@@ -183,12 +183,6 @@ pub fn check_supported(r: &Recipe) -> Result<()> {
             " (no overflow check: every step is applied)",
         ));
     }
-    if r.ema {
-        return Err(unsupported("ema", true, " yet"));
-    }
-    if r.clip_grad {
-        return Err(unsupported("clip_grad", true, " yet"));
-    }
     for (key, v) in [
         ("mixup", r.mixup),
         ("cutmix", r.cutmix),

@@ -57,6 +57,14 @@ pub fn save_state<B: Backend>(
         let raw = RawTensor::from_f32(&t);
         w.write(&name, raw.dtype, &raw.shape, &raw.bytes)?;
     }
+    if let Some(ema) = net.ema_params()? {
+        for (name, t) in ema {
+            let raw = RawTensor::from_f32(&t);
+            w.write(&name, raw.dtype, &raw.shape, &raw.bytes)?;
+        }
+        // MindCV's TrainStep counter of EMA updates, a float32 scalar.
+        w.write("updates", DType::F32, &[], &net.ema_updates().to_le_bytes())?;
+    }
     w.write("global_step", DType::I32, &[1], &step.to_le_bytes())?;
     w.write("learning_rate", DType::F32, &[1], &next_lr.to_le_bytes())?;
     w.finish()
@@ -71,6 +79,10 @@ pub struct ResumeState {
     pub learning_rate: Option<f32>,
     /// `(parameter name, Momentum accumulator)` for every trainable parameter.
     pub moments: Vec<(String, crate::Tensor)>,
+    /// `(parameter name, EMA value)` for every parameter, when the checkpoint has `ema.*`.
+    pub ema: Vec<(String, crate::Tensor)>,
+    /// EMA updates done (`updates`), 0 without EMA.
+    pub ema_updates: f32,
 }
 
 /// Reads `global_step`, `learning_rate` and the `moments.<name>` of every trainable parameter of
@@ -124,10 +136,26 @@ pub fn read_state(path: &Path, params: &Params) -> Result<ResumeState> {
             .map_err(|e| Error::format(path, format!("'{key}': {e}")))?;
         moments.push((spec.name.clone(), t));
     }
+    let mut ema = Vec::new();
+    for spec in params.specs() {
+        if let Some(t) = ck.get(&format!("ema.{}", spec.name)) {
+            let t = t
+                .to_f32()
+                .map_err(|e| Error::format(path, format!("'ema.{}': {e}", spec.name)))?;
+            ema.push((spec.name.clone(), t));
+        }
+    }
+    let ema_updates = ck
+        .get("updates")
+        .and_then(|t| t.to_f32().ok())
+        .and_then(|t| t.data.first().copied())
+        .unwrap_or(0.0);
     Ok(ResumeState {
         global_step,
         learning_rate,
         moments,
+        ema,
+        ema_updates,
     })
 }
 

@@ -43,6 +43,8 @@ fn train_config(r: &Recipe) -> TrainConfig {
         weight_decay: r.weight_decay as f32,
         nesterov: r.use_nesterov,
         loss_scale: r.loss_scale as f32,
+        clip_value: r.clip_grad.then_some(r.clip_value as f32),
+        ema_decay: r.ema.then_some(r.ema_decay as f32),
     }
 }
 
@@ -170,6 +172,9 @@ pub fn run(opts: &TrainOptions, mut on_event: impl FnMut(&TrainEvent)) -> Result
     if let Some(st) = resume_state {
         for (name, m) in &st.moments {
             tn.set_moment(name, m)?;
+        }
+        if r.ema {
+            tn.set_ema(&st.ema, st.ema_updates)?;
         }
         step = st.global_step;
     }
@@ -388,7 +393,12 @@ fn validate(
     threads: usize,
     on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<(Accumulator, f64)> {
-    tn.read_params(&mut scratch.params)?;
+    // With EMA on, the averaged weights are the ones validated (and kept as the best).
+    if r.ema {
+        tn.read_ema_params(&mut scratch.params)?;
+    } else {
+        tn.read_params(&mut scratch.params)?;
+    }
     let mut inf = InferenceNet::new(scratch, CpuBackend::new(threads)?)?;
     evaluate(
         &mut inf,

@@ -87,14 +87,51 @@ impl<B: Backend> TrainNet<B> {
         conv_bn_backward(be, p, &self.stem, stem, input, g1, g3, None)
     }
 
-    /// MindSpore's Momentum step on every trainable parameter with learning rate `lr`, using
-    /// the gradients of the last [`TrainNet::forward_backward`].
+    /// The update after a backward pass, as MindCV runs it: MindSpore's Momentum on every
+    /// trainable parameter with learning rate `lr`, then the EMA update when enabled.
+    ///
+    /// Without gradient clipping and EMA, MindCV trains through `mindspore.Model` with a fixed
+    /// loss scale that the optimizer divides out (`loss_scale` of `nn.Momentum`). With either,
+    /// it uses its own `TrainStep`: gradients are divided by the loss scale first, clipped to the
+    /// global norm `clip_value` (`ops.clip_by_global_norm`: times
+    /// `clip_value / max(norm, clip_value)`), and the optimizer runs with loss scale 1.
     pub fn apply_momentum(&mut self, lr: f32) -> Result<()> {
-        let cfg = &self.cfg;
+        let cfg = self.cfg.clone();
+        let be = &self.backend;
+        let custom_step = cfg.clip_value.is_some() || cfg.ema_decay.is_some();
+        let optimizer_scale = if custom_step {
+            if cfg.loss_scale != 1.0 {
+                for dp in &mut self.params {
+                    if let Some((grad, _)) = &mut dp.train {
+                        be.scale(grad, dp.len, 1.0 / cfg.loss_scale)?;
+                    }
+                }
+            }
+            if let Some(clip) = cfg.clip_value {
+                let mut total = 0.0f64;
+                for dp in &self.params {
+                    if let Some((grad, _)) = &dp.train {
+                        total += be.sum_squares(grad, dp.len)?;
+                    }
+                }
+                let norm = total.sqrt() as f32;
+                let factor = clip / norm.max(clip);
+                if factor != 1.0 {
+                    for dp in &mut self.params {
+                        if let Some((grad, _)) = &mut dp.train {
+                            be.scale(grad, dp.len, factor)?;
+                        }
+                    }
+                }
+            }
+            1.0
+        } else {
+            cfg.loss_scale
+        };
         for dp in &mut self.params {
             if let Some((grad, moment)) = &mut dp.train {
                 let wd = if dp.decay { cfg.weight_decay } else { 0.0 };
-                self.backend.momentum_update(
+                be.momentum_update(
                     &mut dp.value,
                     grad,
                     moment,
@@ -102,11 +139,76 @@ impl<B: Backend> TrainNet<B> {
                     lr,
                     cfg.momentum,
                     wd,
-                    cfg.loss_scale,
+                    optimizer_scale,
                     cfg.nesterov,
                 )?;
             }
         }
+        if let (Some(decay), Some(ema)) = (cfg.ema_decay, self.ema.as_mut()) {
+            self.ema_updates += 1.0;
+            // In float32, as MindCV's `ema_decay * (1 - exp(-updates / 2000))`.
+            let d = decay * (1.0 - (-self.ema_updates / 2000.0).exp());
+            for (e, dp) in ema.iter_mut().zip(&self.params) {
+                be.axpby(e, &dp.value, dp.len, d, 1.0 - d)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The EMA weights as MindCV saves them (`ema.<name>` for every parameter, model order),
+    /// or None when EMA is off.
+    pub fn ema_params(&self) -> Result<Option<Vec<(String, Tensor)>>> {
+        let Some(ema) = &self.ema else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(ema.len());
+        for (i, e) in ema.iter().enumerate() {
+            out.push((format!("ema.{}", self.names[i]), self.download(e, i)?));
+        }
+        Ok(Some(out))
+    }
+
+    /// Copies the EMA weights (instead of the trained ones) into `params`, e.g. to validate
+    /// them. Errors: EMA off, `params` of another model.
+    pub fn read_ema_params(&self, params: &mut Params) -> Result<()> {
+        let ema = self
+            .ema
+            .as_ref()
+            .ok_or_else(|| Error::Invalid("EMA is not enabled".into()))?;
+        for (i, name) in self.names.iter().enumerate() {
+            let dst = params
+                .get_mut(name)
+                .ok_or_else(|| Error::Invalid(format!("parameter set has no '{name}'")))?;
+            self.backend.download(&ema[i], &mut dst.data)?;
+        }
+        Ok(())
+    }
+
+    /// EMA updates done so far (MindCV's `updates`); 0 when EMA is off.
+    pub fn ema_updates(&self) -> f32 {
+        self.ema_updates
+    }
+
+    /// Restores the EMA state when resuming: `values` by parameter name (every parameter) and
+    /// the update count. Errors: EMA off, an unknown or missing name, a wrong shape.
+    pub fn set_ema(&mut self, values: &[(String, Tensor)], updates: f32) -> Result<()> {
+        let Some(ema) = self.ema.as_mut() else {
+            return Err(Error::Invalid("EMA is not enabled".into()));
+        };
+        for (i, name) in self.names.iter().enumerate() {
+            let (_, t) = values
+                .iter()
+                .find(|(n, _)| n == name)
+                .ok_or_else(|| Error::Invalid(format!("no EMA value for '{name}'")))?;
+            if t.shape != self.shapes[i] {
+                return Err(Error::Shape(format!(
+                    "ema.{name}: shape {:?}, expected {:?}",
+                    t.shape, self.shapes[i]
+                )));
+            }
+            self.backend.write(&mut ema[i], &t.data)?;
+        }
+        self.ema_updates = updates;
         Ok(())
     }
 

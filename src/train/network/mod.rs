@@ -35,6 +35,13 @@ pub struct TrainConfig {
     /// Fixed loss scale (`loss_scale`): the loss gradient is multiplied by it and the update
     /// divides it back out, as MindSpore's FixedLossScaleManager + optimizer `loss_scale` do.
     pub loss_scale: f32,
+    /// `clip_grad` with `clip_value`: gradients (unscaled) are clipped to this global L2 norm
+    /// (MindSpore `ops.clip_by_global_norm`) before the update.
+    pub clip_value: Option<f32>,
+    /// `ema` with `ema_decay`: an exponential moving average of every parameter (BN moving
+    /// statistics included) is kept, updated after each step with the decay
+    /// `ema_decay * (1 - exp(-t / 2000))` at update `t` (MindCV `TrainStep.ema_update`).
+    pub ema_decay: Option<f32>,
 }
 
 /// One tensor of the model on the device, with its gradient and optimizer state when trainable.
@@ -134,6 +141,10 @@ pub struct TrainNet<B: Backend> {
     classifier: Dense,
     cfg: TrainConfig,
     shapes: Vec<Vec<usize>>,
+    /// EMA copies of every parameter, in parameter order, when `cfg.ema_decay` is set.
+    ema: Option<Vec<B::Buffer>>,
+    /// EMA updates done (MindCV's `updates`, a float32 counter).
+    ema_updates: f32,
     acts: Option<Acts<B>>,
 }
 
@@ -239,6 +250,15 @@ impl<B: Backend> TrainNet<B> {
             block_list.push(block(&s)?);
         }
         let classifier = dense("classifier")?;
+        let ema = match cfg.ema_decay {
+            Some(_) => Some(
+                net.params
+                    .iter()
+                    .map(|(_, t)| backend.upload(&t.data))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            None => None,
+        };
         Ok(TrainNet {
             backend,
             arch: net.arch,
@@ -250,6 +270,8 @@ impl<B: Backend> TrainNet<B> {
             classifier,
             cfg,
             shapes: net.params.specs().iter().map(|s| s.shape.clone()).collect(),
+            ema,
+            ema_updates: 0.0,
             acts: None,
         })
     }
