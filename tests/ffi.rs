@@ -12,17 +12,38 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `target/<profile>`: where cargo put `libsenet.so` and `senet.pc` for this test build.
+/// `target/<profile>`: where `libsenet.so` and `senet.pc` are for this test build. `cargo test`
+/// builds the cdylib into `target/<profile>/deps/` only (`cargo build` also copies it up), so
+/// the first call copies it beside `senet.pc`, where the examples link it from.
 fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/ffi-<hash>
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    assert!(
-        dir.join("libsenet.so").is_file(),
-        "libsenet.so not found in {}",
-        dir.display()
-    );
-    dir
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        // target/<profile>/deps/ffi-<hash>
+        let deps = exe.parent().unwrap().to_path_buf();
+        let dir = deps.parent().unwrap().to_path_buf();
+        let built = deps.join("libsenet.so");
+        let lib = dir.join("libsenet.so");
+        let stale = match (std::fs::metadata(&built), std::fs::metadata(&lib)) {
+            (Ok(b), Ok(l)) => b.modified().unwrap() > l.modified().unwrap(),
+            (Ok(_), Err(_)) => true,
+            _ => false,
+        };
+        if stale {
+            senet::fsutil::write_atomic(&lib, &std::fs::read(&built).unwrap()).unwrap();
+            let mut perm = std::fs::metadata(&lib).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+            std::fs::set_permissions(&lib, perm).unwrap();
+        }
+        assert!(
+            lib.is_file(),
+            "libsenet.so not found in {} nor {}",
+            dir.display(),
+            deps.display()
+        );
+        dir
+    })
+    .clone()
 }
 
 fn generate_header() -> String {
