@@ -5,6 +5,9 @@
 //! Every gradient check uses the scalar loss `L = Σ r ⊙ op(x)` with `r` random, so that
 //! `∂L/∂op(x) = r` is the `dy` fed to the backward op. The forward ops run in f32; the loss and
 //! the differences are taken in f64 over the actual f32 step.
+mod common;
+
+use common::fd::rel_err;
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{same_pool_geometry, Activation, Backend, Conv2dParams, Shape4};
 
@@ -57,32 +60,8 @@ fn loss(r: &[f32], y: &[f32]) -> f64 {
 }
 
 /// Central differences of `f` (a scalar function of `v`) with respect to every element of `v`.
-fn numeric_grad(v: &[f32], mut f: impl FnMut(&[f32]) -> f64) -> Vec<f64> {
-    let mut v = v.to_vec();
-    (0..v.len())
-        .map(|j| {
-            let orig = v[j];
-            let (plus, minus) = (orig + H, orig - H);
-            v[j] = plus;
-            let lp = f(&v);
-            v[j] = minus;
-            let lm = f(&v);
-            v[j] = orig;
-            (lp - lm) / (plus as f64 - minus as f64)
-        })
-        .collect()
-}
-
-fn rel_err(analytic: &[f32], numeric: &[f64]) -> f64 {
-    assert_eq!(analytic.len(), numeric.len());
-    let diff: f64 = analytic
-        .iter()
-        .zip(numeric)
-        .map(|(&a, &n)| (a as f64 - n).powi(2))
-        .sum();
-    let norm: f64 = numeric.iter().map(|n| n * n).sum();
-    assert!(norm > 0.0, "degenerate test: zero gradient");
-    (diff / norm).sqrt()
+fn numeric_grad(v: &[f32], f: impl FnMut(&[f32]) -> f64) -> Vec<f64> {
+    common::fd::central_diff(v, H, f)
 }
 
 fn assert_close(what: &str, analytic: &[f32], numeric: &[f64]) {

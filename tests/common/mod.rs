@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 use std::path::PathBuf;
 
+pub mod fd;
+
 /// The `shared/` folder beside the repository (or `$SENET_SHARED`).
 pub fn shared() -> PathBuf {
     if let Ok(p) = std::env::var("SENET_SHARED") {
