@@ -3,7 +3,7 @@
 //! `load_model_checkpoint` (`ema.` prefix stripped when EMA weights are asked for), but strict by
 //! default: every mismatch is reported.
 
-use super::{read_checkpoint, save_format, CkptWriter, FileFormat, SkippedEntry};
+use super::{read_checkpoint, save_format, Checkpoint, CkptWriter, FileFormat, SkippedEntry};
 use crate::model::{Params, SeNet};
 use crate::tensor::{DType, RawTensor};
 use crate::{Error, Result};
@@ -151,13 +151,24 @@ fn is_float(d: DType) -> bool {
 /// and unexpected entry; also (even with `partial`) when no entry at all matches a parameter.
 pub fn load_params(params: &mut Params, path: &Path, opts: &LoadOptions) -> Result<LoadReport> {
     let label = format!("({} parameter tensors)", params.len());
-    load_labelled(params, path, opts, &label)
+    load_labelled(params, &read_checkpoint(path)?, path, opts, &label)
 }
 
 /// [`load_params`] into a [`SeNet`]; errors name the model's variant and class count.
 pub fn load_model(model: &mut SeNet, path: &Path, opts: &LoadOptions) -> Result<LoadReport> {
+    load_model_from(model, &read_checkpoint(path)?, path, opts)
+}
+
+/// [`load_model`] from a checkpoint already read from `path` (named in errors), so a caller that
+/// also inspects it (e.g. for its class count) reads the file once.
+pub fn load_model_from(
+    model: &mut SeNet,
+    ck: &Checkpoint,
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<LoadReport> {
     let label = format!("{} ({} classes)", model.arch.name(), model.num_classes);
-    load_labelled(&mut model.params, path, opts, &label)
+    load_labelled(&mut model.params, ck, path, opts, &label)
 }
 
 fn describe(t: &RawTensor) -> String {
@@ -166,11 +177,11 @@ fn describe(t: &RawTensor) -> String {
 
 fn load_labelled(
     params: &mut Params,
+    ck: &Checkpoint,
     path: &Path,
     opts: &LoadOptions,
     label: &str,
 ) -> Result<LoadReport> {
-    let ck = read_checkpoint(path)?;
     let mut report = LoadReport::default();
     let mut unexpected: Vec<(String, String)> = Vec::new();
     // Model-parameter candidates: model name -> checkpoint tensor.

@@ -11,8 +11,8 @@ mod proto;
 pub mod safetensors;
 
 pub use load::{
-    is_training_state, load_model, load_params, save_params, save_params_with, LoadOptions,
-    LoadReport, Misfit, SaveOptions,
+    is_training_state, load_model, load_model_from, load_params, save_params, save_params_with,
+    LoadOptions, LoadReport, Misfit, SaveOptions,
 };
 pub use mindspore::{parse_ckpt, read_ckpt, write_ckpt, CkptWriter};
 pub use safetensors::{read_safetensors, write_safetensors};

@@ -1,5 +1,5 @@
 //! `senet predict`: top-K classes (softmax probabilities) of image files, and their logits.
-use super::session::load_model;
+use super::session::{load_model, open_checkpoint};
 use crate::backend::cpu::CpuBackend;
 use crate::checkpoint::LoadOptions;
 use crate::data::{list_images, read_class_map, EvalTransform, Loader};
@@ -71,12 +71,15 @@ pub fn run(
         Some(p) => Some(read_class_map(p)?.1),
         None => None,
     };
+    let ckpt = open_checkpoint(&opts.ckpt_path)?;
     let (net, _) = load_model(
         opts.arch,
         names.as_ref().map(|n| n.len()),
+        &ckpt,
         &opts.ckpt_path,
         &LoadOptions::default(),
     )?;
+    drop(ckpt);
     let classes = net.num_classes;
     let mut inf = InferenceNet::new(&net, CpuBackend::new(opts.threads)?)?;
     drop(net);

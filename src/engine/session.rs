@@ -1,54 +1,60 @@
-//! What every job starts with: a model with a checkpoint's weights, and the CPU backend.
-use crate::checkpoint::{self, LoadOptions, LoadReport};
+//! What every job starts with: a checkpoint read once, and a model holding its weights.
+use crate::checkpoint::{self, Checkpoint, LoadOptions, LoadReport};
 use crate::model::{Arch, SeNet};
 use crate::{Error, Result};
 use std::path::Path;
 
-/// Builds `arch` and loads the checkpoint at `ckpt` into it (exact names and shapes; see
-/// [`checkpoint::load_model`]). `num_classes` None takes the class count from the checkpoint's
-/// `classifier.bias`. Never falls back to random weights: an empty or missing path is an error.
-/// Errors: [`Error::Config`] for an empty path; [`Error::Io`] naming a missing file;
-/// [`Error::Format`] / [`Error::Mismatch`] from the checkpoint.
-pub fn load_model(
-    arch: Arch,
-    num_classes: Option<usize>,
-    ckpt: &Path,
-    opts: &LoadOptions,
-) -> Result<(SeNet, LoadReport)> {
-    if ckpt.as_os_str().is_empty() {
+/// Reads the checkpoint a job evaluates. Never lets a job fall back to random weights: an empty
+/// path, a missing file or a directory is an error.
+/// Errors: [`Error::Config`] for an empty path; [`Error::Io`] naming a missing file or a
+/// directory; [`Error::Format`] from reading it.
+pub fn open_checkpoint(path: &Path) -> Result<Checkpoint> {
+    if path.as_os_str().is_empty() {
         return Err(Error::Config(
             "no checkpoint given (--ckpt_path / ckpt_path): senet never evaluates random weights"
                 .into(),
         ));
     }
-    match std::fs::metadata(ckpt) {
-        Err(e) => return Err(Error::io(ckpt, e)),
+    match std::fs::metadata(path) {
+        Err(e) => return Err(Error::io(path, e)),
         Ok(m) if !m.is_file() => {
             return Err(Error::io(
-                ckpt,
+                path,
                 std::io::Error::other("is not a checkpoint file (a directory?)"),
             ))
         }
         Ok(_) => {}
     }
-    let classes = match num_classes {
-        Some(n) => n,
-        None => classes_in_checkpoint(ckpt)?,
-    };
-    let mut net = SeNet::new(arch, classes, 0)?;
-    let report = checkpoint::load_model(&mut net, ckpt, opts)?;
-    Ok((net, report))
+    checkpoint::read_checkpoint(path)
 }
 
-/// Number of classes of the checkpoint at `path` (the length of `classifier.bias`).
-/// Errors: [`Error::Format`] naming the file when it has no `classifier.bias`.
-pub fn classes_in_checkpoint(path: &Path) -> Result<usize> {
-    let ckpt = checkpoint::read_checkpoint(path)?;
-    match ckpt.get("classifier.bias") {
+/// Number of classes of a checkpoint read from `path` (the length of `classifier.bias`).
+/// Errors: [`Error::Format`] naming the file when it has no 1-D `classifier.bias`.
+pub fn classes_of(ck: &Checkpoint, path: &Path) -> Result<usize> {
+    match ck.get("classifier.bias") {
         Some(t) if t.shape.len() == 1 => Ok(t.shape[0]),
         _ => Err(Error::format(
             path,
             "no 1-D 'classifier.bias': cannot tell the number of classes (pass --num_classes)",
         )),
     }
+}
+
+/// Builds `arch` and loads `ck` (read from `path`) into it, exactly (names and shapes; see
+/// [`checkpoint::load_model`]). `num_classes` None takes the class count from the checkpoint.
+/// Errors: as [`classes_of`]; [`Error::Mismatch`] from the load.
+pub fn load_model(
+    arch: Arch,
+    num_classes: Option<usize>,
+    ck: &Checkpoint,
+    path: &Path,
+    opts: &LoadOptions,
+) -> Result<(SeNet, LoadReport)> {
+    let classes = match num_classes {
+        Some(n) => n,
+        None => classes_of(ck, path)?,
+    };
+    let mut net = SeNet::new(arch, classes, 0)?;
+    let report = checkpoint::load_model_from(&mut net, ck, path, opts)?;
+    Ok((net, report))
 }

@@ -1,7 +1,7 @@
 //! `senet validate`: Top-1, Top-5 and mean loss of a checkpoint on an ImageFolder split, as
 //! MindCV's `validate.py`, except that every sample is evaluated (MindCV refines the batch size
 //! to a divisor of the sample count; we run the last partial batch as it is).
-use super::session::load_model;
+use super::session::{classes_of, load_model, open_checkpoint};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::Backend;
 use crate::checkpoint::LoadOptions;
@@ -60,12 +60,13 @@ pub fn run(
         opts.class_map.as_deref(),
     )?;
     let ckpt_path = PathBuf::from(&r.ckpt_path);
+    let ckpt = open_checkpoint(&ckpt_path)?;
     let num_classes = match r.num_classes {
         Some(n) => n,
         None => {
             let data_classes = folder.classes.len();
             // A clearer message than a classifier shape mismatch when the counts differ.
-            if let Ok(ckpt_classes) = super::session::classes_in_checkpoint(&ckpt_path) {
+            if let Ok(ckpt_classes) = classes_of(&ckpt, &ckpt_path) {
                 if ckpt_classes != data_classes {
                     return Err(Error::Config(format!(
                         "{} has {ckpt_classes} classes but {} has {data_classes} class folders: \
@@ -90,7 +91,7 @@ pub fn run(
         ema: r.ema,
         ..LoadOptions::default()
     };
-    let (net, _report) = load_model(arch, Some(num_classes), &ckpt_path, &load)?;
+    let (net, _report) = load_model(arch, Some(num_classes), &ckpt, &ckpt_path, &load)?;
     let mut inf = InferenceNet::new(&net, CpuBackend::new(opts.threads)?)?;
     drop(net);
     let (acc, secs) = evaluate(

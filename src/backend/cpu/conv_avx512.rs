@@ -236,9 +236,12 @@ fn single_image(
     threads: usize,
 ) {
     if strided_pointwise(g) {
-        let mut xs = Vec::new();
-        let g1 = subsample(x, g, 1, &mut xs);
-        return single_image(&xs, w, bias, &g1, act, y, threads);
+        // The same per-thread buffer as the multi-image path: no allocation per layer.
+        return XBUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            let g1 = subsample(x, g, 1, &mut buf);
+            single_image(&buf, w, bias, &g1, act, y, threads)
+        });
     }
     let groups = g.p.groups;
     let cout_g = g.ys.c / groups;
