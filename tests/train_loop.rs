@@ -88,7 +88,7 @@ fn train_run(opts: &TrainOptions) -> (TrainReport, Vec<f64>) {
 fn options(recipe: Recipe) -> TrainOptions {
     TrainOptions {
         recipe,
-        threads: 2,
+        device: senet::engine::device::DeviceRequest::cpu(2),
         ..TrainOptions::default()
     }
 }
@@ -126,7 +126,7 @@ fn overfits_64_images() {
         &ValidateOptions {
             recipe: vr,
             class_map: None,
-            threads: 2,
+            device: senet::engine::device::DeviceRequest::cpu(2),
         },
         |_, _| {},
     )

@@ -4,8 +4,10 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use senet::config::AmpLevel;
 use senet::config::Recipe;
 use senet::engine;
+use senet::engine::device::{DeviceChoice, DeviceRequest};
 use senet::model::{Arch, SeNet};
 use std::path::PathBuf;
 
@@ -79,9 +81,8 @@ struct TrainArgs {
     /// Seed of the initialisation, the shuffle and the augmentations.
     #[arg(long)]
     seed: Option<String>,
-    /// Network threads (0 = one per core).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Decoding threads.
     #[arg(long = "num_parallel_workers", alias = "num-parallel-workers")]
     num_parallel_workers: Option<String>,
@@ -225,9 +226,8 @@ struct ValidateArgs {
     /// Number of classes of the model (default: from the data set / class map).
     #[arg(long = "num_classes", alias = "num-classes")]
     num_classes: Option<usize>,
-    /// Network threads (0 = one per core).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Print one JSON object (model, num_samples, top1, top5, loss, images_per_second).
     #[arg(long)]
     json: bool,
@@ -252,9 +252,8 @@ struct PredictArgs {
     save_logits: Option<PathBuf>,
     #[arg(long = "batch_size", alias = "batch-size", default_value_t = 16)]
     batch_size: usize,
-    /// Network threads (0 = one per core).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Print JSON lines instead of text.
     #[arg(long)]
     json: bool,
@@ -263,6 +262,31 @@ struct PredictArgs {
     /// Image files or folders (searched recursively, sorted).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
+}
+
+/// Where the network runs (train, validate, predict, bench).
+#[derive(Args)]
+struct DeviceArgs {
+    /// auto, cpu or ascend. auto: the recipe's device_target when CANN loads, else the CPU
+    /// (predict and bench: the CPU). ascend: an error if CANN cannot be loaded.
+    #[arg(long, alias = "device_target", default_value = "auto")]
+    device: String,
+    /// Ascend device number (default: DEVICE_ID, else 0).
+    #[arg(long = "device_id", alias = "device-id")]
+    device_id: Option<i32>,
+    /// CPU threads for the network (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+impl DeviceArgs {
+    fn request(&self) -> Result<DeviceRequest> {
+        Ok(DeviceRequest {
+            choice: DeviceChoice::parse(&self.device)?,
+            device_id: self.device_id,
+            threads: self.threads,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -283,9 +307,8 @@ struct BenchArgs {
     model: String,
     #[arg(long = "batch_size", alias = "batch-size", default_value_t = 1)]
     batch_size: usize,
-    /// Threads (0 = one per core).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    device: DeviceArgs,
     #[arg(long = "image_size", alias = "image-size", default_value_t = 224)]
     image_size: usize,
     #[arg(long, default_value_t = 2)]
@@ -295,6 +318,9 @@ struct BenchArgs {
     /// Time training steps (forward, backward, Momentum update) instead of inference.
     #[arg(long)]
     train: bool,
+    /// Precision on Ascend: O0 (float32) or O2 (float16 compute, MindCV's training AMP).
+    #[arg(long = "amp_level", alias = "amp-level", default_value = "O0")]
+    amp_level: String,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -379,7 +405,7 @@ fn train(a: TrainArgs) -> Result<()> {
     let opts = TrainOptions {
         recipe,
         class_map: a.class_map.clone(),
-        threads: a.threads,
+        device: a.device.request()?,
         resume: a.resume.clone(),
         max_steps: a.max_steps,
         stop: Some(stop),
@@ -527,7 +553,7 @@ fn validate(a: ValidateArgs) -> Result<()> {
     let opts = engine::validate::ValidateOptions {
         recipe: r,
         class_map: a.class_map,
-        threads: a.threads,
+        device: a.device.request()?,
     };
     let mut pb: Option<ProgressBar> = None;
     let report = engine::validate::run(&opts, |done, total| {
@@ -537,10 +563,13 @@ fn validate(a: ValidateArgs) -> Result<()> {
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
+    if let Some(note) = &report.device_note {
+        eprintln!("note: {note}");
+    }
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        println!("Model: {}", report.model);
+        println!("Model: {} on {}", report.model, report.device);
         println!("Samples: {}", report.num_samples);
         println!(
             "Top-1: {:.3}%  Top-5: {:.3}%  loss: {:.6}",
@@ -573,7 +602,7 @@ fn predict(a: PredictArgs) -> Result<()> {
         topk: a.topk,
         batch_size: a.batch_size,
         num_workers: r.num_parallel_workers,
-        threads: a.threads,
+        device: a.device.request()?,
         transform: engine::eval_transform(&r)?,
     };
     let mut pb: Option<ProgressBar> = None;
@@ -642,7 +671,12 @@ fn bench(a: BenchArgs) -> Result<()> {
         arch: Arch::from_name(&a.model)?,
         batch_size: a.batch_size,
         image_size: a.image_size,
-        threads: a.threads,
+        device: a.device.request()?,
+        amp_level: match a.amp_level.as_str() {
+            "O0" => AmpLevel::O0,
+            "O2" => AmpLevel::O2,
+            other => anyhow::bail!("--amp_level must be O0 or O2, got '{other}'"),
+        },
         warmup: a.warmup,
         iters: a.iters as usize,
         train: a.train,
@@ -654,10 +688,11 @@ fn bench(a: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "{} {} batch {} threads {} {}x{}: {:.2} images/s (median of {}, best {:.2}), peak RSS {} MiB",
+            "{} {} batch {} on {} threads {} {}x{}: {:.2} images/s (median of {}, best {:.2}), peak RSS {} MiB",
             r.model,
             r.mode,
             r.batch_size,
+            r.device,
             r.threads,
             r.image_size,
             r.image_size,

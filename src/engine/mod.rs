@@ -1,5 +1,6 @@
 //! The jobs the CLI and the C ABI call: validate, predict, preprocess, bench, models.
 pub mod bench;
+pub mod device;
 pub mod models;
 pub mod predict;
 pub mod preprocess;

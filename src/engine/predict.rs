@@ -1,9 +1,9 @@
 //! `senet predict`: top-K classes (softmax probabilities) of image files, and their logits.
+use super::device::{self, DeviceRequest};
 use super::session::{load_model, open_checkpoint};
-use crate::backend::cpu::CpuBackend;
 use crate::checkpoint::LoadOptions;
+use crate::config::{AmpLevel, DeviceTarget};
 use crate::data::{list_images, read_class_map, EvalTransform, Loader};
-use crate::model::inference::InferenceNet;
 use crate::model::Arch;
 use crate::train::metrics::{softmax, topk};
 use crate::{Error, Result, Tensor};
@@ -25,8 +25,9 @@ pub struct PredictOptions {
     pub batch_size: usize,
     /// Decoding threads.
     pub num_workers: usize,
-    /// Network threads (0 = one per core).
-    pub threads: usize,
+    /// The device (`--device`, `--device_id`, `--threads`); `auto` is the CPU here (there is
+    /// no recipe), `ascend` computes in float32.
+    pub device: DeviceRequest,
     /// The eval transform (MindCV's: resize 256 bicubic, centre crop 224, normalize).
     pub transform: EvalTransform,
 }
@@ -81,7 +82,8 @@ pub fn run(
     )?;
     drop(ckpt);
     let classes = net.num_classes;
-    let mut inf = InferenceNet::new(&net, CpuBackend::new(opts.threads)?)?;
+    let (dev, _) = device::resolve(&opts.device, DeviceTarget::Cpu, AmpLevel::O0)?;
+    let mut inf = device::inference(&net, dev)?;
     drop(net);
     let samples: Vec<(PathBuf, usize)> = files.iter().map(|p| (p.clone(), 0)).collect();
     let total = samples.len();

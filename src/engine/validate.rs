@@ -1,13 +1,11 @@
 //! `senet validate`: Top-1, Top-5 and mean loss of a checkpoint on an ImageFolder split, as
 //! MindCV's `validate.py`, except that every sample is evaluated (MindCV refines the batch size
 //! to a divisor of the sample count; we run the last partial batch as it is).
+use super::device::{self, DeviceRequest, Forward};
 use super::session::{classes_of, load_model, open_checkpoint};
-use crate::backend::cpu::CpuBackend;
-use crate::backend::Backend;
 use crate::checkpoint::LoadOptions;
 use crate::config::Recipe;
 use crate::data::{EvalTransform, ImageFolder, Loader};
-use crate::model::inference::InferenceNet;
 use crate::model::Arch;
 use crate::train::metrics::Accumulator;
 use crate::{Error, Result};
@@ -23,8 +21,9 @@ pub struct ValidateOptions {
     pub recipe: Recipe,
     /// Class map file (one folder per line, or the TSV `index<TAB>folder<TAB>name`).
     pub class_map: Option<PathBuf>,
-    /// CPU threads for the network (0 = one per core).
-    pub threads: usize,
+    /// The device (`--device`, `--device_id`, `--threads`); `auto` follows the recipe's
+    /// `device_target`, computing in the precision of `val_amp_level`.
+    pub device: DeviceRequest,
 }
 
 /// The result, with accuracies in percent.
@@ -42,6 +41,11 @@ pub struct ValidateReport {
     pub loss: f64,
     /// Samples per second of wall time, decoding included.
     pub images_per_second: f64,
+    /// The device the network ran on (`cpu`, `ascend:0 (float32)`).
+    pub device: String,
+    /// Why `--device auto` did not use the recipe's `device_target`, if it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_note: Option<String>,
 }
 
 /// Runs the validation. `progress(done, total)` is called after each batch.
@@ -91,11 +95,12 @@ pub fn run(
         ema: r.ema,
         ..LoadOptions::default()
     };
+    let (dev, device_note) = device::resolve(&opts.device, r.device_target, r.val_amp_level)?;
     let (net, _report) = load_model(arch, Some(num_classes), &ckpt, &ckpt_path, &load)?;
-    let mut inf = InferenceNet::new(&net, CpuBackend::new(opts.threads)?)?;
+    let mut inf = device::inference(&net, dev)?;
     drop(net);
     let (acc, secs) = evaluate(
-        &mut inf,
+        inf.as_mut(),
         folder.samples,
         transform,
         r.batch_size,
@@ -110,6 +115,8 @@ pub fn run(
         top5: acc.top5(),
         loss: acc.loss(),
         images_per_second: acc.samples as f64 / secs.max(1e-9),
+        device: dev.describe(),
+        device_note,
     })
 }
 
@@ -118,11 +125,11 @@ pub fn run(
 /// `num_workers` decoding threads (0 = one per core). Returns the Top-1/Top-5/loss accumulator
 /// (loss: cross entropy with `label_smoothing`) and the wall time in seconds, decoding included.
 /// `progress(done, total)` is called after each batch. Used by `senet validate` and by the
-/// training loop's validation (on an [`InferenceNet`] built from the current parameters).
+/// training loop's validation (on a network built from the current parameters).
 /// Errors: an image that cannot be decoded (named), a forward error; labels must be below the
 /// network's classes (checked by the callers; a label out of range panics in the accumulator).
-pub fn evaluate<B: Backend>(
-    inf: &mut InferenceNet<B>,
+pub fn evaluate(
+    inf: &mut dyn Forward,
     samples: Vec<(PathBuf, usize)>,
     transform: EvalTransform,
     batch_size: usize,

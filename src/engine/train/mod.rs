@@ -29,9 +29,10 @@ pub struct TrainOptions {
     pub recipe: Recipe,
     /// Class map (one folder per line, or the TSV `index<TAB>folder<TAB>name`).
     pub class_map: Option<PathBuf>,
-    /// CPU threads for the network (0 = one per core). Results are bit-identical only between
-    /// runs with the same thread count.
-    pub threads: usize,
+    /// The device (`--device`, `--device_id`, `--threads`); `auto` follows the recipe's
+    /// `device_target`, in the precision of `amp_level`. On the CPU, results are bit-identical
+    /// only between runs with the same thread count.
+    pub device: crate::engine::device::DeviceRequest,
     /// A training checkpoint written by `senet train` to continue from: parameters, Momentum
     /// accumulators and `global_step` are restored, and the run goes on at the same step, learning
     /// rate and position in the same epoch's data order.

@@ -4,12 +4,11 @@ use super::data::{EpochPlan, SampleTransform};
 use super::log::{self, EpochRecord, MetricsLog};
 use super::state::{self, best_ckpt_name, prune_checkpoints, save_state, step_ckpt_name};
 use super::{check_supported, StopReason, TrainEvent, TrainOptions, TrainReport};
-use crate::backend::cpu::CpuBackend;
 use crate::checkpoint::{self, LoadOptions};
 use crate::config::{AmpLevel, CkptSavePolicy, Recipe};
 use crate::data::{EvalTransform, ImageFolder};
+use crate::engine::device::{self, BackendFactory, Device, DeviceJob};
 use crate::engine::validate::evaluate;
-use crate::model::inference::InferenceNet;
 use crate::model::{Arch, SeNet};
 use crate::train::metrics::Accumulator;
 use crate::train::{decays, lr_schedule, TrainConfig, TrainNet};
@@ -73,10 +72,48 @@ fn train_config(r: &Recipe) -> TrainConfig {
 /// images (named); labels outside `num_classes`; `ckpt_path` / `resume` files that are missing,
 /// do not match the model, or (resume) hold no optimizer state; both `ckpt_path` and `resume`
 /// given; a non-finite loss (naming the step); I/O errors writing checkpoints or logs.
-pub fn run(opts: &TrainOptions, mut on_event: impl FnMut(&TrainEvent)) -> Result<TrainReport> {
+pub fn run(opts: &TrainOptions, on_event: impl FnMut(&TrainEvent)) -> Result<TrainReport> {
     let r = &opts.recipe;
     check_supported(r)?;
     r.validate()?;
+    let (dev, device_note) = device::resolve(&opts.device, r.device_target, r.amp_level)?;
+    device::run_on(
+        dev,
+        TrainJob {
+            opts,
+            dev,
+            device_note,
+            on_event,
+        },
+    )
+}
+
+/// The training run on one kind of backend (see [`run`]).
+struct TrainJob<'a, E> {
+    opts: &'a TrainOptions,
+    dev: Device,
+    device_note: Option<String>,
+    on_event: E,
+}
+
+impl<E: FnMut(&TrainEvent)> DeviceJob for TrainJob<'_, E> {
+    type Output = TrainReport;
+    fn run<F: BackendFactory>(self, factory: F) -> Result<TrainReport> {
+        train_with(self, factory)
+    }
+}
+
+fn train_with<F: BackendFactory>(
+    job: TrainJob<'_, impl FnMut(&TrainEvent)>,
+    factory: F,
+) -> Result<TrainReport> {
+    let TrainJob {
+        opts,
+        dev,
+        device_note,
+        mut on_event,
+    } = job;
+    let r = &opts.recipe;
     let arch = Arch::from_name(&r.model)?;
     let model = arch.name();
     if opts.resume.is_some() && !r.ckpt_path.is_empty() {
@@ -154,7 +191,11 @@ pub fn run(opts: &TrainOptions, mut on_event: impl FnMut(&TrainEvent)) -> Result
         let report = checkpoint::load_model(&mut net, path, &LoadOptions::default())?;
         notes.push(format!("start weights from {} ({report})", path.display()));
     }
-    if r.amp_level == AmpLevel::O2 {
+    notes.extend(device_note);
+    if let Device::Ascend { .. } = dev {
+        notes.push(format!("device: {}", dev.describe()));
+    }
+    if r.amp_level == AmpLevel::O2 && matches!(dev, Device::Cpu { .. }) {
         notes.push(
             "amp_level O2: computed in float32 on the CPU (MindCV's O2 casts all but BatchNorm \
              to float16; only rounding differs)"
@@ -162,12 +203,9 @@ pub fn run(opts: &TrainOptions, mut on_event: impl FnMut(&TrainEvent)) -> Result
         );
     }
     let filter = (r.weight_decay_filter, r.filter_bias_and_bn);
-    let mut tn = TrainNet::new(
-        &net,
-        CpuBackend::new(opts.threads)?,
-        train_config(r),
-        |name| decays(name, filter.0, filter.1),
-    )?;
+    let mut tn = TrainNet::new(&net, factory.create()?, train_config(r), |name| {
+        decays(name, filter.0, filter.1)
+    })?;
     let mut step: u64 = 0;
     if let Some(st) = resume_state {
         for (name, m) in &st.moments {
@@ -221,7 +259,7 @@ pub fn run(opts: &TrainOptions, mut on_event: impl FnMut(&TrainEvent)) -> Result
     };
     // Writes a step checkpoint and applies the retention policy.
     let mut scratch = net; // parameter scratch for saving and validation
-    let save_step_ckpt = |tn: &TrainNet<CpuBackend>,
+    let save_step_ckpt = |tn: &TrainNet<F::Backend>,
                           scratch: &mut SeNet,
                           epoch_no: u64,
                           batch: usize,
@@ -333,8 +371,7 @@ pub fn run(opts: &TrainOptions, mut on_event: impl FnMut(&TrainEvent)) -> Result
             let last_epoch = epoch_no == num_epochs;
             if let Some(v) = &val {
                 if epoch_no % r.val_interval as u64 == 0 || last_epoch {
-                    let (acc, secs) =
-                        validate(&tn, &mut scratch, v, r, opts.threads, &mut on_event)?;
+                    let (acc, secs) = validate(&tn, &mut scratch, v, r, &factory, &mut on_event)?;
                     on_event(&TrainEvent::Validated(log::validation_line(
                         acc.top1(),
                         acc.top5(),
@@ -385,12 +422,12 @@ pub fn run(opts: &TrainOptions, mut on_event: impl FnMut(&TrainEvent)) -> Result
 }
 
 /// Evaluates the current weights on the validation split with the validate engine.
-fn validate(
-    tn: &TrainNet<CpuBackend>,
+fn validate<F: BackendFactory>(
+    tn: &TrainNet<F::Backend>,
     scratch: &mut SeNet,
     val: &ValSet,
     r: &Recipe,
-    threads: usize,
+    factory: &F,
     on_event: &mut dyn FnMut(&TrainEvent),
 ) -> Result<(Accumulator, f64)> {
     // With EMA on, the averaged weights are the ones validated (and kept as the best).
@@ -399,7 +436,7 @@ fn validate(
     } else {
         tn.read_params(&mut scratch.params)?;
     }
-    let mut inf = InferenceNet::new(scratch, CpuBackend::new(threads)?)?;
+    let mut inf = crate::model::inference::InferenceNet::new(scratch, factory.create()?)?;
     evaluate(
         &mut inf,
         val.samples.clone(),

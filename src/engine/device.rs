@@ -1,0 +1,284 @@
+//! Choosing the device a job runs on, and building the network on it.
+//!
+//! `--device cpu|ascend|auto` (default `auto`) picks the backend; `auto` follows the recipe's
+//! `device_target` (MindCV's key; its default, and every SENet recipe's, is `Ascend`) when CANN
+//! can be loaded and falls back to the CPU with a note otherwise, so MindCV's Ascend recipes
+//! validate on a machine without an NPU. An explicit `--device ascend` never falls back. The
+//! device id comes from `--device_id`, else `DEVICE_ID` (MindSpore's launch variable), else 0.
+use crate::backend::cpu::CpuBackend;
+use crate::backend::Backend;
+use crate::config::{AmpLevel, DeviceTarget};
+use crate::model::inference::InferenceNet;
+use crate::model::SeNet;
+use crate::tensor::Tensor;
+use crate::{Error, Result};
+
+/// What the user asked for (`--device`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    /// The recipe's `device_target` if available, else the CPU (default).
+    #[default]
+    Auto,
+    /// The CPU backend.
+    Cpu,
+    /// The Ascend backend through CANN; an error if CANN cannot be loaded.
+    Ascend,
+}
+
+impl DeviceChoice {
+    /// Parses `auto`, `cpu` or `ascend` (case-insensitive). Errors: any other value, named.
+    pub fn parse(s: &str) -> Result<DeviceChoice> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "ascend" | "npu" => Ok(DeviceChoice::Ascend),
+            _ => Err(Error::Config(format!(
+                "--device must be auto, cpu or ascend, got '{s}'"
+            ))),
+        }
+    }
+}
+
+/// A device request: the choice, the device id and the CPU thread count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeviceRequest {
+    /// `--device`.
+    pub choice: DeviceChoice,
+    /// `--device_id` (else `DEVICE_ID`, else 0).
+    pub device_id: Option<i32>,
+    /// CPU threads for the network (0 = one per core); ignored on Ascend.
+    pub threads: usize,
+}
+
+impl DeviceRequest {
+    /// The CPU with `threads` threads (0 = one per core).
+    pub fn cpu(threads: usize) -> DeviceRequest {
+        DeviceRequest {
+            choice: DeviceChoice::Cpu,
+            device_id: None,
+            threads,
+        }
+    }
+}
+
+/// Compute precision on the device: MindSpore's `amp_level` as the Ascend backend applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// Everything in float32 (`O0`).
+    Fp32,
+    /// MindSpore AMP O2: float16 compute, BatchNorm and loss in float32, float32 master weights.
+    Fp16,
+}
+
+impl Precision {
+    /// The precision of an `amp_level` on Ascend: O2 is float16 compute, O0 float32. O1/O3
+    /// are refused by the recipe checks before this is reached, and map to float32 here.
+    pub fn of(amp: AmpLevel) -> Precision {
+        match amp {
+            AmpLevel::O2 => Precision::Fp16,
+            _ => Precision::Fp32,
+        }
+    }
+}
+
+/// The device a job runs on, after resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// The CPU backend with this many threads (0 = one per core).
+    Cpu {
+        /// Threads.
+        threads: usize,
+    },
+    /// An Ascend NPU.
+    Ascend {
+        /// `aclrtSetDevice` id.
+        id: i32,
+        /// Compute precision.
+        precision: Precision,
+    },
+}
+
+impl Device {
+    /// Short name for logs: `cpu`, `ascend:0 (fp16)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Device::Cpu { .. } => "cpu".into(),
+            Device::Ascend { id, precision } => format!(
+                "ascend:{id} ({})",
+                match precision {
+                    Precision::Fp32 => "float32",
+                    Precision::Fp16 => "float16 AMP O2",
+                }
+            ),
+        }
+    }
+}
+
+/// `DEVICE_ID` from the environment. Errors: a value that is not a non-negative integer.
+fn env_device_id() -> Result<Option<i32>> {
+    match std::env::var("DEVICE_ID") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<i32>()
+            .ok()
+            .filter(|id| *id >= 0)
+            .map(Some)
+            .ok_or_else(|| Error::Config(format!("DEVICE_ID must be a device number, got '{v}'"))),
+        _ => Ok(None),
+    }
+}
+
+/// Resolves a request against the recipe's `device_target` and `amp_level`. Returns the
+/// device and, when `auto` fell back to the CPU, a note saying why. Errors: `--device ascend`
+/// where CANN cannot be loaded (the loader's message: what was tried, `source set_env.sh`), a
+/// bad `DEVICE_ID`.
+pub fn resolve(
+    req: &DeviceRequest,
+    target: DeviceTarget,
+    amp: AmpLevel,
+) -> Result<(Device, Option<String>)> {
+    let device_id = match req.device_id {
+        Some(id) => id,
+        None => env_device_id()?.unwrap_or(0),
+    };
+    let ascend = Device::Ascend {
+        id: device_id,
+        precision: Precision::of(amp),
+    };
+    let cpu = Device::Cpu {
+        threads: req.threads,
+    };
+    match req.choice {
+        DeviceChoice::Cpu => Ok((cpu, None)),
+        DeviceChoice::Ascend => {
+            ascend_available()?;
+            Ok((ascend, None))
+        }
+        DeviceChoice::Auto => match target {
+            DeviceTarget::Ascend => match ascend_available() {
+                Ok(()) => Ok((ascend, None)),
+                Err(e) => Ok((
+                    cpu,
+                    Some(format!(
+                        "device_target Ascend: no usable CANN here, running on the CPU \
+                         (--device ascend makes this an error): {}",
+                        first_line(&e.to_string())
+                    )),
+                )),
+            },
+            _ => Ok((cpu, None)),
+        },
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// Ok if the Ascend backend can start (CANN loads). Errors: the loader's message.
+fn ascend_available() -> Result<()> {
+    Err(Error::Invalid(
+        "the Ascend backend is not available in this build".into(),
+    ))
+}
+
+/// Makes backends of one kind: the trainer needs one for training and one for each validation.
+pub trait BackendFactory {
+    /// The backend made.
+    type Backend: Backend + 'static;
+    /// A new backend. Errors: the device cannot start.
+    fn create(&self) -> Result<Self::Backend>;
+}
+
+/// [`BackendFactory`] of the CPU backend.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuFactory {
+    /// Threads (0 = one per core).
+    pub threads: usize,
+}
+
+impl BackendFactory for CpuFactory {
+    type Backend = CpuBackend;
+    fn create(&self) -> Result<CpuBackend> {
+        CpuBackend::new(self.threads)
+    }
+}
+
+/// A job generic over the backend, run by [`run_on`] with the resolved device's factory.
+pub trait DeviceJob {
+    /// What the job returns.
+    type Output;
+    /// Runs the job with backends from `factory`.
+    fn run<F: BackendFactory>(self, factory: F) -> Result<Self::Output>;
+}
+
+/// Runs `job` on `device`. Errors: the job's, or the device cannot start.
+pub fn run_on<J: DeviceJob>(device: Device, job: J) -> Result<J::Output> {
+    match device {
+        Device::Cpu { threads } => job.run(CpuFactory { threads }),
+        Device::Ascend { .. } => Err(Error::Invalid(
+            "the Ascend backend is not available in this build".into(),
+        )),
+    }
+}
+
+/// An eval-mode network on some device, behind one object type: what validate and predict use.
+pub trait Forward {
+    /// Logits (N, classes) of a (N, 3, H, W) batch. Errors: a bad input shape, a device error.
+    fn forward(&mut self, x: &Tensor) -> Result<Tensor>;
+    /// Number of classes of the classifier.
+    fn num_classes(&self) -> usize;
+}
+
+impl<B: Backend> Forward for InferenceNet<B> {
+    fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
+        InferenceNet::forward(self, x)
+    }
+    fn num_classes(&self) -> usize {
+        InferenceNet::num_classes(self)
+    }
+}
+
+struct BuildInference<'a>(&'a SeNet);
+
+impl DeviceJob for BuildInference<'_> {
+    type Output = Box<dyn Forward>;
+    fn run<F: BackendFactory>(self, factory: F) -> Result<Box<dyn Forward>> {
+        Ok(Box::new(InferenceNet::new(self.0, factory.create()?)?))
+    }
+}
+
+/// `net` in eval mode (BatchNorm folded) on `device`. Errors: the device cannot start, or the
+/// parameters cannot be uploaded.
+pub fn inference(net: &SeNet, device: Device) -> Result<Box<dyn Forward>> {
+    run_on(device, BuildInference(net))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_cpu_ignores_the_recipe_target() {
+        let (d, note) =
+            resolve(&DeviceRequest::cpu(3), DeviceTarget::Ascend, AmpLevel::O2).unwrap();
+        assert_eq!(d, Device::Cpu { threads: 3 });
+        assert!(note.is_none());
+    }
+
+    #[test]
+    fn choices_parse() {
+        assert_eq!(DeviceChoice::parse("Ascend").unwrap(), DeviceChoice::Ascend);
+        assert_eq!(DeviceChoice::parse("cpu").unwrap(), DeviceChoice::Cpu);
+        assert!(DeviceChoice::parse("gpu")
+            .unwrap_err()
+            .to_string()
+            .contains("'gpu'"));
+    }
+
+    #[test]
+    fn amp_o2_is_fp16() {
+        assert_eq!(Precision::of(AmpLevel::O2), Precision::Fp16);
+        assert_eq!(Precision::of(AmpLevel::O0), Precision::Fp32);
+    }
+}
