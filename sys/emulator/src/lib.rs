@@ -10,7 +10,7 @@
 //! arguments against the documented contract (`shared/reference/cann.md`) and fails with the
 //! documented code and an `aclGetRecentErrMsg` text naming the function and the problem;
 //! asynchronous work is queued on streams and runs only when synchronised; operators compute
-//! with the plain loops of [`reference`]. The test control API ([`control`], declared in
+//! with the plain loops of [`mod@reference`]. The test control API ([`control`], declared in
 //! `include/senet_emu.h`) injects failures and reports live resources.
 //!
 //! Every exported `unsafe extern "C"` function has the C contract of its declaration: pointer
