@@ -26,7 +26,9 @@ fn bad(msg: impl Into<String>) -> Fail {
 
 unsafe fn dims_arg(p: *const i64, n: u64, what: &str) -> Res<Vec<i64>> {
     if n > MAX_DIMS {
-        return Err(bad(format!("{what}: {n} dims, at most {MAX_DIMS} are supported")));
+        return Err(bad(format!(
+            "{what}: {n} dims, at most {MAX_DIMS} are supported"
+        )));
     }
     if n == 0 {
         return Ok(Vec::new());
@@ -57,8 +59,8 @@ fn check_tensor(t: &TensorDesc) -> Res<()> {
             t.strides
         )));
     }
-    let es = view::elem_size(t.dtype)
-        .ok_or_else(|| bad(format!("unknown data type {}", t.dtype.0)))?;
+    let es =
+        view::elem_size(t.dtype).ok_or_else(|| bad(format!("unknown data type {}", t.dtype.0)))?;
     if !matches!(
         t.format,
         aclFormat::ACL_FORMAT_ND
@@ -95,7 +97,7 @@ fn check_tensor(t: &TensorDesc) -> Res<()> {
     if t.addr == 0 {
         return Err(Fail::new(ACLNN_ERR_PARAM_NULLPTR, "tensorData is null"));
     }
-    if t.addr % 32 != 0 {
+    if !t.addr.is_multiple_of(32) {
         return Err(bad(format!(
             "tensorData {:#x} is not 32-byte aligned",
             t.addr
@@ -163,7 +165,10 @@ pub unsafe extern "C" fn aclCreateTensor(
 
 /// Creates a scalar, reading `*value` now as the C type `dataType` names.
 #[no_mangle]
-pub unsafe extern "C" fn aclCreateScalar(value: *mut c_void, dataType: aclDataType) -> *mut aclScalar {
+pub unsafe extern "C" fn aclCreateScalar(
+    value: *mut c_void,
+    dataType: aclDataType,
+) -> *mut aclScalar {
     api::object("aclCreateScalar", || {
         if value.is_null() {
             return Err(Fail::new(ACLNN_ERR_PARAM_NULLPTR, "value is null"));
@@ -216,8 +221,10 @@ pub unsafe extern "C" fn aclCreateFloatArray(value: *const f32, size: u64) -> *m
 pub unsafe extern "C" fn aclCreateBoolArray(value: *const bool, size: u64) -> *mut aclBoolArray {
     api::object("aclCreateBoolArray", || {
         let raw: Vec<u8> = values(value as *const u8, size)?;
-        Ok(objects::insert(Obj::BoolArray(raw.into_iter().map(|b| b != 0).collect()))
-            as *mut aclBoolArray)
+        Ok(
+            objects::insert(Obj::BoolArray(raw.into_iter().map(|b| b != 0).collect()))
+                as *mut aclBoolArray,
+        )
     })
 }
 
@@ -272,13 +279,18 @@ destroy_fn!(
 #[no_mangle]
 pub extern "C" fn aclSetAclOpExecutorRepeatable(executor: *mut aclOpExecutor) -> aclnnStatus {
     nn("aclSetAclOpExecutorRepeatable", || {
-        objects::lookup(executor as usize, "aclOpExecutor", "executor", |o| match o {
-            Obj::Executor(x) => {
-                x.repeatable = true;
-                Some(())
-            }
-            _ => None,
-        })
+        objects::lookup(
+            executor as usize,
+            "aclOpExecutor",
+            "executor",
+            |o| match o {
+                Obj::Executor(x) => {
+                    x.repeatable = true;
+                    Some(())
+                }
+                _ => None,
+            },
+        )
     })
 }
 

@@ -40,7 +40,8 @@ impl TensorDesc {
 
     /// Bytes of the storage (`numel(storage) * element size`).
     pub fn storage_bytes(&self) -> usize {
-        self.storage.iter().map(|&d| d as usize).product::<usize>() * view::elem_size(self.dtype).unwrap_or(1)
+        self.storage.iter().map(|&d| d as usize).product::<usize>()
+            * view::elem_size(self.dtype).unwrap_or(1)
     }
 
     /// Byte size of a contiguous copy of the view.

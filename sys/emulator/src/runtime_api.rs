@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use senet_cann_sys::*;
 
 use crate::api::{self, Fail, Res};
+use crate::control;
 use crate::memory::Kind;
 use crate::state::{self, with_emu, Config, Phase};
 use crate::stream::{self, Event, Record, Stream};
-use crate::control;
 
 fn acl(name: &str, body: impl FnOnce() -> Res<()>) -> aclError {
     api::status(name, ACL_ERROR_INTERNAL_ERROR, body)
@@ -316,8 +316,7 @@ pub unsafe extern "C" fn aclrtCreateStream(stream: *mut aclrtStream) -> aclError
             let (ctx, c) = e.current()?;
             let device = c.device;
             let id = state::next_id();
-            e.streams
-                .insert(id, Arc::new(Stream::new(id, device, ctx)));
+            e.streams.insert(id, Arc::new(Stream::new(id, device, ctx)));
             Ok::<_, Fail>(id)
         })?;
         *stream = id as aclrtStream;
@@ -333,7 +332,9 @@ pub extern "C" fn aclrtDestroyStream(stream: aclrtStream) -> aclError {
         let s = with_emu(|e| {
             if stream.is_null() {
                 e.require_init()?;
-                return Err(invalid("stream is null (the default stream cannot be destroyed)"));
+                return Err(invalid(
+                    "stream is null (the default stream cannot be destroyed)",
+                ));
             }
             let s = e.stream(stream)?;
             if e.contexts.values().any(|c| c.default_stream.id == s.id) {
@@ -524,12 +525,14 @@ pub unsafe extern "C" fn aclrtMalloc(
                     ),
                 ));
             }
-            e.memory.allocate(size, Kind::Device(device)).ok_or_else(|| {
-                Fail::new(
-                    ACL_ERROR_RT_MEMORY_ALLOCATION,
-                    format!("the host could not provide {reserved} bytes"),
-                )
-            })
+            e.memory
+                .allocate(size, Kind::Device(device))
+                .ok_or_else(|| {
+                    Fail::new(
+                        ACL_ERROR_RT_MEMORY_ALLOCATION,
+                        format!("the host could not provide {reserved} bytes"),
+                    )
+                })
         })?;
         *devPtr = p as *mut c_void;
         Ok(())
@@ -546,7 +549,10 @@ fn free_common(p: *mut c_void, host: bool) -> Res<()> {
         let (want, other) = if host {
             ("aclrtMallocHost", "aclrtMalloc (free it with aclrtFree)")
         } else {
-            ("aclrtMalloc", "aclrtMallocHost (free it with aclrtFreeHost)")
+            (
+                "aclrtMalloc",
+                "aclrtMallocHost (free it with aclrtFreeHost)",
+            )
         };
         let Some(a) = e.memory.at(addr) else {
             return Err(invalid(match e.memory.containing(addr) {
@@ -681,7 +687,7 @@ fn check_copy(
             }
         }
     }
-    if is_async && dst_dev && src_dev && (dst % 64 != 0 || src % 64 != 0) {
+    if is_async && dst_dev && src_dev && (!dst.is_multiple_of(64) || !src.is_multiple_of(64)) {
         return Err(invalid(format!(
             "device-to-device aclrtMemcpyAsync needs 64-byte aligned addresses, got dst {dst:#x} and src {src:#x}"
         )));

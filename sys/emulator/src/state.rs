@@ -90,7 +90,7 @@ pub fn is_first_gen_910(soc: &str) -> bool {
     match soc.strip_prefix("Ascend910") {
         // `Ascend910B1`.. and `Ascend910_93..` are the A2/A3 generations.
         Some(rest) => {
-            !rest.is_empty() && !rest.starts_with('_') && !(rest.starts_with('B') && rest.len() > 1)
+            !(rest.is_empty() || rest.starts_with('_') || (rest.starts_with('B') && rest.len() > 1))
         }
         None => false,
     }

@@ -113,7 +113,8 @@ impl Stream {
             let mut q = lock(&self.queue);
             q.done_seq = seq;
             if let Err(msg) = result {
-                q.errors.push(format!("{what} failed when the stream ran it: {msg}"));
+                q.errors
+                    .push(format!("{what} failed when the stream ran it: {msg}"));
             }
         }
         std::mem::take(&mut lock(&self.queue).errors)

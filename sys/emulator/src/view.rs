@@ -62,9 +62,7 @@ pub unsafe fn load(addr: usize, dt: aclDataType) -> f64 {
     unsafe {
         match dt {
             aclDataType::ACL_FLOAT => f64::from((p as *const f32).read_unaligned()),
-            aclDataType::ACL_FLOAT16 => {
-                f16::from_bits((p as *const u16).read_unaligned()).to_f64()
-            }
+            aclDataType::ACL_FLOAT16 => f16::from_bits((p as *const u16).read_unaligned()).to_f64(),
             aclDataType::ACL_BF16 => bf16::from_bits((p as *const u16).read_unaligned()).to_f64(),
             aclDataType::ACL_DOUBLE => (p as *const f64).read_unaligned(),
             aclDataType::ACL_INT8 => f64::from((p as *const i8).read_unaligned()),
@@ -180,12 +178,15 @@ pub fn read_f32_as(t: &TensorDesc, target: &[i64]) -> Vec<f32> {
     let mut out = vec![0f32; n];
     if t.dtype == aclDataType::ACL_FLOAT && t.is_contiguous() && target == t.dims.as_slice() {
         // SAFETY: the view was checked to lie inside a live allocation.
-        let src = unsafe { std::slice::from_raw_parts((t.addr as *const f32).add(t.offset as usize), n) };
+        let src =
+            unsafe { std::slice::from_raw_parts((t.addr as *const f32).add(t.offset as usize), n) };
         out.copy_from_slice(src);
         return out;
     }
     // SAFETY: every address of the view lies inside its (checked, live) storage.
-    for_each_addr(t, target, |k, a| out[k] = unsafe { load(a, t.dtype) } as f32);
+    for_each_addr(t, target, |k, a| {
+        out[k] = unsafe { load(a, t.dtype) } as f32
+    });
     out
 }
 
@@ -197,11 +198,13 @@ pub fn read_i64(t: &TensorDesc) -> Vec<i64> {
     out
 }
 
-/// Reads `t`'s view as contiguous `f64` (exact for every type but 64-bit integers).
-pub fn read_f64(t: &TensorDesc) -> Vec<f64> {
-    let mut out = vec![0f64; t.numel()];
+/// Reads `t`'s view broadcast to `target` as contiguous `f64` (exact for every type but
+/// 64-bit integers beyond 2^53).
+pub fn read_f64_as(t: &TensorDesc, target: &[i64]) -> Vec<f64> {
+    let n: usize = target.iter().map(|&d| d as usize).product();
+    let mut out = vec![0f64; n];
     // SAFETY: as in `read_f32_as`.
-    for_each_addr(t, &t.dims, |k, a| out[k] = unsafe { load(a, t.dtype) });
+    for_each_addr(t, target, |k, a| out[k] = unsafe { load(a, t.dtype) });
     out
 }
 
@@ -224,7 +227,9 @@ pub fn write_f32(t: &TensorDesc, data: &[f32]) -> Result<(), String> {
         return Ok(());
     }
     // SAFETY: every address of the view lies inside its live storage.
-    for_each_addr(t, &t.dims, |k, a| unsafe { store(a, t.dtype, f64::from(data[k])) });
+    for_each_addr(t, &t.dims, |k, a| unsafe {
+        store(a, t.dtype, f64::from(data[k]))
+    });
     Ok(())
 }
 
@@ -269,20 +274,14 @@ pub fn write_i64(t: &TensorDesc, data: &[i64]) -> Result<(), String> {
 
 /// Rounds every value through FLOAT16 (round to nearest even), as fp16 compute does.
 pub fn round_f16(v: &mut [f32]) {
-    for x in v {
-        *x = f16::from_f32(*x).to_f32();
-    }
+    crate::reference::cast::round_through_f16(v);
 }
 
 /// Rounds every value to `dt`'s precision (identity for FLOAT).
 pub fn round_to(v: &mut [f32], dt: aclDataType) {
     match dt {
         aclDataType::ACL_FLOAT16 => round_f16(v),
-        aclDataType::ACL_BF16 => {
-            for x in v {
-                *x = bf16::from_f32(*x).to_f32();
-            }
-        }
+        aclDataType::ACL_BF16 => crate::reference::cast::round_through_bf16(v),
         _ => {}
     }
 }

@@ -44,8 +44,7 @@ pub fn bad(msg: impl Into<String>) -> Fail {
 
 /// Common start of phase 1: `aclInit` done, output pointers non-null.
 pub fn begin(ws: *mut u64, ex: *mut *mut aclOpExecutor) -> Res<()> {
-    with_emu(|e| e.require_init())
-        .map_err(|f| Fail::new(ACLNN_ERR_RUNTIME_ERROR, f.msg))?;
+    with_emu(|e| e.require_init()).map_err(|f| Fail::new(ACLNN_ERR_RUNTIME_ERROR, f.msg))?;
     api::ensure(!ws.is_null(), ACLNN_ERR_PARAM_NULLPTR, || {
         "workspaceSize is null".into()
     })?;
@@ -243,11 +242,7 @@ pub fn pair(v: &[i64], what: &str, min: i64, empty: Option<[usize; 2]>) -> Res<[
         ([], Some(e)) => return Ok(e),
         ([a], _) => [*a, *a],
         ([a, b], _) => [*a, *b],
-        _ => {
-            return Err(bad(format!(
-                "{what} {v:?} must have 1 or 2 entries"
-            )))
-        }
+        _ => return Err(bad(format!("{what} {v:?} must have 1 or 2 entries"))),
     };
     if p.iter().any(|&x| x < min) {
         return Err(bad(format!("{what} {v:?} must be >= {min}")));
