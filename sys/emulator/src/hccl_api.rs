@@ -594,9 +594,16 @@ fn exchange(
 ) -> Result<(), Broken> {
     let dt = acl_dtype(HcclDataType(h.dtype)).unwrap_or(aclDataType::ACL_FLOAT);
     // SAFETY: the ranges were checked at enqueue and stay allocated until this task has run.
-    let local = unsafe { std::slice::from_raw_parts(send_buf as *const u8, bytes) }.to_vec();
-    let put = |data: &[u8]| unsafe {
-        std::ptr::copy_nonoverlapping(data.as_ptr(), recv_buf as *mut u8, data.len())
+    let local = if bytes == 0 {
+        Vec::new()
+    } else {
+        unsafe { std::slice::from_raw_parts(send_buf as *const u8, bytes) }.to_vec()
+    };
+    let put = |data: &[u8]| {
+        if !data.is_empty() {
+            // SAFETY: as above; `data` is `bytes` long.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), recv_buf as *mut u8, data.len()) }
+        }
     };
     if c.size == 1 {
         if h.kind != KIND_BARRIER {
