@@ -1,0 +1,43 @@
+//! `senet-cann-emu`: a host emulator of Huawei's CANN C API (the ACL runtime, the aclnn objects
+//! and operators, HCCL), used by senet's tests in place of a real Ascend NPU.
+//!
+//! Built as a `cdylib` exporting every function of `sys/include/cann_subset.h` with exactly
+//! those C signatures (the types come from `senet-cann-sys`, bindgen's output for that header),
+//! so senet's loader opens it with `SENET_CANN_LIB=/path/to/libsenet_cann_emu.so`; also an
+//! `rlib`, so Rust tests call the same functions directly.
+//!
+//! What it does: "device" memory is host memory tracked by a registry; every call checks its
+//! arguments against the documented contract (`shared/reference/cann.md`) and fails with the
+//! documented code and an `aclGetRecentErrMsg` text naming the function and the problem;
+//! asynchronous work is queued on streams and runs only when synchronised; operators compute
+//! with the plain loops of [`mod@reference`]. The test control API ([`control`], declared in
+//! `include/senet_emu.h`) injects failures and reports live resources.
+//!
+//! Every exported `unsafe extern "C"` function has the C contract of its declaration: pointer
+//! arguments are null or valid for the access the header implies.
+#![warn(missing_docs)]
+#![allow(non_snake_case, clippy::missing_safety_doc)]
+
+pub mod api;
+pub mod control;
+pub mod hccl_api;
+pub mod memory;
+pub mod nnopbase_api;
+pub mod objects;
+pub mod ops;
+pub mod reference;
+pub mod runtime_api;
+pub mod state;
+pub mod stream;
+pub mod view;
+
+pub use control::*;
+pub use nnopbase_api::*;
+pub use ops::conv::*;
+pub use ops::copy::*;
+pub use ops::elementwise::*;
+pub use ops::loss::*;
+pub use ops::matmul::*;
+pub use ops::norm::*;
+pub use ops::pool::*;
+pub use runtime_api::*;

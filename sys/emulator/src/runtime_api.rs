@@ -1,0 +1,816 @@
+//! The exported ACL runtime: `aclInit`, `aclFinalize`, `aclGetRecentErrMsg`, devices,
+//! contexts, streams, events and memory (`libascendcl.so`'s part of `cann_subset.h`).
+use std::ffi::{c_void, CStr};
+use std::os::raw::c_char;
+use std::sync::{Arc, Mutex};
+
+use senet_cann_sys::*;
+
+use crate::api::{self, Fail, Res};
+use crate::control;
+use crate::memory::Kind;
+use crate::state::{self, with_emu, Config, Phase};
+use crate::stream::{self, Event, Record, Stream};
+
+fn acl(name: &str, body: impl FnOnce() -> Res<()>) -> aclError {
+    api::status(name, ACL_ERROR_INTERNAL_ERROR, body)
+}
+
+fn invalid(msg: impl Into<String>) -> Fail {
+    Fail::new(ACL_ERROR_INVALID_PARAM, msg)
+}
+
+/// Fails with `ACL_ERROR_INVALID_PARAM` if the output pointer `p` (named `what`) is null.
+pub(crate) fn nonnull<T>(p: *const T, what: &str) -> Res<()> {
+    api::ensure(!p.is_null(), ACL_ERROR_INVALID_PARAM, || {
+        format!("{what} is null")
+    })
+}
+
+/// Initialises the runtime: reads the emulator's configuration (`SENET_EMU_DEVICES`,
+/// `SENET_EMU_SOC`, `SENET_EMU_HBM_BYTES`) and `SENET_EMU_FAIL`. `configPath` may be null or
+/// empty; otherwise the file must exist. A second call while initialised returns
+/// `ACL_ERROR_REPEAT_INITIALIZE`; a call after `aclFinalize` initialises again.
+#[no_mangle]
+pub unsafe extern "C" fn aclInit(configPath: *const c_char) -> aclError {
+    acl("aclInit", || {
+        if !configPath.is_null() {
+            let p = CStr::from_ptr(configPath).to_string_lossy().into_owned();
+            if !p.is_empty() && !std::path::Path::new(&p).is_file() {
+                return Err(invalid(format!("config file {p:?} does not exist")));
+            }
+        }
+        with_emu(|e| {
+            if e.phase == Phase::Active {
+                return Err(Fail::new(
+                    ACL_ERROR_REPEAT_INITIALIZE,
+                    "aclInit was already called in this process",
+                ));
+            }
+            let cfg = Config::from_env().map_err(invalid)?;
+            if let Ok(spec) = std::env::var(state::ENV_FAIL) {
+                control::inject_from_spec(&spec).map_err(invalid)?;
+            }
+            e.config = Some(cfg);
+            e.phase = Phase::Active;
+            Ok(())
+        })
+    })
+}
+
+/// Finalises the runtime: runs all queued work, then destroys every context, stream and event
+/// and frees all device and pinned host memory. aclnn objects stay (they belong to nnopbase).
+#[no_mangle]
+pub extern "C" fn aclFinalize() -> aclError {
+    acl("aclFinalize", || {
+        let streams = with_emu(|e| match e.phase {
+            Phase::Never => Err(Fail::new(
+                ACL_ERROR_UNINITIALIZE,
+                "aclInit has not been called",
+            )),
+            Phase::Finalized => Err(Fail::new(
+                ACL_ERROR_REPEAT_FINALIZE,
+                "aclFinalize was already called",
+            )),
+            Phase::Active => Ok(e.streams.values().cloned().collect::<Vec<_>>()),
+        })?;
+        for s in &streams {
+            let _ = s.run_until(u64::MAX);
+        }
+        with_emu(|e| {
+            for s in e.streams.values() {
+                let uses = s.discard();
+                e.memory.drop_uses(&uses);
+            }
+            e.streams.clear();
+            e.events.clear();
+            e.contexts.clear();
+            e.device_refs.clear();
+            e.memory.release_all();
+            e.phase = Phase::Finalized;
+        });
+        state::set_current(0);
+        Ok(())
+    })
+}
+
+/// The calling thread's most recent error text ("" if none); valid until the thread's next
+/// failing call.
+#[no_mangle]
+pub extern "C" fn aclGetRecentErrMsg() -> *const c_char {
+    api::recent_ptr()
+}
+
+/// Reports ACL version 1.10.0 (the CANN 8.0 headers).
+#[no_mangle]
+pub unsafe extern "C" fn aclrtGetVersion(
+    majorVersion: *mut i32,
+    minorVersion: *mut i32,
+    patchVersion: *mut i32,
+) -> aclError {
+    acl("aclrtGetVersion", || {
+        with_emu(|e| e.require_init())?;
+        nonnull(majorVersion, "majorVersion")?;
+        nonnull(minorVersion, "minorVersion")?;
+        nonnull(patchVersion, "patchVersion")?;
+        *majorVersion = 1;
+        *minorVersion = 10;
+        *patchVersion = 0;
+        Ok(())
+    })
+}
+
+/// The SoC name (`SENET_EMU_SOC`, default `Ascend910B1`); null before `aclInit`.
+#[no_mangle]
+pub extern "C" fn aclrtGetSocName() -> *const c_char {
+    api::call(
+        "aclrtGetSocName",
+        0,
+        |_| std::ptr::null(),
+        || with_emu(|e| Ok(e.config()?.soc.as_ptr())),
+    )
+}
+
+/// Binds the calling thread to `deviceId` and its default context (created on first use;
+/// reference counted by `aclrtResetDevice`).
+#[no_mangle]
+pub extern "C" fn aclrtSetDevice(deviceId: i32) -> aclError {
+    acl("aclrtSetDevice", || {
+        let ctx = with_emu(|e| {
+            e.check_device(deviceId)?;
+            let ctx = match e.device_refs.get(&deviceId).copied() {
+                Some((n, ctx)) => {
+                    e.device_refs.insert(deviceId, (n + 1, ctx));
+                    ctx
+                }
+                None => {
+                    let ctx = e.new_context(deviceId);
+                    e.device_refs.insert(deviceId, (1, ctx));
+                    ctx
+                }
+            };
+            Ok(ctx)
+        })?;
+        state::set_current(ctx);
+        Ok(())
+    })
+}
+
+/// Removes the context `ctx` and its streams from the registries and runs the streams' queued
+/// work; for `aclrtResetDevice` and `aclrtDestroyContext`.
+fn retire_context(ctx: usize) -> Res<()> {
+    let streams: Vec<Arc<Stream>> = with_emu(|e| {
+        e.contexts.remove(&ctx);
+        let ids: Vec<usize> = e
+            .streams
+            .values()
+            .filter(|s| s.context == ctx)
+            .map(|s| s.id)
+            .collect();
+        ids.iter().filter_map(|id| e.streams.remove(id)).collect()
+    });
+    if state::current_handle() == ctx {
+        state::set_current(0);
+    }
+    let mut errors = Vec::new();
+    for s in streams {
+        errors.extend(s.run_until(u64::MAX));
+    }
+    api::ensure(errors.is_empty(), ACL_ERROR_RT_INTERNAL_ERROR, || {
+        errors.join("; ")
+    })
+}
+
+/// Drops one `aclrtSetDevice` reference; the last one runs the default context's queued work
+/// and destroys it with its streams. Device memory stays allocated (free it with `aclrtFree`).
+#[no_mangle]
+pub extern "C" fn aclrtResetDevice(deviceId: i32) -> aclError {
+    acl("aclrtResetDevice", || {
+        let retire = with_emu(|e| {
+            e.check_device(deviceId)?;
+            match e.device_refs.get(&deviceId).copied() {
+                None => Err(invalid(format!(
+                    "device {deviceId} was not set (no aclrtSetDevice({deviceId}) to match)"
+                ))),
+                Some((1, ctx)) => {
+                    e.device_refs.remove(&deviceId);
+                    Ok(Some(ctx))
+                }
+                Some((n, ctx)) => {
+                    e.device_refs.insert(deviceId, (n - 1, ctx));
+                    Ok(None)
+                }
+            }
+        })?;
+        match retire {
+            Some(ctx) => retire_context(ctx),
+            None => Ok(()),
+        }
+    })
+}
+
+/// The device of the calling thread's current context.
+#[no_mangle]
+pub unsafe extern "C" fn aclrtGetDevice(deviceId: *mut i32) -> aclError {
+    acl("aclrtGetDevice", || {
+        nonnull(deviceId, "deviceId")?;
+        let d = with_emu(|e| Ok::<_, Fail>(e.current()?.1.device))?;
+        *deviceId = d;
+        Ok(())
+    })
+}
+
+/// Number of emulated devices (`SENET_EMU_DEVICES`, default 8).
+#[no_mangle]
+pub unsafe extern "C" fn aclrtGetDeviceCount(count: *mut u32) -> aclError {
+    acl("aclrtGetDeviceCount", || {
+        nonnull(count, "count")?;
+        let n = with_emu(|e| Ok::<_, Fail>(e.config()?.devices))?;
+        *count = n;
+        Ok(())
+    })
+}
+
+/// Runs the queued work of every stream of the current device.
+#[no_mangle]
+pub extern "C" fn aclrtSynchronizeDevice() -> aclError {
+    acl("aclrtSynchronizeDevice", || {
+        let d = with_emu(|e| Ok::<_, Fail>(e.current()?.1.device))?;
+        state::sync_device(d)
+    })
+}
+
+/// Creates a context on `deviceId` and makes it the calling thread's current context.
+#[no_mangle]
+pub unsafe extern "C" fn aclrtCreateContext(context: *mut aclrtContext, deviceId: i32) -> aclError {
+    acl("aclrtCreateContext", || {
+        nonnull(context, "context")?;
+        let ctx = with_emu(|e| {
+            e.check_device(deviceId)?;
+            Ok::<_, Fail>(e.new_context(deviceId))
+        })?;
+        state::set_current(ctx);
+        *context = ctx as aclrtContext;
+        Ok(())
+    })
+}
+
+/// Destroys a context made by `aclrtCreateContext`, after running its streams' queued work.
+#[no_mangle]
+pub extern "C" fn aclrtDestroyContext(context: aclrtContext) -> aclError {
+    acl("aclrtDestroyContext", || {
+        let h = context as usize;
+        with_emu(|e| {
+            e.require_init()?;
+            if context.is_null() {
+                return Err(invalid("context is null"));
+            }
+            if !e.contexts.contains_key(&h) {
+                return Err(invalid(format!("{context:p} is not a live context")));
+            }
+            if let Some((d, _)) = e.device_refs.iter().find(|(_, (_, c))| *c == h) {
+                return Err(invalid(format!(
+                    "{context:p} is the default context of device {d}; release it with aclrtResetDevice"
+                )));
+            }
+            Ok(())
+        })?;
+        retire_context(h)
+    })
+}
+
+/// Makes `context` the calling thread's current context.
+#[no_mangle]
+pub extern "C" fn aclrtSetCurrentContext(context: aclrtContext) -> aclError {
+    acl("aclrtSetCurrentContext", || {
+        with_emu(|e| {
+            e.require_init()?;
+            api::ensure(
+                e.contexts.contains_key(&(context as usize)),
+                ACL_ERROR_INVALID_PARAM,
+                || format!("{context:p} is not a live context"),
+            )
+        })?;
+        state::set_current(context as usize);
+        Ok(())
+    })
+}
+
+/// The calling thread's current context.
+#[no_mangle]
+pub unsafe extern "C" fn aclrtGetCurrentContext(context: *mut aclrtContext) -> aclError {
+    acl("aclrtGetCurrentContext", || {
+        nonnull(context, "context")?;
+        let h = with_emu(|e| Ok::<_, Fail>(e.current()?.0))?;
+        *context = h as aclrtContext;
+        Ok(())
+    })
+}
+
+/// Creates a stream in the current context.
+#[no_mangle]
+pub unsafe extern "C" fn aclrtCreateStream(stream: *mut aclrtStream) -> aclError {
+    acl("aclrtCreateStream", || {
+        nonnull(stream, "stream")?;
+        let id = with_emu(|e| {
+            let (ctx, c) = e.current()?;
+            let device = c.device;
+            let id = state::next_id();
+            e.streams.insert(id, Arc::new(Stream::new(id, device, ctx)));
+            Ok::<_, Fail>(id)
+        })?;
+        *stream = id as aclrtStream;
+        Ok(())
+    })
+}
+
+/// Destroys a stream. Queued work is run first (the documented call waits for it); a failure
+/// of that work is returned, and the stream is destroyed all the same.
+#[no_mangle]
+pub extern "C" fn aclrtDestroyStream(stream: aclrtStream) -> aclError {
+    acl("aclrtDestroyStream", || {
+        let s = with_emu(|e| {
+            if stream.is_null() {
+                e.require_init()?;
+                return Err(invalid(
+                    "stream is null (the default stream cannot be destroyed)",
+                ));
+            }
+            let s = e.stream(stream)?;
+            if e.contexts.values().any(|c| c.default_stream.id == s.id) {
+                return Err(invalid("cannot destroy a context's default stream"));
+            }
+            e.streams.remove(&s.id);
+            Ok(s)
+        })?;
+        state::sync_stream(&s, u64::MAX)
+    })
+}
+
+/// Runs the stream's queued work in order; reports the first failures of that work.
+#[no_mangle]
+pub extern "C" fn aclrtSynchronizeStream(stream: aclrtStream) -> aclError {
+    acl("aclrtSynchronizeStream", || {
+        let s = with_emu(|e| e.stream(stream))?;
+        state::sync_stream(&s, u64::MAX)
+    })
+}
+
+/// Creates an event in the current context.
+#[no_mangle]
+pub unsafe extern "C" fn aclrtCreateEvent(event: *mut aclrtEvent) -> aclError {
+    acl("aclrtCreateEvent", || {
+        nonnull(event, "event")?;
+        let id = with_emu(|e| {
+            let device = e.current()?.1.device;
+            let id = state::next_id();
+            e.events.insert(
+                id,
+                Arc::new(Event {
+                    id,
+                    device,
+                    last: Mutex::new(None),
+                }),
+            );
+            Ok::<_, Fail>(id)
+        })?;
+        *event = id as aclrtEvent;
+        Ok(())
+    })
+}
+
+fn event(e: &state::Emu, event: aclrtEvent) -> Res<Arc<Event>> {
+    e.require_init()?;
+    if event.is_null() {
+        return Err(invalid("event is null"));
+    }
+    e.events
+        .get(&(event as usize))
+        .cloned()
+        .ok_or_else(|| invalid(format!("{event:p} is not a live event")))
+}
+
+/// Destroys an event.
+#[no_mangle]
+pub extern "C" fn aclrtDestroyEvent(ev: aclrtEvent) -> aclError {
+    acl("aclrtDestroyEvent", || {
+        with_emu(|e| {
+            let ev = event(e, ev)?;
+            e.events.remove(&ev.id);
+            Ok(())
+        })
+    })
+}
+
+/// Queues a marker on `stream` that timestamps the event when the stream runs it.
+#[no_mangle]
+pub extern "C" fn aclrtRecordEvent(ev: aclrtEvent, stream: aclrtStream) -> aclError {
+    acl("aclrtRecordEvent", || {
+        let (ev, s) = with_emu(|e| Ok::<_, Fail>((event(e, ev)?, e.stream(stream)?)))?;
+        let at = Arc::new(Mutex::new(None));
+        let at2 = at.clone();
+        let seq = s.enqueue(
+            "aclrtRecordEvent".into(),
+            Vec::new(),
+            Box::new(move || {
+                stream::mark(&at2);
+                Ok(())
+            }),
+        );
+        ev.set_record(Record { stream: s, seq, at });
+        Ok(())
+    })
+}
+
+/// Makes later work of `stream` wait for the event's most recent record (captured now): when
+/// the stream reaches the wait, the recording stream runs up to the marker. An event never
+/// recorded is already complete.
+#[no_mangle]
+pub extern "C" fn aclrtStreamWaitEvent(stream: aclrtStream, ev: aclrtEvent) -> aclError {
+    acl("aclrtStreamWaitEvent", || {
+        let (ev, s) = with_emu(|e| Ok::<_, Fail>((event(e, ev)?, e.stream(stream)?)))?;
+        if let Some(rec) = ev.record() {
+            s.enqueue(
+                "aclrtStreamWaitEvent".into(),
+                Vec::new(),
+                Box::new(move || {
+                    let errors = rec.stream.run_until(rec.seq);
+                    if errors.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(format!("the awaited stream failed: {}", errors.join("; ")))
+                    }
+                }),
+            );
+        }
+        Ok(())
+    })
+}
+
+/// Runs the recording stream up to the event's marker (no-op for an event never recorded).
+#[no_mangle]
+pub extern "C" fn aclrtSynchronizeEvent(ev: aclrtEvent) -> aclError {
+    acl("aclrtSynchronizeEvent", || {
+        let ev = with_emu(|e| event(e, ev))?;
+        match ev.record() {
+            Some(rec) => state::sync_stream(&rec.stream, rec.seq),
+            None => Ok(()),
+        }
+    })
+}
+
+/// Milliseconds between two completed events (both must have been recorded and run).
+#[no_mangle]
+pub unsafe extern "C" fn aclrtEventElapsedTime(
+    ms: *mut f32,
+    startEvent: aclrtEvent,
+    endEvent: aclrtEvent,
+) -> aclError {
+    acl("aclrtEventElapsedTime", || {
+        nonnull(ms, "ms")?;
+        let (a, b) = with_emu(|e| Ok::<_, Fail>((event(e, startEvent)?, event(e, endEvent)?)))?;
+        let time = |ev: &Event, which: &str| -> Res<std::time::Instant> {
+            let rec = ev.record().ok_or_else(|| {
+                Fail::new(
+                    ACL_ERROR_INVALID_PARAM,
+                    format!("{which} event was never recorded"),
+                )
+            })?;
+            stream::ran_at(&rec).ok_or_else(|| {
+                Fail::new(
+                    ACL_ERROR_INVALID_PARAM,
+                    format!("{which} event has not completed (synchronise its stream first)"),
+                )
+            })
+        };
+        let (ta, tb) = (time(&a, "startEvent")?, time(&b, "endEvent")?);
+        let d = if tb >= ta {
+            tb.duration_since(ta).as_secs_f64()
+        } else {
+            -ta.duration_since(tb).as_secs_f64()
+        };
+        *ms = (d * 1e3) as f32;
+        Ok(())
+    })
+}
+
+/// Allocates device memory on the current device: 64-byte aligned start, `align_up(size, 32) +
+/// 32` bytes charged to the device's `SENET_EMU_HBM_BYTES` budget, filled with 0xFF bytes.
+#[no_mangle]
+pub unsafe extern "C" fn aclrtMalloc(
+    devPtr: *mut *mut c_void,
+    size: usize,
+    policy: aclrtMemMallocPolicy,
+) -> aclError {
+    acl("aclrtMalloc", || {
+        nonnull(devPtr, "devPtr")?;
+        let p = with_emu(|e| {
+            let device = e.current()?.1.device;
+            let hbm = e.config()?.hbm;
+            if size == 0 {
+                return Err(invalid("size is 0"));
+            }
+            if policy.0 > 5 {
+                return Err(invalid(format!("unknown memory policy {}", policy.0)));
+            }
+            let reserved = crate::memory::reserved_size(size)
+                .ok_or_else(|| invalid(format!("size {size} is too large")))?;
+            let used = e.memory.device_bytes(device);
+            if used + reserved as u64 > hbm {
+                return Err(Fail::new(
+                    ACL_ERROR_RT_MEMORY_ALLOCATION,
+                    format!(
+                        "out of device memory on device {device}: {size} bytes ({reserved} reserved) requested, {} of {hbm} free",
+                        hbm - used
+                    ),
+                ));
+            }
+            e.memory
+                .allocate(size, Kind::Device(device))
+                .ok_or_else(|| {
+                    Fail::new(
+                        ACL_ERROR_RT_MEMORY_ALLOCATION,
+                        format!("the host could not provide {reserved} bytes"),
+                    )
+                })
+        })?;
+        *devPtr = p as *mut c_void;
+        Ok(())
+    })
+}
+
+fn free_common(p: *mut c_void, host: bool) -> Res<()> {
+    with_emu(|e| {
+        e.require_init()?;
+        if p.is_null() {
+            return Err(invalid("pointer is null"));
+        }
+        let addr = p as usize;
+        let (want, other) = if host {
+            ("aclrtMallocHost", "aclrtMalloc (free it with aclrtFree)")
+        } else {
+            (
+                "aclrtMalloc",
+                "aclrtMallocHost (free it with aclrtFreeHost)",
+            )
+        };
+        let Some(a) = e.memory.at(addr) else {
+            return Err(invalid(match e.memory.containing(addr) {
+                Some((start, _)) => format!(
+                    "{p:p} is not the start of an allocation: it is {} bytes into the allocation at {start:#x}",
+                    addr - start
+                ),
+                None => format!(
+                    "{p:p} was not returned by {want} (or was already freed)"
+                ),
+            }));
+        };
+        if (a.kind == Kind::Host) != host {
+            return Err(invalid(format!("{p:p} was allocated by {other}")));
+        }
+        let n = e.memory.pending_uses(addr);
+        if n > 0 {
+            return Err(invalid(format!(
+                "{p:p} is still used by {n} queued stream task(s) that have not run; synchronise the stream before freeing"
+            )));
+        }
+        e.memory.release(addr);
+        Ok(())
+    })
+}
+
+/// Frees device memory. Errors: null, a pointer that is not an allocation's start, pinned host
+/// memory, or memory still used by queued, not yet run stream work.
+#[no_mangle]
+pub extern "C" fn aclrtFree(devPtr: *mut c_void) -> aclError {
+    acl("aclrtFree", || free_common(devPtr, false))
+}
+
+/// Allocates pinned host memory (tracked apart from device memory; zero-filled).
+#[no_mangle]
+pub unsafe extern "C" fn aclrtMallocHost(hostPtr: *mut *mut c_void, size: usize) -> aclError {
+    acl("aclrtMallocHost", || {
+        nonnull(hostPtr, "hostPtr")?;
+        let p = with_emu(|e| {
+            e.require_init()?;
+            if size == 0 {
+                return Err(invalid("size is 0"));
+            }
+            e.memory
+                .allocate(size, Kind::Host)
+                .ok_or_else(|| Fail::new(ACL_ERROR_BAD_ALLOC, "the host is out of memory"))
+        })?;
+        *hostPtr = p as *mut c_void;
+        Ok(())
+    })
+}
+
+/// Frees pinned host memory from `aclrtMallocHost`.
+#[no_mangle]
+pub extern "C" fn aclrtFreeHost(hostPtr: *mut c_void) -> aclError {
+    acl("aclrtFreeHost", || free_common(hostPtr, true))
+}
+
+/// Free and total HBM of the current device: total is `SENET_EMU_HBM_BYTES`, free is total
+/// minus the bytes reserved by live allocations.
+#[no_mangle]
+pub unsafe extern "C" fn aclrtGetMemInfo(
+    attr: aclrtMemAttr,
+    free: *mut usize,
+    total: *mut usize,
+) -> aclError {
+    acl("aclrtGetMemInfo", || {
+        nonnull(free, "free")?;
+        nonnull(total, "total")?;
+        let (f, t) = with_emu(|e| {
+            let device = e.current()?.1.device;
+            if attr.0 > 5 {
+                return Err(invalid(format!("unknown aclrtMemAttr {}", attr.0)));
+            }
+            let hbm = e.config()?.hbm;
+            Ok((hbm.saturating_sub(e.memory.device_bytes(device)), hbm))
+        })?;
+        *free = f as usize;
+        *total = t as usize;
+        Ok(())
+    })
+}
+
+/// Validates a copy and returns the allocations it touches.
+fn check_copy(
+    e: &state::Emu,
+    dst: usize,
+    dest_max: usize,
+    src: usize,
+    count: usize,
+    kind: aclrtMemcpyKind,
+    is_async: bool,
+) -> Res<Vec<usize>> {
+    e.current()?;
+    if dst == 0 {
+        return Err(invalid("dst is null"));
+    }
+    if src == 0 {
+        return Err(invalid("src is null"));
+    }
+    if count > dest_max {
+        return Err(invalid(format!(
+            "count {count} is larger than destMax {dest_max}"
+        )));
+    }
+    let (dst_dev, src_dev) = match kind {
+        aclrtMemcpyKind::ACL_MEMCPY_HOST_TO_HOST => (false, false),
+        aclrtMemcpyKind::ACL_MEMCPY_HOST_TO_DEVICE => (true, false),
+        aclrtMemcpyKind::ACL_MEMCPY_DEVICE_TO_HOST => (false, true),
+        aclrtMemcpyKind::ACL_MEMCPY_DEVICE_TO_DEVICE => (true, true),
+        other => return Err(invalid(format!("unknown aclrtMemcpyKind {}", other.0))),
+    };
+    let mut uses = Vec::new();
+    for (addr, dev, name) in [(dst, dst_dev, "dst"), (src, src_dev, "src")] {
+        if dev {
+            let start = e
+                .memory
+                .check_range(addr, count, |k| matches!(k, Kind::Device(_)))
+                .map_err(|m| invalid(format!("{name} (device side): {m}")))?;
+            uses.push(start);
+        } else if e.memory.is_device(addr) {
+            return Err(invalid(format!(
+                "{name} {addr:#x} is device memory, but the copy kind says it is host memory"
+            )));
+        } else if let Some((start, a)) = e.memory.containing(addr) {
+            // Pinned host memory: the range must fit too.
+            if a.kind == Kind::Host {
+                e.memory
+                    .check_range(addr, count, |k| k == Kind::Host)
+                    .map_err(|m| invalid(format!("{name} (pinned host): {m}")))?;
+                uses.push(start);
+            }
+        }
+    }
+    if is_async && dst_dev && src_dev && (!dst.is_multiple_of(64) || !src.is_multiple_of(64)) {
+        return Err(invalid(format!(
+            "device-to-device aclrtMemcpyAsync needs 64-byte aligned addresses, got dst {dst:#x} and src {src:#x}"
+        )));
+    }
+    Ok(uses)
+}
+
+/// Synchronous copy: validates, runs the current device's queued work, then copies.
+#[no_mangle]
+pub extern "C" fn aclrtMemcpy(
+    dst: *mut c_void,
+    destMax: usize,
+    src: *const c_void,
+    count: usize,
+    kind: aclrtMemcpyKind,
+) -> aclError {
+    acl("aclrtMemcpy", || {
+        let device = with_emu(|e| {
+            check_copy(e, dst as usize, destMax, src as usize, count, kind, false)?;
+            Ok::<_, Fail>(e.current()?.1.device)
+        })?;
+        state::sync_device(device)?;
+        with_emu(|e| check_copy(e, dst as usize, destMax, src as usize, count, kind, false))?;
+        // SAFETY: both ranges were checked (device side inside a live allocation; the host side
+        // is the caller's promise, as with the real runtime).
+        unsafe { std::ptr::copy(src as *const u8, dst as *mut u8, count) };
+        Ok(())
+    })
+}
+
+/// Queues a copy on `stream`; the bytes move when the stream runs.
+#[no_mangle]
+pub extern "C" fn aclrtMemcpyAsync(
+    dst: *mut c_void,
+    destMax: usize,
+    src: *const c_void,
+    count: usize,
+    kind: aclrtMemcpyKind,
+    stream: aclrtStream,
+) -> aclError {
+    acl("aclrtMemcpyAsync", || {
+        let (d, s) = (dst as usize, src as usize);
+        with_emu(|e| {
+            let uses = check_copy(e, d, destMax, s, count, kind, true)?;
+            let st = e.stream(stream)?;
+            e.memory.add_uses(&uses);
+            st.enqueue(
+                "aclrtMemcpyAsync".into(),
+                uses,
+                Box::new(move || {
+                    // SAFETY: validated at enqueue; allocations in `uses` cannot be freed
+                    // until this task has run.
+                    unsafe { std::ptr::copy(s as *const u8, d as *mut u8, count) };
+                    Ok(())
+                }),
+            );
+            Ok(())
+        })
+    })
+}
+
+fn check_memset(e: &state::Emu, dev: usize, max: usize, count: usize) -> Res<usize> {
+    e.current()?;
+    if dev == 0 {
+        return Err(invalid("devPtr is null"));
+    }
+    if count > max {
+        return Err(invalid(format!(
+            "count {count} is larger than maxCount {max}"
+        )));
+    }
+    e.memory
+        .check_range(dev, count, |k| matches!(k, Kind::Device(_)))
+        .map_err(|m| invalid(format!("devPtr: {m}")))
+}
+
+/// Synchronous memset of device memory (each byte = `value & 0xFF`), after running the current
+/// device's queued work.
+#[no_mangle]
+pub extern "C" fn aclrtMemset(
+    devPtr: *mut c_void,
+    maxCount: usize,
+    value: i32,
+    count: usize,
+) -> aclError {
+    acl("aclrtMemset", || {
+        let device = with_emu(|e| {
+            check_memset(e, devPtr as usize, maxCount, count)?;
+            Ok::<_, Fail>(e.current()?.1.device)
+        })?;
+        state::sync_device(device)?;
+        with_emu(|e| check_memset(e, devPtr as usize, maxCount, count))?;
+        // SAFETY: the range lies inside a live device allocation.
+        unsafe { std::ptr::write_bytes(devPtr as *mut u8, value as u8, count) };
+        Ok(())
+    })
+}
+
+/// Queues a memset of device memory on `stream`.
+#[no_mangle]
+pub extern "C" fn aclrtMemsetAsync(
+    devPtr: *mut c_void,
+    maxCount: usize,
+    value: i32,
+    count: usize,
+    stream: aclrtStream,
+) -> aclError {
+    acl("aclrtMemsetAsync", || {
+        let d = devPtr as usize;
+        with_emu(|e| {
+            let start = check_memset(e, d, maxCount, count)?;
+            let st = e.stream(stream)?;
+            e.memory.add_uses(&[start]);
+            st.enqueue(
+                "aclrtMemsetAsync".into(),
+                vec![start],
+                Box::new(move || {
+                    // SAFETY: validated at enqueue; the allocation stays live until this runs.
+                    unsafe { std::ptr::write_bytes(d as *mut u8, value as u8, count) };
+                    Ok(())
+                }),
+            );
+            Ok(())
+        })
+    })
+}

@@ -1,0 +1,325 @@
+//! Global emulator state: initialisation, configuration, devices, contexts, streams, events,
+//! memory, and each thread's current context.
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use senet_cann_sys::*;
+
+use crate::api::{Fail, Res};
+use crate::memory::Memory;
+use crate::stream::{Event, Stream};
+
+/// Environment variable: number of emulated devices (default 8).
+pub const ENV_DEVICES: &str = "SENET_EMU_DEVICES";
+/// Environment variable: SoC name `aclrtGetSocName` reports (default `Ascend910B1`).
+pub const ENV_SOC: &str = "SENET_EMU_SOC";
+/// Environment variable: HBM bytes per device (default 32 GiB).
+pub const ENV_HBM: &str = "SENET_EMU_HBM_BYTES";
+/// Environment variable: failures to inject at `aclInit` (`function:afterCalls:code[,...]`).
+pub const ENV_FAIL: &str = "SENET_EMU_FAIL";
+
+/// Where the process is in the `aclInit` / `aclFinalize` life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// `aclInit` never called.
+    #[default]
+    Never,
+    /// Between `aclInit` and `aclFinalize`.
+    Active,
+    /// After `aclFinalize` (a new `aclInit` is accepted).
+    Finalized,
+}
+
+/// Configuration read from the environment at `aclInit`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Number of devices.
+    pub devices: u32,
+    /// SoC name (leaked so `aclrtGetSocName`'s pointer stays valid).
+    pub soc: &'static CString,
+    /// HBM bytes per device.
+    pub hbm: u64,
+}
+
+impl Config {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> Result<Config, String> {
+        let devices = match std::env::var(ENV_DEVICES) {
+            Ok(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=64).contains(n))
+                .ok_or_else(|| format!("{ENV_DEVICES}={v:?} is not a device count in 1..=64"))?,
+            Err(_) => 8,
+        };
+        let hbm = match std::env::var(ENV_HBM) {
+            Ok(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("{ENV_HBM}={v:?} is not a positive byte count"))?,
+            Err(_) => 32 << 30,
+        };
+        let soc = std::env::var(ENV_SOC)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| "Ascend910B1".to_string());
+        let soc = CString::new(soc.trim()).map_err(|_| format!("{ENV_SOC} contains a NUL"))?;
+        Ok(Config {
+            devices,
+            soc: Box::leak(Box::new(soc)),
+            hbm,
+        })
+    }
+
+    /// Whether the SoC is a first-generation Ascend 910 (`Ascend910A`, `Ascend910ProA`,
+    /// `Ascend910B`, `Ascend910ProB`, `Ascend910PremiumA`), as opposed to the 910B1..B4 family
+    /// and later.
+    pub fn first_gen_910(&self) -> bool {
+        is_first_gen_910(&self.soc.to_string_lossy())
+    }
+}
+
+/// Whether `soc` names a first-generation Ascend 910 (see [`Config::first_gen_910`]).
+pub fn is_first_gen_910(soc: &str) -> bool {
+    match soc.strip_prefix("Ascend910") {
+        // `Ascend910B1`.. and `Ascend910_93..` are the A2/A3 generations.
+        Some(rest) => {
+            !(rest.is_empty() || rest.starts_with('_') || (rest.starts_with('B') && rest.len() > 1))
+        }
+        None => false,
+    }
+}
+
+/// A context: a device and the context's default stream.
+pub struct Context {
+    /// Device.
+    pub device: i32,
+    /// The stream a null `aclrtStream` means in this context.
+    pub default_stream: Arc<Stream>,
+}
+
+/// Everything behind the global lock.
+#[derive(Default)]
+pub struct Emu {
+    /// Life-cycle phase.
+    pub phase: Phase,
+    /// Configuration (valid while `phase == Active`).
+    pub config: Option<Config>,
+    /// Live contexts by handle.
+    pub contexts: HashMap<usize, Context>,
+    /// Per device: `aclrtSetDevice` reference count and the default context.
+    pub device_refs: HashMap<i32, (u32, usize)>,
+    /// Live streams by handle (default streams included).
+    pub streams: HashMap<usize, Arc<Stream>>,
+    /// Live events by handle.
+    pub events: HashMap<usize, Arc<Event>>,
+    /// Device and pinned host memory.
+    pub memory: Memory,
+}
+
+static EMU: Mutex<Option<Emu>> = Mutex::new(None);
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0x5e_0000);
+
+thread_local! {
+    static CURRENT: Cell<usize> = const { Cell::new(0) };
+}
+
+fn lock() -> MutexGuard<'static, Option<Emu>> {
+    EMU.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` with the global state locked. Never call it from inside another `with_emu`.
+pub fn with_emu<R>(f: impl FnOnce(&mut Emu) -> R) -> R {
+    let mut g = lock();
+    f(g.get_or_insert_with(Emu::default))
+}
+
+/// A fresh handle value, never reused within the process (so stale handles are detected).
+pub fn next_id() -> usize {
+    NEXT_ID.fetch_add(16, Ordering::Relaxed)
+}
+
+/// The calling thread's current context handle (0 for none).
+pub fn current_handle() -> usize {
+    CURRENT.with(|c| c.get())
+}
+
+/// Sets the calling thread's current context.
+pub fn set_current(ctx: usize) {
+    CURRENT.with(|c| c.set(ctx));
+}
+
+/// Whether the configured SoC is a first-generation 910 (false before `aclInit`).
+pub fn first_gen_910() -> bool {
+    with_emu(|e| e.config.as_ref().is_some_and(Config::first_gen_910))
+}
+
+impl Emu {
+    /// Fails with `ACL_ERROR_UNINITIALIZE` unless between `aclInit` and `aclFinalize`.
+    pub fn require_init(&self) -> Res<()> {
+        match self.phase {
+            Phase::Active => Ok(()),
+            Phase::Never => Err(Fail::new(
+                ACL_ERROR_UNINITIALIZE,
+                "aclInit has not been called",
+            )),
+            Phase::Finalized => Err(Fail::new(
+                ACL_ERROR_UNINITIALIZE,
+                "called after aclFinalize",
+            )),
+        }
+    }
+
+    /// The configuration (requires `aclInit`).
+    pub fn config(&self) -> Res<&Config> {
+        self.require_init()?;
+        Ok(self.config.as_ref().expect("config set while active"))
+    }
+
+    /// The calling thread's current context, as `(handle, context)`.
+    pub fn current(&self) -> Res<(usize, &Context)> {
+        self.require_init()?;
+        let h = current_handle();
+        match self.contexts.get(&h) {
+            Some(c) => Ok((h, c)),
+            None => Err(Fail::new(
+                ACL_ERROR_RT_CONTEXT_NULL,
+                if h == 0 {
+                    "this thread has no current context: call aclrtSetDevice or aclrtSetCurrentContext first"
+                } else {
+                    "this thread's current context was destroyed (aclrtDestroyContext, aclrtResetDevice or aclFinalize)"
+                },
+            )),
+        }
+    }
+
+    /// The stream a handle means: null is the current context's default stream; others must be
+    /// live streams of the current device.
+    pub fn stream(&self, handle: aclrtStream) -> Res<Arc<Stream>> {
+        let (_, ctx) = self.current()?;
+        if handle.is_null() {
+            return Ok(ctx.default_stream.clone());
+        }
+        let s = self.streams.get(&(handle as usize)).ok_or_else(|| {
+            Fail::new(
+                ACL_ERROR_INVALID_PARAM,
+                format!(
+                    "stream {handle:p} is not a live stream (destroyed, or not from aclrtCreateStream)"
+                ),
+            )
+        })?;
+        if s.device != ctx.device {
+            return Err(Fail::new(
+                ACL_ERROR_RT_STREAM_CONTEXT,
+                format!(
+                    "stream {handle:p} belongs to device {}, but the current context is on device {}",
+                    s.device, ctx.device
+                ),
+            ));
+        }
+        Ok(s.clone())
+    }
+
+    /// Creates a context (and its default stream) on `device`.
+    pub fn new_context(&mut self, device: i32) -> usize {
+        let id = next_id();
+        let sid = next_id();
+        let stream = Arc::new(Stream::new(sid, device, id));
+        self.streams.insert(sid, stream.clone());
+        self.contexts.insert(
+            id,
+            Context {
+                device,
+                default_stream: stream,
+            },
+        );
+        id
+    }
+
+    /// Streams (default ones included) of `device`.
+    pub fn device_streams(&self, device: i32) -> Vec<Arc<Stream>> {
+        let mut v: Vec<_> = self
+            .streams
+            .values()
+            .filter(|s| s.device == device)
+            .cloned()
+            .collect();
+        v.sort_by_key(|s| s.id);
+        v
+    }
+
+    /// Checks `device` is in range.
+    pub fn check_device(&self, device: i32) -> Res<()> {
+        let n = self.config()?.devices;
+        if device < 0 || device as u32 >= n {
+            return Err(Fail::new(
+                ACL_ERROR_RT_INVALID_DEVICEID,
+                format!("device {device} does not exist (the emulator has {n}; set {ENV_DEVICES})"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Runs every queued task of `stream`; a task failure becomes `ACL_ERROR_RT_INTERNAL_ERROR`.
+pub fn sync_stream(stream: &Stream, upto: u64) -> Res<()> {
+    let errors = stream.run_until(upto);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Fail::new(ACL_ERROR_RT_INTERNAL_ERROR, errors.join("; ")))
+    }
+}
+
+/// Runs the queues of every stream of `device` until all are empty.
+pub fn sync_device(device: i32) -> Res<()> {
+    let mut errors = Vec::new();
+    loop {
+        let streams = with_emu(|e| e.device_streams(device));
+        if streams.iter().all(|s| s.pending() == 0) {
+            break;
+        }
+        for s in streams {
+            errors.extend(s.run_until(u64::MAX));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Fail::new(ACL_ERROR_RT_INTERNAL_ERROR, errors.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_first_gen_910;
+
+    #[test]
+    fn soc_generations() {
+        for s in [
+            "Ascend910A",
+            "Ascend910ProA",
+            "Ascend910B",
+            "Ascend910ProB",
+            "Ascend910PremiumA",
+        ] {
+            assert!(is_first_gen_910(s), "{s}");
+        }
+        for s in [
+            "Ascend910B1",
+            "Ascend910B2C",
+            "Ascend910B4_1",
+            "Ascend910_9391",
+            "Ascend310P3",
+            "Ascend910",
+        ] {
+            assert!(!is_first_gen_910(s), "{s}");
+        }
+    }
+}
