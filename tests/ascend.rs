@@ -108,6 +108,15 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
             1,
             Activation::None,
         ),
+        // The stem's geometry: 7x7, stride 2, padding 3.
+        (
+            Shape4::new(2, 3, 16, 16),
+            [4, 3, 7, 7],
+            2,
+            3,
+            1,
+            Activation::Relu,
+        ),
     ];
     for (i, &(xs, ws, stride, padding, groups, act)) in cases.iter().enumerate() {
         let p = Conv2dParams {
@@ -478,8 +487,14 @@ fn golden_array(
 
 /// One training step of seresnet18 (10 classes) as `tests/train_step.rs` runs it on the CPU;
 /// returns (loss error, worst gradient rel. L2, worst after-step rel. L2) against the golden
-/// files, asserting each against the given tolerances.
-fn train_step_against_golden(precision: Precision, tol: (f64, f64, f64)) -> (f64, f64, f64) {
+/// files, asserting each against the given tolerances; `exempt` lists tensors whose gradient
+/// and after-step value are held to looser relative L2 tolerances (with the reason at the call).
+fn train_step_against_golden(
+    precision: Precision,
+    loss_scale: f32,
+    tol: (f64, f64, f64),
+    exempt: &[(&str, f64, f64)],
+) -> (f64, f64, f64) {
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(common::golden("meta.json")).unwrap())
             .unwrap();
@@ -497,7 +512,7 @@ fn train_step_against_golden(precision: Precision, tol: (f64, f64, f64)) -> (f64
         momentum: 0.9,
         weight_decay: 1e-4,
         nesterov: false,
-        loss_scale: 1.0,
+        loss_scale,
         clip_value: None,
         ema_decay: None,
     };
@@ -516,8 +531,10 @@ fn train_step_against_golden(precision: Precision, tol: (f64, f64, f64)) -> (f64
         npyz::npz::NpzArchive::open(common::golden("seresnet18_train_step.npz")).unwrap();
     let grad_l2 = train["grad_l2"].as_object().unwrap();
     let mut worst_grad = (0.0f64, String::new());
+    let mut bad = Vec::new();
     for spec in net.params.specs().iter().filter(|s| s.kind.trainable()) {
-        let g = tn.gradient(&spec.name).unwrap();
+        let mut g = tn.gradient(&spec.name).unwrap();
+        g.data.iter_mut().for_each(|v| *v /= loss_scale);
         let golden = golden_array(&mut archive, &format!("grad/{}", spec.name));
         let err = rel_l2(&sample(&g.data), &golden);
         let norm = g
@@ -527,20 +544,27 @@ fn train_step_against_golden(precision: Precision, tol: (f64, f64, f64)) -> (f64
             .sum::<f64>()
             .sqrt();
         let want = grad_l2[&spec.name].as_f64().unwrap();
-        assert!(
-            ((norm - want) / want).abs() <= tol.1,
-            "{}: |grad| {norm} vs {want}",
-            spec.name
-        );
+        if ((norm - want) / want).abs() > tol.1 {
+            bad.push(format!("{}: |grad| {norm} vs {want}", spec.name));
+        }
         if err > worst_grad.0 {
             worst_grad = (err, spec.name.clone());
         }
-        assert!(
-            err <= tol.1,
-            "{}: gradient relative L2 error {err}",
-            spec.name
-        );
+        let limit = exempt
+            .iter()
+            .find(|(name, _, _)| *name == spec.name)
+            .map_or(tol.1, |&(_, t, _)| t);
+        if std::env::var_os("SENET_DEBUG_GRADS").is_some() {
+            eprintln!("{}: {err:.3e} norm {norm:.4e} vs {want:.4e}", spec.name);
+        }
+        if err > limit {
+            bad.push(format!(
+                "{}: gradient relative L2 error {err:.3e}",
+                spec.name
+            ));
+        }
     }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
     tn.apply_momentum(0.1).unwrap();
     let mut after: Params = net.params.clone();
     tn.read_params(&mut after).unwrap();
@@ -551,8 +575,12 @@ fn train_step_against_golden(precision: Precision, tol: (f64, f64, f64)) -> (f64
         if err > worst_after.0 {
             worst_after = (err, spec.name.clone());
         }
+        let limit = exempt
+            .iter()
+            .find(|(name, _, _)| *name == spec.name)
+            .map_or(tol.2, |&(_, _, t)| t);
         assert!(
-            err <= tol.2,
+            err <= limit,
             "{}: value after the step, relative L2 error {err}",
             spec.name
         );
@@ -568,16 +596,31 @@ fn train_step_against_golden(precision: Precision, tol: (f64, f64, f64)) -> (f64
 #[test]
 fn fp32_train_step_matches_mindspore() {
     let _g = lock();
-    // The CPU test's tolerances (tests/train_step.rs).
-    train_step_against_golden(Precision::Fp32, (1e-4, 1e-3, 1e-4));
+    // The CPU test's tolerances (tests/train_step.rs), but for one gradient. In the stem's max
+    // pool, image 3 channel 34 has a window whose two largest BatchNorm outputs are one ulp
+    // apart (1.8086897 and 1.8086898 on the CPU, at (18, 10) and (18, 11)); the emulated
+    // aclnnBatchNorm rounds them the other way round (1.80869 and 1.8086895), so the argmax,
+    // and the pooled gradient with it, goes to the other pixel. That flips one 7x7x3 filter's
+    // gradient (output channel 34): relative L2 error 1.4e-2 over layer0.0.weight, while every
+    // other gradient (BN of the stem included) stays within 3e-6. Any two correct
+    // implementations may differ so; the tensor's L2 norm still agrees to 1e-3, and its value
+    // after the step to 2e-3.
+    train_step_against_golden(
+        Precision::Fp32,
+        1.0,
+        (1e-4, 1e-3, 1e-4),
+        &[("layer0.0.weight", 2e-2, 2e-3)],
+    );
 }
 
 #[test]
 fn o2_train_step_stays_close_to_mindspore() {
     let _g = lock();
     // fp16 activations and gradients (2^-11 relative rounding per op, some 60 ops deep),
-    // fp32 BatchNorm, loss, master weights and update.
-    train_step_against_golden(Precision::Fp16, (2e-3, 5e-2, 1e-3));
+    // fp32 BatchNorm, loss, master weights and update; the recipe's fixed loss scale 1024
+    // (MindCV trains O2 with it: without it the small gradients of this step underflow fp16's
+    // subnormal range and lose ~10% of their L2 norm).
+    train_step_against_golden(Precision::Fp16, 1024.0, (2e-3, 5e-2, 1e-3), &[]);
 }
 
 // ---- failures and resource accounting -----------------------------------------------------
@@ -701,6 +744,9 @@ fn first_gen_910_child() {
     assert_eq!(be.soc_name(), "Ascend910A");
     assert!(ascend::devices().unwrap().first_gen_910);
     let x = formula_input("input", &[2, 3, 224, 224]);
+    // First-generation 910 cubes have no fp32 mode: aclnnConvolution computes in fp16 there
+    // whatever the tensors' dtype (cann.md §2.5; the emulator does the same), so the logits
+    // match MindCV to fp16 precision (the O2 bound), with the same top-1.
     for arch in [Arch::SeResNet18, Arch::SeResNeXt26_32x4d] {
         let net = SeNet::formula(arch, 1000).unwrap();
         let mut inf =
@@ -708,11 +754,15 @@ fn first_gen_910_child() {
         let logits = inf.forward(&x).unwrap();
         let golden = golden_logits(arch);
         let max = max_abs(&logits.data, &golden.data);
+        let bound = o2_bound(&golden.data, depth(arch));
         eprintln!(
-            "{} on Ascend910A: max |ascend - MindCV| = {max:.3e}",
+            "{} on Ascend910A: max |ascend - MindCV| = {max:.3e} (bound {bound:.3e})",
             arch.name()
         );
-        assert!(max <= 1e-3, "{}: {max}", arch.name());
+        assert!(max <= bound, "{}: {max}", arch.name());
+        for (ours, gold) in logits.data.chunks(1000).zip(golden.data.chunks(1000)) {
+            assert_eq!(argmax(ours), argmax(gold), "{}", arch.name());
+        }
     }
     assert!(emu.calls("aclnnMaxPool2dWithMask") > 0);
     assert_eq!(emu.calls("aclnnMaxPool2dWithIndices"), 0);
@@ -735,5 +785,26 @@ fn first_gen_910_child() {
     let mut got = vec![0.0; xs.numel()];
     be.download(&dx, &mut got).unwrap();
     assert!(max_abs(&got, &want) <= 1e-6, "{got:?}\n{want:?}");
+    // And the forward, exactly (the values are small integers: fp16 represents them).
+    let mut want = vec![0.0; ys.numel()];
+    cpu.max_pool2d_same(&xv, xs, 3, 2, &mut want).unwrap();
+    let mut y = be.alloc(ys.numel()).unwrap();
+    be.max_pool2d_same(&xb, xs, 3, 2, &mut y).unwrap();
+    let mut got = vec![0.0; ys.numel()];
+    be.download(&y, &mut got).unwrap();
+    assert_eq!(got, want);
     assert!(emu.calls("aclnnMaxPool2dWithMaskBackward") > 0);
+}
+
+#[test]
+#[ignore]
+fn debug_o2_ops() {
+    let _g = lock();
+    let cpu = run_ops(&CpuBackend::new(1).unwrap());
+    let npu = run_ops(&AscendBackend::new(0, Precision::Fp16).unwrap());
+    for ((name, c), (_, a)) in cpu.iter().zip(&npu) {
+        let scale = c.iter().fold(1e-30f32, |m, v| m.max(v.abs()));
+        let err = max_abs(c, a);
+        eprintln!("{name}: rel-to-max {:.3e}", err / scale);
+    }
 }

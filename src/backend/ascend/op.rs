@@ -5,8 +5,12 @@
 //! allocator (none when 0), launches `<Op>(workspace, ws, executor, stream)` and hands the
 //! workspace back to the cache in stream order (see `memory.rs` for why that is safe on one
 //! stream). The argument objects were registered with the [`Ctx`] when created and live until
-//! the first synchronise after the entry point that made them. If phase 1 succeeded but the workspace cannot be allocated, the
-//! executor is destroyed (`aclDestroyAclOpExecutor`) since phase 2 will never consume it.
+//! the first synchronise after the entry point that made them.
+//!
+//! An executor that phase 2 never ran is destroyed with `aclDestroyAclOpExecutor`: when the
+//! workspace cannot be allocated, and when phase 2 refuses the launch (the emulator's contract:
+//! a failed launch does not consume the executor). NOTE: whether real CANN also leaves a refused
+//! executor alive is not documented (cann.md §2.1); to check on hardware.
 //!
 //! Every operator symbol is resolved from `Cann.opapi` with [`sym`], so an operator missing
 //! from the installed CANN is an [`crate::Error::DeviceUnavailable`] naming it, not a panic.
@@ -60,7 +64,17 @@ impl Ctx<'_> {
         // SAFETY: the executor comes from phase 1 of the same op; the workspace holds ws_size
         // bytes; the stream belongs to the current context.
         let status = unsafe { launch(ws_ptr, ws_size, executor, self.stream()) };
-        check_nn(cann, name, status)?;
+        if status != 0 {
+            let err = check_nn(cann, name, status);
+            // A launch that was refused did not run the executor. The emulator's contract
+            // (and cann.md's "phase 2 consumes it" read as "a successful phase 2") has the
+            // caller destroy it; the error text was read first (destroying resets it).
+            if let Ok(destroy) = cann.nnopbase.aclDestroyAclOpExecutor.as_ref() {
+                // SAFETY: the executor came from phase 1 and its launch failed.
+                unsafe { destroy(executor) };
+            }
+            return err;
+        }
         drop(workspace);
         Ok(())
     }

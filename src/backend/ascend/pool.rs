@@ -18,9 +18,10 @@ use super::{AscendBackend, PoolOp};
 use crate::backend::Shape4;
 use crate::{Error, Result};
 
-/// Element type of `aclnnMaxPool2dWithIndices`' indices (the CANN 8.0 docs of the op and of its
-/// backward: INT32).
-pub const INDICES_DTYPE: DType = DType::I32;
+/// Element type of `aclnnMaxPool2dWithIndices`' indices: INT64 as `cann_subset.h` (and the
+/// emulator) declare. NOTE: the CANN 8.0.RC2 page of `aclnnMaxPool2dWithIndicesBackward` says
+/// INT32 ("数据类型仅支持INT32"); which one a given CANN accepts is to be checked on hardware.
+pub const INDICES_DTYPE: DType = DType::I64;
 
 struct PoolArgs {
     kernel: *mut aclIntArray,
