@@ -354,6 +354,14 @@ fn buffers_keep_their_values_and_sizes() {
     assert!(matches!(err, Error::Shape(_)), "{err}");
     // Device addresses are 64-byte aligned (cann.md §1.3).
     assert_eq!(z.device_ptr() as usize % 64, 0);
+    // Events time the stream's work.
+    let (e0, e1) = (be.event().unwrap(), be.event().unwrap());
+    be.record(&e0).unwrap();
+    be.scale(&mut b, 1000, 2.0).unwrap();
+    be.record(&e1).unwrap();
+    e1.synchronize().unwrap();
+    let ms = ascend::Event::elapsed_ms(&e0, &e1).unwrap();
+    assert!(ms >= 0.0 && ms.is_finite(), "{ms}");
     // Another thread may use the backend (it makes the context current there).
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -413,15 +421,22 @@ fn depth(arch: Arch) -> usize {
         .sum::<usize>()
 }
 
-/// Max |O2 - golden| allowed over the logits of `arch`, from fp16's unit roundoff
-/// u = 2^-11 (see the measured values in `o2_eval_keeps_top1_within_an_fp16_bound`).
+/// Max |fp16 - golden| allowed over the logits of a network `depth` weighted layers deep:
+/// `sqrt(depth) * u * max|logit|` with fp16's unit roundoff u = 2^-11.
+///
+/// Each fp16 layer rounds its output (and its cast weights) with a relative error of at most u;
+/// in eval mode BatchNorm is folded into the convs, so nothing renormalises, but nothing
+/// amplifies either: the roundings of the `depth` layers are independent and add up like a
+/// random walk, ~sqrt(depth) * u relative to the activations' scale, which the logits carry.
+/// Measured (O2 on the emulator, batch of 2 at 224x224), max |ascend - MindCV| against the bound:
+/// seresnet18 3.3e-3 / 1.9e-2, seresnet34 9.2e-3 / 4.1e-2, seresnet50 2.4e-3 / 2.1e-2,
+/// seresnext26_32x4d 2.0e-3 / 1.1e-2, seresnext50_32x4d 2.7e-3 / 2.0e-2 (4-9x margin); the
+/// first-generation 910's fp16 convolutions in fp32 mode: seresnet18 2.3e-3,
+/// seresnext26_32x4d 1.3e-3.
 fn o2_bound(golden: &[f32], depth: usize) -> f32 {
     let u = 2f32.powi(-11);
     let scale = golden.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    // Each fp16 layer rounds its activations (and cast weights) with relative error <= u; the
-    // errors of `depth` layers add up at most linearly (BN renormalises, so they do not grow
-    // geometrically), and the logits' scale carries them: 2 * depth * u * max|logit|.
-    2.0 * depth as f32 * u * scale
+    (depth as f32).sqrt() * u * scale
 }
 
 #[test]
@@ -489,6 +504,7 @@ fn golden_array(
 /// returns (loss error, worst gradient rel. L2, worst after-step rel. L2) against the golden
 /// files, asserting each against the given tolerances; `exempt` lists tensors whose gradient
 /// and after-step value are held to looser relative L2 tolerances (with the reason at the call).
+/// `SENET_DEBUG_GRADS=1` prints every gradient's error.
 fn train_step_against_golden(
     precision: Precision,
     loss_scale: f32,
@@ -616,11 +632,18 @@ fn fp32_train_step_matches_mindspore() {
 #[test]
 fn o2_train_step_stays_close_to_mindspore() {
     let _g = lock();
-    // fp16 activations and gradients (2^-11 relative rounding per op, some 60 ops deep),
-    // fp32 BatchNorm, loss, master weights and update; the recipe's fixed loss scale 1024
-    // (MindCV trains O2 with it: without it the small gradients of this step underflow fp16's
-    // subnormal range and lose ~10% of their L2 norm).
-    train_step_against_golden(Precision::Fp16, 1024.0, (2e-3, 5e-2, 1e-3), &[]);
+    // O2 with the recipe's fixed loss scale 1024: fp16 convolutions, Dense layers, pooling and
+    // activations, fp32 BatchNorm, loss, master weights and update. The loss is within 4e-4 of
+    // MindSpore's fp32 loss, the classifier's gradient within 2e-3, but the gradients further
+    // down differ from the fp32 ones by up to 16% (relative L2; their norms by up to 7.5%).
+    // That is this step's sensitivity, not an error of the backend: with only the conv outputs
+    // rounded to fp16 (everything else fp32, measured by a temporary switch) the deviations
+    // are as large (5-11%). With 4 images of 64x64, layer4's BatchNorm normalises over 16
+    // values per channel, and ReLU masks and max-pool argmaxes of near-equal values flip under
+    // a 2^-11 perturbation (as one flip already does in fp32, see above). Each op on its own
+    // stays within ~5e-4 of the CPU (relative to the tensor's largest value). Values after the
+    // Momentum step (lr 0.1): within 1.3e-2 (relative L2, layer0.0.weight).
+    train_step_against_golden(Precision::Fp16, 1024.0, (1e-3, 0.25, 3e-2), &[]);
 }
 
 // ---- failures and resource accounting -----------------------------------------------------
@@ -794,17 +817,4 @@ fn first_gen_910_child() {
     be.download(&y, &mut got).unwrap();
     assert_eq!(got, want);
     assert!(emu.calls("aclnnMaxPool2dWithMaskBackward") > 0);
-}
-
-#[test]
-#[ignore]
-fn debug_o2_ops() {
-    let _g = lock();
-    let cpu = run_ops(&CpuBackend::new(1).unwrap());
-    let npu = run_ops(&AscendBackend::new(0, Precision::Fp16).unwrap());
-    for ((name, c), (_, a)) in cpu.iter().zip(&npu) {
-        let scale = c.iter().fold(1e-30f32, |m, v| m.max(v.abs()));
-        let err = max_abs(c, a);
-        eprintln!("{name}: rel-to-max {:.3e}", err / scale);
-    }
 }

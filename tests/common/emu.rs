@@ -34,6 +34,10 @@ fn build(profile_dir: &Path) -> PathBuf {
         .expect("target directory")
         .join("senet-cann-emu");
     let profile = profile_name(profile_dir);
+    eprintln!(
+        "{LIB} not found beside the test binary: building it into {}",
+        target.display()
+    );
     let status = Command::new(cargo)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([

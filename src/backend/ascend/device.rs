@@ -78,6 +78,11 @@ impl DeviceShared {
         self.ctx.device()
     }
 
+    /// The device's context.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
     /// Returns a block to the cache (called by [`Block`]'s drop, on any thread).
     pub(super) fn release(&self, ptr: *mut c_void, class: usize) {
         self.cache
@@ -142,6 +147,11 @@ impl Ctx<'_> {
     /// The device's stream.
     pub fn stream(&self) -> aclrtStream {
         self.dev.stream.raw()
+    }
+
+    /// The device's stream as its RAII type.
+    pub fn stream_ref(&self) -> &Stream {
+        &self.dev.stream
     }
 
     /// Waits for all queued work, then destroys the argument objects of earlier entry points

@@ -170,6 +170,22 @@ impl AscendBackend {
         self.dev.enter()?.sync()
     }
 
+    /// A new event in the backend's context, for timing its work: [`AscendBackend::record`]
+    /// two events around the work, [`Event::synchronize`] the second, then
+    /// [`Event::elapsed_ms`]. The event does not keep the device open: drop it before the
+    /// backend and its buffers. Errors: `aclrtCreateEvent` failing.
+    pub fn event(&self) -> Result<Event> {
+        let _ctx = self.dev.enter()?;
+        Event::new(self.dev.context())
+    }
+
+    /// Records `event` at the current end of the backend's stream (`aclrtRecordEvent`).
+    /// Errors: the call failing (e.g. an event of another context).
+    pub fn record(&self, event: &Event) -> Result<()> {
+        let ctx = self.dev.enter()?;
+        event.record(ctx.stream_ref())
+    }
+
     /// The dtype convolutions, Dense layers, pooling and activations compute in.
     fn cd(&self) -> DType {
         match self.precision {
