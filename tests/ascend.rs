@@ -354,6 +354,13 @@ fn buffers_keep_their_values_and_sizes() {
     assert!(matches!(err, Error::Shape(_)), "{err}");
     // Device addresses are 64-byte aligned (cann.md §1.3).
     assert_eq!(z.device_ptr() as usize % 64, 0);
+    // A buffer of another backend (another context and stream) is refused.
+    let other = fp32();
+    let mut foreign = other.upload(&[1.0; 8]).unwrap();
+    let err = be.scale(&mut foreign, 8, 2.0).unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+    let err = be.download(&foreign, &mut [0.0; 8]).unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
     // Events time the stream's work.
     let (e0, e1) = (be.event().unwrap(), be.event().unwrap());
     be.record(&e0).unwrap();
@@ -817,4 +824,52 @@ fn first_gen_910_child() {
     be.download(&y, &mut got).unwrap();
     assert_eq!(got, want);
     assert!(emu.calls("aclnnMaxPool2dWithMaskBackward") > 0);
+}
+
+// ---- CANN missing ---------------------------------------------------------------------------
+
+#[test]
+fn missing_cann_is_a_clean_error() {
+    let _g = lock();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "missing_cann_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(
+            senet_cann_sys::EXPLICIT_PATH_VAR,
+            "/nonexistent/senet/libascendcl.so",
+        )
+        .env(CHILD_VAR, "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+#[test]
+#[ignore = "run by missing_cann_is_a_clean_error in a child process"]
+fn missing_cann_child() {
+    if std::env::var_os(CHILD_VAR).is_none() {
+        return;
+    }
+    // No emulator here: SENET_CANN_LIB names a file that does not exist.
+    for err in [
+        AscendBackend::new(0, Precision::Fp32).unwrap_err(),
+        ascend::devices().unwrap_err(),
+    ] {
+        let text = err.to_string();
+        assert!(matches!(err, Error::DeviceUnavailable(_)), "{text}");
+        assert!(text.contains("CANN not found"), "{text}");
+        assert!(text.contains("/nonexistent/senet/libascendcl.so"), "{text}");
+        assert!(text.contains("set_env.sh"), "{text}");
+    }
 }

@@ -89,8 +89,20 @@ pub fn temp(ctx: &mut Ctx, dims: &[usize], dtype: DType) -> Result<Arg> {
     })
 }
 
+/// `Error::Invalid` unless `buf` was allocated by the device `ctx` works on.
+fn same_device(ctx: &Ctx, buf: &AscendBuffer) -> Result<()> {
+    if std::sync::Arc::ptr_eq(buf.block.device(), ctx.dev) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(
+            "an Ascend buffer was used with another backend than the one that allocated it".into(),
+        ))
+    }
+}
+
 /// A contiguous tensor of `dims` over the start of `buf`, as the data it holds.
 pub fn view(ctx: &mut Ctx, buf: &AscendBuffer, dims: &[usize]) -> Result<*mut aclTensor> {
+    same_device(ctx, buf)?;
     ctx.tensor(&TensorDesc::contiguous(buf.block.ptr(), buf.dtype, dims))
 }
 
@@ -102,6 +114,7 @@ pub fn out_view(
     dims: &[usize],
     dtype: DType,
 ) -> Result<*mut aclTensor> {
+    same_device(ctx, buf)?;
     ctx.tensor(&TensorDesc::contiguous(buf.block.ptr(), dtype, dims))
 }
 
