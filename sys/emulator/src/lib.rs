@@ -32,6 +32,7 @@ pub mod stream;
 pub mod view;
 
 pub use control::*;
+pub use hccl_api::*;
 pub use nnopbase_api::*;
 pub use ops::conv::*;
 pub use ops::copy::*;

@@ -1,6 +1,6 @@
 //! The allocation registry: every live "device" allocation (host memory standing in for HBM)
 //! and every pinned host allocation, with the queued stream work that still uses each.
-use std::alloc::{alloc, dealloc, Layout};
+use std::alloc::{alloc, alloc_zeroed, dealloc, Layout};
 use std::collections::{BTreeMap, HashMap};
 
 /// Alignment of every allocation's start (cann.md §1.3: 64 bytes).
@@ -9,6 +9,17 @@ pub const ALLOC_ALIGN: usize = 64;
 /// Byte value fresh device memory is filled with (all-ones: NaN as FLOAT and FLOAT16), so a
 /// read of memory nobody wrote shows up in results.
 pub const POISON: u8 = 0xFF;
+
+/// Largest allocation that is poisoned: bigger ones (a caching allocator's arena) keep the
+/// host allocator's untouched pages, so reserving most of a 32 GiB budget commits no RAM.
+pub const POISON_LIMIT: usize = 256 << 20;
+
+/// Environment variable: `0` turns poisoning off (fresh device memory is then zero).
+pub const ENV_POISON: &str = "SENET_EMU_POISON";
+
+fn poison_enabled() -> bool {
+    std::env::var(ENV_POISON).map_or(true, |v| v.trim() != "0")
+}
 
 /// What an allocation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,23 +56,29 @@ pub fn reserved_size(size: usize) -> Option<usize> {
 }
 
 impl Memory {
-    /// Allocates `size` bytes of `kind`, 64-byte aligned, filled with [`POISON`] (device) or
-    /// zeros (host). Returns the start, or `None` if the host is out of memory.
+    /// Allocates `size` bytes of `kind`, 64-byte aligned. Device memory up to [`POISON_LIMIT`]
+    /// is filled with [`POISON`] (unless `SENET_EMU_POISON=0`); the rest is zeroed. Returns
+    /// the start, or `None` if the host is out of memory.
     pub fn allocate(&mut self, size: usize, kind: Kind) -> Option<usize> {
         let reserved = reserved_size(size)?;
         let layout = Layout::from_size_align(reserved, ALLOC_ALIGN).ok()?;
+        let poison =
+            matches!(kind, Kind::Device(_)) && reserved <= POISON_LIMIT && poison_enabled();
         // SAFETY: `layout` has a non-zero size (reserved >= 32).
-        let p = unsafe { alloc(layout) };
+        let p = unsafe {
+            if poison {
+                alloc(layout)
+            } else {
+                alloc_zeroed(layout)
+            }
+        };
         if p.is_null() {
             return None;
         }
-        let fill = if matches!(kind, Kind::Device(_)) {
-            POISON
-        } else {
-            0
-        };
-        // SAFETY: `p` points at `reserved` freshly allocated bytes.
-        unsafe { std::ptr::write_bytes(p, fill, reserved) };
+        if poison {
+            // SAFETY: `p` points at `reserved` freshly allocated bytes.
+            unsafe { std::ptr::write_bytes(p, POISON, reserved) };
+        }
         let start = p as usize;
         self.allocs.insert(
             start,

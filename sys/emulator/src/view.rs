@@ -176,6 +176,9 @@ pub fn read_f32(t: &TensorDesc) -> Vec<f32> {
 pub fn read_f32_as(t: &TensorDesc, target: &[i64]) -> Vec<f32> {
     let n: usize = target.iter().map(|&d| d as usize).product();
     let mut out = vec![0f32; n];
+    if n == 0 {
+        return out;
+    }
     if t.dtype == aclDataType::ACL_FLOAT && t.is_contiguous() && target == t.dims.as_slice() {
         // SAFETY: the view was checked to lie inside a live allocation.
         let src =
@@ -217,6 +220,9 @@ pub fn write_f32(t: &TensorDesc, data: &[f32]) -> Result<(), String> {
             t.describe(),
             t.numel()
         ));
+    }
+    if data.is_empty() {
+        return Ok(());
     }
     if t.dtype == aclDataType::ACL_FLOAT && t.is_contiguous() {
         // SAFETY: the view lies inside its live storage; `data` does not alias device memory.

@@ -622,3 +622,30 @@ fn launch_after_freeing_a_tensor_fails() {
     assert!(err().contains("freed after phase 1"), "{}", err());
     assert_eq!(aclDestroyAclOpExecutor(ex), 0);
 }
+
+#[test]
+fn empty_tensors_need_no_memory() {
+    init();
+    let dims = [0i64, 3];
+    let t = unsafe {
+        aclCreateTensor(
+            dims.as_ptr(),
+            2,
+            aclDataType::ACL_FLOAT,
+            [3i64, 1].as_ptr(),
+            0,
+            aclFormat::ACL_FORMAT_ND,
+            dims.as_ptr(),
+            2,
+            null_mut(),
+        )
+    };
+    assert!(!t.is_null(), "{}", err());
+    let (mut ws, mut ex) = (0, null_mut());
+    assert_eq!(
+        unsafe { aclnnInplaceReluGetWorkspaceSize(t, &mut ws, &mut ex) },
+        0
+    );
+    run(ws, ex, aclnnInplaceRelu);
+    assert_eq!(aclDestroyTensor(t), 0);
+}

@@ -22,6 +22,12 @@ fn malloc_is_aligned_and_sized() {
     for size in [1usize, 31, 32, 33, 1000] {
         let p = malloc(size);
         assert_eq!(p as usize % 64, 0);
+        if size >= 4 {
+            assert!(
+                download(p, 1)[0].is_nan(),
+                "fresh device memory is poisoned"
+            );
+        }
         assert_eq!(aclrtFree(p), 0, "{}", err());
     }
     let mut p = null_mut();
