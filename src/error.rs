@@ -43,6 +43,34 @@ pub enum Error {
     /// Any other invalid argument.
     #[error("{0}")]
     Invalid(String),
+    /// A call into the Ascend runtime (CANN `acl*`) or an aclnn operator that returned an error
+    /// code: the call, the code, its symbolic name when known (`shared/reference/cann.md` §1.5,
+    /// §2.1) and CANN's own text from `aclGetRecentErrMsg()`.
+    #[error("Ascend: {call} failed with {code}{}: {message}", symbolic(name))]
+    Device {
+        /// The C function that failed, e.g. `aclrtMalloc` or `aclnnConvolutionGetWorkspaceSize`.
+        call: String,
+        /// The `aclError` / `aclnnStatus` it returned.
+        code: i64,
+        /// The code's symbolic name (`ACL_ERROR_RT_MEMORY_ALLOCATION`), empty when unknown.
+        name: String,
+        /// `aclGetRecentErrMsg()` (or a note that CANN gave none).
+        message: String,
+    },
+    /// The Ascend backend cannot run here: CANN is not installed or not loadable (the loader's
+    /// message lists every place tried), a symbol is missing from the installed CANN, or the
+    /// SoC lacks an operator senet needs.
+    #[error("Ascend: {0}")]
+    DeviceUnavailable(String),
+}
+
+/// " (NAME)" for a non-empty symbolic error name.
+fn symbolic(name: &str) -> String {
+    if name.is_empty() {
+        String::new()
+    } else {
+        format!(" ({name})")
+    }
 }
 
 /// `Result` with [`Error`].

@@ -1,6 +1,6 @@
 //! The op trait every device implements ([`Backend`]), and its implementations: [`cpu`] (f32,
-//! GEMM from the `gemm` crate, native kernels in `kernels/cpu/`, threads from rayon). The Ascend
-//! backend (aclnn through `sys/`) implements the same trait.
+//! GEMM from the `gemm` crate, native kernels in `kernels/cpu/`, threads from rayon) and
+//! [`ascend`] (Huawei NPUs through CANN's aclnn operators, loaded at run time from `sys/`).
 //!
 //! Tensors cross this boundary as flat device buffers plus an explicit NCHW [`Shape4`] (or
 //! (N, features) for dense ops). Buffers may be larger than the shape needs (they are allocated
@@ -8,6 +8,7 @@
 //! leading `shape.numel()` elements. Inference ops come first; the training ops
 //! (conv2d data/filter gradients, batch_norm training and backward, pooling and loss
 //! gradients) are added beside them with the same conventions.
+pub mod ascend;
 pub mod cpu;
 
 use crate::Result;

@@ -110,6 +110,8 @@ impl From<Error> for FfiError {
             Error::Mismatch { .. } => SenetStatus::CheckpointMismatch,
             Error::UnknownModel(_) => SenetStatus::UnknownModel,
             Error::Config(_) | Error::Shape(_) | Error::Invalid(_) => SenetStatus::InvalidArgument,
+            Error::DeviceUnavailable(_) => SenetStatus::BackendUnavailable,
+            Error::Device { .. } => SenetStatus::Internal,
         };
         FfiError::new(status, e.to_string())
     }

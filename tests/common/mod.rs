@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 use std::path::PathBuf;
 
+pub mod emu;
 pub mod fd;
 
 /// The `shared/` folder beside the repository (or `$SENET_SHARED`).

@@ -1,0 +1,323 @@
+//! One device as the backend uses it: context, stream, memory cache and the queue of aclnn
+//! argument objects awaiting the next synchronise; and [`Ctx`], the state every backend entry
+//! point works in.
+//!
+//! Threading: the backend is `Send + Sync` and may be called from several threads, but its work
+//! is serialised: [`DeviceShared::enter`] locks the device's queue for the whole entry point and
+//! makes the context current on the calling thread (ACL contexts are per thread, cann.md
+//! §1.3), so device calls never interleave and always run in the right context.
+use std::ffi::c_void;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use senet_cann_sys::{
+    aclBoolArray, aclIntArray, aclScalar, aclTensor, aclrtMemcpyKind, aclrtStream, Cann,
+};
+
+use super::error::{check_acl, sym};
+use super::memory::{raw_free_all, raw_malloc, size_class, Block, Cache};
+use super::runtime::{Context, Stream};
+use super::tensor::{
+    AclBoolArray, AclIntArray, AclObject, AclScalar, AclTensor, ScalarValue, TensorDesc,
+};
+use crate::{Error, Result};
+
+const ACL: &str = "libascendcl.so";
+
+/// Argument objects kept alive until the stream is synchronised.
+#[derive(Default)]
+pub struct Queue {
+    pending: Vec<AclObject>,
+}
+
+/// Pending objects above which [`DeviceShared::enter`] synchronises first, so the host memory
+/// they hold stays bounded between downloads.
+pub const MAX_PENDING: usize = 16_384;
+
+/// The device state shared by a backend and every buffer it allocated (a buffer may outlive
+/// its backend; the device is released when the last of them is dropped).
+pub struct DeviceShared {
+    cann: &'static Cann,
+    // Field order is drop order: the stream before its context.
+    stream: Stream,
+    ctx: Context,
+    cache: Mutex<Cache>,
+    queue: Mutex<Queue>,
+}
+
+impl DeviceShared {
+    /// Opens `device` with a fresh context and stream. Errors: as [`Context::new`].
+    pub fn new(device: i32) -> Result<Arc<DeviceShared>> {
+        let ctx = Context::new(device)?;
+        let stream = Stream::new(&ctx)?;
+        Ok(Arc::new(DeviceShared {
+            cann: super::runtime::init()?,
+            stream,
+            ctx,
+            cache: Mutex::new(Cache::default()),
+            queue: Mutex::new(Queue::default()),
+        }))
+    }
+
+    /// Locks the device for one entry point and makes its context current on this thread.
+    pub fn enter(self: &Arc<Self>) -> Result<Ctx<'_>> {
+        let q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        self.ctx.make_current()?;
+        let mut ctx = Ctx {
+            dev: self,
+            q,
+            current: Vec::new(),
+        };
+        if ctx.q.pending.len() > MAX_PENDING {
+            ctx.sync()?;
+        }
+        Ok(ctx)
+    }
+
+    /// The device id.
+    pub fn device_id(&self) -> i32 {
+        self.ctx.device()
+    }
+
+    /// The device's context.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Returns a block to the cache (called by [`Block`]'s drop, on any thread).
+    pub(super) fn release(&self, ptr: *mut c_void, class: usize) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(ptr, class);
+    }
+
+    /// (blocks handed out, bytes handed out, bytes cached).
+    pub fn memory_stats(&self) -> (usize, usize, usize) {
+        let c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        (c.used_blocks, c.used_bytes, c.cached_bytes)
+    }
+}
+
+impl Drop for DeviceShared {
+    fn drop(&mut self) {
+        // Every block has been returned (each holds an Arc to this state). Finish queued work,
+        // destroy the argument objects, free the memory; then the stream and the context drop.
+        let _ = self.ctx.make_current();
+        let _ = self.stream.synchronize();
+        self.queue
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .pending
+            .clear();
+        let blocks = self
+            .cache
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain();
+        raw_free_all(self.cann, &blocks);
+    }
+}
+
+/// The state of one backend entry point: the device locked, its context current.
+///
+/// Argument objects created during the entry point are kept in `current` (a synchronise in
+/// the middle of the entry point, e.g. before a host copy or when an allocation fails, must not
+/// destroy objects later ops of the same entry point still use); when the entry point ends they
+/// join the queue's pending list, destroyed at the next synchronise.
+pub struct Ctx<'a> {
+    /// The device.
+    pub dev: &'a Arc<DeviceShared>,
+    q: MutexGuard<'a, Queue>,
+    current: Vec<AclObject>,
+}
+
+impl Drop for Ctx<'_> {
+    fn drop(&mut self) {
+        let current = std::mem::take(&mut self.current);
+        self.q.pending.extend(current);
+    }
+}
+
+impl Ctx<'_> {
+    /// The CANN libraries.
+    pub fn cann(&self) -> &'static Cann {
+        self.dev.cann
+    }
+
+    /// The device's stream.
+    pub fn stream(&self) -> aclrtStream {
+        self.dev.stream.raw()
+    }
+
+    /// The device's stream as its RAII type.
+    pub fn stream_ref(&self) -> &Stream {
+        &self.dev.stream
+    }
+
+    /// Waits for all queued work, then destroys the argument objects of earlier entry points
+    /// (those of the current one may still be needed by its later ops). The objects are
+    /// destroyed even when the wait reports an error (the work is over either way).
+    pub fn sync(&mut self) -> Result<()> {
+        let r = self.dev.stream.synchronize();
+        self.q.pending.clear();
+        r
+    }
+
+    /// Objects waiting for the next synchronise, this entry point's included.
+    pub fn pending(&self) -> usize {
+        self.q.pending.len() + self.current.len()
+    }
+
+    /// A block of at least `bytes` bytes from the cache, or a new `aclrtMalloc`. When CANN
+    /// reports the allocation failing, the stream is synchronised, the cache emptied back to
+    /// CANN and the allocation retried once. Errors: [`Error::Device`] naming `aclrtMalloc`.
+    pub fn alloc(&mut self, bytes: usize) -> Result<Block> {
+        let class = size_class(bytes.max(1));
+        let cached = self
+            .dev
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(class);
+        let ptr = match cached {
+            Some(p) => p,
+            None => match raw_malloc(self.cann(), class) {
+                Ok(p) => p,
+                Err(first) => {
+                    let cached_bytes = self
+                        .dev
+                        .cache
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .cached_bytes;
+                    if cached_bytes == 0 {
+                        return Err(first);
+                    }
+                    self.sync()?;
+                    let blocks = self
+                        .dev
+                        .cache
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .drain();
+                    raw_free_all(self.cann(), &blocks);
+                    raw_malloc(self.cann(), class)?
+                }
+            },
+        };
+        if cached.is_none() {
+            self.dev
+                .cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .note_new(class);
+        }
+        Ok(Block::new(ptr, class, Arc::clone(self.dev)))
+    }
+
+    /// Zeroes the first `bytes` bytes of `block`, in stream order (`aclrtMemsetAsync`).
+    pub fn zero(&mut self, block: &Block, bytes: usize) -> Result<()> {
+        self.check_block(block, bytes)?;
+        let cann = self.cann();
+        let f = sym(&cann.acl.aclrtMemsetAsync, "aclrtMemsetAsync", ACL)?;
+        // SAFETY: the range lies inside the block (checked); the block outlives the queued work
+        // or is recycled only in stream order (see memory.rs).
+        let code = unsafe { f(block.ptr(), block.bytes(), 0, bytes, self.stream()) };
+        check_acl(cann, "aclrtMemsetAsync", code)
+    }
+
+    /// Copies `host` to the start of `block`: synchronises the stream (queued work may still use
+    /// the block's previous contents), then `aclrtMemcpy` host-to-device.
+    pub fn upload_bytes(&mut self, block: &Block, host: &[u8]) -> Result<()> {
+        self.check_block(block, host.len())?;
+        if host.is_empty() {
+            return Ok(());
+        }
+        self.sync()?;
+        let cann = self.cann();
+        let f = sym(&cann.acl.aclrtMemcpy, "aclrtMemcpy", ACL)?;
+        // SAFETY: host is valid for host.len() bytes and the destination range lies inside the
+        // block; the call is synchronous.
+        let code = unsafe {
+            f(
+                block.ptr(),
+                block.bytes(),
+                host.as_ptr() as *const c_void,
+                host.len(),
+                aclrtMemcpyKind::ACL_MEMCPY_HOST_TO_DEVICE,
+            )
+        };
+        check_acl(cann, "aclrtMemcpy", code)
+    }
+
+    /// Copies the first `host.len()` bytes of `block` to `host`, after synchronising the stream
+    /// so that every queued write to the block has landed.
+    pub fn download_bytes(&mut self, block: &Block, host: &mut [u8]) -> Result<()> {
+        self.check_block(block, host.len())?;
+        if host.is_empty() {
+            return self.sync();
+        }
+        self.sync()?;
+        let cann = self.cann();
+        let f = sym(&cann.acl.aclrtMemcpy, "aclrtMemcpy", ACL)?;
+        let len = host.len();
+        // SAFETY: host is valid for len bytes; the source range lies inside the block.
+        let code = unsafe {
+            f(
+                host.as_mut_ptr() as *mut c_void,
+                len,
+                block.ptr(),
+                len,
+                aclrtMemcpyKind::ACL_MEMCPY_DEVICE_TO_HOST,
+            )
+        };
+        check_acl(cann, "aclrtMemcpy", code)
+    }
+
+    fn check_block(&self, block: &Block, bytes: usize) -> Result<()> {
+        if !Arc::ptr_eq(block.device(), self.dev) {
+            return Err(Error::Invalid(
+                "an Ascend buffer was used with another device's backend".into(),
+            ));
+        }
+        if bytes > block.bytes() {
+            return Err(Error::Shape(format!(
+                "{bytes} bytes do not fit a device block of {}",
+                block.bytes()
+            )));
+        }
+        Ok(())
+    }
+
+    /// An `aclTensor` for `d`, kept until the next synchronise.
+    pub fn tensor(&mut self, d: &TensorDesc) -> Result<*mut aclTensor> {
+        let t = AclTensor::new(self.cann(), d)?;
+        let raw = t.raw();
+        self.current.push(AclObject::Tensor(t));
+        Ok(raw)
+    }
+
+    /// An `aclIntArray`, kept until the next synchronise.
+    pub fn int_array(&mut self, v: &[i64]) -> Result<*mut aclIntArray> {
+        let a = AclIntArray::new(self.cann(), v)?;
+        let raw = a.raw();
+        self.current.push(AclObject::IntArray(a));
+        Ok(raw)
+    }
+
+    /// An `aclBoolArray`, kept until the next synchronise.
+    pub fn bool_array(&mut self, v: &[bool]) -> Result<*mut aclBoolArray> {
+        let a = AclBoolArray::new(self.cann(), v)?;
+        let raw = a.raw();
+        self.current.push(AclObject::BoolArray(a));
+        Ok(raw)
+    }
+
+    /// An `aclScalar`, kept until the next synchronise.
+    pub fn scalar(&mut self, v: ScalarValue) -> Result<*mut aclScalar> {
+        let s = AclScalar::new(self.cann(), v)?;
+        let raw = s.raw();
+        self.current.push(AclObject::Scalar(s));
+        Ok(raw)
+    }
+}

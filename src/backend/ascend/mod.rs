@@ -1,0 +1,577 @@
+//! The Ascend NPU backend: [`Backend`] on Huawei's CANN C API (ACL runtime + aclnn single
+//! operators), loaded at run time through `senet-cann-sys` (`shared/reference/cann.md`).
+//!
+//! Layers, after cudarc: `sys` (raw bindgen structs) → [`error`] (codes to [`Error`]s) →
+//! RAII types ([`runtime`]: context, [`Stream`], [`Event`]; [`memory`]: caching allocator and
+//! blocks; [`tensor`]: aclnn argument objects) → [`op`] (the two-phase aclnn call, once) → the op
+//! files (`conv`, `pool`, `dense`, `norm`, `elementwise`, `loss`) → [`AscendBackend`].
+//!
+//! Everything runs on one stream per backend, in order; host reads (`download`, the loss)
+//! synchronise it. The backend may be shared between threads (`Send + Sync`): each entry point
+//! locks the device and makes its context current on the calling thread.
+//!
+//! Precision ([`Precision`]): `Fp32` computes everything in float32 (the mode the golden files
+//! check); `Fp16` is MindSpore's AMP level O2 as MindCV trains with it (see [`Precision::Fp16`]).
+mod buffer;
+mod conv;
+mod dense;
+pub mod device;
+mod elementwise;
+pub mod error;
+pub mod geometry;
+mod loss;
+pub mod memory;
+mod norm;
+pub mod op;
+mod pool;
+pub mod runtime;
+pub mod tensor;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use buffer::AscendBuffer;
+pub use runtime::{Event, Stream};
+pub use tensor::DType;
+
+use super::{Activation, Backend, Conv2dParams, Shape4};
+use crate::{Error, Result};
+use device::DeviceShared;
+
+/// The arithmetic the backend computes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// Everything in float32 (MindSpore `amp_level: O0`). Convolutions and matrix products use
+    /// `cubeMathType` KEEP_DTYPE on Ascend 910B and later; first-generation 910 cubes have no
+    /// fp32 mode, so there ALLOW_FP32_DOWN_PRECISION is passed (cann.md §2.3, §2.5).
+    Fp32,
+    /// MindSpore AMP O2 (`amp_level: "O2"`, MindCV's recipes; `mindcv.md` §5): convolutions,
+    /// Dense layers, pooling and activations in fp16 (weights cast from the fp32 master copy
+    /// with `aclnnCast` before each use); BatchNorm in fp32 (its input cast up and its output
+    /// cast back to fp16, MindSpore's `keep_batchnorm_fp32`); logits cast to fp32 for the loss;
+    /// parameters, their gradients and the optimizer stay fp32 (so checkpoints are fp32). The
+    /// fixed loss scale is the trainer's (`loss_scale`).
+    Fp16,
+}
+
+/// Which max-pool operator the SoC has (cann.md §2.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PoolOp {
+    /// `aclnnMaxPool2dWithIndices` (+`Backward`): Ascend 910B (A2), 910_93 (A3) and later.
+    WithIndices,
+    /// `aclnnMaxPool2dWithMask` (+`Backward`): first-generation Ascend 910 too.
+    WithMask,
+}
+
+/// `aclrtGetSocName` names of the first-generation Ascend 910 (cann.md §2.5; note that the
+/// bare `Ascend910B` is first-generation, the A2 parts being `Ascend910B1`..`B4`).
+pub const FIRST_GEN_910: [&str; 5] = [
+    "Ascend910A",
+    "Ascend910ProA",
+    "Ascend910B",
+    "Ascend910ProB",
+    "Ascend910PremiumA",
+];
+
+/// Whether `soc` is a first-generation Ascend 910.
+pub fn is_first_gen_910(soc: &str) -> bool {
+    FIRST_GEN_910.contains(&soc)
+}
+
+/// The Ascend backend: one NPU, one stream, a caching allocator, aclnn operators.
+pub struct AscendBackend {
+    dev: Arc<DeviceShared>,
+    precision: Precision,
+    soc: String,
+    pool_op: PoolOp,
+    /// `cubeMathType` for fp32 convolutions and matrix products.
+    cube_fp32: i8,
+}
+
+impl std::fmt::Debug for AscendBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AscendBackend")
+            .field("device", &self.dev.device_id())
+            .field("soc", &self.soc)
+            .field("precision", &self.precision)
+            .finish()
+    }
+}
+
+/// `cubeMathType` values (cann.md §2.3).
+const KEEP_DTYPE: i8 = 0;
+const ALLOW_FP32_DOWN_PRECISION: i8 = 1;
+
+impl AscendBackend {
+    /// Opens NPU `device_id` (0-based) computing in `precision`: loads CANN (`SENET_CANN_LIB`,
+    /// `ASCEND_HOME_PATH`, the standard install paths, then the dynamic linker), runs `aclInit`
+    /// once per process, binds the device with a new context and stream, and picks the operators
+    /// the SoC supports (`aclrtGetSocName`: `MaxPool2dWithMask` on first-generation 910,
+    /// `MaxPool2dWithIndices` elsewhere).
+    ///
+    /// Errors: [`Error::DeviceUnavailable`] when CANN cannot be loaded (the message lists every
+    /// place tried and says to source `set_env.sh`) or lacks a runtime symbol;
+    /// [`Error::Invalid`] for a negative id or one not below the device count;
+    /// [`Error::Device`] when CANN refuses a call (e.g. `aclrtSetDevice`).
+    pub fn new(device_id: i32, precision: Precision) -> Result<AscendBackend> {
+        runtime::init()?;
+        let count = runtime::device_count()?;
+        if device_id < 0 || device_id as u32 >= count {
+            return Err(Error::Invalid(format!(
+                "Ascend device {device_id} does not exist ({count} device(s) visible)"
+            )));
+        }
+        let soc = runtime::soc_name()?;
+        let dev = DeviceShared::new(device_id)?;
+        let cann = runtime::init()?;
+        let first_gen = is_first_gen_910(&soc);
+        let has_indices = cann.opapi.aclnnMaxPool2dWithIndices.is_ok()
+            && cann.opapi.aclnnMaxPool2dWithIndicesGetWorkspaceSize.is_ok();
+        let pool_op = if first_gen || !has_indices {
+            PoolOp::WithMask
+        } else {
+            PoolOp::WithIndices
+        };
+        Ok(AscendBackend {
+            dev,
+            precision,
+            soc,
+            pool_op,
+            cube_fp32: if first_gen {
+                ALLOW_FP32_DOWN_PRECISION
+            } else {
+                KEEP_DTYPE
+            },
+        })
+    }
+
+    /// The SoC name CANN reports (`aclrtGetSocName`), e.g. `Ascend910B1`.
+    pub fn soc_name(&self) -> &str {
+        &self.soc
+    }
+
+    /// The device id.
+    pub fn device_id(&self) -> i32 {
+        self.dev.device_id()
+    }
+
+    /// The precision the backend computes in.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Device memory held: (blocks in use, bytes in use, bytes cached for reuse).
+    pub fn memory_stats(&self) -> (usize, usize, usize) {
+        self.dev.memory_stats()
+    }
+
+    /// Waits for all work queued on the backend's stream. Errors: a failure of queued work.
+    pub fn synchronize(&self) -> Result<()> {
+        self.dev.enter()?.sync()
+    }
+
+    /// A new event in the backend's context, for timing its work: [`AscendBackend::record`]
+    /// two events around the work, [`Event::synchronize`] the second, then
+    /// [`Event::elapsed_ms`]. The event does not keep the device open: drop it before the
+    /// backend and its buffers. Errors: `aclrtCreateEvent` failing.
+    pub fn event(&self) -> Result<Event> {
+        let _ctx = self.dev.enter()?;
+        Event::new(self.dev.context())
+    }
+
+    /// Records `event` at the current end of the backend's stream (`aclrtRecordEvent`).
+    /// Errors: the call failing (e.g. an event of another context).
+    pub fn record(&self, event: &Event) -> Result<()> {
+        let ctx = self.dev.enter()?;
+        event.record(ctx.stream_ref())
+    }
+
+    /// The dtype convolutions, Dense layers, pooling and activations compute in.
+    fn cd(&self) -> DType {
+        match self.precision {
+            Precision::Fp32 => DType::F32,
+            Precision::Fp16 => DType::F16,
+        }
+    }
+
+    /// `cubeMathType` for a cube op computing in `dtype`.
+    fn cube(&self, dtype: DType) -> i8 {
+        match dtype {
+            DType::F32 => self.cube_fp32,
+            _ => KEEP_DTYPE,
+        }
+    }
+}
+
+/// What [`devices`] reports: where CANN was loaded from and what it sees.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevicesReport {
+    /// The library files loaded (runtime, nnopbase, opapi), in that order.
+    pub libraries: Vec<PathBuf>,
+    /// ACL version (major, minor, patch) from `aclrtGetVersion`, when the call exists.
+    pub version: Option<(i32, i32, i32)>,
+    /// NPUs visible to the process (`aclrtGetDeviceCount`).
+    pub device_count: u32,
+    /// `aclrtGetSocName`, e.g. `Ascend910B1`.
+    pub soc_name: String,
+    /// Whether that SoC is a first-generation Ascend 910 (MaxPool2dWithMask path, fp32 cubes
+    /// computed with ALLOW_FP32_DOWN_PRECISION).
+    pub first_gen_910: bool,
+}
+
+/// Loads CANN and reports its libraries, version, device count and SoC (for `senet devices`).
+/// Does not open a device. Errors: [`Error::DeviceUnavailable`] when CANN cannot be loaded (the
+/// loader's message), [`Error::Device`] when `aclInit` or a query fails.
+pub fn devices() -> Result<DevicesReport> {
+    let cann = runtime::init()?;
+    let soc_name = runtime::soc_name()?;
+    Ok(DevicesReport {
+        libraries: cann.paths.clone(),
+        version: runtime::version().ok(),
+        device_count: runtime::device_count()?,
+        first_gen_910: is_first_gen_910(&soc_name),
+        soc_name,
+    })
+}
+
+fn act_ok(what: &str, act: Activation) -> Result<()> {
+    if act == Activation::Sigmoid {
+        return Err(Error::Invalid(format!(
+            "{what}: only Activation::None or Relu can be fused"
+        )));
+    }
+    Ok(())
+}
+
+impl Backend for AscendBackend {
+    type Buffer = AscendBuffer;
+
+    fn name(&self) -> &'static str {
+        "ascend"
+    }
+
+    fn alloc(&self, len: usize) -> Result<AscendBuffer> {
+        let mut ctx = self.dev.enter()?;
+        let block = ctx.alloc(len * 4)?;
+        ctx.zero(&block, len * 4)?;
+        Ok(AscendBuffer {
+            block,
+            len,
+            dtype: DType::F32,
+        })
+    }
+
+    fn upload(&self, host: &[f32]) -> Result<AscendBuffer> {
+        let mut ctx = self.dev.enter()?;
+        let block = ctx.alloc(host.len() * 4)?;
+        ctx.upload_bytes(&block, f32_bytes(host))?;
+        Ok(AscendBuffer {
+            block,
+            len: host.len(),
+            dtype: DType::F32,
+        })
+    }
+
+    fn download(&self, buf: &AscendBuffer, out: &mut [f32]) -> Result<()> {
+        buffer::check("download", buf, out.len())?;
+        let mut ctx = self.dev.enter()?;
+        match buf.dtype {
+            DType::F32 => ctx.download_bytes(&buf.block, f32_bytes_mut(out)),
+            DType::F16 => {
+                let mut half = vec![half::f16::ZERO; out.len()];
+                let bytes = half.len() * 2;
+                // SAFETY: f16 is two plain bytes; the slice covers exactly the vector.
+                let raw =
+                    unsafe { std::slice::from_raw_parts_mut(half.as_mut_ptr() as *mut u8, bytes) };
+                ctx.download_bytes(&buf.block, raw)?;
+                for (o, h) in out.iter_mut().zip(&half) {
+                    *o = h.to_f32();
+                }
+                Ok(())
+            }
+            other => Err(Error::Invalid(format!(
+                "download: buffer holds {other:?} data"
+            ))),
+        }
+    }
+
+    fn write(&self, buf: &mut AscendBuffer, host: &[f32]) -> Result<()> {
+        buffer::check("write", buf, host.len())?;
+        let mut ctx = self.dev.enter()?;
+        ctx.upload_bytes(&buf.block, f32_bytes(host))?;
+        buf.dtype = DType::F32;
+        Ok(())
+    }
+
+    fn conv2d(
+        &self,
+        x: &AscendBuffer,
+        xs: Shape4,
+        w: &AscendBuffer,
+        w_shape: [usize; 4],
+        bias: Option<&AscendBuffer>,
+        p: Conv2dParams,
+        act: Activation,
+        y: &mut AscendBuffer,
+    ) -> Result<Shape4> {
+        self.conv2d_forward(x, xs, w, w_shape, bias, p, act, y)
+    }
+
+    fn max_pool2d_same(
+        &self,
+        x: &AscendBuffer,
+        xs: Shape4,
+        kernel: usize,
+        stride: usize,
+        y: &mut AscendBuffer,
+    ) -> Result<Shape4> {
+        self.max_pool_forward(x, xs, kernel, stride, y)
+    }
+
+    fn global_avg_pool(&self, x: &AscendBuffer, xs: Shape4, y: &mut AscendBuffer) -> Result<()> {
+        self.avg_pool_forward(x, xs, y)
+    }
+
+    fn linear(
+        &self,
+        x: &AscendBuffer,
+        n: usize,
+        w: &AscendBuffer,
+        out_features: usize,
+        in_features: usize,
+        b: &AscendBuffer,
+        act: Activation,
+        y: &mut AscendBuffer,
+    ) -> Result<()> {
+        self.linear_forward(x, n, w, out_features, in_features, b, act, y)
+    }
+
+    fn se_scale_add_relu(
+        &self,
+        x: &mut AscendBuffer,
+        xs: Shape4,
+        gate: &AscendBuffer,
+        shortcut: &AscendBuffer,
+    ) -> Result<()> {
+        self.se_forward(x, xs, gate, shortcut)
+    }
+
+    fn conv2d_backward_data(
+        &self,
+        dy: &AscendBuffer,
+        ys: Shape4,
+        w: &AscendBuffer,
+        w_shape: [usize; 4],
+        p: Conv2dParams,
+        xs: Shape4,
+        dx: &mut AscendBuffer,
+    ) -> Result<()> {
+        self.conv2d_data_grad(dy, ys, w, w_shape, p, xs, dx)
+    }
+
+    fn conv2d_backward_filter(
+        &self,
+        x: &AscendBuffer,
+        xs: Shape4,
+        dy: &AscendBuffer,
+        ys: Shape4,
+        p: Conv2dParams,
+        w_shape: [usize; 4],
+        dw: &mut AscendBuffer,
+        accumulate: bool,
+    ) -> Result<()> {
+        self.conv2d_filter_grad(x, xs, dy, ys, p, w_shape, dw, accumulate)
+    }
+
+    fn linear_backward(
+        &self,
+        x: &AscendBuffer,
+        n: usize,
+        w: &AscendBuffer,
+        out_features: usize,
+        in_features: usize,
+        dy: &AscendBuffer,
+        dx: Option<&mut AscendBuffer>,
+        dw: &mut AscendBuffer,
+        db: &mut AscendBuffer,
+    ) -> Result<()> {
+        self.linear_grad(x, n, w, out_features, in_features, dy, dx, dw, db)
+    }
+
+    fn max_pool2d_same_backward(
+        &self,
+        x: &AscendBuffer,
+        xs: Shape4,
+        kernel: usize,
+        stride: usize,
+        dy: &AscendBuffer,
+        dx: &mut AscendBuffer,
+    ) -> Result<()> {
+        self.max_pool_grad(x, xs, kernel, stride, dy, dx)
+    }
+
+    fn global_avg_pool_backward(
+        &self,
+        dy: &AscendBuffer,
+        xs: Shape4,
+        dx: &mut AscendBuffer,
+    ) -> Result<()> {
+        self.avg_pool_grad(dy, xs, dx)
+    }
+
+    fn add_assign(&self, dst: &mut AscendBuffer, src: &AscendBuffer, len: usize) -> Result<()> {
+        self.add_assign_impl(dst, src, len)
+    }
+
+    fn axpby(
+        &self,
+        y: &mut AscendBuffer,
+        x: &AscendBuffer,
+        len: usize,
+        a: f32,
+        b: f32,
+    ) -> Result<()> {
+        self.axpby_impl(y, x, len, a, b)
+    }
+
+    fn scale(&self, x: &mut AscendBuffer, len: usize, factor: f32) -> Result<()> {
+        self.scale_impl(x, len, factor)
+    }
+
+    fn sum_squares(&self, x: &AscendBuffer, len: usize) -> Result<f64> {
+        self.sum_squares_impl(x, len)
+    }
+
+    fn copy(&self, src: &AscendBuffer, dst: &mut AscendBuffer, len: usize) -> Result<()> {
+        self.copy_impl(src, dst, len)
+    }
+
+    fn batch_norm_train(
+        &self,
+        x: &AscendBuffer,
+        xs: Shape4,
+        gamma: &AscendBuffer,
+        beta: &AscendBuffer,
+        eps: f32,
+        momentum: f32,
+        moving_mean: &mut AscendBuffer,
+        moving_var: &mut AscendBuffer,
+        saved_mean: &mut AscendBuffer,
+        saved_invstd: &mut AscendBuffer,
+        act: Activation,
+        y: &mut AscendBuffer,
+    ) -> Result<()> {
+        act_ok("batch_norm_train", act)?;
+        self.bn_forward(
+            x,
+            xs,
+            gamma,
+            beta,
+            eps,
+            momentum,
+            moving_mean,
+            moving_var,
+            saved_mean,
+            saved_invstd,
+            act,
+            y,
+        )
+    }
+
+    fn batch_norm_backward(
+        &self,
+        x: &AscendBuffer,
+        xs: Shape4,
+        dy: &AscendBuffer,
+        y_relu: Option<&AscendBuffer>,
+        gamma: &AscendBuffer,
+        saved_mean: &AscendBuffer,
+        saved_invstd: &AscendBuffer,
+        dx: &mut AscendBuffer,
+        dgamma: &mut AscendBuffer,
+        dbeta: &mut AscendBuffer,
+    ) -> Result<()> {
+        self.bn_grad(
+            x,
+            xs,
+            dy,
+            y_relu,
+            gamma,
+            saved_mean,
+            saved_invstd,
+            dx,
+            dgamma,
+            dbeta,
+        )
+    }
+
+    fn relu_backward(&self, y: &AscendBuffer, dy: &mut AscendBuffer, len: usize) -> Result<()> {
+        self.relu_grad(y, dy, len)
+    }
+
+    fn se_scale_add_relu_backward(
+        &self,
+        x: &AscendBuffer,
+        xs: Shape4,
+        gate: &AscendBuffer,
+        out: &AscendBuffer,
+        dout: &AscendBuffer,
+        dx: &mut AscendBuffer,
+        dgate: &mut AscendBuffer,
+        dshortcut: &mut AscendBuffer,
+    ) -> Result<()> {
+        self.se_grad(x, xs, gate, out, dout, dx, dgate, dshortcut)
+    }
+
+    fn sigmoid_backward(&self, s: &AscendBuffer, dy: &mut AscendBuffer, len: usize) -> Result<()> {
+        self.sigmoid_grad(s, dy, len)
+    }
+
+    fn softmax_cross_entropy(
+        &self,
+        logits: &AscendBuffer,
+        n: usize,
+        classes: usize,
+        labels: &[usize],
+        label_smoothing: f32,
+        scale: f32,
+        dlogits: &mut AscendBuffer,
+    ) -> Result<f64> {
+        self.cross_entropy(logits, n, classes, labels, label_smoothing, scale, dlogits)
+    }
+
+    fn momentum_update(
+        &self,
+        param: &mut AscendBuffer,
+        grad: &AscendBuffer,
+        moment: &mut AscendBuffer,
+        len: usize,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+        loss_scale: f32,
+        nesterov: bool,
+    ) -> Result<()> {
+        self.momentum_impl(
+            param,
+            grad,
+            moment,
+            len,
+            lr,
+            momentum,
+            weight_decay,
+            loss_scale,
+            nesterov,
+        )
+    }
+}
+
+fn f32_bytes(v: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding and any byte pattern is a valid u8.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+}
+
+fn f32_bytes_mut(v: &mut [f32]) -> &mut [u8] {
+    // SAFETY: as above; every byte pattern written back is a valid f32.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
+}

@@ -1,0 +1,162 @@
+//! The CANN emulator (`sys/emulator`, crate `senet-cann-emu`) for the Ascend tests: finding or
+//! building `libsenet_cann_emu.so`, pointing senet's loader at it (`SENET_CANN_LIB`), and its
+//! test-control functions (failure injection, live-resource counters, call counts).
+use std::ffi::{c_char, CString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const LIB: &str = "libsenet_cann_emu.so";
+
+/// `target/<profile>` of the running test binary (`target/<profile>/deps/<test>-<hash>`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary inside target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Cargo's `--profile` name for a `target/<dir>` directory.
+fn profile_name(dir: &Path) -> String {
+    match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".into(),
+        Some(other) => other.into(),
+    }
+}
+
+/// Builds the emulator with the running test's profile into a target directory of its own
+/// (`target/senet-cann-emu`): `cargo test` may still hold the lock of the main one.
+fn build(profile_dir: &Path) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target = profile_dir
+        .parent()
+        .expect("target directory")
+        .join("senet-cann-emu");
+    let profile = profile_name(profile_dir);
+    eprintln!(
+        "{LIB} not found beside the test binary: building it into {}",
+        target.display()
+    );
+    let status = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "build",
+            "-p",
+            "senet-cann-emu",
+            "--profile",
+            &profile,
+            "--target-dir",
+        ])
+        .arg(&target)
+        .status()
+        .expect("running cargo build -p senet-cann-emu");
+    assert!(status.success(), "cargo build -p senet-cann-emu failed");
+    let dir = match profile.as_str() {
+        "dev" => "debug",
+        p => p,
+    };
+    target.join(dir).join(LIB)
+}
+
+/// The emulator library: `target/<profile>/libsenet_cann_emu.so` or `.../deps/...` when a cargo
+/// build of this workspace made it, else a fresh build ([`build`]).
+pub fn library() -> &'static Path {
+    static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+    LIBRARY.get_or_init(|| {
+        let dir = profile_dir();
+        let candidates = [dir.join(LIB), dir.join("deps").join(LIB)];
+        match candidates.iter().find(|p| p.is_file()) {
+            Some(p) => p.clone(),
+            None => build(&dir),
+        }
+    })
+}
+
+/// Points senet's CANN loader at the emulator (once per process, before the first backend
+/// call: the loader reads `SENET_CANN_LIB` once).
+pub fn install() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let lib = library();
+        std::env::set_var(senet_cann_sys::EXPLICIT_PATH_VAR, lib);
+    });
+}
+
+/// The emulator's test-control API, resolved from the same library senet loaded.
+pub struct Control {
+    _lib: libloading::Library,
+    inject: unsafe extern "C" fn(*const c_char, u32, i32),
+    clear: unsafe extern "C" fn(),
+    live_allocations: unsafe extern "C" fn() -> u64,
+    live_bytes: unsafe extern "C" fn() -> u64,
+    live_objects: unsafe extern "C" fn() -> u64,
+    call_count: unsafe extern "C" fn(*const c_char) -> u64,
+}
+
+impl Control {
+    /// Makes the `(after_calls + 1)`-th call of `function` from now return `code`.
+    pub fn inject(&self, function: &str, after_calls: u32, code: i32) {
+        let f = CString::new(function).unwrap();
+        // SAFETY: NUL-terminated string.
+        unsafe { (self.inject)(f.as_ptr(), after_calls, code) }
+    }
+
+    /// Drops pending injected failures.
+    pub fn clear(&self) {
+        // SAFETY: no arguments.
+        unsafe { (self.clear)() }
+    }
+
+    /// Live device allocations.
+    pub fn live_allocations(&self) -> u64 {
+        // SAFETY: no arguments.
+        unsafe { (self.live_allocations)() }
+    }
+
+    /// Bytes of live device allocations.
+    pub fn live_bytes(&self) -> u64 {
+        // SAFETY: no arguments.
+        unsafe { (self.live_bytes)() }
+    }
+
+    /// Live aclnn objects (tensors, scalars, arrays, executors).
+    pub fn live_objects(&self) -> u64 {
+        // SAFETY: no arguments.
+        unsafe { (self.live_objects)() }
+    }
+
+    /// Calls of `function` since the process started.
+    pub fn calls(&self, function: &str) -> u64 {
+        let f = CString::new(function).unwrap();
+        // SAFETY: NUL-terminated string.
+        unsafe { (self.call_count)(f.as_ptr()) }
+    }
+}
+
+/// The control API (installs the emulator first).
+pub fn control() -> &'static Control {
+    static CONTROL: OnceLock<Control> = OnceLock::new();
+    CONTROL.get_or_init(|| {
+        install();
+        // SAFETY: the emulator library has no initialisers with preconditions; dlopen of the
+        // same path returns the handle senet's loader uses (one copy of the emulator's state).
+        unsafe {
+            let lib = libloading::Library::new(library()).expect("open the emulator");
+            macro_rules! get {
+                ($name:literal) => {
+                    *lib.get($name).expect(std::str::from_utf8($name).unwrap())
+                };
+            }
+            Control {
+                inject: get!(b"senetEmuInjectFailure\0"),
+                clear: get!(b"senetEmuClearFailures\0"),
+                live_allocations: get!(b"senetEmuLiveAllocations\0"),
+                live_bytes: get!(b"senetEmuLiveBytes\0"),
+                live_objects: get!(b"senetEmuLiveObjects\0"),
+                call_count: get!(b"senetEmuCallCount\0"),
+                _lib: lib,
+            }
+        }
+    })
+}
