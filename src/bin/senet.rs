@@ -34,6 +34,9 @@ enum Command {
     Preprocess(PreprocessArgs),
     /// The model variants, with parameter counts and GFLOPs at 224.
     Models,
+    /// The devices senet can run on: the CPU, and the Ascend NPUs CANN reports (or why CANN
+    /// could not be loaded).
+    Devices(DevicesArgs),
     /// Forward throughput (images/s) and peak memory on random input.
     Bench(BenchArgs),
     /// Writes a checkpoint with MindCV's random initialisation (or the golden formula weights).
@@ -287,6 +290,13 @@ impl DeviceArgs {
             threads: self.threads,
         })
     }
+}
+
+#[derive(Args)]
+struct DevicesArgs {
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -666,6 +676,54 @@ fn models() -> Result<()> {
     Ok(())
 }
 
+fn devices(a: DevicesArgs) -> Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ascend = senet::backend::ascend::devices();
+    if a.json {
+        let ascend = match &ascend {
+            Ok(r) => serde_json::json!({
+                "available": true,
+                "libraries": r.libraries,
+                "version": r.version.map(|(a, b, c)| format!("{a}.{b}.{c}")),
+                "device_count": r.device_count,
+                "soc_name": r.soc_name,
+                "first_gen_910": r.first_gen_910,
+            }),
+            Err(e) => serde_json::json!({ "available": false, "reason": e.to_string() }),
+        };
+        println!(
+            "{}",
+            serde_json::json!({ "cpu": { "threads": cpus }, "ascend": ascend })
+        );
+        return Ok(());
+    }
+    println!("cpu: {cpus} threads");
+    match ascend {
+        Ok(r) => {
+            println!(
+                "ascend: {} device(s), SoC {}{}, ACL {}",
+                r.device_count,
+                r.soc_name,
+                if r.first_gen_910 {
+                    " (first-generation 910: MaxPool2dWithMask, fp16 cubes)"
+                } else {
+                    ""
+                },
+                r.version
+                    .map_or("version unknown".into(), |(a, b, c)| format!("{a}.{b}.{c}"))
+            );
+            for lib in r.libraries {
+                println!("  {}", lib.display());
+            }
+        }
+        Err(e) => println!(
+            "ascend: unavailable\n  {}",
+            e.to_string().replace('\n', "\n  ")
+        ),
+    }
+    Ok(())
+}
+
 fn bench(a: BenchArgs) -> Result<()> {
     let opts = engine::bench::BenchOptions {
         arch: Arch::from_name(&a.model)?,
@@ -758,6 +816,7 @@ fn main() {
         Command::Predict(a) => predict(a),
         Command::Preprocess(a) => preprocess(a),
         Command::Models => models(),
+        Command::Devices(a) => devices(a),
         Command::Bench(a) => bench(a),
         Command::Init(a) => init(a),
         Command::Convert(a) => convert(a),

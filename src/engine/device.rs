@@ -5,6 +5,7 @@
 //! can be loaded and falls back to the CPU with a note otherwise, so MindCV's Ascend recipes
 //! validate on a machine without an NPU. An explicit `--device ascend` never falls back. The
 //! device id comes from `--device_id`, else `DEVICE_ID` (MindSpore's launch variable), else 0.
+use crate::backend::ascend::{AscendBackend, Precision};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::Backend;
 use crate::config::{AmpLevel, DeviceTarget};
@@ -61,23 +62,13 @@ impl DeviceRequest {
     }
 }
 
-/// Compute precision on the device: MindSpore's `amp_level` as the Ascend backend applies it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precision {
-    /// Everything in float32 (`O0`).
-    Fp32,
-    /// MindSpore AMP O2: float16 compute, BatchNorm and loss in float32, float32 master weights.
-    Fp16,
-}
-
-impl Precision {
-    /// The precision of an `amp_level` on Ascend: O2 is float16 compute, O0 float32. O1/O3
-    /// are refused by the recipe checks before this is reached, and map to float32 here.
-    pub fn of(amp: AmpLevel) -> Precision {
-        match amp {
-            AmpLevel::O2 => Precision::Fp16,
-            _ => Precision::Fp32,
-        }
+/// The Ascend precision of a recipe's `amp_level`: O2 is MindSpore's AMP O2 (float16 compute,
+/// float32 BatchNorm, loss and master weights), O0 float32. O1/O3 are refused by the recipe
+/// checks before this is reached, and map to float32 here.
+pub fn precision_of(amp: AmpLevel) -> Precision {
+    match amp {
+        AmpLevel::O2 => Precision::Fp16,
+        _ => Precision::Fp32,
     }
 }
 
@@ -143,7 +134,7 @@ pub fn resolve(
     };
     let ascend = Device::Ascend {
         id: device_id,
-        precision: Precision::of(amp),
+        precision: precision_of(amp),
     };
     let cpu = Device::Cpu {
         threads: req.threads,
@@ -175,11 +166,20 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
-/// Ok if the Ascend backend can start (CANN loads). Errors: the loader's message.
+/// Ok if CANN loads and reports at least one device. Errors: the loader's message (what was
+/// tried, `source set_env.sh`), or no device.
 fn ascend_available() -> Result<()> {
-    Err(Error::Invalid(
-        "the Ascend backend is not available in this build".into(),
-    ))
+    let report = crate::backend::ascend::devices()?;
+    if report.device_count == 0 {
+        return Err(Error::DeviceUnavailable(format!(
+            "CANN loaded from {} but reports no Ascend device",
+            report
+                .libraries
+                .first()
+                .map_or("?".into(), |p| p.display().to_string())
+        )));
+    }
+    Ok(())
 }
 
 /// Makes backends of one kind: the trainer needs one for training and one for each validation.
@@ -204,6 +204,23 @@ impl BackendFactory for CpuFactory {
     }
 }
 
+/// [`BackendFactory`] of the Ascend backend: each backend gets its own context and stream on
+/// the same device.
+#[derive(Debug, Clone, Copy)]
+pub struct AscendFactory {
+    /// `aclrtSetDevice` id.
+    pub id: i32,
+    /// Compute precision.
+    pub precision: Precision,
+}
+
+impl BackendFactory for AscendFactory {
+    type Backend = AscendBackend;
+    fn create(&self) -> Result<AscendBackend> {
+        AscendBackend::new(self.id, self.precision)
+    }
+}
+
 /// A job generic over the backend, run by [`run_on`] with the resolved device's factory.
 pub trait DeviceJob {
     /// What the job returns.
@@ -216,14 +233,12 @@ pub trait DeviceJob {
 pub fn run_on<J: DeviceJob>(device: Device, job: J) -> Result<J::Output> {
     match device {
         Device::Cpu { threads } => job.run(CpuFactory { threads }),
-        Device::Ascend { .. } => Err(Error::Invalid(
-            "the Ascend backend is not available in this build".into(),
-        )),
+        Device::Ascend { id, precision } => job.run(AscendFactory { id, precision }),
     }
 }
 
 /// An eval-mode network on some device, behind one object type: what validate and predict use.
-pub trait Forward {
+pub trait Forward: Send {
     /// Logits (N, classes) of a (N, 3, H, W) batch. Errors: a bad input shape, a device error.
     fn forward(&mut self, x: &Tensor) -> Result<Tensor>;
     /// Number of classes of the classifier.
@@ -278,7 +293,7 @@ mod tests {
 
     #[test]
     fn amp_o2_is_fp16() {
-        assert_eq!(Precision::of(AmpLevel::O2), Precision::Fp16);
-        assert_eq!(Precision::of(AmpLevel::O0), Precision::Fp32);
+        assert_eq!(precision_of(AmpLevel::O2), Precision::Fp16);
+        assert_eq!(precision_of(AmpLevel::O0), Precision::Fp32);
     }
 }

@@ -2,9 +2,10 @@
 use super::args::{self, need, overlap, product};
 use super::handle::{self, SenetModel};
 use super::status::{guard, FfiError, SenetStatus};
-use crate::backend::cpu::CpuBackend;
+use crate::backend::ascend::Precision;
 use crate::checkpoint::{self, LoadOptions};
-use crate::model::inference::InferenceNet;
+use crate::config::{AmpLevel, DeviceTarget};
+use crate::engine::device::{self, Device, DeviceChoice, DeviceRequest, Forward};
 use crate::model::{Arch, SeNet};
 use crate::Tensor;
 use std::ffi::c_char;
@@ -16,7 +17,7 @@ use std::sync::{Mutex, MutexGuard};
 pub enum SenetDevice {
     /// The CPU backend (the default).
     Cpu = 0,
-    /// A Huawei Ascend NPU: accepted by the API, not available in this build.
+    /// A Huawei Ascend NPU through CANN, loaded at run time (float32).
     Ascend = 1,
 }
 
@@ -34,9 +35,11 @@ struct ModelState {
     loaded: bool,
     /// CPU threads (0 = one per core).
     threads: usize,
-    /// Built lazily from `net` on the first forward pass; dropped when the weights or the
-    /// thread count change.
-    inference: Option<InferenceNet<CpuBackend>>,
+    /// The Ascend device id when `senet_model_set_device` chose an NPU; None: the CPU.
+    ascend: Option<i32>,
+    /// Built lazily from `net` on the first forward pass; dropped when the weights, the
+    /// device or the thread count change.
+    inference: Option<Box<dyn Forward>>,
 }
 
 impl Model {
@@ -90,6 +93,7 @@ pub unsafe extern "C" fn senet_model_create(
                 net,
                 loaded: false,
                 threads: 0,
+                ascend: None,
                 inference: None,
             }),
         })?;
@@ -138,9 +142,11 @@ pub unsafe extern "C" fn senet_model_load(
 /// Chooses the device `model` runs on: `device` is a `SenetDevice` value (SENET_DEVICE_CPU,
 /// SENET_DEVICE_ASCEND) and `device_id` the device's index (0 for the CPU).
 ///
-/// This build has the CPU backend only: SENET_DEVICE_ASCEND returns
-/// SENET_STATUS_BACKEND_UNAVAILABLE ("Ascend backend not available in this build") and leaves
-/// the model on the CPU.
+/// SENET_DEVICE_ASCEND loads CANN at run time (`libascendcl.so` and the aclnn libraries, found
+/// through SENET_CANN_LIB, ASCEND_HOME_PATH / ASCEND_TOOLKIT_HOME, the standard install paths
+/// or the dynamic linker) and computes in float32 on NPU `device_id`; where CANN cannot be
+/// loaded or reports no device it returns SENET_STATUS_BACKEND_UNAVAILABLE with the loader's
+/// message in `senet_last_error()` and leaves the model where it was.
 ///
 /// Thread-safety: safe from any thread; serialised with the other calls on the same model.
 ///
@@ -154,29 +160,42 @@ pub extern "C" fn senet_model_set_device(
     device_id: i32,
 ) -> SenetStatus {
     guard(|| {
-        let _m = handle::get::<Model>(model, "model")?;
+        let m = handle::get::<Model>(model, "model")?;
         if device_id < 0 {
             return Err(FfiError::invalid(format!(
                 "device_id must be >= 0, got {device_id}"
             )));
         }
-        match device {
+        let ascend = match device {
             d if d == SenetDevice::Cpu as i32 => {
                 if device_id != 0 {
                     return Err(FfiError::invalid(format!(
                         "the CPU is device 0, got device_id {device_id}"
                     )));
                 }
-                Ok(())
+                None
             }
-            d if d == SenetDevice::Ascend as i32 => Err(FfiError::new(
-                SenetStatus::BackendUnavailable,
-                format!("Ascend backend not available in this build (device id {device_id})"),
-            )),
-            other => Err(FfiError::invalid(format!(
-                "unknown device {other} (SENET_DEVICE_CPU = 0, SENET_DEVICE_ASCEND = 1)"
-            ))),
+            d if d == SenetDevice::Ascend as i32 => {
+                let req = DeviceRequest {
+                    choice: DeviceChoice::Ascend,
+                    device_id: Some(device_id),
+                    threads: 0,
+                };
+                device::resolve(&req, DeviceTarget::Ascend, AmpLevel::O0)?;
+                Some(device_id)
+            }
+            other => {
+                return Err(FfiError::invalid(format!(
+                    "unknown device {other} (SENET_DEVICE_CPU = 0, SENET_DEVICE_ASCEND = 1)"
+                )))
+            }
+        };
+        let mut state = m.lock();
+        if state.ascend != ascend {
+            state.ascend = ascend;
+            state.inference = None;
         }
+        Ok(())
     })
 }
 
@@ -300,10 +319,18 @@ pub unsafe extern "C" fn senet_model_forward(
         let state = &mut *state;
         let inf = match &mut state.inference {
             Some(inf) => inf,
-            slot => slot.insert(InferenceNet::new(
-                &state.net,
-                CpuBackend::new(state.threads)?,
-            )?),
+            slot => {
+                let dev = match state.ascend {
+                    Some(id) => Device::Ascend {
+                        id,
+                        precision: Precision::Fp32,
+                    },
+                    None => Device::Cpu {
+                        threads: state.threads,
+                    },
+                };
+                slot.insert(device::inference(&state.net, dev)?)
+            }
         };
         let y = inf.forward(&x)?;
         if y.data.len() != n_out {

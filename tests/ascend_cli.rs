@@ -1,0 +1,248 @@
+//! `senet devices`, `validate`, `train` and `bench` with `--device ascend`, end to end through
+//! the CANN emulator (`sys/emulator`), and the errors where CANN is absent.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `senet` with `SENET_CANN_LIB` set to `cann` (the emulator, or a missing path).
+fn senet(cann: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_senet"))
+        .args(args)
+        .env(senet_cann_sys::EXPLICIT_PATH_VAR, cann)
+        .env_remove("DEVICE_ID")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run senet")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "senet failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn emulator() -> PathBuf {
+    common::emu::library().to_path_buf()
+}
+
+fn missing() -> PathBuf {
+    std::env::temp_dir().join("senet-no-cann-here/libascendcl.so")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Four ImageNet sample classes (one photo each in the sample set) as train/ and val/ of a
+/// temporary root.
+fn small_dataset(root: &Path) {
+    let src = common::shared().join("datasets/imagenet-sample/val");
+    let mut classes: Vec<_> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    classes.sort();
+    for class in classes.iter().take(4) {
+        let mut files: Vec<_> = std::fs::read_dir(class)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for split in ["train", "val"] {
+            let dir = root.join(split).join(class.file_name().unwrap());
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in &files {
+                std::fs::copy(f, dir.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn devices_lists_the_emulated_npus_or_says_why_cann_is_absent() {
+    let out = ok(&senet(&emulator(), &["devices", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["ascend"]["available"], true, "{out}");
+    assert_eq!(v["ascend"]["device_count"], 8);
+    assert_eq!(v["ascend"]["soc_name"], "Ascend910B1");
+    assert_eq!(v["ascend"]["first_gen_910"], false);
+
+    let out = ok(&senet(&missing(), &["devices"]));
+    assert!(out.contains("ascend: unavailable"), "{out}");
+    assert!(out.contains("CANN not found"), "{out}");
+    assert!(out.contains("senet-no-cann-here"), "{out}");
+    assert!(out.contains("set_env.sh"), "{out}");
+}
+
+#[test]
+fn device_ascend_without_cann_is_an_error_and_auto_falls_back_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("r18.ckpt");
+    ok(&senet(
+        &missing(),
+        &[
+            "init",
+            "--model",
+            "seresnet18",
+            "--num_classes",
+            "4",
+            "-o",
+            s(&ckpt),
+        ],
+    ));
+    small_dataset(dir.path());
+    let base = [
+        "validate",
+        "--model",
+        "seresnet18",
+        "--data_dir",
+        s(dir.path()),
+        "--ckpt_path",
+        s(&ckpt),
+        "--json",
+    ];
+    let out = senet(&missing(), &[&base[..], &["--device", "ascend"]].concat());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CANN not found"), "{err}");
+    assert!(err.contains("set_env.sh"), "{err}");
+
+    // No recipe: MindCV's default device_target is Ascend, so auto notes the fallback.
+    let out = senet(&missing(), &base);
+    let json = ok(&out);
+    assert!(json.contains("\"device\":\"cpu\""), "{json}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("note: device_target Ascend") && err.contains("CANN not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn validate_on_the_emulated_npu_equals_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("r18.ckpt");
+    ok(&senet(
+        &emulator(),
+        &[
+            "init",
+            "--model",
+            "seresnet18",
+            "--num_classes",
+            "4",
+            "--seed",
+            "7",
+            "-o",
+            s(&ckpt),
+        ],
+    ));
+    small_dataset(dir.path());
+    let run = |device: &str| -> serde_json::Value {
+        let out = ok(&senet(
+            &emulator(),
+            &[
+                "validate",
+                "--model",
+                "seresnet18",
+                "--data_dir",
+                s(dir.path()),
+                "--ckpt_path",
+                s(&ckpt),
+                "--batch_size",
+                "3",
+                "--device",
+                device,
+                "--json",
+            ],
+        ));
+        serde_json::from_str(out.trim()).unwrap()
+    };
+    let cpu = run("cpu");
+    let npu = run("ascend");
+    assert_eq!(npu["device"], "ascend:0 (float32)");
+    assert_eq!(npu["num_samples"], 4);
+    assert_eq!(npu["top1"], cpu["top1"]);
+    assert_eq!(npu["top5"], cpu["top5"]);
+    let (a, b) = (npu["loss"].as_f64().unwrap(), cpu["loss"].as_f64().unwrap());
+    assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}");
+}
+
+#[test]
+fn train_on_the_emulated_npu_in_amp_o2_writes_a_float32_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    small_dataset(dir.path());
+    let out_dir = dir.path().join("out");
+    let out = senet(
+        &emulator(),
+        &[
+            "train",
+            "-c",
+            "configs/senet/seresnet18_ascend.yaml",
+            "--data_dir",
+            s(dir.path()),
+            "--distribute",
+            "False",
+            "--num_classes",
+            "4",
+            "--batch_size",
+            "2",
+            "--image_resize",
+            "64",
+            "--ckpt_save_dir",
+            s(&out_dir),
+            "--max_steps",
+            "2",
+            "--val_while_train",
+            "False",
+            "--device_id",
+            "3",
+        ],
+    );
+    let text = ok(&out);
+    assert!(text.contains("ascend:3 (float16 AMP O2)"), "{text}");
+    let ckpt = out_dir.join("seresnet18-1_2.ckpt");
+    let ck = senet::checkpoint::read_checkpoint(&ckpt).unwrap();
+    // AMP O2 keeps float32 master weights: every parameter is saved as float32.
+    let w = ck.get("layer0.0.weight").expect("layer0.0.weight");
+    assert_eq!(w.dtype, senet::tensor::DType::F32);
+    assert_eq!(w.shape, [64, 3, 7, 7]);
+    // The run stepped: Momentum accumulators were saved and are not all zero.
+    let moments: Vec<_> = ck
+        .tensors
+        .iter()
+        .filter(|(n, _)| n.starts_with("moments."))
+        .collect();
+    assert!(moments.len() > 50, "{} moments", moments.len());
+    assert!(moments
+        .iter()
+        .any(|(_, t)| t.to_f32().unwrap().data.iter().any(|v| *v != 0.0)));
+}
+
+#[test]
+fn bench_runs_on_the_emulated_npu() {
+    let out = ok(&senet(
+        &emulator(),
+        &[
+            "bench",
+            "--model",
+            "seresnet18",
+            "--device",
+            "ascend",
+            "--image_size",
+            "32",
+            "--warmup",
+            "0",
+            "--iters",
+            "1",
+            "--json",
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["device"], "ascend:0 (float32)");
+    assert!(v["images_per_second"].as_f64().unwrap() > 0.0);
+}
