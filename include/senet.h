@@ -113,7 +113,7 @@ typedef enum SenetDevice {
    */
   SENET_DEVICE_CPU = 0,
   /**
-   * A Huawei Ascend NPU: accepted by the API, not available in this build.
+   * A Huawei Ascend NPU through CANN, loaded at run time (float32).
    */
   SENET_DEVICE_ASCEND = 1,
 } SenetDevice;
@@ -298,9 +298,11 @@ enum SenetStatus senet_model_load(struct SenetModel *model, const char *path);
  * Chooses the device `model` runs on: `device` is a `SenetDevice` value (SENET_DEVICE_CPU,
  * SENET_DEVICE_ASCEND) and `device_id` the device's index (0 for the CPU).
  *
- * This build has the CPU backend only: SENET_DEVICE_ASCEND returns
- * SENET_STATUS_BACKEND_UNAVAILABLE ("Ascend backend not available in this build") and leaves
- * the model on the CPU.
+ * SENET_DEVICE_ASCEND loads CANN at run time (`libascendcl.so` and the aclnn libraries, found
+ * through SENET_CANN_LIB, ASCEND_HOME_PATH / ASCEND_TOOLKIT_HOME, the standard install paths
+ * or the dynamic linker) and computes in float32 on NPU `device_id`; where CANN cannot be
+ * loaded or reports no device it returns SENET_STATUS_BACKEND_UNAVAILABLE with the loader's
+ * message in `senet_last_error()` and leaves the model where it was.
  *
  * Thread-safety: safe from any thread; serialised with the other calls on the same model.
  *

@@ -873,3 +873,62 @@ fn missing_cann_child() {
         assert!(text.contains("set_env.sh"), "{text}");
     }
 }
+
+// ---- the C ABI on the emulated NPU --------------------------------------------------------
+
+#[test]
+fn c_abi_runs_the_model_on_the_emulated_npu() {
+    use senet::ffi::model::{
+        senet_model_create, senet_model_forward, senet_model_free, senet_model_load,
+        senet_model_set_device,
+    };
+    use senet::ffi::{SenetDevice, SenetModel, SenetStatus};
+    use std::ffi::CString;
+
+    let _g = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("r18.ckpt");
+    let net = SeNet::formula(Arch::SeResNet18, 10).unwrap();
+    senet::checkpoint::save_params(&net.params, &ckpt).unwrap();
+    let x = formula_input("input", &[2, 3, 64, 64]);
+    let variant = CString::new("seresnet18").unwrap();
+    let path = CString::new(ckpt.to_str().unwrap()).unwrap();
+    let logits = |device: SenetDevice| -> Vec<f32> {
+        let mut model: *mut SenetModel = std::ptr::null_mut();
+        // SAFETY: valid C strings and out-pointer; buffers of the stated lengths.
+        unsafe {
+            assert_eq!(
+                senet_model_create(variant.as_ptr(), 10, &mut model),
+                SenetStatus::Ok
+            );
+            assert_eq!(senet_model_load(model, path.as_ptr()), SenetStatus::Ok);
+            assert_eq!(
+                senet_model_set_device(model, device as i32, 0),
+                SenetStatus::Ok
+            );
+            let mut out = vec![0f32; 20];
+            assert_eq!(
+                senet_model_forward(
+                    model,
+                    x.data.as_ptr(),
+                    x.data.len(),
+                    2,
+                    64,
+                    64,
+                    out.as_mut_ptr(),
+                    out.len()
+                ),
+                SenetStatus::Ok
+            );
+            assert_eq!(senet_model_free(model), SenetStatus::Ok);
+            out
+        }
+    };
+    let npu = logits(SenetDevice::Ascend);
+    let cpu = logits(SenetDevice::Cpu);
+    let max = max_abs(&npu, &cpu);
+    assert!(max <= 1e-4, "C ABI on the NPU vs the CPU: max abs {max}");
+    // Freeing the model released every device buffer and aclnn object.
+    let ctl = common::emu::control();
+    assert_eq!(ctl.live_objects(), 0);
+}

@@ -7,10 +7,12 @@
 //! stream). The argument objects were registered with the [`Ctx`] when created and live until
 //! the first synchronise after the entry point that made them.
 //!
-//! An executor that phase 2 never ran is destroyed with `aclDestroyAclOpExecutor`: when the
-//! workspace cannot be allocated, and when phase 2 refuses the launch (the emulator's contract:
-//! a failed launch does not consume the executor). NOTE: whether real CANN also leaves a refused
-//! executor alive is not documented (cann.md §2.1); to check on hardware.
+//! An executor that never reached phase 2 (the workspace could not be allocated) is destroyed
+//! with `aclDestroyAclOpExecutor`. Phase 2 consumes the executor whether or not it accepts the
+//! launch (cann.md §2.1 "phase 2 consumes and frees it", read literally; the emulator does the
+//! same), so a refused launch leaves nothing to free. Whether real CANN frees a refused
+//! executor is not documented: if it does not, this leaks one executor per refused launch,
+//! which is the safe side of a double free.
 //!
 //! Every operator symbol is resolved from `Cann.opapi` with [`sym`], so an operator missing
 //! from the installed CANN is an [`crate::Error::DeviceUnavailable`] naming it, not a panic.
@@ -65,15 +67,9 @@ impl Ctx<'_> {
         // bytes; the stream belongs to the current context.
         let status = unsafe { launch(ws_ptr, ws_size, executor, self.stream()) };
         if status != 0 {
-            let err = check_nn(cann, name, status);
-            // A launch that was refused did not run the executor. The emulator's contract
-            // (and cann.md's "phase 2 consumes it" read as "a successful phase 2") has the
-            // caller destroy it; the error text was read first (destroying resets it).
-            if let Ok(destroy) = cann.nnopbase.aclDestroyAclOpExecutor.as_ref() {
-                // SAFETY: the executor came from phase 1 and its launch failed.
-                unsafe { destroy(executor) };
-            }
-            return err;
+            // Phase 2 consumes the executor whether or not it accepts the launch (cann.md §2.1:
+            // "phase 2 consumes and frees it"): never destroy it here.
+            return check_nn(cann, name, status);
         }
         drop(workspace);
         Ok(())

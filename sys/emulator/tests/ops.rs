@@ -48,41 +48,52 @@ fn conv_two_phase_matches_hand_computation() {
     let (wp, wt) = tensor_from(&[1.0, 0.0, 0.0, 1.0], &[1, 1, 2, 2]);
     let (bp, bt) = tensor_from(&[10.0], &[1]);
     let (yp, yt) = tensor_from(&[0.0; 4], &[1, 1, 2, 2]);
-    let (rc, ws, ex) = plan_conv(xt, wt, bt, yt);
-    assert_eq!(rc, 0, "{}", err());
+    let plan = || {
+        let (rc, ws, ex) = plan_conv(xt, wt, bt, yt);
+        assert_eq!(rc, 0, "{}", err());
+        (ws, ex)
+    };
+    let (ws, _) = plan();
     assert_eq!(ws, 512, "output bytes rounded up to 512");
+    let w = malloc(ws as usize);
+    let small = malloc(100);
+    // A refused launch still consumes the executor ("phase 2 consumes and frees it"): each
+    // case plans afresh, and relaunching the refused executor finds it gone.
+    let refused = |launch: &dyn Fn(*mut aclOpExecutor) -> aclnnStatus, code, needle: &str| {
+        let (_, ex) = plan();
+        assert_eq!(launch(ex), code);
+        assert!(err().contains(needle), "{}", err());
+        assert_eq!(
+            aclnnConvolution(w, ws, ex, null_mut()),
+            ACLNN_ERR_PARAM_INVALID
+        );
+        assert!(err().contains("not a live aclOpExecutor"), "{}", err());
+    };
+    refused(
+        &|ex| aclnnConvolution(w, ws - 1, ex, null_mut()),
+        ACLNN_ERR_PARAM_INVALID,
+        "workspaceSize 511 differs from the 512",
+    );
+    refused(
+        &|ex| aclnnConvolution(null_mut(), ws, ex, null_mut()),
+        ACLNN_ERR_PARAM_NULLPTR,
+        "workspace is null",
+    );
+    refused(
+        &|ex| aclnnRelu(w, ws, ex, null_mut()),
+        ACLNN_ERR_PARAM_INVALID,
+        "launch it with aclnnConvolution, not aclnnRelu",
+    );
+    refused(
+        &|ex| aclnnConvolution(small, ws, ex, null_mut()),
+        ACLNN_ERR_PARAM_INVALID,
+        "workspace",
+    );
+    let (_, ex) = plan();
     // The executor holds copies: destroying the descriptors now is accepted.
     for t in [xt, wt, bt, yt] {
         assert_eq!(aclDestroyTensor(t), 0);
     }
-    let w = malloc(ws as usize);
-    // Wrong workspace size, null workspace, wrong op: errors, executor kept.
-    assert_eq!(
-        aclnnConvolution(w, ws - 1, ex, null_mut()),
-        ACLNN_ERR_PARAM_INVALID
-    );
-    assert!(
-        err().contains("workspaceSize 511 differs from the 512"),
-        "{}",
-        err()
-    );
-    assert_eq!(
-        aclnnConvolution(null_mut(), ws, ex, null_mut()),
-        ACLNN_ERR_PARAM_NULLPTR
-    );
-    assert_eq!(aclnnRelu(w, ws, ex, null_mut()), ACLNN_ERR_PARAM_INVALID);
-    assert!(
-        err().contains("launch it with aclnnConvolution, not aclnnRelu"),
-        "{}",
-        err()
-    );
-    // A workspace too small for the size.
-    let small = malloc(100);
-    assert_eq!(
-        aclnnConvolution(small, ws, ex, null_mut()),
-        ACLNN_ERR_PARAM_INVALID
-    );
-    assert!(err().contains("workspace"), "{}", err());
     assert_eq!(aclnnConvolution(w, ws, ex, null_mut()), 0, "{}", err());
     // Single use: consumed by the launch.
     assert_eq!(
@@ -620,7 +631,8 @@ fn launch_after_freeing_a_tensor_fails() {
         ACLNN_ERR_PARAM_INVALID
     );
     assert!(err().contains("freed after phase 1"), "{}", err());
-    assert_eq!(aclDestroyAclOpExecutor(ex), 0);
+    // The refused launch consumed the executor.
+    assert_eq!(aclDestroyAclOpExecutor(ex), ACLNN_ERR_PARAM_INVALID);
 }
 
 #[test]

@@ -88,7 +88,8 @@ pub fn workspace_for(bytes: usize) -> u64 {
 /// Phase 2 of every op: checks the executor (live, planned for `name`, unused unless
 /// repeatable), `workspaceSize` (equal to phase 1's), the workspace (inside a live device
 /// allocation of at least that size), the stream and that every tensor's memory is still
-/// allocated; then queues the computation on the stream.
+/// allocated; then queues the computation on the stream. A non-repeatable executor is consumed
+/// (freed) by this call even when it fails: the caller never destroys it after phase 2.
 pub fn launch(
     name: &'static str,
     workspace: *mut c_void,
@@ -96,8 +97,8 @@ pub fn launch(
     executor: *mut aclOpExecutor,
     stream: aclrtStream,
 ) -> aclnnStatus {
-    nn(name, || {
-        let (op, expect_ws, repeatable, tensors, run) = objects::lookup(
+    let status = nn(name, || {
+        let (op, expect_ws, _repeatable, tensors, run) = objects::lookup(
             executor as usize,
             "aclOpExecutor",
             "executor",
@@ -161,11 +162,16 @@ pub fn launch(
             s.enqueue(name.to_string(), uses, Box::new(move || run()));
             Ok(())
         })?;
-        if !repeatable {
-            objects::with_objects(|m| m.remove(&(executor as usize)));
-        }
         Ok(())
-    })
+    });
+    // Phase 2 consumes a live, non-repeatable executor whether or not it accepts the launch
+    // (an injected failure included): cann.md §2.1 "phase 2 consumes and frees it".
+    objects::with_objects(|m| {
+        if matches!(m.get(&(executor as usize)), Some(Obj::Executor(x)) if !x.repeatable) {
+            m.remove(&(executor as usize));
+        }
+    });
+    status
 }
 
 /// Defines the exported phase-2 function of an op.
