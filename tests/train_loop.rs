@@ -324,7 +324,6 @@ fn cli_rejects_unsupported_recipe_values() {
     let save = tmp.path().join("ckpt");
     for (extra, key) in [
         ("mixup: 0.2\n", "mixup"),
-        ("loss_scale_type: dynamic\n", "loss_scale_type"),
         ("auto_augment: randaug-m7-mstd0.5\n", "auto_augment"),
         (
             "gradient_accumulation_steps: 2\n",

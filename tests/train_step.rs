@@ -221,3 +221,143 @@ fn clip_and_ema_follow_mindcv_train_step() {
         }
     }
 }
+
+// ---- loss-scale managers (MindSpore's loss-scale cell) -------------------------------------
+
+fn scaled_net(scaler: senet::train::LossScaler) -> (SeNet, TrainNet<CpuBackend>) {
+    let net = SeNet::formula(Arch::SeResNet18, 10).unwrap();
+    let cfg = TrainConfig {
+        label_smoothing: 0.1,
+        momentum: 0.9,
+        weight_decay: 1e-4,
+        nesterov: false,
+        loss_scale: scaler.scale(),
+        clip_value: None,
+        ema_decay: None,
+    };
+    let mut tn = TrainNet::new(&net, CpuBackend::new(2).unwrap(), cfg, |_| true).unwrap();
+    tn.set_loss_scaler(scaler);
+    (net, tn)
+}
+
+fn trainable_values(net: &SeNet, tn: &TrainNet<CpuBackend>) -> Vec<Vec<f32>> {
+    let mut p = net.params.clone();
+    tn.read_params(&mut p).unwrap();
+    p.iter()
+        .filter(|(s, _)| s.kind.trainable())
+        .map(|(_, t)| t.data.clone())
+        .collect()
+}
+
+#[test]
+fn dynamic_loss_scale_skips_an_overflowing_step_and_halves() {
+    use senet::train::LossScaler;
+    let (net, mut tn) = scaled_net(LossScaler::dynamic(1024.0));
+    let before = trainable_values(&net, &tn);
+    let mut x = formula_input("train_input", &[4, 3, 64, 64]);
+    x.data[123] = f32::NAN;
+    let stats = tn.step(&x, &[3, 0, 9, 3], 0.1).unwrap();
+    assert!(stats.overflow, "a NaN input must overflow the gradients");
+    assert!(!tn.gradients_finite().unwrap());
+    assert_eq!(
+        trainable_values(&net, &tn),
+        before,
+        "the update was not skipped"
+    );
+    assert!(tn
+        .moments()
+        .unwrap()
+        .iter()
+        .all(|(_, m)| m.data.iter().all(|v| *v == 0.0)));
+    assert_eq!(
+        tn.loss_scaler(),
+        &LossScaler::Dynamic {
+            scale: 512.0,
+            factor: 2.0,
+            window: 2000,
+            cur_iter: 2,
+            last_overflow_iter: 1,
+        }
+    );
+    // A fixed scale without drop_overflow_update applies every step, NaN included (MindSpore's
+    // FixedLossScaleManager has no overflow check).
+    let (net, mut tn) = scaled_net(LossScaler::Fixed {
+        scale: 1024.0,
+        drop_overflow_update: false,
+    });
+    let stats = tn.step(&x, &[3, 0, 9, 3], 0.1).unwrap();
+    assert!(!stats.overflow);
+    assert!(trainable_values(&net, &tn)
+        .iter()
+        .flatten()
+        .any(|v| v.is_nan()));
+}
+
+#[test]
+fn a_loss_scale_cell_step_unscales_before_the_optimizer() {
+    use senet::train::LossScaler;
+    let (ls, lr, wd) = (256.0f32, 0.1f32, 1e-4f32);
+    for scaler in [
+        LossScaler::dynamic(ls),
+        LossScaler::Fixed {
+            scale: ls,
+            drop_overflow_update: true,
+        },
+    ] {
+        let (net, mut tn) = scaled_net(scaler.clone());
+        let x = formula_input("train_input", &[4, 3, 64, 64]);
+        tn.forward_backward(&x, &[3, 0, 9, 3]).unwrap();
+        let specs: Vec<_> = net
+            .params
+            .specs()
+            .iter()
+            .filter(|s| s.kind.trainable())
+            .collect();
+        let grads: Vec<Vec<f32>> = specs
+            .iter()
+            .map(|s| tn.gradient(&s.name).unwrap().data)
+            .collect();
+        assert!(tn.apply_update(lr).unwrap(), "a finite step is applied");
+        let after = trainable_values(&net, &tn);
+        for ((spec, g), p1) in specs.iter().zip(&grads).zip(&after) {
+            let p0 = &net.params.get(&spec.name).unwrap().data;
+            for ((a, b), g) in p0.iter().zip(p1).zip(g) {
+                // First step: moment = g/ls + wd*p (unscaled first, optimizer loss scale 1).
+                let want = a - lr * (g / ls + wd * a);
+                assert!(
+                    (b - want).abs() <= 1e-6 + 1e-5 * want.abs(),
+                    "{scaler:?} {}: {b} vs {want}",
+                    spec.name
+                );
+            }
+        }
+        // The dynamic manager counted the iteration; the fixed one has no state to change.
+        match tn.loss_scaler() {
+            LossScaler::Dynamic {
+                scale, cur_iter, ..
+            } => assert_eq!((*scale, *cur_iter), (ls, 2)),
+            other => assert_eq!(other, &scaler),
+        }
+    }
+}
+
+#[test]
+fn dynamic_loss_scale_state_survives_a_checkpoint() {
+    use senet::engine::train::state::{read_state, restore_scaler, save_state};
+    use senet::train::LossScaler;
+    let (net, mut tn) = scaled_net(LossScaler::dynamic(1024.0));
+    let mut x = formula_input("train_input", &[4, 3, 64, 64]);
+    x.data[0] = f32::INFINITY;
+    tn.step(&x, &[3, 0, 9, 3], 0.1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.ckpt");
+    let mut scratch = net.params.clone();
+    save_state(&path, &tn, &mut scratch, 1, 0.1).unwrap();
+    let st = read_state(&path, &net.params).unwrap();
+    assert_eq!(st.scale_sense, Some(512.0));
+    assert_eq!(st.scaler_iters, Some((2, 1)));
+    assert_eq!(
+        &restore_scaler(LossScaler::dynamic(1024.0), &st),
+        tn.loss_scaler()
+    );
+}

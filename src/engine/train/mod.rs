@@ -14,7 +14,7 @@ mod trainer;
 pub use log::EpochRecord;
 pub use trainer::run;
 
-use crate::config::{AmpLevel, CkptSavePolicy, Loss, LossScaleType, Optimizer, Recipe, Reduction};
+use crate::config::{AmpLevel, CkptSavePolicy, Loss, Optimizer, Recipe, Reduction};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -148,16 +148,16 @@ fn unsupported(key: &str, value: impl std::fmt::Display, why: &str) -> Error {
 /// Checks that the recipe asks only for what `senet train` implements exactly. Every value that
 /// would change the result and is not implemented is an [`Error::Config`] naming the key:
 /// `opt` other than `momentum`; `loss` other than `CE`, `reduction` other than `mean`;
-/// `loss_scale_type` dynamic/auto, `drop_overflow_update: true`; `ema`, `clip_grad` ("not
-/// supported yet"); `mixup`, `cutmix` > 0, `auto_augment` set, `aug_splits` > 0, `re_prob` > 0,
+/// `mixup`, `cutmix` > 0, `auto_augment` set, `aug_splits` > 0, `re_prob` > 0,
 /// `aug_repeats` > 1; `gradient_accumulation_steps` > 1, `layer_decay` set, `drop_rate` /
 /// `drop_path_rate` > 0; `amp_level` O1/O3 (O0 and O2 run in float32, see below); `distribute:
 /// true`; `pretrained: true`; `num_samples` set; `in_channels` != 3; `ckpt_save_policy: top_k`;
 /// `resume_opt: true` (use `--resume`, the step checkpoints hold the optimizer state).
 ///
-/// `amp_level: O2` (the SENet recipes) is accepted and computed in float32: MindCV's O2 casts
-/// the network to float16 except BatchNorm with float32 master weights, which on an accelerator
-/// only changes rounding; the CPU backend has no float16 path. Keys without effect on this
+/// `amp_level: O2` (the SENet recipes) computes in float16 on Ascend (MindSpore's O2: BatchNorm,
+/// loss and master weights in float32) and in float32 on the CPU, which has no float16 path.
+/// `loss_scale_type` fixed (with or without `drop_overflow_update`), dynamic and auto follow
+/// MindCV's loss-scale managers ([`crate::train::LossScaler`]). Keys without effect on this
 /// single-process CPU run (`mode`, `device_target`, `dataset_sink_mode`, `val_amp_level`,
 /// `eval_shuffle`, `aux_factor` — SENet has no auxiliary head) are accepted.
 pub fn check_supported(r: &Recipe) -> Result<()> {
@@ -169,20 +169,6 @@ pub fn check_supported(r: &Recipe) -> Result<()> {
     }
     if r.reduction != Reduction::Mean {
         return Err(unsupported("reduction", r.reduction, " (only 'mean')"));
-    }
-    if r.loss_scale_type != LossScaleType::Fixed {
-        return Err(unsupported(
-            "loss_scale_type",
-            r.loss_scale_type,
-            " (only a fixed loss scale)",
-        ));
-    }
-    if r.drop_overflow_update {
-        return Err(unsupported(
-            "drop_overflow_update",
-            true,
-            " (no overflow check: every step is applied)",
-        ));
     }
     for (key, v) in [
         ("mixup", r.mixup),

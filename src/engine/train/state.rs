@@ -8,7 +8,11 @@
 //! - `moments.<name>` (Float32, the parameter's shape) for every trainable parameter: the
 //!   Momentum accumulators, as MindSpore's `nn.Momentum` names them;
 //! - `global_step` (Int32, shape `[1]`): optimizer steps done;
-//! - `learning_rate` (Float32, shape `[1]`): the learning rate of the next step.
+//! - `learning_rate` (Float32, shape `[1]`): the learning rate of the next step;
+//! - with a loss-scale manager that checks overflow (`drop_overflow_update`, `dynamic`):
+//!   `scale_sense` (Float32, shape `[]`), the current scale, and for a dynamic one
+//!   `current_iterator_step` and `last_overflow_iterator_step` (Int32, shape `[]`), the counters
+//!   of MindSpore's `DynamicLossScaleUpdateCell` (MindSpore's parameter names).
 //!
 //! [`crate::checkpoint::load_model`] ignores the last three kinds, so such a file validates and
 //! predicts like a plain weights file.
@@ -16,7 +20,7 @@ use crate::backend::Backend;
 use crate::checkpoint::{read_checkpoint, CkptWriter};
 use crate::model::Params;
 use crate::tensor::{DType, RawTensor};
-use crate::train::TrainNet;
+use crate::train::{LossScaler, TrainNet};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -67,7 +71,60 @@ pub fn save_state<B: Backend>(
     }
     w.write("global_step", DType::I32, &[1], &step.to_le_bytes())?;
     w.write("learning_rate", DType::F32, &[1], &next_lr.to_le_bytes())?;
+    let scaler = net.loss_scaler();
+    if scaler.checks_overflow() {
+        w.write(
+            "scale_sense",
+            DType::F32,
+            &[],
+            &scaler.scale().to_le_bytes(),
+        )?;
+    }
+    if let LossScaler::Dynamic {
+        cur_iter,
+        last_overflow_iter,
+        ..
+    } = scaler
+    {
+        for (name, v) in [
+            ("current_iterator_step", cur_iter),
+            ("last_overflow_iterator_step", last_overflow_iter),
+        ] {
+            let v = i32::try_from(*v)
+                .map_err(|_| Error::Invalid(format!("{name} {v} does not fit Int32")))?;
+            w.write(name, DType::I32, &[], &v.to_le_bytes())?;
+        }
+    }
     w.finish()
+}
+
+/// The loss-scale manager `fresh` (from the recipe) with the state a checkpoint saved: the
+/// scale and, for a dynamic manager, MindSpore's iteration counters. A manager without state
+/// in the checkpoint (written with a fixed scale) is returned unchanged.
+pub fn restore_scaler(fresh: LossScaler, st: &ResumeState) -> LossScaler {
+    match (fresh, st.scale_sense) {
+        (
+            LossScaler::Fixed {
+                drop_overflow_update,
+                ..
+            },
+            Some(scale),
+        ) => LossScaler::Fixed {
+            scale,
+            drop_overflow_update,
+        },
+        (LossScaler::Dynamic { factor, window, .. }, Some(scale)) => match st.scaler_iters {
+            Some((cur_iter, last_overflow_iter)) => LossScaler::Dynamic {
+                scale,
+                factor,
+                window,
+                cur_iter,
+                last_overflow_iter,
+            },
+            None => LossScaler::dynamic(scale),
+        },
+        (fresh, _) => fresh,
+    }
 }
 
 /// The optimizer state of a training checkpoint.
@@ -83,6 +140,10 @@ pub struct ResumeState {
     pub ema: Vec<(String, crate::Tensor)>,
     /// EMA updates done (`updates`), 0 without EMA.
     pub ema_updates: f32,
+    /// The loss scale (`scale_sense`), when the run checked overflow.
+    pub scale_sense: Option<f32>,
+    /// A dynamic loss scale's (`current_iterator_step`, `last_overflow_iterator_step`).
+    pub scaler_iters: Option<(u64, u64)>,
 }
 
 /// Reads `global_step`, `learning_rate` and the `moments.<name>` of every trainable parameter of
@@ -150,12 +211,30 @@ pub fn read_state(path: &Path, params: &Params) -> Result<ResumeState> {
         .and_then(|t| t.to_f32().ok())
         .and_then(|t| t.data.first().copied())
         .unwrap_or(0.0);
+    let scalar = |name: &str| -> Option<f64> {
+        let t = ck.get(name)?;
+        match (t.dtype, t.bytes.as_slice()) {
+            (DType::F32, [a, b, c, d]) => Some(f32::from_le_bytes([*a, *b, *c, *d]) as f64),
+            (DType::I32, [a, b, c, d]) => Some(i32::from_le_bytes([*a, *b, *c, *d]) as f64),
+            _ => None,
+        }
+    };
+    let scale_sense = scalar("scale_sense").map(|v| v as f32);
+    let scaler_iters = match (
+        scalar("current_iterator_step"),
+        scalar("last_overflow_iterator_step"),
+    ) {
+        (Some(c), Some(l)) if c >= 0.0 && l >= 0.0 => Some((c as u64, l as u64)),
+        _ => None,
+    };
     Ok(ResumeState {
         global_step,
         learning_rate,
         moments,
         ema,
         ema_updates,
+        scale_sense,
+        scaler_iters,
     })
 }
 

@@ -11,7 +11,7 @@ use crate::engine::device::{self, BackendFactory, Device, DeviceJob};
 use crate::engine::validate::evaluate;
 use crate::model::{Arch, SeNet};
 use crate::train::metrics::Accumulator;
-use crate::train::{decays, lr_schedule, TrainConfig, TrainNet};
+use crate::train::{decays, lr_schedule, LossScaler, TrainConfig, TrainNet};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -206,6 +206,16 @@ fn train_with<F: BackendFactory>(
     let mut tn = TrainNet::new(&net, factory.create()?, train_config(r), |name| {
         decays(name, filter.0, filter.1)
     })?;
+    let scaler = LossScaler::from_recipe(
+        r.loss_scale_type,
+        r.loss_scale,
+        r.drop_overflow_update,
+        r.amp_level,
+    )?;
+    tn.set_loss_scaler(match &resume_state {
+        Some(st) => state::restore_scaler(scaler, st),
+        None => scaler,
+    });
     let mut step: u64 = 0;
     if let Some(st) = resume_state {
         for (name, m) in &st.moments {

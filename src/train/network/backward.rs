@@ -95,15 +95,21 @@ impl<B: Backend> TrainNet<B> {
     /// it uses its own `TrainStep`: gradients are divided by the loss scale first, clipped to the
     /// global norm `clip_value` (`ops.clip_by_global_norm`: times
     /// `clip_value / max(norm, clip_value)`), and the optimizer runs with loss scale 1.
+    ///
+    /// A loss-scale manager that checks overflow ([`TrainNet::set_loss_scaler`]) runs the step
+    /// as MindSpore's `TrainOneStepWithLossScaleCell`: gradients divided by the scale first, and
+    /// the optimizer with loss scale 1.
     pub fn apply_momentum(&mut self, lr: f32) -> Result<()> {
         let cfg = self.cfg.clone();
         let be = &self.backend;
-        let custom_step = cfg.clip_value.is_some() || cfg.ema_decay.is_some();
+        let loss_scale = self.scaler.scale();
+        let custom_step =
+            cfg.clip_value.is_some() || cfg.ema_decay.is_some() || self.scaler.checks_overflow();
         let optimizer_scale = if custom_step {
-            if cfg.loss_scale != 1.0 {
+            if loss_scale != 1.0 {
                 for dp in &mut self.params {
                     if let Some((grad, _)) = &mut dp.train {
-                        be.scale(grad, dp.len, 1.0 / cfg.loss_scale)?;
+                        be.scale(grad, dp.len, 1.0 / loss_scale)?;
                     }
                 }
             }
@@ -126,7 +132,7 @@ impl<B: Backend> TrainNet<B> {
             }
             1.0
         } else {
-            cfg.loss_scale
+            loss_scale
         };
         for dp in &mut self.params {
             if let Some((grad, moment)) = &mut dp.train {
@@ -212,11 +218,54 @@ impl<B: Backend> TrainNet<B> {
         Ok(())
     }
 
-    /// One training step: [`TrainNet::forward_backward`] then [`TrainNet::apply_momentum`].
+    /// One training step: [`TrainNet::forward_backward`] then [`TrainNet::apply_update`].
     pub fn step(&mut self, x: &Tensor, labels: &[usize], lr: f32) -> Result<StepStats> {
-        let stats = self.forward_backward(x, labels)?;
-        self.apply_momentum(lr)?;
+        let mut stats = self.forward_backward(x, labels)?;
+        stats.overflow = !self.apply_update(lr)?;
         Ok(stats)
+    }
+
+    /// The update after a backward pass under the loss-scale manager: with one that checks
+    /// overflow, a step whose gradients hold an Inf or NaN is skipped (parameters, moments and
+    /// EMA unchanged) and the manager records the outcome (a dynamic scale shrinks or grows);
+    /// otherwise [`TrainNet::apply_momentum`]. Returns whether the update was applied.
+    /// Errors: the backend's.
+    pub fn apply_update(&mut self, lr: f32) -> Result<bool> {
+        if !self.scaler.checks_overflow() {
+            self.apply_momentum(lr)?;
+            return Ok(true);
+        }
+        let overflow = !self.gradients_finite()?;
+        if !overflow {
+            self.apply_momentum(lr)?;
+        }
+        self.scaler.record(overflow);
+        Ok(!overflow)
+    }
+
+    /// Whether every gradient of the last backward is finite (MindSpore's overflow check): the
+    /// sum of squares of each, in f64 (finite for any finite f32 gradient), is finite.
+    /// Errors: the backend's.
+    pub fn gradients_finite(&self) -> Result<bool> {
+        for dp in &self.params {
+            if let Some((grad, _)) = &dp.train {
+                if !self.backend.sum_squares(grad, dp.len)?.is_finite() {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Replaces the loss-scale manager (default: fixed at the config's `loss_scale`, no overflow
+    /// check), e.g. with MindCV's dynamic one ([`crate::train::LossScaler::from_recipe`]).
+    pub fn set_loss_scaler(&mut self, scaler: crate::train::LossScaler) {
+        self.scaler = scaler;
+    }
+
+    /// The loss-scale manager and its state (saved in checkpoints for an exact resume).
+    pub fn loss_scaler(&self) -> &crate::train::LossScaler {
+        &self.scaler
     }
 
     fn position(&self, name: &str) -> Result<usize> {

@@ -34,6 +34,7 @@ pub struct TrainConfig {
     pub nesterov: bool,
     /// Fixed loss scale (`loss_scale`): the loss gradient is multiplied by it and the update
     /// divides it back out, as MindSpore's FixedLossScaleManager + optimizer `loss_scale` do.
+    /// [`TrainNet::set_loss_scaler`] replaces it with another manager (drop-overflow, dynamic).
     pub loss_scale: f32,
     /// `clip_grad` with `clip_value`: gradients (unscaled) are clipped to this global L2 norm
     /// (MindSpore `ops.clip_by_global_norm`) before the update.
@@ -127,6 +128,9 @@ pub struct StepStats {
     pub loss: f64,
     /// Samples whose top-1 prediction equals the label.
     pub correct: usize,
+    /// The step's gradients held an Inf or NaN and the update was skipped (only with a
+    /// loss-scale manager that checks overflow, see [`crate::train::LossScaler`]).
+    pub overflow: bool,
 }
 
 /// A SENet being trained on backend `B`.
@@ -145,6 +149,8 @@ pub struct TrainNet<B: Backend> {
     ema: Option<Vec<B::Buffer>>,
     /// EMA updates done (MindCV's `updates`, a float32 counter).
     ema_updates: f32,
+    /// The loss-scale manager (fixed `cfg.loss_scale` unless replaced).
+    scaler: crate::train::LossScaler,
     acts: Option<Acts<B>>,
 }
 
@@ -259,6 +265,7 @@ impl<B: Backend> TrainNet<B> {
             ),
             None => None,
         };
+        let cfg_scale = cfg.loss_scale;
         Ok(TrainNet {
             backend,
             arch: net.arch,
@@ -272,6 +279,10 @@ impl<B: Backend> TrainNet<B> {
             shapes: net.params.specs().iter().map(|s| s.shape.clone()).collect(),
             ema,
             ema_updates: 0.0,
+            scaler: crate::train::LossScaler::Fixed {
+                scale: cfg_scale,
+                drop_overflow_update: false,
+            },
             acts: None,
         })
     }
@@ -483,7 +494,7 @@ impl<B: Backend> TrainNet<B> {
             classes,
             labels,
             self.cfg.label_smoothing,
-            self.cfg.loss_scale,
+            self.scaler.scale(),
             dlogits,
         )?;
         let mut logits = vec![0.0f32; n * classes];
@@ -493,6 +504,10 @@ impl<B: Backend> TrainNet<B> {
             .zip(labels)
             .filter(|(row, &l)| super::metrics::in_topk(row, l, 1))
             .count();
-        Ok(StepStats { loss, correct })
+        Ok(StepStats {
+            loss,
+            correct,
+            overflow: false,
+        })
     }
 }
