@@ -19,6 +19,7 @@ pub mod device;
 mod elementwise;
 pub mod error;
 pub mod geometry;
+pub mod hccl;
 mod loss;
 pub mod memory;
 mod norm;
