@@ -24,6 +24,7 @@ use std::process::{Command, Output};
 const SENET: &str = env!("CARGO_BIN_EXE_senet");
 
 /// Extracts the CIFAR-10 members matching `patterns` into `dir`; returns `dir/cifar10`.
+#[cfg(feature = "mpi")]
 fn extract(dir: &Path, patterns: &[&str]) -> PathBuf {
     let tarball = common::shared().join("datasets/cifar10.tar.gz");
     let out = Command::new("tar")

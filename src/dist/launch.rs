@@ -451,7 +451,7 @@ fn parse_timeout(v: Option<&str>) -> Result<Option<Duration>> {
     match v.map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(Some(DEFAULT_COLLECTIVE_TIMEOUT)),
         Some(v) => match v.parse::<f64>() {
-            Ok(s) if s == 0.0 => Ok(None),
+            Ok(0.0) => Ok(None),
             Ok(s) if s > 0.0 && s.is_finite() => Ok(Some(Duration::from_secs_f64(s))),
             _ => Err(Error::Config(format!(
                 "SENET_DIST_TIMEOUT='{v}' is not a number of seconds (0 = no limit)"
