@@ -277,6 +277,89 @@ mod mpi {
         )
     }
 
+    /// The body of [`collectives_over_two_ranks`] on each rank (started by mpirun with
+    /// `SENET_DIST_WORKER=1`; does nothing in a normal test run).
+    #[test]
+    fn collectives_worker() {
+        use half::f16;
+        use senet::backend::cpu::CpuBackend;
+        use senet::dist::{self, GradBuffer, GradientReducer, HostStagedReducer};
+        if std::env::var_os("SENET_DIST_WORKER").is_none() {
+            return;
+        }
+        let comm = dist::init(true).unwrap();
+        let (rank, size) = (comm.rank(), comm.size());
+        assert_eq!((comm.name(), size), ("mpi", 2));
+        let r = rank as f32;
+        // f32 in place, longer than one message would need; f64 exact; f16 widened.
+        let mut v: Vec<f32> = (0..100_003).map(|i| i as f32 + r * 0.5).collect();
+        comm.all_reduce_sum_f32(&mut v).unwrap();
+        assert!(v
+            .iter()
+            .enumerate()
+            .all(|(i, x)| *x == 2.0 * i as f32 + 0.5));
+        let mut d = [1e15 + rank as f64, 0.25];
+        comm.all_reduce_sum_f64(&mut d).unwrap();
+        assert_eq!(d, [2e15 + 1.0, 0.5]);
+        let mut h = [f16::from_f32(1.5 + r), f16::from_f32(-2.0)];
+        comm.all_reduce_sum_f16(&mut h).unwrap();
+        assert_eq!((h[0].to_f32(), h[1].to_f32()), (4.0, -4.0));
+        // Broadcast from rank 1.
+        let mut b = vec![r; 5];
+        comm.broadcast_f32(&mut b, 1).unwrap();
+        assert_eq!(b, vec![1.0; 5]);
+        let mut bytes = [rank as u8; 3];
+        comm.broadcast_bytes(&mut bytes, 0).unwrap();
+        assert_eq!(bytes, [0; 3]);
+        assert!(comm.broadcast_f32(&mut b, 2).is_err());
+        comm.barrier().unwrap();
+        // Agreement: both ranks get the same verdict.
+        dist::agree(&*comm, "a count", 7).unwrap();
+        let e = dist::agree(&*comm, "a count", 7 + rank as u64)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("disagree on a count") && e.contains("rank 0 has 7"),
+            "{e}"
+        );
+        assert!(dist::agree_on(&*comm, "a text", &format!("rank {rank}")).is_err());
+        // The gradient reducer in buckets of 3 values: the mean of both ranks' gradients.
+        let be = CpuBackend::new(1).unwrap();
+        let mut red = HostStagedReducer::new(comm.clone(), 12).unwrap();
+        let (mut g1, mut g2) = (vec![1.0 + r, 2.0 + r], vec![10.0 * (1.0 + r); 4]);
+        let mut grads = [
+            GradBuffer::<CpuBackend> {
+                name: "a",
+                grad: &mut g1,
+                len: 2,
+            },
+            GradBuffer {
+                name: "b",
+                grad: &mut g2,
+                len: 4,
+            },
+        ];
+        GradientReducer::all_reduce_mean(&mut red, &be, &mut grads).unwrap();
+        assert_eq!(g1, [1.5, 2.5]);
+        assert_eq!(g2, [15.0; 4]);
+        eprintln!("rank {rank}: collectives ok");
+    }
+
+    #[test]
+    fn collectives_over_two_ranks() {
+        let Some(mpirun) = mpirun() else { return };
+        let me = std::env::current_exe().unwrap();
+        let mut c = Command::new(&mpirun);
+        c.args(["-n", "2", "--allow-run-as-root", "--oversubscribe"])
+            .args(["-x", "SENET_DIST_WORKER=1"])
+            .arg(&me)
+            .args(["--exact", "mpi::collectives_worker", "--nocapture"]);
+        let (out, _) = run_limited(c, Duration::from_secs(60));
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        assert_eq!(t.matches("collectives ok").count(), 2, "{t}");
+    }
+
     #[test]
     fn two_ranks_with_batch_b_match_one_process_with_batch_2b() {
         let Some(mpirun) = mpirun() else { return };
