@@ -8,7 +8,7 @@
 //! home-made one:
 //!
 //! - **CPU: MPI** through the `mpi` crate (rsmpi) and the system's Open MPI, behind the cargo
-//!   feature `mpi` ([`MpiCommunicator`]; without the feature, [`init`] explains how to build
+//!   feature `mpi` (`MpiCommunicator`; without the feature, [`init`] explains how to build
 //!   with it). Processes are started by `mpirun`, which also ends the job when one of them dies.
 //! - **Ascend: HCCL** (not in this build yet). It fits here in two places: a `Communicator`
 //!   over an HCCL communicator (initialised from the rank table,
@@ -31,7 +31,7 @@ mod mpi;
 mod reducer;
 
 #[cfg(feature = "mpi")]
-pub use self::mpi::MpiCommunicator;
+pub use self::mpi::{MpiCommunicator, EXIT_COLLECTIVE_TIMEOUT};
 pub use reducer::{GradBuffer, GradientReducer, HostStagedReducer, DEFAULT_BUCKET_BYTES};
 
 use crate::{Error, Result};
@@ -156,7 +156,7 @@ impl Communicator for SingleProcess {
 /// - `distribute` false: [`SingleProcess`]. Error if a launcher started several processes
 ///   (each would train on the whole data set alone and write the same files).
 /// - `distribute` true under `mpirun` (Open MPI variables) or a PMI launcher: an
-///   [`MpiCommunicator`] over `MPI_COMM_WORLD` (MPI is initialised here and finalised when the
+///   `MpiCommunicator` over `MPI_COMM_WORLD` (MPI is initialised here and finalised when the
 ///   last reference is dropped, so create it once per process and keep it for the whole job).
 ///   Errors: the binary was built without the `mpi` feature (the message says how to build it);
 ///   MPI's world differs from what the launcher announced (a binary built against another MPI).
