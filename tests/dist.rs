@@ -15,7 +15,7 @@
 //!   status within 60 s, as does a rank that disagrees with the others.
 //!
 //! When `mpirun` is missing these tests say so and pass, unless `SENET_REQUIRE_MPI` is set
-//! (CI sets it), in which case they fail.
+//! (CI sets it), in which case they fail; so does a build without the `mpi` feature.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -157,6 +157,11 @@ fn a_build_without_mpi_says_how_to_build_with_it() {
         t.contains("built without MPI support")
             && t.contains("cargo build --release --features mpi"),
         "{t}"
+    );
+    assert!(
+        std::env::var_os("SENET_REQUIRE_MPI").is_none(),
+        "SENET_REQUIRE_MPI is set but this test build has no `mpi` feature: run \
+         `cargo test --features mpi --test dist`"
     );
     eprintln!(
         "note: the 2-process MPI tests need `cargo test --features mpi --test dist` (OpenMPI)"
