@@ -12,7 +12,9 @@
 //!   BatchNorm frozen (`--freeze_bn`: the moving statistics normalise, so no statistic depends
 //!   on how the batch is split); only rank 0 logs and writes files;
 //! - a rank that dies (fault injection `SENET_TEST_ABORT_AT_STEP`) ends the job with a non-zero
-//!   status within 60 s, as does a rank that disagrees with the others.
+//!   status within 60 s, as does a rank that hangs (`SENET_TEST_HANG_AT_STEP`, the others'
+//!   collective timeout `SENET_DIST_TIMEOUT` set to 3 s) and a rank that disagrees with the
+//!   others.
 //!
 //! When `mpirun` is missing these tests say so and pass, unless `SENET_REQUIRE_MPI` is set
 //! (CI sets it), in which case they fail; so does a build without the `mpi` feature.
@@ -503,9 +505,49 @@ mod mpi {
         let t = text(&out);
         eprintln!("job ended after {:.1}s:\n{t}", secs.as_secs_f64());
         assert!(!out.status.success(), "{t}");
-        assert!(t.contains("SENET_TEST_ABORT_AT_STEP=2"), "{t}");
+        assert!(t.contains("SENET_TEST_ABORT_AT_STEP"), "{t}");
         // Rank 0 did not finish the 20 epochs.
         assert!(!t.contains("Finished at global step"), "{t}");
+    }
+
+    #[test]
+    fn a_stuck_rank_ends_the_job_after_the_collective_timeout() {
+        let Some(mpirun) = mpirun() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let data = extract(tmp.path(), &["cifar10/train/*/000[0-3].jpg"]);
+        let recipe = write_recipe(tmp.path(), &data, 20);
+        let (out, secs) = mpirun_job(
+            &mpirun,
+            &[
+                "-x",
+                "SENET_TEST_HANG_AT_STEP=2",
+                "-x",
+                "SENET_DIST_TIMEOUT=3",
+            ],
+            &[
+                "train",
+                "-c",
+                recipe.to_str().unwrap(),
+                "--val_while_train",
+                "False",
+                "--batch_size",
+                "4",
+                "--threads",
+                "1",
+                "--distribute",
+                "--ckpt_save_dir",
+                tmp.path().join("ck").to_str().unwrap(),
+            ],
+            Duration::from_secs(60),
+        );
+        let t = text(&out);
+        eprintln!("job ended after {:.1}s", secs.as_secs_f64());
+        assert!(!out.status.success(), "{t}");
+        assert!(t.contains("hanging (SENET_TEST_HANG_AT_STEP)"), "{t}");
+        assert!(
+            t.contains("senet rank 0 of 2: an all-reduce") && t.contains("more than 3 s"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -31,10 +31,20 @@ struct ValSet {
 /// Exit status of a data-parallel rank that failed and aborted the job.
 const EXIT_RANK_FAILED: i32 = 1;
 
-/// Fault injection for the tests of a killed rank: `SENET_TEST_ABORT_AT_STEP=k` makes rank
-/// `SENET_TEST_ABORT_RANK` (default 1) abort (SIGABRT, no cleanup) right after its step `k`.
+/// A fault the tests inject into one rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// Die at once (SIGABRT, no cleanup).
+    Abort,
+    /// Stop making progress (sleep forever), alive.
+    Hang,
+}
+
+/// Fault injection for the tests of a failing rank: `SENET_TEST_ABORT_AT_STEP=k` makes rank
+/// `SENET_TEST_FAULT_RANK` (default 1) abort right after its step `k`;
+/// `SENET_TEST_HANG_AT_STEP=k` makes it hang there instead. Returns `(k, rank, fault)`.
 /// Errors: values that are not integers, named.
-fn fault_injection() -> Result<Option<(u64, usize)>> {
+fn fault_injection() -> Result<Option<(u64, usize, Fault)>> {
     let get =
         |key: &str| -> Result<Option<u64>> {
             match std::env::var(key) {
@@ -44,10 +54,16 @@ fn fault_injection() -> Result<Option<(u64, usize)>> {
                 _ => Ok(None),
             }
         };
-    Ok(match get("SENET_TEST_ABORT_AT_STEP")? {
-        Some(step) => Some((step, get("SENET_TEST_ABORT_RANK")?.unwrap_or(1) as usize)),
-        None => None,
-    })
+    let fault = match (
+        get("SENET_TEST_ABORT_AT_STEP")?,
+        get("SENET_TEST_HANG_AT_STEP")?,
+    ) {
+        (Some(k), _) => (k, Fault::Abort),
+        (None, Some(k)) => (k, Fault::Hang),
+        (None, None) => return Ok(None),
+    };
+    let rank = get("SENET_TEST_FAULT_RANK")?.unwrap_or(1) as usize;
+    Ok(Some((fault.0, rank, fault.1)))
 }
 
 /// Checks that every label fits the model.
@@ -206,7 +222,7 @@ fn train_with<F: BackendFactory>(
             user_event(ev)
         }
     };
-    let abort_at = fault_injection()?;
+    let fault_at = fault_injection()?;
     let r = &opts.recipe;
     let arch = Arch::from_name(&r.model)?;
     let model = arch.name();
@@ -456,13 +472,21 @@ fn train_with<F: BackendFactory>(
                 Some(red) => tn.step_reduced(&batch.images, &batch.labels, lr, red.as_mut())?,
                 None => tn.step(&batch.images, &batch.labels, lr)?,
             };
-            if let Some((at, who)) = abort_at {
+            if let Some((at, who, fault)) = fault_at {
                 if step + 1 == at && rank == who {
                     eprintln!(
-                        "senet rank {rank}: SENET_TEST_ABORT_AT_STEP={at}: aborting this \
-                         process (fault injection)"
+                        "senet rank {rank}: fault injection at step {at}: {}",
+                        match fault {
+                            Fault::Abort => "aborting this process (SENET_TEST_ABORT_AT_STEP)",
+                            Fault::Hang => "hanging (SENET_TEST_HANG_AT_STEP)",
+                        }
                     );
-                    std::process::abort();
+                    match fault {
+                        Fault::Abort => std::process::abort(),
+                        Fault::Hang => loop {
+                            std::thread::sleep(std::time::Duration::from_secs(3600));
+                        },
+                    }
                 }
             }
             // The global batch's loss and hits, and whether any rank was asked to stop.
