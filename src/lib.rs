@@ -7,6 +7,8 @@
 //! - [`model`]: the network description (parameter names and shapes = MindCV's);
 //! - [`backend`]: the [`backend::Backend`] op trait and its CPU implementation;
 //! - [`checkpoint`]: MindSpore `.ckpt` and safetensors;
+//! - [`dist`]: data-parallel training: launch detection, the [`dist::Communicator`] (MPI on the
+//!   CPU with the `mpi` feature) and the gradient all-reduce;
 //! - [`data`]: ImageFolder, JPEG/PNG decoding, MindCV's transforms, the batched loader;
 //! - [`train`]: MindCV's learning-rate schedules and weight-decay filter (the training ops are
 //!   on the backend trait);
@@ -18,6 +20,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod dist;
 pub mod engine;
 pub mod error;
 pub mod ffi;

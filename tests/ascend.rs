@@ -258,6 +258,35 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
             [get(&dgm, 4), get(&dbt, 4)].concat(),
         ));
     }
+    // Frozen BatchNorm (moving statistics, MindSpore use_batch_statistics=False) and backward.
+    let mm = be.upload(&values(4, 105)).unwrap();
+    let mv = be.upload(&[0.5, 1.0, 1.5, 2.0]).unwrap();
+    for (i, act) in [Activation::None, Activation::Relu].into_iter().enumerate() {
+        let mut y = be.alloc(len).unwrap();
+        be.batch_norm_frozen(&x, xs, &gamma, &beta, &mm, &mv, 1e-5, act, &mut y)
+            .unwrap();
+        out.push((format!("frozen bn{i} y"), get(&y, len)));
+        out.push((
+            format!("frozen bn{i} stats kept"),
+            [get(&mm, 4), get(&mv, 4)].concat(),
+        ));
+        let dy = be.upload(&values(len, 106)).unwrap();
+        let (mut dx, mut dgm, mut dbt) = (
+            be.alloc(len).unwrap(),
+            be.alloc(4).unwrap(),
+            be.alloc(4).unwrap(),
+        );
+        let y_relu = (act == Activation::Relu).then_some(&y);
+        be.batch_norm_frozen_backward(
+            &x, xs, &dy, y_relu, &gamma, &mm, &mv, 1e-5, &mut dx, &mut dgm, &mut dbt,
+        )
+        .unwrap();
+        out.push((format!("frozen bn{i} dx"), get(&dx, len)));
+        out.push((
+            format!("frozen bn{i} dgamma dbeta"),
+            [get(&dgm, 4), get(&dbt, 4)].concat(),
+        ));
+    }
     // ReLU / Sigmoid backward, add_assign, axpby, scale, copy, sum_squares.
     let len = 37;
     let yv: Vec<f32> = values(len, 110).iter().map(|v| v.max(0.0)).collect();

@@ -340,11 +340,17 @@ fn cli_rejects_unsupported_recipe_values() {
         assert!(!out.status.success(), "{extra}: succeeded");
         assert!(err.contains(&format!("'{key}'")), "{extra}: {err}");
     }
-    // distribute: True (the Ascend recipes) is refused, and --distribute False overrides it.
+    // distribute: True (the Ascend recipes) without a launcher is refused with the mpirun
+    // command (tests/dist.rs has the details), and --distribute False overrides it.
     let r = recipe(&data, &save, "distribute: True\n");
     let cfg = write_recipe(tmp.path(), "dist.yaml", &r);
     let out = senet(&["train", "-c", cfg.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("'distribute'"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("distribute: True") && err.contains("mpirun --allow-run-as-root -n 8"),
+        "{err}"
+    );
     let out = senet(&[
         "train",
         "-c",

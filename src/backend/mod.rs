@@ -321,6 +321,50 @@ pub trait Backend: Send + Sync {
         dbeta: &mut Self::Buffer,
     ) -> Result<()>;
 
+    /// BatchNorm2d normalising with its moving statistics while training ("frozen" BatchNorm,
+    /// MindSpore `nn.BatchNorm2d(use_batch_statistics=False)`): per channel
+    /// `y = gamma*(x-moving_mean)*invstd + beta`, `invstd = 1/sqrt(moving_var+eps)` — the
+    /// inference formula, but kept unfolded so that `gamma` and `beta` get gradients
+    /// ([`Backend::batch_norm_frozen_backward`]). The moving statistics are read, never updated.
+    /// `act = Relu` fuses the following ReLU. `x`, `y`: `xs`; `gamma`, `beta`, `moving_mean`,
+    /// `moving_var`: C values. Errors: a buffer too short or a zero dimension
+    /// ([`crate::Error::Shape`]), `act = Sigmoid` or a negative `moving_var + eps`
+    /// ([`crate::Error::Invalid`]).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_frozen(
+        &self,
+        x: &Self::Buffer,
+        xs: Shape4,
+        gamma: &Self::Buffer,
+        beta: &Self::Buffer,
+        moving_mean: &Self::Buffer,
+        moving_var: &Self::Buffer,
+        eps: f32,
+        act: Activation,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Backward of [`Backend::batch_norm_frozen`]: the statistics are constants, so with
+    /// `g = dy` (masked by `y > 0` when `y_relu` is `Some(y)`, the forward's fused-ReLU output)
+    /// and `invstd = 1/sqrt(moving_var+eps)`: `dx = g*gamma*invstd` (`xs`, overwritten),
+    /// `dgamma = Σ g*(x-moving_mean)*invstd`, `dbeta = Σ g` (C, overwritten; sums over N, H, W).
+    /// Errors: as [`Backend::batch_norm_frozen`].
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_frozen_backward(
+        &self,
+        x: &Self::Buffer,
+        xs: Shape4,
+        dy: &Self::Buffer,
+        y_relu: Option<&Self::Buffer>,
+        gamma: &Self::Buffer,
+        moving_mean: &Self::Buffer,
+        moving_var: &Self::Buffer,
+        eps: f32,
+        dx: &mut Self::Buffer,
+        dgamma: &mut Self::Buffer,
+        dbeta: &mut Self::Buffer,
+    ) -> Result<()>;
+
     /// ReLU backward from its output, in place: `dy *= (y > 0)` over the first `len` values.
     /// Errors if a buffer is shorter than `len` ([`crate::Error::Shape`]).
     fn relu_backward(&self, y: &Self::Buffer, dy: &mut Self::Buffer, len: usize) -> Result<()>;

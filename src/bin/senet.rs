@@ -102,9 +102,14 @@ struct TrainArgs {
     /// Step checkpoints kept (latest_k).
     #[arg(long = "keep_checkpoint_max", alias = "keep-checkpoint-max")]
     keep_checkpoint_max: Option<String>,
-    /// Distributed training (bare flag = True); only False is supported.
+    /// Data-parallel training over the processes of the job (bare flag = True): launch with
+    /// `mpirun -n N senet train ... --distribute` (needs a build with `--features mpi`).
     #[arg(long, num_args = 0..=1, default_missing_value = "True")]
     distribute: Option<String>,
+    /// Frozen BatchNorm: normalise with the moving statistics while training, never update
+    /// them (MindSpore use_batch_statistics=False); gamma and beta still train.
+    #[arg(long = "freeze_bn", alias = "freeze-bn")]
+    freeze_bn: bool,
     /// Training split folder (default "train").
     #[arg(long = "train_split", alias = "train-split")]
     train_split: Option<String>,
@@ -419,6 +424,8 @@ fn train(a: TrainArgs) -> Result<()> {
         resume: a.resume.clone(),
         max_steps: a.max_steps,
         stop: Some(stop),
+        comm: None,
+        frozen_batch_norm: a.freeze_bn,
     };
     let mut pb: Option<ProgressBar> = None;
     let mut num_epochs = 0;
@@ -499,6 +506,13 @@ fn train(a: TrainArgs) -> Result<()> {
     })?;
     if let Some(p) = pb.take() {
         p.finish_and_clear();
+    }
+    if report.rank != 0 {
+        // Data parallel: rank 0 reports for the job.
+        if report.stop == StopReason::Interrupted {
+            std::process::exit(EXIT_INTERRUPTED);
+        }
+        return Ok(());
     }
     if a.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -9,10 +9,12 @@ use crate::backend::ascend::{AscendBackend, Precision};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::Backend;
 use crate::config::{AmpLevel, DeviceTarget};
+use crate::dist::{Communicator, GradientReducer, HostStagedReducer};
 use crate::model::inference::InferenceNet;
 use crate::model::SeNet;
 use crate::tensor::Tensor;
 use crate::{Error, Result};
+use std::sync::Arc;
 
 /// What the user asked for (`--device`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -188,6 +190,22 @@ pub trait BackendFactory {
     type Backend: Backend + 'static;
     /// A new backend. Errors: the device cannot start.
     fn create(&self) -> Result<Self::Backend>;
+
+    /// The gradient all-reduce of a data-parallel job over `comm` on this device. The default
+    /// stages the gradients through the host in fused buckets of
+    /// [`crate::dist::DEFAULT_BUCKET_BYTES`] and all-reduces them with `comm`
+    /// ([`HostStagedReducer`]); a device with its own collective library (Ascend: HCCL on the
+    /// backend's stream) returns a reducer working on its buffers in place.
+    /// Errors: the reducer cannot be set up.
+    fn gradient_reducer(
+        &self,
+        comm: Arc<dyn Communicator>,
+    ) -> Result<Box<dyn GradientReducer<Self::Backend>>> {
+        Ok(Box::new(HostStagedReducer::new(
+            comm,
+            crate::dist::DEFAULT_BUCKET_BYTES,
+        )?))
+    }
 }
 
 /// [`BackendFactory`] of the CPU backend.

@@ -23,6 +23,7 @@ pub mod hccl;
 mod loss;
 pub mod memory;
 mod norm;
+use norm::{BnGradStats, BnStats};
 pub mod op;
 mod pool;
 pub mod runtime;
@@ -463,20 +464,14 @@ impl Backend for AscendBackend {
         y: &mut AscendBuffer,
     ) -> Result<()> {
         act_ok("batch_norm_train", act)?;
-        self.bn_forward(
-            x,
-            xs,
-            gamma,
-            beta,
-            eps,
+        let stats = BnStats::Batch {
             momentum,
             moving_mean,
             moving_var,
             saved_mean,
             saved_invstd,
-            act,
-            y,
-        )
+        };
+        self.bn_forward(x, xs, gamma, beta, eps, stats, act, y)
     }
 
     fn batch_norm_backward(
@@ -492,18 +487,53 @@ impl Backend for AscendBackend {
         dgamma: &mut AscendBuffer,
         dbeta: &mut AscendBuffer,
     ) -> Result<()> {
-        self.bn_grad(
-            x,
-            xs,
-            dy,
-            y_relu,
-            gamma,
+        let stats = BnGradStats::Batch {
             saved_mean,
             saved_invstd,
-            dx,
-            dgamma,
-            dbeta,
-        )
+        };
+        self.bn_grad(x, xs, dy, y_relu, gamma, stats, dx, dgamma, dbeta)
+    }
+
+    fn batch_norm_frozen(
+        &self,
+        x: &AscendBuffer,
+        xs: Shape4,
+        gamma: &AscendBuffer,
+        beta: &AscendBuffer,
+        moving_mean: &AscendBuffer,
+        moving_var: &AscendBuffer,
+        eps: f32,
+        act: Activation,
+        y: &mut AscendBuffer,
+    ) -> Result<()> {
+        act_ok("batch_norm_frozen", act)?;
+        let stats = BnStats::Frozen {
+            moving_mean,
+            moving_var,
+        };
+        self.bn_forward(x, xs, gamma, beta, eps, stats, act, y)
+    }
+
+    fn batch_norm_frozen_backward(
+        &self,
+        x: &AscendBuffer,
+        xs: Shape4,
+        dy: &AscendBuffer,
+        y_relu: Option<&AscendBuffer>,
+        gamma: &AscendBuffer,
+        moving_mean: &AscendBuffer,
+        moving_var: &AscendBuffer,
+        eps: f32,
+        dx: &mut AscendBuffer,
+        dgamma: &mut AscendBuffer,
+        dbeta: &mut AscendBuffer,
+    ) -> Result<()> {
+        let stats = BnGradStats::Frozen {
+            moving_mean,
+            moving_var,
+            eps,
+        };
+        self.bn_grad(x, xs, dy, y_relu, gamma, stats, dx, dgamma, dbeta)
     }
 
     fn relu_backward(&self, y: &AscendBuffer, dy: &mut AscendBuffer, len: usize) -> Result<()> {

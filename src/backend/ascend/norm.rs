@@ -24,15 +24,87 @@ fn values_per_channel(what: &str, xs: Shape4) -> Result<usize> {
     Ok(m)
 }
 
+/// The statistics a BatchNorm forward normalises with.
+pub(super) enum BnStats<'a> {
+    /// Training: batch statistics; the moving ones updated in place with `momentum`
+    /// (MindSpore's convention), the batch mean and invstd saved for the backward.
+    Batch {
+        momentum: f32,
+        moving_mean: &'a mut AscendBuffer,
+        moving_var: &'a mut AscendBuffer,
+        saved_mean: &'a mut AscendBuffer,
+        saved_invstd: &'a mut AscendBuffer,
+    },
+    /// Frozen (MindSpore `use_batch_statistics=False`): the moving statistics, unchanged.
+    Frozen {
+        moving_mean: &'a AscendBuffer,
+        moving_var: &'a AscendBuffer,
+    },
+}
+
+impl BnStats<'_> {
+    fn op(&self) -> &'static str {
+        match self {
+            BnStats::Batch { .. } => "batch_norm_train",
+            BnStats::Frozen { .. } => "batch_norm_frozen",
+        }
+    }
+
+    /// Every per-channel buffer holds at least `c` values.
+    fn check(&self, c: usize) -> Result<()> {
+        let what = self.op();
+        let bufs: Vec<(&str, &AscendBuffer)> = match self {
+            BnStats::Batch {
+                moving_mean,
+                moving_var,
+                saved_mean,
+                saved_invstd,
+                ..
+            } => vec![
+                ("moving_mean", &**moving_mean),
+                ("moving_var", &**moving_var),
+                ("saved_mean", &**saved_mean),
+                ("saved_invstd", &**saved_invstd),
+            ],
+            BnStats::Frozen {
+                moving_mean,
+                moving_var,
+            } => vec![("moving_mean", *moving_mean), ("moving_var", *moving_var)],
+        };
+        for (name, b) in bufs {
+            check(&format!("{what} {name}"), b, c)?;
+        }
+        Ok(())
+    }
+}
+
+/// The statistics a BatchNorm backward differentiates through.
+pub(super) enum BnGradStats<'a> {
+    /// Training: the forward's saved batch mean and invstd.
+    Batch {
+        saved_mean: &'a AscendBuffer,
+        saved_invstd: &'a AscendBuffer,
+    },
+    /// Frozen: the moving statistics (constants) and the forward's epsilon.
+    Frozen {
+        moving_mean: &'a AscendBuffer,
+        moving_var: &'a AscendBuffer,
+        eps: f32,
+    },
+}
+
 fn dims4(s: Shape4) -> [usize; 4] {
     [s.n, s.c, s.h, s.w]
 }
 
 impl AscendBackend {
-    /// [`Backend::batch_norm_train`](crate::backend::Backend::batch_norm_train):
-    /// `aclnnBatchNorm(training = true, momentum = 1 - momentum)` (PyTorch's convention for the
-    /// running statistics; the running variance takes the unbiased batch variance, as MindSpore
-    /// does), then `aclnnInplaceRelu` when `act` is ReLU. `y` is fp32, or fp16 in O2.
+    /// [`Backend::batch_norm_train`](crate::backend::Backend::batch_norm_train) and
+    /// [`Backend::batch_norm_frozen`](crate::backend::Backend::batch_norm_frozen):
+    /// `aclnnBatchNorm`, with `training = true, momentum = 1 - momentum` (PyTorch's convention
+    /// for the running statistics; the running variance takes the unbiased batch variance, as
+    /// MindSpore does) for [`BnStats::Batch`], `training = false` on the moving statistics for
+    /// [`BnStats::Frozen`]; then `aclnnInplaceRelu` when `act` is ReLU. `y` is fp32, or fp16 in
+    /// O2.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn bn_forward(
         &self,
@@ -41,50 +113,64 @@ impl AscendBackend {
         gamma: &AscendBuffer,
         beta: &AscendBuffer,
         eps: f32,
-        momentum: f32,
-        moving_mean: &mut AscendBuffer,
-        moving_var: &mut AscendBuffer,
-        saved_mean: &mut AscendBuffer,
-        saved_invstd: &mut AscendBuffer,
+        stats: BnStats<'_>,
         act: Activation,
         y: &mut AscendBuffer,
     ) -> Result<()> {
-        values_per_channel("batch_norm_train", xs)?;
-        let c = xs.c;
-        check("batch_norm_train x", x, xs.numel())?;
-        check("batch_norm_train y", y, xs.numel())?;
-        for (what, b) in [
-            ("gamma", gamma),
-            ("beta", beta),
-            ("moving_mean", &*moving_mean),
-            ("moving_var", &*moving_var),
-            ("saved_mean", &*saved_mean),
-            ("saved_invstd", &*saved_invstd),
-        ] {
-            check(&format!("batch_norm_train {what}"), b, c)?;
+        let what = stats.op();
+        if let BnStats::Batch { .. } = stats {
+            values_per_channel(what, xs)?;
         }
+        let c = xs.c;
+        check(&format!("{what} x"), x, xs.numel())?;
+        check(&format!("{what} y"), y, xs.numel())?;
+        check(&format!("{what} gamma"), gamma, c)?;
+        check(&format!("{what} beta"), beta, c)?;
+        stats.check(c)?;
         let f32 = DType::F32;
         let out_dtype = self.cd();
         let mut ctx = self.dev.enter()?;
         let xa = read_as(&mut ctx, x, &dims4(xs), f32)?;
         let ga = read_as(&mut ctx, gamma, &[c], f32)?;
         let ba = read_as(&mut ctx, beta, &[c], f32)?;
-        let rm = read_as(&mut ctx, moving_mean, &[c], f32)?;
-        let rv = read_as(&mut ctx, moving_var, &[c], f32)?;
-        let sm = out_view(&mut ctx, saved_mean, &[c], f32)?;
-        let si = out_view(&mut ctx, saved_invstd, &[c], f32)?;
+        let (training, momentum, rm, rv, sm, si) = match &stats {
+            BnStats::Batch {
+                momentum,
+                moving_mean,
+                moving_var,
+                saved_mean,
+                saved_invstd,
+            } => {
+                let rm = read_as(&mut ctx, moving_mean, &[c], f32)?;
+                let rv = read_as(&mut ctx, moving_var, &[c], f32)?;
+                // The running statistics are updated in place: they must be the buffers.
+                if rm.tmp.is_some() || rv.tmp.is_some() {
+                    return Err(Error::Invalid(
+                        "batch_norm_train: moving statistics must hold fp32".into(),
+                    ));
+                }
+                let sm = out_view(&mut ctx, saved_mean, &[c], f32)?;
+                let si = out_view(&mut ctx, saved_invstd, &[c], f32)?;
+                (true, 1.0 - *momentum as f64, rm, rv, sm, si)
+            }
+            BnStats::Frozen {
+                moving_mean,
+                moving_var,
+            } => {
+                let rm = read_as(&mut ctx, moving_mean, &[c], f32)?;
+                let rv = read_as(&mut ctx, moving_var, &[c], f32)?;
+                // Inference mode saves nothing useful; scratch outputs keep the call complete.
+                let sm = temp(&mut ctx, &[c], f32)?;
+                let si = temp(&mut ctx, &[c], f32)?;
+                (false, 0.0, rm, rv, sm.t, si.t)
+            }
+        };
         let yt = out_view(&mut ctx, y, &dims4(xs), out_dtype)?;
         let y32 = if out_dtype == f32 {
             Arg { t: yt, tmp: None }
         } else {
             temp(&mut ctx, &dims4(xs), f32)?
         };
-        // The running statistics are updated in place: they must be the buffers themselves.
-        if rm.tmp.is_some() || rv.tmp.is_some() {
-            return Err(Error::Invalid(
-                "batch_norm_train: moving statistics must hold fp32".into(),
-            ));
-        }
         aclnn!(
             ctx,
             aclnnBatchNorm,
@@ -94,8 +180,8 @@ impl AscendBackend {
             ba.t,
             rm.t,
             rv.t,
-            true,
-            1.0 - momentum as f64,
+            training,
+            momentum,
             eps as f64,
             y32.t,
             sm,
@@ -113,16 +199,25 @@ impl AscendBackend {
             cast_into(&mut ctx, y32.t, out_dtype, yt)?;
         }
         y.dtype = out_dtype;
-        saved_mean.dtype = f32;
-        saved_invstd.dtype = f32;
+        if let BnStats::Batch {
+            saved_mean,
+            saved_invstd,
+            ..
+        } = stats
+        {
+            saved_mean.dtype = f32;
+            saved_invstd.dtype = f32;
+        }
         Ok(())
     }
 
-    /// [`Backend::batch_norm_backward`](crate::backend::Backend::batch_norm_backward): the ReLU
-    /// mask first when fused (`aclnnThresholdBackward(dy, y, 0)`: dy where y > 0), then
-    /// `aclnnBatchNormBackward(training = true, outputMask = {input, weight, bias})` with the
-    /// saved mean and invstd (running statistics are not used in training mode and are passed
-    /// as NULL). Everything in fp32; `dx` is cast to fp16 in O2.
+    /// [`Backend::batch_norm_backward`](crate::backend::Backend::batch_norm_backward) and
+    /// [`Backend::batch_norm_frozen_backward`](crate::backend::Backend::batch_norm_frozen_backward):
+    /// the ReLU mask first when fused (`aclnnThresholdBackward(dy, y, 0)`: dy where y > 0), then
+    /// `aclnnBatchNormBackward(outputMask = {input, weight, bias})`: `training = true` with the
+    /// saved mean and invstd ([`BnGradStats::Batch`]; running statistics NULL), or
+    /// `training = false` with the moving statistics and `eps` ([`BnGradStats::Frozen`]).
+    /// Everything in fp32; `dx` is cast to fp16 in O2.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn bn_grad(
         &self,
@@ -131,29 +226,45 @@ impl AscendBackend {
         dy: &AscendBuffer,
         y_relu: Option<&AscendBuffer>,
         gamma: &AscendBuffer,
-        saved_mean: &AscendBuffer,
-        saved_invstd: &AscendBuffer,
+        stats: BnGradStats<'_>,
         dx: &mut AscendBuffer,
         dgamma: &mut AscendBuffer,
         dbeta: &mut AscendBuffer,
     ) -> Result<()> {
-        values_per_channel("batch_norm_backward", xs)?;
+        let what = match stats {
+            BnGradStats::Batch { .. } => "batch_norm_backward",
+            BnGradStats::Frozen { .. } => "batch_norm_frozen_backward",
+        };
+        if let BnGradStats::Batch { .. } = stats {
+            values_per_channel(what, xs)?;
+        }
         let c = xs.c;
         let len = xs.numel();
-        check("batch_norm_backward x", x, len)?;
-        check("batch_norm_backward dy", dy, len)?;
-        check("batch_norm_backward dx", dx, len)?;
+        check(&format!("{what} x"), x, len)?;
+        check(&format!("{what} dy"), dy, len)?;
+        check(&format!("{what} dx"), dx, len)?;
         if let Some(y) = y_relu {
-            check("batch_norm_backward y", y, len)?;
+            check(&format!("{what} y"), y, len)?;
         }
-        for (what, b) in [
+        let (s0, s1) = match stats {
+            BnGradStats::Batch {
+                saved_mean,
+                saved_invstd,
+            } => (saved_mean, saved_invstd),
+            BnGradStats::Frozen {
+                moving_mean,
+                moving_var,
+                ..
+            } => (moving_mean, moving_var),
+        };
+        for (name, b) in [
             ("gamma", gamma),
-            ("saved_mean", saved_mean),
-            ("saved_invstd", saved_invstd),
+            ("statistics", s0),
+            ("statistics", s1),
             ("dgamma", &*dgamma),
             ("dbeta", &*dbeta),
         ] {
-            check(&format!("batch_norm_backward {what}"), b, c)?;
+            check(&format!("{what} {name}"), b, c)?;
         }
         let f32 = DType::F32;
         let out_dtype = self.cd();
@@ -180,8 +291,13 @@ impl AscendBackend {
             None => dya,
         };
         let ga = read_as(&mut ctx, gamma, &[c], f32)?;
-        let sm = read_as(&mut ctx, saved_mean, &[c], f32)?;
-        let si = read_as(&mut ctx, saved_invstd, &[c], f32)?;
+        let a0 = read_as(&mut ctx, s0, &[c], f32)?;
+        let a1 = read_as(&mut ctx, s1, &[c], f32)?;
+        let null = std::ptr::null_mut();
+        let (training, eps, rm, rv, sm, si) = match stats {
+            BnGradStats::Batch { .. } => (true, BN_EPS, null, null, a0.t, a1.t),
+            BnGradStats::Frozen { eps, .. } => (false, eps as f64, a0.t, a1.t, null, null),
+        };
         let dxt = out_view(&mut ctx, dx, &d, out_dtype)?;
         let dx32 = if out_dtype == f32 {
             Arg { t: dxt, tmp: None }
@@ -198,12 +314,12 @@ impl AscendBackend {
             g.t,
             xa.t,
             ga.t,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            sm.t,
-            si.t,
-            true,
-            BN_EPS,
+            rm,
+            rv,
+            sm,
+            si,
+            training,
+            eps,
             mask,
             dx32.t,
             dgt,

@@ -11,6 +11,11 @@
 //! Backward, with `g = dy` (masked by `y > 0` when a ReLU was fused):
 //! `dbeta = Σg`, `dgamma = Σ g*(x-mean)*invstd`,
 //! `dx = gamma*invstd*(g - dbeta/M - (x-mean)*invstd*dgamma/M)`.
+//!
+//! Frozen BatchNorm (MindSpore `use_batch_statistics=False`) normalises with the moving
+//! statistics instead, which are constants for the backward: `invstd = 1/sqrt(moving_var+eps)`,
+//! `y = (x-moving_mean)*(gamma*invstd) + beta`; `dx = g*gamma*invstd`,
+//! `dgamma = Σ g*(x-moving_mean)*invstd`, `dbeta = Σg`.
 use rayon::prelude::*;
 
 use super::check_len;
@@ -182,6 +187,154 @@ pub(super) fn backward(
                     k::bn_bwd_dx(xp, dyp, masks(n), mean, a as f32, b as f32, cc as f32, dxp);
                 }
                 (dgamma, dbeta)
+            })
+            .collect()
+    });
+    for (ci, &(dg, db)) in grads.iter().enumerate() {
+        dgamma[ci] = dg as f32;
+        dbeta[ci] = db as f32;
+    }
+    Ok(())
+}
+
+/// Checks the shape and the per-channel buffers of a frozen BatchNorm; returns the per-channel
+/// `invstd = 1/sqrt(moving_var+eps)` in f64.
+fn frozen_invstd(
+    what: &str,
+    xs: Shape4,
+    per_channel: &[(&str, &[f32])],
+    moving_var: &[f32],
+    eps: f32,
+) -> Result<Vec<f64>> {
+    if xs.numel() == 0 {
+        return Err(Error::Shape(format!("{what}: empty input {xs:?}")));
+    }
+    for (name, b) in per_channel {
+        check_len(&format!("{what} {name}"), b, xs.c)?;
+    }
+    check_len(&format!("{what} moving_variance"), moving_var, xs.c)?;
+    moving_var[..xs.c]
+        .iter()
+        .enumerate()
+        .map(|(c, &v)| {
+            let d = v as f64 + eps as f64;
+            if d > 0.0 {
+                Ok(1.0 / d.sqrt())
+            } else {
+                Err(Error::Invalid(format!(
+                    "{what}: channel {c} has moving_variance {v} + eps {eps} <= 0"
+                )))
+            }
+        })
+        .collect()
+}
+
+/// See [`crate::backend::Backend::batch_norm_frozen`].
+#[allow(clippy::too_many_arguments)]
+pub(super) fn frozen(
+    pool: &rayon::ThreadPool,
+    x: &[f32],
+    xs: Shape4,
+    gamma: &[f32],
+    beta: &[f32],
+    moving_mean: &[f32],
+    moving_var: &[f32],
+    eps: f32,
+    act: Activation,
+    y: &mut [f32],
+) -> Result<()> {
+    let what = "batch_norm_frozen";
+    let relu = match act {
+        Activation::None => false,
+        Activation::Relu => true,
+        Activation::Sigmoid => {
+            return Err(Error::Invalid(format!(
+                "{what}: only Activation::None or Relu can be fused"
+            )))
+        }
+    };
+    let invstd = frozen_invstd(
+        what,
+        xs,
+        &[
+            ("gamma", gamma),
+            ("beta", beta),
+            ("moving_mean", moving_mean),
+        ],
+        moving_var,
+        eps,
+    )?;
+    check_len(&format!("{what} input"), x, xs.numel())?;
+    check_len(&format!("{what} output"), y, xs.numel())?;
+    let mut ys = planes_by_channel(y, xs);
+    pool.install(|| {
+        ys.par_iter_mut().enumerate().for_each(|(ci, yc)| {
+            let scale = (gamma[ci] as f64 * invstd[ci]) as f32;
+            for (xp, yp) in planes(x, xs, ci).zip(yc.iter_mut()) {
+                k::bn_apply(xp, moving_mean[ci], scale, beta[ci], relu, yp);
+            }
+        })
+    });
+    Ok(())
+}
+
+/// See [`crate::backend::Backend::batch_norm_frozen_backward`].
+#[allow(clippy::too_many_arguments)]
+pub(super) fn frozen_backward(
+    pool: &rayon::ThreadPool,
+    x: &[f32],
+    xs: Shape4,
+    dy: &[f32],
+    y_relu: Option<&[f32]>,
+    gamma: &[f32],
+    moving_mean: &[f32],
+    moving_var: &[f32],
+    eps: f32,
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) -> Result<()> {
+    let what = "batch_norm_frozen_backward";
+    let invstd = frozen_invstd(
+        what,
+        xs,
+        &[
+            ("gamma", gamma),
+            ("moving_mean", moving_mean),
+            ("dgamma", &*dgamma),
+            ("dbeta", &*dbeta),
+        ],
+        moving_var,
+        eps,
+    )?;
+    let numel = xs.numel();
+    check_len(&format!("{what} input"), x, numel)?;
+    check_len(&format!("{what} dy"), dy, numel)?;
+    check_len(&format!("{what} dx"), dx, numel)?;
+    if let Some(yr) = y_relu {
+        check_len(&format!("{what} y_relu"), yr, numel)?;
+    }
+    let mut dxs = planes_by_channel(dx, xs);
+    // Per channel: (dgamma, dbeta).
+    let grads: Vec<(f64, f64)> = pool.install(|| {
+        dxs.par_iter_mut()
+            .enumerate()
+            .map(|(ci, dxc)| {
+                let mean = moving_mean[ci];
+                let masks = |n: usize| y_relu.map(|yr| plane(yr, xs, n, ci));
+                let mut sums = [0.0f64; 2];
+                for (n, (xp, dyp)) in planes(x, xs, ci).zip(planes(dy, xs, ci)).enumerate() {
+                    k::bn_bwd_reduce(xp, dyp, masks(n), mean, &mut sums);
+                }
+                let a = (gamma[ci] as f64 * invstd[ci]) as f32;
+                for (n, ((xp, dyp), dxp)) in planes(x, xs, ci)
+                    .zip(planes(dy, xs, ci))
+                    .zip(dxc.iter_mut())
+                    .enumerate()
+                {
+                    k::bn_bwd_dx(xp, dyp, masks(n), mean, a, 0.0, 0.0, dxp);
+                }
+                (sums[1] * invstd[ci], sums[0])
             })
             .collect()
     });

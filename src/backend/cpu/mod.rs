@@ -433,6 +433,62 @@ impl Backend for CpuBackend {
         )
     }
 
+    fn batch_norm_frozen(
+        &self,
+        x: &Vec<f32>,
+        xs: Shape4,
+        gamma: &Vec<f32>,
+        beta: &Vec<f32>,
+        moving_mean: &Vec<f32>,
+        moving_var: &Vec<f32>,
+        eps: f32,
+        act: Activation,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        batch_norm::frozen(
+            &self.pool,
+            x,
+            xs,
+            gamma,
+            beta,
+            moving_mean,
+            moving_var,
+            eps,
+            act,
+            y,
+        )
+    }
+
+    fn batch_norm_frozen_backward(
+        &self,
+        x: &Vec<f32>,
+        xs: Shape4,
+        dy: &Vec<f32>,
+        y_relu: Option<&Vec<f32>>,
+        gamma: &Vec<f32>,
+        moving_mean: &Vec<f32>,
+        moving_var: &Vec<f32>,
+        eps: f32,
+        dx: &mut Vec<f32>,
+        dgamma: &mut Vec<f32>,
+        dbeta: &mut Vec<f32>,
+    ) -> Result<()> {
+        batch_norm::frozen_backward(
+            &self.pool,
+            x,
+            xs,
+            dy,
+            y_relu.map(|v| v.as_slice()),
+            gamma,
+            moving_mean,
+            moving_var,
+            eps,
+            dx,
+            dgamma,
+            dbeta,
+        )
+    }
+
     fn relu_backward(&self, y: &Vec<f32>, dy: &mut Vec<f32>, len: usize) -> Result<()> {
         train_elementwise::relu_backward(&self.pool, y, dy, len)
     }

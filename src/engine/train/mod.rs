@@ -1,7 +1,8 @@
 //! `senet train`: MindCV's `train.py` on the CPU backend — epochs over `data_dir/train_split`,
 //! the per-step learning-rate list, `nn.Momentum` with weight decay and a fixed loss scale,
 //! validation while training with `<model>_best.ckpt`, step checkpoints with the optimizer
-//! state (`latest_k`), and exact resumption.
+//! state (`latest_k`), exact resumption, and data-parallel training over the processes of an
+//! `mpirun` job (`distribute: True`; see [`run`] and [`crate::dist`]).
 //!
 //! Modules: [`data`] (epoch order, batches, the per-sample transform seam), [`state`]
 //! (checkpoints, retention, resume), [`log`] (epoch records, `metrics.jsonl`, log lines), and the
@@ -15,6 +16,7 @@ pub use log::EpochRecord;
 pub use trainer::run;
 
 use crate::config::{AmpLevel, CkptSavePolicy, Loss, Optimizer, Recipe, Reduction};
+use crate::dist::Communicator;
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -41,8 +43,20 @@ pub struct TrainOptions {
     /// included) reaches this value, saving a checkpoint there. None: run every epoch.
     pub max_steps: Option<u64>,
     /// Set (e.g. by a Ctrl-C handler) to stop after the current step: a checkpoint is saved and
-    /// [`run`] returns with [`StopReason::Interrupted`].
+    /// [`run`] returns with [`StopReason::Interrupted`]. In a data-parallel job the ranks stop
+    /// together, after the step in which any of them saw its flag.
     pub stop: Option<Arc<AtomicBool>>,
+    /// The communicator of a data-parallel job (recipe key `distribute: True`). None: [`run`]
+    /// makes it with [`crate::dist::init`] from the launch environment (MPI is then initialised
+    /// and finalised by this run: to run several jobs in one MPI process, make it once and pass
+    /// it here). Must be a single process when `distribute` is false.
+    pub comm: Option<Arc<dyn Communicator>>,
+    /// Frozen BatchNorm: normalise with the moving statistics while training and leave them
+    /// unchanged (MindSpore `nn.BatchNorm2d(use_batch_statistics=False)`; not a MindCV recipe
+    /// key). Every sample's gradient then depends on that sample alone, so N ranks with batch b
+    /// compute what one process with batch N*b does (the data-parallel equivalence check);
+    /// also useful to fine-tune with small batches. gamma and beta are still trained.
+    pub frozen_batch_norm: bool,
 }
 
 /// Something that happened during [`run`], for progress display and logging.
@@ -136,6 +150,10 @@ pub struct TrainReport {
     pub best_val_top1: Option<f64>,
     /// Records of the epochs finished by this run.
     pub epochs: Vec<EpochRecord>,
+    /// This process's rank in the job (0 for a single process); only rank 0 logs and saves.
+    pub rank: usize,
+    /// Processes in the job (1 without `distribute`).
+    pub world_size: usize,
 }
 
 /// The error for a recipe value `senet train` does not implement.
@@ -150,15 +168,16 @@ fn unsupported(key: &str, value: impl std::fmt::Display, why: &str) -> Error {
 /// `opt` other than `momentum`; `loss` other than `CE`, `reduction` other than `mean`;
 /// `mixup`, `cutmix` > 0, `auto_augment` set, `aug_splits` > 0, `re_prob` > 0,
 /// `aug_repeats` > 1; `gradient_accumulation_steps` > 1, `layer_decay` set, `drop_rate` /
-/// `drop_path_rate` > 0; `amp_level` O1/O3 (O0 and O2 run in float32, see below); `distribute:
-/// true`; `pretrained: true`; `num_samples` set; `in_channels` != 3; `ckpt_save_policy: top_k`;
+/// `drop_path_rate` > 0; `amp_level` O1/O3;
+/// `pretrained: true`; `num_samples` set; `in_channels` != 3; `ckpt_save_policy: top_k`;
 /// `resume_opt: true` (use `--resume`, the step checkpoints hold the optimizer state).
 ///
 /// `amp_level: O2` (the SENet recipes) computes in float16 on Ascend (MindSpore's O2: BatchNorm,
 /// loss and master weights in float32) and in float32 on the CPU, which has no float16 path.
 /// `loss_scale_type` fixed (with or without `drop_overflow_update`), dynamic and auto follow
-/// MindCV's loss-scale managers ([`crate::train::LossScaler`]). Keys without effect on this
-/// single-process CPU run (`mode`, `device_target`, `dataset_sink_mode`, `val_amp_level`,
+/// MindCV's loss-scale managers ([`crate::train::LossScaler`]). `distribute: true` is checked
+/// against the launch environment by [`run`] ([`crate::dist::init`]). Keys without effect
+/// (`mode`, `device_target`, `dataset_sink_mode`, `val_amp_level`,
 /// `eval_shuffle`, `aux_factor` — SENet has no auxiliary head) are accepted.
 pub fn check_supported(r: &Recipe) -> Result<()> {
     if r.opt != Optimizer::Momentum {
@@ -219,14 +238,6 @@ pub fn check_supported(r: &Recipe) -> Result<()> {
             "amp_level",
             r.amp_level,
             " (O0, or O2 computed in float32 on the CPU)",
-        ));
-    }
-    if r.distribute {
-        return Err(unsupported(
-            "distribute",
-            true,
-            " yet (single process: pass --distribute False; note the recipes' lr is for 8 \
-             devices x batch_size)",
         ));
     }
     if r.pretrained {

@@ -1,12 +1,13 @@
 //! The training loop: epochs of shuffled batches, one `TrainNet::step` per batch at the
 //! schedule's learning rate, validation and checkpoints at epoch ends, a checkpoint when stopped.
-use super::data::{EpochPlan, SampleTransform};
+use super::data::{EpochPlan, SampleTransform, Shard};
 use super::log::{self, EpochRecord, MetricsLog};
 use super::state::{self, best_ckpt_name, prune_checkpoints, save_state, step_ckpt_name};
 use super::{check_supported, StopReason, TrainEvent, TrainOptions, TrainReport};
 use crate::checkpoint::{self, LoadOptions};
 use crate::config::{AmpLevel, CkptSavePolicy, Recipe};
 use crate::data::{EvalTransform, ImageFolder};
+use crate::dist::{self, Communicator};
 use crate::engine::device::{self, BackendFactory, Device, DeviceJob};
 use crate::engine::validate::evaluate;
 use crate::model::{Arch, SeNet};
@@ -15,12 +16,54 @@ use crate::train::{decays, lr_schedule, LossScaler, TrainConfig, TrainNet};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The validation split, opened once.
 struct ValSet {
+    /// This rank's share of the images ([`Shard::of_items`]; all of them in one process).
     samples: Vec<(PathBuf, usize)>,
+    /// Images of the whole split.
+    total: usize,
     transform: EvalTransform,
+}
+
+/// Exit status of a data-parallel rank that failed and aborted the job.
+const EXIT_RANK_FAILED: i32 = 1;
+
+/// A fault the tests inject into one rank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// Die at once (SIGABRT, no cleanup).
+    Abort,
+    /// Stop making progress (sleep forever), alive.
+    Hang,
+}
+
+/// Fault injection for the tests of a failing rank: `SENET_TEST_ABORT_AT_STEP=k` makes rank
+/// `SENET_TEST_FAULT_RANK` (default 1) abort right after its step `k`;
+/// `SENET_TEST_HANG_AT_STEP=k` makes it hang there instead. Returns `(k, rank, fault)`.
+/// Errors: values that are not integers, named.
+fn fault_injection() -> Result<Option<(u64, usize, Fault)>> {
+    let get =
+        |key: &str| -> Result<Option<u64>> {
+            match std::env::var(key) {
+                Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|_| {
+                    Error::Config(format!("{key}='{v}' is not a non-negative integer"))
+                }),
+                _ => Ok(None),
+            }
+        };
+    let fault = match (
+        get("SENET_TEST_ABORT_AT_STEP")?,
+        get("SENET_TEST_HANG_AT_STEP")?,
+    ) {
+        (Some(k), _) => (k, Fault::Abort),
+        (None, Some(k)) => (k, Fault::Hang),
+        (None, None) => return Ok(None),
+    };
+    let rank = get("SENET_TEST_FAULT_RANK")?.unwrap_or(1) as usize;
+    Ok(Some((fault.0, rank, fault.1)))
 }
 
 /// Checks that every label fits the model.
@@ -68,24 +111,80 @@ fn train_config(r: &Recipe) -> TrainConfig {
 /// Also writes `<ckpt_save_dir>/<model>.yaml` (the recipe, MindCV's args dump) and appends one
 /// [`EpochRecord`] per finished epoch to `<ckpt_save_dir>/metrics.jsonl`.
 ///
-/// Errors: unsupported or invalid recipe values (naming the key); unreadable data folders or
-/// images (named); labels outside `num_classes`; `ckpt_path` / `resume` files that are missing,
-/// do not match the model, or (resume) hold no optimizer state; both `ckpt_path` and `resume`
-/// given; a non-finite loss (naming the step); I/O errors writing checkpoints or logs.
+/// **Data parallel** (`distribute: True`, N processes started by `mpirun`; see
+/// [`crate::dist`]), as MindCV's `train.py` with `parallel_mode="data_parallel",
+/// gradients_mean=True`:
+/// - every rank builds the model from the same `seed`, then takes rank 0's parameters and
+///   optimizer state (a broadcast), and checks that all ranks agree on the run's layout
+///   (steps per epoch, start step, model, ...);
+/// - every rank shuffles each epoch with the same seed and trains on its shard of it
+///   ([`Shard::of_order`], MindSpore's `DistributedSampler`: interleaved, padded to
+///   `ceil(images/N)` per rank so that all ranks run the same steps); `batch_size` is per rank
+///   and `steps_per_epoch` counts one shard's batches;
+/// - each sample's augmentation is drawn from `(seed, epoch, dataset index)`, whichever rank
+///   takes it (MindCV seeds Python/NumPy with `seed + rank` instead; ours makes the N-rank run
+///   see the very inputs of one process with batch `N*batch_size`);
+/// - after each backward the gradients are averaged over the ranks in fused buckets
+///   ([`BackendFactory::gradient_reducer`]) before the Momentum update; BatchNorm statistics
+///   stay per rank, as in MindCV;
+/// - the logged loss and training accuracy are those of the global batch (a small all-reduce
+///   per step), and a stop request on any rank stops all of them after the same step;
+/// - validation runs on every rank over its share of `val_split` ([`Shard::of_items`]) with its
+///   own BatchNorm statistics; the Top-1/Top-5 hits, sample counts and loss sums are summed over
+///   the ranks, so the figures cover every validation image exactly once;
+/// - only rank 0 reports events, writes the args dump, `metrics.jsonl` and checkpoints (its
+///   own BatchNorm statistics);
+/// - an error on any rank after MPI is set up is printed with the rank and ends the whole job
+///   through [`Communicator::abort`] (exit status 1): returning it would leave the other ranks
+///   waiting forever.
+///
+/// Errors: unsupported or invalid recipe values (naming the key); `distribute` without a
+/// launcher (with the `mpirun` command to use) or a launch problem ([`crate::dist::init`]);
+/// unreadable data folders or images (named); labels outside `num_classes`; `ckpt_path` /
+/// `resume` files that are missing, do not match the model, or (resume) hold no optimizer
+/// state; both `ckpt_path` and `resume` given; a non-finite loss (naming the step); I/O errors
+/// writing checkpoints or logs.
 pub fn run(opts: &TrainOptions, on_event: impl FnMut(&TrainEvent)) -> Result<TrainReport> {
     let r = &opts.recipe;
     check_supported(r)?;
     r.validate()?;
-    let (dev, device_note) = device::resolve(&opts.device, r.device_target, r.amp_level)?;
-    device::run_on(
-        dev,
-        TrainJob {
-            opts,
+    let comm = match &opts.comm {
+        Some(c) if !r.distribute && c.size() > 1 => {
+            return Err(Error::Config(format!(
+                "distribute is False but the communicator given spans {} ranks: set \
+                 distribute: True (--distribute) for data-parallel training",
+                c.size()
+            )))
+        }
+        Some(c) => Arc::clone(c),
+        None => dist::init(r.distribute)?,
+    };
+    let job = || {
+        let (dev, device_note) = device::resolve(&opts.device, r.device_target, r.amp_level)?;
+        device::run_on(
             dev,
-            device_note,
-            on_event,
-        },
-    )
+            TrainJob {
+                opts,
+                dev,
+                device_note,
+                on_event,
+                comm: Arc::clone(&comm),
+            },
+        )
+    };
+    match job() {
+        Err(e) if comm.size() > 1 => {
+            eprintln!(
+                "senet rank {} of {}: error: {e}\nsenet rank {}: aborting the job (the other \
+                 ranks would wait for this one forever)",
+                comm.rank(),
+                comm.size(),
+                comm.rank()
+            );
+            comm.abort(EXIT_RANK_FAILED)
+        }
+        result => result,
+    }
 }
 
 /// The training run on one kind of backend (see [`run`]).
@@ -94,6 +193,7 @@ struct TrainJob<'a, E> {
     dev: Device,
     device_note: Option<String>,
     on_event: E,
+    comm: Arc<dyn Communicator>,
 }
 
 impl<E: FnMut(&TrainEvent)> DeviceJob for TrainJob<'_, E> {
@@ -111,8 +211,18 @@ fn train_with<F: BackendFactory>(
         opts,
         dev,
         device_note,
-        mut on_event,
+        on_event: mut user_event,
+        comm,
     } = job;
+    let (rank, size) = (comm.rank(), comm.size());
+    let root = rank == 0;
+    // Only rank 0 reports.
+    let mut on_event = |ev: &TrainEvent| {
+        if root {
+            user_event(ev)
+        }
+    };
+    let fault_at = fault_injection()?;
     let r = &opts.recipe;
     let arch = Arch::from_name(&r.model)?;
     let model = arch.name();
@@ -131,7 +241,8 @@ fn train_with<F: BackendFactory>(
         let folder = ImageFolder::open(&data_dir, &r.val_split, opts.class_map.as_deref())?;
         check_labels(&folder.samples, num_classes)?;
         Some(ValSet {
-            samples: folder.samples,
+            samples: Shard::new(rank, size)?.of_items(&folder.samples),
+            total: folder.samples.len(),
             transform: crate::engine::eval_transform(r)?,
         })
     } else {
@@ -139,13 +250,14 @@ fn train_with<F: BackendFactory>(
     };
     let transform = SampleTransform::from_recipe(r)?;
     let train_samples = train.samples.len();
-    let plan = EpochPlan::new(
+    let plan = EpochPlan::new_sharded(
         train.samples,
         r.batch_size,
         r.drop_remainder,
         r.shuffle,
         r.seed,
         r.num_parallel_workers,
+        Shard::new(rank, size)?,
     )?;
     let spe = plan.steps_per_epoch;
     let num_epochs = r.epoch_size as u64;
@@ -216,6 +328,14 @@ fn train_with<F: BackendFactory>(
         Some(st) => state::restore_scaler(scaler, st),
         None => scaler,
     });
+    if opts.frozen_batch_norm {
+        tn.set_frozen_batch_norm(true);
+        notes.push(
+            "BatchNorm frozen: normalising with the moving statistics, which stay as loaded \
+             (MindSpore use_batch_statistics=False); gamma and beta are trained"
+                .into(),
+        );
+    }
     let mut step: u64 = 0;
     if let Some(st) = resume_state {
         for (name, m) in &st.moments {
@@ -228,22 +348,63 @@ fn train_with<F: BackendFactory>(
     }
     let start_step = step;
 
+    // Data parallel: the same layout everywhere, rank 0's state everywhere.
+    let mut reducer = None;
+    if size > 1 {
+        let layout = format!(
+            "{model} ({num_classes} classes), {train_samples} training images, {spe} steps per \
+             epoch, {num_epochs} epochs, start step {start_step}, {}, max_steps {}, ema {}, \
+             frozen BatchNorm {}",
+            val.as_ref()
+                .map_or("no validation".to_string(), |v| format!(
+                    "validation of {} images every {} epoch(s)",
+                    v.total, r.val_interval
+                )),
+            opts.max_steps.map_or("none".to_string(), |m| m.to_string()),
+            r.ema,
+            opts.frozen_batch_norm
+        );
+        dist::agree_on(&*comm, "the run", &layout)?;
+        tn.broadcast_state(&*comm, 0)?;
+        reducer = Some(factory.gradient_reducer(Arc::clone(&comm))?);
+        let per_rank = plan.shard.samples_per_shard(train_samples);
+        notes.push(format!(
+            "data parallel over {size} ranks ({}): each rank trains on {per_rank} of the \
+             {train_samples} images per epoch{}, batch {} per rank = global batch {}; gradients \
+             averaged over the ranks before each update; BatchNorm statistics per rank; rank 0 \
+             logs and saves",
+            comm.name(),
+            if per_rank * size > train_samples {
+                format!(
+                    " (padded with {} repeated images, as MindSpore's DistributedSampler)",
+                    per_rank * size - train_samples
+                )
+            } else {
+                String::new()
+            },
+            r.batch_size,
+            r.batch_size * size
+        ));
+    }
+
     let save_dir = PathBuf::from(&r.ckpt_save_dir);
-    std::fs::create_dir_all(&save_dir).map_err(|e| Error::io(&save_dir, e))?;
-    let args_dump = save_dir.join(format!("{model}.yaml"));
-    std::fs::write(&args_dump, r.to_yaml()).map_err(|e| Error::io(&args_dump, e))?;
-    let mut metrics = MetricsLog::open(&save_dir)?;
-    let mut best = if start_step > 0 {
-        log::best_val_top1(&save_dir, start_step)
-    } else {
-        None
-    };
+    let mut metrics = None;
+    let mut best = None;
+    if root {
+        std::fs::create_dir_all(&save_dir).map_err(|e| Error::io(&save_dir, e))?;
+        let args_dump = save_dir.join(format!("{model}.yaml"));
+        std::fs::write(&args_dump, r.to_yaml()).map_err(|e| Error::io(&args_dump, e))?;
+        metrics = Some(MetricsLog::open(&save_dir)?);
+        if start_step > 0 {
+            best = log::best_val_top1(&save_dir, start_step);
+        }
+    }
 
     on_event(&TrainEvent::Started {
         model,
         num_classes,
         train_samples,
-        val_samples: val.as_ref().map(|v| v.samples.len()),
+        val_samples: val.as_ref().map(|v| v.total),
         steps_per_epoch: spe,
         num_epochs,
         start_step,
@@ -266,6 +427,8 @@ fn train_with<F: BackendFactory>(
         last_checkpoint: None,
         best_val_top1: best,
         epochs: Vec::new(),
+        rank,
+        world_size: size,
     };
     // Writes a step checkpoint and applies the retention policy.
     let mut scratch = net; // parameter scratch for saving and validation
@@ -315,11 +478,47 @@ fn train_with<F: BackendFactory>(
         for batch in loader {
             let batch = batch?;
             let lr = lr_at(step);
-            let stats = tn.step(&batch.images, &batch.labels, lr)?;
-            if !stats.loss.is_finite() {
+            let local = match reducer.as_mut() {
+                Some(red) => tn.step_reduced(&batch.images, &batch.labels, lr, red.as_mut())?,
+                None => tn.step(&batch.images, &batch.labels, lr)?,
+            };
+            if let Some((at, who, fault)) = fault_at {
+                if step + 1 == at && rank == who {
+                    eprintln!(
+                        "senet rank {rank}: fault injection at step {at}: {}",
+                        match fault {
+                            Fault::Abort => "aborting this process (SENET_TEST_ABORT_AT_STEP)",
+                            Fault::Hang => "hanging (SENET_TEST_HANG_AT_STEP)",
+                        }
+                    );
+                    match fault {
+                        Fault::Abort => std::process::abort(),
+                        Fault::Hang => loop {
+                            std::thread::sleep(std::time::Duration::from_secs(3600));
+                        },
+                    }
+                }
+            }
+            // The global batch's loss and hits, and whether any rank was asked to stop.
+            let mut stop_requested = interrupted();
+            let (loss, correct, images) = if size > 1 {
+                let n = batch.len() as f64;
+                let mut v = [
+                    local.loss * n,
+                    local.correct as f64,
+                    n,
+                    stop_requested as u8 as f64,
+                ];
+                comm.all_reduce_sum_f64(&mut v)?;
+                stop_requested = v[3] > 0.0;
+                (v[0] / v[2], v[1] as usize, v[2] as usize)
+            } else {
+                (local.loss, local.correct, batch.len())
+            };
+            if !loss.is_finite() {
                 return Err(Error::Invalid(format!(
-                    "the loss became {} at global step {} (epoch {epoch_no}, batch {}): lower lr",
-                    stats.loss,
+                    "the loss became {loss} at global step {} (epoch {epoch_no}, batch {}): \
+                     lower lr",
                     step + 1,
                     batch_no + 1
                 )));
@@ -327,16 +526,16 @@ fn train_with<F: BackendFactory>(
             step += 1;
             batch_no += 1;
             last_lr = lr;
-            acc_loss += stats.loss;
+            acc_loss += loss;
             acc_steps += 1;
-            acc_correct += stats.correct;
-            acc_images += batch.len();
+            acc_correct += correct;
+            acc_images += images;
             let secs = t0.elapsed().as_secs_f64();
             on_event(&TrainEvent::Step {
                 epoch: epoch_no,
                 batch: batch_no,
                 global_step: step,
-                loss: stats.loss,
+                loss,
                 lr,
                 images_per_second: acc_images as f64 / secs.max(1e-9),
             });
@@ -346,13 +545,13 @@ fn train_with<F: BackendFactory>(
                     num_epochs,
                     batch_no,
                     spe,
-                    stats.loss,
+                    loss,
                     lr as f64,
                     last_log.elapsed().as_secs_f64(),
                 )));
                 last_log = Instant::now();
             }
-            if interrupted() {
+            if stop_requested {
                 stop = Some(StopReason::Interrupted);
             } else if opts.max_steps.is_some_and(|m| step >= m) {
                 stop = Some(StopReason::MaxSteps);
@@ -381,7 +580,8 @@ fn train_with<F: BackendFactory>(
             let last_epoch = epoch_no == num_epochs;
             if let Some(v) = &val {
                 if epoch_no % r.val_interval as u64 == 0 || last_epoch {
-                    let (acc, secs) = validate(&tn, &mut scratch, v, r, &factory, &mut on_event)?;
+                    let (acc, secs) =
+                        validate(&tn, &mut scratch, v, r, &factory, &*comm, &mut on_event)?;
                     on_event(&TrainEvent::Validated(log::validation_line(
                         acc.top1(),
                         acc.top5(),
@@ -390,7 +590,7 @@ fn train_with<F: BackendFactory>(
                     rec.val_top1 = Some(acc.top1());
                     rec.val_top5 = Some(acc.top5());
                     rec.val_loss = Some(acc.loss());
-                    if best.is_none_or(|b| acc.top1() > b) {
+                    if root && best.is_none_or(|b| acc.top1() > b) {
                         best = Some(acc.top1());
                         let path = save_dir.join(best_ckpt_name(model));
                         save_state(&path, &tn, &mut scratch.params, step, lr_at(step))?;
@@ -399,17 +599,22 @@ fn train_with<F: BackendFactory>(
                 }
             }
             if epoch_no % r.ckpt_save_interval as u64 == 0 || last_epoch {
-                let path = save_step_ckpt(&tn, &mut scratch, epoch_no, spe, step, &mut on_event)?;
-                report.last_checkpoint = Some(path);
+                if root {
+                    let path =
+                        save_step_ckpt(&tn, &mut scratch, epoch_no, spe, step, &mut on_event)?;
+                    report.last_checkpoint = Some(path);
+                }
                 saved_here = true;
             }
-            metrics.append(&rec)?;
+            if let Some(m) = metrics.as_mut() {
+                m.append(&rec)?;
+            }
             on_event(&TrainEvent::Epoch(&rec));
             report.epochs.push(rec);
             report.best_val_top1 = best;
         }
         if let Some(reason) = stop {
-            if !saved_here {
+            if !saved_here && root {
                 let path =
                     save_step_ckpt(&tn, &mut scratch, epoch_no, batch_no, step, &mut on_event)?;
                 report.last_checkpoint = Some(path);
@@ -431,8 +636,44 @@ fn train_with<F: BackendFactory>(
     Ok(report)
 }
 
-/// Evaluates the current weights on the validation split with the validate engine.
+/// Evaluates the current weights on this rank's share of the validation split with the
+/// validate engine, then sums the counts and loss over the ranks. Returns the whole split's
+/// accumulator and the wall time (until every rank is done).
 fn validate<F: BackendFactory>(
+    tn: &TrainNet<F::Backend>,
+    scratch: &mut SeNet,
+    val: &ValSet,
+    r: &Recipe,
+    factory: &F,
+    comm: &dyn Communicator,
+    on_event: &mut dyn FnMut(&TrainEvent),
+) -> Result<(Accumulator, f64)> {
+    let t0 = Instant::now();
+    let mut acc = if val.samples.is_empty() {
+        Accumulator::default()
+    } else {
+        validate_local(tn, scratch, val, r, factory, on_event)?.0
+    };
+    if comm.size() > 1 {
+        let mut v = [
+            acc.samples as f64,
+            acc.top1_hits as f64,
+            acc.top5_hits as f64,
+            acc.loss_sum,
+        ];
+        comm.all_reduce_sum_f64(&mut v)?;
+        acc = Accumulator {
+            samples: v[0] as usize,
+            top1_hits: v[1] as usize,
+            top5_hits: v[2] as usize,
+            loss_sum: v[3],
+        };
+    }
+    Ok((acc, t0.elapsed().as_secs_f64()))
+}
+
+/// Evaluates the current weights on `val.samples` (this rank's share).
+fn validate_local<F: BackendFactory>(
     tn: &TrainNet<F::Backend>,
     scratch: &mut SeNet,
     val: &ValSet,

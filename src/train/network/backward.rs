@@ -3,6 +3,7 @@
 use super::layers::{conv_bn_backward, dense_backward};
 use super::{index_of, Acts, StepStats, TrainNet};
 use crate::backend::Backend;
+use crate::dist::{Communicator, GradBuffer, GradientReducer};
 use crate::model::Params;
 use crate::{Error, Result, Tensor};
 
@@ -11,6 +12,7 @@ impl<B: Backend> TrainNet<B> {
     /// parameter's gradient on the device.
     pub(super) fn backward(&mut self) -> Result<()> {
         let be = &self.backend;
+        let frozen = self.frozen_bn;
         let p = &mut self.params;
         let Acts {
             input,
@@ -68,6 +70,7 @@ impl<B: Backend> TrainNet<B> {
                     g1,
                     g3,
                     Some(&mut *g4),
+                    frozen,
                 )?;
                 std::mem::swap(g1, g4);
             }
@@ -75,7 +78,7 @@ impl<B: Backend> TrainNet<B> {
             let in_len = ba.convs[0].in_shape.numel();
             match (&b.downsample, &ba.downsample) {
                 (Some(d), Some(da)) => {
-                    conv_bn_backward(be, p, d, da, input_buf, g2, g3, Some(&mut *g4))?;
+                    conv_bn_backward(be, p, d, da, input_buf, g2, g3, Some(&mut *g4), frozen)?;
                     be.add_assign(g1, g4, in_len)?;
                 }
                 _ => be.add_assign(g1, g2, in_len)?,
@@ -84,7 +87,7 @@ impl<B: Backend> TrainNet<B> {
         }
         // Stem: the 'same' max pool, then conv + BN + ReLU (no gradient for the image).
         be.max_pool2d_same_backward(&stem.bn_out, stem.out_shape, 3, 2, g0, g1)?;
-        conv_bn_backward(be, p, &self.stem, stem, input, g1, g3, None)
+        conv_bn_backward(be, p, &self.stem, stem, input, g1, g3, None, frozen)
     }
 
     /// The update after a backward pass, as MindCV runs it: MindSpore's Momentum on every
@@ -266,6 +269,90 @@ impl<B: Backend> TrainNet<B> {
     /// The loss-scale manager and its state (saved in checkpoints for an exact resume).
     pub fn loss_scaler(&self) -> &crate::train::LossScaler {
         &self.scaler
+    }
+
+    /// One data-parallel training step: [`TrainNet::forward_backward`] on this rank's batch,
+    /// the gradients averaged over the ranks by `reducer`
+    /// ([`TrainNet::reduce_gradients`]), then [`TrainNet::apply_update`] (every rank holds the
+    /// same averaged gradients, so every rank makes the same overflow decision). The returned
+    /// statistics are this rank's.
+    pub fn step_reduced(
+        &mut self,
+        x: &Tensor,
+        labels: &[usize],
+        lr: f32,
+        reducer: &mut dyn GradientReducer<B>,
+    ) -> Result<StepStats> {
+        let mut stats = self.forward_backward(x, labels)?;
+        self.reduce_gradients(reducer)?;
+        stats.overflow = !self.apply_update(lr)?;
+        Ok(stats)
+    }
+
+    /// The backend and every trainable parameter's gradient buffer (model order, names as
+    /// MindCV's), for a [`GradientReducer`] or any other in-place treatment of the gradients
+    /// between [`TrainNet::forward_backward`] and [`TrainNet::apply_momentum`]. The gradients
+    /// are those of the last backward: of the mean loss over the local batch, times the loss
+    /// scale.
+    pub fn gradients_mut(&mut self) -> (&B, Vec<GradBuffer<'_, B>>) {
+        let grads = self
+            .params
+            .iter_mut()
+            .zip(&self.names)
+            .filter_map(|(dp, name)| {
+                let len = dp.len;
+                dp.train.as_mut().map(|(g, _)| GradBuffer {
+                    name: name.as_str(),
+                    grad: g,
+                    len,
+                })
+            })
+            .collect();
+        (&self.backend, grads)
+    }
+
+    /// Averages the gradients of the last backward over the ranks with `reducer`
+    /// (MindSpore `gradients_mean=True`). Each rank's loss is the mean over its own batch of
+    /// `b`, so the average over `N` ranks is the gradient of the mean loss over the `N*b`
+    /// images, loss scale and label smoothing included (both are per-sample linear factors).
+    /// Errors: the reducer's.
+    pub fn reduce_gradients(&mut self, reducer: &mut dyn GradientReducer<B>) -> Result<()> {
+        let (be, mut grads) = self.gradients_mut();
+        reducer.all_reduce_mean(be, &mut grads)
+    }
+
+    /// Makes this rank's training state rank `root`'s: every parameter (BN moving statistics
+    /// included), the Momentum accumulators and, with EMA, the averaged weights and the update
+    /// count, through the host with `comm.broadcast_f32`. Run once at the start of a
+    /// data-parallel job, so that all ranks start from the same state whatever each read.
+    /// Errors: `root` outside the job, backend transfer errors.
+    pub fn broadcast_state(&mut self, comm: &dyn Communicator, root: usize) -> Result<()> {
+        if comm.size() == 1 {
+            return crate::dist::SingleProcess.broadcast_f32(&mut [], root);
+        }
+        let be = &self.backend;
+        let mut host = Vec::new();
+        let mut bcast = |buf: &mut B::Buffer, len: usize| -> Result<()> {
+            host.resize(len, 0.0f32);
+            be.download(buf, &mut host)?;
+            comm.broadcast_f32(&mut host, root)?;
+            be.write(buf, &host)
+        };
+        for dp in &mut self.params {
+            bcast(&mut dp.value, dp.len)?;
+            if let Some((_, m)) = &mut dp.train {
+                bcast(m, dp.len)?;
+            }
+        }
+        if let Some(ema) = &mut self.ema {
+            for (e, dp) in ema.iter_mut().zip(&self.params) {
+                bcast(e, dp.len)?;
+            }
+            let mut updates = [self.ema_updates];
+            comm.broadcast_f32(&mut updates, root)?;
+            self.ema_updates = updates[0];
+        }
+        Ok(())
     }
 
     fn position(&self, name: &str) -> Result<usize> {

@@ -12,13 +12,15 @@ fn grad_of<B: Backend>(dp: &mut DeviceParam<B>) -> &mut B::Buffer {
     &mut dp.train.as_mut().expect("trainable parameter").0
 }
 
-/// conv -> BatchNorm (batch statistics, moving stats updated) [-> ReLU].
+/// conv -> BatchNorm (batch statistics, moving stats updated; or, when `frozen`, the moving
+/// statistics, left unchanged) [-> ReLU].
 pub(super) fn conv_bn_forward<B: Backend>(
     be: &B,
     p: &mut [DeviceParam<B>],
     c: &ConvBn,
     input: &B::Buffer,
     a: &mut ConvBnActs<B>,
+    frozen: bool,
 ) -> Result<()> {
     be.conv2d(
         input,
@@ -36,6 +38,19 @@ pub(super) fn conv_bn_forward<B: Backend>(
     } else {
         Activation::None
     };
+    if frozen {
+        return be.batch_norm_frozen(
+            &a.conv_out,
+            a.out_shape,
+            &gamma.value,
+            &beta.value,
+            &mean.value,
+            &var.value,
+            BN_EPS,
+            act,
+            &mut a.bn_out,
+        );
+    }
     be.batch_norm_train(
         &a.conv_out,
         a.out_shape,
@@ -54,7 +69,7 @@ pub(super) fn conv_bn_forward<B: Backend>(
 
 /// Backward of [`conv_bn_forward`]: `dy` = d(BN output) (ReLU applied inside when the layer has
 /// one), `dconv` scratch, `dx` = d(conv input) when wanted. Writes the conv weight's and BN's
-/// gradients.
+/// gradients. `frozen` as the forward's.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv_bn_backward<B: Backend>(
     be: &B,
@@ -65,8 +80,26 @@ pub(super) fn conv_bn_backward<B: Backend>(
     dy: &B::Buffer,
     dconv: &mut B::Buffer,
     dx: Option<&mut B::Buffer>,
+    frozen: bool,
 ) -> Result<()> {
-    {
+    if frozen {
+        let [gamma, beta, mean, var] = four(p, [c.gamma, c.beta, c.mean, c.var]);
+        let y_relu = if c.relu { Some(&a.bn_out) } else { None };
+        let dgamma = &mut gamma.train.as_mut().expect("gamma is trainable").0;
+        be.batch_norm_frozen_backward(
+            &a.conv_out,
+            a.out_shape,
+            dy,
+            y_relu,
+            &gamma.value,
+            &mean.value,
+            &var.value,
+            BN_EPS,
+            dconv,
+            dgamma,
+            grad_of(beta),
+        )?;
+    } else {
         let [gamma, beta] = p
             .get_disjoint_mut([c.gamma, c.beta])
             .expect("distinct parameter indices");

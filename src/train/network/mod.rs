@@ -152,6 +152,9 @@ pub struct TrainNet<B: Backend> {
     /// The loss-scale manager (fixed `cfg.loss_scale` unless replaced).
     scaler: crate::train::LossScaler,
     acts: Option<Acts<B>>,
+    /// BatchNorm normalises with the moving statistics and leaves them unchanged
+    /// ([`TrainNet::set_frozen_batch_norm`]).
+    frozen_bn: bool,
 }
 
 fn index_of(names: &[String], name: &str) -> Result<usize> {
@@ -284,6 +287,7 @@ impl<B: Backend> TrainNet<B> {
                 drop_overflow_update: false,
             },
             acts: None,
+            frozen_bn: false,
         })
     }
 
@@ -300,6 +304,21 @@ impl<B: Backend> TrainNet<B> {
     /// Output classes.
     pub fn num_classes(&self) -> usize {
         self.num_classes
+    }
+
+    /// Frozen BatchNorm (default off): every BatchNorm normalises with its moving statistics in
+    /// training too and never updates them, as MindSpore's
+    /// `nn.BatchNorm2d(use_batch_statistics=False)`; gamma and beta are still trained
+    /// ([`Backend::batch_norm_frozen`]). The network then computes each sample independently of
+    /// the others in its batch, which is what makes data-parallel training comparable with one
+    /// process exactly (and fine-tuning with tiny batches stable).
+    pub fn set_frozen_batch_norm(&mut self, frozen: bool) {
+        self.frozen_bn = frozen;
+    }
+
+    /// Whether BatchNorm is frozen ([`TrainNet::set_frozen_batch_norm`]).
+    pub fn frozen_batch_norm(&self) -> bool {
+        self.frozen_bn
     }
 
     /// Allocates the activations for input shape `xs` (kept while the shape stays the same).
@@ -418,10 +437,11 @@ impl<B: Backend> TrainNet<B> {
 
     fn forward(&mut self, x: &Tensor) -> Result<()> {
         let be = &self.backend;
+        let frozen = self.frozen_bn;
         let a = self.acts.as_mut().expect("allocated");
         let p = &mut self.params;
         be.write(&mut a.input, &x.data)?;
-        conv_bn_forward(be, p, &self.stem, &a.input, &mut a.stem)?;
+        conv_bn_forward(be, p, &self.stem, &a.input, &mut a.stem, frozen)?;
         be.max_pool2d_same(&a.stem.bn_out, a.stem.out_shape, 3, 2, &mut a.pooled)?;
         let n = a.input_shape.n;
         for (i, b) in self.blocks.iter().enumerate() {
@@ -431,10 +451,10 @@ impl<B: Backend> TrainNet<B> {
             for (j, c) in b.convs.iter().enumerate() {
                 let (prev, cur) = ba.convs.split_at_mut(j);
                 let src = if j == 0 { input } else { &prev[j - 1].bn_out };
-                conv_bn_forward(be, p, c, src, &mut cur[0])?;
+                conv_bn_forward(be, p, c, src, &mut cur[0], frozen)?;
             }
             if let (Some(d), Some(da)) = (&b.downsample, ba.downsample.as_mut()) {
-                conv_bn_forward(be, p, d, input, da)?;
+                conv_bn_forward(be, p, d, input, da, frozen)?;
             }
             let last = ba.convs.last().expect("blocks have convs");
             let shape = last.out_shape;

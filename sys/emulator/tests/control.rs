@@ -10,7 +10,7 @@ use senet_cann_sys::*;
 
 #[test]
 fn control_api() {
-    init();
+    let _serial = init();
     let name = c("aclrtMalloc");
     let before = unsafe { senetEmuCallCount(name.as_ptr()) };
     // Fail the second call from now.

@@ -48,7 +48,7 @@ fn child_rank() {
     let (Ok(text), Ok(mode)) = (std::env::var(ROOT_VAR), std::env::var(MODE_VAR)) else {
         return;
     };
-    init();
+    let _serial = init();
     let root = root_from(&text);
     let mut comm = null_mut();
     ok(unsafe { HcclCommInitRootInfo(2, &root, 1, &mut comm) });
@@ -82,7 +82,7 @@ fn child_rank() {
 
 #[test]
 fn two_process_all_reduce() {
-    init();
+    let _serial = init();
     let mut root = HcclRootInfo::default();
     ok(unsafe { HcclGetRootInfo(&mut root) });
     let mut child = spawn_child(&root, "work");
@@ -139,7 +139,7 @@ fn two_process_all_reduce() {
 
 #[test]
 fn a_dead_peer_fails_the_collective_promptly() {
-    init();
+    let _serial = init();
     let mut root = HcclRootInfo::default();
     ok(unsafe { HcclGetRootInfo(&mut root) });
     let mut child = spawn_child(&root, "die");
@@ -174,7 +174,7 @@ fn a_dead_peer_fails_the_collective_promptly() {
 
 #[test]
 fn rank_table_threads_and_single_rank() {
-    init();
+    let _serial = init();
     // A single-rank communicator works without sockets.
     let mut root = HcclRootInfo::default();
     ok(unsafe { HcclGetRootInfo(&mut root) });

@@ -42,7 +42,7 @@ fn plan_conv(
 
 #[test]
 fn conv_two_phase_matches_hand_computation() {
-    init();
+    let _serial = init();
     let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
     let (xp, xt) = tensor_from(&x, &[1, 1, 3, 3]);
     let (wp, wt) = tensor_from(&[1.0, 0.0, 0.0, 1.0], &[1, 1, 2, 2]);
@@ -110,7 +110,7 @@ fn conv_two_phase_matches_hand_computation() {
 
 #[test]
 fn conv_shape_errors_name_the_problem() {
-    init();
+    let _serial = init();
     let (_, xt) = tensor_from(&[0.0; 32], &[2, 4, 2, 2]);
     let (_, wt) = tensor_from(&[0.0; 12], &[1, 3, 2, 2]);
     let (_, yt) = tensor_from(&[0.0; 2], &[2, 1, 1, 1]);
@@ -165,7 +165,7 @@ fn conv_shape_errors_name_the_problem() {
 
 #[test]
 fn tensor_creation_is_validated() {
-    init();
+    let _serial = init();
     let p = malloc(64);
     let dims = [4i64, 4];
     let st = [4i64, 1];
@@ -253,7 +253,7 @@ fn tensor_creation_is_validated() {
 
 #[test]
 fn repeatable_executor_runs_twice() {
-    init();
+    let _serial = init();
     let (xp, xt) = tensor_from(&[1.0, -2.0, 3.0, -4.0], &[2, 2]);
     let s = scalar(2.0);
     let mut ws = 0;
@@ -289,7 +289,7 @@ fn repeatable_executor_runs_twice() {
 
 #[test]
 fn broadcasting_arithmetic_and_reductions() {
-    init();
+    let _serial = init();
     let (_, a) = tensor_from(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
     let (_, b) = tensor_from(&[10.0, 20.0, 30.0], &[3]);
     let (yp, y) = tensor_from(&[0.0; 6], &[2, 3]);
@@ -359,7 +359,7 @@ fn broadcasting_arithmetic_and_reductions() {
 
 #[test]
 fn matmul_with_a_transposed_view() {
-    init();
+    let _serial = init();
     // mat2 stored as [3, 2] row-major, viewed as its transpose [2, 3].
     let a = [1.0, 2.0, 3.0, 4.0];
     let (_, at) = tensor_from(&a, &[2, 2]);
@@ -409,7 +409,7 @@ fn matmul_with_a_transposed_view() {
 
 #[test]
 fn casts_copies_and_fills() {
-    init();
+    let _serial = init();
     let (_, x) = tensor_from(&[1.0, 1.0 / 3.0, 65520.0, -2.5], &[4]);
     let hp = malloc(64);
     let h = tensor_of(hp, &[4], aclDataType::ACL_FLOAT16);
@@ -447,7 +447,7 @@ fn casts_copies_and_fills() {
 
 #[test]
 fn batch_norm_training_updates_running_stats() {
-    init();
+    let _serial = init();
     // [N=2, C=1, 2] : values 1, 3, 5, 7 -> mean 4, biased var 5, unbiased 20/3.
     let (_, x) = tensor_from(&[1.0, 3.0, 5.0, 7.0], &[2, 1, 2]);
     let (_, w) = tensor_from(&[1.0], &[1]);
@@ -492,7 +492,7 @@ fn batch_norm_training_updates_running_stats() {
 
 #[test]
 fn max_pool_mask_and_indices_agree() {
-    init();
+    let _serial = init();
     let x: Vec<f32> = [
         3.0, 1.0, 2.0, 8.0, 5.0, 9.0, 4.0, 7.0, 6.0, 0.0, 11.0, 10.0, 13.0, 12.0, 15.0, 14.0,
     ]
@@ -556,7 +556,7 @@ fn max_pool_mask_and_indices_agree() {
 
 #[test]
 fn adaptive_pool_sigmoid_and_loss() {
-    init();
+    let _serial = init();
     let (_, x) = tensor_from(&[1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0, 8.0], &[1, 2, 2, 2]);
     let (yp, y) = tensor_from(&[0.0; 2], &[1, 2, 1, 1]);
     let os = ints(&[1, 1]);
@@ -618,7 +618,7 @@ fn adaptive_pool_sigmoid_and_loss() {
 
 #[test]
 fn launch_after_freeing_a_tensor_fails() {
-    init();
+    let _serial = init();
     let (xp, xt) = tensor_from(&[1.0], &[1]);
     let (mut ws, mut ex) = (0, null_mut());
     assert_eq!(
@@ -637,7 +637,7 @@ fn launch_after_freeing_a_tensor_fails() {
 
 #[test]
 fn empty_tensors_need_no_memory() {
-    init();
+    let _serial = init();
     let dims = [0i64, 3];
     let t = unsafe {
         aclCreateTensor(

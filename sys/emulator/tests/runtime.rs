@@ -12,13 +12,18 @@ const H2D: aclrtMemcpyKind = aclrtMemcpyKind::ACL_MEMCPY_HOST_TO_DEVICE;
 const D2H: aclrtMemcpyKind = aclrtMemcpyKind::ACL_MEMCPY_DEVICE_TO_HOST;
 const D2D: aclrtMemcpyKind = aclrtMemcpyKind::ACL_MEMCPY_DEVICE_TO_DEVICE;
 
-fn setup() {
+/// Initialises the emulator once and serialises the tests: they share its global state, and a
+/// synchronous copy in one test runs every stream's queue, another test's included.
+fn setup() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     init_with(&[("SENET_EMU_HBM_BYTES", "1048576")]);
+    guard
 }
 
 #[test]
 fn malloc_is_aligned_and_sized() {
-    setup();
+    let _serial = setup();
     for size in [1usize, 31, 32, 33, 1000] {
         let p = malloc(size);
         assert_eq!(p as usize % 64, 0);
@@ -58,7 +63,7 @@ fn malloc_is_aligned_and_sized() {
 
 #[test]
 fn free_checks_the_pointer() {
-    setup();
+    let _serial = setup();
     let p = malloc(256);
     let mut host = [0u8; 16];
     assert_eq!(
@@ -89,7 +94,7 @@ fn free_checks_the_pointer() {
 
 #[test]
 fn memcpy_checks_bounds_and_sides() {
-    setup();
+    let _serial = setup();
     let p = malloc(64);
     let src = [1f32; 32];
     let host = src.as_ptr() as *const c_void;
@@ -140,7 +145,7 @@ fn memcpy_checks_bounds_and_sides() {
 
 #[test]
 fn async_work_waits_for_synchronize() {
-    setup();
+    let _serial = setup();
     let mut s = null_mut();
     assert_eq!(unsafe { aclrtCreateStream(&mut s) }, 0);
     let p = upload(&[1.0, 2.0]);
@@ -182,7 +187,7 @@ fn async_work_waits_for_synchronize() {
 
 #[test]
 fn events_order_streams() {
-    setup();
+    let _serial = setup();
     let (mut a, mut b) = (null_mut(), null_mut());
     assert_eq!(unsafe { aclrtCreateStream(&mut a) }, 0);
     assert_eq!(unsafe { aclrtCreateStream(&mut b) }, 0);
@@ -230,7 +235,7 @@ fn events_order_streams() {
 
 #[test]
 fn other_threads_need_a_context() {
-    setup();
+    let _serial = setup();
     let h = std::thread::spawn(|| {
         let mut s = null_mut();
         let rc = unsafe { aclrtCreateStream(&mut s) };

@@ -23,9 +23,14 @@ pub fn init_with(env: &[(&str, &str)]) {
     assert_eq!(aclrtSetDevice(0), 0, "{}", err());
 }
 
-/// [`init_with`] the default configuration.
-pub fn init() {
+/// [`init_with`] the default configuration; serialises the calling test with the others of its binary
+/// (hold the guard for the whole test): they share the emulator's global state, including the
+/// device's default stream, which a synchronise in one test would run for all.
+pub fn init() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     init_with(&[]);
+    guard
 }
 
 /// The calling thread's recent error text.

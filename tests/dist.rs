@@ -1,0 +1,589 @@
+//! Data-parallel training through the `senet` binary, as users launch it.
+//!
+//! Without MPI (any build): `distribute: True` without a launcher is an error showing the
+//! `mpirun` command, a launcher's variables with `distribute: False` and several ranks are an
+//! error, and (built without the `mpi` feature) a launched `--distribute` run says how to build
+//! with MPI.
+//!
+//! With the `mpi` feature (`cargo test --features mpi --test dist`), each test starts real
+//! 2-process jobs with `mpirun -n 2 --allow-run-as-root --oversubscribe`:
+//! - 2 ranks with batch b produce, after k = 3 steps, the parameters (and Momentum
+//!   accumulators, and validation figures) of 1 process with batch 2b, to 1e-5 relative, with
+//!   BatchNorm frozen (`--freeze_bn`: the moving statistics normalise, so no statistic depends
+//!   on how the batch is split); only rank 0 logs and writes files;
+//! - a rank that dies (fault injection `SENET_TEST_ABORT_AT_STEP`) ends the job with a non-zero
+//!   status within 60 s, as does a rank that hangs (`SENET_TEST_HANG_AT_STEP`, the others'
+//!   collective timeout `SENET_DIST_TIMEOUT` set to 3 s) and a rank that disagrees with the
+//!   others.
+//!
+//! When `mpirun` is missing these tests say so and pass, unless `SENET_REQUIRE_MPI` is set
+//! (CI sets it), in which case they fail; so does a build without the `mpi` feature.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const SENET: &str = env!("CARGO_BIN_EXE_senet");
+
+/// Extracts the CIFAR-10 members matching `patterns` into `dir`; returns `dir/cifar10`.
+#[cfg(feature = "mpi")]
+fn extract(dir: &Path, patterns: &[&str]) -> PathBuf {
+    let tarball = common::shared().join("datasets/cifar10.tar.gz");
+    let out = Command::new("tar")
+        .arg("xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(dir)
+        .arg("--wildcards")
+        .args(patterns)
+        .output()
+        .expect("run tar");
+    assert!(
+        out.status.success(),
+        "tar failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("cifar10")
+}
+
+/// A small CPU recipe: seresnet18 at 32x32 with MindCV's train transforms, label smoothing,
+/// weight decay and a loss scale (so the equivalence covers them), validating after each epoch.
+fn write_recipe(dir: &Path, data: &Path, epochs: u32) -> PathBuf {
+    let path = dir.join("recipe.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "model: seresnet18\ndata_dir: {}\ndevice_target: CPU\n\
+             image_resize: 32\ncrop_pct: 1.0\ninterpolation: bilinear\n\
+             opt: momentum\nmomentum: 0.9\nweight_decay: 0.0001\nloss_scale: 1024\n\
+             scheduler: warmup_cosine_decay\nlr: 0.02\nmin_lr: 0.0\nwarmup_epochs: 0\n\
+             epoch_size: {epochs}\ndecay_epochs: {epochs}\nlabel_smoothing: 0.1\n\
+             num_parallel_workers: 1\nlog_interval: 1\nval_while_train: True\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `senet <args>` with extra environment variables, launcher variables removed.
+fn senet(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(SENET);
+    c.args(args);
+    for key in [
+        "OMPI_COMM_WORLD_RANK",
+        "OMPI_COMM_WORLD_SIZE",
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "PMI_RANK",
+        "PMI_SIZE",
+        "RANK_TABLE_FILE",
+        "RANK_ID",
+        "RANK_SIZE",
+        "MS_ROLE",
+        "MS_WORKER_NUM",
+    ] {
+        c.env_remove(key);
+    }
+    c.envs(env.iter().copied());
+    c.output().expect("run senet")
+}
+
+#[test]
+fn distribute_without_a_launcher_shows_the_mpirun_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(tmp.path(), &tmp.path().join("none"), 1);
+    let r = recipe.to_str().unwrap();
+    let out = senet(&["train", "-c", r, "--distribute"], &[]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains(&format!(
+            "mpirun --allow-run-as-root -n 8 {SENET} train -c {r} --distribute"
+        )),
+        "{t}"
+    );
+    assert!(t.contains("--distribute False"), "{t}");
+    if !cfg!(feature = "mpi") {
+        assert!(t.contains("cargo build --release --features mpi"), "{t}");
+    }
+    // The recipe key alone: the command gains --distribute.
+    std::fs::write(
+        &recipe,
+        std::fs::read_to_string(&recipe).unwrap() + "distribute: True\n",
+    )
+    .unwrap();
+    let out = senet(&["train", "-c", r], &[]);
+    let t = text(&out);
+    assert!(
+        t.contains(&format!("-n 8 {SENET} train -c {r} --distribute")),
+        "{t}"
+    );
+}
+
+#[test]
+fn several_ranks_without_distribute_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(tmp.path(), &tmp.path().join("none"), 1);
+    let env = [("OMPI_COMM_WORLD_RANK", "1"), ("OMPI_COMM_WORLD_SIZE", "2")];
+    let out = senet(&["train", "-c", recipe.to_str().unwrap()], &env);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("distribute is False") && t.contains("rank 1 of 2"),
+        "{t}"
+    );
+}
+
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_build_without_mpi_says_how_to_build_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(tmp.path(), &tmp.path().join("none"), 1);
+    let env = [("OMPI_COMM_WORLD_RANK", "0"), ("OMPI_COMM_WORLD_SIZE", "2")];
+    let out = senet(
+        &["train", "-c", recipe.to_str().unwrap(), "--distribute"],
+        &env,
+    );
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("built without MPI support")
+            && t.contains("cargo build --release --features mpi"),
+        "{t}"
+    );
+    assert!(
+        std::env::var_os("SENET_REQUIRE_MPI").is_none(),
+        "SENET_REQUIRE_MPI is set but this test build has no `mpi` feature: run \
+         `cargo test --features mpi --test dist`"
+    );
+    eprintln!(
+        "note: the 2-process MPI tests need `cargo test --features mpi --test dist` (OpenMPI)"
+    );
+}
+
+#[cfg(feature = "mpi")]
+mod mpi {
+    use super::*;
+    use senet::checkpoint::read_checkpoint;
+    use std::time::{Duration, Instant};
+
+    /// `mpirun`, or None (with a message) when it is missing and `SENET_REQUIRE_MPI` is unset.
+    fn mpirun() -> Option<PathBuf> {
+        let found = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("mpirun"))
+                .find(|p| p.is_file())
+        });
+        if found.is_none() {
+            assert!(
+                std::env::var_os("SENET_REQUIRE_MPI").is_none(),
+                "SENET_REQUIRE_MPI is set but mpirun is not on the PATH: apt-get install \
+                 libopenmpi-dev openmpi-bin"
+            );
+            eprintln!("SKIPPED: mpirun not found (apt-get install openmpi-bin to run this test)");
+        }
+        found
+    }
+
+    /// `mpirun -n 2 --allow-run-as-root --oversubscribe [mpirun_args] senet <args>`, killed
+    /// after `limit`. Returns the output and the wall time.
+    fn mpirun_job(
+        mpirun: &Path,
+        mpirun_args: &[&str],
+        args: &[&str],
+        limit: Duration,
+    ) -> (Output, Duration) {
+        let mut c = Command::new(mpirun);
+        c.args(["-n", "2", "--allow-run-as-root", "--oversubscribe"])
+            .args(mpirun_args)
+            .arg(SENET)
+            .args(args);
+        run_limited(c, limit)
+    }
+
+    /// Runs `c` (launcher variables of an enclosing job removed), killed after `limit`.
+    fn run_limited(mut c: Command, limit: Duration) -> (Output, Duration) {
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for key in ["RANK_TABLE_FILE", "RANK_ID", "RANK_SIZE", "MS_ROLE"] {
+            c.env_remove(key);
+        }
+        let t0 = Instant::now();
+        let mut child = c.spawn().expect("start mpirun");
+        // Read the pipes on threads so that a chatty job cannot block on them.
+        let mut so = child.stdout.take().unwrap();
+        let mut se = child.stderr.take().unwrap();
+        let ro = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut so, &mut b).ok();
+            b
+        });
+        let re = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut se, &mut b).ok();
+            b
+        });
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > limit {
+                child.kill().ok();
+                let s = child.wait().unwrap();
+                let out = Output {
+                    status: s,
+                    stdout: ro.join().unwrap(),
+                    stderr: re.join().unwrap(),
+                };
+                panic!(
+                    "the mpirun job did not end within {limit:?}: killed\n{}",
+                    text(&out)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let out = Output {
+            status,
+            stdout: ro.join().unwrap(),
+            stderr: re.join().unwrap(),
+        };
+        (out, t0.elapsed())
+    }
+
+    /// Largest `|a - b| / max|b|` over the elements of one tensor.
+    fn rel_max(a: &[f32], b: &[f32]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
+        let diff = a
+            .iter()
+            .zip(b)
+            .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()));
+        if scale == 0.0 {
+            diff
+        } else {
+            diff / scale
+        }
+    }
+
+    /// The last line of `dir/metrics.jsonl`, and the number of lines.
+    fn metrics(dir: &Path) -> (serde_json::Value, usize) {
+        let t = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+        let lines: Vec<&str> = t.lines().collect();
+        (
+            serde_json::from_str(lines.last().unwrap()).unwrap(),
+            lines.len(),
+        )
+    }
+
+    /// The body of [`collectives_over_two_ranks`] on each rank (started by mpirun with
+    /// `SENET_DIST_WORKER=1`; does nothing in a normal test run).
+    #[test]
+    fn collectives_worker() {
+        use half::f16;
+        use senet::backend::cpu::CpuBackend;
+        use senet::dist::{self, GradBuffer, GradientReducer, HostStagedReducer};
+        if std::env::var_os("SENET_DIST_WORKER").is_none() {
+            return;
+        }
+        let comm = dist::init(true).unwrap();
+        let (rank, size) = (comm.rank(), comm.size());
+        assert_eq!((comm.name(), size), ("mpi", 2));
+        let r = rank as f32;
+        // f32 in place, longer than one message would need; f64 exact; f16 widened.
+        let mut v: Vec<f32> = (0..100_003).map(|i| i as f32 + r * 0.5).collect();
+        comm.all_reduce_sum_f32(&mut v).unwrap();
+        assert!(v
+            .iter()
+            .enumerate()
+            .all(|(i, x)| *x == 2.0 * i as f32 + 0.5));
+        let mut d = [1e15 + rank as f64, 0.25];
+        comm.all_reduce_sum_f64(&mut d).unwrap();
+        assert_eq!(d, [2e15 + 1.0, 0.5]);
+        let mut h = [f16::from_f32(1.5 + r), f16::from_f32(-2.0)];
+        comm.all_reduce_sum_f16(&mut h).unwrap();
+        assert_eq!((h[0].to_f32(), h[1].to_f32()), (4.0, -4.0));
+        // Broadcast from rank 1.
+        let mut b = vec![r; 5];
+        comm.broadcast_f32(&mut b, 1).unwrap();
+        assert_eq!(b, vec![1.0; 5]);
+        let mut bytes = [rank as u8; 3];
+        comm.broadcast_bytes(&mut bytes, 0).unwrap();
+        assert_eq!(bytes, [0; 3]);
+        assert!(comm.broadcast_f32(&mut b, 2).is_err());
+        comm.barrier().unwrap();
+        // Agreement: both ranks get the same verdict.
+        dist::agree(&*comm, "a count", 7).unwrap();
+        let e = dist::agree(&*comm, "a count", 7 + rank as u64)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("disagree on a count") && e.contains("rank 0 has 7"),
+            "{e}"
+        );
+        assert!(dist::agree_on(&*comm, "a text", &format!("rank {rank}")).is_err());
+        // The gradient reducer in buckets of 3 values: the mean of both ranks' gradients.
+        let be = CpuBackend::new(1).unwrap();
+        let mut red = HostStagedReducer::new(comm.clone(), 12).unwrap();
+        let (mut g1, mut g2) = (vec![1.0 + r, 2.0 + r], vec![10.0 * (1.0 + r); 4]);
+        let mut grads = [
+            GradBuffer::<CpuBackend> {
+                name: "a",
+                grad: &mut g1,
+                len: 2,
+            },
+            GradBuffer {
+                name: "b",
+                grad: &mut g2,
+                len: 4,
+            },
+        ];
+        GradientReducer::all_reduce_mean(&mut red, &be, &mut grads).unwrap();
+        assert_eq!(g1, [1.5, 2.5]);
+        assert_eq!(g2, [15.0; 4]);
+        eprintln!("rank {rank}: collectives ok");
+    }
+
+    #[test]
+    fn collectives_over_two_ranks() {
+        let Some(mpirun) = mpirun() else { return };
+        let me = std::env::current_exe().unwrap();
+        let mut c = Command::new(&mpirun);
+        c.args(["-n", "2", "--allow-run-as-root", "--oversubscribe"])
+            .args(["-x", "SENET_DIST_WORKER=1"])
+            .arg(&me)
+            .args(["--exact", "mpi::collectives_worker", "--nocapture"]);
+        let (out, _) = run_limited(c, Duration::from_secs(60));
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        assert_eq!(t.matches("collectives ok").count(), 2, "{t}");
+    }
+
+    #[test]
+    fn two_ranks_with_batch_b_match_one_process_with_batch_2b() {
+        let Some(mpirun) = mpirun() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        // 30 training images (3 per class), 10 validation images.
+        let data = extract(
+            tmp.path(),
+            &["cifar10/train/*/000[0-2].jpg", "cifar10/val/*/0000.jpg"],
+        );
+        let recipe = write_recipe(tmp.path(), &data, 1);
+        let r = recipe.to_str().unwrap();
+        let one = tmp.path().join("one");
+        let two = tmp.path().join("two");
+        // One process, batch 8: 30 // 8 = 3 steps. Two ranks, batch 4: 15 images each,
+        // 15 // 4 = 3 steps, and batch k of both ranks = batch k of the single process.
+        let out = senet(
+            &[
+                "train",
+                "-c",
+                r,
+                "--batch_size",
+                "8",
+                "--threads",
+                "2",
+                "--freeze_bn",
+                "--ckpt_save_dir",
+                one.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let (out, secs) = mpirun_job(
+            &mpirun,
+            &[],
+            &[
+                "train",
+                "-c",
+                r,
+                "--batch_size",
+                "4",
+                "--threads",
+                "1",
+                "--freeze_bn",
+                "--distribute",
+                "--ckpt_save_dir",
+                two.to_str().unwrap(),
+            ],
+            Duration::from_secs(300),
+        );
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        eprintln!("2-rank job: {:.1}s", secs.as_secs_f64());
+        // Rank 0 alone reports and writes.
+        assert_eq!(t.matches("Model: seresnet18").count(), 1, "{t}");
+        assert!(t.contains("data parallel over 2 ranks (mpi)"), "{t}");
+        assert!(t.contains("global batch 8"), "{t}");
+        let files = |d: &Path| {
+            let mut v: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(files(&one), files(&two));
+        let (m1, n1) = metrics(&one);
+        let (m2, n2) = metrics(&two);
+        assert_eq!((n1, n2), (1, 1), "one record per epoch, from rank 0 only");
+
+        let a = read_checkpoint(&one.join("seresnet18-1_3.ckpt")).unwrap();
+        let b = read_checkpoint(&two.join("seresnet18-1_3.ckpt")).unwrap();
+        let names: Vec<&str> = a.names().collect();
+        assert_eq!(names, b.names().collect::<Vec<_>>());
+        let (mut worst_param, mut worst_moment) = ((0.0f64, ""), (0.0f64, ""));
+        for name in &names {
+            let (x, y) = (a.get(name).unwrap(), b.get(name).unwrap());
+            if *name == "global_step" {
+                assert_eq!(x.bytes, y.bytes);
+                continue;
+            }
+            let (x, y) = (x.to_f32().unwrap(), y.to_f32().unwrap());
+            assert_eq!(x.shape, y.shape, "{name}");
+            let e = rel_max(&y.data, &x.data);
+            let worst = if name.starts_with("moments.") {
+                &mut worst_moment
+            } else {
+                &mut worst_param
+            };
+            if e > worst.0 {
+                *worst = (e, name);
+            }
+        }
+        eprintln!(
+            "after 3 steps: worst parameter {} at {:.2e}, worst Momentum accumulator {} at \
+             {:.2e} (max |diff| / max |value| per tensor)",
+            worst_param.1, worst_param.0, worst_moment.1, worst_moment.0
+        );
+        assert!(worst_param.0 <= 1e-5, "{worst_param:?}");
+        // The accumulators are sums of the (averaged) gradients: the gradients agree too.
+        assert!(worst_moment.0 <= 1e-4, "{worst_moment:?}");
+        // The logged loss is the global batch's; validation covers every image once.
+        let f = |m: &serde_json::Value, k: &str| m[k].as_f64().unwrap();
+        assert!((f(&m1, "loss") - f(&m2, "loss")).abs() <= 1e-5 * f(&m1, "loss"));
+        assert_eq!(f(&m1, "train_top1"), f(&m2, "train_top1"));
+        assert_eq!(f(&m1, "val_top1"), f(&m2, "val_top1"));
+        assert_eq!(f(&m1, "val_top5"), f(&m2, "val_top5"));
+        assert!((f(&m1, "val_loss") - f(&m2, "val_loss")).abs() <= 1e-5 * f(&m1, "val_loss"));
+    }
+
+    #[test]
+    fn a_killed_rank_ends_the_job_within_60_seconds() {
+        let Some(mpirun) = mpirun() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let data = extract(tmp.path(), &["cifar10/train/*/000[0-3].jpg"]);
+        // Long enough that rank 0 is still training when rank 1 dies at step 2.
+        let recipe = write_recipe(tmp.path(), &data, 20);
+        let (out, secs) = mpirun_job(
+            &mpirun,
+            &["-x", "SENET_TEST_ABORT_AT_STEP=2"],
+            &[
+                "train",
+                "-c",
+                recipe.to_str().unwrap(),
+                "--val_while_train",
+                "False",
+                "--batch_size",
+                "4",
+                "--threads",
+                "1",
+                "--distribute",
+                "--ckpt_save_dir",
+                tmp.path().join("ck").to_str().unwrap(),
+            ],
+            Duration::from_secs(60),
+        );
+        let t = text(&out);
+        eprintln!("job ended after {:.1}s:\n{t}", secs.as_secs_f64());
+        assert!(!out.status.success(), "{t}");
+        assert!(t.contains("SENET_TEST_ABORT_AT_STEP"), "{t}");
+        // Rank 0 did not finish the 20 epochs.
+        assert!(!t.contains("Finished at global step"), "{t}");
+    }
+
+    #[test]
+    fn a_stuck_rank_ends_the_job_after_the_collective_timeout() {
+        let Some(mpirun) = mpirun() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let data = extract(tmp.path(), &["cifar10/train/*/000[0-3].jpg"]);
+        let recipe = write_recipe(tmp.path(), &data, 20);
+        let (out, secs) = mpirun_job(
+            &mpirun,
+            &[
+                "-x",
+                "SENET_TEST_HANG_AT_STEP=2",
+                "-x",
+                "SENET_DIST_TIMEOUT=3",
+            ],
+            &[
+                "train",
+                "-c",
+                recipe.to_str().unwrap(),
+                "--val_while_train",
+                "False",
+                "--batch_size",
+                "4",
+                "--threads",
+                "1",
+                "--distribute",
+                "--ckpt_save_dir",
+                tmp.path().join("ck").to_str().unwrap(),
+            ],
+            Duration::from_secs(60),
+        );
+        let t = text(&out);
+        eprintln!("job ended after {:.1}s", secs.as_secs_f64());
+        assert!(!out.status.success(), "{t}");
+        assert!(t.contains("hanging (SENET_TEST_HANG_AT_STEP)"), "{t}");
+        assert!(
+            t.contains("senet rank 0 of 2: an all-reduce") && t.contains("more than 3 s"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn ranks_that_disagree_abort_the_job() {
+        let Some(mpirun) = mpirun() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let data = extract(tmp.path(), &["cifar10/train/*/000[0-3].jpg"]);
+        let recipe = write_recipe(tmp.path(), &data, 1);
+        let r = recipe.to_str().unwrap();
+        let ck = tmp.path().join("ck");
+        let ck = ck.to_str().unwrap();
+        // MPMD: rank 1 gets another batch size, hence another number of steps per epoch.
+        let common = [
+            "train",
+            "-c",
+            r,
+            "--val_while_train",
+            "False",
+            "--threads",
+            "1",
+            "--distribute",
+            "--ckpt_save_dir",
+            ck,
+        ];
+        let mut args: Vec<&str> = common.to_vec();
+        args.extend(["--batch_size", "4", ":", "-n", "1", SENET]);
+        args.extend(common);
+        args.extend(["--batch_size", "2"]);
+        // `-n 2` of mpirun_job would start two of the first program: MPMD needs -n 1 each.
+        let mut c = Command::new(&mpirun);
+        c.args(["--allow-run-as-root", "--oversubscribe", "-n", "1", SENET])
+            .args(&args);
+        let (out, _) = run_limited(c, Duration::from_secs(60));
+        let t = text(&out);
+        assert!(!out.status.success(), "{t}");
+        assert!(t.contains("disagree on the run"), "{t}");
+        assert!(t.contains("aborting the job"), "{t}");
+    }
+}
