@@ -20,13 +20,13 @@
 //! (CI sets it), in which case they fail; so does a build without the `mpi` feature.
 mod common;
 
+use senet::checkpoint::read_checkpoint;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const SENET: &str = env!("CARGO_BIN_EXE_senet");
 
 /// Extracts the CIFAR-10 members matching `patterns` into `dir`; returns `dir/cifar10`.
-#[cfg(feature = "mpi")]
 fn extract(dir: &Path, patterns: &[&str]) -> PathBuf {
     let tarball = common::shared().join("datasets/cifar10.tar.gz");
     let out = Command::new("tar")
@@ -95,6 +95,247 @@ fn senet(args: &[&str], env: &[(&str, &str)]) -> Output {
     }
     c.envs(env.iter().copied());
     c.output().expect("run senet")
+}
+
+/// Largest `|a - b| / max|b|` over the elements of one tensor.
+fn rel_max(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()));
+    if scale == 0.0 {
+        diff
+    } else {
+        diff / scale
+    }
+}
+
+/// The last line of `dir/metrics.jsonl`, and the number of lines.
+fn metrics(dir: &Path) -> (serde_json::Value, usize) {
+    let t = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let lines: Vec<&str> = t.lines().collect();
+    (
+        serde_json::from_str(lines.last().unwrap()).unwrap(),
+        lines.len(),
+    )
+}
+
+/// The checks of a data-parallel run (`two`) against one process with the global batch
+/// (`one`): the same files, one metrics record, every parameter to 1e-5 and every Momentum
+/// accumulator to 1e-4 relative, the same logged loss, accuracy and validation figures.
+fn assert_equivalent(one: &Path, two: &Path) {
+    let files = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(files(one), files(two));
+    let (m1, n1) = metrics(one);
+    let (m2, n2) = metrics(two);
+    assert_eq!((n1, n2), (1, 1), "one record per epoch, from rank 0 only");
+
+    let a = read_checkpoint(&one.join("seresnet18-1_3.ckpt")).unwrap();
+    let b = read_checkpoint(&two.join("seresnet18-1_3.ckpt")).unwrap();
+    let names: Vec<&str> = a.names().collect();
+    assert_eq!(names, b.names().collect::<Vec<_>>());
+    let (mut worst_param, mut worst_moment) = ((0.0f64, ""), (0.0f64, ""));
+    for name in &names {
+        let (x, y) = (a.get(name).unwrap(), b.get(name).unwrap());
+        if *name == "global_step" {
+            assert_eq!(x.bytes, y.bytes);
+            continue;
+        }
+        let (x, y) = (x.to_f32().unwrap(), y.to_f32().unwrap());
+        assert_eq!(x.shape, y.shape, "{name}");
+        let e = rel_max(&y.data, &x.data);
+        let worst = if name.starts_with("moments.") {
+            &mut worst_moment
+        } else {
+            &mut worst_param
+        };
+        if e > worst.0 {
+            *worst = (e, name);
+        }
+    }
+    eprintln!(
+        "after 3 steps: worst parameter {} at {:.2e}, worst Momentum accumulator {} at \
+         {:.2e} (max |diff| / max |value| per tensor)",
+        worst_param.1, worst_param.0, worst_moment.1, worst_moment.0
+    );
+    assert!(worst_param.0 <= 1e-5, "{worst_param:?}");
+    // The accumulators are sums of the (averaged) gradients: the gradients agree too.
+    assert!(worst_moment.0 <= 1e-4, "{worst_moment:?}");
+    // The logged loss is the global batch's; validation covers every image once.
+    let f = |m: &serde_json::Value, k: &str| m[k].as_f64().unwrap();
+    assert!((f(&m1, "loss") - f(&m2, "loss")).abs() <= 1e-5 * f(&m1, "loss"));
+    assert_eq!(f(&m1, "train_top1"), f(&m2, "train_top1"));
+    assert_eq!(f(&m1, "val_top1"), f(&m2, "val_top1"));
+    assert_eq!(f(&m1, "val_top5"), f(&m2, "val_top5"));
+    assert!((f(&m1, "val_loss") - f(&m2, "val_loss")).abs() <= 1e-5 * f(&m1, "val_loss"));
+}
+
+/// The job of the equivalence tests in `dir`: 30 training images (3 per class) and 10
+/// validation images of CIFAR-10, and the recipe. One process with batch 8 takes 30 // 8 = 3
+/// steps; two ranks with batch 4 take 15 images each, 15 // 4 = 3 steps, and batch k of both
+/// ranks is batch k of the single process.
+fn small_job(dir: &Path) -> PathBuf {
+    let data = extract(
+        dir,
+        &["cifar10/train/*/000[0-2].jpg", "cifar10/val/*/0000.jpg"],
+    );
+    write_recipe(dir, &data, 1)
+}
+
+/// The single-process reference run of [`small_job`]: batch 8, BatchNorm frozen, into `dir`.
+fn one_process(recipe: &Path, dir: &Path, extra: &[&str], env: &[(&str, &str)]) {
+    let mut args = vec![
+        "train",
+        "-c",
+        recipe.to_str().unwrap(),
+        "--batch_size",
+        "8",
+        "--threads",
+        "2",
+        "--freeze_bn",
+        "--ckpt_save_dir",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = senet(&args, env);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// The arguments of one rank of [`small_job`]'s data-parallel run (batch 4) into `dir`.
+fn rank_args<'a>(recipe: &'a Path, dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "train",
+        "-c",
+        recipe.to_str().unwrap(),
+        "--batch_size",
+        "4",
+        "--threads",
+        "1",
+        "--freeze_bn",
+        "--distribute",
+        "--ckpt_save_dir",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// The Ascend emulator (`sys/emulator`) as `SENET_CANN_LIB`.
+fn emulator() -> String {
+    common::emu::library().to_str().unwrap().to_string()
+}
+
+/// A rank table (format 1.0) of one server with devices 0 and 1 as ranks 0 and 1.
+fn write_rank_table(dir: &Path) -> PathBuf {
+    let path = dir.join("rank_table.json");
+    std::fs::write(
+        &path,
+        r#"{"version": "1.0", "server_count": "1", "status": "completed",
+ "server_list": [{"server_id": "127.0.0.1", "device": [
+   {"device_id": "0", "device_ip": "192.168.100.101", "rank_id": "0"},
+   {"device_id": "1", "device_ip": "192.168.100.102", "rank_id": "1"}]}]}"#,
+    )
+    .unwrap();
+    path
+}
+
+/// Starts 2 ranks of `senet <args>` the rank-table way (a table in `dir`; `RANK_TABLE_FILE`,
+/// `RANK_ID`, `RANK_SIZE`, `DEVICE_ID` per process, no MPI) on the emulated NPUs, with `env`
+/// added, and waits for both.
+fn rank_table_job(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<Output> {
+    let table = write_rank_table(dir);
+    let emu = emulator();
+    let children: Vec<_> = (0..2)
+        .map(|rank| {
+            let mut c = Command::new(SENET);
+            c.args(args)
+                .env("SENET_CANN_LIB", &emu)
+                .env("RANK_TABLE_FILE", &table)
+                .env("RANK_ID", rank.to_string())
+                .env("RANK_SIZE", "2")
+                .env("DEVICE_ID", rank.to_string())
+                .envs(env.iter().copied())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            for key in [
+                "OMPI_COMM_WORLD_RANK",
+                "OMPI_COMM_WORLD_SIZE",
+                "PMI_RANK",
+                "PMI_SIZE",
+            ] {
+                c.env_remove(key);
+            }
+            c.spawn().expect("start a rank")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait for a rank"))
+        .collect()
+}
+
+/// HCCL's rank-table launch, as MindSpore's scripts do it: one process per device, each with
+/// `RANK_TABLE_FILE`, `RANK_ID`, `RANK_SIZE` and `DEVICE_ID` (no MPI), on the emulated NPUs;
+/// the ranks join with `HcclCommInitClusterInfo` and all-reduce the gradients in device buckets.
+#[test]
+fn rank_table_launch_on_the_emulated_npu_matches_one_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = small_job(tmp.path());
+    let emu = emulator();
+    let env = [("SENET_CANN_LIB", emu.as_str())];
+    let one = tmp.path().join("one");
+    one_process(&recipe, &one, &["--device", "ascend"], &env);
+    let two = tmp.path().join("two");
+    let outs = rank_table_job(
+        tmp.path(),
+        &rank_args(&recipe, &two, &["--device", "ascend"]),
+        &[],
+    );
+    for out in &outs {
+        assert!(out.status.success(), "{}", text(out));
+    }
+    let t = text(&outs[0]);
+    assert!(t.contains("data parallel over 2 ranks (hccl)"), "{t}");
+    assert!(
+        String::from_utf8_lossy(&outs[1].stdout).trim().is_empty(),
+        "rank 1 printed"
+    );
+    assert_equivalent(&one, &two);
+}
+
+/// A rank that dies in a rank-table job (no mpirun to end the job): the other rank's next
+/// HCCL collective fails, and it exits non-zero naming the call, within a bounded time.
+#[test]
+fn a_dead_rank_in_a_rank_table_job_ends_the_other_with_an_hccl_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = extract(tmp.path(), &["cifar10/train/*/000[0-3].jpg"]);
+    let recipe = write_recipe(tmp.path(), &data, 20);
+    let out_dir = tmp.path().join("out");
+    let t0 = std::time::Instant::now();
+    let outs = rank_table_job(
+        tmp.path(),
+        &rank_args(
+            &recipe,
+            &out_dir,
+            &["--device", "ascend", "--val_while_train", "False"],
+        ),
+        &[("SENET_TEST_ABORT_AT_STEP", "2")],
+    );
+    let secs = t0.elapsed().as_secs_f64();
+    assert!(!outs[1].status.success(), "{}", text(&outs[1]));
+    let t = text(&outs[0]);
+    assert!(!outs[0].status.success(), "rank 0 went on: {t}");
+    assert!(t.contains("Hccl"), "rank 0's error does not name HCCL: {t}");
+    assert!(secs < 60.0, "the job took {secs:.0}s");
 }
 
 #[test]
@@ -173,7 +414,6 @@ fn a_build_without_mpi_says_how_to_build_with_it() {
 #[cfg(feature = "mpi")]
 mod mpi {
     use super::*;
-    use senet::checkpoint::read_checkpoint;
     use std::time::{Duration, Instant};
 
     /// `mpirun`, or None (with a message) when it is missing and `SENET_REQUIRE_MPI` is unset.
@@ -257,31 +497,6 @@ mod mpi {
             stderr: re.join().unwrap(),
         };
         (out, t0.elapsed())
-    }
-
-    /// Largest `|a - b| / max|b|` over the elements of one tensor.
-    fn rel_max(a: &[f32], b: &[f32]) -> f64 {
-        assert_eq!(a.len(), b.len());
-        let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
-        let diff = a
-            .iter()
-            .zip(b)
-            .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()));
-        if scale == 0.0 {
-            diff
-        } else {
-            diff / scale
-        }
-    }
-
-    /// The last line of `dir/metrics.jsonl`, and the number of lines.
-    fn metrics(dir: &Path) -> (serde_json::Value, usize) {
-        let t = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
-        let lines: Vec<&str> = t.lines().collect();
-        (
-            serde_json::from_str(lines.last().unwrap()).unwrap(),
-            lines.len(),
-        )
     }
 
     /// The body of [`collectives_over_two_ranks`] on each rank (started by mpirun with
@@ -371,49 +586,14 @@ mod mpi {
     fn two_ranks_with_batch_b_match_one_process_with_batch_2b() {
         let Some(mpirun) = mpirun() else { return };
         let tmp = tempfile::tempdir().unwrap();
-        // 30 training images (3 per class), 10 validation images.
-        let data = extract(
-            tmp.path(),
-            &["cifar10/train/*/000[0-2].jpg", "cifar10/val/*/0000.jpg"],
-        );
-        let recipe = write_recipe(tmp.path(), &data, 1);
-        let r = recipe.to_str().unwrap();
+        let recipe = small_job(tmp.path());
         let one = tmp.path().join("one");
         let two = tmp.path().join("two");
-        // One process, batch 8: 30 // 8 = 3 steps. Two ranks, batch 4: 15 images each,
-        // 15 // 4 = 3 steps, and batch k of both ranks = batch k of the single process.
-        let out = senet(
-            &[
-                "train",
-                "-c",
-                r,
-                "--batch_size",
-                "8",
-                "--threads",
-                "2",
-                "--freeze_bn",
-                "--ckpt_save_dir",
-                one.to_str().unwrap(),
-            ],
-            &[],
-        );
-        assert!(out.status.success(), "{}", text(&out));
+        one_process(&recipe, &one, &[], &[]);
         let (out, secs) = mpirun_job(
             &mpirun,
             &[],
-            &[
-                "train",
-                "-c",
-                r,
-                "--batch_size",
-                "4",
-                "--threads",
-                "1",
-                "--freeze_bn",
-                "--distribute",
-                "--ckpt_save_dir",
-                two.to_str().unwrap(),
-            ],
+            &rank_args(&recipe, &two, &[]),
             Duration::from_secs(300),
         );
         let t = text(&out);
@@ -423,57 +603,39 @@ mod mpi {
         assert_eq!(t.matches("Model: seresnet18").count(), 1, "{t}");
         assert!(t.contains("data parallel over 2 ranks (mpi)"), "{t}");
         assert!(t.contains("global batch 8"), "{t}");
-        let files = |d: &Path| {
-            let mut v: Vec<String> = std::fs::read_dir(d)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            v.sort();
-            v
-        };
-        assert_eq!(files(&one), files(&two));
-        let (m1, n1) = metrics(&one);
-        let (m2, n2) = metrics(&two);
-        assert_eq!((n1, n2), (1, 1), "one record per epoch, from rank 0 only");
+        assert_equivalent(&one, &two);
+    }
 
-        let a = read_checkpoint(&one.join("seresnet18-1_3.ckpt")).unwrap();
-        let b = read_checkpoint(&two.join("seresnet18-1_3.ckpt")).unwrap();
-        let names: Vec<&str> = a.names().collect();
-        assert_eq!(names, b.names().collect::<Vec<_>>());
-        let (mut worst_param, mut worst_moment) = ((0.0f64, ""), (0.0f64, ""));
-        for name in &names {
-            let (x, y) = (a.get(name).unwrap(), b.get(name).unwrap());
-            if *name == "global_step" {
-                assert_eq!(x.bytes, y.bytes);
-                continue;
-            }
-            let (x, y) = (x.to_f32().unwrap(), y.to_f32().unwrap());
-            assert_eq!(x.shape, y.shape, "{name}");
-            let e = rel_max(&y.data, &x.data);
-            let worst = if name.starts_with("moments.") {
-                &mut worst_moment
-            } else {
-                &mut worst_param
-            };
-            if e > worst.0 {
-                *worst = (e, name);
-            }
-        }
-        eprintln!(
-            "after 3 steps: worst parameter {} at {:.2e}, worst Momentum accumulator {} at \
-             {:.2e} (max |diff| / max |value| per tensor)",
-            worst_param.1, worst_param.0, worst_moment.1, worst_moment.0
+    /// The same job on the emulated NPUs under mpirun: MPI carries the host collectives and
+    /// HCCL's root info (`HcclGetRootInfo` on rank 0, `HcclCommInitRootInfo` everywhere); the
+    /// gradients are all-reduced by HCCL in device buckets. Rank r drives NPU r (its local rank).
+    #[test]
+    fn mpirun_on_the_emulated_npu_uses_hccl_and_matches_one_process() {
+        let Some(mpirun) = mpirun() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let recipe = small_job(tmp.path());
+        let emu = emulator();
+        let one = tmp.path().join("one");
+        let two = tmp.path().join("two");
+        one_process(
+            &recipe,
+            &one,
+            &["--device", "ascend"],
+            &[("SENET_CANN_LIB", emu.as_str())],
         );
-        assert!(worst_param.0 <= 1e-5, "{worst_param:?}");
-        // The accumulators are sums of the (averaged) gradients: the gradients agree too.
-        assert!(worst_moment.0 <= 1e-4, "{worst_moment:?}");
-        // The logged loss is the global batch's; validation covers every image once.
-        let f = |m: &serde_json::Value, k: &str| m[k].as_f64().unwrap();
-        assert!((f(&m1, "loss") - f(&m2, "loss")).abs() <= 1e-5 * f(&m1, "loss"));
-        assert_eq!(f(&m1, "train_top1"), f(&m2, "train_top1"));
-        assert_eq!(f(&m1, "val_top1"), f(&m2, "val_top1"));
-        assert_eq!(f(&m1, "val_top5"), f(&m2, "val_top5"));
-        assert!((f(&m1, "val_loss") - f(&m2, "val_loss")).abs() <= 1e-5 * f(&m1, "val_loss"));
+        let export = format!("SENET_CANN_LIB={emu}");
+        let (out, secs) = mpirun_job(
+            &mpirun,
+            &["-x", &export],
+            &rank_args(&recipe, &two, &["--device", "ascend"]),
+            Duration::from_secs(300),
+        );
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        eprintln!("2-rank HCCL job: {:.1}s", secs.as_secs_f64());
+        assert!(t.contains("data parallel over 2 ranks (mpi)"), "{t}");
+        assert!(t.contains("ascend:0"), "{t}");
+        assert_equivalent(&one, &two);
     }
 
     #[test]

@@ -10,21 +10,18 @@
 //! - **CPU: MPI** through the `mpi` crate (rsmpi) and the system's Open MPI, behind the cargo
 //!   feature `mpi` (`MpiCommunicator`; without the feature, [`init`] explains how to build
 //!   with it). Processes are started by `mpirun`, which also ends the job when one of them dies.
-//! - **Ascend: HCCL** (not in this build yet). It fits here in two places: a `Communicator`
-//!   over an HCCL communicator (initialised from the rank table,
-//!   `HcclCommInitClusterInfo(RANK_TABLE_FILE, RANK_ID)`, or, under mpirun, from a root info that
-//!   rank 0 makes with `HcclGetRootInfo` and sends to the others with
-//!   [`Communicator::broadcast_bytes`] before `HcclCommInitRootInfo`), used for the small host
-//!   collectives (metrics, agreement checks, the initial parameter broadcast); and a
-//!   [`GradientReducer`] for the Ascend backend that all-reduces the gradient buffers where they
-//!   are, in fused device buckets, as `HcclAllReduce` calls on the backend's stream (ordered after
-//!   the backward's kernels, before the optimizer's), returned by the Ascend
-//!   [`crate::engine::device::BackendFactory::gradient_reducer`]. [`launch`] already detects and
-//!   validates both launch styles; [`init`] refuses a rank-table launch with a message until the
-//!   HCCL communicator exists.
+//! - **Ascend: HCCL** ([`hccl`]), in two places: a `Communicator` over an HCCL communicator
+//!   (initialised from the rank table, `HcclCommInitClusterInfo(RANK_TABLE_FILE, RANK_ID)`, or,
+//!   under mpirun, from a root info that rank 0 makes with `HcclGetRootInfo` and sends to the
+//!   others with [`Communicator::broadcast_bytes`] before `HcclCommInitRootInfo`), used for the
+//!   small host collectives of a rank-table job; and a [`GradientReducer`] for the Ascend
+//!   backend ([`hccl::HcclReducer`]) that all-reduces the gradient buffers where they are, in
+//!   fused device buckets, as `HcclAllReduce` calls on the backend's stream, returned by the
+//!   Ascend [`crate::engine::device::BackendFactory::gradient_reducer`].
 //!
 //! Without a launcher, [`SingleProcess`] (rank 0 of 1, every collective a no-op) keeps the
 //! single-process path free of any MPI dependency.
+pub mod hccl;
 pub mod launch;
 #[cfg(feature = "mpi")]
 mod mpi;
@@ -91,6 +88,12 @@ pub trait Communicator: Send + Sync {
     /// `Abort`). Used when one rank fails: returning an error would leave the other ranks
     /// waiting for it in their next collective.
     fn abort(&self, code: i32) -> !;
+
+    /// The concrete communicator, for a backend that works with its own kind directly (the
+    /// Ascend reducer finds the HCCL communicator this way). None by default.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 impl std::fmt::Debug for dyn Communicator {
@@ -160,8 +163,9 @@ impl Communicator for SingleProcess {
 ///   last reference is dropped, so create it once per process and keep it for the whole job).
 ///   Errors: the binary was built without the `mpi` feature (the message says how to build it);
 ///   MPI's world differs from what the launcher announced (a binary built against another MPI).
-/// - `distribute` true with a rank table (`RANK_TABLE_FILE`, `RANK_ID`, `RANK_SIZE`): the
-///   table is read and validated; then an error, as the HCCL communicator is not in this build.
+/// - `distribute` true with a rank table (`RANK_TABLE_FILE`, `RANK_ID`, `RANK_SIZE`,
+///   `DEVICE_ID`): the table is read and validated, and an [`hccl::HcclCommunicator`] joins it
+///   on the rank's device (`HcclCommInitClusterInfo`). Errors: CANN or HCCL unavailable.
 /// - `distribute` true without a launcher: an error showing the `mpirun` command to use, built
 ///   from this process's own command line (MindCV fails obscurely there, issues #329 and #480).
 ///
@@ -197,19 +201,24 @@ pub fn init_with(
     match &info.launcher {
         Launcher::None => Err(launch::not_launched_error(args)),
         Launcher::OpenMpi | Launcher::Pmi => mpi_world(info, args),
-        Launcher::RankTable => Err(Error::Config(format!(
-            "rank {} of {} from the rank table {} (device {}): launching from a rank table needs \
-             the HCCL communicator of the Ascend backend, which this build does not have yet. On \
-             the CPU, launch with mpirun: {}",
-            info.rank,
-            info.size,
-            info.rank_table
+        Launcher::RankTable => {
+            let table = info
+                .rank_table
                 .as_ref()
-                .map_or("?".into(), |t| t.path.display().to_string()),
-            info.device_id
-                .map_or("unknown".to_string(), |d| d.to_string()),
-            launch::mpirun_command(args, info.size)
-        ))),
+                .ok_or_else(|| Error::Config("RANK_TABLE_FILE was detected but not read".into()))?;
+            let device = info.device_id.ok_or_else(|| {
+                Error::Config(format!(
+                    "rank {} of the rank table {}: no DEVICE_ID and no device_id for this rank",
+                    info.rank,
+                    table.path.display()
+                ))
+            })?;
+            Ok(Arc::new(hccl::HcclCommunicator::from_rank_table(
+                device as i32,
+                &table.path,
+                info.rank,
+            )?))
+        }
     }
 }
 

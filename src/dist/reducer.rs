@@ -40,17 +40,17 @@ pub trait GradientReducer<B: Backend>: Send {
 
 /// A group of consecutive gradients all-reduced as one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Bucket {
+pub(crate) struct Bucket {
     /// Indices into the gradient list, each with its offset in the bucket.
-    members: Vec<(usize, usize)>,
+    pub(crate) members: Vec<(usize, usize)>,
     /// Values in the bucket.
-    len: usize,
+    pub(crate) len: usize,
 }
 
 /// Gradients fused into buckets of at most `bucket_elems` values, from the last gradient to
 /// the first (the order the backward produces them in); a gradient larger than a bucket gets
 /// one of its own.
-fn plan_buckets(lens: &[usize], bucket_elems: usize) -> Vec<Bucket> {
+pub(crate) fn plan_buckets(lens: &[usize], bucket_elems: usize) -> Vec<Bucket> {
     let mut buckets = Vec::new();
     let mut cur = Bucket {
         members: Vec::new(),

@@ -4,11 +4,13 @@
 //! `device_target` (MindCV's key; its default, and every SENet recipe's, is `Ascend`) when CANN
 //! can be loaded and falls back to the CPU with a note otherwise, so MindCV's Ascend recipes
 //! validate on a machine without an NPU. An explicit `--device ascend` never falls back. The
-//! device id comes from `--device_id`, else `DEVICE_ID` (MindSpore's launch variable), else 0.
+//! device id comes from `--device_id`, else `DEVICE_ID` (MindSpore's launch variable), else the
+//! rank's local rank under `mpirun`, else 0.
 use crate::backend::ascend::{AscendBackend, Precision};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::Backend;
 use crate::config::{AmpLevel, DeviceTarget};
+use crate::dist::hccl::{hccl_of, HcclCommunicator, HcclReducer};
 use crate::dist::{Communicator, GradientReducer, HostStagedReducer};
 use crate::model::inference::InferenceNet;
 use crate::model::SeNet;
@@ -132,7 +134,14 @@ pub fn resolve(
 ) -> Result<(Device, Option<String>)> {
     let device_id = match req.device_id {
         Some(id) => id,
-        None => env_device_id()?.unwrap_or(0),
+        None => match env_device_id()? {
+            Some(id) => id,
+            // One process per device under mpirun: the rank's place on its machine.
+            None => crate::dist::launch::detect()
+                .ok()
+                .and_then(|l| l.device_id)
+                .map_or(0, |d| d as i32),
+        },
     };
     let ascend = Device::Ascend {
         id: device_id,
@@ -236,6 +245,30 @@ impl BackendFactory for AscendFactory {
     type Backend = AscendBackend;
     fn create(&self) -> Result<AscendBackend> {
         AscendBackend::new(self.id, self.precision)
+    }
+
+    /// HCCL on the device buffers ([`HcclReducer`]): over `comm` itself when it is an HCCL
+    /// communicator (a rank-table launch), else over a new one whose root info `comm` (MPI)
+    /// carries from rank 0.
+    fn gradient_reducer(
+        &self,
+        comm: Arc<dyn Communicator>,
+    ) -> Result<Box<dyn GradientReducer<AscendBackend>>> {
+        if comm.size() == 1 {
+            return Ok(Box::new(HostStagedReducer::new(
+                comm,
+                crate::dist::DEFAULT_BUCKET_BYTES,
+            )?));
+        }
+        let hccl: Arc<dyn Communicator> = if hccl_of(&*comm).is_some() {
+            comm
+        } else {
+            Arc::new(HcclCommunicator::from_root_info(self.id, &*comm)?)
+        };
+        Ok(Box::new(HcclReducer::new(
+            hccl,
+            crate::dist::DEFAULT_BUCKET_BYTES,
+        )?))
     }
 }
 

@@ -17,6 +17,19 @@ use crate::{Error, Result};
 /// Size of HCCL's root info blob (`HCCL_ROOT_INFO_BYTES`, the same in every CANN seen).
 pub const ROOT_INFO_BYTES: usize = senet_cann_sys::SENET_HCCL_ROOT_INFO_BYTES as usize;
 
+/// `Error::Shape` unless `buf` has room for `len` elements of its current dtype (its capacity
+/// is `len()` f32, i.e. `4 * len()` bytes).
+fn check_room(what: &str, buf: &AscendBuffer, len: usize) -> Result<()> {
+    if len * buf.dtype().size() > buf.len() * 4 {
+        return Err(Error::Shape(format!(
+            "{what}: {len} {:?} values do not fit a buffer of {} f32",
+            buf.dtype(),
+            buf.len()
+        )));
+    }
+    Ok(())
+}
+
 fn hccl() -> Result<&'static senet_cann_sys::Hccl> {
     senet_cann_sys::hccl()
         .map(|(h, _)| h)
@@ -55,6 +68,11 @@ fn check(api: &senet_cann_sys::Hccl, call: &str, r: HcclResult) -> Result<()> {
             }
         }
         Err(_) => String::new(),
+    };
+    // CANN's runtime keeps the detailed text of the failure (the emulator's, at least).
+    let message = match senet_cann_sys::cann() {
+        Ok(cann) => format!("{message}; {}", super::error::recent_message(cann)),
+        Err(_) => message,
     };
     Err(Error::Device {
         call: call.to_string(),
@@ -199,16 +217,17 @@ impl AscendBackend {
         check(api, "HcclCommInitClusterInfo", unsafe {
             init(path.as_ptr(), rank as u32, &mut raw)
         })?;
-        let comm = HcclComm { raw, rank, size: 0 };
         let mut size = 0u32;
         // SAFETY: a live communicator and a valid out-pointer.
-        check(api, "HcclGetRankSize", unsafe {
-            size_of(comm.raw, &mut size)
-        })?;
-        Ok(HcclComm {
+        let r = unsafe { size_of(raw, &mut size) };
+        // Owned from here: destroyed on the error path too.
+        let comm = HcclComm {
+            raw,
+            rank,
             size: size as usize,
-            ..comm
-        })
+        };
+        check(api, "HcclGetRankSize", r)?;
+        Ok(comm)
     }
 
     /// In-place sum over the ranks of the first `len` values of `buf` (its current dtype:
@@ -221,7 +240,7 @@ impl AscendBackend {
         buf: &mut AscendBuffer,
         len: usize,
     ) -> Result<()> {
-        buffer::check("hccl_all_reduce_sum", buf, len)?;
+        check_room("hccl_all_reduce_sum", buf, len)?;
         let api = hccl()?;
         let f = sym!(api, HcclAllReduce);
         let mut ctx = self.dev.enter()?;
@@ -252,7 +271,7 @@ impl AscendBackend {
         len: usize,
         root: usize,
     ) -> Result<()> {
-        buffer::check("hccl_broadcast", buf, len)?;
+        check_room("hccl_broadcast", buf, len)?;
         if root >= comm.size {
             return Err(Error::Invalid(format!(
                 "broadcast root {root} is not below the rank count {}",
@@ -288,5 +307,79 @@ impl AscendBackend {
         check(api, "HcclBarrier", unsafe { f(comm.raw, ctx.stream()) })?;
         ctx.sync()
             .map_err(|e| Error::Invalid(format!("HcclBarrier: {e}")))
+    }
+}
+
+impl AscendBackend {
+    /// Copies `len` values between two device buffers at element offsets: `dst[dst_off..] =
+    /// src[src_off..]` (`aclnnInplaceCopy` on offset views, in stream order; the dtype is
+    /// `src`'s, and `dst` takes it). For packing gradients into fused all-reduce buckets.
+    /// Errors: a range outside either buffer.
+    pub fn copy_range(
+        &self,
+        src: &AscendBuffer,
+        src_off: usize,
+        dst: &mut AscendBuffer,
+        dst_off: usize,
+        len: usize,
+    ) -> Result<()> {
+        buffer::check("copy_range source", src, src_off + len)?;
+        buffer::check("copy_range destination", dst, dst_off + len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let mut ctx = self.dev.enter()?;
+        let at = |buf: &AscendBuffer, off: usize| {
+            let mut d =
+                super::tensor::TensorDesc::contiguous(buf.device_ptr(), src.dtype(), &[len]);
+            d.offset = off as i64;
+            d.storage = vec![(off + len) as i64];
+            d
+        };
+        let st = ctx.tensor(&at(src, src_off))?;
+        let dt = ctx.tensor(&at(dst, dst_off))?;
+        super::op::aclnn!(
+            ctx,
+            aclnnInplaceCopy,
+            aclnnInplaceCopyGetWorkspaceSize,
+            dt,
+            st
+        )?;
+        dst.dtype = src.dtype();
+        Ok(())
+    }
+
+    /// Sums `host` over the ranks in place through the device (upload, `HcclAllReduce`,
+    /// download): the host-side collective of an HCCL communicator. Errors: as
+    /// [`AscendBackend::hccl_all_reduce_sum`].
+    pub fn hccl_all_reduce_host_f32(&self, comm: &HcclComm, host: &mut [f32]) -> Result<()> {
+        if host.is_empty() {
+            return Ok(());
+        }
+        let mut buf = crate::backend::Backend::upload(self, host)?;
+        self.hccl_all_reduce_sum(comm, &mut buf, host.len())?;
+        crate::backend::Backend::download(self, &buf, host)
+    }
+
+    /// Copies `root`'s `bytes` to every rank through the device (`HcclBroadcast` of INT8).
+    /// Errors: as [`AscendBackend::hccl_broadcast`].
+    pub fn hccl_broadcast_host_bytes(
+        &self,
+        comm: &HcclComm,
+        bytes: &mut [u8],
+        root: usize,
+    ) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let mut buf = crate::backend::Backend::alloc(self, bytes.len().div_ceil(4))?;
+        {
+            let mut ctx = self.dev.enter()?;
+            ctx.upload_bytes(&buf.block, bytes)?;
+        }
+        buf.dtype = DType::I8;
+        self.hccl_broadcast(comm, &mut buf, bytes.len(), root)?;
+        let mut ctx = self.dev.enter()?;
+        ctx.download_bytes(&buf.block, bytes)
     }
 }
