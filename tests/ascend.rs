@@ -8,6 +8,8 @@
 //! process-wide lock while they run, because the emulator's live-resource counters are global.
 mod common;
 
+use common::step::{golden_array, rel_l2, sample};
+
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
@@ -505,36 +507,6 @@ fn o2_eval_keeps_top1_within_an_fp16_bound() {
 }
 
 // ---- one training step against MindSpore --------------------------------------------------
-
-/// `flat[::ceil(n/4096)]`, how the golden file samples tensors of more than 4096 elements.
-fn sample(v: &[f32]) -> Vec<f32> {
-    let step = v.len().div_ceil(4096).max(1);
-    v.iter().step_by(step).copied().collect()
-}
-
-fn rel_l2(ours: &[f32], golden: &[f32]) -> f64 {
-    assert_eq!(ours.len(), golden.len());
-    let num: f64 = ours
-        .iter()
-        .zip(golden)
-        .map(|(a, b)| ((a - b) as f64).powi(2))
-        .sum();
-    let den: f64 = golden.iter().map(|b| (*b as f64).powi(2)).sum();
-    (num / den.max(1e-30)).sqrt()
-}
-
-fn golden_array(
-    archive: &mut npyz::npz::NpzArchive<std::io::BufReader<std::fs::File>>,
-    key: &str,
-) -> Vec<f32> {
-    let npy = archive
-        .by_name(key)
-        .unwrap()
-        .unwrap_or_else(|| panic!("{key} not in the golden npz"));
-    senet::npy::from_npy(std::path::Path::new(key), npy)
-        .unwrap()
-        .data
-}
 
 /// One training step of seresnet18 (10 classes) as `tests/train_step.rs` runs it on the CPU;
 /// returns (loss error, worst gradient rel. L2, worst after-step rel. L2) against the golden

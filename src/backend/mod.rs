@@ -85,6 +85,40 @@ pub fn same_pool_geometry(input: usize, kernel: usize, stride: usize) -> (usize,
     (out, total / 2)
 }
 
+/// The argument checks of [`Backend::softmax_cross_entropy`] that do not depend on the device:
+/// `n` and `classes` non-zero and one label per row ([`crate::Error::Shape`]), every label
+/// below `classes` and `label_smoothing` in [0, 1) ([`crate::Error::Invalid`]).
+pub fn check_cross_entropy_args(
+    n: usize,
+    classes: usize,
+    labels: &[usize],
+    label_smoothing: f32,
+) -> Result<()> {
+    use crate::Error;
+    if n == 0 || classes == 0 {
+        return Err(Error::Shape(format!(
+            "softmax_cross_entropy: {n} rows of {classes} classes"
+        )));
+    }
+    if labels.len() != n {
+        return Err(Error::Shape(format!(
+            "softmax_cross_entropy: {} labels for {n} rows",
+            labels.len()
+        )));
+    }
+    if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
+        return Err(Error::Invalid(format!(
+            "softmax_cross_entropy: label {l} of row {i} is not below {classes} classes"
+        )));
+    }
+    if !(0.0..1.0).contains(&label_smoothing) {
+        return Err(Error::Invalid(format!(
+            "softmax_cross_entropy: label smoothing {label_smoothing} not in [0, 1)"
+        )));
+    }
+    Ok(())
+}
+
 /// The ops of SENet on one device. f32 everywhere at this boundary; a device may compute in
 /// another precision inside (Ascend: fp16 with fp32 accumulation).
 pub trait Backend: Send + Sync {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 pub mod emu;
 pub mod fd;
+pub mod step;
 
 /// The `shared/` folder beside the repository (or `$SENET_SHARED`).
 pub fn shared() -> PathBuf {

@@ -5,7 +5,7 @@ use super::buffer::{check, out_view, read_as, temp, AscendBuffer};
 use super::op::aclnn;
 use super::tensor::{DType, ScalarValue, TensorDesc};
 use super::AscendBackend;
-use crate::{Error, Result};
+use crate::Result;
 
 impl AscendBackend {
     /// [`Backend::softmax_cross_entropy`](crate::backend::Backend::softmax_cross_entropy): the
@@ -24,29 +24,9 @@ impl AscendBackend {
         scale: f32,
         dlogits: &mut AscendBuffer,
     ) -> Result<f64> {
-        if n == 0 || classes == 0 {
-            return Err(Error::Shape(format!(
-                "softmax_cross_entropy: {n} rows of {classes} classes"
-            )));
-        }
+        crate::backend::check_cross_entropy_args(n, classes, labels, label_smoothing)?;
         check("softmax_cross_entropy logits", logits, n * classes)?;
         check("softmax_cross_entropy dlogits", dlogits, n * classes)?;
-        if labels.len() != n {
-            return Err(Error::Shape(format!(
-                "softmax_cross_entropy: {} labels for {n} rows",
-                labels.len()
-            )));
-        }
-        if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
-            return Err(Error::Invalid(format!(
-                "softmax_cross_entropy: label {l} of row {i} is not below {classes} classes"
-            )));
-        }
-        if !(0.0..1.0).contains(&label_smoothing) {
-            return Err(Error::Invalid(format!(
-                "softmax_cross_entropy: label smoothing {label_smoothing} not in [0, 1)"
-            )));
-        }
         let eps = label_smoothing as f64;
         let off = eps / classes as f64;
         let on = 1.0 - eps + off;

@@ -6,7 +6,7 @@
 //! the `n` rows is returned. `dloss/dz = (p - t) / n`, written multiplied by `scale`. Everything is
 //! computed in f64 per row (the rows are few: one per image), then rounded to f32.
 use super::check_len;
-use crate::{Error, Result};
+use crate::Result;
 
 /// See [`crate::backend::Backend::softmax_cross_entropy`].
 #[allow(clippy::too_many_arguments)]
@@ -19,29 +19,9 @@ pub(super) fn softmax_cross_entropy(
     scale: f32,
     dlogits: &mut [f32],
 ) -> Result<f64> {
-    if n == 0 || classes == 0 {
-        return Err(Error::Shape(format!(
-            "softmax_cross_entropy: {n} rows of {classes} classes"
-        )));
-    }
+    crate::backend::check_cross_entropy_args(n, classes, labels, label_smoothing)?;
     check_len("softmax_cross_entropy logits", logits, n * classes)?;
     check_len("softmax_cross_entropy dlogits", dlogits, n * classes)?;
-    if labels.len() != n {
-        return Err(Error::Shape(format!(
-            "softmax_cross_entropy: {} labels for {n} rows",
-            labels.len()
-        )));
-    }
-    if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
-        return Err(Error::Invalid(format!(
-            "softmax_cross_entropy: label {l} of row {i} is not below {classes} classes"
-        )));
-    }
-    if !(0.0..1.0).contains(&label_smoothing) {
-        return Err(Error::Invalid(format!(
-            "softmax_cross_entropy: label smoothing {label_smoothing} not in [0, 1)"
-        )));
-    }
     let eps = label_smoothing as f64;
     let off = eps / classes as f64; // target of every class
     let on = 1.0 - eps + off; // target of the label
