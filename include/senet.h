@@ -95,13 +95,19 @@ typedef enum SenetStatus {
    */
   SENET_STATUS_NOT_LOADED = 9,
   /**
-   * The requested device's backend is not compiled into this build (Ascend).
+   * The requested device cannot be used: CANN could not be loaded (the message lists where
+   * it was looked for and says to source `set_env.sh`), or it reports no such device.
    */
   SENET_STATUS_BACKEND_UNAVAILABLE = 10,
   /**
    * An internal error: a bug (a caught panic, a poisoned lock); the message says which.
    */
   SENET_STATUS_INTERNAL = 11,
+  /**
+   * The device refused a call (e.g. out of device memory, an operator error): the message
+   * names the CANN call, its code and CANN's own text.
+   */
+  SENET_STATUS_DEVICE = 12,
 } SenetStatus;
 
 /**
@@ -308,7 +314,8 @@ enum SenetStatus senet_model_load(struct SenetModel *model, const char *path);
  *
  * Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER, SENET_STATUS_INVALID_HANDLE,
  * SENET_STATUS_INVALID_ARGUMENT (an unknown device, a negative id, a CPU id other than 0),
- * SENET_STATUS_BACKEND_UNAVAILABLE, SENET_STATUS_INTERNAL.
+ * SENET_STATUS_BACKEND_UNAVAILABLE (CANN absent, or no device `device_id`),
+ * SENET_STATUS_INTERNAL.
  */
 enum SenetStatus senet_model_set_device(struct SenetModel *model,
                                         int32_t device,
@@ -364,7 +371,8 @@ enum SenetStatus senet_model_num_classes(const struct SenetModel *model, size_t 
  * SENET_STATUS_INVALID_ARGUMENT (a zero batch, height or width below 32, overlapping or
  * misaligned buffers),
  * SENET_STATUS_BUFFER_TOO_SMALL (`input_len` or `logits_len`), SENET_STATUS_NOT_LOADED,
- * SENET_STATUS_INTERNAL.
+ * SENET_STATUS_DEVICE (on an NPU: CANN refused a call, e.g. out of device memory),
+ * SENET_STATUS_BACKEND_UNAVAILABLE, SENET_STATUS_INTERNAL.
  *
  * # Safety
  * `input` is NULL or points to `input_len` readable floats; `logits` is NULL or points to

@@ -633,9 +633,36 @@ mod mpi {
         let t = text(&out);
         assert!(out.status.success(), "{t}");
         eprintln!("2-rank HCCL job: {:.1}s", secs.as_secs_f64());
-        assert!(t.contains("data parallel over 2 ranks (mpi)"), "{t}");
+        assert!(
+            t.contains("data parallel over 2 ranks (mpi; gradients over hccl)"),
+            "{t}"
+        );
         assert!(t.contains("ascend:0"), "{t}");
         assert_equivalent(&one, &two);
+    }
+
+    /// Two ranks told to use the same NPU (`--device_id 3` for every rank, as an exported
+    /// `DEVICE_ID` would do) stop at once, saying which ranks share which device.
+    #[test]
+    fn two_ranks_on_one_npu_are_refused() {
+        let Some(mpirun) = mpirun() else { return };
+        let tmp = tempfile::tempdir().unwrap();
+        let recipe = small_job(tmp.path());
+        let out_dir = tmp.path().join("out");
+        let export = format!("SENET_CANN_LIB={}", emulator());
+        let (out, _) = mpirun_job(
+            &mpirun,
+            &["-x", &export],
+            &rank_args(
+                &recipe,
+                &out_dir,
+                &["--device", "ascend", "--device_id", "3"],
+            ),
+            Duration::from_secs(120),
+        );
+        let t = text(&out);
+        assert!(!out.status.success(), "{t}");
+        assert!(t.contains("ranks 0 and 1 both use device 3"), "{t}");
     }
 
     #[test]

@@ -280,7 +280,8 @@ struct DeviceArgs {
     #[arg(long, alias = "device_target", default_value = "auto")]
     device: String,
     /// Ascend device number (default: DEVICE_ID, else 0).
-    #[arg(long = "device_id", alias = "device-id")]
+    #[arg(long = "device_id", alias = "device-id",
+          value_parser = clap::value_parser!(i32).range(0..))]
     device_id: Option<i32>,
     /// CPU threads for the network (0 = one per core).
     #[arg(long, default_value_t = 0)]

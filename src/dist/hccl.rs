@@ -61,6 +61,11 @@ impl HcclCommunicator {
     pub fn comm(&self) -> &HcclComm {
         &self.comm
     }
+
+    /// The NPU the communicator was made on.
+    pub fn device_id(&self) -> i32 {
+        self.backend.device_id()
+    }
 }
 
 impl Communicator for HcclCommunicator {

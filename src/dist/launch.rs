@@ -211,6 +211,15 @@ impl RankTable {
                     device_ip,
                 });
             }
+            if servers
+                .iter()
+                .any(|o: &RankTableServer| o.server_id == server_id)
+            {
+                return Err(bad(format!(
+                    "{at}.server_id {server_id} appears twice: list each server once, with all \
+                     its devices"
+                )));
+            }
             servers.push(RankTableServer { server_id, devices });
         }
         let n: usize = servers.iter().map(|s| s.devices.len()).sum();
@@ -447,14 +456,20 @@ pub fn timeout_from_env() -> Result<Option<Duration>> {
     parse_timeout(std::env::var("SENET_DIST_TIMEOUT").ok().as_deref())
 }
 
+/// The largest collective timeout accepted, in seconds (a week).
+const MAX_COLLECTIVE_TIMEOUT_S: f64 = 604_800.0;
+
 fn parse_timeout(v: Option<&str>) -> Result<Option<Duration>> {
     match v.map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(Some(DEFAULT_COLLECTIVE_TIMEOUT)),
         Some(v) => match v.parse::<f64>() {
             Ok(0.0) => Ok(None),
-            Ok(s) if s > 0.0 && s.is_finite() => Ok(Some(Duration::from_secs_f64(s))),
+            Ok(s) if (0.001..=MAX_COLLECTIVE_TIMEOUT_S).contains(&s) => {
+                Ok(Some(Duration::from_secs_f64(s)))
+            }
             _ => Err(Error::Config(format!(
-                "SENET_DIST_TIMEOUT='{v}' is not a number of seconds (0 = no limit)"
+                "SENET_DIST_TIMEOUT='{v}' must be 0 (no limit) or a number of seconds between \
+                 0.001 and {MAX_COLLECTIVE_TIMEOUT_S}"
             ))),
         },
     }
@@ -657,6 +672,15 @@ mod tests {
         assert!(err(&dev).contains("appears twice"));
         let count = TABLE.replace(r#""server_count": "1""#, r#""server_count": "2""#);
         assert!(err(&count).contains("server_count is 2"));
+        // One server listed twice would put two ranks on one device.
+        let twice = r#"{"version": "1.0", "status": "completed", "server_list": [
+            {"server_id": "a", "device": [{"device_id": "0", "rank_id": "0"}]},
+            {"server_id": "a", "device": [{"device_id": "0", "rank_id": "1"}]}]}"#;
+        assert!(
+            err(twice).contains("server_id a appears twice"),
+            "{}",
+            err(twice)
+        );
         let nan = TABLE.replace(r#""device_id": "1""#, r#""device_id": "one""#);
         assert!(err(&nan).contains("server_list[0].device[1].device_id"));
         // Integers instead of strings are fine.
@@ -700,5 +724,12 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("SENET_DIST_TIMEOUT='soon'"));
+        // Out of range: an error naming the variable, never a panic in Duration.
+        for v in ["1e300", "1e-12", "-3", "inf", "NaN"] {
+            assert!(parse_timeout(Some(v))
+                .unwrap_err()
+                .to_string()
+                .contains("SENET_DIST_TIMEOUT"));
+        }
     }
 }

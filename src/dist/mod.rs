@@ -299,6 +299,62 @@ pub fn agree_on(comm: &dyn Communicator, what: &str, description: &str) -> Resul
     }
 }
 
+/// This machine's name (`/proc/sys/kernel/hostname`, else `HOSTNAME`, else `?`).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Checks that no two ranks of the job drive the same accelerator `device` of one machine
+/// (e.g. `--device_id 3` or an exported `DEVICE_ID` given to every rank): every rank's
+/// (host, device) is broadcast in turn, and every rank reaches the same verdict. Also, in a
+/// rank-table job, that this rank trains on the device its HCCL communicator was made on.
+/// Errors: [`Error::Config`] naming the ranks and the device.
+pub fn check_distinct_devices(comm: &dyn Communicator, device: i32) -> Result<()> {
+    if let Some(h) = hccl::hccl_of(comm) {
+        if h.device_id() != device {
+            return Err(Error::Config(format!(
+                "rank {} trains on device {device}, but the rank table puts it on device {} \
+                 (drop --device_id, or make it the table's)",
+                comm.rank(),
+                h.device_id()
+            )));
+        }
+    }
+    if comm.size() == 1 {
+        return Ok(());
+    }
+    const LEN: usize = 256;
+    let me = format!("{}\t{device}", host_name());
+    let mut seen: Vec<String> = Vec::with_capacity(comm.size());
+    for root in 0..comm.size() {
+        let mut buf = [0u8; LEN];
+        if root == comm.rank() {
+            let b = me.as_bytes();
+            buf[..b.len().min(LEN)].copy_from_slice(&b[..b.len().min(LEN)]);
+        }
+        comm.broadcast_bytes(&mut buf, root)?;
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(LEN);
+        seen.push(String::from_utf8_lossy(&buf[..end]).into_owned());
+    }
+    for (i, a) in seen.iter().enumerate() {
+        if let Some(j) = seen[i + 1..].iter().position(|b| b == a) {
+            let (host, dev) = a.split_once('\t').unwrap_or((a, "?"));
+            return Err(Error::Config(format!(
+                "ranks {i} and {} both use device {dev} of {host}: give each rank its own \
+                 device (under mpirun each rank takes its local rank unless --device_id or \
+                 DEVICE_ID says otherwise)",
+                i + 1 + j
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// 64-bit FNV-1a hash of `text`: the fingerprint [`agree_on`] compares.
 pub fn fingerprint(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {

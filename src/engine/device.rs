@@ -147,6 +147,13 @@ pub fn resolve(
         id: device_id,
         precision: precision_of(amp),
     };
+    if matches!(amp, AmpLevel::O1 | AmpLevel::O3) && req.choice != DeviceChoice::Cpu {
+        return Err(Error::Config(format!(
+            "amp level {} is not implemented (O0: float32; O2: MindSpore's AMP O2, float16 \
+             compute on Ascend)",
+            amp.as_str()
+        )));
+    }
     let cpu = Device::Cpu {
         threads: req.threads,
     };

@@ -152,7 +152,8 @@ pub unsafe extern "C" fn senet_model_load(
 ///
 /// Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER, SENET_STATUS_INVALID_HANDLE,
 /// SENET_STATUS_INVALID_ARGUMENT (an unknown device, a negative id, a CPU id other than 0),
-/// SENET_STATUS_BACKEND_UNAVAILABLE, SENET_STATUS_INTERNAL.
+/// SENET_STATUS_BACKEND_UNAVAILABLE (CANN absent, or no device `device_id`),
+/// SENET_STATUS_INTERNAL.
 #[no_mangle]
 pub extern "C" fn senet_model_set_device(
     model: *mut SenetModel,
@@ -182,6 +183,15 @@ pub extern "C" fn senet_model_set_device(
                     threads: 0,
                 };
                 device::resolve(&req, DeviceTarget::Ascend, AmpLevel::O0)?;
+                let count = crate::backend::ascend::devices()?.device_count;
+                if device_id as u32 >= count {
+                    return Err(FfiError::new(
+                        SenetStatus::BackendUnavailable,
+                        format!(
+                            "Ascend device {device_id} does not exist ({count} device(s) visible)"
+                        ),
+                    ));
+                }
                 Some(device_id)
             }
             other => {
@@ -271,7 +281,8 @@ pub unsafe extern "C" fn senet_model_num_classes(
 /// SENET_STATUS_INVALID_ARGUMENT (a zero batch, height or width below 32, overlapping or
 /// misaligned buffers),
 /// SENET_STATUS_BUFFER_TOO_SMALL (`input_len` or `logits_len`), SENET_STATUS_NOT_LOADED,
-/// SENET_STATUS_INTERNAL.
+/// SENET_STATUS_DEVICE (on an NPU: CANN refused a call, e.g. out of device memory),
+/// SENET_STATUS_BACKEND_UNAVAILABLE, SENET_STATUS_INTERNAL.
 ///
 /// # Safety
 /// `input` is NULL or points to `input_len` readable floats; `logits` is NULL or points to

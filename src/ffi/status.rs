@@ -31,14 +31,18 @@ pub enum SenetStatus {
     CheckpointMismatch = 8,
     /// The model has no weights yet: load a checkpoint before the forward pass.
     NotLoaded = 9,
-    /// The requested device's backend is not compiled into this build (Ascend).
+    /// The requested device cannot be used: CANN could not be loaded (the message lists where
+    /// it was looked for and says to source `set_env.sh`), or it reports no such device.
     BackendUnavailable = 10,
     /// An internal error: a bug (a caught panic, a poisoned lock); the message says which.
     Internal = 11,
+    /// The device refused a call (e.g. out of device memory, an operator error): the message
+    /// names the CANN call, its code and CANN's own text.
+    Device = 12,
 }
 
 /// Every status, in code order.
-const ALL_STATUSES: [SenetStatus; 12] = [
+const ALL_STATUSES: [SenetStatus; 13] = [
     SenetStatus::Ok,
     SenetStatus::NullPointer,
     SenetStatus::InvalidHandle,
@@ -51,6 +55,7 @@ const ALL_STATUSES: [SenetStatus; 12] = [
     SenetStatus::NotLoaded,
     SenetStatus::BackendUnavailable,
     SenetStatus::Internal,
+    SenetStatus::Device,
 ];
 
 impl SenetStatus {
@@ -72,8 +77,11 @@ impl SenetStatus {
             SenetStatus::Format => c"invalid file or image format",
             SenetStatus::CheckpointMismatch => c"checkpoint does not match the model",
             SenetStatus::NotLoaded => c"no weights loaded",
-            SenetStatus::BackendUnavailable => c"backend not available in this build",
+            SenetStatus::BackendUnavailable => {
+                c"backend not available (CANN not found or no such device)"
+            }
             SenetStatus::Internal => c"internal error",
+            SenetStatus::Device => c"device error",
         }
     }
 }
@@ -111,7 +119,7 @@ impl From<Error> for FfiError {
             Error::UnknownModel(_) => SenetStatus::UnknownModel,
             Error::Config(_) | Error::Shape(_) | Error::Invalid(_) => SenetStatus::InvalidArgument,
             Error::DeviceUnavailable(_) => SenetStatus::BackendUnavailable,
-            Error::Device { .. } => SenetStatus::Internal,
+            Error::Device { .. } => SenetStatus::Device,
         };
         FfiError::new(status, e.to_string())
     }

@@ -120,7 +120,8 @@ int main(int argc, char **argv) {
     EXPECT_TRUE(strcmp(senet_version(), SENET_VERSION) == 0);
     EXPECT_TRUE(strcmp(senet_status_string(SENET_STATUS_BUFFER_TOO_SMALL), "buffer too small") == 0);
     EXPECT_TRUE(strcmp(senet_status_string(-1), "unknown status") == 0);
-    EXPECT_TRUE(strcmp(senet_status_string(12), "unknown status") == 0);
+    EXPECT_TRUE(strcmp(senet_status_string(SENET_STATUS_DEVICE), "device error") == 0);
+    EXPECT_TRUE(strcmp(senet_status_string(13), "unknown status") == 0);
     EXPECT_TRUE(senet_last_error() != NULL);
 
     /* senet_model_create */

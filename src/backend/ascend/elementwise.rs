@@ -308,6 +308,10 @@ impl AscendBackend {
     /// order. Precision: each partial is an fp32 sum of at most 4096 squares (relative error at
     /// most about 4096 * 2^-24 ≈ 2.4e-4 in the worst case, typically ~sqrt(4096) * 2^-24 ≈
     /// 4e-6), the rest is exact to f64 rounding; the CPU backend sums every square in f64.
+    /// Range: a value above ~1.8e19 in magnitude (or a partial sum above f32's 3.4e38) gives
+    /// +inf here where the CPU stays finite, so the loss-scale overflow check
+    /// (`TrainNet::gradients_finite`) calls such a step an overflow on Ascend, as MindSpore's
+    /// fp32 overflow status would; with any realistic loss scale gradients stay far below.
     pub(super) fn sum_squares_impl(&self, x: &AscendBuffer, len: usize) -> Result<f64> {
         check("sum_squares", x, len)?;
         if len == 0 {

@@ -77,9 +77,44 @@ fn check(api: &senet_cann_sys::Hccl, call: &str, r: HcclResult) -> Result<()> {
     Err(Error::Device {
         call: call.to_string(),
         code: r.0 as i64,
-        name: format!("HcclResult {}", r.0),
+        name: result_name(r).to_string(),
         message,
     })
+}
+
+/// The symbolic name of an `HcclResult` (cann.md §3.3).
+fn result_name(r: HcclResult) -> &'static str {
+    const NAMES: [&str; 25] = [
+        "HCCL_SUCCESS",
+        "HCCL_E_PARA",
+        "HCCL_E_PTR",
+        "HCCL_E_MEMORY",
+        "HCCL_E_INTERNAL",
+        "HCCL_E_NOT_SUPPORT",
+        "HCCL_E_NOT_FOUND",
+        "HCCL_E_UNAVAIL",
+        "HCCL_E_SYSCALL",
+        "HCCL_E_TIMEOUT",
+        "HCCL_E_OPEN_FILE_FAILURE",
+        "HCCL_E_TCP_CONNECT",
+        "HCCL_E_ROCE_CONNECT",
+        "HCCL_E_TCP_TRANSFER",
+        "HCCL_E_ROCE_TRANSFER",
+        "HCCL_E_RUNTIME",
+        "HCCL_E_DRV",
+        "HCCL_E_PROFILING",
+        "HCCL_E_CCE",
+        "HCCL_E_NETWORK",
+        "HCCL_E_AGAIN",
+        "HCCL_E_REMOTE",
+        "HCCL_E_SUSPENDING",
+        "HCCL_E_OPRETRY_FAIL",
+        "HCCL_E_OOM",
+    ];
+    usize::try_from(r.0)
+        .ok()
+        .and_then(|i| NAMES.get(i).copied())
+        .unwrap_or("unknown HcclResult")
 }
 
 /// An HCCL communicator of `size` ranks, this process being `rank`; bound to the device of the

@@ -208,7 +208,8 @@ impl AscendBackend {
 /// What [`devices`] reports: where CANN was loaded from and what it sees.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DevicesReport {
-    /// The library files loaded (runtime, nnopbase, opapi), in that order.
+    /// The library files loaded (runtime, nnopbase, opapi, then libhccl when it loads), each
+    /// once.
     pub libraries: Vec<PathBuf>,
     /// ACL version (major, minor, patch) from `aclrtGetVersion`, when the call exists.
     pub version: Option<(i32, i32, i32)>,
@@ -227,8 +228,16 @@ pub struct DevicesReport {
 pub fn devices() -> Result<DevicesReport> {
     let cann = runtime::init()?;
     let soc_name = runtime::soc_name()?;
+    // The emulator (one file for every library) would be listed once per library.
+    let mut libraries: Vec<PathBuf> = Vec::new();
+    let hccl = senet_cann_sys::hccl().ok().map(|(_, p)| p.clone());
+    for p in cann.paths.iter().cloned().chain(hccl) {
+        if !libraries.contains(&p) {
+            libraries.push(p);
+        }
+    }
     Ok(DevicesReport {
-        libraries: cann.paths.clone(),
+        libraries,
         version: runtime::version().ok(),
         device_count: runtime::device_count()?,
         first_gen_910: is_first_gen_910(&soc_name),

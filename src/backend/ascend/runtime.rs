@@ -28,10 +28,19 @@ pub fn init() -> Result<&'static Cann> {
     static INIT: OnceLock<std::result::Result<(), (i64, String)>> = OnceLock::new();
     let cann = cann()?;
     let outcome = INIT.get_or_init(|| {
-        let f = match sym(&cann.acl.aclInit, "aclInit", ACL) {
-            Ok(f) => f,
-            Err(e) => return Err((-1, e.to_string())),
-        };
+        let f =
+            match cann.acl.aclInit.as_ref() {
+                Ok(f) => f,
+                Err(e) => {
+                    return Err((
+                        -1,
+                        format!(
+                        "{} has no aclInit: not a CANN runtime library, or a CANN too old ({e})",
+                        cann.paths.first().map_or("?".into(), |p| p.display().to_string())
+                    ),
+                    ))
+                }
+            };
         // SAFETY: aclInit accepts NULL (no configuration file).
         let code = unsafe { f(std::ptr::null()) };
         if code == 0 || code == senet_cann_sys::ACL_ERROR_REPEAT_INITIALIZE {

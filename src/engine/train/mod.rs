@@ -237,7 +237,7 @@ pub fn check_supported(r: &Recipe) -> Result<()> {
         return Err(unsupported(
             "amp_level",
             r.amp_level,
-            " (O0, or O2 computed in float32 on the CPU)",
+            " (O0, or O2: float16 compute on Ascend, float32 on the CPU)",
         ));
     }
     if r.pretrained {

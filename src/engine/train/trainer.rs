@@ -77,6 +77,39 @@ fn check_labels(samples: &[(PathBuf, usize)], num_classes: usize) -> Result<()> 
     }
 }
 
+/// Training BatchNorm needs 2 values per channel; the last stage's maps are
+/// `ceil(image_resize / 32)` pixels square, so a batch of one image at `image_resize` <= 32
+/// cannot train. Checks every batch size an epoch will see (`batch_size`, and the last,
+/// partial batch unless `drop_remainder`) before any work. Errors: [`Error::Config`] naming the
+/// keys to change.
+fn check_batch_norm_batches(
+    samples: usize,
+    batch_size: usize,
+    drop_remainder: bool,
+    image_resize: usize,
+) -> Result<()> {
+    let side = image_resize.div_ceil(32).max(1);
+    let last = if drop_remainder {
+        0
+    } else {
+        samples % batch_size
+    };
+    for (what, n) in [
+        ("batch_size", batch_size),
+        ("the last batch of each epoch", last),
+    ] {
+        if n > 0 && n * side * side < 2 {
+            return Err(Error::Config(format!(
+                "{what} has {n} image(s) of {image_resize}x{image_resize}: the last stage's \
+                 BatchNorm sees {side}x{side} maps, and training BatchNorm needs at least 2 \
+                 values per channel ({samples} images per rank, batch_size {batch_size}); set \
+                 drop_remainder: True, change batch_size, or train larger images"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The loss and optimizer settings of the recipe.
 fn train_config(r: &Recipe) -> TrainConfig {
     TrainConfig {
@@ -260,6 +293,14 @@ fn train_with<F: BackendFactory>(
         Shard::new(rank, size)?,
     )?;
     let spe = plan.steps_per_epoch;
+    if !opts.frozen_batch_norm {
+        check_batch_norm_batches(
+            plan.shard.samples_per_shard(train_samples),
+            r.batch_size,
+            r.drop_remainder,
+            r.image_resize,
+        )?;
+    }
     let num_epochs = r.epoch_size as u64;
     let total_steps = num_epochs * spe as u64;
     let lrs = lr_schedule(r, spe, r.epoch_size as usize)?;
@@ -365,6 +406,34 @@ fn train_with<F: BackendFactory>(
             opts.frozen_batch_norm
         );
         dist::agree_on(&*comm, "the run", &layout)?;
+        // What changes the update or the data order without changing the layout.
+        let lr_bits: String = lrs.iter().map(|v| format!("{:08x}", v.to_bits())).collect();
+        let recipe = format!(
+            "seed {}, shuffle {}, image_resize {}, lr schedule {:016x}, momentum {},              weight_decay {} ({:?}), nesterov {}, label_smoothing {}, loss_scale {} ({},              drop_overflow_update {}), amp_level {}, clip {:?}, ema_decay {}, device {}",
+            r.seed,
+            r.shuffle,
+            r.image_resize,
+            dist::fingerprint(&lr_bits),
+            r.momentum,
+            r.weight_decay,
+            r.weight_decay_filter,
+            r.use_nesterov,
+            r.label_smoothing,
+            r.loss_scale,
+            r.loss_scale_type.as_str(),
+            r.drop_overflow_update,
+            r.amp_level.as_str(),
+            r.clip_grad.then_some(r.clip_value),
+            r.ema_decay,
+            match dev {
+                Device::Cpu { .. } => "cpu",
+                Device::Ascend { .. } => "ascend",
+            }
+        );
+        dist::agree_on(&*comm, "the recipe", &recipe)?;
+        if let Device::Ascend { id, .. } = dev {
+            dist::check_distinct_devices(&*comm, id)?;
+        }
         tn.broadcast_state(&*comm, 0)?;
         reducer = Some(factory.gradient_reducer(Arc::clone(&comm))?);
         let per_rank = plan.shard.samples_per_shard(train_samples);
@@ -373,7 +442,12 @@ fn train_with<F: BackendFactory>(
              {train_samples} images per epoch{}, batch {} per rank = global batch {}; gradients \
              averaged over the ranks before each update; BatchNorm statistics per rank; rank 0 \
              logs and saves",
-            comm.name(),
+            match dev {
+                Device::Ascend { .. } if comm.name() != "hccl" => {
+                    format!("{}; gradients over hccl", comm.name())
+                }
+                _ => comm.name().to_string(),
+            },
             if per_rank * size > train_samples {
                 format!(
                     " (padded with {} repeated images, as MindSpore's DistributedSampler)",
@@ -697,4 +771,25 @@ fn validate_local<F: BackendFactory>(
         r.label_smoothing,
         &mut |done, total| on_event(&TrainEvent::Validating { done, total }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_batch_norm_batches;
+
+    #[test]
+    fn a_batch_norm_batch_of_one_1x1_map_is_refused_before_training() {
+        // 30 images, batch 29, 32x32: the last batch has 1 image of 1x1 maps at the end.
+        let e = check_batch_norm_batches(30, 29, false, 32)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("last batch") && e.contains("drop_remainder"),
+            "{e}"
+        );
+        assert!(check_batch_norm_batches(30, 29, true, 32).is_ok());
+        // 64x64: 2x2 maps, one image is enough.
+        assert!(check_batch_norm_batches(30, 29, false, 64).is_ok());
+        assert!(check_batch_norm_batches(30, 1, true, 32).is_err());
+    }
 }
