@@ -5,7 +5,10 @@
  * each across the whole block, so the input is read along its rows (whole cache lines, in the
  * order the prefetcher expects) rather than in NR-wide strips. Stride 1 copies 16-float vectors,
  * stride 2 takes the even lanes of two loads, other strides go scalar; masks only where a
- * segment touches the image border (masked-off lanes load as 0 and never touch memory). */
+ * segment touches the image border (masked-off lanes load as 0 and never touch memory). For
+ * kernels wider than 1x1 (strides 1 and 2, kw <= 7) each segment's masks are computed once per
+ * block for every kx, so that a row's copy is a few masked moves, whatever the border; the
+ * prefetch of the next block is issued on kx = 0 rows only (the other kx read the same lines). */
 #include <immintrin.h>
 #include <stdint.h>
 #include "senet_kernels.h"
@@ -13,12 +16,23 @@
 
 #define TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
 
-/* A run of `len` pixels starting at panel column t0: image img, output row oy, column ox0. */
+/* Widest kernel whose gathers use precomputed masks (the 7x7 stem). */
+#define MASKED_KW 7
+/* 16-lane vectors of one segment (at most NR = 48 pixels). */
+#define SEG_VECS (SENET_SGEMM_NR / 16)
+
+/* A run of `len` pixels starting at panel column t0: image img, output row oy, column ox0.
+ * Strides 1 and 2 with kw <= MASKED_KW also carry the masks of their gathers, which depend only
+ * on the segment and kx: vector v of the row of kx loads input lanes ld[kx][v][0] (stride 2:
+ * and ld[kx][v][1] of the next 16 floats) and stores lanes st[v]. */
 typedef struct {
     size_t t0, len;
     const float *img; /* image base */
     long iy0;         /* oy*stride - pad */
     long ix0;         /* ox0*stride - pad */
+    int nv;           /* vectors: ceil(len / 16) */
+    __mmask16 st[SEG_VECS];
+    __mmask16 ld[MASKED_KW][SEG_VECS][2];
 } segment;
 
 /* Lanes [lo, hi) of a 16-lane mask (clipped to 0..16). */
@@ -87,11 +101,33 @@ static void gather_any(float *dst, const float *row, long ix0, size_t len, long 
     }
 }
 
+/* The gather masks of segment g (see segment), for strides 1 and 2. */
+static void segment_masks(segment *g, long w, long s, size_t kw) {
+    g->nv = (int)((g->len + 15) / 16);
+    for (int v = 0; v < g->nv; v++) {
+        const long n = (long)g->len - 16 * v < 16 ? (long)g->len - 16 * v : 16;
+        g->st[v] = lane_range(0, n);
+        for (size_t kx = 0; kx < kw; kx++) {
+            const long base = g->ix0 + (long)kx + 16 * s * v;
+            if (s == 1) {
+                g->ld[kx][v][0] = lane_range(-base, w - base) & lane_range(0, n);
+                g->ld[kx][v][1] = 0;
+            } else {
+                const long need = 2 * n - 1; /* input lanes 0..need */
+                g->ld[kx][v][0] = lane_range(-base, w - base) & lane_range(0, need);
+                g->ld[kx][v][1] = lane_range(-base - 16, w - base - 16) & lane_range(0, need - 16);
+            }
+        }
+    }
+}
+
 TARGET void senet_sgemm_pack_b(const senet_bsrc *b, size_t r0, size_t kc, size_t j0, size_t nw,
                                float *panels) {
     const size_t plane = b->oh * b->ow, khw = b->kh * b->kw, chw = b->h * b->w;
     const long s = (long)b->stride, pad = (long)b->pad, h = (long)b->h, w = (long)b->w;
     /* Segments end at output-row ends and at panel boundaries; dst is relative to row r. */
+    /* Pointwise blocks (always stride 1 here, never padded) keep the plain copies. */
+    const int masked = (s == 1 || s == 2) && b->kw <= MASKED_KW && b->kh * b->kw > 1;
     segment seg[SENET_SGEMM_NC];
     size_t nseg = 0;
     for (size_t t = 0; t < nw;) {
@@ -105,6 +141,7 @@ TARGET void senet_sgemm_pack_b(const senet_bsrc *b, size_t r0, size_t kc, size_t
         seg[nseg].img = b->x + img * b->img_stride;
         seg[nseg].iy0 = (long)oy * s - pad;
         seg[nseg].ix0 = (long)ox * s - pad;
+        if (masked) segment_masks(&seg[nseg], w, s, b->kw);
         nseg++;
         t += len;
     }
@@ -129,10 +166,27 @@ TARGET void senet_sgemm_pack_b(const senet_bsrc *b, size_t r0, size_t kc, size_t
             /* The next block reads on along this row (pointwise: exactly NC pixels on; 3x3/7x7:
              * about NC/ow output rows down): start fetching it now, streaming images from DRAM
              * otherwise leaves the gathers waiting on one of K strided streams per row. */
-            const char *ahead = (const char *)row + 4 * (ix0 + s * (long)SENET_SGEMM_NC);
-            for (long off = 0; off < 4 * s * (long)g->len; off += 64)
-                _mm_prefetch(ahead + off, _MM_HINT_T0);
-            if (s == 1)
+            if (kx == 0) {
+                const char *ahead = (const char *)row + 4 * (ix0 + s * (long)SENET_SGEMM_NC);
+                for (long off = 0; off < 4 * (s * (long)g->len + (long)b->kw - 1); off += 64)
+                    _mm_prefetch(ahead + off, _MM_HINT_T0);
+            }
+            if (masked && s == 1) {
+                for (int v = 0; v < g->nv; v++)
+                    _mm512_mask_storeu_ps(
+                        d + 16 * v, g->st[v],
+                        _mm512_maskz_loadu_ps(g->ld[kx][v][0], row + ix0 + 16 * v));
+            } else if (masked) {
+                const __m512i evens =
+                    _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+                for (int v = 0; v < g->nv; v++) {
+                    const float *p = row + ix0 + 32 * v;
+                    const __m512 lo = _mm512_maskz_loadu_ps(g->ld[kx][v][0], p);
+                    const __m512 hi = _mm512_maskz_loadu_ps(g->ld[kx][v][1], p + 16);
+                    _mm512_mask_storeu_ps(d + 16 * v, g->st[v],
+                                          _mm512_permutex2var_ps(lo, evens, hi));
+                }
+            } else if (s == 1)
                 gather_s1(d, row, ix0, g->len, w);
             else if (s == 2)
                 gather_s2(d, row, ix0, g->len, w);

@@ -167,8 +167,50 @@ pub trait Backend: Send + Sync {
         y: &mut Self::Buffer,
     ) -> Result<Shape4>;
 
+    /// [`Backend::conv2d`] (output `y`), then [`Backend::max_pool2d_same`] of `y` into `pooled`,
+    /// with the same results; returns the pooled shape. Backends may interleave the two (the CPU
+    /// pools each image right after its convolution, while the output is still in cache).
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_max_pool(
+        &self,
+        x: &Self::Buffer,
+        xs: Shape4,
+        w: &Self::Buffer,
+        w_shape: [usize; 4],
+        bias: Option<&Self::Buffer>,
+        p: Conv2dParams,
+        act: Activation,
+        y: &mut Self::Buffer,
+        (kernel, stride): (usize, usize),
+        pooled: &mut Self::Buffer,
+    ) -> Result<Shape4> {
+        let ys = self.conv2d(x, xs, w, w_shape, bias, p, act, y)?;
+        self.max_pool2d_same(y, ys, kernel, stride, pooled)
+    }
+
     /// Mean over H and W: `y[n, c]` (N, C) (MindCV `GlobalAvgPooling`).
     fn global_avg_pool(&self, x: &Self::Buffer, xs: Shape4, y: &mut Self::Buffer) -> Result<()>;
+
+    /// [`Backend::conv2d`], then [`Backend::global_avg_pool`] of its output `y` into `pooled`
+    /// (N, Cout), with the same results. Backends may interleave the two (the CPU pools each
+    /// image right after its convolution, while the output is still in cache).
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_avg_pool(
+        &self,
+        x: &Self::Buffer,
+        xs: Shape4,
+        w: &Self::Buffer,
+        w_shape: [usize; 4],
+        bias: Option<&Self::Buffer>,
+        p: Conv2dParams,
+        act: Activation,
+        y: &mut Self::Buffer,
+        pooled: &mut Self::Buffer,
+    ) -> Result<Shape4> {
+        let ys = self.conv2d(x, xs, w, w_shape, bias, p, act, y)?;
+        self.global_avg_pool(y, ys, pooled)?;
+        Ok(ys)
+    }
 
     /// Dense layer `y = act(x · wᵀ + b)`: x (n, in), w (out, in) as MindSpore `nn.Dense`, b (out).
     #[allow(clippy::too_many_arguments)]

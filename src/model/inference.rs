@@ -1,7 +1,9 @@
 //! The SENet forward pass in eval mode on any [`Backend`]: BatchNorm folded into the preceding
 //! conv (`w' = w*gamma/sqrt(var+eps)`, `b' = beta - mean*gamma/sqrt(var+eps)`, eps 1e-5 as
-//! MindSpore `BatchNorm2d`), SE scale + residual add + ReLU fused, activation buffers allocated
-//! once per batch size and reused layer after layer.
+//! MindSpore `BatchNorm2d`), SE scale + residual add + ReLU fused, the stem max pool and each SE
+//! squeeze asked of the backend together with the conv producing their input
+//! ([`Backend::conv2d_max_pool`], [`Backend::conv2d_avg_pool`]: the CPU pools each image while it
+//! is in cache), activation buffers allocated once per batch size and reused layer after layer.
 //!
 //! Network (MindCV `senet.py`): `layer0` (7x7/2 conv, BN, ReLU) -> `pool0` (3x3/2 max pool,
 //! pad_mode "same") -> `layer1..4` -> global average pool -> `classifier`. Each block:
@@ -64,6 +66,37 @@ impl<B: Backend> FoldedConv<B> {
         y: &mut B::Buffer,
     ) -> Result<Shape4> {
         be.conv2d(x, xs, &self.w, self.shape, Some(&self.b), self.p, act, y)
+    }
+
+    /// [`Self::forward`], and the max pool ("same", `kernel`, `stride`) of `y` into `pooled`;
+    /// returns the pooled shape.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_max_pooled(
+        &self,
+        be: &B,
+        x: &B::Buffer,
+        xs: Shape4,
+        act: Activation,
+        y: &mut B::Buffer,
+        pool: (usize, usize),
+        pooled: &mut B::Buffer,
+    ) -> Result<Shape4> {
+        let (w, b) = (&self.w, Some(&self.b));
+        be.conv2d_max_pool(x, xs, w, self.shape, b, self.p, act, y, pool, pooled)
+    }
+
+    /// [`Self::forward`], and the global average pool of `y` into `pooled` (N, Cout).
+    fn forward_pooled(
+        &self,
+        be: &B,
+        x: &B::Buffer,
+        xs: Shape4,
+        act: Activation,
+        y: &mut B::Buffer,
+        pooled: &mut B::Buffer,
+    ) -> Result<Shape4> {
+        let (w, b) = (&self.w, Some(&self.b));
+        be.conv2d_avg_pool(x, xs, w, self.shape, b, self.p, act, y, pooled)
     }
 }
 
@@ -292,11 +325,15 @@ impl<B: Backend> InferenceNet<B> {
         let ws = self.ws.as_mut().expect("workspace allocated above");
         be.write(&mut ws.act[0], &x.data)?;
         let xs = Shape4::new(n, 3, h, w);
-        let (a0, a1) = split2(&mut ws.act, 0, 1);
-        let s = self.stem.forward(be, a0, xs, Activation::Relu, a1)?;
-        let (a1, a0) = split2(&mut ws.act, 1, 0);
-        let mut cur_shape = be.max_pool2d_same(a1, s, 3, 2, a0)?;
-        let mut cur = 0usize;
+        // Stem conv (act[0] -> act[1]) and its max pool (-> act[2]), fused.
+        let [a0, a1, a2, ..] = &mut ws.act[..] else {
+            unreachable!("five activation buffers")
+        };
+        let relu = Activation::Relu;
+        let mut cur_shape = self
+            .stem
+            .forward_max_pooled(be, a0, xs, relu, a1, (3, 2), a2)?;
+        let mut cur = 2usize;
         for block in &self.blocks {
             // The four buffers other than the block input, in index order.
             let mut others = [0usize; 4];
@@ -322,7 +359,12 @@ impl<B: Backend> InferenceNet<B> {
                     Activation::Relu
                 };
                 let (x_buf, y_buf) = split2(&mut ws.act, src, dst);
-                shape = conv.forward(be, x_buf, shape, act, y_buf)?;
+                shape = if i == last {
+                    // The SE squeeze of the branch output, fused with the conv producing it.
+                    conv.forward_pooled(be, x_buf, shape, act, y_buf, &mut ws.squeeze)?
+                } else {
+                    conv.forward(be, x_buf, shape, act, y_buf)?
+                };
                 src = dst;
             }
             // Shortcut.
@@ -334,8 +376,7 @@ impl<B: Backend> InferenceNet<B> {
                 }
                 None => cur,
             };
-            // Squeeze-and-excitation, then scale + add + ReLU in place.
-            be.global_avg_pool(&ws.act[t_out], shape, &mut ws.squeeze)?;
+            // Squeeze-and-excitation (squeeze pooled above), then scale + add + ReLU in place.
             block
                 .se_reduce
                 .forward(be, &ws.squeeze, n, Activation::Relu, &mut ws.hidden)?;

@@ -19,6 +19,17 @@ pub(super) struct ConvGeometry {
     pub p: Conv2dParams,
 }
 
+/// Work on each output image of a conv done by the task that computed the image, while it is
+/// still in cache (a pooling that follows the conv).
+pub(super) struct PerImage<'a> {
+    /// The results, `len` values per image, in image order.
+    pub out: &'a mut [f32],
+    /// Values per image in `out`.
+    pub len: usize,
+    /// Computes one image's results from its conv output (Cout, OH, OW).
+    pub f: &'a (dyn Fn(&[f32], &mut [f32]) + Sync),
+}
+
 /// `y1 = act(conv(x1, w) + bias)` for one image (x1: (Cin, H, W), y1: (Cout, OH, OW)).
 pub(super) fn conv2d_image(
     x1: &[f32],

@@ -9,7 +9,7 @@
 //!   larger images run one GEMM per image straight into the output.
 //! - batch 1: the GEMM of the image is split across threads by column panels (large images) or
 //!   by blocks of 8 output channels (small ones).
-use super::conv::ConvGeometry;
+use super::conv::{ConvGeometry, PerImage};
 use super::kernels;
 use super::sgemm::{self, BSrc, Out, NR};
 use crate::backend::{Activation, Conv2dParams, Shape4};
@@ -101,7 +101,9 @@ fn source<'a>(x: &'a [f32], g: &ConvGeometry, gi: usize, nimg: usize) -> BSrc<'a
 }
 
 /// `y = act(conv(x, w) + bias)` for the whole batch `g.xs.n` (x: (N, Cin, H, W), y: (N, Cout,
-/// OH, OW)), on the current rayon pool of `threads` threads.
+/// OH, OW)), on the current rayon pool of `threads` threads; then `post` on each image, by the
+/// task that computed it.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn conv2d(
     x: &[f32],
     w: &[f32],
@@ -109,22 +111,40 @@ pub(super) fn conv2d(
     g: &ConvGeometry,
     act: Activation,
     y: &mut [f32],
+    post: Option<PerImage>,
     threads: usize,
 ) {
     let (n, xi, yi) = (g.xs.n, g.xs.image_len(), g.ys.image_len());
     let plane = g.ys.h * g.ys.w;
     if n == 1 && threads > 1 {
-        return single_image(x, w, bias, g, act, &mut y[..yi], threads);
+        single_image(x, w, bias, g, act, &mut y[..yi], threads);
+        if let Some(post) = post {
+            (post.f)(&y[..yi], &mut post.out[..post.len]);
+        }
+        return;
     }
     let per_task = if 2 * plane >= TARGET_COLS {
         1
     } else {
         TARGET_COLS.div_ceil(plane).min(n.div_ceil(threads)).max(1)
     };
-    y[..n * yi]
+    let tasks = y[..n * yi]
         .par_chunks_mut(per_task * yi)
-        .zip(x[..n * xi].par_chunks(per_task * xi))
-        .for_each(|(yc, xc)| images(xc, w, bias, g, act, yc, yc.len() / yi));
+        .zip(x[..n * xi].par_chunks(per_task * xi));
+    match post {
+        None => tasks.for_each(|(yc, xc)| images(xc, w, bias, g, act, yc, yc.len() / yi)),
+        Some(post) => {
+            let (out, len, f) = (&mut post.out[..n * post.len], post.len, post.f);
+            tasks
+                .zip(out.par_chunks_mut(per_task * len))
+                .for_each(|((yc, xc), oc)| {
+                    images(xc, w, bias, g, act, yc, yc.len() / yi);
+                    for (y1, o1) in yc.chunks_exact(yi).zip(oc.chunks_exact_mut(len)) {
+                        f(y1, o1);
+                    }
+                })
+        }
+    }
 }
 
 /// The images of one task, on the calling thread.
@@ -358,7 +378,7 @@ mod tests {
                         .build()
                         .unwrap();
                     let mut got = vec![f32::NAN; g.ys.numel()];
-                    pool.install(|| conv2d(&x, &w, Some(&b), &g, act, &mut got, threads));
+                    pool.install(|| conv2d(&x, &w, Some(&b), &g, act, &mut got, None, threads));
                     for (i, (a, e)) in got.iter().zip(&want).enumerate() {
                         assert!(
                             (a - e).abs() <= 1e-4 * (1.0 + e.abs()),

@@ -5,6 +5,8 @@
 //!
 //! Parallel axis: a batch of several images is split across threads image by image (each
 //! GEMM then runs single-threaded on its image); a single image is split inside its GEMMs.
+//! A pooling that follows a conv (`conv2d_avg_pool`, `conv2d_max_pool`) runs on each image in
+//! the task that computed it, while the image is still in L2/L3 rather than after the whole batch.
 //! Scratch space (im2col columns) is one growing buffer per worker thread, reused across
 //! layers and batches, so the steady state allocates nothing.
 mod accumulate;
@@ -74,6 +76,89 @@ impl CpuBackend {
     fn split_batch(&self, n: usize) -> bool {
         n > 1 && self.threads > 1
     }
+
+    /// [`Backend::conv2d`], then `post` on each output image by the task that computed it
+    /// (`post.out` holds `post.len` values per image; checked by the caller).
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_post(
+        &self,
+        x: &[f32],
+        xs: Shape4,
+        w: &[f32],
+        w_shape: [usize; 4],
+        bias: Option<&Vec<f32>>,
+        p: Conv2dParams,
+        act: Activation,
+        y: &mut [f32],
+        post: Option<conv::PerImage>,
+    ) -> Result<Shape4> {
+        let [cout, _, kh, kw] = w_shape;
+        let ys = conv_shape(xs, w_shape, p)?;
+        check_len("conv2d input", x, xs.numel())?;
+        check_len("conv2d weight", w, w_shape.iter().product())?;
+        check_len("conv2d output", y, ys.numel())?;
+        if let Some(b) = bias {
+            check_len("conv2d bias", b, cout)?;
+        }
+        let geom = conv::ConvGeometry { xs, ys, kh, kw, p };
+        let bias = bias.map(|b| &b[..cout]);
+        #[cfg(target_arch = "x86_64")]
+        if conv_avx512::supports(act, &geom) {
+            let threads = self.threads;
+            self.pool
+                .install(|| conv_avx512::conv2d(x, w, bias, &geom, act, y, post, threads));
+            return Ok(ys);
+        }
+        let (xi, yi) = (xs.image_len(), ys.image_len());
+        let (out, len, f) = match post {
+            Some(p) => (Some(&mut p.out[..xs.n * p.len]), p.len, Some(p.f)),
+            None => (None, 0, None),
+        };
+        // One image: its conv, then (when asked) `post` on it while it is in cache.
+        let image = |x1: &[f32], y1: &mut [f32], o1: Option<&mut [f32]>, par| {
+            conv::conv2d_image(x1, w, bias, &geom, act, y1, par);
+            if let (Some(o1), Some(f)) = (o1, f) {
+                f(y1, o1);
+            }
+        };
+        let (x, y) = (&x[..xs.numel()], &mut y[..ys.numel()]);
+        self.pool.install(|| match (self.split_batch(xs.n), out) {
+            (true, None) => y
+                .par_chunks_mut(yi)
+                .zip(x.par_chunks(xi))
+                .for_each(|(y1, x1)| image(x1, y1, None, matmul::Par::Seq)),
+            (true, Some(out)) => y
+                .par_chunks_mut(yi)
+                .zip(x.par_chunks(xi))
+                .zip(out.par_chunks_mut(len))
+                .for_each(|((y1, x1), o1)| image(x1, y1, Some(o1), matmul::Par::Seq)),
+            (false, mut out) => {
+                for (i, (y1, x1)) in y.chunks_mut(yi).zip(x.chunks(xi)).enumerate() {
+                    let o1 = out.as_deref_mut().map(|o| &mut o[i * len..(i + 1) * len]);
+                    image(x1, y1, o1, matmul::Par::Rayon);
+                }
+            }
+        });
+        Ok(ys)
+    }
+}
+
+/// The output shape of a conv2d, or an error if `xs`, `w_shape` and `p` do not fit together.
+fn conv_shape(xs: Shape4, w_shape: [usize; 4], p: Conv2dParams) -> Result<Shape4> {
+    let [cout, cin_g, kh, kw] = w_shape;
+    if p.groups == 0 || xs.c != cin_g * p.groups || cout % p.groups != 0 {
+        return Err(Error::Shape(format!(
+            "conv2d: input {xs:?} does not fit weight {w_shape:?} with {} groups",
+            p.groups
+        )));
+    }
+    if xs.h + 2 * p.padding < kh || xs.w + 2 * p.padding < kw || p.stride == 0 {
+        return Err(Error::Shape(format!(
+            "conv2d: input {xs:?} smaller than kernel {kh}x{kw}"
+        )));
+    }
+    let (oh, ow) = p.out_hw(xs.h, xs.w, kh, kw);
+    Ok(Shape4::new(xs.n, cout, oh, ow))
 }
 
 fn check_len(what: &str, buf: &[f32], need: usize) -> Result<()> {
@@ -124,51 +209,67 @@ impl Backend for CpuBackend {
         act: Activation,
         y: &mut Vec<f32>,
     ) -> Result<Shape4> {
-        let [cout, cin_g, kh, kw] = w_shape;
-        if p.groups == 0 || xs.c != cin_g * p.groups || cout % p.groups != 0 {
-            return Err(Error::Shape(format!(
-                "conv2d: input {xs:?} does not fit weight {w_shape:?} with {} groups",
-                p.groups
-            )));
+        self.conv2d_post(x, xs, w, w_shape, bias, p, act, y, None)
+    }
+
+    fn conv2d_avg_pool(
+        &self,
+        x: &Vec<f32>,
+        xs: Shape4,
+        w: &Vec<f32>,
+        w_shape: [usize; 4],
+        bias: Option<&Vec<f32>>,
+        p: Conv2dParams,
+        act: Activation,
+        y: &mut Vec<f32>,
+        pooled: &mut Vec<f32>,
+    ) -> Result<Shape4> {
+        let ys = conv_shape(xs, w_shape, p)?;
+        let (cout, plane) = (ys.c, ys.h * ys.w);
+        check_len("conv2d_avg_pool pooled", pooled, xs.n * cout)?;
+        let f = move |y1: &[f32], p1: &mut [f32]| kernels::global_avg_pool(y1, cout, plane, p1);
+        let post = conv::PerImage {
+            out: pooled,
+            len: cout,
+            f: &f,
+        };
+        self.conv2d_post(x, xs, w, w_shape, bias, p, act, y, Some(post))
+    }
+
+    fn conv2d_max_pool(
+        &self,
+        x: &Vec<f32>,
+        xs: Shape4,
+        w: &Vec<f32>,
+        w_shape: [usize; 4],
+        bias: Option<&Vec<f32>>,
+        p: Conv2dParams,
+        act: Activation,
+        y: &mut Vec<f32>,
+        (kernel, stride): (usize, usize),
+        pooled: &mut Vec<f32>,
+    ) -> Result<Shape4> {
+        let ys = conv_shape(xs, w_shape, p)?;
+        let (cout, oh, ow) = (ys.c, ys.h, ys.w);
+        if !self.split_batch(xs.n) || kernel == 0 || stride == 0 || oh == 0 || ow == 0 {
+            // One image: max_pool2d_same splits it across threads by channels.
+            let ys = self.conv2d(x, xs, w, w_shape, bias, p, act, y)?;
+            return self.max_pool2d_same(y, ys, kernel, stride, pooled);
         }
-        if xs.h + 2 * p.padding < kh || xs.w + 2 * p.padding < kw || p.stride == 0 {
-            return Err(Error::Shape(format!(
-                "conv2d: input {xs:?} smaller than kernel {kh}x{kw}"
-            )));
-        }
-        let (oh, ow) = p.out_hw(xs.h, xs.w, kh, kw);
-        let ys = Shape4::new(xs.n, cout, oh, ow);
-        check_len("conv2d input", x, xs.numel())?;
-        check_len("conv2d weight", w, w_shape.iter().product())?;
-        check_len("conv2d output", y, ys.numel())?;
-        if let Some(b) = bias {
-            check_len("conv2d bias", b, cout)?;
-        }
-        let geom = conv::ConvGeometry { xs, ys, kh, kw, p };
-        let bias = bias.map(|b| &b[..cout]);
-        #[cfg(target_arch = "x86_64")]
-        if conv_avx512::supports(act, &geom) {
-            let threads = self.threads;
-            self.pool
-                .install(|| conv_avx512::conv2d(x, w, bias, &geom, act, y, threads));
-            return Ok(ys);
-        }
-        let (xi, yi) = (xs.image_len(), ys.image_len());
-        self.pool.install(|| {
-            if self.split_batch(xs.n) {
-                y[..ys.numel()]
-                    .par_chunks_mut(yi)
-                    .zip(x[..xs.numel()].par_chunks(xi))
-                    .for_each(|(y1, x1)| {
-                        conv::conv2d_image(x1, w, bias, &geom, act, y1, matmul::Par::Seq)
-                    });
-            } else {
-                for (y1, x1) in y[..ys.numel()].chunks_mut(yi).zip(x.chunks(xi)) {
-                    conv::conv2d_image(x1, w, bias, &geom, act, y1, matmul::Par::Rayon);
-                }
-            }
-        });
-        Ok(ys)
+        let (poh, pt) = same_pool_geometry(oh, kernel, stride);
+        let (pow, pl) = same_pool_geometry(ow, kernel, stride);
+        let ps = Shape4::new(xs.n, cout, poh, pow);
+        check_len("conv2d_max_pool pooled", pooled, ps.numel())?;
+        let f = move |y1: &[f32], p1: &mut [f32]| {
+            kernels::max_pool2d(y1, cout, oh, ow, kernel, stride, (pt, pl), (poh, pow), p1)
+        };
+        let post = conv::PerImage {
+            out: pooled,
+            len: ps.image_len(),
+            f: &f,
+        };
+        self.conv2d_post(x, xs, w, w_shape, bias, p, act, y, Some(post))?;
+        Ok(ps)
     }
 
     fn max_pool2d_same(
@@ -550,5 +651,82 @@ impl Backend for CpuBackend {
             loss_scale,
             nesterov,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `conv2d_avg_pool` (`conv2d_max_pool`) gives bit for bit `conv2d` then `global_avg_pool`
+    /// (`max_pool2d_same`), on the AVX-512 path
+    /// and the `gemm`-crate path (thin groups), for one and several images, on 1 and 2 threads.
+    #[test]
+    fn conv2d_avg_pool_matches_conv_then_pool() {
+        // (n, cin, h, cout, k, stride, pad, groups)
+        let cases = [
+            (1, 8, 20, 24, 3, 1, 1, 1),
+            (3, 8, 20, 24, 3, 1, 1, 1),
+            (5, 16, 7, 40, 1, 1, 0, 1),
+            (2, 16, 9, 32, 3, 2, 1, 4),
+            (1, 16, 9, 32, 3, 1, 1, 4),
+        ];
+        for threads in [1, 2] {
+            let be = CpuBackend::new(threads).unwrap();
+            for &(n, cin, h, cout, k, s, pad, groups) in &cases {
+                let p = Conv2dParams {
+                    stride: s,
+                    padding: pad,
+                    groups,
+                };
+                let xs = Shape4::new(n, cin, h, h);
+                let fill = |len: usize, seed: usize| -> Vec<f32> {
+                    (0..len)
+                        .map(|i| ((i * 7919 + seed * 104729) % 2003) as f32 / 1001.5 - 1.0)
+                        .collect()
+                };
+                let x = fill(xs.numel(), 1);
+                let w_shape = [cout, cin / groups, k, k];
+                let w = fill(w_shape.iter().product(), 2);
+                let b = fill(cout, 3);
+                let (oh, ow) = p.out_hw(h, h, k, k);
+                let len = n * cout * oh * ow;
+                let (mut y1, mut y2) = (vec![0.0; len], vec![0.0; len]);
+                let (mut p1, mut p2) = (vec![0.0; n * cout], vec![0.0; n * cout]);
+                let act = Activation::Relu;
+                let ys = be
+                    .conv2d(&x, xs, &w, w_shape, Some(&b), p, act, &mut y1)
+                    .unwrap();
+                be.global_avg_pool(&y1, ys, &mut p1).unwrap();
+                let ys2 = be
+                    .conv2d_avg_pool(&x, xs, &w, w_shape, Some(&b), p, act, &mut y2, &mut p2)
+                    .unwrap();
+                assert_eq!(ys, ys2);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&y1), bits(&y2));
+                assert_eq!(bits(&p1), bits(&p2));
+                // The same with the max pool of the stem (3x3, stride 2, "same").
+                let mut m1 = vec![0.0; len];
+                let ms = be.max_pool2d_same(&y1, ys, 3, 2, &mut m1).unwrap();
+                let mut m2 = vec![0.0; len];
+                let ms2 = be
+                    .conv2d_max_pool(
+                        &x,
+                        xs,
+                        &w,
+                        w_shape,
+                        Some(&b),
+                        p,
+                        act,
+                        &mut y2,
+                        (3, 2),
+                        &mut m2,
+                    )
+                    .unwrap();
+                assert_eq!(ms, ms2);
+                assert_eq!(bits(&y1), bits(&y2));
+                assert_eq!(bits(&m1[..ms.numel()]), bits(&m2[..ms.numel()]));
+            }
+        }
     }
 }
