@@ -160,3 +160,40 @@ pub fn control() -> &'static Control {
         }
     })
 }
+
+/// Serialises the tests of one binary that use the emulator (its live-resource counters are
+/// global), installs it and clears pending injected failures. Hold the guard for the test.
+pub fn lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    install();
+    control().clear();
+    guard
+}
+
+/// A float32 Ascend backend on emulated NPU 0.
+pub fn fp32() -> senet::backend::ascend::AscendBackend {
+    senet::backend::ascend::AscendBackend::new(0, senet::backend::ascend::Precision::Fp32).unwrap()
+}
+
+/// Largest |a - b|.
+pub fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+}
+
+/// Deterministic values in [-1, 1).
+pub fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}

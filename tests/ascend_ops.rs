@@ -1,0 +1,346 @@
+//! Every op of the Ascend backend against the CPU backend on the CANN emulator
+//! (`sys/emulator`), and the backend's buffers.
+mod common;
+
+use common::emu::{fp32, lock, max_abs, values};
+use senet::backend::ascend;
+use senet::backend::cpu::CpuBackend;
+use senet::backend::{Activation, Backend, Conv2dParams, Shape4};
+use senet::Error;
+
+// ---- every op against the CPU backend ----------------------------------------------------
+
+/// Runs every op of the trait on small deterministic inputs and returns each result by name.
+fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
+    let mut out = Vec::new();
+    let get = |b: &B::Buffer, n: usize| {
+        let mut v = vec![0.0; n];
+        be.download(b, &mut v).unwrap();
+        v
+    };
+    // Convolutions: dense 3x3/2 with bias + ReLU, grouped 3x3 with Sigmoid, 1x1.
+    let cases = [
+        (
+            Shape4::new(2, 4, 9, 8),
+            [6, 4, 3, 3],
+            2,
+            1,
+            1,
+            Activation::Relu,
+        ),
+        (
+            Shape4::new(2, 4, 7, 7),
+            [8, 2, 3, 3],
+            1,
+            1,
+            2,
+            Activation::Sigmoid,
+        ),
+        (
+            Shape4::new(1, 6, 5, 6),
+            [3, 6, 1, 1],
+            2,
+            0,
+            1,
+            Activation::None,
+        ),
+        // The stem's geometry: 7x7, stride 2, padding 3.
+        (
+            Shape4::new(2, 3, 16, 16),
+            [4, 3, 7, 7],
+            2,
+            3,
+            1,
+            Activation::Relu,
+        ),
+    ];
+    for (i, &(xs, ws, stride, padding, groups, act)) in cases.iter().enumerate() {
+        let p = Conv2dParams {
+            stride,
+            padding,
+            groups,
+        };
+        let x = be.upload(&values(xs.numel(), 10 + i as u64)).unwrap();
+        let w = be
+            .upload(&values(ws.iter().product(), 20 + i as u64))
+            .unwrap();
+        let bias = be.upload(&values(ws[0], 30 + i as u64)).unwrap();
+        let (oh, ow) = p.out_hw(xs.h, xs.w, ws[2], ws[3]);
+        let ys = Shape4::new(xs.n, ws[0], oh, ow);
+        let mut y = be.alloc(ys.numel()).unwrap();
+        let got = be
+            .conv2d(&x, xs, &w, ws, Some(&bias), p, act, &mut y)
+            .unwrap();
+        assert_eq!(got, ys);
+        out.push((format!("conv{i}"), get(&y, ys.numel())));
+        let dy = be.upload(&values(ys.numel(), 40 + i as u64)).unwrap();
+        let mut dx = be.alloc(xs.numel()).unwrap();
+        be.conv2d_backward_data(&dy, ys, &w, ws, p, xs, &mut dx)
+            .unwrap();
+        out.push((format!("conv{i} dx"), get(&dx, xs.numel())));
+        let wn: usize = ws.iter().product();
+        let mut dw = be.upload(&values(wn, 50 + i as u64)).unwrap();
+        be.conv2d_backward_filter(&x, xs, &dy, ys, p, ws, &mut dw, i == 1)
+            .unwrap();
+        out.push((format!("conv{i} dw"), get(&dw, wn)));
+    }
+    // 'same' max pool, even and odd planes, forward and backward (distinct values: no ties).
+    for (i, xs) in [Shape4::new(2, 3, 8, 7), Shape4::new(1, 2, 5, 6)]
+        .into_iter()
+        .enumerate()
+    {
+        let xv: Vec<f32> = (0..xs.numel())
+            .map(|j| ((j * 7919) % 1009) as f32 / 1009.0 - 0.3)
+            .collect();
+        let x = be.upload(&xv).unwrap();
+        let (oh, ow) = (xs.h.div_ceil(2), xs.w.div_ceil(2));
+        let ys = Shape4::new(xs.n, xs.c, oh, ow);
+        let mut y = be.alloc(ys.numel()).unwrap();
+        assert_eq!(be.max_pool2d_same(&x, xs, 3, 2, &mut y).unwrap(), ys);
+        out.push((format!("maxpool{i}"), get(&y, ys.numel())));
+        let dy = be.upload(&values(ys.numel(), 60 + i as u64)).unwrap();
+        let mut dx = be.alloc(xs.numel()).unwrap();
+        be.max_pool2d_same_backward(&x, xs, 3, 2, &dy, &mut dx)
+            .unwrap();
+        out.push((format!("maxpool{i} dx"), get(&dx, xs.numel())));
+    }
+    // Global average pool and its backward.
+    let xs = Shape4::new(2, 5, 4, 3);
+    let x = be.upload(&values(xs.numel(), 70)).unwrap();
+    let mut y = be.alloc(10).unwrap();
+    be.global_avg_pool(&x, xs, &mut y).unwrap();
+    out.push(("gap".into(), get(&y, 10)));
+    let dy = be.upload(&values(10, 71)).unwrap();
+    let mut dx = be.alloc(xs.numel()).unwrap();
+    be.global_avg_pool_backward(&dy, xs, &mut dx).unwrap();
+    out.push(("gap dx".into(), get(&dx, xs.numel())));
+    // Dense forward (each activation) and backward.
+    let (n, fin, fout) = (3, 7, 5);
+    let x = be.upload(&values(n * fin, 80)).unwrap();
+    let w = be.upload(&values(fout * fin, 81)).unwrap();
+    let b = be.upload(&values(fout, 82)).unwrap();
+    for act in [Activation::None, Activation::Relu, Activation::Sigmoid] {
+        let mut y = be.alloc(n * fout).unwrap();
+        be.linear(&x, n, &w, fout, fin, &b, act, &mut y).unwrap();
+        out.push((format!("linear {act:?}"), get(&y, n * fout)));
+    }
+    let dy = be.upload(&values(n * fout, 83)).unwrap();
+    let (mut dx, mut dw, mut db) = (
+        be.alloc(n * fin).unwrap(),
+        be.alloc(fout * fin).unwrap(),
+        be.alloc(fout).unwrap(),
+    );
+    be.linear_backward(&x, n, &w, fout, fin, &dy, Some(&mut dx), &mut dw, &mut db)
+        .unwrap();
+    out.push(("linear dx".into(), get(&dx, n * fin)));
+    out.push(("linear dw".into(), get(&dw, fout * fin)));
+    out.push(("linear db".into(), get(&db, fout)));
+    // SE scale + add + ReLU and its backward.
+    let xs = Shape4::new(2, 3, 4, 5);
+    let len = xs.numel();
+    let xv = values(len, 90);
+    let gate = be.upload(&values(6, 91)).unwrap();
+    let sc = be.upload(&values(len, 92)).unwrap();
+    let x = be.upload(&xv).unwrap();
+    let mut o = be.upload(&xv).unwrap();
+    be.se_scale_add_relu(&mut o, xs, &gate, &sc).unwrap();
+    out.push(("se".into(), get(&o, len)));
+    let dout = be.upload(&values(len, 93)).unwrap();
+    let (mut dx, mut dg, mut ds) = (
+        be.alloc(len).unwrap(),
+        be.alloc(6).unwrap(),
+        be.alloc(len).unwrap(),
+    );
+    be.se_scale_add_relu_backward(&x, xs, &gate, &o, &dout, &mut dx, &mut dg, &mut ds)
+        .unwrap();
+    out.push(("se dx".into(), get(&dx, len)));
+    out.push(("se dgate".into(), get(&dg, 6)));
+    out.push(("se dshortcut".into(), get(&ds, len)));
+    // BatchNorm train (with and without ReLU) and backward.
+    let xs = Shape4::new(3, 4, 3, 5);
+    let len = xs.numel();
+    let x = be.upload(&values(len, 100)).unwrap();
+    let gamma = be.upload(&values(4, 101)).unwrap();
+    let beta = be.upload(&values(4, 102)).unwrap();
+    for (i, act) in [Activation::None, Activation::Relu].into_iter().enumerate() {
+        let mut mm = be.upload(&values(4, 103)).unwrap();
+        let mut mv = be.upload(&[0.5, 1.0, 1.5, 2.0]).unwrap();
+        let (mut sm, mut si, mut y) = (
+            be.alloc(4).unwrap(),
+            be.alloc(4).unwrap(),
+            be.alloc(len).unwrap(),
+        );
+        be.batch_norm_train(
+            &x, xs, &gamma, &beta, 1e-5, 0.9, &mut mm, &mut mv, &mut sm, &mut si, act, &mut y,
+        )
+        .unwrap();
+        out.push((format!("bn{i} y"), get(&y, len)));
+        out.push((format!("bn{i} moving"), [get(&mm, 4), get(&mv, 4)].concat()));
+        out.push((format!("bn{i} saved"), [get(&sm, 4), get(&si, 4)].concat()));
+        let dy = be.upload(&values(len, 104)).unwrap();
+        let (mut dx, mut dgm, mut dbt) = (
+            be.alloc(len).unwrap(),
+            be.alloc(4).unwrap(),
+            be.alloc(4).unwrap(),
+        );
+        let y_relu = (act == Activation::Relu).then_some(&y);
+        be.batch_norm_backward(
+            &x, xs, &dy, y_relu, &gamma, &sm, &si, &mut dx, &mut dgm, &mut dbt,
+        )
+        .unwrap();
+        out.push((format!("bn{i} dx"), get(&dx, len)));
+        out.push((
+            format!("bn{i} dgamma dbeta"),
+            [get(&dgm, 4), get(&dbt, 4)].concat(),
+        ));
+    }
+    // Frozen BatchNorm (moving statistics, MindSpore use_batch_statistics=False) and backward.
+    let mm = be.upload(&values(4, 105)).unwrap();
+    let mv = be.upload(&[0.5, 1.0, 1.5, 2.0]).unwrap();
+    for (i, act) in [Activation::None, Activation::Relu].into_iter().enumerate() {
+        let mut y = be.alloc(len).unwrap();
+        be.batch_norm_frozen(&x, xs, &gamma, &beta, &mm, &mv, 1e-5, act, &mut y)
+            .unwrap();
+        out.push((format!("frozen bn{i} y"), get(&y, len)));
+        out.push((
+            format!("frozen bn{i} stats kept"),
+            [get(&mm, 4), get(&mv, 4)].concat(),
+        ));
+        let dy = be.upload(&values(len, 106)).unwrap();
+        let (mut dx, mut dgm, mut dbt) = (
+            be.alloc(len).unwrap(),
+            be.alloc(4).unwrap(),
+            be.alloc(4).unwrap(),
+        );
+        let y_relu = (act == Activation::Relu).then_some(&y);
+        be.batch_norm_frozen_backward(
+            &x, xs, &dy, y_relu, &gamma, &mm, &mv, 1e-5, &mut dx, &mut dgm, &mut dbt,
+        )
+        .unwrap();
+        out.push((format!("frozen bn{i} dx"), get(&dx, len)));
+        out.push((
+            format!("frozen bn{i} dgamma dbeta"),
+            [get(&dgm, 4), get(&dbt, 4)].concat(),
+        ));
+    }
+    // ReLU / Sigmoid backward, add_assign, axpby, scale, copy, sum_squares.
+    let len = 37;
+    let yv: Vec<f32> = values(len, 110).iter().map(|v| v.max(0.0)).collect();
+    let y = be.upload(&yv).unwrap();
+    let mut dy = be.upload(&values(len, 111)).unwrap();
+    be.relu_backward(&y, &mut dy, len).unwrap();
+    out.push(("relu dy".into(), get(&dy, len)));
+    let s = be
+        .upload(
+            &values(len, 112)
+                .iter()
+                .map(|v| 0.5 + 0.4 * v)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    let mut dy = be.upload(&values(len, 113)).unwrap();
+    be.sigmoid_backward(&s, &mut dy, len).unwrap();
+    out.push(("sigmoid dy".into(), get(&dy, len)));
+    let mut a = be.upload(&values(len, 114)).unwrap();
+    let b = be.upload(&values(len, 115)).unwrap();
+    be.add_assign(&mut a, &b, len).unwrap();
+    out.push(("add_assign".into(), get(&a, len)));
+    be.axpby(&mut a, &b, len, 0.75, -1.5).unwrap();
+    out.push(("axpby".into(), get(&a, len)));
+    be.scale(&mut a, len - 3, 3.0).unwrap();
+    out.push(("scale".into(), get(&a, len)));
+    let mut c = be.alloc(len).unwrap();
+    be.copy(&a, &mut c, len - 1).unwrap();
+    out.push(("copy".into(), get(&c, len)));
+    let big = be.upload(&values(10_000, 116)).unwrap();
+    let ss = be.sum_squares(&big, 9_999).unwrap();
+    out.push(("sum_squares".into(), vec![ss as f32]));
+    // Loss.
+    let (n, classes) = (3, 6);
+    let z = be.upload(&values(n * classes, 120)).unwrap();
+    let mut dz = be.alloc(n * classes).unwrap();
+    let loss = be
+        .softmax_cross_entropy(&z, n, classes, &[2, 0, 5], 0.1, 8.0, &mut dz)
+        .unwrap();
+    out.push(("loss".into(), vec![loss as f32]));
+    out.push(("dlogits".into(), get(&dz, n * classes)));
+    // Momentum: plain, decay + loss scale, Nesterov.
+    for (i, (wd, ls, nesterov)) in [(0.0, 1.0, false), (1e-2, 1024.0, false), (1e-3, 1.0, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut p = be.upload(&values(len, 130)).unwrap();
+        let g = be.upload(&values(len, 131)).unwrap();
+        let mut m = be.upload(&values(len, 132)).unwrap();
+        be.momentum_update(&mut p, &g, &mut m, len, 0.1, 0.9, wd, ls, nesterov)
+            .unwrap();
+        out.push((
+            format!("momentum{i}"),
+            [get(&p, len), get(&m, len)].concat(),
+        ));
+    }
+    out
+}
+
+#[test]
+fn every_op_matches_the_cpu_backend() {
+    let _g = lock();
+    let cpu = run_ops(&CpuBackend::new(1).unwrap());
+    let npu = run_ops(&fp32());
+    assert_eq!(cpu.len(), npu.len());
+    for ((name, c), (name2, a)) in cpu.iter().zip(&npu) {
+        assert_eq!(name, name2);
+        let scale = c.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        let err = max_abs(c, a);
+        assert!(
+            err <= 2e-5 * scale,
+            "{name}: max |ascend - cpu| = {err} (scale {scale})\ncpu    {c:?}\nascend {a:?}"
+        );
+    }
+}
+
+#[test]
+fn buffers_keep_their_values_and_sizes() {
+    let _g = lock();
+    let be = fp32();
+    let v = values(1000, 1);
+    let mut b = be.upload(&v).unwrap();
+    let mut back = vec![0.0; 1000];
+    be.download(&b, &mut back).unwrap();
+    assert_eq!(back, v);
+    be.write(&mut b, &[1.0, 2.0]).unwrap();
+    be.download(&b, &mut back[..3]).unwrap();
+    assert_eq!(&back[..3], &[1.0, 2.0, v[2]]);
+    let z = be.alloc(77).unwrap();
+    let mut zz = vec![1.0; 77];
+    be.download(&z, &mut zz).unwrap();
+    assert!(zz.iter().all(|&x| x == 0.0));
+    let err = be.download(&z, &mut vec![0.0; 78]).unwrap_err();
+    assert!(matches!(err, Error::Shape(_)), "{err}");
+    // Device addresses are 64-byte aligned (cann.md §1.3).
+    assert_eq!(z.device_ptr() as usize % 64, 0);
+    // A buffer of another backend (another context and stream) is refused.
+    let other = fp32();
+    let mut foreign = other.upload(&[1.0; 8]).unwrap();
+    let err = be.scale(&mut foreign, 8, 2.0).unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+    let err = be.download(&foreign, &mut [0.0; 8]).unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+    // Events time the stream's work.
+    let (e0, e1) = (be.event().unwrap(), be.event().unwrap());
+    be.record(&e0).unwrap();
+    be.scale(&mut b, 1000, 2.0).unwrap();
+    be.record(&e1).unwrap();
+    e1.synchronize().unwrap();
+    let ms = ascend::Event::elapsed_ms(&e0, &e1).unwrap();
+    assert!(ms >= 0.0 && ms.is_finite(), "{ms}");
+    // Another thread may use the backend (it makes the context current there).
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let t = be.upload(&[3.0, 4.0]).unwrap();
+            let mut o = [0.0; 2];
+            be.download(&t, &mut o).unwrap();
+            assert_eq!(o, [3.0, 4.0]);
+        });
+    });
+}
