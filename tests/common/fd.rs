@@ -34,3 +34,42 @@ pub fn rel_err(analytic: &[f32], numeric: &[f64]) -> f64 {
     );
     (diff / norm).sqrt()
 }
+
+/// splitmix64-based generator of reproducible test values.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        z ^ (z >> 31)
+    }
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f32 {
+        let u = (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+        (lo + (hi - lo) * u) as f32
+    }
+    pub fn vec(&mut self, len: usize, lo: f64, hi: f64) -> Vec<f32> {
+        (0..len).map(|_| self.uniform(lo, hi)).collect()
+    }
+}
+
+/// The CPU backend on 2 threads.
+pub fn backend() -> senet::backend::cpu::CpuBackend {
+    senet::backend::cpu::CpuBackend::new(2).unwrap()
+}
+
+/// `Σ w*y` in f64: the scalar loss whose gradient the backward ops compute.
+pub fn dot(w: &[f32], y: &[f32]) -> f64 {
+    w.iter().zip(y).map(|(&a, &b)| a as f64 * b as f64).sum()
+}
+
+/// Asserts `|analytic - numeric| / |numeric| <= 1e-3` (relative L2), naming `what`.
+pub fn assert_grad(what: &str, analytic: &[f32], numeric: &[f64]) {
+    let e = rel_err(analytic, numeric);
+    assert!(
+        e <= 1e-3,
+        "{what}: relative error {e:.3e}\nanalytic {analytic:?}\nnumeric {numeric:?}"
+    );
+}
