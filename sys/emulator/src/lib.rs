@@ -21,6 +21,7 @@
 pub mod api;
 pub mod control;
 pub mod hccl_api;
+mod hccl_wire;
 pub mod memory;
 pub mod nnopbase_api;
 pub mod objects;
