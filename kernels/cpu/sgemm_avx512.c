@@ -83,37 +83,74 @@ static const kernel_fn KERNELS[MR][NV] = {ROW(1), ROW(2), ROW(3), ROW(4),
 
 size_t senet_sgemm_pack_floats(void) { return SENET_SGEMM_PACK_FLOATS; }
 
+/* Rows [0, m) of C against the packed panels of one k block (kcur rows): the panel of columns
+ * [jc, jc + NR) at panels + jc / NR * pstride, its row r at + r * NR. */
+TARGET static void block_product(size_t m, size_t nb, size_t kcur, const float *a, size_t lda,
+                                 const float *panels, size_t pstride, float *c, size_t ldc,
+                                 int flags, const float *bias, int relu) {
+    for (size_t jc = 0; jc < nb; jc += NR) {
+        const size_t nw = nb - jc < NR ? nb - jc : NR;
+        const int nv = (int)((nw + 15) / 16);
+        const size_t rem = nw - 16 * (size_t)(nv - 1);
+        const __mmask16 last = (__mmask16)((1u << rem) - 1);
+        const float *panel = panels + jc / NR * pstride;
+        for (size_t ir = 0; ir < m; ir += MR) {
+            const size_t mr = m - ir < MR ? m - ir : MR;
+            KERNELS[mr - 1][nv - 1](kcur, a + ir * lda, lda, panel, c + ir * ldc + jc, ldc, last,
+                                    flags, bias ? bias + ir : NULL, relu);
+        }
+    }
+}
+
+/* The k blocks of a product with k rows: equal sizes of at most KC (one empty block if k = 0). */
+static size_t k_block(size_t k) {
+    const size_t nkb = k == 0 ? 1 : (k + KC - 1) / KC;
+    return (k + nkb - 1) / nkb;
+}
+
+/* Epilogue flags of the k block starting at pc (kcur rows) of k. */
+static int block_flags(size_t pc, size_t kcur, size_t k) {
+    return (pc > 0 ? EP_LOAD : 0) | (pc + kcur >= k ? EP_LAST : 0);
+}
+
 TARGET void senet_sgemm_avx512(size_t m, size_t n, const float *a, size_t lda,
                                const senet_bsrc *b, size_t j0, float *c, size_t ldc,
                                const float *bias, int act, float *pack) {
     const size_t k = b->c * b->kh * b->kw;
     const int relu = act == SENET_ACT_RELU;
     if (m == 0 || n == 0) return;
-    const size_t nkb = k == 0 ? 1 : (k + KC - 1) / KC;
-    const size_t kc = (k + nkb - 1) / nkb;
+    const size_t kc = k_block(k);
     for (size_t pc = 0; pc < k || pc == 0; pc += kc) {
         const size_t kcur = k - pc < kc ? k - pc : kc;
-        const int flags = (pc > 0 ? EP_LOAD : 0) | (pc + kcur >= k ? EP_LAST : 0);
+        const int flags = block_flags(pc, kcur, k);
         for (size_t ic = 0; ic < m; ic += MC) {
             const size_t mcur = m - ic < MC ? m - ic : MC;
             for (size_t jb = 0; jb < n; jb += NC) {
                 const size_t nb = n - jb < NC ? n - jb : NC;
                 senet_sgemm_pack_b(b, pc, kcur, j0 + jb, nb, pack);
-                for (size_t jc = jb; jc < jb + nb; jc += NR) {
-                    const size_t nw = jb + nb - jc < NR ? jb + nb - jc : NR;
-                    const int nv = (int)((nw + 15) / 16);
-                    const size_t rem = nw - 16 * (size_t)(nv - 1);
-                    const __mmask16 last = (__mmask16)((1u << rem) - 1);
-                    const float *panel = pack + (jc - jb) / NR * kcur * NR;
-                    for (size_t ir = ic; ir < ic + mcur; ir += MR) {
-                        const size_t mr = ic + mcur - ir < MR ? ic + mcur - ir : MR;
-                        KERNELS[mr - 1][nv - 1](kcur, a + ir * lda + pc, lda, panel,
-                                                c + ir * ldc + jc, ldc, last, flags,
-                                                bias ? bias + ir : NULL, relu);
-                    }
-                }
+                block_product(mcur, nb, kcur, a + ic * lda + pc, lda, pack, kcur * NR,
+                              c + ic * ldc + jb, ldc, flags, bias ? bias + ic : NULL, relu);
             }
         }
         if (k == 0) break;
+    }
+}
+
+TARGET void senet_sgemm_avx512_packed(size_t m, size_t n, size_t k, const float *a, size_t lda,
+                                      const float *panels, float *c, size_t ldc) {
+    if (m == 0 || n == 0 || k == 0) return;
+    const size_t kc = k_block(k);
+    for (size_t pc = 0; pc < k; pc += kc) {
+        const size_t kcur = k - pc < kc ? k - pc : kc;
+        const int flags = block_flags(pc, kcur, k);
+        for (size_t ic = 0; ic < m; ic += MC) {
+            const size_t mcur = m - ic < MC ? m - ic : MC;
+            for (size_t jb = 0; jb < n; jb += NC) {
+                const size_t nb = n - jb < NC ? n - jb : NC;
+                block_product(mcur, nb, kcur, a + ic * lda + pc, lda,
+                              panels + jb / NR * k * NR + pc * NR, k * NR, c + ic * ldc + jb, ldc,
+                              flags, NULL, 0);
+            }
+        }
     }
 }

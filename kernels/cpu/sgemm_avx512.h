@@ -40,6 +40,13 @@ typedef struct senet_bsrc {
 void senet_sgemm_avx512(size_t m, size_t n, const float *a, size_t lda, const senet_bsrc *b,
                         size_t j0, float *c, size_t ldc, const float *bias, int act, float *pack);
 
+/* c[i*ldc + j] = sum_r a[i*lda + r] * B[r, j] for i < m, j < n, r < k, with B already packed:
+ * the panel of columns [q*NR, q*NR + NR) at panels + q*k*NR holds B[r, q*NR + t] at r*NR + t
+ * (64-byte aligned; lanes beyond n up to the next multiple of 16 are read, their results are not
+ * stored). No bias, no activation. */
+void senet_sgemm_avx512_packed(size_t m, size_t n, size_t k, const float *a, size_t lda,
+                               const float *panels, float *c, size_t ldc);
+
 /* SENET_SGEMM_PACK_FLOATS, for the Rust side. */
 size_t senet_sgemm_pack_floats(void);
 

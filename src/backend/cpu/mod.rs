@@ -25,6 +25,8 @@ mod pool_backward;
 pub mod sgemm;
 mod train_elementwise;
 mod train_kernels;
+#[cfg(target_arch = "x86_64")]
+mod winograd;
 
 use super::{same_pool_geometry, Activation, Backend, Conv2dParams, Shape4};
 use crate::{Error, Result};
@@ -34,6 +36,8 @@ use rayon::prelude::*;
 pub struct CpuBackend {
     pool: rayon::ThreadPool,
     threads: usize,
+    /// 3x3 stride-1 convs by Winograd F(4x4, 3x3) ([`Backend::set_fast_conv`]).
+    winograd: bool,
 }
 
 impl std::fmt::Debug for CpuBackend {
@@ -64,7 +68,11 @@ impl CpuBackend {
             .thread_name(|i| format!("senet-cpu-{i}"))
             .build()
             .map_err(|e| Error::Invalid(format!("cannot start {threads} CPU threads: {e}")))?;
-        Ok(CpuBackend { pool, threads })
+        Ok(CpuBackend {
+            pool,
+            threads,
+            winograd: true,
+        })
     }
 
     /// Number of worker threads.
@@ -102,6 +110,13 @@ impl CpuBackend {
         }
         let geom = conv::ConvGeometry { xs, ys, kh, kw, p };
         let bias = bias.map(|b| &b[..cout]);
+        #[cfg(target_arch = "x86_64")]
+        if self.winograd && winograd::supports(act, &geom, self.threads) {
+            let threads = self.threads;
+            self.pool
+                .install(|| winograd::conv2d(x, w, bias, &geom, act, y, post, threads));
+            return Ok(ys);
+        }
         #[cfg(target_arch = "x86_64")]
         if conv_avx512::supports(act, &geom) {
             let threads = self.threads;
@@ -176,6 +191,10 @@ impl Backend for CpuBackend {
 
     fn name(&self) -> &'static str {
         "cpu"
+    }
+
+    fn set_fast_conv(&mut self, allowed: bool) {
+        self.winograd = allowed;
     }
 
     fn alloc(&self, len: usize) -> Result<Vec<f32>> {

@@ -102,6 +102,16 @@ extern "C" {
         pack: *mut f32,
     );
     fn senet_sgemm_pack_floats() -> usize;
+    fn senet_sgemm_avx512_packed(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        panels: *const f32,
+        c: *mut f32,
+        ldc: usize,
+    );
 }
 
 /// Whether the AVX-512 GEMM can run here (and is not disabled by `SENET_CPU_GEMM=crate`, which
@@ -118,10 +128,21 @@ pub fn available() -> bool {
     })
 }
 
-/// 64-byte aligned storage for the packed panel.
+/// 64-byte aligned storage (packed panels, Winograd buffers): one cache line of floats.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-struct Line([f32; 16]);
+pub struct Line(pub [f32; 16]);
+
+/// The floats of `lines`, resized first to hold at least `len` floats (new lines are 0).
+pub fn aligned(lines: &mut Vec<Line>, len: usize) -> &mut [f32] {
+    let n = len.div_ceil(16);
+    if lines.len() < n {
+        lines.resize(n, Line([0.0; 16]));
+    }
+    let lines = &mut lines[..n];
+    // SAFETY: `Line` is 16 f32 with no padding (repr(C), 64 bytes); the slice covers n lines.
+    unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<f32>(), 16 * n) }
+}
 
 thread_local! {
     /// Per-thread B block (`SENET_SGEMM_PACK_FLOATS` floats).
@@ -240,6 +261,61 @@ pub unsafe fn sgemm_ptr(
             )
         }
     });
+}
+
+/// Floats of the B panels of a `k` x `n` matrix for [`sgemm_packed`]: ceil(n / NR) panels of
+/// k x NR.
+pub fn packed_len(k: usize, n: usize) -> usize {
+    n.div_ceil(NR) * k * NR
+}
+
+/// `c[i*ldc + j] = Σ_r a[i*lda + r] · B[r, j]` for i < m, j < n, r < k, with B given as packed
+/// panels: `B[r, j]` at `panels[(j / NR) * k * NR + r * NR + j % NR]` (the lanes of the last panel
+/// up to the next multiple of 16 are read, so must be initialised; their products are not
+/// stored). Panics if a slice is too short, `panels` is not 64-byte aligned or the CPU lacks
+/// AVX-512 ([`available`]).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_packed(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    panels: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+) {
+    assert!(available(), "AVX-512 GEMM on a CPU without AVX-512");
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    assert!(lda >= k && a.len() >= (m - 1) * lda + k, "A too short");
+    assert!(ldc >= n && c.len() >= (m - 1) * ldc + n, "C too short");
+    let last = (n - 1) / NR;
+    let lanes = (n - last * NR).next_multiple_of(16);
+    assert!(
+        panels.len() >= last * k * NR + (k - 1) * NR + lanes,
+        "B panels too short"
+    );
+    assert_eq!(
+        panels.as_ptr().align_offset(64),
+        0,
+        "B panels not 64-byte aligned"
+    );
+    // SAFETY: the CPU has the instructions; every index read or written is inside the slices
+    // (checked above) and the panels are aligned as the kernel's aligned loads need.
+    unsafe {
+        senet_sgemm_avx512_packed(
+            m,
+            n,
+            k,
+            a.as_ptr(),
+            lda,
+            panels.as_ptr(),
+            c.as_mut_ptr(),
+            ldc,
+        )
+    }
 }
 
 #[cfg(test)]

@@ -166,14 +166,17 @@ fn index_of(names: &[String], name: &str) -> Result<usize> {
 
 impl<B: Backend> TrainNet<B> {
     /// Uploads `net`'s parameters to `backend`, with zero Momentum accumulators. `decay(name)`
-    /// says which parameters get weight decay (see [`crate::train::decays`]).
+    /// says which parameters get weight decay (see [`crate::train::decays`]). The backend's
+    /// convolutions are set to the direct algorithm ([`Backend::set_fast_conv`]), so that a step
+    /// matches MindSpore's.
     /// Errors: a parameter missing from `net`, a backend allocation failure.
     pub fn new(
         net: &SeNet,
-        backend: B,
+        mut backend: B,
         cfg: TrainConfig,
         decay: impl Fn(&str) -> bool,
     ) -> Result<Self> {
+        backend.set_fast_conv(false);
         let names: Vec<String> = net.params.specs().iter().map(|s| s.name.clone()).collect();
         let params = net
             .params
