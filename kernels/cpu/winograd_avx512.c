@@ -15,10 +15,6 @@
 #define TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
 #define P SENET_WINO_PATCH
 #define NR SENET_SGEMM_NR
-/* Tiles per tile row from which the transforms work row by row (contiguous loads and stores)
- * rather than on 16 consecutive tiles (gathers and scatters): 56x56 images go by rows, 28x28 and
- * smaller by groups (measured with benches/layers.rs). */
-#define ROWS_MIN_TILES 8
 
 #define ADD _mm512_add_ps
 #define SUB _mm512_sub_ps
@@ -107,12 +103,14 @@ TARGET static inline __m512 every_fourth(__m512 v0, __m512 v1, __m512 v2, __m512
     return _mm512_shuffle_f32x4(lo, hi, 0x44);
 }
 
-/* d[c] lane l = row[c0 + 4l + c] for c < 6 (0 outside [0, w)): the six columns of the patches
- * of 16 tiles side by side on one input row. */
-TARGET static inline void patch_row(const float *row, long c0, long w, __m512 d[P]) {
+/* d[c] lane l = row[c0 + 4l + c] for c < 6 and l < lanes (0 outside [0, w)): the six columns of
+ * the patches of `lanes` tiles side by side on one input row. */
+TARGET static inline void patch_row(const float *row, long c0, long w, long lanes, __m512 d[P]) {
     __m512 v[5];
+    const int nq = (int)((4 * lanes + 2 + 15) / 16); /* vectors holding the needed columns */
     for (int q = 0; q < 5; q++)
-        v[q] = _mm512_maskz_loadu_ps(inside(c0 + 16 * q, w), row + c0 + 16 * q);
+        v[q] = q < nq ? _mm512_maskz_loadu_ps(inside(c0 + 16 * q, w), row + c0 + 16 * q)
+                      : _mm512_setzero_ps();
     for (int c = 0; c < 4; c++) d[c] = every_fourth(v[0], v[1], v[2], v[3], c);
     const __m512i next = _mm512_castps_si512(v[4]);
     d[4] = _mm512_castsi512_ps(_mm512_alignr_epi32(next, _mm512_castps_si512(d[0]), 1));
@@ -120,131 +118,56 @@ TARGET static inline void patch_row(const float *row, long c0, long w, __m512 d[
         _mm512_alignr_epi32(_mm512_alignr_epi32(next, next, 1), _mm512_castps_si512(d[1]), 1));
 }
 
-/* Lanes [0, n) of r, the values of tiles t .. t+n, into the packed panels of row ci (panel
- * stride ps floats): a run may cross into the next panel. */
-TARGET static inline void store_tiles(float *v, size_t t, long n, size_t ps, __m512 r) {
-    const size_t off = t % NR;
-    float *dst = v + t / NR * ps + off;
-    const long room = (long)(NR - off);
-    if (n <= room) {
-        _mm512_mask_storeu_ps(dst, first_lanes(n), r);
-        return;
-    }
-    _mm512_mask_storeu_ps(dst, first_lanes(room), r);
-    const __m512 rest = _mm512_maskz_compress_ps((__mmask16)~first_lanes(room), r);
-    _mm512_mask_storeu_ps(dst - off + ps, first_lanes(n - room), rest);
-}
+/* Both transforms go in two passes through a per-channel staging area `s` of 36 rows of ldh
+ * floats (ldh: the tile count rounded up to 16), so that every load and store is contiguous:
+ * along image rows (16 tiles of one tile row side by side, whatever the image width), and along
+ * the tile index (16 consecutive tiles, whatever the image width). */
 
-/* The patches of 16 consecutive tiles: lane l holds tile t0 + l, whose patch origin (row 4ty-1,
- * column 4tx-1) is at offset base[l] from its image's channel 0; patch row r / column c of lane l
- * is inside the image where bit l of rows[r] / cols[c] is set (never for lanes past the tiles). */
-typedef struct {
-    __m512i base;
-    __mmask16 rows[P], cols[P];
-} tile_group;
-
-TARGET static void group_of(size_t t0, size_t ntiles, size_t per_img, size_t tw, size_t h,
-                            size_t w, size_t img_len, tile_group *g) {
-    int32_t base[16] = {0};
-    for (int r = 0; r < P; r++) g->rows[r] = g->cols[r] = 0;
-    for (int l = 0; l < 16 && t0 + (size_t)l < ntiles; l++) {
-        const size_t t = t0 + (size_t)l, img = t / per_img, ty = t % per_img / tw,
-                     tx = t % per_img % tw;
-        const long iy = 4 * (long)ty - 1, ix = 4 * (long)tx - 1;
-        base[l] = (int32_t)((long)(img * img_len) + iy * (long)w + ix);
-        for (int r = 0; r < P; r++) {
-            if (iy + r >= 0 && iy + r < (long)h) g->rows[r] |= (__mmask16)(1u << l);
-            if (ix + r >= 0 && ix + r < (long)w) g->cols[r] |= (__mmask16)(1u << l);
-        }
-    }
-    g->base = _mm512_loadu_si512(base);
-}
-
-/* Tile groups whose descriptors are computed at once (64 KiB of stack at most). */
-#define MAX_GROUPS 256
-
-/* senet_winograd_input by 16 consecutive tiles (any image width): gathers. */
-TARGET static void input_by_groups(const float *x, size_t cin, size_t h, size_t w, size_t nimg,
-                                   float *v) {
+TARGET void senet_winograd_input(const float *x, size_t cin, size_t h, size_t w, size_t nimg,
+                                 float *v, float *s) {
     const size_t th = (h + 3) / 4, tw = (w + 3) / 4, per_img = th * tw, ntiles = nimg * per_img;
-    const size_t np = (ntiles + NR - 1) / NR, plane = h * w, ngroups = (ntiles + 15) / 16;
-    tile_group groups[MAX_GROUPS];
-    for (size_t g0 = 0; g0 < ngroups; g0 += MAX_GROUPS) {
-        const size_t ng = ngroups - g0 < MAX_GROUPS ? ngroups - g0 : MAX_GROUPS;
-        for (size_t gi = 0; gi < ng; gi++)
-            group_of(16 * (g0 + gi), ntiles, per_img, tw, h, w, cin * plane, &groups[gi]);
-        /* Channel by channel, so that each plane is read front to back. */
-        for (size_t ci = 0; ci < cin; ci++) {
-            const float *chan = x + ci * plane;
-            for (size_t gi = 0; gi < ng; gi++) {
-                const tile_group *g = &groups[gi];
-                __m512 hr[P][P]; /* each patch row times B */
-                for (int r = 0; r < P; r++) {
-                    __m512 d[P];
-                    for (int c = 0; c < P; c++) {
-                        const __m512i idx =
-                            _mm512_add_epi32(g->base, _mm512_set1_epi32((int)(r * (long)w + c)));
-                        d[c] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(),
-                                                        g->rows[r] & g->cols[c], idx, chan, 4);
-                    }
-                    input_1d(d, hr[r]);
-                }
-                const size_t t0 = 16 * (g0 + gi);
-                float *dst = v + (t0 / NR * cin + ci) * NR + t0 % NR;
-                for (int j = 0; j < P; j++) { /* column j of B^T (d B) */
-                    __m512 col[P], out[P];
-                    for (int r = 0; r < P; r++) col[r] = hr[r][j];
-                    input_1d(col, out);
-                    for (int i = 0; i < P; i++)
-                        _mm512_store_ps(dst + (size_t)(i * P + j) * np * cin * NR, out[i]);
-                }
-            }
-        }
-    }
-}
-
-/* senet_winograd_input by tile rows (16 tiles side by side on one tile row: wide images):
- * contiguous loads and permutes. */
-TARGET static void input_by_rows(const float *x, size_t cin, size_t h, size_t w, size_t nimg,
-                                 float *v) {
-    const size_t th = (h + 3) / 4, tw = (w + 3) / 4, per_img = th * tw, ntiles = nimg * per_img;
-    const size_t np = (ntiles + NR - 1) / NR, plane = h * w, ps = cin * NR;
-    for (size_t img = 0; img < nimg; img++)
-        for (size_t ci = 0; ci < cin; ci++) { /* each plane front to back */
+    const size_t np = (ntiles + NR - 1) / NR, plane = h * w, ldh = (ntiles + 15) / 16 * 16;
+    for (size_t ci = 0; ci < cin; ci++) {
+        /* 1. s[(6j + r)*ldh + t] = (d B)[r][j] of tile t: each patch row times B. */
+        for (size_t img = 0; img < nimg; img++) {
             const float *chan = x + (img * cin + ci) * plane;
-            float *vc = v + ci * NR;
+            /* Channels are read image by image, so the hardware prefetcher sees jumps: fetch
+             * this image's next channel, read on the next pass, meanwhile. */
+            if (ci + 1 < cin)
+                for (size_t off = 0; off < plane * sizeof(float); off += 64)
+                    _mm_prefetch((const char *)(chan + plane) + off, _MM_HINT_T1);
             for (size_t ty = 0; ty < th; ty++)
                 for (size_t tx0 = 0; tx0 < tw; tx0 += 16) {
                     const long lanes = (long)(tw - tx0 < 16 ? tw - tx0 : 16);
-                    const size_t t = img * per_img + ty * tw + tx0;
-                    __m512 hr[P][P]; /* each patch row times B */
+                    const __mmask16 live = first_lanes(lanes);
+                    float *dst = s + img * per_img + ty * tw + tx0;
                     for (int r = 0; r < P; r++) {
                         const long iy = 4 * (long)ty - 1 + r;
+                        __m512 hr[P];
                         if (iy < 0 || iy >= (long)h) {
-                            for (int c = 0; c < P; c++) hr[r][c] = _mm512_setzero_ps();
-                            continue;
+                            for (int j = 0; j < P; j++) hr[j] = _mm512_setzero_ps();
+                        } else {
+                            __m512 d[P];
+                            patch_row(chan + iy * (long)w, 4 * (long)tx0 - 1, (long)w, lanes, d);
+                            input_1d(d, hr);
                         }
-                        __m512 d[P];
-                        patch_row(chan + iy * (long)w, 4 * (long)tx0 - 1, (long)w, d);
-                        input_1d(d, hr[r]);
-                    }
-                    for (int j = 0; j < P; j++) { /* column j of B^T (d B) */
-                        __m512 col[P], out[P];
-                        for (int r = 0; r < P; r++) col[r] = hr[r][j];
-                        input_1d(col, out);
-                        for (int i = 0; i < P; i++)
-                            store_tiles(vc + (size_t)(i * P + j) * np * ps, t, lanes, ps, out[i]);
+                        for (int j = 0; j < P; j++)
+                            _mm512_mask_storeu_ps(dst + (size_t)(j * P + r) * ldh, live, hr[j]);
                     }
                 }
         }
-}
-
-TARGET void senet_winograd_input(const float *x, size_t cin, size_t h, size_t w, size_t nimg,
-                                 float *v) {
-    if ((w + 3) / 4 >= ROWS_MIN_TILES)
-        input_by_rows(x, cin, h, w, nimg, v);
-    else
-        input_by_groups(x, cin, h, w, nimg, v);
+        /* 2. V[6i + j][ci][t] = (B^T (d B))[i][j], 16 tiles at a time. */
+        for (size_t t0 = 0; t0 < ntiles; t0 += 16) {
+            float *dst = v + (t0 / NR * cin + ci) * NR + t0 % NR;
+            for (int j = 0; j < P; j++) {
+                __m512 col[P], out[P];
+                for (int r = 0; r < P; r++) col[r] = _mm512_load_ps(s + (size_t)(j * P + r) * ldh + t0);
+                input_1d(col, out);
+                for (int i = 0; i < P; i++)
+                    _mm512_store_ps(dst + (size_t)(i * P + j) * np * cin * NR, out[i]);
+            }
+        }
+    }
 }
 
 /* The 64 floats a0 b0 c0 d0 a1 b1 c1 d1 ... of four 16-lane vectors, as r[0..4]. */
@@ -261,88 +184,46 @@ TARGET static inline void interleave4(__m512 a, __m512 b, __m512 c, __m512 d, __
     r[3] = _mm512_shuffle_f32x4(v2, v3, 0xDD);
 }
 
-/* The 4x4 outputs of 16 tiles (lane l: tile of column t + l of M): o[i][j] = act(bias + (A^T M
- * A)[i][j]), M[xi] loaded from src + xi * xi_stride (lanes in `live`). */
-TARGET static inline void tile_output(const float *src, size_t xi_stride, __mmask16 live, __m512 b,
-                                      int act, __m512 o[4][4]) {
-    __m512 tr[4][P]; /* A^T M, column by column */
-    for (int c = 0; c < P; c++) {
-        __m512 col[P], out[4];
-        for (int r = 0; r < P; r++)
-            col[r] = _mm512_maskz_loadu_ps(live, src + (size_t)(r * P + c) * xi_stride);
-        output_1d(col, out);
-        for (int r = 0; r < 4; r++) tr[r][c] = out[r];
-    }
-    for (int i = 0; i < 4; i++) {
-        output_1d(tr[i], o[i]);
-        for (int j = 0; j < 4; j++) {
-            o[i][j] = ADD(o[i][j], b);
-            if (act == SENET_ACT_RELU) o[i][j] = _mm512_max_ps(o[i][j], _mm512_setzero_ps());
+TARGET void senet_winograd_output(const float *m, size_t ldm, size_t cout, size_t h, size_t w,
+                                  size_t nimg, const float *bias, int act, float *y, float *s) {
+    const size_t th = (h + 3) / 4, tw = (w + 3) / 4, per_img = th * tw, ntiles = nimg * per_img;
+    const size_t plane = h * w, xi_stride = cout * ldm, ldh = (ntiles + 15) / 16 * 16;
+    for (size_t co = 0; co < cout; co++) {
+        /* 1. s[(6i + c)*ldh + t] = (A^T M)[i][c] of tile t, 16 tiles at a time. */
+        for (size_t t0 = 0; t0 < ntiles; t0 += 16) {
+            const float *src = m + co * ldm + t0;
+            for (int c = 0; c < P; c++) {
+                __m512 col[P], out[4];
+                for (int r = 0; r < P; r++)
+                    col[r] = _mm512_load_ps(src + (size_t)(r * P + c) * xi_stride);
+                output_1d(col, out);
+                for (int i = 0; i < 4; i++) _mm512_store_ps(s + (size_t)(i * P + c) * ldh + t0, out[i]);
+            }
         }
-    }
-}
-
-/* senet_winograd_output by tile rows (wide images): interleaved contiguous stores. */
-TARGET static void output_by_rows(const float *m, size_t ldm, size_t cout, size_t h, size_t w,
-                                  size_t nimg, const float *bias, int act, float *y) {
-    const size_t th = (h + 3) / 4, tw = (w + 3) / 4, per_img = th * tw;
-    const size_t plane = h * w, xi_stride = cout * ldm;
-    for (size_t img = 0; img < nimg; img++)
-        for (size_t co = 0; co < cout; co++) { /* each plane front to back */
-            const __m512 b = SET1(bias ? bias[co] : 0.0f);
+        /* 2. Output rows 4ty + i: ((A^T M) A)[i][.] of 16 tiles side by side, interleaved. */
+        const __m512 b = SET1(bias ? bias[co] : 0.0f);
+        for (size_t img = 0; img < nimg; img++)
             for (size_t ty = 0; ty < th; ty++)
                 for (size_t tx0 = 0; tx0 < tw; tx0 += 16) {
                     const long lanes = (long)(tw - tx0 < 16 ? tw - tx0 : 16);
-                    const size_t t = img * per_img + ty * tw + tx0;
+                    const __mmask16 live = first_lanes(lanes);
+                    const float *src = s + img * per_img + ty * tw + tx0;
                     const long ncols = (long)w - 4 * (long)tx0; /* columns left from 4*tx0 */
-                    __m512 o[4][4];
-                    tile_output(m + co * ldm + t, xi_stride, first_lanes(lanes), b, act, o);
                     float *dst = y + (img * cout + co) * plane + 4 * ty * w + 4 * tx0;
                     for (int i = 0; i < 4 && 4 * ty + (size_t)i < h; i++) {
-                        __m512 row[4];
-                        interleave4(o[i][0], o[i][1], o[i][2], o[i][3], row);
+                        __m512 row[P], o[4], out[4];
+                        for (int c = 0; c < P; c++)
+                            row[c] = _mm512_maskz_loadu_ps(live, src + (size_t)(i * P + c) * ldh);
+                        output_1d(row, o);
+                        for (int j = 0; j < 4; j++) {
+                            o[j] = ADD(o[j], b);
+                            if (act == SENET_ACT_RELU) o[j] = _mm512_max_ps(o[j], _mm512_setzero_ps());
+                        }
+                        interleave4(o[0], o[1], o[2], o[3], out);
                         for (int q = 0; q < 4 && 16 * q < ncols; q++)
                             _mm512_mask_storeu_ps(dst + (size_t)i * w + 16 * q,
-                                                  first_lanes(ncols - 16 * q), row[q]);
+                                                  first_lanes(ncols - 16 * q), out[q]);
                     }
                 }
-        }
-}
-
-/* senet_winograd_output by 16 consecutive tiles (any image width): scatters. */
-TARGET static void output_by_groups(const float *m, size_t ldm, size_t cout, size_t h, size_t w,
-                                    size_t nimg, const float *bias, int act, float *y) {
-    const size_t th = (h + 3) / 4, tw = (w + 3) / 4, per_img = th * tw, ntiles = nimg * per_img;
-    const size_t plane = h * w, xi_stride = cout * ldm, ngroups = (ntiles + 15) / 16;
-    tile_group groups[MAX_GROUPS];
-    for (size_t g0 = 0; g0 < ngroups; g0 += MAX_GROUPS) {
-        const size_t ng = ngroups - g0 < MAX_GROUPS ? ngroups - g0 : MAX_GROUPS;
-        for (size_t gi = 0; gi < ng; gi++) /* patch origins, one row and column up-left */
-            group_of(16 * (g0 + gi), ntiles, per_img, tw, h, w, cout * plane, &groups[gi]);
-        for (size_t co = 0; co < cout; co++) {
-            const __m512 b = SET1(bias ? bias[co] : 0.0f);
-            float *yc = y + co * plane;
-            for (size_t gi = 0; gi < ng; gi++) {
-                const tile_group *g = &groups[gi];
-                const size_t t0 = 16 * (g0 + gi);
-                __m512 o[4][4];
-                tile_output(m + co * ldm + t0, xi_stride, first_lanes((long)(ntiles - t0)), b, act,
-                            o);
-                for (int i = 0; i < 4; i++)
-                    for (int j = 0; j < 4; j++) {
-                        const __m512i idx =
-                            _mm512_add_epi32(g->base, _mm512_set1_epi32((int)((i + 1) * (long)w + j + 1)));
-                        _mm512_mask_i32scatter_ps(yc, g->rows[i + 1] & g->cols[j + 1], idx, o[i][j], 4);
-                    }
-            }
-        }
     }
-}
-
-TARGET void senet_winograd_output(const float *m, size_t ldm, size_t cout, size_t h, size_t w,
-                                  size_t nimg, const float *bias, int act, float *y) {
-    if ((w + 3) / 4 >= ROWS_MIN_TILES)
-        output_by_rows(m, ldm, cout, h, w, nimg, bias, act, y);
-    else
-        output_by_groups(m, ldm, cout, h, w, nimg, bias, act, y);
 }

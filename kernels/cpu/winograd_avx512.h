@@ -19,6 +19,8 @@
 /* Tile side of F(4x4, 3x3) (input patch) and number of transformed positions. */
 #define SENET_WINO_PATCH 6
 #define SENET_WINO_XI 36
+/* Floats of the staging area of either transform for ntiles tiles. */
+#define SENET_WINO_SCRATCH(ntiles) (SENET_WINO_XI * (((ntiles) + 15) / 16 * 16))
 
 /* u[co*36*cin + xi*cin + ci] = (G g G^T)[xi / 6][xi % 6] of g = w[(co*cin + ci)*9 ..] for
  * co < rows, ci < cin. */
@@ -26,13 +28,16 @@ void senet_winograd_weights(const float *w, size_t rows, size_t cin, float *u);
 
 /* V of the ntiles = nimg*th*tw tiles of nimg images x[img*cin*h*w ..] (cin, h, w), packed as the
  * B panels of senet_sgemm_avx512_packed, one GEMM per xi: with np = ceil(ntiles / 48), V[xi][ci][t]
- * at v[((xi*np + t/48)*cin + ci)*48 + t%48]; lanes past ntiles (up to a multiple of 16) are 0.
- * v: 64-byte aligned. Needs nimg*cin*h*w < 2^31. */
-void senet_winograd_input(const float *x, size_t cin, size_t h, size_t w, size_t nimg, float *v);
+ * at v[((xi*np + t/48)*cin + ci)*48 + t%48] (lanes past ntiles, up to a multiple of 16, hold
+ * finite values of no meaning). v and scratch (SENET_WINO_SCRATCH(ntiles) floats): 64-byte
+ * aligned. */
+void senet_winograd_input(const float *x, size_t cin, size_t h, size_t w, size_t nimg, float *v,
+                          float *scratch);
 
 /* y[img*cout*h*w + co*h*w + oy*w + ox] = act(bias[co] + (A^T M A)[oy%4][ox%4]) for every output
  * pixel of the nimg images, M[xi][co][t] at m[(xi*cout + co)*ldm + t] (ldm: a multiple of 16, at
- * least ntiles; m 64-byte aligned). bias may be NULL; act is SENET_ACT_NONE or SENET_ACT_RELU. */
+ * least ntiles; m and scratch (SENET_WINO_SCRATCH(ntiles) floats) 64-byte aligned). bias may be
+ * NULL; act is SENET_ACT_NONE or SENET_ACT_RELU. */
 void senet_winograd_output(const float *m, size_t ldm, size_t cout, size_t h, size_t w,
-                           size_t nimg, const float *bias, int act, float *y);
+                           size_t nimg, const float *bias, int act, float *y, float *scratch);
 #endif

@@ -38,6 +38,8 @@ pub struct CpuBackend {
     threads: usize,
     /// 3x3 stride-1 convs by Winograd F(4x4, 3x3) ([`Backend::set_fast_conv`]).
     winograd: bool,
+    /// The Winograd-transformed weights of the conv running (one buffer, reused).
+    winograd_weights: std::sync::Mutex<Vec<f32>>,
 }
 
 impl std::fmt::Debug for CpuBackend {
@@ -72,6 +74,7 @@ impl CpuBackend {
             pool,
             threads,
             winograd: true,
+            winograd_weights: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -113,8 +116,11 @@ impl CpuBackend {
         #[cfg(target_arch = "x86_64")]
         if self.winograd && winograd::supports(act, &geom, self.threads) {
             let threads = self.threads;
+            // A panic in another conv leaves the buffer in a state that is overwritten anyway.
+            let mut guard = (self.winograd_weights.lock()).unwrap_or_else(|e| e.into_inner());
+            let u: &mut Vec<f32> = &mut guard;
             self.pool
-                .install(|| winograd::conv2d(x, w, bias, &geom, act, y, post, threads));
+                .install(|| winograd::conv2d(u, x, w, bias, &geom, act, y, post, threads));
             return Ok(ys);
         }
         #[cfg(target_arch = "x86_64")]

@@ -23,16 +23,16 @@ use std::cell::RefCell;
 const XI: usize = 36;
 /// Tiles (GEMM columns) a task aims for: 4 panels of 48.
 const TARGET_TILES: usize = 192;
-/// Bytes of a task's transformed input and output (per thread: two tasks stay in the L3 cache).
-const TASK_BYTES: usize = 12 << 20;
+/// Bytes of a task's transformed input and output: those of both threads stay in the L3 cache.
+const TASK_BYTES: usize = 6 << 20;
 
 thread_local! {
-    /// The transformed weights U (Cout, 36, Cin) of the call running on this thread.
-    static U: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     /// Per-thread transformed input V of a task (the B panels of the 36 GEMMs).
     static V: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
     /// Per-thread GEMM results M of a task (36, Cout, tiles rounded up to 16).
     static M: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread staging area of the transforms (36, tiles rounded up to 16).
+    static S: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
 }
 
 extern "C" {
@@ -44,6 +44,7 @@ extern "C" {
         w: usize,
         nimg: usize,
         v: *mut f32,
+        scratch: *mut f32,
     );
     #[allow(clippy::too_many_arguments)]
     fn senet_winograd_output(
@@ -56,6 +57,7 @@ extern "C" {
         bias: *const f32,
         act: i32,
         y: *mut f32,
+        scratch: *mut f32,
     );
 }
 
@@ -83,9 +85,11 @@ fn tiles(h: usize, w: usize) -> usize {
 
 /// `y = act(conv(x, w) + bias)` for the batch `g.xs.n` (x: (N, Cin, H, W), w: (Cout, Cin, 3, 3),
 /// y: (N, Cout, H, W)) on the current rayon pool of `threads` threads; then `post` on each image
-/// by the task that computed it. The caller has checked [`supports`] and the slice lengths.
+/// by the task that computed it. `u` receives the transformed weights (Cout, 36, Cin). The
+/// caller has checked [`supports`] and the slice lengths.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv2d(
+    u: &mut Vec<f32>,
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
@@ -104,39 +108,36 @@ pub(super) fn conv2d(
         .min(by_memory)
         .min(n.div_ceil(threads))
         .max(1);
-    U.with(|u| {
-        let mut u = u.borrow_mut();
-        u.resize(cout * XI * cin, 0.0);
-        let rows = cout.div_ceil(4 * threads).max(1);
-        u.par_chunks_mut(rows * XI * cin)
-            .zip(w[..cout * cin * 9].par_chunks(rows * cin * 9))
-            .for_each(|(uc, wc)| {
-                // SAFETY: the CPU has AVX-512 (`supports`); wc holds rows x cin x 9 weights and
-                // uc rows x 36 x cin floats for the rows of this chunk.
-                unsafe {
-                    senet_winograd_weights(wc.as_ptr(), wc.len() / (cin * 9), cin, uc.as_mut_ptr())
-                }
-            });
-        let u = &u[..];
-        let run = |xc: &[f32], yc: &mut [f32]| task(u, xc, yc, yc.len() / yi, g, bias, act);
-        let tasks = y[..n * yi]
-            .par_chunks_mut(per_task * yi)
-            .zip(x[..n * xi].par_chunks(per_task * xi));
-        match post {
-            None => tasks.for_each(|(yc, xc)| run(xc, yc)),
-            Some(post) => {
-                let (out, len, f) = (&mut post.out[..n * post.len], post.len, post.f);
-                tasks
-                    .zip(out.par_chunks_mut(per_task * len))
-                    .for_each(|((yc, xc), oc)| {
-                        run(xc, yc);
-                        for (y1, o1) in yc.chunks_exact(yi).zip(oc.chunks_exact_mut(len)) {
-                            f(y1, o1);
-                        }
-                    })
+    u.resize(cout * XI * cin, 0.0);
+    let rows = cout.div_ceil(4 * threads).max(1);
+    u.par_chunks_mut(rows * XI * cin)
+        .zip(w[..cout * cin * 9].par_chunks(rows * cin * 9))
+        .for_each(|(uc, wc)| {
+            // SAFETY: the CPU has AVX-512 (`supports`); wc holds rows x cin x 9 weights and
+            // uc rows x 36 x cin floats for the rows of this chunk.
+            unsafe {
+                senet_winograd_weights(wc.as_ptr(), wc.len() / (cin * 9), cin, uc.as_mut_ptr())
             }
+        });
+    let u = &u[..];
+    let run = |xc: &[f32], yc: &mut [f32]| task(u, xc, yc, yc.len() / yi, g, bias, act);
+    let tasks = y[..n * yi]
+        .par_chunks_mut(per_task * yi)
+        .zip(x[..n * xi].par_chunks(per_task * xi));
+    match post {
+        None => tasks.for_each(|(yc, xc)| run(xc, yc)),
+        Some(post) => {
+            let (out, len, f) = (&mut post.out[..n * post.len], post.len, post.f);
+            tasks
+                .zip(out.par_chunks_mut(per_task * len))
+                .for_each(|((yc, xc), oc)| {
+                    run(xc, yc);
+                    for (y1, o1) in yc.chunks_exact(yi).zip(oc.chunks_exact_mut(len)) {
+                        f(y1, o1);
+                    }
+                })
         }
-    })
+    }
 }
 
 /// The `nimg` images of one task, on the calling thread.
@@ -158,35 +159,36 @@ fn task(
         nimg * cin * h * w < i32::MAX as usize,
         "tile offsets exceed 32 bits"
     );
-    V.with(|v| {
-        M.with(|m| {
-            let (mut v, mut m) = (v.borrow_mut(), m.borrow_mut());
-            let v = sgemm::aligned(&mut v, XI * panels);
-            let m = sgemm::aligned(&mut m, XI * cout * ldm);
-            // SAFETY: AVX-512 present; x holds the task's images (checked); v holds the 36
-            // packed matrices of ceil(ntiles / 48) panels of cin x 48 floats, 64-byte aligned.
-            unsafe { senet_winograd_input(x.as_ptr(), cin, h, w, nimg, v.as_mut_ptr()) };
-            for xi in 0..XI {
-                sgemm::sgemm_packed(
-                    cout,
-                    ntiles,
-                    cin,
-                    &u[xi * cin..],
-                    XI * cin,
-                    &v[xi * panels..(xi + 1) * panels],
-                    &mut m[xi * cout * ldm..(xi + 1) * cout * ldm],
-                    ldm,
-                );
-            }
-            let act = i32::from(act == Activation::Relu);
-            let bias = bias.map_or(std::ptr::null(), |b| b[..cout].as_ptr());
-            // SAFETY: m holds 36 x cout x ldm floats (64-byte aligned, ldm a multiple of 16);
-            // y the task's output images (checked); bias, when given, cout floats.
-            unsafe {
-                senet_winograd_output(m.as_ptr(), ldm, cout, h, w, nimg, bias, act, y.as_mut_ptr())
-            };
-        })
-    });
+    let mut bufs = [&V, &M, &S].map(|b| b.with(|b| b.take()));
+    let [v, m, s] = &mut bufs;
+    let v = sgemm::aligned(v, XI * panels);
+    let m = sgemm::aligned(m, XI * cout * ldm);
+    let s = sgemm::aligned(s, XI * ldm);
+    // SAFETY: AVX-512 present; x holds the task's images (checked); v holds the 36 packed
+    // matrices of ceil(ntiles / 48) panels of cin x 48 floats, s the 36 x ldm staging floats,
+    // both 64-byte aligned.
+    unsafe { senet_winograd_input(x.as_ptr(), cin, h, w, nimg, v.as_mut_ptr(), s.as_mut_ptr()) };
+    for xi in 0..XI {
+        sgemm::sgemm_packed(
+            cout,
+            ntiles,
+            cin,
+            &u[xi * cin..],
+            XI * cin,
+            &v[xi * panels..(xi + 1) * panels],
+            &mut m[xi * cout * ldm..(xi + 1) * cout * ldm],
+            ldm,
+        );
+    }
+    let act = i32::from(act == Activation::Relu);
+    let bias = bias.map_or(std::ptr::null(), |b| b[..cout].as_ptr());
+    let (m, y) = (m.as_ptr(), y.as_mut_ptr());
+    // SAFETY: m holds 36 x cout x ldm floats and s 36 x ldm (64-byte aligned, ldm a multiple
+    // of 16); y the task's output images (checked); bias, when given, cout floats.
+    unsafe { senet_winograd_output(m, ldm, cout, h, w, nimg, bias, act, y, s.as_mut_ptr()) };
+    for (buf, b) in [&V, &M, &S].into_iter().zip(bufs) {
+        buf.with(|cell| *cell.borrow_mut() = b);
+    }
 }
 
 #[cfg(test)]
@@ -262,7 +264,20 @@ mod tests {
                 len: cout,
                 f: &f,
             };
-            pool.install(|| conv2d(&x, &wt, Some(&bias), &g, act, &mut y, Some(post), threads));
+            let mut u = Vec::new();
+            pool.install(|| {
+                conv2d(
+                    &mut u,
+                    &x,
+                    &wt,
+                    Some(&bias),
+                    &g,
+                    act,
+                    &mut y,
+                    Some(post),
+                    threads,
+                )
+            });
             for (img, ((i1, y1), s1)) in x
                 .chunks_exact(xs.image_len())
                 .zip(y.chunks_exact(ys.image_len()))
