@@ -123,17 +123,17 @@ TARGET static inline void patch_row(const float *row, long c0, long w, long lane
  * along image rows (16 tiles of one tile row side by side, whatever the image width), and along
  * the tile index (16 consecutive tiles, whatever the image width). */
 
-TARGET void senet_winograd_input(const float *x, size_t cin, size_t h, size_t w, size_t nimg,
-                                 float *v, float *s) {
+TARGET void senet_winograd_input(const float *x, size_t cin, size_t c0, size_t c1, size_t h,
+                                 size_t w, size_t nimg, float *v, float *s) {
     const size_t th = (h + 3) / 4, tw = (w + 3) / 4, per_img = th * tw, ntiles = nimg * per_img;
     const size_t np = (ntiles + NR - 1) / NR, plane = h * w, ldh = (ntiles + 15) / 16 * 16;
-    for (size_t ci = 0; ci < cin; ci++) {
+    for (size_t ci = c0; ci < c1; ci++) {
         /* 1. s[(6j + r)*ldh + t] = (d B)[r][j] of tile t: each patch row times B. */
         for (size_t img = 0; img < nimg; img++) {
             const float *chan = x + (img * cin + ci) * plane;
             /* Channels are read image by image, so the hardware prefetcher sees jumps: fetch
              * this image's next channel, read on the next pass, meanwhile. */
-            if (ci + 1 < cin)
+            if (ci + 1 < c1)
                 for (size_t off = 0; off < plane * sizeof(float); off += 64)
                     _mm_prefetch((const char *)(chan + plane) + off, _MM_HINT_T1);
             for (size_t ty = 0; ty < th; ty++)
@@ -184,11 +184,12 @@ TARGET static inline void interleave4(__m512 a, __m512 b, __m512 c, __m512 d, __
     r[3] = _mm512_shuffle_f32x4(v2, v3, 0xDD);
 }
 
-TARGET void senet_winograd_output(const float *m, size_t ldm, size_t cout, size_t h, size_t w,
-                                  size_t nimg, const float *bias, int act, float *y, float *s) {
+TARGET void senet_winograd_output(const float *m, size_t ldm, size_t cout, size_t c0, size_t c1,
+                                  size_t h, size_t w, size_t nimg, const float *bias, int act,
+                                  float *y, float *s) {
     const size_t th = (h + 3) / 4, tw = (w + 3) / 4, per_img = th * tw, ntiles = nimg * per_img;
     const size_t plane = h * w, xi_stride = cout * ldm, ldh = (ntiles + 15) / 16 * 16;
-    for (size_t co = 0; co < cout; co++) {
+    for (size_t co = c0; co < c1; co++) {
         /* 1. s[(6i + c)*ldh + t] = (A^T M)[i][c] of tile t, 16 tiles at a time. */
         for (size_t t0 = 0; t0 < ntiles; t0 += 16) {
             const float *src = m + co * ldm + t0;

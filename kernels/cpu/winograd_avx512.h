@@ -26,18 +26,21 @@
  * co < rows, ci < cin. */
 void senet_winograd_weights(const float *w, size_t rows, size_t cin, float *u);
 
-/* V of the ntiles = nimg*th*tw tiles of nimg images x[img*cin*h*w ..] (cin, h, w), packed as the
- * B panels of senet_sgemm_avx512_packed, one GEMM per xi: with np = ceil(ntiles / 48), V[xi][ci][t]
- * at v[((xi*np + t/48)*cin + ci)*48 + t%48] (lanes past ntiles, up to a multiple of 16, hold
- * finite values of no meaning). v and scratch (SENET_WINO_SCRATCH(ntiles) floats): 64-byte
- * aligned. */
-void senet_winograd_input(const float *x, size_t cin, size_t h, size_t w, size_t nimg, float *v,
-                          float *scratch);
+/* V of the ntiles = nimg*th*tw tiles of nimg images x[img*cin*h*w ..] (cin, h, w), for the
+ * input channels c0 <= ci < c1, packed as the B panels of senet_sgemm_avx512_packed, one GEMM per
+ * xi: with np = ceil(ntiles / 48), V[xi][ci][t] at v[((xi*np + t/48)*cin + ci)*48 + t%48] (lanes
+ * past ntiles, up to a multiple of 16, hold finite values of no meaning). Calls for disjoint
+ * channel ranges write disjoint parts of v. v and scratch (SENET_WINO_SCRATCH(ntiles) floats,
+ * one per concurrent call): 64-byte aligned. */
+void senet_winograd_input(const float *x, size_t cin, size_t c0, size_t c1, size_t h, size_t w,
+                          size_t nimg, float *v, float *scratch);
 
 /* y[img*cout*h*w + co*h*w + oy*w + ox] = act(bias[co] + (A^T M A)[oy%4][ox%4]) for every output
- * pixel of the nimg images, M[xi][co][t] at m[(xi*cout + co)*ldm + t] (ldm: a multiple of 16, at
- * least ntiles; m and scratch (SENET_WINO_SCRATCH(ntiles) floats) 64-byte aligned). bias may be
+ * pixel of the nimg images and the output channels c0 <= co < c1, M[xi][co][t] at
+ * m[(xi*cout + co)*ldm + t] (ldm: a multiple of 16, at least ntiles; m and scratch
+ * (SENET_WINO_SCRATCH(ntiles) floats, one per concurrent call) 64-byte aligned). bias may be
  * NULL; act is SENET_ACT_NONE or SENET_ACT_RELU. */
-void senet_winograd_output(const float *m, size_t ldm, size_t cout, size_t h, size_t w,
-                           size_t nimg, const float *bias, int act, float *y, float *scratch);
+void senet_winograd_output(const float *m, size_t ldm, size_t cout, size_t c0, size_t c1,
+                           size_t h, size_t w, size_t nimg, const float *bias, int act, float *y,
+                           float *scratch);
 #endif

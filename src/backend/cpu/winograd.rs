@@ -18,11 +18,14 @@ use super::sgemm::{self, Line};
 use crate::backend::Activation;
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::ops::Range;
 
 /// Transformed positions of a 6x6 tile.
 const XI: usize = 36;
 /// Tiles (GEMM columns) a task aims for: 4 panels of 48.
 const TARGET_TILES: usize = 192;
+/// Fewest tiles of a single image computed on several threads (28x28 and larger).
+const SINGLE_MIN_TILES: usize = 48;
 /// Bytes of a task's transformed input and output: those of both threads stay in the L3 cache.
 const TASK_BYTES: usize = 6 << 20;
 
@@ -37,9 +40,12 @@ thread_local! {
 
 extern "C" {
     fn senet_winograd_weights(w: *const f32, rows: usize, cin: usize, u: *mut f32);
+    #[allow(clippy::too_many_arguments)]
     fn senet_winograd_input(
         x: *const f32,
         cin: usize,
+        c0: usize,
+        c1: usize,
         h: usize,
         w: usize,
         nimg: usize,
@@ -51,6 +57,8 @@ extern "C" {
         m: *const f32,
         ldm: usize,
         cout: usize,
+        c0: usize,
+        c1: usize,
         h: usize,
         w: usize,
         nimg: usize,
@@ -63,8 +71,8 @@ extern "C" {
 
 /// Whether this path computes the convolution: AVX-512 present, a 3x3 kernel with stride 1,
 /// padding 1 and no groups, at least 16 input and output channels, epilogue None or ReLU, and
-/// work for every thread (one image per task: a single image on several threads keeps the
-/// direct path, which splits the image).
+/// a batch of several images, or one image of at least [`SINGLE_MIN_TILES`] tiles (smaller
+/// ones are too few columns for the products, the direct conv splits them better).
 pub(super) fn supports(act: Activation, g: &ConvGeometry, threads: usize) -> bool {
     sgemm::available()
         && g.kh == 3
@@ -75,7 +83,7 @@ pub(super) fn supports(act: Activation, g: &ConvGeometry, threads: usize) -> boo
         && g.xs.c >= 16
         && g.ys.c >= 16
         && act != Activation::Sigmoid
-        && (g.xs.n >= 2 || threads == 1)
+        && (g.xs.n >= 2 || threads == 1 || tiles(g.xs.h, g.xs.w) >= SINGLE_MIN_TILES)
 }
 
 /// Tiles of one image.
@@ -120,6 +128,13 @@ pub(super) fn conv2d(
             }
         });
     let u = &u[..];
+    if n == 1 && threads > 1 {
+        single_image(u, x, y, g, bias, act, threads);
+        if let Some(post) = post {
+            (post.f)(&y[..yi], &mut post.out[..post.len]);
+        }
+        return;
+    }
     let run = |xc: &[f32], yc: &mut [f32]| task(u, xc, yc, yc.len() / yi, g, bias, act);
     let tasks = y[..n * yi]
         .par_chunks_mut(per_task * yi)
@@ -140,6 +155,139 @@ pub(super) fn conv2d(
     }
 }
 
+/// Sizes of the products of `nimg` images: tiles, packed B floats per xi, M row stride.
+#[derive(Clone, Copy)]
+struct Plan {
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    nimg: usize,
+    ntiles: usize,
+    panels: usize,
+    ldm: usize,
+}
+
+impl Plan {
+    fn new(g: &ConvGeometry, nimg: usize) -> Plan {
+        let (cin, cout, h, w) = (g.xs.c, g.ys.c, g.xs.h, g.xs.w);
+        let ntiles = nimg * tiles(h, w);
+        assert!(
+            nimg * cin * h * w < i32::MAX as usize,
+            "tile offsets exceed 32 bits"
+        );
+        Plan {
+            cin,
+            cout,
+            h,
+            w,
+            nimg,
+            ntiles,
+            panels: sgemm::packed_len(cin, ntiles),
+            ldm: ntiles.next_multiple_of(16),
+        }
+    }
+
+    /// Floats of V (36 packed matrices) and of M (36 x Cout x ldm).
+    fn v_len(&self) -> usize {
+        XI * self.panels
+    }
+
+    fn m_len(&self) -> usize {
+        XI * self.cout * self.ldm
+    }
+
+    /// V of input channels `c` of `x` (the plan's images) into `v`, with this thread's staging.
+    ///
+    /// # Safety
+    /// `v` holds [`Self::v_len`] floats, 64-byte aligned; no one else accesses its rows of the
+    /// channels `c` meanwhile.
+    unsafe fn input(&self, x: &[f32], c: Range<usize>, v: *mut f32) {
+        assert!(x.len() >= self.nimg * self.cin * self.h * self.w && c.end <= self.cin);
+        with_staging(XI * self.ldm, |s| {
+            // SAFETY: AVX-512 present (`supports`); x holds the images (checked), v is the
+            // caller's promise, s holds the staging floats, 64-byte aligned.
+            unsafe {
+                senet_winograd_input(
+                    x.as_ptr(),
+                    self.cin,
+                    c.start,
+                    c.end,
+                    self.h,
+                    self.w,
+                    self.nimg,
+                    v,
+                    s.as_mut_ptr(),
+                )
+            }
+        })
+    }
+
+    /// The products M[xi] = U[xi] V[xi] for the xi of `m` (consecutive M[xi] from `xi0`).
+    fn products(&self, u: &[f32], v: &[f32], xi0: usize, m: &mut [f32]) {
+        let mlen = self.cout * self.ldm;
+        for (xi, mx) in (xi0..).zip(m.chunks_exact_mut(mlen)) {
+            sgemm::sgemm_packed(
+                self.cout,
+                self.ntiles,
+                self.cin,
+                &u[xi * self.cin..],
+                XI * self.cin,
+                &v[xi * self.panels..(xi + 1) * self.panels],
+                mx,
+                self.ldm,
+            );
+        }
+    }
+
+    /// Output channels `c` of the images from M, with this thread's staging.
+    ///
+    /// # Safety
+    /// `y` holds the plan's output images (nimg x Cout x H x W floats); no one else accesses
+    /// the planes of the channels `c` meanwhile.
+    unsafe fn output(
+        &self,
+        m: &[f32],
+        c: Range<usize>,
+        bias: Option<&[f32]>,
+        act: Activation,
+        y: *mut f32,
+    ) {
+        assert!(m.len() >= self.m_len() && c.end <= self.cout);
+        assert_eq!(m.as_ptr().align_offset(64), 0);
+        let act = i32::from(act == Activation::Relu);
+        let bias = bias.map_or(std::ptr::null(), |b| b[..self.cout].as_ptr());
+        with_staging(XI * self.ldm, |s| {
+            // SAFETY: m holds 36 x cout x ldm floats, aligned (checked), s the staging floats;
+            // bias, when given, cout floats; y is the caller's promise.
+            unsafe {
+                senet_winograd_output(
+                    m.as_ptr(),
+                    self.ldm,
+                    self.cout,
+                    c.start,
+                    c.end,
+                    self.h,
+                    self.w,
+                    self.nimg,
+                    bias,
+                    act,
+                    y,
+                    s.as_mut_ptr(),
+                )
+            }
+        })
+    }
+}
+
+/// `f` on this thread's staging area of `len` floats (64-byte aligned).
+fn with_staging<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buf = S.with(|b| b.take());
+    let r = f(sgemm::aligned(&mut buf, len));
+    S.with(|b| *b.borrow_mut() = buf);
+    r
+}
+
 /// The `nimg` images of one task, on the calling thread.
 fn task(
     u: &[f32],
@@ -150,45 +298,70 @@ fn task(
     bias: Option<&[f32]>,
     act: Activation,
 ) {
-    let (cin, cout, h, w) = (g.xs.c, g.ys.c, g.xs.h, g.xs.w);
-    let ntiles = nimg * tiles(h, w);
-    let panels = sgemm::packed_len(cin, ntiles);
-    let ldm = ntiles.next_multiple_of(16);
-    assert!(x.len() >= nimg * cin * h * w && y.len() >= nimg * cout * h * w);
-    assert!(
-        nimg * cin * h * w < i32::MAX as usize,
-        "tile offsets exceed 32 bits"
-    );
-    let mut bufs = [&V, &M, &S].map(|b| b.with(|b| b.take()));
-    let [v, m, s] = &mut bufs;
-    let v = sgemm::aligned(v, XI * panels);
-    let m = sgemm::aligned(m, XI * cout * ldm);
-    let s = sgemm::aligned(s, XI * ldm);
-    // SAFETY: AVX-512 present; x holds the task's images (checked); v holds the 36 packed
-    // matrices of ceil(ntiles / 48) panels of cin x 48 floats, s the 36 x ldm staging floats,
-    // both 64-byte aligned.
-    unsafe { senet_winograd_input(x.as_ptr(), cin, h, w, nimg, v.as_mut_ptr(), s.as_mut_ptr()) };
-    for xi in 0..XI {
-        sgemm::sgemm_packed(
-            cout,
-            ntiles,
-            cin,
-            &u[xi * cin..],
-            XI * cin,
-            &v[xi * panels..(xi + 1) * panels],
-            &mut m[xi * cout * ldm..(xi + 1) * cout * ldm],
-            ldm,
-        );
-    }
-    let act = i32::from(act == Activation::Relu);
-    let bias = bias.map_or(std::ptr::null(), |b| b[..cout].as_ptr());
-    let (m, y) = (m.as_ptr(), y.as_mut_ptr());
-    // SAFETY: m holds 36 x cout x ldm floats and s 36 x ldm (64-byte aligned, ldm a multiple
-    // of 16); y the task's output images (checked); bias, when given, cout floats.
-    unsafe { senet_winograd_output(m, ldm, cout, h, w, nimg, bias, act, y, s.as_mut_ptr()) };
-    for (buf, b) in [&V, &M, &S].into_iter().zip(bufs) {
-        buf.with(|cell| *cell.borrow_mut() = b);
-    }
+    let plan = Plan::new(g, nimg);
+    assert!(y.len() >= nimg * plan.cout * plan.h * plan.w);
+    let (mut vbuf, mut mbuf) = (V.with(|b| b.take()), M.with(|b| b.take()));
+    let v = sgemm::aligned(&mut vbuf, plan.v_len());
+    let m = sgemm::aligned(&mut mbuf, plan.m_len());
+    // SAFETY: v and m are this call's own buffers of the plan's sizes (aligned); y holds the
+    // task's output images (checked).
+    unsafe { plan.input(x, 0..plan.cin, v.as_mut_ptr()) };
+    plan.products(u, v, 0, m);
+    unsafe { plan.output(m, 0..plan.cout, bias, act, y.as_mut_ptr()) };
+    V.with(|b| *b.borrow_mut() = vbuf);
+    M.with(|b| *b.borrow_mut() = mbuf);
+}
+
+/// A raw pointer shared by parallel tasks that write disjoint parts of its buffer.
+#[derive(Clone, Copy)]
+struct Disjoint(*mut f32);
+// SAFETY: only used for buffers whose parts written by different tasks are disjoint (below).
+unsafe impl Send for Disjoint {}
+unsafe impl Sync for Disjoint {}
+
+/// One image on `threads` threads, in three parallel phases: V by blocks of input channels,
+/// the 36 products by blocks of xi, the output by blocks of output channels.
+#[allow(clippy::too_many_arguments)]
+fn single_image(
+    u: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+    g: &ConvGeometry,
+    bias: Option<&[f32]>,
+    act: Activation,
+    threads: usize,
+) {
+    let plan = Plan::new(g, 1);
+    assert!(y.len() >= plan.cout * plan.h * plan.w);
+    let (mut vbuf, mut mbuf) = (V.with(|b| b.take()), M.with(|b| b.take()));
+    let v = sgemm::aligned(&mut vbuf, plan.v_len());
+    let m = sgemm::aligned(&mut mbuf, plan.m_len());
+    let blocks = |n: usize| {
+        let step = n.div_ceil(2 * threads);
+        (0..n.div_ceil(step)).map(move |i| i * step..((i + 1) * step).min(n))
+    };
+    let vp = Disjoint(v.as_mut_ptr());
+    let cin_blocks: Vec<_> = blocks(plan.cin).collect();
+    cin_blocks.into_par_iter().for_each(|c| {
+        let vp = vp;
+        // SAFETY: v has the plan's size; each block writes only the rows of its channels.
+        unsafe { plan.input(x, c, vp.0) }
+    });
+    let v = &*v;
+    let xi_step = XI.div_ceil(2 * threads);
+    m.par_chunks_mut(xi_step * plan.cout * plan.ldm)
+        .enumerate()
+        .for_each(|(i, mc)| plan.products(u, v, i * xi_step, mc));
+    let m = &*m;
+    let yp = Disjoint(y.as_mut_ptr());
+    let cout_blocks: Vec<_> = blocks(plan.cout).collect();
+    cout_blocks.into_par_iter().for_each(|c| {
+        let yp = yp;
+        // SAFETY: y holds the image (checked); each block writes only its channels' planes.
+        unsafe { plan.output(m, c, bias, act, yp.0) }
+    });
+    V.with(|b| *b.borrow_mut() = vbuf);
+    M.with(|b| *b.borrow_mut() = mbuf);
 }
 
 #[cfg(test)]
@@ -220,13 +393,16 @@ mod tests {
             .num_threads(2)
             .build()
             .unwrap();
-        for &(n, cin, cout, h, w, relu) in &[
-            (2, 16, 16, 4, 4, false),
-            (3, 17, 33, 7, 9, true),
-            (5, 40, 24, 14, 14, false),
-            (2, 64, 70, 13, 5, true),
-            (1, 20, 16, 30, 31, false),
-            (2, 16, 16, 6, 70, true),
+        // (images, Cin, Cout, H, W, ReLU, threads): partial tiles, several images per task, a
+        // tile row wider than 16 tiles, one image on one thread and on two (three phases).
+        for &(n, cin, cout, h, w, relu, threads) in &[
+            (2, 16, 16, 4, 4, false, 2),
+            (3, 17, 33, 7, 9, true, 2),
+            (5, 40, 24, 14, 14, false, 2),
+            (2, 64, 70, 13, 5, true, 2),
+            (1, 20, 16, 30, 31, false, 1),
+            (2, 16, 16, 6, 70, true, 2),
+            (1, 21, 35, 28, 30, true, 2),
         ] {
             let xs = Shape4::new(n, cin, h, w);
             let ys = Shape4::new(n, cout, h, w);
@@ -250,7 +426,6 @@ mod tests {
             } else {
                 Activation::None
             };
-            let threads = if n == 1 { 1 } else { 2 };
             assert!(supports(act, &g, threads));
             let mut y = vec![f32::NAN; ys.numel()];
             let mut sums = vec![0.0f32; n * cout];
