@@ -319,6 +319,13 @@ struct Disjoint(*mut f32);
 unsafe impl Send for Disjoint {}
 unsafe impl Sync for Disjoint {}
 
+impl Disjoint {
+    /// The pointer (a method, so that closures capture the whole `Disjoint`).
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// One image on `threads` threads, in three parallel phases: V by blocks of input channels,
 /// the 36 products by blocks of xi, the output by blocks of output channels.
 #[allow(clippy::too_many_arguments)]
@@ -343,9 +350,8 @@ fn single_image(
     let vp = Disjoint(v.as_mut_ptr());
     let cin_blocks: Vec<_> = blocks(plan.cin).collect();
     cin_blocks.into_par_iter().for_each(|c| {
-        let vp = vp;
         // SAFETY: v has the plan's size; each block writes only the rows of its channels.
-        unsafe { plan.input(x, c, vp.0) }
+        unsafe { plan.input(x, c, vp.ptr()) }
     });
     let v = &*v;
     let xi_step = XI.div_ceil(2 * threads);
@@ -356,9 +362,8 @@ fn single_image(
     let yp = Disjoint(y.as_mut_ptr());
     let cout_blocks: Vec<_> = blocks(plan.cout).collect();
     cout_blocks.into_par_iter().for_each(|c| {
-        let yp = yp;
         // SAFETY: y holds the image (checked); each block writes only its channels' planes.
-        unsafe { plan.output(m, c, bias, act, yp.0) }
+        unsafe { plan.output(m, c, bias, act, yp.ptr()) }
     });
     V.with(|b| *b.borrow_mut() = vbuf);
     M.with(|b| *b.borrow_mut() = mbuf);
