@@ -113,12 +113,11 @@ static int block_flags(size_t pc, size_t kcur, size_t k) {
     return (pc > 0 ? EP_LOAD : 0) | (pc + kcur >= k ? EP_LAST : 0);
 }
 
-TARGET void senet_sgemm_avx512(size_t m, size_t n, const float *a, size_t lda,
-                               const senet_bsrc *b, size_t j0, float *c, size_t ldc,
-                               const float *bias, int act, float *pack) {
-    const size_t k = b->c * b->kh * b->kw;
-    const int relu = act == SENET_ACT_RELU;
-    if (m == 0 || n == 0) return;
+/* The blocked product of both entry points: B gathered block by block from `b` into `pack`, or
+ * (b NULL) already packed in `panels` (panel stride k*NR). k = 0 (b only) still writes the bias. */
+TARGET static void product(size_t m, size_t n, size_t k, const float *a, size_t lda,
+                           const senet_bsrc *b, size_t j0, const float *panels, float *pack,
+                           float *c, size_t ldc, const float *bias, int relu) {
     const size_t kc = k_block(k);
     for (size_t pc = 0; pc < k || pc == 0; pc += kc) {
         const size_t kcur = k - pc < kc ? k - pc : kc;
@@ -127,8 +126,15 @@ TARGET void senet_sgemm_avx512(size_t m, size_t n, const float *a, size_t lda,
             const size_t mcur = m - ic < MC ? m - ic : MC;
             for (size_t jb = 0; jb < n; jb += NC) {
                 const size_t nb = n - jb < NC ? n - jb : NC;
-                senet_sgemm_pack_b(b, pc, kcur, j0 + jb, nb, pack);
-                block_product(mcur, nb, kcur, a + ic * lda + pc, lda, pack, kcur * NR,
+                const float *block = pack;
+                size_t pstride = kcur * NR;
+                if (b)
+                    senet_sgemm_pack_b(b, pc, kcur, j0 + jb, nb, pack);
+                else {
+                    block = panels + jb / NR * k * NR + pc * NR;
+                    pstride = k * NR;
+                }
+                block_product(mcur, nb, kcur, a + ic * lda + pc, lda, block, pstride,
                               c + ic * ldc + jb, ldc, flags, bias ? bias + ic : NULL, relu);
             }
         }
@@ -136,21 +142,16 @@ TARGET void senet_sgemm_avx512(size_t m, size_t n, const float *a, size_t lda,
     }
 }
 
+TARGET void senet_sgemm_avx512(size_t m, size_t n, const float *a, size_t lda,
+                               const senet_bsrc *b, size_t j0, float *c, size_t ldc,
+                               const float *bias, int act, float *pack) {
+    if (m == 0 || n == 0) return;
+    product(m, n, b->c * b->kh * b->kw, a, lda, b, j0, NULL, pack, c, ldc, bias,
+            act == SENET_ACT_RELU);
+}
+
 TARGET void senet_sgemm_avx512_packed(size_t m, size_t n, size_t k, const float *a, size_t lda,
                                       const float *panels, float *c, size_t ldc) {
     if (m == 0 || n == 0 || k == 0) return;
-    const size_t kc = k_block(k);
-    for (size_t pc = 0; pc < k; pc += kc) {
-        const size_t kcur = k - pc < kc ? k - pc : kc;
-        const int flags = block_flags(pc, kcur, k);
-        for (size_t ic = 0; ic < m; ic += MC) {
-            const size_t mcur = m - ic < MC ? m - ic : MC;
-            for (size_t jb = 0; jb < n; jb += NC) {
-                const size_t nb = n - jb < NC ? n - jb : NC;
-                block_product(mcur, nb, kcur, a + ic * lda + pc, lda,
-                              panels + jb / NR * k * NR + pc * NR, k * NR, c + ic * ldc + jb, ldc,
-                              flags, NULL, 0);
-            }
-        }
-    }
+    product(m, n, k, a, lda, NULL, 0, panels, NULL, c, ldc, NULL, 0);
 }

@@ -30,6 +30,47 @@ pub(super) struct PerImage<'a> {
     pub f: &'a (dyn Fn(&[f32], &mut [f32]) + Sync),
 }
 
+impl PerImage<'_> {
+    /// `f` on the first image `y1` (a batch of one).
+    pub fn apply_one(self, y1: &[f32]) {
+        (self.f)(y1, &mut self.out[..self.len]);
+    }
+}
+
+/// `run(x_task, y_task)` on tasks of `per_task` consecutive images (the last one may hold fewer)
+/// across the current rayon pool, then `post` on each image of a task by the thread that
+/// computed it. x and y hold `n` images of `xi` and `yi` floats.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn image_tasks(
+    x: &[f32],
+    xi: usize,
+    y: &mut [f32],
+    yi: usize,
+    n: usize,
+    per_task: usize,
+    post: Option<PerImage>,
+    run: impl Fn(&[f32], &mut [f32]) + Sync,
+) {
+    use rayon::prelude::*;
+    let tasks = y[..n * yi]
+        .par_chunks_mut(per_task * yi)
+        .zip(x[..n * xi].par_chunks(per_task * xi));
+    match post {
+        None => tasks.for_each(|(yc, xc)| run(xc, yc)),
+        Some(post) => {
+            let (out, len, f) = (&mut post.out[..n * post.len], post.len, post.f);
+            tasks
+                .zip(out.par_chunks_mut(per_task * len))
+                .for_each(|((yc, xc), oc)| {
+                    run(xc, yc);
+                    for (y1, o1) in yc.chunks_exact(yi).zip(oc.chunks_exact_mut(len)) {
+                        f(y1, o1);
+                    }
+                })
+        }
+    }
+}
+
 /// `y1 = act(conv(x1, w) + bias)` for one image (x1: (Cin, H, W), y1: (Cout, OH, OW)).
 pub(super) fn conv2d_image(
     x1: &[f32],

@@ -9,7 +9,7 @@
 //!   larger images run one GEMM per image straight into the output.
 //! - batch 1: the GEMM of the image is split across threads by column panels (large images) or
 //!   by blocks of 8 output channels (small ones).
-use super::conv::{ConvGeometry, PerImage};
+use super::conv::{self, ConvGeometry, PerImage};
 use super::kernels;
 use super::sgemm::{self, BSrc, Out, NR};
 use crate::backend::{Activation, Conv2dParams, Shape4};
@@ -119,7 +119,7 @@ pub(super) fn conv2d(
     if n == 1 && threads > 1 {
         single_image(x, w, bias, g, act, &mut y[..yi], threads);
         if let Some(post) = post {
-            (post.f)(&y[..yi], &mut post.out[..post.len]);
+            post.apply_one(&y[..yi]);
         }
         return;
     }
@@ -128,23 +128,9 @@ pub(super) fn conv2d(
     } else {
         TARGET_COLS.div_ceil(plane).min(n.div_ceil(threads)).max(1)
     };
-    let tasks = y[..n * yi]
-        .par_chunks_mut(per_task * yi)
-        .zip(x[..n * xi].par_chunks(per_task * xi));
-    match post {
-        None => tasks.for_each(|(yc, xc)| images(xc, w, bias, g, act, yc, yc.len() / yi)),
-        Some(post) => {
-            let (out, len, f) = (&mut post.out[..n * post.len], post.len, post.f);
-            tasks
-                .zip(out.par_chunks_mut(per_task * len))
-                .for_each(|((yc, xc), oc)| {
-                    images(xc, w, bias, g, act, yc, yc.len() / yi);
-                    for (y1, o1) in yc.chunks_exact(yi).zip(oc.chunks_exact_mut(len)) {
-                        f(y1, o1);
-                    }
-                })
-        }
-    }
+    conv::image_tasks(x, xi, y, yi, n, per_task, post, |xc, yc| {
+        images(xc, w, bias, g, act, yc, yc.len() / yi)
+    });
 }
 
 /// The images of one task, on the calling thread.

@@ -28,6 +28,20 @@ mod train_kernels;
 #[cfg(target_arch = "x86_64")]
 mod winograd;
 
+/// Deterministic test values in [-1, 1) (xorshift of `seed`).
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
 use super::{same_pool_geometry, Activation, Backend, Conv2dParams, Shape4};
 use crate::{Error, Result};
 use rayon::prelude::*;

@@ -322,20 +322,7 @@ pub fn sgemm_packed(
 mod tests {
     use super::*;
 
-    /// Deterministic values in [-1, 1).
-    fn fill(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::backend::cpu::test_values as fill;
 
     fn check(m: usize, n: usize, k: usize, bias: bool, act: Activation) {
         let (lda, ldb, ldc) = (k + 3, n + 5, n + 2);

@@ -13,7 +13,7 @@
 //! then tasks of consecutive images run on the rayon pool, each transforming its input tiles,
 //! running the 36 GEMMs and transforming back into its output images (with bias and ReLU), all in
 //! per-thread buffers that stay in the caches.
-use super::conv::{ConvGeometry, PerImage};
+use super::conv::{self, ConvGeometry, PerImage};
 use super::sgemm::{self, Line};
 use crate::backend::Activation;
 use rayon::prelude::*;
@@ -131,28 +131,13 @@ pub(super) fn conv2d(
     if n == 1 && threads > 1 {
         single_image(u, x, y, g, bias, act, threads);
         if let Some(post) = post {
-            (post.f)(&y[..yi], &mut post.out[..post.len]);
+            post.apply_one(&y[..yi]);
         }
         return;
     }
-    let run = |xc: &[f32], yc: &mut [f32]| task(u, xc, yc, yc.len() / yi, g, bias, act);
-    let tasks = y[..n * yi]
-        .par_chunks_mut(per_task * yi)
-        .zip(x[..n * xi].par_chunks(per_task * xi));
-    match post {
-        None => tasks.for_each(|(yc, xc)| run(xc, yc)),
-        Some(post) => {
-            let (out, len, f) = (&mut post.out[..n * post.len], post.len, post.f);
-            tasks
-                .zip(out.par_chunks_mut(per_task * len))
-                .for_each(|((yc, xc), oc)| {
-                    run(xc, yc);
-                    for (y1, o1) in yc.chunks_exact(yi).zip(oc.chunks_exact_mut(len)) {
-                        f(y1, o1);
-                    }
-                })
-        }
-    }
+    conv::image_tasks(x, xi, y, yi, n, per_task, post, |xc, yc| {
+        task(u, xc, yc, yc.len() / yi, g, bias, act)
+    });
 }
 
 /// Sizes of the products of `nimg` images: tiles, packed B floats per xi, M row stride.
@@ -374,18 +359,7 @@ mod tests {
     use super::*;
     use crate::backend::{Conv2dParams, Shape4};
 
-    /// Deterministic values in [-1, 1).
-    fn fill(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::backend::cpu::test_values as fill;
 
     /// Against the direct sum in f64 for odd sizes (partial tiles), several images per task,
     /// channel counts that are not multiples of 16, bias and ReLU, and the fused per-image post.
