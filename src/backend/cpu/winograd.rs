@@ -24,6 +24,9 @@ use std::ops::Range;
 const XI: usize = 36;
 /// Tiles (GEMM columns) a task aims for: 4 panels of 48.
 const TARGET_TILES: usize = 192;
+/// Most bytes of one image's transformed input and output (V and M): 1024x1024 inputs of
+/// seresnet50 go past it in layer1 and take the direct conv there.
+const IMAGE_BYTES: usize = 64 << 20;
 /// Fewest tiles of a single image computed on several threads (28x28 and larger).
 const SINGLE_MIN_TILES: usize = 48;
 /// Bytes of a task's transformed input and output: those of both threads stay in the L3 cache.
@@ -72,7 +75,8 @@ extern "C" {
 /// Whether this path computes the convolution: AVX-512 present, a 3x3 kernel with stride 1,
 /// padding 1 and no groups, at least 16 input and output channels, epilogue None or ReLU, and
 /// a batch of several images, or one image of at least [`SINGLE_MIN_TILES`] tiles (smaller
-/// ones are too few columns for the products, the direct conv splits them better).
+/// ones are too few columns for the products, the direct conv splits them better), and an
+/// image whose transformed input and output fit in [`IMAGE_BYTES`] (tasks hold whole images).
 pub(super) fn supports(act: Activation, g: &ConvGeometry, threads: usize) -> bool {
     sgemm::available()
         && g.kh == 3
@@ -84,6 +88,7 @@ pub(super) fn supports(act: Activation, g: &ConvGeometry, threads: usize) -> boo
         && g.ys.c >= 16
         && act != Activation::Sigmoid
         && (g.xs.n >= 2 || threads == 1 || tiles(g.xs.h, g.xs.w) >= SINGLE_MIN_TILES)
+        && XI * 4 * (g.xs.c + g.ys.c) * tiles(g.xs.h, g.xs.w) <= IMAGE_BYTES
 }
 
 /// Tiles of one image.
@@ -157,10 +162,6 @@ impl Plan {
     fn new(g: &ConvGeometry, nimg: usize) -> Plan {
         let (cin, cout, h, w) = (g.xs.c, g.ys.c, g.xs.h, g.xs.w);
         let ntiles = nimg * tiles(h, w);
-        assert!(
-            nimg * cin * h * w < i32::MAX as usize,
-            "tile offsets exceed 32 bits"
-        );
         Plan {
             cin,
             cout,
@@ -360,6 +361,44 @@ mod tests {
     use crate::backend::{Conv2dParams, Shape4};
 
     use crate::backend::cpu::test_values as fill;
+
+    fn geometry(n: usize, cin: usize, cout: usize, h: usize, w: usize, k: usize) -> ConvGeometry {
+        let p = Conv2dParams {
+            stride: 1,
+            padding: k / 2,
+            groups: 1,
+        };
+        ConvGeometry {
+            xs: Shape4::new(n, cin, h, w),
+            ys: Shape4::new(n, cout, h, w),
+            kh: k,
+            kw: k,
+            p,
+        }
+    }
+
+    /// Which convs take this path: 3x3 stride 1 only, and only sizes whose buffers stay bounded.
+    #[test]
+    fn chooses_its_convolutions() {
+        if !sgemm::available() {
+            return;
+        }
+        let relu = Activation::Relu;
+        assert!(supports(relu, &geometry(32, 64, 64, 56, 56, 3), 2));
+        assert!(supports(relu, &geometry(1, 128, 128, 28, 28, 3), 2));
+        // One 14x14 image on two threads: 16 tiles, the direct conv splits it better.
+        assert!(!supports(relu, &geometry(1, 256, 256, 14, 14, 3), 2));
+        assert!(supports(relu, &geometry(1, 256, 256, 14, 14, 3), 1));
+        // 1x1 convs, too few channels, the SE sigmoid, huge images.
+        assert!(!supports(relu, &geometry(32, 64, 64, 56, 56, 1), 2));
+        assert!(!supports(relu, &geometry(32, 3, 64, 56, 56, 3), 2));
+        assert!(!supports(
+            Activation::Sigmoid,
+            &geometry(32, 64, 64, 56, 56, 3),
+            2
+        ));
+        assert!(!supports(relu, &geometry(2, 64, 64, 256, 256, 3), 2));
+    }
 
     /// Against the direct sum in f64 for odd sizes (partial tiles), several images per task,
     /// channel counts that are not multiples of 16, bias and ReLU, and the fused per-image post.
