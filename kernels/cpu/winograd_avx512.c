@@ -4,10 +4,9 @@
  *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
  *   G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
  *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
- * Each 2-D transform is the 1-D one on columns, then on rows. All three work on 16 lanes at once:
- * 16 input channels (weights) or 16 consecutive tiles (input, output). */
+ * Each 2-D transform is two 1-D passes. All three work on 16 lanes at once: 16 input channels
+ * (weights), 16 tiles side by side on a tile row or 16 consecutive tiles (input, output). */
 #include <immintrin.h>
-#include <stdint.h>
 #include "senet_kernels.h"
 #include "sgemm_avx512.h"
 #include "winograd_avx512.h"

@@ -6,13 +6,16 @@
 //!
 //! Rounding: each output is the same sum as the direct conv's, evaluated through the transforms,
 //! so it differs from the direct conv by a few float32 ulps of the largest partial sums (the
-//! tests hold it to 2e-5 of the sum of |products|); the result is deterministic and independent
-//! of the thread count (tasks are whole images, each computed the same way).
+//! tests hold it to 2e-5 of the sum of |products|). Whenever this path is taken, an image's
+//! result does not depend on the batch it is in or on the thread count (each transform works per
+//! tile and channel, each product column sums in a fixed order); whether it is taken depends on
+//! both ([`supports`]).
 //!
-//! Work split: the weights are transformed once per call, in parallel over output channels;
-//! then tasks of consecutive images run on the rayon pool, each transforming its input tiles,
-//! running the 36 GEMMs and transforming back into its output images (with bias and ReLU), all in
-//! per-thread buffers that stay in the caches.
+//! Work split: the weights are transformed once per call, in parallel over output channels.
+//! Batches: tasks of consecutive images run on the rayon pool, each transforming its input
+//! tiles, running the 36 GEMMs and transforming back into its output images (with bias and
+//! ReLU), in per-thread buffers that stay in the caches. A single image on several threads:
+//! three parallel phases (input channels, blocks of xi, output channels).
 use super::conv::{self, ConvGeometry, PerImage};
 use super::sgemm::{self, Line};
 use crate::backend::Activation;
@@ -374,6 +377,51 @@ mod tests {
             kh: k,
             kw: k,
             p,
+        }
+    }
+
+    /// Each image of a batch gets exactly the values it gets alone, on one thread or on two.
+    #[test]
+    fn an_image_does_not_depend_on_its_batch() {
+        if !sgemm::available() {
+            return;
+        }
+        let (n, cin, cout, h, w) = (5, 24, 40, 28, 26);
+        let g = geometry(n, cin, cout, h, w, 3);
+        let x = fill(g.xs.numel(), 3);
+        let wt = fill(cout * cin * 9, 4);
+        let bias = fill(cout, 5);
+        let run = |g: &ConvGeometry, x: &[f32], threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            assert!(supports(Activation::Relu, g, threads));
+            let mut y = vec![0.0; g.ys.numel()];
+            let mut u = Vec::new();
+            pool.install(|| {
+                conv2d(
+                    &mut u,
+                    x,
+                    &wt,
+                    Some(&bias),
+                    g,
+                    Activation::Relu,
+                    &mut y,
+                    None,
+                    threads,
+                )
+            });
+            y
+        };
+        let batch = run(&g, &x, 2);
+        let one = geometry(1, cin, cout, h, w, 3);
+        for (x1, y1) in x
+            .chunks_exact(g.xs.image_len())
+            .zip(batch.chunks_exact(g.ys.image_len()))
+        {
+            assert_eq!(run(&one, x1, 1), y1);
+            assert_eq!(run(&one, x1, 2), y1);
         }
     }
 
