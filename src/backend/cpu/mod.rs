@@ -1,7 +1,9 @@
 //! The CPU backend: f32 NCHW, convolutions as im2col (or a direct 1x1) + GEMM from the `gemm`
 //! crate, memory-bound loops in the C kernels of `kernels/cpu/`, threads from a rayon pool.
 //! On x86_64 CPUs with AVX-512, convolutions run instead on the native GEMM of
-//! `kernels/cpu/sgemm_avx512.c` with the im2col fused into its packing ([`conv_avx512`]).
+//! `kernels/cpu/sgemm_avx512.c` with the im2col fused into its packing (`conv_avx512.rs`), and
+//! 3x3 stride-1 convs by Winograd F(4x4, 3x3) (`winograd.rs`) unless
+//! [`Backend::set_fast_conv`] turned it off.
 //!
 //! Parallel axis: a batch of several images is split across threads image by image (each
 //! GEMM then runs single-threaded on its image); a single image is split inside its GEMMs.
