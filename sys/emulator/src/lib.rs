@@ -23,6 +23,7 @@ pub mod control;
 pub mod hccl_api;
 mod hccl_wire;
 pub mod memory;
+pub mod memory_api;
 pub mod nnopbase_api;
 pub mod objects;
 pub mod ops;
@@ -34,6 +35,7 @@ pub mod view;
 
 pub use control::*;
 pub use hccl_api::*;
+pub use memory_api::*;
 pub use nnopbase_api::*;
 pub use ops::conv::*;
 pub use ops::copy::*;
