@@ -6,11 +6,13 @@
 //! temporary that is copied back (`aclnnInplaceCopy`), so no op ever sees the same memory as
 //! input and output.
 use super::buffer::{check, out_view, read_as, temp, view, Arg, AscendBuffer};
+use super::device::Ctx;
 use super::op::aclnn;
 use super::tensor::{DType, ScalarValue, TensorDesc};
 use super::AscendBackend;
 use crate::backend::Shape4;
 use crate::{Error, Result};
+use senet_cann_sys::aclTensor;
 
 /// Values per partial sum in [`AscendBackend::sum_squares_impl`].
 pub const SUM_SQUARES_CHUNK: usize = 4096;
@@ -129,32 +131,24 @@ impl AscendBackend {
         dy: &mut AscendBuffer,
         len: usize,
     ) -> Result<()> {
-        check("relu_backward y", y, len)?;
-        check("relu_backward dy", dy, len)?;
-        if len == 0 {
-            return Ok(());
-        }
-        let d = dy.dtype;
-        let mut ctx = self.dev.enter()?;
-        let ya = read_as(&mut ctx, y, &[len], d)?;
-        let dyt = view(&mut ctx, dy, &[len])?;
-        let tmp = temp(&mut ctx, &[len], d)?;
-        let zero = ctx.scalar(ScalarValue::F32(0.0))?;
-        aclnn!(
-            ctx,
-            aclnnThresholdBackward,
-            aclnnThresholdBackwardGetWorkspaceSize,
-            dyt,
-            ya.t,
-            zero,
-            tmp.t
-        )?;
-        aclnn!(
-            ctx,
-            aclnnInplaceCopy,
-            aclnnInplaceCopyGetWorkspaceSize,
-            dyt,
-            tmp.t
+        self.grad_in_place(
+            "relu_backward",
+            ["y", "dy"],
+            y,
+            dy,
+            len,
+            |ctx, dyt, yt, out| {
+                let zero = ctx.scalar(ScalarValue::F32(0.0))?;
+                aclnn!(
+                    ctx,
+                    aclnnThresholdBackward,
+                    aclnnThresholdBackwardGetWorkspaceSize,
+                    dyt,
+                    yt,
+                    zero,
+                    out
+                )
+            },
         )
     }
 
@@ -166,24 +160,48 @@ impl AscendBackend {
         dy: &mut AscendBuffer,
         len: usize,
     ) -> Result<()> {
-        check("sigmoid_backward s", s, len)?;
-        check("sigmoid_backward dy", dy, len)?;
+        self.grad_in_place(
+            "sigmoid_backward",
+            ["s", "dy"],
+            s,
+            dy,
+            len,
+            |ctx, dyt, st, out| {
+                aclnn!(
+                    ctx,
+                    aclnnSigmoidBackward,
+                    aclnnSigmoidBackwardGetWorkspaceSize,
+                    dyt,
+                    st,
+                    out
+                )
+            },
+        )
+    }
+
+    /// `dy = op(dy, a)` over `len` values for an aclnn backward op without an in-place form:
+    /// checks both buffers (named `op_name` and `names`), reads `a` in `dy`'s dtype, runs
+    /// `op(ctx, dy, a, out)` into a temporary and copies it back into `dy`.
+    fn grad_in_place(
+        &self,
+        op_name: &str,
+        names: [&str; 2],
+        a: &AscendBuffer,
+        dy: &mut AscendBuffer,
+        len: usize,
+        op: impl FnOnce(&mut Ctx, *mut aclTensor, *mut aclTensor, *mut aclTensor) -> Result<()>,
+    ) -> Result<()> {
+        check(&format!("{op_name} {}", names[0]), a, len)?;
+        check(&format!("{op_name} {}", names[1]), dy, len)?;
         if len == 0 {
             return Ok(());
         }
         let d = dy.dtype;
         let mut ctx = self.dev.enter()?;
-        let sa = read_as(&mut ctx, s, &[len], d)?;
+        let at = read_as(&mut ctx, a, &[len], d)?;
         let dyt = view(&mut ctx, dy, &[len])?;
         let tmp = temp(&mut ctx, &[len], d)?;
-        aclnn!(
-            ctx,
-            aclnnSigmoidBackward,
-            aclnnSigmoidBackwardGetWorkspaceSize,
-            dyt,
-            sa.t,
-            tmp.t
-        )?;
+        op(&mut ctx, dyt, at.t, tmp.t)?;
         aclnn!(
             ctx,
             aclnnInplaceCopy,
