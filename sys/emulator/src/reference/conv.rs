@@ -571,70 +571,29 @@ mod tests {
     fn shape_errors() {
         let x = vec![0f32; 2 * 4 * 5 * 5];
         let w = vec![0f32; 6 * 2 * 3 * 3];
+        // The (2,4,5,5) input and (6,2,3,3) weight, stride/dilation 1, no padding.
+        let conv = |x: &[f32], bias: Option<&[f32]>, groups| {
+            conv2d(
+                x,
+                [2, 4, 5, 5],
+                &w,
+                [6, 2, 3, 3],
+                bias,
+                [1, 1],
+                [0, 0],
+                [1, 1],
+                groups,
+            )
+        };
         // wrong groups for the weight
-        assert!(conv2d(
-            &x,
-            [2, 4, 5, 5],
-            &w,
-            [6, 2, 3, 3],
-            None,
-            [1, 1],
-            [0, 0],
-            [1, 1],
-            1
-        )
-        .is_err());
-        assert!(conv2d(
-            &x,
-            [2, 4, 5, 5],
-            &w,
-            [6, 2, 3, 3],
-            None,
-            [1, 1],
-            [0, 0],
-            [1, 1],
-            2
-        )
-        .is_ok());
+        assert!(conv(&x, None, 1).is_err());
+        assert!(conv(&x, None, 2).is_ok());
         // bias length
-        assert!(conv2d(
-            &x,
-            [2, 4, 5, 5],
-            &w,
-            [6, 2, 3, 3],
-            Some(&[0.0; 5]),
-            [1, 1],
-            [0, 0],
-            [1, 1],
-            2
-        )
-        .is_err());
+        assert!(conv(&x, Some(&[0.0; 5]), 2).is_err());
         // slice length
-        assert!(conv2d(
-            &x[1..],
-            [2, 4, 5, 5],
-            &w,
-            [6, 2, 3, 3],
-            None,
-            [1, 1],
-            [0, 0],
-            [1, 1],
-            2
-        )
-        .is_err());
+        assert!(conv(&x[1..], None, 2).is_err());
         // groups = 0
-        assert!(conv2d(
-            &x,
-            [2, 4, 5, 5],
-            &w,
-            [6, 2, 3, 3],
-            None,
-            [1, 1],
-            [0, 0],
-            [1, 1],
-            0
-        )
-        .is_err());
+        assert!(conv(&x, None, 0).is_err());
         // grad_out shape
         assert!(conv2d_backward(
             &[0.0; 3],
