@@ -147,32 +147,24 @@ impl CpuBackend {
             return Ok(ys);
         }
         let (xi, yi) = (xs.image_len(), ys.image_len());
-        let (out, len, f) = match post {
-            Some(p) => (Some(&mut p.out[..xs.n * p.len]), p.len, Some(p.f)),
-            None => (None, 0, None),
-        };
-        // One image: its conv, then (when asked) `post` on it while it is in cache.
-        let image = |x1: &[f32], y1: &mut [f32], o1: Option<&mut [f32]>, par| {
+        let image = |x1: &[f32], y1: &mut [f32], par| {
             conv::conv2d_image(x1, w, bias, &geom, act, y1, par);
-            if let (Some(o1), Some(f)) = (o1, f) {
-                f(y1, o1);
-            }
         };
-        let (x, y) = (&x[..xs.numel()], &mut y[..ys.numel()]);
-        self.pool.install(|| match (self.split_batch(xs.n), out) {
-            (true, None) => y
-                .par_chunks_mut(yi)
-                .zip(x.par_chunks(xi))
-                .for_each(|(y1, x1)| image(x1, y1, None, matmul::Par::Seq)),
-            (true, Some(out)) => y
-                .par_chunks_mut(yi)
-                .zip(x.par_chunks(xi))
-                .zip(out.par_chunks_mut(len))
-                .for_each(|((y1, x1), o1)| image(x1, y1, Some(o1), matmul::Par::Seq)),
-            (false, mut out) => {
+        self.pool.install(|| {
+            if self.split_batch(xs.n) {
+                // Image by image across the pool, `post` on each while it is in cache.
+                conv::image_tasks(x, xi, y, yi, xs.n, 1, post, |x1, y1| {
+                    image(x1, y1, matmul::Par::Seq)
+                });
+            } else {
+                // One image at a time, each GEMM split across the pool.
+                let (x, y) = (&x[..xs.numel()], &mut y[..ys.numel()]);
+                let mut post = post;
                 for (i, (y1, x1)) in y.chunks_mut(yi).zip(x.chunks(xi)).enumerate() {
-                    let o1 = out.as_deref_mut().map(|o| &mut o[i * len..(i + 1) * len]);
-                    image(x1, y1, o1, matmul::Par::Rayon);
+                    image(x1, y1, matmul::Par::Rayon);
+                    if let Some(p) = post.as_mut() {
+                        (p.f)(y1, &mut p.out[i * p.len..(i + 1) * p.len]);
+                    }
                 }
             }
         });
