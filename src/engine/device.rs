@@ -170,8 +170,9 @@ pub fn resolve(
                     cpu,
                     Some(format!(
                         "device_target Ascend: no usable CANN here, running on the CPU \
-                         (--device ascend makes this an error): {}",
-                        first_line(&e.to_string())
+                         (--device ascend makes this an error; `senet devices` lists the \
+                         places searched): {}",
+                        first_line(&e.to_string()).trim_end_matches(" Tried:")
                     )),
                 )),
             },

@@ -32,7 +32,8 @@ pub enum Command {
     /// The devices senet can run on: the CPU, and the Ascend NPUs CANN reports (or why CANN
     /// could not be loaded).
     Devices(DevicesArgs),
-    /// Forward throughput (images/s) and peak memory on random input.
+    /// Throughput (images/s) and peak memory on random input: forward passes, or training
+    /// steps with --train.
     Bench(BenchArgs),
     /// Writes a checkpoint with MindCV's random initialisation (or the golden formula weights).
     Init(InitArgs),
@@ -215,6 +216,7 @@ pub struct ValidateArgs {
     /// Model name (overrides the recipe's `model`).
     #[arg(long)]
     pub model: Option<String>,
+    /// Images per batch (default: the recipe's `batch_size`); the last partial batch counts too.
     #[arg(long = "batch_size", alias = "batch-size")]
     pub batch_size: Option<usize>,
     /// Decoding threads.
