@@ -43,6 +43,17 @@ pub enum Error {
     /// Any other invalid argument.
     #[error("{0}")]
     Invalid(String),
+    /// A buffer whose size comes from the input (a file's tensor, an image, a class count) could
+    /// not be allocated: the allocator refused it (a memory limit such as `RLIMIT_AS`, or a
+    /// size no machine has). Large buffers are allocated fallibly ([`crate::mem`]), so running
+    /// out of memory is this error, never an abort.
+    #[error("out of memory: cannot allocate {} for {what}", crate::mem::human_bytes(*bytes))]
+    OutOfMemory {
+        /// What the buffer was for, naming the file when there is one.
+        what: String,
+        /// Its size in bytes (saturated at `u64::MAX` when the size itself overflows).
+        bytes: u64,
+    },
     /// A call into the Ascend runtime (CANN `acl*`) or an aclnn operator that returned an error
     /// code: the call, the code, its symbolic name when known (`shared/reference/cann.md` §1.5,
     /// §2.1) and CANN's own text from `aclGetRecentErrMsg()`.

@@ -1,4 +1,7 @@
-//! Writing files so that nothing is lost: a file appears complete or not at all.
+//! Reading and writing files without trusting them: [`read_file`] reads a regular file whole
+//! (never blocking on a FIFO, never faulting on a file truncated meanwhile), and writes are
+//! atomic so that nothing is lost: a file appears complete or not at all. [`same_file`] and
+//! [`refuse_overwriting`] keep an output from replacing one of a command's inputs.
 //!
 //! [`AtomicFile`] writes into a uniquely named hidden temporary file beside the target
 //! (`.<name>.<pid>.<n>.tmp`), flushes and syncs it, then renames it over the target. The
@@ -9,7 +12,7 @@
 //! directory is an error.
 use crate::{Error, Result};
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -122,6 +125,149 @@ impl Drop for AtomicFile {
             let _ = std::fs::remove_file(tmp);
         }
     }
+}
+
+/// What a non-regular file is, for error messages ("a FIFO (named pipe)", "a directory", ...).
+fn kind_of(file_type: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+        if file_type.is_char_device() {
+            return "a character device";
+        }
+        if file_type.is_block_device() {
+            return "a block device";
+        }
+    }
+    if file_type.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens `path` for reading without blocking (a FIFO opens at once instead of waiting for a
+/// writer) and checks, on the open file (`fstat`, so no race with a rename between a check and
+/// the open), that it is a regular file. Returns the file and its size in bytes.
+/// Errors: [`Error::Io`] naming `path` when it cannot be opened or is not a regular file (a
+/// FIFO, a device, a socket, a directory).
+pub fn open_regular(path: &Path) -> Result<(File, u64)> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = options.open(path).map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(io_err(
+            path,
+            &format!("is {}, not a regular file", kind_of(meta.file_type())),
+        ));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Reads the whole regular file at `path` into memory, without trusting it: a FIFO, a device,
+/// a socket or a directory is refused before anything is read (see [`open_regular`]); the
+/// buffer is a fallible allocation of the size the file has when opened; a file that shrinks or
+/// grows while it is read is an error (so a concurrent truncation never hands half a file to a
+/// parser, and never faults as a memory map would with `SIGBUS`).
+/// Errors: [`Error::Io`] naming `path` (cannot open, not regular, read error, changed while
+/// read); [`Error::OutOfMemory`] naming it when its size cannot be allocated.
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    let (file, len) = open_regular(path)?;
+    let cap = usize::try_from(len)
+        .ok()
+        .and_then(|n| n.checked_add(1))
+        .ok_or_else(|| Error::OutOfMemory {
+            what: format!("reading {}", path.display()),
+            bytes: len,
+        })?;
+    let mut buf = crate::mem::with_capacity(cap, || format!("reading {}", path.display()))?;
+    // One byte more than the size seen at open: reading it means the file grew meanwhile.
+    file.take(len + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io(path, e))?;
+    let got = buf.len() as u64;
+    if got < len {
+        return Err(io_err(
+            path,
+            &format!("changed while being read: {len} bytes when opened, only {got} could be read (truncated meanwhile)"),
+        ));
+    }
+    if got > len {
+        return Err(io_err(
+            path,
+            &format!("changed while being read: it grew beyond the {len} bytes it had when opened"),
+        ));
+    }
+    Ok(buf)
+}
+
+/// [`read_file`] as UTF-8 text. Errors: as [`read_file`]; [`Error::Format`] naming `path` when
+/// it is not UTF-8 (with the byte offset of the first invalid byte).
+pub fn read_text(path: &Path) -> Result<String> {
+    String::from_utf8(read_file(path)?).map_err(|e| {
+        Error::format(
+            path,
+            format!(
+                "not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+/// Whether `a` and `b` are the same existing file: same device and inode (symbolic links
+/// followed, so a link and its target, or two hard links, are the same file). False when
+/// either does not exist.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => false,
+        }
+    }
+}
+
+/// Refuses to write `output` when it is the same file as one of `inputs` ([`same_file`]):
+/// writing it would replace an input (a photo, the checkpoint) with the output.
+/// Errors: [`Error::Invalid`] naming both paths.
+pub fn refuse_overwriting<'a>(
+    output: &Path,
+    inputs: impl IntoIterator<Item = &'a Path>,
+) -> Result<()> {
+    if std::fs::metadata(output).is_err() {
+        return Ok(()); // a new file cannot be an input
+    }
+    for input in inputs {
+        if same_file(output, input) {
+            return Err(Error::Invalid(format!(
+                "output {} is the input {}: refusing to overwrite an input (choose another output path)",
+                output.display(),
+                input.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` atomically. Errors as [`AtomicFile::create`] and

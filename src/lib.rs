@@ -12,7 +12,8 @@
 //! - [`data`]: ImageFolder, JPEG/PNG decoding, MindCV's transforms, the batched loader;
 //! - [`train`]: MindCV's learning-rate schedules and weight-decay filter (the training ops are
 //!   on the backend trait);
-//! - [`config`]: MindCV recipes; [`tensor`]: host tensors and dtypes; [`error`]: the error type.
+//! - [`config`]: MindCV recipes; [`tensor`]: host tensors and dtypes; [`error`]: the error type;
+//!   [`fsutil`]: reading and writing files safely; [`mem`]: fallible allocation.
 
 #![warn(missing_docs)]
 
@@ -25,6 +26,7 @@ pub mod engine;
 pub mod error;
 pub mod ffi;
 pub mod fsutil;
+pub mod mem;
 pub mod model;
 pub mod npy;
 pub mod tensor;

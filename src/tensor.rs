@@ -100,9 +100,15 @@ pub struct RawTensor {
 }
 
 impl RawTensor {
-    /// Number of elements (1 for a scalar).
+    /// Number of elements (1 for a scalar), saturating at `usize::MAX` for a shape whose
+    /// product overflows (no such tensor can hold its bytes).
     pub fn numel(&self) -> usize {
-        self.shape.iter().product()
+        crate::mem::checked_product(&self.shape).unwrap_or(usize::MAX)
+    }
+
+    /// The byte size the shape and dtype call for, `None` when it overflows `usize`.
+    pub fn expected_bytes(&self) -> Option<usize> {
+        crate::mem::checked_product(&self.shape)?.checked_mul(self.dtype.size())
     }
 
     /// An f32 raw tensor from a host [`Tensor`].
@@ -119,10 +125,11 @@ impl RawTensor {
     }
 
     /// Converts any float dtype (F32, F16, BF16, F64) to an f32 [`Tensor`]; integer and bool
-    /// dtypes are converted by value. Errors if the byte count does not match the shape.
+    /// dtypes are converted by value. Errors: [`Error::Shape`] if the byte count does not match
+    /// the shape; [`Error::OutOfMemory`] when the f32 copy cannot be allocated.
     pub fn to_f32(&self) -> Result<Tensor> {
         let n = self.numel();
-        if self.bytes.len() != n * self.dtype.size() {
+        if self.expected_bytes() != Some(self.bytes.len()) {
             return Err(Error::Shape(format!(
                 "{} bytes for shape {:?} of {:?}",
                 self.bytes.len(),
@@ -132,8 +139,10 @@ impl RawTensor {
         }
         let b = &self.bytes;
         let sz = self.dtype.size();
-        let data: Vec<f32> = (0..n)
-            .map(|i| {
+        let mut data = crate::mem::with_capacity(n, || {
+            format!("a float32 copy of a {:?} tensor", self.shape)
+        })?;
+        data.extend((0..n).map(|i| {
                 let c = &b[i * sz..(i + 1) * sz];
                 match self.dtype {
                     DType::F32 => f32::from_le_bytes(c.try_into().unwrap()),
@@ -150,8 +159,7 @@ impl RawTensor {
                     DType::I64 => i64::from_le_bytes(c.try_into().unwrap()) as f32,
                     DType::U64 => u64::from_le_bytes(c.try_into().unwrap()) as f32,
                 }
-            })
-            .collect();
+        }));
         Ok(Tensor {
             shape: self.shape.clone(),
             data,

@@ -10,8 +10,10 @@
 
 use super::proto::{self, ValueKind};
 use super::{Checkpoint, SkippedEntry};
+use crate::mem;
 use crate::tensor::{DType, RawTensor};
 use crate::{Error, Result};
+use prost::bytes::Bytes;
 use prost::Message;
 use std::collections::HashMap;
 use std::io::Write;
@@ -24,7 +26,7 @@ pub const SLICE_BYTES: usize = 512 * 1024 * 1024;
 const CRC_RECORD_LEN: usize = 17;
 const CRC_MAGIC: &[u8] = b"crc_num";
 
-/// Reads a MindSpore `.ckpt` file (memory-mapped).
+/// Reads a MindSpore `.ckpt` file.
 ///
 /// Consecutive values with the same tag are concatenated (chunked tensors); dims may be packed or
 /// unpacked; dims `[]` or `[0]` with one element's bytes give a scalar (shape `[]`), `[0]` with
@@ -32,24 +34,33 @@ const CRC_MAGIC: &[u8] = b"crc_num";
 /// unknown dtypes are listed in [`Checkpoint::skipped`]. A trailing `crc_num` record is stripped
 /// and verified.
 ///
-/// Errors: [`Error::Io`] naming the path if it cannot be opened or mapped; [`Error::Format`]
-/// naming the path for an empty, truncated or corrupt file (saying which entry and how many bytes
-/// it declares vs has), a CRC mismatch, a tag repeated non-consecutively, chunks of one tag with
-/// different dims/dtype, or a tensor whose byte count differs from dims x dtype size (naming the tag).
+/// The file is read whole into memory first ([`crate::fsutil::read_file`]), never memory-mapped:
+/// a file truncated or rewritten in place while it loads is an error, not a `SIGBUS`; a FIFO or
+/// device is refused without blocking. Every length, offset and count taken from the file is
+/// checked arithmetic, and every buffer is a fallible allocation.
+///
+/// Errors: [`Error::Io`] naming the path if it cannot be opened or read, is not a regular file,
+/// or changes while read; [`Error::OutOfMemory`] naming it; [`Error::Format`] naming the path
+/// for an empty, truncated or corrupt file (saying which entry and how many bytes it declares vs
+/// has), a CRC mismatch, a tag repeated non-consecutively, chunks of one tag with different
+/// dims/dtype, or a tensor whose byte count differs from dims x dtype size (naming the tag).
 pub fn read_ckpt(path: &Path) -> Result<Checkpoint> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    if len == 0 {
-        return Err(Error::format(path, "empty file: no checkpoint entries"));
-    }
-    // SAFETY: the map is read-only and dropped before returning; a checkpoint being rewritten
-    // concurrently is replaced by rename (never modified in place) by MindSpore and by senet.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-    parse_ckpt(path, &map)
+    let data = crate::fsutil::read_file(path)?;
+    parse_ckpt_bytes(path, Bytes::from(data))
 }
 
 /// Parses the bytes of a `.ckpt` file; `path` is only used in error messages. See [`read_ckpt`].
+/// (The bytes are copied once into a buffer the tensors can share; [`read_ckpt`] avoids that copy.)
 pub fn parse_ckpt(path: &Path, data: &[u8]) -> Result<Checkpoint> {
+    let mut copy = mem::with_capacity(data.len(), || format!("parsing {}", path.display()))?;
+    copy.extend_from_slice(data);
+    parse_ckpt_bytes(path, Bytes::from(copy))
+}
+
+fn parse_ckpt_bytes(path: &Path, data: Bytes) -> Result<Checkpoint> {
+    if data.is_empty() {
+        return Err(Error::format(path, "empty file: no checkpoint entries"));
+    }
     let (body, crc) = split_crc(path, data)?;
     let mut out = Checkpoint::default();
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -57,7 +68,7 @@ pub fn parse_ckpt(path: &Path, data: &[u8]) -> Result<Checkpoint> {
     let mut pos = 0usize;
     let mut index = 0usize;
     while pos < body.len() {
-        let (value, next) = next_value(path, body, pos, index)?;
+        let (value, next) = next_value(path, &body, pos, index)?;
         index += 1;
         match value.value {
             Some(ValueKind::Tensor(t)) => {
@@ -72,7 +83,7 @@ pub fn parse_ckpt(path: &Path, data: &[u8]) -> Result<Checkpoint> {
                                 ),
                             ));
                         }
-                        p.bytes.extend_from_slice(&t.tensor_content);
+                        p.chunks.push(t.tensor_content);
                         pos = next;
                         continue;
                     }
@@ -85,7 +96,7 @@ pub fn parse_ckpt(path: &Path, data: &[u8]) -> Result<Checkpoint> {
                     tag: value.tag,
                     dims: t.dims,
                     dtype: t.tensor_type,
-                    bytes: t.tensor_content,
+                    chunks: vec![t.tensor_content],
                 });
             }
             other => {
@@ -120,11 +131,21 @@ pub fn parse_ckpt(path: &Path, data: &[u8]) -> Result<Checkpoint> {
     Ok(out)
 }
 
+/// A tensor being assembled from its chunks (slices of the file's buffer, not copied yet).
 struct Pending {
     tag: String,
     dims: Vec<i64>,
     dtype: String,
-    bytes: Vec<u8>,
+    chunks: Vec<Bytes>,
+}
+
+impl Pending {
+    /// Total content bytes of the chunks, `None` on overflow.
+    fn len(&self) -> Option<usize> {
+        self.chunks
+            .iter()
+            .try_fold(0usize, |a, c| a.checked_add(c.len()))
+    }
 }
 
 fn note_tag(path: &Path, seen: &mut HashMap<String, usize>, tag: &str, pos: usize) -> Result<()> {
@@ -139,6 +160,7 @@ fn note_tag(path: &Path, seen: &mut HashMap<String, usize>, tag: &str, pos: usiz
 
 /// Turns a (merged) tensor value into a [`RawTensor`], or a skipped entry.
 fn finish(path: &Path, p: Pending, out: &mut Checkpoint) -> Result<()> {
+    let have = p.len();
     let Some(dtype) = DType::from_mindspore_name(&p.dtype) else {
         let reason = if p.dtype == "str" {
             "string entry".to_string()
@@ -146,7 +168,7 @@ fn finish(path: &Path, p: Pending, out: &mut Checkpoint) -> Result<()> {
             format!(
                 "unsupported tensor_type '{}' ({} bytes)",
                 p.dtype,
-                p.bytes.len()
+                have.map_or("too many".to_string(), |n| n.to_string())
             )
         };
         out.skipped.push(SkippedEntry {
@@ -155,23 +177,26 @@ fn finish(path: &Path, p: Pending, out: &mut Checkpoint) -> Result<()> {
         });
         return Ok(());
     };
-    if let Some(d) = p.dims.iter().find(|&&d| d < 0) {
-        return Err(Error::format(
-            path,
-            format!(
-                "tensor '{}': negative dimension {d} in dims {:?}",
-                p.tag, p.dims
-            ),
-        ));
+    let mut shape = Vec::with_capacity(p.dims.len());
+    for &d in &p.dims {
+        match usize::try_from(d) {
+            Ok(d) => shape.push(d),
+            Err(_) => {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "tensor '{}': dimension {d} in dims {:?} is negative or too large",
+                        p.tag, p.dims
+                    ),
+                ))
+            }
+        }
     }
-    let shape: Vec<usize> = if p.dims.is_empty() || (p.dims == [0] && !p.bytes.is_empty()) {
-        Vec::new() // scalar: MindSpore writes dims [0]
-    } else {
-        p.dims.iter().map(|&d| d as usize).collect()
-    };
-    let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-    let want = numel.and_then(|n| n.checked_mul(dtype.size()));
-    if want != Some(p.bytes.len()) {
+    if shape.is_empty() || (shape == [0] && have != Some(0)) {
+        shape.clear(); // scalar: MindSpore writes dims [0]
+    }
+    let want = mem::checked_product(&shape).and_then(|n| n.checked_mul(dtype.size()));
+    if want.is_none() || want != have {
         return Err(Error::format(
             path,
             format!(
@@ -180,33 +205,41 @@ fn finish(path: &Path, p: Pending, out: &mut Checkpoint) -> Result<()> {
                 p.dtype,
                 p.dims,
                 want.map_or("too many".to_string(), |w| w.to_string()),
-                p.bytes.len()
+                have.map_or("too many".to_string(), |w| w.to_string())
             ),
         ));
+    }
+    let len = want.unwrap_or(0);
+    let mut bytes = mem::with_capacity(len, || {
+        format!("tensor '{}' of {}", p.tag, path.display())
+    })?;
+    for c in &p.chunks {
+        bytes.extend_from_slice(c);
     }
     out.tensors.push((
         p.tag,
         RawTensor {
             dtype,
             shape,
-            bytes: p.bytes,
+            bytes,
         },
     ));
     Ok(())
 }
 
 /// Strips and verifies a trailing `crc_num` record. Returns the body and the recorded CRC.
-fn split_crc<'a>(path: &Path, data: &'a [u8]) -> Result<(&'a [u8], Option<u32>)> {
-    if data.len() < CRC_RECORD_LEN
-        || &data[data.len() - CRC_RECORD_LEN..data.len() - 10] != CRC_MAGIC
-    {
+fn split_crc(path: &Path, data: Bytes) -> Result<(Bytes, Option<u32>)> {
+    let Some(body_len) = data.len().checked_sub(CRC_RECORD_LEN) else {
+        return Ok((data, None));
+    };
+    if &data[body_len..body_len + CRC_MAGIC.len()] != CRC_MAGIC {
         return Ok((data, None));
     }
-    let body = &data[..data.len() - CRC_RECORD_LEN];
-    let recorded = data[data.len() - 10..]
+    let body = data.slice(..body_len);
+    let recorded = data[body_len + CRC_MAGIC.len()..]
         .iter()
         .fold(0u128, |a, &b| (a << 8) | b as u128);
-    let actual = crc32fast::hash(body);
+    let actual = crc32fast::hash(&body);
     if recorded != actual as u128 {
         return Err(Error::format(
             path,
@@ -218,6 +251,8 @@ fn split_crc<'a>(path: &Path, data: &'a [u8]) -> Result<(&'a [u8], Option<u32>)>
     Ok((body, Some(actual)))
 }
 
+/// The protobuf varint at `pos`: its value and the position after it; `None` when it runs past
+/// the end or over 10 bytes.
 fn varint(b: &[u8], pos: usize) -> Option<(u64, usize)> {
     let mut v = 0u64;
     for (i, &x) in b.get(pos..)?.iter().take(10).enumerate() {
@@ -229,8 +264,16 @@ fn varint(b: &[u8], pos: usize) -> Option<(u64, usize)> {
     None
 }
 
+/// A varint length field at `pos` followed by that many bytes: the range of those bytes, `None`
+/// when the length does not fit in what remains of `b` (never an overflowing addition).
+fn length_delimited(b: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let (n, start) = varint(b, pos)?;
+    let end = start.checked_add(usize::try_from(n).ok()?)?;
+    (end <= b.len()).then_some((start, end))
+}
+
 /// Decodes the record `Checkpoint.value` starting at `pos`; returns it and the next position.
-fn next_value(path: &Path, body: &[u8], pos: usize, index: usize) -> Result<(proto::Value, usize)> {
+fn next_value(path: &Path, body: &Bytes, pos: usize, index: usize) -> Result<(proto::Value, usize)> {
     if body[pos..].starts_with(b"crc") {
         return Err(Error::format(
             path,
@@ -256,14 +299,16 @@ fn next_value(path: &Path, body: &[u8], pos: usize, index: usize) -> Result<(pro
         ));
     };
     let have = body.len() - start;
-    if len > have as u64 {
-        return Err(Error::format(
-            path,
-            describe_truncation(&body[start..], len, index, pos),
-        ));
-    }
-    let end = start + len as usize;
-    let value = proto::Value::decode(&body[start..end]).map_err(|e| {
+    let end = match usize::try_from(len) {
+        Ok(n) if n <= have => start + n,
+        _ => {
+            return Err(Error::format(
+                path,
+                describe_truncation(&body[start..], len, index, pos),
+            ))
+        }
+    };
+    let value = proto::Value::decode(body.slice(start..end)).map_err(|e| {
         Error::format(
             path,
             format!("corrupt: entry #{index} at byte {pos} ({len} bytes) does not decode: {e}"),
@@ -272,7 +317,8 @@ fn next_value(path: &Path, body: &[u8], pos: usize, index: usize) -> Result<(pro
     Ok((value, end))
 }
 
-/// Best-effort description of an entry cut short: its tag and the content bytes it declares vs has.
+/// Best-effort description of an entry cut short: its tag and the content bytes it declares vs
+/// has. Walks the fields that are there; every length is checked against what remains.
 fn describe_truncation(part: &[u8], declared: u64, index: usize, pos: usize) -> String {
     let generic = format!(
         "truncated: entry #{index} at byte {pos} declares {declared} bytes, only {} remain",
@@ -286,12 +332,11 @@ fn describe_truncation(part: &[u8], declared: u64, index: usize, pos: usize) -> 
         };
         match key {
             0x0a => {
-                let Some((n, s)) = varint(part, q) else { break };
-                let Some(t) = part.get(s..s + n as usize) else {
+                let Some((s, e)) = length_delimited(part, q) else {
                     break;
                 };
-                tag = Some(String::from_utf8_lossy(t).into_owned());
-                p = s + n as usize;
+                tag = Some(String::from_utf8_lossy(&part[s..e]).into_owned());
+                p = e;
             }
             0x12 => {
                 // The tensor: walk dims and type to the content.
@@ -305,8 +350,8 @@ fn describe_truncation(part: &[u8], declared: u64, index: usize, pos: usize) -> 
                             Some((_, e)) => r = e,
                             None => break,
                         },
-                        0x0a | 0x12 => match varint(part, s) {
-                            Some((n, e)) => r = e + n as usize,
+                        0x0a | 0x12 => match length_delimited(part, s) {
+                            Some((_, e)) => r = e,
                             None => break,
                         },
                         0x1a => {
@@ -368,13 +413,13 @@ impl CkptWriter {
     /// Errors: [`Error::Shape`] naming the tensor if `bytes.len() != numel * dtype.size()`;
     /// [`Error::Io`] naming the temporary path.
     pub fn write(&mut self, name: &str, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<()> {
-        let numel: usize = shape.iter().product();
-        if bytes.len() != numel * dtype.size() {
+        let want = mem::checked_product(shape).and_then(|n| n.checked_mul(dtype.size()));
+        if want != Some(bytes.len()) {
             return Err(Error::Shape(format!(
                 "tensor '{name}': {} bytes for {} of shape {shape:?} (needs {})",
                 bytes.len(),
                 dtype.mindspore_name(),
-                numel * dtype.size()
+                want.map_or("more than fit in memory".to_string(), |w| w.to_string())
             )));
         }
         let dims: Vec<i64> = if shape.is_empty() {
@@ -456,8 +501,8 @@ mod tests {
         let mut pos = 0;
         let mut tags = Vec::new();
         while pos < data.len() - CRC_RECORD_LEN {
-            let (v, next) =
-                next_value(&path, &data[..data.len() - CRC_RECORD_LEN], pos, 0).unwrap();
+            let body = Bytes::copy_from_slice(&data[..data.len() - CRC_RECORD_LEN]);
+            let (v, next) = next_value(&path, &body, pos, 0).unwrap();
             if let Some(ValueKind::Tensor(t)) = &v.value {
                 tags.push((v.tag.clone(), t.dims.clone(), t.tensor_content.len()));
             }

@@ -15,7 +15,7 @@ pub use load::{
     LoadOptions, LoadReport, Misfit, SaveOptions,
 };
 pub use mindspore::{parse_ckpt, read_ckpt, write_ckpt, CkptWriter};
-pub use safetensors::{read_safetensors, write_safetensors};
+pub use safetensors::{parse_safetensors, read_safetensors, write_safetensors};
 
 use crate::tensor::RawTensor;
 use crate::{Error, Result};

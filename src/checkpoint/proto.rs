@@ -48,8 +48,10 @@ pub struct TensorProto {
     pub dims: Vec<i64>,
     #[prost(string, required, tag = "2")]
     pub tensor_type: String,
-    #[prost(bytes = "vec", required, tag = "3")]
-    pub tensor_content: Vec<u8>,
+    /// The content, as a slice of the file's buffer (decoding from [`prost::bytes::Bytes`]
+    /// shares it instead of copying).
+    #[prost(bytes = "bytes", required, tag = "3")]
+    pub tensor_content: prost::bytes::Bytes,
 }
 
 /// `MapTensorProto`: the key/value/status tensors of a MindSpore MapParameter.
@@ -122,7 +124,7 @@ mod tests {
                     value: Some(ValueKind::Tensor(TensorProto {
                         dims: dims.clone(),
                         tensor_type: "Float32".into(),
-                        tensor_content: content.clone(),
+                        tensor_content: content.clone().into(),
                     })),
                 }],
             };

@@ -65,21 +65,29 @@ impl View for StView<'_> {
     }
 }
 
-/// Reads a safetensors file (memory-mapped). Tensors come out sorted by name; dtypes without a
-/// [`DType`] (FP8, complex, ...) are listed in [`Checkpoint::skipped`]; the header metadata is
-/// kept in [`Checkpoint::metadata`].
+/// Reads a safetensors file. Tensors come out sorted by name; dtypes without a [`DType`] (FP8,
+/// complex, ...) are listed in [`Checkpoint::skipped`]; the header metadata is kept in
+/// [`Checkpoint::metadata`]. The file is read whole into memory first
+/// ([`crate::fsutil::read_file`]: no memory map, no blocking on a FIFO), then parsed by
+/// [`parse_safetensors`].
 ///
-/// Errors: [`Error::Io`] naming the path if it cannot be opened; [`Error::Format`] naming the
-/// path if the header or offsets are invalid (e.g. a truncated file).
+/// Errors: [`Error::Io`] naming the path if it cannot be opened or read, is not a regular file,
+/// or changes while read; [`Error::OutOfMemory`]; [`Error::Format`] naming the path if the
+/// header or offsets are invalid (e.g. a truncated file).
 pub fn read_safetensors(path: &Path) -> Result<Checkpoint> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    // SAFETY: read-only map, dropped before returning; files are replaced by rename, not edited.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    parse_safetensors(path, &crate::fsutil::read_file(path)?)
+}
+
+/// Parses the bytes of a safetensors file; `path` is only used in error messages. The header
+/// (its length, offsets and shapes) is validated by the `safetensors` crate with checked
+/// arithmetic before any tensor is copied; each tensor's bytes are a fallible allocation.
+/// Errors: as [`read_safetensors`].
+pub fn parse_safetensors(path: &Path, data: &[u8]) -> Result<Checkpoint> {
     let bad = |e: safetensors::SafeTensorError| {
         Error::format(path, format!("invalid safetensors file: {e}"))
     };
-    let (_, meta) = SafeTensors::read_metadata(&map).map_err(bad)?;
-    let st = SafeTensors::deserialize(&map).map_err(bad)?;
+    let (_, meta) = SafeTensors::read_metadata(data).map_err(bad)?;
+    let st = SafeTensors::deserialize(data).map_err(bad)?;
     let mut out = Checkpoint {
         metadata: meta
             .metadata()
@@ -93,14 +101,21 @@ pub fn read_safetensors(path: &Path) -> Result<Checkpoint> {
     views.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, view) in views {
         match from_st(view.dtype()) {
-            Some(dtype) => out.tensors.push((
-                name,
-                RawTensor {
-                    dtype,
-                    shape: view.shape().to_vec(),
-                    bytes: view.data().to_vec(),
-                },
-            )),
+            Some(dtype) => {
+                let src = view.data();
+                let mut bytes = crate::mem::with_capacity(src.len(), || {
+                    format!("tensor '{name}' of {}", path.display())
+                })?;
+                bytes.extend_from_slice(src);
+                out.tensors.push((
+                    name,
+                    RawTensor {
+                        dtype,
+                        shape: view.shape().to_vec(),
+                        bytes,
+                    },
+                ))
+            }
             None => out.skipped.push(SkippedEntry {
                 name,
                 reason: format!("unsupported safetensors dtype {:?}", view.dtype()),
@@ -122,7 +137,7 @@ where
     let mut views: Vec<(&str, StView)> = Vec::new();
     let mut names = std::collections::HashSet::new();
     for (name, t) in entries {
-        if t.bytes.len() != t.numel() * t.dtype.size() {
+        if t.expected_bytes() != Some(t.bytes.len()) {
             return Err(Error::Shape(format!(
                 "tensor '{name}': {} bytes for {:?} of shape {:?}",
                 t.bytes.len(),

@@ -39,10 +39,15 @@ pub enum SenetStatus {
     /// The device refused a call (e.g. out of device memory, an operator error): the message
     /// names the CANN call, its code and CANN's own text.
     Device = 12,
+    /// A buffer sized by the input (a checkpoint's tensors, a decoded image, a model's
+    /// parameters, a copy of the input batch) could not be allocated: the process's memory
+    /// limit or the machine's memory is exhausted. The library stays usable; the message says
+    /// how many bytes were asked for what.
+    OutOfMemory = 13,
 }
 
 /// Every status, in code order.
-const ALL_STATUSES: [SenetStatus; 13] = [
+const ALL_STATUSES: [SenetStatus; 14] = [
     SenetStatus::Ok,
     SenetStatus::NullPointer,
     SenetStatus::InvalidHandle,
@@ -56,6 +61,7 @@ const ALL_STATUSES: [SenetStatus; 13] = [
     SenetStatus::BackendUnavailable,
     SenetStatus::Internal,
     SenetStatus::Device,
+    SenetStatus::OutOfMemory,
 ];
 
 impl SenetStatus {
@@ -82,6 +88,7 @@ impl SenetStatus {
             }
             SenetStatus::Internal => c"internal error",
             SenetStatus::Device => c"device error",
+            SenetStatus::OutOfMemory => c"out of memory",
         }
     }
 }
@@ -120,6 +127,7 @@ impl From<Error> for FfiError {
             Error::Config(_) | Error::Shape(_) | Error::Invalid(_) => SenetStatus::InvalidArgument,
             Error::DeviceUnavailable(_) => SenetStatus::BackendUnavailable,
             Error::Device { .. } => SenetStatus::Device,
+            Error::OutOfMemory { .. } => SenetStatus::OutOfMemory,
         };
         FfiError::new(status, e.to_string())
     }
@@ -201,11 +209,16 @@ mod tests {
 
     #[test]
     fn status_strings_match_describe() {
-        for s in 0..12 {
+        for (code, s) in ALL_STATUSES.into_iter().enumerate() {
+            assert_eq!(s as usize, code, "statuses are numbered in order");
             // SAFETY: senet_status_string returns a pointer to a static NUL-terminated string.
-            let c = unsafe { CStr::from_ptr(senet_status_string(s)) };
-            assert!(!c.to_bytes().is_empty());
+            let c = unsafe { CStr::from_ptr(senet_status_string(code as i32)) };
+            assert_eq!(c, s.describe());
+            assert_ne!(c.to_str().unwrap(), "unknown status");
         }
+        // SAFETY: as above.
+        let oom = unsafe { CStr::from_ptr(senet_status_string(13)) };
+        assert_eq!(oom.to_str().unwrap(), "out of memory");
         assert_eq!(SenetStatus::BufferTooSmall.describe(), c"buffer too small");
         // SAFETY: as above.
         let u = unsafe { CStr::from_ptr(senet_status_string(99)) };
