@@ -295,7 +295,10 @@ impl TrainTransform {
             )));
         }
         let b = self.random_crop_box(img.width, img.height, rng);
-        let mut crop = Vec::with_capacity(b.width * b.height * 3);
+        // The box lies inside the image (at most MAX_IMAGE_PIXELS pixels when decoded).
+        let mut crop = crate::mem::with_capacity(b.width * b.height * 3, || {
+            format!("a {}x{} crop", b.width, b.height)
+        })?;
         for row in b.y..b.y + b.height {
             let start = (row * img.width + b.x) * 3;
             crop.extend_from_slice(&img.data[start..start + b.width * 3]);

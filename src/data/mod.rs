@@ -19,7 +19,10 @@ mod rng;
 mod transforms;
 
 pub use augment::{flip_horizontal, flip_vertical, CropBox, TrainTransform, CROP_ATTEMPTS};
-pub use decode::{decode_bytes, decode_file, detect_format, ImageFormat};
+pub use decode::{
+    decode_bytes, decode_file, decode_named, detect_format, ImageFormat, MAX_IMAGE_PIXELS,
+    MAX_JPEG_SCANS,
+};
 pub use folder::{is_image_file, list_images, read_class_map, ImageFolder, IMAGE_EXTENSIONS};
 pub use loader::{Batch, Loader};
 pub use resize::{resize_u8, Interpolation};

@@ -13,6 +13,7 @@
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
+use crate::mem;
 
 /// Fractional bits of the quantised filter weights (OpenCV's `INTER_RESIZE_COEF_BITS`).
 const COEF_BITS: u32 = 11;
@@ -77,15 +78,17 @@ struct AxisFilter {
     weight: Vec<i32>,
 }
 
-fn axis_filter(src: usize, dst: usize, interp: Interpolation) -> AxisFilter {
+fn axis_filter(src: usize, dst: usize, interp: Interpolation) -> Result<AxisFilter> {
     // OpenCV: inv_scale = dst / src, scale = 1 / inv_scale (double), coordinate rounded to float.
     let scale = 1.0 / (dst as f64 / src as f64);
     let ksize = match interp {
         Interpolation::Bicubic => 4,
         Interpolation::Bilinear => 2,
     };
-    let mut index = Vec::with_capacity(dst * ksize);
-    let mut weight = Vec::with_capacity(dst * ksize);
+    let taps = dst.saturating_mul(ksize);
+    let what = || format!("a resize filter of {dst} positions");
+    let mut index = mem::with_capacity(taps, what)?;
+    let mut weight = mem::with_capacity(taps, what)?;
     for d in 0..dst {
         let f = ((d as f64 + 0.5) * scale - 0.5) as f32;
         let s = f.floor();
@@ -102,18 +105,20 @@ fn axis_filter(src: usize, dst: usize, interp: Interpolation) -> AxisFilter {
             weight.push((wk * COEF_SCALE).round_ties_even().clamp(-32768.0, 32767.0) as i32);
         }
     }
-    AxisFilter {
+    Ok(AxisFilter {
         ksize,
         index,
         weight,
-    }
+    })
 }
 
 /// Resizes an 8-bit interleaved image (`height * width * channels` bytes, row-major HWC) to
 /// `dst_width x dst_height` like OpenCV's `cv::resize(src, dst, Size(dst_width, dst_height), 0, 0,
 /// INTER_CUBIC | INTER_LINEAR)`. Returns `dst_height * dst_width * channels` bytes, HWC.
 ///
-/// Errors: [`Error::Invalid`] when a size is zero or `src.len()` does not match the dimensions.
+/// Errors: [`Error::Invalid`] when a size is zero or `src.len()` does not match the dimensions;
+/// [`Error::OutOfMemory`] when the output or the intermediate rows (`height * dst_width *
+/// channels` 32-bit sums) cannot be allocated.
 pub fn resize_u8(
     src: &[u8],
     width: usize,
@@ -128,26 +133,43 @@ pub fn resize_u8(
             "resize of a {width}x{height}x{channels} image to {dst_width}x{dst_height}: sizes must be positive"
         )));
     }
-    if src.len() != width * height * channels {
+    let dst_len = mem::checked_product(&[dst_width, dst_height, channels]);
+    let horiz_len = mem::checked_product(&[height, dst_width, channels]);
+    let (Some(dst_len), Some(horiz_len)) = (dst_len, horiz_len) else {
+        return Err(Error::Invalid(format!(
+            "resize of a {width}x{height}x{channels} image to {dst_width}x{dst_height}: too large"
+        )));
+    };
+    if mem::checked_product(&[width, height, channels]) != Some(src.len()) {
         return Err(Error::Invalid(format!(
             "resize: {} bytes for a {width}x{height}x{channels} image",
             src.len()
         )));
     }
+    let what = || format!("a {dst_width}x{dst_height} resized image");
     if width == dst_width && height == dst_height {
-        return Ok(src.to_vec());
+        let mut copy = mem::with_capacity(src.len(), what)?;
+        copy.extend_from_slice(src);
+        return Ok(copy);
     }
-    if interp == Interpolation::Bilinear && width == 2 * dst_width && height == 2 * dst_height {
-        return Ok(box_half(src, width, channels, dst_width, dst_height));
+    if interp == Interpolation::Bilinear
+        && Some(width) == dst_width.checked_mul(2)
+        && Some(height) == dst_height.checked_mul(2)
+    {
+        let mut dst = mem::filled(dst_len, 0u8, what)?;
+        box_half(src, width, channels, dst_width, dst_height, &mut dst);
+        return Ok(dst);
     }
-    let hf = axis_filter(width, dst_width, interp);
-    let vf = axis_filter(height, dst_height, interp);
+    let hf = axis_filter(width, dst_width, interp)?;
+    let vf = axis_filter(height, dst_height, interp)?;
 
     // Horizontal pass, only on the source rows some output row reads: integers, 11 fraction bits.
     let row_len = dst_width * channels;
     let mut needed = vec![false; height];
     vf.index.iter().for_each(|&r| needed[r] = true);
-    let mut horiz = vec![0i32; height * row_len];
+    let mut horiz = mem::filled(horiz_len, 0i32, || {
+        format!("resizing a {width}x{height} image to {dst_width}x{dst_height}")
+    })?;
     for y in (0..height).filter(|&y| needed[y]) {
         let src_row = &src[y * width * channels..(y + 1) * width * channels];
         let out = &mut horiz[y * row_len..(y + 1) * row_len];
@@ -164,7 +186,7 @@ pub fn resize_u8(
     }
 
     // Vertical pass, as OpenCV's vectorised 8-bit paths compute it.
-    let mut dst = vec![0u8; dst_height * row_len];
+    let mut dst = mem::filled(dst_len, 0u8, what)?;
     for dy in 0..dst_height {
         let taps = dy * vf.ksize..(dy + 1) * vf.ksize;
         let rows: Vec<&[i32]> = vf.index[taps.clone()]
@@ -212,8 +234,7 @@ fn vertical_linear(rows: &[&[i32]], weights: &[i32], out: &mut [u8]) {
 }
 
 /// OpenCV's fast `INTER_AREA` for an exact 2x downscale: `(a + b + c + d + 2) >> 2` per 2x2 block.
-fn box_half(src: &[u8], width: usize, ch: usize, dw: usize, dh: usize) -> Vec<u8> {
-    let mut dst = vec![0u8; dw * dh * ch];
+fn box_half(src: &[u8], width: usize, ch: usize, dw: usize, dh: usize, dst: &mut [u8]) {
     for y in 0..dh {
         let r0 = &src[2 * y * width * ch..];
         let r1 = &src[(2 * y + 1) * width * ch..];
@@ -225,7 +246,6 @@ fn box_half(src: &[u8], width: usize, ch: usize, dw: usize, dh: usize) -> Vec<u8
             }
         }
     }
-    dst
 }
 
 #[cfg(test)]
@@ -261,7 +281,7 @@ mod tests {
     #[test]
     fn quantised_weights_at_quarter() {
         // 2x upscale: fraction 0.25 -> Keys weights at 1.25, 0.25, 0.75, 1.75 = -216, 1800, 536, -72 / 2048.
-        let f = axis_filter(2, 4, Interpolation::Bicubic);
+        let f = axis_filter(2, 4, Interpolation::Bicubic).unwrap();
         assert_eq!(&f.weight[4..8], &[-216, 1800, 536, -72]);
         assert_eq!(&f.index[4..8], &[0, 0, 1, 1]);
     }

@@ -3,7 +3,7 @@
 //! HWC2CHW, with MindSpore 2.x semantics.
 use std::path::Path;
 
-use super::decode::decode_file;
+use super::decode::{decode_file, MAX_IMAGE_PIXELS};
 use super::resize::{resize_u8, Interpolation};
 use super::rgb::RgbImage;
 use crate::error::{Error, Result};
@@ -115,17 +115,49 @@ impl EvalTransform {
         }
     }
 
+    /// [`Self::resized_dims`], refused when the resized image would have more than
+    /// [`super::MAX_IMAGE_PIXELS`] pixels (a 1x20000 image resized to a short side of 256 is
+    /// 256x5120000); the message gives both sizes.
+    pub fn checked_resized_dims(
+        &self,
+        width: usize,
+        height: usize,
+    ) -> std::result::Result<(usize, usize), String> {
+        let (rw, rh) = self.resized_dims(width, height);
+        let pixels = (rw as u64).saturating_mul(rh as u64);
+        if pixels > MAX_IMAGE_PIXELS {
+            return Err(format!(
+                "a {width}x{height} image resizes to {rw}x{rh} ({pixels} pixels) for a short \
+                 side of {}: more than the {MAX_IMAGE_PIXELS} pixels senet handles (aspect \
+                 ratio too extreme)",
+                self.resize_size
+            ));
+        }
+        Ok((rw, rh))
+    }
+
     /// Decodes the image file at `path` and transforms it: `3 * image_resize^2` f32, CHW.
-    /// Errors: [`Error::Io`] / [`Error::Format`] naming the file (see [`super::decode_file`]).
+    /// Errors: [`Error::Io`] / [`Error::Format`] / [`Error::OutOfMemory`] naming the file (see
+    /// [`super::decode_file`] and [`Self::apply_named`]).
     pub fn apply_path(&self, path: &Path) -> Result<Vec<f32>> {
         let img = decode_file(path)?;
-        self.apply(&img)
+        self.apply_named(&img, path)
     }
 
     /// Transforms a decoded image: `3 * image_resize^2` f32, CHW, normalized.
-    /// Errors: [`Error::Invalid`] for an empty image.
+    /// Errors: as [`Self::apply_named`], naming the image "image".
     pub fn apply(&self, img: &RgbImage) -> Result<Vec<f32>> {
-        let (rw, rh) = self.resized_dims(img.width, img.height);
+        self.apply_named(img, Path::new("image"))
+    }
+
+    /// [`Self::apply`] with errors naming the image `name` (its file, or e.g. "in-memory
+    /// image"): [`Error::Format`] when the resized size exceeds [`super::MAX_IMAGE_PIXELS`]
+    /// ([`Self::checked_resized_dims`]); [`Error::Invalid`] for an empty image;
+    /// [`Error::OutOfMemory`] from the resize.
+    pub fn apply_named(&self, img: &RgbImage, name: &Path) -> Result<Vec<f32>> {
+        let (rw, rh) = self
+            .checked_resized_dims(img.width, img.height)
+            .map_err(|m| Error::format(name, m))?;
         let resized = resize_u8(
             &img.data,
             img.width,

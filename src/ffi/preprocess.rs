@@ -2,8 +2,9 @@
 //! image file or an in-memory encoded image into a caller buffer.
 use super::args::{self, need};
 use super::status::{guard, FfiError, SenetStatus};
-use crate::data::{decode_bytes, EvalTransform};
+use crate::data::{decode_named, EvalTransform};
 use std::ffi::c_char;
+use std::path::Path;
 
 /// Side in pixels of a preprocessed image (MindCV's `image_resize`).
 pub const SENET_IMAGE_SIZE: usize = 224;
@@ -39,9 +40,15 @@ unsafe fn write_image(values: Vec<f32>, out: *mut f32, out_len: usize) -> super:
 ///
 /// Thread-safety: safe from any thread, concurrently.
 ///
+/// Images of more than 178,956,970 pixels (PIL's decompression-bomb limit), or whose resize to a
+/// short side of 256 would have more, are refused from their header (SENET_STATUS_FORMAT),
+/// before anything is decoded.
+///
 /// Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER, SENET_STATUS_INVALID_ARGUMENT (empty
 /// path, misaligned `out`), SENET_STATUS_BUFFER_TOO_SMALL (`out_len < SENET_IMAGE_VALUES`),
-/// SENET_STATUS_IO, SENET_STATUS_FORMAT (not a decodable JPEG/PNG), SENET_STATUS_INTERNAL.
+/// SENET_STATUS_IO (missing, unreadable, or not a regular file: a FIFO is refused, never waited
+/// on), SENET_STATUS_FORMAT (not a decodable JPEG/PNG, too many pixels),
+/// SENET_STATUS_OUT_OF_MEMORY, SENET_STATUS_INTERNAL.
 ///
 /// # Safety
 /// `path` is NULL or a NUL-terminated string; `out` is NULL or points to `out_len` writable
@@ -73,8 +80,8 @@ pub unsafe extern "C" fn senet_preprocess_file(
 /// Thread-safety: safe from any thread, concurrently.
 ///
 /// Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER, SENET_STATUS_INVALID_ARGUMENT
-/// (`data_len` 0, misaligned `out`), SENET_STATUS_BUFFER_TOO_SMALL, SENET_STATUS_FORMAT,
-/// SENET_STATUS_INTERNAL.
+/// (`data_len` 0, misaligned `out`), SENET_STATUS_BUFFER_TOO_SMALL, SENET_STATUS_FORMAT (not a
+/// decodable JPEG/PNG, too many pixels), SENET_STATUS_OUT_OF_MEMORY, SENET_STATUS_INTERNAL.
 ///
 /// # Safety
 /// `data` is NULL or points to `data_len` readable bytes; `out` is NULL or points to `out_len`
@@ -99,9 +106,9 @@ pub unsafe extern "C" fn senet_preprocess_memory(
         if args::overlap(data, data_len, out, out_len) {
             return Err(FfiError::invalid("data and out overlap"));
         }
-        let img = decode_bytes(bytes)
-            .map_err(|msg| FfiError::new(SenetStatus::Format, format!("in-memory image: {msg}")))?;
-        let values = EvalTransform::default().apply(&img)?;
+        let name = Path::new("in-memory image");
+        let img = decode_named(bytes, name)?;
+        let values = EvalTransform::default().apply_named(&img, name)?;
         // SAFETY: `out` is `out_len` writable floats, not overlapping `data`, by the contract.
         unsafe { write_image(values, out, out_len) }
     })
