@@ -14,6 +14,7 @@
 mod arg;
 mod choices;
 mod validate;
+pub use validate::{MAX_BATCH_SIZE, MAX_EPOCHS};
 mod yaml;
 
 use std::path::Path;
@@ -315,14 +316,16 @@ impl Recipe {
 
     /// Reads and parses a MindCV recipe. Keys absent from the file keep `config.py`'s defaults;
     /// floats may be written as integers (`lr: 1`), booleans as `True`/`yes`, pairs as
-    /// `[a, b]`. Errors name the file: a missing file is [`Error::Io`]; an unknown key is
+    /// `[a, b]`. The file is read with [`crate::fsutil::read_text`] (a regular file, UTF-8).
+    /// Errors name the file: a missing or non-regular file is [`Error::Io`], text that is not
+    /// UTF-8 [`Error::Format`]; an unknown key is
     /// [`Error::Config`] `"<file>: unknown key 'k'"`; a value of the wrong type or an unknown
     /// choice is [`Error::Config`] naming the key, the value and the file. Does not call
     /// [`Recipe::validate`] (MindCV does not either). Like MindCV, records the file in
     /// [`Recipe::config`] (unless the file sets `config` itself, as an args dump does).
     pub fn from_yaml_file(path: impl AsRef<Path>) -> Result<Recipe> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::fsutil::read_text(path)?;
         let mut recipe = yaml::parse(&text, Some(path))?;
         if recipe.config.is_empty() {
             recipe.config = path.display().to_string();

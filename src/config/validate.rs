@@ -1,6 +1,13 @@
 //! [`Recipe::validate`]: value ranges and combinations the jobs rely on.
 use super::{EraseValue, Recipe};
+use crate::data::MAX_SIDE;
 use crate::error::{Error, Result};
+use crate::model::MAX_CLASSES;
+
+/// The largest `batch_size` accepted (images per batch and rank).
+pub const MAX_BATCH_SIZE: usize = 1 << 20;
+/// The largest `epoch_size` accepted.
+pub const MAX_EPOCHS: u32 = 1_000_000;
 
 impl Recipe {
     /// Checks value ranges and combinations the jobs rely on; an [`Error::Config`] names the
@@ -17,14 +24,42 @@ impl Recipe {
         if !(self.crop_pct > 0.0 && self.crop_pct <= 1.0) {
             return bad("crop_pct", self.crop_pct, "must be in (0, 1]");
         }
-        if self.batch_size < 1 {
-            return bad("batch_size", self.batch_size, "must be at least 1");
+        // Upper bounds are guards far above any real run, so that sizes computed from them
+        // (images x pixels, epochs x steps) stay far from overflow.
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return bad(
+                "batch_size",
+                self.batch_size,
+                &format!("must be between 1 and {MAX_BATCH_SIZE}"),
+            );
         }
-        if self.image_resize < 32 {
-            return bad("image_resize", self.image_resize, "must be at least 32");
+        if !(32..=MAX_SIDE).contains(&self.image_resize) {
+            return bad(
+                "image_resize",
+                self.image_resize,
+                &format!("must be between 32 and {MAX_SIDE} pixels"),
+            );
         }
-        if self.num_classes == Some(0) {
-            return bad("num_classes", self.num_classes, "must be at least 1");
+        if let Some(n) = self.num_classes.filter(|n| !(1..=MAX_CLASSES).contains(n)) {
+            return bad(
+                "num_classes",
+                n,
+                &format!("must be between 1 and {MAX_CLASSES}"),
+            );
+        }
+        if self.epoch_size > MAX_EPOCHS {
+            return bad(
+                "epoch_size",
+                self.epoch_size,
+                &format!("must be at most {MAX_EPOCHS}"),
+            );
+        }
+        if self.ckpt_save_dir.is_empty() {
+            return bad(
+                "ckpt_save_dir",
+                &self.ckpt_save_dir,
+                "must name a folder (\".\" for the current one)",
+            );
         }
         if self.in_channels < 1 {
             return bad("in_channels", self.in_channels, "must be at least 1");

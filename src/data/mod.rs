@@ -23,9 +23,11 @@ pub use decode::{
     decode_bytes, decode_file, decode_named, detect_format, ImageFormat, MAX_IMAGE_PIXELS,
     MAX_JPEG_SCANS,
 };
-pub use folder::{is_image_file, list_images, read_class_map, ImageFolder, IMAGE_EXTENSIONS};
+pub use folder::{
+    is_image_file, list_images, parse_class_map, read_class_map, ImageFolder, IMAGE_EXTENSIONS,
+};
 pub use loader::{Batch, Loader};
 pub use resize::{resize_u8, Interpolation};
 pub use rgb::RgbImage;
 pub use rng::SampleRng;
-pub use transforms::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};
+pub use transforms::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD, MAX_SIDE};

@@ -1,6 +1,6 @@
 //! `senet predict`: top-K classes (softmax probabilities) of image files, and their logits.
 use super::device::{self, DeviceRequest};
-use super::session::{load_model, open_checkpoint};
+use super::session::{classes_of, load_model, open_checkpoint};
 use crate::checkpoint::LoadOptions;
 use crate::config::{AmpLevel, DeviceTarget};
 use crate::data::{list_images, read_class_map, EvalTransform, Loader};
@@ -44,12 +44,44 @@ pub struct TopClass {
 }
 
 /// The top-K of one image.
-#[derive(Debug, Clone, serde::Serialize)]
+///
+/// As JSON (`senet predict --json`): `{"path": ..., "top": [...]}`. `path` is always valid
+/// UTF-8: a file name that is not (any bytes are legal in Unix names) is written lossily, each
+/// invalid byte as U+FFFD, and then the exact name follows as `"path_bytes": [byte, ...]`
+/// (e.g. Python's `bytes(obj["path_bytes"])`); valid names have no `path_bytes`.
+#[derive(Debug, Clone)]
 pub struct Prediction {
     /// The image file.
     pub path: PathBuf,
     /// Its top-K classes, most probable first.
     pub top: Vec<TopClass>,
+}
+
+impl serde::Serialize for Prediction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let shown = self.path.to_string_lossy();
+        let exact = matches!(shown, std::borrow::Cow::Borrowed(_));
+        let mut m = s.serialize_struct("Prediction", if exact { 2 } else { 3 })?;
+        m.serialize_field("path", &shown)?;
+        if !exact {
+            m.serialize_field("path_bytes", &path_bytes(&self.path))?;
+        }
+        m.serialize_field("top", &self.top)?;
+        m.end()
+    }
+}
+
+/// The bytes of a file name as the system gives them.
+#[cfg(unix)]
+fn path_bytes(p: &std::path::Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str().as_bytes().to_vec()
+}
+
+#[cfg(not(unix))]
+fn path_bytes(p: &std::path::Path) -> Vec<u8> {
+    p.as_os_str().as_encoded_bytes().to_vec()
 }
 
 /// Predicts every image under `paths` (files, or folders searched recursively; sorted).
@@ -73,9 +105,19 @@ pub fn run(
         None => None,
     };
     let ckpt = open_checkpoint(&opts.ckpt_path)?;
+    let classes = match &names {
+        Some(n) => n.len(),
+        None => classes_of(&ckpt, &opts.ckpt_path).map_err(|e| match e {
+            Error::Format { path, msg } => Error::Format {
+                path,
+                msg: format!("{msg} (give the class names with --class_map FILE)"),
+            },
+            e => e,
+        })?,
+    };
     let (net, _) = load_model(
         opts.arch,
-        names.as_ref().map(|n| n.len()),
+        Some(classes),
         &ckpt,
         &opts.ckpt_path,
         &LoadOptions::default(),
@@ -93,7 +135,9 @@ pub fn run(
         opts.batch_size,
         opts.num_workers,
     )?;
-    let mut logits = Vec::with_capacity(total * classes);
+    let mut logits = crate::mem::with_capacity(total.saturating_mul(classes), || {
+        format!("the logits of {total} images x {classes} classes")
+    })?;
     let mut preds = Vec::with_capacity(total);
     for batch in loader {
         let batch = batch?;

@@ -1,6 +1,8 @@
 //! What every job starts with: a checkpoint read once, and a model holding its weights.
 use crate::checkpoint::{self, Checkpoint, LoadOptions, LoadReport};
-use crate::model::{Arch, SeNet};
+use crate::model::params::param_specs;
+use crate::model::{Arch, Params, SeNet, MAX_CLASSES};
+use crate::Tensor;
 use crate::{Error, Result};
 use std::path::Path;
 
@@ -29,20 +31,34 @@ pub fn open_checkpoint(path: &Path) -> Result<Checkpoint> {
 }
 
 /// Number of classes of a checkpoint read from `path` (the length of `classifier.bias`).
-/// Errors: [`Error::Format`] naming the file when it has no 1-D `classifier.bias`.
+/// Errors: [`Error::Format`] naming the file when it has no 1-D `classifier.bias`, or one whose
+/// length is not a class count senet builds (1..=[`MAX_CLASSES`]).
 pub fn classes_of(ck: &Checkpoint, path: &Path) -> Result<usize> {
     match ck.get("classifier.bias") {
-        Some(t) if t.shape.len() == 1 => Ok(t.shape[0]),
+        Some(t) if t.shape.len() == 1 && (1..=MAX_CLASSES).contains(&t.shape[0]) => Ok(t.shape[0]),
+        Some(t) if t.shape.len() == 1 => Err(Error::format(
+            path,
+            format!(
+                "'classifier.bias' has {} entries: not a class count senet builds (1 to {MAX_CLASSES})",
+                t.shape[0]
+            ),
+        )),
         _ => Err(Error::format(
             path,
-            "no 1-D 'classifier.bias': cannot tell the number of classes (pass --num_classes)",
+            "no 1-D 'classifier.bias': cannot tell the number of classes",
         )),
     }
 }
 
 /// Builds `arch` and loads `ck` (read from `path`) into it, exactly (names and shapes; see
 /// [`checkpoint::load_model`]). `num_classes` None takes the class count from the checkpoint.
-/// Errors: as [`classes_of`]; [`Error::Mismatch`] from the load.
+///
+/// The model is only built once the checkpoint's classifier (`classifier.weight`, or
+/// `ema.classifier.weight` with `opts.ema`) is there with the shape `[classes, features]` of
+/// that model: the size of what is allocated is backed by what the file holds, so a bare
+/// `classifier.bias` of a million entries cannot make a job build an 8 GB model.
+/// Errors: as [`classes_of`]; [`Error::Mismatch`] from that check or the load;
+/// [`Error::OutOfMemory`] building the model.
 pub fn load_model(
     arch: Arch,
     num_classes: Option<usize>,
@@ -54,7 +70,51 @@ pub fn load_model(
         Some(n) => n,
         None => classes_of(ck, path)?,
     };
+    let name = if opts.ema {
+        "ema.classifier.weight"
+    } else {
+        "classifier.weight"
+    };
+    let expected = [classes, arch.num_features()];
+    if !opts.partial && ck.get(name).map(|t| &t.shape[..]) != Some(&expected[..]) {
+        return Err(mismatch_without_weights(arch, classes, ck, path, opts));
+    }
     let mut net = SeNet::new(arch, classes, 0)?;
     let report = checkpoint::load_model_from(&mut net, ck, path, opts)?;
     Ok((net, report))
+}
+
+/// The [`Error::Mismatch`] a load of `ck` into `arch` with `classes` classes reports (every
+/// offending parameter), computed on the parameters' names and shapes alone: no weight is
+/// allocated. Only for a checkpoint known not to fit (its classifier differs).
+fn mismatch_without_weights(
+    arch: Arch,
+    classes: usize,
+    ck: &Checkpoint,
+    path: &Path,
+    opts: &LoadOptions,
+) -> Error {
+    let shapes_only = Params::new(param_specs(arch, classes), |s| {
+        Ok(Tensor {
+            shape: s.shape.clone(),
+            data: Vec::new(),
+        })
+    });
+    let mut net = match shapes_only {
+        Ok(params) => SeNet {
+            arch,
+            num_classes: classes,
+            params,
+        },
+        Err(e) => return e,
+    };
+    match checkpoint::load_model_from(&mut net, ck, path, opts) {
+        Err(e) => e,
+        // Not reached (the classifier misfits), but never report success for it.
+        Ok(_) => Error::Mismatch {
+            path: path.to_path_buf(),
+            model: format!("{} ({classes} classes)", arch.name()),
+            details: "the classifier does not fit".into(),
+        },
+    }
 }

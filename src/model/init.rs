@@ -1,7 +1,7 @@
 //! Parameter initialisation: MindCV's random init (`SENet._initialize_weights`) and the
 //! deterministic "formula" weights of `shared/golden/README.md` that the golden outputs use.
 use super::params::{ParamKind, ParamSpec};
-use crate::Tensor;
+use crate::{Result, Tensor};
 
 /// FNV-1a 64 of `s`'s UTF-8 bytes.
 pub fn fnv1a64(s: &str) -> u64 {
@@ -35,24 +35,47 @@ pub fn fan_in(shape: &[usize]) -> usize {
 
 /// The golden formula value of a parameter (`shared/golden/README.md`): weights
 /// `(2u-1)*sqrt(3/fan_in)`, gamma and moving_variance `0.5+u`, beta, moving_mean and bias
-/// `(2u-1)*0.1`; computed in f64, rounded to f32.
+/// `(2u-1)*0.1`; computed in f64, rounded to f32. (For a small tensor; models are built with
+/// [`try_formula_param`], which allocates fallibly.)
 pub fn formula_param(spec: &ParamSpec) -> Tensor {
-    let n: usize = spec.shape.iter().product();
-    let u = formula_uniform(&spec.name, n);
-    let data: Vec<f32> = match spec.kind {
-        ParamKind::ConvWeight | ParamKind::DenseWeight => {
-            let a = (3.0 / fan_in(&spec.shape) as f64).sqrt();
-            u.map(|u| ((2.0 * u - 1.0) * a) as f32).collect()
-        }
-        ParamKind::Gamma | ParamKind::MovingVariance => u.map(|u| (0.5 + u) as f32).collect(),
-        ParamKind::Beta | ParamKind::MovingMean | ParamKind::Bias => {
-            u.map(|u| ((2.0 * u - 1.0) * 0.1) as f32).collect()
-        }
-    };
     Tensor {
         shape: spec.shape.clone(),
-        data,
+        data: formula_values(spec).collect(),
     }
+}
+
+/// [`formula_param`], its storage a fallible allocation.
+/// Errors: [`crate::Error::OutOfMemory`] naming the parameter.
+pub fn try_formula_param(spec: &ParamSpec) -> Result<Tensor> {
+    from_values(spec, formula_values(spec))
+}
+
+fn formula_values(spec: &ParamSpec) -> impl Iterator<Item = f32> {
+    let n: usize = spec.shape.iter().product();
+    let kind = spec.kind;
+    let a = match kind {
+        ParamKind::ConvWeight | ParamKind::DenseWeight => (3.0 / fan_in(&spec.shape) as f64).sqrt(),
+        _ => 0.0,
+    };
+    formula_uniform(&spec.name, n).map(move |u| match kind {
+        ParamKind::ConvWeight | ParamKind::DenseWeight => ((2.0 * u - 1.0) * a) as f32,
+        ParamKind::Gamma | ParamKind::MovingVariance => (0.5 + u) as f32,
+        ParamKind::Beta | ParamKind::MovingMean | ParamKind::Bias => ((2.0 * u - 1.0) * 0.1) as f32,
+    })
+}
+
+/// A tensor of `spec`'s shape holding `values` (exactly its element count), in a fallible
+/// allocation. Errors: [`crate::Error::OutOfMemory`] naming the parameter.
+fn from_values(spec: &ParamSpec, values: impl Iterator<Item = f32>) -> Result<Tensor> {
+    let n: usize = spec.shape.iter().product();
+    let mut data = crate::mem::with_capacity(n, || {
+        format!("parameter '{}' of shape {:?}", spec.name, spec.shape)
+    })?;
+    data.extend(values.take(n));
+    Ok(Tensor {
+        shape: spec.shape.clone(),
+        data,
+    })
 }
 
 /// The golden formula input tensor named `name`: `(2u-1)*2`, rounded to f32.
@@ -93,29 +116,28 @@ impl Rng {
 /// MindCV's initialisation (`SENet._initialize_weights`): conv weights HeNormal(fan_out, relu),
 /// i.e. N(0, 2/(out*kh*kw)); Dense weights HeUniform(fan_in, gain 1): U(+-sqrt(3/fan_in));
 /// biases and beta 0; gamma 1; moving mean 0, moving variance 1. Deterministic per `seed` and
-/// parameter name.
-pub fn mindcv_init(spec: &ParamSpec, seed: u64) -> Tensor {
-    let n: usize = spec.shape.iter().product();
+/// parameter name. Errors: [`crate::Error::OutOfMemory`] naming the parameter (its storage is a
+/// fallible allocation: a 1,000,000-class classifier is 8 GB).
+pub fn mindcv_init(spec: &ParamSpec, seed: u64) -> Result<Tensor> {
     let mut rng = Rng::new(seed ^ fnv1a64(&spec.name));
-    let data: Vec<f32> = match spec.kind {
+    let values: Box<dyn Iterator<Item = f32>> = match spec.kind {
         ParamKind::ConvWeight => {
             let fan_out = spec.shape[0] * spec.shape[2] * spec.shape[3];
             let std = (2.0 / fan_out as f64).sqrt();
-            (0..n).map(|_| (rng.normal() * std) as f32).collect()
+            Box::new(std::iter::repeat_with(move || (rng.normal() * std) as f32))
         }
         ParamKind::DenseWeight => {
             let a = (3.0 / fan_in(&spec.shape) as f64).sqrt();
-            (0..n)
-                .map(|_| ((2.0 * rng.uniform() - 1.0) * a) as f32)
-                .collect()
+            Box::new(std::iter::repeat_with(move || {
+                ((2.0 * rng.uniform() - 1.0) * a) as f32
+            }))
         }
-        ParamKind::Gamma | ParamKind::MovingVariance => vec![1.0; n],
-        ParamKind::Beta | ParamKind::MovingMean | ParamKind::Bias => vec![0.0; n],
+        ParamKind::Gamma | ParamKind::MovingVariance => Box::new(std::iter::repeat(1.0)),
+        ParamKind::Beta | ParamKind::MovingMean | ParamKind::Bias => {
+            Box::new(std::iter::repeat(0.0))
+        }
     };
-    Tensor {
-        shape: spec.shape.clone(),
-        data,
-    }
+    from_values(spec, values)
 }
 
 #[cfg(test)]

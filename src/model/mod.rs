@@ -11,7 +11,9 @@ pub use params::{ParamKind, ParamSpec, Params};
 
 use crate::{Error, Result};
 
-/// The largest class count accepted (the classifier alone is then 2048 x 10^6 floats, 8 GB).
+/// The largest class count accepted: a model, a class map index, a checkpoint's classifier.
+/// The classifier alone is then 2048 x 10^6 floats (8 GB); beyond it no real data set exists
+/// (ImageNet-21k has 21,843 classes) and a count that large is a damaged or hostile file.
 pub const MAX_CLASSES: usize = 1_000_000;
 
 fn check_classes(num_classes: usize) -> Result<()> {
@@ -36,7 +38,8 @@ pub struct SeNet {
 
 impl SeNet {
     /// A model initialised as MindCV does (`_initialize_weights`), deterministic per `seed`.
-    /// Errors: `num_classes` outside 1..=[`MAX_CLASSES`].
+    /// Errors: `num_classes` outside 1..=[`MAX_CLASSES`]; [`Error::OutOfMemory`] when the
+    /// parameters cannot be allocated (every tensor is a fallible allocation).
     pub fn new(arch: Arch, num_classes: usize, seed: u64) -> Result<SeNet> {
         check_classes(num_classes)?;
         let params = Params::new(params::param_specs(arch, num_classes), |s| {
@@ -50,10 +53,13 @@ impl SeNet {
     }
 
     /// A model holding the golden formula weights of `shared/golden/README.md`.
-    /// Errors: `num_classes` outside 1..=[`MAX_CLASSES`].
+    /// Errors: `num_classes` outside 1..=[`MAX_CLASSES`]; [`Error::OutOfMemory`].
     pub fn formula(arch: Arch, num_classes: usize) -> Result<SeNet> {
         check_classes(num_classes)?;
-        let params = Params::new(params::param_specs(arch, num_classes), init::formula_param)?;
+        let params = Params::new(
+            params::param_specs(arch, num_classes),
+            init::try_formula_param,
+        )?;
         Ok(SeNet {
             arch,
             num_classes,

@@ -159,16 +159,17 @@ pub struct Params {
 }
 
 impl Params {
-    /// Parameters for `specs`, every value produced by `init(spec)`. Errors if `init` returns a
-    /// tensor of the wrong shape.
+    /// Parameters for `specs`, every value produced by `init(spec)`. Errors: those of `init`
+    /// (e.g. [`crate::Error::OutOfMemory`]); [`Error::Shape`] if it returns a tensor of the
+    /// wrong shape.
     pub fn new(
         specs: Vec<ParamSpec>,
-        mut init: impl FnMut(&ParamSpec) -> Tensor,
+        mut init: impl FnMut(&ParamSpec) -> Result<Tensor>,
     ) -> Result<Params> {
         let mut tensors = Vec::with_capacity(specs.len());
         let mut index = HashMap::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
-            let t = init(s);
+            let t = init(s)?;
             if t.shape != s.shape {
                 return Err(Error::Shape(format!(
                     "{}: initialiser gave {:?}, expected {:?}",

@@ -467,7 +467,7 @@ fn train_with<F: BackendFactory>(
     if root {
         std::fs::create_dir_all(&save_dir).map_err(|e| Error::io(&save_dir, e))?;
         let args_dump = save_dir.join(format!("{model}.yaml"));
-        std::fs::write(&args_dump, r.to_yaml()).map_err(|e| Error::io(&args_dump, e))?;
+        crate::fsutil::write_atomic(&args_dump, r.to_yaml().as_bytes())?;
         metrics = Some(MetricsLog::open(&save_dir)?);
         if start_step > 0 {
             best = log::best_val_top1(&save_dir, start_step);
