@@ -26,6 +26,7 @@ pub mod engine;
 pub mod error;
 pub mod ffi;
 pub mod fsutil;
+pub mod fuzzing;
 pub mod mem;
 pub mod model;
 pub mod npy;

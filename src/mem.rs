@@ -48,6 +48,26 @@ pub fn filled<T: Clone>(len: usize, value: T, what: impl FnOnce() -> String) -> 
     Ok(v)
 }
 
+/// `len` zero bytes, allocated already zeroed (`calloc`: for a large buffer the system hands
+/// out zero pages lazily, so the bytes a decoder never writes cost nothing). Errors as
+/// [`with_capacity`].
+pub fn zeroed_bytes(len: usize, what: impl FnOnce() -> String) -> Result<Vec<u8>> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let Ok(layout) = std::alloc::Layout::array::<u8>(len) else {
+        return Err(oom::<u8>(len, what));
+    };
+    // SAFETY: `layout` has a non-zero size (len > 0).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+    if ptr.is_null() {
+        return Err(oom::<u8>(len, what));
+    }
+    // SAFETY: `ptr` was allocated by the global allocator with the layout of `len` bytes (align
+    // 1), all initialised (zeroed); the Vec takes ownership and frees it with that layout.
+    Ok(unsafe { Vec::from_raw_parts(ptr, len, len) })
+}
+
 /// Makes room in `v` for `extra` more elements. Errors as [`with_capacity`] (the size named is
 /// the new total).
 pub fn reserve<T>(v: &mut Vec<T>, extra: usize, what: impl FnOnce() -> String) -> Result<()> {
@@ -70,14 +90,27 @@ mod tests {
         let e = with_capacity::<f32>(usize::MAX / 2, || "the test buffer".into()).unwrap_err();
         let msg = e.to_string();
         assert!(
-            matches!(e, Error::OutOfMemory { bytes: u64::MAX, .. }),
+            matches!(
+                e,
+                Error::OutOfMemory {
+                    bytes: u64::MAX,
+                    ..
+                }
+            ),
             "{e:?}"
         );
-        assert!(msg.contains("out of memory") && msg.contains("the test buffer"), "{msg}");
+        assert!(
+            msg.contains("out of memory") && msg.contains("the test buffer"),
+            "{msg}"
+        );
         let mut v = vec![1u8];
         let e = reserve(&mut v, usize::MAX, || "more".into()).unwrap_err();
         assert!(matches!(e, Error::OutOfMemory { .. }), "{e:?}");
         assert_eq!(filled(3, 7u16, || unreachable!()).unwrap(), vec![7, 7, 7]);
+        assert_eq!(zeroed_bytes(5, || unreachable!()).unwrap(), vec![0; 5]);
+        assert!(zeroed_bytes(0, || unreachable!()).unwrap().is_empty());
+        let e = zeroed_bytes(usize::MAX, || "huge".into()).unwrap_err();
+        assert!(matches!(e, Error::OutOfMemory { .. }), "{e:?}");
     }
 
     #[test]

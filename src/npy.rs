@@ -62,16 +62,17 @@ fn declared_shape(path: &Path, b: &[u8]) -> Result<(Vec<usize>, usize)> {
     }
     let (len, start): (usize, usize) = match b[6] {
         1 => (u16::from_le_bytes([b[8], b[9]]) as usize, 10),
-        2 | 3 if b.len() >= 12 => (
-            u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize,
-            12,
-        ),
+        2 | 3 if b.len() >= 12 => (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12),
         v => return Err(bad(&format!("unsupported format version {v}"))),
     };
     let end = start
         .checked_add(len)
         .filter(|&e| e <= b.len())
-        .ok_or_else(|| bad(&format!("header of {len} bytes runs past the end of the file")))?;
+        .ok_or_else(|| {
+            bad(&format!(
+                "header of {len} bytes runs past the end of the file"
+            ))
+        })?;
     let header = String::from_utf8_lossy(&b[start..end]);
     let key = ["'shape'", "\"shape\""]
         .iter()
@@ -108,7 +109,10 @@ pub fn from_npy<R: std::io::Read>(path: &Path, npy: npyz::NpyFile<R>) -> Result<
         .collect::<Option<Vec<usize>>>()
         .filter(|s| mem::checked_product(s).is_some())
         .ok_or_else(|| {
-            Error::format(path, format!("shape {:?} has too many elements", npy.shape()))
+            Error::format(
+                path,
+                format!("shape {:?} has too many elements", npy.shape()),
+            )
         })?;
     if npy.order() != npyz::Order::C {
         return Err(Error::format(
@@ -119,12 +123,22 @@ pub fn from_npy<R: std::io::Read>(path: &Path, npy: npyz::NpyFile<R>) -> Result<
     let count = mem::checked_product(&shape).unwrap_or(0);
     let data: Vec<f32> = match npy.dtype() {
         npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {
-            collect(path, count, npy.data::<f32>().map_err(|e| Error::format(path, e.to_string()))?, |v| v)?
+            collect(
+                path,
+                count,
+                npy.data::<f32>()
+                    .map_err(|e| Error::format(path, e.to_string()))?,
+                |v| v,
+            )?
         }
         npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 8 => {
-            collect(path, count, npy.data::<f64>().map_err(|e| Error::format(path, e.to_string()))?, |v| {
-                v as f32
-            })?
+            collect(
+                path,
+                count,
+                npy.data::<f64>()
+                    .map_err(|e| Error::format(path, e.to_string()))?,
+                |v| v as f32,
+            )?
         }
         other => {
             return Err(Error::format(
@@ -152,9 +166,7 @@ fn collect<T>(
     for v in values.take(count) {
         if out.len() == out.capacity() {
             let step = STEP.min(count - out.len());
-            mem::reserve(&mut out, step, || {
-                format!("the data of {}", path.display())
-            })?;
+            mem::reserve(&mut out, step, || format!("the data of {}", path.display()))?;
         }
         out.push(conv(v.map_err(|e| Error::format(path, e.to_string()))?));
     }
@@ -191,9 +203,17 @@ mod tests {
         let p = dir.path().join("x.npy");
         let cases = [
             // product overflows u64 (npyz alone would overflow computing it)
-            ("(4294967296, 4294967296, 16)", &[0u8; 8][..], "too many elements"),
+            (
+                "(4294967296, 4294967296, 16)",
+                &[0u8; 8][..],
+                "too many elements",
+            ),
             // a huge but representable count with 8 bytes of data
-            ("(1099511627776,)", &[0u8; 8][..], "needs 4398046511104 data bytes"),
+            (
+                "(1099511627776,)",
+                &[0u8; 8][..],
+                "needs 4398046511104 data bytes",
+            ),
             ("(3,)", &[0u8; 8][..], "needs 12 data bytes, the file has 8"),
             ("(a, 2)", &[0u8; 8][..], "not a tuple of sizes"),
         ];
@@ -203,7 +223,10 @@ mod tests {
             let e = read_f32(&p).unwrap_err().to_string();
             assert!(e.contains("x.npy") && e.contains(want), "{shape}: {e}");
         }
-        let mut b = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", &[0; 8]);
+        let mut b = npy(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }",
+            &[0; 8],
+        );
         b[8] = 0xff; // header length past the end
         std::fs::write(&p, &b).unwrap();
         let e = read_f32(&p).unwrap_err().to_string();

@@ -143,22 +143,22 @@ impl RawTensor {
             format!("a float32 copy of a {:?} tensor", self.shape)
         })?;
         data.extend((0..n).map(|i| {
-                let c = &b[i * sz..(i + 1) * sz];
-                match self.dtype {
-                    DType::F32 => f32::from_le_bytes(c.try_into().unwrap()),
-                    DType::F16 => half::f16::from_le_bytes(c.try_into().unwrap()).to_f32(),
-                    DType::BF16 => half::bf16::from_le_bytes(c.try_into().unwrap()).to_f32(),
-                    DType::F64 => f64::from_le_bytes(c.try_into().unwrap()) as f32,
-                    DType::I8 => c[0] as i8 as f32,
-                    DType::U8 => c[0] as f32,
-                    DType::Bool => (c[0] != 0) as u8 as f32,
-                    DType::I16 => i16::from_le_bytes(c.try_into().unwrap()) as f32,
-                    DType::U16 => u16::from_le_bytes(c.try_into().unwrap()) as f32,
-                    DType::I32 => i32::from_le_bytes(c.try_into().unwrap()) as f32,
-                    DType::U32 => u32::from_le_bytes(c.try_into().unwrap()) as f32,
-                    DType::I64 => i64::from_le_bytes(c.try_into().unwrap()) as f32,
-                    DType::U64 => u64::from_le_bytes(c.try_into().unwrap()) as f32,
-                }
+            let c = &b[i * sz..(i + 1) * sz];
+            match self.dtype {
+                DType::F32 => f32::from_le_bytes(c.try_into().unwrap()),
+                DType::F16 => half::f16::from_le_bytes(c.try_into().unwrap()).to_f32(),
+                DType::BF16 => half::bf16::from_le_bytes(c.try_into().unwrap()).to_f32(),
+                DType::F64 => f64::from_le_bytes(c.try_into().unwrap()) as f32,
+                DType::I8 => c[0] as i8 as f32,
+                DType::U8 => c[0] as f32,
+                DType::Bool => (c[0] != 0) as u8 as f32,
+                DType::I16 => i16::from_le_bytes(c.try_into().unwrap()) as f32,
+                DType::U16 => u16::from_le_bytes(c.try_into().unwrap()) as f32,
+                DType::I32 => i32::from_le_bytes(c.try_into().unwrap()) as f32,
+                DType::U32 => u32::from_le_bytes(c.try_into().unwrap()) as f32,
+                DType::I64 => i64::from_le_bytes(c.try_into().unwrap()) as f32,
+                DType::U64 => u64::from_le_bytes(c.try_into().unwrap()) as f32,
+            }
         }));
         Ok(Tensor {
             shape: self.shape.clone(),

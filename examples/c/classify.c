@@ -12,6 +12,8 @@
  */
 #include <senet.h>
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +47,17 @@ int main(int argc, char **argv) {
         if (strcmp(argv[first_image], "--logits") == 0) {
             logits_path = argv[first_image + 1];
         } else if (strcmp(argv[first_image], "--batch") == 0) {
-            batch_max = (size_t)strtoul(argv[first_image + 1], NULL, 10);
+            const char *text = argv[first_image + 1];
+            char *end = NULL;
+            unsigned long long v;
+            errno = 0;
+            v = strtoull(text, &end, 10);
+            /* Digits only: strtoull would take "-1" as ULLONG_MAX and stop silently at "8x". */
+            if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 || v > SIZE_MAX) {
+                fprintf(stderr, "classify: --batch needs a positive integer, got '%s'\n", text);
+                return 2;
+            }
+            batch_max = (size_t)v;
         } else {
             fprintf(stderr, "classify: unknown option %s\n", argv[first_image]);
             return 2;
@@ -62,6 +74,12 @@ int main(int argc, char **argv) {
     CHECK(senet_model_create(argv[1], classes, &model));
     CHECK(senet_model_load(model, argv[2]));
 
+    /* The buffer sizes are products of the caller's numbers: refuse what would overflow. */
+    if (batch_max > SIZE_MAX / (SENET_IMAGE_VALUES * sizeof *input) ||
+        batch_max > SIZE_MAX / (classes * sizeof *logits)) {
+        fprintf(stderr, "classify: --batch %zu is too large\n", batch_max);
+        goto done;
+    }
     input = malloc(batch_max * SENET_IMAGE_VALUES * sizeof *input);
     logits = malloc(batch_max * classes * sizeof *logits);
     if (input == NULL || logits == NULL) {

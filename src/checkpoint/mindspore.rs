@@ -210,9 +210,8 @@ fn finish(path: &Path, p: Pending, out: &mut Checkpoint) -> Result<()> {
         ));
     }
     let len = want.unwrap_or(0);
-    let mut bytes = mem::with_capacity(len, || {
-        format!("tensor '{}' of {}", p.tag, path.display())
-    })?;
+    let mut bytes =
+        mem::with_capacity(len, || format!("tensor '{}' of {}", p.tag, path.display()))?;
     for c in &p.chunks {
         bytes.extend_from_slice(c);
     }
@@ -273,7 +272,12 @@ fn length_delimited(b: &[u8], pos: usize) -> Option<(usize, usize)> {
 }
 
 /// Decodes the record `Checkpoint.value` starting at `pos`; returns it and the next position.
-fn next_value(path: &Path, body: &Bytes, pos: usize, index: usize) -> Result<(proto::Value, usize)> {
+fn next_value(
+    path: &Path,
+    body: &Bytes,
+    pos: usize,
+    index: usize,
+) -> Result<(proto::Value, usize)> {
     if body[pos..].starts_with(b"crc") {
         return Err(Error::format(
             path,

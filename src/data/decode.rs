@@ -105,12 +105,28 @@ pub fn decode_named(bytes: &[u8], name: &Path) -> Result<RgbImage> {
     }
 }
 
-/// A pixel buffer of `width * height * channels` bytes (sizes within [`MAX_IMAGE_PIXELS`]).
+/// `width * height * channels`, checked.
+fn pixel_len(width: usize, height: usize, channels: usize, name: &Path) -> Result<usize> {
+    mem::checked_product(&[width, height, channels]).ok_or_else(|| {
+        Error::format(
+            name,
+            format!("{width}x{height} pixels overflow a buffer size"),
+        )
+    })
+}
+
+/// An empty buffer with room for `width * height * channels` bytes (sizes within
+/// [`MAX_IMAGE_PIXELS`]).
 fn pixel_buffer(width: usize, height: usize, channels: usize, name: &Path) -> Result<Vec<u8>> {
-    let len = mem::checked_product(&[width, height, channels]).ok_or_else(|| {
-        Error::format(name, format!("{width}x{height} pixels overflow a buffer size"))
-    })?;
-    mem::with_capacity(len, || {
+    mem::with_capacity(pixel_len(width, height, channels, name)?, || {
+        format!("the {width}x{height} pixels of {}", name.display())
+    })
+}
+
+/// `width * height * channels` zero bytes (zeroed lazily: see [`mem::zeroed_bytes`]) for a
+/// decoder to write into.
+fn zeroed_pixels(width: usize, height: usize, channels: usize, name: &Path) -> Result<Vec<u8>> {
+    mem::zeroed_bytes(pixel_len(width, height, channels, name)?, || {
         format!("the {width}x{height} pixels of {}", name.display())
     })
 }
@@ -139,8 +155,7 @@ fn decode_jpeg(bytes: &[u8], name: &Path) -> Result<RgbImage> {
     } else {
         turbojpeg::PixelFormat::RGB
     };
-    let mut pixels = pixel_buffer(width, height, format.size(), name)?;
-    pixels.resize(width * height * format.size(), 0);
+    let mut pixels = zeroed_pixels(width, height, format.size(), name)?;
     let image = turbojpeg::Image {
         pixels: &mut pixels[..],
         width,
@@ -211,8 +226,7 @@ fn decode_png(bytes: &[u8], name: &Path) -> Result<RgbImage> {
             ))
         }
     };
-    let mut samples = pixel_buffer(width, height, ch * bps, name)?;
-    samples.resize(width * height * ch * bps, 0);
+    let mut samples = zeroed_pixels(width, height, ch * bps, name)?;
     dec.read_image(&mut samples).map_err(err)?;
     if (ch, bps) == (3, 1) {
         return Ok(RgbImage {

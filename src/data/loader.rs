@@ -190,15 +190,16 @@ fn produce(
                 .collect()
         });
         let mut failure = None;
-        let mut data = match crate::mem::with_capacity(chunk.len().saturating_mul(per_image), || {
-            format!("a batch of {} images", chunk.len())
-        }) {
-            Ok(d) => d,
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                return;
-            }
-        };
+        let mut data =
+            match crate::mem::with_capacity(chunk.len().saturating_mul(per_image), || {
+                format!("a batch of {} images", chunk.len())
+            }) {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
         for (out, (path, _)) in outputs.into_iter().zip(chunk) {
             match out {
                 Ok(v) if v.len() == per_image => data.extend_from_slice(&v),

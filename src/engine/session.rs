@@ -8,8 +8,8 @@ use std::path::Path;
 
 /// Reads the checkpoint a job evaluates. Never lets a job fall back to random weights: an empty
 /// path, a missing file or a directory is an error.
-/// Errors: [`Error::Config`] for an empty path; [`Error::Io`] naming a missing file or a
-/// directory; [`Error::Format`] from reading it.
+/// Errors: [`Error::Config`] for an empty path; [`Error::Io`] naming a missing file or one that
+/// is not a regular file (a directory, a FIFO, a device); [`Error::Format`] from reading it.
 pub fn open_checkpoint(path: &Path) -> Result<Checkpoint> {
     if path.as_os_str().is_empty() {
         return Err(Error::Config(
@@ -17,16 +17,8 @@ pub fn open_checkpoint(path: &Path) -> Result<Checkpoint> {
                 .into(),
         ));
     }
-    match std::fs::metadata(path) {
-        Err(e) => return Err(Error::io(path, e)),
-        Ok(m) if !m.is_file() => {
-            return Err(Error::io(
-                path,
-                std::io::Error::other("is not a checkpoint file (a directory?)"),
-            ))
-        }
-        Ok(_) => {}
-    }
+    // A directory, a FIFO or a device is refused by the reader itself, on the open file
+    // (`fsutil::read_file`): no check-then-open race, no blocking open.
     checkpoint::read_checkpoint(path)
 }
 

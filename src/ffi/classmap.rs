@@ -35,8 +35,9 @@ pub struct SenetClass {
 /// number of threads.
 ///
 /// Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER, SENET_STATUS_INVALID_ARGUMENT (empty
-/// path), SENET_STATUS_IO, SENET_STATUS_FORMAT (empty file, duplicates, bad TSV line),
-/// SENET_STATUS_INTERNAL.
+/// path), SENET_STATUS_IO (missing, unreadable, or not a regular file), SENET_STATUS_FORMAT
+/// (empty file, not UTF-8, duplicates, bad TSV line, an index of 1,000,000 or more),
+/// SENET_STATUS_OUT_OF_MEMORY, SENET_STATUS_INTERNAL.
 ///
 /// # Safety
 /// `path` is NULL or a NUL-terminated string; `out_map` is NULL or points to writable memory for
@@ -123,6 +124,22 @@ pub unsafe extern "C" fn senet_classmap_name(
     })
 }
 
+/// The softmax probabilities of one row of logits, refused when any would be NaN: a NaN or
+/// +infinite logit (infinity minus infinity), or a row of only -infinite logits. (A -infinite
+/// logit among finite ones is a probability of 0.) The message names the first culprit.
+pub fn probabilities(row: &[f32]) -> Result<Vec<f64>, String> {
+    let probs = softmax(row);
+    if !probs.iter().any(|p| p.is_nan()) {
+        return Ok(probs);
+    }
+    Err(
+        match row.iter().position(|v| v.is_nan() || *v == f32::INFINITY) {
+            Some(i) => format!("logits[{i}] is {}: the probabilities are undefined", row[i]),
+            None => "every logit is -inf: the probabilities are undefined".to_string(),
+        },
+    )
+}
+
 /// Frees `map`. NULL is a no-op (returns SENET_STATUS_OK). Names obtained from it become
 /// invalid.
 ///
@@ -150,7 +167,9 @@ pub extern "C" fn senet_classmap_free(map: *mut SenetClassMap) -> SenetStatus {
 ///
 /// Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER (`logits`, `out`),
 /// SENET_STATUS_INVALID_HANDLE (`map`), SENET_STATUS_INVALID_ARGUMENT (`num_classes` 0, `k` 0 or
-/// more than `num_classes`, a map of another length, misaligned pointers),
+/// more than `num_classes`, a map of another length, misaligned pointers, logits whose
+/// probabilities are undefined: a NaN or +infinite logit, or all of them -infinite; `out` is
+/// then left as it was),
 /// SENET_STATUS_BUFFER_TOO_SMALL (`out_len < k`), SENET_STATUS_INTERNAL.
 ///
 /// # Safety
@@ -191,7 +210,7 @@ pub unsafe extern "C" fn senet_topk(
             }
             Some(m)
         };
-        let probs = softmax(row);
+        let probs = probabilities(row).map_err(FfiError::invalid)?;
         for (slot, i) in out.iter_mut().zip(topk(row, k)) {
             *slot = SenetClass {
                 index: i,
@@ -203,4 +222,21 @@ pub unsafe extern "C" fn senet_topk(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undefined_probabilities_are_refused() {
+        let p = probabilities(&[0.0, f32::NEG_INFINITY, 3f32.ln()]).unwrap();
+        assert!((p[0] - 0.25).abs() < 1e-12 && p[1] == 0.0 && (p[2] - 0.75).abs() < 1e-7);
+        let e = probabilities(&[0.0, f32::NAN, 1.0]).unwrap_err();
+        assert_eq!(e, "logits[1] is NaN: the probabilities are undefined");
+        let e = probabilities(&[0.0, 1.0, f32::INFINITY]).unwrap_err();
+        assert_eq!(e, "logits[2] is inf: the probabilities are undefined");
+        let e = probabilities(&[f32::NEG_INFINITY; 2]).unwrap_err();
+        assert!(e.starts_with("every logit is -inf"), "{e}");
+    }
 }

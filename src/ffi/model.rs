@@ -67,7 +67,9 @@ impl Model {
 /// Thread-safety: safe from any thread.
 ///
 /// Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER, SENET_STATUS_INVALID_ARGUMENT
-/// (`num_classes` 0, a name not UTF-8), SENET_STATUS_UNKNOWN_MODEL, SENET_STATUS_INTERNAL.
+/// (`num_classes` 0 or more than 1,000,000, a name not UTF-8), SENET_STATUS_UNKNOWN_MODEL,
+/// SENET_STATUS_OUT_OF_MEMORY (the parameters cannot be allocated: a 1,000,000-class
+/// classifier alone is 8 GB), SENET_STATUS_INTERNAL.
 ///
 /// # Safety
 /// `variant` is NULL or a NUL-terminated string; `out_model` is NULL or points to writable
@@ -112,10 +114,15 @@ pub unsafe extern "C" fn senet_model_create(
 /// Thread-safety: safe from any thread; serialised with the other calls on the same model
 /// (a forward pass running on another thread finishes first).
 ///
+/// The file is read whole into memory before it is parsed (never memory-mapped), so a file
+/// truncated or rewritten while it loads is an error, not a SIGBUS; a FIFO, a device or a
+/// directory is refused at once, never waited on. Every size read from the file is checked.
+///
 /// Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER, SENET_STATUS_INVALID_HANDLE,
-/// SENET_STATUS_INVALID_ARGUMENT (empty path), SENET_STATUS_IO (missing file),
-/// SENET_STATUS_FORMAT (not a checkpoint, unknown extension), SENET_STATUS_CHECKPOINT_MISMATCH
-/// (another variant or class count), SENET_STATUS_INTERNAL.
+/// SENET_STATUS_INVALID_ARGUMENT (empty path), SENET_STATUS_IO (missing file, not a regular
+/// file, changed while read), SENET_STATUS_FORMAT (not a checkpoint, unknown extension,
+/// truncated or corrupt), SENET_STATUS_CHECKPOINT_MISMATCH (another variant or class count),
+/// SENET_STATUS_OUT_OF_MEMORY, SENET_STATUS_INTERNAL.
 ///
 /// # Safety
 /// `path` is NULL or a NUL-terminated string.
@@ -282,7 +289,8 @@ pub unsafe extern "C" fn senet_model_num_classes(
 /// misaligned buffers),
 /// SENET_STATUS_BUFFER_TOO_SMALL (`input_len` or `logits_len`), SENET_STATUS_NOT_LOADED,
 /// SENET_STATUS_DEVICE (on an NPU: CANN refused a call, e.g. out of device memory),
-/// SENET_STATUS_BACKEND_UNAVAILABLE, SENET_STATUS_INTERNAL.
+/// SENET_STATUS_BACKEND_UNAVAILABLE, SENET_STATUS_OUT_OF_MEMORY (the copy of the input),
+/// SENET_STATUS_INTERNAL.
 ///
 /// # Safety
 /// `input` is NULL or points to `input_len` readable floats; `logits` is NULL or points to
@@ -326,7 +334,11 @@ pub unsafe extern "C" fn senet_model_forward(
                 "the model has no weights: call senet_model_load first",
             ));
         }
-        let x = Tensor::from_vec(&[batch, 3, height, width], x.to_vec())?;
+        let mut copy = crate::mem::with_capacity(n_in, || {
+            format!("a copy of the input batch ({n_in} floats)")
+        })?;
+        copy.extend_from_slice(x);
+        let x = Tensor::from_vec(&[batch, 3, height, width], copy)?;
         let state = &mut *state;
         let inf = match &mut state.inference {
             Some(inf) => inf,

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 use std::path::PathBuf;
 
+pub mod child;
 pub mod emu;
 pub mod fd;
 pub mod step;

@@ -9,12 +9,19 @@ use senet::config::Recipe;
 use senet::engine;
 use senet::model::{Arch, SeNet};
 
+#[macro_use]
+mod out;
 mod args;
 use args::*;
 
-/// Fails early (before any work) when `path` cannot be an output file: a directory, or in a
-/// folder that does not exist.
-fn check_output(path: &std::path::Path) -> Result<()> {
+/// Fails early (before any work) when `path` cannot be an output file: a directory, in a
+/// folder that does not exist, or the same file as one of `inputs` (by device and inode, so a
+/// link or another spelling of an input counts too): writing it would replace that input.
+fn check_output<'a>(
+    path: &std::path::Path,
+    inputs: impl IntoIterator<Item = &'a std::path::Path>,
+) -> Result<()> {
+    senet::fsutil::refuse_overwriting(path, inputs)?;
     if path.is_dir() {
         anyhow::bail!("{}: is a directory, not an output file", path.display());
     }
@@ -56,10 +63,10 @@ fn train(a: TrainArgs) -> Result<()> {
         let stop = Arc::clone(&stop);
         ctrlc::set_handler(move || {
             if stop.swap(true, Ordering::SeqCst) {
-                eprintln!("\nsecond Ctrl-C: exiting without saving");
+                errln!("\nsecond Ctrl-C: exiting without saving");
                 std::process::exit(EXIT_INTERRUPTED);
             }
-            eprintln!(
+            errln!(
                 "\nCtrl-C: stopping after this step and saving a checkpoint (again to quit now)"
             );
         })
@@ -78,8 +85,8 @@ fn train(a: TrainArgs) -> Result<()> {
     let mut pb: Option<ProgressBar> = None;
     let mut num_epochs = 0;
     let say = |pb: &Option<ProgressBar>, line: &str| match pb {
-        Some(pb) => pb.suspend(|| println!("{line}")),
-        None => println!("{line}"),
+        Some(pb) => pb.suspend(|| outln!("{line}")),
+        None => outln!("{line}"),
     };
     let report = engine::train::run(&opts, |ev| match ev {
         TrainEvent::Started {
@@ -92,13 +99,13 @@ fn train(a: TrainArgs) -> Result<()> {
             start_step,
         } => {
             num_epochs = *e;
-            println!("Model: {model} ({num_classes} classes)");
-            println!(
+            outln!("Model: {model} ({num_classes} classes)");
+            outln!(
                 "Train: {train_samples} images, {steps_per_epoch} steps per epoch, {e} epochs{}",
                 val_samples.map_or(String::new(), |v| format!("; validation: {v} images"))
             );
             if *start_step > 0 {
-                println!("Resuming at global step {start_step}");
+                outln!("Resuming at global step {start_step}");
             }
         }
         TrainEvent::Note(n) => say(&pb, n),
@@ -148,7 +155,7 @@ fn train(a: TrainArgs) -> Result<()> {
             if let Some(p) = pb.take() {
                 p.finish_and_clear();
             }
-            println!("{}", rec.summary_line(num_epochs));
+            outln!("{}", rec.summary_line(num_epochs));
         }
         TrainEvent::Saved(path) => say(&pb, &format!("saved {}", path.display())),
     })?;
@@ -163,26 +170,26 @@ fn train(a: TrainArgs) -> Result<()> {
         return Ok(());
     }
     if a.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     }
     let last = report
         .last_checkpoint
         .as_ref()
         .map_or("none".to_string(), |p| p.display().to_string());
     match report.stop {
-        StopReason::Finished => println!(
+        StopReason::Finished => outln!(
             "Finished at global step {}; last checkpoint {last}{}",
             report.global_step,
             report
                 .best_val_top1
                 .map_or(String::new(), |b| format!("; best val Top-1 {b:.4}%"))
         ),
-        StopReason::MaxSteps => println!(
+        StopReason::MaxSteps => outln!(
             "Stopped at --max_steps (global step {}); checkpoint {last}",
             report.global_step
         ),
         StopReason::Interrupted => {
-            println!(
+            outln!(
                 "Interrupted at global step {}; saved {last}; continue with --resume {last}",
                 report.global_step
             );
@@ -236,18 +243,20 @@ fn validate(a: ValidateArgs) -> Result<()> {
         pb.finish_and_clear();
     }
     if let Some(note) = &report.device_note {
-        eprintln!("note: {note}");
+        errln!("note: {note}");
     }
     if a.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
-        println!("Model: {} on {}", report.model, report.device);
-        println!("Samples: {}", report.num_samples);
-        println!(
+        outln!("Model: {} on {}", report.model, report.device);
+        outln!("Samples: {}", report.num_samples);
+        outln!(
             "Top-1: {:.3}%  Top-5: {:.3}%  loss: {:.6}",
-            report.top1, report.top5, report.loss
+            report.top1,
+            report.top5,
+            report.loss
         );
-        println!("Throughput: {:.2} images/s", report.images_per_second);
+        outln!("Throughput: {:.2} images/s", report.images_per_second);
     }
     Ok(())
 }
@@ -265,7 +274,13 @@ fn predict(a: PredictArgs) -> Result<()> {
         anyhow::bail!("--topk must be at least 1");
     }
     if let Some(out) = &a.save_logits {
-        check_output(out)?;
+        let images = senet::data::list_images(&a.paths)?;
+        let inputs = images
+            .iter()
+            .chain([&a.ckpt_path])
+            .chain(&a.class_map)
+            .chain(&a.transform.config);
+        check_output(out, inputs.map(|p| p.as_path()))?;
     }
     let opts = engine::predict::PredictOptions {
         arch: Arch::from_name(&model)?,
@@ -289,12 +304,12 @@ fn predict(a: PredictArgs) -> Result<()> {
     }
     for p in &preds {
         if a.json {
-            println!("{}", serde_json::to_string(p)?);
+            outln!("{}", serde_json::to_string(p)?);
             continue;
         }
-        println!("{}", p.path.display());
+        outln!("{}", p.path.display());
         for t in &p.top {
-            println!(
+            outln!(
                 "  {:>6.2}%  {:>4}  {}",
                 100.0 * t.probability,
                 t.index,
@@ -304,18 +319,20 @@ fn predict(a: PredictArgs) -> Result<()> {
     }
     if let Some(out) = a.save_logits {
         senet::npy::write_f32(&out, &logits)?;
-        eprintln!("wrote logits {:?} to {}", logits.shape, out.display());
+        errln!("wrote logits {:?} to {}", logits.shape, out.display());
     }
     Ok(())
 }
 
 fn preprocess(a: PreprocessArgs) -> Result<()> {
-    check_output(&a.output)?;
+    let images = senet::data::list_images(&a.paths)?;
+    let inputs = images.iter().chain(&a.transform.config);
+    check_output(&a.output, inputs.map(|p| p.as_path()))?;
     let r = a.transform.recipe()?;
     let t = engine::eval_transform(&r)?;
     let (files, x) = engine::preprocess::run(&a.paths, &t, r.num_parallel_workers)?;
     senet::npy::write_f32(&a.output, &x)?;
-    eprintln!(
+    errln!(
         "wrote {} images {:?} to {}",
         files.len(),
         x.shape,
@@ -325,14 +342,20 @@ fn preprocess(a: PreprocessArgs) -> Result<()> {
 }
 
 fn models() -> Result<()> {
-    println!(
+    outln!(
         "{:<20} {:>12} {:>12} {:>10}",
-        "model", "params", "trainable", "GFLOPs@224"
+        "model",
+        "params",
+        "trainable",
+        "GFLOPs@224"
     );
     for m in engine::models::list()? {
-        println!(
+        outln!(
             "{:<20} {:>12} {:>12} {:>10.2}",
-            m.name, m.params, m.trainable_params, m.gflops_224
+            m.name,
+            m.params,
+            m.trainable_params,
+            m.gflops_224
         );
     }
     Ok(())
@@ -353,16 +376,16 @@ fn devices(a: DevicesArgs) -> Result<()> {
             }),
             Err(e) => serde_json::json!({ "available": false, "reason": e.to_string() }),
         };
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "cpu": { "threads": cpus }, "ascend": ascend })
         );
         return Ok(());
     }
-    println!("cpu: {cpus} threads");
+    outln!("cpu: {cpus} threads");
     match ascend {
         Ok(r) => {
-            println!(
+            outln!(
                 "ascend: {} device(s), SoC {}{}, ACL {}",
                 r.device_count,
                 r.soc_name,
@@ -375,10 +398,10 @@ fn devices(a: DevicesArgs) -> Result<()> {
                     .map_or("version unknown".into(), |(a, b, c)| format!("{a}.{b}.{c}"))
             );
             for lib in r.libraries {
-                println!("  {}", lib.display());
+                outln!("  {}", lib.display());
             }
         }
-        Err(e) => println!(
+        Err(e) => outln!(
             "ascend: unavailable\n  {}",
             e.to_string().replace('\n', "\n  ")
         ),
@@ -405,9 +428,9 @@ fn bench(a: BenchArgs) -> Result<()> {
     let r = engine::bench::run(&opts, |i| pb.set_position(i as u64))?;
     pb.finish_and_clear();
     if a.json {
-        println!("{}", serde_json::to_string(&r)?);
+        outln!("{}", serde_json::to_string(&r)?);
     } else {
-        println!(
+        outln!(
             "{} {} batch {} on {} threads {} {}x{}: {:.2} images/s (median of {}, best {:.2}), peak RSS {} MiB",
             r.model,
             r.mode,
@@ -426,6 +449,7 @@ fn bench(a: BenchArgs) -> Result<()> {
 }
 
 fn init(a: InitArgs) -> Result<()> {
+    check_output(&a.out, [])?;
     let arch = Arch::from_name(&a.model)?;
     let net = if a.formula {
         SeNet::formula(arch, a.num_classes)?
@@ -433,7 +457,7 @@ fn init(a: InitArgs) -> Result<()> {
         SeNet::new(arch, a.num_classes, a.seed)?
     };
     senet::checkpoint::save_params(&net.params, &a.out)?;
-    eprintln!(
+    errln!(
         "wrote {} ({} tensors) to {}",
         arch.name(),
         net.params.len(),
@@ -443,6 +467,7 @@ fn init(a: InitArgs) -> Result<()> {
 }
 
 fn convert(a: ConvertArgs) -> Result<()> {
+    senet::fsutil::refuse_overwriting(&a.output, [a.input.as_path()])?;
     let ckpt = senet::checkpoint::read_checkpoint(&a.input)?;
     if !ckpt.skipped.is_empty() {
         let list: Vec<String> = ckpt
@@ -459,13 +484,13 @@ fn convert(a: ConvertArgs) -> Result<()> {
     }
     senet::checkpoint::write_checkpoint(&a.output, &ckpt)
         .with_context(|| format!("converting {} to {}", a.input.display(), a.output.display()))?;
-    eprintln!("wrote {}", a.output.display());
+    errln!("wrote {}", a.output.display());
     Ok(())
 }
 
 fn main() {
-    // Die quietly on a closed pipe (`senet predict ... | head`), as Unix tools do, instead of
-    // panicking on the failed write.
+    // Die quietly on a closed pipe (`senet predict ... | head`), as Unix tools do (the output
+    // macros end the process cleanly on any other write error: see `out`).
     #[cfg(unix)]
     // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
     unsafe {
@@ -484,7 +509,7 @@ fn main() {
         Command::Convert(a) => convert(a),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        errln!("error: {e:#}");
         std::process::exit(1);
     }
 }

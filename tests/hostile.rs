@@ -1,0 +1,483 @@
+//! Hostile and unlucky inputs (issue 13), class by class, through the CLI and the library: no
+//! hang, abort, signal, panic, silent skip or lost file. Every CLI run is a child process under
+//! a timeout (tests/common/child.rs), so a hang fails the test instead of blocking it. The
+//! size-arithmetic and decompression-bomb reproducers are replayed by tests/corpus.rs; the C
+//! ABI's share by tests/ffi.rs.
+mod common;
+
+use common::child::{run_with_timeout, Finished};
+use senet::checkpoint::{read_ckpt, write_ckpt};
+use senet::tensor::{DType, RawTensor};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn senet(args: &[&OsStr]) -> Finished {
+    run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_senet")).args(args),
+        TIMEOUT,
+    )
+}
+
+/// `senet` with string arguments.
+fn run(args: &[&str]) -> Finished {
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    senet(&args)
+}
+
+fn ok(f: &Finished) -> &str {
+    assert!(f.ok(), "senet failed: {}", f.describe());
+    &f.stdout
+}
+
+/// Asserts a clean failure (exit status 1, no panic) whose stderr contains every needle.
+fn fails_naming(f: &Finished, needles: &[&str]) {
+    assert_eq!(
+        f.status.and_then(|s| s.code()),
+        Some(1),
+        "expected exit status 1: {}",
+        f.describe()
+    );
+    assert!(!f.stderr.contains("panicked"), "{}", f.describe());
+    for n in needles {
+        assert!(
+            f.stderr.contains(n),
+            "stderr does not name {n:?}: {}",
+            f.describe()
+        );
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn sample_images() -> Vec<PathBuf> {
+    let dir = common::shared().join("datasets/imagenet-sample");
+    let files = senet::data::list_images(&[dir]).unwrap();
+    assert_eq!(files.len(), 100);
+    files
+}
+
+/// A formula-weight seresnet18 checkpoint with 10 classes.
+fn checkpoint(dir: &Path) -> PathBuf {
+    let path = dir.join("r18.ckpt");
+    ok(&run(&[
+        "init",
+        "--model",
+        "seresnet18",
+        "--formula",
+        "--num_classes",
+        "10",
+        "--out",
+        s(&path),
+    ]));
+    path
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+fn predict_args<'a>(ckpt: &'a Path, extra: &[&'a OsStr]) -> Vec<&'a OsStr> {
+    let mut v: Vec<&OsStr> = ["predict", "--model", "seresnet18", "--ckpt_path"]
+        .iter()
+        .map(OsStr::new)
+        .collect();
+    v.push(ckpt.as_os_str());
+    v.extend_from_slice(extra);
+    v
+}
+
+// ---- Files that change or are not regular ----------------------------------------------------
+
+/// A FIFO named like an image or a checkpoint is refused at once (never opened for a blocking
+/// read), by predict, validate (not skipped) and the checkpoint reader.
+#[test]
+fn fifos_are_refused_not_waited_on_or_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = checkpoint(dir.path());
+    let fifo_jpg = dir.path().join("pipe.jpg");
+    mkfifo(&fifo_jpg);
+    let f = senet(&predict_args(&ckpt, &[fifo_jpg.as_os_str()]));
+    fails_naming(
+        &f,
+        &["pipe.jpg", "is a FIFO (named pipe), not a regular file"],
+    );
+
+    // validate: a FIFO inside a class folder is an error naming it, not a silently smaller set.
+    let val = dir.path().join("data/val/n01");
+    std::fs::create_dir_all(&val).unwrap();
+    std::fs::copy(&sample_images()[0], val.join("a.jpg")).unwrap();
+    mkfifo(&val.join("b.jpg"));
+    let f = run(&[
+        "validate",
+        "--model",
+        "seresnet18",
+        "--data_dir",
+        s(&dir.path().join("data")),
+        "--ckpt_path",
+        s(&ckpt),
+        "--num_classes",
+        "10",
+    ]);
+    fails_naming(&f, &["b.jpg", "FIFO"]);
+
+    let fifo_ckpt = dir.path().join("pipe.ckpt");
+    mkfifo(&fifo_ckpt);
+    let e = read_ckpt(&fifo_ckpt).unwrap_err().to_string();
+    assert!(e.contains("pipe.ckpt") && e.contains("FIFO"), "{e}");
+    let img = sample_images()[0].clone();
+    let f = senet(&predict_args(&fifo_ckpt, &[img.as_os_str()]));
+    fails_naming(&f, &["pipe.ckpt", "not a regular file"]);
+    // Devices too (reading /dev/zero as a checkpoint would never end).
+    let e = read_ckpt(Path::new("/dev/zero")).unwrap_err().to_string();
+    assert!(e.contains("character device"), "{e}");
+}
+
+/// A checkpoint truncated and rewritten in place while it is being loaded: every load ends in
+/// a result or an error, never a SIGBUS (which would kill this test process).
+#[test]
+fn checkpoint_changing_while_loading_never_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.ckpt");
+    let t = RawTensor {
+        dtype: DType::U8,
+        shape: vec![32 << 20],
+        bytes: vec![7; 32 << 20],
+    };
+    write_ckpt(&path, [("w", &t)], true).unwrap();
+    let full = std::fs::read(&path).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (path, stop) = (path.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // In place: truncate, then write back (no rename), as a careless copy would.
+                let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                f.set_len(((n * 7919) % 64) as u64 * 4096).unwrap();
+                std::fs::write(&path, &full).unwrap();
+                n += 1;
+            }
+        })
+    };
+    let (mut loaded, mut refused) = (0, 0);
+    for _ in 0..200 {
+        match read_ckpt(&path) {
+            Ok(ck) => {
+                assert_eq!(ck.tensors[0].1, t);
+                loaded += 1;
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains("big.ckpt"), "{msg}");
+                refused += 1;
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(loaded + refused, 200);
+}
+
+// ---- Paths -------------------------------------------------------------------------------------
+
+/// A symbolic link loop (and a second link to the same folder) in a folder given to predict:
+/// every image is reported once.
+#[test]
+fn symlink_loops_are_walked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = checkpoint(dir.path());
+    let photos = dir.path().join("photos");
+    std::fs::create_dir_all(photos.join("sub")).unwrap();
+    let images = sample_images();
+    std::fs::copy(&images[0], photos.join("a.jpg")).unwrap();
+    std::fs::copy(&images[1], photos.join("sub/b.jpg")).unwrap();
+    std::os::unix::fs::symlink(&photos, photos.join("sub/loop")).unwrap();
+    std::os::unix::fs::symlink(photos.join("sub"), photos.join("again")).unwrap();
+    let listed = senet::data::list_images(std::slice::from_ref(&photos)).unwrap();
+    assert_eq!(
+        listed,
+        vec![photos.join("a.jpg"), photos.join("again/b.jpg")]
+    );
+    let out = senet(&predict_args(
+        &ckpt,
+        &[OsStr::new("--json"), photos.as_os_str()],
+    ));
+    assert_eq!(ok(&out).lines().count(), 2, "{}", out.stdout);
+}
+
+/// File and folder names that are not UTF-8: validate finds the class folder, predict --json
+/// writes valid JSON with the exact bytes in `path_bytes`.
+#[test]
+fn non_utf8_names_work_and_json_stays_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = checkpoint(dir.path());
+    let class = OsStr::from_bytes(b"cl\xffss");
+    let folder = dir.path().join("data/val").join(class);
+    std::fs::create_dir_all(&folder).unwrap();
+    let name = OsStr::from_bytes(b"ph\xe9to.jpg");
+    std::fs::copy(&sample_images()[2], folder.join(name)).unwrap();
+    std::fs::create_dir_all(dir.path().join("data/val/other")).unwrap();
+    std::fs::copy(&sample_images()[3], dir.path().join("data/val/other/x.jpg")).unwrap();
+    let out = run(&[
+        "validate",
+        "--model",
+        "seresnet18",
+        "--data_dir",
+        s(&dir.path().join("data")),
+        "--ckpt_path",
+        s(&ckpt),
+        "--num_classes",
+        "10",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    assert_eq!(v["num_samples"], 2);
+
+    let out = senet(&predict_args(
+        &ckpt,
+        &[OsStr::new("--json"), folder.as_os_str()],
+    ));
+    let line: serde_json::Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    let exact = folder.join(name);
+    assert_eq!(line["path"], exact.to_string_lossy().as_ref());
+    let bytes: Vec<u8> = line["path_bytes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap() as u8)
+        .collect();
+    assert_eq!(bytes, exact.as_os_str().as_bytes());
+    assert_eq!(line["top"].as_array().unwrap().len(), 5);
+    // A UTF-8 name has no path_bytes.
+    let out = senet(&predict_args(
+        &ckpt,
+        &[OsStr::new("--json"), sample_images()[0].as_os_str()],
+    ));
+    let line: serde_json::Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    assert!(line.get("path_bytes").is_none(), "{line}");
+}
+
+/// An output that is one of the inputs (directly, through a link, or found in an input folder)
+/// is refused before anything is written; the input is untouched.
+#[test]
+fn outputs_never_overwrite_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = checkpoint(dir.path());
+    let photos = dir.path().join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    let photo = photos.join("a.jpg");
+    std::fs::copy(&sample_images()[0], &photo).unwrap();
+    let original = std::fs::read(&photo).unwrap();
+    let link = dir.path().join("link.npy");
+    std::os::unix::fs::symlink(&photo, &link).unwrap();
+
+    for out in [&photo, &link] {
+        let f = senet(&predict_args(
+            &ckpt,
+            &[
+                OsStr::new("--save_logits"),
+                out.as_os_str(),
+                photos.as_os_str(),
+            ],
+        ));
+        fails_naming(&f, &["refusing to overwrite an input", "a.jpg"]);
+        let f = run(&["preprocess", s(&photos), "-o", s(out)]);
+        fails_naming(&f, &["refusing to overwrite an input"]);
+    }
+    let f = senet(&predict_args(
+        &ckpt,
+        &[
+            OsStr::new("--save_logits"),
+            ckpt.as_os_str(),
+            photo.as_os_str(),
+        ],
+    ));
+    fails_naming(&f, &["refusing to overwrite an input", "r18.ckpt"]);
+    let f = run(&["convert", s(&ckpt), s(&ckpt)]);
+    fails_naming(&f, &["refusing to overwrite an input"]);
+    assert_eq!(std::fs::read(&photo).unwrap(), original);
+    // A new output beside the inputs is fine.
+    ok(&run(&[
+        "preprocess",
+        s(&photos),
+        "-o",
+        s(&dir.path().join("x.npy")),
+    ]));
+}
+
+// ---- Decompression bombs, allocations sized by input -------------------------------------------
+
+/// The issue's 1x20000 PNG through predict: an error naming the file and the resized size; the
+/// 65500x65500 JPEG: naming the file and the pixel count.
+#[test]
+fn image_bombs_are_refused_naming_file_and_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = checkpoint(dir.path());
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/image");
+    let png = corpus.join("png_1x20000.png");
+    let f = senet(&predict_args(&ckpt, &[png.as_os_str()]));
+    fails_naming(&f, &["png_1x20000.png", "1x20000", "256x5120000"]);
+    let jpg = corpus.join("jpeg_declares_65500x65500.jpg");
+    let f = senet(&predict_args(&ckpt, &[jpg.as_os_str()]));
+    fails_naming(
+        &f,
+        &["jpeg_declares_65500x65500.jpg", "65500x65500", "178956970"],
+    );
+}
+
+/// A checkpoint whose classifier.bias claims a million classes (4 MB) but holds no classifier
+/// weight of that size: predict refuses it from the shapes, without building an 8 GB model; a
+/// class map index of 99999999999 is a line-numbered error.
+#[test]
+fn input_sized_allocations_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("million.ckpt");
+    let bias = RawTensor {
+        dtype: DType::F32,
+        shape: vec![1_000_000],
+        bytes: vec![0; 4_000_000],
+    };
+    write_ckpt(&path, [("classifier.bias", &bias)], false).unwrap();
+    let img = sample_images()[0].clone();
+    let f = senet(&predict_args(&path, &[img.as_os_str()]));
+    fails_naming(
+        &f,
+        &[
+            "million.ckpt",
+            "missing parameter 'classifier.weight': expected shape [1000000, 512]",
+        ],
+    );
+
+    let map = dir.path().join("map.tsv");
+    std::fs::write(&map, "0\ta\n99999999999\tb\n").unwrap();
+    let f = run(&[
+        "predict",
+        "--model",
+        "seresnet18",
+        "--ckpt_path",
+        s(&path),
+        "--class_map",
+        s(&map),
+        s(&img),
+    ]);
+    fails_naming(
+        &f,
+        &["map.tsv", "line 2: class index 99999999999 is out of range"],
+    );
+}
+
+// ---- Smaller ones ------------------------------------------------------------------------------
+
+/// A full or closed standard output: a message and status 1, never a panic; a reader that goes
+/// away ends the process as SIGPIPE ends Unix tools, silently.
+#[test]
+fn failing_stdout_is_a_clean_exit() {
+    let f = run_with_timeout(
+        Command::new("sh").args([
+            "-c",
+            &format!("exec {} models >/dev/full", env!("CARGO_BIN_EXE_senet")),
+        ]),
+        TIMEOUT,
+    );
+    assert_eq!(f.status.and_then(|s| s.code()), Some(1), "{}", f.describe());
+    assert!(
+        f.stderr
+            .contains("error: writing standard output: No space left on device"),
+        "{}",
+        f.describe()
+    );
+    assert!(!f.stderr.contains("panicked"), "{}", f.describe());
+    // Closed (fd 1 not open: a shell's `senet models >&-`): Rust's standard library discards
+    // what is written to a closed standard output; the command runs to its end, no panic.
+    let f = run_with_timeout(
+        Command::new("sh").args([
+            "-c",
+            &format!("exec {} models >&-", env!("CARGO_BIN_EXE_senet")),
+        ]),
+        TIMEOUT,
+    );
+    assert!(f.ok() && f.stderr.is_empty(), "{}", f.describe());
+    // A pipe whose reader has gone before the first line: ended by SIGPIPE, like Unix tools,
+    // with nothing on stderr.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_senet"))
+        .arg("models")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `--ckpt_save_dir ''` is refused before training starts, naming the key.
+#[test]
+fn empty_ckpt_save_dir_is_refused() {
+    let recipe =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/senet/seresnet18_cifar10_cpu.yaml");
+    let f = run(&[
+        "train",
+        "-c",
+        s(&recipe),
+        "--data_dir",
+        "/nonexistent",
+        "--ckpt_save_dir",
+        "",
+    ]);
+    fails_naming(&f, &["ckpt_save_dir", "must name a folder"]);
+}
+
+/// Hints name only flags the command has, with values it accepts: predict (no --num_classes)
+/// points at --class_map; a classifier.bias of 0 entries never suggests `--num_classes 0`.
+#[test]
+fn hints_name_real_flags_and_valid_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nobias.ckpt");
+    let w = RawTensor {
+        dtype: DType::F32,
+        shape: vec![2],
+        bytes: vec![0; 8],
+    };
+    write_ckpt(&path, [("x", &w)], false).unwrap();
+    let img = sample_images()[0].clone();
+    let f = senet(&predict_args(&path, &[img.as_os_str()]));
+    fails_naming(&f, &["nobias.ckpt", "--class_map"]);
+    assert!(!f.stderr.contains("--num_classes"), "{}", f.describe());
+
+    let zero = dir.path().join("zero.ckpt");
+    let b = RawTensor {
+        dtype: DType::F32,
+        shape: vec![0],
+        bytes: vec![],
+    };
+    write_ckpt(&zero, [("classifier.bias", &b)], false).unwrap();
+    let val = dir.path().join("data/val/c");
+    std::fs::create_dir_all(&val).unwrap();
+    std::fs::copy(&img, val.join("a.jpg")).unwrap();
+    let f = run(&[
+        "validate",
+        "--model",
+        "seresnet18",
+        "--data_dir",
+        s(&dir.path().join("data")),
+        "--ckpt_path",
+        s(&zero),
+    ]);
+    fails_naming(&f, &["zero.ckpt"]);
+    assert!(!f.stderr.contains("--num_classes 0"), "{}", f.describe());
+}
