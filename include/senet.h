@@ -108,6 +108,13 @@ typedef enum SenetStatus {
    * names the CANN call, its code and CANN's own text.
    */
   SENET_STATUS_DEVICE = 12,
+  /**
+   * A buffer sized by the input (a checkpoint's tensors, a decoded image, a model's
+   * parameters, a copy of the input batch) could not be allocated: the process's memory
+   * limit or the machine's memory is exhausted. The library stays usable; the message says
+   * how many bytes were asked for what.
+   */
+  SENET_STATUS_OUT_OF_MEMORY = 13,
 } SenetStatus;
 
 /**
@@ -175,8 +182,9 @@ const char *senet_version(void);
  * number of threads.
  *
  * Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER, SENET_STATUS_INVALID_ARGUMENT (empty
- * path), SENET_STATUS_IO, SENET_STATUS_FORMAT (empty file, duplicates, bad TSV line),
- * SENET_STATUS_INTERNAL.
+ * path), SENET_STATUS_IO (missing, unreadable, or not a regular file), SENET_STATUS_FORMAT
+ * (empty file, not UTF-8, duplicates, bad TSV line, an index of 1,000,000 or more),
+ * SENET_STATUS_OUT_OF_MEMORY, SENET_STATUS_INTERNAL.
  *
  * # Safety
  * `path` is NULL or a NUL-terminated string; `out_map` is NULL or points to writable memory for
@@ -242,7 +250,9 @@ enum SenetStatus senet_classmap_free(struct SenetClassMap *map);
  *
  * Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER (`logits`, `out`),
  * SENET_STATUS_INVALID_HANDLE (`map`), SENET_STATUS_INVALID_ARGUMENT (`num_classes` 0, `k` 0 or
- * more than `num_classes`, a map of another length, misaligned pointers),
+ * more than `num_classes`, a map of another length, misaligned pointers, logits whose
+ * probabilities are undefined: a NaN or +infinite logit, or all of them -infinite; `out` is
+ * then left as it was),
  * SENET_STATUS_BUFFER_TOO_SMALL (`out_len < k`), SENET_STATUS_INTERNAL.
  *
  * # Safety
@@ -269,7 +279,9 @@ enum SenetStatus senet_topk(const float *logits,
  * Thread-safety: safe from any thread.
  *
  * Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER, SENET_STATUS_INVALID_ARGUMENT
- * (`num_classes` 0, a name not UTF-8), SENET_STATUS_UNKNOWN_MODEL, SENET_STATUS_INTERNAL.
+ * (`num_classes` 0 or more than 1,000,000, a name not UTF-8), SENET_STATUS_UNKNOWN_MODEL,
+ * SENET_STATUS_OUT_OF_MEMORY (the parameters cannot be allocated: a 1,000,000-class
+ * classifier alone is 8 GB), SENET_STATUS_INTERNAL.
  *
  * # Safety
  * `variant` is NULL or a NUL-terminated string; `out_model` is NULL or points to writable
@@ -290,10 +302,15 @@ enum SenetStatus senet_model_create(const char *variant,
  * Thread-safety: safe from any thread; serialised with the other calls on the same model
  * (a forward pass running on another thread finishes first).
  *
+ * The file is read whole into memory before it is parsed (never memory-mapped), so a file
+ * truncated or rewritten while it loads is an error, not a SIGBUS; a FIFO, a device or a
+ * directory is refused at once, never waited on. Every size read from the file is checked.
+ *
  * Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER, SENET_STATUS_INVALID_HANDLE,
- * SENET_STATUS_INVALID_ARGUMENT (empty path), SENET_STATUS_IO (missing file),
- * SENET_STATUS_FORMAT (not a checkpoint, unknown extension), SENET_STATUS_CHECKPOINT_MISMATCH
- * (another variant or class count), SENET_STATUS_INTERNAL.
+ * SENET_STATUS_INVALID_ARGUMENT (empty path), SENET_STATUS_IO (missing file, not a regular
+ * file, changed while read), SENET_STATUS_FORMAT (not a checkpoint, unknown extension,
+ * truncated or corrupt), SENET_STATUS_CHECKPOINT_MISMATCH (another variant or class count),
+ * SENET_STATUS_OUT_OF_MEMORY, SENET_STATUS_INTERNAL.
  *
  * # Safety
  * `path` is NULL or a NUL-terminated string.
@@ -372,7 +389,8 @@ enum SenetStatus senet_model_num_classes(const struct SenetModel *model, size_t 
  * misaligned buffers),
  * SENET_STATUS_BUFFER_TOO_SMALL (`input_len` or `logits_len`), SENET_STATUS_NOT_LOADED,
  * SENET_STATUS_DEVICE (on an NPU: CANN refused a call, e.g. out of device memory),
- * SENET_STATUS_BACKEND_UNAVAILABLE, SENET_STATUS_INTERNAL.
+ * SENET_STATUS_BACKEND_UNAVAILABLE, SENET_STATUS_OUT_OF_MEMORY (the copy of the input),
+ * SENET_STATUS_INTERNAL.
  *
  * # Safety
  * `input` is NULL or points to `input_len` readable floats; `logits` is NULL or points to
@@ -410,9 +428,15 @@ enum SenetStatus senet_model_free(struct SenetModel *model);
  *
  * Thread-safety: safe from any thread, concurrently.
  *
+ * Images of more than 178,956,970 pixels (PIL's decompression-bomb limit), or whose resize to a
+ * short side of 256 would have more, are refused from their header (SENET_STATUS_FORMAT),
+ * before anything is decoded.
+ *
  * Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER, SENET_STATUS_INVALID_ARGUMENT (empty
  * path, misaligned `out`), SENET_STATUS_BUFFER_TOO_SMALL (`out_len < SENET_IMAGE_VALUES`),
- * SENET_STATUS_IO, SENET_STATUS_FORMAT (not a decodable JPEG/PNG), SENET_STATUS_INTERNAL.
+ * SENET_STATUS_IO (missing, unreadable, or not a regular file: a FIFO is refused, never waited
+ * on), SENET_STATUS_FORMAT (not a decodable JPEG/PNG, too many pixels),
+ * SENET_STATUS_OUT_OF_MEMORY, SENET_STATUS_INTERNAL.
  *
  * # Safety
  * `path` is NULL or a NUL-terminated string; `out` is NULL or points to `out_len` writable
@@ -429,8 +453,8 @@ enum SenetStatus senet_preprocess_file(const char *path, float *out, size_t out_
  * Thread-safety: safe from any thread, concurrently.
  *
  * Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER, SENET_STATUS_INVALID_ARGUMENT
- * (`data_len` 0, misaligned `out`), SENET_STATUS_BUFFER_TOO_SMALL, SENET_STATUS_FORMAT,
- * SENET_STATUS_INTERNAL.
+ * (`data_len` 0, misaligned `out`), SENET_STATUS_BUFFER_TOO_SMALL, SENET_STATUS_FORMAT (not a
+ * decodable JPEG/PNG, too many pixels), SENET_STATUS_OUT_OF_MEMORY, SENET_STATUS_INTERNAL.
  *
  * # Safety
  * `data` is NULL or points to `data_len` readable bytes; `out` is NULL or points to `out_len`

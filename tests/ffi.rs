@@ -364,3 +364,79 @@ fn doc_example_compiles() {
         &["-std=c99", "-pedantic"],
     );
 }
+
+/// The regression corpus (tests/corpus/: checkpoints, safetensors files, images) through
+/// `senet_model_load` and `senet_preprocess_memory`, plus FIFOs named `*.ckpt` / `*.jpg` and a
+/// 1,000,000-class model, in a C process limited to 2 GiB of address space and 120 s: every
+/// call returns a status (no abort, no signal, no hang), never OK for a hostile file, never
+/// SENET_STATUS_INTERNAL; what does not fit in the limit is SENET_STATUS_OUT_OF_MEMORY.
+#[test]
+fn corpus_through_the_c_abi_under_a_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("corpus_load");
+    compile(
+        "cc",
+        &[root().join("tests/c/corpus_load.c")],
+        &exe,
+        &["-std=c99"],
+    );
+    let corpus = root().join("tests/corpus");
+    let mut items: Vec<(String, bool)> = Vec::new(); // (item, must succeed)
+    for (folder, verb) in [("ckpt", "load"), ("safetensors", "load"), ("image", "mem")] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(corpus.join(folder))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for f in files {
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            // Valid images decode; no corpus checkpoint is a seresnet18 with 10 classes.
+            let valid = verb == "mem" && name.starts_with("valid");
+            items.push((format!("{verb}:{}", f.display()), valid));
+        }
+    }
+    for fifo in ["pipe.ckpt", "pipe.jpg"] {
+        let p = dir.path().join(fifo);
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+    items.push((
+        format!("load:{}", dir.path().join("pipe.ckpt").display()),
+        false,
+    ));
+    items.push((
+        format!("file:{}", dir.path().join("pipe.jpg").display()),
+        false,
+    ));
+    items.push(("create:1000000".to_string(), false));
+    let mut cmd = with_lib(&exe);
+    cmd.arg("2048").args(items.iter().map(|(i, _)| i));
+    let run = common::child::run_with_timeout(&mut cmd, std::time::Duration::from_secs(120));
+    assert!(run.ok(), "corpus_load: {}", run.describe());
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), items.len(), "{}", run.stdout);
+    for ((item, valid), line) in items.iter().zip(lines) {
+        let mut cols = line.splitn(3, '\t');
+        assert_eq!(cols.next(), Some(item.as_str()));
+        let status: i32 = cols.next().unwrap().parse().unwrap();
+        let message = cols.next().unwrap_or("");
+        assert_ne!(status, 11, "{item}: internal error: {message}");
+        assert!(
+            (0..=13).contains(&status),
+            "{item}: unknown status {status}"
+        );
+        assert_eq!(status == 0, *valid, "{item}: status {status}: {message}");
+        if item.contains("pipe.") {
+            assert_eq!(status, 6, "{item}: {message}"); // SENET_STATUS_IO
+            assert!(message.contains("FIFO"), "{message}");
+        }
+        if item == "create:1000000" {
+            assert_eq!(status, 13, "{item}: {message}"); // SENET_STATUS_OUT_OF_MEMORY
+            assert!(
+                message.contains("out of memory") && message.contains("classifier"),
+                "{message}"
+            );
+        }
+    }
+}

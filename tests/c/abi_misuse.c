@@ -12,6 +12,7 @@
 #include <senet.h>
 
 #include <pthread.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,7 +122,8 @@ int main(int argc, char **argv) {
     EXPECT_TRUE(strcmp(senet_status_string(SENET_STATUS_BUFFER_TOO_SMALL), "buffer too small") == 0);
     EXPECT_TRUE(strcmp(senet_status_string(-1), "unknown status") == 0);
     EXPECT_TRUE(strcmp(senet_status_string(SENET_STATUS_DEVICE), "device error") == 0);
-    EXPECT_TRUE(strcmp(senet_status_string(13), "unknown status") == 0);
+    EXPECT_TRUE(strcmp(senet_status_string(SENET_STATUS_OUT_OF_MEMORY), "out of memory") == 0);
+    EXPECT_TRUE(strcmp(senet_status_string(14), "unknown status") == 0);
     EXPECT_TRUE(senet_last_error() != NULL);
 
     /* senet_model_create */
@@ -273,6 +275,19 @@ int main(int argc, char **argv) {
     EXPECT(senet_topk(logits, 10, 3, map, top, 2), SENET_STATUS_BUFFER_TOO_SMALL);
     EXPECT(senet_topk(logits, 10, 3, map1000, top, 3), SENET_STATUS_INVALID_ARGUMENT);
     EXPECT_MESSAGE("1000 names");
+    /* Undefined probabilities (a NaN or +inf logit) are an error, not NaN in `top`. */
+    {
+        float bad[3] = {0.0f, 1.0f, 2.0f};
+        bad[1] = (float)NAN;
+        EXPECT(senet_topk(bad, 3, 1, NULL, top, 3), SENET_STATUS_INVALID_ARGUMENT);
+        EXPECT_MESSAGE("logits[1] is NaN");
+        bad[1] = (float)INFINITY;
+        EXPECT(senet_topk(bad, 3, 1, NULL, top, 3), SENET_STATUS_INVALID_ARGUMENT);
+        EXPECT_MESSAGE("logits[1] is inf");
+        bad[1] = -(float)INFINITY;
+        EXPECT(senet_topk(bad, 3, 1, NULL, top, 3), SENET_STATUS_OK);
+        EXPECT_TRUE(top[0].index == 2);
+    }
 
     /* Wrong-kind and foreign handles are detected, never dereferenced. */
     EXPECT(senet_topk(logits, 10, 3, (const SenetClassMap *)(const void *)model, top, 3),
