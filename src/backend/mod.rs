@@ -131,7 +131,7 @@ pub trait Backend: Send + Sync {
     /// Whether [`Backend::conv2d`] (and the fused conv + pool ops) may use an algorithm with
     /// fewer multiplications whose float32 rounding differs from the direct sum's (the CPU
     /// backend: Winograd F(4x4, 3x3) for 3x3 stride-1 convs, whose error scales with the
-    /// largest inputs of each 6x6 tile; see `backend/cpu/winograd.rs`). On by default, for
+    /// largest inputs of each 6x6 tile; see `backend/cpu/conv/winograd.rs`). On by default, for
     /// inference; [`crate::train::TrainNet`] turns it off so that a training step stays the
     /// direct convolution MindSpore computes. Backends with a single algorithm ignore it.
     fn set_fast_conv(&mut self, _allowed: bool) {}

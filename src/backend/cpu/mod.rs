@@ -1,8 +1,8 @@
 //! The CPU backend: f32 NCHW, convolutions as im2col (or a direct 1x1) + GEMM from the `gemm`
 //! crate, memory-bound loops in the C kernels of `kernels/cpu/`, threads from a rayon pool.
 //! On x86_64 CPUs with AVX-512, convolutions run instead on the native GEMM of
-//! `kernels/cpu/sgemm_avx512.c` with the im2col fused into its packing (`conv_avx512.rs`), and
-//! 3x3 stride-1 convs by Winograd F(4x4, 3x3) (`winograd.rs`) unless
+//! `kernels/cpu/sgemm_avx512.c` with the im2col fused into its packing (`conv/avx512.rs`), and
+//! 3x3 stride-1 convs by Winograd F(4x4, 3x3) (`conv/winograd.rs`) unless
 //! [`Backend::set_fast_conv`] turned it off.
 //!
 //! Parallel axis: a batch of several images is split across threads image by image (each
@@ -12,23 +12,18 @@
 //! Scratch space (im2col columns) is one growing buffer per worker thread, reused across
 //! layers and batches, so the steady state allocates nothing.
 mod accumulate;
-mod batch_norm;
 mod conv;
-#[cfg(target_arch = "x86_64")]
-mod conv_avx512;
-mod conv_backward;
-mod dense_backward;
+mod dense;
+mod elementwise;
 pub mod kernels;
 mod loss;
 pub mod matmul;
+mod norm;
 mod optim;
-mod pool_backward;
+mod pool;
 #[cfg(target_arch = "x86_64")]
 pub mod sgemm;
-mod train_elementwise;
 mod train_kernels;
-#[cfg(target_arch = "x86_64")]
-mod winograd;
 
 /// Deterministic test values in [-1, 1) (xorshift of `seed`).
 #[cfg(test)]
@@ -130,20 +125,20 @@ impl CpuBackend {
         let geom = conv::ConvGeometry { xs, ys, kh, kw, p };
         let bias = bias.map(|b| &b[..cout]);
         #[cfg(target_arch = "x86_64")]
-        if self.winograd && winograd::supports(act, &geom, self.threads) {
+        if self.winograd && conv::winograd::supports(act, &geom, self.threads) {
             let threads = self.threads;
             // A panic in another conv leaves the buffer in a state that is overwritten anyway.
             let mut guard = (self.winograd_weights.lock()).unwrap_or_else(|e| e.into_inner());
             let u: &mut Vec<f32> = &mut guard;
             self.pool
-                .install(|| winograd::conv2d(u, x, w, bias, &geom, act, y, post, threads));
+                .install(|| conv::winograd::conv2d(u, x, w, bias, &geom, act, y, post, threads));
             return Ok(ys);
         }
         #[cfg(target_arch = "x86_64")]
-        if conv_avx512::supports(act, &geom) {
+        if conv::avx512::supports(act, &geom) {
             let threads = self.threads;
             self.pool
-                .install(|| conv_avx512::conv2d(x, w, bias, &geom, act, y, post, threads));
+                .install(|| conv::avx512::conv2d(x, w, bias, &geom, act, y, post, threads));
             return Ok(ys);
         }
         let (xi, yi) = (xs.image_len(), ys.image_len());
@@ -425,7 +420,7 @@ impl Backend for CpuBackend {
         xs: Shape4,
         dx: &mut Vec<f32>,
     ) -> Result<()> {
-        conv_backward::conv2d_backward_data(self, dy, ys, w, w_shape, p, xs, dx)
+        conv::backward::conv2d_backward_data(self, dy, ys, w, w_shape, p, xs, dx)
     }
 
     fn conv2d_backward_filter(
@@ -439,7 +434,7 @@ impl Backend for CpuBackend {
         dw: &mut Vec<f32>,
         accumulate: bool,
     ) -> Result<()> {
-        conv_backward::conv2d_backward_filter(self, x, xs, dy, ys, p, w_shape, dw, accumulate)
+        conv::backward::conv2d_backward_filter(self, x, xs, dy, ys, p, w_shape, dw, accumulate)
     }
 
     fn linear_backward(
@@ -455,7 +450,7 @@ impl Backend for CpuBackend {
         db: &mut Vec<f32>,
     ) -> Result<()> {
         let dx = dx.map(|d| d.as_mut_slice());
-        dense_backward::linear_backward(self, x, n, w, out_features, in_features, dy, dx, dw, db)
+        dense::linear_backward(self, x, n, w, out_features, in_features, dy, dx, dw, db)
     }
 
     fn max_pool2d_same_backward(
@@ -467,11 +462,11 @@ impl Backend for CpuBackend {
         dy: &Vec<f32>,
         dx: &mut Vec<f32>,
     ) -> Result<()> {
-        pool_backward::max_pool2d_same_backward(self, x, xs, kernel, stride, dy, dx)
+        pool::max_pool2d_same_backward(self, x, xs, kernel, stride, dy, dx)
     }
 
     fn global_avg_pool_backward(&self, dy: &Vec<f32>, xs: Shape4, dx: &mut Vec<f32>) -> Result<()> {
-        pool_backward::global_avg_pool_backward(self, dy, xs, dx)
+        pool::global_avg_pool_backward(self, dy, xs, dx)
     }
 
     fn axpby(&self, y: &mut Vec<f32>, x: &Vec<f32>, len: usize, a: f32, b: f32) -> Result<()> {
@@ -522,7 +517,7 @@ impl Backend for CpuBackend {
         act: Activation,
         y: &mut Vec<f32>,
     ) -> Result<()> {
-        batch_norm::train(
+        norm::train(
             &self.pool,
             x,
             xs,
@@ -552,7 +547,7 @@ impl Backend for CpuBackend {
         dgamma: &mut Vec<f32>,
         dbeta: &mut Vec<f32>,
     ) -> Result<()> {
-        batch_norm::backward(
+        norm::backward(
             &self.pool,
             x,
             xs,
@@ -579,7 +574,7 @@ impl Backend for CpuBackend {
         act: Activation,
         y: &mut Vec<f32>,
     ) -> Result<()> {
-        batch_norm::frozen(
+        norm::frozen(
             &self.pool,
             x,
             xs,
@@ -607,7 +602,7 @@ impl Backend for CpuBackend {
         dgamma: &mut Vec<f32>,
         dbeta: &mut Vec<f32>,
     ) -> Result<()> {
-        batch_norm::frozen_backward(
+        norm::frozen_backward(
             &self.pool,
             x,
             xs,
@@ -624,7 +619,7 @@ impl Backend for CpuBackend {
     }
 
     fn relu_backward(&self, y: &Vec<f32>, dy: &mut Vec<f32>, len: usize) -> Result<()> {
-        train_elementwise::relu_backward(&self.pool, y, dy, len)
+        elementwise::relu_backward(&self.pool, y, dy, len)
     }
 
     fn se_scale_add_relu_backward(
@@ -638,13 +633,13 @@ impl Backend for CpuBackend {
         dgate: &mut Vec<f32>,
         dshortcut: &mut Vec<f32>,
     ) -> Result<()> {
-        train_elementwise::se_scale_add_relu_backward(
+        elementwise::se_scale_add_relu_backward(
             &self.pool, x, xs, gate, out, dout, dx, dgate, dshortcut,
         )
     }
 
     fn sigmoid_backward(&self, s: &Vec<f32>, dy: &mut Vec<f32>, len: usize) -> Result<()> {
-        train_elementwise::sigmoid_backward(&self.pool, s, dy, len)
+        elementwise::sigmoid_backward(&self.pool, s, dy, len)
     }
 
     fn softmax_cross_entropy(

@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use super::check_len;
-use super::train_elementwise::CHUNK;
+use super::elementwise::CHUNK;
 use super::train_kernels as k;
 use crate::{Error, Result};
 

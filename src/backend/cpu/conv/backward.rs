@@ -16,10 +16,10 @@
 //! fixed order: the batch is cut into one contiguous run of images per thread, each run is summed
 //! image by image into its own partial, and the partials are added in run order. Results are
 //! therefore bit-identical run to run for a given thread count, whatever the scheduling.
-use super::conv::{ConvGeometry, SCRATCH};
-use super::kernels::{self, Im2col};
-use super::matmul::{matmul, MatLayout, Par};
-use super::{check_len, CpuBackend};
+use super::super::kernels::{self, Im2col};
+use super::super::matmul::{matmul, MatLayout, Par};
+use super::super::{check_len, CpuBackend};
+use super::{ConvGeometry, SCRATCH};
 use crate::backend::{Conv2dParams, Shape4};
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -270,7 +270,7 @@ fn filter_image(
 /// Errors (`Error::Shape`) if `ys` is not the forward output of `xs`, `w_shape` and `p`, or a
 /// buffer is too short.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn conv2d_backward_data(
+pub(in crate::backend::cpu) fn conv2d_backward_data(
     be: &CpuBackend,
     dy: &[f32],
     ys: Shape4,
@@ -312,7 +312,7 @@ pub(super) fn conv2d_backward_data(
 /// overwrites. Deterministic for a given thread count (see the module doc). Errors
 /// (`Error::Shape`) as [`conv2d_backward_data`].
 #[allow(clippy::too_many_arguments)]
-pub(super) fn conv2d_backward_filter(
+pub(in crate::backend::cpu) fn conv2d_backward_filter(
     be: &CpuBackend,
     x: &[f32],
     xs: Shape4,

@@ -4,9 +4,15 @@ use super::matmul::{matmul, MatLayout, Par};
 use crate::backend::{Activation, Conv2dParams, Shape4};
 use std::cell::RefCell;
 
+#[cfg(target_arch = "x86_64")]
+pub(super) mod avx512;
+pub(super) mod backward;
+#[cfg(target_arch = "x86_64")]
+pub(super) mod winograd;
+
 thread_local! {
     /// Per-thread im2col scratch, grown to the largest layer and reused (also by the backward ops
-    /// of `conv_backward`, which never hold it across a call to the forward).
+    /// of `backward`, which never hold it across a call to the forward).
     pub(super) static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
