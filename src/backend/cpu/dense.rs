@@ -1,8 +1,48 @@
-//! Gradients of the dense layer (MindSpore `nn.Dense`: `y = x·wᵀ + b`, x (n, in), w (out, in))
-//! on the CPU, as two GEMMs and a column sum.
-use super::matmul::{matmul, MatLayout, Par};
-use super::{check_len, CpuBackend};
+//! The dense layer (MindSpore `nn.Dense`: `y = x·wᵀ + b`, x (n, in), w (out, in)) on the CPU:
+//! the forward as one GEMM plus the bias and activation per row, the gradients as two GEMMs and a
+//! column sum.
+use super::matmul::{self, matmul, MatLayout, Par};
+use super::{check_len, kernels, CpuBackend};
+use crate::backend::Activation;
 use crate::Result;
+
+/// [`Backend::linear`](crate::backend::Backend::linear) on the CPU: `y` (n, out) = `x · wᵀ` (one GEMM
+/// split across the pool), then per row the bias and `act`. Errors (`Error::Shape`) if a buffer
+/// is too short.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn linear(
+    be: &CpuBackend,
+    x: &[f32],
+    n: usize,
+    w: &[f32],
+    out_features: usize,
+    in_features: usize,
+    b: &[f32],
+    act: Activation,
+    y: &mut [f32],
+) -> Result<()> {
+    check_len("linear input", x, n * in_features)?;
+    check_len("linear weight", w, out_features * in_features)?;
+    check_len("linear bias", b, out_features)?;
+    check_len("linear output", y, n * out_features)?;
+    // y (n, out) = x (n, in) · wᵀ (in, out), then bias + activation per row.
+    be.pool.install(|| {
+        matmul::matmul(
+            x,
+            matmul::MatLayout::row_major(n, in_features),
+            w,
+            matmul::MatLayout::transposed(in_features, out_features),
+            y,
+            false,
+            matmul::Par::Rayon,
+        );
+    });
+    // Per row: bias per feature (a "channel" of one element) and the activation.
+    for row in y[..n * out_features].chunks_mut(out_features) {
+        kernels::bias_act(row, Some(b), out_features, 1, act);
+    }
+    Ok(())
+}
 
 /// [`Backend::linear_backward`](crate::backend::Backend::linear_backward) on the CPU, given
 /// `dy` (n, out):

@@ -1,5 +1,5 @@
 //! BatchNorm2d in training mode on the CPU: forward with batch statistics (and the moving-stat
-//! update) and backward. One rayon task per channel; each channel's statistics are summed in
+//! update) or frozen (the moving statistics), and their backwards. One rayon task per channel; each channel's statistics are summed in
 //! f64 plane by plane in image order, so results do not depend on the thread count.
 //!
 //! Forward (MindSpore `nn.BatchNorm2d` in training = PyTorch `batch_norm(training=True)`), per
@@ -18,8 +18,8 @@
 //! `dgamma = Σ g*(x-moving_mean)*invstd`, `dbeta = Σg`.
 use rayon::prelude::*;
 
-use super::check_len;
-use super::train_kernels as k;
+use super::kernels as k;
+use super::{check_len, CpuBackend};
 use crate::backend::{Activation, Shape4};
 use crate::{Error, Result};
 
@@ -59,8 +59,8 @@ fn values_per_channel(what: &str, xs: Shape4) -> Result<usize> {
 
 /// See [`crate::backend::Backend::batch_norm_train`].
 #[allow(clippy::too_many_arguments)]
-pub(super) fn train(
-    pool: &rayon::ThreadPool,
+pub(super) fn batch_norm_train(
+    be: &CpuBackend,
     x: &[f32],
     xs: Shape4,
     gamma: &[f32],
@@ -99,7 +99,7 @@ pub(super) fn train(
     }
     let mut ys = planes_by_channel(y, xs);
     // Per channel: (mean, biased variance), both f64.
-    let stats: Vec<(f64, f64)> = pool.install(|| {
+    let stats: Vec<(f64, f64)> = be.pool.install(|| {
         ys.par_iter_mut()
             .enumerate()
             .map(|(ci, yc)| {
@@ -129,8 +129,8 @@ pub(super) fn train(
 
 /// See [`crate::backend::Backend::batch_norm_backward`].
 #[allow(clippy::too_many_arguments)]
-pub(super) fn backward(
-    pool: &rayon::ThreadPool,
+pub(super) fn batch_norm_backward(
+    be: &CpuBackend,
     x: &[f32],
     xs: Shape4,
     dy: &[f32],
@@ -163,7 +163,7 @@ pub(super) fn backward(
     let mut dxs = planes_by_channel(dx, xs);
     let inv_m = 1.0 / m as f64;
     // Per channel: (dgamma, dbeta).
-    let grads: Vec<(f64, f64)> = pool.install(|| {
+    let grads: Vec<(f64, f64)> = be.pool.install(|| {
         dxs.par_iter_mut()
             .enumerate()
             .map(|(ci, dxc)| {
@@ -231,8 +231,8 @@ fn frozen_invstd(
 
 /// See [`crate::backend::Backend::batch_norm_frozen`].
 #[allow(clippy::too_many_arguments)]
-pub(super) fn frozen(
-    pool: &rayon::ThreadPool,
+pub(super) fn batch_norm_frozen(
+    be: &CpuBackend,
     x: &[f32],
     xs: Shape4,
     gamma: &[f32],
@@ -267,7 +267,7 @@ pub(super) fn frozen(
     check_len(&format!("{what} input"), x, xs.numel())?;
     check_len(&format!("{what} output"), y, xs.numel())?;
     let mut ys = planes_by_channel(y, xs);
-    pool.install(|| {
+    be.pool.install(|| {
         ys.par_iter_mut().enumerate().for_each(|(ci, yc)| {
             let scale = (gamma[ci] as f64 * invstd[ci]) as f32;
             for (xp, yp) in planes(x, xs, ci).zip(yc.iter_mut()) {
@@ -280,8 +280,8 @@ pub(super) fn frozen(
 
 /// See [`crate::backend::Backend::batch_norm_frozen_backward`].
 #[allow(clippy::too_many_arguments)]
-pub(super) fn frozen_backward(
-    pool: &rayon::ThreadPool,
+pub(super) fn batch_norm_frozen_backward(
+    be: &CpuBackend,
     x: &[f32],
     xs: Shape4,
     dy: &[f32],
@@ -316,7 +316,7 @@ pub(super) fn frozen_backward(
     }
     let mut dxs = planes_by_channel(dx, xs);
     // Per channel: (dgamma, dbeta).
-    let grads: Vec<(f64, f64)> = pool.install(|| {
+    let grads: Vec<(f64, f64)> = be.pool.install(|| {
         dxs.par_iter_mut()
             .enumerate()
             .map(|(ci, dxc)| {

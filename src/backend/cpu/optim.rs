@@ -12,15 +12,15 @@
 //! So `g = grad/ls + wd*param` up to rounding, with the decay added *before* unscaling.
 use rayon::prelude::*;
 
-use super::check_len;
 use super::elementwise::CHUNK;
-use super::train_kernels as k;
+use super::kernels as k;
+use super::{check_len, CpuBackend};
 use crate::{Error, Result};
 
 /// See [`crate::backend::Backend::momentum_update`].
 #[allow(clippy::too_many_arguments)]
 pub(super) fn momentum_update(
-    pool: &rayon::ThreadPool,
+    be: &CpuBackend,
     param: &mut [f32],
     grad: &[f32],
     moment: &mut [f32],
@@ -52,7 +52,7 @@ pub(super) fn momentum_update(
         need_scale: loss_scale != 1.0,
         nesterov,
     };
-    pool.install(|| {
+    be.pool.install(|| {
         param[..len]
             .par_chunks_mut(CHUNK)
             .zip(grad[..len].par_chunks(CHUNK))

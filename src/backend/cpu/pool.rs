@@ -1,5 +1,6 @@
-//! Gradients of the pooling ops on the CPU: MindSpore's `MaxPool2d(pad_mode="same")` (TF 'SAME'
+//! Pooling on the CPU, forward and backward: MindSpore's `MaxPool2d(pad_mode="same")` (TF 'SAME'
 //! geometry, [`same_pool_geometry`]) and the global average pool (MindCV `GlobalAvgPooling`).
+//! Tasks are (image, block of channels), so that batch 1 keeps every thread busy.
 use super::{check_len, kernels, CpuBackend};
 use crate::backend::{same_pool_geometry, Shape4};
 use crate::{Error, Result};
@@ -7,6 +8,57 @@ use rayon::prelude::*;
 
 /// Channel planes per task: (image, block of channels) tasks keep every thread busy at batch 1.
 const PLANES_PER_TASK: usize = 8;
+
+/// [`Backend::max_pool2d_same`](crate::backend::Backend::max_pool2d_same) on the CPU: `y`
+/// (N, C, OH, OW) from `x` (N, C, H, W), OH, OW from [`same_pool_geometry`]; padded positions
+/// never win. Errors (`Error::Shape`) on a zero kernel, stride or plane, or a buffer too short.
+pub(super) fn max_pool2d_same(
+    be: &CpuBackend,
+    x: &[f32],
+    xs: Shape4,
+    kernel: usize,
+    stride: usize,
+    y: &mut [f32],
+) -> Result<Shape4> {
+    if kernel == 0 || stride == 0 || xs.h == 0 || xs.w == 0 {
+        return Err(Error::Shape(format!(
+            "max_pool2d: kernel {kernel}, stride {stride}, input {xs:?}"
+        )));
+    }
+    let (oh, pt) = same_pool_geometry(xs.h, kernel, stride);
+    let (ow, pl) = same_pool_geometry(xs.w, kernel, stride);
+    let ys = Shape4::new(xs.n, xs.c, oh, ow);
+    check_len("max_pool2d input", x, xs.numel())?;
+    check_len("max_pool2d output", y, ys.numel())?;
+    // One task per (image, channel block) keeps both threads busy at batch 1.
+    let plane_in = xs.h * xs.w;
+    let plane_out = oh * ow;
+    be.pool.install(|| {
+        y[..ys.numel()]
+            .par_chunks_mut(plane_out * 8)
+            .zip(x[..xs.numel()].par_chunks(plane_in * 8))
+            .for_each(|(y1, x1)| {
+                let c = x1.len() / plane_in;
+                kernels::max_pool2d(x1, c, xs.h, xs.w, kernel, stride, (pt, pl), (oh, ow), y1)
+            });
+    });
+    Ok(ys)
+}
+
+/// [`Backend::global_avg_pool`](crate::backend::Backend::global_avg_pool) on the CPU: `y[n, c]`
+/// (N, C) = the mean of plane (n, c) of `x`. Errors (`Error::Shape`) if a buffer is too short.
+pub(super) fn global_avg_pool(be: &CpuBackend, x: &[f32], xs: Shape4, y: &mut [f32]) -> Result<()> {
+    check_len("global_avg_pool input", x, xs.numel())?;
+    check_len("global_avg_pool output", y, xs.n * xs.c)?;
+    let hw = xs.h * xs.w;
+    be.pool.install(|| {
+        y[..xs.n * xs.c]
+            .par_chunks_mut(xs.c)
+            .zip(x[..xs.numel()].par_chunks(xs.image_len()))
+            .for_each(|(y1, x1)| kernels::global_avg_pool(x1, xs.c, hw, y1));
+    });
+    Ok(())
+}
 
 /// [`Backend::max_pool2d_same_backward`](crate::backend::Backend::max_pool2d_same_backward) on
 /// the CPU: `dx` (N, C, H, W) overwritten; each `dy` (N, C, OH, OW) value goes to the argmax of its

@@ -62,7 +62,7 @@ fn subsample(x: &[f32], g: &ConvGeometry, nimg: usize, xs: &mut Vec<f32>) -> Con
 ///   packing costs more than the product, 61 vs 79 GFLOP/s);
 /// - pointwise convs with at most 64 input channels on large planes (seresnet50's 1x1
 ///   64 -> 256 at 56x56: k = 64 is too short to hide the 8x48 tile's stores, 164 vs 176).
-pub(in crate::backend::cpu) fn supports(act: Activation, g: &ConvGeometry) -> bool {
+pub(super) fn supports(act: Activation, g: &ConvGeometry) -> bool {
     let groups = g.p.groups;
     let thin_groups = groups > 1 && g.ys.c / groups < 32;
     let short_pointwise = g.kh == 1
@@ -104,7 +104,7 @@ fn source<'a>(x: &'a [f32], g: &ConvGeometry, gi: usize, nimg: usize) -> BSrc<'a
 /// OH, OW)), on the current rayon pool of `threads` threads; then `post` on each image, by the
 /// task that computed it.
 #[allow(clippy::too_many_arguments)]
-pub(in crate::backend::cpu) fn conv2d(
+pub(super) fn conv2d(
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,

@@ -1,7 +1,18 @@
-//! conv2d on one image: im2col (skipped for 1x1 convs) + one GEMM per group + bias/activation.
+//! Convolutions on the CPU: the forward (with the pooling that may follow it fused per image),
+//! and its data / filter gradients ([`backward`]).
+//!
+//! Forward algorithms: on x86_64 CPUs with AVX-512, the native GEMM of
+//! `kernels/cpu/sgemm_avx512.c` with the im2col fused into its packing ([`avx512`]), and 3x3
+//! stride-1 convs by Winograd F(4x4, 3x3) ([`winograd`]) unless [`Backend::set_fast_conv`]
+//! turned it off; elsewhere, per image, im2col (skipped for 1x1 convs) + one GEMM per group from
+//! the `gemm` crate + bias/activation ([`conv2d_image`]).
+//!
+//! [`Backend::set_fast_conv`]: crate::backend::Backend::set_fast_conv
 use super::kernels::{self, Im2col};
-use super::matmul::{matmul, MatLayout, Par};
-use crate::backend::{Activation, Conv2dParams, Shape4};
+use super::matmul::{self, matmul, MatLayout, Par};
+use super::{check_len, CpuBackend};
+use crate::backend::{same_pool_geometry, Activation, Conv2dParams, Shape4};
+use crate::{Error, Result};
 use std::cell::RefCell;
 
 #[cfg(target_arch = "x86_64")]
@@ -9,6 +20,174 @@ pub(super) mod avx512;
 pub(super) mod backward;
 #[cfg(target_arch = "x86_64")]
 pub(super) mod winograd;
+
+/// [`Backend::conv2d`](crate::backend::Backend::conv2d) on the CPU: Winograd, the AVX-512 GEMM
+/// or im2col + the `gemm` crate (see the module docs).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv2d(
+    be: &CpuBackend,
+    x: &[f32],
+    xs: Shape4,
+    w: &[f32],
+    w_shape: [usize; 4],
+    bias: Option<&[f32]>,
+    p: Conv2dParams,
+    act: Activation,
+    y: &mut [f32],
+) -> Result<Shape4> {
+    conv2d_post(be, x, xs, w, w_shape, bias, p, act, y, None)
+}
+
+/// [`Backend::conv2d_avg_pool`](crate::backend::Backend::conv2d_avg_pool) on the CPU: each image is
+/// pooled by the task that computed it.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv2d_avg_pool(
+    be: &CpuBackend,
+    x: &[f32],
+    xs: Shape4,
+    w: &[f32],
+    w_shape: [usize; 4],
+    bias: Option<&[f32]>,
+    p: Conv2dParams,
+    act: Activation,
+    y: &mut [f32],
+    pooled: &mut [f32],
+) -> Result<Shape4> {
+    let ys = conv_shape(xs, w_shape, p)?;
+    let (cout, plane) = (ys.c, ys.h * ys.w);
+    check_len("conv2d_avg_pool pooled", pooled, xs.n * cout)?;
+    let f = move |y1: &[f32], p1: &mut [f32]| kernels::global_avg_pool(y1, cout, plane, p1);
+    let post = PerImage {
+        out: pooled,
+        len: cout,
+        f: &f,
+    };
+    conv2d_post(be, x, xs, w, w_shape, bias, p, act, y, Some(post))
+}
+
+/// [`Backend::conv2d_max_pool`](crate::backend::Backend::conv2d_max_pool) on the CPU: each image is
+/// pooled by the task that computed it when the batch is split across threads.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv2d_max_pool(
+    be: &CpuBackend,
+    x: &[f32],
+    xs: Shape4,
+    w: &[f32],
+    w_shape: [usize; 4],
+    bias: Option<&[f32]>,
+    p: Conv2dParams,
+    act: Activation,
+    y: &mut [f32],
+    (kernel, stride): (usize, usize),
+    pooled: &mut [f32],
+) -> Result<Shape4> {
+    let ys = conv_shape(xs, w_shape, p)?;
+    let (cout, oh, ow) = (ys.c, ys.h, ys.w);
+    if !be.split_batch(xs.n) || kernel == 0 || stride == 0 || oh == 0 || ow == 0 {
+        // One image: max_pool2d_same splits it across threads by channels.
+        let ys = conv2d(be, x, xs, w, w_shape, bias, p, act, y)?;
+        return super::pool::max_pool2d_same(be, y, ys, kernel, stride, pooled);
+    }
+    let (poh, pt) = same_pool_geometry(oh, kernel, stride);
+    let (pow, pl) = same_pool_geometry(ow, kernel, stride);
+    let ps = Shape4::new(xs.n, cout, poh, pow);
+    check_len("conv2d_max_pool pooled", pooled, ps.numel())?;
+    let f = move |y1: &[f32], p1: &mut [f32]| {
+        kernels::max_pool2d(y1, cout, oh, ow, kernel, stride, (pt, pl), (poh, pow), p1)
+    };
+    let post = PerImage {
+        out: pooled,
+        len: ps.image_len(),
+        f: &f,
+    };
+    conv2d_post(be, x, xs, w, w_shape, bias, p, act, y, Some(post))?;
+    Ok(ps)
+}
+
+/// [`Backend::conv2d`], then `post` on each output image by the task that computed it
+/// (`post.out` holds `post.len` values per image; checked by the caller).
+#[allow(clippy::too_many_arguments)]
+fn conv2d_post(
+    be: &CpuBackend,
+    x: &[f32],
+    xs: Shape4,
+    w: &[f32],
+    w_shape: [usize; 4],
+    bias: Option<&[f32]>,
+    p: Conv2dParams,
+    act: Activation,
+    y: &mut [f32],
+    post: Option<PerImage>,
+) -> Result<Shape4> {
+    let [cout, _, kh, kw] = w_shape;
+    let ys = conv_shape(xs, w_shape, p)?;
+    check_len("conv2d input", x, xs.numel())?;
+    check_len("conv2d weight", w, w_shape.iter().product())?;
+    check_len("conv2d output", y, ys.numel())?;
+    if let Some(b) = bias {
+        check_len("conv2d bias", b, cout)?;
+    }
+    let geom = ConvGeometry { xs, ys, kh, kw, p };
+    let bias = bias.map(|b| &b[..cout]);
+    #[cfg(target_arch = "x86_64")]
+    if be.winograd && winograd::supports(act, &geom, be.threads) {
+        let threads = be.threads;
+        // A panic in another conv leaves the buffer in a state that is overwritten anyway.
+        let mut guard = (be.winograd_weights.lock()).unwrap_or_else(|e| e.into_inner());
+        let u: &mut Vec<f32> = &mut guard;
+        be.pool
+            .install(|| winograd::conv2d(u, x, w, bias, &geom, act, y, post, threads));
+        return Ok(ys);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx512::supports(act, &geom) {
+        let threads = be.threads;
+        be.pool
+            .install(|| avx512::conv2d(x, w, bias, &geom, act, y, post, threads));
+        return Ok(ys);
+    }
+    let (xi, yi) = (xs.image_len(), ys.image_len());
+    let image = |x1: &[f32], y1: &mut [f32], par| {
+        conv2d_image(x1, w, bias, &geom, act, y1, par);
+    };
+    be.pool.install(|| {
+        if be.split_batch(xs.n) {
+            // Image by image across the pool, `post` on each while it is in cache.
+            image_tasks(x, xi, y, yi, xs.n, 1, post, |x1, y1| {
+                image(x1, y1, matmul::Par::Seq)
+            });
+        } else {
+            // One image at a time, each GEMM split across the pool.
+            let (x, y) = (&x[..xs.numel()], &mut y[..ys.numel()]);
+            let mut post = post;
+            for (i, (y1, x1)) in y.chunks_mut(yi).zip(x.chunks(xi)).enumerate() {
+                image(x1, y1, matmul::Par::Rayon);
+                if let Some(p) = post.as_mut() {
+                    (p.f)(y1, &mut p.out[i * p.len..(i + 1) * p.len]);
+                }
+            }
+        }
+    });
+    Ok(ys)
+}
+
+/// The output shape of a conv2d, or an error if `xs`, `w_shape` and `p` do not fit together.
+fn conv_shape(xs: Shape4, w_shape: [usize; 4], p: Conv2dParams) -> Result<Shape4> {
+    let [cout, cin_g, kh, kw] = w_shape;
+    if p.groups == 0 || xs.c != cin_g * p.groups || cout % p.groups != 0 {
+        return Err(Error::Shape(format!(
+            "conv2d: input {xs:?} does not fit weight {w_shape:?} with {} groups",
+            p.groups
+        )));
+    }
+    if xs.h + 2 * p.padding < kh || xs.w + 2 * p.padding < kw || p.stride == 0 {
+        return Err(Error::Shape(format!(
+            "conv2d: input {xs:?} smaller than kernel {kh}x{kw}"
+        )));
+    }
+    let (oh, ow) = p.out_hw(xs.h, xs.w, kh, kw);
+    Ok(Shape4::new(xs.n, cout, oh, ow))
+}
 
 thread_local! {
     /// Per-thread im2col scratch, grown to the largest layer and reused (also by the backward ops
@@ -146,4 +325,82 @@ pub(super) fn conv2d_image(
         }
     });
     kernels::bias_act(&mut y1[..ys.c * plane], bias, ys.c, plane, act);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Backend;
+
+    /// `conv2d_avg_pool` (`conv2d_max_pool`) gives bit for bit `conv2d` then `global_avg_pool`
+    /// (`max_pool2d_same`), on the AVX-512 path
+    /// and the `gemm`-crate path (thin groups), for one and several images, on 1 and 2 threads.
+    #[test]
+    fn conv2d_avg_pool_matches_conv_then_pool() {
+        // (n, cin, h, cout, k, stride, pad, groups)
+        let cases = [
+            (1, 8, 20, 24, 3, 1, 1, 1),
+            (3, 8, 20, 24, 3, 1, 1, 1),
+            (5, 16, 7, 40, 1, 1, 0, 1),
+            (2, 16, 9, 32, 3, 2, 1, 4),
+            (1, 16, 9, 32, 3, 1, 1, 4),
+        ];
+        for threads in [1, 2] {
+            let be = CpuBackend::new(threads).unwrap();
+            for &(n, cin, h, cout, k, s, pad, groups) in &cases {
+                let p = Conv2dParams {
+                    stride: s,
+                    padding: pad,
+                    groups,
+                };
+                let xs = Shape4::new(n, cin, h, h);
+                let fill = |len: usize, seed: usize| -> Vec<f32> {
+                    (0..len)
+                        .map(|i| ((i * 7919 + seed * 104729) % 2003) as f32 / 1001.5 - 1.0)
+                        .collect()
+                };
+                let x = fill(xs.numel(), 1);
+                let w_shape = [cout, cin / groups, k, k];
+                let w = fill(w_shape.iter().product(), 2);
+                let b = fill(cout, 3);
+                let (oh, ow) = p.out_hw(h, h, k, k);
+                let len = n * cout * oh * ow;
+                let (mut y1, mut y2) = (vec![0.0; len], vec![0.0; len]);
+                let (mut p1, mut p2) = (vec![0.0; n * cout], vec![0.0; n * cout]);
+                let act = Activation::Relu;
+                let ys = be
+                    .conv2d(&x, xs, &w, w_shape, Some(&b), p, act, &mut y1)
+                    .unwrap();
+                be.global_avg_pool(&y1, ys, &mut p1).unwrap();
+                let ys2 = be
+                    .conv2d_avg_pool(&x, xs, &w, w_shape, Some(&b), p, act, &mut y2, &mut p2)
+                    .unwrap();
+                assert_eq!(ys, ys2);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&y1), bits(&y2));
+                assert_eq!(bits(&p1), bits(&p2));
+                // The same with the max pool of the stem (3x3, stride 2, "same").
+                let mut m1 = vec![0.0; len];
+                let ms = be.max_pool2d_same(&y1, ys, 3, 2, &mut m1).unwrap();
+                let mut m2 = vec![0.0; len];
+                let ms2 = be
+                    .conv2d_max_pool(
+                        &x,
+                        xs,
+                        &w,
+                        w_shape,
+                        Some(&b),
+                        p,
+                        act,
+                        &mut y2,
+                        (3, 2),
+                        &mut m2,
+                    )
+                    .unwrap();
+                assert_eq!(ms, ms2);
+                assert_eq!(bits(&y1), bits(&y2));
+                assert_eq!(bits(&m1[..ms.numel()]), bits(&m2[..ms.numel()]));
+            }
+        }
+    }
 }

@@ -83,7 +83,7 @@ extern "C" {
 /// a batch of several images, or one image of at least [`SINGLE_MIN_TILES`] tiles (smaller
 /// ones are too few columns for the products, the direct conv splits them better), and an
 /// image whose transformed input and output fit in [`IMAGE_BYTES`] (tasks hold whole images).
-pub(in crate::backend::cpu) fn supports(act: Activation, g: &ConvGeometry, threads: usize) -> bool {
+pub(super) fn supports(act: Activation, g: &ConvGeometry, threads: usize) -> bool {
     sgemm::available()
         && g.kh == 3
         && g.kw == 3
@@ -107,7 +107,7 @@ fn tiles(h: usize, w: usize) -> usize {
 /// by the task that computed it. `u` receives the transformed weights (Cout, 36, Cin). The
 /// caller has checked [`supports`] and the slice lengths.
 #[allow(clippy::too_many_arguments)]
-pub(in crate::backend::cpu) fn conv2d(
+pub(super) fn conv2d(
     u: &mut Vec<f32>,
     x: &[f32],
     w: &[f32],
