@@ -4,7 +4,9 @@
 //! Layers, after cudarc: `sys` (raw bindgen structs) → [`error`] (codes to [`Error`]s) →
 //! RAII types ([`runtime`]: context, [`Stream`], [`Event`]; [`memory`]: caching allocator and
 //! blocks; [`tensor`]: aclnn argument objects) → [`op`] (the two-phase aclnn call, once) → the op
-//! files (`conv`, `pool`, `dense`, `norm`, `elementwise`, `loss`) → [`AscendBackend`].
+//! files by family (`conv`, `pool`, `dense`, `norm`, `elementwise`, `loss`, `optim`; the buffer
+//! entry points in `buffer`), each op a function named as the [`Backend`] method it implements →
+//! [`AscendBackend`], whose trait impl only calls them.
 //!
 //! Everything runs on one stream per backend, in order; host reads (`download`, the loss)
 //! synchronise it. The backend may be shared between threads (`Send + Sync`): each entry point
@@ -23,8 +25,8 @@ pub mod hccl;
 mod loss;
 pub mod memory;
 mod norm;
-use norm::{BnGradStats, BnStats};
 pub mod op;
+mod optim;
 mod pool;
 pub mod runtime;
 pub mod tensor;
@@ -245,15 +247,6 @@ pub fn devices() -> Result<DevicesReport> {
     })
 }
 
-fn act_ok(what: &str, act: Activation) -> Result<()> {
-    if act == Activation::Sigmoid {
-        return Err(Error::Invalid(format!(
-            "{what}: only Activation::None or Relu can be fused"
-        )));
-    }
-    Ok(())
-}
-
 impl Backend for AscendBackend {
     type Buffer = AscendBuffer;
 
@@ -262,56 +255,19 @@ impl Backend for AscendBackend {
     }
 
     fn alloc(&self, len: usize) -> Result<AscendBuffer> {
-        let mut ctx = self.dev.enter()?;
-        let block = ctx.alloc(len * 4)?;
-        ctx.zero(&block, len * 4)?;
-        Ok(AscendBuffer {
-            block,
-            len,
-            dtype: DType::F32,
-        })
+        buffer::alloc(self, len)
     }
 
     fn upload(&self, host: &[f32]) -> Result<AscendBuffer> {
-        let mut ctx = self.dev.enter()?;
-        let block = ctx.alloc(host.len() * 4)?;
-        ctx.upload_bytes(&block, f32_bytes(host))?;
-        Ok(AscendBuffer {
-            block,
-            len: host.len(),
-            dtype: DType::F32,
-        })
+        buffer::upload(self, host)
     }
 
     fn download(&self, buf: &AscendBuffer, out: &mut [f32]) -> Result<()> {
-        buffer::check("download", buf, out.len())?;
-        let mut ctx = self.dev.enter()?;
-        match buf.dtype {
-            DType::F32 => ctx.download_bytes(&buf.block, f32_bytes_mut(out)),
-            DType::F16 => {
-                let mut half = vec![half::f16::ZERO; out.len()];
-                let bytes = half.len() * 2;
-                // SAFETY: f16 is two plain bytes; the slice covers exactly the vector.
-                let raw =
-                    unsafe { std::slice::from_raw_parts_mut(half.as_mut_ptr() as *mut u8, bytes) };
-                ctx.download_bytes(&buf.block, raw)?;
-                for (o, h) in out.iter_mut().zip(&half) {
-                    *o = h.to_f32();
-                }
-                Ok(())
-            }
-            other => Err(Error::Invalid(format!(
-                "download: buffer holds {other:?} data"
-            ))),
-        }
+        buffer::download(self, buf, out)
     }
 
     fn write(&self, buf: &mut AscendBuffer, host: &[f32]) -> Result<()> {
-        buffer::check("write", buf, host.len())?;
-        let mut ctx = self.dev.enter()?;
-        ctx.upload_bytes(&buf.block, f32_bytes(host))?;
-        buf.dtype = DType::F32;
-        Ok(())
+        buffer::write(self, buf, host)
     }
 
     fn conv2d(
@@ -325,7 +281,7 @@ impl Backend for AscendBackend {
         act: Activation,
         y: &mut AscendBuffer,
     ) -> Result<Shape4> {
-        self.conv2d_forward(x, xs, w, w_shape, bias, p, act, y)
+        conv::conv2d(self, x, xs, w, w_shape, bias, p, act, y)
     }
 
     fn max_pool2d_same(
@@ -336,11 +292,11 @@ impl Backend for AscendBackend {
         stride: usize,
         y: &mut AscendBuffer,
     ) -> Result<Shape4> {
-        self.max_pool_forward(x, xs, kernel, stride, y)
+        pool::max_pool2d_same(self, x, xs, kernel, stride, y)
     }
 
     fn global_avg_pool(&self, x: &AscendBuffer, xs: Shape4, y: &mut AscendBuffer) -> Result<()> {
-        self.avg_pool_forward(x, xs, y)
+        pool::global_avg_pool(self, x, xs, y)
     }
 
     fn linear(
@@ -354,7 +310,7 @@ impl Backend for AscendBackend {
         act: Activation,
         y: &mut AscendBuffer,
     ) -> Result<()> {
-        self.linear_forward(x, n, w, out_features, in_features, b, act, y)
+        dense::linear(self, x, n, w, out_features, in_features, b, act, y)
     }
 
     fn se_scale_add_relu(
@@ -364,7 +320,7 @@ impl Backend for AscendBackend {
         gate: &AscendBuffer,
         shortcut: &AscendBuffer,
     ) -> Result<()> {
-        self.se_forward(x, xs, gate, shortcut)
+        elementwise::se_scale_add_relu(self, x, xs, gate, shortcut)
     }
 
     fn conv2d_backward_data(
@@ -377,7 +333,7 @@ impl Backend for AscendBackend {
         xs: Shape4,
         dx: &mut AscendBuffer,
     ) -> Result<()> {
-        self.conv2d_data_grad(dy, ys, w, w_shape, p, xs, dx)
+        conv::conv2d_backward_data(self, dy, ys, w, w_shape, p, xs, dx)
     }
 
     fn conv2d_backward_filter(
@@ -391,7 +347,7 @@ impl Backend for AscendBackend {
         dw: &mut AscendBuffer,
         accumulate: bool,
     ) -> Result<()> {
-        self.conv2d_filter_grad(x, xs, dy, ys, p, w_shape, dw, accumulate)
+        conv::conv2d_backward_filter(self, x, xs, dy, ys, p, w_shape, dw, accumulate)
     }
 
     fn linear_backward(
@@ -406,7 +362,7 @@ impl Backend for AscendBackend {
         dw: &mut AscendBuffer,
         db: &mut AscendBuffer,
     ) -> Result<()> {
-        self.linear_grad(x, n, w, out_features, in_features, dy, dx, dw, db)
+        dense::linear_backward(self, x, n, w, out_features, in_features, dy, dx, dw, db)
     }
 
     fn max_pool2d_same_backward(
@@ -418,7 +374,7 @@ impl Backend for AscendBackend {
         dy: &AscendBuffer,
         dx: &mut AscendBuffer,
     ) -> Result<()> {
-        self.max_pool_grad(x, xs, kernel, stride, dy, dx)
+        pool::max_pool2d_same_backward(self, x, xs, kernel, stride, dy, dx)
     }
 
     fn global_avg_pool_backward(
@@ -427,11 +383,11 @@ impl Backend for AscendBackend {
         xs: Shape4,
         dx: &mut AscendBuffer,
     ) -> Result<()> {
-        self.avg_pool_grad(dy, xs, dx)
+        pool::global_avg_pool_backward(self, dy, xs, dx)
     }
 
     fn add_assign(&self, dst: &mut AscendBuffer, src: &AscendBuffer, len: usize) -> Result<()> {
-        self.add_assign_impl(dst, src, len)
+        elementwise::add_assign(self, dst, src, len)
     }
 
     fn axpby(
@@ -442,19 +398,19 @@ impl Backend for AscendBackend {
         a: f32,
         b: f32,
     ) -> Result<()> {
-        self.axpby_impl(y, x, len, a, b)
+        elementwise::axpby(self, y, x, len, a, b)
     }
 
     fn scale(&self, x: &mut AscendBuffer, len: usize, factor: f32) -> Result<()> {
-        self.scale_impl(x, len, factor)
+        elementwise::scale(self, x, len, factor)
     }
 
     fn sum_squares(&self, x: &AscendBuffer, len: usize) -> Result<f64> {
-        self.sum_squares_impl(x, len)
+        elementwise::sum_squares(self, x, len)
     }
 
     fn copy(&self, src: &AscendBuffer, dst: &mut AscendBuffer, len: usize) -> Result<()> {
-        self.copy_impl(src, dst, len)
+        elementwise::copy(self, src, dst, len)
     }
 
     fn batch_norm_train(
@@ -472,15 +428,21 @@ impl Backend for AscendBackend {
         act: Activation,
         y: &mut AscendBuffer,
     ) -> Result<()> {
-        act_ok("batch_norm_train", act)?;
-        let stats = BnStats::Batch {
+        norm::batch_norm_train(
+            self,
+            x,
+            xs,
+            gamma,
+            beta,
+            eps,
             momentum,
             moving_mean,
             moving_var,
             saved_mean,
             saved_invstd,
-        };
-        self.bn_forward(x, xs, gamma, beta, eps, stats, act, y)
+            act,
+            y,
+        )
     }
 
     fn batch_norm_backward(
@@ -496,11 +458,19 @@ impl Backend for AscendBackend {
         dgamma: &mut AscendBuffer,
         dbeta: &mut AscendBuffer,
     ) -> Result<()> {
-        let stats = BnGradStats::Batch {
+        norm::batch_norm_backward(
+            self,
+            x,
+            xs,
+            dy,
+            y_relu,
+            gamma,
             saved_mean,
             saved_invstd,
-        };
-        self.bn_grad(x, xs, dy, y_relu, gamma, stats, dx, dgamma, dbeta)
+            dx,
+            dgamma,
+            dbeta,
+        )
     }
 
     fn batch_norm_frozen(
@@ -515,12 +485,18 @@ impl Backend for AscendBackend {
         act: Activation,
         y: &mut AscendBuffer,
     ) -> Result<()> {
-        act_ok("batch_norm_frozen", act)?;
-        let stats = BnStats::Frozen {
+        norm::batch_norm_frozen(
+            self,
+            x,
+            xs,
+            gamma,
+            beta,
             moving_mean,
             moving_var,
-        };
-        self.bn_forward(x, xs, gamma, beta, eps, stats, act, y)
+            eps,
+            act,
+            y,
+        )
     }
 
     fn batch_norm_frozen_backward(
@@ -537,16 +513,24 @@ impl Backend for AscendBackend {
         dgamma: &mut AscendBuffer,
         dbeta: &mut AscendBuffer,
     ) -> Result<()> {
-        let stats = BnGradStats::Frozen {
+        norm::batch_norm_frozen_backward(
+            self,
+            x,
+            xs,
+            dy,
+            y_relu,
+            gamma,
             moving_mean,
             moving_var,
             eps,
-        };
-        self.bn_grad(x, xs, dy, y_relu, gamma, stats, dx, dgamma, dbeta)
+            dx,
+            dgamma,
+            dbeta,
+        )
     }
 
     fn relu_backward(&self, y: &AscendBuffer, dy: &mut AscendBuffer, len: usize) -> Result<()> {
-        self.relu_grad(y, dy, len)
+        elementwise::relu_backward(self, y, dy, len)
     }
 
     fn se_scale_add_relu_backward(
@@ -560,11 +544,11 @@ impl Backend for AscendBackend {
         dgate: &mut AscendBuffer,
         dshortcut: &mut AscendBuffer,
     ) -> Result<()> {
-        self.se_grad(x, xs, gate, out, dout, dx, dgate, dshortcut)
+        elementwise::se_scale_add_relu_backward(self, x, xs, gate, out, dout, dx, dgate, dshortcut)
     }
 
     fn sigmoid_backward(&self, s: &AscendBuffer, dy: &mut AscendBuffer, len: usize) -> Result<()> {
-        self.sigmoid_grad(s, dy, len)
+        elementwise::sigmoid_backward(self, s, dy, len)
     }
 
     fn softmax_cross_entropy(
@@ -577,7 +561,16 @@ impl Backend for AscendBackend {
         scale: f32,
         dlogits: &mut AscendBuffer,
     ) -> Result<f64> {
-        self.cross_entropy(logits, n, classes, labels, label_smoothing, scale, dlogits)
+        loss::softmax_cross_entropy(
+            self,
+            logits,
+            n,
+            classes,
+            labels,
+            label_smoothing,
+            scale,
+            dlogits,
+        )
     }
 
     fn momentum_update(
@@ -592,7 +585,8 @@ impl Backend for AscendBackend {
         loss_scale: f32,
         nesterov: bool,
     ) -> Result<()> {
-        self.momentum_impl(
+        optim::momentum_update(
+            self,
             param,
             grad,
             moment,
@@ -604,14 +598,4 @@ impl Backend for AscendBackend {
             nesterov,
         )
     }
-}
-
-fn f32_bytes(v: &[f32]) -> &[u8] {
-    // SAFETY: f32 has no padding and any byte pattern is a valid u8.
-    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
-}
-
-fn f32_bytes_mut(v: &mut [f32]) -> &mut [u8] {
-    // SAFETY: as above; every byte pattern written back is a valid f32.
-    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
 }
