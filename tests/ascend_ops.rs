@@ -5,7 +5,9 @@ mod common;
 use common::emu::{fp32, lock, max_abs, values};
 use senet::backend::ascend;
 use senet::backend::cpu::CpuBackend;
-use senet::backend::{Activation, Backend, Conv2dParams, Shape4};
+use senet::backend::{
+    Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, MaxPool2dParams, Shape4,
+};
 use senet::Error;
 
 // ---- every op against the CPU backend ----------------------------------------------------
@@ -68,19 +70,23 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
         let (oh, ow) = p.out_hw(xs.h, xs.w, ws[2], ws[3]);
         let ys = Shape4::new(xs.n, ws[0], oh, ow);
         let mut y = be.alloc(ys.numel()).unwrap();
-        let got = be
-            .conv2d(&x, xs, &w, ws, Some(&bias), p, act, &mut y)
-            .unwrap();
+        let conv = Conv2dShape { xs, w_shape: ws, p };
+        let f = Conv2dForward {
+            shape: conv,
+            w: &w,
+            bias: Some(&bias),
+            act,
+        };
+        let got = be.conv2d(f, &x, &mut y).unwrap();
         assert_eq!(got, ys);
         out.push((format!("conv{i}"), get(&y, ys.numel())));
         let dy = be.upload(&values(ys.numel(), 40 + i as u64)).unwrap();
         let mut dx = be.alloc(xs.numel()).unwrap();
-        be.conv2d_backward_data(&dy, ys, &w, ws, p, xs, &mut dx)
-            .unwrap();
+        be.conv2d_backward_data(conv, &w, &dy, ys, &mut dx).unwrap();
         out.push((format!("conv{i} dx"), get(&dx, xs.numel())));
         let wn: usize = ws.iter().product();
         let mut dw = be.upload(&values(wn, 50 + i as u64)).unwrap();
-        be.conv2d_backward_filter(&x, xs, &dy, ys, p, ws, &mut dw, i == 1)
+        be.conv2d_backward_filter(conv, &x, &dy, ys, &mut dw, i == 1)
             .unwrap();
         out.push((format!("conv{i} dw"), get(&dw, wn)));
     }
@@ -96,11 +102,15 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
         let (oh, ow) = (xs.h.div_ceil(2), xs.w.div_ceil(2));
         let ys = Shape4::new(xs.n, xs.c, oh, ow);
         let mut y = be.alloc(ys.numel()).unwrap();
-        assert_eq!(be.max_pool2d_same(&x, xs, 3, 2, &mut y).unwrap(), ys);
+        assert_eq!(
+            be.max_pool2d_same(MaxPool2dParams::same(3, 2), &x, xs, &mut y)
+                .unwrap(),
+            ys
+        );
         out.push((format!("maxpool{i}"), get(&y, ys.numel())));
         let dy = be.upload(&values(ys.numel(), 60 + i as u64)).unwrap();
         let mut dx = be.alloc(xs.numel()).unwrap();
-        be.max_pool2d_same_backward(&x, xs, 3, 2, &dy, &mut dx)
+        be.max_pool2d_same_backward(MaxPool2dParams::same(3, 2), &x, xs, &dy, &mut dx)
             .unwrap();
         out.push((format!("maxpool{i} dx"), get(&dx, xs.numel())));
     }

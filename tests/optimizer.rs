@@ -5,7 +5,7 @@ mod common;
 use std::f64::consts::PI;
 
 use senet::backend::cpu::CpuBackend;
-use senet::backend::{Activation, Backend, Conv2dParams, Shape4};
+use senet::backend::{Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, Shape4};
 use senet::config::{Recipe, Scheduler, WeightDecayFilter};
 use senet::model::init::{formula_input, formula_param};
 use senet::model::params::param_specs;
@@ -341,9 +341,17 @@ fn golden_momentum_step_and_stem_batch_norm_stats() {
         groups: 1,
     };
     let mut y = vec![0.0; 4 * 64 * 32 * 32];
-    let ys = be
-        .conv2d(&x, xs, &w, [64, 3, 7, 7], None, p, Activation::None, &mut y)
-        .unwrap();
+    let f = Conv2dForward {
+        shape: Conv2dShape {
+            xs,
+            w_shape: [64, 3, 7, 7],
+            p,
+        },
+        w: &w,
+        bias: None,
+        act: Activation::None,
+    };
+    let ys = be.conv2d(f, &x, &mut y).unwrap();
     let gamma = formula_param(spec("layer0.1.gamma")).data;
     let beta = formula_param(spec("layer0.1.beta")).data;
     let mut mm = formula_param(spec("layer0.1.moving_mean")).data;

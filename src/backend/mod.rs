@@ -10,6 +10,13 @@
 //! gradients) are added beside them with the same conventions.
 pub mod ascend;
 pub mod cpu;
+mod params;
+
+pub(crate) use params::check_len;
+pub use params::{
+    same_pool_geometry, BufferLen, Conv2dForward, Conv2dParams, Conv2dShape, MaxPool2dParams,
+    PoolGeometry,
+};
 
 use crate::Result;
 
@@ -43,28 +50,6 @@ impl Shape4 {
     }
 }
 
-/// Geometry of a 2-D convolution (PyTorch `conv2d` / MindSpore `Conv2d(pad_mode="pad")`):
-/// symmetric zero padding, no dilation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Conv2dParams {
-    /// Stride, both directions.
-    pub stride: usize,
-    /// Zero padding on each side, both directions.
-    pub padding: usize,
-    /// Groups (1 for a dense conv; 32 for ResNeXt's 3x3).
-    pub groups: usize,
-}
-
-impl Conv2dParams {
-    /// Output (height, width) for an input of `h`x`w` and a `kh`x`kw` kernel.
-    pub fn out_hw(self, h: usize, w: usize, kh: usize, kw: usize) -> (usize, usize) {
-        (
-            (h + 2 * self.padding - kh) / self.stride + 1,
-            (w + 2 * self.padding - kw) / self.stride + 1,
-        )
-    }
-}
-
 /// Activation applied in an op's epilogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -74,15 +59,6 @@ pub enum Activation {
     Relu,
     /// 1 / (1 + exp(-x)).
     Sigmoid,
-}
-
-/// MindSpore `MaxPool2d(pad_mode="same")` output size and padding: `out = ceil(in/stride)`,
-/// total padding `max(0, (out-1)*stride + k - in)`, the smaller half at the top/left.
-/// Returns (out, pad_before).
-pub fn same_pool_geometry(input: usize, kernel: usize, stride: usize) -> (usize, usize) {
-    let out = input.div_ceil(stride);
-    let total = ((out - 1) * stride + kernel).saturating_sub(input);
-    (out, total / 2)
 }
 
 /// The argument checks of [`Backend::softmax_cross_entropy`] that do not depend on the device:
@@ -123,7 +99,7 @@ pub fn check_cross_entropy_args(
 /// another precision inside (Ascend: fp16 with fp32 accumulation).
 pub trait Backend: Send + Sync {
     /// A device buffer of f32 values.
-    type Buffer: Send + Sync;
+    type Buffer: BufferLen + Send + Sync;
 
     /// Short name for logs ("cpu", "ascend").
     fn name(&self) -> &'static str;
@@ -148,52 +124,41 @@ pub trait Backend: Send + Sync {
     /// Copies host values into the start of an existing buffer (no allocation).
     fn write(&self, buf: &mut Self::Buffer, host: &[f32]) -> Result<()>;
 
-    /// `y = act(conv2d(x, w) + bias[c])`, NCHW. `w` is (Cout, Cin/groups, kh, kw) as in MindSpore;
-    /// `bias` (Cout) is where a folded BatchNorm goes. Returns the output shape.
-    /// Errors if the channels do not match `w_shape` and `groups`.
-    #[allow(clippy::too_many_arguments)]
+    /// `y = act(conv2d(x, w) + bias[c])`, NCHW: `x` of shape `f.shape.xs`, `y` of the returned
+    /// output shape. Errors ([`crate::Error::Shape`]): the shapes do not fit
+    /// ([`Conv2dShape::out_shape`]) or a buffer is too short.
     fn conv2d(
         &self,
+        f: Conv2dForward<'_, Self::Buffer>,
         x: &Self::Buffer,
-        xs: Shape4,
-        w: &Self::Buffer,
-        w_shape: [usize; 4],
-        bias: Option<&Self::Buffer>,
-        p: Conv2dParams,
-        act: Activation,
         y: &mut Self::Buffer,
     ) -> Result<Shape4>;
 
     /// MindSpore `MaxPool2d(kernel, stride, pad_mode="same")` (TF 'SAME'; see
-    /// [`same_pool_geometry`]); padded positions never win. Returns the output shape.
+    /// [`same_pool_geometry`]) of `x` (`xs`) into `y`; padded positions never win. Returns the
+    /// output shape. Errors ([`crate::Error::Shape`]): a zero kernel, stride or plane
+    /// ([`MaxPool2dParams::geometry`]), a buffer too short.
     fn max_pool2d_same(
         &self,
+        pool: MaxPool2dParams,
         x: &Self::Buffer,
         xs: Shape4,
-        kernel: usize,
-        stride: usize,
         y: &mut Self::Buffer,
     ) -> Result<Shape4>;
 
     /// [`Backend::conv2d`] (output `y`), then [`Backend::max_pool2d_same`] of `y` into `pooled`,
     /// with the same results; returns the pooled shape. Backends may interleave the two (the CPU
     /// pools each image right after its convolution, while the output is still in cache).
-    #[allow(clippy::too_many_arguments)]
     fn conv2d_max_pool(
         &self,
+        f: Conv2dForward<'_, Self::Buffer>,
         x: &Self::Buffer,
-        xs: Shape4,
-        w: &Self::Buffer,
-        w_shape: [usize; 4],
-        bias: Option<&Self::Buffer>,
-        p: Conv2dParams,
-        act: Activation,
         y: &mut Self::Buffer,
-        (kernel, stride): (usize, usize),
+        pool: MaxPool2dParams,
         pooled: &mut Self::Buffer,
     ) -> Result<Shape4> {
-        let ys = self.conv2d(x, xs, w, w_shape, bias, p, act, y)?;
-        self.max_pool2d_same(y, ys, kernel, stride, pooled)
+        let ys = self.conv2d(f, x, y)?;
+        self.max_pool2d_same(pool, y, ys, pooled)
     }
 
     /// Mean over H and W: `y[n, c]` (N, C) (MindCV `GlobalAvgPooling`).
@@ -202,20 +167,14 @@ pub trait Backend: Send + Sync {
     /// [`Backend::conv2d`], then [`Backend::global_avg_pool`] of its output `y` into `pooled`
     /// (N, Cout), with the same results. Backends may interleave the two (the CPU pools each
     /// image right after its convolution, while the output is still in cache).
-    #[allow(clippy::too_many_arguments)]
     fn conv2d_avg_pool(
         &self,
+        f: Conv2dForward<'_, Self::Buffer>,
         x: &Self::Buffer,
-        xs: Shape4,
-        w: &Self::Buffer,
-        w_shape: [usize; 4],
-        bias: Option<&Self::Buffer>,
-        p: Conv2dParams,
-        act: Activation,
         y: &mut Self::Buffer,
         pooled: &mut Self::Buffer,
     ) -> Result<Shape4> {
-        let ys = self.conv2d(x, xs, w, w_shape, bias, p, act, y)?;
+        let ys = self.conv2d(f, x, y)?;
         self.global_avg_pool(y, ys, pooled)?;
         Ok(ys)
     }
@@ -246,39 +205,35 @@ pub trait Backend: Send + Sync {
 
     // ---- training: convolution, dense, pooling ----
 
-    /// dx = ∂L/∂x of y = conv2d(x, w) (no bias; BN follows every conv), overwriting dx (N,Cin,H,W).
+    /// dx = ∂L/∂x of y = conv2d(x, w) (no bias; BN follows every conv), overwriting dx
+    /// (`conv.xs`).
     ///
     /// `dy` is ∂L/∂y (N, Cout, OH, OW) with `ys` the forward's output shape, `w` the forward's
-    /// weight (Cout, Cin/groups, kh, kw). Standard conv-as-GEMM formulation: per image and group
+    /// weight (`conv.w_shape`). Standard conv-as-GEMM formulation: per image and group
     /// `dcol = Wᵀ·dY`, then col2im (the scatter-add adjoint of im2col) into dx.
-    /// Errors if `ys` is not the forward output of `xs`, `w_shape` and `p`, or a buffer is short.
-    #[allow(clippy::too_many_arguments)]
+    /// Errors ([`crate::Error::Shape`]): the shapes do not fit, `ys` is not the forward output
+    /// shape of `conv`, or a buffer is short.
     fn conv2d_backward_data(
         &self,
+        conv: Conv2dShape,
+        w: &Self::Buffer,
         dy: &Self::Buffer,
         ys: Shape4,
-        w: &Self::Buffer,
-        w_shape: [usize; 4],
-        p: Conv2dParams,
-        xs: Shape4,
         dx: &mut Self::Buffer,
     ) -> Result<()>;
 
-    /// dw (+)= ∂L/∂w (Cout,Cin/g,kh,kw); `accumulate` false overwrites.
+    /// dw (+)= ∂L/∂w (`conv.w_shape`); `accumulate` false overwrites.
     ///
-    /// The gradient is summed over the batch of `x` (N, Cin, H, W) and `dy` (N, Cout, OH, OW):
-    /// per image and group `dW += dY·colᵀ` with `col = im2col(x)`. The batch reduction has a fixed
-    /// order, so results are reproducible run to run. Errors as
+    /// The gradient is summed over the batch of `x` (`conv.xs`) and `dy` (`ys`, the forward's
+    /// output shape): per image and group `dW += dY·colᵀ` with `col = im2col(x)`. The batch
+    /// reduction has a fixed order, so results are reproducible run to run. Errors as
     /// [`conv2d_backward_data`](Backend::conv2d_backward_data).
-    #[allow(clippy::too_many_arguments)]
     fn conv2d_backward_filter(
         &self,
+        conv: Conv2dShape,
         x: &Self::Buffer,
-        xs: Shape4,
         dy: &Self::Buffer,
         ys: Shape4,
-        p: Conv2dParams,
-        w_shape: [usize; 4],
         dw: &mut Self::Buffer,
         accumulate: bool,
     ) -> Result<()>;
@@ -301,18 +256,18 @@ pub trait Backend: Send + Sync {
         db: &mut Self::Buffer,
     ) -> Result<()>;
 
-    /// Backward of max_pool2d_same: routes each dy to the argmax of its window in x (first max in row-major window order on ties, like the forward's strict '>' scan), dx overwritten.
+    /// Backward of max_pool2d_same: routes each dy to the argmax of its window in x (first max
+    /// in row-major window order on ties, like the forward's strict '>' scan), dx overwritten.
     ///
-    /// `x` (N, C, H, W) is the forward's input, `dy` (N, C, OH, OW) with OH, OW from
+    /// `x` (`xs`, N, C, H, W) is the forward's input, `dy` (N, C, OH, OW) with OH, OW from
     /// [`same_pool_geometry`] (MindSpore `MaxPool2d(pad_mode="same")`); windows overlap when
-    /// stride < kernel, so dx sums every window's contribution. Errors on a zero kernel, stride
-    /// or plane, or a short buffer.
+    /// stride < kernel, so dx sums every window's contribution. Errors
+    /// ([`crate::Error::Shape`]): a zero kernel, stride or plane, or a short buffer.
     fn max_pool2d_same_backward(
         &self,
+        pool: MaxPool2dParams,
         x: &Self::Buffer,
         xs: Shape4,
-        kernel: usize,
-        stride: usize,
         dy: &Self::Buffer,
         dx: &mut Self::Buffer,
     ) -> Result<()>;

@@ -10,7 +10,9 @@
 //! convs -> `se_module` (GAP, Dense, ReLU, Dense, sigmoid, scale) -> + shortcut -> ReLU.
 use super::arch::{blocks, Arch, BlockKind, BlockSpec};
 use super::SeNet;
-use crate::backend::{Activation, Backend, Conv2dParams, Shape4};
+use crate::backend::{
+    Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, MaxPool2dParams, Shape4,
+};
 use crate::{Error, Result, Tensor};
 
 /// BatchNorm epsilon of MindSpore `nn.BatchNorm2d` (default 1e-5).
@@ -57,46 +59,18 @@ impl<B: Backend> FoldedConv<B> {
         })
     }
 
-    fn forward(
-        &self,
-        be: &B,
-        x: &B::Buffer,
-        xs: Shape4,
-        act: Activation,
-        y: &mut B::Buffer,
-    ) -> Result<Shape4> {
-        be.conv2d(x, xs, &self.w, self.shape, Some(&self.b), self.p, act, y)
-    }
-
-    /// [`Self::forward`], and the max pool ("same", `kernel`, `stride`) of `y` into `pooled`;
-    /// returns the pooled shape.
-    #[allow(clippy::too_many_arguments)]
-    fn forward_max_pooled(
-        &self,
-        be: &B,
-        x: &B::Buffer,
-        xs: Shape4,
-        act: Activation,
-        y: &mut B::Buffer,
-        pool: (usize, usize),
-        pooled: &mut B::Buffer,
-    ) -> Result<Shape4> {
-        let (w, b) = (&self.w, Some(&self.b));
-        be.conv2d_max_pool(x, xs, w, self.shape, b, self.p, act, y, pool, pooled)
-    }
-
-    /// [`Self::forward`], and the global average pool of `y` into `pooled` (N, Cout).
-    fn forward_pooled(
-        &self,
-        be: &B,
-        x: &B::Buffer,
-        xs: Shape4,
-        act: Activation,
-        y: &mut B::Buffer,
-        pooled: &mut B::Buffer,
-    ) -> Result<Shape4> {
-        let (w, b) = (&self.w, Some(&self.b));
-        be.conv2d_avg_pool(x, xs, w, self.shape, b, self.p, act, y, pooled)
+    /// The conv applied to an input of shape `xs`, followed by `act`.
+    fn op(&self, xs: Shape4, act: Activation) -> Conv2dForward<'_, B::Buffer> {
+        Conv2dForward {
+            shape: Conv2dShape {
+                xs,
+                w_shape: self.shape,
+                p: self.p,
+            },
+            w: &self.w,
+            bias: Some(&self.b),
+            act,
+        }
     }
 }
 
@@ -330,9 +304,8 @@ impl<B: Backend> InferenceNet<B> {
             unreachable!("five activation buffers")
         };
         let relu = Activation::Relu;
-        let mut cur_shape = self
-            .stem
-            .forward_max_pooled(be, a0, xs, relu, a1, (3, 2), a2)?;
+        let stem_pool = MaxPool2dParams::same(3, 2);
+        let mut cur_shape = be.conv2d_max_pool(self.stem.op(xs, relu), a0, a1, stem_pool, a2)?;
         let mut cur = 2usize;
         for block in &self.blocks {
             // The four buffers other than the block input, in index order.
@@ -361,9 +334,9 @@ impl<B: Backend> InferenceNet<B> {
                 let (x_buf, y_buf) = split2(&mut ws.act, src, dst);
                 shape = if i == last {
                     // The SE squeeze of the branch output, fused with the conv producing it.
-                    conv.forward_pooled(be, x_buf, shape, act, y_buf, &mut ws.squeeze)?
+                    be.conv2d_avg_pool(conv.op(shape, act), x_buf, y_buf, &mut ws.squeeze)?
                 } else {
-                    conv.forward(be, x_buf, shape, act, y_buf)?
+                    be.conv2d(conv.op(shape, act), x_buf, y_buf)?
                 };
                 src = dst;
             }
@@ -371,7 +344,7 @@ impl<B: Backend> InferenceNet<B> {
             let shortcut = match &block.downsample {
                 Some(ds) => {
                     let (x_buf, y_buf) = split2(&mut ws.act, cur, t_ds);
-                    ds.forward(be, x_buf, cur_shape, Activation::None, y_buf)?;
+                    be.conv2d(ds.op(cur_shape, Activation::None), x_buf, y_buf)?;
                     t_ds
                 }
                 None => cur,

@@ -13,6 +13,7 @@ use super::memory::Block;
 use super::op::aclnn;
 use super::tensor::{DType, TensorDesc};
 use super::AscendBackend;
+use crate::backend::{check_len, BufferLen};
 use crate::{Error, Result};
 
 /// A device buffer of the Ascend backend: room for `len` f32 values (so also for `len` fp16),
@@ -31,6 +32,12 @@ impl std::fmt::Debug for AscendBuffer {
             .field("dtype", &self.dtype)
             .field("bytes", &self.block.bytes())
             .finish()
+    }
+}
+
+impl BufferLen for AscendBuffer {
+    fn buffer_len(&self) -> usize {
+        self.len
     }
 }
 
@@ -85,7 +92,7 @@ pub(super) fn upload(be: &AscendBackend, host: &[f32]) -> Result<AscendBuffer> {
 /// [`Backend::download`](crate::backend::Backend::download): the first `out.len()` values, converted
 /// to f32 from the dtype the buffer holds.
 pub(super) fn download(be: &AscendBackend, buf: &AscendBuffer, out: &mut [f32]) -> Result<()> {
-    check("download", buf, out.len())?;
+    check_len("download", buf, out.len())?;
     let mut ctx = be.dev.enter()?;
     match buf.dtype {
         DType::F32 => ctx.download_bytes(&buf.block, f32_bytes_mut(out)),
@@ -110,7 +117,7 @@ pub(super) fn download(be: &AscendBackend, buf: &AscendBuffer, out: &mut [f32]) 
 /// [`Backend::write`](crate::backend::Backend::write): `host` into the start of `buf`, which then
 /// holds f32.
 pub(super) fn write(be: &AscendBackend, buf: &mut AscendBuffer, host: &[f32]) -> Result<()> {
-    check("write", buf, host.len())?;
+    check_len("write", buf, host.len())?;
     let mut ctx = be.dev.enter()?;
     ctx.upload_bytes(&buf.block, f32_bytes(host))?;
     buf.dtype = DType::F32;
@@ -125,17 +132,6 @@ fn f32_bytes(v: &[f32]) -> &[u8] {
 fn f32_bytes_mut(v: &mut [f32]) -> &mut [u8] {
     // SAFETY: as above; every byte pattern written back is a valid f32.
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
-}
-
-/// `Error::Shape` unless `buf` has room for `need` values (the CPU backend's message).
-pub fn check(what: &str, buf: &AscendBuffer, need: usize) -> Result<()> {
-    if buf.len < need {
-        return Err(Error::Shape(format!(
-            "{what}: buffer of {} values, {need} needed",
-            buf.len
-        )));
-    }
-    Ok(())
 }
 
 /// Elements of a shape.

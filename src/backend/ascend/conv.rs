@@ -1,31 +1,13 @@
 //! Convolution forward and its data / filter gradients with `aclnnConvolution` and
 //! `aclnnConvolutionBackward` (cann.md §2.3), NCHW, symmetric zero padding, no dilation.
-use super::buffer::{cast_into, check, numel, out_view, read_as, temp, AscendBuffer};
+use super::buffer::{cast_into, out_view, read_as, temp, AscendBuffer};
 use super::device::Ctx;
 use super::op::aclnn;
 use super::tensor::DType;
 use super::AscendBackend;
-use crate::backend::{Activation, Conv2dParams, Shape4};
+use crate::backend::{Activation, Conv2dForward, Conv2dParams, Conv2dShape, Shape4};
 use crate::{Error, Result};
 use senet_cann_sys::aclTensor;
-
-/// Output shape of a conv, after the CPU backend's checks (same messages).
-pub(super) fn conv_out_shape(xs: Shape4, w_shape: [usize; 4], p: Conv2dParams) -> Result<Shape4> {
-    let [cout, cin_g, kh, kw] = w_shape;
-    if p.groups == 0 || xs.c != cin_g * p.groups || cout % p.groups != 0 {
-        return Err(Error::Shape(format!(
-            "conv2d: input {xs:?} does not fit weight {w_shape:?} with {} groups",
-            p.groups
-        )));
-    }
-    if xs.h + 2 * p.padding < kh || xs.w + 2 * p.padding < kw || p.stride == 0 {
-        return Err(Error::Shape(format!(
-            "conv2d: input {xs:?} smaller than kernel {kh}x{kw}"
-        )));
-    }
-    let (oh, ow) = p.out_hw(xs.h, xs.w, kh, kw);
-    Ok(Shape4::new(xs.n, cout, oh, ow))
-}
 
 fn dims4(s: Shape4) -> [usize; 4] {
     [s.n, s.c, s.h, s.w]
@@ -67,25 +49,15 @@ pub(super) fn activate(
 /// [`Backend::conv2d`](crate::backend::Backend::conv2d): `aclnnConvolution` with the bias
 /// tensor carrying the folded BatchNorm, then `aclnnInplaceRelu` (or `aclnnSigmoid` from a
 /// temporary). Computes in the precision's dtype (fp16 in O2: x, w and bias cast first).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn conv2d(
     be: &AscendBackend,
+    f: Conv2dForward<'_, AscendBuffer>,
     x: &AscendBuffer,
-    xs: Shape4,
-    w: &AscendBuffer,
-    w_shape: [usize; 4],
-    bias: Option<&AscendBuffer>,
-    p: Conv2dParams,
-    act: Activation,
     y: &mut AscendBuffer,
 ) -> Result<Shape4> {
-    let ys = conv_out_shape(xs, w_shape, p)?;
-    check("conv2d input", x, xs.numel())?;
-    check("conv2d weight", w, numel(&w_shape))?;
-    check("conv2d output", y, ys.numel())?;
-    if let Some(b) = bias {
-        check("conv2d bias", b, w_shape[0])?;
-    }
+    let ys = f.check(x, y)?;
+    let Conv2dShape { xs, w_shape, p } = f.shape;
+    let (w, bias, act) = (f.w, f.bias, f.act);
     let cd = be.cd();
     let mut ctx = be.dev.enter()?;
     let xa = read_as(&mut ctx, x, &dims4(xs), cd)?;
@@ -127,26 +99,16 @@ pub(super) fn conv2d(
 /// `aclnnConvolutionBackward` with outputMask {input}. The op's `input` argument is only read
 /// for the weight gradient; here it gives the input's shape, so it is described over a
 /// scratch block of that size (never read). `dx` takes the compute dtype.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn conv2d_backward_data(
     be: &AscendBackend,
+    conv: Conv2dShape,
+    w: &AscendBuffer,
     dy: &AscendBuffer,
     ys: Shape4,
-    w: &AscendBuffer,
-    w_shape: [usize; 4],
-    p: Conv2dParams,
-    xs: Shape4,
     dx: &mut AscendBuffer,
 ) -> Result<()> {
-    let want = conv_out_shape(xs, w_shape, p)?;
-    if want != ys {
-        return Err(Error::Shape(format!(
-            "conv2d_backward_data: {ys:?} is not the output of {xs:?} with weight {w_shape:?}"
-        )));
-    }
-    check("conv2d_backward_data dy", dy, ys.numel())?;
-    check("conv2d_backward_data weight", w, numel(&w_shape))?;
-    check("conv2d_backward_data dx", dx, xs.numel())?;
+    conv.check_backward_data(w, dy, ys, dx)?;
+    let Conv2dShape { xs, w_shape, p } = conv;
     let cd = be.cd();
     let mut ctx = be.dev.enter()?;
     let dya = read_as(&mut ctx, dy, &dims4(ys), cd)?;
@@ -175,27 +137,17 @@ pub(super) fn conv2d_backward_data(
 /// shape: a scratch block). The gradient is written straight into `dw` (fp32 mode, not
 /// accumulating) or into a temporary that is cast to fp32 and copied or added
 /// (`aclnnInplaceAdd`) into `dw`. `dw` is always fp32 (a parameter gradient).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn conv2d_backward_filter(
     be: &AscendBackend,
+    conv: Conv2dShape,
     x: &AscendBuffer,
-    xs: Shape4,
     dy: &AscendBuffer,
     ys: Shape4,
-    p: Conv2dParams,
-    w_shape: [usize; 4],
     dw: &mut AscendBuffer,
     accumulate: bool,
 ) -> Result<()> {
-    let want = conv_out_shape(xs, w_shape, p)?;
-    if want != ys {
-        return Err(Error::Shape(format!(
-            "conv2d_backward_filter: {ys:?} is not the output of {xs:?} with weight {w_shape:?}"
-        )));
-    }
-    check("conv2d_backward_filter x", x, xs.numel())?;
-    check("conv2d_backward_filter dy", dy, ys.numel())?;
-    check("conv2d_backward_filter dw", dw, numel(&w_shape))?;
+    conv.check_backward_filter(x, dy, ys, dw)?;
+    let Conv2dShape { xs, w_shape, p } = conv;
     if accumulate && dw.dtype != DType::F32 {
         return Err(Error::Invalid(format!(
             "conv2d_backward_filter: accumulating into a {:?} gradient",

@@ -1,11 +1,11 @@
 //! Dense layers (`nn.Dense`: y = x·wᵀ + b, w (out, in)) with `aclnnAddmm` on a stride-transposed
 //! view of the weight, and the backward with `aclnnMm` and `aclnnReduceSum` (cann.md §2.3).
-use super::buffer::{cast_into, check, out_view, read_as, temp, Arg, AscendBuffer};
+use super::buffer::{cast_into, out_view, read_as, temp, Arg, AscendBuffer};
 use super::conv::activate;
 use super::op::aclnn;
 use super::tensor::{DType, ScalarValue, TensorDesc};
 use super::AscendBackend;
-use crate::backend::Activation;
+use crate::backend::{check_len, Activation};
 use crate::Result;
 
 /// [`Backend::linear`](crate::backend::Backend::linear): `aclnnAddmm(bias, x, wᵀ)` with
@@ -23,10 +23,10 @@ pub(super) fn linear(
     act: Activation,
     y: &mut AscendBuffer,
 ) -> Result<()> {
-    check("linear input", x, n * in_features)?;
-    check("linear weight", w, out_features * in_features)?;
-    check("linear bias", b, out_features)?;
-    check("linear output", y, n * out_features)?;
+    check_len("linear input", x, n * in_features)?;
+    check_len("linear weight", w, out_features * in_features)?;
+    check_len("linear bias", b, out_features)?;
+    check_len("linear output", y, n * out_features)?;
     let cd = be.cd();
     let mut ctx = be.dev.enter()?;
     let xa = read_as(&mut ctx, x, &[n, in_features], cd)?;
@@ -74,13 +74,13 @@ pub(super) fn linear_backward(
     dw: &mut AscendBuffer,
     db: &mut AscendBuffer,
 ) -> Result<()> {
-    check("linear_backward x", x, n * in_features)?;
-    check("linear_backward w", w, out_features * in_features)?;
-    check("linear_backward dy", dy, n * out_features)?;
-    check("linear_backward dw", dw, out_features * in_features)?;
-    check("linear_backward db", db, out_features)?;
+    check_len("linear_backward x", x, n * in_features)?;
+    check_len("linear_backward w", w, out_features * in_features)?;
+    check_len("linear_backward dy", dy, n * out_features)?;
+    check_len("linear_backward dw", dw, out_features * in_features)?;
+    check_len("linear_backward db", db, out_features)?;
     if let Some(dx) = &dx {
-        check("linear_backward dx", dx, n * in_features)?;
+        check_len("linear_backward dx", &**dx, n * in_features)?;
     }
     let cd = be.cd();
     let cube = be.cube(cd);

@@ -5,12 +5,12 @@
 //! Where an aclnn op has no in-place form (`ThresholdBackward`, `SigmoidBackward`), it writes a
 //! temporary that is copied back (`aclnnInplaceCopy`), so no op ever sees the same memory as
 //! input and output.
-use super::buffer::{check, out_view, read_as, temp, view, AscendBuffer};
+use super::buffer::{out_view, read_as, temp, view, AscendBuffer};
 use super::device::Ctx;
 use super::op::aclnn;
 use super::tensor::{DType, ScalarValue, TensorDesc};
 use super::AscendBackend;
-use crate::backend::Shape4;
+use crate::backend::{check_len, Shape4};
 use crate::Result;
 use senet_cann_sys::aclTensor;
 
@@ -31,9 +31,9 @@ pub(super) fn se_scale_add_relu(
     gate: &AscendBuffer,
     shortcut: &AscendBuffer,
 ) -> Result<()> {
-    check("se_scale_add_relu input", x, xs.numel())?;
-    check("se_scale_add_relu shortcut", shortcut, xs.numel())?;
-    check("se_scale_add_relu gate", gate, xs.n * xs.c)?;
+    check_len("se_scale_add_relu input", x, xs.numel())?;
+    check_len("se_scale_add_relu shortcut", shortcut, xs.numel())?;
+    check_len("se_scale_add_relu gate", gate, xs.n * xs.c)?;
     let d = x.dtype;
     let mut ctx = be.dev.enter()?;
     let xt = view(&mut ctx, x, &dims4(xs))?;
@@ -75,13 +75,13 @@ pub(super) fn se_scale_add_relu_backward(
 ) -> Result<()> {
     let numel = xs.numel();
     let planes = xs.n * xs.c;
-    check("se_scale_add_relu_backward x", x, numel)?;
-    check("se_scale_add_relu_backward out", out, numel)?;
-    check("se_scale_add_relu_backward dout", dout, numel)?;
-    check("se_scale_add_relu_backward dx", dx, numel)?;
-    check("se_scale_add_relu_backward dshortcut", dshortcut, numel)?;
-    check("se_scale_add_relu_backward gate", gate, planes)?;
-    check("se_scale_add_relu_backward dgate", dgate, planes)?;
+    check_len("se_scale_add_relu_backward x", x, numel)?;
+    check_len("se_scale_add_relu_backward out", out, numel)?;
+    check_len("se_scale_add_relu_backward dout", dout, numel)?;
+    check_len("se_scale_add_relu_backward dx", dx, numel)?;
+    check_len("se_scale_add_relu_backward dshortcut", dshortcut, numel)?;
+    check_len("se_scale_add_relu_backward gate", gate, planes)?;
+    check_len("se_scale_add_relu_backward dgate", dgate, planes)?;
     let cd = be.cd();
     let d = dims4(xs);
     let mut ctx = be.dev.enter()?;
@@ -192,8 +192,8 @@ fn grad_in_place(
     len: usize,
     op: impl FnOnce(&mut Ctx, *mut aclTensor, *mut aclTensor, *mut aclTensor) -> Result<()>,
 ) -> Result<()> {
-    check(&format!("{op_name} {}", names[0]), a, len)?;
-    check(&format!("{op_name} {}", names[1]), dy, len)?;
+    check_len(&format!("{op_name} {}", names[0]), a, len)?;
+    check_len(&format!("{op_name} {}", names[1]), dy, len)?;
     if len == 0 {
         return Ok(());
     }
@@ -220,8 +220,8 @@ pub(super) fn add_assign(
     src: &AscendBuffer,
     len: usize,
 ) -> Result<()> {
-    check("add_assign dst", dst, len)?;
-    check("add_assign src", src, len)?;
+    check_len("add_assign dst", dst, len)?;
+    check_len("add_assign src", src, len)?;
     if len == 0 {
         return Ok(());
     }
@@ -249,8 +249,8 @@ pub(super) fn axpby(
     a: f32,
     b: f32,
 ) -> Result<()> {
-    check("axpby y", y, len)?;
-    check("axpby x", x, len)?;
+    check_len("axpby y", y, len)?;
+    check_len("axpby x", x, len)?;
     if len == 0 {
         return Ok(());
     }
@@ -283,7 +283,7 @@ pub(super) fn scale(
     len: usize,
     factor: f32,
 ) -> Result<()> {
-    check("scale", x, len)?;
+    check_len("scale", x, len)?;
     if len == 0 {
         return Ok(());
     }
@@ -307,8 +307,8 @@ pub(super) fn copy(
     dst: &mut AscendBuffer,
     len: usize,
 ) -> Result<()> {
-    check("copy source", src, len)?;
-    check("copy destination", dst, len)?;
+    check_len("copy source", src, len)?;
+    check_len("copy destination", dst, len)?;
     if len == 0 {
         return Ok(());
     }
@@ -337,7 +337,7 @@ pub(super) fn copy(
 /// (`TrainNet::gradients_finite`) calls such a step an overflow on Ascend, as MindSpore's
 /// fp32 overflow status would; with any realistic loss scale gradients stay far below.
 pub(super) fn sum_squares(be: &AscendBackend, x: &AscendBuffer, len: usize) -> Result<f64> {
-    check("sum_squares", x, len)?;
+    check_len("sum_squares", x, len)?;
     if len == 0 {
         return Ok(0.0);
     }

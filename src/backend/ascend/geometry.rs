@@ -106,7 +106,7 @@ pub fn mask_dims(n: usize, c: usize, kernel: usize, oh: usize, ow: usize) -> [us
 mod tests {
     use super::*;
     use crate::backend::cpu::CpuBackend;
-    use crate::backend::{Backend, Shape4};
+    use crate::backend::{Backend, MaxPool2dParams, Shape4};
 
     /// Max pool with aclnn semantics: symmetric -inf padding, output size from [`aclnn_out`].
     fn aclnn_pool_reference(
@@ -181,7 +181,8 @@ mod tests {
                         .collect();
                     let xs = Shape4::new(1, 1, h, w);
                     let mut y = vec![0.0; ph.out * pw.out];
-                    let ys = cpu.max_pool2d_same(&x, xs, k, s, &mut y).unwrap();
+                    let pool = MaxPool2dParams::same(k, s);
+                    let ys = cpu.max_pool2d_same(pool, &x, xs, &mut y).unwrap();
                     assert_eq!((ys.h, ys.w), (ph.out, pw.out));
                     let r = aclnn_pool_reference(&x, h, w, k, s, ph, pw);
                     assert_eq!(y, r, "k {k} s {s} {h}x{w}");

@@ -1,10 +1,11 @@
 //! Softmax cross entropy with label smoothing (MindCV `CrossEntropySmooth`) with
 //! `aclnnSoftmaxCrossEntropyWithLogits` on smoothed one-hot targets built on the host
 //! (cann.md §2.3: per-row loss `-Σ t log softmax(z)` and backprop `softmax(z) - t`).
-use super::buffer::{check, out_view, read_as, temp, AscendBuffer};
+use super::buffer::{out_view, read_as, temp, AscendBuffer};
 use super::op::aclnn;
 use super::tensor::{DType, ScalarValue, TensorDesc};
 use super::AscendBackend;
+use crate::backend::check_len;
 use crate::Result;
 
 /// [`Backend::softmax_cross_entropy`](crate::backend::Backend::softmax_cross_entropy): the
@@ -24,8 +25,8 @@ pub(super) fn softmax_cross_entropy(
     dlogits: &mut AscendBuffer,
 ) -> Result<f64> {
     crate::backend::check_cross_entropy_args(n, classes, labels, label_smoothing)?;
-    check("softmax_cross_entropy logits", logits, n * classes)?;
-    check("softmax_cross_entropy dlogits", dlogits, n * classes)?;
+    check_len("softmax_cross_entropy logits", logits, n * classes)?;
+    check_len("softmax_cross_entropy dlogits", dlogits, n * classes)?;
     let eps = label_smoothing as f64;
     let off = eps / classes as f64;
     let on = 1.0 - eps + off;

@@ -38,7 +38,7 @@ pub use buffer::AscendBuffer;
 pub use runtime::{Event, Stream};
 pub use tensor::DType;
 
-use super::{Activation, Backend, Conv2dParams, Shape4};
+use super::{Activation, Backend, Conv2dForward, Conv2dShape, MaxPool2dParams, Shape4};
 use crate::{Error, Result};
 use device::DeviceShared;
 
@@ -272,27 +272,21 @@ impl Backend for AscendBackend {
 
     fn conv2d(
         &self,
+        f: Conv2dForward<'_, AscendBuffer>,
         x: &AscendBuffer,
-        xs: Shape4,
-        w: &AscendBuffer,
-        w_shape: [usize; 4],
-        bias: Option<&AscendBuffer>,
-        p: Conv2dParams,
-        act: Activation,
         y: &mut AscendBuffer,
     ) -> Result<Shape4> {
-        conv::conv2d(self, x, xs, w, w_shape, bias, p, act, y)
+        conv::conv2d(self, f, x, y)
     }
 
     fn max_pool2d_same(
         &self,
+        pool: MaxPool2dParams,
         x: &AscendBuffer,
         xs: Shape4,
-        kernel: usize,
-        stride: usize,
         y: &mut AscendBuffer,
     ) -> Result<Shape4> {
-        pool::max_pool2d_same(self, x, xs, kernel, stride, y)
+        pool::max_pool2d_same(self, pool, x, xs, y)
     }
 
     fn global_avg_pool(&self, x: &AscendBuffer, xs: Shape4, y: &mut AscendBuffer) -> Result<()> {
@@ -325,29 +319,25 @@ impl Backend for AscendBackend {
 
     fn conv2d_backward_data(
         &self,
+        conv: Conv2dShape,
+        w: &AscendBuffer,
         dy: &AscendBuffer,
         ys: Shape4,
-        w: &AscendBuffer,
-        w_shape: [usize; 4],
-        p: Conv2dParams,
-        xs: Shape4,
         dx: &mut AscendBuffer,
     ) -> Result<()> {
-        conv::conv2d_backward_data(self, dy, ys, w, w_shape, p, xs, dx)
+        conv::conv2d_backward_data(self, conv, w, dy, ys, dx)
     }
 
     fn conv2d_backward_filter(
         &self,
+        conv: Conv2dShape,
         x: &AscendBuffer,
-        xs: Shape4,
         dy: &AscendBuffer,
         ys: Shape4,
-        p: Conv2dParams,
-        w_shape: [usize; 4],
         dw: &mut AscendBuffer,
         accumulate: bool,
     ) -> Result<()> {
-        conv::conv2d_backward_filter(self, x, xs, dy, ys, p, w_shape, dw, accumulate)
+        conv::conv2d_backward_filter(self, conv, x, dy, ys, dw, accumulate)
     }
 
     fn linear_backward(
@@ -367,14 +357,13 @@ impl Backend for AscendBackend {
 
     fn max_pool2d_same_backward(
         &self,
+        pool: MaxPool2dParams,
         x: &AscendBuffer,
         xs: Shape4,
-        kernel: usize,
-        stride: usize,
         dy: &AscendBuffer,
         dx: &mut AscendBuffer,
     ) -> Result<()> {
-        pool::max_pool2d_same_backward(self, x, xs, kernel, stride, dy, dx)
+        pool::max_pool2d_same_backward(self, pool, x, xs, dy, dx)
     }
 
     fn global_avg_pool_backward(

@@ -3,11 +3,11 @@
 //! always in fp32 (MindSpore O2 keeps BatchNorm in fp32: an fp16 input is cast up, the output
 //! cast back to fp16), the fused ReLU with `aclnnInplaceRelu` and its backward with
 //! `aclnnThresholdBackward`.
-use super::buffer::{cast_into, check, out_view, read_as, temp, Arg, AscendBuffer};
+use super::buffer::{cast_into, out_view, read_as, temp, Arg, AscendBuffer};
 use super::op::aclnn;
 use super::tensor::{DType, ScalarValue};
 use super::AscendBackend;
-use crate::backend::{Activation, Shape4};
+use crate::backend::{check_len, Activation, Shape4};
 use crate::{Error, Result};
 
 /// The BatchNorm epsilon the backward passes to aclnn (MindSpore `nn.BatchNorm2d`'s 1e-5); the
@@ -73,7 +73,7 @@ impl BnStats<'_> {
             } => vec![("moving_mean", *moving_mean), ("moving_var", *moving_var)],
         };
         for (name, b) in bufs {
-            check(&format!("{what} {name}"), b, c)?;
+            check_len(&format!("{what} {name}"), b, c)?;
         }
         Ok(())
     }
@@ -231,10 +231,10 @@ fn bn_forward(
         values_per_channel(what, xs)?;
     }
     let c = xs.c;
-    check(&format!("{what} x"), x, xs.numel())?;
-    check(&format!("{what} y"), y, xs.numel())?;
-    check(&format!("{what} gamma"), gamma, c)?;
-    check(&format!("{what} beta"), beta, c)?;
+    check_len(&format!("{what} x"), x, xs.numel())?;
+    check_len(&format!("{what} y"), y, xs.numel())?;
+    check_len(&format!("{what} gamma"), gamma, c)?;
+    check_len(&format!("{what} beta"), beta, c)?;
     stats.check(c)?;
     let f32 = DType::F32;
     let out_dtype = be.cd();
@@ -349,11 +349,11 @@ fn bn_grad(
     }
     let c = xs.c;
     let len = xs.numel();
-    check(&format!("{what} x"), x, len)?;
-    check(&format!("{what} dy"), dy, len)?;
-    check(&format!("{what} dx"), dx, len)?;
+    check_len(&format!("{what} x"), x, len)?;
+    check_len(&format!("{what} dy"), dy, len)?;
+    check_len(&format!("{what} dx"), dx, len)?;
     if let Some(y) = y_relu {
-        check(&format!("{what} y"), y, len)?;
+        check_len(&format!("{what} y"), y, len)?;
     }
     let (s0, s1) = match stats {
         BnGradStats::Batch {
@@ -373,7 +373,7 @@ fn bn_grad(
         ("dgamma", &*dgamma),
         ("dbeta", &*dbeta),
     ] {
-        check(&format!("{what} {name}"), b, c)?;
+        check_len(&format!("{what} {name}"), b, c)?;
     }
     let f32 = DType::F32;
     let out_dtype = be.cd();

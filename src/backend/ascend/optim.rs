@@ -1,10 +1,11 @@
 //! MindSpore's `nn.Momentum` (`ApplyMomentum`) composed from aclnn's arithmetic (cann.md §2.3):
 //! CANN has no aclnn ApplyMomentum, so each step of MindSpore's order of operations is one op on
 //! the whole tensor.
-use super::buffer::{check, read_as, temp, view, Arg, AscendBuffer};
+use super::buffer::{read_as, temp, view, Arg, AscendBuffer};
 use super::op::aclnn;
 use super::tensor::{DType, ScalarValue};
 use super::AscendBackend;
+use crate::backend::check_len;
 use crate::{Error, Result};
 
 /// [`Backend::momentum_update`](crate::backend::Backend::momentum_update) in MindSpore's order,
@@ -26,9 +27,9 @@ pub(super) fn momentum_update(
     loss_scale: f32,
     nesterov: bool,
 ) -> Result<()> {
-    check("momentum_update param", param, len)?;
-    check("momentum_update grad", grad, len)?;
-    check("momentum_update moment", moment, len)?;
+    check_len("momentum_update param", param, len)?;
+    check_len("momentum_update grad", grad, len)?;
+    check_len("momentum_update moment", moment, len)?;
     if !(loss_scale > 0.0 && loss_scale.is_finite()) {
         return Err(Error::Invalid(format!(
             "momentum_update: loss scale {loss_scale} must be > 0"

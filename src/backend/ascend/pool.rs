@@ -9,13 +9,13 @@
 //! a buffer is reused.
 use senet_cann_sys::{aclIntArray, aclTensor};
 
-use super::buffer::{check, out_view, read_as, temp, Arg, AscendBuffer};
+use super::buffer::{out_view, read_as, temp, Arg, AscendBuffer};
 use super::device::Ctx;
 use super::geometry::{aclnn_same_pool_2d, mask_dims, AclnnPool};
 use super::op::aclnn;
 use super::tensor::{DType, ScalarValue};
 use super::{AscendBackend, PoolOp};
-use crate::backend::Shape4;
+use crate::backend::{check_len, MaxPool2dParams, PoolGeometry, Shape4};
 use crate::{Error, Result};
 
 /// Element type of `aclnnMaxPool2dWithIndices`' indices: INT64 as `cann_subset.h` (and the
@@ -32,12 +32,16 @@ struct PoolArgs {
     ys: Shape4,
 }
 
-fn pool_args(ctx: &mut Ctx, xs: Shape4, kernel: usize, stride: usize) -> Result<PoolArgs> {
-    if kernel == 0 || stride == 0 || xs.h == 0 || xs.w == 0 {
-        return Err(Error::Shape(format!(
-            "max_pool2d: kernel {kernel}, stride {stride}, input {xs:?}"
-        )));
-    }
+/// The aclnn arguments of `pool` over `xs`, whose 'same' geometry `g` (checked by the caller)
+/// must map to aclnn's symmetric padding and ceil mode ([`aclnn_same_pool_2d`]; the mapped
+/// output size is `g.ys`'s by construction).
+fn pool_args(
+    ctx: &mut Ctx,
+    xs: Shape4,
+    pool: MaxPool2dParams,
+    g: PoolGeometry,
+) -> Result<PoolArgs> {
+    let (kernel, stride) = (pool.kernel, pool.stride);
     let (ph, pw): (AclnnPool, AclnnPool) = aclnn_same_pool_2d(xs.h, xs.w, kernel, stride)
         .ok_or_else(|| {
             Error::Invalid(format!(
@@ -53,7 +57,7 @@ fn pool_args(ctx: &mut Ctx, xs: Shape4, kernel: usize, stride: usize) -> Result<
         padding: ctx.int_array(&[ph.pad as i64, pw.pad as i64])?,
         dilation: ctx.int_array(&[1, 1])?,
         ceil_mode: ph.ceil_mode,
-        ys: Shape4::new(xs.n, xs.c, ph.out, pw.out),
+        ys: g.ys,
     })
 }
 
@@ -112,20 +116,18 @@ fn pool_forward_into(
 /// [`Backend::max_pool2d_same`](crate::backend::Backend::max_pool2d_same).
 pub(super) fn max_pool2d_same(
     be: &AscendBackend,
+    pool: MaxPool2dParams,
     x: &AscendBuffer,
     xs: Shape4,
-    kernel: usize,
-    stride: usize,
     y: &mut AscendBuffer,
 ) -> Result<Shape4> {
+    let g = pool.check_forward(x, xs, y)?;
     let mut ctx = be.dev.enter()?;
-    let a = pool_args(&mut ctx, xs, kernel, stride)?;
-    check("max_pool2d input", x, xs.numel())?;
-    check("max_pool2d output", y, a.ys.numel())?;
+    let a = pool_args(&mut ctx, xs, pool, g)?;
     let cd = be.cd();
     let xa = read_as(&mut ctx, x, &dims4(xs), cd)?;
     let yt = out_view(&mut ctx, y, &dims4(a.ys), cd)?;
-    let _argmax = pool_forward_into(be, &mut ctx, xa.t, &a, kernel, yt)?;
+    let _argmax = pool_forward_into(be, &mut ctx, xa.t, &a, pool.kernel, yt)?;
     y.dtype = cd;
     Ok(a.ys)
 }
@@ -135,24 +137,20 @@ pub(super) fn max_pool2d_same(
 /// `aclnnMaxPool2dWithMaskBackward` into `dx`.
 pub(super) fn max_pool2d_same_backward(
     be: &AscendBackend,
+    pool: MaxPool2dParams,
     x: &AscendBuffer,
     xs: Shape4,
-    kernel: usize,
-    stride: usize,
     dy: &AscendBuffer,
     dx: &mut AscendBuffer,
 ) -> Result<()> {
+    let g = pool.check_backward(x, xs, dy, dx)?;
     let mut ctx = be.dev.enter()?;
-    let a = pool_args(&mut ctx, xs, kernel, stride)
-        .map_err(|e| rename(e, "max_pool2d", "max_pool2d_same_backward"))?;
-    check("max_pool2d_same_backward x", x, xs.numel())?;
-    check("max_pool2d_same_backward dy", dy, a.ys.numel())?;
-    check("max_pool2d_same_backward dx", dx, xs.numel())?;
+    let a = pool_args(&mut ctx, xs, pool, g)?;
     let cd = be.cd();
     let xa = read_as(&mut ctx, x, &dims4(xs), cd)?;
     let dya = read_as(&mut ctx, dy, &dims4(a.ys), cd)?;
     let out = temp(&mut ctx, &dims4(a.ys), cd)?;
-    let argmax = pool_forward_into(be, &mut ctx, xa.t, &a, kernel, out.t)?;
+    let argmax = pool_forward_into(be, &mut ctx, xa.t, &a, pool.kernel, out.t)?;
     let dxt = out_view(&mut ctx, dx, &dims4(xs), cd)?;
     match be.pool_op {
         PoolOp::WithIndices => aclnn!(
@@ -196,8 +194,8 @@ pub(super) fn global_avg_pool(
     xs: Shape4,
     y: &mut AscendBuffer,
 ) -> Result<()> {
-    check("global_avg_pool input", x, xs.numel())?;
-    check("global_avg_pool output", y, xs.n * xs.c)?;
+    check_len("global_avg_pool input", x, xs.numel())?;
+    check_len("global_avg_pool output", y, xs.n * xs.c)?;
     let cd = be.cd();
     let mut ctx = be.dev.enter()?;
     let xa = read_as(&mut ctx, x, &dims4(xs), cd)?;
@@ -226,8 +224,8 @@ pub(super) fn global_avg_pool_backward(
     xs: Shape4,
     dx: &mut AscendBuffer,
 ) -> Result<()> {
-    check("global_avg_pool_backward dy", dy, xs.n * xs.c)?;
-    check("global_avg_pool_backward dx", dx, xs.numel())?;
+    check_len("global_avg_pool_backward dy", dy, xs.n * xs.c)?;
+    check_len("global_avg_pool_backward dx", dx, xs.numel())?;
     let hw = xs.h * xs.w;
     if hw == 0 || xs.numel() == 0 {
         return Ok(());
@@ -253,11 +251,4 @@ pub(super) fn global_avg_pool_backward(
     )?;
     dx.dtype = cd;
     Ok(())
-}
-
-fn rename(e: Error, from: &str, to: &str) -> Error {
-    match e {
-        Error::Shape(m) => Error::Shape(m.replacen(from, to, 1)),
-        other => other,
-    }
 }

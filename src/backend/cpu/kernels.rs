@@ -91,7 +91,7 @@ mod ffi {
     }
 }
 
-use crate::backend::Activation;
+use crate::backend::{Activation, MaxPool2dParams, PoolGeometry, Shape4};
 
 fn act_code(a: Activation) -> i32 {
     match a {
@@ -145,18 +145,14 @@ pub fn im2col(x: &[f32], g: Im2col, col: &mut [f32]) {
     }
 }
 
-/// `y[c, oy, ox] = x[c, oy*stride, ox*stride]`.
-#[allow(clippy::too_many_arguments)]
-pub fn subsample(
-    x: &[f32],
-    c: usize,
-    h: usize,
-    w: usize,
-    stride: usize,
-    oh: usize,
-    ow: usize,
-    y: &mut [f32],
-) {
+/// `y[c, oy, ox] = x[c, oy*stride, ox*stride]`: the columns of a 1x1 unpadded kernel (`g.kh`,
+/// `g.kw` 1, `g.pad` 0, else a panic), gathered without the im2col copy of every pixel.
+pub fn subsample(x: &[f32], g: Im2col, y: &mut [f32]) {
+    let (c, h, w, stride, oh, ow) = (g.c, g.h, g.w, g.stride, g.oh, g.ow);
+    assert!(
+        g.kh == 1 && g.kw == 1 && g.pad == 0,
+        "subsample of a {g:?} gather"
+    );
     assert!(x.len() >= c * h * w && y.len() >= c * oh * ow);
     assert!((oh - 1) * stride < h && (ow - 1) * stride < w);
     // SAFETY: lengths and index ranges checked above.
@@ -187,20 +183,16 @@ pub fn col2im(col: &[f32], g: Im2col, x: &mut [f32]) {
     }
 }
 
-/// The adjoint of [`subsample`]: `dx` (c, h, w) is zeroed, then
+/// The adjoint of [`subsample`] (same geometry `g`): `dx` (c, h, w) is zeroed, then
 /// `dx[c, oy*stride, ox*stride] = dy[c, oy, ox]` for `dy` (c, oh, ow).
-/// Panics if a slice is too short or the strided grid leaves the image.
-#[allow(clippy::too_many_arguments)]
-pub fn subsample_backward(
-    dy: &[f32],
-    c: usize,
-    h: usize,
-    w: usize,
-    stride: usize,
-    oh: usize,
-    ow: usize,
-    dx: &mut [f32],
-) {
+/// Panics if a slice is too short, the strided grid leaves the image or `g` is not a 1x1
+/// unpadded kernel.
+pub fn subsample_backward(dy: &[f32], g: Im2col, dx: &mut [f32]) {
+    let (c, h, w, stride, oh, ow) = (g.c, g.h, g.w, g.stride, g.oh, g.ow);
+    assert!(
+        g.kh == 1 && g.kw == 1 && g.pad == 0,
+        "subsample of a {g:?} gather"
+    );
     assert!(dx.len() >= c * h * w && dy.len() >= c * oh * ow);
     assert!(oh == 0 || ow == 0 || ((oh - 1) * stride < h && (ow - 1) * stride < w));
     // SAFETY: lengths and index ranges checked above.
@@ -209,22 +201,56 @@ pub fn subsample_backward(
     }
 }
 
+/// Geometry of a max pool over `c` planes (an image, or a block of planes of one): input
+/// (c, h, w), square window `k` with stride `s`, windows placed from `pad` (top, left), output
+/// (c, out.0, out.1).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolWindows {
+    /// Planes.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Kernel side.
+    pub k: usize,
+    /// Stride.
+    pub s: usize,
+    /// Padding (top, left).
+    pub pad: (usize, usize),
+    /// Output (height, width).
+    pub out: (usize, usize),
+}
+
+impl PoolWindows {
+    /// The windows of `pool`, placed by `g` (its input of `xs`'s height and width), over `c`
+    /// planes.
+    pub fn new(c: usize, xs: Shape4, pool: MaxPool2dParams, g: PoolGeometry) -> PoolWindows {
+        PoolWindows {
+            c,
+            h: xs.h,
+            w: xs.w,
+            k: pool.kernel,
+            s: pool.stride,
+            pad: (g.pad_top, g.pad_left),
+            out: (g.ys.h, g.ys.w),
+        }
+    }
+}
+
 /// Backward of [`max_pool2d`] with the same geometry: `dx` (c, h, w) is zeroed, then each
 /// `dy[c, oy, ox]` is added at the argmax of its window in `x` (first maximum in row-major window
 /// order on ties, matching the forward's strict `>` scan). Panics if a slice is too short.
-#[allow(clippy::too_many_arguments)]
-pub fn max_pool2d_backward(
-    x: &[f32],
-    dy: &[f32],
-    c: usize,
-    h: usize,
-    w: usize,
-    k: usize,
-    s: usize,
-    pad: (usize, usize),
-    out: (usize, usize),
-    dx: &mut [f32],
-) {
+pub fn max_pool2d_backward(x: &[f32], dy: &[f32], g: PoolWindows, dx: &mut [f32]) {
+    let PoolWindows {
+        c,
+        h,
+        w,
+        k,
+        s,
+        pad,
+        out,
+    } = g;
     assert!(x.len() >= c * h * w && dx.len() >= c * h * w && dy.len() >= c * out.0 * out.1);
     // Every window must overlap the image (true for the 'same' geometry with pad < k).
     assert!(k > 0 && s > 0 && pad.0 < k && pad.1 < k);
@@ -261,19 +287,18 @@ pub fn bias_act(y: &mut [f32], bias: Option<&[f32]>, c: usize, hw: usize, act: A
     unsafe { ffi::senet_bias_act_f32(y.as_mut_ptr(), bp, c, hw, act_code(act)) }
 }
 
-/// 'same' max pool of (c, h, w) into (c, oh, ow).
-#[allow(clippy::too_many_arguments)]
-pub fn max_pool2d(
-    x: &[f32],
-    c: usize,
-    h: usize,
-    w: usize,
-    k: usize,
-    s: usize,
-    pad: (usize, usize),
-    out: (usize, usize),
-    y: &mut [f32],
-) {
+/// Max pool of (c, h, w) into (c, out.0, out.1) over the windows `g` (padded positions never
+/// win).
+pub fn max_pool2d(x: &[f32], g: PoolWindows, y: &mut [f32]) {
+    let PoolWindows {
+        c,
+        h,
+        w,
+        k,
+        s,
+        pad,
+        out,
+    } = g;
     assert!(x.len() >= c * h * w && y.len() >= c * out.0 * out.1);
     // SAFETY: lengths checked above; windows are clipped to the image by the kernel.
     unsafe {
@@ -417,19 +442,23 @@ pub fn bn_bwd_reduce(x: &[f32], dy: &[f32], mask: Option<&[f32]>, mean: f32, sum
     }
 }
 
-/// BatchNorm input gradient over one plane: `dx = a * g + b * (x - mean) + c` (`g` as in
-/// [`bn_bwd_reduce`]).
-#[allow(clippy::too_many_arguments)]
-pub fn bn_bwd_dx(
-    x: &[f32],
-    dy: &[f32],
-    mask: Option<&[f32]>,
-    mean: f32,
-    a: f32,
-    b: f32,
-    c: f32,
-    dx: &mut [f32],
-) {
+/// The per-channel coefficients of the BatchNorm input gradient
+/// `dx = a * g + b * (x - mean) + c`.
+#[derive(Debug, Clone, Copy)]
+pub struct BnDx {
+    /// The mean the input is centred on.
+    pub mean: f32,
+    /// Factor of the (masked) output gradient.
+    pub a: f32,
+    /// Factor of the centred input.
+    pub b: f32,
+    /// Constant term.
+    pub c: f32,
+}
+
+/// BatchNorm input gradient over one plane: `dx = a * g + b * (x - mean) + c` with the
+/// coefficients `k` (`g` as in [`bn_bwd_reduce`]).
+pub fn bn_bwd_dx(x: &[f32], dy: &[f32], mask: Option<&[f32]>, k: BnDx, dx: &mut [f32]) {
     let len = x.len();
     assert!(dy.len() >= len && dx.len() >= len && mask.is_none_or(|m| m.len() >= len));
     let mp = mask.map_or(std::ptr::null(), |m| m.as_ptr());
@@ -440,10 +469,10 @@ pub fn bn_bwd_dx(
             dy.as_ptr(),
             mp,
             len,
-            mean,
-            a,
-            b,
-            c,
+            k.mean,
+            k.a,
+            k.b,
+            k.c,
             dx.as_mut_ptr(),
         )
     }

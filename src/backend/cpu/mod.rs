@@ -43,7 +43,7 @@ pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-use super::{Activation, Backend, Conv2dParams, Shape4};
+use super::{check_len, Activation, Backend, Conv2dForward, Conv2dShape, MaxPool2dParams, Shape4};
 use crate::{Error, Result};
 
 /// The CPU backend. Owns its rayon thread pool.
@@ -103,14 +103,14 @@ impl CpuBackend {
     }
 }
 
-fn check_len(what: &str, buf: &[f32], need: usize) -> Result<()> {
-    if buf.len() < need {
-        return Err(Error::Shape(format!(
-            "{what}: buffer of {} values, {need} needed",
-            buf.len()
-        )));
+/// `f` with its buffers as slices, as the family functions take them.
+fn slices<'a>(f: Conv2dForward<'a, Vec<f32>>) -> Conv2dForward<'a, [f32]> {
+    Conv2dForward {
+        shape: f.shape,
+        w: f.w,
+        bias: f.bias.map(|b| b.as_slice()),
+        act: f.act,
     }
-    Ok(())
 }
 
 impl Backend for CpuBackend {
@@ -146,45 +146,32 @@ impl Backend for CpuBackend {
 
     fn conv2d(
         &self,
+        f: Conv2dForward<'_, Vec<f32>>,
         x: &Vec<f32>,
-        xs: Shape4,
-        w: &Vec<f32>,
-        w_shape: [usize; 4],
-        bias: Option<&Vec<f32>>,
-        p: Conv2dParams,
-        act: Activation,
         y: &mut Vec<f32>,
     ) -> Result<Shape4> {
-        let bias = bias.map(|b| b.as_slice());
-        conv::conv2d(self, x, xs, w, w_shape, bias, p, act, y)
+        conv::conv2d(self, slices(f), x, y)
     }
 
     fn max_pool2d_same(
         &self,
+        pool: MaxPool2dParams,
         x: &Vec<f32>,
         xs: Shape4,
-        kernel: usize,
-        stride: usize,
         y: &mut Vec<f32>,
     ) -> Result<Shape4> {
-        pool::max_pool2d_same(self, x, xs, kernel, stride, y)
+        pool::max_pool2d_same(self, pool, x, xs, y)
     }
 
     fn conv2d_max_pool(
         &self,
+        f: Conv2dForward<'_, Vec<f32>>,
         x: &Vec<f32>,
-        xs: Shape4,
-        w: &Vec<f32>,
-        w_shape: [usize; 4],
-        bias: Option<&Vec<f32>>,
-        p: Conv2dParams,
-        act: Activation,
         y: &mut Vec<f32>,
-        pool: (usize, usize),
+        pool: MaxPool2dParams,
         pooled: &mut Vec<f32>,
     ) -> Result<Shape4> {
-        let bias = bias.map(|b| b.as_slice());
-        conv::conv2d_max_pool(self, x, xs, w, w_shape, bias, p, act, y, pool, pooled)
+        conv::conv2d_max_pool(self, slices(f), x, y, pool, pooled)
     }
 
     fn global_avg_pool(&self, x: &Vec<f32>, xs: Shape4, y: &mut Vec<f32>) -> Result<()> {
@@ -193,18 +180,12 @@ impl Backend for CpuBackend {
 
     fn conv2d_avg_pool(
         &self,
+        f: Conv2dForward<'_, Vec<f32>>,
         x: &Vec<f32>,
-        xs: Shape4,
-        w: &Vec<f32>,
-        w_shape: [usize; 4],
-        bias: Option<&Vec<f32>>,
-        p: Conv2dParams,
-        act: Activation,
         y: &mut Vec<f32>,
         pooled: &mut Vec<f32>,
     ) -> Result<Shape4> {
-        let bias = bias.map(|b| b.as_slice());
-        conv::conv2d_avg_pool(self, x, xs, w, w_shape, bias, p, act, y, pooled)
+        conv::conv2d_avg_pool(self, slices(f), x, y, pooled)
     }
 
     fn linear(
@@ -235,29 +216,25 @@ impl Backend for CpuBackend {
 
     fn conv2d_backward_data(
         &self,
+        conv: Conv2dShape,
+        w: &Vec<f32>,
         dy: &Vec<f32>,
         ys: Shape4,
-        w: &Vec<f32>,
-        w_shape: [usize; 4],
-        p: Conv2dParams,
-        xs: Shape4,
         dx: &mut Vec<f32>,
     ) -> Result<()> {
-        conv::backward::conv2d_backward_data(self, dy, ys, w, w_shape, p, xs, dx)
+        conv::backward::conv2d_backward_data(self, conv, w, dy, ys, dx)
     }
 
     fn conv2d_backward_filter(
         &self,
+        conv: Conv2dShape,
         x: &Vec<f32>,
-        xs: Shape4,
         dy: &Vec<f32>,
         ys: Shape4,
-        p: Conv2dParams,
-        w_shape: [usize; 4],
         dw: &mut Vec<f32>,
         accumulate: bool,
     ) -> Result<()> {
-        conv::backward::conv2d_backward_filter(self, x, xs, dy, ys, p, w_shape, dw, accumulate)
+        conv::backward::conv2d_backward_filter(self, conv, x, dy, ys, dw, accumulate)
     }
 
     fn linear_backward(
@@ -278,14 +255,13 @@ impl Backend for CpuBackend {
 
     fn max_pool2d_same_backward(
         &self,
+        pool: MaxPool2dParams,
         x: &Vec<f32>,
         xs: Shape4,
-        kernel: usize,
-        stride: usize,
         dy: &Vec<f32>,
         dx: &mut Vec<f32>,
     ) -> Result<()> {
-        pool::max_pool2d_same_backward(self, x, xs, kernel, stride, dy, dx)
+        pool::max_pool2d_same_backward(self, pool, x, xs, dy, dx)
     }
 
     fn global_avg_pool_backward(&self, dy: &Vec<f32>, xs: Shape4, dx: &mut Vec<f32>) -> Result<()> {

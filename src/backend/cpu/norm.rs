@@ -184,7 +184,13 @@ pub(super) fn batch_norm_backward(
                     .zip(dxc.iter_mut())
                     .enumerate()
                 {
-                    k::bn_bwd_dx(xp, dyp, masks(n), mean, a as f32, b as f32, cc as f32, dxp);
+                    let dx = k::BnDx {
+                        mean,
+                        a: a as f32,
+                        b: b as f32,
+                        c: cc as f32,
+                    };
+                    k::bn_bwd_dx(xp, dyp, masks(n), dx, dxp);
                 }
                 (dgamma, dbeta)
             })
@@ -210,7 +216,7 @@ fn frozen_invstd(
         return Err(Error::Shape(format!("{what}: empty input {xs:?}")));
     }
     for (name, b) in per_channel {
-        check_len(&format!("{what} {name}"), b, xs.c)?;
+        check_len(&format!("{what} {name}"), *b, xs.c)?;
     }
     check_len(&format!("{what} moving_variance"), moving_var, xs.c)?;
     moving_var[..xs.c]
@@ -332,7 +338,13 @@ pub(super) fn batch_norm_frozen_backward(
                     .zip(dxc.iter_mut())
                     .enumerate()
                 {
-                    k::bn_bwd_dx(xp, dyp, masks(n), mean, a, 0.0, 0.0, dxp);
+                    let dx = k::BnDx {
+                        mean,
+                        a,
+                        b: 0.0,
+                        c: 0.0,
+                    };
+                    k::bn_bwd_dx(xp, dyp, masks(n), dx, dxp);
                 }
                 (sums[1] * invstd[ci], sums[0])
             })

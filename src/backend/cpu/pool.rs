@@ -1,45 +1,37 @@
 //! Pooling on the CPU, forward and backward: MindSpore's `MaxPool2d(pad_mode="same")` (TF 'SAME'
-//! geometry, [`same_pool_geometry`]) and the global average pool (MindCV `GlobalAvgPooling`).
+//! geometry, [`same_pool_geometry`](crate::backend::same_pool_geometry)) and the global average pool (MindCV `GlobalAvgPooling`).
 //! Tasks are (image, block of channels), so that batch 1 keeps every thread busy.
-use super::{check_len, kernels, CpuBackend};
-use crate::backend::{same_pool_geometry, Shape4};
-use crate::{Error, Result};
+use super::kernels::{self, PoolWindows};
+use super::CpuBackend;
+use crate::backend::{check_len, MaxPool2dParams, Shape4};
+use crate::Result;
 use rayon::prelude::*;
 
 /// Channel planes per task: (image, block of channels) tasks keep every thread busy at batch 1.
 const PLANES_PER_TASK: usize = 8;
 
 /// [`Backend::max_pool2d_same`](crate::backend::Backend::max_pool2d_same) on the CPU: `y`
-/// (N, C, OH, OW) from `x` (N, C, H, W), OH, OW from [`same_pool_geometry`]; padded positions
+/// (N, C, OH, OW) from `x` (N, C, H, W), OH, OW from [`same_pool_geometry`](crate::backend::same_pool_geometry); padded positions
 /// never win. Errors (`Error::Shape`) on a zero kernel, stride or plane, or a buffer too short.
 pub(super) fn max_pool2d_same(
     be: &CpuBackend,
+    pool: MaxPool2dParams,
     x: &[f32],
     xs: Shape4,
-    kernel: usize,
-    stride: usize,
     y: &mut [f32],
 ) -> Result<Shape4> {
-    if kernel == 0 || stride == 0 || xs.h == 0 || xs.w == 0 {
-        return Err(Error::Shape(format!(
-            "max_pool2d: kernel {kernel}, stride {stride}, input {xs:?}"
-        )));
-    }
-    let (oh, pt) = same_pool_geometry(xs.h, kernel, stride);
-    let (ow, pl) = same_pool_geometry(xs.w, kernel, stride);
-    let ys = Shape4::new(xs.n, xs.c, oh, ow);
-    check_len("max_pool2d input", x, xs.numel())?;
-    check_len("max_pool2d output", y, ys.numel())?;
+    let g = pool.check_forward(x, xs, y)?;
+    let ys = g.ys;
     // One task per (image, channel block) keeps both threads busy at batch 1.
     let plane_in = xs.h * xs.w;
-    let plane_out = oh * ow;
+    let plane_out = ys.h * ys.w;
     be.pool.install(|| {
         y[..ys.numel()]
-            .par_chunks_mut(plane_out * 8)
-            .zip(x[..xs.numel()].par_chunks(plane_in * 8))
+            .par_chunks_mut(plane_out * PLANES_PER_TASK)
+            .zip(x[..xs.numel()].par_chunks(plane_in * PLANES_PER_TASK))
             .for_each(|(y1, x1)| {
                 let c = x1.len() / plane_in;
-                kernels::max_pool2d(x1, c, xs.h, xs.w, kernel, stride, (pt, pl), (oh, ow), y1)
+                kernels::max_pool2d(x1, PoolWindows::new(c, xs, pool, g), y1)
             });
     });
     Ok(ys)
@@ -66,28 +58,18 @@ pub(super) fn global_avg_pool(be: &CpuBackend, x: &[f32], xs: Shape4, y: &mut [f
 /// Errors (`Error::Shape`) on a zero kernel, stride or plane, or a buffer too short.
 pub(super) fn max_pool2d_same_backward(
     be: &CpuBackend,
+    pool: MaxPool2dParams,
     x: &[f32],
     xs: Shape4,
-    kernel: usize,
-    stride: usize,
     dy: &[f32],
     dx: &mut [f32],
 ) -> Result<()> {
-    if kernel == 0 || stride == 0 || xs.h == 0 || xs.w == 0 {
-        return Err(Error::Shape(format!(
-            "max_pool2d_same_backward: kernel {kernel}, stride {stride}, input {xs:?}"
-        )));
-    }
-    let (oh, pt) = same_pool_geometry(xs.h, kernel, stride);
-    let (ow, pl) = same_pool_geometry(xs.w, kernel, stride);
-    let ys = Shape4::new(xs.n, xs.c, oh, ow);
-    check_len("max_pool2d_same_backward x", x, xs.numel())?;
-    check_len("max_pool2d_same_backward dy", dy, ys.numel())?;
-    check_len("max_pool2d_same_backward dx", dx, xs.numel())?;
+    let g = pool.check_backward(x, xs, dy, dx)?;
+    let ys = g.ys;
     if xs.numel() == 0 {
         return Ok(());
     }
-    let (plane_in, plane_out) = (xs.h * xs.w, oh * ow);
+    let (plane_in, plane_out) = (xs.h * xs.w, ys.h * ys.w);
     be.pool.install(|| {
         dx[..xs.numel()]
             .par_chunks_mut(plane_in * PLANES_PER_TASK)
@@ -95,18 +77,7 @@ pub(super) fn max_pool2d_same_backward(
             .zip(dy[..ys.numel()].par_chunks(plane_out * PLANES_PER_TASK))
             .for_each(|((dx1, x1), dy1)| {
                 let c = x1.len() / plane_in;
-                kernels::max_pool2d_backward(
-                    x1,
-                    dy1,
-                    c,
-                    xs.h,
-                    xs.w,
-                    kernel,
-                    stride,
-                    (pt, pl),
-                    (oh, ow),
-                    dx1,
-                )
+                kernels::max_pool2d_backward(x1, dy1, PoolWindows::new(c, xs, pool, g), dx1)
             });
     });
     Ok(())

@@ -2,7 +2,7 @@
 //! accessors for gradients, parameters and optimizer state.
 use super::layers::{conv_bn_backward, dense_backward};
 use super::{index_of, Acts, StepStats, TrainNet};
-use crate::backend::Backend;
+use crate::backend::{Backend, MaxPool2dParams};
 use crate::dist::{Communicator, GradBuffer, GradientReducer};
 use crate::model::Params;
 use crate::{Error, Result, Tensor};
@@ -86,7 +86,8 @@ impl<B: Backend> TrainNet<B> {
             std::mem::swap(g0, g1);
         }
         // Stem: the 'same' max pool, then conv + BN + ReLU (no gradient for the image).
-        be.max_pool2d_same_backward(&stem.bn_out, stem.out_shape, 3, 2, g0, g1)?;
+        let stem_pool = MaxPool2dParams::same(3, 2);
+        be.max_pool2d_same_backward(stem_pool, &stem.bn_out, stem.out_shape, g0, g1)?;
         conv_bn_backward(be, p, &self.stem, stem, input, g1, g3, None, frozen)
     }
 

@@ -1,6 +1,6 @@
 //! One layer's forward and backward in training mode: conv + BatchNorm (+ ReLU), and Dense.
 use super::{ConvBn, ConvBnActs, Dense, DeviceParam, BN_EPS, BN_MOMENTUM};
-use crate::backend::{Activation, Backend};
+use crate::backend::{Activation, Backend, Conv2dForward, Conv2dShape};
 use crate::Result;
 
 /// Mutable access to four distinct parameters.
@@ -22,16 +22,17 @@ pub(super) fn conv_bn_forward<B: Backend>(
     a: &mut ConvBnActs<B>,
     frozen: bool,
 ) -> Result<()> {
-    be.conv2d(
-        input,
-        a.in_shape,
-        &p[c.weight].value,
-        c.w_shape,
-        None,
-        c.p,
-        Activation::None,
-        &mut a.conv_out,
-    )?;
+    let conv = Conv2dForward {
+        shape: Conv2dShape {
+            xs: a.in_shape,
+            w_shape: c.w_shape,
+            p: c.p,
+        },
+        w: &p[c.weight].value,
+        bias: None,
+        act: Activation::None,
+    };
+    be.conv2d(conv, input, &mut a.conv_out)?;
     let [gamma, beta, mean, var] = four(p, [c.gamma, c.beta, c.mean, c.var]);
     let act = if c.relu {
         Activation::Relu
@@ -120,18 +121,14 @@ pub(super) fn conv_bn_backward<B: Backend>(
     }
     let w = &mut p[c.weight];
     let dw = &mut w.train.as_mut().expect("conv weight is trainable").0;
-    be.conv2d_backward_filter(
-        input,
-        a.in_shape,
-        dconv,
-        a.out_shape,
-        c.p,
-        c.w_shape,
-        dw,
-        false,
-    )?;
+    let conv = Conv2dShape {
+        xs: a.in_shape,
+        w_shape: c.w_shape,
+        p: c.p,
+    };
+    be.conv2d_backward_filter(conv, input, dconv, a.out_shape, dw, false)?;
     if let Some(dx) = dx {
-        be.conv2d_backward_data(dconv, a.out_shape, &w.value, c.w_shape, c.p, a.in_shape, dx)?;
+        be.conv2d_backward_data(conv, &w.value, dconv, a.out_shape, dx)?;
     }
     Ok(())
 }

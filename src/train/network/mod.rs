@@ -5,7 +5,7 @@
 //! `nn.BatchNorm2d` in training mode (eps 1e-5, momentum 0.9), MindCV's `CrossEntropySmooth`
 //! loss and `nn.Momentum` (`mindcv.md` sections 1 and 5). Activations live in buffers allocated
 //! once per batch shape; gradient buffers are reused from block to block.
-use crate::backend::{Activation, Backend, Conv2dParams, Shape4};
+use crate::backend::{Activation, Backend, Conv2dParams, MaxPool2dParams, Shape4};
 use crate::model::arch::{blocks, BlockKind, BlockSpec};
 use crate::model::{Arch, SeNet};
 use crate::{Error, Result, Tensor};
@@ -348,9 +348,7 @@ impl<B: Backend> TrainNet<B> {
         };
         let stem = conv_acts(&self.stem, xs)?;
         let s = stem.out_shape;
-        let (ph, _) = crate::backend::same_pool_geometry(s.h, 3, 2);
-        let (pw, _) = crate::backend::same_pool_geometry(s.w, 3, 2);
-        let pooled_shape = Shape4::new(n, s.c, ph, pw);
+        let pooled_shape = MaxPool2dParams::same(3, 2).geometry(s)?.ys;
         let pooled = be.alloc(pooled_shape.numel())?;
         let mut cur = pooled_shape;
         let mut block_acts = Vec::with_capacity(self.blocks.len());
@@ -445,7 +443,8 @@ impl<B: Backend> TrainNet<B> {
         let p = &mut self.params;
         be.write(&mut a.input, &x.data)?;
         conv_bn_forward(be, p, &self.stem, &a.input, &mut a.stem, frozen)?;
-        be.max_pool2d_same(&a.stem.bn_out, a.stem.out_shape, 3, 2, &mut a.pooled)?;
+        let stem_pool = MaxPool2dParams::same(3, 2);
+        be.max_pool2d_same(stem_pool, &a.stem.bn_out, a.stem.out_shape, &mut a.pooled)?;
         let n = a.input_shape.n;
         for (i, b) in self.blocks.iter().enumerate() {
             let (done, rest) = a.blocks.split_at_mut(i);

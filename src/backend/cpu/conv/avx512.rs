@@ -41,7 +41,7 @@ fn subsample(x: &[f32], g: &ConvGeometry, nimg: usize, xs: &mut Vec<f32>) -> Con
     let (xi, si) = (g.xs.image_len(), c * oh * ow);
     xs.resize(nimg * si, 0.0);
     for (dst, src) in xs.chunks_exact_mut(si).zip(x.chunks_exact(xi)) {
-        kernels::subsample(src, c, g.xs.h, g.xs.w, g.p.stride, oh, ow, dst);
+        kernels::subsample(src, g.im2col(c), dst);
     }
     ConvGeometry {
         xs: Shape4::new(g.xs.n, c, oh, ow),

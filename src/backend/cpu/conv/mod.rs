@@ -10,9 +10,11 @@
 //! [`Backend::set_fast_conv`]: crate::backend::Backend::set_fast_conv
 use super::kernels::{self, Im2col};
 use super::matmul::{self, matmul, MatLayout, Par};
-use super::{check_len, CpuBackend};
-use crate::backend::{same_pool_geometry, Activation, Conv2dParams, Shape4};
-use crate::{Error, Result};
+use super::CpuBackend;
+use crate::backend::{
+    check_len, Activation, Conv2dForward, Conv2dParams, Conv2dShape, MaxPool2dParams, Shape4,
+};
+use crate::Result;
 use std::cell::RefCell;
 
 #[cfg(target_arch = "x86_64")]
@@ -23,112 +25,80 @@ pub(super) mod winograd;
 
 /// [`Backend::conv2d`](crate::backend::Backend::conv2d) on the CPU: Winograd, the AVX-512 GEMM
 /// or im2col + the `gemm` crate (see the module docs).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn conv2d(
     be: &CpuBackend,
+    f: Conv2dForward<'_, [f32]>,
     x: &[f32],
-    xs: Shape4,
-    w: &[f32],
-    w_shape: [usize; 4],
-    bias: Option<&[f32]>,
-    p: Conv2dParams,
-    act: Activation,
     y: &mut [f32],
 ) -> Result<Shape4> {
-    conv2d_post(be, x, xs, w, w_shape, bias, p, act, y, None)
+    conv2d_post(be, f, x, y, None)
 }
 
 /// [`Backend::conv2d_avg_pool`](crate::backend::Backend::conv2d_avg_pool) on the CPU: each image is
 /// pooled by the task that computed it.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn conv2d_avg_pool(
     be: &CpuBackend,
+    f: Conv2dForward<'_, [f32]>,
     x: &[f32],
-    xs: Shape4,
-    w: &[f32],
-    w_shape: [usize; 4],
-    bias: Option<&[f32]>,
-    p: Conv2dParams,
-    act: Activation,
     y: &mut [f32],
     pooled: &mut [f32],
 ) -> Result<Shape4> {
-    let ys = conv_shape(xs, w_shape, p)?;
+    let ys = f.shape.out_shape()?;
     let (cout, plane) = (ys.c, ys.h * ys.w);
-    check_len("conv2d_avg_pool pooled", pooled, xs.n * cout)?;
-    let f = move |y1: &[f32], p1: &mut [f32]| kernels::global_avg_pool(y1, cout, plane, p1);
+    check_len("conv2d_avg_pool pooled", pooled, ys.n * cout)?;
+    let avg = move |y1: &[f32], p1: &mut [f32]| kernels::global_avg_pool(y1, cout, plane, p1);
     let post = PerImage {
         out: pooled,
         len: cout,
-        f: &f,
+        f: &avg,
     };
-    conv2d_post(be, x, xs, w, w_shape, bias, p, act, y, Some(post))
+    conv2d_post(be, f, x, y, Some(post))
 }
 
 /// [`Backend::conv2d_max_pool`](crate::backend::Backend::conv2d_max_pool) on the CPU: each image is
 /// pooled by the task that computed it when the batch is split across threads.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn conv2d_max_pool(
     be: &CpuBackend,
+    f: Conv2dForward<'_, [f32]>,
     x: &[f32],
-    xs: Shape4,
-    w: &[f32],
-    w_shape: [usize; 4],
-    bias: Option<&[f32]>,
-    p: Conv2dParams,
-    act: Activation,
     y: &mut [f32],
-    (kernel, stride): (usize, usize),
+    pool: MaxPool2dParams,
     pooled: &mut [f32],
 ) -> Result<Shape4> {
-    let ys = conv_shape(xs, w_shape, p)?;
-    let (cout, oh, ow) = (ys.c, ys.h, ys.w);
-    if !be.split_batch(xs.n) || kernel == 0 || stride == 0 || oh == 0 || ow == 0 {
+    let ys = f.shape.out_shape()?;
+    if !be.split_batch(ys.n) {
         // One image: max_pool2d_same splits it across threads by channels.
-        let ys = conv2d(be, x, xs, w, w_shape, bias, p, act, y)?;
-        return super::pool::max_pool2d_same(be, y, ys, kernel, stride, pooled);
+        let ys = conv2d(be, f, x, y)?;
+        return super::pool::max_pool2d_same(be, pool, y, ys, pooled);
     }
-    let (poh, pt) = same_pool_geometry(oh, kernel, stride);
-    let (pow, pl) = same_pool_geometry(ow, kernel, stride);
-    let ps = Shape4::new(xs.n, cout, poh, pow);
+    let g = pool.geometry(ys)?;
+    let ps = g.ys;
     check_len("conv2d_max_pool pooled", pooled, ps.numel())?;
-    let f = move |y1: &[f32], p1: &mut [f32]| {
-        kernels::max_pool2d(y1, cout, oh, ow, kernel, stride, (pt, pl), (poh, pow), p1)
-    };
+    let windows = kernels::PoolWindows::new(ys.c, ys, pool, g);
+    let max = move |y1: &[f32], p1: &mut [f32]| kernels::max_pool2d(y1, windows, p1);
     let post = PerImage {
         out: pooled,
         len: ps.image_len(),
-        f: &f,
+        f: &max,
     };
-    conv2d_post(be, x, xs, w, w_shape, bias, p, act, y, Some(post))?;
+    conv2d_post(be, f, x, y, Some(post))?;
     Ok(ps)
 }
 
 /// [`Backend::conv2d`], then `post` on each output image by the task that computed it
 /// (`post.out` holds `post.len` values per image; checked by the caller).
-#[allow(clippy::too_many_arguments)]
 fn conv2d_post(
     be: &CpuBackend,
+    f: Conv2dForward<'_, [f32]>,
     x: &[f32],
-    xs: Shape4,
-    w: &[f32],
-    w_shape: [usize; 4],
-    bias: Option<&[f32]>,
-    p: Conv2dParams,
-    act: Activation,
     y: &mut [f32],
     post: Option<PerImage>,
 ) -> Result<Shape4> {
-    let [cout, _, kh, kw] = w_shape;
-    let ys = conv_shape(xs, w_shape, p)?;
-    check_len("conv2d input", x, xs.numel())?;
-    check_len("conv2d weight", w, w_shape.iter().product())?;
-    check_len("conv2d output", y, ys.numel())?;
-    if let Some(b) = bias {
-        check_len("conv2d bias", b, cout)?;
-    }
-    let geom = ConvGeometry { xs, ys, kh, kw, p };
-    let bias = bias.map(|b| &b[..cout]);
+    let ys = f.check(x, y)?;
+    let (xs, cout) = (f.shape.xs, ys.c);
+    let (w, act) = (f.w, f.act);
+    let geom = ConvGeometry::new(f.shape, ys);
+    let bias = f.bias.map(|b| &b[..cout]);
     #[cfg(target_arch = "x86_64")]
     if be.winograd && winograd::supports(act, &geom, be.threads) {
         let threads = be.threads;
@@ -171,24 +141,6 @@ fn conv2d_post(
     Ok(ys)
 }
 
-/// The output shape of a conv2d, or an error if `xs`, `w_shape` and `p` do not fit together.
-fn conv_shape(xs: Shape4, w_shape: [usize; 4], p: Conv2dParams) -> Result<Shape4> {
-    let [cout, cin_g, kh, kw] = w_shape;
-    if p.groups == 0 || xs.c != cin_g * p.groups || cout % p.groups != 0 {
-        return Err(Error::Shape(format!(
-            "conv2d: input {xs:?} does not fit weight {w_shape:?} with {} groups",
-            p.groups
-        )));
-    }
-    if xs.h + 2 * p.padding < kh || xs.w + 2 * p.padding < kw || p.stride == 0 {
-        return Err(Error::Shape(format!(
-            "conv2d: input {xs:?} smaller than kernel {kh}x{kw}"
-        )));
-    }
-    let (oh, ow) = p.out_hw(xs.h, xs.w, kh, kw);
-    Ok(Shape4::new(xs.n, cout, oh, ow))
-}
-
 thread_local! {
     /// Per-thread im2col scratch, grown to the largest layer and reused (also by the backward ops
     /// of `backward`, which never hold it across a call to the forward).
@@ -202,6 +154,35 @@ pub(super) struct ConvGeometry {
     pub kh: usize,
     pub kw: usize,
     pub p: Conv2dParams,
+}
+
+impl ConvGeometry {
+    /// The geometry of `conv`, whose output shape is `ys` (checked by the caller).
+    pub fn new(conv: Conv2dShape, ys: Shape4) -> ConvGeometry {
+        let [_, _, kh, kw] = conv.w_shape;
+        ConvGeometry {
+            xs: conv.xs,
+            ys,
+            kh,
+            kw,
+            p: conv.p,
+        }
+    }
+
+    /// The gather of `c` input channels of one image into the columns of the GEMM.
+    pub fn im2col(&self, c: usize) -> Im2col {
+        Im2col {
+            c,
+            h: self.xs.h,
+            w: self.xs.w,
+            kh: self.kh,
+            kw: self.kw,
+            stride: self.p.stride,
+            pad: self.p.padding,
+            oh: self.ys.h,
+            ow: self.ys.w,
+        }
+    }
 }
 
 /// Work on each output image of a conv done by the task that computed the image, while it is
@@ -282,29 +263,10 @@ pub(super) fn conv2d_image(
             if scratch.len() < need {
                 scratch.resize(need, 0.0);
             }
+            let geom = g.im2col(xs.c);
             if g.kh == 1 && g.kw == 1 && g.p.padding == 0 {
-                kernels::subsample(
-                    x1,
-                    xs.c,
-                    xs.h,
-                    xs.w,
-                    g.p.stride,
-                    ys.h,
-                    ys.w,
-                    &mut scratch[..need],
-                );
+                kernels::subsample(x1, geom, &mut scratch[..need]);
             } else {
-                let geom = Im2col {
-                    c: xs.c,
-                    h: xs.h,
-                    w: xs.w,
-                    kh: g.kh,
-                    kw: g.kw,
-                    stride: g.p.stride,
-                    pad: g.p.padding,
-                    oh: ys.h,
-                    ow: ys.w,
-                };
                 kernels::im2col(x1, geom, &mut scratch[..need]);
             }
             &scratch[..need]
@@ -368,35 +330,25 @@ mod tests {
                 let (mut y1, mut y2) = (vec![0.0; len], vec![0.0; len]);
                 let (mut p1, mut p2) = (vec![0.0; n * cout], vec![0.0; n * cout]);
                 let act = Activation::Relu;
-                let ys = be
-                    .conv2d(&x, xs, &w, w_shape, Some(&b), p, act, &mut y1)
-                    .unwrap();
+                let f = Conv2dForward {
+                    shape: Conv2dShape { xs, w_shape, p },
+                    w: &w,
+                    bias: Some(&b),
+                    act,
+                };
+                let ys = be.conv2d(f, &x, &mut y1).unwrap();
                 be.global_avg_pool(&y1, ys, &mut p1).unwrap();
-                let ys2 = be
-                    .conv2d_avg_pool(&x, xs, &w, w_shape, Some(&b), p, act, &mut y2, &mut p2)
-                    .unwrap();
+                let ys2 = be.conv2d_avg_pool(f, &x, &mut y2, &mut p2).unwrap();
                 assert_eq!(ys, ys2);
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&y1), bits(&y2));
                 assert_eq!(bits(&p1), bits(&p2));
                 // The same with the max pool of the stem (3x3, stride 2, "same").
                 let mut m1 = vec![0.0; len];
-                let ms = be.max_pool2d_same(&y1, ys, 3, 2, &mut m1).unwrap();
+                let pool = MaxPool2dParams::same(3, 2);
+                let ms = be.max_pool2d_same(pool, &y1, ys, &mut m1).unwrap();
                 let mut m2 = vec![0.0; len];
-                let ms2 = be
-                    .conv2d_max_pool(
-                        &x,
-                        xs,
-                        &w,
-                        w_shape,
-                        Some(&b),
-                        p,
-                        act,
-                        &mut y2,
-                        (3, 2),
-                        &mut m2,
-                    )
-                    .unwrap();
+                let ms2 = be.conv2d_max_pool(f, &x, &mut y2, pool, &mut m2).unwrap();
                 assert_eq!(ms, ms2);
                 assert_eq!(bits(&y1), bits(&y2));
                 assert_eq!(bits(&m1[..ms.numel()]), bits(&m2[..ms.numel()]));

@@ -1,0 +1,296 @@
+//! The arguments of the [`Backend`](super::Backend) ops, bundled per op family (the way candle
+//! passes `ParamsConv2D`), and the argument checks that do not depend on the device: every
+//! backend calls these, so an op refuses the same input with the same message on the CPU and on
+//! Ascend.
+//!
+//! Plain-data structs (shapes and scalars) are `Copy`; the structs that hold the buffers of an
+//! op (a layer's weights, a group of outputs) borrow them for one call.
+use super::{Activation, Shape4};
+use crate::{Error, Result};
+
+/// Room of a device buffer, in f32 values (what [`Backend::alloc`](super::Backend::alloc) was
+/// asked for), as the shared argument checks read it.
+pub trait BufferLen {
+    /// Values the buffer has room for.
+    fn buffer_len(&self) -> usize;
+}
+
+impl BufferLen for [f32] {
+    fn buffer_len(&self) -> usize {
+        self.len()
+    }
+}
+
+impl BufferLen for Vec<f32> {
+    fn buffer_len(&self) -> usize {
+        self.len()
+    }
+}
+
+/// [`Error::Shape`] unless `buf` has room for `need` values, naming `what`.
+pub(crate) fn check_len<B: BufferLen + ?Sized>(what: &str, buf: &B, need: usize) -> Result<()> {
+    let have = buf.buffer_len();
+    if have < need {
+        return Err(Error::Shape(format!(
+            "{what}: buffer of {have} values, {need} needed"
+        )));
+    }
+    Ok(())
+}
+
+// ---- convolution
+
+/// Hyper-parameters of a 2-D convolution (PyTorch `conv2d` / MindSpore
+/// `Conv2d(pad_mode="pad")`): symmetric zero padding, no dilation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dParams {
+    /// Stride, both directions.
+    pub stride: usize,
+    /// Zero padding on each side, both directions.
+    pub padding: usize,
+    /// Groups (1 for a dense conv; 32 for ResNeXt's 3x3).
+    pub groups: usize,
+}
+
+impl Conv2dParams {
+    /// Output (height, width) for an input of `h`x`w` and a `kh`x`kw` kernel. Assumes the kernel
+    /// fits the padded input and the stride is not 0 ([`Conv2dShape::out_shape`] checks both).
+    pub fn out_hw(self, h: usize, w: usize, kh: usize, kw: usize) -> (usize, usize) {
+        (
+            (h + 2 * self.padding - kh) / self.stride + 1,
+            (w + 2 * self.padding - kw) / self.stride + 1,
+        )
+    }
+}
+
+/// The shapes of one 2-D convolution: its input, its weight and its hyper-parameters. The conv
+/// ops' shape checks are its methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dShape {
+    /// The input, NCHW (N, Cin, H, W).
+    pub xs: Shape4,
+    /// The weight (Cout, Cin/groups, kh, kw), as MindSpore stores it.
+    pub w_shape: [usize; 4],
+    /// Stride, padding, groups.
+    pub p: Conv2dParams,
+}
+
+impl Conv2dShape {
+    /// The output shape (N, Cout, OH, OW). Errors ([`Error::Shape`]): the input channels are not
+    /// `Cin/groups * groups`, `Cout` is not a multiple of the groups, a zero stride, groups or
+    /// kernel side, or a kernel larger than the padded input.
+    pub fn out_shape(&self) -> Result<Shape4> {
+        self.out_shape_of("conv2d")
+    }
+
+    /// [`Conv2dShape::out_shape`], the errors naming the op `what`.
+    pub(crate) fn out_shape_of(&self, what: &str) -> Result<Shape4> {
+        let (xs, p) = (self.xs, self.p);
+        let [cout, cin_g, kh, kw] = self.w_shape;
+        if p.groups == 0 || xs.c != cin_g * p.groups || cout % p.groups != 0 {
+            return Err(Error::Shape(format!(
+                "{what}: input {xs:?} does not fit weight {:?} with {} groups",
+                self.w_shape, p.groups
+            )));
+        }
+        if p.stride == 0
+            || kh == 0
+            || kw == 0
+            || xs.h + 2 * p.padding < kh
+            || xs.w + 2 * p.padding < kw
+        {
+            return Err(Error::Shape(format!(
+                "{what}: input {xs:?} does not fit kernel {kh}x{kw} with {p:?}"
+            )));
+        }
+        let (oh, ow) = p.out_hw(xs.h, xs.w, kh, kw);
+        Ok(Shape4::new(xs.n, cout, oh, ow))
+    }
+
+    /// Values of the weight.
+    pub fn w_len(&self) -> usize {
+        self.w_shape.iter().product()
+    }
+
+    /// The checks of [`Backend::conv2d_backward_data`](super::Backend::conv2d_backward_data):
+    /// [`Conv2dShape::check_grad`], and every buffer has room.
+    pub(crate) fn check_backward_data<B: BufferLen + ?Sized>(
+        &self,
+        w: &B,
+        dy: &B,
+        ys: Shape4,
+        dx: &B,
+    ) -> Result<()> {
+        let what = "conv2d_backward_data";
+        self.check_grad(what, ys)?;
+        check_len(&format!("{what} dy"), dy, ys.numel())?;
+        check_len(&format!("{what} weight"), w, self.w_len())?;
+        check_len(&format!("{what} dx"), dx, self.xs.numel())
+    }
+
+    /// The checks of [`Backend::conv2d_backward_filter`](super::Backend::conv2d_backward_filter):
+    /// [`Conv2dShape::check_grad`], and every buffer has room.
+    pub(crate) fn check_backward_filter<B: BufferLen + ?Sized>(
+        &self,
+        x: &B,
+        dy: &B,
+        ys: Shape4,
+        dw: &B,
+    ) -> Result<()> {
+        let what = "conv2d_backward_filter";
+        self.check_grad(what, ys)?;
+        check_len(&format!("{what} x"), x, self.xs.numel())?;
+        check_len(&format!("{what} dy"), dy, ys.numel())?;
+        check_len(&format!("{what} dw"), dw, self.w_len())
+    }
+
+    /// The checks of a gradient op `what`: the shapes fit ([`Conv2dShape::out_shape`]) and `ys`,
+    /// the shape the caller gives the output gradient, is the forward's output shape.
+    pub(crate) fn check_grad(&self, what: &str, ys: Shape4) -> Result<()> {
+        let expect = self.out_shape_of(what)?;
+        if ys != expect {
+            return Err(Error::Shape(format!(
+                "{what}: output gradient {ys:?}, but conv of {:?} by {:?} with {:?} gives {expect:?}",
+                self.xs, self.w_shape, self.p
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A convolution forward as [`Backend::conv2d`](super::Backend::conv2d) and the fused conv +
+/// pool ops apply it: `y = act(conv2d(x, w) + bias[c])`, the bias being where a folded BatchNorm
+/// goes.
+#[derive(Debug)]
+pub struct Conv2dForward<'a, B: ?Sized> {
+    /// Input, weight and hyper-parameters.
+    pub shape: Conv2dShape,
+    /// The weight, `shape.w_shape`.
+    pub w: &'a B,
+    /// The bias, Cout values, if any.
+    pub bias: Option<&'a B>,
+    /// The epilogue's activation.
+    pub act: Activation,
+}
+
+impl<B: ?Sized> Clone for Conv2dForward<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B: ?Sized> Copy for Conv2dForward<'_, B> {}
+
+impl<B: BufferLen + ?Sized> Conv2dForward<'_, B> {
+    /// The checks of a forward from `x` into `y`: the shapes fit and every buffer has room.
+    /// Returns the output shape.
+    pub(crate) fn check(&self, x: &B, y: &B) -> Result<Shape4> {
+        let s = &self.shape;
+        let ys = s.out_shape()?;
+        check_len("conv2d input", x, s.xs.numel())?;
+        check_len("conv2d weight", self.w, s.w_len())?;
+        check_len("conv2d output", y, ys.numel())?;
+        if let Some(b) = self.bias {
+            check_len("conv2d bias", b, s.w_shape[0])?;
+        }
+        Ok(ys)
+    }
+}
+
+// ---- pooling
+
+/// MindSpore `MaxPool2d(pad_mode="same")` output size and padding: `out = ceil(in/stride)`,
+/// total padding `max(0, (out-1)*stride + k - in)`, the smaller half at the top/left.
+/// Returns (out, pad_before).
+pub fn same_pool_geometry(input: usize, kernel: usize, stride: usize) -> (usize, usize) {
+    let out = input.div_ceil(stride);
+    let total = ((out - 1) * stride + kernel).saturating_sub(input);
+    (out, total / 2)
+}
+
+/// A max pool's window: MindSpore `MaxPool2d(kernel_size, stride, pad_mode="same")` (TF
+/// 'SAME', see [`same_pool_geometry`]), square kernel and stride. Where the windows fall on an
+/// input is [`MaxPool2dParams::geometry`]'s answer alone, so another padding rule changes that
+/// one method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxPool2dParams {
+    /// Kernel side.
+    pub kernel: usize,
+    /// Stride, both directions.
+    pub stride: usize,
+}
+
+/// Where the windows of a max pool fall on its input: window (oy, ox) covers rows
+/// `oy*stride - pad_top ..` and columns `ox*stride - pad_left ..` (`kernel` of each), clipped
+/// to the input; padded positions never win.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolGeometry {
+    /// The output shape (N, C, OH, OW).
+    pub ys: Shape4,
+    /// Padding rows above the input.
+    pub pad_top: usize,
+    /// Padding columns left of the input.
+    pub pad_left: usize,
+}
+
+impl MaxPool2dParams {
+    /// MindSpore `MaxPool2d(kernel, stride, pad_mode="same")`.
+    pub const fn same(kernel: usize, stride: usize) -> MaxPool2dParams {
+        MaxPool2dParams { kernel, stride }
+    }
+
+    /// The windows over an input of shape `xs` ([`same_pool_geometry`] per axis). Errors
+    /// ([`Error::Shape`]): a zero kernel, stride, height or width.
+    pub fn geometry(self, xs: Shape4) -> Result<PoolGeometry> {
+        self.geometry_of("max_pool2d", xs)
+    }
+
+    /// The checks of [`Backend::max_pool2d_same`](super::Backend::max_pool2d_same): the
+    /// geometry of `xs`, and room in `x` and `y`. Returns the geometry.
+    pub(crate) fn check_forward<B: BufferLen + ?Sized>(
+        self,
+        x: &B,
+        xs: Shape4,
+        y: &B,
+    ) -> Result<PoolGeometry> {
+        let g = self.geometry(xs)?;
+        check_len("max_pool2d input", x, xs.numel())?;
+        check_len("max_pool2d output", y, g.ys.numel())?;
+        Ok(g)
+    }
+
+    /// The checks of
+    /// [`Backend::max_pool2d_same_backward`](super::Backend::max_pool2d_same_backward): the
+    /// geometry of `xs`, and room in `x`, `dy` and `dx`. Returns the geometry.
+    pub(crate) fn check_backward<B: BufferLen + ?Sized>(
+        self,
+        x: &B,
+        xs: Shape4,
+        dy: &B,
+        dx: &B,
+    ) -> Result<PoolGeometry> {
+        let what = "max_pool2d_same_backward";
+        let g = self.geometry_of(what, xs)?;
+        check_len(&format!("{what} x"), x, xs.numel())?;
+        check_len(&format!("{what} dy"), dy, g.ys.numel())?;
+        check_len(&format!("{what} dx"), dx, xs.numel())?;
+        Ok(g)
+    }
+
+    /// [`MaxPool2dParams::geometry`], the error naming the op `what`.
+    pub(crate) fn geometry_of(self, what: &str, xs: Shape4) -> Result<PoolGeometry> {
+        let (kernel, stride) = (self.kernel, self.stride);
+        if kernel == 0 || stride == 0 || xs.h == 0 || xs.w == 0 {
+            return Err(Error::Shape(format!(
+                "{what}: kernel {kernel}, stride {stride}, input {xs:?}"
+            )));
+        }
+        let (oh, pad_top) = same_pool_geometry(xs.h, kernel, stride);
+        let (ow, pad_left) = same_pool_geometry(xs.w, kernel, stride);
+        Ok(PoolGeometry {
+            ys: Shape4::new(xs.n, xs.c, oh, ow),
+            pad_top,
+            pad_left,
+        })
+    }
+}
