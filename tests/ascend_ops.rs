@@ -6,7 +6,8 @@ use common::emu::{fp32, lock, max_abs, values};
 use senet::backend::ascend;
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{
-    Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, MaxPool2dParams, Shape4,
+    Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, LinearForward, LinearGrads,
+    LinearShape, MaxPool2dParams, Shape4,
 };
 use senet::Error;
 
@@ -129,9 +130,20 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
     let x = be.upload(&values(n * fin, 80)).unwrap();
     let w = be.upload(&values(fout * fin, 81)).unwrap();
     let b = be.upload(&values(fout, 82)).unwrap();
+    let shape = LinearShape {
+        n,
+        in_features: fin,
+        out_features: fout,
+    };
     for act in [Activation::None, Activation::Relu, Activation::Sigmoid] {
         let mut y = be.alloc(n * fout).unwrap();
-        be.linear(&x, n, &w, fout, fin, &b, act, &mut y).unwrap();
+        let f = LinearForward {
+            shape,
+            w: &w,
+            b: &b,
+            act,
+        };
+        be.linear(f, &x, &mut y).unwrap();
         out.push((format!("linear {act:?}"), get(&y, n * fout)));
     }
     let dy = be.upload(&values(n * fout, 83)).unwrap();
@@ -140,8 +152,12 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
         be.alloc(fout * fin).unwrap(),
         be.alloc(fout).unwrap(),
     );
-    be.linear_backward(&x, n, &w, fout, fin, &dy, Some(&mut dx), &mut dw, &mut db)
-        .unwrap();
+    let grads = LinearGrads {
+        dx: Some(&mut dx),
+        dw: &mut dw,
+        db: &mut db,
+    };
+    be.linear_backward(shape, &x, &w, &dy, grads).unwrap();
     out.push(("linear dx".into(), get(&dx, n * fin)));
     out.push(("linear dw".into(), get(&dw, fout * fin)));
     out.push(("linear db".into(), get(&db, fout)));

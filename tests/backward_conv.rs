@@ -11,7 +11,7 @@ use common::fd::rel_err;
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{
     same_pool_geometry, Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape,
-    MaxPool2dParams, Shape4,
+    LinearForward, LinearGrads, LinearShape, MaxPool2dParams, Shape4,
 };
 
 /// SplitMix64: a tiny deterministic generator for test data.
@@ -404,30 +404,40 @@ fn linear_gradients_match_finite_differences() {
         let be0 = &bes[1];
         let fwd = |x: &[f32], w: &[f32], b: &[f32]| {
             let mut y = vec![0.0; n * outf];
-            be0.linear(
-                &x.to_vec(),
-                n,
-                &w.to_vec(),
-                outf,
-                inf,
-                &b.to_vec(),
-                Activation::None,
-                &mut y,
-            )
-            .unwrap();
+            let (w, b) = (w.to_vec(), b.to_vec());
+            let f = LinearForward {
+                shape: LinearShape {
+                    n,
+                    in_features: inf,
+                    out_features: outf,
+                },
+                w: &w,
+                b: &b,
+                act: Activation::None,
+            };
+            be0.linear(f, &x.to_vec(), &mut y).unwrap();
             loss(&r, &y)
         };
         let num_dx = numeric_grad(&x, |v| fwd(v, &w, &b));
         let num_dw = numeric_grad(&w, |v| fwd(&x, v, &b));
         let num_db = numeric_grad(&b, |v| fwd(&x, &w, v));
+        let shape = LinearShape {
+            n,
+            in_features: inf,
+            out_features: outf,
+        };
         for be in &bes {
             let t = be.threads();
             let (xb, wb, rb) = (padded(&x), padded(&w), padded(&r));
             let mut dx = garbage(n * inf);
             let mut dw = garbage(outf * inf);
             let mut db = garbage(outf);
-            be.linear_backward(&xb, n, &wb, outf, inf, &rb, Some(&mut dx), &mut dw, &mut db)
-                .unwrap();
+            let grads = LinearGrads {
+                dx: Some(&mut dx),
+                dw: &mut dw,
+                db: &mut db,
+            };
+            be.linear_backward(shape, &xb, &wb, &rb, grads).unwrap();
             assert_tail("linear dx", &dx, n * inf);
             assert_tail("linear dw", &dw, outf * inf);
             assert_tail("linear db", &db, outf);
@@ -438,8 +448,12 @@ fn linear_gradients_match_finite_differences() {
             // Without dx: the same dw and db.
             let mut dw2 = garbage(outf * inf);
             let mut db2 = garbage(outf);
-            be.linear_backward(&xb, n, &wb, outf, inf, &rb, None, &mut dw2, &mut db2)
-                .unwrap();
+            let grads = LinearGrads {
+                dx: None,
+                dw: &mut dw2,
+                db: &mut db2,
+            };
+            be.linear_backward(shape, &xb, &wb, &rb, grads).unwrap();
             assert_eq!(dw2, dw);
             assert_eq!(db2, db);
         }
@@ -448,15 +462,19 @@ fn linear_gradients_match_finite_differences() {
     let mut small = vec![0.0; 3];
     assert!(be
         .linear_backward(
+            LinearShape {
+                n: 2,
+                in_features: 3,
+                out_features: 2,
+            },
             &vec![0.0; 6],
-            2,
             &vec![0.0; 6],
-            2,
-            3,
             &vec![0.0; 4],
-            None,
-            &mut small,
-            &mut vec![0.0; 2]
+            LinearGrads {
+                dx: None,
+                dw: &mut small,
+                db: &mut vec![0.0; 2],
+            },
         )
         .is_err());
 }
@@ -679,15 +697,19 @@ fn empty_batch_gives_zero_parameter_gradients() {
     let mut dw = vec![3.0; 6];
     let mut db = vec![3.0; 2];
     be.linear_backward(
+        LinearShape {
+            n: 0,
+            in_features: 3,
+            out_features: 2,
+        },
         &vec![],
-        0,
         &vec![1.0; 6],
-        2,
-        3,
         &vec![],
-        None,
-        &mut dw,
-        &mut db,
+        LinearGrads {
+            dx: None,
+            dw: &mut dw,
+            db: &mut db,
+        },
     )
     .unwrap();
     assert_eq!((dw, db), (vec![0.0; 6], vec![0.0; 2]));

@@ -12,7 +12,7 @@ mod common;
 use common::fd::{assert_grad, backend, dot, Rng};
 
 use senet::backend::cpu::CpuBackend;
-use senet::backend::{Activation, Backend, Shape4};
+use senet::backend::{Activation, Backend, LinearForward, LinearShape, Shape4};
 use senet::train::metrics;
 
 // ---------------------------------------------------------------- BatchNorm
@@ -347,8 +347,18 @@ fn activation_forward(be: &CpuBackend, z: &[f32], act: Activation) -> Vec<f32> {
         w[i * k + i] = 1.0;
     }
     let mut y = vec![0.0; k];
-    be.linear(&z.to_vec(), 1, &w, k, k, &vec![0.0; k], act, &mut y)
-        .unwrap();
+    let b = vec![0.0; k];
+    let f = LinearForward {
+        shape: LinearShape {
+            n: 1,
+            in_features: k,
+            out_features: k,
+        },
+        w: &w,
+        b: &b,
+        act,
+    };
+    be.linear(f, &z.to_vec(), &mut y).unwrap();
     y
 }
 

@@ -14,8 +14,8 @@ mod params;
 
 pub(crate) use params::check_len;
 pub use params::{
-    same_pool_geometry, BufferLen, Conv2dForward, Conv2dParams, Conv2dShape, MaxPool2dParams,
-    PoolGeometry,
+    same_pool_geometry, BufferLen, Conv2dForward, Conv2dParams, Conv2dShape, LinearForward,
+    LinearGrads, LinearShape, MaxPool2dParams, PoolGeometry,
 };
 
 use crate::Result;
@@ -179,17 +179,12 @@ pub trait Backend: Send + Sync {
         Ok(ys)
     }
 
-    /// Dense layer `y = act(x · wᵀ + b)`: x (n, in), w (out, in) as MindSpore `nn.Dense`, b (out).
-    #[allow(clippy::too_many_arguments)]
+    /// Dense layer `y = act(x · wᵀ + b)` (MindSpore `nn.Dense`): x (n, in), `f.w` (out, in),
+    /// `f.b` (out), y (n, out). Errors ([`crate::Error::Shape`]): a buffer too short.
     fn linear(
         &self,
+        f: LinearForward<'_, Self::Buffer>,
         x: &Self::Buffer,
-        n: usize,
-        w: &Self::Buffer,
-        out_features: usize,
-        in_features: usize,
-        b: &Self::Buffer,
-        act: Activation,
         y: &mut Self::Buffer,
     ) -> Result<()>;
 
@@ -238,22 +233,17 @@ pub trait Backend: Send + Sync {
         accumulate: bool,
     ) -> Result<()>;
 
-    /// Dense backward for y = x·wᵀ + b: dx (n,in) overwritten when Some, dw (out,in) and db (out) overwritten.
-    ///
-    /// Given `dy` (n, out): `dx = dy·w`, `dw = dyᵀ·x`, `db = Σ_rows dy`. `dx` is `None` for the
-    /// first layer (no input gradient needed). Errors if a buffer is too short.
-    #[allow(clippy::too_many_arguments)]
+    /// Dense backward for y = x·wᵀ + b, given `dy` (n, out) and the forward's `x` (n, in) and
+    /// `w` (out, in): `grads.dx = dy·w` when wanted (None for the first layer: no input
+    /// gradient needed), `grads.dw = dyᵀ·x`, `grads.db = Σ_rows dy`, each overwritten.
+    /// Errors ([`crate::Error::Shape`]): a buffer too short.
     fn linear_backward(
         &self,
+        shape: LinearShape,
         x: &Self::Buffer,
-        n: usize,
         w: &Self::Buffer,
-        out_features: usize,
-        in_features: usize,
         dy: &Self::Buffer,
-        dx: Option<&mut Self::Buffer>,
-        dw: &mut Self::Buffer,
-        db: &mut Self::Buffer,
+        grads: LinearGrads<'_, Self::Buffer>,
     ) -> Result<()>;
 
     /// Backward of max_pool2d_same: routes each dy to the argmax of its window in x (first max

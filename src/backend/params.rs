@@ -28,7 +28,7 @@ impl BufferLen for Vec<f32> {
 }
 
 /// [`Error::Shape`] unless `buf` has room for `need` values, naming `what`.
-pub(crate) fn check_len<B: BufferLen + ?Sized>(what: &str, buf: &B, need: usize) -> Result<()> {
+pub(crate) fn check_len(what: &str, buf: &(impl BufferLen + ?Sized), need: usize) -> Result<()> {
     let have = buf.buffer_len();
     if have < need {
         return Err(Error::Shape(format!(
@@ -114,12 +114,12 @@ impl Conv2dShape {
 
     /// The checks of [`Backend::conv2d_backward_data`](super::Backend::conv2d_backward_data):
     /// [`Conv2dShape::check_grad`], and every buffer has room.
-    pub(crate) fn check_backward_data<B: BufferLen + ?Sized>(
+    pub(crate) fn check_backward_data(
         &self,
-        w: &B,
-        dy: &B,
+        w: &(impl BufferLen + ?Sized),
+        dy: &(impl BufferLen + ?Sized),
         ys: Shape4,
-        dx: &B,
+        dx: &(impl BufferLen + ?Sized),
     ) -> Result<()> {
         let what = "conv2d_backward_data";
         self.check_grad(what, ys)?;
@@ -130,12 +130,12 @@ impl Conv2dShape {
 
     /// The checks of [`Backend::conv2d_backward_filter`](super::Backend::conv2d_backward_filter):
     /// [`Conv2dShape::check_grad`], and every buffer has room.
-    pub(crate) fn check_backward_filter<B: BufferLen + ?Sized>(
+    pub(crate) fn check_backward_filter(
         &self,
-        x: &B,
-        dy: &B,
+        x: &(impl BufferLen + ?Sized),
+        dy: &(impl BufferLen + ?Sized),
         ys: Shape4,
-        dw: &B,
+        dw: &(impl BufferLen + ?Sized),
     ) -> Result<()> {
         let what = "conv2d_backward_filter";
         self.check_grad(what, ys)?;
@@ -184,7 +184,11 @@ impl<B: ?Sized> Copy for Conv2dForward<'_, B> {}
 impl<B: BufferLen + ?Sized> Conv2dForward<'_, B> {
     /// The checks of a forward from `x` into `y`: the shapes fit and every buffer has room.
     /// Returns the output shape.
-    pub(crate) fn check(&self, x: &B, y: &B) -> Result<Shape4> {
+    pub(crate) fn check(
+        &self,
+        x: &(impl BufferLen + ?Sized),
+        y: &(impl BufferLen + ?Sized),
+    ) -> Result<Shape4> {
         let s = &self.shape;
         let ys = s.out_shape()?;
         check_len("conv2d input", x, s.xs.numel())?;
@@ -247,11 +251,11 @@ impl MaxPool2dParams {
 
     /// The checks of [`Backend::max_pool2d_same`](super::Backend::max_pool2d_same): the
     /// geometry of `xs`, and room in `x` and `y`. Returns the geometry.
-    pub(crate) fn check_forward<B: BufferLen + ?Sized>(
+    pub(crate) fn check_forward(
         self,
-        x: &B,
+        x: &(impl BufferLen + ?Sized),
         xs: Shape4,
-        y: &B,
+        y: &(impl BufferLen + ?Sized),
     ) -> Result<PoolGeometry> {
         let g = self.geometry(xs)?;
         check_len("max_pool2d input", x, xs.numel())?;
@@ -262,12 +266,12 @@ impl MaxPool2dParams {
     /// The checks of
     /// [`Backend::max_pool2d_same_backward`](super::Backend::max_pool2d_same_backward): the
     /// geometry of `xs`, and room in `x`, `dy` and `dx`. Returns the geometry.
-    pub(crate) fn check_backward<B: BufferLen + ?Sized>(
+    pub(crate) fn check_backward(
         self,
-        x: &B,
+        x: &(impl BufferLen + ?Sized),
         xs: Shape4,
-        dy: &B,
-        dx: &B,
+        dy: &(impl BufferLen + ?Sized),
+        dx: &(impl BufferLen + ?Sized),
     ) -> Result<PoolGeometry> {
         let what = "max_pool2d_same_backward";
         let g = self.geometry_of(what, xs)?;
@@ -293,4 +297,98 @@ impl MaxPool2dParams {
             pad_left,
         })
     }
+}
+
+// ---- dense
+
+/// The shapes of a dense layer (MindSpore `nn.Dense`): `n` rows of `in_features` in,
+/// `out_features` out, the weight (out_features, in_features).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinearShape {
+    /// Rows (the batch).
+    pub n: usize,
+    /// Input features.
+    pub in_features: usize,
+    /// Output features.
+    pub out_features: usize,
+}
+
+impl LinearShape {
+    /// The checks of [`Backend::linear_backward`](super::Backend::linear_backward): every
+    /// buffer has room for its shape.
+    pub(crate) fn check_backward<B: BufferLen + ?Sized>(
+        self,
+        x: &(impl BufferLen + ?Sized),
+        w: &(impl BufferLen + ?Sized),
+        dy: &(impl BufferLen + ?Sized),
+        grads: &LinearGrads<'_, B>,
+    ) -> Result<()> {
+        let LinearShape {
+            n,
+            in_features: i,
+            out_features: o,
+        } = self;
+        check_len("linear_backward x", x, n * i)?;
+        check_len("linear_backward weight", w, o * i)?;
+        check_len("linear_backward dy", dy, n * o)?;
+        check_len("linear_backward dw", &*grads.dw, o * i)?;
+        check_len("linear_backward db", &*grads.db, o)?;
+        if let Some(dx) = grads.dx.as_deref() {
+            check_len("linear_backward dx", dx, n * i)?;
+        }
+        Ok(())
+    }
+}
+
+/// A dense layer's forward as [`Backend::linear`](super::Backend::linear) applies it:
+/// `y = act(x · wᵀ + b)`.
+#[derive(Debug)]
+pub struct LinearForward<'a, B: ?Sized> {
+    /// Rows and features.
+    pub shape: LinearShape,
+    /// The weight (out_features, in_features), as MindSpore `nn.Dense` stores it.
+    pub w: &'a B,
+    /// The bias (out_features).
+    pub b: &'a B,
+    /// The activation applied last.
+    pub act: Activation,
+}
+
+impl<B: ?Sized> Clone for LinearForward<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B: ?Sized> Copy for LinearForward<'_, B> {}
+
+impl<B: BufferLen + ?Sized> LinearForward<'_, B> {
+    /// The checks of a forward from `x` into `y`: every buffer has room for its shape.
+    pub(crate) fn check(
+        &self,
+        x: &(impl BufferLen + ?Sized),
+        y: &(impl BufferLen + ?Sized),
+    ) -> Result<()> {
+        let LinearShape {
+            n,
+            in_features: i,
+            out_features: o,
+        } = self.shape;
+        check_len("linear input", x, n * i)?;
+        check_len("linear weight", self.w, o * i)?;
+        check_len("linear bias", self.b, o)?;
+        check_len("linear output", y, n * o)
+    }
+}
+
+/// The gradients [`Backend::linear_backward`](super::Backend::linear_backward) writes, each
+/// overwritten.
+#[derive(Debug)]
+pub struct LinearGrads<'a, B: ?Sized> {
+    /// ∂L/∂x (n, in_features), or None when no input gradient is needed (the first layer).
+    pub dx: Option<&'a mut B>,
+    /// ∂L/∂w (out_features, in_features).
+    pub dw: &'a mut B,
+    /// ∂L/∂b (out_features).
+    pub db: &'a mut B,
 }

@@ -11,7 +11,8 @@
 use super::arch::{blocks, Arch, BlockKind, BlockSpec};
 use super::SeNet;
 use crate::backend::{
-    Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, MaxPool2dParams, Shape4,
+    Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, LinearForward, LinearShape,
+    MaxPool2dParams, Shape4,
 };
 use crate::{Error, Result, Tensor};
 
@@ -102,16 +103,17 @@ impl<B: Backend> Dense<B> {
         act: Activation,
         y: &mut B::Buffer,
     ) -> Result<()> {
-        be.linear(
-            x,
-            n,
-            &self.w,
-            self.out_features,
-            self.in_features,
-            &self.b,
+        let f = LinearForward {
+            shape: LinearShape {
+                n,
+                in_features: self.in_features,
+                out_features: self.out_features,
+            },
+            w: &self.w,
+            b: &self.b,
             act,
-            y,
-        )
+        };
+        be.linear(f, x, y)
     }
 }
 

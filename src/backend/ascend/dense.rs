@@ -5,28 +5,25 @@ use super::conv::activate;
 use super::op::aclnn;
 use super::tensor::{DType, ScalarValue, TensorDesc};
 use super::AscendBackend;
-use crate::backend::{check_len, Activation};
+use crate::backend::{Activation, LinearForward, LinearGrads, LinearShape};
 use crate::Result;
 
 /// [`Backend::linear`](crate::backend::Backend::linear): `aclnnAddmm(bias, x, wᵀ)` with
 /// beta = alpha = 1 (the (out) bias broadcast over rows; wᵀ a (in, out) view of w with
 /// strides (1, in)), then ReLU in place or Sigmoid from a temporary.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn linear(
     be: &AscendBackend,
+    f: LinearForward<'_, AscendBuffer>,
     x: &AscendBuffer,
-    n: usize,
-    w: &AscendBuffer,
-    out_features: usize,
-    in_features: usize,
-    b: &AscendBuffer,
-    act: Activation,
     y: &mut AscendBuffer,
 ) -> Result<()> {
-    check_len("linear input", x, n * in_features)?;
-    check_len("linear weight", w, out_features * in_features)?;
-    check_len("linear bias", b, out_features)?;
-    check_len("linear output", y, n * out_features)?;
+    f.check(x, y)?;
+    let LinearShape {
+        n,
+        in_features,
+        out_features,
+    } = f.shape;
+    let (w, b, act) = (f.w, f.b, f.act);
     let cd = be.cd();
     let mut ctx = be.dev.enter()?;
     let xa = read_as(&mut ctx, x, &[n, in_features], cd)?;
@@ -61,27 +58,21 @@ pub(super) fn linear(
 /// `dx = dy·w` (`aclnnMm`), `dw = dyᵀ·x` (`aclnnMm` on a stride-transposed view of dy),
 /// `db = Σ_rows dy` (`aclnnReduceSum` over dim 0, fp32 output). `dw` and `db` are fp32
 /// (parameter gradients): in O2 the fp16 product is cast.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn linear_backward(
     be: &AscendBackend,
+    shape: LinearShape,
     x: &AscendBuffer,
-    n: usize,
     w: &AscendBuffer,
-    out_features: usize,
-    in_features: usize,
     dy: &AscendBuffer,
-    dx: Option<&mut AscendBuffer>,
-    dw: &mut AscendBuffer,
-    db: &mut AscendBuffer,
+    grads: LinearGrads<'_, AscendBuffer>,
 ) -> Result<()> {
-    check_len("linear_backward x", x, n * in_features)?;
-    check_len("linear_backward w", w, out_features * in_features)?;
-    check_len("linear_backward dy", dy, n * out_features)?;
-    check_len("linear_backward dw", dw, out_features * in_features)?;
-    check_len("linear_backward db", db, out_features)?;
-    if let Some(dx) = &dx {
-        check_len("linear_backward dx", &**dx, n * in_features)?;
-    }
+    shape.check_backward(x, w, dy, &grads)?;
+    let LinearShape {
+        n,
+        in_features,
+        out_features,
+    } = shape;
+    let LinearGrads { dx, dw, db } = grads;
     let cd = be.cd();
     let cube = be.cube(cd);
     let mut ctx = be.dev.enter()?;

@@ -38,7 +38,10 @@ pub use buffer::AscendBuffer;
 pub use runtime::{Event, Stream};
 pub use tensor::DType;
 
-use super::{Activation, Backend, Conv2dForward, Conv2dShape, MaxPool2dParams, Shape4};
+use super::{
+    Activation, Backend, Conv2dForward, Conv2dShape, LinearForward, LinearGrads, LinearShape,
+    MaxPool2dParams, Shape4,
+};
 use crate::{Error, Result};
 use device::DeviceShared;
 
@@ -295,16 +298,11 @@ impl Backend for AscendBackend {
 
     fn linear(
         &self,
+        f: LinearForward<'_, AscendBuffer>,
         x: &AscendBuffer,
-        n: usize,
-        w: &AscendBuffer,
-        out_features: usize,
-        in_features: usize,
-        b: &AscendBuffer,
-        act: Activation,
         y: &mut AscendBuffer,
     ) -> Result<()> {
-        dense::linear(self, x, n, w, out_features, in_features, b, act, y)
+        dense::linear(self, f, x, y)
     }
 
     fn se_scale_add_relu(
@@ -342,17 +340,13 @@ impl Backend for AscendBackend {
 
     fn linear_backward(
         &self,
+        shape: LinearShape,
         x: &AscendBuffer,
-        n: usize,
         w: &AscendBuffer,
-        out_features: usize,
-        in_features: usize,
         dy: &AscendBuffer,
-        dx: Option<&mut AscendBuffer>,
-        dw: &mut AscendBuffer,
-        db: &mut AscendBuffer,
+        grads: LinearGrads<'_, AscendBuffer>,
     ) -> Result<()> {
-        dense::linear_backward(self, x, n, w, out_features, in_features, dy, dx, dw, db)
+        dense::linear_backward(self, shape, x, w, dy, grads)
     }
 
     fn max_pool2d_same_backward(

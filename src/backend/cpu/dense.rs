@@ -2,29 +2,26 @@
 //! the forward as one GEMM plus the bias and activation per row, the gradients as two GEMMs and a
 //! column sum.
 use super::matmul::{self, matmul, MatLayout, Par};
-use super::{check_len, kernels, CpuBackend};
-use crate::backend::Activation;
+use super::{kernels, CpuBackend};
+use crate::backend::{LinearForward, LinearGrads, LinearShape};
 use crate::Result;
 
 /// [`Backend::linear`](crate::backend::Backend::linear) on the CPU: `y` (n, out) = `x · wᵀ` (one GEMM
 /// split across the pool), then per row the bias and `act`. Errors (`Error::Shape`) if a buffer
 /// is too short.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn linear(
     be: &CpuBackend,
+    f: LinearForward<'_, Vec<f32>>,
     x: &[f32],
-    n: usize,
-    w: &[f32],
-    out_features: usize,
-    in_features: usize,
-    b: &[f32],
-    act: Activation,
     y: &mut [f32],
 ) -> Result<()> {
-    check_len("linear input", x, n * in_features)?;
-    check_len("linear weight", w, out_features * in_features)?;
-    check_len("linear bias", b, out_features)?;
-    check_len("linear output", y, n * out_features)?;
+    f.check(x, y)?;
+    let LinearShape {
+        n,
+        in_features,
+        out_features,
+    } = f.shape;
+    let (w, b, act) = (f.w, f.b, f.act);
     // y (n, out) = x (n, in) · wᵀ (in, out), then bias + activation per row.
     be.pool.install(|| {
         matmul::matmul(
@@ -51,28 +48,21 @@ pub(super) fn linear(
 /// - `db` (out) = the sum of `dy` over its rows (in row order), overwritten.
 ///
 /// Errors (`Error::Shape`) if a buffer is too short.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn linear_backward(
     be: &CpuBackend,
+    shape: LinearShape,
     x: &[f32],
-    n: usize,
     w: &[f32],
-    out_features: usize,
-    in_features: usize,
     dy: &[f32],
-    dx: Option<&mut [f32]>,
-    dw: &mut [f32],
-    db: &mut [f32],
+    grads: LinearGrads<'_, Vec<f32>>,
 ) -> Result<()> {
-    let (o, i) = (out_features, in_features);
-    check_len("linear_backward x", x, n * i)?;
-    check_len("linear_backward weight", w, o * i)?;
-    check_len("linear_backward dy", dy, n * o)?;
-    check_len("linear_backward dw", dw, o * i)?;
-    check_len("linear_backward db", db, o)?;
-    if let Some(dx) = dx.as_deref() {
-        check_len("linear_backward dx", dx, n * i)?;
-    }
+    shape.check_backward(x, w, dy, &grads)?;
+    let LinearShape {
+        n,
+        in_features: i,
+        out_features: o,
+    } = shape;
+    let LinearGrads { dx, dw, db } = grads;
     be.pool.install(|| {
         if let Some(dx) = dx {
             // dx (n × in) = dy (n × out) · w (out × in).

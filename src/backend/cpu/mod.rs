@@ -43,7 +43,10 @@ pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-use super::{check_len, Activation, Backend, Conv2dForward, Conv2dShape, MaxPool2dParams, Shape4};
+use super::{
+    check_len, Activation, Backend, Conv2dForward, Conv2dShape, LinearForward, LinearGrads,
+    LinearShape, MaxPool2dParams, Shape4,
+};
 use crate::{Error, Result};
 
 /// The CPU backend. Owns its rayon thread pool.
@@ -103,16 +106,6 @@ impl CpuBackend {
     }
 }
 
-/// `f` with its buffers as slices, as the family functions take them.
-fn slices<'a>(f: Conv2dForward<'a, Vec<f32>>) -> Conv2dForward<'a, [f32]> {
-    Conv2dForward {
-        shape: f.shape,
-        w: f.w,
-        bias: f.bias.map(|b| b.as_slice()),
-        act: f.act,
-    }
-}
-
 impl Backend for CpuBackend {
     type Buffer = Vec<f32>;
 
@@ -150,7 +143,7 @@ impl Backend for CpuBackend {
         x: &Vec<f32>,
         y: &mut Vec<f32>,
     ) -> Result<Shape4> {
-        conv::conv2d(self, slices(f), x, y)
+        conv::conv2d(self, f, x, y)
     }
 
     fn max_pool2d_same(
@@ -171,7 +164,7 @@ impl Backend for CpuBackend {
         pool: MaxPool2dParams,
         pooled: &mut Vec<f32>,
     ) -> Result<Shape4> {
-        conv::conv2d_max_pool(self, slices(f), x, y, pool, pooled)
+        conv::conv2d_max_pool(self, f, x, y, pool, pooled)
     }
 
     fn global_avg_pool(&self, x: &Vec<f32>, xs: Shape4, y: &mut Vec<f32>) -> Result<()> {
@@ -185,21 +178,11 @@ impl Backend for CpuBackend {
         y: &mut Vec<f32>,
         pooled: &mut Vec<f32>,
     ) -> Result<Shape4> {
-        conv::conv2d_avg_pool(self, slices(f), x, y, pooled)
+        conv::conv2d_avg_pool(self, f, x, y, pooled)
     }
 
-    fn linear(
-        &self,
-        x: &Vec<f32>,
-        n: usize,
-        w: &Vec<f32>,
-        out_features: usize,
-        in_features: usize,
-        b: &Vec<f32>,
-        act: Activation,
-        y: &mut Vec<f32>,
-    ) -> Result<()> {
-        dense::linear(self, x, n, w, out_features, in_features, b, act, y)
+    fn linear(&self, f: LinearForward<'_, Vec<f32>>, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+        dense::linear(self, f, x, y)
     }
 
     fn se_scale_add_relu(
@@ -239,18 +222,13 @@ impl Backend for CpuBackend {
 
     fn linear_backward(
         &self,
+        shape: LinearShape,
         x: &Vec<f32>,
-        n: usize,
         w: &Vec<f32>,
-        out_features: usize,
-        in_features: usize,
         dy: &Vec<f32>,
-        dx: Option<&mut Vec<f32>>,
-        dw: &mut Vec<f32>,
-        db: &mut Vec<f32>,
+        grads: LinearGrads<'_, Vec<f32>>,
     ) -> Result<()> {
-        let dx = dx.map(|d| d.as_mut_slice());
-        dense::linear_backward(self, x, n, w, out_features, in_features, dy, dx, dw, db)
+        dense::linear_backward(self, shape, x, w, dy, grads)
     }
 
     fn max_pool2d_same_backward(

@@ -1,6 +1,8 @@
 //! One layer's forward and backward in training mode: conv + BatchNorm (+ ReLU), and Dense.
 use super::{ConvBn, ConvBnActs, Dense, DeviceParam, BN_EPS, BN_MOMENTUM};
-use crate::backend::{Activation, Backend, Conv2dForward, Conv2dShape};
+use crate::backend::{
+    Activation, Backend, Conv2dForward, Conv2dShape, LinearForward, LinearGrads, LinearShape,
+};
 use crate::Result;
 
 /// Mutable access to four distinct parameters.
@@ -133,6 +135,15 @@ pub(super) fn conv_bn_backward<B: Backend>(
     Ok(())
 }
 
+/// The shapes of Dense layer `d` on `n` rows.
+fn linear_shape(d: &Dense, n: usize) -> LinearShape {
+    LinearShape {
+        n,
+        in_features: d.in_features,
+        out_features: d.out_features,
+    }
+}
+
 /// Dense forward `y = act(x · wᵀ + b)`.
 pub(super) fn dense_forward<B: Backend>(
     be: &B,
@@ -143,16 +154,13 @@ pub(super) fn dense_forward<B: Backend>(
     act: Activation,
     y: &mut B::Buffer,
 ) -> Result<()> {
-    be.linear(
-        x,
-        n,
-        &p[d.weight].value,
-        d.out_features,
-        d.in_features,
-        &p[d.bias].value,
+    let f = LinearForward {
+        shape: linear_shape(d, n),
+        w: &p[d.weight].value,
+        b: &p[d.bias].value,
         act,
-        y,
-    )
+    };
+    be.linear(f, x, y)
 }
 
 /// Dense backward: weight and bias gradients, and `dx` when wanted.
@@ -169,15 +177,10 @@ pub(super) fn dense_backward<B: Backend>(
         .get_disjoint_mut([d.weight, d.bias])
         .expect("distinct parameter indices");
     let dw = &mut w.train.as_mut().expect("dense weight is trainable").0;
-    be.linear_backward(
-        x,
-        n,
-        &w.value,
-        d.out_features,
-        d.in_features,
-        dy,
+    let grads = LinearGrads {
         dx,
         dw,
-        grad_of(b),
-    )
+        db: grad_of(b),
+    };
+    be.linear_backward(linear_shape(d, n), x, &w.value, dy, grads)
 }

@@ -27,7 +27,7 @@ pub(super) mod winograd;
 /// or im2col + the `gemm` crate (see the module docs).
 pub(super) fn conv2d(
     be: &CpuBackend,
-    f: Conv2dForward<'_, [f32]>,
+    f: Conv2dForward<'_, Vec<f32>>,
     x: &[f32],
     y: &mut [f32],
 ) -> Result<Shape4> {
@@ -38,7 +38,7 @@ pub(super) fn conv2d(
 /// pooled by the task that computed it.
 pub(super) fn conv2d_avg_pool(
     be: &CpuBackend,
-    f: Conv2dForward<'_, [f32]>,
+    f: Conv2dForward<'_, Vec<f32>>,
     x: &[f32],
     y: &mut [f32],
     pooled: &mut [f32],
@@ -59,7 +59,7 @@ pub(super) fn conv2d_avg_pool(
 /// pooled by the task that computed it when the batch is split across threads.
 pub(super) fn conv2d_max_pool(
     be: &CpuBackend,
-    f: Conv2dForward<'_, [f32]>,
+    f: Conv2dForward<'_, Vec<f32>>,
     x: &[f32],
     y: &mut [f32],
     pool: MaxPool2dParams,
@@ -89,7 +89,7 @@ pub(super) fn conv2d_max_pool(
 /// (`post.out` holds `post.len` values per image; checked by the caller).
 fn conv2d_post(
     be: &CpuBackend,
-    f: Conv2dForward<'_, [f32]>,
+    f: Conv2dForward<'_, Vec<f32>>,
     x: &[f32],
     y: &mut [f32],
     post: Option<PerImage>,
