@@ -6,8 +6,9 @@ use common::emu::{fp32, lock, max_abs, values};
 use senet::backend::ascend;
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{
-    Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, LinearForward, LinearGrads,
-    LinearShape, MaxPool2dParams, Shape4,
+    Activation, Backend, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats,
+    Conv2dForward, Conv2dParams, Conv2dShape, LinearForward, LinearGrads, LinearShape,
+    MaxPool2dParams, MovingStats, SavedStats, Shape4,
 };
 use senet::Error;
 
@@ -197,7 +198,22 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
             be.alloc(len).unwrap(),
         );
         be.batch_norm_train(
-            &x, xs, &gamma, &beta, 1e-5, 0.9, &mut mm, &mut mv, &mut sm, &mut si, act, &mut y,
+            BatchNormForward {
+                xs,
+                gamma: &gamma,
+                beta: &beta,
+                act,
+            },
+            &x,
+            BatchStats {
+                eps: 1e-5,
+                momentum: 0.9,
+                moving_mean: &mut mm,
+                moving_var: &mut mv,
+                saved_mean: &mut sm,
+                saved_invstd: &mut si,
+            },
+            &mut y,
         )
         .unwrap();
         out.push((format!("bn{i} y"), get(&y, len)));
@@ -211,7 +227,22 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
         );
         let y_relu = (act == Activation::Relu).then_some(&y);
         be.batch_norm_backward(
-            &x, xs, &dy, y_relu, &gamma, &sm, &si, &mut dx, &mut dgm, &mut dbt,
+            BatchNormBackward {
+                xs,
+                x: &x,
+                dy: &dy,
+                y_relu,
+                gamma: &gamma,
+            },
+            SavedStats {
+                mean: &sm,
+                invstd: &si,
+            },
+            BatchNormGrads {
+                dx: &mut dx,
+                dgamma: &mut dgm,
+                dbeta: &mut dbt,
+            },
         )
         .unwrap();
         out.push((format!("bn{i} dx"), get(&dx, len)));
@@ -225,8 +256,22 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
     let mv = be.upload(&[0.5, 1.0, 1.5, 2.0]).unwrap();
     for (i, act) in [Activation::None, Activation::Relu].into_iter().enumerate() {
         let mut y = be.alloc(len).unwrap();
-        be.batch_norm_frozen(&x, xs, &gamma, &beta, &mm, &mv, 1e-5, act, &mut y)
-            .unwrap();
+        be.batch_norm_frozen(
+            BatchNormForward {
+                xs,
+                gamma: &gamma,
+                beta: &beta,
+                act,
+            },
+            &x,
+            MovingStats {
+                mean: &mm,
+                var: &mv,
+                eps: 1e-5,
+            },
+            &mut y,
+        )
+        .unwrap();
         out.push((format!("frozen bn{i} y"), get(&y, len)));
         out.push((
             format!("frozen bn{i} stats kept"),
@@ -240,7 +285,23 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
         );
         let y_relu = (act == Activation::Relu).then_some(&y);
         be.batch_norm_frozen_backward(
-            &x, xs, &dy, y_relu, &gamma, &mm, &mv, 1e-5, &mut dx, &mut dgm, &mut dbt,
+            BatchNormBackward {
+                xs,
+                x: &x,
+                dy: &dy,
+                y_relu,
+                gamma: &gamma,
+            },
+            MovingStats {
+                mean: &mm,
+                var: &mv,
+                eps: 1e-5,
+            },
+            BatchNormGrads {
+                dx: &mut dx,
+                dgamma: &mut dgm,
+                dbeta: &mut dbt,
+            },
         )
         .unwrap();
         out.push((format!("frozen bn{i} dx"), get(&dx, len)));

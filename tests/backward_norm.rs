@@ -12,7 +12,10 @@ mod common;
 use common::fd::{assert_grad, backend, dot, Rng};
 
 use senet::backend::cpu::CpuBackend;
-use senet::backend::{Activation, Backend, LinearForward, LinearShape, Shape4};
+use senet::backend::{
+    Activation, Backend, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats,
+    LinearForward, LinearShape, SavedStats, Shape4,
+};
 use senet::train::metrics;
 
 // ---------------------------------------------------------------- BatchNorm
@@ -113,17 +116,21 @@ fn bn_loss(
     let (mut sm, mut si) = (vec![0.0; c], vec![0.0; c]);
     let mut y = vec![0.0; k.xs.numel()];
     be.batch_norm_train(
+        BatchNormForward {
+            xs: k.xs,
+            gamma: &gamma.to_vec(),
+            beta: &beta.to_vec(),
+            act,
+        },
         &x.to_vec(),
-        k.xs,
-        &gamma.to_vec(),
-        &beta.to_vec(),
-        EPS,
-        0.9,
-        &mut mm,
-        &mut mv,
-        &mut sm,
-        &mut si,
-        act,
+        BatchStats {
+            eps: EPS,
+            momentum: 0.9,
+            moving_mean: &mut mm,
+            moving_var: &mut mv,
+            saved_mean: &mut sm,
+            saved_invstd: &mut si,
+        },
         &mut y,
     )
     .unwrap();
@@ -147,22 +154,42 @@ fn check_bn_fd(relu: bool) {
         // Buffers longer than the shape needs, as the engine allocates them.
         let mut y = vec![0.0; numel + 5];
         be.batch_norm_train(
-            &k.x, k.xs, &k.gamma, &k.beta, EPS, 0.9, &mut mm, &mut mv, &mut sm, &mut si, act,
+            BatchNormForward {
+                xs: k.xs,
+                gamma: &k.gamma,
+                beta: &k.beta,
+                act,
+            },
+            &k.x,
+            BatchStats {
+                eps: EPS,
+                momentum: 0.9,
+                moving_mean: &mut mm,
+                moving_var: &mut mv,
+                saved_mean: &mut sm,
+                saved_invstd: &mut si,
+            },
             &mut y,
         )
         .unwrap();
         let (mut dx, mut dg, mut db) = (vec![0.0; numel + 3], vec![0.0; c], vec![0.0; c]);
         be.batch_norm_backward(
-            &k.x,
-            k.xs,
-            &k.w,
-            relu.then_some(&y),
-            &k.gamma,
-            &sm,
-            &si,
-            &mut dx,
-            &mut dg,
-            &mut db,
+            BatchNormBackward {
+                xs: k.xs,
+                x: &k.x,
+                dy: &k.w,
+                y_relu: relu.then_some(&y),
+                gamma: &k.gamma,
+            },
+            SavedStats {
+                mean: &sm,
+                invstd: &si,
+            },
+            BatchNormGrads {
+                dx: &mut dx,
+                dgamma: &mut dg,
+                dbeta: &mut db,
+            },
         )
         .unwrap();
         let h = 3e-3;
@@ -196,23 +223,42 @@ fn batch_norm_two_values_per_channel_has_no_input_gradient() {
     let (mut mm, mut mv, mut sm, mut si) = (vec![0.0; 3], vec![1.0; 3], vec![0.0; 3], vec![0.0; 3]);
     let mut y = vec![0.0; 6];
     be.batch_norm_train(
+        BatchNormForward {
+            xs,
+            gamma: &gamma,
+            beta: &beta,
+            act: Activation::None,
+        },
         &x,
-        xs,
-        &gamma,
-        &beta,
-        EPS,
-        0.9,
-        &mut mm,
-        &mut mv,
-        &mut sm,
-        &mut si,
-        Activation::None,
+        BatchStats {
+            eps: EPS,
+            momentum: 0.9,
+            moving_mean: &mut mm,
+            moving_var: &mut mv,
+            saved_mean: &mut sm,
+            saved_invstd: &mut si,
+        },
         &mut y,
     )
     .unwrap();
     let (mut dx, mut dg, mut db) = (vec![9.0; 6], vec![0.0; 3], vec![0.0; 3]);
     be.batch_norm_backward(
-        &x, xs, &w, None, &gamma, &sm, &si, &mut dx, &mut dg, &mut db,
+        BatchNormBackward {
+            xs,
+            x: &x,
+            dy: &w,
+            y_relu: None,
+            gamma: &gamma,
+        },
+        SavedStats {
+            mean: &sm,
+            invstd: &si,
+        },
+        BatchNormGrads {
+            dx: &mut dx,
+            dgamma: &mut dg,
+            dbeta: &mut db,
+        },
     )
     .unwrap();
     assert!(dx.iter().all(|d| d.abs() < 1e-4), "{dx:?}");
@@ -243,17 +289,21 @@ fn batch_norm_train_values_and_moving_stats() {
     let (mut mm, mut mv) = (mm0.clone(), mv0.clone());
     let (mut sm, mut si, mut y) = (vec![0.0; c], vec![0.0; c], vec![0.0; numel]);
     be.batch_norm_train(
+        BatchNormForward {
+            xs,
+            gamma: &gamma,
+            beta: &beta,
+            act: Activation::None,
+        },
         &x,
-        xs,
-        &gamma,
-        &beta,
-        EPS,
-        0.9,
-        &mut mm,
-        &mut mv,
-        &mut sm,
-        &mut si,
-        Activation::None,
+        BatchStats {
+            eps: EPS,
+            momentum: 0.9,
+            moving_mean: &mut mm,
+            moving_var: &mut mv,
+            saved_mean: &mut sm,
+            saved_invstd: &mut si,
+        },
         &mut y,
     )
     .unwrap();
@@ -300,17 +350,21 @@ fn batch_norm_train_values_and_moving_stats() {
     let (mut mm2, mut mv2) = (mm0.clone(), mv0.clone());
     let mut y2 = vec![0.0; numel];
     be.batch_norm_train(
+        BatchNormForward {
+            xs,
+            gamma: &gamma,
+            beta: &beta,
+            act: Activation::Relu,
+        },
         &x,
-        xs,
-        &gamma,
-        &beta,
-        EPS,
-        0.9,
-        &mut mm2,
-        &mut mv2,
-        &mut sm,
-        &mut si,
-        Activation::Relu,
+        BatchStats {
+            eps: EPS,
+            momentum: 0.9,
+            moving_mean: &mut mm2,
+            moving_var: &mut mv2,
+            saved_mean: &mut sm,
+            saved_invstd: &mut si,
+        },
         &mut y2,
     )
     .unwrap();
@@ -322,17 +376,21 @@ fn batch_norm_train_values_and_moving_stats() {
     let one = Shape4::new(1, 2, 1, 1);
     let err = be
         .batch_norm_train(
+            BatchNormForward {
+                xs: one,
+                gamma: &gamma,
+                beta: &beta,
+                act: Activation::None,
+            },
             &x,
-            one,
-            &gamma,
-            &beta,
-            EPS,
-            0.9,
-            &mut vec![0.0; 2],
-            &mut vec![0.0; 2],
-            &mut vec![0.0; 2],
-            &mut vec![0.0; 2],
-            Activation::None,
+            BatchStats {
+                eps: EPS,
+                momentum: 0.9,
+                moving_mean: &mut vec![0.0; 2],
+                moving_var: &mut vec![0.0; 2],
+                saved_mean: &mut vec![0.0; 2],
+                saved_invstd: &mut vec![0.0; 2],
+            },
             &mut vec![0.0; 2],
         )
         .unwrap_err();
@@ -531,32 +589,42 @@ fn batch_norm_and_se_backward_are_deterministic_across_thread_counts() {
             (vec![0.0; c], vec![1.0; c], vec![0.0; c], vec![0.0; c]);
         let mut y = vec![0.0; numel];
         be.batch_norm_train(
+            BatchNormForward {
+                xs,
+                gamma: &gamma,
+                beta: &beta,
+                act: Activation::Relu,
+            },
             &x,
-            xs,
-            &gamma,
-            &beta,
-            EPS,
-            0.9,
-            &mut mm,
-            &mut mv,
-            &mut sm,
-            &mut si,
-            Activation::Relu,
+            BatchStats {
+                eps: EPS,
+                momentum: 0.9,
+                moving_mean: &mut mm,
+                moving_var: &mut mv,
+                saved_mean: &mut sm,
+                saved_invstd: &mut si,
+            },
             &mut y,
         )
         .unwrap();
         let (mut dx, mut dg, mut db) = (vec![0.0; numel], vec![0.0; c], vec![0.0; c]);
         be.batch_norm_backward(
-            &x,
-            xs,
-            &dy,
-            Some(&y),
-            &gamma,
-            &sm,
-            &si,
-            &mut dx,
-            &mut dg,
-            &mut db,
+            BatchNormBackward {
+                xs,
+                x: &x,
+                dy: &dy,
+                y_relu: Some(&y),
+                gamma: &gamma,
+            },
+            SavedStats {
+                mean: &sm,
+                invstd: &si,
+            },
+            BatchNormGrads {
+                dx: &mut dx,
+                dgamma: &mut dg,
+                dbeta: &mut db,
+            },
         )
         .unwrap();
         let (mut sx, mut sg, mut ss) = (vec![0.0; numel], vec![0.0; xs.n * c], vec![0.0; numel]);

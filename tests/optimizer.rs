@@ -5,7 +5,10 @@ mod common;
 use std::f64::consts::PI;
 
 use senet::backend::cpu::CpuBackend;
-use senet::backend::{Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, Shape4};
+use senet::backend::{
+    Activation, Backend, BatchNormForward, BatchStats, Conv2dForward, Conv2dParams, Conv2dShape,
+    Shape4,
+};
 use senet::config::{Recipe, Scheduler, WeightDecayFilter};
 use senet::model::init::{formula_input, formula_param};
 use senet::model::params::param_specs;
@@ -358,17 +361,21 @@ fn golden_momentum_step_and_stem_batch_norm_stats() {
     let mut mv = formula_param(spec("layer0.1.moving_variance")).data;
     let (mut sm, mut si, mut out) = (vec![0.0; 64], vec![0.0; 64], vec![0.0; ys.numel()]);
     be.batch_norm_train(
+        BatchNormForward {
+            xs: ys,
+            gamma: &gamma,
+            beta: &beta,
+            act: Activation::Relu,
+        },
         &y,
-        ys,
-        &gamma,
-        &beta,
-        EPS,
-        0.9,
-        &mut mm,
-        &mut mv,
-        &mut sm,
-        &mut si,
-        Activation::Relu,
+        BatchStats {
+            eps: EPS,
+            momentum: 0.9,
+            moving_mean: &mut mm,
+            moving_var: &mut mv,
+            saved_mean: &mut sm,
+            saved_invstd: &mut si,
+        },
         &mut out,
     )
     .unwrap();

@@ -12,13 +12,13 @@ pub mod ascend;
 pub mod cpu;
 mod params;
 
+use crate::Result;
 pub(crate) use params::check_len;
 pub use params::{
-    same_pool_geometry, BufferLen, Conv2dForward, Conv2dParams, Conv2dShape, LinearForward,
-    LinearGrads, LinearShape, MaxPool2dParams, PoolGeometry,
+    same_pool_geometry, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats, BufferLen,
+    Conv2dForward, Conv2dParams, Conv2dShape, LinearForward, LinearGrads, LinearShape,
+    MaxPool2dParams, MovingStats, PoolGeometry, SavedStats,
 };
-
-use crate::Result;
 
 /// Shape of an NCHW activation: batch, channels, height, width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,51 +303,34 @@ pub trait Backend: Send + Sync {
     // ---- training: normalisation, activations, SE, loss, optimizer ----
 
     /// Train-mode BatchNorm2d (MindSpore `nn.BatchNorm2d` in training = PyTorch
-    /// `batch_norm(training=True)`): per-channel batch mean and *biased* variance over (N, H, W);
-    /// `y = gamma*(x-mean)*invstd + beta` with `invstd = 1/sqrt(var+eps)`. Saves `mean` and
-    /// `invstd` (C) for [`Backend::batch_norm_backward`]. Updates `moving_mean` /
-    /// `moving_var` (C) in place, MindSpore-style: `m = momentum*m + (1-momentum)*batch`
-    /// (MindSpore momentum 0.9 = PyTorch momentum 0.1), the variance with the *unbiased* batch
-    /// variance (`var*M/(M-1)`, `M = N*H*W`). `act = Relu` fuses the following ReLU.
-    /// `x`, `y`: `xs`; `gamma`, `beta` and the four per-channel buffers: C values.
-    /// Errors: a buffer too short ([`crate::Error::Shape`]), fewer than 2 values per channel
-    /// ([`crate::Error::Shape`]), `act = Sigmoid` ([`crate::Error::Invalid`]).
-    #[allow(clippy::too_many_arguments)]
+    /// `batch_norm(training=True)`) of `x` into `y` (both `bn.xs`): per-channel batch mean and
+    /// *biased* variance over (N, H, W); `y = gamma*(x-mean)*invstd + beta` with
+    /// `invstd = 1/sqrt(var+stats.eps)`, then `bn.act` (None or Relu). Saves `mean` and `invstd`
+    /// (C) in `stats` for [`Backend::batch_norm_backward`]. Updates the moving statistics (C) in
+    /// place, MindSpore-style: `m = momentum*m + (1-momentum)*batch` (MindSpore momentum 0.9 =
+    /// PyTorch momentum 0.1), the variance with the *unbiased* batch variance (`var*M/(M-1)`,
+    /// `M = N*H*W`). Errors: a buffer too short ([`crate::Error::Shape`]), fewer than 2 values
+    /// per channel ([`crate::Error::Shape`]), `act = Sigmoid` ([`crate::Error::Invalid`]).
     fn batch_norm_train(
         &self,
+        bn: BatchNormForward<'_, Self::Buffer>,
         x: &Self::Buffer,
-        xs: Shape4,
-        gamma: &Self::Buffer,
-        beta: &Self::Buffer,
-        eps: f32,
-        momentum: f32,
-        moving_mean: &mut Self::Buffer,
-        moving_var: &mut Self::Buffer,
-        saved_mean: &mut Self::Buffer,
-        saved_invstd: &mut Self::Buffer,
-        act: Activation,
+        stats: BatchStats<'_, Self::Buffer>,
         y: &mut Self::Buffer,
     ) -> Result<()>;
 
     /// Backward of [`Backend::batch_norm_train`] (batch statistics, so the gradient flows
-    /// through the mean and variance): `dx` (`xs`) overwritten, `dgamma`, `dbeta` (C)
-    /// overwritten. With `g = dy`: `dbeta = Σg`, `dgamma = Σ g*(x-mean)*invstd`,
-    /// `dx = gamma*invstd*(g - dbeta/M - (x-mean)*invstd*dgamma/M)`. If `y_relu` is `Some(y)`
+    /// through the mean and variance), from the statistics the forward saved: `grads.dx`
+    /// (`bn.xs`), `grads.dgamma`, `grads.dbeta` (C) overwritten. With `g = dy`:
+    /// `dbeta = Σg`, `dgamma = Σ g*(x-mean)*invstd`,
+    /// `dx = gamma*invstd*(g - dbeta/M - (x-mean)*invstd*dgamma/M)`. If `bn.y_relu` is `Some(y)`
     /// the forward fused a ReLU and `y` is its output: `dy` is first masked by `y > 0`.
     /// Errors: a buffer too short or fewer than 2 values per channel ([`crate::Error::Shape`]).
-    #[allow(clippy::too_many_arguments)]
     fn batch_norm_backward(
         &self,
-        x: &Self::Buffer,
-        xs: Shape4,
-        dy: &Self::Buffer,
-        y_relu: Option<&Self::Buffer>,
-        gamma: &Self::Buffer,
-        saved_mean: &Self::Buffer,
-        saved_invstd: &Self::Buffer,
-        dx: &mut Self::Buffer,
-        dgamma: &mut Self::Buffer,
-        dbeta: &mut Self::Buffer,
+        bn: BatchNormBackward<'_, Self::Buffer>,
+        saved: SavedStats<'_, Self::Buffer>,
+        grads: BatchNormGrads<'_, Self::Buffer>,
     ) -> Result<()>;
 
     /// BatchNorm2d normalising with its moving statistics while training ("frozen" BatchNorm,
@@ -355,43 +338,28 @@ pub trait Backend: Send + Sync {
     /// `y = gamma*(x-moving_mean)*invstd + beta`, `invstd = 1/sqrt(moving_var+eps)` — the
     /// inference formula, but kept unfolded so that `gamma` and `beta` get gradients
     /// ([`Backend::batch_norm_frozen_backward`]). The moving statistics are read, never updated.
-    /// `act = Relu` fuses the following ReLU. `x`, `y`: `xs`; `gamma`, `beta`, `moving_mean`,
-    /// `moving_var`: C values. Errors: a buffer too short or a zero dimension
+    /// `bn.act = Relu` fuses the following ReLU. `x`, `y`: `bn.xs`; gamma, beta and the moving
+    /// statistics: C values. Errors: a buffer too short or a zero dimension
     /// ([`crate::Error::Shape`]), `act = Sigmoid` or a negative `moving_var + eps`
     /// ([`crate::Error::Invalid`]).
-    #[allow(clippy::too_many_arguments)]
     fn batch_norm_frozen(
         &self,
+        bn: BatchNormForward<'_, Self::Buffer>,
         x: &Self::Buffer,
-        xs: Shape4,
-        gamma: &Self::Buffer,
-        beta: &Self::Buffer,
-        moving_mean: &Self::Buffer,
-        moving_var: &Self::Buffer,
-        eps: f32,
-        act: Activation,
+        moving: MovingStats<'_, Self::Buffer>,
         y: &mut Self::Buffer,
     ) -> Result<()>;
 
     /// Backward of [`Backend::batch_norm_frozen`]: the statistics are constants, so with
-    /// `g = dy` (masked by `y > 0` when `y_relu` is `Some(y)`, the forward's fused-ReLU output)
-    /// and `invstd = 1/sqrt(moving_var+eps)`: `dx = g*gamma*invstd` (`xs`, overwritten),
-    /// `dgamma = Σ g*(x-moving_mean)*invstd`, `dbeta = Σ g` (C, overwritten; sums over N, H, W).
-    /// Errors: as [`Backend::batch_norm_frozen`].
-    #[allow(clippy::too_many_arguments)]
+    /// `g = dy` (masked by `y > 0` when `bn.y_relu` is `Some(y)`, the forward's fused-ReLU
+    /// output) and `invstd = 1/sqrt(moving_var+eps)`: `dx = g*gamma*invstd` (`bn.xs`,
+    /// overwritten), `dgamma = Σ g*(x-moving_mean)*invstd`, `dbeta = Σ g` (C, overwritten; sums
+    /// over N, H, W). Errors: as [`Backend::batch_norm_frozen`].
     fn batch_norm_frozen_backward(
         &self,
-        x: &Self::Buffer,
-        xs: Shape4,
-        dy: &Self::Buffer,
-        y_relu: Option<&Self::Buffer>,
-        gamma: &Self::Buffer,
-        moving_mean: &Self::Buffer,
-        moving_var: &Self::Buffer,
-        eps: f32,
-        dx: &mut Self::Buffer,
-        dgamma: &mut Self::Buffer,
-        dbeta: &mut Self::Buffer,
+        bn: BatchNormBackward<'_, Self::Buffer>,
+        moving: MovingStats<'_, Self::Buffer>,
+        grads: BatchNormGrads<'_, Self::Buffer>,
     ) -> Result<()>;
 
     /// ReLU backward from its output, in place: `dy *= (y > 0)` over the first `len` values.

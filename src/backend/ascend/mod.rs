@@ -39,8 +39,9 @@ pub use runtime::{Event, Stream};
 pub use tensor::DType;
 
 use super::{
-    Activation, Backend, Conv2dForward, Conv2dShape, LinearForward, LinearGrads, LinearShape,
-    MaxPool2dParams, Shape4,
+    Backend, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats, Conv2dForward,
+    Conv2dShape, LinearForward, LinearGrads, LinearShape, MaxPool2dParams, MovingStats, SavedStats,
+    Shape4,
 };
 use crate::{Error, Result};
 use device::DeviceShared;
@@ -398,118 +399,40 @@ impl Backend for AscendBackend {
 
     fn batch_norm_train(
         &self,
+        bn: BatchNormForward<'_, AscendBuffer>,
         x: &AscendBuffer,
-        xs: Shape4,
-        gamma: &AscendBuffer,
-        beta: &AscendBuffer,
-        eps: f32,
-        momentum: f32,
-        moving_mean: &mut AscendBuffer,
-        moving_var: &mut AscendBuffer,
-        saved_mean: &mut AscendBuffer,
-        saved_invstd: &mut AscendBuffer,
-        act: Activation,
+        stats: BatchStats<'_, AscendBuffer>,
         y: &mut AscendBuffer,
     ) -> Result<()> {
-        norm::batch_norm_train(
-            self,
-            x,
-            xs,
-            gamma,
-            beta,
-            eps,
-            momentum,
-            moving_mean,
-            moving_var,
-            saved_mean,
-            saved_invstd,
-            act,
-            y,
-        )
+        norm::batch_norm_train(self, bn, x, stats, y)
     }
 
     fn batch_norm_backward(
         &self,
-        x: &AscendBuffer,
-        xs: Shape4,
-        dy: &AscendBuffer,
-        y_relu: Option<&AscendBuffer>,
-        gamma: &AscendBuffer,
-        saved_mean: &AscendBuffer,
-        saved_invstd: &AscendBuffer,
-        dx: &mut AscendBuffer,
-        dgamma: &mut AscendBuffer,
-        dbeta: &mut AscendBuffer,
+        bn: BatchNormBackward<'_, AscendBuffer>,
+        saved: SavedStats<'_, AscendBuffer>,
+        grads: BatchNormGrads<'_, AscendBuffer>,
     ) -> Result<()> {
-        norm::batch_norm_backward(
-            self,
-            x,
-            xs,
-            dy,
-            y_relu,
-            gamma,
-            saved_mean,
-            saved_invstd,
-            dx,
-            dgamma,
-            dbeta,
-        )
+        norm::batch_norm_backward(self, bn, saved, grads)
     }
 
     fn batch_norm_frozen(
         &self,
+        bn: BatchNormForward<'_, AscendBuffer>,
         x: &AscendBuffer,
-        xs: Shape4,
-        gamma: &AscendBuffer,
-        beta: &AscendBuffer,
-        moving_mean: &AscendBuffer,
-        moving_var: &AscendBuffer,
-        eps: f32,
-        act: Activation,
+        moving: MovingStats<'_, AscendBuffer>,
         y: &mut AscendBuffer,
     ) -> Result<()> {
-        norm::batch_norm_frozen(
-            self,
-            x,
-            xs,
-            gamma,
-            beta,
-            moving_mean,
-            moving_var,
-            eps,
-            act,
-            y,
-        )
+        norm::batch_norm_frozen(self, bn, x, moving, y)
     }
 
     fn batch_norm_frozen_backward(
         &self,
-        x: &AscendBuffer,
-        xs: Shape4,
-        dy: &AscendBuffer,
-        y_relu: Option<&AscendBuffer>,
-        gamma: &AscendBuffer,
-        moving_mean: &AscendBuffer,
-        moving_var: &AscendBuffer,
-        eps: f32,
-        dx: &mut AscendBuffer,
-        dgamma: &mut AscendBuffer,
-        dbeta: &mut AscendBuffer,
+        bn: BatchNormBackward<'_, AscendBuffer>,
+        moving: MovingStats<'_, AscendBuffer>,
+        grads: BatchNormGrads<'_, AscendBuffer>,
     ) -> Result<()> {
-        norm::batch_norm_frozen_backward(
-            self,
-            x,
-            xs,
-            dy,
-            y_relu,
-            gamma,
-            moving_mean,
-            moving_var,
-            eps,
-            dx,
-            dgamma,
-            dbeta,
-        )
+        norm::batch_norm_frozen_backward(self, bn, moving, grads)
     }
 
     fn relu_backward(&self, y: &AscendBuffer, dy: &mut AscendBuffer, len: usize) -> Result<()> {

@@ -7,7 +7,10 @@ use super::buffer::{cast_into, out_view, read_as, temp, Arg, AscendBuffer};
 use super::op::aclnn;
 use super::tensor::{DType, ScalarValue};
 use super::AscendBackend;
-use crate::backend::{check_len, Activation, Shape4};
+use crate::backend::{
+    Activation, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats, MovingStats,
+    SavedStats, Shape4,
+};
 use crate::{Error, Result};
 
 /// The BatchNorm epsilon the backward passes to aclnn (MindSpore `nn.BatchNorm2d`'s 1e-5); the
@@ -15,83 +18,21 @@ use crate::{Error, Result};
 /// only matters to an implementation that recomputes it.
 const BN_EPS: f64 = 1e-5;
 
-fn values_per_channel(what: &str, xs: Shape4) -> Result<usize> {
-    let m = xs.n * xs.h * xs.w;
-    if xs.c == 0 || m < 2 {
-        return Err(Error::Shape(format!(
-            "{what}: input {xs:?} has {m} value(s) per channel, training BatchNorm needs >= 2"
-        )));
-    }
-    Ok(m)
-}
-
 /// The statistics a BatchNorm forward normalises with.
 enum BnStats<'a> {
-    /// Training: batch statistics; the moving ones updated in place with `momentum`
-    /// (MindSpore's convention), the batch mean and invstd saved for the backward.
-    Batch {
-        momentum: f32,
-        moving_mean: &'a mut AscendBuffer,
-        moving_var: &'a mut AscendBuffer,
-        saved_mean: &'a mut AscendBuffer,
-        saved_invstd: &'a mut AscendBuffer,
-    },
+    /// Training: batch statistics; the moving ones updated in place (MindSpore's convention),
+    /// the batch mean and invstd saved for the backward.
+    Batch(BatchStats<'a, AscendBuffer>),
     /// Frozen (MindSpore `use_batch_statistics=False`): the moving statistics, unchanged.
-    Frozen {
-        moving_mean: &'a AscendBuffer,
-        moving_var: &'a AscendBuffer,
-    },
-}
-
-impl BnStats<'_> {
-    fn op(&self) -> &'static str {
-        match self {
-            BnStats::Batch { .. } => "batch_norm_train",
-            BnStats::Frozen { .. } => "batch_norm_frozen",
-        }
-    }
-
-    /// Every per-channel buffer holds at least `c` values.
-    fn check(&self, c: usize) -> Result<()> {
-        let what = self.op();
-        let bufs: Vec<(&str, &AscendBuffer)> = match self {
-            BnStats::Batch {
-                moving_mean,
-                moving_var,
-                saved_mean,
-                saved_invstd,
-                ..
-            } => vec![
-                ("moving_mean", &**moving_mean),
-                ("moving_var", &**moving_var),
-                ("saved_mean", &**saved_mean),
-                ("saved_invstd", &**saved_invstd),
-            ],
-            BnStats::Frozen {
-                moving_mean,
-                moving_var,
-            } => vec![("moving_mean", *moving_mean), ("moving_var", *moving_var)],
-        };
-        for (name, b) in bufs {
-            check_len(&format!("{what} {name}"), b, c)?;
-        }
-        Ok(())
-    }
+    Frozen(MovingStats<'a, AscendBuffer>),
 }
 
 /// The statistics a BatchNorm backward differentiates through.
 enum BnGradStats<'a> {
     /// Training: the forward's saved batch mean and invstd.
-    Batch {
-        saved_mean: &'a AscendBuffer,
-        saved_invstd: &'a AscendBuffer,
-    },
+    Batch(SavedStats<'a, AscendBuffer>),
     /// Frozen: the moving statistics (constants) and the forward's epsilon.
-    Frozen {
-        moving_mean: &'a AscendBuffer,
-        moving_var: &'a AscendBuffer,
-        eps: f32,
-    },
+    Frozen(MovingStats<'a, AscendBuffer>),
 }
 
 fn dims4(s: Shape4) -> [usize; 4] {
@@ -100,111 +41,52 @@ fn dims4(s: Shape4) -> [usize; 4] {
 
 /// [`Backend::batch_norm_train`](crate::backend::Backend::batch_norm_train): [`bn_forward`] on
 /// [`BnStats::Batch`].
-#[allow(clippy::too_many_arguments)]
 pub(super) fn batch_norm_train(
     be: &AscendBackend,
+    bn: BatchNormForward<'_, AscendBuffer>,
     x: &AscendBuffer,
-    xs: Shape4,
-    gamma: &AscendBuffer,
-    beta: &AscendBuffer,
-    eps: f32,
-    momentum: f32,
-    moving_mean: &mut AscendBuffer,
-    moving_var: &mut AscendBuffer,
-    saved_mean: &mut AscendBuffer,
-    saved_invstd: &mut AscendBuffer,
-    act: Activation,
+    stats: BatchStats<'_, AscendBuffer>,
     y: &mut AscendBuffer,
 ) -> Result<()> {
-    act_ok("batch_norm_train", act)?;
-    let stats = BnStats::Batch {
-        momentum,
-        moving_mean,
-        moving_var,
-        saved_mean,
-        saved_invstd,
-    };
-    bn_forward(be, x, xs, gamma, beta, eps, stats, act, y)
+    bn.check_train(x, &stats, y)?;
+    bn_forward(be, bn, x, BnStats::Batch(stats), y)
 }
 
 /// [`Backend::batch_norm_backward`](crate::backend::Backend::batch_norm_backward): [`bn_grad`] on
 /// [`BnGradStats::Batch`].
-#[allow(clippy::too_many_arguments)]
 pub(super) fn batch_norm_backward(
     be: &AscendBackend,
-    x: &AscendBuffer,
-    xs: Shape4,
-    dy: &AscendBuffer,
-    y_relu: Option<&AscendBuffer>,
-    gamma: &AscendBuffer,
-    saved_mean: &AscendBuffer,
-    saved_invstd: &AscendBuffer,
-    dx: &mut AscendBuffer,
-    dgamma: &mut AscendBuffer,
-    dbeta: &mut AscendBuffer,
+    bn: BatchNormBackward<'_, AscendBuffer>,
+    saved: SavedStats<'_, AscendBuffer>,
+    grads: BatchNormGrads<'_, AscendBuffer>,
 ) -> Result<()> {
-    let stats = BnGradStats::Batch {
-        saved_mean,
-        saved_invstd,
-    };
-    bn_grad(be, x, xs, dy, y_relu, gamma, stats, dx, dgamma, dbeta)
+    bn.check_batch(saved, &grads)?;
+    bn_grad(be, bn, BnGradStats::Batch(saved), grads)
 }
 
 /// [`Backend::batch_norm_frozen`](crate::backend::Backend::batch_norm_frozen): [`bn_forward`] on
 /// [`BnStats::Frozen`].
-#[allow(clippy::too_many_arguments)]
 pub(super) fn batch_norm_frozen(
     be: &AscendBackend,
+    bn: BatchNormForward<'_, AscendBuffer>,
     x: &AscendBuffer,
-    xs: Shape4,
-    gamma: &AscendBuffer,
-    beta: &AscendBuffer,
-    moving_mean: &AscendBuffer,
-    moving_var: &AscendBuffer,
-    eps: f32,
-    act: Activation,
+    moving: MovingStats<'_, AscendBuffer>,
     y: &mut AscendBuffer,
 ) -> Result<()> {
-    act_ok("batch_norm_frozen", act)?;
-    let stats = BnStats::Frozen {
-        moving_mean,
-        moving_var,
-    };
-    bn_forward(be, x, xs, gamma, beta, eps, stats, act, y)
+    bn.check_frozen(x, moving, y)?;
+    bn_forward(be, bn, x, BnStats::Frozen(moving), y)
 }
 
 /// [`Backend::batch_norm_frozen_backward`](crate::backend::Backend::batch_norm_frozen_backward):
 /// [`bn_grad`] on [`BnGradStats::Frozen`].
-#[allow(clippy::too_many_arguments)]
 pub(super) fn batch_norm_frozen_backward(
     be: &AscendBackend,
-    x: &AscendBuffer,
-    xs: Shape4,
-    dy: &AscendBuffer,
-    y_relu: Option<&AscendBuffer>,
-    gamma: &AscendBuffer,
-    moving_mean: &AscendBuffer,
-    moving_var: &AscendBuffer,
-    eps: f32,
-    dx: &mut AscendBuffer,
-    dgamma: &mut AscendBuffer,
-    dbeta: &mut AscendBuffer,
+    bn: BatchNormBackward<'_, AscendBuffer>,
+    moving: MovingStats<'_, AscendBuffer>,
+    grads: BatchNormGrads<'_, AscendBuffer>,
 ) -> Result<()> {
-    let stats = BnGradStats::Frozen {
-        moving_mean,
-        moving_var,
-        eps,
-    };
-    bn_grad(be, x, xs, dy, y_relu, gamma, stats, dx, dgamma, dbeta)
-}
-
-fn act_ok(what: &str, act: Activation) -> Result<()> {
-    if act == Activation::Sigmoid {
-        return Err(Error::Invalid(format!(
-            "{what}: only Activation::None or Relu can be fused"
-        )));
-    }
-    Ok(())
+    bn.check_frozen(moving, &grads)?;
+    bn_grad(be, bn, BnGradStats::Frozen(moving), grads)
 }
 
 /// [`Backend::batch_norm_train`](crate::backend::Backend::batch_norm_train) and
@@ -214,64 +96,42 @@ fn act_ok(what: &str, act: Activation) -> Result<()> {
 /// MindSpore does) for [`BnStats::Batch`], `training = false` on the moving statistics for
 /// [`BnStats::Frozen`]; then `aclnnInplaceRelu` when `act` is ReLU. `y` is fp32, or fp16 in
 /// O2.
-#[allow(clippy::too_many_arguments)]
 fn bn_forward(
     be: &AscendBackend,
+    bn: BatchNormForward<'_, AscendBuffer>,
     x: &AscendBuffer,
-    xs: Shape4,
-    gamma: &AscendBuffer,
-    beta: &AscendBuffer,
-    eps: f32,
     stats: BnStats<'_>,
-    act: Activation,
     y: &mut AscendBuffer,
 ) -> Result<()> {
-    let what = stats.op();
-    if let BnStats::Batch { .. } = stats {
-        values_per_channel(what, xs)?;
-    }
+    let (xs, gamma, beta, act) = (bn.xs, bn.gamma, bn.beta, bn.act);
     let c = xs.c;
-    check_len(&format!("{what} x"), x, xs.numel())?;
-    check_len(&format!("{what} y"), y, xs.numel())?;
-    check_len(&format!("{what} gamma"), gamma, c)?;
-    check_len(&format!("{what} beta"), beta, c)?;
-    stats.check(c)?;
     let f32 = DType::F32;
     let out_dtype = be.cd();
     let mut ctx = be.dev.enter()?;
     let xa = read_as(&mut ctx, x, &dims4(xs), f32)?;
     let ga = read_as(&mut ctx, gamma, &[c], f32)?;
     let ba = read_as(&mut ctx, beta, &[c], f32)?;
-    let (training, momentum, rm, rv, sm, si) = match &stats {
-        BnStats::Batch {
-            momentum,
-            moving_mean,
-            moving_var,
-            saved_mean,
-            saved_invstd,
-        } => {
-            let rm = read_as(&mut ctx, moving_mean, &[c], f32)?;
-            let rv = read_as(&mut ctx, moving_var, &[c], f32)?;
+    let (training, momentum, eps, rm, rv, sm, si) = match &stats {
+        BnStats::Batch(s) => {
+            let rm = read_as(&mut ctx, s.moving_mean, &[c], f32)?;
+            let rv = read_as(&mut ctx, s.moving_var, &[c], f32)?;
             // The running statistics are updated in place: they must be the buffers.
             if rm.tmp.is_some() || rv.tmp.is_some() {
                 return Err(Error::Invalid(
                     "batch_norm_train: moving statistics must hold fp32".into(),
                 ));
             }
-            let sm = out_view(&mut ctx, saved_mean, &[c], f32)?;
-            let si = out_view(&mut ctx, saved_invstd, &[c], f32)?;
-            (true, 1.0 - *momentum as f64, rm, rv, sm, si)
+            let sm = out_view(&mut ctx, s.saved_mean, &[c], f32)?;
+            let si = out_view(&mut ctx, s.saved_invstd, &[c], f32)?;
+            (true, 1.0 - s.momentum as f64, s.eps, rm, rv, sm, si)
         }
-        BnStats::Frozen {
-            moving_mean,
-            moving_var,
-        } => {
-            let rm = read_as(&mut ctx, moving_mean, &[c], f32)?;
-            let rv = read_as(&mut ctx, moving_var, &[c], f32)?;
+        BnStats::Frozen(m) => {
+            let rm = read_as(&mut ctx, m.mean, &[c], f32)?;
+            let rv = read_as(&mut ctx, m.var, &[c], f32)?;
             // Inference mode saves nothing useful; scratch outputs keep the call complete.
             let sm = temp(&mut ctx, &[c], f32)?;
             let si = temp(&mut ctx, &[c], f32)?;
-            (false, 0.0, rm, rv, sm.t, si.t)
+            (false, 0.0, m.eps, rm, rv, sm.t, si.t)
         }
     };
     let yt = out_view(&mut ctx, y, &dims4(xs), out_dtype)?;
@@ -308,14 +168,9 @@ fn bn_forward(
         cast_into(&mut ctx, y32.t, out_dtype, yt)?;
     }
     y.dtype = out_dtype;
-    if let BnStats::Batch {
-        saved_mean,
-        saved_invstd,
-        ..
-    } = stats
-    {
-        saved_mean.dtype = f32;
-        saved_invstd.dtype = f32;
+    if let BnStats::Batch(s) = stats {
+        s.saved_mean.dtype = f32;
+        s.saved_invstd.dtype = f32;
     }
     Ok(())
 }
@@ -327,54 +182,25 @@ fn bn_forward(
 /// saved mean and invstd ([`BnGradStats::Batch`]; running statistics NULL), or
 /// `training = false` with the moving statistics and `eps` ([`BnGradStats::Frozen`]).
 /// Everything in fp32; `dx` is cast to fp16 in O2.
-#[allow(clippy::too_many_arguments)]
 fn bn_grad(
     be: &AscendBackend,
-    x: &AscendBuffer,
-    xs: Shape4,
-    dy: &AscendBuffer,
-    y_relu: Option<&AscendBuffer>,
-    gamma: &AscendBuffer,
+    bn: BatchNormBackward<'_, AscendBuffer>,
     stats: BnGradStats<'_>,
-    dx: &mut AscendBuffer,
-    dgamma: &mut AscendBuffer,
-    dbeta: &mut AscendBuffer,
+    grads: BatchNormGrads<'_, AscendBuffer>,
 ) -> Result<()> {
-    let what = match stats {
-        BnGradStats::Batch { .. } => "batch_norm_backward",
-        BnGradStats::Frozen { .. } => "batch_norm_frozen_backward",
-    };
-    if let BnGradStats::Batch { .. } = stats {
-        values_per_channel(what, xs)?;
-    }
+    let BatchNormBackward {
+        xs,
+        x,
+        dy,
+        y_relu,
+        gamma,
+    } = bn;
+    let BatchNormGrads { dx, dgamma, dbeta } = grads;
     let c = xs.c;
-    let len = xs.numel();
-    check_len(&format!("{what} x"), x, len)?;
-    check_len(&format!("{what} dy"), dy, len)?;
-    check_len(&format!("{what} dx"), dx, len)?;
-    if let Some(y) = y_relu {
-        check_len(&format!("{what} y"), y, len)?;
-    }
-    let (s0, s1) = match stats {
-        BnGradStats::Batch {
-            saved_mean,
-            saved_invstd,
-        } => (saved_mean, saved_invstd),
-        BnGradStats::Frozen {
-            moving_mean,
-            moving_var,
-            ..
-        } => (moving_mean, moving_var),
+    let (s0, s1) = match &stats {
+        BnGradStats::Batch(s) => (s.mean, s.invstd),
+        BnGradStats::Frozen(m) => (m.mean, m.var),
     };
-    for (name, b) in [
-        ("gamma", gamma),
-        ("statistics", s0),
-        ("statistics", s1),
-        ("dgamma", &*dgamma),
-        ("dbeta", &*dbeta),
-    ] {
-        check_len(&format!("{what} {name}"), b, c)?;
-    }
     let f32 = DType::F32;
     let out_dtype = be.cd();
     let d = dims4(xs);
@@ -404,8 +230,8 @@ fn bn_grad(
     let a1 = read_as(&mut ctx, s1, &[c], f32)?;
     let null = std::ptr::null_mut();
     let (training, eps, rm, rv, sm, si) = match stats {
-        BnGradStats::Batch { .. } => (true, BN_EPS, null, null, a0.t, a1.t),
-        BnGradStats::Frozen { eps, .. } => (false, eps as f64, a0.t, a1.t, null, null),
+        BnGradStats::Batch(_) => (true, BN_EPS, null, null, a0.t, a1.t),
+        BnGradStats::Frozen(m) => (false, m.eps as f64, a0.t, a1.t, null, null),
     };
     let dxt = out_view(&mut ctx, dx, &d, out_dtype)?;
     let dx32 = if out_dtype == f32 {

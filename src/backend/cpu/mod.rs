@@ -44,8 +44,9 @@ pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
 }
 
 use super::{
-    check_len, Activation, Backend, Conv2dForward, Conv2dShape, LinearForward, LinearGrads,
-    LinearShape, MaxPool2dParams, Shape4,
+    check_len, Backend, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats,
+    Conv2dForward, Conv2dShape, LinearForward, LinearGrads, LinearShape, MaxPool2dParams,
+    MovingStats, SavedStats, Shape4,
 };
 use crate::{Error, Result};
 
@@ -270,118 +271,40 @@ impl Backend for CpuBackend {
 
     fn batch_norm_train(
         &self,
+        bn: BatchNormForward<'_, Vec<f32>>,
         x: &Vec<f32>,
-        xs: Shape4,
-        gamma: &Vec<f32>,
-        beta: &Vec<f32>,
-        eps: f32,
-        momentum: f32,
-        moving_mean: &mut Vec<f32>,
-        moving_var: &mut Vec<f32>,
-        saved_mean: &mut Vec<f32>,
-        saved_invstd: &mut Vec<f32>,
-        act: Activation,
+        stats: BatchStats<'_, Vec<f32>>,
         y: &mut Vec<f32>,
     ) -> Result<()> {
-        norm::batch_norm_train(
-            self,
-            x,
-            xs,
-            gamma,
-            beta,
-            eps,
-            momentum,
-            moving_mean,
-            moving_var,
-            saved_mean,
-            saved_invstd,
-            act,
-            y,
-        )
+        norm::batch_norm_train(self, bn, x, stats, y)
     }
 
     fn batch_norm_backward(
         &self,
-        x: &Vec<f32>,
-        xs: Shape4,
-        dy: &Vec<f32>,
-        y_relu: Option<&Vec<f32>>,
-        gamma: &Vec<f32>,
-        saved_mean: &Vec<f32>,
-        saved_invstd: &Vec<f32>,
-        dx: &mut Vec<f32>,
-        dgamma: &mut Vec<f32>,
-        dbeta: &mut Vec<f32>,
+        bn: BatchNormBackward<'_, Vec<f32>>,
+        saved: SavedStats<'_, Vec<f32>>,
+        grads: BatchNormGrads<'_, Vec<f32>>,
     ) -> Result<()> {
-        norm::batch_norm_backward(
-            self,
-            x,
-            xs,
-            dy,
-            y_relu.map(|v| v.as_slice()),
-            gamma,
-            saved_mean,
-            saved_invstd,
-            dx,
-            dgamma,
-            dbeta,
-        )
+        norm::batch_norm_backward(self, bn, saved, grads)
     }
 
     fn batch_norm_frozen(
         &self,
+        bn: BatchNormForward<'_, Vec<f32>>,
         x: &Vec<f32>,
-        xs: Shape4,
-        gamma: &Vec<f32>,
-        beta: &Vec<f32>,
-        moving_mean: &Vec<f32>,
-        moving_var: &Vec<f32>,
-        eps: f32,
-        act: Activation,
+        moving: MovingStats<'_, Vec<f32>>,
         y: &mut Vec<f32>,
     ) -> Result<()> {
-        norm::batch_norm_frozen(
-            self,
-            x,
-            xs,
-            gamma,
-            beta,
-            moving_mean,
-            moving_var,
-            eps,
-            act,
-            y,
-        )
+        norm::batch_norm_frozen(self, bn, x, moving, y)
     }
 
     fn batch_norm_frozen_backward(
         &self,
-        x: &Vec<f32>,
-        xs: Shape4,
-        dy: &Vec<f32>,
-        y_relu: Option<&Vec<f32>>,
-        gamma: &Vec<f32>,
-        moving_mean: &Vec<f32>,
-        moving_var: &Vec<f32>,
-        eps: f32,
-        dx: &mut Vec<f32>,
-        dgamma: &mut Vec<f32>,
-        dbeta: &mut Vec<f32>,
+        bn: BatchNormBackward<'_, Vec<f32>>,
+        moving: MovingStats<'_, Vec<f32>>,
+        grads: BatchNormGrads<'_, Vec<f32>>,
     ) -> Result<()> {
-        norm::batch_norm_frozen_backward(
-            self,
-            x,
-            xs,
-            dy,
-            y_relu.map(|v| v.as_slice()),
-            gamma,
-            moving_mean,
-            moving_var,
-            eps,
-            dx,
-            dgamma,
-            dbeta,
-        )
+        norm::batch_norm_frozen_backward(self, bn, moving, grads)
     }
 
     fn relu_backward(&self, y: &Vec<f32>, dy: &mut Vec<f32>, len: usize) -> Result<()> {

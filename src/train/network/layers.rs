@@ -1,7 +1,8 @@
 //! One layer's forward and backward in training mode: conv + BatchNorm (+ ReLU), and Dense.
 use super::{ConvBn, ConvBnActs, Dense, DeviceParam, BN_EPS, BN_MOMENTUM};
 use crate::backend::{
-    Activation, Backend, Conv2dForward, Conv2dShape, LinearForward, LinearGrads, LinearShape,
+    Activation, Backend, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats,
+    Conv2dForward, Conv2dShape, LinearForward, LinearGrads, LinearShape, MovingStats, SavedStats,
 };
 use crate::Result;
 
@@ -41,33 +42,29 @@ pub(super) fn conv_bn_forward<B: Backend>(
     } else {
         Activation::None
     };
-    if frozen {
-        return be.batch_norm_frozen(
-            &a.conv_out,
-            a.out_shape,
-            &gamma.value,
-            &beta.value,
-            &mean.value,
-            &var.value,
-            BN_EPS,
-            act,
-            &mut a.bn_out,
-        );
-    }
-    be.batch_norm_train(
-        &a.conv_out,
-        a.out_shape,
-        &gamma.value,
-        &beta.value,
-        BN_EPS,
-        BN_MOMENTUM,
-        &mut mean.value,
-        &mut var.value,
-        &mut a.saved_mean,
-        &mut a.saved_invstd,
+    let bn = BatchNormForward {
+        xs: a.out_shape,
+        gamma: &gamma.value,
+        beta: &beta.value,
         act,
-        &mut a.bn_out,
-    )
+    };
+    if frozen {
+        let moving = MovingStats {
+            mean: &mean.value,
+            var: &var.value,
+            eps: BN_EPS,
+        };
+        return be.batch_norm_frozen(bn, &a.conv_out, moving, &mut a.bn_out);
+    }
+    let stats = BatchStats {
+        eps: BN_EPS,
+        momentum: BN_MOMENTUM,
+        moving_mean: &mut mean.value,
+        moving_var: &mut var.value,
+        saved_mean: &mut a.saved_mean,
+        saved_invstd: &mut a.saved_invstd,
+    };
+    be.batch_norm_train(bn, &a.conv_out, stats, &mut a.bn_out)
 }
 
 /// Backward of [`conv_bn_forward`]: `dy` = d(BN output) (ReLU applied inside when the layer has
@@ -89,37 +86,47 @@ pub(super) fn conv_bn_backward<B: Backend>(
         let [gamma, beta, mean, var] = four(p, [c.gamma, c.beta, c.mean, c.var]);
         let y_relu = if c.relu { Some(&a.bn_out) } else { None };
         let dgamma = &mut gamma.train.as_mut().expect("gamma is trainable").0;
-        be.batch_norm_frozen_backward(
-            &a.conv_out,
-            a.out_shape,
+        let bn = BatchNormBackward {
+            xs: a.out_shape,
+            x: &a.conv_out,
             dy,
             y_relu,
-            &gamma.value,
-            &mean.value,
-            &var.value,
-            BN_EPS,
-            dconv,
+            gamma: &gamma.value,
+        };
+        let moving = MovingStats {
+            mean: &mean.value,
+            var: &var.value,
+            eps: BN_EPS,
+        };
+        let grads = BatchNormGrads {
+            dx: &mut *dconv,
             dgamma,
-            grad_of(beta),
-        )?;
+            dbeta: grad_of(beta),
+        };
+        be.batch_norm_frozen_backward(bn, moving, grads)?;
     } else {
         let [gamma, beta] = p
             .get_disjoint_mut([c.gamma, c.beta])
             .expect("distinct parameter indices");
         let y_relu = if c.relu { Some(&a.bn_out) } else { None };
         let dgamma = &mut gamma.train.as_mut().expect("gamma is trainable").0;
-        be.batch_norm_backward(
-            &a.conv_out,
-            a.out_shape,
+        let bn = BatchNormBackward {
+            xs: a.out_shape,
+            x: &a.conv_out,
             dy,
             y_relu,
-            &gamma.value,
-            &a.saved_mean,
-            &a.saved_invstd,
-            dconv,
+            gamma: &gamma.value,
+        };
+        let saved = SavedStats {
+            mean: &a.saved_mean,
+            invstd: &a.saved_invstd,
+        };
+        let grads = BatchNormGrads {
+            dx: &mut *dconv,
             dgamma,
-            grad_of(beta),
-        )?;
+            dbeta: grad_of(beta),
+        };
+        be.batch_norm_backward(bn, saved, grads)?;
     }
     let w = &mut p[c.weight];
     let dw = &mut w.train.as_mut().expect("conv weight is trainable").0;
