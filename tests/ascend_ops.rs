@@ -7,8 +7,8 @@ use senet::backend::ascend;
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{
     Activation, Backend, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats,
-    Conv2dForward, Conv2dParams, Conv2dShape, LinearForward, LinearGrads, LinearShape,
-    MaxPool2dParams, MovingStats, SavedStats, Shape4,
+    Conv2dForward, Conv2dParams, Conv2dShape, CrossEntropyParams, LinearForward, LinearGrads,
+    LinearShape, MaxPool2dParams, MomentumParams, MovingStats, SavedStats, SeGrads, Shape4,
 };
 use senet::Error;
 
@@ -178,8 +178,19 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
         be.alloc(6).unwrap(),
         be.alloc(len).unwrap(),
     );
-    be.se_scale_add_relu_backward(&x, xs, &gate, &o, &dout, &mut dx, &mut dg, &mut ds)
-        .unwrap();
+    be.se_scale_add_relu_backward(
+        &x,
+        xs,
+        &gate,
+        &o,
+        &dout,
+        SeGrads {
+            dx: &mut dx,
+            dgate: &mut dg,
+            dshortcut: &mut ds,
+        },
+    )
+    .unwrap();
     out.push(("se dx".into(), get(&dx, len)));
     out.push(("se dgate".into(), get(&dg, 6)));
     out.push(("se dshortcut".into(), get(&ds, len)));
@@ -347,7 +358,17 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
     let z = be.upload(&values(n * classes, 120)).unwrap();
     let mut dz = be.alloc(n * classes).unwrap();
     let loss = be
-        .softmax_cross_entropy(&z, n, classes, &[2, 0, 5], 0.1, 8.0, &mut dz)
+        .softmax_cross_entropy(
+            CrossEntropyParams {
+                n,
+                classes,
+                label_smoothing: 0.1,
+                scale: 8.0,
+            },
+            &z,
+            &[2, 0, 5],
+            &mut dz,
+        )
         .unwrap();
     out.push(("loss".into(), vec![loss as f32]));
     out.push(("dlogits".into(), get(&dz, n * classes)));
@@ -359,8 +380,20 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
         let mut p = be.upload(&values(len, 130)).unwrap();
         let g = be.upload(&values(len, 131)).unwrap();
         let mut m = be.upload(&values(len, 132)).unwrap();
-        be.momentum_update(&mut p, &g, &mut m, len, 0.1, 0.9, wd, ls, nesterov)
-            .unwrap();
+        be.momentum_update(
+            MomentumParams {
+                lr: 0.1,
+                momentum: 0.9,
+                weight_decay: wd,
+                loss_scale: ls,
+                nesterov,
+            },
+            &mut p,
+            &g,
+            &mut m,
+            len,
+        )
+        .unwrap();
         out.push((
             format!("momentum{i}"),
             [get(&p, len), get(&m, len)].concat(),

@@ -14,7 +14,7 @@ use common::fd::{assert_grad, backend, dot, Rng};
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{
     Activation, Backend, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats,
-    LinearForward, LinearShape, SavedStats, Shape4,
+    CrossEntropyParams, LinearForward, LinearShape, SavedStats, SeGrads, Shape4,
 };
 use senet::train::metrics;
 
@@ -501,8 +501,19 @@ fn se_scale_add_relu_backward_matches_finite_differences() {
         };
         let out = forward(&x, &gate, &sc);
         let (mut dx, mut dg, mut ds) = (vec![0.0; numel], vec![0.0; n * c], vec![0.0; numel]);
-        be.se_scale_add_relu_backward(&x, xs, &gate, &out, &wv, &mut dx, &mut dg, &mut ds)
-            .unwrap();
+        be.se_scale_add_relu_backward(
+            &x,
+            xs,
+            &gate,
+            &out,
+            &wv,
+            SeGrads {
+                dx: &mut dx,
+                dgate: &mut dg,
+                dshortcut: &mut ds,
+            },
+        )
+        .unwrap();
         let h = 1e-3;
         let (xx, gg, ss) = (x.clone(), gate.clone(), sc.clone());
         let ndx = common::fd::central_diff(&xx, h, |v| dot(&wv, &forward(v, &gate, &sc)));
@@ -526,7 +537,17 @@ fn softmax_cross_entropy_gradient_and_value() {
         for eps in [0.0f32, 0.1] {
             let mut d = vec![0.0; n * classes];
             let loss = be
-                .softmax_cross_entropy(&logits, n, classes, &labels, eps, 1.0, &mut d)
+                .softmax_cross_entropy(
+                    CrossEntropyParams {
+                        n,
+                        classes,
+                        label_smoothing: eps,
+                        scale: 1.0,
+                    },
+                    &logits,
+                    &labels,
+                    &mut d,
+                )
                 .unwrap();
             // = the evaluation metric (f64 reference), averaged over the rows.
             let want: f64 = logits
@@ -540,14 +561,34 @@ fn softmax_cross_entropy_gradient_and_value() {
             let z = logits.clone();
             let mut scratch = vec![0.0; n * classes];
             let num = common::fd::central_diff(&z, 1e-3, |z| {
-                be.softmax_cross_entropy(&z.to_vec(), n, classes, &labels, eps, 1.0, &mut scratch)
-                    .unwrap()
+                be.softmax_cross_entropy(
+                    CrossEntropyParams {
+                        n,
+                        classes,
+                        label_smoothing: eps,
+                        scale: 1.0,
+                    },
+                    &z.to_vec(),
+                    &labels,
+                    &mut scratch,
+                )
+                .unwrap()
             });
             assert_grad(&format!("ce n={n} C={classes} eps={eps}"), &d, &num);
             // The loss scale's sens multiplies the gradient.
             let mut d2 = vec![0.0; n * classes];
-            be.softmax_cross_entropy(&logits, n, classes, &labels, eps, 1024.0, &mut d2)
-                .unwrap();
+            be.softmax_cross_entropy(
+                CrossEntropyParams {
+                    n,
+                    classes,
+                    label_smoothing: eps,
+                    scale: 1024.0,
+                },
+                &logits,
+                &labels,
+                &mut d2,
+            )
+            .unwrap();
             for (a, b) in d2.iter().zip(&d) {
                 assert!(
                     (*a as f64 - 1024.0 * *b as f64).abs()
@@ -559,7 +600,17 @@ fn softmax_cross_entropy_gradient_and_value() {
     // Uniform logits over 4 classes: loss ln 4 whatever the smoothing.
     let mut d = vec![0.0; 4];
     let l = be
-        .softmax_cross_entropy(&vec![0.5; 4], 1, 4, &[2], 0.1, 1.0, &mut d)
+        .softmax_cross_entropy(
+            CrossEntropyParams {
+                n: 1,
+                classes: 4,
+                label_smoothing: 0.1,
+                scale: 1.0,
+            },
+            &vec![0.5; 4],
+            &[2],
+            &mut d,
+        )
         .unwrap();
     assert!((l - 4f64.ln()).abs() < 1e-12);
     // softmax 0.25; target 0.9 + 0.025 on the label, 0.025 elsewhere.
@@ -568,7 +619,17 @@ fn softmax_cross_entropy_gradient_and_value() {
         assert!((a - b).abs() < 1e-7, "{d:?}");
     }
     let err = be
-        .softmax_cross_entropy(&vec![0.0; 4], 1, 4, &[4], 0.1, 1.0, &mut d)
+        .softmax_cross_entropy(
+            CrossEntropyParams {
+                n: 1,
+                classes: 4,
+                label_smoothing: 0.1,
+                scale: 1.0,
+            },
+            &vec![0.0; 4],
+            &[4],
+            &mut d,
+        )
         .unwrap_err();
     assert!(err.to_string().contains("label 4"), "{err}");
 }
@@ -628,8 +689,19 @@ fn batch_norm_and_se_backward_are_deterministic_across_thread_counts() {
         )
         .unwrap();
         let (mut sx, mut sg, mut ss) = (vec![0.0; numel], vec![0.0; xs.n * c], vec![0.0; numel]);
-        be.se_scale_add_relu_backward(&x, xs, &gate, &y, &dy, &mut sx, &mut sg, &mut ss)
-            .unwrap();
+        be.se_scale_add_relu_backward(
+            &x,
+            xs,
+            &gate,
+            &y,
+            &dy,
+            SeGrads {
+                dx: &mut sx,
+                dgate: &mut sg,
+                dshortcut: &mut ss,
+            },
+        )
+        .unwrap();
         (mm, mv, y, dx, dg, db, sg)
     };
     assert_eq!(run(1), run(2));

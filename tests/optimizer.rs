@@ -7,7 +7,7 @@ use std::f64::consts::PI;
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{
     Activation, Backend, BatchNormForward, BatchStats, Conv2dForward, Conv2dParams, Conv2dShape,
-    Shape4,
+    MomentumParams, Shape4,
 };
 use senet::config::{Recipe, Scheduler, WeightDecayFilter};
 use senet::model::init::{formula_input, formula_param};
@@ -48,15 +48,17 @@ fn momentum_update_two_steps() {
         let (mut param, mut moment) = (p0.to_vec(), vec![0.0; 3]);
         for g in grads {
             be.momentum_update(
+                MomentumParams {
+                    lr,
+                    momentum: mom,
+                    weight_decay: wd,
+                    loss_scale: ls,
+                    nesterov,
+                },
                 &mut param,
                 &g.to_vec(),
                 &mut moment,
                 3,
-                lr,
-                mom,
-                wd,
-                ls,
-                nesterov,
             )
             .unwrap();
         }
@@ -71,15 +73,17 @@ fn momentum_update_two_steps() {
     let mut v = [0.0f64; 3];
     for g in grads {
         be.momentum_update(
+            MomentumParams {
+                lr: 0.1,
+                momentum: 0.9,
+                weight_decay: 1e-4,
+                loss_scale: 1024.0,
+                nesterov: false,
+            },
             &mut param,
             &g.to_vec(),
             &mut moment,
             3,
-            0.1,
-            0.9,
-            1e-4,
-            1024.0,
-            false,
         )
         .unwrap();
         for i in 0..3 {
@@ -103,15 +107,17 @@ fn momentum_update_two_steps() {
     // No decay, no loss scale: plain heavy-ball SGD.
     let (mut param, mut moment) = (vec![1.0f32], vec![0.5f32]);
     be.momentum_update(
+        MomentumParams {
+            lr: 0.5,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            loss_scale: 1.0,
+            nesterov: false,
+        },
         &mut param,
         &vec![2.0],
         &mut moment,
         1,
-        0.5,
-        0.9,
-        0.0,
-        1.0,
-        false,
     )
     .unwrap();
     assert_eq!(
@@ -320,8 +326,20 @@ fn golden_momentum_step_and_stem_batch_norm_stats() {
         } else {
             0.0
         };
-        be.momentum_update(&mut p, &grad, &mut moment, n, 0.1, 0.9, wd, 1.0, false)
-            .unwrap();
+        be.momentum_update(
+            MomentumParams {
+                lr: 0.1,
+                momentum: 0.9,
+                weight_decay: wd,
+                loss_scale: 1.0,
+                nesterov: false,
+            },
+            &mut p,
+            &grad,
+            &mut moment,
+            n,
+        )
+        .unwrap();
         for (a, b) in p.iter().zip(&after) {
             assert!(
                 (a - b).abs() <= 1e-6 * b.abs().max(1.0),

@@ -13,13 +13,12 @@ pub mod cpu;
 mod params;
 
 use crate::Result;
-pub(crate) use params::check_len;
+pub(crate) use params::{check_len, check_se_scale_add_relu};
 pub use params::{
     same_pool_geometry, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats, BufferLen,
-    Conv2dForward, Conv2dParams, Conv2dShape, LinearForward, LinearGrads, LinearShape,
-    MaxPool2dParams, MovingStats, PoolGeometry, SavedStats,
+    Conv2dForward, Conv2dParams, Conv2dShape, CrossEntropyParams, LinearForward, LinearGrads,
+    LinearShape, MaxPool2dParams, MomentumParams, MovingStats, PoolGeometry, SavedStats, SeGrads,
 };
-
 /// Shape of an NCHW activation: batch, channels, height, width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape4 {
@@ -59,40 +58,6 @@ pub enum Activation {
     Relu,
     /// 1 / (1 + exp(-x)).
     Sigmoid,
-}
-
-/// The argument checks of [`Backend::softmax_cross_entropy`] that do not depend on the device:
-/// `n` and `classes` non-zero and one label per row ([`crate::Error::Shape`]), every label
-/// below `classes` and `label_smoothing` in [0, 1) ([`crate::Error::Invalid`]).
-pub fn check_cross_entropy_args(
-    n: usize,
-    classes: usize,
-    labels: &[usize],
-    label_smoothing: f32,
-) -> Result<()> {
-    use crate::Error;
-    if n == 0 || classes == 0 {
-        return Err(Error::Shape(format!(
-            "softmax_cross_entropy: {n} rows of {classes} classes"
-        )));
-    }
-    if labels.len() != n {
-        return Err(Error::Shape(format!(
-            "softmax_cross_entropy: {} labels for {n} rows",
-            labels.len()
-        )));
-    }
-    if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
-        return Err(Error::Invalid(format!(
-            "softmax_cross_entropy: label {l} of row {i} is not below {classes} classes"
-        )));
-    }
-    if !(0.0..1.0).contains(&label_smoothing) {
-        return Err(Error::Invalid(format!(
-            "softmax_cross_entropy: label smoothing {label_smoothing} not in [0, 1)"
-        )));
-    }
-    Ok(())
 }
 
 /// The ops of SENet on one device. f32 everywhere at this boundary; a device may compute in
@@ -368,9 +333,9 @@ pub trait Backend: Send + Sync {
 
     /// Backward of [`Backend::se_scale_add_relu`], `out = relu(x*gate[n,c] + shortcut)`, given
     /// the forward's result `out` and `dout` (all `xs`): with `dpre = dout*(out > 0)` writes
-    /// `dx = dpre*gate` (`xs`), `dgate[n,c] = Σ_hw dpre*x` ((N, C), summed in f64) and
-    /// `dshortcut = dpre` (`xs`). Errors if a buffer is too short ([`crate::Error::Shape`]).
-    #[allow(clippy::too_many_arguments)]
+    /// `grads.dx = dpre*gate` (`xs`), `grads.dgate[n,c] = Σ_hw dpre*x` ((N, C), summed in f64)
+    /// and `grads.dshortcut = dpre` (`xs`). Errors if a buffer is too short
+    /// ([`crate::Error::Shape`]).
     fn se_scale_add_relu_backward(
         &self,
         x: &Self::Buffer,
@@ -378,54 +343,45 @@ pub trait Backend: Send + Sync {
         gate: &Self::Buffer,
         out: &Self::Buffer,
         dout: &Self::Buffer,
-        dx: &mut Self::Buffer,
-        dgate: &mut Self::Buffer,
-        dshortcut: &mut Self::Buffer,
+        grads: SeGrads<'_, Self::Buffer>,
     ) -> Result<()>;
 
     /// Sigmoid backward from its output (the SE gate), in place: `dy *= s*(1-s)` over the
     /// first `len` values. Errors if a buffer is shorter than `len` ([`crate::Error::Shape`]).
     fn sigmoid_backward(&self, s: &Self::Buffer, dy: &mut Self::Buffer, len: usize) -> Result<()>;
 
-    /// Mean softmax cross entropy with label smoothing `eps` over (n, classes) logits (MindCV
-    /// `CrossEntropySmooth` = PyTorch `cross_entropy(label_smoothing=eps)`):
+    /// Mean softmax cross entropy with label smoothing `eps = p.label_smoothing` over
+    /// (p.n, p.classes) logits (MindCV `CrossEntropySmooth` = PyTorch
+    /// `cross_entropy(label_smoothing=eps)`):
     /// `loss_i = (1-eps)*-log p[label] + eps/C*Σ_c -log p[c]`. Returns the mean loss
     /// (accumulated in f64) and writes `dlogits` (n, classes)
-    /// `= (softmax - ((1-eps)*onehot + eps/C)) / n * scale` (`scale` = the loss scale's sens;
+    /// `= (softmax - ((1-eps)*onehot + eps/C)) / n * p.scale` (`scale` = the loss scale's sens;
     /// 1.0 normally). Errors: `n` or `classes` 0 or a buffer too short or `labels.len() != n`
     /// ([`crate::Error::Shape`]); a label `>= classes` or `eps` outside [0, 1)
     /// ([`crate::Error::Invalid`]).
-    #[allow(clippy::too_many_arguments)]
     fn softmax_cross_entropy(
         &self,
+        p: CrossEntropyParams,
         logits: &Self::Buffer,
-        n: usize,
-        classes: usize,
         labels: &[usize],
-        label_smoothing: f32,
-        scale: f32,
         dlogits: &mut Self::Buffer,
     ) -> Result<f64>;
 
-    /// MindSpore `nn.Momentum` (`ApplyMomentum`) on the first `len` values, in MindSpore's order
-    /// of operations: `g = grad + (weight_decay*loss_scale)*param` (decay added to the still
-    /// scaled gradient, skipped when `weight_decay` is 0), then `g *= 1/loss_scale` (when
-    /// `loss_scale != 1`), i.e. `g = grad/loss_scale + weight_decay*param`;
-    /// `moment = momentum*moment + g`; `param -= lr*moment` (Nesterov:
-    /// `param -= lr*(g + momentum*moment)`). Pass `weight_decay = 0` for parameters excluded
-    /// from decay (see `train::decays`). Errors: a buffer too short ([`crate::Error::Shape`]);
-    /// `loss_scale <= 0` or `weight_decay < 0` ([`crate::Error::Invalid`]).
-    #[allow(clippy::too_many_arguments)]
+    /// MindSpore `nn.Momentum` (`ApplyMomentum`) on the first `len` values of one parameter, in
+    /// MindSpore's order of operations: `g = grad + (weight_decay*loss_scale)*param` (decay
+    /// added to the still scaled gradient, skipped when `weight_decay` is 0), then
+    /// `g *= 1/loss_scale` (when `loss_scale != 1`), i.e. `g = grad/loss_scale +
+    /// weight_decay*param`; `moment = momentum*moment + g`; `param -= lr*moment` (Nesterov:
+    /// `param -= lr*(g + momentum*moment)`). `p.weight_decay` is the parameter's own (0 for the
+    /// parameters excluded from decay, see `train::decays`). Errors: a buffer too short
+    /// ([`crate::Error::Shape`]); `loss_scale <= 0` or `weight_decay < 0`
+    /// ([`crate::Error::Invalid`]).
     fn momentum_update(
         &self,
+        p: MomentumParams,
         param: &mut Self::Buffer,
         grad: &Self::Buffer,
         moment: &mut Self::Buffer,
         len: usize,
-        lr: f32,
-        momentum: f32,
-        weight_decay: f32,
-        loss_scale: f32,
-        nesterov: bool,
     ) -> Result<()>;
 }

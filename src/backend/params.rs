@@ -660,3 +660,184 @@ impl<B: BufferLen + ?Sized> BatchNormBackward<'_, B> {
         check_len(&format!("{what} dbeta"), &*grads.dbeta, c)
     }
 }
+
+// ---- element-wise: the end of an SE block
+
+/// The checks of [`Backend::se_scale_add_relu`](super::Backend::se_scale_add_relu): room in `x`
+/// and `shortcut` (`xs`) and `gate` (N, C).
+pub(crate) fn check_se_scale_add_relu(
+    xs: Shape4,
+    x: &(impl BufferLen + ?Sized),
+    gate: &(impl BufferLen + ?Sized),
+    shortcut: &(impl BufferLen + ?Sized),
+) -> Result<()> {
+    check_len("se_scale_add_relu input", x, xs.numel())?;
+    check_len("se_scale_add_relu shortcut", shortcut, xs.numel())?;
+    check_len("se_scale_add_relu gate", gate, xs.n * xs.c)
+}
+
+/// The gradients
+/// [`Backend::se_scale_add_relu_backward`](super::Backend::se_scale_add_relu_backward) writes,
+/// each overwritten.
+#[derive(Debug)]
+pub struct SeGrads<'a, B: ?Sized> {
+    /// ∂L/∂x, NCHW.
+    pub dx: &'a mut B,
+    /// ∂L/∂gate, (N, C).
+    pub dgate: &'a mut B,
+    /// ∂L/∂shortcut, NCHW.
+    pub dshortcut: &'a mut B,
+}
+
+impl<B: BufferLen + ?Sized> SeGrads<'_, B> {
+    /// The checks of
+    /// [`Backend::se_scale_add_relu_backward`](super::Backend::se_scale_add_relu_backward): room
+    /// in the NCHW buffers (`xs`), then in the (N, C) ones.
+    pub(crate) fn check(
+        &self,
+        xs: Shape4,
+        x: &(impl BufferLen + ?Sized),
+        gate: &(impl BufferLen + ?Sized),
+        out: &(impl BufferLen + ?Sized),
+        dout: &(impl BufferLen + ?Sized),
+    ) -> Result<()> {
+        let what = "se_scale_add_relu_backward";
+        let (numel, planes) = (xs.numel(), xs.n * xs.c);
+        check_len(&format!("{what} x"), x, numel)?;
+        check_len(&format!("{what} out"), out, numel)?;
+        check_len(&format!("{what} dout"), dout, numel)?;
+        check_len(&format!("{what} dx"), &*self.dx, numel)?;
+        check_len(&format!("{what} dshortcut"), &*self.dshortcut, numel)?;
+        check_len(&format!("{what} gate"), gate, planes)?;
+        check_len(&format!("{what} dgate"), &*self.dgate, planes)
+    }
+}
+
+// ---- loss
+
+/// Softmax cross entropy with label smoothing (MindCV `CrossEntropySmooth` = PyTorch
+/// `cross_entropy(label_smoothing=eps)`) over `n` rows of `classes` logits, the gradient scaled
+/// by `scale`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CrossEntropyParams {
+    /// Rows (the batch).
+    pub n: usize,
+    /// Classes per row.
+    pub classes: usize,
+    /// Label smoothing `eps`, in [0, 1).
+    pub label_smoothing: f32,
+    /// Factor of the logit gradient: the loss scale's sens (1.0 normally).
+    pub scale: f32,
+}
+
+impl CrossEntropyParams {
+    /// The checks of [`Backend::softmax_cross_entropy`](super::Backend::softmax_cross_entropy):
+    /// `n` and `classes` non-zero, one label per row and room in `logits` and `dlogits`
+    /// ([`Error::Shape`]), every label below `classes` and `label_smoothing` in [0, 1)
+    /// ([`Error::Invalid`]).
+    pub(crate) fn check(
+        &self,
+        labels: &[usize],
+        logits: &(impl BufferLen + ?Sized),
+        dlogits: &(impl BufferLen + ?Sized),
+    ) -> Result<()> {
+        let (n, classes, eps) = (self.n, self.classes, self.label_smoothing);
+        if n == 0 || classes == 0 {
+            return Err(Error::Shape(format!(
+                "softmax_cross_entropy: {n} rows of {classes} classes"
+            )));
+        }
+        if labels.len() != n {
+            return Err(Error::Shape(format!(
+                "softmax_cross_entropy: {} labels for {n} rows",
+                labels.len()
+            )));
+        }
+        if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
+            return Err(Error::Invalid(format!(
+                "softmax_cross_entropy: label {l} of row {i} is not below {classes} classes"
+            )));
+        }
+        if !(0.0..1.0).contains(&eps) {
+            return Err(Error::Invalid(format!(
+                "softmax_cross_entropy: label smoothing {eps} not in [0, 1)"
+            )));
+        }
+        check_len("softmax_cross_entropy logits", logits, n * classes)?;
+        check_len("softmax_cross_entropy dlogits", dlogits, n * classes)
+    }
+
+    /// The smoothed one-hot target, in f64: (the label's, every other class's) =
+    /// `(1 - eps + eps/C, eps/C)`.
+    pub(crate) fn targets(&self) -> (f64, f64) {
+        let eps = self.label_smoothing as f64;
+        let off = eps / self.classes as f64;
+        (1.0 - eps + off, off)
+    }
+}
+
+// ---- optimizer
+
+/// The settings of one MindSpore `nn.Momentum` update of one parameter. The step's
+/// hyper-parameters are the same for every parameter; `weight_decay` is the parameter's own
+/// (0 for those excluded from decay, see `train::decays`), as MindSpore's parameter groups
+/// set it. An update of many parameters at once takes one of these per group of equal
+/// settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MomentumParams {
+    /// Learning rate of this step.
+    pub lr: f32,
+    /// Momentum coefficient.
+    pub momentum: f32,
+    /// Weight decay of this parameter, >= 0.
+    pub weight_decay: f32,
+    /// The loss scale the gradient still carries (1.0 when it was divided out), > 0.
+    pub loss_scale: f32,
+    /// Nesterov momentum (`use_nesterov`).
+    pub nesterov: bool,
+}
+
+impl MomentumParams {
+    /// The checks of [`Backend::momentum_update`](super::Backend::momentum_update): room for
+    /// `len` values in every buffer ([`Error::Shape`]), a finite loss scale > 0 and a weight
+    /// decay >= 0 ([`Error::Invalid`]).
+    pub(crate) fn check(
+        &self,
+        param: &(impl BufferLen + ?Sized),
+        grad: &(impl BufferLen + ?Sized),
+        moment: &(impl BufferLen + ?Sized),
+        len: usize,
+    ) -> Result<()> {
+        check_len("momentum_update param", param, len)?;
+        check_len("momentum_update grad", grad, len)?;
+        check_len("momentum_update moment", moment, len)?;
+        let (ls, wd) = (self.loss_scale, self.weight_decay);
+        if !(ls > 0.0 && ls.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "momentum_update: loss scale {ls} must be > 0"
+            )));
+        }
+        if wd.is_nan() || wd < 0.0 {
+            return Err(Error::Invalid(format!(
+                "momentum_update: weight decay {wd} must be >= 0"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The weight decay multiplied by the loss scale, formed in f64 and stored as f32 (MindSpore
+    /// pre-scales it: `_preprocess_weight_decay`); 0 = no decay.
+    pub(crate) fn scaled_weight_decay(&self) -> f32 {
+        (self.weight_decay as f64 * self.loss_scale as f64) as f32
+    }
+
+    /// `1 / loss_scale` as f32, the factor that unscales the gradient.
+    pub(crate) fn inverse_loss_scale(&self) -> f32 {
+        (1.0 / self.loss_scale as f64) as f32
+    }
+
+    /// Whether the gradient is unscaled (the loss scale is not 1).
+    pub(crate) fn unscales(&self) -> bool {
+        self.loss_scale != 1.0
+    }
+}

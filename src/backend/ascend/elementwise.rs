@@ -10,7 +10,7 @@ use super::device::Ctx;
 use super::op::aclnn;
 use super::tensor::{DType, ScalarValue, TensorDesc};
 use super::AscendBackend;
-use crate::backend::{check_len, Shape4};
+use crate::backend::{check_len, check_se_scale_add_relu, SeGrads, Shape4};
 use crate::Result;
 use senet_cann_sys::aclTensor;
 
@@ -31,9 +31,7 @@ pub(super) fn se_scale_add_relu(
     gate: &AscendBuffer,
     shortcut: &AscendBuffer,
 ) -> Result<()> {
-    check_len("se_scale_add_relu input", x, xs.numel())?;
-    check_len("se_scale_add_relu shortcut", shortcut, xs.numel())?;
-    check_len("se_scale_add_relu gate", gate, xs.n * xs.c)?;
+    check_se_scale_add_relu(xs, x, gate, shortcut)?;
     let d = x.dtype;
     let mut ctx = be.dev.enter()?;
     let xt = view(&mut ctx, x, &dims4(xs))?;
@@ -61,7 +59,6 @@ pub(super) fn se_scale_add_relu(
 /// [`Backend::se_scale_add_relu_backward`](crate::backend::Backend::se_scale_add_relu_backward):
 /// `dshortcut = ThresholdBackward(dout, out, 0)`, `dx = Mul(dshortcut, gate (N, C, 1, 1))`,
 /// `dgate = ReduceSum(Mul(dshortcut, x), dims (2, 3))` (fp32 output; the CPU sums in f64).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn se_scale_add_relu_backward(
     be: &AscendBackend,
     x: &AscendBuffer,
@@ -69,19 +66,14 @@ pub(super) fn se_scale_add_relu_backward(
     gate: &AscendBuffer,
     out: &AscendBuffer,
     dout: &AscendBuffer,
-    dx: &mut AscendBuffer,
-    dgate: &mut AscendBuffer,
-    dshortcut: &mut AscendBuffer,
+    grads: SeGrads<'_, AscendBuffer>,
 ) -> Result<()> {
-    let numel = xs.numel();
-    let planes = xs.n * xs.c;
-    check_len("se_scale_add_relu_backward x", x, numel)?;
-    check_len("se_scale_add_relu_backward out", out, numel)?;
-    check_len("se_scale_add_relu_backward dout", dout, numel)?;
-    check_len("se_scale_add_relu_backward dx", dx, numel)?;
-    check_len("se_scale_add_relu_backward dshortcut", dshortcut, numel)?;
-    check_len("se_scale_add_relu_backward gate", gate, planes)?;
-    check_len("se_scale_add_relu_backward dgate", dgate, planes)?;
+    grads.check(xs, x, gate, out, dout)?;
+    let SeGrads {
+        dx,
+        dgate,
+        dshortcut,
+    } = grads;
     let cd = be.cd();
     let d = dims4(xs);
     let mut ctx = be.dev.enter()?;

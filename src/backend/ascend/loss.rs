@@ -5,7 +5,7 @@ use super::buffer::{out_view, read_as, temp, AscendBuffer};
 use super::op::aclnn;
 use super::tensor::{DType, ScalarValue, TensorDesc};
 use super::AscendBackend;
-use crate::backend::check_len;
+use crate::backend::CrossEntropyParams;
 use crate::Result;
 
 /// [`Backend::softmax_cross_entropy`](crate::backend::Backend::softmax_cross_entropy): the
@@ -13,23 +13,18 @@ use crate::Result;
 /// op writes the per-row loss and `softmax - t` into `dlogits`, which `aclnnInplaceMuls`
 /// scales by `scale/n`; the per-row losses are downloaded and averaged in f64. Logits are
 /// cast to fp32 first (O2 computes the loss in fp32); `dlogits` is fp32.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn softmax_cross_entropy(
     be: &AscendBackend,
+    p: CrossEntropyParams,
     logits: &AscendBuffer,
-    n: usize,
-    classes: usize,
     labels: &[usize],
-    label_smoothing: f32,
-    scale: f32,
     dlogits: &mut AscendBuffer,
 ) -> Result<f64> {
-    crate::backend::check_cross_entropy_args(n, classes, labels, label_smoothing)?;
-    check_len("softmax_cross_entropy logits", logits, n * classes)?;
-    check_len("softmax_cross_entropy dlogits", dlogits, n * classes)?;
-    let eps = label_smoothing as f64;
-    let off = eps / classes as f64;
-    let on = 1.0 - eps + off;
+    p.check(labels, logits, dlogits)?;
+    let CrossEntropyParams {
+        n, classes, scale, ..
+    } = p;
+    let (on, off) = p.targets();
     let mut targets = vec![off as f32; n * classes];
     for (row, &l) in labels.iter().enumerate() {
         targets[row * classes + l] = on as f32;

@@ -40,8 +40,8 @@ pub use tensor::DType;
 
 use super::{
     Backend, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats, Conv2dForward,
-    Conv2dShape, LinearForward, LinearGrads, LinearShape, MaxPool2dParams, MovingStats, SavedStats,
-    Shape4,
+    Conv2dShape, CrossEntropyParams, LinearForward, LinearGrads, LinearShape, MaxPool2dParams,
+    MomentumParams, MovingStats, SavedStats, SeGrads, Shape4,
 };
 use crate::{Error, Result};
 use device::DeviceShared;
@@ -446,11 +446,9 @@ impl Backend for AscendBackend {
         gate: &AscendBuffer,
         out: &AscendBuffer,
         dout: &AscendBuffer,
-        dx: &mut AscendBuffer,
-        dgate: &mut AscendBuffer,
-        dshortcut: &mut AscendBuffer,
+        grads: SeGrads<'_, AscendBuffer>,
     ) -> Result<()> {
-        elementwise::se_scale_add_relu_backward(self, x, xs, gate, out, dout, dx, dgate, dshortcut)
+        elementwise::se_scale_add_relu_backward(self, x, xs, gate, out, dout, grads)
     }
 
     fn sigmoid_backward(&self, s: &AscendBuffer, dy: &mut AscendBuffer, len: usize) -> Result<()> {
@@ -459,49 +457,22 @@ impl Backend for AscendBackend {
 
     fn softmax_cross_entropy(
         &self,
+        p: CrossEntropyParams,
         logits: &AscendBuffer,
-        n: usize,
-        classes: usize,
         labels: &[usize],
-        label_smoothing: f32,
-        scale: f32,
         dlogits: &mut AscendBuffer,
     ) -> Result<f64> {
-        loss::softmax_cross_entropy(
-            self,
-            logits,
-            n,
-            classes,
-            labels,
-            label_smoothing,
-            scale,
-            dlogits,
-        )
+        loss::softmax_cross_entropy(self, p, logits, labels, dlogits)
     }
 
     fn momentum_update(
         &self,
+        p: MomentumParams,
         param: &mut AscendBuffer,
         grad: &AscendBuffer,
         moment: &mut AscendBuffer,
         len: usize,
-        lr: f32,
-        momentum: f32,
-        weight_decay: f32,
-        loss_scale: f32,
-        nesterov: bool,
     ) -> Result<()> {
-        optim::momentum_update(
-            self,
-            param,
-            grad,
-            moment,
-            len,
-            lr,
-            momentum,
-            weight_decay,
-            loss_scale,
-            nesterov,
-        )
+        optim::momentum_update(self, p, param, grad, moment, len)
     }
 }

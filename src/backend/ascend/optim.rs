@@ -5,7 +5,7 @@ use super::buffer::{read_as, temp, view, Arg, AscendBuffer};
 use super::op::aclnn;
 use super::tensor::{DType, ScalarValue};
 use super::AscendBackend;
-use crate::backend::check_len;
+use crate::backend::MomentumParams;
 use crate::{Error, Result};
 
 /// [`Backend::momentum_update`](crate::backend::Backend::momentum_update) in MindSpore's order,
@@ -14,32 +14,16 @@ use crate::{Error, Result};
 /// `ls != 1`), `moment *= momentum` (`InplaceMuls`), `moment += g` (`InplaceAdd`), then
 /// `param += -lr * moment` (`InplaceAdd` with alpha), or with Nesterov `param += -lr * g`
 /// and `param += -(momentum*lr) * moment`. All fp32.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn momentum_update(
     be: &AscendBackend,
+    p: MomentumParams,
     param: &mut AscendBuffer,
     grad: &AscendBuffer,
     moment: &mut AscendBuffer,
     len: usize,
-    lr: f32,
-    momentum: f32,
-    weight_decay: f32,
-    loss_scale: f32,
-    nesterov: bool,
 ) -> Result<()> {
-    check_len("momentum_update param", param, len)?;
-    check_len("momentum_update grad", grad, len)?;
-    check_len("momentum_update moment", moment, len)?;
-    if !(loss_scale > 0.0 && loss_scale.is_finite()) {
-        return Err(Error::Invalid(format!(
-            "momentum_update: loss scale {loss_scale} must be > 0"
-        )));
-    }
-    if weight_decay.is_nan() || weight_decay < 0.0 {
-        return Err(Error::Invalid(format!(
-            "momentum_update: weight decay {weight_decay} must be >= 0"
-        )));
-    }
+    p.check(param, grad, moment, len)?;
+    let (lr, momentum, nesterov) = (p.lr, p.momentum, p.nesterov);
     if param.dtype != DType::F32 || moment.dtype != DType::F32 {
         return Err(Error::Invalid(
             "momentum_update: parameters and moments must hold fp32".into(),
@@ -49,9 +33,9 @@ pub(super) fn momentum_update(
         return Ok(());
     }
     let f32 = DType::F32;
-    let wd_scaled = (weight_decay as f64 * loss_scale as f64) as f32;
-    let inv_scale = (1.0 / loss_scale as f64) as f32;
-    let need_scale = loss_scale != 1.0;
+    let wd_scaled = p.scaled_weight_decay();
+    let inv_scale = p.inverse_loss_scale();
+    let need_scale = p.unscales();
     let mut ctx = be.dev.enter()?;
     let pt = view(&mut ctx, param, &[len])?;
     let mt = view(&mut ctx, moment, &[len])?;

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use super::kernels::{self as k, self};
 use super::{check_len, CpuBackend};
-use crate::backend::Shape4;
+use crate::backend::{check_se_scale_add_relu, SeGrads, Shape4};
 use crate::Result;
 
 /// Values per parallel task of the flat element-wise kernels (below it, one task).
@@ -20,9 +20,7 @@ pub(super) fn se_scale_add_relu(
     gate: &[f32],
     shortcut: &[f32],
 ) -> Result<()> {
-    check_len("se_scale_add_relu input", x, xs.numel())?;
-    check_len("se_scale_add_relu shortcut", shortcut, xs.numel())?;
-    check_len("se_scale_add_relu gate", gate, xs.n * xs.c)?;
+    check_se_scale_add_relu(xs, x, gate, shortcut)?;
     let hw = xs.h * xs.w;
     let c = xs.c;
     be.pool.install(|| {
@@ -73,7 +71,6 @@ pub(super) fn sigmoid_backward(
 }
 
 /// See [`crate::backend::Backend::se_scale_add_relu_backward`].
-#[allow(clippy::too_many_arguments)]
 pub(super) fn se_scale_add_relu_backward(
     be: &CpuBackend,
     x: &[f32],
@@ -81,19 +78,15 @@ pub(super) fn se_scale_add_relu_backward(
     gate: &[f32],
     out: &[f32],
     dout: &[f32],
-    dx: &mut [f32],
-    dgate: &mut [f32],
-    dshortcut: &mut [f32],
+    grads: SeGrads<'_, Vec<f32>>,
 ) -> Result<()> {
-    let numel = xs.numel();
-    let planes = xs.n * xs.c;
-    check_len("se_scale_add_relu_backward x", x, numel)?;
-    check_len("se_scale_add_relu_backward out", out, numel)?;
-    check_len("se_scale_add_relu_backward dout", dout, numel)?;
-    check_len("se_scale_add_relu_backward dx", dx, numel)?;
-    check_len("se_scale_add_relu_backward dshortcut", dshortcut, numel)?;
-    check_len("se_scale_add_relu_backward gate", gate, planes)?;
-    check_len("se_scale_add_relu_backward dgate", dgate, planes)?;
+    grads.check(xs, x, gate, out, dout)?;
+    let SeGrads {
+        dx,
+        dgate,
+        dshortcut,
+    } = grads;
+    let (numel, planes) = (xs.numel(), xs.n * xs.c);
     let hw = xs.h * xs.w;
     if numel == 0 {
         dgate[..planes].fill(0.0);

@@ -45,8 +45,8 @@ pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
 
 use super::{
     check_len, Backend, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats,
-    Conv2dForward, Conv2dShape, LinearForward, LinearGrads, LinearShape, MaxPool2dParams,
-    MovingStats, SavedStats, Shape4,
+    Conv2dForward, Conv2dShape, CrossEntropyParams, LinearForward, LinearGrads, LinearShape,
+    MaxPool2dParams, MomentumParams, MovingStats, SavedStats, SeGrads, Shape4,
 };
 use crate::{Error, Result};
 
@@ -318,11 +318,9 @@ impl Backend for CpuBackend {
         gate: &Vec<f32>,
         out: &Vec<f32>,
         dout: &Vec<f32>,
-        dx: &mut Vec<f32>,
-        dgate: &mut Vec<f32>,
-        dshortcut: &mut Vec<f32>,
+        grads: SeGrads<'_, Vec<f32>>,
     ) -> Result<()> {
-        elementwise::se_scale_add_relu_backward(self, x, xs, gate, out, dout, dx, dgate, dshortcut)
+        elementwise::se_scale_add_relu_backward(self, x, xs, gate, out, dout, grads)
     }
 
     fn sigmoid_backward(&self, s: &Vec<f32>, dy: &mut Vec<f32>, len: usize) -> Result<()> {
@@ -331,40 +329,22 @@ impl Backend for CpuBackend {
 
     fn softmax_cross_entropy(
         &self,
+        p: CrossEntropyParams,
         logits: &Vec<f32>,
-        n: usize,
-        classes: usize,
         labels: &[usize],
-        label_smoothing: f32,
-        scale: f32,
         dlogits: &mut Vec<f32>,
     ) -> Result<f64> {
-        loss::softmax_cross_entropy(logits, n, classes, labels, label_smoothing, scale, dlogits)
+        loss::softmax_cross_entropy(p, logits, labels, dlogits)
     }
 
     fn momentum_update(
         &self,
+        p: MomentumParams,
         param: &mut Vec<f32>,
         grad: &Vec<f32>,
         moment: &mut Vec<f32>,
         len: usize,
-        lr: f32,
-        momentum: f32,
-        weight_decay: f32,
-        loss_scale: f32,
-        nesterov: bool,
     ) -> Result<()> {
-        optim::momentum_update(
-            self,
-            param,
-            grad,
-            moment,
-            len,
-            lr,
-            momentum,
-            weight_decay,
-            loss_scale,
-            nesterov,
-        )
+        optim::momentum_update(self, p, param, grad, moment, len)
     }
 }

@@ -2,7 +2,7 @@
 //! accessors for gradients, parameters and optimizer state.
 use super::layers::{conv_bn_backward, dense_backward};
 use super::{index_of, Acts, StepStats, TrainNet};
-use crate::backend::{Backend, MaxPool2dParams};
+use crate::backend::{Backend, MaxPool2dParams, MomentumParams, SeGrads};
 use crate::dist::{Communicator, GradBuffer, GradientReducer};
 use crate::model::Params;
 use crate::{Error, Result, Tensor};
@@ -47,7 +47,12 @@ impl<B: Backend> TrainNet<B> {
             let shape = last.out_shape;
             // SE scale + residual + ReLU: g1 = d(last bn_out) via the scale, gs0 = d(gate),
             // g2 = d(shortcut).
-            be.se_scale_add_relu_backward(&last.bn_out, shape, &ba.gate, &ba.out, g0, g1, gs0, g2)?;
+            let grads = SeGrads {
+                dx: &mut *g1,
+                dgate: &mut *gs0,
+                dshortcut: &mut *g2,
+            };
+            be.se_scale_add_relu_backward(&last.bn_out, shape, &ba.gate, &ba.out, g0, grads)?;
             be.sigmoid_backward(&ba.gate, gs0, n * shape.c)?;
             dense_backward(be, p, &b.se_expand, &ba.hidden, n, gs0, Some(&mut *gs1))?;
             be.relu_backward(&ba.hidden, gs1, n * b.se_reduce.out_features)?;
@@ -141,17 +146,14 @@ impl<B: Backend> TrainNet<B> {
         for dp in &mut self.params {
             if let Some((grad, moment)) = &mut dp.train {
                 let wd = if dp.decay { cfg.weight_decay } else { 0.0 };
-                be.momentum_update(
-                    &mut dp.value,
-                    grad,
-                    moment,
-                    dp.len,
+                let p = MomentumParams {
                     lr,
-                    cfg.momentum,
-                    wd,
-                    optimizer_scale,
-                    cfg.nesterov,
-                )?;
+                    momentum: cfg.momentum,
+                    weight_decay: wd,
+                    loss_scale: optimizer_scale,
+                    nesterov: cfg.nesterov,
+                };
+                be.momentum_update(p, &mut dp.value, grad, moment, dp.len)?;
             }
         }
         if let (Some(decay), Some(ema)) = (cfg.ema_decay, self.ema.as_mut()) {

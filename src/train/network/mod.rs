@@ -5,7 +5,9 @@
 //! `nn.BatchNorm2d` in training mode (eps 1e-5, momentum 0.9), MindCV's `CrossEntropySmooth`
 //! loss and `nn.Momentum` (`mindcv.md` sections 1 and 5). Activations live in buffers allocated
 //! once per batch shape; gradient buffers are reused from block to block.
-use crate::backend::{Activation, Backend, Conv2dParams, MaxPool2dParams, Shape4};
+use crate::backend::{
+    Activation, Backend, Conv2dParams, CrossEntropyParams, MaxPool2dParams, Shape4,
+};
 use crate::model::arch::{blocks, BlockKind, BlockSpec};
 use crate::model::{Arch, SeNet};
 use crate::{Error, Result, Tensor};
@@ -510,15 +512,13 @@ impl<B: Backend> TrainNet<B> {
         let n = labels.len();
         let classes = self.num_classes;
         let [dlogits, _, _] = &mut a.g_small;
-        let loss = be.softmax_cross_entropy(
-            &a.logits,
+        let p = CrossEntropyParams {
             n,
             classes,
-            labels,
-            self.cfg.label_smoothing,
-            self.scaler.scale(),
-            dlogits,
-        )?;
+            label_smoothing: self.cfg.label_smoothing,
+            scale: self.scaler.scale(),
+        };
+        let loss = be.softmax_cross_entropy(p, &a.logits, labels, dlogits)?;
         let mut logits = vec![0.0f32; n * classes];
         be.download(&a.logits, &mut logits)?;
         let correct = logits
