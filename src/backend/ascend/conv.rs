@@ -115,19 +115,14 @@ pub(super) fn conv2d_backward_data(
     let wa = read_as(&mut ctx, w, &w_shape, cd)?;
     let shape_only = temp(&mut ctx, &dims4(xs), cd)?;
     let dxt = out_view(&mut ctx, dx, &dims4(xs), cd)?;
-    convolution_backward(
-        be,
-        &mut ctx,
-        dya.t,
-        shape_only.t,
-        wa.t,
-        w_shape[0],
-        p,
-        [true, false, false],
-        dxt,
-        std::ptr::null_mut(),
-        cd,
-    )?;
+    let t = GradTensors {
+        dy: dya.t,
+        x: shape_only.t,
+        w: wa.t,
+        dx: dxt,
+        dw: std::ptr::null_mut(),
+    };
+    convolution_backward(be, &mut ctx, t, w_shape[0], p, cd)?;
     dx.dtype = cd;
     Ok(())
 }
@@ -166,19 +161,14 @@ pub(super) fn conv2d_backward_filter(
     } else {
         temp(&mut ctx, &w_shape, cd)?
     };
-    convolution_backward(
-        be,
-        &mut ctx,
-        dya.t,
-        xa.t,
-        shape_only.t,
-        w_shape[0],
-        p,
-        [false, true, false],
-        std::ptr::null_mut(),
-        out.t,
-        cd,
-    )?;
+    let t = GradTensors {
+        dy: dya.t,
+        x: xa.t,
+        w: shape_only.t,
+        dx: std::ptr::null_mut(),
+        dw: out.t,
+    };
+    convolution_backward(be, &mut ctx, t, w_shape[0], p, cd)?;
     if !direct {
         let g32 = if cd == DType::F32 {
             out
@@ -211,21 +201,29 @@ pub(super) fn conv2d_backward_filter(
     Ok(())
 }
 
-/// One `aclnnConvolutionBackward` (groups as a C `int` there, cann.md §2.3).
-#[allow(clippy::too_many_arguments)]
-fn convolution_backward(
-    be: &AscendBackend,
-    ctx: &mut Ctx,
+/// The tensors of one `aclnnConvolutionBackward`: `x` and `w` are read for the weight and the
+/// input gradient respectively (otherwise they only give a shape); a null gradient is not asked
+/// for.
+struct GradTensors {
     dy: *mut aclTensor,
     x: *mut aclTensor,
     w: *mut aclTensor,
-    cout: usize,
-    p: Conv2dParams,
-    mask: [bool; 3],
     dx: *mut aclTensor,
     dw: *mut aclTensor,
+}
+
+/// One `aclnnConvolutionBackward` (groups as a C `int` there, cann.md §2.3).
+fn convolution_backward(
+    be: &AscendBackend,
+    ctx: &mut Ctx,
+    t: GradTensors,
+    cout: usize,
+    p: Conv2dParams,
     cd: DType,
 ) -> Result<()> {
+    let GradTensors { dy, x, w, dx, dw } = t;
+    // outputMask {input, weight, bias}: the gradients asked for.
+    let mask = [!dx.is_null(), !dw.is_null(), false];
     let a = conv_arrays(ctx, p)?;
     let bias_sizes = ctx.int_array(&[cout as i64])?;
     let mask = ctx.bool_array(&mask)?;

@@ -95,35 +95,35 @@ fn conv2d_post(
     post: Option<PerImage>,
 ) -> Result<Shape4> {
     let ys = f.check(x, y)?;
-    let (xs, cout) = (f.shape.xs, ys.c);
-    let (w, act) = (f.w, f.act);
-    let geom = ConvGeometry::new(f.shape, ys);
-    let bias = f.bias.map(|b| &b[..cout]);
+    let xs = f.shape.xs;
+    let op = ConvOp {
+        g: ConvGeometry::new(f.shape, ys),
+        w: f.w,
+        bias: f.bias.map(|b| &b[..ys.c]),
+        act: f.act,
+    };
     #[cfg(target_arch = "x86_64")]
-    if be.winograd && winograd::supports(act, &geom, be.threads) {
+    if be.winograd && winograd::supports(op.act, &op.g, be.threads) {
         let threads = be.threads;
         // A panic in another conv leaves the buffer in a state that is overwritten anyway.
         let mut guard = (be.winograd_weights.lock()).unwrap_or_else(|e| e.into_inner());
         let u: &mut Vec<f32> = &mut guard;
         be.pool
-            .install(|| winograd::conv2d(u, x, w, bias, &geom, act, y, post, threads));
+            .install(|| winograd::conv2d(u, &op, x, y, post, threads));
         return Ok(ys);
     }
     #[cfg(target_arch = "x86_64")]
-    if avx512::supports(act, &geom) {
+    if avx512::supports(op.act, &op.g) {
         let threads = be.threads;
-        be.pool
-            .install(|| avx512::conv2d(x, w, bias, &geom, act, y, post, threads));
+        be.pool.install(|| avx512::conv2d(&op, x, y, post, threads));
         return Ok(ys);
     }
     let (xi, yi) = (xs.image_len(), ys.image_len());
-    let image = |x1: &[f32], y1: &mut [f32], par| {
-        conv2d_image(x1, w, bias, &geom, act, y1, par);
-    };
+    let image = |x1: &[f32], y1: &mut [f32], par| conv2d_image(x1, &op, y1, par);
     be.pool.install(|| {
         if be.split_batch(xs.n) {
             // Image by image across the pool, `post` on each while it is in cache.
-            image_tasks(x, xi, y, yi, xs.n, 1, post, |x1, y1| {
+            image_tasks(x, y, &op.g, 1, post, |x1, y1| {
                 image(x1, y1, matmul::Par::Seq)
             });
         } else {
@@ -148,6 +148,7 @@ thread_local! {
 }
 
 /// Shapes of one convolution (the batch size in `xs`/`ys` is ignored per image).
+#[derive(Clone, Copy)]
 pub(super) struct ConvGeometry {
     pub xs: Shape4,
     pub ys: Shape4,
@@ -185,6 +186,20 @@ impl ConvGeometry {
     }
 }
 
+/// One convolution as the CPU paths compute it: `y = act(conv(x, w) + bias)` over the geometry
+/// `g` (slices checked by the caller: `w` holds the weight, `bias` Cout values).
+#[derive(Clone, Copy)]
+pub(super) struct ConvOp<'a> {
+    /// The shapes.
+    pub g: ConvGeometry,
+    /// The weight (Cout, Cin/groups, kh, kw).
+    pub w: &'a [f32],
+    /// The bias, Cout values, if any.
+    pub bias: Option<&'a [f32]>,
+    /// The epilogue's activation.
+    pub act: Activation,
+}
+
 /// Work on each output image of a conv done by the task that computed the image, while it is
 /// still in cache (a pooling that follows the conv).
 pub(super) struct PerImage<'a> {
@@ -205,19 +220,17 @@ impl PerImage<'_> {
 
 /// `run(x_task, y_task)` on tasks of `per_task` consecutive images (the last one may hold fewer)
 /// across the current rayon pool, then `post` on each image of a task by the thread that
-/// computed it. x and y hold `n` images of `xi` and `yi` floats.
-#[allow(clippy::too_many_arguments)]
+/// computed it. x and y hold the `g.xs.n` input and output images of `g`.
 pub(super) fn image_tasks(
     x: &[f32],
-    xi: usize,
     y: &mut [f32],
-    yi: usize,
-    n: usize,
+    g: &ConvGeometry,
     per_task: usize,
     post: Option<PerImage>,
     run: impl Fn(&[f32], &mut [f32]) + Sync,
 ) {
     use rayon::prelude::*;
+    let (n, xi, yi) = (g.xs.n, g.xs.image_len(), g.ys.image_len());
     let tasks = y[..n * yi]
         .par_chunks_mut(per_task * yi)
         .zip(x[..n * xi].par_chunks(per_task * xi));
@@ -237,16 +250,9 @@ pub(super) fn image_tasks(
     }
 }
 
-/// `y1 = act(conv(x1, w) + bias)` for one image (x1: (Cin, H, W), y1: (Cout, OH, OW)).
-pub(super) fn conv2d_image(
-    x1: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    g: &ConvGeometry,
-    act: Activation,
-    y1: &mut [f32],
-    par: Par,
-) {
+/// `y1 = act(conv(x1, w) + bias)` of `op` for one image (x1: (Cin, H, W), y1: (Cout, OH, OW)).
+pub(super) fn conv2d_image(x1: &[f32], op: &ConvOp, y1: &mut [f32], par: Par) {
+    let (g, w, bias, act) = (&op.g, op.w, op.bias, op.act);
     let (xs, ys) = (g.xs, g.ys);
     let groups = g.p.groups;
     let cin_g = xs.c / groups;
