@@ -284,23 +284,12 @@ impl<B: Backend> InferenceNet<B> {
     /// Eval-mode logits (N, num_classes) for images `x` (N, 3, H, W) f32 NCHW, normalised as
     /// MindCV's transforms do. Errors if `x` is not (N, 3, H, W) with H, W >= 32.
     pub fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
-        if x.shape.len() != 4
-            || x.shape[1] != 3
-            || x.shape[2] < 32
-            || x.shape[3] < 32
-            || x.shape[0] == 0
-        {
-            return Err(Error::Shape(format!(
-                "input must be (N, 3, H, W) with N >= 1 and H, W >= 32, got {:?}",
-                x.shape
-            )));
-        }
-        let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3]);
+        let xs = super::input_shape("input", x)?;
+        let (n, h, w) = (xs.n, xs.h, xs.w);
         self.workspace(n, h, w)?;
         let be = &self.backend;
         let ws = self.ws.as_mut().expect("workspace allocated above");
         be.write(&mut ws.act[0], &x.data)?;
-        let xs = Shape4::new(n, 3, h, w);
         // Stem conv (act[0] -> act[1]) and its max pool (-> act[2]), fused.
         let [a0, a1, a2, ..] = &mut ws.act[..] else {
             unreachable!("five activation buffers")
@@ -385,8 +374,11 @@ fn conv_out(h: usize, k: usize, s: usize, p: usize) -> usize {
 
 /// Walks the network for one `h`x`w` image: activation sizes and multiply-accumulates.
 fn walk_shapes(arch: Arch, h: usize, w: usize) -> Result<ShapeWalk> {
-    if h < 32 || w < 32 {
-        return Err(Error::Shape(format!("image {h}x{w} is smaller than 32x32")));
+    let min = super::MIN_INPUT_SIDE;
+    if h < min || w < min {
+        return Err(Error::Shape(format!(
+            "image {h}x{w} is smaller than {min}x{min}"
+        )));
     }
     let mut walk = ShapeWalk {
         max_activation: 0,

@@ -9,7 +9,25 @@ pub mod params;
 pub use arch::Arch;
 pub use params::{ParamKind, ParamSpec, Params};
 
-use crate::{Error, Result};
+use crate::backend::Shape4;
+use crate::{Error, Result, Tensor};
+
+/// The smallest input height and width a SENet takes (its five stride-2 stages leave 1x1).
+pub const MIN_INPUT_SIDE: usize = 32;
+
+/// The NCHW shape of a batch of network inputs: `x` must be (N, 3, H, W) f32 with N >= 1 and
+/// H, W >= [`MIN_INPUT_SIDE`]. Errors ([`Error::Shape`]) otherwise, naming the input `what`
+/// ("input", "training input").
+pub fn input_shape(what: &str, x: &Tensor) -> Result<Shape4> {
+    let min = MIN_INPUT_SIDE;
+    match x.shape[..] {
+        [n, 3, h, w] if n > 0 && h >= min && w >= min => Ok(Shape4::new(n, 3, h, w)),
+        _ => Err(Error::Shape(format!(
+            "{what} must be (N, 3, H, W) with N >= 1 and H, W >= {min}, got {:?}",
+            x.shape
+        ))),
+    }
+}
 
 /// The largest class count accepted (the classifier alone is then 2048 x 10^6 floats, 8 GB).
 pub const MAX_CLASSES: usize = 1_000_000;

@@ -406,17 +406,7 @@ impl<B: Backend> TrainNet<B> {
     /// step does before the optimizer. Returns the mean loss and the top-1 hits.
     /// Errors: a shape that is not (N, 3, H >= 32, W >= 32), a label out of range.
     pub fn forward_backward(&mut self, x: &Tensor, labels: &[usize]) -> Result<StepStats> {
-        if x.shape.len() != 4
-            || x.shape[1] != 3
-            || x.shape[2] < 32
-            || x.shape[3] < 32
-            || x.shape[0] == 0
-        {
-            return Err(Error::Shape(format!(
-                "training input must be (N, 3, H, W) with N >= 1 and H, W >= 32, got {:?}",
-                x.shape
-            )));
-        }
+        let xs = crate::model::input_shape("training input", x)?;
         if labels.len() != x.shape[0] {
             return Err(Error::Shape(format!(
                 "{} labels for a batch of {}",
@@ -430,7 +420,6 @@ impl<B: Backend> TrainNet<B> {
                 self.num_classes
             )));
         }
-        let xs = Shape4::new(x.shape[0], 3, x.shape[2], x.shape[3]);
         self.ensure_acts(xs)?;
         self.forward(x)?;
         let stats = self.head_loss(labels)?;
