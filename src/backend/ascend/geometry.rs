@@ -11,7 +11,7 @@
 //! With `p = pb`, window `i` starts at `i*s - pb` in both, so the two agree exactly whenever the
 //! aclnn output size (floor or ceil) equals `out` and `pb <= k/2` (aclnn's padding limit): the
 //! extra windows of 'same' beyond the input are then the same windows aclnn clips at `in + p`.
-//! [`aclnn_same_pool`] finds that mapping or reports that none exists.
+//! [`aclnn_same_pool_2d`] finds that mapping for both axes or reports that none exists.
 use crate::backend::same_pool_geometry;
 
 /// aclnn parameters reproducing a 'same' max pool along one axis.
@@ -74,6 +74,7 @@ pub fn aclnn_same_pool_with(
 /// As [`aclnn_same_pool_with`], floor mode preferred, or None when no symmetric padding
 /// reproduces 'same' (then the backend reports the case as unsupported rather than compute
 /// something else).
+#[cfg(test)]
 pub fn aclnn_same_pool(input: usize, kernel: usize, stride: usize) -> Option<AclnnPool> {
     aclnn_same_pool_with(input, kernel, stride, false)
         .or_else(|| aclnn_same_pool_with(input, kernel, stride, true))

@@ -1,12 +1,14 @@
 //! The Ascend NPU backend: [`Backend`] on Huawei's CANN C API (ACL runtime + aclnn single
 //! operators), loaded at run time through `senet-cann-sys` (`shared/reference/cann.md`).
 //!
-//! Layers, after cudarc: `sys` (raw bindgen structs) → [`error`] (codes to [`Error`]s) →
-//! RAII types ([`runtime`]: context, [`Stream`], [`Event`]; [`memory`]: caching allocator and
-//! blocks; [`tensor`]: aclnn argument objects) → [`op`] (the two-phase aclnn call, once) → the op
+//! Layers, after cudarc: `sys` (raw bindgen structs) → `error` (codes to [`Error`]s) →
+//! RAII types (`runtime`: context, [`Stream`], [`Event`]; `memory`: caching allocator and
+//! blocks; `tensor`: aclnn argument objects) → `op` (the two-phase aclnn call, once) → the op
 //! files by family (`conv`, `pool`, `dense`, `norm`, `elementwise`, `loss`, `optim`; the buffer
 //! entry points in `buffer`), each op a function named as the [`Backend`] method it implements →
-//! [`AscendBackend`], whose trait impl only calls them.
+//! [`AscendBackend`], whose trait impl only calls them. The modules are private; what the rest
+//! of senet and its users need is re-exported here ([`AscendBackend`], [`AscendBuffer`],
+//! [`Precision`], [`DType`], [`Event`], [`Stream`], [`HcclComm`], [`devices`]).
 //!
 //! Everything runs on one stream per backend, in order; host reads (`download`, the loss)
 //! synchronise it. The backend may be shared between threads (`Send + Sync`): each entry point
@@ -17,24 +19,26 @@
 mod buffer;
 mod conv;
 mod dense;
-pub mod device;
+mod device;
 mod elementwise;
-pub mod error;
-pub mod geometry;
-pub mod hccl;
+mod error;
+mod geometry;
+mod hccl;
 mod loss;
-pub mod memory;
+mod memory;
 mod norm;
-pub mod op;
+mod op;
 mod optim;
 mod pool;
-pub mod runtime;
-pub mod tensor;
+mod runtime;
+mod tensor;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use buffer::AscendBuffer;
+pub use hccl::HcclComm;
+pub(crate) use hccl::ROOT_INFO_BYTES;
 pub use runtime::{Event, Stream};
 pub use tensor::DType;
 
@@ -73,7 +77,7 @@ enum PoolOp {
 
 /// `aclrtGetSocName` names of the first-generation Ascend 910 (cann.md §2.5; note that the
 /// bare `Ascend910B` is first-generation, the A2 parts being `Ascend910B1`..`B4`).
-pub const FIRST_GEN_910: [&str; 5] = [
+const FIRST_GEN_910: [&str; 5] = [
     "Ascend910A",
     "Ascend910ProA",
     "Ascend910B",
@@ -82,7 +86,7 @@ pub const FIRST_GEN_910: [&str; 5] = [
 ];
 
 /// Whether `soc` is a first-generation Ascend 910.
-pub fn is_first_gen_910(soc: &str) -> bool {
+fn is_first_gen_910(soc: &str) -> bool {
     FIRST_GEN_910.contains(&soc)
 }
 

@@ -20,14 +20,14 @@
 mod conv;
 mod dense;
 mod elementwise;
-pub mod kernels;
+mod kernels;
 mod loss;
-pub mod matmul;
+mod matmul;
 mod norm;
 mod optim;
 mod pool;
 #[cfg(target_arch = "x86_64")]
-pub mod sgemm;
+mod sgemm;
 
 /// Deterministic test values in [-1, 1) (xorshift of `seed`).
 #[cfg(test)]
