@@ -33,13 +33,12 @@ mod pool;
 mod runtime;
 mod tensor;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use buffer::AscendBuffer;
 pub use hccl::HcclComm;
 pub(crate) use hccl::ROOT_INFO_BYTES;
-pub use runtime::{Event, Stream};
+pub use runtime::{devices, DevicesReport, Event, Stream};
 pub use tensor::DType;
 
 use super::{
@@ -73,21 +72,6 @@ enum PoolOp {
     WithIndices,
     /// `aclnnMaxPool2dWithMask` (+`Backward`): first-generation Ascend 910 too.
     WithMask,
-}
-
-/// `aclrtGetSocName` names of the first-generation Ascend 910 (cann.md §2.5; note that the
-/// bare `Ascend910B` is first-generation, the A2 parts being `Ascend910B1`..`B4`).
-const FIRST_GEN_910: [&str; 5] = [
-    "Ascend910A",
-    "Ascend910ProA",
-    "Ascend910B",
-    "Ascend910ProB",
-    "Ascend910PremiumA",
-];
-
-/// Whether `soc` is a first-generation Ascend 910.
-fn is_first_gen_910(soc: &str) -> bool {
-    FIRST_GEN_910.contains(&soc)
 }
 
 /// The Ascend backend: one NPU, one stream, a caching allocator, aclnn operators.
@@ -136,7 +120,7 @@ impl AscendBackend {
         let soc = runtime::soc_name()?;
         let dev = DeviceShared::new(device_id)?;
         let cann = runtime::init()?;
-        let first_gen = is_first_gen_910(&soc);
+        let first_gen = runtime::is_first_gen_910(&soc);
         let has_indices = cann.opapi.aclnnMaxPool2dWithIndices.is_ok()
             && cann.opapi.aclnnMaxPool2dWithIndicesGetWorkspaceSize.is_ok();
         let pool_op = if first_gen || !has_indices {
@@ -213,46 +197,6 @@ impl AscendBackend {
             _ => KEEP_DTYPE,
         }
     }
-}
-
-/// What [`devices`] reports: where CANN was loaded from and what it sees.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DevicesReport {
-    /// The library files loaded (runtime, nnopbase, opapi, then libhccl when it loads), each
-    /// once.
-    pub libraries: Vec<PathBuf>,
-    /// ACL version (major, minor, patch) from `aclrtGetVersion`, when the call exists.
-    pub version: Option<(i32, i32, i32)>,
-    /// NPUs visible to the process (`aclrtGetDeviceCount`).
-    pub device_count: u32,
-    /// `aclrtGetSocName`, e.g. `Ascend910B1`.
-    pub soc_name: String,
-    /// Whether that SoC is a first-generation Ascend 910 (MaxPool2dWithMask path, fp32 cubes
-    /// computed with ALLOW_FP32_DOWN_PRECISION).
-    pub first_gen_910: bool,
-}
-
-/// Loads CANN and reports its libraries, version, device count and SoC (for `senet devices`).
-/// Does not open a device. Errors: [`Error::DeviceUnavailable`] when CANN cannot be loaded (the
-/// loader's message), [`Error::Device`] when `aclInit` or a query fails.
-pub fn devices() -> Result<DevicesReport> {
-    let cann = runtime::init()?;
-    let soc_name = runtime::soc_name()?;
-    // The emulator (one file for every library) would be listed once per library.
-    let mut libraries: Vec<PathBuf> = Vec::new();
-    let hccl = senet_cann_sys::hccl().ok().map(|(_, p)| p.clone());
-    for p in cann.paths.iter().cloned().chain(hccl) {
-        if !libraries.contains(&p) {
-            libraries.push(p);
-        }
-    }
-    Ok(DevicesReport {
-        libraries,
-        version: runtime::version().ok(),
-        device_count: runtime::device_count()?,
-        first_gen_910: is_first_gen_910(&soc_name),
-        soc_name,
-    })
 }
 
 impl Backend for AscendBackend {
