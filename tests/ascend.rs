@@ -19,7 +19,7 @@ use senet::config::WeightDecayFilter;
 use senet::model::inference::InferenceNet;
 use senet::model::init::formula_input;
 use senet::model::{Arch, Params, SeNet};
-use senet::train::{decays, TrainConfig, TrainNet};
+use senet::optim::{decays, TrainConfig, TrainNet};
 use senet::Error;
 
 use common::emu::{fp32, lock, max_abs, values};

@@ -13,7 +13,7 @@ use common::fd::{assert_grad, backend, dot, Rng};
 
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{Activation, Backend, Shape4};
-use senet::train::metrics;
+use senet::model::metrics;
 
 // ---------------------------------------------------------------- BatchNorm
 

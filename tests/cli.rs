@@ -2,7 +2,7 @@
 //! the MindCV reference outputs of `shared/golden/` (seresnet50 with the formula weights).
 mod common;
 
-use senet::train::metrics::Accumulator;
+use senet::model::metrics::Accumulator;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -10,7 +10,7 @@ use senet::config::{Recipe, Scheduler, WeightDecayFilter};
 use senet::model::init::{formula_input, formula_param};
 use senet::model::params::param_specs;
 use senet::model::Arch;
-use senet::train::{decays, lr_schedule};
+use senet::optim::{decays, lr_schedule};
 
 /// BatchNorm epsilon (MindSpore `nn.BatchNorm2d`).
 const EPS: f32 = 1e-5;

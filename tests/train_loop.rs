@@ -374,7 +374,7 @@ fn cifar10_cpu_recipe_is_accepted() {
         ("seresnet18", 64, 4)
     );
     // 50000 images, batch 64: 781 steps per epoch; the schedule covers every step.
-    let lrs = senet::train::lr_schedule(&r, 781, r.epoch_size as usize).unwrap();
+    let lrs = senet::optim::lr_schedule(&r, 781, r.epoch_size as usize).unwrap();
     assert_eq!(lrs.len(), 4 * 781);
     assert!((lrs[781] - 0.1).abs() < 1e-6 && lrs[4 * 781 - 1] < 1e-3);
 }

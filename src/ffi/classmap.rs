@@ -3,7 +3,7 @@ use super::args::{self, need};
 use super::handle::{self, SenetClassMap};
 use super::status::{guard, FfiError, SenetStatus};
 use crate::data::read_class_map;
-use crate::train::metrics::{softmax, topk};
+use crate::model::metrics::{softmax, topk};
 use std::ffi::{c_char, CString};
 
 /// Class names, index order, as C strings.

@@ -1,9 +1,12 @@
 //! The SENet network description: variants ([`arch`]), the parameter tree ([`params`]),
-//! initialisation ([`init`]), and the inference network built on a backend ([`inference`]).
+//! initialisation ([`init`]), the inference network built on a backend ([`inference`]), and
+//! the classification metrics over its logits ([`metrics`]: softmax, top-k, Top-1/Top-5 and
+//! loss accumulation).
 //! Follows MindCV `mindcv/models/senet.py`.
 pub mod arch;
 pub mod inference;
 pub mod init;
+pub mod metrics;
 pub mod params;
 
 pub use arch::Arch;

@@ -9,7 +9,7 @@ use crate::config::{AmpLevel, Recipe};
 use crate::data::{EvalTransform, ImageFolder};
 use crate::engine::device::{BackendFactory, Device};
 use crate::model::{Arch, SeNet};
-use crate::train::{decays, lr_schedule, LossScaler, TrainConfig, TrainNet};
+use crate::optim::{decays, lr_schedule, LossScaler, TrainConfig, TrainNet};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
