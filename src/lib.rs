@@ -15,7 +15,7 @@
 //! - [`optim`]: the training math: the network in training mode and its update
 //!   ([`optim::TrainNet`]), MindCV's learning-rate schedules, weight-decay filter and loss
 //!   scaling (the training ops are on the backend trait);
-//! - [`config`]: MindCV recipes; [`tensor`]: host tensors and dtypes; [`error`]: the error type.
+//! - [`config`]: MindCV recipes; [`tensor`]: host tensors and dtypes; [`Error`]: the error type.
 
 #![warn(missing_docs)]
 
@@ -25,7 +25,7 @@ pub mod config;
 pub mod data;
 pub mod dist;
 pub mod engine;
-pub mod error;
+mod error;
 pub mod ffi;
 pub mod fsutil;
 pub mod model;

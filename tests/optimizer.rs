@@ -7,9 +7,7 @@ use std::f64::consts::PI;
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{Activation, Backend, Conv2dParams, Shape4};
 use senet::config::{Recipe, Scheduler, WeightDecayFilter};
-use senet::model::init::{formula_input, formula_param};
-use senet::model::params::param_specs;
-use senet::model::Arch;
+use senet::model::{formula_input, formula_param, param_specs, Arch};
 use senet::optim::{decays, lr_schedule};
 
 /// BatchNorm epsilon (MindSpore `nn.BatchNorm2d`).

@@ -7,8 +7,7 @@ use common::step::{golden_array, rel_l2, sample};
 
 use senet::backend::cpu::CpuBackend;
 use senet::config::WeightDecayFilter;
-use senet::model::init::formula_input;
-use senet::model::{Arch, Params, SeNet};
+use senet::model::{formula_input, Arch, Params, SeNet};
 use senet::optim::{decays, TrainConfig, TrainNet};
 
 #[test]

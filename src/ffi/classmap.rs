@@ -7,7 +7,7 @@ use crate::model::metrics::{softmax, topk};
 use std::ffi::{c_char, CString};
 
 /// Class names, index order, as C strings.
-pub struct ClassMap {
+pub(crate) struct ClassMap {
     names: Vec<CString>,
 }
 

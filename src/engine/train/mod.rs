@@ -4,11 +4,11 @@
 //! state (`latest_k`), exact resumption, and data-parallel training over the processes of an
 //! `mpirun` job (`distribute: True`; see [`run`] and [`crate::dist`]).
 //!
-//! Modules: [`data`] (epoch order, batches, the per-sample transform seam), [`state`]
-//! (checkpoints, retention, resume), [`log`] (epoch records, `metrics.jsonl`, log lines), and the
-//! loop itself ([`run`]). Reference: `shared/reference/mindcv.md` sections 3 and 5.
-pub mod data;
-pub mod log;
+//! Modules: `data` (epoch order, batches, the per-sample transform seam), [`state`]
+//! (checkpoints, retention, resume), `log` (epoch records, `metrics.jsonl`, log lines), and the
+//! loop itself ([`run`], in `trainer`). Reference: `shared/reference/mindcv.md` sections 3 and 5.
+mod data;
+mod log;
 pub mod state;
 mod trainer;
 

@@ -38,7 +38,7 @@ const EXIT_RANK_FAILED: i32 = 1;
 /// builds the model (MindCV's initialisation from `seed`, or `ckpt_path`'s weights, or the
 /// `resume` checkpoint's full state), then trains:
 ///
-/// - epoch `e` (0-based) visits the training images in [`super::data::epoch_order`]`(seed, e)`
+/// - epoch `e` (0-based) visits the training images in `epoch_order(seed, e)`
 ///   (dataset order without `shuffle`), cut into `steps_per_epoch` batches of `batch_size`
 ///   (`drop_remainder` drops the incomplete last one);
 /// - step `s` (global, 0-based) uses `lr_schedule(recipe, steps_per_epoch, epoch_size)[s]`;
@@ -61,7 +61,7 @@ const EXIT_RANK_FAILED: i32 = 1;
 ///   optimizer state (a broadcast), and checks that all ranks agree on the run's layout
 ///   (steps per epoch, start step, model, ...);
 /// - every rank shuffles each epoch with the same seed and trains on its shard of it
-///   ([`Shard::of_order`], MindSpore's `DistributedSampler`: interleaved, padded to
+///   (`Shard::of_order`, MindSpore's `DistributedSampler`: interleaved, padded to
 ///   `ceil(images/N)` per rank so that all ranks run the same steps); `batch_size` is per rank
 ///   and `steps_per_epoch` counts one shard's batches;
 /// - each sample's augmentation is drawn from `(seed, epoch, dataset index)`, whichever rank
@@ -72,7 +72,7 @@ const EXIT_RANK_FAILED: i32 = 1;
 ///   stay per rank, as in MindCV;
 /// - the logged loss and training accuracy are those of the global batch (a small all-reduce
 ///   per step), and a stop request on any rank stops all of them after the same step;
-/// - validation runs on every rank over its share of `val_split` ([`Shard::of_items`]) with its
+/// - validation runs on every rank over its share of `val_split` (`Shard::of_items`) with its
 ///   own BatchNorm statistics; the Top-1/Top-5 hits, sample counts and loss sums are summed over
 ///   the ranks, so the figures cover every validation image exactly once;
 /// - only rank 0 reports events, writes the args dump, `metrics.jsonl` and checkpoints (its

@@ -61,7 +61,7 @@ impl TrainData {
         };
         let transform = SampleTransform::from_recipe(r)?;
         let train_samples = train.samples.len();
-        let plan = EpochPlan::new_sharded(
+        let plan = EpochPlan::new(
             train.samples,
             r.batch_size,
             r.drop_remainder,
