@@ -16,10 +16,8 @@ use senet::backend::ascend::{self, AscendBackend, Precision};
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{Backend, MaxPool2dParams, Shape4};
 use senet::config::WeightDecayFilter;
-use senet::model::inference::InferenceNet;
-use senet::model::init::formula_input;
-use senet::model::{Arch, Params, SeNet};
-use senet::train::{decays, TrainConfig, TrainNet};
+use senet::model::{formula_input, Arch, InferenceNet, Params, SeNet};
+use senet::optim::{decays, TrainConfig, TrainNet};
 use senet::Error;
 
 use common::emu::{fp32, lock, max_abs, values};
@@ -79,7 +77,7 @@ fn fp32_eval_logits_match_mindcv_for_all_variants() {
 /// Weighted layers on the longest path of `arch`: the stem, every conv of the residual
 /// branches and the two SE Dense layers of each block, the classifier.
 fn depth(arch: Arch) -> usize {
-    use senet::model::arch::{blocks, BlockKind};
+    use senet::model::{blocks, BlockKind};
     2 + blocks(arch)
         .iter()
         .map(|b| match b.kind {

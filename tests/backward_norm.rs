@@ -16,7 +16,7 @@ use senet::backend::{
     Activation, Backend, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats,
     CrossEntropyParams, LinearForward, LinearShape, SavedStats, SeGrads, Shape4,
 };
-use senet::train::metrics;
+use senet::model::metrics;
 
 // ---------------------------------------------------------------- BatchNorm
 

@@ -10,10 +10,8 @@ use senet::backend::{
     MomentumParams, Shape4,
 };
 use senet::config::{Recipe, Scheduler, WeightDecayFilter};
-use senet::model::init::{formula_input, formula_param};
-use senet::model::params::param_specs;
-use senet::model::Arch;
-use senet::train::{decays, lr_schedule};
+use senet::model::{formula_input, formula_param, param_specs, Arch};
+use senet::optim::{decays, lr_schedule};
 
 /// BatchNorm epsilon (MindSpore `nn.BatchNorm2d`).
 const EPS: f32 = 1e-5;

@@ -73,7 +73,7 @@ pub trait Backend: Send + Sync {
     /// fewer multiplications whose float32 rounding differs from the direct sum's (the CPU
     /// backend: Winograd F(4x4, 3x3) for 3x3 stride-1 convs, whose error scales with the
     /// largest inputs of each 6x6 tile; see `backend/cpu/conv/winograd.rs`). On by default, for
-    /// inference; [`crate::train::TrainNet`] turns it off so that a training step stays the
+    /// inference; [`crate::optim::TrainNet`] turns it off so that a training step stays the
     /// direct convolution MindSpore computes. Backends with a single algorithm ignore it.
     fn set_fast_conv(&mut self, _allowed: bool) {}
 
@@ -373,7 +373,7 @@ pub trait Backend: Send + Sync {
     /// `g *= 1/loss_scale` (when `loss_scale != 1`), i.e. `g = grad/loss_scale +
     /// weight_decay*param`; `moment = momentum*moment + g`; `param -= lr*moment` (Nesterov:
     /// `param -= lr*(g + momentum*moment)`). `p.weight_decay` is the parameter's own (0 for the
-    /// parameters excluded from decay, see `train::decays`). Errors: a buffer too short
+    /// parameters excluded from decay, see `optim::decays`). Errors: a buffer too short
     /// ([`crate::Error::Shape`]); `loss_scale <= 0` or `weight_decay < 0`
     /// ([`crate::Error::Invalid`]).
     fn momentum_update(

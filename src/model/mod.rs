@@ -1,13 +1,19 @@
-//! The SENet network description: variants ([`arch`]), the parameter tree ([`params`]),
-//! initialisation ([`init`]), and the inference network built on a backend ([`inference`]).
+//! The SENet network description: variants ([`Arch`], their blocks [`blocks`]), the parameter
+//! tree ([`Params`], names and shapes from [`param_specs`]), initialisation ([`mindcv_init`];
+//! the golden formula weights [`formula_param`]), the inference network built on a backend
+//! ([`InferenceNet`]), and the classification metrics over its logits ([`metrics`]: softmax,
+//! top-k, Top-1/Top-5 and loss accumulation).
 //! Follows MindCV `mindcv/models/senet.py`.
-pub mod arch;
-pub mod inference;
-pub mod init;
-pub mod params;
+pub(crate) mod arch;
+pub(crate) mod inference;
+pub(crate) mod init;
+pub mod metrics;
+pub(crate) mod params;
 
-pub use arch::Arch;
-pub use params::{ParamKind, ParamSpec, Params};
+pub use arch::{blocks, Arch, BlockKind, BlockSpec};
+pub use inference::InferenceNet;
+pub use init::{formula_input, formula_param, mindcv_init};
+pub use params::{param_specs, ParamKind, ParamSpec, Params};
 
 use crate::backend::Shape4;
 use crate::{Error, Result, Tensor};

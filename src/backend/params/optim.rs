@@ -5,7 +5,7 @@ use crate::{Error, Result};
 
 /// The settings of one MindSpore `nn.Momentum` update of one parameter. The step's
 /// hyper-parameters are the same for every parameter; `weight_decay` is the parameter's own
-/// (0 for those excluded from decay, see `train::decays`), as MindSpore's parameter groups
+/// (0 for those excluded from decay, see `optim::decays`), as MindSpore's parameter groups
 /// set it. An update of many parameters at once takes one of these per group of equal
 /// settings.
 #[derive(Debug, Clone, Copy, PartialEq)]

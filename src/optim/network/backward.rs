@@ -264,13 +264,13 @@ impl<B: Backend> TrainNet<B> {
     }
 
     /// Replaces the loss-scale manager (default: fixed at the config's `loss_scale`, no overflow
-    /// check), e.g. with MindCV's dynamic one ([`crate::train::LossScaler::from_recipe`]).
-    pub fn set_loss_scaler(&mut self, scaler: crate::train::LossScaler) {
+    /// check), e.g. with MindCV's dynamic one ([`crate::optim::LossScaler::from_recipe`]).
+    pub fn set_loss_scaler(&mut self, scaler: crate::optim::LossScaler) {
         self.scaler = scaler;
     }
 
     /// The loss-scale manager and its state (saved in checkpoints for an exact resume).
-    pub fn loss_scaler(&self) -> &crate::train::LossScaler {
+    pub fn loss_scaler(&self) -> &crate::optim::LossScaler {
         &self.scaler
     }
 

@@ -131,7 +131,7 @@ pub struct StepStats {
     /// Samples whose top-1 prediction equals the label.
     pub correct: usize,
     /// The step's gradients held an Inf or NaN and the update was skipped (only with a
-    /// loss-scale manager that checks overflow, see [`crate::train::LossScaler`]).
+    /// loss-scale manager that checks overflow, see [`crate::optim::LossScaler`]).
     pub overflow: bool,
 }
 
@@ -152,7 +152,7 @@ pub struct TrainNet<B: Backend> {
     /// EMA updates done (MindCV's `updates`, a float32 counter).
     ema_updates: f32,
     /// The loss-scale manager (fixed `cfg.loss_scale` unless replaced).
-    scaler: crate::train::LossScaler,
+    scaler: crate::optim::LossScaler,
     acts: Option<Acts<B>>,
     /// BatchNorm normalises with the moving statistics and leaves them unchanged
     /// ([`TrainNet::set_frozen_batch_norm`]).
@@ -168,7 +168,7 @@ fn index_of(names: &[String], name: &str) -> Result<usize> {
 
 impl<B: Backend> TrainNet<B> {
     /// Uploads `net`'s parameters to `backend`, with zero Momentum accumulators. `decay(name)`
-    /// says which parameters get weight decay (see [`crate::train::decays`]). The backend's
+    /// says which parameters get weight decay (see [`crate::optim::decays`]). The backend's
     /// convolutions are set to the direct algorithm ([`Backend::set_fast_conv`]), so that a step
     /// matches MindSpore's.
     /// Errors: a parameter missing from `net`, a backend allocation failure.
@@ -287,7 +287,7 @@ impl<B: Backend> TrainNet<B> {
             shapes: net.params.specs().iter().map(|s| s.shape.clone()).collect(),
             ema,
             ema_updates: 0.0,
-            scaler: crate::train::LossScaler::Fixed {
+            scaler: crate::optim::LossScaler::Fixed {
                 scale: cfg_scale,
                 drop_overflow_update: false,
             },
@@ -513,7 +513,7 @@ impl<B: Backend> TrainNet<B> {
         let correct = logits
             .chunks(classes)
             .zip(labels)
-            .filter(|(row, &l)| super::metrics::in_topk(row, l, 1))
+            .filter(|(row, &l)| crate::model::metrics::in_topk(row, l, 1))
             .count();
         Ok(StepStats {
             loss,
