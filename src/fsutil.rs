@@ -32,8 +32,9 @@ fn io_err(path: &Path, msg: &str) -> Error {
 
 impl AtomicFile {
     /// Starts writing `path`. Errors: [`Error::Io`] naming `path` when it is a directory or a
-    /// dangling link, or naming the folder when the temporary file cannot be created there
-    /// (missing, read-only).
+    /// dangling link, or naming the temporary file when it cannot be created (missing or
+    /// read-only folder; a stale file of the same name is passed over, see
+    /// [`create_temporary`]).
     pub fn create(path: &Path) -> Result<AtomicFile> {
         let mut target = path.to_path_buf();
         if let Ok(meta) = std::fs::symlink_metadata(path) {
@@ -66,13 +67,7 @@ impl AtomicFile {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| Error::io(&dir, e))?;
+        let (tmp, file) = create_temporary(&dir, &name)?;
         Ok(AtomicFile {
             target,
             tmp: Some(tmp),
@@ -125,6 +120,30 @@ impl Drop for AtomicFile {
             let _ = std::fs::remove_file(tmp);
         }
     }
+}
+
+/// Most names tried for one temporary file before giving up.
+const TEMPORARY_NAME_ATTEMPTS: u32 = 1000;
+
+/// Creates a new temporary file `.<name>.<pid>.<n>.tmp` in `dir` (never opening an existing
+/// one): a name already taken (a stale file of a crashed process whose PID this one reuses, a
+/// file of the same name pattern) is passed over for the next `n`.
+/// Errors: [`Error::Io`] naming the temporary file that cannot be created (missing or read-only
+/// folder, ...), or naming the last name tried when every one of [`TEMPORARY_NAME_ATTEMPTS`]
+/// names is taken.
+fn create_temporary(dir: &Path, name: &str) -> Result<(PathBuf, File)> {
+    let mut last = None;
+    for _ in 0..TEMPORARY_NAME_ATTEMPTS {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(file) => return Ok((tmp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some((tmp, e)),
+            Err(e) => return Err(Error::io(&tmp, e)),
+        }
+    }
+    let (tmp, e) = last.expect("at least one attempt");
+    Err(Error::io(&tmp, e))
 }
 
 /// What a non-regular file is, for error messages ("a FIFO (named pipe)", "a directory", ...).
@@ -307,6 +326,64 @@ mod tests {
         assert_eq!(entries(dir.path()), vec!["a.bin"]);
     }
 
+    /// Stale temporary files with the names this process is about to use (a crashed run whose
+    /// PID it reuses) are passed over and left alone; a temporary file that cannot be created
+    /// is named in the error.
+    #[test]
+    fn stale_temporary_files_are_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.ckpt");
+        let next = COUNTER.load(Ordering::Relaxed);
+        let pid = std::process::id();
+        let stale: Vec<PathBuf> = (next..next + 3)
+            .map(|n| dir.path().join(format!(".m.ckpt.{pid}.{n}.tmp")))
+            .collect();
+        for s in &stale {
+            std::fs::write(s, b"stale").unwrap();
+        }
+        write_atomic(&p, b"new").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        for s in &stale {
+            assert_eq!(std::fs::read(s).unwrap(), b"stale");
+        }
+        assert_eq!(entries(dir.path()).len(), 4);
+        let missing = dir.path().join("no/such/dir/x.ckpt");
+        let e = write_atomic(&missing, b"x").unwrap_err().to_string();
+        let want = format!(
+            "{}/.x.ckpt.{pid}.",
+            dir.path().join("no/such/dir").display()
+        );
+        assert!(
+            e.starts_with(&want) && e.contains(".tmp: No such file"),
+            "{e}"
+        );
+    }
+
+    /// A second lock on a folder is refused naming the holder's PID; released on drop, the
+    /// lock is taken again (a lock file nobody holds is no obstacle).
+    #[test]
+    fn dir_lock_is_exclusive_and_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DirLock::acquire(dir.path(), "test").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(first.path()).unwrap(),
+            format!("{}\n", std::process::id())
+        );
+        let e = DirLock::acquire(dir.path(), "test")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!(
+                "locked by another test (PID {})",
+                std::process::id()
+            )),
+            "{e}"
+        );
+        drop(first);
+        let again = DirLock::acquire(dir.path(), "test").unwrap();
+        assert!(again.path().ends_with(LOCK_FILE_NAME));
+    }
+
     #[test]
     fn directories_links_and_devices() {
         let dir = tempfile::tempdir().unwrap();
@@ -328,5 +405,73 @@ mod tests {
         // A character device is written, not replaced.
         write_atomic(Path::new("/dev/null"), b"discarded").unwrap();
         assert!(!std::fs::metadata("/dev/null").unwrap().is_file());
+    }
+}
+
+/// An exclusive lock on a folder, held by this process until dropped: an advisory `flock` on
+/// the file `<dir>/.senet.lock` (through the `fs4` crate), which holds the holder's PID.
+///
+/// The kernel releases the lock when its holder's file is closed, so a process that died (even
+/// by SIGKILL or a power loss on a local disk) leaves a lock file nobody holds: the next
+/// [`DirLock::acquire`] takes it over, with no PID liveness guess (no PID-reuse race). The file
+/// itself is left in place when the lock is released: removing it would let two processes lock
+/// two different files of the same name.
+#[derive(Debug)]
+pub struct DirLock {
+    path: PathBuf,
+    // Kept open: closing it releases the lock.
+    _file: File,
+}
+
+/// The lock file's name inside the locked folder.
+pub const LOCK_FILE_NAME: &str = ".senet.lock";
+
+impl DirLock {
+    /// Locks `dir` (which must exist) for `what` (e.g. "training run", for the message).
+    /// Errors: [`Error::Io`] naming the lock file when another process holds the lock (with its
+    /// PID, as it wrote it), or when the file cannot be opened, locked or written.
+    pub fn acquire(dir: &Path, what: &str) -> Result<DirLock> {
+        use fs4::FileExt;
+        let path = dir.join(LOCK_FILE_NAME);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        // Called through the trait: std's inherent File::try_lock (Rust 1.89) would otherwise
+        // shadow it on newer compilers.
+        match FileExt::try_lock(&file) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = match holder.trim().parse::<u32>() {
+                    Ok(pid) => format!("PID {pid}"),
+                    Err(_) => "a process that has not written its PID yet".to_string(),
+                };
+                return Err(io_err(
+                    &path,
+                    &format!(
+                        "{} is locked by another {what} ({holder}): wait for it to end or use \
+                         another folder",
+                        dir.display()
+                    ),
+                ));
+            }
+            Err(fs4::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        let pid = format!("{}\n", std::process::id());
+        file.set_len(0)
+            .and_then(|_| file.write_all(pid.as_bytes()))
+            .and_then(|_| file.flush())
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(DirLock { path, _file: file })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }

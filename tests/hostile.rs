@@ -481,3 +481,256 @@ fn hints_name_real_flags_and_valid_values() {
     fails_naming(&f, &["zero.ckpt"]);
     assert!(!f.stderr.contains("--num_classes 0"), "{}", f.describe());
 }
+
+// ---- Training state ----------------------------------------------------------------------------
+
+/// 20 CIFAR-10 training images (2 per class) extracted under `dir`; returns the data folder.
+fn cifar20(dir: &Path) -> PathBuf {
+    common::cli::extract_cifar10(dir, &["cifar10/train/*/000[0-1].jpg"])
+}
+
+/// A small CPU recipe (seresnet18 at 32x32, batch 10: 2 steps per epoch) over `data` writing to
+/// `save`, with `extra` (`key: value` lines) applied as overrides.
+fn small_recipe(data: &Path, save: &Path, extra: &str) -> senet::config::Recipe {
+    let text = format!(
+        "model: seresnet18\ndata_dir: {}\nckpt_save_dir: {}\nimage_resize: 32\ncrop_pct: 1.0\n\
+         batch_size: 10\nepoch_size: 2\nopt: momentum\nmomentum: 0.9\nweight_decay: 0.0001\n\
+         scheduler: constant\nlr: 0.01\nlabel_smoothing: 0.0\nnum_parallel_workers: 2\n\
+         log_interval: 1000\n",
+        data.display(),
+        save.display()
+    );
+    let mut r = senet::config::Recipe::from_yaml_str(&text).unwrap();
+    for line in extra.lines() {
+        let (k, v) = line.split_once(':').unwrap();
+        r.set(k.trim(), v.trim()).unwrap();
+    }
+    r
+}
+
+/// Trains `recipe` on 2 CPU threads for at most `max_steps` steps.
+fn train(
+    recipe: senet::config::Recipe,
+    max_steps: u64,
+    resume: Option<PathBuf>,
+) -> senet::Result<senet::engine::train::TrainReport> {
+    let opts = senet::engine::train::TrainOptions {
+        recipe,
+        device: senet::engine::device::DeviceRequest::cpu(2),
+        max_steps: Some(max_steps),
+        resume,
+        ..Default::default()
+    };
+    senet::engine::train::run(&opts, |_| {})
+}
+
+/// The `.ckpt` files in `dir`.
+fn checkpoints_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ckpt"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// ReLU and max pool propagate NaN on the CPU backend (MindSpore's and PyTorch's rule), through
+/// the direct convolutions and the fast ones (AVX-512 GEMM and Winograd epilogues where the CPU
+/// has them): one NaN pixel makes every logit of its image NaN and leaves the other image's
+/// logits finite.
+#[test]
+fn relu_and_max_pool_propagate_nan() {
+    use senet::backend::{Backend, MaxPool2dParams, Shape4};
+    use senet::model::InferenceNet;
+    use senet::model::{formula_input, Arch, SeNet};
+    let net = SeNet::new(Arch::SeResNet18, 10, 0).unwrap();
+    let mut x = formula_input("nan_input", &[2, 3, 64, 64]);
+    x.data[5 * 64 + 7] = f32::NAN;
+    for fast in [true, false] {
+        let mut be = senet::backend::cpu::CpuBackend::new(2).unwrap();
+        be.set_fast_conv(fast);
+        let mut inf = InferenceNet::new(&net, be).unwrap();
+        let y = inf.forward(&x).unwrap();
+        assert!(
+            y.data[..10].iter().all(|v| v.is_nan()),
+            "fast {fast}: {y:?}"
+        );
+        assert!(
+            y.data[10..].iter().all(|v| v.is_finite()),
+            "fast {fast}: {y:?}"
+        );
+    }
+    // The max pool alone: the window holding the NaN gives NaN, the others their maximum.
+    let be = senet::backend::cpu::CpuBackend::new(1).unwrap();
+    let xs = Shape4::new(1, 1, 4, 4);
+    let mut plane: Vec<f32> = (0..16).map(|i| i as f32).collect();
+    plane[0] = f32::NAN;
+    let mut y = vec![0.0; 4];
+    be.max_pool2d_same(MaxPool2dParams::same(2, 2), &plane, xs, &mut y)
+        .unwrap();
+    assert!(y[0].is_nan());
+    assert_eq!(&y[1..], &[7.0, 13.0, 15.0]);
+}
+
+/// The NaN/Inf guard: with a fixed loss scale a non-finite loss or gradient stops the run
+/// before the update, naming the step, and nothing is saved; under a dynamic loss scale an
+/// overflowing step is skipped (the scale shrinks) and what is saved is finite.
+#[test]
+fn non_finite_training_stops_or_skips_and_saves_nothing_non_finite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = cifar20(tmp.path());
+    // A learning rate of 1e38 blows the weights up within a few steps: the run stops at the
+    // first non-finite loss or gradient (or at a save, should a weight itself overflow), and
+    // every checkpoint written before is finite.
+    let save = tmp.path().join("fixed");
+    let r = small_recipe(&data, &save, "lr: 1e38\nloss_scale: 1.0\nepoch_size: 20");
+    let e = train(r, 40, None).unwrap_err().to_string();
+    assert!(
+        (e.contains("the loss became") || e.contains("the gradient of '"))
+            && e.contains("stopped before the update")
+            || e.contains("holds NaN or infinite values after global step"),
+        "{e}"
+    );
+    for path in checkpoints_in(&save) {
+        let ck = senet::checkpoint::read_checkpoint(&path).unwrap();
+        for (name, t) in &ck.tensors {
+            if let Ok(v) = t.to_f32() {
+                assert!(
+                    v.data.iter().all(|x| x.is_finite()),
+                    "{}: {name}",
+                    path.display()
+                );
+            }
+        }
+    }
+    // The save itself refuses non-finite weights, naming the file and the parameter.
+    {
+        use senet::backend::cpu::CpuBackend;
+        use senet::optim::{TrainConfig, TrainNet};
+        let mut net = senet::model::SeNet::formula(senet::model::Arch::SeResNet18, 10).unwrap();
+        net.params.get_mut("layer2.0.bn1.gamma").unwrap().data[3] = f32::INFINITY;
+        let cfg = TrainConfig {
+            label_smoothing: 0.0,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            nesterov: false,
+            loss_scale: 1.0,
+            clip_value: None,
+            ema_decay: None,
+        };
+        let tn = TrainNet::new(&net, CpuBackend::new(1).unwrap(), cfg, |_| true).unwrap();
+        let path = tmp.path().join("inf.ckpt");
+        let mut scratch = net.params.clone();
+        let sums = Default::default();
+        let e = senet::engine::train::state::save_state(&path, &tn, &mut scratch, 7, 0.1, &sums)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not writing")
+                && e.contains("inf.ckpt")
+                && e.contains(
+                    "'layer2.0.bn1.gamma' holds NaN or infinite values after global step 7"
+                ),
+            "{e}"
+        );
+        assert!(!path.exists());
+    }
+    // A loss scale of 3e38 overflows every scaled gradient: under `dynamic` each step is
+    // skipped and the scale halves; the weights stay MindCV's initialisation.
+    let save2 = tmp.path().join("dynamic");
+    let r = small_recipe(&data, &save2, "loss_scale_type: dynamic\nloss_scale: 3e38");
+    let seed = r.seed;
+    let report = train(r, 2, None).unwrap();
+    assert_eq!(report.global_step, 2);
+    let ckpt = save2.join("seresnet18-1_2.ckpt");
+    let ck = senet::checkpoint::read_checkpoint(&ckpt).unwrap();
+    let scale = ck.get("scale_sense").unwrap().to_f32().unwrap().data[0];
+    assert_eq!(scale, 3e38f32 / 4.0);
+    let init = senet::model::SeNet::new(senet::model::Arch::SeResNet18, 10, seed).unwrap();
+    for name in ["layer0.0.weight", "classifier.weight"] {
+        let w = ck.get(name).unwrap().to_f32().unwrap();
+        assert!(
+            w.data == init.params.get(name).unwrap().data,
+            "{name} changed"
+        );
+    }
+}
+
+/// `--resume` refuses a checkpoint whose optimizer state holds NaN (as it refuses non-finite
+/// weights), naming the file and the entry, before any step runs.
+#[test]
+fn resume_refuses_non_finite_optimizer_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = cifar20(tmp.path());
+    let save = tmp.path().join("run");
+    train(small_recipe(&data, &save, ""), 1, None).unwrap();
+    let good = save.join("seresnet18-1_1.ckpt");
+    let mut ck = read_ckpt(&good).unwrap();
+    let (_, m) = ck
+        .tensors
+        .iter_mut()
+        .find(|(n, _)| n == "moments.layer1.0.conv1.weight")
+        .unwrap();
+    m.bytes[4..8].copy_from_slice(&f32::NAN.to_le_bytes());
+    let bad = tmp.path().join("nan_moments.ckpt");
+    write_ckpt(&bad, ck.tensors.iter().map(|(n, t)| (n.as_str(), t)), false).unwrap();
+    let save2 = tmp.path().join("resumed");
+    let e = train(small_recipe(&data, &save2, ""), 2, Some(bad))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("nan_moments.ckpt")
+            && e.contains("'moments.layer1.0.conv1.weight': 1 of 36864 values are NaN or infinite"),
+        "{e}"
+    );
+    assert!(!save2.exists() || checkpoints_in(&save2).is_empty());
+}
+
+/// One training run per `ckpt_save_dir`: a second run into a locked folder is refused naming
+/// the holder's PID and writes nothing; a lock file left by a dead process is taken over.
+#[test]
+fn ckpt_save_dir_is_locked_by_one_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = cifar20(tmp.path());
+    let save = tmp.path().join("run");
+    std::fs::create_dir_all(&save).unwrap();
+    let recipe = tmp.path().join("r.yaml");
+    std::fs::write(&recipe, small_recipe(&data, &save, "").to_yaml()).unwrap();
+    let train_cli = || {
+        run(&[
+            "train",
+            "-c",
+            s(&recipe),
+            "--max_steps",
+            "1",
+            "--threads",
+            "2",
+        ])
+    };
+    let held = senet::fsutil::DirLock::acquire(&save, "training run").unwrap();
+    let f = train_cli();
+    fails_naming(
+        &f,
+        &[
+            ".senet.lock",
+            &format!(
+                "locked by another training run (PID {})",
+                std::process::id()
+            ),
+        ],
+    );
+    assert!(checkpoints_in(&save).is_empty());
+    assert!(!save.join("seresnet18.yaml").exists());
+    drop(held);
+    // A lock file naming a process that has exited: nobody holds the lock, the run takes it.
+    let mut dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    std::fs::write(save.join(".senet.lock"), format!("{dead_pid}\n")).unwrap();
+    ok(&train_cli());
+    assert_eq!(
+        checkpoints_in(&save),
+        vec![save.join("seresnet18-1_1.ckpt")]
+    );
+}

@@ -171,6 +171,19 @@ fn resume_is_bit_exact() {
     let rec: train::EpochRecord = serde_json::from_str(log.lines().next().unwrap()).unwrap();
     assert_eq!((rec.epoch, rec.step), (1, 6));
     assert!(rec.val_top1.is_some() && rec.val_top5.is_some() && rec.val_loss.is_some());
+    // Epoch 1, resumed after its 3rd step, is logged over all its 6 steps (the checkpoint
+    // carries the first 3 steps' sums): the same loss and training accuracy bits as the
+    // uninterrupted run, and the loss is the mean of the 6 step losses.
+    let log_a = std::fs::read_to_string(straight.join("metrics.jsonl")).unwrap();
+    let rec_a: train::EpochRecord = serde_json::from_str(log_a.lines().next().unwrap()).unwrap();
+    assert_eq!(rec.loss.to_bits(), rec_a.loss.to_bits());
+    assert_eq!(rec.train_top1.to_bits(), rec_a.train_top1.to_bits());
+    let mean6 = losses_a[..6].iter().sum::<f64>() / 6.0;
+    assert!(
+        (rec.loss - mean6).abs() <= 1e-12 * mean6.abs(),
+        "{} vs {mean6}",
+        rec.loss
+    );
 }
 
 fn write_recipe(dir: &Path, name: &str, r: &Recipe) -> PathBuf {

@@ -38,7 +38,7 @@ void senet_bn_apply_f32(const float *x, size_t len, float mean, float scale, flo
     if (relu) {
         for (size_t i = 0; i < len; i++) {
             const float v = (x[i] - mean) * scale + shift;
-            y[i] = v > 0.0f ? v : 0.0f;
+            y[i] = v < 0.0f ? 0.0f : v; /* NaN propagates */
         }
     } else {
         for (size_t i = 0; i < len; i++) y[i] = (x[i] - mean) * scale + shift;

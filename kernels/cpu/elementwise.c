@@ -10,7 +10,7 @@ void senet_bias_act_f32(float *y, const float *bias, size_t c, size_t hw, int ac
         case SENET_ACT_RELU:
             for (size_t i = 0; i < hw; i++) {
                 const float v = p[i] + b;
-                p[i] = v > 0.0f ? v : 0.0f;
+                p[i] = v < 0.0f ? 0.0f : v; /* NaN propagates */
             }
             break;
         case SENET_ACT_SIGMOID:
@@ -32,7 +32,7 @@ void senet_scale_add_relu_f32(float *x, const float *gate, const float *shortcut
         const float g = gate[ci];
         for (size_t i = 0; i < hw; i++) {
             const float v = p[i] * g + s[i];
-            p[i] = v > 0.0f ? v : 0.0f;
+            p[i] = v < 0.0f ? 0.0f : v; /* NaN propagates */
         }
     }
 }

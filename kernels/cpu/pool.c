@@ -22,7 +22,7 @@ void senet_max_pool2d_f32(const float *x, size_t c, size_t h, size_t w, size_t k
                 for (long iy = y0; iy < y1; iy++)
                     for (long ix = x0; ix < x1; ix++) {
                         const float v = xc[iy * (long)w + ix];
-                        if (v > m) m = v;
+                        if (v > m || isnan(v)) m = v;
                     }
                 yc[oy * ow + ox] = m;
             }
@@ -62,18 +62,19 @@ void senet_max_pool2d_backward_f32(const float *x, const float *dy, size_t c, si
                 long x1 = x0 + (long)k;
                 if (x0 < 0) x0 = 0;
                 if (x1 > (long)w) x1 = (long)w;
-                /* The same scan as the forward: the first strictly greater value wins. */
+                /* The same scan as the forward: the first strictly greater value wins; a NaN
+                 * wins over anything (PyTorch's and MindSpore's rule), the last NaN if several. */
                 float m = -INFINITY;
                 long arg = -1;
                 for (long iy = y0; iy < y1; iy++)
                     for (long ix = x0; ix < x1; ix++) {
                         const float v = xc[iy * (long)w + ix];
-                        if (v > m) {
+                        if (v > m || isnan(v)) {
                             m = v;
                             arg = iy * (long)w + ix;
                         }
                     }
-                /* A window of only -inf/NaN: the forward output came from no element; route the
+                /* A window of only -inf: the forward output came from no element; route the
                  * gradient to the window's first element. Empty windows cannot occur. */
                 if (arg < 0) arg = y0 * (long)w + x0;
                 dxc[arg] += dyc[oy * ow + ox];

@@ -33,13 +33,14 @@ void senet_subsample_backward_f32(const float *dy, size_t c, size_t h, size_t w,
 void senet_bias_act_f32(float *y, const float *bias, size_t c, size_t hw, int act);
 
 /* TF-'SAME' max pool of (c, h, w) into (c, oh, ow), window starting at oy*s - pad_top; padded
- * positions are skipped. */
+ * positions are skipped. A window holding a NaN gives NaN (PyTorch's and MindSpore's rule). */
 void senet_max_pool2d_f32(const float *x, size_t c, size_t h, size_t w, size_t k, size_t s,
                           size_t pad_top, size_t pad_left, size_t oh, size_t ow, float *y);
 
 /* Backward of senet_max_pool2d_f32 (same geometry): dx (c, h, w) is zeroed, then each
  * dy[ci, oy, ox] is added at the position of its window's maximum in x (the first one in
- * row-major window order on ties, as the forward's strict '>' scan). */
+ * row-major window order on ties, as the forward's strict '>' scan; the last NaN when the window
+ * holds any). */
 void senet_max_pool2d_backward_f32(const float *x, const float *dy, size_t c, size_t h, size_t w,
                                    size_t k, size_t s, size_t pad_top, size_t pad_left, size_t oh,
                                    size_t ow, float *dx);
@@ -47,7 +48,7 @@ void senet_max_pool2d_backward_f32(const float *x, const float *dy, size_t c, si
 /* y[ci] = mean over hw of x[ci, :]. */
 void senet_global_avg_pool_f32(const float *x, size_t c, size_t hw, float *y);
 
-/* x[ci, i] = max(0, x[ci, i] * gate[ci] + shortcut[ci, i]). */
+/* x[ci, i] = max(0, x[ci, i] * gate[ci] + shortcut[ci, i]); NaN stays NaN. */
 void senet_scale_add_relu_f32(float *x, const float *gate, const float *shortcut, size_t c,
                               size_t hw);
 #endif

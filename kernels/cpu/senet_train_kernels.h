@@ -12,7 +12,7 @@ double senet_sum_f64(const float *x, size_t len);
 /* Sum of (x[i] - mean)^2 over [0, len) in double (same fixed order as senet_sum_f64). */
 double senet_sum_sq_dev_f64(const float *x, size_t len, double mean);
 
-/* y[i] = (x[i] - mean) * scale + shift, then max(0, .) when relu != 0. */
+/* y[i] = (x[i] - mean) * scale + shift, then max(0, .) when relu != 0 (NaN stays NaN). */
 void senet_bn_apply_f32(const float *x, size_t len, float mean, float scale, float shift, int relu,
                         float *y);
 

@@ -50,7 +50,8 @@ kernel(const int mr, const int nv, size_t kc, const float *a, size_t lda, const 
             if (flags & EP_LOAD) r = _mm512_add_ps(_mm512_maskz_loadu_ps(m, ci + 16 * v), r);
             if (flags & EP_LAST) {
                 r = _mm512_add_ps(r, bi);
-                if (relu) r = _mm512_max_ps(r, _mm512_setzero_ps());
+                /* max(0, r): MAXPS returns its second operand when one is NaN, so NaN propagates. */
+                if (relu) r = _mm512_max_ps(_mm512_setzero_ps(), r);
             }
             _mm512_mask_storeu_ps(ci + 16 * v, m, r);
         }

@@ -217,7 +217,8 @@ TARGET void senet_winograd_output(const float *m, size_t ldm, size_t cout, size_
                         output_1d(row, o);
                         for (int j = 0; j < 4; j++) {
                             o[j] = ADD(o[j], b);
-                            if (act == SENET_ACT_RELU) o[j] = _mm512_max_ps(o[j], _mm512_setzero_ps());
+                            /* max(0, o): MAXPS returns its second operand on NaN, so NaN propagates. */
+                            if (act == SENET_ACT_RELU) o[j] = _mm512_max_ps(_mm512_setzero_ps(), o[j]);
                         }
                         interleave4(o[0], o[1], o[2], o[3], out);
                         for (int q = 0; q < 4 && 16 * q < ncols; q++)

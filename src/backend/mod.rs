@@ -54,7 +54,7 @@ impl Shape4 {
 pub enum Activation {
     /// Identity.
     None,
-    /// max(0, x).
+    /// max(0, x); NaN stays NaN on the CPU backend (MindSpore's and PyTorch's ReLU).
     Relu,
     /// 1 / (1 + exp(-x)).
     Sigmoid,
@@ -100,7 +100,9 @@ pub trait Backend: Send + Sync {
     ) -> Result<Shape4>;
 
     /// MindSpore `MaxPool2d(kernel, stride, pad_mode="same")` (TF 'SAME'; see
-    /// [`same_pool_geometry`]) of `x` (`xs`) into `y`; padded positions never win. Returns the
+    /// [`same_pool_geometry`]) of `x` (`xs`) into `y`; padded positions never win; on the CPU
+    /// backend a window holding a NaN gives NaN (MindSpore's and PyTorch's rule; aclnn's max
+    /// pools take no NaN input, `aclnn-contract.md` MaxPool2dWithIndices). Returns the
     /// output shape. Errors ([`crate::Error::Shape`]): a zero kernel, stride or plane
     /// ([`MaxPool2dParams::geometry`]), a buffer too short.
     fn max_pool2d_same(

@@ -22,6 +22,11 @@ pub const TRAINING_STATE_NAMES: &[&str] = &[
     "current_iterator_step",
     "last_overflow_iterator_step",
     "epoch_num",
+    "epoch_loss_sum",
+    "epoch_loss_steps",
+    "epoch_top1_hits",
+    "epoch_images",
+    "epoch_seconds",
     "step_num",
     "random_op",
     "beta1_power",
@@ -275,12 +280,12 @@ fn load_labelled(
             converted.push((s.name.clone(), v));
         }
     }
-    // NaN or infinite weights would flow through ReLU and max-pool unnoticed: refuse them.
+    // NaN or infinite weights would make every output NaN: refuse them.
     let bad: Vec<String> = converted
         .iter()
         .filter_map(|(name, v)| {
-            let n = v.data.iter().filter(|x| !x.is_finite()).count();
-            (n > 0).then(|| format!("{name}: {n} of {} values are NaN or infinite", v.data.len()))
+            non_finite_count(&v.data)
+                .map(|n| format!("{name}: {n} of {} values are NaN or infinite", v.data.len()))
         })
         .collect();
     if !bad.is_empty() {
@@ -297,6 +302,12 @@ fn load_labelled(
             .expect("accepted names are model parameters") = v;
     }
     Ok(report)
+}
+
+/// How many of `values` are NaN or infinite; None when all are finite.
+pub(crate) fn non_finite_count(values: &[f32]) -> Option<usize> {
+    let n = values.iter().filter(|x| !x.is_finite()).count();
+    (n > 0).then_some(n)
 }
 
 /// How to save parameters.

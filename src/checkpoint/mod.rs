@@ -15,6 +15,7 @@ mod mindspore;
 mod proto;
 mod safetensors;
 
+pub(crate) use load::non_finite_count;
 pub use load::{
     is_training_state, load_model, load_model_from, load_params, save_params, save_params_with,
     LoadOptions, LoadReport, Misfit, SaveOptions, TRAINING_STATE_NAMES, TRAINING_STATE_PREFIXES,

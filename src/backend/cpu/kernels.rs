@@ -240,7 +240,8 @@ impl PoolWindows {
 
 /// Backward of [`max_pool2d`] with the same geometry: `dx` (c, h, w) is zeroed, then each
 /// `dy[c, oy, ox]` is added at the argmax of its window in `x` (first maximum in row-major window
-/// order on ties, matching the forward's strict `>` scan). Panics if a slice is too short.
+/// order on ties, matching the forward's strict `>` scan; the last NaN of a window holding any).
+/// Panics if a slice is too short.
 pub fn max_pool2d_backward(x: &[f32], dy: &[f32], g: PoolWindows, dx: &mut [f32]) {
     let PoolWindows {
         c,
@@ -288,7 +289,7 @@ pub fn bias_act(y: &mut [f32], bias: Option<&[f32]>, c: usize, hw: usize, act: A
 }
 
 /// Max pool of (c, h, w) into (c, out.0, out.1) over the windows `g` (padded positions never
-/// win).
+/// win; a window holding a NaN gives NaN, as PyTorch's and MindSpore's max pools).
 pub fn max_pool2d(x: &[f32], g: PoolWindows, y: &mut [f32]) {
     let PoolWindows {
         c,

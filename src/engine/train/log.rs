@@ -15,12 +15,15 @@ pub struct EpochRecord {
     pub epoch: u64,
     /// Global step (optimizer steps done) at the end of the epoch.
     pub step: u64,
-    /// Mean training loss over the epoch's steps run by this process (unscaled, with label
-    /// smoothing; a resumed epoch counts only the steps after the resume).
+    /// Mean training loss over all the epoch's steps (unscaled, with label smoothing; a resumed
+    /// epoch includes the steps before the resume, whose sums its checkpoint carries — or, from
+    /// a checkpoint without them, only the steps after the resume, with a note; steps skipped
+    /// for a non-finite loss under a dynamic loss scale are left out).
     pub loss: f64,
     /// Learning rate of the epoch's last step.
     pub lr: f64,
-    /// Training Top-1 accuracy over those steps, percent (train mode, augmented inputs).
+    /// Training Top-1 accuracy over all the epoch's images, percent (train mode, augmented
+    /// inputs; a resumed epoch as `loss`).
     pub train_top1: f64,
     /// Validation Top-1 accuracy, percent, when validated after this epoch.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -31,9 +34,10 @@ pub struct EpochRecord {
     /// Validation loss (the recipe's cross entropy), when validated.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub val_loss: Option<f64>,
-    /// Wall time of the epoch's training steps, seconds (validation and saving excluded).
+    /// Wall time of the epoch's training steps run by this process, seconds (validation and
+    /// saving excluded; a resumed epoch: the steps after the resume).
     pub seconds: f64,
-    /// Training images per second over the epoch, decoding included.
+    /// Training images per second over those steps, decoding included.
     pub images_per_second: f64,
 }
 

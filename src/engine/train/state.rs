@@ -9,6 +9,11 @@
 //!   Momentum accumulators, as MindSpore's `nn.Momentum` names them;
 //! - `global_step` (Int32, shape `[1]`): optimizer steps done;
 //! - `learning_rate` (Float32, shape `[1]`): the learning rate of the next step;
+//! - `epoch_loss_sum` (Float64, shape `[]`), `epoch_loss_steps`, `epoch_top1_hits` and
+//!   `epoch_images` (Int64, shape `[]`): the sums of the steps of the epoch so far
+//!   ([`EpochSums`]), so that a run resumed inside an epoch logs that epoch's loss and
+//!   training accuracy in `metrics.jsonl` over all its steps (senet's names; MindSpore ignores
+//!   them). No wall time is kept: a checkpoint depends on the computation only;
 //! - with a loss-scale manager that checks overflow (`drop_overflow_update`, `dynamic`):
 //!   `scale_sense` (Float32, shape `[]`), the current scale, and for a dynamic one
 //!   `current_iterator_step` and `last_overflow_iterator_step` (Int32, shape `[]`), the counters
@@ -36,17 +41,57 @@ pub fn best_ckpt_name(model: &str) -> String {
     format!("{model}_best.ckpt")
 }
 
-/// Writes the training state of `net` to `path` (see the module docs), atomically (through
-/// `<path>.tmp`). `params` is a scratch parameter set of the same model, overwritten with the
-/// current values. Errors: [`Error::Io`] naming the file, backend download errors.
+/// What the steps of an epoch add up to so far (all of them: a resumed run carries the sums of
+/// the steps before the resume in its checkpoint).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EpochSums {
+    /// Sum of the steps' global-batch mean losses, over the steps whose loss is finite.
+    pub loss_sum: f64,
+    /// Steps summed in `loss_sum`.
+    pub loss_steps: u64,
+    /// Top-1 hits over the epoch's images so far.
+    pub top1_hits: u64,
+    /// Training images so far.
+    pub images: u64,
+}
+
+/// The checkpoint entries of [`EpochSums`] (see the module docs).
+const EPOCH_SUM_NAMES: [&str; 4] = [
+    "epoch_loss_sum",
+    "epoch_loss_steps",
+    "epoch_top1_hits",
+    "epoch_images",
+];
+
+/// Writes the training state of `net` to `path` (see the module docs), atomically (through a
+/// temporary file). `params` is a scratch parameter set of the same model, overwritten with
+/// the current values; `epoch` the sums of the current epoch's steps.
+/// Nothing non-finite is ever written: a parameter or Momentum accumulator holding a NaN or an
+/// infinity (a finite gradient times a huge learning rate can overflow a weight) is an error
+/// naming it, and the file is not created.
+/// Errors: [`Error::Invalid`] naming `path` and the non-finite tensor; [`Error::Io`] naming the
+/// file, backend download errors.
 pub fn save_state<B: Backend>(
     path: &Path,
     net: &TrainNet<B>,
     params: &mut Params,
     global_step: u64,
     next_lr: f32,
+    epoch: &EpochSums,
 ) -> Result<()> {
     net.read_params(params)?;
+    let moments = net.moments()?;
+    let tensors = params.iter().map(|(s, t)| (s.name.as_str(), t));
+    let mut tensors = tensors.chain(moments.iter().map(|(n, t)| (n.as_str(), t)));
+    if let Some((name, _)) =
+        tensors.find(|(_, t)| crate::checkpoint::non_finite_count(&t.data).is_some())
+    {
+        return Err(Error::Invalid(format!(
+            "not writing {}: '{name}' holds NaN or infinite values after global step \
+             {global_step} (lower lr or set clip_grad)",
+            path.display()
+        )));
+    }
     let step = i32::try_from(global_step).map_err(|_| {
         Error::Invalid(format!(
             "global_step {global_step} does not fit MindSpore's Int32 global_step"
@@ -57,7 +102,7 @@ pub fn save_state<B: Backend>(
         let raw = RawTensor::from_f32(t);
         w.write(&spec.name, raw.dtype, &raw.shape, &raw.bytes)?;
     }
-    for (name, t) in net.moments()? {
+    for (name, t) in moments {
         let raw = RawTensor::from_f32(&t);
         w.write(&name, raw.dtype, &raw.shape, &raw.bytes)?;
     }
@@ -71,6 +116,16 @@ pub fn save_state<B: Backend>(
     }
     w.write("global_step", DType::I32, &[1], &step.to_le_bytes())?;
     w.write("learning_rate", DType::F32, &[1], &next_lr.to_le_bytes())?;
+    let [loss_sum, loss_steps, hits, images] = EPOCH_SUM_NAMES;
+    w.write(loss_sum, DType::F64, &[], &epoch.loss_sum.to_le_bytes())?;
+    for (name, v) in [
+        (loss_steps, epoch.loss_steps),
+        (hits, epoch.top1_hits),
+        (images, epoch.images),
+    ] {
+        let v = i64::try_from(v).map_err(|_| Error::Invalid(format!("{name} {v} overflows")))?;
+        w.write(name, DType::I64, &[], &v.to_le_bytes())?;
+    }
     let scaler = net.loss_scaler();
     if scaler.checks_overflow() {
         w.write(
@@ -144,14 +199,18 @@ pub struct ResumeState {
     pub scale_sense: Option<f32>,
     /// A dynamic loss scale's (`current_iterator_step`, `last_overflow_iterator_step`).
     pub scaler_iters: Option<(u64, u64)>,
+    /// The sums of the steps of the epoch in progress, when the checkpoint holds them (one
+    /// written by `senet train` since they were added).
+    pub epoch_sums: Option<EpochSums>,
 }
 
-/// Reads `global_step`, `learning_rate` and the `moments.<name>` of every trainable parameter of
-/// `params` from the checkpoint at `path` (the weights are loaded separately, with
-/// [`crate::checkpoint::load_model`]).
+/// Reads `global_step`, `learning_rate`, the `moments.<name>` of every trainable parameter of
+/// `params`, the EMA and loss-scale state and the epoch's sums from the checkpoint at `path`
+/// (the weights are loaded separately, with [`crate::checkpoint::load_model`]).
 /// Errors: [`Error::Format`] naming the file when `global_step` is missing or not one integer,
-/// or a trainable parameter has no `moments.` entry (a weights-only file: use `--ckpt_path` to
-/// start from it instead); read errors as [`read_checkpoint`].
+/// a trainable parameter has no `moments.` entry (a weights-only file: use `--ckpt_path` to
+/// start from it instead), or optimizer or EMA state holds NaN or infinite values (naming each
+/// entry: resuming would train on NaN weights); read errors as [`read_checkpoint`].
 pub fn read_state(path: &Path, params: &Params) -> Result<ResumeState> {
     let ck = read_checkpoint(path)?;
     let not_training = |what: &str| {
@@ -197,6 +256,7 @@ pub fn read_state(path: &Path, params: &Params) -> Result<ResumeState> {
             .map_err(|e| Error::format(path, format!("'{key}': {e}")))?;
         moments.push((spec.name.clone(), t));
     }
+    refuse_non_finite(path, "moments.", &moments)?;
     let mut ema = Vec::new();
     for spec in params.specs() {
         if let Some(t) = ck.get(&format!("ema.{}", spec.name)) {
@@ -206,6 +266,7 @@ pub fn read_state(path: &Path, params: &Params) -> Result<ResumeState> {
             ema.push((spec.name.clone(), t));
         }
     }
+    refuse_non_finite(path, "ema.", &ema)?;
     let ema_updates = ck
         .get("updates")
         .and_then(|t| t.to_f32().ok())
@@ -216,8 +277,33 @@ pub fn read_state(path: &Path, params: &Params) -> Result<ResumeState> {
         match (t.dtype, t.bytes.as_slice()) {
             (DType::F32, [a, b, c, d]) => Some(f32::from_le_bytes([*a, *b, *c, *d]) as f64),
             (DType::I32, [a, b, c, d]) => Some(i32::from_le_bytes([*a, *b, *c, *d]) as f64),
+            (DType::F64, b) => Some(f64::from_le_bytes(b.try_into().ok()?)),
+            (DType::I64, b) => Some(i64::from_le_bytes(b.try_into().ok()?) as f64),
             _ => None,
         }
+    };
+    if let Some(bad) = ["learning_rate", "scale_sense", "updates"]
+        .into_iter()
+        .chain(EPOCH_SUM_NAMES)
+        .find(|n| scalar(n).is_some_and(|v| !v.is_finite()))
+    {
+        return Err(Error::format(
+            path,
+            format!("'{bad}' is NaN or infinite: the optimizer state is damaged"),
+        ));
+    }
+    let epoch_sums = match EPOCH_SUM_NAMES.map(scalar) {
+        [Some(loss_sum), Some(loss_steps), Some(hits), Some(images)]
+            if [loss_steps, hits, images].iter().all(|v| *v >= 0.0) =>
+        {
+            Some(EpochSums {
+                loss_sum,
+                loss_steps: loss_steps as u64,
+                top1_hits: hits as u64,
+                images: images as u64,
+            })
+        }
+        _ => None,
     };
     let scale_sense = scalar("scale_sense").map(|v| v as f32);
     let scaler_iters = match (
@@ -235,7 +321,34 @@ pub fn read_state(path: &Path, params: &Params) -> Result<ResumeState> {
         ema_updates,
         scale_sense,
         scaler_iters,
+        epoch_sums,
     })
+}
+
+/// Refuses optimizer or EMA state (`<prefix><name>` entries) holding NaN or infinite values,
+/// naming every such entry and its count: [`Error::Format`] naming `path`.
+fn refuse_non_finite(path: &Path, prefix: &str, state: &[(String, crate::Tensor)]) -> Result<()> {
+    let bad: Vec<String> = state
+        .iter()
+        .filter_map(|(name, t)| {
+            crate::checkpoint::non_finite_count(&t.data).map(|n| {
+                format!(
+                    "'{prefix}{name}': {n} of {} values are NaN or infinite",
+                    t.data.len()
+                )
+            })
+        })
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(Error::format(
+        path,
+        format!(
+            "damaged optimizer state (resuming would train on NaN weights):\n{}",
+            bad.join("\n")
+        ),
+    ))
 }
 
 /// `(epoch, batch)` of a step checkpoint name `<model>-<epoch>_<batch>.ckpt`, else None.

@@ -13,13 +13,14 @@ mod setup;
 use self::fault::FaultInjection;
 use self::setup::{LrList, StartModel, TrainData};
 use super::log::{self, EpochRecord, MetricsLog};
-use super::state::{best_ckpt_name, prune_checkpoints, save_state, step_ckpt_name};
+use super::state::{best_ckpt_name, prune_checkpoints, save_state, step_ckpt_name, EpochSums};
 use super::{check_supported, StopReason, TrainEvent, TrainOptions, TrainReport};
 use crate::config::{CkptSavePolicy, Recipe};
 use crate::data::Batch;
 use crate::dist::{self, Communicator, GradientReducer};
 use crate::engine::device::{self, BackendFactory, Device, DeviceJob};
 use crate::engine::validate::evaluate;
+use crate::fsutil::DirLock;
 use crate::model::inference::InferenceNet;
 use crate::model::metrics::Accumulator;
 use crate::model::{Arch, SeNet};
@@ -196,6 +197,11 @@ struct Trainer<'a, F: BackendFactory, E> {
     save_dir: PathBuf,
     /// `metrics.jsonl` (rank 0 only).
     metrics: Option<MetricsLog>,
+    /// The lock on `ckpt_save_dir` (rank 0 only), held until the run ends.
+    lock: Option<DirLock>,
+    /// The sums of the resumed epoch's steps before the resume, from the `--resume`
+    /// checkpoint (used up by the first epoch).
+    resumed_sums: Option<EpochSums>,
     /// What [`run`] returns, kept up to date; `best_val_top1` is the best Top-1 so far.
     report: TrainReport,
 }
@@ -214,16 +220,15 @@ struct BatchFigures {
 
 /// What an epoch's steps add up to.
 struct EpochProgress {
-    /// When the epoch's steps began.
+    /// When this run's steps of the epoch began.
     t0: Instant,
     /// Batches done in the epoch (those before a resume included).
     batch_no: usize,
-    /// Sum of the steps' losses, and the number of steps run.
-    loss_sum: f64,
-    steps: usize,
-    /// Top-1 hits and images over those steps.
-    correct: usize,
-    images: usize,
+    /// The sums over all the epoch's steps, from those carried by the checkpoint of a resumed
+    /// epoch on (added to in the same order as an uninterrupted run, so the same bits).
+    sums: EpochSums,
+    /// Images of this run's steps of the epoch (for the throughput).
+    images_here: u64,
     /// The learning rate of the last step.
     last_lr: f32,
     /// When the last log line was reported.
@@ -231,43 +236,50 @@ struct EpochProgress {
 }
 
 impl EpochProgress {
-    fn new(first_batch: usize, lr: f32) -> EpochProgress {
+    /// An epoch starting at batch `first_batch` at learning rate `lr`; `before` the sums of its
+    /// steps done before this run.
+    fn new(first_batch: usize, lr: f32, before: EpochSums) -> EpochProgress {
         EpochProgress {
             t0: Instant::now(),
             batch_no: first_batch,
-            loss_sum: 0.0,
-            steps: 0,
-            correct: 0,
-            images: 0,
+            sums: before,
+            images_here: 0,
             last_lr: lr,
             last_log: Instant::now(),
         }
     }
 
-    /// Counts a step at learning rate `lr`.
+    /// Counts a step at learning rate `lr`; a non-finite loss (a step skipped as an overflow)
+    /// is left out of the loss average.
     fn add(&mut self, batch: &BatchFigures, lr: f32) {
         self.batch_no += 1;
         self.last_lr = lr;
-        self.loss_sum += batch.loss;
-        self.steps += 1;
-        self.correct += batch.correct;
-        self.images += batch.images;
+        if batch.loss.is_finite() {
+            self.sums.loss_sum += batch.loss;
+            self.sums.loss_steps += 1;
+        }
+        self.sums.top1_hits += batch.correct as u64;
+        self.sums.images += batch.images as u64;
+        self.images_here += batch.images as u64;
     }
 
-    /// Training images per second so far.
+    /// Training images per second over this run's steps of the epoch.
     fn images_per_second(&self, seconds: f64) -> f64 {
-        self.images as f64 / seconds.max(1e-9)
+        self.images_here as f64 / seconds.max(1e-9)
     }
 
-    /// The record of epoch `epoch_no`, finished at global step `step` (not validated yet).
+    /// The record of epoch `epoch_no`, finished at global step `step` (not validated yet): the
+    /// loss and training accuracy over all the epoch's steps, those before a resume included;
+    /// the wall time and throughput over this run's steps of it.
     fn record(&self, epoch_no: u64, step: u64) -> EpochRecord {
+        let all = self.sums;
         let seconds = self.t0.elapsed().as_secs_f64();
         EpochRecord {
             epoch: epoch_no,
             step,
-            loss: self.loss_sum / self.steps.max(1) as f64,
+            loss: all.loss_sum / all.loss_steps.max(1) as f64,
             lr: self.last_lr as f64,
-            train_top1: 100.0 * self.correct as f64 / self.images.max(1) as f64,
+            train_top1: 100.0 * all.top1_hits as f64 / all.images.max(1) as f64,
             val_top1: None,
             val_top5: None,
             val_loss: None,
@@ -305,6 +317,7 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
         let lrs = LrList::new(r, data.steps_per_epoch())?;
         let mut start = StartModel::load(opts, arch, data.num_classes, &lrs)?;
         start.note_device(dev, device_note, r.amp_level);
+        let resumed_sums = start.resume.as_ref().and_then(|st| st.epoch_sums);
         let (tn, step) = start.train_net(&factory, opts)?;
         let report = TrainReport {
             model: arch.name().to_string(),
@@ -339,6 +352,8 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
             notes: start.notes,
             save_dir: PathBuf::from(&r.ckpt_save_dir),
             metrics: None,
+            lock: None,
+            resumed_sums,
             report,
         })
     }
@@ -358,15 +373,17 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
         self.opts.max_steps.is_some_and(|m| self.step >= m)
     }
 
-    /// Rank 0's outputs: creates `ckpt_save_dir`, writes the args dump `<model>.yaml` (the
-    /// recipe) and opens `metrics.jsonl`; a resumed run takes the best validation Top-1 logged
-    /// before its start step. Nothing on the other ranks.
+    /// Rank 0's outputs: creates `ckpt_save_dir` and locks it ([`DirLock`]: a second run into
+    /// it is refused, naming this one's PID), writes the args dump `<model>.yaml` (the recipe)
+    /// and opens `metrics.jsonl`; a resumed run takes the best validation Top-1 logged before
+    /// its start step. Nothing on the other ranks.
     fn open_outputs(&mut self) -> Result<()> {
         if !self.root() {
             return Ok(());
         }
         let dir = &self.save_dir;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        self.lock = Some(DirLock::acquire(dir, "training run")?);
         let args_dump = dir.join(format!("{}.yaml", self.model));
         crate::fsutil::write_atomic(&args_dump, self.r.to_yaml().as_bytes())?;
         self.metrics = Some(MetricsLog::open(dir)?);
@@ -431,7 +448,8 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
             .data
             .plan
             .loader(epoch, first_batch, &self.data.transform)?;
-        let mut progress = EpochProgress::new(first_batch, self.lrs.at(self.step));
+        let before = self.sums_before(epoch_no, first_batch);
+        let mut progress = EpochProgress::new(first_batch, self.lrs.at(self.step), before);
         let mut stop = None;
         for batch in loader {
             stop = self.train_step(epoch_no, &batch?, &mut progress)?;
@@ -447,7 +465,9 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
             false
         };
         match stop {
-            Some(reason) => self.stop(epoch_no, batch_no, saved_here, reason).map(Some),
+            Some(reason) => self
+                .stop(epoch_no, batch_no, saved_here, reason, &progress.sums)
+                .map(Some),
             None if batch_no != spe => Err(Error::Invalid(format!(
                 "epoch {epoch_no} ended after {batch_no} of {spe} batches"
             ))),
@@ -455,10 +475,12 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
         }
     }
 
-    /// One step on `batch` at the schedule's learning rate ([`Trainer::optimizer_step`]), its
-    /// global figures, and its report. Returns the stop reason when the run stops after it
-    /// (a stop request on any rank, or `--max_steps`).
-    /// Errors: as the step; a non-finite loss (naming the step).
+    /// One step on `batch` at the schedule's learning rate: forward and backward (and the
+    /// gradient all-reduce), the global figures, the NaN/Inf guard and the update
+    /// ([`Trainer::guarded_update`]), and its report. Returns the stop reason when the run stops
+    /// after it (a stop request on any rank, or `--max_steps`).
+    /// Errors: as the step; a non-finite loss or gradient without an overflow-checking loss
+    /// scale (naming the step, and the parameter).
     fn train_step(
         &mut self,
         epoch_no: u64,
@@ -466,18 +488,16 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
         progress: &mut EpochProgress,
     ) -> Result<Option<StopReason>> {
         let lr = self.lrs.at(self.step);
-        let local = self.optimizer_step(batch, lr)?;
+        let local = self.forward_backward(batch)?;
+        let figures = self.global_batch(&local, batch.len())?;
+        let at = format!(
+            "at global step {} (epoch {epoch_no}, batch {})",
+            self.step + 1,
+            progress.batch_no + 1
+        );
+        self.guarded_update(&figures, lr, &at)?;
         if let Some(fault) = &self.fault {
             fault.check(self.step + 1, self.comm.rank());
-        }
-        let figures = self.global_batch(&local, batch.len())?;
-        if !figures.loss.is_finite() {
-            return Err(Error::Invalid(format!(
-                "the loss became {} at global step {} (epoch {epoch_no}, batch {}): lower lr",
-                figures.loss,
-                self.step + 1,
-                progress.batch_no + 1
-            )));
         }
         self.step += 1;
         progress.add(&figures, lr);
@@ -491,15 +511,69 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
         })
     }
 
-    /// Forward, backward, (data parallel) the gradient all-reduce, and the update at `lr`.
-    /// Returns this rank's figures.
-    fn optimizer_step(&mut self, batch: &Batch, lr: f32) -> Result<StepStats> {
-        match self.reducer.as_mut() {
-            Some(red) => self
-                .tn
-                .step_reduced(&batch.images, &batch.labels, lr, red.as_mut()),
-            None => self.tn.step(&batch.images, &batch.labels, lr),
+    /// Forward, backward and (data parallel) the gradient all-reduce. Returns this rank's
+    /// figures.
+    fn forward_backward(&mut self, batch: &Batch) -> Result<StepStats> {
+        let stats = self.tn.forward_backward(&batch.images, &batch.labels)?;
+        if let Some(red) = self.reducer.as_mut() {
+            self.tn.reduce_gradients(red.as_mut())?;
         }
+        Ok(stats)
+    }
+
+    /// The NaN/Inf guard, then the update at `lr` (`at` names the step for messages). Every
+    /// rank decides alike: the loss is the global batch's and the gradients are all-reduced.
+    ///
+    /// - With a loss-scale manager that checks overflow (`dynamic`, or `drop_overflow_update`),
+    ///   as MindSpore's `TrainOneStepWithLossScaleCell`: a non-finite loss or gradient is an
+    ///   overflow, the update is skipped (weights, moments and EMA unchanged) and the scale
+    ///   shrinks ([`TrainNet::apply_update`]).
+    /// - Otherwise the run stops here with an error, before the update: the weights, and every
+    ///   checkpoint written so far, stay finite.
+    fn guarded_update(&mut self, figures: &BatchFigures, lr: f32, at: &str) -> Result<()> {
+        if self.tn.loss_scaler().checks_overflow() {
+            if figures.loss.is_finite() {
+                self.tn.apply_update(lr)?;
+            } else {
+                self.tn.skip_update();
+            }
+            return Ok(());
+        }
+        let stop = |what: String| {
+            Error::Invalid(format!(
+                "{what} {at}: stopped before the update, so no checkpoint holds a non-finite \
+                 value (lower lr, set clip_grad, or use loss_scale_type: dynamic to skip such \
+                 steps)"
+            ))
+        };
+        if !figures.loss.is_finite() {
+            return Err(stop(format!("the loss became {}", figures.loss)));
+        }
+        if let Some(name) = self.tn.first_non_finite_gradient()? {
+            return Err(stop(format!(
+                "the gradient of '{name}' holds NaN or infinite values"
+            )));
+        }
+        self.tn.apply_update(lr)?;
+        Ok(())
+    }
+
+    /// The sums of epoch `epoch_no`'s steps before this run: those the `--resume` checkpoint
+    /// carries when the run resumes inside the epoch (at `first_batch` > 0); with a checkpoint
+    /// that holds none, zero, and a note that the epoch's line averages only the steps after
+    /// the resume.
+    fn sums_before(&mut self, epoch_no: u64, first_batch: usize) -> EpochSums {
+        let carried = self.resumed_sums.take();
+        if first_batch == 0 {
+            return EpochSums::default();
+        }
+        carried.unwrap_or_else(|| {
+            self.events.emit(&TrainEvent::Note(format!(
+                "note: the checkpoint holds no sums of epoch {epoch_no}'s first {first_batch} \
+                 steps: its metrics.jsonl line averages the steps after the resume only"
+            )));
+            EpochSums::default()
+        })
     }
 
     /// The stop flag of [`TrainOptions::stop`] is set.
@@ -581,11 +655,12 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
         if self.data.val.is_some()
             && (epoch_no.is_multiple_of(self.r.val_interval as u64) || last_epoch)
         {
-            self.validate_epoch(&mut rec)?;
+            self.validate_epoch(&mut rec, &progress.sums)?;
         }
         let save = epoch_no.is_multiple_of(self.r.ckpt_save_interval as u64) || last_epoch;
         if save && self.root() {
-            let path = self.save_step_ckpt(epoch_no, self.data.steps_per_epoch())?;
+            let spe = self.data.steps_per_epoch();
+            let path = self.save_step_ckpt(epoch_no, spe, &progress.sums)?;
             self.report.last_checkpoint = Some(path);
         }
         if let Some(m) = self.metrics.as_mut() {
@@ -596,8 +671,9 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
         Ok(save)
     }
 
-    /// Stops the run after batch `batch_no` of epoch `epoch_no`: (rank 0) writes the step
-    /// checkpoint of this position unless the epoch end just did (`saved_here`). Returns the
+    /// Stops the run after batch `batch_no` of epoch `epoch_no` (`sums`: its steps so far):
+    /// (rank 0) writes the step checkpoint of this position unless the epoch end just did
+    /// (`saved_here`). Returns the
     /// reason to report ([`StopReason::Finished`] when the last step is done anyway).
     fn stop(
         &mut self,
@@ -605,9 +681,10 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
         batch_no: usize,
         saved_here: bool,
         reason: StopReason,
+        sums: &EpochSums,
     ) -> Result<StopReason> {
         if !saved_here && self.root() {
-            let path = self.save_step_ckpt(epoch_no, batch_no)?;
+            let path = self.save_step_ckpt(epoch_no, batch_no, sums)?;
             self.report.last_checkpoint = Some(path);
         }
         let total_steps = self.num_epochs() * self.data.steps_per_epoch() as u64;
@@ -620,7 +697,7 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
 
     /// Validates the current weights ([`Trainer::validate`]), reports the figures and puts
     /// them in `rec`; (rank 0) saves `<model>_best.ckpt` when Top-1 beats the best so far.
-    fn validate_epoch(&mut self, rec: &mut EpochRecord) -> Result<()> {
+    fn validate_epoch(&mut self, rec: &mut EpochRecord, sums: &EpochSums) -> Result<()> {
         let Some((acc, seconds)) = self.validate()? else {
             return Ok(());
         };
@@ -631,7 +708,7 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
         rec.val_loss = Some(acc.loss());
         if self.root() && self.report.best_val_top1.is_none_or(|b| acc.top1() > b) {
             self.report.best_val_top1 = Some(acc.top1());
-            self.save(best_ckpt_name(self.model))?;
+            self.save(best_ckpt_name(self.model), sums)?;
         }
         Ok(())
     }
@@ -686,19 +763,27 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
     }
 
     /// Writes the training state (weights, optimizer state, `global_step`, the next step's
-    /// learning rate) to `ckpt_save_dir/<name>` ([`save_state`]) and reports it.
-    fn save(&mut self, name: String) -> Result<PathBuf> {
+    /// learning rate, the epoch's `sums` so far) to `ckpt_save_dir/<name>` ([`save_state`]) and
+    /// reports it.
+    fn save(&mut self, name: String, sums: &EpochSums) -> Result<PathBuf> {
         let path = self.save_dir.join(name);
         let lr = self.lrs.at(self.step);
-        save_state(&path, &self.tn, &mut self.scratch.params, self.step, lr)?;
+        save_state(
+            &path,
+            &self.tn,
+            &mut self.scratch.params,
+            self.step,
+            lr,
+            sums,
+        )?;
         self.events.emit(&TrainEvent::Saved(&path));
         Ok(path)
     }
 
     /// Saves the step checkpoint `<model>-<epoch_no>_<batch>.ckpt`, then applies the retention
     /// policy (`ckpt_save_policy: latest_k` keeps the newest `keep_checkpoint_max`).
-    fn save_step_ckpt(&mut self, epoch_no: u64, batch: usize) -> Result<PathBuf> {
-        let path = self.save(step_ckpt_name(self.model, epoch_no, batch))?;
+    fn save_step_ckpt(&mut self, epoch_no: u64, batch: usize, sums: &EpochSums) -> Result<PathBuf> {
+        let path = self.save(step_ckpt_name(self.model, epoch_no, batch), sums)?;
         if self.r.ckpt_save_policy == Some(CkptSavePolicy::LatestK) {
             prune_checkpoints(
                 &self.save_dir,

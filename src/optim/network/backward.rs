@@ -249,18 +249,31 @@ impl<B: Backend> TrainNet<B> {
         Ok(!overflow)
     }
 
-    /// Whether every gradient of the last backward is finite (MindSpore's overflow check): the
-    /// sum of squares of each, in f64 (finite for any finite f32 gradient), is finite.
-    /// Errors: the backend's.
+    /// Whether every gradient of the last backward is finite (MindSpore's overflow check): see
+    /// [`TrainNet::first_non_finite_gradient`]. Errors: the backend's.
     pub fn gradients_finite(&self) -> Result<bool> {
-        for dp in &self.params {
+        Ok(self.first_non_finite_gradient()?.is_none())
+    }
+
+    /// The name of the first trainable parameter (model order) whose gradient of the last
+    /// backward holds a NaN or an infinity, or None: the sum of squares of each gradient, in
+    /// f64 (finite for any finite f32 gradient), is finite. Errors: the backend's.
+    pub fn first_non_finite_gradient(&self) -> Result<Option<&str>> {
+        for (dp, name) in self.params.iter().zip(&self.names) {
             if let Some((grad, _)) = &dp.train {
                 if !self.backend.sum_squares(grad, dp.len)?.is_finite() {
-                    return Ok(false);
+                    return Ok(Some(name));
                 }
             }
         }
-        Ok(true)
+        Ok(None)
+    }
+
+    /// Skips the update of the last backward as an overflow: parameters, moments and EMA stay
+    /// as they are, and the loss-scale manager records the overflow (a dynamic scale shrinks),
+    /// as MindSpore's loss-scale cell does when its overflow flag is set.
+    pub fn skip_update(&mut self) {
+        self.scaler.record(true);
     }
 
     /// Replaces the loss-scale manager (default: fixed at the config's `loss_scale`, no overflow
