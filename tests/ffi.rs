@@ -233,6 +233,29 @@ fn c_example_matches_senet_predict() {
         String::from_utf8_lossy(&cli.stdout),
         "the C example's top-5 differs from senet predict's"
     );
+    // --batch sizes whose buffer sizes overflow, or that are no positive integer, are refused
+    // with a message (issue 13: the multiplication used to wrap).
+    for (batch, want, status) in [
+        (
+            "18446744073709551615",
+            "--batch 18446744073709551615 is too large",
+            1,
+        ),
+        ("-1", "--batch needs a positive integer, got '-1'", 2),
+        ("0", "need a positive --batch", 2),
+    ] {
+        let out = with_lib(&exe)
+            .arg("seresnet18")
+            .arg(&ckpt)
+            .arg(&classes)
+            .args(["--batch", batch])
+            .arg(&files[0])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(status), "--batch {batch}: {stderr}");
+        assert!(stderr.contains(want), "--batch {batch}: {stderr}");
+    }
 
     // The C++ RAII example, on the first three images (one batch, as the C example's).
     let exe = dir.path().join("classify_cpp");

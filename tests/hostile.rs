@@ -95,6 +95,27 @@ fn predict_args<'a>(ckpt: &'a Path, extra: &[&'a OsStr]) -> Vec<&'a OsStr> {
     v
 }
 
+// ---- Arithmetic on sizes read from a file -------------------------------------------------------
+
+/// The checkpoints whose length fields are near 2^64 (they made the reader loop
+/// forever in release builds): predict ends at once with an error naming the file. (Every
+/// reproducer of tests/corpus/ runs through the readers themselves in tests/corpus.rs.)
+#[test]
+fn sizes_near_2_64_are_errors_not_loops() {
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/ckpt");
+    let img = sample_images()[0].clone();
+    for name in [
+        "record_length_near_2_64.ckpt",
+        "tag_length_near_2_64.ckpt",
+        "content_length_near_2_64.ckpt",
+        "dims_product_overflows.ckpt",
+    ] {
+        let ckpt = corpus.join(name);
+        let f = senet(&predict_args(&ckpt, &[img.as_os_str()]));
+        fails_naming(&f, &[name]);
+    }
+}
+
 // ---- Files that change or are not regular ----------------------------------------------------
 
 /// A FIFO named like an image or a checkpoint is refused at once (never opened for a blocking
@@ -728,9 +749,17 @@ fn ckpt_save_dir_is_locked_by_one_run() {
     let dead_pid = dead.id();
     dead.wait().unwrap();
     std::fs::write(save.join(".senet.lock"), format!("{dead_pid}\n")).unwrap();
+    // The args dump is written through a temporary file and a rename: an existing dump that
+    // is a hard link to another file is replaced, the other file left as it was.
+    let precious = tmp.path().join("precious.yaml");
+    std::fs::write(&precious, "keep me\n").unwrap();
+    std::fs::hard_link(&precious, save.join("seresnet18.yaml")).unwrap();
     ok(&train_cli());
     assert_eq!(
         checkpoints_in(&save),
         vec![save.join("seresnet18-1_1.ckpt")]
     );
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me\n");
+    let dump = std::fs::read_to_string(save.join("seresnet18.yaml")).unwrap();
+    assert!(dump.contains("model: seresnet18"), "{dump}");
 }
