@@ -29,7 +29,7 @@ pub use folder::{
     is_image_file, list_images, parse_class_map, read_class_map, ImageFolder, IMAGE_EXTENSIONS,
 };
 pub use loader::{Batch, Loader};
-pub use resize::{resize_u8, Interpolation};
+pub use resize::{resize_u8, resize_u8_window, Interpolation, ResizeWindow};
 pub use rgb::RgbImage;
 pub use rng::SampleRng;
 pub use transforms::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD, MAX_SIDE};

@@ -78,18 +78,26 @@ struct AxisFilter {
     weight: Vec<i32>,
 }
 
-fn axis_filter(src: usize, dst: usize, interp: Interpolation) -> Result<AxisFilter> {
+/// The filter of the output positions `range` of a resize from `src` to `dst` positions (each
+/// position's taps depend on its own coordinate only, so a window of the output is exactly the
+/// same values as that part of the whole output).
+fn axis_filter(
+    src: usize,
+    dst: usize,
+    range: std::ops::Range<usize>,
+    interp: Interpolation,
+) -> Result<AxisFilter> {
     // OpenCV: inv_scale = dst / src, scale = 1 / inv_scale (double), coordinate rounded to float.
     let scale = 1.0 / (dst as f64 / src as f64);
     let ksize = match interp {
         Interpolation::Bicubic => 4,
         Interpolation::Bilinear => 2,
     };
-    let taps = dst.saturating_mul(ksize);
-    let what = || format!("a resize filter of {dst} positions");
+    let taps = range.len().saturating_mul(ksize);
+    let what = || format!("a resize filter of {} positions", range.len());
     let mut index = mem::with_capacity(taps, what)?;
     let mut weight = mem::with_capacity(taps, what)?;
-    for d in 0..dst {
+    for d in range {
         let f = ((d as f64 + 0.5) * scale - 0.5) as f32;
         let s = f.floor();
         let t = f - s;
@@ -117,8 +125,7 @@ fn axis_filter(src: usize, dst: usize, interp: Interpolation) -> Result<AxisFilt
 /// INTER_CUBIC | INTER_LINEAR)`. Returns `dst_height * dst_width * channels` bytes, HWC.
 ///
 /// Errors: [`Error::Invalid`] when a size is zero or `src.len()` does not match the dimensions;
-/// [`Error::OutOfMemory`] when the output or the intermediate rows (`height * dst_width *
-/// channels` 32-bit sums) cannot be allocated.
+/// [`Error::OutOfMemory`] when the output or the intermediate rows cannot be allocated.
 pub fn resize_u8(
     src: &[u8],
     width: usize,
@@ -128,14 +135,71 @@ pub fn resize_u8(
     dst_height: usize,
     interp: Interpolation,
 ) -> Result<Vec<u8>> {
+    let whole = ResizeWindow {
+        left: 0,
+        top: 0,
+        width: dst_width,
+        height: dst_height,
+    };
+    resize_u8_window(
+        src,
+        (width, height, channels),
+        (dst_width, dst_height),
+        whole,
+        interp,
+    )
+}
+
+/// A rectangle of a resize's output: columns `left..left + width`, rows `top..top + height`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResizeWindow {
+    /// First output column.
+    pub left: usize,
+    /// First output row.
+    pub top: usize,
+    /// Columns.
+    pub width: usize,
+    /// Rows.
+    pub height: usize,
+}
+
+/// The `window` of [`resize_u8`]'s output for an image of `(width, height, channels)` resized
+/// to `(dst_width, dst_height)`: the very same bytes (`window.height * window.width *
+/// channels`, HWC), at a cost that depends on the window only — what a resize followed by a
+/// crop needs (the eval transform: an image of extreme aspect ratio resizes to a long strip of
+/// which only the center crop is used).
+///
+/// Errors: [`Error::Invalid`] when a size is zero, the window is empty or outside the output,
+/// or `src.len()` does not match the dimensions; [`Error::OutOfMemory`] when the output or the
+/// intermediate rows cannot be allocated.
+pub fn resize_u8_window(
+    src: &[u8],
+    (width, height, channels): (usize, usize, usize),
+    (dst_width, dst_height): (usize, usize),
+    window: ResizeWindow,
+    interp: Interpolation,
+) -> Result<Vec<u8>> {
     if width == 0 || height == 0 || channels == 0 || dst_width == 0 || dst_height == 0 {
         return Err(Error::Invalid(format!(
             "resize of a {width}x{height}x{channels} image to {dst_width}x{dst_height}: sizes must be positive"
         )));
     }
-    let dst_len = mem::checked_product(&[dst_width, dst_height, channels]);
-    let horiz_len = mem::checked_product(&[height, dst_width, channels]);
-    let (Some(dst_len), Some(horiz_len)) = (dst_len, horiz_len) else {
+    let ResizeWindow {
+        left,
+        top,
+        width: ww,
+        height: wh,
+    } = window;
+    if ww == 0
+        || wh == 0
+        || left.checked_add(ww).is_none_or(|r| r > dst_width)
+        || top.checked_add(wh).is_none_or(|b| b > dst_height)
+    {
+        return Err(Error::Invalid(format!(
+            "resize window {window:?} is empty or outside the {dst_width}x{dst_height} output"
+        )));
+    }
+    let Some(dst_len) = mem::checked_product(&[ww, wh, channels]) else {
         return Err(Error::Invalid(format!(
             "resize of a {width}x{height}x{channels} image to {dst_width}x{dst_height}: too large"
         )));
@@ -146,34 +210,40 @@ pub fn resize_u8(
             src.len()
         )));
     }
-    let what = || format!("a {dst_width}x{dst_height} resized image");
+    let what = || format!("a {ww}x{wh} resized image");
+    let mut dst = mem::filled(dst_len, 0u8, what)?;
     if width == dst_width && height == dst_height {
-        let mut copy = mem::with_capacity(src.len(), what)?;
-        copy.extend_from_slice(src);
-        return Ok(copy);
+        for y in 0..wh {
+            let from = ((top + y) * width + left) * channels;
+            dst[y * ww * channels..(y + 1) * ww * channels]
+                .copy_from_slice(&src[from..from + ww * channels]);
+        }
+        return Ok(dst);
     }
     if interp == Interpolation::Bilinear
         && Some(width) == dst_width.checked_mul(2)
         && Some(height) == dst_height.checked_mul(2)
     {
-        let mut dst = mem::filled(dst_len, 0u8, what)?;
-        box_half(src, width, channels, dst_width, dst_height, &mut dst);
+        box_half(src, width, channels, window, &mut dst);
         return Ok(dst);
     }
-    let hf = axis_filter(width, dst_width, interp)?;
-    let vf = axis_filter(height, dst_height, interp)?;
+    let hf = axis_filter(width, dst_width, left..left + ww, interp)?;
+    let vf = axis_filter(height, dst_height, top..top + wh, interp)?;
 
-    // Horizontal pass, only on the source rows some output row reads: integers, 11 fraction bits.
-    let row_len = dst_width * channels;
-    let mut needed = vec![false; height];
-    vf.index.iter().for_each(|&r| needed[r] = true);
+    // Horizontal pass, only on the source rows some output row reads (sorted, each once):
+    // integers, 11 fraction bits.
+    let row_len = ww * channels;
+    let mut needed = vf.index.clone();
+    needed.sort_unstable();
+    needed.dedup();
+    let horiz_len = needed.len().saturating_mul(row_len);
     let mut horiz = mem::filled(horiz_len, 0i32, || {
         format!("resizing a {width}x{height} image to {dst_width}x{dst_height}")
     })?;
-    for y in (0..height).filter(|&y| needed[y]) {
+    for (slot, &y) in needed.iter().enumerate() {
         let src_row = &src[y * width * channels..(y + 1) * width * channels];
-        let out = &mut horiz[y * row_len..(y + 1) * row_len];
-        for dx in 0..dst_width {
+        let out = &mut horiz[slot * row_len..(slot + 1) * row_len];
+        for dx in 0..ww {
             let taps = dx * hf.ksize..(dx + 1) * hf.ksize;
             for c in 0..channels {
                 let mut acc = 0i32;
@@ -184,15 +254,17 @@ pub fn resize_u8(
             }
         }
     }
+    let row = |r: usize| {
+        let slot = needed
+            .binary_search(&r)
+            .expect("every tapped row was computed");
+        &horiz[slot * row_len..(slot + 1) * row_len]
+    };
 
     // Vertical pass, as OpenCV's vectorised 8-bit paths compute it.
-    let mut dst = mem::filled(dst_len, 0u8, what)?;
-    for dy in 0..dst_height {
+    for dy in 0..wh {
         let taps = dy * vf.ksize..(dy + 1) * vf.ksize;
-        let rows: Vec<&[i32]> = vf.index[taps.clone()]
-            .iter()
-            .map(|&r| &horiz[r * row_len..(r + 1) * row_len])
-            .collect();
+        let rows: Vec<&[i32]> = vf.index[taps.clone()].iter().map(|&r| row(r)).collect();
         let weights = &vf.weight[taps];
         let out = &mut dst[dy * row_len..(dy + 1) * row_len];
         match interp {
@@ -233,14 +305,21 @@ fn vertical_linear(rows: &[&[i32]], weights: &[i32], out: &mut [u8]) {
     }
 }
 
-/// OpenCV's fast `INTER_AREA` for an exact 2x downscale: `(a + b + c + d + 2) >> 2` per 2x2 block.
-fn box_half(src: &[u8], width: usize, ch: usize, dw: usize, dh: usize, dst: &mut [u8]) {
+/// OpenCV's fast `INTER_AREA` for an exact 2x downscale: `(a + b + c + d + 2) >> 2` per 2x2 block,
+/// over the output `window`.
+fn box_half(src: &[u8], width: usize, ch: usize, window: ResizeWindow, dst: &mut [u8]) {
+    let ResizeWindow {
+        left,
+        top,
+        width: dw,
+        height: dh,
+    } = window;
     for y in 0..dh {
-        let r0 = &src[2 * y * width * ch..];
-        let r1 = &src[(2 * y + 1) * width * ch..];
+        let r0 = &src[2 * (top + y) * width * ch..];
+        let r1 = &src[(2 * (top + y) + 1) * width * ch..];
         for x in 0..dw {
             for c in 0..ch {
-                let i = 2 * x * ch + c;
+                let i = 2 * (left + x) * ch + c;
                 let sum = r0[i] as u32 + r0[i + ch] as u32 + r1[i] as u32 + r1[i + ch] as u32;
                 dst[(y * dw + x) * ch + c] = ((sum + 2) >> 2) as u8;
             }
@@ -281,7 +360,7 @@ mod tests {
     #[test]
     fn quantised_weights_at_quarter() {
         // 2x upscale: fraction 0.25 -> Keys weights at 1.25, 0.25, 0.75, 1.75 = -216, 1800, 536, -72 / 2048.
-        let f = axis_filter(2, 4, Interpolation::Bicubic).unwrap();
+        let f = axis_filter(2, 4, 0..4, Interpolation::Bicubic).unwrap();
         assert_eq!(&f.weight[4..8], &[-216, 1800, 536, -72]);
         assert_eq!(&f.index[4..8], &[0, 0, 1, 1]);
     }
@@ -298,5 +377,68 @@ mod tests {
         );
         let e = "nearest".parse::<Interpolation>().unwrap_err().to_string();
         assert!(e.contains("'nearest'"), "{e}");
+    }
+
+    /// Every window of a resize is exactly that part of the whole resize: bicubic and bilinear,
+    /// up and down, the 2x box path and the identity.
+    #[test]
+    fn windows_are_slices_of_the_whole_resize() {
+        let (w, h, ch) = (13, 8, 3);
+        let src: Vec<u8> = (0..w * h * ch).map(|i| (i * 37 % 251) as u8).collect();
+        let cases = [
+            (Interpolation::Bicubic, 29, 5),
+            (Interpolation::Bilinear, 7, 19),
+            (Interpolation::Bilinear, 13, 8),
+        ];
+        for (interp, dw, dh) in cases {
+            let whole = resize_u8(&src, w, h, ch, dw, dh, interp).unwrap();
+            for (left, top, ww, wh) in [(0, 0, dw, dh), (2, 1, 5, 2), (dw - 1, dh - 1, 1, 1)] {
+                let window = ResizeWindow {
+                    left,
+                    top,
+                    width: ww,
+                    height: wh,
+                };
+                let part = resize_u8_window(&src, (w, h, ch), (dw, dh), window, interp).unwrap();
+                for y in 0..wh {
+                    let from = ((top + y) * dw + left) * ch;
+                    assert_eq!(
+                        &part[y * ww * ch..(y + 1) * ww * ch],
+                        &whole[from..from + ww * ch],
+                        "{interp} {dw}x{dh} window {window:?} row {y}"
+                    );
+                }
+            }
+        }
+        let (w2, h2) = (12, 8);
+        let src2: Vec<u8> = (0..w2 * h2 * ch).map(|i| (i * 53 % 241) as u8).collect();
+        let whole = resize_u8(&src2, w2, h2, ch, 6, 4, Interpolation::Bilinear).unwrap();
+        let window = ResizeWindow {
+            left: 2,
+            top: 1,
+            width: 3,
+            height: 2,
+        };
+        let part =
+            resize_u8_window(&src2, (w2, h2, ch), (6, 4), window, Interpolation::Bilinear).unwrap();
+        assert_eq!(&part[..9], &whole[(6 + 2) * 3..(6 + 5) * 3]);
+        assert_eq!(&part[9..], &whole[(12 + 2) * 3..(12 + 5) * 3]);
+        let outside = ResizeWindow {
+            left: 5,
+            top: 0,
+            width: 2,
+            height: 1,
+        };
+        let e = resize_u8_window(
+            &src2,
+            (w2, h2, ch),
+            (6, 4),
+            outside,
+            Interpolation::Bilinear,
+        );
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("outside the 6x4 output"));
     }
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::decode::{decode_file, MAX_IMAGE_PIXELS};
-use super::resize::{resize_u8, Interpolation};
+use super::resize::{resize_u8_window, Interpolation, ResizeWindow};
 use super::rgb::RgbImage;
 use crate::error::{Error, Result};
 
@@ -158,29 +158,44 @@ impl EvalTransform {
         let (rw, rh) = self
             .checked_resized_dims(img.width, img.height)
             .map_err(|m| Error::format(name, m))?;
-        let resized = resize_u8(
-            &img.data,
-            img.width,
-            img.height,
-            3,
-            rw,
-            rh,
-            self.interpolation,
-        )?;
         let crop = self.image_resize;
         // Offsets may be negative (crop larger than the image): those pixels are zero.
         let top = (rh as i64 - crop as i64).div_euclid(2);
         let left = (rw as i64 - crop as i64).div_euclid(2);
+        // Only the part of the resized image inside the crop is computed (the same values as
+        // the whole resize): an extreme aspect ratio costs no more than a square image.
+        let (x0, x1) = (
+            left.max(0) as usize,
+            (left + crop as i64).min(rw as i64) as usize,
+        );
+        let (y0, y1) = (
+            top.max(0) as usize,
+            (top + crop as i64).min(rh as i64) as usize,
+        );
+        let window = ResizeWindow {
+            left: x0,
+            top: y0,
+            width: x1 - x0,
+            height: y1 - y0,
+        };
+        let resized = resize_u8_window(
+            &img.data,
+            (img.width, img.height, 3),
+            (rw, rh),
+            window,
+            self.interpolation,
+        )?;
         let plane = crop * crop;
         let mut out = vec![0f32; 3 * plane];
         for y in 0..crop {
             let sy = top + y as i64;
             for x in 0..crop {
                 let sx = left + x as i64;
-                let inside = sy >= 0 && sx >= 0 && (sy as usize) < rh && (sx as usize) < rw;
+                let inside = sy >= y0 as i64 && sx >= x0 as i64 && sy < y1 as i64 && sx < x1 as i64;
                 for c in 0..3 {
                     let v = if inside {
-                        resized[(sy as usize * rw + sx as usize) * 3 + c] as f32
+                        let (wy, wx) = (sy as usize - y0, sx as usize - x0);
+                        resized[(wy * window.width + wx) * 3 + c] as f32
                     } else {
                         0.0
                     };
