@@ -34,7 +34,7 @@ impl AtomicFile {
     /// Starts writing `path`. Errors: [`Error::Io`] naming `path` when it is a directory or a
     /// dangling link, or naming the temporary file when it cannot be created (missing or
     /// read-only folder; a stale file of the same name is passed over, see
-    /// [`create_temporary`]).
+    /// `create_temporary`).
     pub fn create(path: &Path) -> Result<AtomicFile> {
         let mut target = path.to_path_buf();
         if let Ok(meta) = std::fs::symlink_metadata(path) {

@@ -86,8 +86,12 @@ const EXIT_RANK_FAILED: i32 = 1;
 /// launcher (with the `mpirun` command to use) or a launch problem ([`crate::dist::init`]);
 /// unreadable data folders or images (named); labels outside `num_classes`; `ckpt_path` /
 /// `resume` files that are missing, do not match the model, or (resume) hold no optimizer
-/// state; both `ckpt_path` and `resume` given; a non-finite loss (naming the step); I/O errors
-/// writing checkpoints or logs.
+/// state, or hold NaN or infinite weights or optimizer state (naming the file and entries);
+/// both `ckpt_path` and `resume` given; `ckpt_save_dir` locked by another run (naming its
+/// PID, see [`DirLock`]); a non-finite loss or gradient (naming the step and the parameter;
+/// skipped instead under an overflow-checking loss scale, as MindSpore's loss-scale cell); a
+/// weight or Momentum accumulator that became non-finite, at the save that would write it;
+/// I/O errors writing checkpoints or logs.
 pub fn run(opts: &TrainOptions, on_event: impl FnMut(&TrainEvent)) -> Result<TrainReport> {
     let r = &opts.recipe;
     check_supported(r)?;
