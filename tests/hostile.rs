@@ -79,6 +79,18 @@ fn checkpoint(dir: &Path) -> PathBuf {
     path
 }
 
+/// `dir/file`: a checkpoint of one Float32 tensor `name` of `len` zeros.
+fn zeros_ckpt(dir: &Path, file: &str, name: &str, len: usize) -> PathBuf {
+    let path = dir.join(file);
+    let t = RawTensor {
+        dtype: DType::F32,
+        shape: vec![len],
+        bytes: vec![0; 4 * len],
+    };
+    write_ckpt(&path, [(name, &t)], false).unwrap();
+    path
+}
+
 fn mkfifo(path: &Path) {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
     // SAFETY: a valid NUL-terminated path.
@@ -361,13 +373,7 @@ fn image_bombs_are_refused_naming_file_and_size() {
 #[test]
 fn input_sized_allocations_are_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("million.ckpt");
-    let bias = RawTensor {
-        dtype: DType::F32,
-        shape: vec![1_000_000],
-        bytes: vec![0; 4_000_000],
-    };
-    write_ckpt(&path, [("classifier.bias", &bias)], false).unwrap();
+    let path = zeros_ckpt(dir.path(), "million.ckpt", "classifier.bias", 1_000_000);
     let img = sample_images()[0].clone();
     let f = senet(&predict_args(&path, &[img.as_os_str()]));
     fails_naming(
@@ -468,25 +474,13 @@ fn empty_ckpt_save_dir_is_refused() {
 #[test]
 fn hints_name_real_flags_and_valid_values() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("nobias.ckpt");
-    let w = RawTensor {
-        dtype: DType::F32,
-        shape: vec![2],
-        bytes: vec![0; 8],
-    };
-    write_ckpt(&path, [("x", &w)], false).unwrap();
+    let path = zeros_ckpt(dir.path(), "nobias.ckpt", "x", 2);
     let img = sample_images()[0].clone();
     let f = senet(&predict_args(&path, &[img.as_os_str()]));
     fails_naming(&f, &["nobias.ckpt", "--class_map"]);
     assert!(!f.stderr.contains("--num_classes"), "{}", f.describe());
 
-    let zero = dir.path().join("zero.ckpt");
-    let b = RawTensor {
-        dtype: DType::F32,
-        shape: vec![0],
-        bytes: vec![],
-    };
-    write_ckpt(&zero, [("classifier.bias", &b)], false).unwrap();
+    let zero = zeros_ckpt(dir.path(), "zero.ckpt", "classifier.bias", 0);
     let val = dir.path().join("data/val/c");
     std::fs::create_dir_all(&val).unwrap();
     std::fs::copy(&img, val.join("a.jpg")).unwrap();
