@@ -508,9 +508,7 @@ def step_target(net, hw, n, ranks, topology):
                         bytes=float(total * F32),
                         seconds=allreduce_seconds(total * F32, ranks, hw, topology))
 
-    bsub = Step(hw)
-    bsub.events = st.events
-    backward(bsub, net, n, hw, ready)
+    backward(st, net, n, hw, ready)
     st.mark("wait_comm")
     optimizer(st, net, hw, fused=hw["fused_sgd"])
     st.phase = "loss"
@@ -576,17 +574,6 @@ def simulate(st, hw, launch_us, graph=False, floor_us=0.0, derate=1.0):
             td = max(td, comm_free)
     end = max(th, td)
     return {"step": end, "device_busy": busy, "host_work": work, **counts}
-
-
-def totals(st, hw):
-    t = {"flops": 0.0, "bytes": 0.0, "time": 0.0, "launches": 0}
-    for e in st.events:
-        if e["kind"] == "launch":
-            t["flops"] += e["flops"]
-            t["bytes"] += e["bytes"]
-            t["time"] += roofline(e, hw)[0]
-            t["launches"] += 1
-    return t
 
 
 CATEGORY = [
@@ -687,15 +674,14 @@ def report_arch(net):
     return "\n\n".join(out)
 
 
-def report_params(net):
-    total = sum(e for _, e in net["params"])
-    return total
+def trainable_params(net):
+    return sum(e for _, e in net["params"])
 
 
 def report_allreduce(nets):
     rows = []
     for net in nets:
-        b = report_params(net) * F32
+        b = trainable_params(net) * F32
         for hwk in ("910", "910B"):
             hw = HARDWARE[hwk]
             rows.append([net["arch"], hwk, fmt(b / 1e6, 1),
@@ -805,7 +791,7 @@ def main():
     print(report_inputs())
     for net in nets:
         print("\n## %s: %.2fM trainable parameters\n" % (net["arch"],
-                                                         report_params(net) / 1e6))
+                                                         trainable_params(net) / 1e6))
         print(report_arch(net))
     print("\n## Gradient all-reduce (fp32, whole model, bandwidth term only)\n")
     print(report_allreduce(nets))
