@@ -251,7 +251,7 @@ fn cli_checkpoints_resume_and_retention() {
     );
 
     // Contents: every model parameter (MindSpore order), moments.<trainable>, global_step,
-    // learning_rate (the next step's: 0 at the end of the cosine).
+    // learning_rate (the next step's: 0 at the end of the cosine), and the epoch's sums.
     let last = save.join("seresnet18-3_2.ckpt");
     let ck = read_checkpoint(&last).unwrap();
     let net = SeNet::new(Arch::SeResNet18, 10, 0).unwrap();
@@ -262,7 +262,7 @@ fn cli_checkpoints_resume_and_retention() {
         .filter(|s| s.kind.trainable())
         .map(|s| s.name.as_str())
         .collect();
-    assert_eq!(names.len(), specs.len() + trainable.len() + 2);
+    assert_eq!(names.len(), specs.len() + trainable.len() + 6);
     for (name, spec) in names.iter().zip(specs) {
         assert_eq!(*name, spec.name);
     }
@@ -275,6 +275,16 @@ fn cli_checkpoints_resume_and_retention() {
     let lr = ck.get("learning_rate").unwrap();
     assert_eq!((lr.dtype, lr.shape.as_slice()), (DType::F32, &[1usize][..]));
     assert!(ck.get("moments.classifier.weight").is_some());
+    // The sums of epoch 3's 2 steps of 32 images.
+    let int = |name: &str| {
+        let t = ck.get(name).unwrap();
+        assert_eq!((t.dtype, t.shape.len()), (DType::I64, 0), "{name}");
+        i64::from_le_bytes(t.bytes[..8].try_into().unwrap())
+    };
+    assert_eq!((int("epoch_loss_steps"), int("epoch_images")), (2, 64));
+    assert!((0..=64).contains(&int("epoch_top1_hits")));
+    let loss_sum = ck.get("epoch_loss_sum").unwrap();
+    assert_eq!((loss_sum.dtype, loss_sum.shape.len()), (DType::F64, 0));
 
     // Such a file validates like a weights file.
     let out = ok(&senet(&[
