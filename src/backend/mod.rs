@@ -102,9 +102,9 @@ pub trait Backend: Send + Sync {
     /// MindSpore `MaxPool2d(kernel, stride, pad_mode="same")` (TF 'SAME'; see
     /// [`same_pool_geometry`]) of `x` (`xs`) into `y`; padded positions never win; on the CPU
     /// backend a window holding a NaN gives NaN (MindSpore's and PyTorch's rule; aclnn's max
-    /// pools take no NaN input, `aclnn-contract.md` MaxPool2dWithIndices). Returns the
-    /// output shape. Errors ([`crate::Error::Shape`]): a zero kernel, stride or plane
-    /// ([`MaxPool2dParams::geometry`]), a buffer too short.
+    /// pools on 910B/910_93 take no NaN input, `aclnn-contract.md` MaxPool2dWithIndices).
+    /// Returns the output shape. Errors ([`crate::Error::Shape`]): a zero kernel, stride or
+    /// plane ([`MaxPool2dParams::geometry`]), a buffer too short.
     fn max_pool2d_same(
         &self,
         pool: MaxPool2dParams,
