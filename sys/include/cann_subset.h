@@ -244,7 +244,8 @@ aclnnStatus aclnnBatchNormBackwardGetWorkspaceSize(
     aclOpExecutor **executor);
 SENET_ACLNN_LAUNCH(aclnnBatchNormBackward);
 
-aclnnStatus aclnnReluGetWorkspaceSize(const aclTensor *self, aclTensor *out,
+/* out is declared const by the vendor header too (aclnn_relu.h), although the op writes it. */
+aclnnStatus aclnnReluGetWorkspaceSize(const aclTensor *self, const aclTensor *out,
                                       uint64_t *workspaceSize, aclOpExecutor **executor);
 SENET_ACLNN_LAUNCH(aclnnRelu);
 aclnnStatus aclnnInplaceReluGetWorkspaceSize(aclTensor *selfRef, uint64_t *workspaceSize,

@@ -122,7 +122,7 @@ pub struct OpApi {
     pub aclnnReluGetWorkspaceSize: Result<
         unsafe extern "C" fn(
             self_: *const aclTensor,
-            out: *mut aclTensor,
+            out: *const aclTensor,
             workspaceSize: *mut u64,
             executor: *mut *mut aclOpExecutor,
         ) -> aclnnStatus,
@@ -1060,7 +1060,7 @@ impl OpApi {
     pub unsafe fn aclnnReluGetWorkspaceSize(
         &self,
         self_: *const aclTensor,
-        out: *mut aclTensor,
+        out: *const aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus {

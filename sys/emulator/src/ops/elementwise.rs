@@ -54,7 +54,7 @@ unsafe fn unary(
 #[no_mangle]
 pub unsafe extern "C" fn aclnnReluGetWorkspaceSize(
     self_: *const aclTensor,
-    out: *mut aclTensor,
+    out: *const aclTensor,
     workspaceSize: *mut u64,
     executor: *mut *mut aclOpExecutor,
 ) -> aclnnStatus {
