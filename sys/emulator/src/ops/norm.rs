@@ -247,6 +247,15 @@ pub unsafe extern "C" fn aclnnBatchNormBackwardGetWorkspaceSize(
             None,
         )?;
         let t = &plan.target;
+        let save_var = saves_variance(t);
+        let c = channels(&x)?;
+        expect_shape("gradOut", &go, &x.dims, "the input's shape")?;
+        let mut acts = vec![("gradOut", &*go), ("input", &*x)];
+        if let Some(t) = &gi {
+            expect_shape("gradInput", t, &x.dims, "the input's shape")?;
+            acts.push(("gradInput", t));
+        }
+        let act = float_dtype("aclnnBatchNormBackward", &acts)?;
         for (what, a) in [
             ("weight", &w),
             ("runningMean", &rm),
@@ -256,6 +265,7 @@ pub unsafe extern "C" fn aclnnBatchNormBackwardGetWorkspaceSize(
             ("gradWeight", &gw),
             ("gradBias", &gb),
         ] {
+            per_channel(what, a, c, act)?;
             if let Some(a) = a {
                 let same = a.dtype == go.dtype;
                 let msg = || {
@@ -268,26 +278,6 @@ pub unsafe extern "C" fn aclnnBatchNormBackwardGetWorkspaceSize(
                 rules::BN_BWD_AUX_DTYPE.require(t, same, msg)?;
                 rules::BN_BWD_AUX_DTYPE_910.require(t, same, msg)?;
             }
-        }
-        let save_var = saves_variance(t);
-        let c = channels(&x)?;
-        expect_shape("gradOut", &go, &x.dims, "the input's shape")?;
-        let mut acts = vec![("gradOut", &*go), ("input", &*x)];
-        if let Some(t) = &gi {
-            expect_shape("gradInput", t, &x.dims, "the input's shape")?;
-            acts.push(("gradInput", t));
-        }
-        let act = float_dtype("aclnnBatchNormBackward", &acts)?;
-        for (what, t) in [
-            ("weight", &w),
-            ("runningMean", &rm),
-            ("runningVar", &rv),
-            ("saveMean", &sm),
-            ("saveInvstd", &si),
-            ("gradWeight", &gw),
-            ("gradBias", &gb),
-        ] {
-            per_channel(what, t, c, act)?;
         }
         if training && (sm.is_none() || si.is_none()) {
             return Err(bad("training backward needs saveMean and saveInvstd"));

@@ -113,6 +113,32 @@ pub fn format_for(rank: usize) -> aclFormat {
     }
 }
 
+/// A view of `dims` with `strides` over a storage of shape `storage` at device memory `p`.
+pub fn tensor_view(
+    p: *mut c_void,
+    dims: &[i64],
+    strides: &[i64],
+    storage: &[i64],
+    dtype: aclDataType,
+    format: aclFormat,
+) -> *mut aclTensor {
+    let t = unsafe {
+        aclCreateTensor(
+            dims.as_ptr(),
+            dims.len() as u64,
+            dtype,
+            strides.as_ptr(),
+            0,
+            format,
+            storage.as_ptr(),
+            storage.len() as u64,
+            p,
+        )
+    };
+    assert!(!t.is_null(), "{}", err());
+    t
+}
+
 /// A contiguous tensor of `dims`, `dtype` and `format` over device memory `p`.
 pub fn tensor_fmt(
     p: *mut c_void,
@@ -120,22 +146,7 @@ pub fn tensor_fmt(
     dtype: aclDataType,
     format: aclFormat,
 ) -> *mut aclTensor {
-    let st = strides(dims);
-    let t = unsafe {
-        aclCreateTensor(
-            dims.as_ptr(),
-            dims.len() as u64,
-            dtype,
-            st.as_ptr(),
-            0,
-            format,
-            dims.as_ptr(),
-            dims.len() as u64,
-            p,
-        )
-    };
-    assert!(!t.is_null(), "{}", err());
-    t
+    tensor_view(p, dims, &strides(dims), dims, dtype, format)
 }
 
 /// A contiguous tensor of `dims` and `dtype` over device memory `p`, tagged [`format_for`] its

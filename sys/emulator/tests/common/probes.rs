@@ -140,22 +140,7 @@ fn out_view(dims: &[i64], dtype: aclDataType, format: aclFormat, strided: bool) 
             *s *= 2;
         }
     }
-    let storage = [2 * n];
-    let t = unsafe {
-        aclCreateTensor(
-            dims.as_ptr(),
-            dims.len() as u64,
-            dtype,
-            st.as_ptr(),
-            0,
-            format,
-            storage.as_ptr(),
-            1,
-            p,
-        )
-    };
-    assert!(!t.is_null(), "{}", err());
-    t
+    tensor_view(p, dims, &st, &[2 * n], dtype, format)
 }
 
 /// The weight gradient of a 1x1 convolution with 2 output channels (input the [`PROBE`] pixels,
