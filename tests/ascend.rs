@@ -469,7 +469,7 @@ fn first_gen_910_child() {
     // CPU's backward of |dy|.
     let dy_abs: Vec<f32> = dyv.iter().map(|v| v.abs()).collect();
     let mut mag = vec![0.0; xs.numel()];
-    cpu.max_pool2d_same_backward(&xv, xs, 3, 2, &dy_abs, &mut mag)
+    cpu.max_pool2d_same_backward(MaxPool2dParams::same(3, 2), &xv, xs, &dy_abs, &mut mag)
         .unwrap();
     for (j, ((g, w), m)) in got.iter().zip(&want).zip(&mag).enumerate() {
         assert!(
