@@ -351,6 +351,42 @@ pub(super) fn is_first_gen_910(soc: &str) -> bool {
     FIRST_GEN_910.contains(&soc)
 }
 
+/// The product line of a SoC as the vendor's operator documents tell them apart
+/// (`shared/reference/aclnn-contract.md`, "Product names"): what an operator supports, and
+/// how a FLOAT cube operation is computed, is documented per product line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Product {
+    /// First-generation Ascend 910 ("Atlas 训练系列产品", [`FIRST_GEN_910`]).
+    Ascend910,
+    /// Atlas A2 (`Ascend910B1`..`Ascend910B4` and their suffixed variants).
+    A2,
+    /// Atlas A3 (`Ascend910_93xx`).
+    A3,
+    /// Ascend 950 (`Ascend950*`).
+    Ascend950,
+    /// Anything else (inference parts such as 310P/310B; senet is not documented to run
+    /// there).
+    Other,
+}
+
+/// The product line of `soc` (an `aclrtGetSocName` name).
+pub(super) fn product(soc: &str) -> Product {
+    if is_first_gen_910(soc) {
+        Product::Ascend910
+    } else if soc.starts_with("Ascend910_93") {
+        Product::A3
+    } else if soc
+        .strip_prefix("Ascend910B")
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+    {
+        Product::A2
+    } else if soc.starts_with("Ascend950") {
+        Product::Ascend950
+    } else {
+        Product::Other
+    }
+}
+
 /// What [`devices`] reports: where CANN was loaded from and what it sees.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DevicesReport {
