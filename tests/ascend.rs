@@ -8,7 +8,9 @@
 //! process-wide lock while they run, because the emulator's live-resource counters are global.
 mod common;
 
-use common::step::{golden_array, rel_l2, sample};
+use common::step::{
+    depth, golden_array, logit_bound, rel_l2, sample, HF32_STEP_TOL, O2_STEP_TOL, U_FP16, U_HF32,
+};
 
 use std::process::Command;
 
@@ -84,49 +86,6 @@ fn fp32_eval_logits_match_mindcv_for_all_variants() {
             assert_eq!(argmax(ours), argmax(gold), "{}", arch.name());
         }
     }
-}
-
-/// Weighted layers on the longest path of `arch`: the stem, every conv of the residual
-/// branches and the two SE Dense layers of each block, the classifier.
-fn depth(arch: Arch) -> usize {
-    use senet::model::{blocks, BlockKind};
-    2 + blocks(arch)
-        .iter()
-        .map(|b| match b.kind {
-            BlockKind::Basic => 2 + 2,
-            _ => 3 + 2,
-        })
-        .sum::<usize>()
-}
-
-/// Unit roundoff of FLOAT16 (`2^-11`): the cube's operands in O2, and every FLOAT cube operand
-/// on the first-generation 910 (whose cube has no FP32, aclnnConvolution.md legacy row).
-const U_FP16: f32 = 1.0 / 2048.0;
-/// Unit roundoff of HFLOAT32 (11 mantissa bits, `2^-12`): FLOAT convolutions on A2/A3, where
-/// KEEP_DTYPE is unsupported (aclnnConvolution.md:436) and torch_npu's default is USE_HF32.
-const U_HF32: f32 = 1.0 / 4096.0;
-/// The longest dot product of the five networks: a 3x3 convolution over 512 channels.
-const K_MAX: f32 = 4608.0;
-
-/// Max |logits - golden| allowed for a network `depth` weighted layers deep whose cube rounds
-/// `roundings` operands or results per layer to a precision of unit roundoff `u`:
-/// `sqrt(depth) * (roundings * u + sqrt(K_MAX) * 2^-24) * max|logit|`.
-///
-/// The probabilistic model of rounding error (independent relative errors of at most u each,
-/// adding up like a random walk): each layer perturbs its outputs relatively by
-/// `roundings * u` (its operand and result roundings) plus `sqrt(k) * 2^-24` (the cube's FLOAT
-/// accumulation of k terms); in eval mode BatchNorm is folded into the convs, so nothing
-/// renormalises, but nothing amplifies either: the perturbations of the `depth` layers add up
-/// the same way, ~sqrt(depth) times one layer's, relative to the activations' scale, which the
-/// logits carry. Roundings per
-/// layer: O2 = 2 (the cast weight, the FLOAT16 output, which is the next layer's exact
-/// input); FLOAT on A2 = 2 (input and weight rounded to HFLOAT32; the output stays FLOAT);
-/// FLOAT on the first-generation 910 = 3 (input and weight converted to FLOAT16, the result
-/// computed in FLOAT16 and converted back).
-fn logit_bound(golden: &[f32], depth: usize, roundings: f32, u: f32) -> f32 {
-    let gamma = K_MAX.sqrt() * 2f32.powi(-24);
-    let scale = golden.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    (depth as f32).sqrt() * (roundings * u + gamma) * scale
 }
 
 #[test]
@@ -269,25 +228,11 @@ fn train_step_against_golden(
     (loss_err, worst_grad.0, worst_after.0)
 }
 
-/// The O2 step's tolerances: (loss relative error, gradient relative L2, after-step relative
-/// L2). That is this step's sensitivity to its cube's FLOAT16 rounding, not an error of the
-/// backend: with 4 images of 64x64, layer4's BatchNorm normalises over 16 values per channel,
-/// and ReLU masks and max-pool argmaxes of near-equal values flip under a 2^-11 perturbation,
-/// so the gradients further down differ from MindSpore's fp32 ones by far more than u (the
-/// classifier's stays within ~2e-3); each op on its own stays within its cube bound
-/// (tests/ascend_ops.rs).
-const O2_STEP_TOL: (f64, f64, f64) = (1e-3, 0.25, 3e-2);
-
 #[test]
 fn fp32_train_step_matches_mindspore() {
     let _g = lock();
-    // On the emulated A2 a FLOAT step computes its convolutions in HFLOAT32 (KEEP_DTYPE is
-    // unsupported for FLOAT there, aclnnConvolution.md:436), everything else in FLOAT: the
-    // same sensitivity as the O2 step to a cube rounding of half the unit roundoff
-    // (2^-12 against 2^-11), so half its tolerances.
-    let r = f64::from(U_HF32 / U_FP16);
-    let (l, g, a) = O2_STEP_TOL;
-    train_step_against_golden(Precision::Fp32, 1.0, (l * r, g * r, a * r), &[]);
+    // See HF32_STEP_TOL.
+    train_step_against_golden(Precision::Fp32, 1.0, HF32_STEP_TOL, &[]);
 }
 
 #[test]
