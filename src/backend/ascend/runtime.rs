@@ -399,8 +399,8 @@ pub struct DevicesReport {
     pub device_count: u32,
     /// `aclrtGetSocName`, e.g. `Ascend910B1`.
     pub soc_name: String,
-    /// Whether that SoC is a first-generation Ascend 910 (MaxPool2dWithMask path, fp32 cubes
-    /// computed with ALLOW_FP32_DOWN_PRECISION).
+    /// Whether that SoC is a first-generation Ascend 910 (fp32 cube work computed in fp16 with
+    /// ALLOW_FP32_DOWN_PRECISION; aclnnConvolution documented only up to CANN 8.0).
     pub first_gen_910: bool,
 }
 
@@ -425,4 +425,27 @@ pub fn devices() -> Result<DevicesReport> {
         first_gen_910: is_first_gen_910(&soc_name),
         soc_name,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{product, Product};
+
+    #[test]
+    fn soc_names_map_to_the_contract_product_lines() {
+        for (soc, want) in [
+            ("Ascend910A", Product::Ascend910),
+            ("Ascend910B", Product::Ascend910),
+            ("Ascend910ProB", Product::Ascend910),
+            ("Ascend910B1", Product::A2),
+            ("Ascend910B4", Product::A2),
+            ("Ascend910B2C", Product::A2),
+            ("Ascend910_9391", Product::A3),
+            ("Ascend950PR", Product::Ascend950),
+            ("Ascend310P3", Product::Other),
+            ("Ascend910", Product::Other),
+        ] {
+            assert_eq!(product(soc), want, "{soc}");
+        }
+    }
 }
