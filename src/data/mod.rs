@@ -2,7 +2,9 @@
 //!
 //! - [`decode_file`] / [`decode_bytes`]: JPEG (libjpeg-turbo, as PIL/MindSpore) and PNG to [`RgbImage`];
 //! - [`resize_u8`]: OpenCV's `INTER_CUBIC` / `INTER_LINEAR` resize on 8-bit images;
-//! - [`EvalTransform`]: MindCV's `transforms_imagenet_eval` (resize, centre crop, normalize, CHW);
+//! - [`resize_u8_pil`]: Pillow's antialiased `BICUBIC` / `BILINEAR` resize (timm's eval path);
+//! - [`EvalTransform`]: MindCV's `transforms_imagenet_eval` (resize, centre crop, normalize, CHW),
+//!   or timm's ([`Preprocess`]);
 //! - [`TrainTransform`]: MindCV's `transforms_imagenet_train` (random resized crop, flips, colour
 //!   jitter, normalize, CHW), deterministic per sample through [`SampleRng`];
 //! - [`color`]: MindSpore's brightness / contrast / saturation adjustments on `u8` images;
@@ -13,6 +15,7 @@ pub mod color;
 mod decode;
 mod folder;
 mod loader;
+mod pil_resize;
 mod resize;
 mod rgb;
 mod rng;
@@ -22,7 +25,8 @@ pub use augment::{flip_horizontal, flip_vertical, CropBox, TrainTransform, CROP_
 pub use decode::{decode_bytes, decode_file, detect_format, ImageFormat};
 pub use folder::{is_image_file, list_images, read_class_map, ImageFolder, IMAGE_EXTENSIONS};
 pub use loader::{Batch, Loader};
+pub use pil_resize::resize_u8_pil;
 pub use resize::{resize_u8, Interpolation};
 pub use rgb::RgbImage;
 pub use rng::SampleRng;
-pub use transforms::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};
+pub use transforms::{EvalTransform, Preprocess, IMAGENET_MEAN, IMAGENET_STD};
