@@ -127,6 +127,7 @@ fn overfits_64_images() {
             recipe: vr,
             class_map: None,
             device: senet::engine::device::DeviceRequest::cpu(2),
+            preprocess: senet::data::Preprocess::MindCv,
         },
         |_, _| {},
     )

@@ -1,5 +1,6 @@
 //! Checkpoints: MindSpore `.ckpt` ([`mindspore`]) and safetensors ([`safetensors`]) files, and
-//! loading them into / saving them from a model's parameters ([`load`]).
+//! loading them into / saving them from a model's parameters ([`load`]); timm's names for the
+//! same tensors ([`timm`]).
 //!
 //! Follows MindSpore's `mindspore/train/serialization.py` and `checkpoint.proto`
 //! (see `shared/reference/mindcv.md` section 6); tensors are [`RawTensor`]s holding exactly the
@@ -9,6 +10,7 @@ pub mod load;
 pub mod mindspore;
 mod proto;
 pub mod safetensors;
+pub mod timm;
 
 pub use load::{
     is_training_state, load_model, load_model_from, load_params, save_params, save_params_with,
@@ -79,9 +81,38 @@ pub fn save_format(path: &Path) -> Result<FileFormat> {
     }
 }
 
+/// Whether `path` is a pickled PyTorch file (`torch.save`): a `.pth`, `.pt`, `.bin` or `.pkl`
+/// name, or content starting as a zip archive (`torch.save`'s format since PyTorch 1.6, also
+/// PyTorch Lightning's `.ckpt`) or a pickle (protocol 2-5).
+fn is_pytorch_pickle(path: &Path) -> bool {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if matches!(ext.as_deref(), Some("pth" | "pt" | "bin" | "pkl")) {
+        return true;
+    }
+    let mut head = [0u8; 4];
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        use std::io::Read;
+        f.read_exact(&mut head)
+    });
+    read.is_ok() && (head == *b"PK\x03\x04" || (head[0] == 0x80 && (2..=5).contains(&head[1])))
+}
+
 /// Reads a `.ckpt` ([`read_ckpt`]) or `.safetensors` ([`read_safetensors`]) file, by extension.
-/// Errors: as those; [`Error::Format`] naming the path for another extension.
+/// A pickled PyTorch file is refused before anything is unpickled, with the command that saves
+/// a state dict as safetensors (which senet reads, timm's names included: [`timm`]).
+/// Errors: as those; [`Error::Format`] naming the path for a pickle or another extension.
 pub fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
+    if is_pytorch_pickle(path) {
+        return Err(Error::format(
+            path,
+            "a pickled PyTorch file (torch.save): senet does not read pickles (loading one can \
+             run arbitrary code). Save the weights as safetensors and pass that file: \
+             safetensors.torch.save_file(model.state_dict(), \"model.safetensors\")",
+        ));
+    }
     match save_format(path)? {
         FileFormat::Ckpt => read_ckpt(path),
         FileFormat::Safetensors => read_safetensors(path),

@@ -1,6 +1,7 @@
 //! What every job starts with: a checkpoint read once, and a model holding its weights.
-use crate::checkpoint::{self, Checkpoint, LoadOptions, LoadReport};
-use crate::model::{Arch, SeNet};
+use crate::checkpoint::{self, timm::TimmLayout, Checkpoint, LoadOptions, LoadReport};
+use crate::model::arch::stem_conv_side;
+use crate::model::{Arch, SeNet, StemPool};
 use crate::{Error, Result};
 use std::path::Path;
 
@@ -28,16 +29,62 @@ pub fn open_checkpoint(path: &Path) -> Result<Checkpoint> {
     checkpoint::read_checkpoint(path)
 }
 
-/// Number of classes of a checkpoint read from `path` (the length of `classifier.bias`).
-/// Errors: [`Error::Format`] naming the file when it has no 1-D `classifier.bias`.
+/// Number of classes of a checkpoint read from `path` (the length of `classifier.bias`, or of
+/// timm's `fc.bias` / `last_linear.bias`).
+/// Errors: [`Error::Format`] naming the file when it has no such 1-D tensor.
 pub fn classes_of(ck: &Checkpoint, path: &Path) -> Result<usize> {
-    match ck.get("classifier.bias") {
+    let bias = match checkpoint::timm::detect(ck) {
+        Some(TimmLayout::ResNet) => "fc.bias",
+        Some(TimmLayout::Legacy) => "last_linear.bias",
+        None => "classifier.bias",
+    };
+    match ck.get(bias) {
         Some(t) if t.shape.len() == 1 => Ok(t.shape[0]),
         _ => Err(Error::format(
             path,
-            "no 1-D 'classifier.bias': cannot tell the number of classes (pass --num_classes)",
+            format!("no 1-D '{bias}': cannot tell the number of classes (pass --num_classes)"),
         )),
     }
+}
+
+/// Refuses weights whose network pools its stem differently from senet's on
+/// `height x width` inputs: senet runs MindCV's stem max pool ([`StemPool::Same`]); timm's
+/// resnet.py networks pad it by 1 on every side ([`StemPool::Pad1`]), so their weights would
+/// not give timm's logits; timm's legacy senet.py pool ([`StemPool::CeilMode`]) has MindCV's
+/// windows when the stem output side is even (224 -> 112). `timm` is the load's
+/// [`LoadReport::timm`].
+/// Errors: [`Error::Mismatch`] naming `path` and saying why.
+pub fn check_stem_pool(
+    timm: Option<TimmLayout>,
+    path: &Path,
+    height: usize,
+    width: usize,
+) -> Result<()> {
+    let Some(layout) = timm else {
+        return Ok(());
+    };
+    let pool = layout.stem_pool();
+    let fits = |side: usize| pool.same_windows(StemPool::Same, stem_conv_side(side));
+    if fits(height) && fits(width) {
+        return Ok(());
+    }
+    let why = match pool {
+        StemPool::Pad1 => "its network pads the stem max pool by 1 on every side (timm \
+                           resnet.py's nn.MaxPool2d(3, 2, padding=1)); senet does not run that \
+                           pooling yet, and with MindCV's (padding bottom/right) these weights \
+                           would not give timm's logits"
+            .to_string(),
+        _ => format!(
+            "its network's stem max pool (timm senet.py's ceil_mode=True) has MindCV's windows \
+             only where the stem output side is even, not for {height}x{width} inputs (use an \
+             image size of 224, or a multiple of 4)"
+        ),
+    };
+    Err(Error::Mismatch {
+        path: path.to_path_buf(),
+        model: format!("senet's network ({layout} weights)"),
+        details: why,
+    })
 }
 
 /// Builds `arch` and loads `ck` (read from `path`) into it, exactly (names and shapes; see

@@ -2,10 +2,10 @@
 //! MindCV's `validate.py`, except that every sample is evaluated (MindCV refines the batch size
 //! to a divisor of the sample count; we run the last partial batch as it is).
 use super::device::{self, DeviceRequest, Forward};
-use super::session::{classes_of, load_model, open_checkpoint};
+use super::session::{check_stem_pool, classes_of, load_model, open_checkpoint};
 use crate::checkpoint::LoadOptions;
 use crate::config::Recipe;
-use crate::data::{EvalTransform, ImageFolder, Loader};
+use crate::data::{EvalTransform, ImageFolder, Loader, Preprocess};
 use crate::model::Arch;
 use crate::train::metrics::Accumulator;
 use crate::{Error, Result};
@@ -24,6 +24,8 @@ pub struct ValidateOptions {
     /// The device (`--device`, `--device_id`, `--threads`); `auto` follows the recipe's
     /// `device_target`, computing in the precision of `val_amp_level`.
     pub device: DeviceRequest,
+    /// Whose eval transform (`--preprocess`): MindCV's (the default) or timm's.
+    pub preprocess: Preprocess,
 }
 
 /// The result, with accuracies in percent.
@@ -57,7 +59,7 @@ pub fn run(
 ) -> Result<ValidateReport> {
     let r = &opts.recipe;
     let arch = Arch::from_name(&r.model)?;
-    let transform = super::eval_transform(r)?;
+    let transform = super::eval_transform(r)?.with_preprocess(opts.preprocess);
     let folder = ImageFolder::open(
         &PathBuf::from(&r.data_dir),
         &r.val_split,
@@ -96,7 +98,9 @@ pub fn run(
         ..LoadOptions::default()
     };
     let (dev, device_note) = device::resolve(&opts.device, r.device_target, r.val_amp_level)?;
-    let (net, _report) = load_model(arch, Some(num_classes), &ckpt, &ckpt_path, &load)?;
+    let (net, report) = load_model(arch, Some(num_classes), &ckpt, &ckpt_path, &load)?;
+    let side = transform.image_resize;
+    check_stem_pool(report.timm, &ckpt_path, side, side)?;
     let mut inf = device::inference(&net, dev)?;
     drop(net);
     let (acc, secs) = evaluate(

@@ -9,7 +9,8 @@
 //!
 //! Modules: [`status`] (codes, last error, the guard), [`args`] (pointer and buffer checks),
 //! [`handle`] (opaque handles and their registry), [`model`] (create, load, device, threads,
-//! forward), [`preprocess`] (MindCV eval transform), [`classmap`] (class names and top-k).
+//! forward), [`preprocess`] (MindCV's or timm's eval transform), [`classmap`] (class names and
+//! top-k).
 pub mod args;
 pub mod classmap;
 pub mod handle;
@@ -20,6 +21,7 @@ pub mod status;
 pub use classmap::SenetClass;
 pub use handle::{SenetClassMap, SenetModel};
 pub use model::SenetDevice;
+pub use preprocess::SenetPreprocess;
 pub use status::SenetStatus;
 
 use std::ffi::c_char;

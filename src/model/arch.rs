@@ -115,6 +115,48 @@ pub fn se_channels(channels: usize) -> usize {
     make_divisible(channels as f64 / 16.0, 8)
 }
 
+/// The stem's 3x3 stride-2 max pool: how its windows meet the border. The three conventions
+/// differ only in the padding before the first window and the output count; the padding never
+/// wins a max (it is ignored by PyTorch, and MindSpore's zero padding follows a ReLU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StemPool {
+    /// MindCV's `nn.MaxPool2d(3, 2, pad_mode="same")` (TF 'SAME'): `ceil(n / 2)` outputs,
+    /// padding `max(0, 2 * (out - 1) + 3 - n)` split with the odd pixel after (bottom/right).
+    Same,
+    /// timm `models/resnet.py`: `nn.MaxPool2d(3, 2, padding=1)`, one pixel before and after:
+    /// `(n - 1) div 2 + 1` outputs.
+    Pad1,
+    /// timm `models/senet.py` (legacy): `nn.MaxPool2d(3, 2, ceil_mode=True)`, no padding before:
+    /// `ceil((n - 3) / 2) + 1` outputs.
+    CeilMode,
+}
+
+impl StemPool {
+    /// `(padding before, output count)` along a side of `n` >= 3 input pixels (for smaller
+    /// inputs the output count is still at least 1).
+    pub fn geometry(self, n: usize) -> (usize, usize) {
+        match self {
+            StemPool::Same => {
+                let out = n.div_ceil(2);
+                ((2 * (out - 1) + 3).saturating_sub(n) / 2, out)
+            }
+            StemPool::Pad1 => (1, n.saturating_sub(1) / 2 + 1),
+            StemPool::CeilMode => (0, n.saturating_sub(3).div_ceil(2) + 1),
+        }
+    }
+
+    /// Whether this pool computes what `other` computes on an `n`-pixel side: the same windows.
+    pub fn same_windows(self, other: StemPool, n: usize) -> bool {
+        self.geometry(n) == other.geometry(n)
+    }
+}
+
+/// Side of the stem conv's output (7x7, stride 2, padding 3) for an input side of `n` pixels:
+/// `(n - 1) div 2 + 1` = `ceil(n / 2)`; the stem max pool's input.
+pub fn stem_conv_side(n: usize) -> usize {
+    n.div_ceil(2)
+}
+
 /// One residual block, fully resolved (names, channels, stride).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BlockSpec {
@@ -184,6 +226,20 @@ mod tests {
             .map(|&c| se_channels(c))
             .collect();
         assert_eq!(got, vec![8, 8, 16, 32, 64, 128]);
+    }
+
+    #[test]
+    fn stem_pools_agree_where_their_windows_do() {
+        // 224 -> 112: MindCV and timm's legacy pool start at 0 (56 outputs), resnet.py at -1.
+        assert_eq!(stem_conv_side(224), 112);
+        assert_eq!(StemPool::Same.geometry(112), (0, 56));
+        assert_eq!(StemPool::CeilMode.geometry(112), (0, 56));
+        assert_eq!(StemPool::Pad1.geometry(112), (1, 56));
+        // An odd side: 'same' pads one pixel each side, as padding=1 does; ceil mode has fewer.
+        assert_eq!(StemPool::Same.geometry(113), (1, 57));
+        assert!(StemPool::Pad1.same_windows(StemPool::Same, 113));
+        assert_eq!(StemPool::CeilMode.geometry(113), (0, 56));
+        assert!(!StemPool::CeilMode.same_windows(StemPool::Same, 113));
     }
 
     #[test]

@@ -6,7 +6,7 @@ pub mod inference;
 pub mod init;
 pub mod params;
 
-pub use arch::Arch;
+pub use arch::{Arch, StemPool};
 pub use params::{ParamKind, ParamSpec, Params};
 
 use crate::{Error, Result};

@@ -226,6 +226,7 @@ fn validate(a: ValidateArgs) -> Result<()> {
         recipe: r,
         class_map: a.class_map,
         device: a.device.request()?,
+        preprocess: a.preprocess.get()?,
     };
     let mut pb: Option<ProgressBar> = None;
     let report = engine::validate::run(&opts, |done, total| {
@@ -275,7 +276,7 @@ fn predict(a: PredictArgs) -> Result<()> {
         batch_size: a.batch_size,
         num_workers: r.num_parallel_workers,
         device: a.device.request()?,
-        transform: engine::eval_transform(&r)?,
+        transform: engine::eval_transform(&r)?.with_preprocess(a.transform.preprocess.get()?),
     };
     let mut pb: Option<ProgressBar> = None;
     let (preds, logits) = engine::predict::run(&opts, &a.paths, |done, total| {
@@ -312,7 +313,7 @@ fn predict(a: PredictArgs) -> Result<()> {
 fn preprocess(a: PreprocessArgs) -> Result<()> {
     check_output(&a.output)?;
     let r = a.transform.recipe()?;
-    let t = engine::eval_transform(&r)?;
+    let t = engine::eval_transform(&r)?.with_preprocess(a.transform.preprocess.get()?);
     let (files, x) = engine::preprocess::run(&a.paths, &t, r.num_parallel_workers)?;
     senet::npy::write_f32(&a.output, &x)?;
     eprintln!(
@@ -443,7 +444,20 @@ fn init(a: InitArgs) -> Result<()> {
 }
 
 fn convert(a: ConvertArgs) -> Result<()> {
-    let ckpt = senet::checkpoint::read_checkpoint(&a.input)?;
+    use senet::checkpoint::{timm, FileFormat};
+    let target = match a.names.as_str() {
+        "mindcv" => None,
+        n => Some(timm::TimmLayout::from_name(n).ok_or_else(|| {
+            anyhow::anyhow!("--names: unknown '{n}' (mindcv, timm, timm_legacy)")
+        })?),
+    };
+    if target.is_some() && senet::checkpoint::save_format(&a.output)? != FileFormat::Safetensors {
+        anyhow::bail!(
+            "{}: timm's names go to a .safetensors file (what timm loads)",
+            a.output.display()
+        );
+    }
+    let mut ckpt = senet::checkpoint::read_checkpoint(&a.input)?;
     if !ckpt.skipped.is_empty() {
         let list: Vec<String> = ckpt
             .skipped
@@ -456,6 +470,35 @@ fn convert(a: ConvertArgs) -> Result<()> {
             list.len(),
             list.join("\n")
         );
+    }
+    if let Some(layout) = timm::detect(&ckpt) {
+        let import = timm::to_mindcv(&ckpt, layout, &a.input)?;
+        eprintln!(
+            "read {layout} names: {} tensors ({} num_batches_tracked counters left out)",
+            import.checkpoint.tensors.len(),
+            import.dropped.len()
+        );
+        ckpt = import.checkpoint;
+    }
+    if let Some(layout) = target {
+        let (out, left_out) = timm::to_timm(&ckpt, layout, &a.input)?;
+        if !left_out.is_empty() {
+            eprintln!(
+                "note: left out {} training-state entries ({}, ...): a timm state dict holds the \
+                 model only",
+                left_out.len(),
+                left_out[0]
+            );
+        }
+        if layout == timm::TimmLayout::ResNet {
+            eprintln!(
+                "note: timm's resnet.py networks pad the stem max pool by 1 on every side, \
+                 MindCV's pads bottom/right: timm computes other logits from these weights than \
+                 MindCV does (timm's senet.py networks, --names timm_legacy, pool as MindCV at \
+                 224)"
+            );
+        }
+        ckpt = out;
     }
     senet::checkpoint::write_checkpoint(&a.output, &ckpt)
         .with_context(|| format!("converting {} to {}", a.input.display(), a.output.display()))?;
