@@ -38,6 +38,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Writes a checkpoint with MindCV's random initialisation (or the golden formula weights).
     Init(InitArgs),
+    /// Draws training curves (loss, learning rate, Top-1/Top-5) from metrics.jsonl logs.
+    Plot(PlotArgs),
     /// Converts a checkpoint between MindSpore .ckpt and .safetensors (by extension), and
     /// between MindCV's and timm's tensor names.
     Convert(ConvertArgs),
@@ -389,4 +391,20 @@ pub struct ConvertArgs {
     /// timm names need a .safetensors output.
     #[arg(long, default_value = "mindcv")]
     pub names: String,
+}
+
+#[derive(Args)]
+pub struct PlotArgs {
+    /// metrics.jsonl logs of `senet train` (several: one curve each, to compare runs).
+    #[arg(required = true)]
+    pub logs: Vec<PathBuf>,
+    /// The picture to write: .png or .svg.
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
+    /// Width in pixels.
+    #[arg(long, default_value_t = senet::engine::curves::DEFAULT_SIZE.0)]
+    pub width: u32,
+    /// Height in pixels.
+    #[arg(long, default_value_t = senet::engine::curves::DEFAULT_SIZE.1)]
+    pub height: u32,
 }

@@ -1,4 +1,5 @@
-//! The `senet` command line: train, validate, predict, preprocess, models, bench, init, convert.
+//! The `senet` command line: train, validate, predict, preprocess, models, bench, init, plot,
+//! convert.
 //! Flags use MindCV's spelling (`--data_dir`, `--ckpt_path`, ...); a recipe (`-c`) sets the
 //! defaults and flags override it, as in MindCV's `config.py`.
 use anyhow::{Context, Result};
@@ -443,6 +444,19 @@ fn init(a: InitArgs) -> Result<()> {
     Ok(())
 }
 
+fn plot(a: PlotArgs) -> Result<()> {
+    use engine::curves;
+    check_output(&a.output)?;
+    let runs = a
+        .logs
+        .iter()
+        .map(|p| curves::read_log(p))
+        .collect::<senet::Result<Vec<_>>>()?;
+    curves::draw(&runs, &a.output, (a.width, a.height))?;
+    eprintln!("wrote {}", a.output.display());
+    Ok(())
+}
+
 fn convert(a: ConvertArgs) -> Result<()> {
     use senet::checkpoint::{timm, FileFormat};
     let target = match a.names.as_str() {
@@ -524,6 +538,7 @@ fn main() {
         Command::Devices(a) => devices(a),
         Command::Bench(a) => bench(a),
         Command::Init(a) => init(a),
+        Command::Plot(a) => plot(a),
         Command::Convert(a) => convert(a),
     };
     if let Err(e) = result {

@@ -682,6 +682,7 @@ fn train_with<F: BackendFactory>(
             }
             if let Some(m) = metrics.as_mut() {
                 m.append(&rec)?;
+                crate::engine::curves::redraw_run(&save_dir)?;
             }
             on_event(&TrainEvent::Epoch(&rec));
             report.epochs.push(rec);
