@@ -14,8 +14,8 @@
 //! - an axis whose size does not change is not resampled; an unchanged image is copied.
 //!
 //! Filters: bicubic with a = -0.5 (support 2), bilinear = triangle (support 1).
-use super::resize::Interpolation;
-use crate::error::{Error, Result};
+use super::resize::{check_sizes, Interpolation};
+use crate::error::Result;
 
 /// Fractional bits of Pillow's fixed-point weights for 8-bit images (`PRECISION_BITS`).
 const PRECISION_BITS: u32 = 32 - 8 - 2;
@@ -164,17 +164,7 @@ pub fn resize_u8_pil(
     dst_height: usize,
     interp: Interpolation,
 ) -> Result<Vec<u8>> {
-    if width == 0 || height == 0 || channels == 0 || dst_width == 0 || dst_height == 0 {
-        return Err(Error::Invalid(format!(
-            "resize of a {width}x{height}x{channels} image to {dst_width}x{dst_height}: sizes must be positive"
-        )));
-    }
-    if src.len() != width * height * channels {
-        return Err(Error::Invalid(format!(
-            "resize: {} bytes for a {width}x{height}x{channels} image",
-            src.len()
-        )));
-    }
+    check_sizes(src, (width, height, channels), (dst_width, dst_height))?;
     let vert = (dst_height != height).then(|| taps(height, dst_height, interp));
     let (mut img, row0) = if dst_width != width {
         // Only the source rows the vertical pass reads (Pillow's ybox_first..ybox_last).
