@@ -476,3 +476,74 @@ fn c_abi_preprocess_with_timm_is_timms_transform() {
     let st = unsafe { senet_preprocess_file_with(c_path.as_ptr(), 7, out.as_mut_ptr(), out.len()) };
     assert_eq!(st, SenetStatus::InvalidArgument);
 }
+
+#[test]
+fn c_abi_forward_refuses_timm_weights_whose_stem_pool_it_does_not_run() {
+    use senet::ffi::model::{
+        senet_model_create, senet_model_forward, senet_model_free, senet_model_load,
+    };
+    use senet::ffi::{SenetModel, SenetStatus};
+    let dir = tempfile::tempdir().unwrap();
+    // Runs one forward pass of `side` x `side` zeros through `variant` loaded from `ckpt`.
+    let forward = |variant: &str, ckpt: &Path, side: usize| -> SenetStatus {
+        let name = std::ffi::CString::new(variant).unwrap();
+        let path = std::ffi::CString::new(s(ckpt)).unwrap();
+        let mut model: *mut SenetModel = std::ptr::null_mut();
+        let input = vec![0f32; 3 * side * side];
+        let mut logits = vec![0f32; 1000];
+        // SAFETY: NUL-terminated strings, a pointer slot, buffers of the lengths passed.
+        unsafe {
+            assert_eq!(
+                senet_model_create(name.as_ptr(), 1000, &mut model),
+                SenetStatus::Ok
+            );
+            assert_eq!(senet_model_load(model, path.as_ptr()), SenetStatus::Ok);
+            let st = senet_model_forward(
+                model,
+                input.as_ptr(),
+                input.len(),
+                1,
+                side,
+                side,
+                logits.as_mut_ptr(),
+                logits.len(),
+            );
+            assert_eq!(senet_model_free(model), SenetStatus::Ok);
+            st
+        }
+    };
+    let (stem, arch, layout) = NETWORKS[0];
+    let resnet = timm_safetensors(dir.path(), stem, arch, layout);
+    assert_eq!(
+        forward("seresnet18", &resnet, 224),
+        SenetStatus::CheckpointMismatch
+    );
+    let (stem, arch, layout) = NETWORKS[2];
+    let legacy = timm_safetensors(dir.path(), stem, arch, layout);
+    assert_eq!(
+        forward(arch.name(), &legacy, 226),
+        SenetStatus::CheckpointMismatch
+    );
+    assert_eq!(forward(arch.name(), &legacy, 224), SenetStatus::Ok);
+}
+
+#[test]
+fn senet_preprocess_timm_writes_timms_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.npy");
+    let photos = photos();
+    let (a, b) = (s(&photos[0]), s(&photos[6]));
+    let o = senet(&["preprocess", "--preprocess", "timm", a, b, "-o", s(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let x = senet::npy::read_f32(&out).unwrap();
+    assert_eq!(x.shape, [2, 3, 224, 224]);
+    let t = EvalTransform::default().with_preprocess(Preprocess::Timm);
+    let want = [
+        t.apply_path(&photos[0]).unwrap(),
+        t.apply_path(&photos[6]).unwrap(),
+    ]
+    .concat();
+    assert!(x.data == want);
+    let o = senet(&["preprocess", "--preprocess", "pil", a, "-o", s(&out)]);
+    assert!(!o.status.success() && stderr(&o).contains("unknown preprocess 'pil'"));
+}

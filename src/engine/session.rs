@@ -105,3 +105,23 @@ pub fn load_model(
     let report = checkpoint::load_model_from(&mut net, ck, path, opts)?;
     Ok((net, report))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stem_pool_check_follows_the_windows() {
+        let p = Path::new("w.safetensors");
+        assert!(check_stem_pool(None, p, 224, 224).is_ok());
+        // timm senet.py (ceil_mode): MindCV's windows where the stem output side is even.
+        assert!(check_stem_pool(Some(TimmLayout::Legacy), p, 224, 224).is_ok());
+        assert!(check_stem_pool(Some(TimmLayout::Legacy), p, 227, 224).is_ok());
+        let e = check_stem_pool(Some(TimmLayout::Legacy), p, 224, 226).unwrap_err();
+        assert!(e.to_string().contains("224x226"), "{e}");
+        // timm resnet.py (padding 1): other windows at every even stem output side.
+        let e = check_stem_pool(Some(TimmLayout::ResNet), p, 224, 224).unwrap_err();
+        assert!(e.to_string().contains("w.safetensors"), "{e}");
+        assert!(e.to_string().contains("by 1 on every side"), "{e}");
+    }
+}
