@@ -5,7 +5,7 @@ use std::process::Command;
 
 use senet::config::Recipe;
 use senet::engine::curves::{self, RunLog};
-use senet::engine::train::log::EpochRecord;
+use senet::engine::train::EpochRecord;
 
 /// An epoch record: loss falling, accuracy rising; validated when `val`.
 fn record(epoch: u64, val: bool) -> EpochRecord {

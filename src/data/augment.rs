@@ -273,7 +273,7 @@ impl TrainTransform {
     ///    probability 0, so the colour draws do not depend on the flip settings);
     /// 4. if `color_jitter > 0`: a random order of (brightness, contrast, saturation) (2 draws,
     ///    Fisher-Yates), then each operation in that order draws its factor
-    ///    `~ U[max(0, 1 - j), 1 + j)` as `f32` and applies it ([`super::color`]). MindSpore
+    ///    `~ U[max(0, 1 - j), 1 + j)` as `f32` and applies it ([`super::adjust_brightness`] ...). MindSpore
     ///    shuffles (brightness, contrast, saturation, hue) and skips hue; the relative order of
     ///    the three is uniform either way. `color_jitter = 0` makes no draw and no change
     ///    (MindSpore's `RandomColorAdjust(0, 0, 0)` is the identity too).

@@ -7,7 +7,7 @@
 //! One record per epoch: the loss is the epoch's mean training loss and the learning rate the
 //! epoch's last, plotted at the global step the epoch ended on. Several logs: one curve each,
 //! one colour per run.
-use super::train::log::{EpochRecord, METRICS_FILE};
+use super::train::{EpochRecord, METRICS_FILE};
 use crate::config::Recipe;
 use crate::model::Arch;
 use crate::{Error, Result};
