@@ -258,19 +258,21 @@ fn legacy_seresnext26_gives_timms_logits_through_predict() {
 }
 
 #[test]
-fn timm_resnet_weights_are_refused_until_senet_runs_their_stem_pool() {
-    // timm's resnet.py pads the stem max pool by 1 on every side: with MindCV's pool these
-    // weights would not give timm's logits, so evaluating them is an error saying why.
+fn timm_networks_give_timms_logits_through_predict() {
+    // The test: timm's seresnet18 and SE-ResNeXt-26 (resnet.py, stem pool padded by 1
+    // on every side) and legacy_seresnext26_32x4d, from the files timm saves, through
+    // `senet predict --preprocess timm`: timm's logits on 8 photos within 1e-3 relative.
     let dir = tempfile::tempdir().unwrap();
-    let (stem, arch, layout) = NETWORKS[0];
-    let ckpt = timm_safetensors(dir.path(), stem, arch, layout);
-    let out = predict_timm(arch.name(), &ckpt, dir.path()).expect_err("predict succeeded");
-    let err = stderr(&out);
-    assert!(err.contains(s(&ckpt)), "{err}");
-    assert!(
-        err.contains("pads the stem max pool by 1 on every side"),
-        "{err}"
-    );
+    for (stem, arch, layout) in NETWORKS {
+        let ckpt = timm_safetensors(dir.path(), stem, arch, layout);
+        let logits = predict_timm(arch.name(), &ckpt, dir.path())
+            .unwrap_or_else(|out| panic!("{stem}: predict failed: {}", stderr(&out)));
+        let golden = senet::npy::read_f32(&timm_data(&format!("{stem}_logits.npy"))).unwrap();
+        assert_eq!(logits.shape, golden.shape);
+        let rel = relative_error(&logits.data, &golden.data);
+        println!("{stem}: max |senet - timm| / max |timm| = {rel:.2e}");
+        assert!(rel <= 1e-3, "{stem}: {rel}");
+    }
 }
 
 #[test]
