@@ -301,10 +301,10 @@ enum SenetStatus senet_model_create(const char *variant,
  * `model`, strictly: every parameter must be present with its exact name and shape (float
  * dtypes are converted to f32; training state such as `moments.*` is ignored). A timm
  * SE-ResNet/SE-ResNeXt state dict saved as safetensors (timm's names: `conv1.weight`,
- * `layer1.0.se.fc1.weight`, `fc.weight`, ...) is recognised and renamed; weights of timm's
- * resnet.py networks, whose stem max pool pads 1 pixel on every side, are refused by
- * `senet_model_forward` (SENET_STATUS_CHECKPOINT_MISMATCH) until senet runs that pooling. On
- * failure the model keeps its previous weights.
+ * `layer1.0.se.fc1.weight`, `fc.weight`, ...) is recognised and renamed, and the model then
+ * runs timm's network: its stem max pool is timm's (resnet.py: padding 1 on every side;
+ * senet.py: ceil mode), so `senet_model_forward` gives timm's logits at any input size. On
+ * failure the model keeps its previous weights (and network).
  *
  * Ownership: `path` is only read during the call.
  *
@@ -392,8 +392,6 @@ enum SenetStatus senet_model_num_classes(const struct SenetModel *model, size_t 
  * SENET_STATUS_INVALID_ARGUMENT (a zero batch, height or width below 32, overlapping or
  * misaligned buffers),
  * SENET_STATUS_BUFFER_TOO_SMALL (`input_len` or `logits_len`), SENET_STATUS_NOT_LOADED,
- * SENET_STATUS_CHECKPOINT_MISMATCH (timm weights whose stem pooling senet does not run at
- * this height and width, see `senet_model_load`),
  * SENET_STATUS_DEVICE (on an NPU: CANN refused a call, e.g. out of device memory),
  * SENET_STATUS_BACKEND_UNAVAILABLE, SENET_STATUS_INTERNAL.
  *

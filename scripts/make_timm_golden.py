@@ -13,6 +13,8 @@ What timm 1.0 / PyTorch compute, on 8 real photos of shared/datasets/imagenet-sa
        seresnext26_32x4d          ResNet(Bottleneck, (2, 2, 2, 2), cardinality=32, base_width=4,
                                          block_args=dict(attn_layer='se'))   (models/resnet.py)
        legacy_seresnext26_32x4d   timm.create_model('legacy_seresnext26_32x4d') (models/senet.py)
+     Also their logits on one (1, 3, 226, 228) formula input (`timm_226x228`; stem conv output
+     113 x 114, an odd and an even side, where the three stem pools differ).
      For the two resnet.py networks also the logits with the stem max pool swapped for
      MaxPool2d(3, 2, ceil_mode=True), which computes MindCV's 'same' pooling at this input size
      (the only difference between those networks and MindCV's).
@@ -25,7 +27,7 @@ committed files; ~/.cache/senet-peers/venv-torch from shared/bench/setup.sh torc
 Usage: python scripts/make_timm_golden.py SHARED_DIR OUT_DIR [WEIGHTS_DIR]
   SHARED_DIR   the shared/ folder (photos are read from it, named relative to it)
   OUT_DIR      tests/data/timm: files.txt, pixels.npz, <model>_logits.npy,
-               <model>_ceilpool_logits.npy, <model>.manifest.tsv, meta.json
+               <model>_226x228_logits.npy, <model>_ceilpool_logits.npy, <model>.manifest.tsv, meta.json
   WEIGHTS_DIR  optional: also keep the safetensors files timm wrote (tens of MB each)
 """
 import json
@@ -79,6 +81,18 @@ def formula_tensor(mindcv_name, kind, shape):
     else:  # beta, moving_mean, bias
         v = (2 * u - 1) * 0.1
     return v.astype(np.float32).reshape(shape)
+
+
+# A (1, 3, 226, 228) input: the stem conv gives 113 x 114, an odd and an even side, where timm's
+# stem pools (padding 1; ceil mode) and MindCV's 'same' place their windows differently.
+ODD_NAME = "226x228"
+ODD_SHAPE = (1, 3, 226, 228)
+
+
+def odd_input():
+    """The golden formula input `timm_226x228`: (2u - 1) * 2 as float32 (senet's formula_input)."""
+    u = formula_uniform("timm_226x228", int(np.prod(ODD_SHAPE)))
+    return ((2 * u - 1) * 2).astype(np.float32).reshape(ODD_SHAPE)
 
 
 BN_LEAVES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
@@ -203,6 +217,10 @@ def main(shared, out, weights_dir=None):
         np.save(os.path.join(out, f"{name}_logits.npy"), logits)
         info = {"tensors": len(sd), "logits_absmax": float(np.abs(logits).max()),
                 "argmax": logits.argmax(1).tolist()}
+        with torch.no_grad():
+            odd = model(torch.from_numpy(odd_input())).numpy().astype(np.float32)
+        np.save(os.path.join(out, f"{name}_{ODD_NAME}_logits.npy"), odd)
+        info[f"{ODD_NAME}_logits_absmax"] = float(np.abs(odd).max())
         if hasattr(model, "maxpool"):  # resnet.py: stem pool padding 1 -> ceil_mode (= 'same' here)
             model.maxpool = torch.nn.MaxPool2d(3, stride=2, ceil_mode=True)
             with torch.no_grad():

@@ -435,21 +435,21 @@ fn first_gen_910_child() {
     let ys = Shape4::new(1, 2, 3, 4);
     let dyv = values(ys.numel(), 5);
     let mut want = vec![0.0; xs.numel()];
-    cpu.max_pool2d_same_backward(MaxPool2dParams::same(3, 2), &xv, xs, &dyv, &mut want)
+    cpu.max_pool2d_backward(MaxPool2dParams::same(3, 2), &xv, xs, &dyv, &mut want)
         .unwrap();
     let (xb, dyb) = (be.upload(&xv).unwrap(), be.upload(&dyv).unwrap());
     let mut dx = be.alloc(xs.numel()).unwrap();
-    be.max_pool2d_same_backward(MaxPool2dParams::same(3, 2), &xb, xs, &dyb, &mut dx)
+    be.max_pool2d_backward(MaxPool2dParams::same(3, 2), &xb, xs, &dyb, &mut dx)
         .unwrap();
     let mut got = vec![0.0; xs.numel()];
     be.download(&dx, &mut got).unwrap();
     assert!(max_abs(&got, &want) <= 1e-6, "{got:?}\n{want:?}");
     // And the forward, exactly (the values are small integers: fp16 represents them).
     let mut want = vec![0.0; ys.numel()];
-    cpu.max_pool2d_same(MaxPool2dParams::same(3, 2), &xv, xs, &mut want)
+    cpu.max_pool2d(MaxPool2dParams::same(3, 2), &xv, xs, &mut want)
         .unwrap();
     let mut y = be.alloc(ys.numel()).unwrap();
-    be.max_pool2d_same(MaxPool2dParams::same(3, 2), &xb, xs, &mut y)
+    be.max_pool2d(MaxPool2dParams::same(3, 2), &xb, xs, &mut y)
         .unwrap();
     let mut got = vec![0.0; ys.numel()];
     be.download(&y, &mut got).unwrap();

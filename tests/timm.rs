@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use senet::checkpoint::{self, timm, timm::TimmLayout, Checkpoint, LoadOptions};
 use senet::data::{decode_file, EvalTransform, Preprocess};
 use senet::engine::device::{inference, Device};
-use senet::model::{Arch, SeNet};
+use senet::model::{formula_input, Arch, SeNet, StemPool};
 use senet::tensor::{DType, RawTensor};
 use senet::Tensor;
 
@@ -177,10 +177,11 @@ fn timm_inputs() -> Tensor {
 }
 
 #[test]
-fn timm_resnet_names_load_into_mindcv_network() {
-    // timm's resnet.py networks with their stem pool made MindCV's (MaxPool2d(3, 2,
-    // ceil_mode=True), which has MindCV's windows at 224): every other tensor and layer is
-    // mapped right if senet, loading timm's file, computes what timm computed.
+fn timm_resnet_weights_run_timms_stem_pool_and_only_it_differs_from_mindcv() {
+    // timm's resnet.py networks: the load makes senet's network timm's (stem max pool padded by
+    // 1 on every side). With the stem pool made MindCV's instead, senet computes what timm
+    // computed with MaxPool2d(3, 2, ceil_mode=True) (MindCV's windows at 224): every other
+    // tensor and layer is mapped right, and the stem pool is the one difference.
     let dir = tempfile::tempdir().unwrap();
     let x = timm_inputs();
     for (stem, arch, layout) in &NETWORKS[..2] {
@@ -189,13 +190,26 @@ fn timm_resnet_names_load_into_mindcv_network() {
         let report = checkpoint::load_model(&mut net, &path, &LoadOptions::default()).unwrap();
         assert_eq!(report.timm, Some(TimmLayout::ResNet));
         assert_eq!(report.loaded, net.params.len());
-        let mut inf = inference(&net, Device::Cpu { threads: 2 }).unwrap();
-        let logits = inf.forward(&x).unwrap();
-        let golden =
-            senet::npy::read_f32(&timm_data(&format!("{stem}_ceilpool_logits.npy"))).unwrap();
-        let rel = relative_error(&logits.data, &golden.data);
-        println!("{stem} (stem pool as MindCV's): max |ours - timm| / max |timm| = {rel:.2e}");
-        assert!(rel <= 1e-3, "{stem}: {rel}");
+        assert_eq!(net.stem_pool, StemPool::Pad1);
+        for (pool, golden) in [
+            (StemPool::Pad1, format!("{stem}_logits.npy")),
+            (StemPool::Same, format!("{stem}_ceilpool_logits.npy")),
+        ] {
+            net.stem_pool = pool;
+            let mut inf = inference(&net, Device::Cpu { threads: 2 }).unwrap();
+            let logits = inf.forward(&x).unwrap();
+            let golden = senet::npy::read_f32(&timm_data(&golden)).unwrap();
+            let rel = relative_error(&logits.data, &golden.data);
+            println!("{stem} (stem pool {pool:?}): max |ours - timm| / max |timm| = {rel:.2e}");
+            // The bound of timm_networks_give_timms_logits_through_predict.
+            assert!(rel <= 1e-3, "{stem} {pool:?}: {rel}");
+        }
+        // A MindCV checkpoint loaded into the same model makes the network MindCV's again.
+        let mindcv = dir.path().join(format!("{stem}.ckpt"));
+        checkpoint::save_params(&net.params, &mindcv).unwrap();
+        net.stem_pool = StemPool::Pad1;
+        checkpoint::load_model(&mut net, &mindcv, &LoadOptions::default()).unwrap();
+        assert_eq!(net.stem_pool, StemPool::Same);
     }
 }
 
@@ -241,23 +255,6 @@ fn predict_timm(model: &str, ckpt: &Path, dir: &Path) -> Result<Tensor, Output> 
 }
 
 #[test]
-fn legacy_seresnext26_gives_timms_logits_through_predict() {
-    // timm's senet.py network pools its stem with ceil_mode, MindCV's windows at 224: senet
-    // runs timm's network as it is, from the file timm would load, through timm's transform.
-    let dir = tempfile::tempdir().unwrap();
-    let (stem, arch, layout) = NETWORKS[2];
-    let ckpt = timm_safetensors(dir.path(), stem, arch, layout);
-    let logits = predict_timm(arch.name(), &ckpt, dir.path())
-        .unwrap_or_else(|out| panic!("predict failed: {}", stderr(&out)));
-    let golden = senet::npy::read_f32(&timm_data(&format!("{stem}_logits.npy"))).unwrap();
-    assert_eq!(logits.shape, golden.shape);
-    let rel = relative_error(&logits.data, &golden.data);
-    println!("{stem}: max |senet - timm| / max |timm| = {rel:.2e}");
-    // fp32 sums in another order: ~1e-6 of the largest logit; 1e-3 is the bound.
-    assert!(rel <= 1e-3, "{rel}");
-}
-
-#[test]
 fn timm_networks_give_timms_logits_through_predict() {
     // The test: timm's seresnet18 and SE-ResNeXt-26 (resnet.py, stem pool padded by 1
     // on every side) and legacy_seresnext26_32x4d, from the files timm saves, through
@@ -271,6 +268,15 @@ fn timm_networks_give_timms_logits_through_predict() {
         assert_eq!(logits.shape, golden.shape);
         let rel = relative_error(&logits.data, &golden.data);
         println!("{stem}: max |senet - timm| / max |timm| = {rel:.2e}");
+        // The bound: the inputs are the same (timm_transform_matches_pil_on_real_photos: equal
+        // pixels; ToTensor/Normalize round once in f32 both sides), and both networks compute
+        // in f32, summing in other orders (GEMM blocking vs PyTorch's conv; senet folds
+        // BatchNorm into the conv weights in f64 first). Each dot product of K <= 4608 terms
+        // then carries a relative error of order sqrt(K) * 2^-24 ~ 4e-6, and ~30 layers in
+        // sequence add up to ~1e-4 at worst; the 1e-3 leaves a tenfold margin (today
+        // ~1e-6). It still catches a wrong network: MindCV's stem pool instead of timm's moves
+        // the logits by 6.5% (seresnet18) and 7% (SE-ResNeXt-26) of the largest one
+        // (meta.json, ceilpool_max_abs_change / logits_absmax).
         assert!(rel <= 1e-3, "{stem}: {rel}");
     }
 }
@@ -486,12 +492,15 @@ fn c_abi_forward_runs_timm_weights_with_their_stem_pool() {
     };
     use senet::ffi::{SenetModel, SenetStatus};
     let dir = tempfile::tempdir().unwrap();
-    // Runs one forward pass of `side` x `side` zeros through `variant` loaded from `ckpt`.
-    let forward = |variant: &str, ckpt: &Path, side: usize| -> SenetStatus {
+    // The golden (1, 3, 226, 228) input: the stem conv gives 113 x 114, an odd and an even side,
+    // where timm's stem pools (padding 1; ceil mode) and MindCV's place their windows otherwise.
+    let (h, w) = (226, 228);
+    let x = formula_input("timm_226x228", &[1, 3, h, w]);
+    // One forward pass of `x` through `variant` loaded from `ckpt` by the C ABI.
+    let forward = |variant: &str, ckpt: &Path| -> Vec<f32> {
         let name = std::ffi::CString::new(variant).unwrap();
         let path = std::ffi::CString::new(s(ckpt)).unwrap();
         let mut model: *mut SenetModel = std::ptr::null_mut();
-        let input = vec![0f32; 3 * side * side];
         let mut logits = vec![0f32; 1000];
         // SAFETY: NUL-terminated strings, a pointer slot, buffers of the lengths passed.
         unsafe {
@@ -502,25 +511,39 @@ fn c_abi_forward_runs_timm_weights_with_their_stem_pool() {
             assert_eq!(senet_model_load(model, path.as_ptr()), SenetStatus::Ok);
             let st = senet_model_forward(
                 model,
-                input.as_ptr(),
-                input.len(),
+                x.data.as_ptr(),
+                x.data.len(),
                 1,
-                side,
-                side,
+                h,
+                w,
                 logits.as_mut_ptr(),
                 logits.len(),
             );
+            assert_eq!(st, SenetStatus::Ok);
             assert_eq!(senet_model_free(model), SenetStatus::Ok);
-            st
         }
+        logits
     };
-    let (stem, arch, layout) = NETWORKS[0];
-    let resnet = timm_safetensors(dir.path(), stem, arch, layout);
-    assert_eq!(forward("seresnet18", &resnet, 224), SenetStatus::Ok);
-    let (stem, arch, layout) = NETWORKS[2];
-    let legacy = timm_safetensors(dir.path(), stem, arch, layout);
-    assert_eq!(forward(arch.name(), &legacy, 226), SenetStatus::Ok);
-    assert_eq!(forward(arch.name(), &legacy, 224), SenetStatus::Ok);
+    for (stem, arch, layout) in NETWORKS {
+        let ckpt = timm_safetensors(dir.path(), stem, arch, layout);
+        let golden =
+            senet::npy::read_f32(&timm_data(&format!("{stem}_226x228_logits.npy"))).unwrap();
+        let rel = relative_error(&forward(arch.name(), &ckpt), &golden.data);
+        println!("{stem} 226x228 (C ABI): max |senet - timm| / max |timm| = {rel:.2e}");
+        // The bound of timm_networks_give_timms_logits_through_predict.
+        assert!(rel <= 1e-3, "{stem}: {rel}");
+        // MindCV's stem pool on this input is another network: the bound tells them apart.
+        let mut net = SeNet::new(arch, 1000, 0).unwrap();
+        checkpoint::load_model(&mut net, &ckpt, &LoadOptions::default()).unwrap();
+        net.stem_pool = StemPool::Same;
+        let mindcv = inference(&net, Device::Cpu { threads: 2 })
+            .unwrap()
+            .forward(&x)
+            .unwrap();
+        let rel = relative_error(&mindcv.data, &golden.data);
+        println!("{stem} 226x228 with MindCV's stem pool: {rel:.2e}");
+        assert!(rel > 1e-2, "{stem}: {rel}");
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use super::timm::{self, TimmImport, TimmLayout};
 use super::{read_checkpoint, save_format, Checkpoint, CkptWriter, FileFormat, SkippedEntry};
-use crate::model::{Params, SeNet};
+use crate::model::{Params, SeNet, StemPool};
 use crate::tensor::{DType, RawTensor};
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -124,14 +124,14 @@ impl fmt::Display for LoadReport {
             self.ignored.len()
         )?;
         if let Some(layout) = self.timm {
-            write!(f, "; from {layout} names")?;
-            if layout == TimmLayout::ResNet {
-                write!(
-                    f,
-                    " (timm's network pads its stem max pool by 1 on every side; senet's, as \
-                     MindCV's, pads bottom/right)"
-                )?;
-            }
+            let pool = match layout {
+                TimmLayout::ResNet => "padding 1 on every side",
+                TimmLayout::Legacy => "ceil mode, no padding",
+            };
+            write!(
+                f,
+                "; from {layout} names (run with timm's stem max pool: {pool})"
+            )?;
         }
         for l in self.skipped_lines() {
             write!(f, "\n  skipped {l}")?;
@@ -180,7 +180,9 @@ pub fn load_params(params: &mut Params, path: &Path, opts: &LoadOptions) -> Resu
     load_labelled(params, &read_checkpoint(path)?, path, opts, &label)
 }
 
-/// [`load_params`] into a [`SeNet`]; errors name the model's variant and class count.
+/// [`load_params`] into a [`SeNet`]; errors name the model's variant and class count. The
+/// model's stem pool becomes the weights' network's ([`SeNet::stem_pool`]: timm's for a timm
+/// state dict, [`TimmLayout::stem_pool`]; MindCV's otherwise).
 pub fn load_model(model: &mut SeNet, path: &Path, opts: &LoadOptions) -> Result<LoadReport> {
     load_model_from(model, &read_checkpoint(path)?, path, opts)
 }
@@ -194,7 +196,9 @@ pub fn load_model_from(
     opts: &LoadOptions,
 ) -> Result<LoadReport> {
     let label = format!("{} ({} classes)", model.arch.name(), model.num_classes);
-    load_labelled(&mut model.params, ck, path, opts, &label)
+    let report = load_labelled(&mut model.params, ck, path, opts, &label)?;
+    model.stem_pool = report.timm.map_or(StemPool::Same, TimmLayout::stem_pool);
+    Ok(report)
 }
 
 fn describe(t: &RawTensor) -> String {

@@ -29,7 +29,9 @@
 //!   average-pool + Linear head are the same. Its `d`/`t` variants (deep stem `conv1.0`,
 //!   average-pool downsample) are other networks and are refused by name.
 //! - senet.py: the stem pool has `ceil_mode=True` and no padding ([`StemPool::CeilMode`]),
-//!   which windows the 112-pixel stem output of a 224 input exactly as MindCV does. Its
+//!   which windows an even stem output (112 for a 224 input) as MindCV does, an odd one not.
+//!   Loading either layout sets the model's stem pool to timm's
+//!   ([`SeNet::stem_pool`](crate::model::SeNet::stem_pool)). Its
 //!   SE-ResNeXt (`legacy_seresnext26_32x4d`, `legacy_seresnext50_32x4d`) is otherwise MindCV's.
 //!   Its SE-ResNet-18/34 (`SEResNetBlock`) applies a ReLU before the SE module and rounds the SE
 //!   width down (`C // 16`: 4 for 64 channels, MindCV 8); its SE-ResNet-50/101/152

@@ -6,7 +6,7 @@ pub mod device;
 pub mod models;
 pub mod predict;
 pub mod preprocess;
-pub(crate) mod session;
+mod session;
 pub mod train;
 pub mod validate;
 

@@ -1,6 +1,6 @@
 //! `senet predict`: top-K classes (softmax probabilities) of image files, and their logits.
 use super::device::{self, DeviceRequest};
-use super::session::{check_stem_pool, load_model, open_checkpoint};
+use super::session::{load_model, open_checkpoint};
 use crate::checkpoint::LoadOptions;
 use crate::config::{AmpLevel, DeviceTarget};
 use crate::data::{list_images, read_class_map, EvalTransform, Loader};
@@ -73,7 +73,7 @@ pub fn run(
         None => None,
     };
     let ckpt = open_checkpoint(&opts.ckpt_path)?;
-    let (net, report) = load_model(
+    let (net, _) = load_model(
         opts.arch,
         names.as_ref().map(|n| n.len()),
         &ckpt,
@@ -81,8 +81,6 @@ pub fn run(
         &LoadOptions::default(),
     )?;
     drop(ckpt);
-    let side = opts.transform.image_resize;
-    check_stem_pool(report.timm, &opts.ckpt_path, side, side)?;
     let classes = net.num_classes;
     let (dev, _) = device::resolve(&opts.device, DeviceTarget::Cpu, AmpLevel::O0)?;
     let mut inf = device::inference(&net, dev)?;

@@ -2,7 +2,7 @@
 //! MindCV's `validate.py`, except that every sample is evaluated (MindCV refines the batch size
 //! to a divisor of the sample count; we run the last partial batch as it is).
 use super::device::{self, DeviceRequest, Forward};
-use super::session::{check_stem_pool, classes_of, load_model, open_checkpoint};
+use super::session::{classes_of, load_model, open_checkpoint};
 use crate::checkpoint::LoadOptions;
 use crate::config::Recipe;
 use crate::data::{EvalTransform, ImageFolder, Loader, Preprocess};
@@ -98,9 +98,7 @@ pub fn run(
         ..LoadOptions::default()
     };
     let (dev, device_note) = device::resolve(&opts.device, r.device_target, r.val_amp_level)?;
-    let (net, report) = load_model(arch, Some(num_classes), &ckpt, &ckpt_path, &load)?;
-    let side = transform.image_resize;
-    check_stem_pool(report.timm, &ckpt_path, side, side)?;
+    let (net, _report) = load_model(arch, Some(num_classes), &ckpt, &ckpt_path, &load)?;
     let mut inf = device::inference(&net, dev)?;
     drop(net);
     let (acc, secs) = evaluate(

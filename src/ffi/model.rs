@@ -3,10 +3,9 @@ use super::args::{self, need, overlap, product};
 use super::handle::{self, SenetModel};
 use super::status::{guard, FfiError, SenetStatus};
 use crate::backend::ascend::Precision;
-use crate::checkpoint::{self, timm::TimmLayout, LoadOptions};
+use crate::checkpoint::{self, LoadOptions};
 use crate::config::{AmpLevel, DeviceTarget};
 use crate::engine::device::{self, Device, DeviceChoice, DeviceRequest, Forward};
-use crate::engine::session;
 use crate::model::{Arch, SeNet};
 use crate::Tensor;
 use std::ffi::c_char;
@@ -34,8 +33,6 @@ struct ModelState {
     net: SeNet,
     /// Whether a checkpoint has been loaded (the random init is never run).
     loaded: bool,
-    /// The layout and file of timm weights, when the loaded file was a timm state dict.
-    timm: Option<(TimmLayout, std::path::PathBuf)>,
     /// CPU threads (0 = one per core).
     threads: usize,
     /// The Ascend device id when `senet_model_set_device` chose an NPU; None: the CPU.
@@ -95,7 +92,6 @@ pub unsafe extern "C" fn senet_model_create(
             state: Mutex::new(ModelState {
                 net,
                 loaded: false,
-                timm: None,
                 threads: 0,
                 ascend: None,
                 inference: None,
@@ -110,10 +106,10 @@ pub unsafe extern "C" fn senet_model_create(
 /// `model`, strictly: every parameter must be present with its exact name and shape (float
 /// dtypes are converted to f32; training state such as `moments.*` is ignored). A timm
 /// SE-ResNet/SE-ResNeXt state dict saved as safetensors (timm's names: `conv1.weight`,
-/// `layer1.0.se.fc1.weight`, `fc.weight`, ...) is recognised and renamed; weights of timm's
-/// resnet.py networks, whose stem max pool pads 1 pixel on every side, are refused by
-/// `senet_model_forward` (SENET_STATUS_CHECKPOINT_MISMATCH) until senet runs that pooling. On
-/// failure the model keeps its previous weights.
+/// `layer1.0.se.fc1.weight`, `fc.weight`, ...) is recognised and renamed, and the model then
+/// runs timm's network: its stem max pool is timm's (resnet.py: padding 1 on every side;
+/// senet.py: ceil mode), so `senet_model_forward` gives timm's logits at any input size. On
+/// failure the model keeps its previous weights (and network).
 ///
 /// Ownership: `path` is only read during the call.
 ///
@@ -139,10 +135,9 @@ pub unsafe extern "C" fn senet_model_load(
         let mut state = m.lock();
         // Load into a copy, so that a failure halfway leaves the weights as they were.
         let mut net = state.net.clone();
-        let report = checkpoint::load_model(&mut net, &path, &LoadOptions::default())?;
+        checkpoint::load_model(&mut net, &path, &LoadOptions::default())?;
         state.net = net;
         state.loaded = true;
-        state.timm = report.timm.map(|layout| (layout, path));
         state.inference = None;
         Ok(())
     })
@@ -290,8 +285,6 @@ pub unsafe extern "C" fn senet_model_num_classes(
 /// SENET_STATUS_INVALID_ARGUMENT (a zero batch, height or width below 32, overlapping or
 /// misaligned buffers),
 /// SENET_STATUS_BUFFER_TOO_SMALL (`input_len` or `logits_len`), SENET_STATUS_NOT_LOADED,
-/// SENET_STATUS_CHECKPOINT_MISMATCH (timm weights whose stem pooling senet does not run at
-/// this height and width, see `senet_model_load`),
 /// SENET_STATUS_DEVICE (on an NPU: CANN refused a call, e.g. out of device memory),
 /// SENET_STATUS_BACKEND_UNAVAILABLE, SENET_STATUS_INTERNAL.
 ///
@@ -336,9 +329,6 @@ pub unsafe extern "C" fn senet_model_forward(
                 SenetStatus::NotLoaded,
                 "the model has no weights: call senet_model_load first",
             ));
-        }
-        if let Some((layout, path)) = &state.timm {
-            session::check_stem_pool(Some(*layout), path, height, width)?;
         }
         let x = Tensor::from_vec(&[batch, 3, height, width], x.to_vec())?;
         let state = &mut *state;

@@ -1,5 +1,6 @@
 //! The five SENet variants of MindCV (`mindcv/models/senet.py`): block type, stage depths,
 //! groups and widths, and the block-by-block description every backend builds from.
+use crate::backend::MaxPool2dParams;
 use crate::{Error, Result};
 
 /// The residual block kind of a variant (MindCV `SEResNetBlock`, `SEResNetBottleneck`,
@@ -115,46 +116,34 @@ pub fn se_channels(channels: usize) -> usize {
     make_divisible(channels as f64 / 16.0, 8)
 }
 
-/// The stem's 3x3 stride-2 max pool: how its windows meet the border. The three conventions
-/// differ only in the padding before the first window and the output count; the padding never
-/// wins a max (it is ignored by PyTorch, and MindSpore's zero padding follows a ReLU).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The stem's 3x3 stride-2 max pool: how its windows meet the border. The network runs the
+/// one of the weights it holds ([`SeNet::stem_pool`](super::SeNet::stem_pool)): MindCV's for
+/// MindCV weights, timm's for timm's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StemPool {
     /// MindCV's `nn.MaxPool2d(3, 2, pad_mode="same")` (TF 'SAME'): `ceil(n / 2)` outputs,
     /// padding `max(0, 2 * (out - 1) + 3 - n)` split with the odd pixel after (bottom/right).
+    #[default]
     Same,
-    /// timm `models/resnet.py`: `nn.MaxPool2d(3, 2, padding=1)`, one pixel before and after:
-    /// `(n - 1) div 2 + 1` outputs.
+    /// timm `models/resnet.py`: `nn.MaxPool2d(3, 2, padding=1)`, one pixel of -inf before and
+    /// after: `(n - 1) div 2 + 1` outputs (as many as 'same', windows one pixel earlier on an
+    /// even side).
     Pad1,
-    /// timm `models/senet.py` (legacy): `nn.MaxPool2d(3, 2, ceil_mode=True)`, no padding before:
-    /// `ceil((n - 3) / 2) + 1` outputs.
+    /// timm `models/senet.py` (legacy): `nn.MaxPool2d(3, 2, ceil_mode=True)`, no padding:
+    /// `ceil((n - 3) / 2) + 1` outputs ('same''s windows on an even side, one fewer on an odd
+    /// one).
     CeilMode,
 }
 
 impl StemPool {
-    /// `(padding before, output count)` along a side of `n` >= 3 input pixels (for smaller
-    /// inputs the output count is still at least 1).
-    pub fn geometry(self, n: usize) -> (usize, usize) {
+    /// The backend's parameters of this pool.
+    pub const fn params(self) -> MaxPool2dParams {
         match self {
-            StemPool::Same => {
-                let out = n.div_ceil(2);
-                ((2 * (out - 1) + 3).saturating_sub(n) / 2, out)
-            }
-            StemPool::Pad1 => (1, n.saturating_sub(1) / 2 + 1),
-            StemPool::CeilMode => (0, n.saturating_sub(3).div_ceil(2) + 1),
+            StemPool::Same => MaxPool2dParams::same(3, 2),
+            StemPool::Pad1 => MaxPool2dParams::symmetric(3, 2, 1, false),
+            StemPool::CeilMode => MaxPool2dParams::symmetric(3, 2, 0, true),
         }
     }
-
-    /// Whether this pool computes what `other` computes on an `n`-pixel side: the same windows.
-    pub fn same_windows(self, other: StemPool, n: usize) -> bool {
-        self.geometry(n) == other.geometry(n)
-    }
-}
-
-/// Side of the stem conv's output (7x7, stride 2, padding 3) for an input side of `n` pixels:
-/// `(n - 1) div 2 + 1` = `ceil(n / 2)`; the stem max pool's input.
-pub fn stem_conv_side(n: usize) -> usize {
-    n.div_ceil(2)
 }
 
 /// One residual block, fully resolved (names, channels, stride).
@@ -218,6 +207,7 @@ pub fn blocks(arch: Arch) -> Vec<BlockSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Shape4;
 
     #[test]
     fn se_channels_match_mindcv() {
@@ -229,17 +219,20 @@ mod tests {
     }
 
     #[test]
-    fn stem_pools_agree_where_their_windows_do() {
-        // 224 -> 112: MindCV and timm's legacy pool start at 0 (56 outputs), resnet.py at -1.
-        assert_eq!(stem_conv_side(224), 112);
-        assert_eq!(StemPool::Same.geometry(112), (0, 56));
-        assert_eq!(StemPool::CeilMode.geometry(112), (0, 56));
-        assert_eq!(StemPool::Pad1.geometry(112), (1, 56));
-        // An odd side: 'same' pads one pixel each side, as padding=1 does; ceil mode has fewer.
-        assert_eq!(StemPool::Same.geometry(113), (1, 57));
-        assert!(StemPool::Pad1.same_windows(StemPool::Same, 113));
-        assert_eq!(StemPool::CeilMode.geometry(113), (0, 56));
-        assert!(!StemPool::CeilMode.same_windows(StemPool::Same, 113));
+    fn stem_pools_place_their_windows_as_their_frameworks() {
+        // (output side, padding before) on the stem conv's output, 112 (224 input) and 113.
+        let at = |p: StemPool, n: usize| {
+            let g = p.params().geometry(Shape4::new(1, 64, n, n)).unwrap();
+            (g.ys.h, g.pad_top)
+        };
+        // 112: MindCV and timm's legacy pool start at 0, resnet.py at -1; 56 outputs each.
+        assert_eq!(at(StemPool::Same, 112), (56, 0));
+        assert_eq!(at(StemPool::CeilMode, 112), (56, 0));
+        assert_eq!(at(StemPool::Pad1, 112), (56, 1));
+        // 113: 'same' pads one pixel each side, as padding=1 does; ceil mode has one fewer.
+        assert_eq!(at(StemPool::Same, 113), (57, 1));
+        assert_eq!(at(StemPool::Pad1, 113), (57, 1));
+        assert_eq!(at(StemPool::CeilMode, 113), (56, 0));
     }
 
     #[test]

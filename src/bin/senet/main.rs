@@ -529,6 +529,13 @@ fn convert(a: ConvertArgs) -> Result<()> {
             import.checkpoint.tensors.len(),
             import.dropped.len()
         );
+        if target.is_none() {
+            eprintln!(
+                "note: the output holds MindCV's names: senet and MindCV run it as MindCV's \
+                 network (stem max pool pad_mode 'same'), not timm's; the {layout} file runs as \
+                 timm's"
+            );
+        }
         ckpt = import.checkpoint;
     }
     if let Some(layout) = target {
