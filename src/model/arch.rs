@@ -130,8 +130,8 @@ pub enum StemPool {
     /// even side).
     Pad1,
     /// timm `models/senet.py` (legacy): `nn.MaxPool2d(3, 2, ceil_mode=True)`, no padding:
-    /// `ceil((n - 3) / 2) + 1` outputs ('same''s windows on an even side, one fewer on an odd
-    /// one).
+    /// `ceil((n - 3) / 2) + 1` outputs (MindCV's windows on an even side; on an odd side one
+    /// output fewer, the windows one pixel later).
     CeilMode,
 }
 
