@@ -576,14 +576,26 @@ fn relu_and_max_pool_propagate_nan() {
             "fast {fast}: {y:?}"
         );
     }
-    // The max pool alone: the window holding the NaN gives NaN, the others their maximum.
+    // The max pool alone, MindSpore's 'same' windows and timm's padded ones: the window
+    // holding the NaN gives NaN, the others their maximum.
     let be = senet::backend::cpu::CpuBackend::new(1).unwrap();
     let xs = Shape4::new(1, 1, 4, 4);
     let mut plane: Vec<f32> = (0..16).map(|i| i as f32).collect();
     plane[0] = f32::NAN;
-    let mut y = vec![0.0; 4];
-    be.max_pool2d_same(MaxPool2dParams::same(2, 2), &plane, xs, &mut y)
+    let mut y = vec![0.0f32; 4];
+    be.max_pool2d(MaxPool2dParams::same(2, 2), &plane, xs, &mut y)
         .unwrap();
+    assert!(y[0].is_nan());
+    assert_eq!(&y[1..], &[7.0, 13.0, 15.0]);
+    // 3x3, stride 2, one pixel of padding: windows at rows/columns -1..2 and 1..4.
+    let mut y = vec![0.0f32; 4];
+    be.max_pool2d(
+        MaxPool2dParams::symmetric(3, 2, 1, false),
+        &plane,
+        xs,
+        &mut y,
+    )
+    .unwrap();
     assert!(y[0].is_nan());
     assert_eq!(&y[1..], &[7.0, 13.0, 15.0]);
 }

@@ -1,5 +1,5 @@
 //! What every job starts with: a checkpoint read once, and a model holding its weights.
-use crate::checkpoint::{self, Checkpoint, LoadOptions, LoadReport};
+use crate::checkpoint::{self, timm::TimmLayout, Checkpoint, LoadOptions, LoadReport};
 use crate::model::params::param_specs;
 use crate::model::{Arch, Params, SeNet, MAX_CLASSES};
 use crate::Tensor;
@@ -22,22 +22,28 @@ pub fn open_checkpoint(path: &Path) -> Result<Checkpoint> {
     checkpoint::read_checkpoint(path)
 }
 
-/// Number of classes of a checkpoint read from `path` (the length of `classifier.bias`).
-/// Errors: [`Error::Format`] naming the file when it has no 1-D `classifier.bias`, or one whose
+/// Number of classes of a checkpoint read from `path` (the length of `classifier.bias`, or of
+/// timm's `fc.bias` / `last_linear.bias`).
+/// Errors: [`Error::Format`] naming the file when it has no such 1-D tensor, or one whose
 /// length is not a class count senet builds (1..=[`MAX_CLASSES`]).
 pub fn classes_of(ck: &Checkpoint, path: &Path) -> Result<usize> {
-    match ck.get("classifier.bias") {
+    let bias = match checkpoint::timm::detect(ck) {
+        Some(TimmLayout::ResNet) => "fc.bias",
+        Some(TimmLayout::Legacy) => "last_linear.bias",
+        None => "classifier.bias",
+    };
+    match ck.get(bias) {
         Some(t) if t.shape.len() == 1 && (1..=MAX_CLASSES).contains(&t.shape[0]) => Ok(t.shape[0]),
         Some(t) if t.shape.len() == 1 => Err(Error::format(
             path,
             format!(
-                "'classifier.bias' has {} entries: not a class count senet builds (1 to {MAX_CLASSES})",
+                "'{bias}' has {} entries: not a class count senet builds (1 to {MAX_CLASSES})",
                 t.shape[0]
             ),
         )),
         _ => Err(Error::format(
             path,
-            "no 1-D 'classifier.bias': cannot tell the number of classes",
+            format!("no 1-D '{bias}': cannot tell the number of classes"),
         )),
     }
 }
@@ -62,10 +68,11 @@ pub fn load_model(
         Some(n) => n,
         None => classes_of(ck, path)?,
     };
-    let name = if opts.ema {
-        "ema.classifier.weight"
-    } else {
-        "classifier.weight"
+    let name = match (checkpoint::timm::detect(ck), opts.ema) {
+        (Some(TimmLayout::ResNet), _) => "fc.weight",
+        (Some(TimmLayout::Legacy), _) => "last_linear.weight",
+        (None, true) => "ema.classifier.weight",
+        (None, false) => "classifier.weight",
     };
     let expected = [classes, arch.num_features()];
     if !opts.partial && ck.get(name).map(|t| &t.shape[..]) != Some(&expected[..]) {
@@ -97,6 +104,7 @@ fn mismatch_without_weights(
             arch,
             num_classes: classes,
             params,
+            stem_pool: Default::default(),
         },
         Err(e) => return e,
     };
