@@ -99,11 +99,13 @@ fn is_pytorch_pickle(path: &Path) -> bool {
         return true;
     }
     let mut head = [0u8; 4];
-    let read = std::fs::File::open(path).and_then(|mut f| {
+    // Only a regular file is peeked at (a FIFO would block the open): anything else is left to
+    // the reader, which refuses it naming the file.
+    let read = crate::fsutil::open_regular(path).is_ok_and(|(mut f, _)| {
         use std::io::Read;
-        f.read_exact(&mut head)
+        f.read_exact(&mut head).is_ok()
     });
-    read.is_ok() && (head == *b"PK\x03\x04" || (head[0] == 0x80 && (2..=5).contains(&head[1])))
+    read && (head == *b"PK\x03\x04" || (head[0] == 0x80 && (2..=5).contains(&head[1])))
 }
 
 /// Reads a `.ckpt` ([`read_ckpt`]) or `.safetensors` ([`read_safetensors`]) file, by extension.
