@@ -112,10 +112,21 @@ fn device_ascend_without_cann_is_an_error_and_auto_falls_back_with_a_note() {
     assert!(err.contains("CANN not found"), "{err}");
     assert!(err.contains("set_env.sh"), "{err}");
 
-    // No recipe: MindCV's default device_target is Ascend, so auto notes the fallback.
+    // No recipe (MindCV 0.3 has no device_target): auto falls back to the CPU quietly; with
+    // device_target Ascend it says why (tests/mindcv_cli.rs covers DEVICE_ID too).
     let out = senet(&missing(), &base);
     let json = ok(&out);
     assert!(json.contains("\"device\":\"cpu\""), "{json}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = senet(
+        &missing(),
+        &[&base[..], &["--device_target", "Ascend"]].concat(),
+    );
+    ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("note: device_target Ascend") && err.contains("CANN not found"),

@@ -45,14 +45,7 @@ impl ImageFolder {
     /// [`Error::Config`] naming a class folder absent from the class map, or when no image is found.
     pub fn open(data_dir: &Path, split: &str, class_map: Option<&Path>) -> Result<ImageFolder> {
         let root = data_dir.join(split);
-        let mut folders: Vec<String> = Vec::new();
-        for entry in std::fs::read_dir(&root).map_err(|e| Error::io(&root, e))? {
-            let entry = entry.map_err(|e| Error::io(&root, e))?;
-            if entry.path().is_dir() {
-                folders.push(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
-        folders.sort();
+        let folders = class_folders(&root)?;
 
         let (classes, class_names) = match class_map {
             Some(map) => read_class_map(map)?,
@@ -114,6 +107,21 @@ impl ImageFolder {
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }
+}
+
+/// The class folder names of an ImageFolder split (`data_dir/split`), sorted: entry `i` names
+/// class index `i`, as MindSpore's `ImageFolderDataset` numbers them. Errors: [`Error::Io`]
+/// naming `dir` when it cannot be read.
+pub fn class_folders(dir: &Path) -> Result<Vec<String>> {
+    let mut folders: Vec<String> = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if entry.path().is_dir() {
+            folders.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    folders.sort();
+    Ok(folders)
 }
 
 /// Reads a class map file: one class folder name per line (index = line number), or the TSV

@@ -20,7 +20,9 @@ mod transforms;
 
 pub use augment::{flip_horizontal, flip_vertical, CropBox, TrainTransform, CROP_ATTEMPTS};
 pub use decode::{decode_bytes, decode_file, detect_format, ImageFormat};
-pub use folder::{is_image_file, list_images, read_class_map, ImageFolder, IMAGE_EXTENSIONS};
+pub use folder::{
+    class_folders, is_image_file, list_images, read_class_map, ImageFolder, IMAGE_EXTENSIONS,
+};
 pub use loader::{Batch, Loader};
 pub use resize::{resize_u8, Interpolation};
 pub use rgb::RgbImage;

@@ -182,7 +182,7 @@ pub extern "C" fn senet_model_set_device(
                     device_id: Some(device_id),
                     threads: 0,
                 };
-                device::resolve(&req, DeviceTarget::Ascend, AmpLevel::O0)?;
+                device::resolve(&req, Some(DeviceTarget::Ascend), AmpLevel::O0)?;
                 let count = crate::backend::ascend::devices()?.device_count;
                 if device_id as u32 >= count {
                     return Err(FfiError::new(

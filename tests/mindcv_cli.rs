@@ -1,0 +1,438 @@
+//! The command line as a MindCV user drives it: every recipe key is a flag (grouped as in
+//! config.py, both spellings, overriding the recipe, refused by name when senet does not
+//! implement the value), the LR schedule follows `--epoch_size` / `--decay_epochs`, a plain CPU
+//! run says nothing about Ascend, `predict -c` names classes after the data set's folders,
+//! MindCV's eval defaults apply without `-c`, and `convert` round-trips MindSpore checkpoints
+//! byte for byte.
+mod common;
+
+use senet::config::Recipe;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `senet` where CANN cannot be found (`SENET_CANN_LIB` names a missing file) and
+/// `DEVICE_ID` is unset, plus the `env` given.
+fn senet_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_senet"));
+    cmd.args(args)
+        .env(
+            senet_cann_sys::EXPLICIT_PATH_VAR,
+            std::env::temp_dir().join("senet-no-cann-here/libascendcl.so"),
+        )
+        .env_remove("DEVICE_ID")
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run senet")
+}
+
+fn senet(args: &[&str]) -> Output {
+    senet_env(args, &[])
+}
+
+/// stdout of a successful run (panics with both streams otherwise).
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "senet failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// stderr of a failed run that names every one of `needles`.
+fn fails_naming(out: &Output, needles: &[&str]) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "expected a failure; stderr: {err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr does not name {n:?}: {err}");
+    }
+    err
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// An ImageFolder of 16x16 PNGs: `train/` and `val/` with `per_class` images of each class,
+/// each class a colour of its own.
+fn tiny_folder(root: &Path, classes: &[&str], per_class: usize) {
+    for split in ["train", "val"] {
+        for (c, class) in classes.iter().enumerate() {
+            let dir = root.join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..per_class {
+                let img = image::RgbImage::from_fn(16, 16, |x, y| {
+                    image::Rgb([(40 * c) as u8, (x * 8 + i as u32) as u8, (y * 8) as u8])
+                });
+                img.save(dir.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+}
+
+/// A CPU recipe over `data` (1 epoch, cosine over 1 epoch, no warmup, 32x32, batch 2).
+fn tiny_recipe(dir: &Path, data: &Path) -> PathBuf {
+    let path = dir.join("tiny.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "model: seresnet18\ndata_dir: {}\nckpt_save_dir: {}\n\
+             image_resize: 32\ncrop_pct: 1.0\nbatch_size: 2\nnum_parallel_workers: 1\n\
+             opt: momentum\nweight_decay: 0.0\nscheduler: cosine_decay\nlr: 0.1\nmin_lr: 0.0\n\
+             warmup_epochs: 0\nepoch_size: 1\ndecay_epochs: 1\nlog_interval: 1000\n\
+             val_while_train: True\n",
+            data.display(),
+            dir.join("ckpt").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A seresnet18 checkpoint with MindCV's random initialisation and `classes` classes, in `dir`.
+fn init_ckpt(dir: &Path, classes: usize) -> PathBuf {
+    let path = dir.join(format!("init_{classes}.ckpt"));
+    let n = classes.to_string();
+    ok(&senet(&[
+        "init",
+        "--model",
+        "seresnet18",
+        "--num_classes",
+        &n,
+        "--out",
+        s(&path),
+    ]));
+    path
+}
+
+/// The `--help` text of a command.
+fn help(cmd: &str) -> String {
+    ok(&senet(&[cmd, "--help"]))
+}
+
+#[test]
+fn every_recipe_key_is_a_flag_of_train_and_validate_in_its_group() {
+    for cmd in ["train", "validate"] {
+        let text = help(cmd);
+        // The headings of MindCV's config.py groups, in config.py's order.
+        let mut headings: Vec<(usize, &str)> = Vec::new();
+        for spec in Recipe::SPECS {
+            let title = spec.group.title();
+            if headings.iter().all(|(_, t)| *t != title) {
+                let at = text
+                    .find(&format!("\n{title}:\n"))
+                    .unwrap_or_else(|| panic!("{cmd} --help has no '{title}' group"));
+                assert!(
+                    headings.last().is_none_or(|(last, _)| *last < at),
+                    "{cmd}: '{title}' out of config.py's order"
+                );
+                headings.push((at, title));
+            }
+        }
+        for spec in Recipe::SPECS.iter().filter(|s| s.name != "config") {
+            let flag = format!("\n      --{} ", spec.name);
+            let at = text
+                .find(&flag)
+                .unwrap_or_else(|| panic!("{cmd} --help lacks --{}", spec.name));
+            let group = headings
+                .iter()
+                .rposition(|(start, _)| *start < at)
+                .map(|i| headings[i].1);
+            assert_eq!(group, Some(spec.group.title()), "--{}", spec.name);
+        }
+    }
+    // predict and preprocess take the eval transform's keys.
+    for cmd in ["predict", "preprocess"] {
+        let text = help(cmd);
+        for key in ["image_resize", "crop_pct", "interpolation", "mean", "std"] {
+            assert!(text.contains(&format!("--{key} ")), "{cmd} --{key}");
+        }
+    }
+}
+
+/// The learning rate of every step, from the `log_interval` lines.
+fn logged_lrs(stdout: &str) -> Vec<f64> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("Epoch: [") && l.contains("batch: ["))
+        .map(|l| {
+            let v = l.split("lr: ").nth(1).unwrap().split(',').next().unwrap();
+            v.parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn flags_override_the_recipe_and_the_schedule_follows_epoch_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    tiny_folder(&data, &["a", "b"], 2);
+    let cfg = tiny_recipe(tmp.path(), &data);
+    // 4 images, batch 2: 2 steps per epoch. The recipe's 1 epoch becomes 3 (1 of warmup, then a
+    // cosine over 2), in both spellings and with a bare boolean.
+    let out = ok(&senet(&[
+        "train",
+        "-c",
+        s(&cfg),
+        "--threads",
+        "1",
+        "--epoch_size",
+        "3",
+        "--warmup-epochs",
+        "1",
+        "--decay_epochs",
+        "2",
+        "--log-interval",
+        "1",
+        "--lr",
+        "0.2",
+        "--color_jitter",
+        "[0.1, 0.2, 0.3]",
+        "--val_while_train",
+        "False",
+        "--shuffle",
+    ]));
+    let dump = Recipe::from_yaml_file(tmp.path().join("ckpt/seresnet18.yaml")).unwrap();
+    assert_eq!(
+        (
+            dump.epoch_size,
+            dump.warmup_epochs,
+            dump.decay_epochs,
+            dump.log_interval
+        ),
+        (3, 1, 2, 1)
+    );
+    assert_eq!(dump.lr, 0.2);
+    assert_eq!(
+        dump.color_jitter.as_ref().unwrap().to_string(),
+        "[0.1, 0.2, 0.3]"
+    );
+    assert!(!dump.val_while_train && dump.shuffle);
+    assert_eq!(dump.batch_size, 2, "a recipe value without a flag stays");
+
+    let lrs = logged_lrs(&out);
+    let expected = senet::train::lr_schedule(&dump, 2, 3).unwrap();
+    assert_eq!(lrs.len(), 6, "{out}");
+    for (i, (got, want)) in lrs.iter().zip(&expected).enumerate() {
+        assert!(
+            (got - *want as f64).abs() < 1e-6,
+            "step {i}: {got} vs {want}"
+        );
+    }
+    // Warmup 0 -> 0.2, then a cosine that reaches its end only at the last step: no step of
+    // the last epoch sits at 0, as it would with the recipe's decay_epochs of 1.
+    assert!(lrs[4] > 0.05 && lrs[5] > 0.01, "{lrs:?}");
+    let mut stale = dump.clone();
+    stale.decay_epochs = 1;
+    let stale = senet::train::lr_schedule(&stale, 2, 3).unwrap();
+    assert_eq!((stale[4], stale[5]), (0.0, 0.0));
+}
+
+#[test]
+fn values_senet_does_not_implement_are_refused_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    tiny_folder(&data, &["a", "b"], 2);
+    let cfg = tiny_recipe(tmp.path(), &data);
+    let train =
+        |extra: &[&str]| senet(&[&["train", "-c", s(&cfg), "--threads", "1"], extra].concat());
+    for (flags, key) in [
+        (&["--mixup", "0.2"][..], "'mixup'"),
+        (&["--resume_opt"][..], "'resume_opt'"),
+        (&["--dataset", "mnist"][..], "'dataset'"),
+        (&["--dataset-download", "True"][..], "'dataset_download'"),
+        (&["--device_target", "GPU"][..], "'device_target'"),
+        (&["--color_jitter", "0.4,0.4,0.4,0.1"][..], "'color_jitter'"),
+        (&["--opt", "adamw"][..], "'opt'"),
+    ] {
+        fails_naming(&train(flags), &[key]);
+    }
+    // A value that does not parse is named by clap with the flag.
+    fails_naming(&train(&["--lr", "fast"]), &["--lr", "fast"]);
+    fails_naming(
+        &train(&["--color_jitter", "[0.4, 0.4]"]),
+        &["--color_jitter"],
+    );
+    fails_naming(&train(&["--learning_rate", "0.1"]), &["--learning_rate"]);
+
+    let ckpt = init_ckpt(tmp.path(), 2);
+    let validate = |extra: &[&str]| {
+        senet(&[&["validate", "-c", s(&cfg), "--ckpt_path", s(&ckpt)], extra].concat())
+    };
+    fails_naming(
+        &validate(&["--ckpt_path", "", "--pretrained"]),
+        &["'pretrained'"],
+    );
+    fails_naming(&validate(&["--loss", "BCE"]), &["'loss'"]);
+    // Keys validate.py parses but does not use are accepted, as in MindCV.
+    let out = ok(&validate(&["--lr", "3", "--mode", "1", "--json"]));
+    assert!(out.contains("\"num_samples\":4"), "{out}");
+}
+
+#[test]
+fn a_plain_cpu_run_says_nothing_about_ascend_unless_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    tiny_folder(&data, &["a", "b"], 1);
+    let ckpt = init_ckpt(tmp.path(), 2);
+    let base = [
+        "validate",
+        "--model",
+        "seresnet18",
+        "--data_dir",
+        s(&data),
+        "--ckpt_path",
+        s(&ckpt),
+        "--image_resize",
+        "32",
+        "--num_classes",
+        "2",
+        "--json",
+    ];
+    for recipe in [None, Some("configs/senet/seresnet18_ascend.yaml")] {
+        let args: Vec<&str> = match recipe {
+            Some(r) => [&base[..], &["-c", r, "--distribute", "False"]].concat(),
+            None => base.to_vec(),
+        };
+        let out = senet(&args);
+        let json = ok(&out);
+        assert!(json.contains("\"device\":\"cpu\""), "{json}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("Ascend") && !err.contains("CANN"),
+            "{recipe:?}: {err}"
+        );
+    }
+    // Asked for by the recipe key (here as a flag) or by DEVICE_ID: a note, still on the CPU.
+    let asked = [&base[..], &["--device_target", "Ascend"]].concat();
+    let out = senet(&asked);
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("note: device_target Ascend: no usable CANN")
+            && err.contains("CANN not found"),
+        "{err}"
+    );
+    let out = senet_env(&base, &[("DEVICE_ID", "3")]);
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("note: DEVICE_ID=3: no usable CANN"), "{err}");
+    // device_target CPU, or --device cpu, silence it.
+    for quiet in [&["--device_target", "CPU"][..], &["--device", "cpu"][..]] {
+        let out = senet_env(&[&base[..], quiet].concat(), &[("DEVICE_ID", "3")]);
+        ok(&out);
+        assert!(String::from_utf8_lossy(&out.stderr).is_empty(), "{quiet:?}");
+    }
+}
+
+#[test]
+fn predict_with_a_recipe_names_classes_after_its_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    tiny_folder(&data, &["cat", "dog"], 1);
+    let cfg = tiny_recipe(tmp.path(), &data);
+    let two = init_ckpt(tmp.path(), 2);
+    let image = data.join("val/cat/0.png");
+    let out = ok(&senet(&[
+        "predict",
+        "-c",
+        s(&cfg),
+        "--ckpt_path",
+        s(&two),
+        "--topk",
+        "2",
+        s(&image),
+    ]));
+    assert!(out.contains(" cat\n") && out.contains(" dog\n"), "{out}");
+    assert!(!out.contains("class 0"), "{out}");
+    // The folders of --data_dir (a predict flag too) when the recipe's do not exist.
+    let elsewhere = tmp.path().join("elsewhere");
+    tiny_folder(&elsewhere, &["left", "right"], 1);
+    let out = ok(&senet(&[
+        "predict",
+        "-c",
+        s(&cfg),
+        "--data_dir",
+        s(&elsewhere),
+        "--ckpt_path",
+        s(&two),
+        s(&image),
+    ]));
+    assert!(out.contains(" left\n") && out.contains(" right\n"), "{out}");
+    // Without a recipe: numbered.
+    let out = ok(&senet(&[
+        "predict",
+        "--model",
+        "seresnet18",
+        "--ckpt_path",
+        s(&two),
+        s(&image),
+    ]));
+    assert!(out.contains("class 0") && out.contains("class 1"), "{out}");
+    // A checkpoint of another class count than the folders: named, with what to pass.
+    let three = init_ckpt(tmp.path(), 3);
+    fails_naming(
+        &senet(&[
+            "predict",
+            "-c",
+            s(&cfg),
+            "--ckpt_path",
+            s(&three),
+            s(&image),
+        ]),
+        &["3 classes", "2 class folders", "--class_map"],
+    );
+}
+
+#[test]
+fn preprocess_without_a_recipe_uses_mindcvs_transform_defaults() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photo =
+        common::shared().join("datasets/imagenet-sample/val/n01440764/n01440764_tench.JPEG");
+    let run = |name: &str, extra: &[&str]| {
+        let out = tmp.path().join(name);
+        ok(&senet(
+            &[&["preprocess", s(&photo), "-o", s(&out)], extra].concat(),
+        ));
+        std::fs::read(out).unwrap()
+    };
+    // MindCV's create_transforms(is_training=False): 224, crop_pct 0.875, bilinear, ImageNet
+    // mean/std (config.py's defaults).
+    let default = run("default.npy", &[]);
+    let explicit = run(
+        "explicit.npy",
+        &[
+            "--image_resize",
+            "224",
+            "--crop-pct",
+            "0.875",
+            "--interpolation",
+            "bilinear",
+            "--mean",
+            "[123.675, 116.28, 103.53]",
+            "--std",
+            "58.395,57.12,57.375",
+        ],
+    );
+    assert_eq!(default, explicit);
+    assert_ne!(default, run("bicubic.npy", &["--interpolation", "bicubic"]));
+}
+
+#[test]
+fn convert_round_trips_mindspore_checkpoints_byte_for_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["seresnet18_formula.ckpt", "mixed.ckpt", "mixed_crc.ckpt"] {
+        let original = common::golden(name);
+        let st = tmp.path().join(name.replace(".ckpt", ".safetensors"));
+        let back = tmp.path().join(name);
+        ok(&senet(&["convert", s(&original), s(&st)]));
+        ok(&senet(&["convert", s(&st), s(&back)]));
+        assert!(
+            std::fs::read(&original).unwrap() == std::fs::read(&back).unwrap(),
+            "{name}: the round trip changed the file"
+        );
+    }
+}
