@@ -340,6 +340,36 @@ fn the_keys_are_mindcv_0_3s_plus_three_it_rejects() {
 }
 
 #[test]
+fn every_shipped_recipe_uses_mindcv_0_3_keys_only() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/senet");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let keys: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
+            serde_saphyr::from_str(&text).unwrap();
+        for key in keys.keys() {
+            assert!(
+                MINDCV_03_KEYS.contains(&key.as_str()),
+                "{}: {key}",
+                path.display()
+            );
+        }
+        let r = Recipe::from_yaml_file(&path).unwrap();
+        r.validate().unwrap();
+        senet::engine::train::check_supported(&r).unwrap();
+        n += 1;
+    }
+    assert_eq!(n, 7);
+    let r = Recipe::from_yaml_file(dir.join("seresnet18_fashion_mnist_cpu.yaml")).unwrap();
+    assert_eq!(
+        (r.image_resize, r.epoch_size, r.num_classes),
+        (32, 2, Some(10))
+    );
+    assert_eq!(r.warmup_epochs + r.decay_epochs, r.epoch_size);
+}
+
+#[test]
 fn list_values_where_mindcv_takes_them() {
     // MindCV's ViT-style recipes give color_jitter as a list; YAML null turns it off.
     let r = Recipe::from_yaml_str("color_jitter: [0.4, 0.4, 0.4]\nscale: [0.5, 1]\n").unwrap();

@@ -436,3 +436,84 @@ fn convert_round_trips_mindspore_checkpoints_byte_for_byte() {
         );
     }
 }
+
+/// Writes an idx file (big-endian magic, dimensions, u8 data) gzipped, as Fashion-MNIST ships.
+fn write_idx_gz(path: &Path, magic: u32, dims: &[u32], data: &[u8]) {
+    let mut bytes = magic.to_be_bytes().to_vec();
+    for d in dims {
+        bytes.extend_from_slice(&d.to_be_bytes());
+    }
+    bytes.extend_from_slice(data);
+    let raw = path.with_extension("");
+    std::fs::write(&raw, bytes).unwrap();
+    let out = Command::new("gzip").arg("-f").arg(&raw).output().unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn the_quickstart_lays_fashion_mnist_out_as_an_image_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    // Three 2x3 training images (labels 9, 0, 9) and one test image (label 3).
+    let train: Vec<u8> = (0..18).map(|i| i * 10).collect();
+    write_idx_gz(
+        &src.join("train-images-idx3-ubyte.gz"),
+        0x803,
+        &[3, 2, 3],
+        &train,
+    );
+    write_idx_gz(
+        &src.join("train-labels-idx1-ubyte.gz"),
+        0x801,
+        &[3],
+        &[9, 0, 9],
+    );
+    write_idx_gz(
+        &src.join("t10k-images-idx3-ubyte.gz"),
+        0x803,
+        &[1, 2, 3],
+        &[7; 6],
+    );
+    write_idx_gz(&src.join("t10k-labels-idx1-ubyte.gz"), 0x801, &[1], &[3]);
+    let out = tmp.path().join("fm");
+    let run = Command::new("python3")
+        .args(["scripts/fashion_mnist_folder.py", s(&src), s(&out)])
+        .args(["--train_per_class", "1"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run python3");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // One image per class at most; file names are the idx indices.
+    let boot = image::open(out.join("train/ankle_boot/00000.png")).unwrap();
+    assert_eq!((boot.width(), boot.height()), (3, 2));
+    assert_eq!(boot.to_luma8().into_raw(), train[..6].to_vec());
+    assert!(out.join("train/tshirt_top/00001.png").is_file());
+    assert!(!out.join("train/ankle_boot/00002.png").exists());
+    assert!(out.join("val/dress/00000.png").is_file());
+    assert!(!tmp.path().join("fm.partial").exists());
+    // The folders are the 10 classes, in the sorted order senet numbers them.
+    let classes = senet::data::class_folders(&out.join("val")).unwrap();
+    assert_eq!(classes.len(), 10);
+    assert_eq!(
+        (classes[0].as_str(), classes[9].as_str()),
+        ("ankle_boot", "tshirt_top")
+    );
+    // A corrupt file is an error naming it, not a half data set.
+    std::fs::write(src.join("t10k-labels-idx1-ubyte.gz"), b"junk").unwrap();
+    let bad = Command::new("python3")
+        .args([
+            "scripts/fashion_mnist_folder.py",
+            s(&src),
+            s(&tmp.path().join("bad")),
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(!tmp.path().join("bad").exists());
+}
