@@ -2,7 +2,7 @@
 //! `cargo bench --bench layers [-- BATCH THREADS]`. Prints GFLOP/s per layer shape; used to find
 //! the layers where the CPU backend falls short of the GEMM's speed.
 use senet::backend::cpu::CpuBackend;
-use senet::backend::{Activation, Backend, Conv2dParams, Shape4};
+use senet::backend::{Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, Shape4};
 use std::time::Instant;
 
 fn main() {
@@ -40,19 +40,17 @@ fn main() {
         let w = be.upload(&vec![0.01; cout * cin / g * k * k]).unwrap();
         let b = be.upload(&vec![0.1; cout]).unwrap();
         let mut y = be.alloc(ys.numel()).unwrap();
-        let run = |y: &mut Vec<f32>| {
-            be.conv2d(
-                &x,
+        let f = Conv2dForward {
+            shape: Conv2dShape {
                 xs,
-                &w,
-                [cout, cin / g, k, k],
-                Some(&b),
-                params,
-                Activation::Relu,
-                y,
-            )
-            .unwrap()
+                w_shape: [cout, cin / g, k, k],
+                p: params,
+            },
+            w: &w,
+            bias: Some(&b),
+            act: Activation::Relu,
         };
+        let run = |y: &mut Vec<f32>| be.conv2d(f, &x, y).unwrap();
         run(&mut y);
         let mut times = Vec::new();
         for _ in 0..5 {

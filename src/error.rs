@@ -38,7 +38,7 @@ pub enum Error {
     #[error("shape: {0}")]
     Shape(String),
     /// An unknown model name.
-    #[error("unknown model '{0}' (known: seresnet18, seresnet34, seresnet50, seresnext26_32x4d, seresnext50_32x4d)")]
+    #[error("unknown model '{0}' (known: {known})", known = known_models())]
     UnknownModel(String),
     /// Any other invalid argument.
     #[error("{0}")]
@@ -62,6 +62,11 @@ pub enum Error {
     /// SoC lacks an operator senet needs.
     #[error("Ascend: {0}")]
     DeviceUnavailable(String),
+}
+
+/// MindCV's names of every model senet builds ([`crate::model::Arch::ALL`]), comma-separated.
+fn known_models() -> String {
+    crate::model::Arch::ALL.map(|a| a.name()).join(", ")
 }
 
 /// " (NAME)" for a non-empty symbolic error name.

@@ -3,16 +3,19 @@
 //! YAML recipes and eval transforms, on a fast CPU backend.
 //!
 //! Layers (imports point down only; see `ARCHITECTURE.md`):
-//! - [`engine`]: the jobs (validate, predict, preprocess, bench) the CLI and the C ABI call;
-//! - [`model`]: the network description (parameter names and shapes = MindCV's);
+//! - [`engine`]: the jobs (train, validate, predict, preprocess, bench) the CLI and the C ABI
+//!   call;
+//! - [`model`]: the network description (parameter names and shapes = MindCV's), the inference
+//!   network and the classification metrics over its logits;
 //! - [`backend`]: the [`backend::Backend`] op trait and its CPU implementation;
 //! - [`checkpoint`]: MindSpore `.ckpt` and safetensors;
 //! - [`dist`]: data-parallel training: launch detection, the [`dist::Communicator`] (MPI on the
 //!   CPU with the `mpi` feature) and the gradient all-reduce;
 //! - [`data`]: ImageFolder, JPEG/PNG decoding, MindCV's transforms, the batched loader;
-//! - [`train`]: MindCV's learning-rate schedules and weight-decay filter (the training ops are
-//!   on the backend trait);
-//! - [`config`]: MindCV recipes; [`tensor`]: host tensors and dtypes; [`error`]: the error type.
+//! - [`optim`]: the training math: the network in training mode and its update
+//!   ([`optim::TrainNet`]), MindCV's learning-rate schedules, weight-decay filter and loss
+//!   scaling (the training ops are on the backend trait);
+//! - [`config`]: MindCV recipes; [`tensor`]: host tensors and dtypes; [`Error`]: the error type.
 
 #![warn(missing_docs)]
 
@@ -22,13 +25,13 @@ pub mod config;
 pub mod data;
 pub mod dist;
 pub mod engine;
-pub mod error;
+mod error;
 pub mod ffi;
 pub mod fsutil;
 pub mod model;
 pub mod npy;
+pub mod optim;
 pub mod tensor;
-pub mod train;
 
 pub use error::{Error, Result};
 

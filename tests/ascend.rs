@@ -14,12 +14,10 @@ use std::process::Command;
 
 use senet::backend::ascend::{self, AscendBackend, Precision};
 use senet::backend::cpu::CpuBackend;
-use senet::backend::{Backend, Shape4};
+use senet::backend::{Backend, MaxPool2dParams, Shape4};
 use senet::config::WeightDecayFilter;
-use senet::model::inference::InferenceNet;
-use senet::model::init::formula_input;
-use senet::model::{Arch, Params, SeNet};
-use senet::train::{decays, TrainConfig, TrainNet};
+use senet::model::{formula_input, Arch, InferenceNet, Params, SeNet};
+use senet::optim::{decays, TrainConfig, TrainNet};
 use senet::Error;
 
 use common::emu::{fp32, lock, max_abs, values};
@@ -79,7 +77,7 @@ fn fp32_eval_logits_match_mindcv_for_all_variants() {
 /// Weighted layers on the longest path of `arch`: the stem, every conv of the residual
 /// branches and the two SE Dense layers of each block, the classifier.
 fn depth(arch: Arch) -> usize {
-    use senet::model::arch::{blocks, BlockKind};
+    use senet::model::{blocks, BlockKind};
     2 + blocks(arch)
         .iter()
         .map(|b| match b.kind {
@@ -437,20 +435,22 @@ fn first_gen_910_child() {
     let ys = Shape4::new(1, 2, 3, 4);
     let dyv = values(ys.numel(), 5);
     let mut want = vec![0.0; xs.numel()];
-    cpu.max_pool2d_same_backward(&xv, xs, 3, 2, &dyv, &mut want)
+    cpu.max_pool2d_same_backward(MaxPool2dParams::same(3, 2), &xv, xs, &dyv, &mut want)
         .unwrap();
     let (xb, dyb) = (be.upload(&xv).unwrap(), be.upload(&dyv).unwrap());
     let mut dx = be.alloc(xs.numel()).unwrap();
-    be.max_pool2d_same_backward(&xb, xs, 3, 2, &dyb, &mut dx)
+    be.max_pool2d_same_backward(MaxPool2dParams::same(3, 2), &xb, xs, &dyb, &mut dx)
         .unwrap();
     let mut got = vec![0.0; xs.numel()];
     be.download(&dx, &mut got).unwrap();
     assert!(max_abs(&got, &want) <= 1e-6, "{got:?}\n{want:?}");
     // And the forward, exactly (the values are small integers: fp16 represents them).
     let mut want = vec![0.0; ys.numel()];
-    cpu.max_pool2d_same(&xv, xs, 3, 2, &mut want).unwrap();
+    cpu.max_pool2d_same(MaxPool2dParams::same(3, 2), &xv, xs, &mut want)
+        .unwrap();
     let mut y = be.alloc(ys.numel()).unwrap();
-    be.max_pool2d_same(&xb, xs, 3, 2, &mut y).unwrap();
+    be.max_pool2d_same(MaxPool2dParams::same(3, 2), &xb, xs, &mut y)
+        .unwrap();
     let mut got = vec![0.0; ys.numel()];
     be.download(&y, &mut got).unwrap();
     assert_eq!(got, want);

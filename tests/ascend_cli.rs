@@ -2,28 +2,17 @@
 //! the CANN emulator (`sys/emulator`), and the errors where CANN is absent.
 mod common;
 
+use common::cli::{ok, s};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// Runs `senet` with `SENET_CANN_LIB` set to `cann` (the emulator, or a missing path).
 fn senet(cann: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_senet"))
-        .args(args)
+    common::cli::command(args)
         .env(senet_cann_sys::EXPLICIT_PATH_VAR, cann)
         .env_remove("DEVICE_ID")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run senet")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "senet failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 fn emulator() -> PathBuf {
@@ -32,10 +21,6 @@ fn emulator() -> PathBuf {
 
 fn missing() -> PathBuf {
     std::env::temp_dir().join("senet-no-cann-here/libascendcl.so")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// Four ImageNet sample classes (one photo each in the sample set) as train/ and val/ of a

@@ -5,7 +5,11 @@ mod common;
 use common::emu::{fp32, lock, max_abs, values};
 use senet::backend::ascend;
 use senet::backend::cpu::CpuBackend;
-use senet::backend::{Activation, Backend, Conv2dParams, Shape4};
+use senet::backend::{
+    Activation, Backend, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats,
+    Conv2dForward, Conv2dParams, Conv2dShape, CrossEntropyParams, LinearForward, LinearGrads,
+    LinearShape, MaxPool2dParams, MomentumParams, MovingStats, SavedStats, SeGrads, Shape4,
+};
 use senet::Error;
 
 // ---- every op against the CPU backend ----------------------------------------------------
@@ -68,19 +72,23 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
         let (oh, ow) = p.out_hw(xs.h, xs.w, ws[2], ws[3]);
         let ys = Shape4::new(xs.n, ws[0], oh, ow);
         let mut y = be.alloc(ys.numel()).unwrap();
-        let got = be
-            .conv2d(&x, xs, &w, ws, Some(&bias), p, act, &mut y)
-            .unwrap();
+        let conv = Conv2dShape { xs, w_shape: ws, p };
+        let f = Conv2dForward {
+            shape: conv,
+            w: &w,
+            bias: Some(&bias),
+            act,
+        };
+        let got = be.conv2d(f, &x, &mut y).unwrap();
         assert_eq!(got, ys);
         out.push((format!("conv{i}"), get(&y, ys.numel())));
         let dy = be.upload(&values(ys.numel(), 40 + i as u64)).unwrap();
         let mut dx = be.alloc(xs.numel()).unwrap();
-        be.conv2d_backward_data(&dy, ys, &w, ws, p, xs, &mut dx)
-            .unwrap();
+        be.conv2d_backward_data(conv, &w, &dy, ys, &mut dx).unwrap();
         out.push((format!("conv{i} dx"), get(&dx, xs.numel())));
         let wn: usize = ws.iter().product();
         let mut dw = be.upload(&values(wn, 50 + i as u64)).unwrap();
-        be.conv2d_backward_filter(&x, xs, &dy, ys, p, ws, &mut dw, i == 1)
+        be.conv2d_backward_filter(conv, &x, &dy, ys, &mut dw, i == 1)
             .unwrap();
         out.push((format!("conv{i} dw"), get(&dw, wn)));
     }
@@ -96,11 +104,15 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
         let (oh, ow) = (xs.h.div_ceil(2), xs.w.div_ceil(2));
         let ys = Shape4::new(xs.n, xs.c, oh, ow);
         let mut y = be.alloc(ys.numel()).unwrap();
-        assert_eq!(be.max_pool2d_same(&x, xs, 3, 2, &mut y).unwrap(), ys);
+        assert_eq!(
+            be.max_pool2d_same(MaxPool2dParams::same(3, 2), &x, xs, &mut y)
+                .unwrap(),
+            ys
+        );
         out.push((format!("maxpool{i}"), get(&y, ys.numel())));
         let dy = be.upload(&values(ys.numel(), 60 + i as u64)).unwrap();
         let mut dx = be.alloc(xs.numel()).unwrap();
-        be.max_pool2d_same_backward(&x, xs, 3, 2, &dy, &mut dx)
+        be.max_pool2d_same_backward(MaxPool2dParams::same(3, 2), &x, xs, &dy, &mut dx)
             .unwrap();
         out.push((format!("maxpool{i} dx"), get(&dx, xs.numel())));
     }
@@ -119,9 +131,20 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
     let x = be.upload(&values(n * fin, 80)).unwrap();
     let w = be.upload(&values(fout * fin, 81)).unwrap();
     let b = be.upload(&values(fout, 82)).unwrap();
+    let shape = LinearShape {
+        n,
+        in_features: fin,
+        out_features: fout,
+    };
     for act in [Activation::None, Activation::Relu, Activation::Sigmoid] {
         let mut y = be.alloc(n * fout).unwrap();
-        be.linear(&x, n, &w, fout, fin, &b, act, &mut y).unwrap();
+        let f = LinearForward {
+            shape,
+            w: &w,
+            b: &b,
+            act,
+        };
+        be.linear(f, &x, &mut y).unwrap();
         out.push((format!("linear {act:?}"), get(&y, n * fout)));
     }
     let dy = be.upload(&values(n * fout, 83)).unwrap();
@@ -130,8 +153,12 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
         be.alloc(fout * fin).unwrap(),
         be.alloc(fout).unwrap(),
     );
-    be.linear_backward(&x, n, &w, fout, fin, &dy, Some(&mut dx), &mut dw, &mut db)
-        .unwrap();
+    let grads = LinearGrads {
+        dx: Some(&mut dx),
+        dw: &mut dw,
+        db: &mut db,
+    };
+    be.linear_backward(shape, &x, &w, &dy, grads).unwrap();
     out.push(("linear dx".into(), get(&dx, n * fin)));
     out.push(("linear dw".into(), get(&dw, fout * fin)));
     out.push(("linear db".into(), get(&db, fout)));
@@ -151,8 +178,19 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
         be.alloc(6).unwrap(),
         be.alloc(len).unwrap(),
     );
-    be.se_scale_add_relu_backward(&x, xs, &gate, &o, &dout, &mut dx, &mut dg, &mut ds)
-        .unwrap();
+    be.se_scale_add_relu_backward(
+        &x,
+        xs,
+        &gate,
+        &o,
+        &dout,
+        SeGrads {
+            dx: &mut dx,
+            dgate: &mut dg,
+            dshortcut: &mut ds,
+        },
+    )
+    .unwrap();
     out.push(("se dx".into(), get(&dx, len)));
     out.push(("se dgate".into(), get(&dg, 6)));
     out.push(("se dshortcut".into(), get(&ds, len)));
@@ -171,7 +209,22 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
             be.alloc(len).unwrap(),
         );
         be.batch_norm_train(
-            &x, xs, &gamma, &beta, 1e-5, 0.9, &mut mm, &mut mv, &mut sm, &mut si, act, &mut y,
+            BatchNormForward {
+                xs,
+                gamma: &gamma,
+                beta: &beta,
+                act,
+            },
+            &x,
+            BatchStats {
+                eps: 1e-5,
+                momentum: 0.9,
+                moving_mean: &mut mm,
+                moving_var: &mut mv,
+                saved_mean: &mut sm,
+                saved_invstd: &mut si,
+            },
+            &mut y,
         )
         .unwrap();
         out.push((format!("bn{i} y"), get(&y, len)));
@@ -185,7 +238,22 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
         );
         let y_relu = (act == Activation::Relu).then_some(&y);
         be.batch_norm_backward(
-            &x, xs, &dy, y_relu, &gamma, &sm, &si, &mut dx, &mut dgm, &mut dbt,
+            BatchNormBackward {
+                xs,
+                x: &x,
+                dy: &dy,
+                y_relu,
+                gamma: &gamma,
+            },
+            SavedStats {
+                mean: &sm,
+                invstd: &si,
+            },
+            BatchNormGrads {
+                dx: &mut dx,
+                dgamma: &mut dgm,
+                dbeta: &mut dbt,
+            },
         )
         .unwrap();
         out.push((format!("bn{i} dx"), get(&dx, len)));
@@ -199,8 +267,22 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
     let mv = be.upload(&[0.5, 1.0, 1.5, 2.0]).unwrap();
     for (i, act) in [Activation::None, Activation::Relu].into_iter().enumerate() {
         let mut y = be.alloc(len).unwrap();
-        be.batch_norm_frozen(&x, xs, &gamma, &beta, &mm, &mv, 1e-5, act, &mut y)
-            .unwrap();
+        be.batch_norm_frozen(
+            BatchNormForward {
+                xs,
+                gamma: &gamma,
+                beta: &beta,
+                act,
+            },
+            &x,
+            MovingStats {
+                mean: &mm,
+                var: &mv,
+                eps: 1e-5,
+            },
+            &mut y,
+        )
+        .unwrap();
         out.push((format!("frozen bn{i} y"), get(&y, len)));
         out.push((
             format!("frozen bn{i} stats kept"),
@@ -214,7 +296,23 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
         );
         let y_relu = (act == Activation::Relu).then_some(&y);
         be.batch_norm_frozen_backward(
-            &x, xs, &dy, y_relu, &gamma, &mm, &mv, 1e-5, &mut dx, &mut dgm, &mut dbt,
+            BatchNormBackward {
+                xs,
+                x: &x,
+                dy: &dy,
+                y_relu,
+                gamma: &gamma,
+            },
+            MovingStats {
+                mean: &mm,
+                var: &mv,
+                eps: 1e-5,
+            },
+            BatchNormGrads {
+                dx: &mut dx,
+                dgamma: &mut dgm,
+                dbeta: &mut dbt,
+            },
         )
         .unwrap();
         out.push((format!("frozen bn{i} dx"), get(&dx, len)));
@@ -260,7 +358,17 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
     let z = be.upload(&values(n * classes, 120)).unwrap();
     let mut dz = be.alloc(n * classes).unwrap();
     let loss = be
-        .softmax_cross_entropy(&z, n, classes, &[2, 0, 5], 0.1, 8.0, &mut dz)
+        .softmax_cross_entropy(
+            CrossEntropyParams {
+                n,
+                classes,
+                label_smoothing: 0.1,
+                scale: 8.0,
+            },
+            &z,
+            &[2, 0, 5],
+            &mut dz,
+        )
         .unwrap();
     out.push(("loss".into(), vec![loss as f32]));
     out.push(("dlogits".into(), get(&dz, n * classes)));
@@ -272,8 +380,20 @@ fn run_ops<B: Backend>(be: &B) -> Vec<(String, Vec<f32>)> {
         let mut p = be.upload(&values(len, 130)).unwrap();
         let g = be.upload(&values(len, 131)).unwrap();
         let mut m = be.upload(&values(len, 132)).unwrap();
-        be.momentum_update(&mut p, &g, &mut m, len, 0.1, 0.9, wd, ls, nesterov)
-            .unwrap();
+        be.momentum_update(
+            MomentumParams {
+                lr: 0.1,
+                momentum: 0.9,
+                weight_decay: wd,
+                loss_scale: ls,
+                nesterov,
+            },
+            &mut p,
+            &g,
+            &mut m,
+            len,
+        )
+        .unwrap();
         out.push((
             format!("momentum{i}"),
             [get(&p, len), get(&m, len)].concat(),

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use senet::data::color::{adjust_brightness, adjust_contrast, adjust_saturation, luma};
+use senet::data::{adjust_brightness, adjust_contrast, adjust_saturation, luma};
 use senet::data::{
     decode_file, flip_horizontal, flip_vertical, resize_u8, CropBox, ImageFolder, Interpolation,
     Loader, RgbImage, SampleRng, TrainTransform, IMAGENET_MEAN, IMAGENET_STD,

@@ -9,7 +9,10 @@ mod common;
 
 use common::fd::rel_err;
 use senet::backend::cpu::CpuBackend;
-use senet::backend::{same_pool_geometry, Activation, Backend, Conv2dParams, Shape4};
+use senet::backend::{
+    same_pool_geometry, Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape,
+    LinearForward, LinearGrads, LinearShape, MaxPool2dParams, Shape4,
+};
 
 /// SplitMix64: a tiny deterministic generator for test data.
 struct Rng(u64);
@@ -91,12 +94,7 @@ fn assert_tail(what: &str, b: &[f32], len: usize) {
 
 // ---------------------------------------------------------------- convolution
 
-#[derive(Debug, Clone, Copy)]
-struct ConvCase {
-    xs: Shape4,
-    w_shape: [usize; 4],
-    p: Conv2dParams,
-}
+type ConvCase = Conv2dShape;
 
 /// A case: batch `n`, `cin` input channels of `h`x`w`, `cout` outputs, a `k`x`k` kernel, and
 /// (stride, padding, groups).
@@ -175,18 +173,14 @@ fn out_shape(c: &ConvCase) -> Shape4 {
 fn conv_forward(be: &CpuBackend, c: &ConvCase, x: &[f32], w: &[f32]) -> Vec<f32> {
     let ys = out_shape(c);
     let mut y = vec![0.0; ys.numel()];
-    let got = be
-        .conv2d(
-            &x.to_vec(),
-            c.xs,
-            &w.to_vec(),
-            c.w_shape,
-            None,
-            c.p,
-            Activation::None,
-            &mut y,
-        )
-        .unwrap();
+    let w = w.to_vec();
+    let f = Conv2dForward {
+        shape: *c,
+        w: &w,
+        bias: None,
+        act: Activation::None,
+    };
+    let got = be.conv2d(f, &x.to_vec(), &mut y).unwrap();
     assert_eq!(got, ys);
     y
 }
@@ -203,11 +197,10 @@ fn conv_backward(
     let wl: usize = c.w_shape.iter().product();
     let (xb, wb, dyb) = (padded(x), padded(w), padded(dy));
     let mut dx = garbage(c.xs.numel());
-    be.conv2d_backward_data(&dyb, ys, &wb, c.w_shape, c.p, c.xs, &mut dx)
-        .unwrap();
+    be.conv2d_backward_data(*c, &wb, &dyb, ys, &mut dx).unwrap();
     assert_tail("conv2d_backward_data dx", &dx, c.xs.numel());
     let mut dw = garbage(wl);
-    be.conv2d_backward_filter(&xb, c.xs, &dyb, ys, c.p, c.w_shape, &mut dw, false)
+    be.conv2d_backward_filter(*c, &xb, &dyb, ys, &mut dw, false)
         .unwrap();
     assert_tail("conv2d_backward_filter dw", &dw, wl);
     dx.truncate(c.xs.numel());
@@ -319,11 +312,11 @@ fn conv2d_backward_filter_accumulates() {
         let dy = rng.vec(ys.numel());
         let wl: usize = c.w_shape.iter().product();
         let mut fresh = vec![0.0; wl];
-        be.conv2d_backward_filter(&x, c.xs, &dy, ys, c.p, c.w_shape, &mut fresh, false)
+        be.conv2d_backward_filter(c, &x, &dy, ys, &mut fresh, false)
             .unwrap();
         let start = rng.vec(wl);
         let mut acc = start.clone();
-        be.conv2d_backward_filter(&x, c.xs, &dy, ys, c.p, c.w_shape, &mut acc, true)
+        be.conv2d_backward_filter(c, &x, &dy, ys, &mut acc, true)
             .unwrap();
         for i in 0..wl {
             assert!(
@@ -381,22 +374,19 @@ fn conv2d_backward_rejects_bad_shapes() {
     let mut dw = vec![0.0; w.len()];
     let wrong_ys = Shape4::new(2, 6, ys.h + 1, ys.w);
     assert!(be
-        .conv2d_backward_data(&dy, wrong_ys, &w, c.w_shape, c.p, c.xs, &mut dx)
+        .conv2d_backward_data(c, &w, &dy, wrong_ys, &mut dx)
         .is_err());
     assert!(be
-        .conv2d_backward_filter(&x, c.xs, &dy, wrong_ys, c.p, c.w_shape, &mut dw, false)
+        .conv2d_backward_filter(c, &x, &dy, wrong_ys, &mut dw, false)
         .is_err());
     let bad_groups = Conv2dParams { groups: 3, ..c.p };
-    assert!(be
-        .conv2d_backward_data(&dy, ys, &w, c.w_shape, bad_groups, c.xs, &mut dx)
-        .is_err());
+    let bad = Conv2dShape { p: bad_groups, ..c };
+    assert!(be.conv2d_backward_data(bad, &w, &dy, ys, &mut dx).is_err());
     let mut short = vec![0.0; c.xs.numel() - 1];
-    assert!(be
-        .conv2d_backward_data(&dy, ys, &w, c.w_shape, c.p, c.xs, &mut short)
-        .is_err());
+    assert!(be.conv2d_backward_data(c, &w, &dy, ys, &mut short).is_err());
     let mut short_w = vec![0.0; w.len() - 1];
     assert!(be
-        .conv2d_backward_filter(&x, c.xs, &dy, ys, c.p, c.w_shape, &mut short_w, false)
+        .conv2d_backward_filter(c, &x, &dy, ys, &mut short_w, false)
         .is_err());
 }
 
@@ -414,30 +404,40 @@ fn linear_gradients_match_finite_differences() {
         let be0 = &bes[1];
         let fwd = |x: &[f32], w: &[f32], b: &[f32]| {
             let mut y = vec![0.0; n * outf];
-            be0.linear(
-                &x.to_vec(),
-                n,
-                &w.to_vec(),
-                outf,
-                inf,
-                &b.to_vec(),
-                Activation::None,
-                &mut y,
-            )
-            .unwrap();
+            let (w, b) = (w.to_vec(), b.to_vec());
+            let f = LinearForward {
+                shape: LinearShape {
+                    n,
+                    in_features: inf,
+                    out_features: outf,
+                },
+                w: &w,
+                b: &b,
+                act: Activation::None,
+            };
+            be0.linear(f, &x.to_vec(), &mut y).unwrap();
             loss(&r, &y)
         };
         let num_dx = numeric_grad(&x, |v| fwd(v, &w, &b));
         let num_dw = numeric_grad(&w, |v| fwd(&x, v, &b));
         let num_db = numeric_grad(&b, |v| fwd(&x, &w, v));
+        let shape = LinearShape {
+            n,
+            in_features: inf,
+            out_features: outf,
+        };
         for be in &bes {
             let t = be.threads();
             let (xb, wb, rb) = (padded(&x), padded(&w), padded(&r));
             let mut dx = garbage(n * inf);
             let mut dw = garbage(outf * inf);
             let mut db = garbage(outf);
-            be.linear_backward(&xb, n, &wb, outf, inf, &rb, Some(&mut dx), &mut dw, &mut db)
-                .unwrap();
+            let grads = LinearGrads {
+                dx: Some(&mut dx),
+                dw: &mut dw,
+                db: &mut db,
+            };
+            be.linear_backward(shape, &xb, &wb, &rb, grads).unwrap();
             assert_tail("linear dx", &dx, n * inf);
             assert_tail("linear dw", &dw, outf * inf);
             assert_tail("linear db", &db, outf);
@@ -448,8 +448,12 @@ fn linear_gradients_match_finite_differences() {
             // Without dx: the same dw and db.
             let mut dw2 = garbage(outf * inf);
             let mut db2 = garbage(outf);
-            be.linear_backward(&xb, n, &wb, outf, inf, &rb, None, &mut dw2, &mut db2)
-                .unwrap();
+            let grads = LinearGrads {
+                dx: None,
+                dw: &mut dw2,
+                db: &mut db2,
+            };
+            be.linear_backward(shape, &xb, &wb, &rb, grads).unwrap();
             assert_eq!(dw2, dw);
             assert_eq!(db2, db);
         }
@@ -458,15 +462,19 @@ fn linear_gradients_match_finite_differences() {
     let mut small = vec![0.0; 3];
     assert!(be
         .linear_backward(
+            LinearShape {
+                n: 2,
+                in_features: 3,
+                out_features: 2,
+            },
             &vec![0.0; 6],
-            2,
             &vec![0.0; 6],
-            2,
-            3,
             &vec![0.0; 4],
-            None,
-            &mut small,
-            &mut vec![0.0; 2]
+            LinearGrads {
+                dx: None,
+                dw: &mut small,
+                db: &mut vec![0.0; 2],
+            },
         )
         .is_err());
 }
@@ -535,7 +543,7 @@ fn max_pool_gradient_matches_finite_differences() {
         let fwd = |xv: &[f32]| {
             let mut y = vec![0.0; ys.numel()];
             let got = bes[1]
-                .max_pool2d_same(&xv.to_vec(), xs, k, s, &mut y)
+                .max_pool2d_same(MaxPool2dParams::same(k, s), &xv.to_vec(), xs, &mut y)
                 .unwrap();
             assert_eq!(got, ys);
             loss(&r, &y)
@@ -543,8 +551,14 @@ fn max_pool_gradient_matches_finite_differences() {
         let num = numeric_grad(&x, fwd);
         for be in &bes {
             let mut dx = garbage(xs.numel());
-            be.max_pool2d_same_backward(&padded(&x), xs, k, s, &padded(&r), &mut dx)
-                .unwrap();
+            be.max_pool2d_same_backward(
+                MaxPool2dParams::same(k, s),
+                &padded(&x),
+                xs,
+                &padded(&r),
+                &mut dx,
+            )
+            .unwrap();
             assert_tail("max_pool2d_same_backward dx", &dx, xs.numel());
             let what = format!("max pool {xs:?} k{k} s{s} ({} threads)", be.threads());
             assert_close(&what, &dx[..xs.numel()], &num);
@@ -570,7 +584,7 @@ fn max_pool_gradient_goes_to_first_max_on_ties() {
             .collect();
         let dy = rng.vec(ys.numel());
         let mut dx = garbage(xs.numel());
-        be.max_pool2d_same_backward(&x, xs, k, s, &dy, &mut dx)
+        be.max_pool2d_same_backward(MaxPool2dParams::same(k, s), &x, xs, &dy, &mut dx)
             .unwrap();
         let reference = naive_max_pool_backward(&x, xs, k, s, &dy);
         assert_eq!(&dx[..xs.numel()], &reference[..], "{xs:?} k{k} s{s}");
@@ -578,14 +592,32 @@ fn max_pool_gradient_goes_to_first_max_on_ties() {
     // A single window of equal values: everything goes to its top-left element.
     let xs = Shape4::new(1, 1, 3, 3);
     let mut dx = vec![0.0; 9];
-    be.max_pool2d_same_backward(&vec![1.0; 9], xs, 3, 3, &vec![2.5], &mut dx)
-        .unwrap();
+    be.max_pool2d_same_backward(
+        MaxPool2dParams::same(3, 3),
+        &vec![1.0; 9],
+        xs,
+        &vec![2.5],
+        &mut dx,
+    )
+    .unwrap();
     assert_eq!(dx, [2.5, 0., 0., 0., 0., 0., 0., 0., 0.]);
     assert!(be
-        .max_pool2d_same_backward(&vec![0.0; 9], xs, 0, 2, &vec![0.0; 4], &mut dx)
+        .max_pool2d_same_backward(
+            MaxPool2dParams::same(0, 2),
+            &vec![0.0; 9],
+            xs,
+            &vec![0.0; 4],
+            &mut dx
+        )
         .is_err());
     assert!(be
-        .max_pool2d_same_backward(&vec![0.0; 9], xs, 3, 2, &vec![0.0; 3], &mut dx)
+        .max_pool2d_same_backward(
+            MaxPool2dParams::same(3, 2),
+            &vec![0.0; 9],
+            xs,
+            &vec![0.0; 3],
+            &mut dx
+        )
         .is_err());
 }
 
@@ -665,35 +697,31 @@ fn empty_batch_gives_zero_parameter_gradients() {
     let mut dw = vec![3.0; 6];
     let mut db = vec![3.0; 2];
     be.linear_backward(
+        LinearShape {
+            n: 0,
+            in_features: 3,
+            out_features: 2,
+        },
         &vec![],
-        0,
         &vec![1.0; 6],
-        2,
-        3,
         &vec![],
-        None,
-        &mut dw,
-        &mut db,
+        LinearGrads {
+            dx: None,
+            dw: &mut dw,
+            db: &mut db,
+        },
     )
     .unwrap();
     assert_eq!((dw, db), (vec![0.0; 6], vec![0.0; 2]));
     let c = conv_case(0, 4, (7, 5), 6, 3, (2, 1, 2));
     let ys = out_shape(&c);
     let mut dw = vec![3.0; c.w_shape.iter().product()];
-    be.conv2d_backward_filter(&vec![], c.xs, &vec![], ys, c.p, c.w_shape, &mut dw, true)
+    be.conv2d_backward_filter(c, &vec![], &vec![], ys, &mut dw, true)
         .unwrap();
     assert!(dw.iter().all(|&v| v == 3.0), "accumulate: unchanged");
-    be.conv2d_backward_filter(&vec![], c.xs, &vec![], ys, c.p, c.w_shape, &mut dw, false)
+    be.conv2d_backward_filter(c, &vec![], &vec![], ys, &mut dw, false)
         .unwrap();
     assert!(dw.iter().all(|&v| v == 0.0), "overwrite: zeroed");
-    be.conv2d_backward_data(
-        &vec![],
-        ys,
-        &vec![0.0; dw.len()],
-        c.w_shape,
-        c.p,
-        c.xs,
-        &mut vec![],
-    )
-    .unwrap();
+    be.conv2d_backward_data(c, &vec![0.0; dw.len()], &vec![], ys, &mut vec![])
+        .unwrap();
 }

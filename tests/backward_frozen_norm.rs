@@ -6,7 +6,10 @@ mod common;
 
 use common::fd::{assert_grad, backend, dot, Rng};
 use senet::backend::cpu::CpuBackend;
-use senet::backend::{Activation, Backend, Shape4};
+use senet::backend::{
+    Activation, Backend, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats,
+    MovingStats, SavedStats, Shape4,
+};
 
 const EPS: f32 = 1e-5;
 
@@ -75,14 +78,18 @@ fn frozen_loss(
 ) -> f64 {
     let mut y = vec![0.0; k.xs.numel()];
     be.batch_norm_frozen(
+        BatchNormForward {
+            xs: k.xs,
+            gamma: &gamma.to_vec(),
+            beta: &beta.to_vec(),
+            act,
+        },
         &x.to_vec(),
-        k.xs,
-        &gamma.to_vec(),
-        &beta.to_vec(),
-        &k.mm,
-        &k.mv,
-        EPS,
-        act,
+        MovingStats {
+            mean: &k.mm,
+            var: &k.mv,
+            eps: EPS,
+        },
         &mut y,
     )
     .unwrap();
@@ -111,7 +118,19 @@ fn check_frozen_fd(relu: bool) {
         let (mm0, mv0) = (k.mm.clone(), k.mv.clone());
         let mut y = vec![0.0; numel + 5];
         be.batch_norm_frozen(
-            &k.x, k.xs, &k.gamma, &k.beta, &k.mm, &k.mv, EPS, act, &mut y,
+            BatchNormForward {
+                xs: k.xs,
+                gamma: &k.gamma,
+                beta: &k.beta,
+                act,
+            },
+            &k.x,
+            MovingStats {
+                mean: &k.mm,
+                var: &k.mv,
+                eps: EPS,
+            },
+            &mut y,
         )
         .unwrap();
         // The forward is the host formula, and the moving statistics are inputs only.
@@ -127,17 +146,23 @@ fn check_frozen_fd(relu: bool) {
         assert_eq!((&k.mm, &k.mv), (&mm0, &mv0));
         let (mut dx, mut dg, mut db) = (vec![0.0; numel + 3], vec![0.0; c], vec![0.0; c]);
         be.batch_norm_frozen_backward(
-            &k.x,
-            k.xs,
-            &k.w,
-            relu.then_some(&y),
-            &k.gamma,
-            &k.mm,
-            &k.mv,
-            EPS,
-            &mut dx,
-            &mut dg,
-            &mut db,
+            BatchNormBackward {
+                xs: k.xs,
+                x: &k.x,
+                dy: &k.w,
+                y_relu: relu.then_some(&y),
+                gamma: &k.gamma,
+            },
+            MovingStats {
+                mean: &k.mm,
+                var: &k.mv,
+                eps: EPS,
+            },
+            BatchNormGrads {
+                dx: &mut dx,
+                dgamma: &mut dg,
+                dbeta: &mut db,
+            },
         )
         .unwrap();
         let h = 3e-3;
@@ -178,17 +203,21 @@ fn batch_norm_frozen_agrees_with_train_mode_on_its_own_statistics() {
     let (mut mm, mut mv, mut sm, mut si) = (vec![0.0; c], vec![1.0; c], vec![0.0; c], vec![0.0; c]);
     let mut y_train = vec![0.0; numel];
     be.batch_norm_train(
+        BatchNormForward {
+            xs,
+            gamma: &gamma,
+            beta: &beta,
+            act: Activation::None,
+        },
         &x,
-        xs,
-        &gamma,
-        &beta,
-        EPS,
-        0.9,
-        &mut mm,
-        &mut mv,
-        &mut sm,
-        &mut si,
-        Activation::None,
+        BatchStats {
+            eps: EPS,
+            momentum: 0.9,
+            moving_mean: &mut mm,
+            moving_var: &mut mv,
+            saved_mean: &mut sm,
+            saved_invstd: &mut si,
+        },
         &mut y_train,
     )
     .unwrap();
@@ -199,14 +228,18 @@ fn batch_norm_frozen_agrees_with_train_mode_on_its_own_statistics() {
         .collect();
     let mut y = vec![0.0; numel];
     be.batch_norm_frozen(
+        BatchNormForward {
+            xs,
+            gamma: &gamma,
+            beta: &beta,
+            act: Activation::None,
+        },
         &x,
-        xs,
-        &gamma,
-        &beta,
-        &sm,
-        &var,
-        EPS,
-        Activation::None,
+        MovingStats {
+            mean: &sm,
+            var: &var,
+            eps: EPS,
+        },
         &mut y,
     )
     .unwrap();
@@ -217,12 +250,43 @@ fn batch_norm_frozen_agrees_with_train_mode_on_its_own_statistics() {
     let w = rng.vec(numel, -1.0, 1.0);
     let (mut dx, mut dg, mut db) = (vec![0.0; numel], vec![0.0; c], vec![0.0; c]);
     be.batch_norm_backward(
-        &x, xs, &w, None, &gamma, &sm, &si, &mut dx, &mut dg, &mut db,
+        BatchNormBackward {
+            xs,
+            x: &x,
+            dy: &w,
+            y_relu: None,
+            gamma: &gamma,
+        },
+        SavedStats {
+            mean: &sm,
+            invstd: &si,
+        },
+        BatchNormGrads {
+            dx: &mut dx,
+            dgamma: &mut dg,
+            dbeta: &mut db,
+        },
     )
     .unwrap();
     let (mut fdx, mut fdg, mut fdb) = (vec![0.0; numel], vec![0.0; c], vec![0.0; c]);
     be.batch_norm_frozen_backward(
-        &x, xs, &w, None, &gamma, &sm, &var, EPS, &mut fdx, &mut fdg, &mut fdb,
+        BatchNormBackward {
+            xs,
+            x: &x,
+            dy: &w,
+            y_relu: None,
+            gamma: &gamma,
+        },
+        MovingStats {
+            mean: &sm,
+            var: &var,
+            eps: EPS,
+        },
+        BatchNormGrads {
+            dx: &mut fdx,
+            dgamma: &mut fdg,
+            dbeta: &mut fdb,
+        },
     )
     .unwrap();
     for ch in 0..c {
@@ -248,28 +312,36 @@ fn batch_norm_frozen_errors_name_the_problem() {
     let short = vec![1.0f32; 1];
     let err = be
         .batch_norm_frozen(
+            BatchNormForward {
+                xs,
+                gamma: &ones,
+                beta: &ones,
+                act: Activation::None,
+            },
             &x,
-            xs,
-            &ones,
-            &ones,
-            &short,
-            &ones,
-            EPS,
-            Activation::None,
+            MovingStats {
+                mean: &short,
+                var: &ones,
+                eps: EPS,
+            },
             &mut y,
         )
         .unwrap_err();
     assert!(err.to_string().contains("moving_mean"), "{err}");
     let err = be
         .batch_norm_frozen(
+            BatchNormForward {
+                xs,
+                gamma: &ones,
+                beta: &ones,
+                act: Activation::Sigmoid,
+            },
             &x,
-            xs,
-            &ones,
-            &ones,
-            &ones,
-            &ones,
-            EPS,
-            Activation::Sigmoid,
+            MovingStats {
+                mean: &ones,
+                var: &ones,
+                eps: EPS,
+            },
             &mut y,
         )
         .unwrap_err();
@@ -277,14 +349,18 @@ fn batch_norm_frozen_errors_name_the_problem() {
     let bad_var = vec![1.0f32, -1.0];
     let err = be
         .batch_norm_frozen(
+            BatchNormForward {
+                xs,
+                gamma: &ones,
+                beta: &ones,
+                act: Activation::None,
+            },
             &x,
-            xs,
-            &ones,
-            &ones,
-            &ones,
-            &bad_var,
-            EPS,
-            Activation::None,
+            MovingStats {
+                mean: &ones,
+                var: &bad_var,
+                eps: EPS,
+            },
             &mut y,
         )
         .unwrap_err();
@@ -292,7 +368,23 @@ fn batch_norm_frozen_errors_name_the_problem() {
     let (mut dx, mut dg, mut db) = (vec![0.0; 4], vec![0.0; 1], vec![0.0; 2]);
     let err = be
         .batch_norm_frozen_backward(
-            &x, xs, &x, None, &ones, &ones, &ones, EPS, &mut dx, &mut dg, &mut db,
+            BatchNormBackward {
+                xs,
+                x: &x,
+                dy: &x,
+                y_relu: None,
+                gamma: &ones,
+            },
+            MovingStats {
+                mean: &ones,
+                var: &ones,
+                eps: EPS,
+            },
+            BatchNormGrads {
+                dx: &mut dx,
+                dgamma: &mut dg,
+                dbeta: &mut db,
+            },
         )
         .unwrap_err();
     assert!(err.to_string().contains("dgamma"), "{err}");

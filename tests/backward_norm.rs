@@ -12,8 +12,11 @@ mod common;
 use common::fd::{assert_grad, backend, dot, Rng};
 
 use senet::backend::cpu::CpuBackend;
-use senet::backend::{Activation, Backend, Shape4};
-use senet::train::metrics;
+use senet::backend::{
+    Activation, Backend, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats,
+    CrossEntropyParams, LinearForward, LinearShape, SavedStats, SeGrads, Shape4,
+};
+use senet::model::metrics;
 
 // ---------------------------------------------------------------- BatchNorm
 
@@ -113,17 +116,21 @@ fn bn_loss(
     let (mut sm, mut si) = (vec![0.0; c], vec![0.0; c]);
     let mut y = vec![0.0; k.xs.numel()];
     be.batch_norm_train(
+        BatchNormForward {
+            xs: k.xs,
+            gamma: &gamma.to_vec(),
+            beta: &beta.to_vec(),
+            act,
+        },
         &x.to_vec(),
-        k.xs,
-        &gamma.to_vec(),
-        &beta.to_vec(),
-        EPS,
-        0.9,
-        &mut mm,
-        &mut mv,
-        &mut sm,
-        &mut si,
-        act,
+        BatchStats {
+            eps: EPS,
+            momentum: 0.9,
+            moving_mean: &mut mm,
+            moving_var: &mut mv,
+            saved_mean: &mut sm,
+            saved_invstd: &mut si,
+        },
         &mut y,
     )
     .unwrap();
@@ -147,22 +154,42 @@ fn check_bn_fd(relu: bool) {
         // Buffers longer than the shape needs, as the engine allocates them.
         let mut y = vec![0.0; numel + 5];
         be.batch_norm_train(
-            &k.x, k.xs, &k.gamma, &k.beta, EPS, 0.9, &mut mm, &mut mv, &mut sm, &mut si, act,
+            BatchNormForward {
+                xs: k.xs,
+                gamma: &k.gamma,
+                beta: &k.beta,
+                act,
+            },
+            &k.x,
+            BatchStats {
+                eps: EPS,
+                momentum: 0.9,
+                moving_mean: &mut mm,
+                moving_var: &mut mv,
+                saved_mean: &mut sm,
+                saved_invstd: &mut si,
+            },
             &mut y,
         )
         .unwrap();
         let (mut dx, mut dg, mut db) = (vec![0.0; numel + 3], vec![0.0; c], vec![0.0; c]);
         be.batch_norm_backward(
-            &k.x,
-            k.xs,
-            &k.w,
-            relu.then_some(&y),
-            &k.gamma,
-            &sm,
-            &si,
-            &mut dx,
-            &mut dg,
-            &mut db,
+            BatchNormBackward {
+                xs: k.xs,
+                x: &k.x,
+                dy: &k.w,
+                y_relu: relu.then_some(&y),
+                gamma: &k.gamma,
+            },
+            SavedStats {
+                mean: &sm,
+                invstd: &si,
+            },
+            BatchNormGrads {
+                dx: &mut dx,
+                dgamma: &mut dg,
+                dbeta: &mut db,
+            },
         )
         .unwrap();
         let h = 3e-3;
@@ -196,23 +223,42 @@ fn batch_norm_two_values_per_channel_has_no_input_gradient() {
     let (mut mm, mut mv, mut sm, mut si) = (vec![0.0; 3], vec![1.0; 3], vec![0.0; 3], vec![0.0; 3]);
     let mut y = vec![0.0; 6];
     be.batch_norm_train(
+        BatchNormForward {
+            xs,
+            gamma: &gamma,
+            beta: &beta,
+            act: Activation::None,
+        },
         &x,
-        xs,
-        &gamma,
-        &beta,
-        EPS,
-        0.9,
-        &mut mm,
-        &mut mv,
-        &mut sm,
-        &mut si,
-        Activation::None,
+        BatchStats {
+            eps: EPS,
+            momentum: 0.9,
+            moving_mean: &mut mm,
+            moving_var: &mut mv,
+            saved_mean: &mut sm,
+            saved_invstd: &mut si,
+        },
         &mut y,
     )
     .unwrap();
     let (mut dx, mut dg, mut db) = (vec![9.0; 6], vec![0.0; 3], vec![0.0; 3]);
     be.batch_norm_backward(
-        &x, xs, &w, None, &gamma, &sm, &si, &mut dx, &mut dg, &mut db,
+        BatchNormBackward {
+            xs,
+            x: &x,
+            dy: &w,
+            y_relu: None,
+            gamma: &gamma,
+        },
+        SavedStats {
+            mean: &sm,
+            invstd: &si,
+        },
+        BatchNormGrads {
+            dx: &mut dx,
+            dgamma: &mut dg,
+            dbeta: &mut db,
+        },
     )
     .unwrap();
     assert!(dx.iter().all(|d| d.abs() < 1e-4), "{dx:?}");
@@ -243,17 +289,21 @@ fn batch_norm_train_values_and_moving_stats() {
     let (mut mm, mut mv) = (mm0.clone(), mv0.clone());
     let (mut sm, mut si, mut y) = (vec![0.0; c], vec![0.0; c], vec![0.0; numel]);
     be.batch_norm_train(
+        BatchNormForward {
+            xs,
+            gamma: &gamma,
+            beta: &beta,
+            act: Activation::None,
+        },
         &x,
-        xs,
-        &gamma,
-        &beta,
-        EPS,
-        0.9,
-        &mut mm,
-        &mut mv,
-        &mut sm,
-        &mut si,
-        Activation::None,
+        BatchStats {
+            eps: EPS,
+            momentum: 0.9,
+            moving_mean: &mut mm,
+            moving_var: &mut mv,
+            saved_mean: &mut sm,
+            saved_invstd: &mut si,
+        },
         &mut y,
     )
     .unwrap();
@@ -300,17 +350,21 @@ fn batch_norm_train_values_and_moving_stats() {
     let (mut mm2, mut mv2) = (mm0.clone(), mv0.clone());
     let mut y2 = vec![0.0; numel];
     be.batch_norm_train(
+        BatchNormForward {
+            xs,
+            gamma: &gamma,
+            beta: &beta,
+            act: Activation::Relu,
+        },
         &x,
-        xs,
-        &gamma,
-        &beta,
-        EPS,
-        0.9,
-        &mut mm2,
-        &mut mv2,
-        &mut sm,
-        &mut si,
-        Activation::Relu,
+        BatchStats {
+            eps: EPS,
+            momentum: 0.9,
+            moving_mean: &mut mm2,
+            moving_var: &mut mv2,
+            saved_mean: &mut sm,
+            saved_invstd: &mut si,
+        },
         &mut y2,
     )
     .unwrap();
@@ -322,17 +376,21 @@ fn batch_norm_train_values_and_moving_stats() {
     let one = Shape4::new(1, 2, 1, 1);
     let err = be
         .batch_norm_train(
+            BatchNormForward {
+                xs: one,
+                gamma: &gamma,
+                beta: &beta,
+                act: Activation::None,
+            },
             &x,
-            one,
-            &gamma,
-            &beta,
-            EPS,
-            0.9,
-            &mut vec![0.0; 2],
-            &mut vec![0.0; 2],
-            &mut vec![0.0; 2],
-            &mut vec![0.0; 2],
-            Activation::None,
+            BatchStats {
+                eps: EPS,
+                momentum: 0.9,
+                moving_mean: &mut vec![0.0; 2],
+                moving_var: &mut vec![0.0; 2],
+                saved_mean: &mut vec![0.0; 2],
+                saved_invstd: &mut vec![0.0; 2],
+            },
             &mut vec![0.0; 2],
         )
         .unwrap_err();
@@ -347,8 +405,18 @@ fn activation_forward(be: &CpuBackend, z: &[f32], act: Activation) -> Vec<f32> {
         w[i * k + i] = 1.0;
     }
     let mut y = vec![0.0; k];
-    be.linear(&z.to_vec(), 1, &w, k, k, &vec![0.0; k], act, &mut y)
-        .unwrap();
+    let b = vec![0.0; k];
+    let f = LinearForward {
+        shape: LinearShape {
+            n: 1,
+            in_features: k,
+            out_features: k,
+        },
+        w: &w,
+        b: &b,
+        act,
+    };
+    be.linear(f, &z.to_vec(), &mut y).unwrap();
     y
 }
 
@@ -433,8 +501,19 @@ fn se_scale_add_relu_backward_matches_finite_differences() {
         };
         let out = forward(&x, &gate, &sc);
         let (mut dx, mut dg, mut ds) = (vec![0.0; numel], vec![0.0; n * c], vec![0.0; numel]);
-        be.se_scale_add_relu_backward(&x, xs, &gate, &out, &wv, &mut dx, &mut dg, &mut ds)
-            .unwrap();
+        be.se_scale_add_relu_backward(
+            &x,
+            xs,
+            &gate,
+            &out,
+            &wv,
+            SeGrads {
+                dx: &mut dx,
+                dgate: &mut dg,
+                dshortcut: &mut ds,
+            },
+        )
+        .unwrap();
         let h = 1e-3;
         let (xx, gg, ss) = (x.clone(), gate.clone(), sc.clone());
         let ndx = common::fd::central_diff(&xx, h, |v| dot(&wv, &forward(v, &gate, &sc)));
@@ -458,7 +537,17 @@ fn softmax_cross_entropy_gradient_and_value() {
         for eps in [0.0f32, 0.1] {
             let mut d = vec![0.0; n * classes];
             let loss = be
-                .softmax_cross_entropy(&logits, n, classes, &labels, eps, 1.0, &mut d)
+                .softmax_cross_entropy(
+                    CrossEntropyParams {
+                        n,
+                        classes,
+                        label_smoothing: eps,
+                        scale: 1.0,
+                    },
+                    &logits,
+                    &labels,
+                    &mut d,
+                )
                 .unwrap();
             // = the evaluation metric (f64 reference), averaged over the rows.
             let want: f64 = logits
@@ -472,14 +561,34 @@ fn softmax_cross_entropy_gradient_and_value() {
             let z = logits.clone();
             let mut scratch = vec![0.0; n * classes];
             let num = common::fd::central_diff(&z, 1e-3, |z| {
-                be.softmax_cross_entropy(&z.to_vec(), n, classes, &labels, eps, 1.0, &mut scratch)
-                    .unwrap()
+                be.softmax_cross_entropy(
+                    CrossEntropyParams {
+                        n,
+                        classes,
+                        label_smoothing: eps,
+                        scale: 1.0,
+                    },
+                    &z.to_vec(),
+                    &labels,
+                    &mut scratch,
+                )
+                .unwrap()
             });
             assert_grad(&format!("ce n={n} C={classes} eps={eps}"), &d, &num);
             // The loss scale's sens multiplies the gradient.
             let mut d2 = vec![0.0; n * classes];
-            be.softmax_cross_entropy(&logits, n, classes, &labels, eps, 1024.0, &mut d2)
-                .unwrap();
+            be.softmax_cross_entropy(
+                CrossEntropyParams {
+                    n,
+                    classes,
+                    label_smoothing: eps,
+                    scale: 1024.0,
+                },
+                &logits,
+                &labels,
+                &mut d2,
+            )
+            .unwrap();
             for (a, b) in d2.iter().zip(&d) {
                 assert!(
                     (*a as f64 - 1024.0 * *b as f64).abs()
@@ -491,7 +600,17 @@ fn softmax_cross_entropy_gradient_and_value() {
     // Uniform logits over 4 classes: loss ln 4 whatever the smoothing.
     let mut d = vec![0.0; 4];
     let l = be
-        .softmax_cross_entropy(&vec![0.5; 4], 1, 4, &[2], 0.1, 1.0, &mut d)
+        .softmax_cross_entropy(
+            CrossEntropyParams {
+                n: 1,
+                classes: 4,
+                label_smoothing: 0.1,
+                scale: 1.0,
+            },
+            &vec![0.5; 4],
+            &[2],
+            &mut d,
+        )
         .unwrap();
     assert!((l - 4f64.ln()).abs() < 1e-12);
     // softmax 0.25; target 0.9 + 0.025 on the label, 0.025 elsewhere.
@@ -500,7 +619,17 @@ fn softmax_cross_entropy_gradient_and_value() {
         assert!((a - b).abs() < 1e-7, "{d:?}");
     }
     let err = be
-        .softmax_cross_entropy(&vec![0.0; 4], 1, 4, &[4], 0.1, 1.0, &mut d)
+        .softmax_cross_entropy(
+            CrossEntropyParams {
+                n: 1,
+                classes: 4,
+                label_smoothing: 0.1,
+                scale: 1.0,
+            },
+            &vec![0.0; 4],
+            &[4],
+            &mut d,
+        )
         .unwrap_err();
     assert!(err.to_string().contains("label 4"), "{err}");
 }
@@ -521,37 +650,58 @@ fn batch_norm_and_se_backward_are_deterministic_across_thread_counts() {
             (vec![0.0; c], vec![1.0; c], vec![0.0; c], vec![0.0; c]);
         let mut y = vec![0.0; numel];
         be.batch_norm_train(
+            BatchNormForward {
+                xs,
+                gamma: &gamma,
+                beta: &beta,
+                act: Activation::Relu,
+            },
             &x,
-            xs,
-            &gamma,
-            &beta,
-            EPS,
-            0.9,
-            &mut mm,
-            &mut mv,
-            &mut sm,
-            &mut si,
-            Activation::Relu,
+            BatchStats {
+                eps: EPS,
+                momentum: 0.9,
+                moving_mean: &mut mm,
+                moving_var: &mut mv,
+                saved_mean: &mut sm,
+                saved_invstd: &mut si,
+            },
             &mut y,
         )
         .unwrap();
         let (mut dx, mut dg, mut db) = (vec![0.0; numel], vec![0.0; c], vec![0.0; c]);
         be.batch_norm_backward(
-            &x,
-            xs,
-            &dy,
-            Some(&y),
-            &gamma,
-            &sm,
-            &si,
-            &mut dx,
-            &mut dg,
-            &mut db,
+            BatchNormBackward {
+                xs,
+                x: &x,
+                dy: &dy,
+                y_relu: Some(&y),
+                gamma: &gamma,
+            },
+            SavedStats {
+                mean: &sm,
+                invstd: &si,
+            },
+            BatchNormGrads {
+                dx: &mut dx,
+                dgamma: &mut dg,
+                dbeta: &mut db,
+            },
         )
         .unwrap();
         let (mut sx, mut sg, mut ss) = (vec![0.0; numel], vec![0.0; xs.n * c], vec![0.0; numel]);
-        be.se_scale_add_relu_backward(&x, xs, &gate, &y, &dy, &mut sx, &mut sg, &mut ss)
-            .unwrap();
+        be.se_scale_add_relu_backward(
+            &x,
+            xs,
+            &gate,
+            &y,
+            &dy,
+            SeGrads {
+                dx: &mut sx,
+                dgate: &mut sg,
+                dshortcut: &mut ss,
+            },
+        )
+        .unwrap();
         (mm, mv, y, dx, dg, db, sg)
     };
     assert_eq!(run(1), run(2));

@@ -2,43 +2,10 @@
 //! the MindCV reference outputs of `shared/golden/` (seresnet50 with the formula weights).
 mod common;
 
-use senet::train::metrics::Accumulator;
+use common::cli::{fails_naming, ok, s, senet};
+use common::sample_dir;
+use senet::model::metrics::Accumulator;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn senet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_senet"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run senet")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "senet failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-/// Asserts a non-zero exit whose stderr contains every one of `needles`.
-fn fails_naming(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "expected failure, got success; stderr: {err}"
-    );
-    for n in needles {
-        assert!(err.contains(n), "stderr does not name {n:?}: {err}");
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// A formula-weight checkpoint of `arch` (written once per test into `dir`).
 fn formula_ckpt(dir: &Path, arch: &str, classes: usize) -> PathBuf {
@@ -54,10 +21,6 @@ fn formula_ckpt(dir: &Path, arch: &str, classes: usize) -> PathBuf {
         s(&path),
     ]));
     path
-}
-
-fn sample_dir() -> PathBuf {
-    common::shared().join("datasets/imagenet-sample")
 }
 
 fn class_map() -> PathBuf {

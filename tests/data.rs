@@ -1,6 +1,7 @@
 //! Data pipeline tests on real photos and golden tensors from MindCV (see shared/golden/README.md).
 mod common;
 
+use common::sample_dir;
 use std::path::{Path, PathBuf};
 
 use senet::data::{
@@ -8,10 +9,6 @@ use senet::data::{
     Loader, RgbImage,
 };
 use senet::Error;
-
-fn sample_dir() -> PathBuf {
-    common::shared().join("datasets/imagenet-sample")
-}
 
 fn golden_files() -> Vec<PathBuf> {
     let list = std::fs::read_to_string(common::golden("images_files.txt")).unwrap();

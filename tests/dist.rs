@@ -20,31 +20,10 @@
 //! (CI sets it), in which case they fail; so does a build without the `mpi` feature.
 mod common;
 
+use common::cli::{extract_cifar10, SENET};
 use senet::checkpoint::read_checkpoint;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const SENET: &str = env!("CARGO_BIN_EXE_senet");
-
-/// Extracts the CIFAR-10 members matching `patterns` into `dir`; returns `dir/cifar10`.
-fn extract(dir: &Path, patterns: &[&str]) -> PathBuf {
-    let tarball = common::shared().join("datasets/cifar10.tar.gz");
-    let out = Command::new("tar")
-        .arg("xzf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(dir)
-        .arg("--wildcards")
-        .args(patterns)
-        .output()
-        .expect("run tar");
-    assert!(
-        out.status.success(),
-        "tar failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir.join("cifar10")
-}
 
 /// A small CPU recipe: seresnet18 at 32x32 with MindCV's train transforms, label smoothing,
 /// weight decay and a loss scale (so the equivalence covers them), validating after each epoch.
@@ -77,8 +56,7 @@ fn text(out: &Output) -> String {
 
 /// `senet <args>` with extra environment variables, launcher variables removed.
 fn senet(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(SENET);
-    c.args(args);
+    let mut c = common::cli::command(args);
     for key in [
         "OMPI_COMM_WORLD_RANK",
         "OMPI_COMM_WORLD_SIZE",
@@ -184,7 +162,7 @@ fn assert_equivalent(one: &Path, two: &Path) {
 /// steps; two ranks with batch 4 take 15 images each, 15 // 4 = 3 steps, and batch k of both
 /// ranks is batch k of the single process.
 fn small_job(dir: &Path) -> PathBuf {
-    let data = extract(
+    let data = extract_cifar10(
         dir,
         &["cifar10/train/*/000[0-2].jpg", "cifar10/val/*/0000.jpg"],
     );
@@ -317,7 +295,7 @@ fn rank_table_launch_on_the_emulated_npu_matches_one_process() {
 #[test]
 fn a_dead_rank_in_a_rank_table_job_ends_the_other_with_an_hccl_error() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = extract(tmp.path(), &["cifar10/train/*/000[0-3].jpg"]);
+    let data = extract_cifar10(tmp.path(), &["cifar10/train/*/000[0-3].jpg"]);
     let recipe = write_recipe(tmp.path(), &data, 20);
     let out_dir = tmp.path().join("out");
     let t0 = std::time::Instant::now();
@@ -669,7 +647,7 @@ mod mpi {
     fn a_killed_rank_ends_the_job_within_60_seconds() {
         let Some(mpirun) = mpirun() else { return };
         let tmp = tempfile::tempdir().unwrap();
-        let data = extract(tmp.path(), &["cifar10/train/*/000[0-3].jpg"]);
+        let data = extract_cifar10(tmp.path(), &["cifar10/train/*/000[0-3].jpg"]);
         // Long enough that rank 0 is still training when rank 1 dies at step 2.
         let recipe = write_recipe(tmp.path(), &data, 20);
         let (out, secs) = mpirun_job(
@@ -703,7 +681,7 @@ mod mpi {
     fn a_stuck_rank_ends_the_job_after_the_collective_timeout() {
         let Some(mpirun) = mpirun() else { return };
         let tmp = tempfile::tempdir().unwrap();
-        let data = extract(tmp.path(), &["cifar10/train/*/000[0-3].jpg"]);
+        let data = extract_cifar10(tmp.path(), &["cifar10/train/*/000[0-3].jpg"]);
         let recipe = write_recipe(tmp.path(), &data, 20);
         let (out, secs) = mpirun_job(
             &mpirun,
@@ -743,7 +721,7 @@ mod mpi {
     fn ranks_that_disagree_abort_the_job() {
         let Some(mpirun) = mpirun() else { return };
         let tmp = tempfile::tempdir().unwrap();
-        let data = extract(tmp.path(), &["cifar10/train/*/000[0-3].jpg"]);
+        let data = extract_cifar10(tmp.path(), &["cifar10/train/*/000[0-3].jpg"]);
         let recipe = write_recipe(tmp.path(), &data, 1);
         let r = recipe.to_str().unwrap();
         let ck = tmp.path().join("ck");

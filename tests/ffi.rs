@@ -5,6 +5,7 @@
 //! generated `senet.pc` works with pkg-config.
 mod common;
 
+use common::sample_dir;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -140,10 +141,6 @@ fn make_checkpoint(dir: &Path, model: &str, classes: usize) -> PathBuf {
         ckpt.to_str().unwrap(),
     ]));
     ckpt
-}
-
-fn sample_dir() -> PathBuf {
-    common::shared().join("datasets/imagenet-sample")
 }
 
 fn class_map_1000() -> PathBuf {

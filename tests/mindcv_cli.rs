@@ -8,19 +8,18 @@ mod common;
 
 use senet::config::Recipe;
 use std::path::{Path, PathBuf};
+use common::cli::{fails_naming, ok, s};
 use std::process::{Command, Output};
 
 /// Runs `senet` where CANN cannot be found (`SENET_CANN_LIB` names a missing file) and
 /// `DEVICE_ID` is unset, plus the `env` given.
 fn senet_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_senet"));
-    cmd.args(args)
-        .env(
-            senet_cann_sys::EXPLICIT_PATH_VAR,
-            std::env::temp_dir().join("senet-no-cann-here/libascendcl.so"),
-        )
-        .env_remove("DEVICE_ID")
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = common::cli::command(args);
+    cmd.env(
+        senet_cann_sys::EXPLICIT_PATH_VAR,
+        std::env::temp_dir().join("senet-no-cann-here/libascendcl.so"),
+    )
+    .env_remove("DEVICE_ID");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -29,31 +28,6 @@ fn senet_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 fn senet(args: &[&str]) -> Output {
     senet_env(args, &[])
-}
-
-/// stdout of a successful run (panics with both streams otherwise).
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "senet failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-/// stderr of a failed run that names every one of `needles`.
-fn fails_naming(out: &Output, needles: &[&str]) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "expected a failure; stderr: {err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr does not name {n:?}: {err}");
-    }
-    err
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// An ImageFolder of 16x16 PNGs: `train/` and `val/` with `per_class` images of each class,
@@ -214,7 +188,7 @@ fn flags_override_the_recipe_and_the_schedule_follows_epoch_size() {
     assert_eq!(dump.batch_size, 2, "a recipe value without a flag stays");
 
     let lrs = logged_lrs(&out);
-    let expected = senet::train::lr_schedule(&dump, 2, 3).unwrap();
+    let expected = senet::optim::lr_schedule(&dump, 2, 3).unwrap();
     assert_eq!(lrs.len(), 6, "{out}");
     for (i, (got, want)) in lrs.iter().zip(&expected).enumerate() {
         assert!(
@@ -227,7 +201,7 @@ fn flags_override_the_recipe_and_the_schedule_follows_epoch_size() {
     assert!(lrs[4] > 0.05 && lrs[5] > 0.01, "{lrs:?}");
     let mut stale = dump.clone();
     stale.decay_epochs = 1;
-    let stale = senet::train::lr_schedule(&stale, 2, 3).unwrap();
+    let stale = senet::optim::lr_schedule(&stale, 2, 3).unwrap();
     assert_eq!((stale[4], stale[5]), (0.0, 0.0));
 }
 

@@ -3,9 +3,7 @@
 mod common;
 
 use senet::backend::cpu::CpuBackend;
-use senet::model::inference::InferenceNet;
-use senet::model::init::formula_input;
-use senet::model::{params::param_specs, Arch, SeNet};
+use senet::model::{formula_input, param_specs, Arch, InferenceNet, SeNet};
 
 /// Parses `mindcv_senet_params.txt`: `### arch` headers, then `name (d0, d1, ...)` lines.
 fn reference_params(arch: &str) -> Vec<(String, Vec<usize>)> {

@@ -5,12 +5,13 @@ mod common;
 use std::f64::consts::PI;
 
 use senet::backend::cpu::CpuBackend;
-use senet::backend::{Activation, Backend, Conv2dParams, Shape4};
+use senet::backend::{
+    Activation, Backend, BatchNormForward, BatchStats, Conv2dForward, Conv2dParams, Conv2dShape,
+    MomentumParams, Shape4,
+};
 use senet::config::{Recipe, Scheduler, WeightDecayFilter};
-use senet::model::init::{formula_input, formula_param};
-use senet::model::params::param_specs;
-use senet::model::Arch;
-use senet::train::{decays, lr_schedule};
+use senet::model::{formula_input, formula_param, param_specs, Arch};
+use senet::optim::{decays, lr_schedule};
 
 /// BatchNorm epsilon (MindSpore `nn.BatchNorm2d`).
 const EPS: f32 = 1e-5;
@@ -45,15 +46,17 @@ fn momentum_update_two_steps() {
         let (mut param, mut moment) = (p0.to_vec(), vec![0.0; 3]);
         for g in grads {
             be.momentum_update(
+                MomentumParams {
+                    lr,
+                    momentum: mom,
+                    weight_decay: wd,
+                    loss_scale: ls,
+                    nesterov,
+                },
                 &mut param,
                 &g.to_vec(),
                 &mut moment,
                 3,
-                lr,
-                mom,
-                wd,
-                ls,
-                nesterov,
             )
             .unwrap();
         }
@@ -68,15 +71,17 @@ fn momentum_update_two_steps() {
     let mut v = [0.0f64; 3];
     for g in grads {
         be.momentum_update(
+            MomentumParams {
+                lr: 0.1,
+                momentum: 0.9,
+                weight_decay: 1e-4,
+                loss_scale: 1024.0,
+                nesterov: false,
+            },
             &mut param,
             &g.to_vec(),
             &mut moment,
             3,
-            0.1,
-            0.9,
-            1e-4,
-            1024.0,
-            false,
         )
         .unwrap();
         for i in 0..3 {
@@ -100,15 +105,17 @@ fn momentum_update_two_steps() {
     // No decay, no loss scale: plain heavy-ball SGD.
     let (mut param, mut moment) = (vec![1.0f32], vec![0.5f32]);
     be.momentum_update(
+        MomentumParams {
+            lr: 0.5,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            loss_scale: 1.0,
+            nesterov: false,
+        },
         &mut param,
         &vec![2.0],
         &mut moment,
         1,
-        0.5,
-        0.9,
-        0.0,
-        1.0,
-        false,
     )
     .unwrap();
     assert_eq!(
@@ -317,8 +324,20 @@ fn golden_momentum_step_and_stem_batch_norm_stats() {
         } else {
             0.0
         };
-        be.momentum_update(&mut p, &grad, &mut moment, n, 0.1, 0.9, wd, 1.0, false)
-            .unwrap();
+        be.momentum_update(
+            MomentumParams {
+                lr: 0.1,
+                momentum: 0.9,
+                weight_decay: wd,
+                loss_scale: 1.0,
+                nesterov: false,
+            },
+            &mut p,
+            &grad,
+            &mut moment,
+            n,
+        )
+        .unwrap();
         for (a, b) in p.iter().zip(&after) {
             assert!(
                 (a - b).abs() <= 1e-6 * b.abs().max(1.0),
@@ -341,26 +360,38 @@ fn golden_momentum_step_and_stem_batch_norm_stats() {
         groups: 1,
     };
     let mut y = vec![0.0; 4 * 64 * 32 * 32];
-    let ys = be
-        .conv2d(&x, xs, &w, [64, 3, 7, 7], None, p, Activation::None, &mut y)
-        .unwrap();
+    let f = Conv2dForward {
+        shape: Conv2dShape {
+            xs,
+            w_shape: [64, 3, 7, 7],
+            p,
+        },
+        w: &w,
+        bias: None,
+        act: Activation::None,
+    };
+    let ys = be.conv2d(f, &x, &mut y).unwrap();
     let gamma = formula_param(spec("layer0.1.gamma")).data;
     let beta = formula_param(spec("layer0.1.beta")).data;
     let mut mm = formula_param(spec("layer0.1.moving_mean")).data;
     let mut mv = formula_param(spec("layer0.1.moving_variance")).data;
     let (mut sm, mut si, mut out) = (vec![0.0; 64], vec![0.0; 64], vec![0.0; ys.numel()]);
     be.batch_norm_train(
+        BatchNormForward {
+            xs: ys,
+            gamma: &gamma,
+            beta: &beta,
+            act: Activation::Relu,
+        },
         &y,
-        ys,
-        &gamma,
-        &beta,
-        EPS,
-        0.9,
-        &mut mm,
-        &mut mv,
-        &mut sm,
-        &mut si,
-        Activation::Relu,
+        BatchStats {
+            eps: EPS,
+            momentum: 0.9,
+            moving_mean: &mut mm,
+            moving_var: &mut mv,
+            saved_mean: &mut sm,
+            saved_invstd: &mut si,
+        },
         &mut out,
     )
     .unwrap();

@@ -3,6 +3,7 @@
 //! the CLI's refusal of recipe features it does not implement.
 mod common;
 
+use common::cli::{extract_cifar10, ok, senet};
 use senet::checkpoint::read_checkpoint;
 use senet::config::Recipe;
 use senet::engine::train::{self, StopReason, TrainEvent, TrainOptions, TrainReport};
@@ -10,33 +11,12 @@ use senet::engine::validate::{self, ValidateOptions};
 use senet::model::{Arch, SeNet};
 use senet::tensor::DType;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-/// Extracts the CIFAR-10 members matching `patterns` (tar wildcards) into `dir`; returns
-/// `dir/cifar10`.
-fn extract(dir: &Path, patterns: &[&str]) -> PathBuf {
-    let tarball = common::shared().join("datasets/cifar10.tar.gz");
-    let out = Command::new("tar")
-        .arg("xzf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(dir)
-        .arg("--wildcards")
-        .args(patterns)
-        .output()
-        .expect("run tar");
-    assert!(
-        out.status.success(),
-        "tar failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir.join("cifar10")
-}
+use std::process::Command;
 
 /// 64 training images over the 10 classes (7 of the first 4 classes, 6 of the others) and one
 /// validation image per class.
 fn cifar64(dir: &Path) -> PathBuf {
-    let root = extract(
+    let root = extract_cifar10(
         dir,
         &["cifar10/train/*/000[0-6].jpg", "cifar10/val/*/0000.jpg"],
     );
@@ -191,23 +171,6 @@ fn resume_is_bit_exact() {
     let rec: train::EpochRecord = serde_json::from_str(log.lines().next().unwrap()).unwrap();
     assert_eq!((rec.epoch, rec.step), (1, 6));
     assert!(rec.val_top1.is_some() && rec.val_top5.is_some() && rec.val_loss.is_some());
-}
-
-fn senet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_senet"))
-        .args(args)
-        .output()
-        .expect("run senet")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "senet failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 fn write_recipe(dir: &Path, name: &str, r: &Recipe) -> PathBuf {
@@ -374,7 +337,7 @@ fn cifar10_cpu_recipe_is_accepted() {
         ("seresnet18", 64, 4)
     );
     // 50000 images, batch 64: 781 steps per epoch; the schedule covers every step.
-    let lrs = senet::train::lr_schedule(&r, 781, r.epoch_size as usize).unwrap();
+    let lrs = senet::optim::lr_schedule(&r, 781, r.epoch_size as usize).unwrap();
     assert_eq!(lrs.len(), 4 * 781);
     assert!((lrs[781] - 0.1).abs() < 1e-6 && lrs[4 * 781 - 1] < 1e-3);
 }

@@ -7,9 +7,8 @@ use common::step::{golden_array, rel_l2, sample};
 
 use senet::backend::cpu::CpuBackend;
 use senet::config::WeightDecayFilter;
-use senet::model::init::formula_input;
-use senet::model::{Arch, Params, SeNet};
-use senet::train::{decays, TrainConfig, TrainNet};
+use senet::model::{formula_input, Arch, Params, SeNet};
+use senet::optim::{decays, TrainConfig, TrainNet};
 
 #[test]
 fn one_step_matches_mindspore() {
@@ -196,7 +195,7 @@ fn clip_and_ema_follow_mindcv_train_step() {
 
 // ---- loss-scale managers (MindSpore's loss-scale cell) -------------------------------------
 
-fn scaled_net(scaler: senet::train::LossScaler) -> (SeNet, TrainNet<CpuBackend>) {
+fn scaled_net(scaler: senet::optim::LossScaler) -> (SeNet, TrainNet<CpuBackend>) {
     let net = SeNet::formula(Arch::SeResNet18, 10).unwrap();
     let cfg = TrainConfig {
         label_smoothing: 0.1,
@@ -223,7 +222,7 @@ fn trainable_values(net: &SeNet, tn: &TrainNet<CpuBackend>) -> Vec<Vec<f32>> {
 
 #[test]
 fn dynamic_loss_scale_skips_an_overflowing_step_and_halves() {
-    use senet::train::LossScaler;
+    use senet::optim::LossScaler;
     let (net, mut tn) = scaled_net(LossScaler::dynamic(1024.0));
     let before = trainable_values(&net, &tn);
     let mut x = formula_input("train_input", &[4, 3, 64, 64]);
@@ -267,7 +266,7 @@ fn dynamic_loss_scale_skips_an_overflowing_step_and_halves() {
 
 #[test]
 fn a_loss_scale_cell_step_unscales_before_the_optimizer() {
-    use senet::train::LossScaler;
+    use senet::optim::LossScaler;
     let (ls, lr, wd) = (256.0f32, 0.1f32, 1e-4f32);
     for scaler in [
         LossScaler::dynamic(ls),
@@ -316,7 +315,7 @@ fn a_loss_scale_cell_step_unscales_before_the_optimizer() {
 #[test]
 fn dynamic_loss_scale_state_survives_a_checkpoint() {
     use senet::engine::train::state::{read_state, restore_scaler, save_state};
-    use senet::train::LossScaler;
+    use senet::optim::LossScaler;
     let (net, mut tn) = scaled_net(LossScaler::dynamic(1024.0));
     let mut x = formula_input("train_input", &[4, 3, 64, 64]);
     x.data[0] = f32::INFINITY;

@@ -10,9 +10,15 @@
 //! gradients) are added beside them with the same conventions.
 pub mod ascend;
 pub mod cpu;
+mod params;
 
 use crate::Result;
-
+pub(crate) use params::{check_len, check_se_scale_add_relu};
+pub use params::{
+    same_pool_geometry, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats, BufferLen,
+    Conv2dForward, Conv2dParams, Conv2dShape, CrossEntropyParams, LinearForward, LinearGrads,
+    LinearShape, MaxPool2dParams, MomentumParams, MovingStats, PoolGeometry, SavedStats, SeGrads,
+};
 /// Shape of an NCHW activation: batch, channels, height, width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape4 {
@@ -43,28 +49,6 @@ impl Shape4 {
     }
 }
 
-/// Geometry of a 2-D convolution (PyTorch `conv2d` / MindSpore `Conv2d(pad_mode="pad")`):
-/// symmetric zero padding, no dilation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Conv2dParams {
-    /// Stride, both directions.
-    pub stride: usize,
-    /// Zero padding on each side, both directions.
-    pub padding: usize,
-    /// Groups (1 for a dense conv; 32 for ResNeXt's 3x3).
-    pub groups: usize,
-}
-
-impl Conv2dParams {
-    /// Output (height, width) for an input of `h`x`w` and a `kh`x`kw` kernel.
-    pub fn out_hw(self, h: usize, w: usize, kh: usize, kw: usize) -> (usize, usize) {
-        (
-            (h + 2 * self.padding - kh) / self.stride + 1,
-            (w + 2 * self.padding - kw) / self.stride + 1,
-        )
-    }
-}
-
 /// Activation applied in an op's epilogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -76,54 +60,11 @@ pub enum Activation {
     Sigmoid,
 }
 
-/// MindSpore `MaxPool2d(pad_mode="same")` output size and padding: `out = ceil(in/stride)`,
-/// total padding `max(0, (out-1)*stride + k - in)`, the smaller half at the top/left.
-/// Returns (out, pad_before).
-pub fn same_pool_geometry(input: usize, kernel: usize, stride: usize) -> (usize, usize) {
-    let out = input.div_ceil(stride);
-    let total = ((out - 1) * stride + kernel).saturating_sub(input);
-    (out, total / 2)
-}
-
-/// The argument checks of [`Backend::softmax_cross_entropy`] that do not depend on the device:
-/// `n` and `classes` non-zero and one label per row ([`crate::Error::Shape`]), every label
-/// below `classes` and `label_smoothing` in [0, 1) ([`crate::Error::Invalid`]).
-pub fn check_cross_entropy_args(
-    n: usize,
-    classes: usize,
-    labels: &[usize],
-    label_smoothing: f32,
-) -> Result<()> {
-    use crate::Error;
-    if n == 0 || classes == 0 {
-        return Err(Error::Shape(format!(
-            "softmax_cross_entropy: {n} rows of {classes} classes"
-        )));
-    }
-    if labels.len() != n {
-        return Err(Error::Shape(format!(
-            "softmax_cross_entropy: {} labels for {n} rows",
-            labels.len()
-        )));
-    }
-    if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l >= classes) {
-        return Err(Error::Invalid(format!(
-            "softmax_cross_entropy: label {l} of row {i} is not below {classes} classes"
-        )));
-    }
-    if !(0.0..1.0).contains(&label_smoothing) {
-        return Err(Error::Invalid(format!(
-            "softmax_cross_entropy: label smoothing {label_smoothing} not in [0, 1)"
-        )));
-    }
-    Ok(())
-}
-
 /// The ops of SENet on one device. f32 everywhere at this boundary; a device may compute in
 /// another precision inside (Ascend: fp16 with fp32 accumulation).
 pub trait Backend: Send + Sync {
     /// A device buffer of f32 values.
-    type Buffer: Send + Sync;
+    type Buffer: BufferLen + Send + Sync;
 
     /// Short name for logs ("cpu", "ascend").
     fn name(&self) -> &'static str;
@@ -131,8 +72,8 @@ pub trait Backend: Send + Sync {
     /// Whether [`Backend::conv2d`] (and the fused conv + pool ops) may use an algorithm with
     /// fewer multiplications whose float32 rounding differs from the direct sum's (the CPU
     /// backend: Winograd F(4x4, 3x3) for 3x3 stride-1 convs, whose error scales with the
-    /// largest inputs of each 6x6 tile; see `backend/cpu/winograd.rs`). On by default, for
-    /// inference; [`crate::train::TrainNet`] turns it off so that a training step stays the
+    /// largest inputs of each 6x6 tile; see `backend/cpu/conv/winograd.rs`). On by default, for
+    /// inference; [`crate::optim::TrainNet`] turns it off so that a training step stays the
     /// direct convolution MindSpore computes. Backends with a single algorithm ignore it.
     fn set_fast_conv(&mut self, _allowed: bool) {}
 
@@ -148,52 +89,41 @@ pub trait Backend: Send + Sync {
     /// Copies host values into the start of an existing buffer (no allocation).
     fn write(&self, buf: &mut Self::Buffer, host: &[f32]) -> Result<()>;
 
-    /// `y = act(conv2d(x, w) + bias[c])`, NCHW. `w` is (Cout, Cin/groups, kh, kw) as in MindSpore;
-    /// `bias` (Cout) is where a folded BatchNorm goes. Returns the output shape.
-    /// Errors if the channels do not match `w_shape` and `groups`.
-    #[allow(clippy::too_many_arguments)]
+    /// `y = act(conv2d(x, w) + bias[c])`, NCHW: `x` of shape `f.shape.xs`, `y` of the returned
+    /// output shape. Errors ([`crate::Error::Shape`]): the shapes do not fit
+    /// ([`Conv2dShape::out_shape`]) or a buffer is too short.
     fn conv2d(
         &self,
+        f: Conv2dForward<'_, Self::Buffer>,
         x: &Self::Buffer,
-        xs: Shape4,
-        w: &Self::Buffer,
-        w_shape: [usize; 4],
-        bias: Option<&Self::Buffer>,
-        p: Conv2dParams,
-        act: Activation,
         y: &mut Self::Buffer,
     ) -> Result<Shape4>;
 
     /// MindSpore `MaxPool2d(kernel, stride, pad_mode="same")` (TF 'SAME'; see
-    /// [`same_pool_geometry`]); padded positions never win. Returns the output shape.
+    /// [`same_pool_geometry`]) of `x` (`xs`) into `y`; padded positions never win. Returns the
+    /// output shape. Errors ([`crate::Error::Shape`]): a zero kernel, stride or plane
+    /// ([`MaxPool2dParams::geometry`]), a buffer too short.
     fn max_pool2d_same(
         &self,
+        pool: MaxPool2dParams,
         x: &Self::Buffer,
         xs: Shape4,
-        kernel: usize,
-        stride: usize,
         y: &mut Self::Buffer,
     ) -> Result<Shape4>;
 
     /// [`Backend::conv2d`] (output `y`), then [`Backend::max_pool2d_same`] of `y` into `pooled`,
     /// with the same results; returns the pooled shape. Backends may interleave the two (the CPU
     /// pools each image right after its convolution, while the output is still in cache).
-    #[allow(clippy::too_many_arguments)]
     fn conv2d_max_pool(
         &self,
+        f: Conv2dForward<'_, Self::Buffer>,
         x: &Self::Buffer,
-        xs: Shape4,
-        w: &Self::Buffer,
-        w_shape: [usize; 4],
-        bias: Option<&Self::Buffer>,
-        p: Conv2dParams,
-        act: Activation,
         y: &mut Self::Buffer,
-        (kernel, stride): (usize, usize),
+        pool: MaxPool2dParams,
         pooled: &mut Self::Buffer,
     ) -> Result<Shape4> {
-        let ys = self.conv2d(x, xs, w, w_shape, bias, p, act, y)?;
-        self.max_pool2d_same(y, ys, kernel, stride, pooled)
+        let ys = self.conv2d(f, x, y)?;
+        self.max_pool2d_same(pool, y, ys, pooled)
     }
 
     /// Mean over H and W: `y[n, c]` (N, C) (MindCV `GlobalAvgPooling`).
@@ -202,35 +132,24 @@ pub trait Backend: Send + Sync {
     /// [`Backend::conv2d`], then [`Backend::global_avg_pool`] of its output `y` into `pooled`
     /// (N, Cout), with the same results. Backends may interleave the two (the CPU pools each
     /// image right after its convolution, while the output is still in cache).
-    #[allow(clippy::too_many_arguments)]
     fn conv2d_avg_pool(
         &self,
+        f: Conv2dForward<'_, Self::Buffer>,
         x: &Self::Buffer,
-        xs: Shape4,
-        w: &Self::Buffer,
-        w_shape: [usize; 4],
-        bias: Option<&Self::Buffer>,
-        p: Conv2dParams,
-        act: Activation,
         y: &mut Self::Buffer,
         pooled: &mut Self::Buffer,
     ) -> Result<Shape4> {
-        let ys = self.conv2d(x, xs, w, w_shape, bias, p, act, y)?;
+        let ys = self.conv2d(f, x, y)?;
         self.global_avg_pool(y, ys, pooled)?;
         Ok(ys)
     }
 
-    /// Dense layer `y = act(x · wᵀ + b)`: x (n, in), w (out, in) as MindSpore `nn.Dense`, b (out).
-    #[allow(clippy::too_many_arguments)]
+    /// Dense layer `y = act(x · wᵀ + b)` (MindSpore `nn.Dense`): x (n, in), `f.w` (out, in),
+    /// `f.b` (out), y (n, out). Errors ([`crate::Error::Shape`]): a buffer too short.
     fn linear(
         &self,
+        f: LinearForward<'_, Self::Buffer>,
         x: &Self::Buffer,
-        n: usize,
-        w: &Self::Buffer,
-        out_features: usize,
-        in_features: usize,
-        b: &Self::Buffer,
-        act: Activation,
         y: &mut Self::Buffer,
     ) -> Result<()>;
 
@@ -246,73 +165,64 @@ pub trait Backend: Send + Sync {
 
     // ---- training: convolution, dense, pooling ----
 
-    /// dx = ∂L/∂x of y = conv2d(x, w) (no bias; BN follows every conv), overwriting dx (N,Cin,H,W).
+    /// dx = ∂L/∂x of y = conv2d(x, w) (no bias; BN follows every conv), overwriting dx
+    /// (`conv.xs`).
     ///
     /// `dy` is ∂L/∂y (N, Cout, OH, OW) with `ys` the forward's output shape, `w` the forward's
-    /// weight (Cout, Cin/groups, kh, kw). Standard conv-as-GEMM formulation: per image and group
+    /// weight (`conv.w_shape`). Standard conv-as-GEMM formulation: per image and group
     /// `dcol = Wᵀ·dY`, then col2im (the scatter-add adjoint of im2col) into dx.
-    /// Errors if `ys` is not the forward output of `xs`, `w_shape` and `p`, or a buffer is short.
-    #[allow(clippy::too_many_arguments)]
+    /// Errors ([`crate::Error::Shape`]): the shapes do not fit, `ys` is not the forward output
+    /// shape of `conv`, or a buffer is short.
     fn conv2d_backward_data(
         &self,
+        conv: Conv2dShape,
+        w: &Self::Buffer,
         dy: &Self::Buffer,
         ys: Shape4,
-        w: &Self::Buffer,
-        w_shape: [usize; 4],
-        p: Conv2dParams,
-        xs: Shape4,
         dx: &mut Self::Buffer,
     ) -> Result<()>;
 
-    /// dw (+)= ∂L/∂w (Cout,Cin/g,kh,kw); `accumulate` false overwrites.
+    /// dw (+)= ∂L/∂w (`conv.w_shape`); `accumulate` false overwrites.
     ///
-    /// The gradient is summed over the batch of `x` (N, Cin, H, W) and `dy` (N, Cout, OH, OW):
-    /// per image and group `dW += dY·colᵀ` with `col = im2col(x)`. The batch reduction has a fixed
-    /// order, so results are reproducible run to run. Errors as
+    /// The gradient is summed over the batch of `x` (`conv.xs`) and `dy` (`ys`, the forward's
+    /// output shape): per image and group `dW += dY·colᵀ` with `col = im2col(x)`. The batch
+    /// reduction has a fixed order, so results are reproducible run to run. Errors as
     /// [`conv2d_backward_data`](Backend::conv2d_backward_data).
-    #[allow(clippy::too_many_arguments)]
     fn conv2d_backward_filter(
         &self,
+        conv: Conv2dShape,
         x: &Self::Buffer,
-        xs: Shape4,
         dy: &Self::Buffer,
         ys: Shape4,
-        p: Conv2dParams,
-        w_shape: [usize; 4],
         dw: &mut Self::Buffer,
         accumulate: bool,
     ) -> Result<()>;
 
-    /// Dense backward for y = x·wᵀ + b: dx (n,in) overwritten when Some, dw (out,in) and db (out) overwritten.
-    ///
-    /// Given `dy` (n, out): `dx = dy·w`, `dw = dyᵀ·x`, `db = Σ_rows dy`. `dx` is `None` for the
-    /// first layer (no input gradient needed). Errors if a buffer is too short.
-    #[allow(clippy::too_many_arguments)]
+    /// Dense backward for y = x·wᵀ + b, given `dy` (n, out) and the forward's `x` (n, in) and
+    /// `w` (out, in): `grads.dx = dy·w` when wanted (None for the first layer: no input
+    /// gradient needed), `grads.dw = dyᵀ·x`, `grads.db = Σ_rows dy`, each overwritten.
+    /// Errors ([`crate::Error::Shape`]): a buffer too short.
     fn linear_backward(
         &self,
+        shape: LinearShape,
         x: &Self::Buffer,
-        n: usize,
         w: &Self::Buffer,
-        out_features: usize,
-        in_features: usize,
         dy: &Self::Buffer,
-        dx: Option<&mut Self::Buffer>,
-        dw: &mut Self::Buffer,
-        db: &mut Self::Buffer,
+        grads: LinearGrads<'_, Self::Buffer>,
     ) -> Result<()>;
 
-    /// Backward of max_pool2d_same: routes each dy to the argmax of its window in x (first max in row-major window order on ties, like the forward's strict '>' scan), dx overwritten.
+    /// Backward of max_pool2d_same: routes each dy to the argmax of its window in x (first max
+    /// in row-major window order on ties, like the forward's strict '>' scan), dx overwritten.
     ///
-    /// `x` (N, C, H, W) is the forward's input, `dy` (N, C, OH, OW) with OH, OW from
+    /// `x` (`xs`, N, C, H, W) is the forward's input, `dy` (N, C, OH, OW) with OH, OW from
     /// [`same_pool_geometry`] (MindSpore `MaxPool2d(pad_mode="same")`); windows overlap when
-    /// stride < kernel, so dx sums every window's contribution. Errors on a zero kernel, stride
-    /// or plane, or a short buffer.
+    /// stride < kernel, so dx sums every window's contribution. Errors
+    /// ([`crate::Error::Shape`]): a zero kernel, stride or plane, or a short buffer.
     fn max_pool2d_same_backward(
         &self,
+        pool: MaxPool2dParams,
         x: &Self::Buffer,
         xs: Shape4,
-        kernel: usize,
-        stride: usize,
         dy: &Self::Buffer,
         dx: &mut Self::Buffer,
     ) -> Result<()>;
@@ -358,51 +268,34 @@ pub trait Backend: Send + Sync {
     // ---- training: normalisation, activations, SE, loss, optimizer ----
 
     /// Train-mode BatchNorm2d (MindSpore `nn.BatchNorm2d` in training = PyTorch
-    /// `batch_norm(training=True)`): per-channel batch mean and *biased* variance over (N, H, W);
-    /// `y = gamma*(x-mean)*invstd + beta` with `invstd = 1/sqrt(var+eps)`. Saves `mean` and
-    /// `invstd` (C) for [`Backend::batch_norm_backward`]. Updates `moving_mean` /
-    /// `moving_var` (C) in place, MindSpore-style: `m = momentum*m + (1-momentum)*batch`
-    /// (MindSpore momentum 0.9 = PyTorch momentum 0.1), the variance with the *unbiased* batch
-    /// variance (`var*M/(M-1)`, `M = N*H*W`). `act = Relu` fuses the following ReLU.
-    /// `x`, `y`: `xs`; `gamma`, `beta` and the four per-channel buffers: C values.
-    /// Errors: a buffer too short ([`crate::Error::Shape`]), fewer than 2 values per channel
-    /// ([`crate::Error::Shape`]), `act = Sigmoid` ([`crate::Error::Invalid`]).
-    #[allow(clippy::too_many_arguments)]
+    /// `batch_norm(training=True)`) of `x` into `y` (both `bn.xs`): per-channel batch mean and
+    /// *biased* variance over (N, H, W); `y = gamma*(x-mean)*invstd + beta` with
+    /// `invstd = 1/sqrt(var+stats.eps)`, then `bn.act` (None or Relu). Saves `mean` and `invstd`
+    /// (C) in `stats` for [`Backend::batch_norm_backward`]. Updates the moving statistics (C) in
+    /// place, MindSpore-style: `m = momentum*m + (1-momentum)*batch` (MindSpore momentum 0.9 =
+    /// PyTorch momentum 0.1), the variance with the *unbiased* batch variance (`var*M/(M-1)`,
+    /// `M = N*H*W`). Errors: a buffer too short ([`crate::Error::Shape`]), fewer than 2 values
+    /// per channel ([`crate::Error::Shape`]), `act = Sigmoid` ([`crate::Error::Invalid`]).
     fn batch_norm_train(
         &self,
+        bn: BatchNormForward<'_, Self::Buffer>,
         x: &Self::Buffer,
-        xs: Shape4,
-        gamma: &Self::Buffer,
-        beta: &Self::Buffer,
-        eps: f32,
-        momentum: f32,
-        moving_mean: &mut Self::Buffer,
-        moving_var: &mut Self::Buffer,
-        saved_mean: &mut Self::Buffer,
-        saved_invstd: &mut Self::Buffer,
-        act: Activation,
+        stats: BatchStats<'_, Self::Buffer>,
         y: &mut Self::Buffer,
     ) -> Result<()>;
 
     /// Backward of [`Backend::batch_norm_train`] (batch statistics, so the gradient flows
-    /// through the mean and variance): `dx` (`xs`) overwritten, `dgamma`, `dbeta` (C)
-    /// overwritten. With `g = dy`: `dbeta = Σg`, `dgamma = Σ g*(x-mean)*invstd`,
-    /// `dx = gamma*invstd*(g - dbeta/M - (x-mean)*invstd*dgamma/M)`. If `y_relu` is `Some(y)`
+    /// through the mean and variance), from the statistics the forward saved: `grads.dx`
+    /// (`bn.xs`), `grads.dgamma`, `grads.dbeta` (C) overwritten. With `g = dy`:
+    /// `dbeta = Σg`, `dgamma = Σ g*(x-mean)*invstd`,
+    /// `dx = gamma*invstd*(g - dbeta/M - (x-mean)*invstd*dgamma/M)`. If `bn.y_relu` is `Some(y)`
     /// the forward fused a ReLU and `y` is its output: `dy` is first masked by `y > 0`.
     /// Errors: a buffer too short or fewer than 2 values per channel ([`crate::Error::Shape`]).
-    #[allow(clippy::too_many_arguments)]
     fn batch_norm_backward(
         &self,
-        x: &Self::Buffer,
-        xs: Shape4,
-        dy: &Self::Buffer,
-        y_relu: Option<&Self::Buffer>,
-        gamma: &Self::Buffer,
-        saved_mean: &Self::Buffer,
-        saved_invstd: &Self::Buffer,
-        dx: &mut Self::Buffer,
-        dgamma: &mut Self::Buffer,
-        dbeta: &mut Self::Buffer,
+        bn: BatchNormBackward<'_, Self::Buffer>,
+        saved: SavedStats<'_, Self::Buffer>,
+        grads: BatchNormGrads<'_, Self::Buffer>,
     ) -> Result<()>;
 
     /// BatchNorm2d normalising with its moving statistics while training ("frozen" BatchNorm,
@@ -410,43 +303,28 @@ pub trait Backend: Send + Sync {
     /// `y = gamma*(x-moving_mean)*invstd + beta`, `invstd = 1/sqrt(moving_var+eps)` — the
     /// inference formula, but kept unfolded so that `gamma` and `beta` get gradients
     /// ([`Backend::batch_norm_frozen_backward`]). The moving statistics are read, never updated.
-    /// `act = Relu` fuses the following ReLU. `x`, `y`: `xs`; `gamma`, `beta`, `moving_mean`,
-    /// `moving_var`: C values. Errors: a buffer too short or a zero dimension
+    /// `bn.act = Relu` fuses the following ReLU. `x`, `y`: `bn.xs`; gamma, beta and the moving
+    /// statistics: C values. Errors: a buffer too short or a zero dimension
     /// ([`crate::Error::Shape`]), `act = Sigmoid` or a negative `moving_var + eps`
     /// ([`crate::Error::Invalid`]).
-    #[allow(clippy::too_many_arguments)]
     fn batch_norm_frozen(
         &self,
+        bn: BatchNormForward<'_, Self::Buffer>,
         x: &Self::Buffer,
-        xs: Shape4,
-        gamma: &Self::Buffer,
-        beta: &Self::Buffer,
-        moving_mean: &Self::Buffer,
-        moving_var: &Self::Buffer,
-        eps: f32,
-        act: Activation,
+        moving: MovingStats<'_, Self::Buffer>,
         y: &mut Self::Buffer,
     ) -> Result<()>;
 
     /// Backward of [`Backend::batch_norm_frozen`]: the statistics are constants, so with
-    /// `g = dy` (masked by `y > 0` when `y_relu` is `Some(y)`, the forward's fused-ReLU output)
-    /// and `invstd = 1/sqrt(moving_var+eps)`: `dx = g*gamma*invstd` (`xs`, overwritten),
-    /// `dgamma = Σ g*(x-moving_mean)*invstd`, `dbeta = Σ g` (C, overwritten; sums over N, H, W).
-    /// Errors: as [`Backend::batch_norm_frozen`].
-    #[allow(clippy::too_many_arguments)]
+    /// `g = dy` (masked by `y > 0` when `bn.y_relu` is `Some(y)`, the forward's fused-ReLU
+    /// output) and `invstd = 1/sqrt(moving_var+eps)`: `dx = g*gamma*invstd` (`bn.xs`,
+    /// overwritten), `dgamma = Σ g*(x-moving_mean)*invstd`, `dbeta = Σ g` (C, overwritten; sums
+    /// over N, H, W). Errors: as [`Backend::batch_norm_frozen`].
     fn batch_norm_frozen_backward(
         &self,
-        x: &Self::Buffer,
-        xs: Shape4,
-        dy: &Self::Buffer,
-        y_relu: Option<&Self::Buffer>,
-        gamma: &Self::Buffer,
-        moving_mean: &Self::Buffer,
-        moving_var: &Self::Buffer,
-        eps: f32,
-        dx: &mut Self::Buffer,
-        dgamma: &mut Self::Buffer,
-        dbeta: &mut Self::Buffer,
+        bn: BatchNormBackward<'_, Self::Buffer>,
+        moving: MovingStats<'_, Self::Buffer>,
+        grads: BatchNormGrads<'_, Self::Buffer>,
     ) -> Result<()>;
 
     /// ReLU backward from its output, in place: `dy *= (y > 0)` over the first `len` values.
@@ -455,9 +333,9 @@ pub trait Backend: Send + Sync {
 
     /// Backward of [`Backend::se_scale_add_relu`], `out = relu(x*gate[n,c] + shortcut)`, given
     /// the forward's result `out` and `dout` (all `xs`): with `dpre = dout*(out > 0)` writes
-    /// `dx = dpre*gate` (`xs`), `dgate[n,c] = Σ_hw dpre*x` ((N, C), summed in f64) and
-    /// `dshortcut = dpre` (`xs`). Errors if a buffer is too short ([`crate::Error::Shape`]).
-    #[allow(clippy::too_many_arguments)]
+    /// `grads.dx = dpre*gate` (`xs`), `grads.dgate[n,c] = Σ_hw dpre*x` ((N, C), summed in f64)
+    /// and `grads.dshortcut = dpre` (`xs`). Errors if a buffer is too short
+    /// ([`crate::Error::Shape`]).
     fn se_scale_add_relu_backward(
         &self,
         x: &Self::Buffer,
@@ -465,54 +343,45 @@ pub trait Backend: Send + Sync {
         gate: &Self::Buffer,
         out: &Self::Buffer,
         dout: &Self::Buffer,
-        dx: &mut Self::Buffer,
-        dgate: &mut Self::Buffer,
-        dshortcut: &mut Self::Buffer,
+        grads: SeGrads<'_, Self::Buffer>,
     ) -> Result<()>;
 
     /// Sigmoid backward from its output (the SE gate), in place: `dy *= s*(1-s)` over the
     /// first `len` values. Errors if a buffer is shorter than `len` ([`crate::Error::Shape`]).
     fn sigmoid_backward(&self, s: &Self::Buffer, dy: &mut Self::Buffer, len: usize) -> Result<()>;
 
-    /// Mean softmax cross entropy with label smoothing `eps` over (n, classes) logits (MindCV
-    /// `CrossEntropySmooth` = PyTorch `cross_entropy(label_smoothing=eps)`):
+    /// Mean softmax cross entropy with label smoothing `eps = p.label_smoothing` over
+    /// (p.n, p.classes) logits (MindCV `CrossEntropySmooth` = PyTorch
+    /// `cross_entropy(label_smoothing=eps)`):
     /// `loss_i = (1-eps)*-log p[label] + eps/C*Σ_c -log p[c]`. Returns the mean loss
     /// (accumulated in f64) and writes `dlogits` (n, classes)
-    /// `= (softmax - ((1-eps)*onehot + eps/C)) / n * scale` (`scale` = the loss scale's sens;
+    /// `= (softmax - ((1-eps)*onehot + eps/C)) / n * p.scale` (`scale` = the loss scale's sens;
     /// 1.0 normally). Errors: `n` or `classes` 0 or a buffer too short or `labels.len() != n`
     /// ([`crate::Error::Shape`]); a label `>= classes` or `eps` outside [0, 1)
     /// ([`crate::Error::Invalid`]).
-    #[allow(clippy::too_many_arguments)]
     fn softmax_cross_entropy(
         &self,
+        p: CrossEntropyParams,
         logits: &Self::Buffer,
-        n: usize,
-        classes: usize,
         labels: &[usize],
-        label_smoothing: f32,
-        scale: f32,
         dlogits: &mut Self::Buffer,
     ) -> Result<f64>;
 
-    /// MindSpore `nn.Momentum` (`ApplyMomentum`) on the first `len` values, in MindSpore's order
-    /// of operations: `g = grad + (weight_decay*loss_scale)*param` (decay added to the still
-    /// scaled gradient, skipped when `weight_decay` is 0), then `g *= 1/loss_scale` (when
-    /// `loss_scale != 1`), i.e. `g = grad/loss_scale + weight_decay*param`;
-    /// `moment = momentum*moment + g`; `param -= lr*moment` (Nesterov:
-    /// `param -= lr*(g + momentum*moment)`). Pass `weight_decay = 0` for parameters excluded
-    /// from decay (see `train::decays`). Errors: a buffer too short ([`crate::Error::Shape`]);
-    /// `loss_scale <= 0` or `weight_decay < 0` ([`crate::Error::Invalid`]).
-    #[allow(clippy::too_many_arguments)]
+    /// MindSpore `nn.Momentum` (`ApplyMomentum`) on the first `len` values of one parameter, in
+    /// MindSpore's order of operations: `g = grad + (weight_decay*loss_scale)*param` (decay
+    /// added to the still scaled gradient, skipped when `weight_decay` is 0), then
+    /// `g *= 1/loss_scale` (when `loss_scale != 1`), i.e. `g = grad/loss_scale +
+    /// weight_decay*param`; `moment = momentum*moment + g`; `param -= lr*moment` (Nesterov:
+    /// `param -= lr*(g + momentum*moment)`). `p.weight_decay` is the parameter's own (0 for the
+    /// parameters excluded from decay, see `optim::decays`). Errors: a buffer too short
+    /// ([`crate::Error::Shape`]); `loss_scale <= 0` or `weight_decay < 0`
+    /// ([`crate::Error::Invalid`]).
     fn momentum_update(
         &self,
+        p: MomentumParams,
         param: &mut Self::Buffer,
         grad: &Self::Buffer,
         moment: &mut Self::Buffer,
         len: usize,
-        lr: f32,
-        momentum: f32,
-        weight_decay: f32,
-        loss_scale: f32,
-        nesterov: bool,
     ) -> Result<()>;
 }

@@ -1,18 +1,23 @@
-//! Checkpoints: MindSpore `.ckpt` ([`mindspore`]) and safetensors ([`safetensors`]) files, and
-//! loading them into / saving them from a model's parameters ([`load`]).
+//! Checkpoints: MindSpore `.ckpt` ([`read_ckpt`], [`write_ckpt`]) and safetensors
+//! ([`read_safetensors`], [`write_safetensors`]) files, either by extension
+//! ([`read_checkpoint`], [`write_checkpoint`]), and loading them into / saving them from a
+//! model's parameters by name ([`load_model`], [`save_params`]).
+//!
+//! The file formats live in private modules (`mindspore`, with its protobuf schema `proto`;
+//! `safetensors`; `load`): what callers use is re-exported here.
 //!
 //! Follows MindSpore's `mindspore/train/serialization.py` and `checkpoint.proto`
 //! (see `shared/reference/mindcv.md` section 6); tensors are [`RawTensor`]s holding exactly the
 //! stored bytes.
 
-pub mod load;
-pub mod mindspore;
+mod load;
+mod mindspore;
 mod proto;
-pub mod safetensors;
+mod safetensors;
 
 pub use load::{
     is_training_state, load_model, load_model_from, load_params, save_params, save_params_with,
-    LoadOptions, LoadReport, Misfit, SaveOptions,
+    LoadOptions, LoadReport, Misfit, SaveOptions, TRAINING_STATE_NAMES, TRAINING_STATE_PREFIXES,
 };
 pub use mindspore::{parse_ckpt, read_ckpt, write_ckpt, CkptWriter};
 pub use safetensors::{read_safetensors, write_safetensors};

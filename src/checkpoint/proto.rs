@@ -14,15 +14,6 @@
 
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
-/// `Checkpoint`: a list of tagged values. A `.ckpt` file is a concatenation of these (the reader
-/// decodes its `Value`s one by one, so this whole-message type only serves the tests).
-#[allow(dead_code)]
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Checkpoint {
-    #[prost(message, repeated, tag = "1")]
-    pub value: Vec<Value>,
-}
-
 /// `Checkpoint.Value`: one named tensor (or one chunk of it) or a map tensor.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Value {
@@ -107,6 +98,15 @@ pub fn encode_record_header(
 mod tests {
     use super::*;
     use prost::Message;
+
+    /// `Checkpoint`: a list of tagged values. A `.ckpt` file is a concatenation of these: the
+    /// reader decodes its `Value`s one by one and the writer encodes them with
+    /// [`encode_record_header`], so the whole message only serves as the reference here.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Checkpoint {
+        #[prost(message, repeated, tag = "1")]
+        value: Vec<Value>,
+    }
 
     #[test]
     fn checkpoint_header_matches_prost_encoding() {

@@ -291,7 +291,7 @@ impl TrainTransform {
     /// 4. if any `color_jitter` value is above 0: a random order of (brightness, contrast,
     ///    saturation) (2 draws, Fisher-Yates), then each operation in that order whose `j` is
     ///    above 0 draws its factor `~ U[max(0, 1 - j), 1 + j)` as `f32` and applies it
-    ///    ([`super::color`]). MindSpore shuffles (brightness, contrast, saturation, hue) and
+    ///    ([`super::adjust_brightness`] ...). MindSpore shuffles (brightness, contrast, saturation, hue) and
     ///    skips hue; the relative order of the three is uniform either way. A `j` of 0 makes no
     ///    draw and no change (MindSpore's factor range `[1, 1]` is the identity too).
     ///

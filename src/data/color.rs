@@ -36,14 +36,6 @@ pub fn luma(r: u8, g: u8, b: u8) -> u8 {
     (sum >> GRAY_SHIFT) as u8
 }
 
-/// The grey-level image of `img` ([`luma`] of every pixel): `height * width` bytes, row-major.
-pub fn rgb_to_gray(img: &RgbImage) -> Vec<u8> {
-    img.data
-        .chunks_exact(3)
-        .map(|p| luma(p[0], p[1], p[2]))
-        .collect()
-}
-
 /// `grey * (1 - f) + v * f` saturated to `u8`: OpenCV's `addWeighted` as MindSpore's contrast and
 /// saturation use it (weights converted to `f32`; `1 - f` formed in double as the C++ does).
 fn blend(grey: u8, v: u8, factor: f32) -> u8 {
@@ -61,10 +53,11 @@ pub fn adjust_brightness(img: &mut RgbImage, factor: f32) {
 }
 
 /// MindSpore `AdjustContrast(img, f)`: blend with the image's mean grey level `m`,
-/// `v -> round(m * (1 - f) + v * f)`, where `m = floor(mean(grey) + 0.5)` is the mean of
-/// [`rgb_to_gray`] over the whole image (`cv::mean`, i.e. `sum * (1 / count)` in double) rounded
-/// half up to an integer, as MindSpore does before blending. `f = 1` is the identity, `f = 0`
-/// gives a uniform image of level `m`. In place; an empty image is left unchanged.
+/// `v -> round(m * (1 - f) + v * f)`, where `m = floor(mean(grey) + 0.5)` is the mean of the
+/// grey levels ([`luma`]) over the whole image (`cv::mean`, i.e. `sum * (1 / count)` in
+/// double) rounded half up to an integer, as MindSpore does before blending. `f = 1` is the
+/// identity, `f = 0` gives a uniform image of level `m`. In place; an empty image is left
+/// unchanged.
 pub fn adjust_contrast(img: &mut RgbImage, factor: f32) {
     let n = img.width * img.height;
     if n == 0 {

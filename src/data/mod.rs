@@ -5,11 +5,12 @@
 //! - [`EvalTransform`]: MindCV's `transforms_imagenet_eval` (resize, centre crop, normalize, CHW);
 //! - [`TrainTransform`]: MindCV's `transforms_imagenet_train` (random resized crop, flips, colour
 //!   jitter, normalize, CHW), deterministic per sample through [`SampleRng`];
-//! - [`color`]: MindSpore's brightness / contrast / saturation adjustments on `u8` images;
+//! - [`adjust_brightness`], [`adjust_contrast`], [`adjust_saturation`]: MindSpore's colour
+//!   adjustments on `u8` images ([`luma`]: its grey level);
 //! - [`ImageFolder`]: `data_dir/split/<class>/<image>` with optional class map; [`list_images`];
 //! - [`Loader`]: batches of transformed images decoded in parallel with bounded prefetch.
 mod augment;
-pub mod color;
+mod color;
 mod decode;
 mod folder;
 mod loader;
@@ -19,6 +20,7 @@ mod rng;
 mod transforms;
 
 pub use augment::{flip_horizontal, flip_vertical, CropBox, TrainTransform, CROP_ATTEMPTS};
+pub use color::{adjust_brightness, adjust_contrast, adjust_saturation, luma};
 pub use decode::{decode_bytes, decode_file, detect_format, ImageFormat};
 pub use folder::{
     class_folders, is_image_file, list_images, read_class_map, ImageFolder, IMAGE_EXTENSIONS,

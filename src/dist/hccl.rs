@@ -11,8 +11,7 @@
 //!   HCCL carries the gradients.
 use super::reducer::plan_buckets;
 use super::{Communicator, GradBuffer, GradientReducer};
-use crate::backend::ascend::hccl::HcclComm;
-use crate::backend::ascend::{AscendBackend, AscendBuffer, Precision};
+use crate::backend::ascend::{AscendBackend, AscendBuffer, HcclComm, Precision};
 use crate::backend::Backend;
 use crate::{Error, Result};
 use std::path::Path;
@@ -50,7 +49,7 @@ impl HcclCommunicator {
         let mut info = if bootstrap.rank() == 0 {
             backend.hccl_root_info()?
         } else {
-            vec![0u8; crate::backend::ascend::hccl::ROOT_INFO_BYTES]
+            vec![0u8; crate::backend::ascend::ROOT_INFO_BYTES]
         };
         bootstrap.broadcast_bytes(&mut info, 0)?;
         let comm = backend.hccl_init_root_info(bootstrap.size(), &info, bootstrap.rank())?;

@@ -452,6 +452,8 @@ pub const DEFAULT_COLLECTIVE_TIMEOUT: Duration = Duration::from_secs(1800);
 /// (`SENET_DIST_TIMEOUT`, seconds; default [`DEFAULT_COLLECTIVE_TIMEOUT`]; `0` = wait forever).
 /// A dead rank is normally noticed sooner by `mpirun`, which ends the job; this bounds the wait
 /// when a rank is alive but stuck. Errors: a value that is not a number of seconds, named.
+/// Read by the MPI communicator alone (the `mpi` feature).
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 pub fn timeout_from_env() -> Result<Option<Duration>> {
     parse_timeout(std::env::var("SENET_DIST_TIMEOUT").ok().as_deref())
 }

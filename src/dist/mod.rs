@@ -1,5 +1,6 @@
-//! Data-parallel training: who this process is in the job ([`launch`]), the collectives the
-//! trainer needs ([`Communicator`]) and the gradient all-reduce ([`GradientReducer`]).
+//! Data-parallel training: who this process is in the job (from the launcher's variables,
+//! [`init`]), the collectives the trainer needs ([`Communicator`]) and the gradient all-reduce
+//! ([`GradientReducer`]).
 //!
 //! MindCV trains its recipes on 8 devices with MindSpore's `data_parallel` mode and
 //! `gradients_mean=True`: every device runs the whole network on its own shard of each epoch,
@@ -10,25 +11,26 @@
 //! - **CPU: MPI** through the `mpi` crate (rsmpi) and the system's Open MPI, behind the cargo
 //!   feature `mpi` (`MpiCommunicator`; without the feature, [`init`] explains how to build
 //!   with it). Processes are started by `mpirun`, which also ends the job when one of them dies.
-//! - **Ascend: HCCL** ([`hccl`]), in two places: a `Communicator` over an HCCL communicator
+//! - **Ascend: HCCL**, in two places: a `Communicator` over an HCCL communicator
 //!   (initialised from the rank table, `HcclCommInitClusterInfo(RANK_TABLE_FILE, RANK_ID)`, or,
 //!   under mpirun, from a root info that rank 0 makes with `HcclGetRootInfo` and sends to the
 //!   others with [`Communicator::broadcast_bytes`] before `HcclCommInitRootInfo`), used for the
 //!   small host collectives of a rank-table job; and a [`GradientReducer`] for the Ascend
-//!   backend ([`hccl::HcclReducer`]) that all-reduces the gradient buffers where they are, in
+//!   backend ([`HcclReducer`]) that all-reduces the gradient buffers where they are, in
 //!   fused device buckets, as `HcclAllReduce` calls on the backend's stream, returned by the
 //!   Ascend [`crate::engine::device::BackendFactory::gradient_reducer`].
 //!
 //! Without a launcher, [`SingleProcess`] (rank 0 of 1, every collective a no-op) keeps the
 //! single-process path free of any MPI dependency.
-pub mod hccl;
-pub mod launch;
+pub(crate) mod hccl;
+pub(crate) mod launch;
 #[cfg(feature = "mpi")]
 mod mpi;
 mod reducer;
 
 #[cfg(feature = "mpi")]
 pub use self::mpi::{MpiCommunicator, EXIT_COLLECTIVE_TIMEOUT};
+pub use hccl::{HcclCommunicator, HcclReducer};
 pub use reducer::{GradBuffer, GradientReducer, HostStagedReducer, DEFAULT_BUCKET_BYTES};
 
 use crate::{Error, Result};
@@ -154,7 +156,7 @@ impl Communicator for SingleProcess {
 }
 
 /// The communicator of this process for a run whose recipe says `distribute`, from the launch
-/// environment ([`launch::detect`]):
+/// environment (the launcher's variables):
 ///
 /// - `distribute` false: [`SingleProcess`]. Error if a launcher started several processes
 ///   (each would train on the whole data set alone and write the same files).
@@ -164,7 +166,7 @@ impl Communicator for SingleProcess {
 ///   Errors: the binary was built without the `mpi` feature (the message says how to build it);
 ///   MPI's world differs from what the launcher announced (a binary built against another MPI).
 /// - `distribute` true with a rank table (`RANK_TABLE_FILE`, `RANK_ID`, `RANK_SIZE`,
-///   `DEVICE_ID`): the table is read and validated, and an [`hccl::HcclCommunicator`] joins it
+///   `DEVICE_ID`): the table is read and validated, and an [`HcclCommunicator`] joins it
 ///   on the rank's device (`HcclCommInitClusterInfo`). Errors: CANN or HCCL unavailable.
 /// - `distribute` true without a launcher: an error showing the `mpirun` command to use, built
 ///   from this process's own command line (MindCV fails obscurely there, issues #329 and #480).
@@ -178,7 +180,7 @@ pub fn init(distribute: bool) -> Result<Arc<dyn Communicator>> {
 
 /// [`init`] with the launch information and the command line given (the command line only
 /// feeds the messages).
-pub fn init_with(
+pub(crate) fn init_with(
     distribute: bool,
     info: &launch::LaunchInfo,
     args: &[String],

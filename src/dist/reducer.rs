@@ -20,8 +20,8 @@ pub struct GradBuffer<'a, B: Backend> {
 }
 
 /// Replaces every gradient of a step by its mean over the ranks, between the backward
-/// ([`crate::train::TrainNet::forward_backward`]) and the optimizer
-/// ([`crate::train::TrainNet::apply_momentum`]).
+/// ([`crate::optim::TrainNet::forward_backward`]) and the optimizer
+/// ([`crate::optim::TrainNet::apply_momentum`]).
 ///
 /// The CPU uses [`HostStagedReducer`]. A device with its own collective library implements
 /// this on its buffers directly: the Ascend backend's HCCL reducer enqueues `HcclAllReduce`

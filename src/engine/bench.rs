@@ -4,7 +4,7 @@ use crate::config::{AmpLevel, DeviceTarget};
 use crate::model::inference::InferenceNet;
 use crate::model::init::Rng;
 use crate::model::{Arch, SeNet};
-use crate::train::{TrainConfig, TrainNet};
+use crate::optim::{TrainConfig, TrainNet};
 use crate::{Result, Tensor};
 use std::time::Instant;
 

@@ -4,7 +4,7 @@ pub mod device;
 pub mod models;
 pub mod predict;
 pub mod preprocess;
-pub mod session;
+mod session;
 pub mod train;
 pub mod validate;
 

@@ -4,8 +4,8 @@ use super::session::{load_model, open_checkpoint};
 use crate::checkpoint::LoadOptions;
 use crate::config::{AmpLevel, DeviceTarget};
 use crate::data::{class_folders, list_images, read_class_map, EvalTransform, Loader};
+use crate::model::metrics::{softmax, topk};
 use crate::model::Arch;
-use crate::train::metrics::{softmax, topk};
 use crate::{Error, Result, Tensor};
 use std::path::PathBuf;
 

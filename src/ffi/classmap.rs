@@ -3,11 +3,11 @@ use super::args::{self, need};
 use super::handle::{self, SenetClassMap};
 use super::status::{guard, FfiError, SenetStatus};
 use crate::data::read_class_map;
-use crate::train::metrics::{softmax, topk};
+use crate::model::metrics::{softmax, topk};
 use std::ffi::{c_char, CString};
 
 /// Class names, index order, as C strings.
-pub struct ClassMap {
+pub(crate) struct ClassMap {
     names: Vec<CString>,
 }
 

@@ -153,8 +153,3 @@ pub fn release<T: Kind>(h: *mut T::Handle) -> FfiResult {
         None => Err(invalid::<T>(h)),
     }
 }
-
-/// Number of live handles (for tests).
-pub fn live_handles() -> usize {
-    with_registry(|reg| reg.live.len())
-}

@@ -3,16 +3,17 @@
 //!
 //! Conventions, for every exported function:
 //! - it returns a [`SenetStatus`]; on failure `senet_last_error()` gives the message (per thread);
-//! - no panic crosses the ABI: each body runs under `catch_unwind` ([`status::guard`]);
-//! - handles are registry tokens, never dereferenced ([`handle`]): NULL, freed, foreign and
-//!   wrong-kind handles are reported; caller buffers come with their lengths, checked before use.
+//! - no panic crosses the ABI: each body runs under `catch_unwind` (`status::guard`);
+//! - handles are registry tokens, never dereferenced (the private module `handle`): NULL,
+//!   freed, foreign and wrong-kind handles are reported; caller buffers come with their
+//!   lengths, checked before use (the private module `args`).
 //!
-//! Modules: [`status`] (codes, last error, the guard), [`args`] (pointer and buffer checks),
-//! [`handle`] (opaque handles and their registry), [`model`] (create, load, device, threads,
-//! forward), [`preprocess`] (MindCV eval transform), [`classmap`] (class names and top-k).
-pub mod args;
+//! Modules of the C ABI, one per section of the header: [`status`] (codes, last error),
+//! [`model`] (create, load, device, threads, forward), [`preprocess`] (MindCV eval transform),
+//! [`classmap`] (class names and top-k).
+mod args;
 pub mod classmap;
-pub mod handle;
+mod handle;
 pub mod model;
 pub mod preprocess;
 pub mod status;

@@ -25,7 +25,7 @@ pub enum SenetDevice {
 pub const SENET_MAX_THREADS: usize = 1024;
 
 /// A model: its parameters, and the inference network built from them on first use.
-pub struct Model {
+pub(crate) struct Model {
     state: Mutex<ModelState>,
 }
 

@@ -88,7 +88,7 @@ impl SenetStatus {
 
 /// An error on its way to C: a status and its message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FfiError {
+pub(crate) struct FfiError {
     /// The status code the C caller gets.
     pub status: SenetStatus,
     /// The message `senet_last_error()` returns.
@@ -126,7 +126,7 @@ impl From<Error> for FfiError {
 }
 
 /// `Result` of the bodies of exported functions.
-pub type FfiResult<T = ()> = Result<T, FfiError>;
+pub(crate) type FfiResult<T = ()> = Result<T, FfiError>;
 
 thread_local! {
     /// The message of the last call on this thread (empty after a success).
@@ -151,7 +151,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs the body of an exported function: records its error (or clears the last error) and
 /// turns a panic into [`SenetStatus::Internal`], so that no unwinding reaches C.
-pub fn guard(body: impl FnOnce() -> FfiResult) -> SenetStatus {
+pub(crate) fn guard(body: impl FnOnce() -> FfiResult) -> SenetStatus {
     // AssertUnwindSafe: after a panic the only state touched again is behind the registry's and
     // the models' mutexes, whose poisoning is handled where they are locked.
     match catch_unwind(AssertUnwindSafe(body)) {

@@ -197,4 +197,17 @@ mod tests {
         let b18 = blocks(Arch::SeResNet18);
         assert!(!b18[0].downsample && b18[2].downsample);
     }
+
+    #[test]
+    fn an_unknown_name_lists_every_model() {
+        let e = Arch::from_name("resnet50").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "unknown model 'resnet50' (known: seresnet18, seresnet34, seresnet50, \
+             seresnext26_32x4d, seresnext50_32x4d)"
+        );
+        for a in Arch::ALL {
+            assert_eq!(Arch::from_name(a.name()).unwrap(), a);
+        }
+    }
 }

@@ -10,7 +10,10 @@
 //! convs -> `se_module` (GAP, Dense, ReLU, Dense, sigmoid, scale) -> + shortcut -> ReLU.
 use super::arch::{blocks, Arch, BlockKind, BlockSpec};
 use super::SeNet;
-use crate::backend::{Activation, Backend, Conv2dParams, Shape4};
+use crate::backend::{
+    Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, LinearForward, LinearShape,
+    MaxPool2dParams, Shape4,
+};
 use crate::{Error, Result, Tensor};
 
 /// BatchNorm epsilon of MindSpore `nn.BatchNorm2d` (default 1e-5).
@@ -57,46 +60,18 @@ impl<B: Backend> FoldedConv<B> {
         })
     }
 
-    fn forward(
-        &self,
-        be: &B,
-        x: &B::Buffer,
-        xs: Shape4,
-        act: Activation,
-        y: &mut B::Buffer,
-    ) -> Result<Shape4> {
-        be.conv2d(x, xs, &self.w, self.shape, Some(&self.b), self.p, act, y)
-    }
-
-    /// [`Self::forward`], and the max pool ("same", `kernel`, `stride`) of `y` into `pooled`;
-    /// returns the pooled shape.
-    #[allow(clippy::too_many_arguments)]
-    fn forward_max_pooled(
-        &self,
-        be: &B,
-        x: &B::Buffer,
-        xs: Shape4,
-        act: Activation,
-        y: &mut B::Buffer,
-        pool: (usize, usize),
-        pooled: &mut B::Buffer,
-    ) -> Result<Shape4> {
-        let (w, b) = (&self.w, Some(&self.b));
-        be.conv2d_max_pool(x, xs, w, self.shape, b, self.p, act, y, pool, pooled)
-    }
-
-    /// [`Self::forward`], and the global average pool of `y` into `pooled` (N, Cout).
-    fn forward_pooled(
-        &self,
-        be: &B,
-        x: &B::Buffer,
-        xs: Shape4,
-        act: Activation,
-        y: &mut B::Buffer,
-        pooled: &mut B::Buffer,
-    ) -> Result<Shape4> {
-        let (w, b) = (&self.w, Some(&self.b));
-        be.conv2d_avg_pool(x, xs, w, self.shape, b, self.p, act, y, pooled)
+    /// The conv applied to an input of shape `xs`, followed by `act`.
+    fn op(&self, xs: Shape4, act: Activation) -> Conv2dForward<'_, B::Buffer> {
+        Conv2dForward {
+            shape: Conv2dShape {
+                xs,
+                w_shape: self.shape,
+                p: self.p,
+            },
+            w: &self.w,
+            bias: Some(&self.b),
+            act,
+        }
     }
 }
 
@@ -128,16 +103,17 @@ impl<B: Backend> Dense<B> {
         act: Activation,
         y: &mut B::Buffer,
     ) -> Result<()> {
-        be.linear(
-            x,
-            n,
-            &self.w,
-            self.out_features,
-            self.in_features,
-            &self.b,
+        let f = LinearForward {
+            shape: LinearShape {
+                n,
+                in_features: self.in_features,
+                out_features: self.out_features,
+            },
+            w: &self.w,
+            b: &self.b,
             act,
-            y,
-        )
+        };
+        be.linear(f, x, y)
     }
 }
 
@@ -308,31 +284,19 @@ impl<B: Backend> InferenceNet<B> {
     /// Eval-mode logits (N, num_classes) for images `x` (N, 3, H, W) f32 NCHW, normalised as
     /// MindCV's transforms do. Errors if `x` is not (N, 3, H, W) with H, W >= 32.
     pub fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
-        if x.shape.len() != 4
-            || x.shape[1] != 3
-            || x.shape[2] < 32
-            || x.shape[3] < 32
-            || x.shape[0] == 0
-        {
-            return Err(Error::Shape(format!(
-                "input must be (N, 3, H, W) with N >= 1 and H, W >= 32, got {:?}",
-                x.shape
-            )));
-        }
-        let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3]);
+        let xs = super::input_shape("input", x)?;
+        let (n, h, w) = (xs.n, xs.h, xs.w);
         self.workspace(n, h, w)?;
         let be = &self.backend;
         let ws = self.ws.as_mut().expect("workspace allocated above");
         be.write(&mut ws.act[0], &x.data)?;
-        let xs = Shape4::new(n, 3, h, w);
         // Stem conv (act[0] -> act[1]) and its max pool (-> act[2]), fused.
         let [a0, a1, a2, ..] = &mut ws.act[..] else {
             unreachable!("five activation buffers")
         };
         let relu = Activation::Relu;
-        let mut cur_shape = self
-            .stem
-            .forward_max_pooled(be, a0, xs, relu, a1, (3, 2), a2)?;
+        let stem_pool = MaxPool2dParams::same(3, 2);
+        let mut cur_shape = be.conv2d_max_pool(self.stem.op(xs, relu), a0, a1, stem_pool, a2)?;
         let mut cur = 2usize;
         for block in &self.blocks {
             // The four buffers other than the block input, in index order.
@@ -361,9 +325,9 @@ impl<B: Backend> InferenceNet<B> {
                 let (x_buf, y_buf) = split2(&mut ws.act, src, dst);
                 shape = if i == last {
                     // The SE squeeze of the branch output, fused with the conv producing it.
-                    conv.forward_pooled(be, x_buf, shape, act, y_buf, &mut ws.squeeze)?
+                    be.conv2d_avg_pool(conv.op(shape, act), x_buf, y_buf, &mut ws.squeeze)?
                 } else {
-                    conv.forward(be, x_buf, shape, act, y_buf)?
+                    be.conv2d(conv.op(shape, act), x_buf, y_buf)?
                 };
                 src = dst;
             }
@@ -371,7 +335,7 @@ impl<B: Backend> InferenceNet<B> {
             let shortcut = match &block.downsample {
                 Some(ds) => {
                     let (x_buf, y_buf) = split2(&mut ws.act, cur, t_ds);
-                    ds.forward(be, x_buf, cur_shape, Activation::None, y_buf)?;
+                    be.conv2d(ds.op(cur_shape, Activation::None), x_buf, y_buf)?;
                     t_ds
                 }
                 None => cur,
@@ -410,8 +374,11 @@ fn conv_out(h: usize, k: usize, s: usize, p: usize) -> usize {
 
 /// Walks the network for one `h`x`w` image: activation sizes and multiply-accumulates.
 fn walk_shapes(arch: Arch, h: usize, w: usize) -> Result<ShapeWalk> {
-    if h < 32 || w < 32 {
-        return Err(Error::Shape(format!("image {h}x{w} is smaller than 32x32")));
+    let min = super::MIN_INPUT_SIDE;
+    if h < min || w < min {
+        return Err(Error::Shape(format!(
+            "image {h}x{w} is smaller than {min}x{min}"
+        )));
     }
     let mut walk = ShapeWalk {
         max_activation: 0,

@@ -1,15 +1,39 @@
-//! The SENet network description: variants ([`arch`]), the parameter tree ([`params`]),
-//! initialisation ([`init`]), and the inference network built on a backend ([`inference`]).
+//! The SENet network description: variants ([`Arch`], their blocks [`blocks`]), the parameter
+//! tree ([`Params`], names and shapes from [`param_specs`]), initialisation ([`mindcv_init`];
+//! the golden formula weights [`formula_param`]), the inference network built on a backend
+//! ([`InferenceNet`]), and the classification metrics over its logits ([`metrics`]: softmax,
+//! top-k, Top-1/Top-5 and loss accumulation).
 //! Follows MindCV `mindcv/models/senet.py`.
-pub mod arch;
-pub mod inference;
-pub mod init;
-pub mod params;
+pub(crate) mod arch;
+pub(crate) mod inference;
+pub(crate) mod init;
+pub mod metrics;
+pub(crate) mod params;
 
-pub use arch::Arch;
-pub use params::{ParamKind, ParamSpec, Params};
+pub use arch::{blocks, Arch, BlockKind, BlockSpec};
+pub use inference::InferenceNet;
+pub use init::{formula_input, formula_param, mindcv_init};
+pub use params::{param_specs, ParamKind, ParamSpec, Params};
 
-use crate::{Error, Result};
+use crate::backend::Shape4;
+use crate::{Error, Result, Tensor};
+
+/// The smallest input height and width a SENet takes (its five stride-2 stages leave 1x1).
+pub const MIN_INPUT_SIDE: usize = 32;
+
+/// The NCHW shape of a batch of network inputs: `x` must be (N, 3, H, W) f32 with N >= 1 and
+/// H, W >= [`MIN_INPUT_SIDE`]. Errors ([`Error::Shape`]) otherwise, naming the input `what`
+/// ("input", "training input").
+pub fn input_shape(what: &str, x: &Tensor) -> Result<Shape4> {
+    let min = MIN_INPUT_SIDE;
+    match x.shape[..] {
+        [n, 3, h, w] if n > 0 && h >= min && w >= min => Ok(Shape4::new(n, 3, h, w)),
+        _ => Err(Error::Shape(format!(
+            "{what} must be (N, 3, H, W) with N >= 1 and H, W >= {min}, got {:?}",
+            x.shape
+        ))),
+    }
+}
 
 /// The largest class count accepted (the classifier alone is then 2048 x 10^6 floats, 8 GB).
 pub const MAX_CLASSES: usize = 1_000_000;

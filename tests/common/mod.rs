@@ -1,7 +1,9 @@
-//! Helpers shared by the integration tests: where `shared/` (golden data, datasets) lives.
+//! Helpers shared by the integration tests: where `shared/` (golden data, datasets) lives, and
+//! running the `senet` binary ([`cli`]).
 #![allow(dead_code)]
 use std::path::PathBuf;
 
+pub mod cli;
 pub mod emu;
 pub mod fd;
 pub mod step;
@@ -17,4 +19,9 @@ pub fn shared() -> PathBuf {
 /// A file under `shared/golden/`.
 pub fn golden(name: &str) -> PathBuf {
     shared().join("golden").join(name)
+}
+
+/// The ImageNet sample photos, `shared/datasets/imagenet-sample` (one folder per class).
+pub fn sample_dir() -> PathBuf {
+    shared().join("datasets/imagenet-sample")
 }

@@ -1,5 +1,6 @@
-//! [`AscendBuffer`], the backend's `Buffer`, and the helpers the op files use to describe
-//! buffers as aclnn tensors, cast them, and take temporaries from the cache.
+//! [`AscendBuffer`], the backend's `Buffer`, the Backend's buffer entry points (`alloc`, `upload`,
+//! `download`, `write`), and the helpers the op files use to describe buffers as aclnn tensors,
+//! cast them, and take temporaries from the cache.
 //!
 //! At the [`Backend`](crate::backend::Backend) boundary every buffer is "room for `len` f32"
 //! (`alloc(len)`); inside, a buffer holds either f32 or, in the O2 mode, fp16 data, and carries a
@@ -11,6 +12,8 @@ use super::device::Ctx;
 use super::memory::Block;
 use super::op::aclnn;
 use super::tensor::{DType, TensorDesc};
+use super::AscendBackend;
+use crate::backend::{check_len, BufferLen};
 use crate::{Error, Result};
 
 /// A device buffer of the Ascend backend: room for `len` f32 values (so also for `len` fp16),
@@ -29,6 +32,12 @@ impl std::fmt::Debug for AscendBuffer {
             .field("dtype", &self.dtype)
             .field("bytes", &self.block.bytes())
             .finish()
+    }
+}
+
+impl BufferLen for AscendBuffer {
+    fn buffer_len(&self) -> usize {
+        self.len
     }
 }
 
@@ -54,15 +63,75 @@ impl AscendBuffer {
     }
 }
 
-/// `Error::Shape` unless `buf` has room for `need` values (the CPU backend's message).
-pub fn check(what: &str, buf: &AscendBuffer, need: usize) -> Result<()> {
-    if buf.len < need {
-        return Err(Error::Shape(format!(
-            "{what}: buffer of {} values, {need} needed",
-            buf.len
-        )));
+// ---- the Backend's buffer entry points
+
+/// [`Backend::alloc`](crate::backend::Backend::alloc): a block from the cache, zeroed, tagged f32.
+pub(super) fn alloc(be: &AscendBackend, len: usize) -> Result<AscendBuffer> {
+    let mut ctx = be.dev.enter()?;
+    let block = ctx.alloc(len * 4)?;
+    ctx.zero(&block, len * 4)?;
+    Ok(AscendBuffer {
+        block,
+        len,
+        dtype: DType::F32,
+    })
+}
+
+/// [`Backend::upload`](crate::backend::Backend::upload): a new block holding `host` (f32).
+pub(super) fn upload(be: &AscendBackend, host: &[f32]) -> Result<AscendBuffer> {
+    let mut ctx = be.dev.enter()?;
+    let block = ctx.alloc(host.len() * 4)?;
+    ctx.upload_bytes(&block, f32_bytes(host))?;
+    Ok(AscendBuffer {
+        block,
+        len: host.len(),
+        dtype: DType::F32,
+    })
+}
+
+/// [`Backend::download`](crate::backend::Backend::download): the first `out.len()` values, converted
+/// to f32 from the dtype the buffer holds.
+pub(super) fn download(be: &AscendBackend, buf: &AscendBuffer, out: &mut [f32]) -> Result<()> {
+    check_len("download", buf, out.len())?;
+    let mut ctx = be.dev.enter()?;
+    match buf.dtype {
+        DType::F32 => ctx.download_bytes(&buf.block, f32_bytes_mut(out)),
+        DType::F16 => {
+            let mut half = vec![half::f16::ZERO; out.len()];
+            let bytes = half.len() * 2;
+            // SAFETY: f16 is two plain bytes; the slice covers exactly the vector.
+            let raw =
+                unsafe { std::slice::from_raw_parts_mut(half.as_mut_ptr() as *mut u8, bytes) };
+            ctx.download_bytes(&buf.block, raw)?;
+            for (o, h) in out.iter_mut().zip(&half) {
+                *o = h.to_f32();
+            }
+            Ok(())
+        }
+        other => Err(Error::Invalid(format!(
+            "download: buffer holds {other:?} data"
+        ))),
     }
+}
+
+/// [`Backend::write`](crate::backend::Backend::write): `host` into the start of `buf`, which then
+/// holds f32.
+pub(super) fn write(be: &AscendBackend, buf: &mut AscendBuffer, host: &[f32]) -> Result<()> {
+    check_len("write", buf, host.len())?;
+    let mut ctx = be.dev.enter()?;
+    ctx.upload_bytes(&buf.block, f32_bytes(host))?;
+    buf.dtype = DType::F32;
     Ok(())
+}
+
+fn f32_bytes(v: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding and any byte pattern is a valid u8.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+}
+
+fn f32_bytes_mut(v: &mut [f32]) -> &mut [u8] {
+    // SAFETY: as above; every byte pattern written back is a valid f32.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
 }
 
 /// Elements of a shape.

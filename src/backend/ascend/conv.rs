@@ -1,31 +1,13 @@
 //! Convolution forward and its data / filter gradients with `aclnnConvolution` and
 //! `aclnnConvolutionBackward` (cann.md §2.3), NCHW, symmetric zero padding, no dilation.
-use super::buffer::{cast_into, check, numel, out_view, read_as, temp, AscendBuffer};
+use super::buffer::{cast_into, out_view, read_as, temp, AscendBuffer};
 use super::device::Ctx;
 use super::op::aclnn;
 use super::tensor::DType;
 use super::AscendBackend;
-use crate::backend::{Activation, Conv2dParams, Shape4};
+use crate::backend::{Activation, Conv2dForward, Conv2dParams, Conv2dShape, Shape4};
 use crate::{Error, Result};
 use senet_cann_sys::aclTensor;
-
-/// Output shape of a conv, after the CPU backend's checks (same messages).
-pub(super) fn conv_out_shape(xs: Shape4, w_shape: [usize; 4], p: Conv2dParams) -> Result<Shape4> {
-    let [cout, cin_g, kh, kw] = w_shape;
-    if p.groups == 0 || xs.c != cin_g * p.groups || cout % p.groups != 0 {
-        return Err(Error::Shape(format!(
-            "conv2d: input {xs:?} does not fit weight {w_shape:?} with {} groups",
-            p.groups
-        )));
-    }
-    if xs.h + 2 * p.padding < kh || xs.w + 2 * p.padding < kw || p.stride == 0 {
-        return Err(Error::Shape(format!(
-            "conv2d: input {xs:?} smaller than kernel {kh}x{kw}"
-        )));
-    }
-    let (oh, ow) = p.out_hw(xs.h, xs.w, kh, kw);
-    Ok(Shape4::new(xs.n, cout, oh, ow))
-}
 
 fn dims4(s: Shape4) -> [usize; 4] {
     [s.n, s.c, s.h, s.w]
@@ -64,237 +46,205 @@ pub(super) fn activate(
     }
 }
 
-impl AscendBackend {
-    /// [`Backend::conv2d`](crate::backend::Backend::conv2d): `aclnnConvolution` with the bias
-    /// tensor carrying the folded BatchNorm, then `aclnnInplaceRelu` (or `aclnnSigmoid` from a
-    /// temporary). Computes in the precision's dtype (fp16 in O2: x, w and bias cast first).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn conv2d_forward(
-        &self,
-        x: &AscendBuffer,
-        xs: Shape4,
-        w: &AscendBuffer,
-        w_shape: [usize; 4],
-        bias: Option<&AscendBuffer>,
-        p: Conv2dParams,
-        act: Activation,
-        y: &mut AscendBuffer,
-    ) -> Result<Shape4> {
-        let ys = conv_out_shape(xs, w_shape, p)?;
-        check("conv2d input", x, xs.numel())?;
-        check("conv2d weight", w, numel(&w_shape))?;
-        check("conv2d output", y, ys.numel())?;
-        if let Some(b) = bias {
-            check("conv2d bias", b, w_shape[0])?;
-        }
-        let cd = self.cd();
-        let mut ctx = self.dev.enter()?;
-        let xa = read_as(&mut ctx, x, &dims4(xs), cd)?;
-        let wa = read_as(&mut ctx, w, &w_shape, cd)?;
-        let ba = match bias {
-            Some(b) => Some(read_as(&mut ctx, b, &[w_shape[0]], cd)?),
-            None => None,
-        };
-        let yt = out_view(&mut ctx, y, &dims4(ys), cd)?;
-        let pre = if act == Activation::Sigmoid {
-            temp(&mut ctx, &dims4(ys), cd)?
+/// [`Backend::conv2d`](crate::backend::Backend::conv2d): `aclnnConvolution` with the bias
+/// tensor carrying the folded BatchNorm, then `aclnnInplaceRelu` (or `aclnnSigmoid` from a
+/// temporary). Computes in the precision's dtype (fp16 in O2: x, w and bias cast first).
+pub(super) fn conv2d(
+    be: &AscendBackend,
+    f: Conv2dForward<'_, AscendBuffer>,
+    x: &AscendBuffer,
+    y: &mut AscendBuffer,
+) -> Result<Shape4> {
+    let ys = f.check(x, y)?;
+    let Conv2dShape { xs, w_shape, p } = f.shape;
+    let (w, bias, act) = (f.w, f.bias, f.act);
+    let cd = be.cd();
+    let mut ctx = be.dev.enter()?;
+    let xa = read_as(&mut ctx, x, &dims4(xs), cd)?;
+    let wa = read_as(&mut ctx, w, &w_shape, cd)?;
+    let ba = match bias {
+        Some(b) => Some(read_as(&mut ctx, b, &[w_shape[0]], cd)?),
+        None => None,
+    };
+    let yt = out_view(&mut ctx, y, &dims4(ys), cd)?;
+    let pre = if act == Activation::Sigmoid {
+        temp(&mut ctx, &dims4(ys), cd)?
+    } else {
+        super::buffer::Arg { t: yt, tmp: None }
+    };
+    let a = conv_arrays(&mut ctx, p)?;
+    let bias_t = ba.as_ref().map_or(std::ptr::null_mut(), |b| b.t);
+    aclnn!(
+        ctx,
+        aclnnConvolution,
+        aclnnConvolutionGetWorkspaceSize,
+        xa.t,
+        wa.t,
+        bias_t,
+        a.stride,
+        a.padding,
+        a.dilation,
+        false,
+        a.output_padding,
+        p.groups as i64,
+        pre.t,
+        be.cube(cd)
+    )?;
+    activate(&mut ctx, act, pre.t, yt)?;
+    y.dtype = cd;
+    Ok(ys)
+}
+
+/// [`Backend::conv2d_backward_data`](crate::backend::Backend::conv2d_backward_data):
+/// `aclnnConvolutionBackward` with outputMask {input}. The op's `input` argument is only read
+/// for the weight gradient; here it gives the input's shape, so it is described over a
+/// scratch block of that size (never read). `dx` takes the compute dtype.
+pub(super) fn conv2d_backward_data(
+    be: &AscendBackend,
+    conv: Conv2dShape,
+    w: &AscendBuffer,
+    dy: &AscendBuffer,
+    ys: Shape4,
+    dx: &mut AscendBuffer,
+) -> Result<()> {
+    conv.check_backward_data(w, dy, ys, dx)?;
+    let Conv2dShape { xs, w_shape, p } = conv;
+    let cd = be.cd();
+    let mut ctx = be.dev.enter()?;
+    let dya = read_as(&mut ctx, dy, &dims4(ys), cd)?;
+    let wa = read_as(&mut ctx, w, &w_shape, cd)?;
+    let shape_only = temp(&mut ctx, &dims4(xs), cd)?;
+    let dxt = out_view(&mut ctx, dx, &dims4(xs), cd)?;
+    let t = GradTensors {
+        dy: dya.t,
+        x: shape_only.t,
+        w: wa.t,
+        dx: dxt,
+        dw: std::ptr::null_mut(),
+    };
+    convolution_backward(be, &mut ctx, t, w_shape[0], p, cd)?;
+    dx.dtype = cd;
+    Ok(())
+}
+
+/// [`Backend::conv2d_backward_filter`](crate::backend::Backend::conv2d_backward_filter):
+/// `aclnnConvolutionBackward` with outputMask {weight} (the `weight` argument only gives the
+/// shape: a scratch block). The gradient is written straight into `dw` (fp32 mode, not
+/// accumulating) or into a temporary that is cast to fp32 and copied or added
+/// (`aclnnInplaceAdd`) into `dw`. `dw` is always fp32 (a parameter gradient).
+pub(super) fn conv2d_backward_filter(
+    be: &AscendBackend,
+    conv: Conv2dShape,
+    x: &AscendBuffer,
+    dy: &AscendBuffer,
+    ys: Shape4,
+    dw: &mut AscendBuffer,
+    accumulate: bool,
+) -> Result<()> {
+    conv.check_backward_filter(x, dy, ys, dw)?;
+    let Conv2dShape { xs, w_shape, p } = conv;
+    if accumulate && dw.dtype != DType::F32 {
+        return Err(Error::Invalid(format!(
+            "conv2d_backward_filter: accumulating into a {:?} gradient",
+            dw.dtype
+        )));
+    }
+    let cd = be.cd();
+    let mut ctx = be.dev.enter()?;
+    let xa = read_as(&mut ctx, x, &dims4(xs), cd)?;
+    let dya = read_as(&mut ctx, dy, &dims4(ys), cd)?;
+    let shape_only = temp(&mut ctx, &w_shape, cd)?;
+    let direct = cd == DType::F32 && !accumulate;
+    let dwt = out_view(&mut ctx, dw, &w_shape, DType::F32)?;
+    let out = if direct {
+        super::buffer::Arg { t: dwt, tmp: None }
+    } else {
+        temp(&mut ctx, &w_shape, cd)?
+    };
+    let t = GradTensors {
+        dy: dya.t,
+        x: xa.t,
+        w: shape_only.t,
+        dx: std::ptr::null_mut(),
+        dw: out.t,
+    };
+    convolution_backward(be, &mut ctx, t, w_shape[0], p, cd)?;
+    if !direct {
+        let g32 = if cd == DType::F32 {
+            out
         } else {
-            super::buffer::Arg { t: yt, tmp: None }
+            let g = temp(&mut ctx, &w_shape, DType::F32)?;
+            cast_into(&mut ctx, out.t, DType::F32, g.t)?;
+            g
         };
-        let a = conv_arrays(&mut ctx, p)?;
-        let bias_t = ba.as_ref().map_or(std::ptr::null_mut(), |b| b.t);
-        aclnn!(
-            ctx,
-            aclnnConvolution,
-            aclnnConvolutionGetWorkspaceSize,
-            xa.t,
-            wa.t,
-            bias_t,
-            a.stride,
-            a.padding,
-            a.dilation,
-            false,
-            a.output_padding,
-            p.groups as i64,
-            pre.t,
-            self.cube(cd)
-        )?;
-        activate(&mut ctx, act, pre.t, yt)?;
-        y.dtype = cd;
-        Ok(ys)
-    }
-
-    /// [`Backend::conv2d_backward_data`](crate::backend::Backend::conv2d_backward_data):
-    /// `aclnnConvolutionBackward` with outputMask {input}. The op's `input` argument is only read
-    /// for the weight gradient; here it gives the input's shape, so it is described over a
-    /// scratch block of that size (never read). `dx` takes the compute dtype.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn conv2d_data_grad(
-        &self,
-        dy: &AscendBuffer,
-        ys: Shape4,
-        w: &AscendBuffer,
-        w_shape: [usize; 4],
-        p: Conv2dParams,
-        xs: Shape4,
-        dx: &mut AscendBuffer,
-    ) -> Result<()> {
-        let want = conv_out_shape(xs, w_shape, p)?;
-        if want != ys {
-            return Err(Error::Shape(format!(
-                "conv2d_backward_data: {ys:?} is not the output of {xs:?} with weight {w_shape:?}"
-            )));
-        }
-        check("conv2d_backward_data dy", dy, ys.numel())?;
-        check("conv2d_backward_data weight", w, numel(&w_shape))?;
-        check("conv2d_backward_data dx", dx, xs.numel())?;
-        let cd = self.cd();
-        let mut ctx = self.dev.enter()?;
-        let dya = read_as(&mut ctx, dy, &dims4(ys), cd)?;
-        let wa = read_as(&mut ctx, w, &w_shape, cd)?;
-        let shape_only = temp(&mut ctx, &dims4(xs), cd)?;
-        let dxt = out_view(&mut ctx, dx, &dims4(xs), cd)?;
-        self.conv_backward(
-            &mut ctx,
-            dya.t,
-            shape_only.t,
-            wa.t,
-            w_shape[0],
-            p,
-            [true, false, false],
-            dxt,
-            std::ptr::null_mut(),
-            cd,
-        )?;
-        dx.dtype = cd;
-        Ok(())
-    }
-
-    /// [`Backend::conv2d_backward_filter`](crate::backend::Backend::conv2d_backward_filter):
-    /// `aclnnConvolutionBackward` with outputMask {weight} (the `weight` argument only gives the
-    /// shape: a scratch block). The gradient is written straight into `dw` (fp32 mode, not
-    /// accumulating) or into a temporary that is cast to fp32 and copied or added
-    /// (`aclnnInplaceAdd`) into `dw`. `dw` is always fp32 (a parameter gradient).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn conv2d_filter_grad(
-        &self,
-        x: &AscendBuffer,
-        xs: Shape4,
-        dy: &AscendBuffer,
-        ys: Shape4,
-        p: Conv2dParams,
-        w_shape: [usize; 4],
-        dw: &mut AscendBuffer,
-        accumulate: bool,
-    ) -> Result<()> {
-        let want = conv_out_shape(xs, w_shape, p)?;
-        if want != ys {
-            return Err(Error::Shape(format!(
-                "conv2d_backward_filter: {ys:?} is not the output of {xs:?} with weight {w_shape:?}"
-            )));
-        }
-        check("conv2d_backward_filter x", x, xs.numel())?;
-        check("conv2d_backward_filter dy", dy, ys.numel())?;
-        check("conv2d_backward_filter dw", dw, numel(&w_shape))?;
-        if accumulate && dw.dtype != DType::F32 {
-            return Err(Error::Invalid(format!(
-                "conv2d_backward_filter: accumulating into a {:?} gradient",
-                dw.dtype
-            )));
-        }
-        let cd = self.cd();
-        let mut ctx = self.dev.enter()?;
-        let xa = read_as(&mut ctx, x, &dims4(xs), cd)?;
-        let dya = read_as(&mut ctx, dy, &dims4(ys), cd)?;
-        let shape_only = temp(&mut ctx, &w_shape, cd)?;
-        let direct = cd == DType::F32 && !accumulate;
-        let dwt = out_view(&mut ctx, dw, &w_shape, DType::F32)?;
-        let out = if direct {
-            super::buffer::Arg { t: dwt, tmp: None }
+        if accumulate {
+            let one = ctx.scalar(super::tensor::ScalarValue::F32(1.0))?;
+            aclnn!(
+                ctx,
+                aclnnInplaceAdd,
+                aclnnInplaceAddGetWorkspaceSize,
+                dwt,
+                g32.t,
+                one
+            )?;
         } else {
-            temp(&mut ctx, &w_shape, cd)?
-        };
-        self.conv_backward(
-            &mut ctx,
-            dya.t,
-            xa.t,
-            shape_only.t,
-            w_shape[0],
-            p,
-            [false, true, false],
-            std::ptr::null_mut(),
-            out.t,
-            cd,
-        )?;
-        if !direct {
-            let g32 = if cd == DType::F32 {
-                out
-            } else {
-                let g = temp(&mut ctx, &w_shape, DType::F32)?;
-                cast_into(&mut ctx, out.t, DType::F32, g.t)?;
-                g
-            };
-            if accumulate {
-                let one = ctx.scalar(super::tensor::ScalarValue::F32(1.0))?;
-                aclnn!(
-                    ctx,
-                    aclnnInplaceAdd,
-                    aclnnInplaceAddGetWorkspaceSize,
-                    dwt,
-                    g32.t,
-                    one
-                )?;
-            } else {
-                aclnn!(
-                    ctx,
-                    aclnnInplaceCopy,
-                    aclnnInplaceCopyGetWorkspaceSize,
-                    dwt,
-                    g32.t
-                )?;
-            }
+            aclnn!(
+                ctx,
+                aclnnInplaceCopy,
+                aclnnInplaceCopyGetWorkspaceSize,
+                dwt,
+                g32.t
+            )?;
         }
-        dw.dtype = DType::F32;
-        Ok(())
     }
+    dw.dtype = DType::F32;
+    Ok(())
+}
 
-    /// One `aclnnConvolutionBackward` (groups as a C `int` there, cann.md §2.3).
-    #[allow(clippy::too_many_arguments)]
-    fn conv_backward(
-        &self,
-        ctx: &mut Ctx,
-        dy: *mut aclTensor,
-        x: *mut aclTensor,
-        w: *mut aclTensor,
-        cout: usize,
-        p: Conv2dParams,
-        mask: [bool; 3],
-        dx: *mut aclTensor,
-        dw: *mut aclTensor,
-        cd: DType,
-    ) -> Result<()> {
-        let a = conv_arrays(ctx, p)?;
-        let bias_sizes = ctx.int_array(&[cout as i64])?;
-        let mask = ctx.bool_array(&mask)?;
-        aclnn!(
-            ctx,
-            aclnnConvolutionBackward,
-            aclnnConvolutionBackwardGetWorkspaceSize,
-            dy,
-            x,
-            w,
-            bias_sizes,
-            a.stride,
-            a.padding,
-            a.dilation,
-            false,
-            a.output_padding,
-            p.groups as i32,
-            mask,
-            self.cube(cd),
-            dx,
-            dw,
-            std::ptr::null_mut()
-        )
-    }
+/// The tensors of one `aclnnConvolutionBackward`: `x` and `w` are read for the weight and the
+/// input gradient respectively (otherwise they only give a shape); a null gradient is not asked
+/// for.
+struct GradTensors {
+    dy: *mut aclTensor,
+    x: *mut aclTensor,
+    w: *mut aclTensor,
+    dx: *mut aclTensor,
+    dw: *mut aclTensor,
+}
+
+/// One `aclnnConvolutionBackward` (groups as a C `int` there, cann.md §2.3).
+fn convolution_backward(
+    be: &AscendBackend,
+    ctx: &mut Ctx,
+    t: GradTensors,
+    cout: usize,
+    p: Conv2dParams,
+    cd: DType,
+) -> Result<()> {
+    let GradTensors { dy, x, w, dx, dw } = t;
+    // outputMask {input, weight, bias}: the gradients asked for.
+    let mask = [!dx.is_null(), !dw.is_null(), false];
+    let a = conv_arrays(ctx, p)?;
+    let bias_sizes = ctx.int_array(&[cout as i64])?;
+    let mask = ctx.bool_array(&mask)?;
+    aclnn!(
+        ctx,
+        aclnnConvolutionBackward,
+        aclnnConvolutionBackwardGetWorkspaceSize,
+        dy,
+        x,
+        w,
+        bias_sizes,
+        a.stride,
+        a.padding,
+        a.dilation,
+        false,
+        a.output_padding,
+        p.groups as i32,
+        mask,
+        be.cube(cd),
+        dx,
+        dw,
+        std::ptr::null_mut()
+    )
 }

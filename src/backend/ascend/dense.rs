@@ -1,145 +1,134 @@
 //! Dense layers (`nn.Dense`: y = x·wᵀ + b, w (out, in)) with `aclnnAddmm` on a stride-transposed
 //! view of the weight, and the backward with `aclnnMm` and `aclnnReduceSum` (cann.md §2.3).
-use super::buffer::{cast_into, check, out_view, read_as, temp, Arg, AscendBuffer};
+use super::buffer::{cast_into, out_view, read_as, temp, Arg, AscendBuffer};
 use super::conv::activate;
 use super::op::aclnn;
 use super::tensor::{DType, ScalarValue, TensorDesc};
 use super::AscendBackend;
-use crate::backend::Activation;
+use crate::backend::{Activation, LinearForward, LinearGrads, LinearShape};
 use crate::Result;
 
-impl AscendBackend {
-    /// [`Backend::linear`](crate::backend::Backend::linear): `aclnnAddmm(bias, x, wᵀ)` with
-    /// beta = alpha = 1 (the (out) bias broadcast over rows; wᵀ a (in, out) view of w with
-    /// strides (1, in)), then ReLU in place or Sigmoid from a temporary.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn linear_forward(
-        &self,
-        x: &AscendBuffer,
-        n: usize,
-        w: &AscendBuffer,
-        out_features: usize,
-        in_features: usize,
-        b: &AscendBuffer,
-        act: Activation,
-        y: &mut AscendBuffer,
-    ) -> Result<()> {
-        check("linear input", x, n * in_features)?;
-        check("linear weight", w, out_features * in_features)?;
-        check("linear bias", b, out_features)?;
-        check("linear output", y, n * out_features)?;
-        let cd = self.cd();
-        let mut ctx = self.dev.enter()?;
-        let xa = read_as(&mut ctx, x, &[n, in_features], cd)?;
-        let wa = read_as(&mut ctx, w, &[out_features, in_features], cd)?;
-        let wt = transposed(&mut ctx, &wa, w, out_features, in_features, cd)?;
-        let ba = read_as(&mut ctx, b, &[out_features], cd)?;
-        let yt = out_view(&mut ctx, y, &[n, out_features], cd)?;
-        let pre = if act == Activation::Sigmoid {
-            temp(&mut ctx, &[n, out_features], cd)?
-        } else {
-            Arg { t: yt, tmp: None }
-        };
-        let one = ctx.scalar(ScalarValue::F32(1.0))?;
-        aclnn!(
-            ctx,
-            aclnnAddmm,
-            aclnnAddmmGetWorkspaceSize,
-            ba.t,
-            xa.t,
-            wt,
-            one,
-            one,
-            pre.t,
-            self.cube(cd)
-        )?;
-        activate(&mut ctx, act, pre.t, yt)?;
-        y.dtype = cd;
-        Ok(())
-    }
+/// [`Backend::linear`](crate::backend::Backend::linear): `aclnnAddmm(bias, x, wᵀ)` with
+/// beta = alpha = 1 (the (out) bias broadcast over rows; wᵀ a (in, out) view of w with
+/// strides (1, in)), then ReLU in place or Sigmoid from a temporary.
+pub(super) fn linear(
+    be: &AscendBackend,
+    f: LinearForward<'_, AscendBuffer>,
+    x: &AscendBuffer,
+    y: &mut AscendBuffer,
+) -> Result<()> {
+    f.check(x, y)?;
+    let LinearShape {
+        n,
+        in_features,
+        out_features,
+    } = f.shape;
+    let (w, b, act) = (f.w, f.b, f.act);
+    let cd = be.cd();
+    let mut ctx = be.dev.enter()?;
+    let xa = read_as(&mut ctx, x, &[n, in_features], cd)?;
+    let wa = read_as(&mut ctx, w, &[out_features, in_features], cd)?;
+    let wt = transposed(&mut ctx, &wa, w, out_features, in_features, cd)?;
+    let ba = read_as(&mut ctx, b, &[out_features], cd)?;
+    let yt = out_view(&mut ctx, y, &[n, out_features], cd)?;
+    let pre = if act == Activation::Sigmoid {
+        temp(&mut ctx, &[n, out_features], cd)?
+    } else {
+        Arg { t: yt, tmp: None }
+    };
+    let one = ctx.scalar(ScalarValue::F32(1.0))?;
+    aclnn!(
+        ctx,
+        aclnnAddmm,
+        aclnnAddmmGetWorkspaceSize,
+        ba.t,
+        xa.t,
+        wt,
+        one,
+        one,
+        pre.t,
+        be.cube(cd)
+    )?;
+    activate(&mut ctx, act, pre.t, yt)?;
+    y.dtype = cd;
+    Ok(())
+}
 
-    /// [`Backend::linear_backward`](crate::backend::Backend::linear_backward):
-    /// `dx = dy·w` (`aclnnMm`), `dw = dyᵀ·x` (`aclnnMm` on a stride-transposed view of dy),
-    /// `db = Σ_rows dy` (`aclnnReduceSum` over dim 0, fp32 output). `dw` and `db` are fp32
-    /// (parameter gradients): in O2 the fp16 product is cast.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn linear_grad(
-        &self,
-        x: &AscendBuffer,
-        n: usize,
-        w: &AscendBuffer,
-        out_features: usize,
-        in_features: usize,
-        dy: &AscendBuffer,
-        dx: Option<&mut AscendBuffer>,
-        dw: &mut AscendBuffer,
-        db: &mut AscendBuffer,
-    ) -> Result<()> {
-        check("linear_backward x", x, n * in_features)?;
-        check("linear_backward w", w, out_features * in_features)?;
-        check("linear_backward dy", dy, n * out_features)?;
-        check("linear_backward dw", dw, out_features * in_features)?;
-        check("linear_backward db", db, out_features)?;
-        if let Some(dx) = &dx {
-            check("linear_backward dx", dx, n * in_features)?;
-        }
-        let cd = self.cd();
-        let cube = self.cube(cd);
-        let mut ctx = self.dev.enter()?;
-        let dya = read_as(&mut ctx, dy, &[n, out_features], cd)?;
-        if let Some(dx) = dx {
-            let wa = read_as(&mut ctx, w, &[out_features, in_features], cd)?;
-            let dxt = out_view(&mut ctx, dx, &[n, in_features], cd)?;
-            aclnn!(
-                ctx,
-                aclnnMm,
-                aclnnMmGetWorkspaceSize,
-                dya.t,
-                wa.t,
-                dxt,
-                cube
-            )?;
-            dx.dtype = cd;
-        }
-        // dyᵀ: (out, n) with strides (1, out) over dy's (n, out) storage.
-        let dy_addr = dya.tmp.as_ref().map_or(dy.block.ptr(), |b| b.ptr());
-        let dyt = ctx.tensor(&TensorDesc::view(
-            dy_addr,
-            cd,
-            &[out_features, n],
-            &[1, out_features],
-            0,
-            n * out_features,
-        ))?;
-        let xa = read_as(&mut ctx, x, &[n, in_features], cd)?;
-        let dwt = out_view(&mut ctx, dw, &[out_features, in_features], DType::F32)?;
-        if cd == DType::F32 {
-            aclnn!(ctx, aclnnMm, aclnnMmGetWorkspaceSize, dyt, xa.t, dwt, cube)?;
-        } else {
-            let g = temp(&mut ctx, &[out_features, in_features], cd)?;
-            aclnn!(ctx, aclnnMm, aclnnMmGetWorkspaceSize, dyt, xa.t, g.t, cube)?;
-            cast_into(&mut ctx, g.t, DType::F32, dwt)?;
-        }
-        dw.dtype = DType::F32;
-        let dbt = out_view(&mut ctx, db, &[out_features], DType::F32)?;
-        let dim0 = ctx.int_array(&[0])?;
+/// [`Backend::linear_backward`](crate::backend::Backend::linear_backward):
+/// `dx = dy·w` (`aclnnMm`), `dw = dyᵀ·x` (`aclnnMm` on a stride-transposed view of dy),
+/// `db = Σ_rows dy` (`aclnnReduceSum` over dim 0, fp32 output). `dw` and `db` are fp32
+/// (parameter gradients): in O2 the fp16 product is cast.
+pub(super) fn linear_backward(
+    be: &AscendBackend,
+    shape: LinearShape,
+    x: &AscendBuffer,
+    w: &AscendBuffer,
+    dy: &AscendBuffer,
+    grads: LinearGrads<'_, AscendBuffer>,
+) -> Result<()> {
+    shape.check_backward(x, w, dy, &grads)?;
+    let LinearShape {
+        n,
+        in_features,
+        out_features,
+    } = shape;
+    let LinearGrads { dx, dw, db } = grads;
+    let cd = be.cd();
+    let cube = be.cube(cd);
+    let mut ctx = be.dev.enter()?;
+    let dya = read_as(&mut ctx, dy, &[n, out_features], cd)?;
+    if let Some(dx) = dx {
+        let wa = read_as(&mut ctx, w, &[out_features, in_features], cd)?;
+        let dxt = out_view(&mut ctx, dx, &[n, in_features], cd)?;
         aclnn!(
             ctx,
-            aclnnReduceSum,
-            aclnnReduceSumGetWorkspaceSize,
+            aclnnMm,
+            aclnnMmGetWorkspaceSize,
             dya.t,
-            dim0,
-            false,
-            DType::F32.acl(),
-            dbt
+            wa.t,
+            dxt,
+            cube
         )?;
-        db.dtype = DType::F32;
-        Ok(())
+        dx.dtype = cd;
     }
+    // dyᵀ: (out, n) with strides (1, out) over dy's (n, out) storage.
+    let dy_addr = dya.tmp.as_ref().map_or(dy.block.ptr(), |b| b.ptr());
+    let dyt = ctx.tensor(&TensorDesc::view(
+        dy_addr,
+        cd,
+        &[out_features, n],
+        &[1, out_features],
+        0,
+        n * out_features,
+    ))?;
+    let xa = read_as(&mut ctx, x, &[n, in_features], cd)?;
+    let dwt = out_view(&mut ctx, dw, &[out_features, in_features], DType::F32)?;
+    if cd == DType::F32 {
+        aclnn!(ctx, aclnnMm, aclnnMmGetWorkspaceSize, dyt, xa.t, dwt, cube)?;
+    } else {
+        let g = temp(&mut ctx, &[out_features, in_features], cd)?;
+        aclnn!(ctx, aclnnMm, aclnnMmGetWorkspaceSize, dyt, xa.t, g.t, cube)?;
+        cast_into(&mut ctx, g.t, DType::F32, dwt)?;
+    }
+    dw.dtype = DType::F32;
+    let dbt = out_view(&mut ctx, db, &[out_features], DType::F32)?;
+    let dim0 = ctx.int_array(&[0])?;
+    aclnn!(
+        ctx,
+        aclnnReduceSum,
+        aclnnReduceSumGetWorkspaceSize,
+        dya.t,
+        dim0,
+        false,
+        DType::F32.acl(),
+        dbt
+    )?;
+    db.dtype = DType::F32;
+    Ok(())
 }
 
 /// wᵀ as an (in, out) view with strides (1, in) of the (out, in) weight: of the cast
-/// temporary when `wa` is one, else of the buffer itself.
+/// temporary when `wa` is one, else of the buffer itbe.
 fn transposed(
     ctx: &mut super::device::Ctx,
     wa: &Arg,

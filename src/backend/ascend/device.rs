@@ -163,11 +163,6 @@ impl Ctx<'_> {
         r
     }
 
-    /// Objects waiting for the next synchronise, this entry point's included.
-    pub fn pending(&self) -> usize {
-        self.q.pending.len() + self.current.len()
-    }
-
     /// A block of at least `bytes` bytes from the cache, or a new `aclrtMalloc`. When CANN
     /// reports the allocation failing, the stream is synchronised, the cache emptied back to
     /// CANN and the allocation retried once. Errors: [`Error::Device`] naming `aclrtMalloc`.

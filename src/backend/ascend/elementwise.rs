@@ -1,515 +1,385 @@
 //! Element-wise ops composed from aclnn's in-place arithmetic (cann.md §2.3): the SE scale + add
 //! plus ReLU and its backward, the ReLU / Sigmoid backwards, gradient accumulation, copies,
-//! scaling, the squared norm, and MindSpore's Momentum update.
+//! scaling and the squared norm.
 //!
 //! Where an aclnn op has no in-place form (`ThresholdBackward`, `SigmoidBackward`), it writes a
 //! temporary that is copied back (`aclnnInplaceCopy`), so no op ever sees the same memory as
 //! input and output.
-use super::buffer::{check, out_view, read_as, temp, view, Arg, AscendBuffer};
+use super::buffer::{out_view, read_as, temp, view, AscendBuffer};
 use super::device::Ctx;
 use super::op::aclnn;
 use super::tensor::{DType, ScalarValue, TensorDesc};
 use super::AscendBackend;
-use crate::backend::Shape4;
-use crate::{Error, Result};
+use crate::backend::{check_len, check_se_scale_add_relu, SeGrads, Shape4};
+use crate::Result;
 use senet_cann_sys::aclTensor;
 
-/// Values per partial sum in [`AscendBackend::sum_squares_impl`].
+/// Values per partial sum in [`sum_squares`].
 pub const SUM_SQUARES_CHUNK: usize = 4096;
 
 fn dims4(s: Shape4) -> [usize; 4] {
     [s.n, s.c, s.h, s.w]
 }
 
-impl AscendBackend {
-    /// [`Backend::se_scale_add_relu`](crate::backend::Backend::se_scale_add_relu): in `x`'s
-    /// dtype, `aclnnInplaceMul(x, gate as (N, C, 1, 1))` (broadcast), `aclnnInplaceAdd(x,
-    /// shortcut)`, `aclnnInplaceRelu(x)`.
-    pub(super) fn se_forward(
-        &self,
-        x: &mut AscendBuffer,
-        xs: Shape4,
-        gate: &AscendBuffer,
-        shortcut: &AscendBuffer,
-    ) -> Result<()> {
-        check("se_scale_add_relu input", x, xs.numel())?;
-        check("se_scale_add_relu shortcut", shortcut, xs.numel())?;
-        check("se_scale_add_relu gate", gate, xs.n * xs.c)?;
-        let d = x.dtype;
-        let mut ctx = self.dev.enter()?;
-        let xt = view(&mut ctx, x, &dims4(xs))?;
-        let ga = read_as(&mut ctx, gate, &[xs.n, xs.c, 1, 1], d)?;
-        let sa = read_as(&mut ctx, shortcut, &dims4(xs), d)?;
-        aclnn!(
-            ctx,
-            aclnnInplaceMul,
-            aclnnInplaceMulGetWorkspaceSize,
-            xt,
-            ga.t
-        )?;
-        let one = ctx.scalar(ScalarValue::F32(1.0))?;
-        aclnn!(
-            ctx,
-            aclnnInplaceAdd,
-            aclnnInplaceAddGetWorkspaceSize,
-            xt,
-            sa.t,
-            one
-        )?;
-        aclnn!(ctx, aclnnInplaceRelu, aclnnInplaceReluGetWorkspaceSize, xt)
-    }
+/// [`Backend::se_scale_add_relu`](crate::backend::Backend::se_scale_add_relu): in `x`'s
+/// dtype, `aclnnInplaceMul(x, gate as (N, C, 1, 1))` (broadcast), `aclnnInplaceAdd(x,
+/// shortcut)`, `aclnnInplaceRelu(x)`.
+pub(super) fn se_scale_add_relu(
+    be: &AscendBackend,
+    x: &mut AscendBuffer,
+    xs: Shape4,
+    gate: &AscendBuffer,
+    shortcut: &AscendBuffer,
+) -> Result<()> {
+    check_se_scale_add_relu(xs, x, gate, shortcut)?;
+    let d = x.dtype;
+    let mut ctx = be.dev.enter()?;
+    let xt = view(&mut ctx, x, &dims4(xs))?;
+    let ga = read_as(&mut ctx, gate, &[xs.n, xs.c, 1, 1], d)?;
+    let sa = read_as(&mut ctx, shortcut, &dims4(xs), d)?;
+    aclnn!(
+        ctx,
+        aclnnInplaceMul,
+        aclnnInplaceMulGetWorkspaceSize,
+        xt,
+        ga.t
+    )?;
+    let one = ctx.scalar(ScalarValue::F32(1.0))?;
+    aclnn!(
+        ctx,
+        aclnnInplaceAdd,
+        aclnnInplaceAddGetWorkspaceSize,
+        xt,
+        sa.t,
+        one
+    )?;
+    aclnn!(ctx, aclnnInplaceRelu, aclnnInplaceReluGetWorkspaceSize, xt)
+}
 
-    /// [`Backend::se_scale_add_relu_backward`](crate::backend::Backend::se_scale_add_relu_backward):
-    /// `dshortcut = ThresholdBackward(dout, out, 0)`, `dx = Mul(dshortcut, gate (N, C, 1, 1))`,
-    /// `dgate = ReduceSum(Mul(dshortcut, x), dims (2, 3))` (fp32 output; the CPU sums in f64).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn se_grad(
-        &self,
-        x: &AscendBuffer,
-        xs: Shape4,
-        gate: &AscendBuffer,
-        out: &AscendBuffer,
-        dout: &AscendBuffer,
-        dx: &mut AscendBuffer,
-        dgate: &mut AscendBuffer,
-        dshortcut: &mut AscendBuffer,
-    ) -> Result<()> {
-        let numel = xs.numel();
-        let planes = xs.n * xs.c;
-        check("se_scale_add_relu_backward x", x, numel)?;
-        check("se_scale_add_relu_backward out", out, numel)?;
-        check("se_scale_add_relu_backward dout", dout, numel)?;
-        check("se_scale_add_relu_backward dx", dx, numel)?;
-        check("se_scale_add_relu_backward dshortcut", dshortcut, numel)?;
-        check("se_scale_add_relu_backward gate", gate, planes)?;
-        check("se_scale_add_relu_backward dgate", dgate, planes)?;
-        let cd = self.cd();
-        let d = dims4(xs);
-        let mut ctx = self.dev.enter()?;
-        let da = read_as(&mut ctx, dout, &d, cd)?;
-        let oa = read_as(&mut ctx, out, &d, cd)?;
-        let dst = out_view(&mut ctx, dshortcut, &d, cd)?;
-        let zero = ctx.scalar(ScalarValue::F32(0.0))?;
-        aclnn!(
-            ctx,
-            aclnnThresholdBackward,
-            aclnnThresholdBackwardGetWorkspaceSize,
-            da.t,
-            oa.t,
-            zero,
-            dst
-        )?;
-        dshortcut.dtype = cd;
-        let ga = read_as(&mut ctx, gate, &[xs.n, xs.c, 1, 1], cd)?;
-        let dxt = out_view(&mut ctx, dx, &d, cd)?;
-        aclnn!(ctx, aclnnMul, aclnnMulGetWorkspaceSize, dst, ga.t, dxt)?;
-        dx.dtype = cd;
-        let xa = read_as(&mut ctx, x, &d, cd)?;
-        let prod = temp(&mut ctx, &d, cd)?;
-        aclnn!(ctx, aclnnMul, aclnnMulGetWorkspaceSize, dst, xa.t, prod.t)?;
-        let dgt = out_view(&mut ctx, dgate, &[xs.n, xs.c], DType::F32)?;
-        let hw = ctx.int_array(&[2, 3])?;
+/// [`Backend::se_scale_add_relu_backward`](crate::backend::Backend::se_scale_add_relu_backward):
+/// `dshortcut = ThresholdBackward(dout, out, 0)`, `dx = Mul(dshortcut, gate (N, C, 1, 1))`,
+/// `dgate = ReduceSum(Mul(dshortcut, x), dims (2, 3))` (fp32 output; the CPU sums in f64).
+pub(super) fn se_scale_add_relu_backward(
+    be: &AscendBackend,
+    x: &AscendBuffer,
+    xs: Shape4,
+    gate: &AscendBuffer,
+    out: &AscendBuffer,
+    dout: &AscendBuffer,
+    grads: SeGrads<'_, AscendBuffer>,
+) -> Result<()> {
+    grads.check(xs, x, gate, out, dout)?;
+    let SeGrads {
+        dx,
+        dgate,
+        dshortcut,
+    } = grads;
+    let cd = be.cd();
+    let d = dims4(xs);
+    let mut ctx = be.dev.enter()?;
+    let da = read_as(&mut ctx, dout, &d, cd)?;
+    let oa = read_as(&mut ctx, out, &d, cd)?;
+    let dst = out_view(&mut ctx, dshortcut, &d, cd)?;
+    let zero = ctx.scalar(ScalarValue::F32(0.0))?;
+    aclnn!(
+        ctx,
+        aclnnThresholdBackward,
+        aclnnThresholdBackwardGetWorkspaceSize,
+        da.t,
+        oa.t,
+        zero,
+        dst
+    )?;
+    dshortcut.dtype = cd;
+    let ga = read_as(&mut ctx, gate, &[xs.n, xs.c, 1, 1], cd)?;
+    let dxt = out_view(&mut ctx, dx, &d, cd)?;
+    aclnn!(ctx, aclnnMul, aclnnMulGetWorkspaceSize, dst, ga.t, dxt)?;
+    dx.dtype = cd;
+    let xa = read_as(&mut ctx, x, &d, cd)?;
+    let prod = temp(&mut ctx, &d, cd)?;
+    aclnn!(ctx, aclnnMul, aclnnMulGetWorkspaceSize, dst, xa.t, prod.t)?;
+    let dgt = out_view(&mut ctx, dgate, &[xs.n, xs.c], DType::F32)?;
+    let hw = ctx.int_array(&[2, 3])?;
+    aclnn!(
+        ctx,
+        aclnnReduceSum,
+        aclnnReduceSumGetWorkspaceSize,
+        prod.t,
+        hw,
+        false,
+        DType::F32.acl(),
+        dgt
+    )?;
+    dgate.dtype = DType::F32;
+    Ok(())
+}
+
+/// [`Backend::relu_backward`](crate::backend::Backend::relu_backward):
+/// `aclnnThresholdBackward(dy, y, 0)` into a temporary, copied back into `dy`.
+pub(super) fn relu_backward(
+    be: &AscendBackend,
+    y: &AscendBuffer,
+    dy: &mut AscendBuffer,
+    len: usize,
+) -> Result<()> {
+    grad_in_place(
+        be,
+        "relu_backward",
+        ["y", "dy"],
+        y,
+        dy,
+        len,
+        |ctx, dyt, yt, out| {
+            let zero = ctx.scalar(ScalarValue::F32(0.0))?;
+            aclnn!(
+                ctx,
+                aclnnThresholdBackward,
+                aclnnThresholdBackwardGetWorkspaceSize,
+                dyt,
+                yt,
+                zero,
+                out
+            )
+        },
+    )
+}
+
+/// [`Backend::sigmoid_backward`](crate::backend::Backend::sigmoid_backward):
+/// `aclnnSigmoidBackward(dy, s)` (= dy*s*(1-s)) into a temporary, copied back into `dy`.
+pub(super) fn sigmoid_backward(
+    be: &AscendBackend,
+    s: &AscendBuffer,
+    dy: &mut AscendBuffer,
+    len: usize,
+) -> Result<()> {
+    grad_in_place(
+        be,
+        "sigmoid_backward",
+        ["s", "dy"],
+        s,
+        dy,
+        len,
+        |ctx, dyt, st, out| {
+            aclnn!(
+                ctx,
+                aclnnSigmoidBackward,
+                aclnnSigmoidBackwardGetWorkspaceSize,
+                dyt,
+                st,
+                out
+            )
+        },
+    )
+}
+
+/// `dy = op(dy, a)` over `len` values for an aclnn backward op without an in-place form:
+/// checks both buffers (named `op_name` and `names`), reads `a` in `dy`'s dtype, runs
+/// `op(ctx, dy, a, out)` into a temporary and copies it back into `dy`.
+fn grad_in_place(
+    be: &AscendBackend,
+    op_name: &str,
+    names: [&str; 2],
+    a: &AscendBuffer,
+    dy: &mut AscendBuffer,
+    len: usize,
+    op: impl FnOnce(&mut Ctx, *mut aclTensor, *mut aclTensor, *mut aclTensor) -> Result<()>,
+) -> Result<()> {
+    check_len(&format!("{op_name} {}", names[0]), a, len)?;
+    check_len(&format!("{op_name} {}", names[1]), dy, len)?;
+    if len == 0 {
+        return Ok(());
+    }
+    let d = dy.dtype;
+    let mut ctx = be.dev.enter()?;
+    let at = read_as(&mut ctx, a, &[len], d)?;
+    let dyt = view(&mut ctx, dy, &[len])?;
+    let tmp = temp(&mut ctx, &[len], d)?;
+    op(&mut ctx, dyt, at.t, tmp.t)?;
+    aclnn!(
+        ctx,
+        aclnnInplaceCopy,
+        aclnnInplaceCopyGetWorkspaceSize,
+        dyt,
+        tmp.t
+    )
+}
+
+/// [`Backend::add_assign`](crate::backend::Backend::add_assign): `aclnnInplaceAdd(dst, src,
+/// alpha = 1)` in `dst`'s dtype.
+pub(super) fn add_assign(
+    be: &AscendBackend,
+    dst: &mut AscendBuffer,
+    src: &AscendBuffer,
+    len: usize,
+) -> Result<()> {
+    check_len("add_assign dst", dst, len)?;
+    check_len("add_assign src", src, len)?;
+    if len == 0 {
+        return Ok(());
+    }
+    let mut ctx = be.dev.enter()?;
+    let dt = view(&mut ctx, dst, &[len])?;
+    let sa = read_as(&mut ctx, src, &[len], dst.dtype)?;
+    let one = ctx.scalar(ScalarValue::F32(1.0))?;
+    aclnn!(
+        ctx,
+        aclnnInplaceAdd,
+        aclnnInplaceAddGetWorkspaceSize,
+        dt,
+        sa.t,
+        one
+    )
+}
+
+/// [`Backend::axpby`](crate::backend::Backend::axpby): `aclnnInplaceMuls(y, a)` then
+/// `aclnnInplaceAdd(y, x, alpha = b)`.
+pub(super) fn axpby(
+    be: &AscendBackend,
+    y: &mut AscendBuffer,
+    x: &AscendBuffer,
+    len: usize,
+    a: f32,
+    b: f32,
+) -> Result<()> {
+    check_len("axpby y", y, len)?;
+    check_len("axpby x", x, len)?;
+    if len == 0 {
+        return Ok(());
+    }
+    let mut ctx = be.dev.enter()?;
+    let yt = view(&mut ctx, y, &[len])?;
+    let xa = read_as(&mut ctx, x, &[len], y.dtype)?;
+    let av = ctx.scalar(ScalarValue::F32(a))?;
+    aclnn!(
+        ctx,
+        aclnnInplaceMuls,
+        aclnnInplaceMulsGetWorkspaceSize,
+        yt,
+        av
+    )?;
+    let bv = ctx.scalar(ScalarValue::F32(b))?;
+    aclnn!(
+        ctx,
+        aclnnInplaceAdd,
+        aclnnInplaceAddGetWorkspaceSize,
+        yt,
+        xa.t,
+        bv
+    )
+}
+
+/// [`Backend::scale`](crate::backend::Backend::scale): `aclnnInplaceMuls(x, factor)`.
+pub(super) fn scale(
+    be: &AscendBackend,
+    x: &mut AscendBuffer,
+    len: usize,
+    factor: f32,
+) -> Result<()> {
+    check_len("scale", x, len)?;
+    if len == 0 {
+        return Ok(());
+    }
+    let mut ctx = be.dev.enter()?;
+    let xt = view(&mut ctx, x, &[len])?;
+    let f = ctx.scalar(ScalarValue::F32(factor))?;
+    aclnn!(
+        ctx,
+        aclnnInplaceMuls,
+        aclnnInplaceMulsGetWorkspaceSize,
+        xt,
+        f
+    )
+}
+
+/// [`Backend::copy`](crate::backend::Backend::copy): `aclnnInplaceCopy(dst, src)`; `dst`
+/// takes `src`'s dtype.
+pub(super) fn copy(
+    be: &AscendBackend,
+    src: &AscendBuffer,
+    dst: &mut AscendBuffer,
+    len: usize,
+) -> Result<()> {
+    check_len("copy source", src, len)?;
+    check_len("copy destination", dst, len)?;
+    if len == 0 {
+        return Ok(());
+    }
+    let mut ctx = be.dev.enter()?;
+    let st = view(&mut ctx, src, &[len])?;
+    let dt = out_view(&mut ctx, dst, &[len], src.dtype)?;
+    aclnn!(
+        ctx,
+        aclnnInplaceCopy,
+        aclnnInplaceCopyGetWorkspaceSize,
+        dt,
+        st
+    )?;
+    dst.dtype = src.dtype;
+    Ok(())
+}
+
+/// [`Backend::sum_squares`](crate::backend::Backend::sum_squares): `aclnnMul(x, x)` in fp32,
+/// then `aclnnReduceSum` of chunks of [`SUM_SQUARES_CHUNK`] values (a (chunks, 4096) view,
+/// plus the tail) into fp32 partial sums, downloaded and added in f64 on the host in chunk
+/// order. Precision: each partial is an fp32 sum of at most 4096 squares (relative error at
+/// most about 4096 * 2^-24 ≈ 2.4e-4 in the worst case, typically ~sqrt(4096) * 2^-24 ≈
+/// 4e-6), the rest is exact to f64 rounding; the CPU backend sums every square in f64.
+/// Range: a value above ~1.8e19 in magnitude (or a partial sum above f32's 3.4e38) gives
+/// +inf here where the CPU stays finite, so the loss-scale overflow check
+/// (`TrainNet::gradients_finite`) calls such a step an overflow on Ascend, as MindSpore's
+/// fp32 overflow status would; with any realistic loss scale gradients stay far below.
+pub(super) fn sum_squares(be: &AscendBackend, x: &AscendBuffer, len: usize) -> Result<f64> {
+    check_len("sum_squares", x, len)?;
+    if len == 0 {
+        return Ok(0.0);
+    }
+    let f32 = DType::F32;
+    let mut ctx = be.dev.enter()?;
+    let xa = read_as(&mut ctx, x, &[len], f32)?;
+    let sq = temp(&mut ctx, &[len], f32)?;
+    aclnn!(ctx, aclnnMul, aclnnMulGetWorkspaceSize, xa.t, xa.t, sq.t)?;
+    let (q, r) = (len / SUM_SQUARES_CHUNK, len % SUM_SQUARES_CHUNK);
+    let parts = q + usize::from(r > 0);
+    let partial = ctx.alloc(parts * 4)?;
+    let sq_ptr = sq.tmp.as_ref().expect("temporary").ptr();
+    let dim1 = ctx.int_array(&[1])?;
+    let reduce = |ctx: &mut super::device::Ctx, rows: usize, cols: usize, at: usize| {
+        let src = ctx.tensor(&TensorDesc::view(
+            sq_ptr,
+            f32,
+            &[rows, cols],
+            &[cols, 1],
+            at * SUM_SQUARES_CHUNK,
+            len,
+        ))?;
+        let dst = ctx.tensor(&TensorDesc::view(
+            partial.ptr(),
+            f32,
+            &[rows],
+            &[1],
+            at,
+            parts,
+        ))?;
         aclnn!(
             ctx,
             aclnnReduceSum,
             aclnnReduceSumGetWorkspaceSize,
-            prod.t,
-            hw,
+            src,
+            dim1,
             false,
-            DType::F32.acl(),
-            dgt
-        )?;
-        dgate.dtype = DType::F32;
-        Ok(())
-    }
-
-    /// [`Backend::relu_backward`](crate::backend::Backend::relu_backward):
-    /// `aclnnThresholdBackward(dy, y, 0)` into a temporary, copied back into `dy`.
-    pub(super) fn relu_grad(
-        &self,
-        y: &AscendBuffer,
-        dy: &mut AscendBuffer,
-        len: usize,
-    ) -> Result<()> {
-        self.grad_in_place(
-            "relu_backward",
-            ["y", "dy"],
-            y,
-            dy,
-            len,
-            |ctx, dyt, yt, out| {
-                let zero = ctx.scalar(ScalarValue::F32(0.0))?;
-                aclnn!(
-                    ctx,
-                    aclnnThresholdBackward,
-                    aclnnThresholdBackwardGetWorkspaceSize,
-                    dyt,
-                    yt,
-                    zero,
-                    out
-                )
-            },
+            f32.acl(),
+            dst
         )
+    };
+    if q > 0 {
+        reduce(&mut ctx, q, SUM_SQUARES_CHUNK, 0)?;
     }
-
-    /// [`Backend::sigmoid_backward`](crate::backend::Backend::sigmoid_backward):
-    /// `aclnnSigmoidBackward(dy, s)` (= dy*s*(1-s)) into a temporary, copied back into `dy`.
-    pub(super) fn sigmoid_grad(
-        &self,
-        s: &AscendBuffer,
-        dy: &mut AscendBuffer,
-        len: usize,
-    ) -> Result<()> {
-        self.grad_in_place(
-            "sigmoid_backward",
-            ["s", "dy"],
-            s,
-            dy,
-            len,
-            |ctx, dyt, st, out| {
-                aclnn!(
-                    ctx,
-                    aclnnSigmoidBackward,
-                    aclnnSigmoidBackwardGetWorkspaceSize,
-                    dyt,
-                    st,
-                    out
-                )
-            },
-        )
+    if r > 0 {
+        reduce(&mut ctx, 1, r, q)?;
     }
-
-    /// `dy = op(dy, a)` over `len` values for an aclnn backward op without an in-place form:
-    /// checks both buffers (named `op_name` and `names`), reads `a` in `dy`'s dtype, runs
-    /// `op(ctx, dy, a, out)` into a temporary and copies it back into `dy`.
-    fn grad_in_place(
-        &self,
-        op_name: &str,
-        names: [&str; 2],
-        a: &AscendBuffer,
-        dy: &mut AscendBuffer,
-        len: usize,
-        op: impl FnOnce(&mut Ctx, *mut aclTensor, *mut aclTensor, *mut aclTensor) -> Result<()>,
-    ) -> Result<()> {
-        check(&format!("{op_name} {}", names[0]), a, len)?;
-        check(&format!("{op_name} {}", names[1]), dy, len)?;
-        if len == 0 {
-            return Ok(());
-        }
-        let d = dy.dtype;
-        let mut ctx = self.dev.enter()?;
-        let at = read_as(&mut ctx, a, &[len], d)?;
-        let dyt = view(&mut ctx, dy, &[len])?;
-        let tmp = temp(&mut ctx, &[len], d)?;
-        op(&mut ctx, dyt, at.t, tmp.t)?;
-        aclnn!(
-            ctx,
-            aclnnInplaceCopy,
-            aclnnInplaceCopyGetWorkspaceSize,
-            dyt,
-            tmp.t
-        )
-    }
-
-    /// [`Backend::add_assign`](crate::backend::Backend::add_assign): `aclnnInplaceAdd(dst, src,
-    /// alpha = 1)` in `dst`'s dtype.
-    pub(super) fn add_assign_impl(
-        &self,
-        dst: &mut AscendBuffer,
-        src: &AscendBuffer,
-        len: usize,
-    ) -> Result<()> {
-        check("add_assign dst", dst, len)?;
-        check("add_assign src", src, len)?;
-        if len == 0 {
-            return Ok(());
-        }
-        let mut ctx = self.dev.enter()?;
-        let dt = view(&mut ctx, dst, &[len])?;
-        let sa = read_as(&mut ctx, src, &[len], dst.dtype)?;
-        let one = ctx.scalar(ScalarValue::F32(1.0))?;
-        aclnn!(
-            ctx,
-            aclnnInplaceAdd,
-            aclnnInplaceAddGetWorkspaceSize,
-            dt,
-            sa.t,
-            one
-        )
-    }
-
-    /// [`Backend::axpby`](crate::backend::Backend::axpby): `aclnnInplaceMuls(y, a)` then
-    /// `aclnnInplaceAdd(y, x, alpha = b)`.
-    pub(super) fn axpby_impl(
-        &self,
-        y: &mut AscendBuffer,
-        x: &AscendBuffer,
-        len: usize,
-        a: f32,
-        b: f32,
-    ) -> Result<()> {
-        check("axpby y", y, len)?;
-        check("axpby x", x, len)?;
-        if len == 0 {
-            return Ok(());
-        }
-        let mut ctx = self.dev.enter()?;
-        let yt = view(&mut ctx, y, &[len])?;
-        let xa = read_as(&mut ctx, x, &[len], y.dtype)?;
-        let av = ctx.scalar(ScalarValue::F32(a))?;
-        aclnn!(
-            ctx,
-            aclnnInplaceMuls,
-            aclnnInplaceMulsGetWorkspaceSize,
-            yt,
-            av
-        )?;
-        let bv = ctx.scalar(ScalarValue::F32(b))?;
-        aclnn!(
-            ctx,
-            aclnnInplaceAdd,
-            aclnnInplaceAddGetWorkspaceSize,
-            yt,
-            xa.t,
-            bv
-        )
-    }
-
-    /// [`Backend::scale`](crate::backend::Backend::scale): `aclnnInplaceMuls(x, factor)`.
-    pub(super) fn scale_impl(&self, x: &mut AscendBuffer, len: usize, factor: f32) -> Result<()> {
-        check("scale", x, len)?;
-        if len == 0 {
-            return Ok(());
-        }
-        let mut ctx = self.dev.enter()?;
-        let xt = view(&mut ctx, x, &[len])?;
-        let f = ctx.scalar(ScalarValue::F32(factor))?;
-        aclnn!(
-            ctx,
-            aclnnInplaceMuls,
-            aclnnInplaceMulsGetWorkspaceSize,
-            xt,
-            f
-        )
-    }
-
-    /// [`Backend::copy`](crate::backend::Backend::copy): `aclnnInplaceCopy(dst, src)`; `dst`
-    /// takes `src`'s dtype.
-    pub(super) fn copy_impl(
-        &self,
-        src: &AscendBuffer,
-        dst: &mut AscendBuffer,
-        len: usize,
-    ) -> Result<()> {
-        check("copy source", src, len)?;
-        check("copy destination", dst, len)?;
-        if len == 0 {
-            return Ok(());
-        }
-        let mut ctx = self.dev.enter()?;
-        let st = view(&mut ctx, src, &[len])?;
-        let dt = out_view(&mut ctx, dst, &[len], src.dtype)?;
-        aclnn!(
-            ctx,
-            aclnnInplaceCopy,
-            aclnnInplaceCopyGetWorkspaceSize,
-            dt,
-            st
-        )?;
-        dst.dtype = src.dtype;
-        Ok(())
-    }
-
-    /// [`Backend::sum_squares`](crate::backend::Backend::sum_squares): `aclnnMul(x, x)` in fp32,
-    /// then `aclnnReduceSum` of chunks of [`SUM_SQUARES_CHUNK`] values (a (chunks, 4096) view,
-    /// plus the tail) into fp32 partial sums, downloaded and added in f64 on the host in chunk
-    /// order. Precision: each partial is an fp32 sum of at most 4096 squares (relative error at
-    /// most about 4096 * 2^-24 ≈ 2.4e-4 in the worst case, typically ~sqrt(4096) * 2^-24 ≈
-    /// 4e-6), the rest is exact to f64 rounding; the CPU backend sums every square in f64.
-    /// Range: a value above ~1.8e19 in magnitude (or a partial sum above f32's 3.4e38) gives
-    /// +inf here where the CPU stays finite, so the loss-scale overflow check
-    /// (`TrainNet::gradients_finite`) calls such a step an overflow on Ascend, as MindSpore's
-    /// fp32 overflow status would; with any realistic loss scale gradients stay far below.
-    pub(super) fn sum_squares_impl(&self, x: &AscendBuffer, len: usize) -> Result<f64> {
-        check("sum_squares", x, len)?;
-        if len == 0 {
-            return Ok(0.0);
-        }
-        let f32 = DType::F32;
-        let mut ctx = self.dev.enter()?;
-        let xa = read_as(&mut ctx, x, &[len], f32)?;
-        let sq = temp(&mut ctx, &[len], f32)?;
-        aclnn!(ctx, aclnnMul, aclnnMulGetWorkspaceSize, xa.t, xa.t, sq.t)?;
-        let (q, r) = (len / SUM_SQUARES_CHUNK, len % SUM_SQUARES_CHUNK);
-        let parts = q + usize::from(r > 0);
-        let partial = ctx.alloc(parts * 4)?;
-        let sq_ptr = sq.tmp.as_ref().expect("temporary").ptr();
-        let dim1 = ctx.int_array(&[1])?;
-        let reduce = |ctx: &mut super::device::Ctx, rows: usize, cols: usize, at: usize| {
-            let src = ctx.tensor(&TensorDesc::view(
-                sq_ptr,
-                f32,
-                &[rows, cols],
-                &[cols, 1],
-                at * SUM_SQUARES_CHUNK,
-                len,
-            ))?;
-            let dst = ctx.tensor(&TensorDesc::view(
-                partial.ptr(),
-                f32,
-                &[rows],
-                &[1],
-                at,
-                parts,
-            ))?;
-            aclnn!(
-                ctx,
-                aclnnReduceSum,
-                aclnnReduceSumGetWorkspaceSize,
-                src,
-                dim1,
-                false,
-                f32.acl(),
-                dst
-            )
-        };
-        if q > 0 {
-            reduce(&mut ctx, q, SUM_SQUARES_CHUNK, 0)?;
-        }
-        if r > 0 {
-            reduce(&mut ctx, 1, r, q)?;
-        }
-        let mut host = vec![0f32; parts];
-        // SAFETY: f32 is plain data; the slice covers the vector exactly.
-        let bytes =
-            unsafe { std::slice::from_raw_parts_mut(host.as_mut_ptr() as *mut u8, parts * 4) };
-        ctx.download_bytes(&partial, bytes)?;
-        Ok(host.iter().map(|&v| v as f64).sum())
-    }
-
-    /// [`Backend::momentum_update`](crate::backend::Backend::momentum_update) in MindSpore's order,
-    /// each step one aclnn op on the whole tensor:
-    /// `g = Add(grad, param, alpha = wd*ls)` (when `wd != 0`), `g *= 1/ls` (`InplaceMuls`, when
-    /// `ls != 1`), `moment *= momentum` (`InplaceMuls`), `moment += g` (`InplaceAdd`), then
-    /// `param += -lr * moment` (`InplaceAdd` with alpha), or with Nesterov `param += -lr * g`
-    /// and `param += -(momentum*lr) * moment`. All fp32.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn momentum_impl(
-        &self,
-        param: &mut AscendBuffer,
-        grad: &AscendBuffer,
-        moment: &mut AscendBuffer,
-        len: usize,
-        lr: f32,
-        momentum: f32,
-        weight_decay: f32,
-        loss_scale: f32,
-        nesterov: bool,
-    ) -> Result<()> {
-        check("momentum_update param", param, len)?;
-        check("momentum_update grad", grad, len)?;
-        check("momentum_update moment", moment, len)?;
-        if !(loss_scale > 0.0 && loss_scale.is_finite()) {
-            return Err(Error::Invalid(format!(
-                "momentum_update: loss scale {loss_scale} must be > 0"
-            )));
-        }
-        if weight_decay.is_nan() || weight_decay < 0.0 {
-            return Err(Error::Invalid(format!(
-                "momentum_update: weight decay {weight_decay} must be >= 0"
-            )));
-        }
-        if param.dtype != DType::F32 || moment.dtype != DType::F32 {
-            return Err(Error::Invalid(
-                "momentum_update: parameters and moments must hold fp32".into(),
-            ));
-        }
-        if len == 0 {
-            return Ok(());
-        }
-        let f32 = DType::F32;
-        let wd_scaled = (weight_decay as f64 * loss_scale as f64) as f32;
-        let inv_scale = (1.0 / loss_scale as f64) as f32;
-        let need_scale = loss_scale != 1.0;
-        let mut ctx = self.dev.enter()?;
-        let pt = view(&mut ctx, param, &[len])?;
-        let mt = view(&mut ctx, moment, &[len])?;
-        let ga = read_as(&mut ctx, grad, &[len], f32)?;
-        // g: the gradient itself when nothing modifies it, else a temporary.
-        let g: Arg = if wd_scaled != 0.0 {
-            let g = temp(&mut ctx, &[len], f32)?;
-            let wd = ctx.scalar(ScalarValue::F32(wd_scaled))?;
-            aclnn!(ctx, aclnnAdd, aclnnAddGetWorkspaceSize, ga.t, pt, wd, g.t)?;
-            g
-        } else if need_scale {
-            let g = temp(&mut ctx, &[len], f32)?;
-            aclnn!(
-                ctx,
-                aclnnInplaceCopy,
-                aclnnInplaceCopyGetWorkspaceSize,
-                g.t,
-                ga.t
-            )?;
-            g
-        } else {
-            ga
-        };
-        if need_scale {
-            let inv = ctx.scalar(ScalarValue::F32(inv_scale))?;
-            aclnn!(
-                ctx,
-                aclnnInplaceMuls,
-                aclnnInplaceMulsGetWorkspaceSize,
-                g.t,
-                inv
-            )?;
-        }
-        let mu = ctx.scalar(ScalarValue::F32(momentum))?;
-        aclnn!(
-            ctx,
-            aclnnInplaceMuls,
-            aclnnInplaceMulsGetWorkspaceSize,
-            mt,
-            mu
-        )?;
-        let one = ctx.scalar(ScalarValue::F32(1.0))?;
-        aclnn!(
-            ctx,
-            aclnnInplaceAdd,
-            aclnnInplaceAddGetWorkspaceSize,
-            mt,
-            g.t,
-            one
-        )?;
-        if nesterov {
-            let a = ctx.scalar(ScalarValue::F32(-lr))?;
-            aclnn!(
-                ctx,
-                aclnnInplaceAdd,
-                aclnnInplaceAddGetWorkspaceSize,
-                pt,
-                g.t,
-                a
-            )?;
-            let b = ctx.scalar(ScalarValue::F32(-(momentum * lr)))?;
-            aclnn!(
-                ctx,
-                aclnnInplaceAdd,
-                aclnnInplaceAddGetWorkspaceSize,
-                pt,
-                mt,
-                b
-            )
-        } else {
-            let a = ctx.scalar(ScalarValue::F32(-lr))?;
-            aclnn!(
-                ctx,
-                aclnnInplaceAdd,
-                aclnnInplaceAddGetWorkspaceSize,
-                pt,
-                mt,
-                a
-            )
-        }
-    }
+    let mut host = vec![0f32; parts];
+    // SAFETY: f32 is plain data; the slice covers the vector exactly.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(host.as_mut_ptr() as *mut u8, parts * 4) };
+    ctx.download_bytes(&partial, bytes)?;
+    Ok(host.iter().map(|&v| v as f64).sum())
 }

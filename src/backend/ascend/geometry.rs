@@ -11,7 +11,7 @@
 //! With `p = pb`, window `i` starts at `i*s - pb` in both, so the two agree exactly whenever the
 //! aclnn output size (floor or ceil) equals `out` and `pb <= k/2` (aclnn's padding limit): the
 //! extra windows of 'same' beyond the input are then the same windows aclnn clips at `in + p`.
-//! [`aclnn_same_pool`] finds that mapping or reports that none exists.
+//! [`aclnn_same_pool_2d`] finds that mapping for both axes or reports that none exists.
 use crate::backend::same_pool_geometry;
 
 /// aclnn parameters reproducing a 'same' max pool along one axis.
@@ -74,6 +74,7 @@ pub fn aclnn_same_pool_with(
 /// As [`aclnn_same_pool_with`], floor mode preferred, or None when no symmetric padding
 /// reproduces 'same' (then the backend reports the case as unsupported rather than compute
 /// something else).
+#[cfg(test)]
 pub fn aclnn_same_pool(input: usize, kernel: usize, stride: usize) -> Option<AclnnPool> {
     aclnn_same_pool_with(input, kernel, stride, false)
         .or_else(|| aclnn_same_pool_with(input, kernel, stride, true))
@@ -106,7 +107,7 @@ pub fn mask_dims(n: usize, c: usize, kernel: usize, oh: usize, ow: usize) -> [us
 mod tests {
     use super::*;
     use crate::backend::cpu::CpuBackend;
-    use crate::backend::{Backend, Shape4};
+    use crate::backend::{Backend, MaxPool2dParams, Shape4};
 
     /// Max pool with aclnn semantics: symmetric -inf padding, output size from [`aclnn_out`].
     fn aclnn_pool_reference(
@@ -181,7 +182,8 @@ mod tests {
                         .collect();
                     let xs = Shape4::new(1, 1, h, w);
                     let mut y = vec![0.0; ph.out * pw.out];
-                    let ys = cpu.max_pool2d_same(&x, xs, k, s, &mut y).unwrap();
+                    let pool = MaxPool2dParams::same(k, s);
+                    let ys = cpu.max_pool2d_same(pool, &x, xs, &mut y).unwrap();
                     assert_eq!((ys.h, ys.w), (ph.out, pw.out));
                     let r = aclnn_pool_reference(&x, h, w, k, s, ph, pw);
                     assert_eq!(y, r, "k {k} s {s} {h}x{w}");

@@ -9,9 +9,9 @@ use std::path::Path;
 
 use senet_cann_sys::{HcclComm as RawComm, HcclDataType, HcclReduceOp, HcclResult, HcclRootInfo};
 
-use super::buffer;
 use super::tensor::DType;
 use super::{AscendBackend, AscendBuffer};
+use crate::backend::check_len;
 use crate::{Error, Result};
 
 /// Size of HCCL's root info blob (`HCCL_ROOT_INFO_BYTES`, the same in every CANN seen).
@@ -358,8 +358,8 @@ impl AscendBackend {
         dst_off: usize,
         len: usize,
     ) -> Result<()> {
-        buffer::check("copy_range source", src, src_off + len)?;
-        buffer::check("copy_range destination", dst, dst_off + len)?;
+        check_len("copy_range source", src, src_off + len)?;
+        check_len("copy_range destination", dst, dst_off + len)?;
         if len == 0 {
             return Ok(());
         }

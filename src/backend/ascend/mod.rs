@@ -1,10 +1,14 @@
 //! The Ascend NPU backend: [`Backend`] on Huawei's CANN C API (ACL runtime + aclnn single
 //! operators), loaded at run time through `senet-cann-sys` (`shared/reference/cann.md`).
 //!
-//! Layers, after cudarc: `sys` (raw bindgen structs) → [`error`] (codes to [`Error`]s) →
-//! RAII types ([`runtime`]: context, [`Stream`], [`Event`]; [`memory`]: caching allocator and
-//! blocks; [`tensor`]: aclnn argument objects) → [`op`] (the two-phase aclnn call, once) → the op
-//! files (`conv`, `pool`, `dense`, `norm`, `elementwise`, `loss`) → [`AscendBackend`].
+//! Layers, after cudarc: `sys` (raw bindgen structs) → `error` (codes to [`Error`]s) →
+//! RAII types (`runtime`: context, [`Stream`], [`Event`]; `memory`: caching allocator and
+//! blocks; `tensor`: aclnn argument objects) → `op` (the two-phase aclnn call, once) → the op
+//! files by family (`conv`, `pool`, `dense`, `norm`, `elementwise`, `loss`, `optim`; the buffer
+//! entry points in `buffer`), each op a function named as the [`Backend`] method it implements →
+//! [`AscendBackend`], whose trait impl only calls them. The modules are private; what the rest
+//! of senet and its users need is re-exported here ([`AscendBackend`], [`AscendBuffer`],
+//! [`Precision`], [`DType`], [`Event`], [`Stream`], [`HcclComm`], [`devices`]).
 //!
 //! Everything runs on one stream per backend, in order; host reads (`download`, the loss)
 //! synchronise it. The backend may be shared between threads (`Send + Sync`): each entry point
@@ -15,28 +19,33 @@
 mod buffer;
 mod conv;
 mod dense;
-pub mod device;
+mod device;
 mod elementwise;
-pub mod error;
-pub mod geometry;
-pub mod hccl;
+mod error;
+mod geometry;
+mod hccl;
 mod loss;
-pub mod memory;
+mod memory;
 mod norm;
-use norm::{BnGradStats, BnStats};
-pub mod op;
+mod op;
+mod optim;
 mod pool;
-pub mod runtime;
-pub mod tensor;
+mod runtime;
+mod tensor;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use buffer::AscendBuffer;
-pub use runtime::{Event, Stream};
+pub use hccl::HcclComm;
+pub(crate) use hccl::ROOT_INFO_BYTES;
+pub use runtime::{devices, DevicesReport, Event, Stream};
 pub use tensor::DType;
 
-use super::{Activation, Backend, Conv2dParams, Shape4};
+use super::{
+    Backend, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats, Conv2dForward,
+    Conv2dShape, CrossEntropyParams, LinearForward, LinearGrads, LinearShape, MaxPool2dParams,
+    MomentumParams, MovingStats, SavedStats, SeGrads, Shape4,
+};
 use crate::{Error, Result};
 use device::DeviceShared;
 
@@ -63,21 +72,6 @@ enum PoolOp {
     WithIndices,
     /// `aclnnMaxPool2dWithMask` (+`Backward`): first-generation Ascend 910 too.
     WithMask,
-}
-
-/// `aclrtGetSocName` names of the first-generation Ascend 910 (cann.md §2.5; note that the
-/// bare `Ascend910B` is first-generation, the A2 parts being `Ascend910B1`..`B4`).
-pub const FIRST_GEN_910: [&str; 5] = [
-    "Ascend910A",
-    "Ascend910ProA",
-    "Ascend910B",
-    "Ascend910ProB",
-    "Ascend910PremiumA",
-];
-
-/// Whether `soc` is a first-generation Ascend 910.
-pub fn is_first_gen_910(soc: &str) -> bool {
-    FIRST_GEN_910.contains(&soc)
 }
 
 /// The Ascend backend: one NPU, one stream, a caching allocator, aclnn operators.
@@ -126,7 +120,7 @@ impl AscendBackend {
         let soc = runtime::soc_name()?;
         let dev = DeviceShared::new(device_id)?;
         let cann = runtime::init()?;
-        let first_gen = is_first_gen_910(&soc);
+        let first_gen = runtime::is_first_gen_910(&soc);
         let has_indices = cann.opapi.aclnnMaxPool2dWithIndices.is_ok()
             && cann.opapi.aclnnMaxPool2dWithIndicesGetWorkspaceSize.is_ok();
         let pool_op = if first_gen || !has_indices {
@@ -205,55 +199,6 @@ impl AscendBackend {
     }
 }
 
-/// What [`devices`] reports: where CANN was loaded from and what it sees.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DevicesReport {
-    /// The library files loaded (runtime, nnopbase, opapi, then libhccl when it loads), each
-    /// once.
-    pub libraries: Vec<PathBuf>,
-    /// ACL version (major, minor, patch) from `aclrtGetVersion`, when the call exists.
-    pub version: Option<(i32, i32, i32)>,
-    /// NPUs visible to the process (`aclrtGetDeviceCount`).
-    pub device_count: u32,
-    /// `aclrtGetSocName`, e.g. `Ascend910B1`.
-    pub soc_name: String,
-    /// Whether that SoC is a first-generation Ascend 910 (MaxPool2dWithMask path, fp32 cubes
-    /// computed with ALLOW_FP32_DOWN_PRECISION).
-    pub first_gen_910: bool,
-}
-
-/// Loads CANN and reports its libraries, version, device count and SoC (for `senet devices`).
-/// Does not open a device. Errors: [`Error::DeviceUnavailable`] when CANN cannot be loaded (the
-/// loader's message), [`Error::Device`] when `aclInit` or a query fails.
-pub fn devices() -> Result<DevicesReport> {
-    let cann = runtime::init()?;
-    let soc_name = runtime::soc_name()?;
-    // The emulator (one file for every library) would be listed once per library.
-    let mut libraries: Vec<PathBuf> = Vec::new();
-    let hccl = senet_cann_sys::hccl().ok().map(|(_, p)| p.clone());
-    for p in cann.paths.iter().cloned().chain(hccl) {
-        if !libraries.contains(&p) {
-            libraries.push(p);
-        }
-    }
-    Ok(DevicesReport {
-        libraries,
-        version: runtime::version().ok(),
-        device_count: runtime::device_count()?,
-        first_gen_910: is_first_gen_910(&soc_name),
-        soc_name,
-    })
-}
-
-fn act_ok(what: &str, act: Activation) -> Result<()> {
-    if act == Activation::Sigmoid {
-        return Err(Error::Invalid(format!(
-            "{what}: only Activation::None or Relu can be fused"
-        )));
-    }
-    Ok(())
-}
-
 impl Backend for AscendBackend {
     type Buffer = AscendBuffer;
 
@@ -262,99 +207,51 @@ impl Backend for AscendBackend {
     }
 
     fn alloc(&self, len: usize) -> Result<AscendBuffer> {
-        let mut ctx = self.dev.enter()?;
-        let block = ctx.alloc(len * 4)?;
-        ctx.zero(&block, len * 4)?;
-        Ok(AscendBuffer {
-            block,
-            len,
-            dtype: DType::F32,
-        })
+        buffer::alloc(self, len)
     }
 
     fn upload(&self, host: &[f32]) -> Result<AscendBuffer> {
-        let mut ctx = self.dev.enter()?;
-        let block = ctx.alloc(host.len() * 4)?;
-        ctx.upload_bytes(&block, f32_bytes(host))?;
-        Ok(AscendBuffer {
-            block,
-            len: host.len(),
-            dtype: DType::F32,
-        })
+        buffer::upload(self, host)
     }
 
     fn download(&self, buf: &AscendBuffer, out: &mut [f32]) -> Result<()> {
-        buffer::check("download", buf, out.len())?;
-        let mut ctx = self.dev.enter()?;
-        match buf.dtype {
-            DType::F32 => ctx.download_bytes(&buf.block, f32_bytes_mut(out)),
-            DType::F16 => {
-                let mut half = vec![half::f16::ZERO; out.len()];
-                let bytes = half.len() * 2;
-                // SAFETY: f16 is two plain bytes; the slice covers exactly the vector.
-                let raw =
-                    unsafe { std::slice::from_raw_parts_mut(half.as_mut_ptr() as *mut u8, bytes) };
-                ctx.download_bytes(&buf.block, raw)?;
-                for (o, h) in out.iter_mut().zip(&half) {
-                    *o = h.to_f32();
-                }
-                Ok(())
-            }
-            other => Err(Error::Invalid(format!(
-                "download: buffer holds {other:?} data"
-            ))),
-        }
+        buffer::download(self, buf, out)
     }
 
     fn write(&self, buf: &mut AscendBuffer, host: &[f32]) -> Result<()> {
-        buffer::check("write", buf, host.len())?;
-        let mut ctx = self.dev.enter()?;
-        ctx.upload_bytes(&buf.block, f32_bytes(host))?;
-        buf.dtype = DType::F32;
-        Ok(())
+        buffer::write(self, buf, host)
     }
 
     fn conv2d(
         &self,
+        f: Conv2dForward<'_, AscendBuffer>,
         x: &AscendBuffer,
-        xs: Shape4,
-        w: &AscendBuffer,
-        w_shape: [usize; 4],
-        bias: Option<&AscendBuffer>,
-        p: Conv2dParams,
-        act: Activation,
         y: &mut AscendBuffer,
     ) -> Result<Shape4> {
-        self.conv2d_forward(x, xs, w, w_shape, bias, p, act, y)
+        conv::conv2d(self, f, x, y)
     }
 
     fn max_pool2d_same(
         &self,
+        pool: MaxPool2dParams,
         x: &AscendBuffer,
         xs: Shape4,
-        kernel: usize,
-        stride: usize,
         y: &mut AscendBuffer,
     ) -> Result<Shape4> {
-        self.max_pool_forward(x, xs, kernel, stride, y)
+        pool::max_pool2d_same(self, pool, x, xs, y)
     }
 
     fn global_avg_pool(&self, x: &AscendBuffer, xs: Shape4, y: &mut AscendBuffer) -> Result<()> {
-        self.avg_pool_forward(x, xs, y)
+        pool::global_avg_pool(self, x, xs, y)
     }
 
     fn linear(
         &self,
+        f: LinearForward<'_, AscendBuffer>,
         x: &AscendBuffer,
-        n: usize,
-        w: &AscendBuffer,
-        out_features: usize,
-        in_features: usize,
-        b: &AscendBuffer,
-        act: Activation,
         y: &mut AscendBuffer,
     ) -> Result<()> {
-        self.linear_forward(x, n, w, out_features, in_features, b, act, y)
+        dense::linear(self, f, x, y)
     }
 
     fn se_scale_add_relu(
@@ -364,61 +261,52 @@ impl Backend for AscendBackend {
         gate: &AscendBuffer,
         shortcut: &AscendBuffer,
     ) -> Result<()> {
-        self.se_forward(x, xs, gate, shortcut)
+        elementwise::se_scale_add_relu(self, x, xs, gate, shortcut)
     }
 
     fn conv2d_backward_data(
         &self,
+        conv: Conv2dShape,
+        w: &AscendBuffer,
         dy: &AscendBuffer,
         ys: Shape4,
-        w: &AscendBuffer,
-        w_shape: [usize; 4],
-        p: Conv2dParams,
-        xs: Shape4,
         dx: &mut AscendBuffer,
     ) -> Result<()> {
-        self.conv2d_data_grad(dy, ys, w, w_shape, p, xs, dx)
+        conv::conv2d_backward_data(self, conv, w, dy, ys, dx)
     }
 
     fn conv2d_backward_filter(
         &self,
+        conv: Conv2dShape,
         x: &AscendBuffer,
-        xs: Shape4,
         dy: &AscendBuffer,
         ys: Shape4,
-        p: Conv2dParams,
-        w_shape: [usize; 4],
         dw: &mut AscendBuffer,
         accumulate: bool,
     ) -> Result<()> {
-        self.conv2d_filter_grad(x, xs, dy, ys, p, w_shape, dw, accumulate)
+        conv::conv2d_backward_filter(self, conv, x, dy, ys, dw, accumulate)
     }
 
     fn linear_backward(
         &self,
+        shape: LinearShape,
         x: &AscendBuffer,
-        n: usize,
         w: &AscendBuffer,
-        out_features: usize,
-        in_features: usize,
         dy: &AscendBuffer,
-        dx: Option<&mut AscendBuffer>,
-        dw: &mut AscendBuffer,
-        db: &mut AscendBuffer,
+        grads: LinearGrads<'_, AscendBuffer>,
     ) -> Result<()> {
-        self.linear_grad(x, n, w, out_features, in_features, dy, dx, dw, db)
+        dense::linear_backward(self, shape, x, w, dy, grads)
     }
 
     fn max_pool2d_same_backward(
         &self,
+        pool: MaxPool2dParams,
         x: &AscendBuffer,
         xs: Shape4,
-        kernel: usize,
-        stride: usize,
         dy: &AscendBuffer,
         dx: &mut AscendBuffer,
     ) -> Result<()> {
-        self.max_pool_grad(x, xs, kernel, stride, dy, dx)
+        pool::max_pool2d_same_backward(self, pool, x, xs, dy, dx)
     }
 
     fn global_avg_pool_backward(
@@ -427,11 +315,11 @@ impl Backend for AscendBackend {
         xs: Shape4,
         dx: &mut AscendBuffer,
     ) -> Result<()> {
-        self.avg_pool_grad(dy, xs, dx)
+        pool::global_avg_pool_backward(self, dy, xs, dx)
     }
 
     fn add_assign(&self, dst: &mut AscendBuffer, src: &AscendBuffer, len: usize) -> Result<()> {
-        self.add_assign_impl(dst, src, len)
+        elementwise::add_assign(self, dst, src, len)
     }
 
     fn axpby(
@@ -442,111 +330,61 @@ impl Backend for AscendBackend {
         a: f32,
         b: f32,
     ) -> Result<()> {
-        self.axpby_impl(y, x, len, a, b)
+        elementwise::axpby(self, y, x, len, a, b)
     }
 
     fn scale(&self, x: &mut AscendBuffer, len: usize, factor: f32) -> Result<()> {
-        self.scale_impl(x, len, factor)
+        elementwise::scale(self, x, len, factor)
     }
 
     fn sum_squares(&self, x: &AscendBuffer, len: usize) -> Result<f64> {
-        self.sum_squares_impl(x, len)
+        elementwise::sum_squares(self, x, len)
     }
 
     fn copy(&self, src: &AscendBuffer, dst: &mut AscendBuffer, len: usize) -> Result<()> {
-        self.copy_impl(src, dst, len)
+        elementwise::copy(self, src, dst, len)
     }
 
     fn batch_norm_train(
         &self,
+        bn: BatchNormForward<'_, AscendBuffer>,
         x: &AscendBuffer,
-        xs: Shape4,
-        gamma: &AscendBuffer,
-        beta: &AscendBuffer,
-        eps: f32,
-        momentum: f32,
-        moving_mean: &mut AscendBuffer,
-        moving_var: &mut AscendBuffer,
-        saved_mean: &mut AscendBuffer,
-        saved_invstd: &mut AscendBuffer,
-        act: Activation,
+        stats: BatchStats<'_, AscendBuffer>,
         y: &mut AscendBuffer,
     ) -> Result<()> {
-        act_ok("batch_norm_train", act)?;
-        let stats = BnStats::Batch {
-            momentum,
-            moving_mean,
-            moving_var,
-            saved_mean,
-            saved_invstd,
-        };
-        self.bn_forward(x, xs, gamma, beta, eps, stats, act, y)
+        norm::batch_norm_train(self, bn, x, stats, y)
     }
 
     fn batch_norm_backward(
         &self,
-        x: &AscendBuffer,
-        xs: Shape4,
-        dy: &AscendBuffer,
-        y_relu: Option<&AscendBuffer>,
-        gamma: &AscendBuffer,
-        saved_mean: &AscendBuffer,
-        saved_invstd: &AscendBuffer,
-        dx: &mut AscendBuffer,
-        dgamma: &mut AscendBuffer,
-        dbeta: &mut AscendBuffer,
+        bn: BatchNormBackward<'_, AscendBuffer>,
+        saved: SavedStats<'_, AscendBuffer>,
+        grads: BatchNormGrads<'_, AscendBuffer>,
     ) -> Result<()> {
-        let stats = BnGradStats::Batch {
-            saved_mean,
-            saved_invstd,
-        };
-        self.bn_grad(x, xs, dy, y_relu, gamma, stats, dx, dgamma, dbeta)
+        norm::batch_norm_backward(self, bn, saved, grads)
     }
 
     fn batch_norm_frozen(
         &self,
+        bn: BatchNormForward<'_, AscendBuffer>,
         x: &AscendBuffer,
-        xs: Shape4,
-        gamma: &AscendBuffer,
-        beta: &AscendBuffer,
-        moving_mean: &AscendBuffer,
-        moving_var: &AscendBuffer,
-        eps: f32,
-        act: Activation,
+        moving: MovingStats<'_, AscendBuffer>,
         y: &mut AscendBuffer,
     ) -> Result<()> {
-        act_ok("batch_norm_frozen", act)?;
-        let stats = BnStats::Frozen {
-            moving_mean,
-            moving_var,
-        };
-        self.bn_forward(x, xs, gamma, beta, eps, stats, act, y)
+        norm::batch_norm_frozen(self, bn, x, moving, y)
     }
 
     fn batch_norm_frozen_backward(
         &self,
-        x: &AscendBuffer,
-        xs: Shape4,
-        dy: &AscendBuffer,
-        y_relu: Option<&AscendBuffer>,
-        gamma: &AscendBuffer,
-        moving_mean: &AscendBuffer,
-        moving_var: &AscendBuffer,
-        eps: f32,
-        dx: &mut AscendBuffer,
-        dgamma: &mut AscendBuffer,
-        dbeta: &mut AscendBuffer,
+        bn: BatchNormBackward<'_, AscendBuffer>,
+        moving: MovingStats<'_, AscendBuffer>,
+        grads: BatchNormGrads<'_, AscendBuffer>,
     ) -> Result<()> {
-        let stats = BnGradStats::Frozen {
-            moving_mean,
-            moving_var,
-            eps,
-        };
-        self.bn_grad(x, xs, dy, y_relu, gamma, stats, dx, dgamma, dbeta)
+        norm::batch_norm_frozen_backward(self, bn, moving, grads)
     }
 
     fn relu_backward(&self, y: &AscendBuffer, dy: &mut AscendBuffer, len: usize) -> Result<()> {
-        self.relu_grad(y, dy, len)
+        elementwise::relu_backward(self, y, dy, len)
     }
 
     fn se_scale_add_relu_backward(
@@ -556,62 +394,33 @@ impl Backend for AscendBackend {
         gate: &AscendBuffer,
         out: &AscendBuffer,
         dout: &AscendBuffer,
-        dx: &mut AscendBuffer,
-        dgate: &mut AscendBuffer,
-        dshortcut: &mut AscendBuffer,
+        grads: SeGrads<'_, AscendBuffer>,
     ) -> Result<()> {
-        self.se_grad(x, xs, gate, out, dout, dx, dgate, dshortcut)
+        elementwise::se_scale_add_relu_backward(self, x, xs, gate, out, dout, grads)
     }
 
     fn sigmoid_backward(&self, s: &AscendBuffer, dy: &mut AscendBuffer, len: usize) -> Result<()> {
-        self.sigmoid_grad(s, dy, len)
+        elementwise::sigmoid_backward(self, s, dy, len)
     }
 
     fn softmax_cross_entropy(
         &self,
+        p: CrossEntropyParams,
         logits: &AscendBuffer,
-        n: usize,
-        classes: usize,
         labels: &[usize],
-        label_smoothing: f32,
-        scale: f32,
         dlogits: &mut AscendBuffer,
     ) -> Result<f64> {
-        self.cross_entropy(logits, n, classes, labels, label_smoothing, scale, dlogits)
+        loss::softmax_cross_entropy(self, p, logits, labels, dlogits)
     }
 
     fn momentum_update(
         &self,
+        p: MomentumParams,
         param: &mut AscendBuffer,
         grad: &AscendBuffer,
         moment: &mut AscendBuffer,
         len: usize,
-        lr: f32,
-        momentum: f32,
-        weight_decay: f32,
-        loss_scale: f32,
-        nesterov: bool,
     ) -> Result<()> {
-        self.momentum_impl(
-            param,
-            grad,
-            moment,
-            len,
-            lr,
-            momentum,
-            weight_decay,
-            loss_scale,
-            nesterov,
-        )
+        optim::momentum_update(self, p, param, grad, moment, len)
     }
-}
-
-fn f32_bytes(v: &[f32]) -> &[u8] {
-    // SAFETY: f32 has no padding and any byte pattern is a valid u8.
-    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
-}
-
-fn f32_bytes_mut(v: &mut [f32]) -> &mut [u8] {
-    // SAFETY: as above; every byte pattern written back is a valid f32.
-    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
 }

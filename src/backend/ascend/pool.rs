@@ -9,13 +9,13 @@
 //! a buffer is reused.
 use senet_cann_sys::{aclIntArray, aclTensor};
 
-use super::buffer::{check, out_view, read_as, temp, Arg, AscendBuffer};
+use super::buffer::{out_view, read_as, temp, Arg, AscendBuffer};
 use super::device::Ctx;
 use super::geometry::{aclnn_same_pool_2d, mask_dims, AclnnPool};
 use super::op::aclnn;
 use super::tensor::{DType, ScalarValue};
 use super::{AscendBackend, PoolOp};
-use crate::backend::Shape4;
+use crate::backend::{check_len, MaxPool2dParams, PoolGeometry, Shape4};
 use crate::{Error, Result};
 
 /// Element type of `aclnnMaxPool2dWithIndices`' indices: INT64 as `cann_subset.h` (and the
@@ -32,12 +32,16 @@ struct PoolArgs {
     ys: Shape4,
 }
 
-fn pool_args(ctx: &mut Ctx, xs: Shape4, kernel: usize, stride: usize) -> Result<PoolArgs> {
-    if kernel == 0 || stride == 0 || xs.h == 0 || xs.w == 0 {
-        return Err(Error::Shape(format!(
-            "max_pool2d: kernel {kernel}, stride {stride}, input {xs:?}"
-        )));
-    }
+/// The aclnn arguments of `pool` over `xs`, whose 'same' geometry `g` (checked by the caller)
+/// must map to aclnn's symmetric padding and ceil mode ([`aclnn_same_pool_2d`]; the mapped
+/// output size is `g.ys`'s by construction).
+fn pool_args(
+    ctx: &mut Ctx,
+    xs: Shape4,
+    pool: MaxPool2dParams,
+    g: PoolGeometry,
+) -> Result<PoolArgs> {
+    let (kernel, stride) = (pool.kernel, pool.stride);
     let (ph, pw): (AclnnPool, AclnnPool) = aclnn_same_pool_2d(xs.h, xs.w, kernel, stride)
         .ok_or_else(|| {
             Error::Invalid(format!(
@@ -53,7 +57,7 @@ fn pool_args(ctx: &mut Ctx, xs: Shape4, kernel: usize, stride: usize) -> Result<
         padding: ctx.int_array(&[ph.pad as i64, pw.pad as i64])?,
         dilation: ctx.int_array(&[1, 1])?,
         ceil_mode: ph.ceil_mode,
-        ys: Shape4::new(xs.n, xs.c, ph.out, pw.out),
+        ys: g.ys,
     })
 }
 
@@ -61,205 +65,190 @@ fn dims4(s: Shape4) -> [usize; 4] {
     [s.n, s.c, s.h, s.w]
 }
 
-impl AscendBackend {
-    /// The forward pool into `out` (a tensor of `a.ys`), returning the argmax temporary.
-    fn pool_forward_into(
-        &self,
-        ctx: &mut Ctx,
-        x: *mut aclTensor,
-        a: &PoolArgs,
-        kernel: usize,
-        out: *mut aclTensor,
-    ) -> Result<Arg> {
-        let ys = a.ys;
-        match self.pool_op {
-            PoolOp::WithIndices => {
-                let idx = temp(ctx, &dims4(ys), INDICES_DTYPE)?;
-                aclnn!(
-                    ctx,
-                    aclnnMaxPool2dWithIndices,
-                    aclnnMaxPool2dWithIndicesGetWorkspaceSize,
-                    x,
-                    a.kernel,
-                    a.stride,
-                    a.padding,
-                    a.dilation,
-                    a.ceil_mode,
-                    out,
-                    idx.t
-                )?;
-                Ok(idx)
-            }
-            PoolOp::WithMask => {
-                let mask = temp(ctx, &mask_dims(ys.n, ys.c, kernel, ys.h, ys.w), DType::I8)?;
-                aclnn!(
-                    ctx,
-                    aclnnMaxPool2dWithMask,
-                    aclnnMaxPool2dWithMaskGetWorkspaceSize,
-                    x,
-                    a.kernel,
-                    a.stride,
-                    a.padding,
-                    a.dilation,
-                    a.ceil_mode,
-                    out,
-                    mask.t
-                )?;
-                Ok(mask)
-            }
-        }
-    }
-
-    /// [`Backend::max_pool2d_same`](crate::backend::Backend::max_pool2d_same).
-    pub(super) fn max_pool_forward(
-        &self,
-        x: &AscendBuffer,
-        xs: Shape4,
-        kernel: usize,
-        stride: usize,
-        y: &mut AscendBuffer,
-    ) -> Result<Shape4> {
-        let mut ctx = self.dev.enter()?;
-        let a = pool_args(&mut ctx, xs, kernel, stride)?;
-        check("max_pool2d input", x, xs.numel())?;
-        check("max_pool2d output", y, a.ys.numel())?;
-        let cd = self.cd();
-        let xa = read_as(&mut ctx, x, &dims4(xs), cd)?;
-        let yt = out_view(&mut ctx, y, &dims4(a.ys), cd)?;
-        let _argmax = self.pool_forward_into(&mut ctx, xa.t, &a, kernel, yt)?;
-        y.dtype = cd;
-        Ok(a.ys)
-    }
-
-    /// [`Backend::max_pool2d_same_backward`](crate::backend::Backend::max_pool2d_same_backward):
-    /// recomputes the forward for its argmax, then `aclnnMaxPool2dWithIndicesBackward` /
-    /// `aclnnMaxPool2dWithMaskBackward` into `dx`.
-    pub(super) fn max_pool_grad(
-        &self,
-        x: &AscendBuffer,
-        xs: Shape4,
-        kernel: usize,
-        stride: usize,
-        dy: &AscendBuffer,
-        dx: &mut AscendBuffer,
-    ) -> Result<()> {
-        let mut ctx = self.dev.enter()?;
-        let a = pool_args(&mut ctx, xs, kernel, stride)
-            .map_err(|e| rename(e, "max_pool2d", "max_pool2d_same_backward"))?;
-        check("max_pool2d_same_backward x", x, xs.numel())?;
-        check("max_pool2d_same_backward dy", dy, a.ys.numel())?;
-        check("max_pool2d_same_backward dx", dx, xs.numel())?;
-        let cd = self.cd();
-        let xa = read_as(&mut ctx, x, &dims4(xs), cd)?;
-        let dya = read_as(&mut ctx, dy, &dims4(a.ys), cd)?;
-        let out = temp(&mut ctx, &dims4(a.ys), cd)?;
-        let argmax = self.pool_forward_into(&mut ctx, xa.t, &a, kernel, out.t)?;
-        let dxt = out_view(&mut ctx, dx, &dims4(xs), cd)?;
-        match self.pool_op {
-            PoolOp::WithIndices => aclnn!(
+/// The forward pool into `out` (a tensor of `a.ys`), returning the argmax temporary.
+fn pool_forward_into(
+    be: &AscendBackend,
+    ctx: &mut Ctx,
+    x: *mut aclTensor,
+    a: &PoolArgs,
+    kernel: usize,
+    out: *mut aclTensor,
+) -> Result<Arg> {
+    let ys = a.ys;
+    match be.pool_op {
+        PoolOp::WithIndices => {
+            let idx = temp(ctx, &dims4(ys), INDICES_DTYPE)?;
+            aclnn!(
                 ctx,
-                aclnnMaxPool2dWithIndicesBackward,
-                aclnnMaxPool2dWithIndicesBackwardGetWorkspaceSize,
-                dya.t,
-                xa.t,
-                argmax.t,
+                aclnnMaxPool2dWithIndices,
+                aclnnMaxPool2dWithIndicesGetWorkspaceSize,
+                x,
                 a.kernel,
                 a.stride,
                 a.padding,
                 a.dilation,
                 a.ceil_mode,
-                dxt
-            )?,
-            PoolOp::WithMask => aclnn!(
+                out,
+                idx.t
+            )?;
+            Ok(idx)
+        }
+        PoolOp::WithMask => {
+            let mask = temp(ctx, &mask_dims(ys.n, ys.c, kernel, ys.h, ys.w), DType::I8)?;
+            aclnn!(
                 ctx,
-                aclnnMaxPool2dWithMaskBackward,
-                aclnnMaxPool2dWithMaskBackwardGetWorkspaceSize,
-                dya.t,
-                xa.t,
-                argmax.t,
+                aclnnMaxPool2dWithMask,
+                aclnnMaxPool2dWithMaskGetWorkspaceSize,
+                x,
                 a.kernel,
                 a.stride,
                 a.padding,
                 a.dilation,
                 a.ceil_mode,
-                dxt
-            )?,
+                out,
+                mask.t
+            )?;
+            Ok(mask)
         }
-        dx.dtype = cd;
-        Ok(())
-    }
-
-    /// [`Backend::global_avg_pool`](crate::backend::Backend::global_avg_pool): `aclnnMean` over
-    /// dims (2, 3) without keepdim, in the input's dtype.
-    pub(super) fn avg_pool_forward(
-        &self,
-        x: &AscendBuffer,
-        xs: Shape4,
-        y: &mut AscendBuffer,
-    ) -> Result<()> {
-        check("global_avg_pool input", x, xs.numel())?;
-        check("global_avg_pool output", y, xs.n * xs.c)?;
-        let cd = self.cd();
-        let mut ctx = self.dev.enter()?;
-        let xa = read_as(&mut ctx, x, &dims4(xs), cd)?;
-        let yt = out_view(&mut ctx, y, &[xs.n, xs.c], cd)?;
-        let dims = ctx.int_array(&[2, 3])?;
-        aclnn!(
-            ctx,
-            aclnnMean,
-            aclnnMeanGetWorkspaceSize,
-            xa.t,
-            dims,
-            false,
-            cd.acl(),
-            yt
-        )?;
-        y.dtype = cd;
-        Ok(())
-    }
-
-    /// [`Backend::global_avg_pool_backward`](crate::backend::Backend::global_avg_pool_backward):
-    /// `dx = dy[n, c]` broadcast over (H, W) (`aclnnInplaceCopy` of a (N, C, 1, 1) view), then
-    /// `dx *= 1/(H*W)` (`aclnnInplaceMuls`).
-    pub(super) fn avg_pool_grad(
-        &self,
-        dy: &AscendBuffer,
-        xs: Shape4,
-        dx: &mut AscendBuffer,
-    ) -> Result<()> {
-        check("global_avg_pool_backward dy", dy, xs.n * xs.c)?;
-        check("global_avg_pool_backward dx", dx, xs.numel())?;
-        let hw = xs.h * xs.w;
-        if hw == 0 || xs.numel() == 0 {
-            return Ok(());
-        }
-        let cd = self.cd();
-        let mut ctx = self.dev.enter()?;
-        let dya = read_as(&mut ctx, dy, &[xs.n, xs.c, 1, 1], cd)?;
-        let dxt = out_view(&mut ctx, dx, &dims4(xs), cd)?;
-        aclnn!(
-            ctx,
-            aclnnInplaceCopy,
-            aclnnInplaceCopyGetWorkspaceSize,
-            dxt,
-            dya.t
-        )?;
-        let inv = ctx.scalar(ScalarValue::F32(1.0 / hw as f32))?;
-        aclnn!(
-            ctx,
-            aclnnInplaceMuls,
-            aclnnInplaceMulsGetWorkspaceSize,
-            dxt,
-            inv
-        )?;
-        dx.dtype = cd;
-        Ok(())
     }
 }
 
-fn rename(e: Error, from: &str, to: &str) -> Error {
-    match e {
-        Error::Shape(m) => Error::Shape(m.replacen(from, to, 1)),
-        other => other,
+/// [`Backend::max_pool2d_same`](crate::backend::Backend::max_pool2d_same).
+pub(super) fn max_pool2d_same(
+    be: &AscendBackend,
+    pool: MaxPool2dParams,
+    x: &AscendBuffer,
+    xs: Shape4,
+    y: &mut AscendBuffer,
+) -> Result<Shape4> {
+    let g = pool.check_forward(x, xs, y)?;
+    let mut ctx = be.dev.enter()?;
+    let a = pool_args(&mut ctx, xs, pool, g)?;
+    let cd = be.cd();
+    let xa = read_as(&mut ctx, x, &dims4(xs), cd)?;
+    let yt = out_view(&mut ctx, y, &dims4(a.ys), cd)?;
+    let _argmax = pool_forward_into(be, &mut ctx, xa.t, &a, pool.kernel, yt)?;
+    y.dtype = cd;
+    Ok(a.ys)
+}
+
+/// [`Backend::max_pool2d_same_backward`](crate::backend::Backend::max_pool2d_same_backward):
+/// recomputes the forward for its argmax, then `aclnnMaxPool2dWithIndicesBackward` /
+/// `aclnnMaxPool2dWithMaskBackward` into `dx`.
+pub(super) fn max_pool2d_same_backward(
+    be: &AscendBackend,
+    pool: MaxPool2dParams,
+    x: &AscendBuffer,
+    xs: Shape4,
+    dy: &AscendBuffer,
+    dx: &mut AscendBuffer,
+) -> Result<()> {
+    let g = pool.check_backward(x, xs, dy, dx)?;
+    let mut ctx = be.dev.enter()?;
+    let a = pool_args(&mut ctx, xs, pool, g)?;
+    let cd = be.cd();
+    let xa = read_as(&mut ctx, x, &dims4(xs), cd)?;
+    let dya = read_as(&mut ctx, dy, &dims4(a.ys), cd)?;
+    let out = temp(&mut ctx, &dims4(a.ys), cd)?;
+    let argmax = pool_forward_into(be, &mut ctx, xa.t, &a, pool.kernel, out.t)?;
+    let dxt = out_view(&mut ctx, dx, &dims4(xs), cd)?;
+    match be.pool_op {
+        PoolOp::WithIndices => aclnn!(
+            ctx,
+            aclnnMaxPool2dWithIndicesBackward,
+            aclnnMaxPool2dWithIndicesBackwardGetWorkspaceSize,
+            dya.t,
+            xa.t,
+            argmax.t,
+            a.kernel,
+            a.stride,
+            a.padding,
+            a.dilation,
+            a.ceil_mode,
+            dxt
+        )?,
+        PoolOp::WithMask => aclnn!(
+            ctx,
+            aclnnMaxPool2dWithMaskBackward,
+            aclnnMaxPool2dWithMaskBackwardGetWorkspaceSize,
+            dya.t,
+            xa.t,
+            argmax.t,
+            a.kernel,
+            a.stride,
+            a.padding,
+            a.dilation,
+            a.ceil_mode,
+            dxt
+        )?,
     }
+    dx.dtype = cd;
+    Ok(())
+}
+
+/// [`Backend::global_avg_pool`](crate::backend::Backend::global_avg_pool): `aclnnMean` over
+/// dims (2, 3) without keepdim, in the input's dtype.
+pub(super) fn global_avg_pool(
+    be: &AscendBackend,
+    x: &AscendBuffer,
+    xs: Shape4,
+    y: &mut AscendBuffer,
+) -> Result<()> {
+    check_len("global_avg_pool input", x, xs.numel())?;
+    check_len("global_avg_pool output", y, xs.n * xs.c)?;
+    let cd = be.cd();
+    let mut ctx = be.dev.enter()?;
+    let xa = read_as(&mut ctx, x, &dims4(xs), cd)?;
+    let yt = out_view(&mut ctx, y, &[xs.n, xs.c], cd)?;
+    let dims = ctx.int_array(&[2, 3])?;
+    aclnn!(
+        ctx,
+        aclnnMean,
+        aclnnMeanGetWorkspaceSize,
+        xa.t,
+        dims,
+        false,
+        cd.acl(),
+        yt
+    )?;
+    y.dtype = cd;
+    Ok(())
+}
+
+/// [`Backend::global_avg_pool_backward`](crate::backend::Backend::global_avg_pool_backward):
+/// `dx = dy[n, c]` broadcast over (H, W) (`aclnnInplaceCopy` of a (N, C, 1, 1) view), then
+/// `dx *= 1/(H*W)` (`aclnnInplaceMuls`).
+pub(super) fn global_avg_pool_backward(
+    be: &AscendBackend,
+    dy: &AscendBuffer,
+    xs: Shape4,
+    dx: &mut AscendBuffer,
+) -> Result<()> {
+    check_len("global_avg_pool_backward dy", dy, xs.n * xs.c)?;
+    check_len("global_avg_pool_backward dx", dx, xs.numel())?;
+    let hw = xs.h * xs.w;
+    if hw == 0 || xs.numel() == 0 {
+        return Ok(());
+    }
+    let cd = be.cd();
+    let mut ctx = be.dev.enter()?;
+    let dya = read_as(&mut ctx, dy, &[xs.n, xs.c, 1, 1], cd)?;
+    let dxt = out_view(&mut ctx, dx, &dims4(xs), cd)?;
+    aclnn!(
+        ctx,
+        aclnnInplaceCopy,
+        aclnnInplaceCopyGetWorkspaceSize,
+        dxt,
+        dya.t
+    )?;
+    let inv = ctx.scalar(ScalarValue::F32(1.0 / hw as f32))?;
+    aclnn!(
+        ctx,
+        aclnnInplaceMuls,
+        aclnnInplaceMulsGetWorkspaceSize,
+        dxt,
+        inv
+    )?;
+    dx.dtype = cd;
+    Ok(())
 }

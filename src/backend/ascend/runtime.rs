@@ -10,7 +10,10 @@
 //!   ([`Context::make_current`]).
 //! * [`Stream`] and [`Event`] own an `aclrtStream` / `aclrtEvent`; they make their context
 //!   current before destroying the handle, so they may be dropped on any thread.
+//! * [`devices`] loads CANN and reports what it sees (`senet devices`), without opening a
+//!   device; [`is_first_gen_910`] tells the first-generation 910 SoCs apart.
 use std::ffi::CStr;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use senet_cann_sys::{aclrtContext, aclrtEvent, aclrtStream, Cann};
@@ -331,4 +334,59 @@ impl Drop for Event {
             }
         }
     }
+}
+
+/// `aclrtGetSocName` names of the first-generation Ascend 910 (cann.md §2.5; note that the
+/// bare `Ascend910B` is first-generation, the A2 parts being `Ascend910B1`..`B4`).
+const FIRST_GEN_910: [&str; 5] = [
+    "Ascend910A",
+    "Ascend910ProA",
+    "Ascend910B",
+    "Ascend910ProB",
+    "Ascend910PremiumA",
+];
+
+/// Whether `soc` is a first-generation Ascend 910.
+pub(super) fn is_first_gen_910(soc: &str) -> bool {
+    FIRST_GEN_910.contains(&soc)
+}
+
+/// What [`devices`] reports: where CANN was loaded from and what it sees.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevicesReport {
+    /// The library files loaded (runtime, nnopbase, opapi, then libhccl when it loads), each
+    /// once.
+    pub libraries: Vec<PathBuf>,
+    /// ACL version (major, minor, patch) from `aclrtGetVersion`, when the call exists.
+    pub version: Option<(i32, i32, i32)>,
+    /// NPUs visible to the process (`aclrtGetDeviceCount`).
+    pub device_count: u32,
+    /// `aclrtGetSocName`, e.g. `Ascend910B1`.
+    pub soc_name: String,
+    /// Whether that SoC is a first-generation Ascend 910 (MaxPool2dWithMask path, fp32 cubes
+    /// computed with ALLOW_FP32_DOWN_PRECISION).
+    pub first_gen_910: bool,
+}
+
+/// Loads CANN and reports its libraries, version, device count and SoC (for `senet devices`).
+/// Does not open a device. Errors: [`Error::DeviceUnavailable`] when CANN cannot be loaded (the
+/// loader's message), [`Error::Device`] when `aclInit` or a query fails.
+pub fn devices() -> Result<DevicesReport> {
+    let cann = init()?;
+    let soc_name = soc_name()?;
+    // The emulator (one file for every library) would be listed once per library.
+    let mut libraries: Vec<PathBuf> = Vec::new();
+    let hccl = senet_cann_sys::hccl().ok().map(|(_, p)| p.clone());
+    for p in cann.paths.iter().cloned().chain(hccl) {
+        if !libraries.contains(&p) {
+            libraries.push(p);
+        }
+    }
+    Ok(DevicesReport {
+        libraries,
+        version: version().ok(),
+        device_count: device_count()?,
+        first_gen_910: is_first_gen_910(&soc_name),
+        soc_name,
+    })
 }

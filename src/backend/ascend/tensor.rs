@@ -301,8 +301,6 @@ unsafe impl Send for AclScalar {}
 pub enum ScalarValue {
     /// An `ACL_FLOAT` scalar.
     F32(f32),
-    /// An `ACL_DOUBLE` scalar.
-    F64(f64),
 }
 
 impl AclScalar {
@@ -314,10 +312,6 @@ impl AclScalar {
             ScalarValue::F32(mut v) => {
                 // SAFETY: reads one f32 at creation.
                 unsafe { f(&mut v as *mut f32 as *mut c_void, DType::F32.acl()) }
-            }
-            ScalarValue::F64(mut v) => {
-                // SAFETY: reads one f64 at creation.
-                unsafe { f(&mut v as *mut f64 as *mut c_void, DType::F64.acl()) }
             }
         };
         if raw.is_null() {
@@ -342,6 +336,7 @@ impl Drop for AclScalar {
 }
 
 /// Any of the objects above, kept until the stream is synchronised.
+#[allow(dead_code, reason = "held for its Drop, which destroys the object")]
 pub enum AclObject {
     /// A tensor.
     Tensor(AclTensor),

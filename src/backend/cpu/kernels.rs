@@ -1,5 +1,8 @@
-//! Declarations of the C kernels in `kernels/cpu/` (see `senet_kernels.h`) and safe wrappers that
-//! check slice lengths before calling them.
+//! Declarations of the C kernels in `kernels/cpu/` and safe wrappers that check slice lengths
+//! before calling them: the forward kernels of `senet_kernels.h` (im2col and its adjoint,
+//! subsampling, pooling, bias + activation, the SE scale) and the training kernels of
+//! `senet_train_kernels.h` (`batch_norm_train.c`, `backward_elementwise.c`: BatchNorm statistics
+//! and gradients, element-wise backwards, the Momentum step; reductions return f64).
 
 mod ffi {
     extern "C" {
@@ -88,7 +91,7 @@ mod ffi {
     }
 }
 
-use crate::backend::Activation;
+use crate::backend::{Activation, MaxPool2dParams, PoolGeometry, Shape4};
 
 fn act_code(a: Activation) -> i32 {
     match a {
@@ -142,18 +145,14 @@ pub fn im2col(x: &[f32], g: Im2col, col: &mut [f32]) {
     }
 }
 
-/// `y[c, oy, ox] = x[c, oy*stride, ox*stride]`.
-#[allow(clippy::too_many_arguments)]
-pub fn subsample(
-    x: &[f32],
-    c: usize,
-    h: usize,
-    w: usize,
-    stride: usize,
-    oh: usize,
-    ow: usize,
-    y: &mut [f32],
-) {
+/// `y[c, oy, ox] = x[c, oy*stride, ox*stride]`: the columns of a 1x1 unpadded kernel (`g.kh`,
+/// `g.kw` 1, `g.pad` 0, else a panic), gathered without the im2col copy of every pixel.
+pub fn subsample(x: &[f32], g: Im2col, y: &mut [f32]) {
+    let (c, h, w, stride, oh, ow) = (g.c, g.h, g.w, g.stride, g.oh, g.ow);
+    assert!(
+        g.kh == 1 && g.kw == 1 && g.pad == 0,
+        "subsample of a {g:?} gather"
+    );
     assert!(x.len() >= c * h * w && y.len() >= c * oh * ow);
     assert!((oh - 1) * stride < h && (ow - 1) * stride < w);
     // SAFETY: lengths and index ranges checked above.
@@ -184,20 +183,16 @@ pub fn col2im(col: &[f32], g: Im2col, x: &mut [f32]) {
     }
 }
 
-/// The adjoint of [`subsample`]: `dx` (c, h, w) is zeroed, then
+/// The adjoint of [`subsample`] (same geometry `g`): `dx` (c, h, w) is zeroed, then
 /// `dx[c, oy*stride, ox*stride] = dy[c, oy, ox]` for `dy` (c, oh, ow).
-/// Panics if a slice is too short or the strided grid leaves the image.
-#[allow(clippy::too_many_arguments)]
-pub fn subsample_backward(
-    dy: &[f32],
-    c: usize,
-    h: usize,
-    w: usize,
-    stride: usize,
-    oh: usize,
-    ow: usize,
-    dx: &mut [f32],
-) {
+/// Panics if a slice is too short, the strided grid leaves the image or `g` is not a 1x1
+/// unpadded kernel.
+pub fn subsample_backward(dy: &[f32], g: Im2col, dx: &mut [f32]) {
+    let (c, h, w, stride, oh, ow) = (g.c, g.h, g.w, g.stride, g.oh, g.ow);
+    assert!(
+        g.kh == 1 && g.kw == 1 && g.pad == 0,
+        "subsample of a {g:?} gather"
+    );
     assert!(dx.len() >= c * h * w && dy.len() >= c * oh * ow);
     assert!(oh == 0 || ow == 0 || ((oh - 1) * stride < h && (ow - 1) * stride < w));
     // SAFETY: lengths and index ranges checked above.
@@ -206,22 +201,56 @@ pub fn subsample_backward(
     }
 }
 
+/// Geometry of a max pool over `c` planes (an image, or a block of planes of one): input
+/// (c, h, w), square window `k` with stride `s`, windows placed from `pad` (top, left), output
+/// (c, out.0, out.1).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolWindows {
+    /// Planes.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Kernel side.
+    pub k: usize,
+    /// Stride.
+    pub s: usize,
+    /// Padding (top, left).
+    pub pad: (usize, usize),
+    /// Output (height, width).
+    pub out: (usize, usize),
+}
+
+impl PoolWindows {
+    /// The windows of `pool`, placed by `g` (its input of `xs`'s height and width), over `c`
+    /// planes.
+    pub fn new(c: usize, xs: Shape4, pool: MaxPool2dParams, g: PoolGeometry) -> PoolWindows {
+        PoolWindows {
+            c,
+            h: xs.h,
+            w: xs.w,
+            k: pool.kernel,
+            s: pool.stride,
+            pad: (g.pad_top, g.pad_left),
+            out: (g.ys.h, g.ys.w),
+        }
+    }
+}
+
 /// Backward of [`max_pool2d`] with the same geometry: `dx` (c, h, w) is zeroed, then each
 /// `dy[c, oy, ox]` is added at the argmax of its window in `x` (first maximum in row-major window
 /// order on ties, matching the forward's strict `>` scan). Panics if a slice is too short.
-#[allow(clippy::too_many_arguments)]
-pub fn max_pool2d_backward(
-    x: &[f32],
-    dy: &[f32],
-    c: usize,
-    h: usize,
-    w: usize,
-    k: usize,
-    s: usize,
-    pad: (usize, usize),
-    out: (usize, usize),
-    dx: &mut [f32],
-) {
+pub fn max_pool2d_backward(x: &[f32], dy: &[f32], g: PoolWindows, dx: &mut [f32]) {
+    let PoolWindows {
+        c,
+        h,
+        w,
+        k,
+        s,
+        pad,
+        out,
+    } = g;
     assert!(x.len() >= c * h * w && dx.len() >= c * h * w && dy.len() >= c * out.0 * out.1);
     // Every window must overlap the image (true for the 'same' geometry with pad < k).
     assert!(k > 0 && s > 0 && pad.0 < k && pad.1 < k);
@@ -258,19 +287,18 @@ pub fn bias_act(y: &mut [f32], bias: Option<&[f32]>, c: usize, hw: usize, act: A
     unsafe { ffi::senet_bias_act_f32(y.as_mut_ptr(), bp, c, hw, act_code(act)) }
 }
 
-/// 'same' max pool of (c, h, w) into (c, oh, ow).
-#[allow(clippy::too_many_arguments)]
-pub fn max_pool2d(
-    x: &[f32],
-    c: usize,
-    h: usize,
-    w: usize,
-    k: usize,
-    s: usize,
-    pad: (usize, usize),
-    out: (usize, usize),
-    y: &mut [f32],
-) {
+/// Max pool of (c, h, w) into (c, out.0, out.1) over the windows `g` (padded positions never
+/// win).
+pub fn max_pool2d(x: &[f32], g: PoolWindows, y: &mut [f32]) {
+    let PoolWindows {
+        c,
+        h,
+        w,
+        k,
+        s,
+        pad,
+        out,
+    } = g;
     assert!(x.len() >= c * h * w && y.len() >= c * out.0 * out.1);
     // SAFETY: lengths checked above; windows are clipped to the image by the kernel.
     unsafe {
@@ -303,5 +331,227 @@ pub fn scale_add_relu(x: &mut [f32], gate: &[f32], shortcut: &[f32], c: usize, h
     // SAFETY: lengths checked above.
     unsafe {
         ffi::senet_scale_add_relu_f32(x.as_mut_ptr(), gate.as_ptr(), shortcut.as_ptr(), c, hw)
+    }
+}
+
+// ---- training kernels (`senet_train_kernels.h`)
+
+mod train_ffi {
+    extern "C" {
+        pub fn senet_sum_f64(x: *const f32, len: usize) -> f64;
+        pub fn senet_sum_sq_dev_f64(x: *const f32, len: usize, mean: f64) -> f64;
+        pub fn senet_bn_apply_f32(
+            x: *const f32,
+            len: usize,
+            mean: f32,
+            scale: f32,
+            shift: f32,
+            relu: i32,
+            y: *mut f32,
+        );
+        pub fn senet_bn_bwd_reduce_f64(
+            x: *const f32,
+            dy: *const f32,
+            mask: *const f32,
+            len: usize,
+            mean: f32,
+            sums: *mut f64,
+        );
+        pub fn senet_bn_bwd_dx_f32(
+            x: *const f32,
+            dy: *const f32,
+            mask: *const f32,
+            len: usize,
+            mean: f32,
+            a: f32,
+            b: f32,
+            c: f32,
+            dx: *mut f32,
+        );
+        pub fn senet_relu_backward_f32(y: *const f32, dy: *mut f32, len: usize);
+        pub fn senet_sigmoid_backward_f32(s: *const f32, dy: *mut f32, len: usize);
+        pub fn senet_se_scale_add_relu_backward_f32(
+            x: *const f32,
+            gate: f32,
+            out: *const f32,
+            dout: *const f32,
+            len: usize,
+            dx: *mut f32,
+            dshortcut: *mut f32,
+        ) -> f64;
+        pub fn senet_momentum_f32(
+            param: *mut f32,
+            grad: *const f32,
+            moment: *mut f32,
+            len: usize,
+            lr: f32,
+            momentum: f32,
+            wd_scaled: f32,
+            inv_scale: f32,
+            need_scale: i32,
+            nesterov: i32,
+        );
+    }
+}
+
+/// Sum of `x` in f64 (fixed summation order: deterministic).
+pub fn sum_f64(x: &[f32]) -> f64 {
+    // SAFETY: the kernel reads exactly x.len() values.
+    unsafe { train_ffi::senet_sum_f64(x.as_ptr(), x.len()) }
+}
+
+/// Sum of `(x - mean)^2` in f64 (fixed summation order).
+pub fn sum_sq_dev_f64(x: &[f32], mean: f64) -> f64 {
+    // SAFETY: the kernel reads exactly x.len() values.
+    unsafe { train_ffi::senet_sum_sq_dev_f64(x.as_ptr(), x.len(), mean) }
+}
+
+/// `y = (x - mean) * scale + shift`, then ReLU if `relu`, over `x.len()` values.
+pub fn bn_apply(x: &[f32], mean: f32, scale: f32, shift: f32, relu: bool, y: &mut [f32]) {
+    assert!(y.len() >= x.len());
+    // SAFETY: length checked above.
+    unsafe {
+        train_ffi::senet_bn_apply_f32(
+            x.as_ptr(),
+            x.len(),
+            mean,
+            scale,
+            shift,
+            relu as i32,
+            y.as_mut_ptr(),
+        )
+    }
+}
+
+/// BatchNorm backward reductions over one plane, added to `sums` (f64): `sums[0] += Σ g`,
+/// `sums[1] += Σ g * (x - mean)` with `g = dy`, or `dy` masked by `mask > 0` when given.
+pub fn bn_bwd_reduce(x: &[f32], dy: &[f32], mask: Option<&[f32]>, mean: f32, sums: &mut [f64; 2]) {
+    let len = x.len();
+    assert!(dy.len() >= len && mask.is_none_or(|m| m.len() >= len));
+    let mp = mask.map_or(std::ptr::null(), |m| m.as_ptr());
+    // SAFETY: lengths checked above; a null mask is handled by the kernel.
+    unsafe {
+        train_ffi::senet_bn_bwd_reduce_f64(
+            x.as_ptr(),
+            dy.as_ptr(),
+            mp,
+            len,
+            mean,
+            sums.as_mut_ptr(),
+        )
+    }
+}
+
+/// The per-channel coefficients of the BatchNorm input gradient
+/// `dx = a * g + b * (x - mean) + c`.
+#[derive(Debug, Clone, Copy)]
+pub struct BnDx {
+    /// The mean the input is centred on.
+    pub mean: f32,
+    /// Factor of the (masked) output gradient.
+    pub a: f32,
+    /// Factor of the centred input.
+    pub b: f32,
+    /// Constant term.
+    pub c: f32,
+}
+
+/// BatchNorm input gradient over one plane: `dx = a * g + b * (x - mean) + c` with the
+/// coefficients `k` (`g` as in [`bn_bwd_reduce`]).
+pub fn bn_bwd_dx(x: &[f32], dy: &[f32], mask: Option<&[f32]>, k: BnDx, dx: &mut [f32]) {
+    let len = x.len();
+    assert!(dy.len() >= len && dx.len() >= len && mask.is_none_or(|m| m.len() >= len));
+    let mp = mask.map_or(std::ptr::null(), |m| m.as_ptr());
+    // SAFETY: lengths checked above; a null mask is handled by the kernel.
+    unsafe {
+        train_ffi::senet_bn_bwd_dx_f32(
+            x.as_ptr(),
+            dy.as_ptr(),
+            mp,
+            len,
+            k.mean,
+            k.a,
+            k.b,
+            k.c,
+            dx.as_mut_ptr(),
+        )
+    }
+}
+
+/// `dy *= (y > 0)` over `dy.len()` values.
+pub fn relu_backward(y: &[f32], dy: &mut [f32]) {
+    assert!(y.len() >= dy.len());
+    // SAFETY: length checked above.
+    unsafe { train_ffi::senet_relu_backward_f32(y.as_ptr(), dy.as_mut_ptr(), dy.len()) }
+}
+
+/// `dy *= s * (1 - s)` over `dy.len()` values.
+pub fn sigmoid_backward(s: &[f32], dy: &mut [f32]) {
+    assert!(s.len() >= dy.len());
+    // SAFETY: length checked above.
+    unsafe { train_ffi::senet_sigmoid_backward_f32(s.as_ptr(), dy.as_mut_ptr(), dy.len()) }
+}
+
+/// One plane of the backward of `out = relu(x * gate + shortcut)`: writes `dx` and `dshortcut`
+/// over `x.len()` values, returns the gate gradient `Σ d * x` (f64).
+pub fn se_scale_add_relu_backward(
+    x: &[f32],
+    gate: f32,
+    out: &[f32],
+    dout: &[f32],
+    dx: &mut [f32],
+    dshortcut: &mut [f32],
+) -> f64 {
+    let len = x.len();
+    assert!(out.len() >= len && dout.len() >= len && dx.len() >= len && dshortcut.len() >= len);
+    // SAFETY: lengths checked above.
+    unsafe {
+        train_ffi::senet_se_scale_add_relu_backward_f32(
+            x.as_ptr(),
+            gate,
+            out.as_ptr(),
+            dout.as_ptr(),
+            len,
+            dx.as_mut_ptr(),
+            dshortcut.as_mut_ptr(),
+        )
+    }
+}
+
+/// Hyper-parameters of one Momentum step, already in the kernel's form.
+#[derive(Debug, Clone, Copy)]
+pub struct MomentumStep {
+    /// Learning rate of this step.
+    pub lr: f32,
+    /// Momentum coefficient.
+    pub momentum: f32,
+    /// Weight decay multiplied by the loss scale (MindSpore pre-scales it); 0 = no decay.
+    pub wd_scaled: f32,
+    /// `1 / loss_scale` as f32.
+    pub inv_scale: f32,
+    /// Whether the gradient is multiplied by `inv_scale` (loss scale != 1).
+    pub need_scale: bool,
+    /// Nesterov update.
+    pub nesterov: bool,
+}
+
+/// MindSpore `nn.Momentum` over `param.len()` values (see `senet_train_kernels.h`).
+pub fn momentum(param: &mut [f32], grad: &[f32], moment: &mut [f32], s: MomentumStep) {
+    let len = param.len();
+    assert!(grad.len() >= len && moment.len() >= len);
+    // SAFETY: lengths checked above.
+    unsafe {
+        train_ffi::senet_momentum_f32(
+            param.as_mut_ptr(),
+            grad.as_ptr(),
+            moment.as_mut_ptr(),
+            len,
+            s.lr,
+            s.momentum,
+            s.wd_scaled,
+            s.inv_scale,
+            s.need_scale as i32,
+            s.nesterov as i32,
+        )
     }
 }

@@ -5,26 +5,22 @@
 //! `loss = (1-eps) * -log p[label] + eps/C * Σ_c -log p[c] = -Σ_c t[c] log p[c]`; the mean over
 //! the `n` rows is returned. `dloss/dz = (p - t) / n`, written multiplied by `scale`. Everything is
 //! computed in f64 per row (the rows are few: one per image), then rounded to f32.
-use super::check_len;
+use crate::backend::CrossEntropyParams;
 use crate::Result;
 
 /// See [`crate::backend::Backend::softmax_cross_entropy`].
-#[allow(clippy::too_many_arguments)]
 pub(super) fn softmax_cross_entropy(
+    p: CrossEntropyParams,
     logits: &[f32],
-    n: usize,
-    classes: usize,
     labels: &[usize],
-    label_smoothing: f32,
-    scale: f32,
     dlogits: &mut [f32],
 ) -> Result<f64> {
-    crate::backend::check_cross_entropy_args(n, classes, labels, label_smoothing)?;
-    check_len("softmax_cross_entropy logits", logits, n * classes)?;
-    check_len("softmax_cross_entropy dlogits", dlogits, n * classes)?;
-    let eps = label_smoothing as f64;
-    let off = eps / classes as f64; // target of every class
-    let on = 1.0 - eps + off; // target of the label
+    p.check(labels, logits, dlogits)?;
+    let CrossEntropyParams {
+        n, classes, scale, ..
+    } = p;
+    let eps = p.label_smoothing as f64;
+    let (on, off) = p.targets(); // targets of the label and of every class
     let g = scale as f64 / n as f64;
     let mut total = 0.0f64;
     for ((row, drow), &label) in logits[..n * classes]

@@ -12,47 +12,31 @@
 //! So `g = grad/ls + wd*param` up to rounding, with the decay added *before* unscaling.
 use rayon::prelude::*;
 
-use super::check_len;
-use super::train_elementwise::CHUNK;
-use super::train_kernels as k;
-use crate::{Error, Result};
+use super::elementwise::CHUNK;
+use super::kernels as k;
+use super::CpuBackend;
+use crate::backend::MomentumParams;
+use crate::Result;
 
 /// See [`crate::backend::Backend::momentum_update`].
-#[allow(clippy::too_many_arguments)]
 pub(super) fn momentum_update(
-    pool: &rayon::ThreadPool,
+    be: &CpuBackend,
+    p: MomentumParams,
     param: &mut [f32],
     grad: &[f32],
     moment: &mut [f32],
     len: usize,
-    lr: f32,
-    momentum: f32,
-    weight_decay: f32,
-    loss_scale: f32,
-    nesterov: bool,
 ) -> Result<()> {
-    check_len("momentum_update param", param, len)?;
-    check_len("momentum_update grad", grad, len)?;
-    check_len("momentum_update moment", moment, len)?;
-    if !(loss_scale > 0.0 && loss_scale.is_finite()) {
-        return Err(Error::Invalid(format!(
-            "momentum_update: loss scale {loss_scale} must be > 0"
-        )));
-    }
-    if weight_decay.is_nan() || weight_decay < 0.0 {
-        return Err(Error::Invalid(format!(
-            "momentum_update: weight decay {weight_decay} must be >= 0"
-        )));
-    }
+    p.check(param, grad, moment, len)?;
     let step = k::MomentumStep {
-        lr,
-        momentum,
-        wd_scaled: (weight_decay as f64 * loss_scale as f64) as f32,
-        inv_scale: (1.0 / loss_scale as f64) as f32,
-        need_scale: loss_scale != 1.0,
-        nesterov,
+        lr: p.lr,
+        momentum: p.momentum,
+        wd_scaled: p.scaled_weight_decay(),
+        inv_scale: p.inverse_loss_scale(),
+        need_scale: p.unscales(),
+        nesterov: p.nesterov,
     };
-    pool.install(|| {
+    be.pool.install(|| {
         param[..len]
             .par_chunks_mut(CHUNK)
             .zip(grad[..len].par_chunks(CHUNK))

@@ -46,24 +46,9 @@ fn bar(total: usize, what: &str) -> ProgressBar {
 const EXIT_INTERRUPTED: i32 = 130;
 
 fn train(a: TrainArgs) -> Result<()> {
-    use engine::train::{StopReason, TrainEvent, TrainOptions};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
+    use engine::train::{StopReason, TrainOptions};
     let recipe = a.recipe()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = Arc::clone(&stop);
-        ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                eprintln!("\nsecond Ctrl-C: exiting without saving");
-                std::process::exit(EXIT_INTERRUPTED);
-            }
-            eprintln!(
-                "\nCtrl-C: stopping after this step and saving a checkpoint (again to quit now)"
-            );
-        })
-        .context("installing the Ctrl-C handler")?;
-    }
+    let stop = stop_on_ctrl_c()?;
     let opts = TrainOptions {
         recipe,
         class_map: a.class_map.clone(),
@@ -74,86 +59,9 @@ fn train(a: TrainArgs) -> Result<()> {
         comm: None,
         frozen_batch_norm: a.freeze_bn,
     };
-    let mut pb: Option<ProgressBar> = None;
-    let mut num_epochs = 0;
-    let say = |pb: &Option<ProgressBar>, line: &str| match pb {
-        Some(pb) => pb.suspend(|| println!("{line}")),
-        None => println!("{line}"),
-    };
-    let report = engine::train::run(&opts, |ev| match ev {
-        TrainEvent::Started {
-            model,
-            num_classes,
-            train_samples,
-            val_samples,
-            steps_per_epoch,
-            num_epochs: e,
-            start_step,
-        } => {
-            num_epochs = *e;
-            println!("Model: {model} ({num_classes} classes)");
-            println!(
-                "Train: {train_samples} images, {steps_per_epoch} steps per epoch, {e} epochs{}",
-                val_samples.map_or(String::new(), |v| format!("; validation: {v} images"))
-            );
-            if *start_step > 0 {
-                println!("Resuming at global step {start_step}");
-            }
-        }
-        TrainEvent::Note(n) => say(&pb, n),
-        TrainEvent::EpochStart {
-            epoch,
-            first_batch,
-            steps_per_epoch,
-        } => {
-            let p = bar(*steps_per_epoch, &format!("epoch {epoch}/{num_epochs}"));
-            p.set_style(
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
-            p.set_prefix(format!("epoch {epoch}/{num_epochs}"));
-            p.set_position(*first_batch as u64);
-            p.reset_eta();
-            pb = Some(p);
-        }
-        TrainEvent::Step {
-            batch,
-            loss,
-            lr,
-            images_per_second,
-            ..
-        } => {
-            if let Some(p) = &pb {
-                p.set_position(*batch as u64);
-                p.set_message(format!(
-                    "loss {loss:.4} lr {lr:.6} {images_per_second:.1} img/s"
-                ));
-            }
-        }
-        TrainEvent::Log(line) | TrainEvent::Validated(line) => say(&pb, line),
-        TrainEvent::Validating { done, total } => {
-            if let Some(p) = &pb {
-                if p.length() != Some(*total as u64) {
-                    p.set_length(*total as u64);
-                    p.set_prefix("validate");
-                    p.set_message("");
-                    p.reset_eta();
-                }
-                p.set_position(*done as u64);
-            }
-        }
-        TrainEvent::Epoch(rec) => {
-            if let Some(p) = pb.take() {
-                p.finish_and_clear();
-            }
-            println!("{}", rec.summary_line(num_epochs));
-        }
-        TrainEvent::Saved(path) => say(&pb, &format!("saved {}", path.display())),
-    })?;
-    if let Some(p) = pb.take() {
-        p.finish_and_clear();
-    }
+    let mut console = TrainConsole::default();
+    let report = engine::train::run(&opts, |ev| console.show(ev))?;
+    console.finish();
     if report.rank != 0 {
         // Data parallel: rank 0 reports for the job.
         if report.stop == StopReason::Interrupted {
@@ -161,8 +69,137 @@ fn train(a: TrainArgs) -> Result<()> {
         }
         return Ok(());
     }
-    if a.json {
-        println!("{}", serde_json::to_string(&report)?);
+    print_train_report(&report, a.json)
+}
+
+/// Installs `senet train`'s Ctrl-C handler: the first Ctrl-C sets the returned flag (the run
+/// stops after its current step and saves a checkpoint), a second one exits at once.
+fn stop_on_ctrl_c() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond Ctrl-C: exiting without saving");
+            std::process::exit(EXIT_INTERRUPTED);
+        }
+        eprintln!("\nCtrl-C: stopping after this step and saving a checkpoint (again to quit now)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(stop)
+}
+
+/// What `senet train` shows while it runs: the header, a progress bar per epoch (reused for
+/// validation), log and note lines above it, and each epoch's summary line.
+#[derive(Default)]
+struct TrainConsole {
+    pb: Option<ProgressBar>,
+    num_epochs: u64,
+}
+
+impl TrainConsole {
+    /// Prints `line` above the progress bar.
+    fn say(&self, line: &str) {
+        match &self.pb {
+            Some(pb) => pb.suspend(|| println!("{line}")),
+            None => println!("{line}"),
+        }
+    }
+
+    /// Shows one event of the run.
+    fn show(&mut self, ev: &engine::train::TrainEvent) {
+        use engine::train::TrainEvent;
+        match ev {
+            TrainEvent::Started {
+                model,
+                num_classes,
+                train_samples,
+                val_samples,
+                steps_per_epoch,
+                num_epochs: e,
+                start_step,
+            } => {
+                self.num_epochs = *e;
+                println!("Model: {model} ({num_classes} classes)");
+                println!(
+                    "Train: {train_samples} images, {steps_per_epoch} steps per epoch, {e} \
+                     epochs{}",
+                    val_samples.map_or(String::new(), |v| format!("; validation: {v} images"))
+                );
+                if *start_step > 0 {
+                    println!("Resuming at global step {start_step}");
+                }
+            }
+            TrainEvent::Note(n) => self.say(n),
+            TrainEvent::EpochStart {
+                epoch,
+                first_batch,
+                steps_per_epoch,
+            } => self.start_epoch(*epoch, *first_batch, *steps_per_epoch),
+            TrainEvent::Step {
+                batch,
+                loss,
+                lr,
+                images_per_second,
+                ..
+            } => {
+                if let Some(p) = &self.pb {
+                    p.set_position(*batch as u64);
+                    p.set_message(format!(
+                        "loss {loss:.4} lr {lr:.6} {images_per_second:.1} img/s"
+                    ));
+                }
+            }
+            TrainEvent::Log(line) | TrainEvent::Validated(line) => self.say(line),
+            TrainEvent::Validating { done, total } => {
+                if let Some(p) = &self.pb {
+                    if p.length() != Some(*total as u64) {
+                        p.set_length(*total as u64);
+                        p.set_prefix("validate");
+                        p.set_message("");
+                        p.reset_eta();
+                    }
+                    p.set_position(*done as u64);
+                }
+            }
+            TrainEvent::Epoch(rec) => {
+                self.finish();
+                println!("{}", rec.summary_line(self.num_epochs));
+            }
+            TrainEvent::Saved(path) => self.say(&format!("saved {}", path.display())),
+        }
+    }
+
+    /// A new progress bar for epoch `epoch` (1-based), at `first_batch` when resuming.
+    fn start_epoch(&mut self, epoch: u64, first_batch: usize, steps_per_epoch: usize) {
+        let num_epochs = self.num_epochs;
+        let p = bar(steps_per_epoch, &format!("epoch {epoch}/{num_epochs}"));
+        p.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        p.set_prefix(format!("epoch {epoch}/{num_epochs}"));
+        p.set_position(first_batch as u64);
+        p.reset_eta();
+        self.pb = Some(p);
+    }
+
+    /// Clears the progress bar.
+    fn finish(&mut self) {
+        if let Some(p) = self.pb.take() {
+            p.finish_and_clear();
+        }
+    }
+}
+
+/// Prints how a run ended (and, with `--json`, its report); exits with [`EXIT_INTERRUPTED`]
+/// after a Ctrl-C.
+fn print_train_report(report: &engine::train::TrainReport, json: bool) -> Result<()> {
+    use engine::train::StopReason;
+    if json {
+        println!("{}", serde_json::to_string(report)?);
     }
     let last = report
         .last_checkpoint

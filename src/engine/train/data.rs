@@ -66,6 +66,7 @@ pub struct Shard {
 
 impl Shard {
     /// All of the data (one process).
+    #[cfg(test)]
     pub fn whole() -> Shard {
         Shard { rank: 0, count: 1 }
     }
@@ -169,31 +170,10 @@ pub struct EpochPlan {
 }
 
 impl EpochPlan {
-    /// A plan over `samples` (dataset order) for one process. Errors as [`steps_per_epoch`].
-    pub fn new(
-        samples: Vec<(PathBuf, usize)>,
-        batch_size: usize,
-        drop_remainder: bool,
-        shuffle: bool,
-        seed: u64,
-        num_workers: usize,
-    ) -> Result<EpochPlan> {
-        Self::new_sharded(
-            samples,
-            batch_size,
-            drop_remainder,
-            shuffle,
-            seed,
-            num_workers,
-            Shard::whole(),
-        )
-    }
-
-    /// A plan over `shard` of `samples`: `steps_per_epoch` counts the batches of one shard
-    /// ([`Shard::samples_per_shard`] images), the same on every rank. Errors as
+    /// A plan over `shard` of `samples` (dataset order): `steps_per_epoch` counts the batches
+    /// of one shard ([`Shard::samples_per_shard`] images), the same on every rank. Errors as
     /// [`steps_per_epoch`] (naming the shard size when sharded).
-    #[allow(clippy::too_many_arguments)]
-    pub fn new_sharded(
+    pub fn new(
         samples: Vec<(PathBuf, usize)>,
         batch_size: usize,
         drop_remainder: bool,
@@ -313,7 +293,7 @@ mod tests {
         assert!(Shard::new(3, 3).is_err() && Shard::new(0, 0).is_err());
         let plan = |n: usize, shard| {
             let samples = (0..n).map(|i| (PathBuf::from(format!("{i}")), 0)).collect();
-            EpochPlan::new_sharded(samples, 4, true, true, 1, 1, shard)
+            EpochPlan::new(samples, 4, true, true, 1, 1, shard)
         };
         assert_eq!(plan(17, s0).unwrap().steps_per_epoch, 1);
         let e = plan(7, s0).err().unwrap().to_string();

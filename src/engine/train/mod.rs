@@ -4,11 +4,11 @@
 //! state (`latest_k`), exact resumption, and data-parallel training over the processes of an
 //! `mpirun` job (`distribute: True`; see [`run`] and [`crate::dist`]).
 //!
-//! Modules: [`data`] (epoch order, batches, the per-sample transform seam), [`state`]
-//! (checkpoints, retention, resume), [`log`] (epoch records, `metrics.jsonl`, log lines), and the
-//! loop itself ([`run`]). Reference: `shared/reference/mindcv.md` sections 3 and 5.
-pub mod data;
-pub mod log;
+//! Modules: `data` (epoch order, batches, the per-sample transform seam), [`state`]
+//! (checkpoints, retention, resume), `log` (epoch records, `metrics.jsonl`, log lines), and the
+//! loop itself ([`run`], in `trainer`). Reference: `shared/reference/mindcv.md` sections 3 and 5.
+mod data;
+mod log;
 pub mod state;
 mod trainer;
 
@@ -175,7 +175,7 @@ fn unsupported(key: &str, value: impl std::fmt::Display, why: &str) -> Error {
 /// `amp_level: O2` (the SENet recipes) computes in float16 on Ascend (MindSpore's O2: BatchNorm,
 /// loss and master weights in float32) and in float32 on the CPU, which has no float16 path.
 /// `loss_scale_type` fixed (with or without `drop_overflow_update`), dynamic and auto follow
-/// MindCV's loss-scale managers ([`crate::train::LossScaler`]). `distribute: true` is checked
+/// MindCV's loss-scale managers ([`crate::optim::LossScaler`]). `distribute: true` is checked
 /// against the launch environment by [`run`] ([`crate::dist::init`]). Keys without effect
 /// (`mode`, `device_target`, `dataset_sink_mode`, `val_amp_level`,
 /// `eval_shuffle`, `aux_factor` — SENet has no auxiliary head) are accepted.

@@ -19,8 +19,8 @@
 use crate::backend::Backend;
 use crate::checkpoint::{read_checkpoint, CkptWriter};
 use crate::model::Params;
+use crate::optim::{LossScaler, TrainNet};
 use crate::tensor::{DType, RawTensor};
-use crate::train::{LossScaler, TrainNet};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 

@@ -1,134 +1,44 @@
 //! The training loop: epochs of shuffled batches, one `TrainNet::step` per batch at the
 //! schedule's learning rate, validation and checkpoints at epoch ends, a checkpoint when stopped.
-use super::data::{EpochPlan, SampleTransform, Shard};
+//!
+//! A run is a [`Trainer`] going through named steps: the set-up ([`Trainer::new`], with the
+//! helpers of [`setup`]), the data-parallel handshake ([`handshake`]), rank 0's outputs
+//! ([`Trainer::open_outputs`]), then the epochs ([`Trainer::train`]): each one's steps
+//! ([`Trainer::train_step`]), its end ([`Trainer::end_epoch`]: validation, checkpoints,
+//! `metrics.jsonl`) and, when the run stops inside it, the stop ([`Trainer::stop`]).
+mod fault;
+mod handshake;
+mod setup;
+
+use self::fault::FaultInjection;
+use self::setup::{LrList, StartModel, TrainData};
 use super::log::{self, EpochRecord, MetricsLog};
-use super::state::{self, best_ckpt_name, prune_checkpoints, save_state, step_ckpt_name};
+use super::state::{best_ckpt_name, prune_checkpoints, save_state, step_ckpt_name};
 use super::{check_supported, StopReason, TrainEvent, TrainOptions, TrainReport};
-use crate::checkpoint::{self, LoadOptions};
-use crate::config::{AmpLevel, CkptSavePolicy, Recipe};
-use crate::data::{EvalTransform, ImageFolder};
-use crate::dist::{self, Communicator};
+use crate::config::{CkptSavePolicy, Recipe};
+use crate::data::Batch;
+use crate::dist::{self, Communicator, GradientReducer};
 use crate::engine::device::{self, BackendFactory, Device, DeviceJob};
 use crate::engine::validate::evaluate;
+use crate::model::inference::InferenceNet;
+use crate::model::metrics::Accumulator;
 use crate::model::{Arch, SeNet};
-use crate::train::metrics::Accumulator;
-use crate::train::{decays, lr_schedule, LossScaler, TrainConfig, TrainNet};
+use crate::optim::{StepStats, TrainNet};
 use crate::{Error, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The validation split, opened once.
-struct ValSet {
-    /// This rank's share of the images ([`Shard::of_items`]; all of them in one process).
-    samples: Vec<(PathBuf, usize)>,
-    /// Images of the whole split.
-    total: usize,
-    transform: EvalTransform,
-}
-
 /// Exit status of a data-parallel rank that failed and aborted the job.
 const EXIT_RANK_FAILED: i32 = 1;
-
-/// A fault the tests inject into one rank.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
-    /// Die at once (SIGABRT, no cleanup).
-    Abort,
-    /// Stop making progress (sleep forever), alive.
-    Hang,
-}
-
-/// Fault injection for the tests of a failing rank: `SENET_TEST_ABORT_AT_STEP=k` makes rank
-/// `SENET_TEST_FAULT_RANK` (default 1) abort right after its step `k`;
-/// `SENET_TEST_HANG_AT_STEP=k` makes it hang there instead. Returns `(k, rank, fault)`.
-/// Errors: values that are not integers, named.
-fn fault_injection() -> Result<Option<(u64, usize, Fault)>> {
-    let get =
-        |key: &str| -> Result<Option<u64>> {
-            match std::env::var(key) {
-                Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|_| {
-                    Error::Config(format!("{key}='{v}' is not a non-negative integer"))
-                }),
-                _ => Ok(None),
-            }
-        };
-    let fault = match (
-        get("SENET_TEST_ABORT_AT_STEP")?,
-        get("SENET_TEST_HANG_AT_STEP")?,
-    ) {
-        (Some(k), _) => (k, Fault::Abort),
-        (None, Some(k)) => (k, Fault::Hang),
-        (None, None) => return Ok(None),
-    };
-    let rank = get("SENET_TEST_FAULT_RANK")?.unwrap_or(1) as usize;
-    Ok(Some((fault.0, rank, fault.1)))
-}
-
-/// Checks that every label fits the model.
-fn check_labels(samples: &[(PathBuf, usize)], num_classes: usize) -> Result<()> {
-    match samples.iter().find(|(_, l)| *l >= num_classes) {
-        Some((path, label)) => Err(Error::Config(format!(
-            "{}: class index {label} is outside the model's {num_classes} classes",
-            path.display()
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// Training BatchNorm needs 2 values per channel; the last stage's maps are
-/// `ceil(image_resize / 32)` pixels square, so a batch of one image at `image_resize` <= 32
-/// cannot train. Checks every batch size an epoch will see (`batch_size`, and the last,
-/// partial batch unless `drop_remainder`) before any work. Errors: [`Error::Config`] naming the
-/// keys to change.
-fn check_batch_norm_batches(
-    samples: usize,
-    batch_size: usize,
-    drop_remainder: bool,
-    image_resize: usize,
-) -> Result<()> {
-    let side = image_resize.div_ceil(32).max(1);
-    let last = if drop_remainder {
-        0
-    } else {
-        samples % batch_size
-    };
-    for (what, n) in [
-        ("batch_size", batch_size),
-        ("the last batch of each epoch", last),
-    ] {
-        if n > 0 && n * side * side < 2 {
-            return Err(Error::Config(format!(
-                "{what} has {n} image(s) of {image_resize}x{image_resize}: the last stage's \
-                 BatchNorm sees {side}x{side} maps, and training BatchNorm needs at least 2 \
-                 values per channel ({samples} images per rank, batch_size {batch_size}); set \
-                 drop_remainder: True, change batch_size, or train larger images"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// The loss and optimizer settings of the recipe.
-fn train_config(r: &Recipe) -> TrainConfig {
-    TrainConfig {
-        label_smoothing: r.label_smoothing as f32,
-        momentum: r.momentum as f32,
-        weight_decay: r.weight_decay as f32,
-        nesterov: r.use_nesterov,
-        loss_scale: r.loss_scale as f32,
-        clip_value: r.clip_grad.then_some(r.clip_value as f32),
-        ema_decay: r.ema.then_some(r.ema_decay as f32),
-    }
-}
 
 /// Runs a training job (see [`TrainOptions`]): checks the recipe ([`check_supported`],
 /// [`Recipe::validate`]), opens `data_dir/train_split` (and `val_split` when `val_while_train`),
 /// builds the model (MindCV's initialisation from `seed`, or `ckpt_path`'s weights, or the
 /// `resume` checkpoint's full state), then trains:
 ///
-/// - epoch `e` (0-based) visits the training images in [`super::data::epoch_order`]`(seed, e)`
+/// - epoch `e` (0-based) visits the training images in `epoch_order(seed, e)`
 ///   (dataset order without `shuffle`), cut into `steps_per_epoch` batches of `batch_size`
 ///   (`drop_remainder` drops the incomplete last one);
 /// - step `s` (global, 0-based) uses `lr_schedule(recipe, steps_per_epoch, epoch_size)[s]`;
@@ -151,7 +61,7 @@ fn train_config(r: &Recipe) -> TrainConfig {
 ///   optimizer state (a broadcast), and checks that all ranks agree on the run's layout
 ///   (steps per epoch, start step, model, ...);
 /// - every rank shuffles each epoch with the same seed and trains on its shard of it
-///   ([`Shard::of_order`], MindSpore's `DistributedSampler`: interleaved, padded to
+///   (`Shard::of_order`, MindSpore's `DistributedSampler`: interleaved, padded to
 ///   `ceil(images/N)` per rank so that all ranks run the same steps); `batch_size` is per rank
 ///   and `steps_per_epoch` counts one shard's batches;
 /// - each sample's augmentation is drawn from `(seed, epoch, dataset index)`, whichever rank
@@ -162,7 +72,7 @@ fn train_config(r: &Recipe) -> TrainConfig {
 ///   stay per rank, as in MindCV;
 /// - the logged loss and training accuracy are those of the global batch (a small all-reduce
 ///   per step), and a stop request on any rank stops all of them after the same step;
-/// - validation runs on every rank over its share of `val_split` ([`Shard::of_items`]) with its
+/// - validation runs on every rank over its share of `val_split` (`Shard::of_items`) with its
 ///   own BatchNorm statistics; the Top-1/Top-5 hits, sample counts and loss sums are summed over
 ///   the ranks, so the figures cover every validation image exactly once;
 /// - only rank 0 reports events, writes the args dump, `metrics.jsonl` and checkpoints (its
@@ -232,564 +142,570 @@ struct TrainJob<'a, E> {
 impl<E: FnMut(&TrainEvent)> DeviceJob for TrainJob<'_, E> {
     type Output = TrainReport;
     fn run<F: BackendFactory>(self, factory: F) -> Result<TrainReport> {
-        train_with(self, factory)
+        let mut trainer = Trainer::new(self, factory)?;
+        trainer.handshake()?;
+        trainer.open_outputs()?;
+        trainer.announce();
+        trainer.train()?;
+        Ok(trainer.report)
     }
 }
 
-fn train_with<F: BackendFactory>(
-    job: TrainJob<'_, impl FnMut(&TrainEvent)>,
+/// The caller's event callback; only rank 0 reports.
+struct Events<E> {
+    root: bool,
+    on_event: E,
+}
+
+impl<E: FnMut(&TrainEvent)> Events<E> {
+    /// Reports `ev` on rank 0.
+    fn emit(&mut self, ev: &TrainEvent) {
+        if self.root {
+            (self.on_event)(ev)
+        }
+    }
+}
+
+/// A training run on one backend: what the set-up step decided, and what the loop carries
+/// from step to step.
+struct Trainer<'a, F: BackendFactory, E> {
+    opts: &'a TrainOptions,
+    /// The recipe (`opts.recipe`).
+    r: &'a Recipe,
+    dev: Device,
     factory: F,
-) -> Result<TrainReport> {
-    let TrainJob {
-        opts,
-        dev,
-        device_note,
-        on_event: mut user_event,
-        comm,
-    } = job;
-    let (rank, size) = (comm.rank(), comm.size());
-    let root = rank == 0;
-    // Only rank 0 reports.
-    let mut on_event = |ev: &TrainEvent| {
-        if root {
-            user_event(ev)
-        }
-    };
-    let fault_at = fault_injection()?;
-    let r = &opts.recipe;
-    let arch = Arch::from_name(&r.model)?;
-    let model = arch.name();
-    if opts.resume.is_some() && !r.ckpt_path.is_empty() {
-        return Err(Error::Config(format!(
-            "ckpt_path '{}' and --resume both given: --resume restores the weights itself \
-             (drop ckpt_path)",
-            r.ckpt_path
-        )));
-    }
-    let data_dir = PathBuf::from(&r.data_dir);
-    let train = ImageFolder::open(&data_dir, &r.train_split, opts.class_map.as_deref())?;
-    let num_classes = r.num_classes.unwrap_or(train.num_classes());
-    check_labels(&train.samples, num_classes)?;
-    let val = if r.val_while_train {
-        let folder = ImageFolder::open(&data_dir, &r.val_split, opts.class_map.as_deref())?;
-        check_labels(&folder.samples, num_classes)?;
-        Some(ValSet {
-            samples: Shard::new(rank, size)?.of_items(&folder.samples),
-            total: folder.samples.len(),
-            transform: crate::engine::eval_transform(r)?,
-        })
-    } else {
-        None
-    };
-    let transform = SampleTransform::from_recipe(r)?;
-    let train_samples = train.samples.len();
-    let plan = EpochPlan::new_sharded(
-        train.samples,
-        r.batch_size,
-        r.drop_remainder,
-        r.shuffle,
-        r.seed,
-        r.num_parallel_workers,
-        Shard::new(rank, size)?,
-    )?;
-    let spe = plan.steps_per_epoch;
-    if !opts.frozen_batch_norm {
-        check_batch_norm_batches(
-            plan.shard.samples_per_shard(train_samples),
-            r.batch_size,
-            r.drop_remainder,
-            r.image_resize,
-        )?;
-    }
-    let num_epochs = r.epoch_size as u64;
-    let total_steps = num_epochs * spe as u64;
-    let lrs = lr_schedule(r, spe, r.epoch_size as usize)?;
-    let lr_at = |step: u64| -> f32 {
-        let i = (step as usize).min(lrs.len().saturating_sub(1));
-        lrs.get(i).copied().unwrap_or(r.lr as f32)
-    };
+    comm: Arc<dyn Communicator>,
+    events: Events<E>,
+    fault: Option<FaultInjection>,
+    /// The model's name.
+    model: &'static str,
+    data: TrainData,
+    lrs: LrList,
+    tn: TrainNet<F::Backend>,
+    /// Parameter scratch for saving and validation.
+    scratch: SeNet,
+    /// The gradient all-reduce of a data-parallel job (made by the handshake).
+    reducer: Option<Box<dyn GradientReducer<F::Backend>>>,
+    /// Optimizer steps done since the start of training (a resumed run included).
+    step: u64,
+    /// The global step this run started at.
+    start_step: u64,
+    /// Notes for the user, reported once the run is set up.
+    notes: Vec<String>,
+    /// `ckpt_save_dir`.
+    save_dir: PathBuf,
+    /// `metrics.jsonl` (rank 0 only).
+    metrics: Option<MetricsLog>,
+    /// What [`run`] returns, kept up to date; `best_val_top1` is the best Top-1 so far.
+    report: TrainReport,
+}
 
-    // The model: MindCV's init, start weights, or the resumed state.
-    let mut net = SeNet::new(arch, num_classes, r.seed)?;
-    let mut notes = Vec::new();
-    let mut resume_state = None;
-    if let Some(path) = &opts.resume {
-        let report = checkpoint::load_model(&mut net, path, &LoadOptions::default())?;
-        let st = state::read_state(path, &net.params)?;
-        notes.push(format!(
-            "resumed from {} ({}): global_step {}",
-            path.display(),
-            report,
-            st.global_step
-        ));
-        if let Some(lr) = st.learning_rate {
-            let want = lr_at(st.global_step);
-            if lr != want {
-                notes.push(format!(
-                    "note: the checkpoint's learning_rate {lr} differs from this recipe's \
-                     schedule at step {} ({want}): the schedule (epoch_size, lr, ...) changed",
-                    st.global_step
-                ));
-            }
-        }
-        resume_state = Some(st);
-    } else if !r.ckpt_path.is_empty() {
-        let path = Path::new(&r.ckpt_path);
-        if !path.is_file() {
-            return Err(Error::io(
-                path,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint file not found"),
-            ));
-        }
-        let report = checkpoint::load_model(&mut net, path, &LoadOptions::default())?;
-        notes.push(format!("start weights from {} ({report})", path.display()));
-    }
-    notes.extend(device_note);
-    if let Device::Ascend { .. } = dev {
-        notes.push(format!("device: {}", dev.describe()));
-    }
-    if r.amp_level == AmpLevel::O2 && matches!(dev, Device::Cpu { .. }) {
-        notes.push(
-            "amp_level O2: computed in float32 on the CPU (MindCV's O2 casts all but BatchNorm \
-             to float16; only rounding differs)"
-                .into(),
-        );
-    }
-    let filter = (r.weight_decay_filter, r.filter_bias_and_bn);
-    let mut tn = TrainNet::new(&net, factory.create()?, train_config(r), |name| {
-        decays(name, filter.0, filter.1)
-    })?;
-    let scaler = LossScaler::from_recipe(
-        r.loss_scale_type,
-        r.loss_scale,
-        r.drop_overflow_update,
-        r.amp_level,
-    )?;
-    tn.set_loss_scaler(match &resume_state {
-        Some(st) => state::restore_scaler(scaler, st),
-        None => scaler,
-    });
-    if opts.frozen_batch_norm {
-        tn.set_frozen_batch_norm(true);
-        notes.push(
-            "BatchNorm frozen: normalising with the moving statistics, which stay as loaded \
-             (MindSpore use_batch_statistics=False); gamma and beta are trained"
-                .into(),
-        );
-    }
-    let mut step: u64 = 0;
-    if let Some(st) = resume_state {
-        for (name, m) in &st.moments {
-            tn.set_moment(name, m)?;
-        }
-        if r.ema {
-            tn.set_ema(&st.ema, st.ema_updates)?;
-        }
-        step = st.global_step;
-    }
-    let start_step = step;
+/// The figures of one step's global batch (every rank's images).
+struct BatchFigures {
+    /// Mean loss over the global batch.
+    loss: f64,
+    /// Top-1 hits in the global batch.
+    correct: usize,
+    /// Images in the global batch.
+    images: usize,
+    /// A rank was asked to stop.
+    stop_requested: bool,
+}
 
-    // Data parallel: the same layout everywhere, rank 0's state everywhere.
-    let mut reducer = None;
-    if size > 1 {
-        let layout = format!(
-            "{model} ({num_classes} classes), {train_samples} training images, {spe} steps per \
-             epoch, {num_epochs} epochs, start step {start_step}, {}, max_steps {}, ema {}, \
-             frozen BatchNorm {}",
-            val.as_ref()
-                .map_or("no validation".to_string(), |v| format!(
-                    "validation of {} images every {} epoch(s)",
-                    v.total, r.val_interval
-                )),
-            opts.max_steps.map_or("none".to_string(), |m| m.to_string()),
-            r.ema,
-            opts.frozen_batch_norm
-        );
-        dist::agree_on(&*comm, "the run", &layout)?;
-        // What changes the update or the data order without changing the layout.
-        let lr_bits: String = lrs.iter().map(|v| format!("{:08x}", v.to_bits())).collect();
-        let recipe = format!(
-            "seed {}, shuffle {}, image_resize {}, lr schedule {:016x}, momentum {},              weight_decay {} ({:?}), nesterov {}, label_smoothing {}, loss_scale {} ({},              drop_overflow_update {}), amp_level {}, clip {:?}, ema_decay {}, device {}",
-            r.seed,
-            r.shuffle,
-            r.image_resize,
-            dist::fingerprint(&lr_bits),
-            r.momentum,
-            r.weight_decay,
-            r.weight_decay_filter,
-            r.use_nesterov,
-            r.label_smoothing,
-            r.loss_scale,
-            r.loss_scale_type.as_str(),
-            r.drop_overflow_update,
-            r.amp_level.as_str(),
-            r.clip_grad.then_some(r.clip_value),
-            r.ema_decay,
-            match dev {
-                Device::Cpu { .. } => "cpu",
-                Device::Ascend { .. } => "ascend",
-            }
-        );
-        dist::agree_on(&*comm, "the recipe", &recipe)?;
-        if let Device::Ascend { id, .. } = dev {
-            dist::check_distinct_devices(&*comm, id)?;
-        }
-        tn.broadcast_state(&*comm, 0)?;
-        reducer = Some(factory.gradient_reducer(Arc::clone(&comm))?);
-        let per_rank = plan.shard.samples_per_shard(train_samples);
-        notes.push(format!(
-            "data parallel over {size} ranks ({}): each rank trains on {per_rank} of the \
-             {train_samples} images per epoch{}, batch {} per rank = global batch {}; gradients \
-             averaged over the ranks before each update; BatchNorm statistics per rank; rank 0 \
-             logs and saves",
-            match dev {
-                Device::Ascend { .. } if comm.name() != "hccl" => {
-                    format!("{}; gradients over hccl", comm.name())
-                }
-                _ => comm.name().to_string(),
-            },
-            if per_rank * size > train_samples {
-                format!(
-                    " (padded with {} repeated images, as MindSpore's DistributedSampler)",
-                    per_rank * size - train_samples
-                )
-            } else {
-                String::new()
-            },
-            r.batch_size,
-            r.batch_size * size
-        ));
-    }
+/// What an epoch's steps add up to.
+struct EpochProgress {
+    /// When the epoch's steps began.
+    t0: Instant,
+    /// Batches done in the epoch (those before a resume included).
+    batch_no: usize,
+    /// Sum of the steps' losses, and the number of steps run.
+    loss_sum: f64,
+    steps: usize,
+    /// Top-1 hits and images over those steps.
+    correct: usize,
+    images: usize,
+    /// The learning rate of the last step.
+    last_lr: f32,
+    /// When the last log line was reported.
+    last_log: Instant,
+}
 
-    let save_dir = PathBuf::from(&r.ckpt_save_dir);
-    let mut metrics = None;
-    let mut best = None;
-    if root {
-        std::fs::create_dir_all(&save_dir).map_err(|e| Error::io(&save_dir, e))?;
-        let args_dump = save_dir.join(format!("{model}.yaml"));
-        std::fs::write(&args_dump, r.to_yaml()).map_err(|e| Error::io(&args_dump, e))?;
-        metrics = Some(MetricsLog::open(&save_dir)?);
-        if start_step > 0 {
-            best = log::best_val_top1(&save_dir, start_step);
+impl EpochProgress {
+    fn new(first_batch: usize, lr: f32) -> EpochProgress {
+        EpochProgress {
+            t0: Instant::now(),
+            batch_no: first_batch,
+            loss_sum: 0.0,
+            steps: 0,
+            correct: 0,
+            images: 0,
+            last_lr: lr,
+            last_log: Instant::now(),
         }
     }
 
-    on_event(&TrainEvent::Started {
-        model,
-        num_classes,
-        train_samples,
-        val_samples: val.as_ref().map(|v| v.total),
-        steps_per_epoch: spe,
-        num_epochs,
-        start_step,
-    });
-    for n in notes {
-        on_event(&TrainEvent::Note(n));
+    /// Counts a step at learning rate `lr`.
+    fn add(&mut self, batch: &BatchFigures, lr: f32) {
+        self.batch_no += 1;
+        self.last_lr = lr;
+        self.loss_sum += batch.loss;
+        self.steps += 1;
+        self.correct += batch.correct;
+        self.images += batch.images;
     }
 
-    let stop_flag = opts.stop.clone();
-    let interrupted = || stop_flag.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
-    let keep = match r.ckpt_save_policy {
-        Some(CkptSavePolicy::LatestK) => Some(r.keep_checkpoint_max as usize),
-        _ => None,
-    };
-    let mut report = TrainReport {
-        model: model.to_string(),
-        global_step: step,
-        steps_per_epoch: spe,
-        stop: StopReason::Finished,
-        last_checkpoint: None,
-        best_val_top1: best,
-        epochs: Vec::new(),
-        rank,
-        world_size: size,
-    };
-    // Writes a step checkpoint and applies the retention policy.
-    let mut scratch = net; // parameter scratch for saving and validation
-    let save_step_ckpt = |tn: &TrainNet<F::Backend>,
-                          scratch: &mut SeNet,
-                          epoch_no: u64,
-                          batch: usize,
-                          step: u64,
-                          on_event: &mut dyn FnMut(&TrainEvent)|
-     -> Result<PathBuf> {
-        let path = save_dir.join(step_ckpt_name(model, epoch_no, batch));
-        save_state(&path, tn, &mut scratch.params, step, lr_at(step))?;
-        on_event(&TrainEvent::Saved(&path));
-        if let Some(k) = keep {
-            prune_checkpoints(&save_dir, model, k)?;
+    /// Training images per second so far.
+    fn images_per_second(&self, seconds: f64) -> f64 {
+        self.images as f64 / seconds.max(1e-9)
+    }
+
+    /// The record of epoch `epoch_no`, finished at global step `step` (not validated yet).
+    fn record(&self, epoch_no: u64, step: u64) -> EpochRecord {
+        let seconds = self.t0.elapsed().as_secs_f64();
+        EpochRecord {
+            epoch: epoch_no,
+            step,
+            loss: self.loss_sum / self.steps.max(1) as f64,
+            lr: self.last_lr as f64,
+            train_top1: 100.0 * self.correct as f64 / self.images.max(1) as f64,
+            val_top1: None,
+            val_top5: None,
+            val_loss: None,
+            seconds,
+            images_per_second: self.images_per_second(seconds),
         }
-        Ok(path)
-    };
-
-    if opts.max_steps.is_some_and(|m| step >= m) {
-        report.stop = StopReason::MaxSteps;
-        return Ok(report);
     }
-    let first_epoch = step / spe as u64;
-    'epochs: for epoch in first_epoch..num_epochs {
-        let epoch_no = epoch + 1;
-        let first_batch = if epoch == first_epoch {
-            (step % spe as u64) as usize
-        } else {
-            0
+}
+
+impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
+    /// The set-up step: reads the fault-injection variables, checks the model name and that
+    /// `ckpt_path` and `--resume` are not both given, opens the data ([`TrainData::open`]),
+    /// computes the learning rates, loads the start model ([`StartModel`]) and builds the
+    /// training network on a backend from `factory`.
+    fn new(job: TrainJob<'a, E>, factory: F) -> Result<Self> {
+        let TrainJob {
+            opts,
+            dev,
+            device_note,
+            on_event,
+            comm,
+        } = job;
+        let (rank, size) = (comm.rank(), comm.size());
+        let fault = FaultInjection::from_env()?;
+        let r = &opts.recipe;
+        let arch = Arch::from_name(&r.model)?;
+        if opts.resume.is_some() && !r.ckpt_path.is_empty() {
+            return Err(Error::Config(format!(
+                "ckpt_path '{}' and --resume both given: --resume restores the weights itself \
+                 (drop ckpt_path)",
+                r.ckpt_path
+            )));
+        }
+        let data = TrainData::open(opts, rank, size)?;
+        let lrs = LrList::new(r, data.steps_per_epoch())?;
+        let mut start = StartModel::load(opts, arch, data.num_classes, &lrs)?;
+        start.note_device(dev, device_note, r.amp_level);
+        let (tn, step) = start.train_net(&factory, opts)?;
+        let report = TrainReport {
+            model: arch.name().to_string(),
+            global_step: step,
+            steps_per_epoch: data.steps_per_epoch(),
+            stop: StopReason::Finished,
+            last_checkpoint: None,
+            best_val_top1: None,
+            epochs: Vec::new(),
+            rank,
+            world_size: size,
         };
-        on_event(&TrainEvent::EpochStart {
+        Ok(Trainer {
+            opts,
+            r,
+            dev,
+            factory,
+            comm,
+            events: Events {
+                root: rank == 0,
+                on_event,
+            },
+            fault,
+            model: arch.name(),
+            data,
+            lrs,
+            tn,
+            scratch: start.net,
+            reducer: None,
+            step,
+            start_step: step,
+            notes: start.notes,
+            save_dir: PathBuf::from(&r.ckpt_save_dir),
+            metrics: None,
+            report,
+        })
+    }
+
+    /// This process is rank 0, the one that reports and writes.
+    fn root(&self) -> bool {
+        self.events.root
+    }
+
+    /// Epochs of the whole run (`epoch_size`).
+    fn num_epochs(&self) -> u64 {
+        self.r.epoch_size as u64
+    }
+
+    /// The `--max_steps` limit is reached.
+    fn at_max_steps(&self) -> bool {
+        self.opts.max_steps.is_some_and(|m| self.step >= m)
+    }
+
+    /// Rank 0's outputs: creates `ckpt_save_dir`, writes the args dump `<model>.yaml` (the
+    /// recipe) and opens `metrics.jsonl`; a resumed run takes the best validation Top-1 logged
+    /// before its start step. Nothing on the other ranks.
+    fn open_outputs(&mut self) -> Result<()> {
+        if !self.root() {
+            return Ok(());
+        }
+        let dir = &self.save_dir;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let args_dump = dir.join(format!("{}.yaml", self.model));
+        std::fs::write(&args_dump, self.r.to_yaml()).map_err(|e| Error::io(&args_dump, e))?;
+        self.metrics = Some(MetricsLog::open(dir)?);
+        if self.start_step > 0 {
+            self.report.best_val_top1 = log::best_val_top1(dir, self.start_step);
+        }
+        Ok(())
+    }
+
+    /// Reports that the run is set up, then the set-up's notes.
+    fn announce(&mut self) {
+        let started = TrainEvent::Started {
+            model: self.model,
+            num_classes: self.data.num_classes,
+            train_samples: self.data.train_samples,
+            val_samples: self.data.val.as_ref().map(|v| v.total),
+            steps_per_epoch: self.data.steps_per_epoch(),
+            num_epochs: self.num_epochs(),
+            start_step: self.start_step,
+        };
+        self.events.emit(&started);
+        for n in std::mem::take(&mut self.notes) {
+            self.events.emit(&TrainEvent::Note(n));
+        }
+    }
+
+    /// The epochs, from the one holding the start step (from its batch, when resuming inside
+    /// it) to the last, unless the run stops earlier; sets the report's stop reason.
+    fn train(&mut self) -> Result<()> {
+        if self.at_max_steps() {
+            self.report.stop = StopReason::MaxSteps;
+            return Ok(());
+        }
+        let spe = self.data.steps_per_epoch() as u64;
+        let first_epoch = self.step / spe;
+        for epoch in first_epoch..self.num_epochs() {
+            let first_batch = if epoch == first_epoch {
+                (self.step % spe) as usize
+            } else {
+                0
+            };
+            if let Some(reason) = self.run_epoch(epoch, first_batch)? {
+                self.report.stop = reason;
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Epoch `epoch` (0-based) from batch `first_batch`: its steps, then the end-of-epoch work
+    /// when all its batches ran, or the stop. Returns the stop reason when the run stops here.
+    /// Errors: as the steps; an epoch whose data ends before its last batch.
+    fn run_epoch(&mut self, epoch: u64, first_batch: usize) -> Result<Option<StopReason>> {
+        let epoch_no = epoch + 1;
+        let spe = self.data.steps_per_epoch();
+        self.events.emit(&TrainEvent::EpochStart {
             epoch: epoch_no,
             first_batch,
             steps_per_epoch: spe,
         });
-        let loader = plan.loader(epoch, first_batch, &transform)?;
-        let t0 = Instant::now();
-        let mut acc_loss = 0.0f64;
-        let mut acc_steps = 0usize;
-        let mut acc_correct = 0usize;
-        let mut acc_images = 0usize;
-        let mut last_lr = lr_at(step);
-        let mut last_log = Instant::now();
-        let mut batch_no = first_batch;
+        let loader = self
+            .data
+            .plan
+            .loader(epoch, first_batch, &self.data.transform)?;
+        let mut progress = EpochProgress::new(first_batch, self.lrs.at(self.step));
         let mut stop = None;
         for batch in loader {
-            let batch = batch?;
-            let lr = lr_at(step);
-            let local = match reducer.as_mut() {
-                Some(red) => tn.step_reduced(&batch.images, &batch.labels, lr, red.as_mut())?,
-                None => tn.step(&batch.images, &batch.labels, lr)?,
-            };
-            if let Some((at, who, fault)) = fault_at {
-                if step + 1 == at && rank == who {
-                    eprintln!(
-                        "senet rank {rank}: fault injection at step {at}: {}",
-                        match fault {
-                            Fault::Abort => "aborting this process (SENET_TEST_ABORT_AT_STEP)",
-                            Fault::Hang => "hanging (SENET_TEST_HANG_AT_STEP)",
-                        }
-                    );
-                    match fault {
-                        Fault::Abort => std::process::abort(),
-                        Fault::Hang => loop {
-                            std::thread::sleep(std::time::Duration::from_secs(3600));
-                        },
-                    }
-                }
-            }
-            // The global batch's loss and hits, and whether any rank was asked to stop.
-            let mut stop_requested = interrupted();
-            let (loss, correct, images) = if size > 1 {
-                let n = batch.len() as f64;
-                let mut v = [
-                    local.loss * n,
-                    local.correct as f64,
-                    n,
-                    stop_requested as u8 as f64,
-                ];
-                comm.all_reduce_sum_f64(&mut v)?;
-                stop_requested = v[3] > 0.0;
-                (v[0] / v[2], v[1] as usize, v[2] as usize)
-            } else {
-                (local.loss, local.correct, batch.len())
-            };
-            if !loss.is_finite() {
-                return Err(Error::Invalid(format!(
-                    "the loss became {loss} at global step {} (epoch {epoch_no}, batch {}): \
-                     lower lr",
-                    step + 1,
-                    batch_no + 1
-                )));
-            }
-            step += 1;
-            batch_no += 1;
-            last_lr = lr;
-            acc_loss += loss;
-            acc_steps += 1;
-            acc_correct += correct;
-            acc_images += images;
-            let secs = t0.elapsed().as_secs_f64();
-            on_event(&TrainEvent::Step {
-                epoch: epoch_no,
-                batch: batch_no,
-                global_step: step,
-                loss,
-                lr,
-                images_per_second: acc_images as f64 / secs.max(1e-9),
-            });
-            if r.log_interval > 0 && batch_no % r.log_interval as usize == 0 {
-                on_event(&TrainEvent::Log(log::step_line(
-                    epoch_no,
-                    num_epochs,
-                    batch_no,
-                    spe,
-                    loss,
-                    lr as f64,
-                    last_log.elapsed().as_secs_f64(),
-                )));
-                last_log = Instant::now();
-            }
-            if stop_requested {
-                stop = Some(StopReason::Interrupted);
-            } else if opts.max_steps.is_some_and(|m| step >= m) {
-                stop = Some(StopReason::MaxSteps);
-            }
+            stop = self.train_step(epoch_no, &batch?, &mut progress)?;
             if stop.is_some() {
                 break;
             }
         }
-        report.global_step = step;
-        let mut saved_here = false;
-        if batch_no == spe {
-            // Epoch end.
-            let seconds = t0.elapsed().as_secs_f64();
-            let mut rec = EpochRecord {
-                epoch: epoch_no,
-                step,
-                loss: acc_loss / acc_steps.max(1) as f64,
-                lr: last_lr as f64,
-                train_top1: 100.0 * acc_correct as f64 / acc_images.max(1) as f64,
-                val_top1: None,
-                val_top5: None,
-                val_loss: None,
-                seconds,
-                images_per_second: acc_images as f64 / seconds.max(1e-9),
-            };
-            let last_epoch = epoch_no == num_epochs;
-            if let Some(v) = &val {
-                if epoch_no % r.val_interval as u64 == 0 || last_epoch {
-                    let (acc, secs) =
-                        validate(&tn, &mut scratch, v, r, &factory, &*comm, &mut on_event)?;
-                    on_event(&TrainEvent::Validated(log::validation_line(
-                        acc.top1(),
-                        acc.top5(),
-                        secs,
-                    )));
-                    rec.val_top1 = Some(acc.top1());
-                    rec.val_top5 = Some(acc.top5());
-                    rec.val_loss = Some(acc.loss());
-                    if root && best.is_none_or(|b| acc.top1() > b) {
-                        best = Some(acc.top1());
-                        let path = save_dir.join(best_ckpt_name(model));
-                        save_state(&path, &tn, &mut scratch.params, step, lr_at(step))?;
-                        on_event(&TrainEvent::Saved(&path));
-                    }
-                }
-            }
-            if epoch_no % r.ckpt_save_interval as u64 == 0 || last_epoch {
-                if root {
-                    let path =
-                        save_step_ckpt(&tn, &mut scratch, epoch_no, spe, step, &mut on_event)?;
-                    report.last_checkpoint = Some(path);
-                }
-                saved_here = true;
-            }
-            if let Some(m) = metrics.as_mut() {
-                m.append(&rec)?;
-            }
-            on_event(&TrainEvent::Epoch(&rec));
-            report.epochs.push(rec);
-            report.best_val_top1 = best;
-        }
-        if let Some(reason) = stop {
-            if !saved_here && root {
-                let path =
-                    save_step_ckpt(&tn, &mut scratch, epoch_no, batch_no, step, &mut on_event)?;
-                report.last_checkpoint = Some(path);
-            }
-            report.stop = if step >= total_steps {
-                StopReason::Finished
-            } else {
-                reason
-            };
-            break 'epochs;
-        }
-        if batch_no != spe {
-            return Err(Error::Invalid(format!(
+        self.report.global_step = self.step;
+        let batch_no = progress.batch_no;
+        let saved_here = if batch_no == spe {
+            self.end_epoch(epoch_no, &progress)?
+        } else {
+            false
+        };
+        match stop {
+            Some(reason) => self.stop(epoch_no, batch_no, saved_here, reason).map(Some),
+            None if batch_no != spe => Err(Error::Invalid(format!(
                 "epoch {epoch_no} ended after {batch_no} of {spe} batches"
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// One step on `batch` at the schedule's learning rate ([`Trainer::optimizer_step`]), its
+    /// global figures, and its report. Returns the stop reason when the run stops after it
+    /// (a stop request on any rank, or `--max_steps`).
+    /// Errors: as the step; a non-finite loss (naming the step).
+    fn train_step(
+        &mut self,
+        epoch_no: u64,
+        batch: &Batch,
+        progress: &mut EpochProgress,
+    ) -> Result<Option<StopReason>> {
+        let lr = self.lrs.at(self.step);
+        let local = self.optimizer_step(batch, lr)?;
+        if let Some(fault) = &self.fault {
+            fault.check(self.step + 1, self.comm.rank());
+        }
+        let figures = self.global_batch(&local, batch.len())?;
+        if !figures.loss.is_finite() {
+            return Err(Error::Invalid(format!(
+                "the loss became {} at global step {} (epoch {epoch_no}, batch {}): lower lr",
+                figures.loss,
+                self.step + 1,
+                progress.batch_no + 1
             )));
         }
+        self.step += 1;
+        progress.add(&figures, lr);
+        self.report_step(epoch_no, &figures, lr, progress);
+        Ok(if figures.stop_requested {
+            Some(StopReason::Interrupted)
+        } else if self.at_max_steps() {
+            Some(StopReason::MaxSteps)
+        } else {
+            None
+        })
     }
-    report.best_val_top1 = best;
-    Ok(report)
-}
 
-/// Evaluates the current weights on this rank's share of the validation split with the
-/// validate engine, then sums the counts and loss over the ranks. Returns the whole split's
-/// accumulator and the wall time (until every rank is done).
-fn validate<F: BackendFactory>(
-    tn: &TrainNet<F::Backend>,
-    scratch: &mut SeNet,
-    val: &ValSet,
-    r: &Recipe,
-    factory: &F,
-    comm: &dyn Communicator,
-    on_event: &mut dyn FnMut(&TrainEvent),
-) -> Result<(Accumulator, f64)> {
-    let t0 = Instant::now();
-    let mut acc = if val.samples.is_empty() {
-        Accumulator::default()
-    } else {
-        validate_local(tn, scratch, val, r, factory, on_event)?.0
-    };
-    if comm.size() > 1 {
+    /// Forward, backward, (data parallel) the gradient all-reduce, and the update at `lr`.
+    /// Returns this rank's figures.
+    fn optimizer_step(&mut self, batch: &Batch, lr: f32) -> Result<StepStats> {
+        match self.reducer.as_mut() {
+            Some(red) => self
+                .tn
+                .step_reduced(&batch.images, &batch.labels, lr, red.as_mut()),
+            None => self.tn.step(&batch.images, &batch.labels, lr),
+        }
+    }
+
+    /// The stop flag of [`TrainOptions::stop`] is set.
+    fn interrupted(&self) -> bool {
+        self.opts
+            .stop
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
+    }
+
+    /// The global batch's loss and hits from this rank's (`local`, over `images` images), and
+    /// whether any rank was asked to stop: a small all-reduce in a data-parallel job.
+    fn global_batch(&self, local: &StepStats, images: usize) -> Result<BatchFigures> {
+        let stop_requested = self.interrupted();
+        if self.comm.size() == 1 {
+            return Ok(BatchFigures {
+                loss: local.loss,
+                correct: local.correct,
+                images,
+                stop_requested,
+            });
+        }
+        let n = images as f64;
         let mut v = [
-            acc.samples as f64,
-            acc.top1_hits as f64,
-            acc.top5_hits as f64,
-            acc.loss_sum,
+            local.loss * n,
+            local.correct as f64,
+            n,
+            stop_requested as u8 as f64,
         ];
-        comm.all_reduce_sum_f64(&mut v)?;
-        acc = Accumulator {
-            samples: v[0] as usize,
-            top1_hits: v[1] as usize,
-            top5_hits: v[2] as usize,
-            loss_sum: v[3],
+        self.comm.all_reduce_sum_f64(&mut v)?;
+        Ok(BatchFigures {
+            loss: v[0] / v[2],
+            correct: v[1] as usize,
+            images: v[2] as usize,
+            stop_requested: v[3] > 0.0,
+        })
+    }
+
+    /// Reports the step just done, and MindCV's log line every `log_interval` batches.
+    fn report_step(
+        &mut self,
+        epoch_no: u64,
+        figures: &BatchFigures,
+        lr: f32,
+        progress: &mut EpochProgress,
+    ) {
+        let seconds = progress.t0.elapsed().as_secs_f64();
+        self.events.emit(&TrainEvent::Step {
+            epoch: epoch_no,
+            batch: progress.batch_no,
+            global_step: self.step,
+            loss: figures.loss,
+            lr,
+            images_per_second: progress.images_per_second(seconds),
+        });
+        let log_interval = self.r.log_interval as usize;
+        if log_interval > 0 && progress.batch_no.is_multiple_of(log_interval) {
+            let line = log::step_line(
+                epoch_no,
+                self.num_epochs(),
+                progress.batch_no,
+                self.data.steps_per_epoch(),
+                figures.loss,
+                lr as f64,
+                progress.last_log.elapsed().as_secs_f64(),
+            );
+            self.events.emit(&TrainEvent::Log(line));
+            progress.last_log = Instant::now();
+        }
+    }
+
+    /// The end of epoch `epoch_no`, after all its batches: its record; validation after every
+    /// `val_interval`-th epoch and the last ([`Trainer::validate_epoch`]); (rank 0) the step
+    /// checkpoint after every `ckpt_save_interval`-th epoch and the last; the record appended
+    /// to `metrics.jsonl` and reported. Returns whether the step checkpoint was due.
+    fn end_epoch(&mut self, epoch_no: u64, progress: &EpochProgress) -> Result<bool> {
+        let mut rec = progress.record(epoch_no, self.step);
+        let last_epoch = epoch_no == self.num_epochs();
+        if self.data.val.is_some()
+            && (epoch_no.is_multiple_of(self.r.val_interval as u64) || last_epoch)
+        {
+            self.validate_epoch(&mut rec)?;
+        }
+        let save = epoch_no.is_multiple_of(self.r.ckpt_save_interval as u64) || last_epoch;
+        if save && self.root() {
+            let path = self.save_step_ckpt(epoch_no, self.data.steps_per_epoch())?;
+            self.report.last_checkpoint = Some(path);
+        }
+        if let Some(m) = self.metrics.as_mut() {
+            m.append(&rec)?;
+        }
+        self.events.emit(&TrainEvent::Epoch(&rec));
+        self.report.epochs.push(rec);
+        Ok(save)
+    }
+
+    /// Stops the run after batch `batch_no` of epoch `epoch_no`: (rank 0) writes the step
+    /// checkpoint of this position unless the epoch end just did (`saved_here`). Returns the
+    /// reason to report ([`StopReason::Finished`] when the last step is done anyway).
+    fn stop(
+        &mut self,
+        epoch_no: u64,
+        batch_no: usize,
+        saved_here: bool,
+        reason: StopReason,
+    ) -> Result<StopReason> {
+        if !saved_here && self.root() {
+            let path = self.save_step_ckpt(epoch_no, batch_no)?;
+            self.report.last_checkpoint = Some(path);
+        }
+        let total_steps = self.num_epochs() * self.data.steps_per_epoch() as u64;
+        Ok(if self.step >= total_steps {
+            StopReason::Finished
+        } else {
+            reason
+        })
+    }
+
+    /// Validates the current weights ([`Trainer::validate`]), reports the figures and puts
+    /// them in `rec`; (rank 0) saves `<model>_best.ckpt` when Top-1 beats the best so far.
+    fn validate_epoch(&mut self, rec: &mut EpochRecord) -> Result<()> {
+        let Some((acc, seconds)) = self.validate()? else {
+            return Ok(());
         };
+        let line = log::validation_line(acc.top1(), acc.top5(), seconds);
+        self.events.emit(&TrainEvent::Validated(line));
+        rec.val_top1 = Some(acc.top1());
+        rec.val_top5 = Some(acc.top5());
+        rec.val_loss = Some(acc.loss());
+        if self.root() && self.report.best_val_top1.is_none_or(|b| acc.top1() > b) {
+            self.report.best_val_top1 = Some(acc.top1());
+            self.save(best_ckpt_name(self.model))?;
+        }
+        Ok(())
     }
-    Ok((acc, t0.elapsed().as_secs_f64()))
-}
 
-/// Evaluates the current weights on `val.samples` (this rank's share).
-fn validate_local<F: BackendFactory>(
-    tn: &TrainNet<F::Backend>,
-    scratch: &mut SeNet,
-    val: &ValSet,
-    r: &Recipe,
-    factory: &F,
-    on_event: &mut dyn FnMut(&TrainEvent),
-) -> Result<(Accumulator, f64)> {
-    // With EMA on, the averaged weights are the ones validated (and kept as the best).
-    if r.ema {
-        tn.read_ema_params(&mut scratch.params)?;
-    } else {
-        tn.read_params(&mut scratch.params)?;
+    /// Evaluates the current weights (the EMA weights with `ema`) on this rank's share of the
+    /// validation split with the validate engine, then sums the counts and loss over the
+    /// ranks. Returns the whole split's accumulator and the wall time (until every rank is
+    /// done); None without a validation split.
+    fn validate(&mut self) -> Result<Option<(Accumulator, f64)>> {
+        let Some(val) = &self.data.val else {
+            return Ok(None);
+        };
+        let t0 = Instant::now();
+        let r = self.r;
+        let mut acc = Accumulator::default();
+        if !val.samples.is_empty() {
+            // With EMA on, the averaged weights are the ones validated (and kept as the best).
+            if r.ema {
+                self.tn.read_ema_params(&mut self.scratch.params)?;
+            } else {
+                self.tn.read_params(&mut self.scratch.params)?;
+            }
+            let mut inf = InferenceNet::new(&self.scratch, self.factory.create()?)?;
+            let events = &mut self.events;
+            acc = evaluate(
+                &mut inf,
+                val.samples.clone(),
+                val.transform.clone(),
+                r.batch_size,
+                r.num_parallel_workers,
+                r.label_smoothing,
+                &mut |done, total| events.emit(&TrainEvent::Validating { done, total }),
+            )?
+            .0;
+        }
+        if self.comm.size() > 1 {
+            let mut v = [
+                acc.samples as f64,
+                acc.top1_hits as f64,
+                acc.top5_hits as f64,
+                acc.loss_sum,
+            ];
+            self.comm.all_reduce_sum_f64(&mut v)?;
+            acc = Accumulator {
+                samples: v[0] as usize,
+                top1_hits: v[1] as usize,
+                top5_hits: v[2] as usize,
+                loss_sum: v[3],
+            };
+        }
+        Ok(Some((acc, t0.elapsed().as_secs_f64())))
     }
-    let mut inf = crate::model::inference::InferenceNet::new(scratch, factory.create()?)?;
-    evaluate(
-        &mut inf,
-        val.samples.clone(),
-        val.transform.clone(),
-        r.batch_size,
-        r.num_parallel_workers,
-        r.label_smoothing,
-        &mut |done, total| on_event(&TrainEvent::Validating { done, total }),
-    )
-}
 
-#[cfg(test)]
-mod tests {
-    use super::check_batch_norm_batches;
+    /// Writes the training state (weights, optimizer state, `global_step`, the next step's
+    /// learning rate) to `ckpt_save_dir/<name>` ([`save_state`]) and reports it.
+    fn save(&mut self, name: String) -> Result<PathBuf> {
+        let path = self.save_dir.join(name);
+        let lr = self.lrs.at(self.step);
+        save_state(&path, &self.tn, &mut self.scratch.params, self.step, lr)?;
+        self.events.emit(&TrainEvent::Saved(&path));
+        Ok(path)
+    }
 
-    #[test]
-    fn a_batch_norm_batch_of_one_1x1_map_is_refused_before_training() {
-        // 30 images, batch 29, 32x32: the last batch has 1 image of 1x1 maps at the end.
-        let e = check_batch_norm_batches(30, 29, false, 32)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("last batch") && e.contains("drop_remainder"),
-            "{e}"
-        );
-        assert!(check_batch_norm_batches(30, 29, true, 32).is_ok());
-        // 64x64: 2x2 maps, one image is enough.
-        assert!(check_batch_norm_batches(30, 29, false, 64).is_ok());
-        assert!(check_batch_norm_batches(30, 1, true, 32).is_err());
+    /// Saves the step checkpoint `<model>-<epoch_no>_<batch>.ckpt`, then applies the retention
+    /// policy (`ckpt_save_policy: latest_k` keeps the newest `keep_checkpoint_max`).
+    fn save_step_ckpt(&mut self, epoch_no: u64, batch: usize) -> Result<PathBuf> {
+        let path = self.save(step_ckpt_name(self.model, epoch_no, batch))?;
+        if self.r.ckpt_save_policy == Some(CkptSavePolicy::LatestK) {
+            prune_checkpoints(
+                &self.save_dir,
+                self.model,
+                self.r.keep_checkpoint_max as usize,
+            )?;
+        }
+        Ok(path)
     }
 }

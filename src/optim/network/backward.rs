@@ -2,7 +2,7 @@
 //! accessors for gradients, parameters and optimizer state.
 use super::layers::{conv_bn_backward, dense_backward};
 use super::{index_of, Acts, StepStats, TrainNet};
-use crate::backend::Backend;
+use crate::backend::{Backend, MaxPool2dParams, MomentumParams, SeGrads};
 use crate::dist::{Communicator, GradBuffer, GradientReducer};
 use crate::model::Params;
 use crate::{Error, Result, Tensor};
@@ -47,7 +47,12 @@ impl<B: Backend> TrainNet<B> {
             let shape = last.out_shape;
             // SE scale + residual + ReLU: g1 = d(last bn_out) via the scale, gs0 = d(gate),
             // g2 = d(shortcut).
-            be.se_scale_add_relu_backward(&last.bn_out, shape, &ba.gate, &ba.out, g0, g1, gs0, g2)?;
+            let grads = SeGrads {
+                dx: &mut *g1,
+                dgate: &mut *gs0,
+                dshortcut: &mut *g2,
+            };
+            be.se_scale_add_relu_backward(&last.bn_out, shape, &ba.gate, &ba.out, g0, grads)?;
             be.sigmoid_backward(&ba.gate, gs0, n * shape.c)?;
             dense_backward(be, p, &b.se_expand, &ba.hidden, n, gs0, Some(&mut *gs1))?;
             be.relu_backward(&ba.hidden, gs1, n * b.se_reduce.out_features)?;
@@ -86,7 +91,8 @@ impl<B: Backend> TrainNet<B> {
             std::mem::swap(g0, g1);
         }
         // Stem: the 'same' max pool, then conv + BN + ReLU (no gradient for the image).
-        be.max_pool2d_same_backward(&stem.bn_out, stem.out_shape, 3, 2, g0, g1)?;
+        let stem_pool = MaxPool2dParams::same(3, 2);
+        be.max_pool2d_same_backward(stem_pool, &stem.bn_out, stem.out_shape, g0, g1)?;
         conv_bn_backward(be, p, &self.stem, stem, input, g1, g3, None, frozen)
     }
 
@@ -140,17 +146,14 @@ impl<B: Backend> TrainNet<B> {
         for dp in &mut self.params {
             if let Some((grad, moment)) = &mut dp.train {
                 let wd = if dp.decay { cfg.weight_decay } else { 0.0 };
-                be.momentum_update(
-                    &mut dp.value,
-                    grad,
-                    moment,
-                    dp.len,
+                let p = MomentumParams {
                     lr,
-                    cfg.momentum,
-                    wd,
-                    optimizer_scale,
-                    cfg.nesterov,
-                )?;
+                    momentum: cfg.momentum,
+                    weight_decay: wd,
+                    loss_scale: optimizer_scale,
+                    nesterov: cfg.nesterov,
+                };
+                be.momentum_update(p, &mut dp.value, grad, moment, dp.len)?;
             }
         }
         if let (Some(decay), Some(ema)) = (cfg.ema_decay, self.ema.as_mut()) {
@@ -261,13 +264,13 @@ impl<B: Backend> TrainNet<B> {
     }
 
     /// Replaces the loss-scale manager (default: fixed at the config's `loss_scale`, no overflow
-    /// check), e.g. with MindCV's dynamic one ([`crate::train::LossScaler::from_recipe`]).
-    pub fn set_loss_scaler(&mut self, scaler: crate::train::LossScaler) {
+    /// check), e.g. with MindCV's dynamic one ([`crate::optim::LossScaler::from_recipe`]).
+    pub fn set_loss_scaler(&mut self, scaler: crate::optim::LossScaler) {
         self.scaler = scaler;
     }
 
     /// The loss-scale manager and its state (saved in checkpoints for an exact resume).
-    pub fn loss_scaler(&self) -> &crate::train::LossScaler {
+    pub fn loss_scaler(&self) -> &crate::optim::LossScaler {
         &self.scaler
     }
 

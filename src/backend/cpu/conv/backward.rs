@@ -16,12 +16,12 @@
 //! fixed order: the batch is cut into one contiguous run of images per thread, each run is summed
 //! image by image into its own partial, and the partials are added in run order. Results are
 //! therefore bit-identical run to run for a given thread count, whatever the scheduling.
-use super::conv::{ConvGeometry, SCRATCH};
-use super::kernels::{self, Im2col};
-use super::matmul::{matmul, MatLayout, Par};
-use super::{check_len, CpuBackend};
-use crate::backend::{Conv2dParams, Shape4};
-use crate::{Error, Result};
+use super::super::kernels;
+use super::super::matmul::{matmul, MatLayout, Par};
+use super::super::CpuBackend;
+use super::{ConvGeometry, SCRATCH};
+use crate::backend::{Conv2dShape, Shape4};
+use crate::Result;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -29,38 +29,6 @@ thread_local! {
     /// Partial filter gradients of the runs of images after the first, owned by the thread that
     /// calls [`conv2d_backward_filter`] (grown to the largest layer and reused).
     static PARTIALS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Validates a convolution's shapes as the forward does and checks that `ys` is the forward's
-/// output shape for `xs`. Errors (`Error::Shape`) name the op `what`.
-fn geometry(
-    what: &str,
-    xs: Shape4,
-    ys: Shape4,
-    w_shape: [usize; 4],
-    p: Conv2dParams,
-) -> Result<ConvGeometry> {
-    let [cout, cin_g, kh, kw] = w_shape;
-    if p.groups == 0 || xs.c != cin_g * p.groups || cout % p.groups != 0 {
-        return Err(Error::Shape(format!(
-            "{what}: input {xs:?} does not fit weight {w_shape:?} with {} groups",
-            p.groups
-        )));
-    }
-    if p.stride == 0 || kh == 0 || kw == 0 || xs.h + 2 * p.padding < kh || xs.w + 2 * p.padding < kw
-    {
-        return Err(Error::Shape(format!(
-            "{what}: input {xs:?} does not fit kernel {kh}x{kw} with {p:?}"
-        )));
-    }
-    let (oh, ow) = p.out_hw(xs.h, xs.w, kh, kw);
-    let expect = Shape4::new(xs.n, cout, oh, ow);
-    if ys != expect {
-        return Err(Error::Shape(format!(
-            "{what}: output gradient {ys:?}, but conv of {xs:?} by {w_shape:?} with {p:?} gives {expect:?}"
-        )));
-    }
-    Ok(ConvGeometry { xs, ys, kh, kw, p })
 }
 
 /// How the columns of a convolution relate to its input.
@@ -86,20 +54,6 @@ fn cols_kind(g: &ConvGeometry) -> Cols {
     }
 }
 
-fn im2col_geometry(g: &ConvGeometry, c: usize) -> Im2col {
-    Im2col {
-        c,
-        h: g.xs.h,
-        w: g.xs.w,
-        kh: g.kh,
-        kw: g.kw,
-        stride: g.p.stride,
-        pad: g.p.padding,
-        oh: g.ys.h,
-        ow: g.ys.w,
-    }
-}
-
 /// Channels per task when one image's gather/scatter is split across the pool.
 fn channel_block(c: usize, par: Par) -> usize {
     match par {
@@ -116,10 +70,8 @@ fn gather(x1: &[f32], g: &ConvGeometry, kind: Cols, col: &mut [f32], par: Par) {
     let run = |x: &[f32], col: &mut [f32]| {
         let c = x.len() / hw;
         match kind {
-            Cols::Subsample => {
-                kernels::subsample(x, c, g.xs.h, g.xs.w, g.p.stride, g.ys.h, g.ys.w, col)
-            }
-            _ => kernels::im2col(x, im2col_geometry(g, c), col),
+            Cols::Subsample => kernels::subsample(x, g.im2col(c), col),
+            _ => kernels::im2col(x, g.im2col(c), col),
         }
     };
     let x1 = &x1[..g.xs.c * hw];
@@ -141,10 +93,8 @@ fn scatter(dcol: &[f32], g: &ConvGeometry, kind: Cols, dx1: &mut [f32], par: Par
     let run = |d: &[f32], dx: &mut [f32]| {
         let c = dx.len() / hw;
         match kind {
-            Cols::Subsample => {
-                kernels::subsample_backward(d, c, g.xs.h, g.xs.w, g.p.stride, g.ys.h, g.ys.w, dx)
-            }
-            _ => kernels::col2im(d, im2col_geometry(g, c), dx),
+            Cols::Subsample => kernels::subsample_backward(d, g.im2col(c), dx),
+            _ => kernels::col2im(d, g.im2col(c), dx),
         }
     };
     let dx1 = &mut dx1[..g.xs.c * hw];
@@ -267,23 +217,18 @@ fn filter_image(
 
 /// [`Backend::conv2d_backward_data`](crate::backend::Backend::conv2d_backward_data) on the CPU:
 /// `dx` (N, Cin, H, W) = ∂L/∂x of `y = conv2d(x, w)` given `dy` (N, Cout, OH, OW), overwritten.
-/// Errors (`Error::Shape`) if `ys` is not the forward output of `xs`, `w_shape` and `p`, or a
-/// buffer is too short.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn conv2d_backward_data(
+/// Errors (`Error::Shape`) if `ys` is not the forward output of `conv`, or a buffer is too short.
+pub(in crate::backend::cpu) fn conv2d_backward_data(
     be: &CpuBackend,
+    conv: Conv2dShape,
+    w: &[f32],
     dy: &[f32],
     ys: Shape4,
-    w: &[f32],
-    w_shape: [usize; 4],
-    p: Conv2dParams,
-    xs: Shape4,
     dx: &mut [f32],
 ) -> Result<()> {
-    let g = geometry("conv2d_backward_data", xs, ys, w_shape, p)?;
-    check_len("conv2d_backward_data dy", dy, ys.numel())?;
-    check_len("conv2d_backward_data weight", w, w_shape.iter().product())?;
-    check_len("conv2d_backward_data dx", dx, xs.numel())?;
+    conv.check_backward_data(w, dy, ys, dx)?;
+    let g = ConvGeometry::new(conv, ys);
+    let xs = conv.xs;
     let (xi, yi) = (xs.image_len(), ys.image_len());
     if xi == 0 || xs.n == 0 {
         return Ok(());
@@ -311,23 +256,18 @@ pub(super) fn conv2d_backward_data(
 /// CPU: `dw` (Cout, Cin/groups, kh, kw) (+)= ∂L/∂w summed over the batch; `accumulate` false
 /// overwrites. Deterministic for a given thread count (see the module doc). Errors
 /// (`Error::Shape`) as [`conv2d_backward_data`].
-#[allow(clippy::too_many_arguments)]
-pub(super) fn conv2d_backward_filter(
+pub(in crate::backend::cpu) fn conv2d_backward_filter(
     be: &CpuBackend,
+    conv: Conv2dShape,
     x: &[f32],
-    xs: Shape4,
     dy: &[f32],
     ys: Shape4,
-    p: Conv2dParams,
-    w_shape: [usize; 4],
     dw: &mut [f32],
     accumulate: bool,
 ) -> Result<()> {
-    let g = geometry("conv2d_backward_filter", xs, ys, w_shape, p)?;
-    let wl: usize = w_shape.iter().product();
-    check_len("conv2d_backward_filter x", x, xs.numel())?;
-    check_len("conv2d_backward_filter dy", dy, ys.numel())?;
-    check_len("conv2d_backward_filter dw", dw, wl)?;
+    conv.check_backward_filter(x, dy, ys, dw)?;
+    let g = ConvGeometry::new(conv, ys);
+    let (xs, wl) = (conv.xs, conv.w_len());
     let dw = &mut dw[..wl];
     let (xi, yi) = (xs.image_len(), ys.image_len());
     if xs.n == 0 || yi == 0 || xi == 0 {

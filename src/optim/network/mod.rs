@@ -5,7 +5,9 @@
 //! `nn.BatchNorm2d` in training mode (eps 1e-5, momentum 0.9), MindCV's `CrossEntropySmooth`
 //! loss and `nn.Momentum` (`mindcv.md` sections 1 and 5). Activations live in buffers allocated
 //! once per batch shape; gradient buffers are reused from block to block.
-use crate::backend::{Activation, Backend, Conv2dParams, Shape4};
+use crate::backend::{
+    Activation, Backend, Conv2dParams, CrossEntropyParams, MaxPool2dParams, Shape4,
+};
 use crate::model::arch::{blocks, BlockKind, BlockSpec};
 use crate::model::{Arch, SeNet};
 use crate::{Error, Result, Tensor};
@@ -129,7 +131,7 @@ pub struct StepStats {
     /// Samples whose top-1 prediction equals the label.
     pub correct: usize,
     /// The step's gradients held an Inf or NaN and the update was skipped (only with a
-    /// loss-scale manager that checks overflow, see [`crate::train::LossScaler`]).
+    /// loss-scale manager that checks overflow, see [`crate::optim::LossScaler`]).
     pub overflow: bool,
 }
 
@@ -150,7 +152,7 @@ pub struct TrainNet<B: Backend> {
     /// EMA updates done (MindCV's `updates`, a float32 counter).
     ema_updates: f32,
     /// The loss-scale manager (fixed `cfg.loss_scale` unless replaced).
-    scaler: crate::train::LossScaler,
+    scaler: crate::optim::LossScaler,
     acts: Option<Acts<B>>,
     /// BatchNorm normalises with the moving statistics and leaves them unchanged
     /// ([`TrainNet::set_frozen_batch_norm`]).
@@ -166,7 +168,7 @@ fn index_of(names: &[String], name: &str) -> Result<usize> {
 
 impl<B: Backend> TrainNet<B> {
     /// Uploads `net`'s parameters to `backend`, with zero Momentum accumulators. `decay(name)`
-    /// says which parameters get weight decay (see [`crate::train::decays`]). The backend's
+    /// says which parameters get weight decay (see [`crate::optim::decays`]). The backend's
     /// convolutions are set to the direct algorithm ([`Backend::set_fast_conv`]), so that a step
     /// matches MindSpore's.
     /// Errors: a parameter missing from `net`, a backend allocation failure.
@@ -285,7 +287,7 @@ impl<B: Backend> TrainNet<B> {
             shapes: net.params.specs().iter().map(|s| s.shape.clone()).collect(),
             ema,
             ema_updates: 0.0,
-            scaler: crate::train::LossScaler::Fixed {
+            scaler: crate::optim::LossScaler::Fixed {
                 scale: cfg_scale,
                 drop_overflow_update: false,
             },
@@ -348,9 +350,7 @@ impl<B: Backend> TrainNet<B> {
         };
         let stem = conv_acts(&self.stem, xs)?;
         let s = stem.out_shape;
-        let (ph, _) = crate::backend::same_pool_geometry(s.h, 3, 2);
-        let (pw, _) = crate::backend::same_pool_geometry(s.w, 3, 2);
-        let pooled_shape = Shape4::new(n, s.c, ph, pw);
+        let pooled_shape = MaxPool2dParams::same(3, 2).geometry(s)?.ys;
         let pooled = be.alloc(pooled_shape.numel())?;
         let mut cur = pooled_shape;
         let mut block_acts = Vec::with_capacity(self.blocks.len());
@@ -406,17 +406,7 @@ impl<B: Backend> TrainNet<B> {
     /// step does before the optimizer. Returns the mean loss and the top-1 hits.
     /// Errors: a shape that is not (N, 3, H >= 32, W >= 32), a label out of range.
     pub fn forward_backward(&mut self, x: &Tensor, labels: &[usize]) -> Result<StepStats> {
-        if x.shape.len() != 4
-            || x.shape[1] != 3
-            || x.shape[2] < 32
-            || x.shape[3] < 32
-            || x.shape[0] == 0
-        {
-            return Err(Error::Shape(format!(
-                "training input must be (N, 3, H, W) with N >= 1 and H, W >= 32, got {:?}",
-                x.shape
-            )));
-        }
+        let xs = crate::model::input_shape("training input", x)?;
         if labels.len() != x.shape[0] {
             return Err(Error::Shape(format!(
                 "{} labels for a batch of {}",
@@ -430,7 +420,6 @@ impl<B: Backend> TrainNet<B> {
                 self.num_classes
             )));
         }
-        let xs = Shape4::new(x.shape[0], 3, x.shape[2], x.shape[3]);
         self.ensure_acts(xs)?;
         self.forward(x)?;
         let stats = self.head_loss(labels)?;
@@ -445,7 +434,8 @@ impl<B: Backend> TrainNet<B> {
         let p = &mut self.params;
         be.write(&mut a.input, &x.data)?;
         conv_bn_forward(be, p, &self.stem, &a.input, &mut a.stem, frozen)?;
-        be.max_pool2d_same(&a.stem.bn_out, a.stem.out_shape, 3, 2, &mut a.pooled)?;
+        let stem_pool = MaxPool2dParams::same(3, 2);
+        be.max_pool2d_same(stem_pool, &a.stem.bn_out, a.stem.out_shape, &mut a.pooled)?;
         let n = a.input_shape.n;
         for (i, b) in self.blocks.iter().enumerate() {
             let (done, rest) = a.blocks.split_at_mut(i);
@@ -511,21 +501,19 @@ impl<B: Backend> TrainNet<B> {
         let n = labels.len();
         let classes = self.num_classes;
         let [dlogits, _, _] = &mut a.g_small;
-        let loss = be.softmax_cross_entropy(
-            &a.logits,
+        let p = CrossEntropyParams {
             n,
             classes,
-            labels,
-            self.cfg.label_smoothing,
-            self.scaler.scale(),
-            dlogits,
-        )?;
+            label_smoothing: self.cfg.label_smoothing,
+            scale: self.scaler.scale(),
+        };
+        let loss = be.softmax_cross_entropy(p, &a.logits, labels, dlogits)?;
         let mut logits = vec![0.0f32; n * classes];
         be.download(&a.logits, &mut logits)?;
         let correct = logits
             .chunks(classes)
             .zip(labels)
-            .filter(|(row, &l)| super::metrics::in_topk(row, l, 1))
+            .filter(|(row, &l)| crate::model::metrics::in_topk(row, l, 1))
             .count();
         Ok(StepStats {
             loss,

@@ -1,5 +1,5 @@
 //! BatchNorm2d in training mode on the CPU: forward with batch statistics (and the moving-stat
-//! update) and backward. One rayon task per channel; each channel's statistics are summed in
+//! update) or frozen (the moving statistics), and their backwards. One rayon task per channel; each channel's statistics are summed in
 //! f64 plane by plane in image order, so results do not depend on the thread count.
 //!
 //! Forward (MindSpore `nn.BatchNorm2d` in training = PyTorch `batch_norm(training=True)`), per
@@ -18,9 +18,12 @@
 //! `dgamma = Σ g*(x-moving_mean)*invstd`, `dbeta = Σg`.
 use rayon::prelude::*;
 
-use super::check_len;
-use super::train_kernels as k;
-use crate::backend::{Activation, Shape4};
+use super::kernels as k;
+use super::CpuBackend;
+use crate::backend::{
+    Activation, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats, MovingStats,
+    SavedStats, Shape4,
+};
 use crate::{Error, Result};
 
 /// Plane (n, c) (`H*W` values) of an NCHW buffer.
@@ -45,61 +48,28 @@ fn planes_by_channel(y: &mut [f32], xs: Shape4) -> Vec<Vec<&mut [f32]>> {
     out
 }
 
-/// Values per channel `M = N*H*W`; errors if a shape dimension is 0 or `M < 2` (the unbiased
-/// variance needs two values; PyTorch refuses the same case).
-fn values_per_channel(what: &str, xs: Shape4) -> Result<usize> {
-    let m = xs.n * xs.h * xs.w;
-    if xs.c == 0 || m < 2 {
-        return Err(Error::Shape(format!(
-            "{what}: input {xs:?} has {m} value(s) per channel, training BatchNorm needs >= 2"
-        )));
-    }
-    Ok(m)
-}
-
 /// See [`crate::backend::Backend::batch_norm_train`].
-#[allow(clippy::too_many_arguments)]
-pub(super) fn train(
-    pool: &rayon::ThreadPool,
+pub(super) fn batch_norm_train(
+    be: &CpuBackend,
+    bn: BatchNormForward<'_, Vec<f32>>,
     x: &[f32],
-    xs: Shape4,
-    gamma: &[f32],
-    beta: &[f32],
-    eps: f32,
-    momentum: f32,
-    moving_mean: &mut [f32],
-    moving_var: &mut [f32],
-    saved_mean: &mut [f32],
-    saved_invstd: &mut [f32],
-    act: Activation,
+    stats: BatchStats<'_, Vec<f32>>,
     y: &mut [f32],
 ) -> Result<()> {
-    let m = values_per_channel("batch_norm_train", xs)?;
-    let relu = match act {
-        Activation::None => false,
-        Activation::Relu => true,
-        Activation::Sigmoid => {
-            return Err(Error::Invalid(
-                "batch_norm_train: only Activation::None or Relu can be fused".into(),
-            ))
-        }
-    };
-    let c = xs.c;
-    check_len("batch_norm_train input", x, xs.numel())?;
-    check_len("batch_norm_train output", y, xs.numel())?;
-    for (what, b) in [
-        ("gamma", gamma),
-        ("beta", beta),
-        ("moving_mean", &*moving_mean),
-        ("moving_variance", &*moving_var),
-        ("saved_mean", &*saved_mean),
-        ("saved_invstd", &*saved_invstd),
-    ] {
-        check_len(&format!("batch_norm_train {what}"), b, c)?;
-    }
+    let m = bn.check_train(x, &stats, y)?;
+    let relu = bn.act == Activation::Relu;
+    let (xs, gamma, beta) = (bn.xs, bn.gamma, bn.beta);
+    let BatchStats {
+        eps,
+        momentum,
+        moving_mean,
+        moving_var,
+        saved_mean,
+        saved_invstd,
+    } = stats;
     let mut ys = planes_by_channel(y, xs);
     // Per channel: (mean, biased variance), both f64.
-    let stats: Vec<(f64, f64)> = pool.install(|| {
+    let stats: Vec<(f64, f64)> = be.pool.install(|| {
         ys.par_iter_mut()
             .enumerate()
             .map(|(ci, yc)| {
@@ -128,42 +98,27 @@ pub(super) fn train(
 }
 
 /// See [`crate::backend::Backend::batch_norm_backward`].
-#[allow(clippy::too_many_arguments)]
-pub(super) fn backward(
-    pool: &rayon::ThreadPool,
-    x: &[f32],
-    xs: Shape4,
-    dy: &[f32],
-    y_relu: Option<&[f32]>,
-    gamma: &[f32],
-    saved_mean: &[f32],
-    saved_invstd: &[f32],
-    dx: &mut [f32],
-    dgamma: &mut [f32],
-    dbeta: &mut [f32],
+pub(super) fn batch_norm_backward(
+    be: &CpuBackend,
+    bn: BatchNormBackward<'_, Vec<f32>>,
+    saved: SavedStats<'_, Vec<f32>>,
+    grads: BatchNormGrads<'_, Vec<f32>>,
 ) -> Result<()> {
-    let m = values_per_channel("batch_norm_backward", xs)?;
-    let c = xs.c;
-    let numel = xs.numel();
-    check_len("batch_norm_backward input", x, numel)?;
-    check_len("batch_norm_backward dy", dy, numel)?;
-    check_len("batch_norm_backward dx", dx, numel)?;
-    if let Some(yr) = y_relu {
-        check_len("batch_norm_backward y_relu", yr, numel)?;
-    }
-    for (what, b) in [
-        ("gamma", gamma),
-        ("saved_mean", saved_mean),
-        ("saved_invstd", saved_invstd),
-        ("dgamma", &*dgamma),
-        ("dbeta", &*dbeta),
-    ] {
-        check_len(&format!("batch_norm_backward {what}"), b, c)?;
-    }
+    let m = bn.check_batch(saved, &grads)?;
+    let BatchNormBackward {
+        xs,
+        x,
+        dy,
+        y_relu,
+        gamma,
+    } = bn;
+    let y_relu = y_relu.map(|v| v.as_slice());
+    let (saved_mean, saved_invstd) = (saved.mean, saved.invstd);
+    let BatchNormGrads { dx, dgamma, dbeta } = grads;
     let mut dxs = planes_by_channel(dx, xs);
     let inv_m = 1.0 / m as f64;
     // Per channel: (dgamma, dbeta).
-    let grads: Vec<(f64, f64)> = pool.install(|| {
+    let grads: Vec<(f64, f64)> = be.pool.install(|| {
         dxs.par_iter_mut()
             .enumerate()
             .map(|(ci, dxc)| {
@@ -184,7 +139,13 @@ pub(super) fn backward(
                     .zip(dxc.iter_mut())
                     .enumerate()
                 {
-                    k::bn_bwd_dx(xp, dyp, masks(n), mean, a as f32, b as f32, cc as f32, dxp);
+                    let dx = k::BnDx {
+                        mean,
+                        a: a as f32,
+                        b: b as f32,
+                        c: cc as f32,
+                    };
+                    k::bn_bwd_dx(xp, dyp, masks(n), dx, dxp);
                 }
                 (dgamma, dbeta)
             })
@@ -197,23 +158,12 @@ pub(super) fn backward(
     Ok(())
 }
 
-/// Checks the shape and the per-channel buffers of a frozen BatchNorm; returns the per-channel
-/// `invstd = 1/sqrt(moving_var+eps)` in f64.
-fn frozen_invstd(
-    what: &str,
-    xs: Shape4,
-    per_channel: &[(&str, &[f32])],
-    moving_var: &[f32],
-    eps: f32,
-) -> Result<Vec<f64>> {
-    if xs.numel() == 0 {
-        return Err(Error::Shape(format!("{what}: empty input {xs:?}")));
-    }
-    for (name, b) in per_channel {
-        check_len(&format!("{what} {name}"), b, xs.c)?;
-    }
-    check_len(&format!("{what} moving_variance"), moving_var, xs.c)?;
-    moving_var[..xs.c]
+/// The per-channel `invstd = 1/sqrt(moving_var+eps)` of a frozen BatchNorm in f64 (the buffers
+/// checked by the caller). Errors ([`Error::Invalid`]): a channel whose `moving_var + eps` is not
+/// positive.
+fn frozen_invstd(what: &str, c: usize, moving: MovingStats<'_, Vec<f32>>) -> Result<Vec<f64>> {
+    let eps = moving.eps;
+    moving.var[..c]
         .iter()
         .enumerate()
         .map(|(c, &v)| {
@@ -230,44 +180,19 @@ fn frozen_invstd(
 }
 
 /// See [`crate::backend::Backend::batch_norm_frozen`].
-#[allow(clippy::too_many_arguments)]
-pub(super) fn frozen(
-    pool: &rayon::ThreadPool,
+pub(super) fn batch_norm_frozen(
+    be: &CpuBackend,
+    bn: BatchNormForward<'_, Vec<f32>>,
     x: &[f32],
-    xs: Shape4,
-    gamma: &[f32],
-    beta: &[f32],
-    moving_mean: &[f32],
-    moving_var: &[f32],
-    eps: f32,
-    act: Activation,
+    moving: MovingStats<'_, Vec<f32>>,
     y: &mut [f32],
 ) -> Result<()> {
-    let what = "batch_norm_frozen";
-    let relu = match act {
-        Activation::None => false,
-        Activation::Relu => true,
-        Activation::Sigmoid => {
-            return Err(Error::Invalid(format!(
-                "{what}: only Activation::None or Relu can be fused"
-            )))
-        }
-    };
-    let invstd = frozen_invstd(
-        what,
-        xs,
-        &[
-            ("gamma", gamma),
-            ("beta", beta),
-            ("moving_mean", moving_mean),
-        ],
-        moving_var,
-        eps,
-    )?;
-    check_len(&format!("{what} input"), x, xs.numel())?;
-    check_len(&format!("{what} output"), y, xs.numel())?;
+    bn.check_frozen(x, moving, y)?;
+    let invstd = frozen_invstd("batch_norm_frozen", bn.xs.c, moving)?;
+    let relu = bn.act == Activation::Relu;
+    let (xs, gamma, beta, moving_mean) = (bn.xs, bn.gamma, bn.beta, moving.mean);
     let mut ys = planes_by_channel(y, xs);
-    pool.install(|| {
+    be.pool.install(|| {
         ys.par_iter_mut().enumerate().for_each(|(ci, yc)| {
             let scale = (gamma[ci] as f64 * invstd[ci]) as f32;
             for (xp, yp) in planes(x, xs, ci).zip(yc.iter_mut()) {
@@ -279,44 +204,27 @@ pub(super) fn frozen(
 }
 
 /// See [`crate::backend::Backend::batch_norm_frozen_backward`].
-#[allow(clippy::too_many_arguments)]
-pub(super) fn frozen_backward(
-    pool: &rayon::ThreadPool,
-    x: &[f32],
-    xs: Shape4,
-    dy: &[f32],
-    y_relu: Option<&[f32]>,
-    gamma: &[f32],
-    moving_mean: &[f32],
-    moving_var: &[f32],
-    eps: f32,
-    dx: &mut [f32],
-    dgamma: &mut [f32],
-    dbeta: &mut [f32],
+pub(super) fn batch_norm_frozen_backward(
+    be: &CpuBackend,
+    bn: BatchNormBackward<'_, Vec<f32>>,
+    moving: MovingStats<'_, Vec<f32>>,
+    grads: BatchNormGrads<'_, Vec<f32>>,
 ) -> Result<()> {
-    let what = "batch_norm_frozen_backward";
-    let invstd = frozen_invstd(
-        what,
+    bn.check_frozen(moving, &grads)?;
+    let invstd = frozen_invstd("batch_norm_frozen_backward", bn.xs.c, moving)?;
+    let BatchNormBackward {
         xs,
-        &[
-            ("gamma", gamma),
-            ("moving_mean", moving_mean),
-            ("dgamma", &*dgamma),
-            ("dbeta", &*dbeta),
-        ],
-        moving_var,
-        eps,
-    )?;
-    let numel = xs.numel();
-    check_len(&format!("{what} input"), x, numel)?;
-    check_len(&format!("{what} dy"), dy, numel)?;
-    check_len(&format!("{what} dx"), dx, numel)?;
-    if let Some(yr) = y_relu {
-        check_len(&format!("{what} y_relu"), yr, numel)?;
-    }
+        x,
+        dy,
+        y_relu,
+        gamma,
+    } = bn;
+    let y_relu = y_relu.map(|v| v.as_slice());
+    let moving_mean = moving.mean;
+    let BatchNormGrads { dx, dgamma, dbeta } = grads;
     let mut dxs = planes_by_channel(dx, xs);
     // Per channel: (dgamma, dbeta).
-    let grads: Vec<(f64, f64)> = pool.install(|| {
+    let grads: Vec<(f64, f64)> = be.pool.install(|| {
         dxs.par_iter_mut()
             .enumerate()
             .map(|(ci, dxc)| {
@@ -332,7 +240,13 @@ pub(super) fn frozen_backward(
                     .zip(dxc.iter_mut())
                     .enumerate()
                 {
-                    k::bn_bwd_dx(xp, dyp, masks(n), mean, a, 0.0, 0.0, dxp);
+                    let dx = k::BnDx {
+                        mean,
+                        a,
+                        b: 0.0,
+                        c: 0.0,
+                    };
+                    k::bn_bwd_dx(xp, dyp, masks(n), dx, dxp);
                 }
                 (sums[1] * invstd[ci], sums[0])
             })

@@ -1,6 +1,8 @@
-//! Classification metrics over logits (N, C): Top-k accuracy (MindSpore
-//! `nn.Top1CategoricalAccuracy` / `Top5CategoricalAccuracy`) and the mean softmax cross entropy
-//! with label smoothing (MindCV `CrossEntropySmooth`, PyTorch `cross_entropy(label_smoothing)`).
+//! Classification metrics over logits (N, C): softmax probabilities and the top-k classes
+//! (`senet predict`, the C ABI's `senet_topk`), Top-k accuracy (MindSpore
+//! `nn.Top1CategoricalAccuracy` / `Top5CategoricalAccuracy`: validation, and the training
+//! accuracy of [`crate::optim::TrainNet`]) and the mean softmax cross entropy with label
+//! smoothing (MindCV `CrossEntropySmooth`, PyTorch `cross_entropy(label_smoothing)`).
 
 /// Log-softmax of one row of logits, in f64.
 pub fn log_softmax(row: &[f32]) -> Vec<f64> {

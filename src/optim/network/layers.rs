@@ -1,6 +1,9 @@
 //! One layer's forward and backward in training mode: conv + BatchNorm (+ ReLU), and Dense.
 use super::{ConvBn, ConvBnActs, Dense, DeviceParam, BN_EPS, BN_MOMENTUM};
-use crate::backend::{Activation, Backend};
+use crate::backend::{
+    Activation, Backend, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats,
+    Conv2dForward, Conv2dShape, LinearForward, LinearGrads, LinearShape, MovingStats, SavedStats,
+};
 use crate::Result;
 
 /// Mutable access to four distinct parameters.
@@ -22,49 +25,46 @@ pub(super) fn conv_bn_forward<B: Backend>(
     a: &mut ConvBnActs<B>,
     frozen: bool,
 ) -> Result<()> {
-    be.conv2d(
-        input,
-        a.in_shape,
-        &p[c.weight].value,
-        c.w_shape,
-        None,
-        c.p,
-        Activation::None,
-        &mut a.conv_out,
-    )?;
+    let conv = Conv2dForward {
+        shape: Conv2dShape {
+            xs: a.in_shape,
+            w_shape: c.w_shape,
+            p: c.p,
+        },
+        w: &p[c.weight].value,
+        bias: None,
+        act: Activation::None,
+    };
+    be.conv2d(conv, input, &mut a.conv_out)?;
     let [gamma, beta, mean, var] = four(p, [c.gamma, c.beta, c.mean, c.var]);
     let act = if c.relu {
         Activation::Relu
     } else {
         Activation::None
     };
-    if frozen {
-        return be.batch_norm_frozen(
-            &a.conv_out,
-            a.out_shape,
-            &gamma.value,
-            &beta.value,
-            &mean.value,
-            &var.value,
-            BN_EPS,
-            act,
-            &mut a.bn_out,
-        );
-    }
-    be.batch_norm_train(
-        &a.conv_out,
-        a.out_shape,
-        &gamma.value,
-        &beta.value,
-        BN_EPS,
-        BN_MOMENTUM,
-        &mut mean.value,
-        &mut var.value,
-        &mut a.saved_mean,
-        &mut a.saved_invstd,
+    let bn = BatchNormForward {
+        xs: a.out_shape,
+        gamma: &gamma.value,
+        beta: &beta.value,
         act,
-        &mut a.bn_out,
-    )
+    };
+    if frozen {
+        let moving = MovingStats {
+            mean: &mean.value,
+            var: &var.value,
+            eps: BN_EPS,
+        };
+        return be.batch_norm_frozen(bn, &a.conv_out, moving, &mut a.bn_out);
+    }
+    let stats = BatchStats {
+        eps: BN_EPS,
+        momentum: BN_MOMENTUM,
+        moving_mean: &mut mean.value,
+        moving_var: &mut var.value,
+        saved_mean: &mut a.saved_mean,
+        saved_invstd: &mut a.saved_invstd,
+    };
+    be.batch_norm_train(bn, &a.conv_out, stats, &mut a.bn_out)
 }
 
 /// Backward of [`conv_bn_forward`]: `dy` = d(BN output) (ReLU applied inside when the layer has
@@ -86,54 +86,69 @@ pub(super) fn conv_bn_backward<B: Backend>(
         let [gamma, beta, mean, var] = four(p, [c.gamma, c.beta, c.mean, c.var]);
         let y_relu = if c.relu { Some(&a.bn_out) } else { None };
         let dgamma = &mut gamma.train.as_mut().expect("gamma is trainable").0;
-        be.batch_norm_frozen_backward(
-            &a.conv_out,
-            a.out_shape,
+        let bn = BatchNormBackward {
+            xs: a.out_shape,
+            x: &a.conv_out,
             dy,
             y_relu,
-            &gamma.value,
-            &mean.value,
-            &var.value,
-            BN_EPS,
-            dconv,
+            gamma: &gamma.value,
+        };
+        let moving = MovingStats {
+            mean: &mean.value,
+            var: &var.value,
+            eps: BN_EPS,
+        };
+        let grads = BatchNormGrads {
+            dx: &mut *dconv,
             dgamma,
-            grad_of(beta),
-        )?;
+            dbeta: grad_of(beta),
+        };
+        be.batch_norm_frozen_backward(bn, moving, grads)?;
     } else {
         let [gamma, beta] = p
             .get_disjoint_mut([c.gamma, c.beta])
             .expect("distinct parameter indices");
         let y_relu = if c.relu { Some(&a.bn_out) } else { None };
         let dgamma = &mut gamma.train.as_mut().expect("gamma is trainable").0;
-        be.batch_norm_backward(
-            &a.conv_out,
-            a.out_shape,
+        let bn = BatchNormBackward {
+            xs: a.out_shape,
+            x: &a.conv_out,
             dy,
             y_relu,
-            &gamma.value,
-            &a.saved_mean,
-            &a.saved_invstd,
-            dconv,
+            gamma: &gamma.value,
+        };
+        let saved = SavedStats {
+            mean: &a.saved_mean,
+            invstd: &a.saved_invstd,
+        };
+        let grads = BatchNormGrads {
+            dx: &mut *dconv,
             dgamma,
-            grad_of(beta),
-        )?;
+            dbeta: grad_of(beta),
+        };
+        be.batch_norm_backward(bn, saved, grads)?;
     }
     let w = &mut p[c.weight];
     let dw = &mut w.train.as_mut().expect("conv weight is trainable").0;
-    be.conv2d_backward_filter(
-        input,
-        a.in_shape,
-        dconv,
-        a.out_shape,
-        c.p,
-        c.w_shape,
-        dw,
-        false,
-    )?;
+    let conv = Conv2dShape {
+        xs: a.in_shape,
+        w_shape: c.w_shape,
+        p: c.p,
+    };
+    be.conv2d_backward_filter(conv, input, dconv, a.out_shape, dw, false)?;
     if let Some(dx) = dx {
-        be.conv2d_backward_data(dconv, a.out_shape, &w.value, c.w_shape, c.p, a.in_shape, dx)?;
+        be.conv2d_backward_data(conv, &w.value, dconv, a.out_shape, dx)?;
     }
     Ok(())
+}
+
+/// The shapes of Dense layer `d` on `n` rows.
+fn linear_shape(d: &Dense, n: usize) -> LinearShape {
+    LinearShape {
+        n,
+        in_features: d.in_features,
+        out_features: d.out_features,
+    }
 }
 
 /// Dense forward `y = act(x · wᵀ + b)`.
@@ -146,16 +161,13 @@ pub(super) fn dense_forward<B: Backend>(
     act: Activation,
     y: &mut B::Buffer,
 ) -> Result<()> {
-    be.linear(
-        x,
-        n,
-        &p[d.weight].value,
-        d.out_features,
-        d.in_features,
-        &p[d.bias].value,
+    let f = LinearForward {
+        shape: linear_shape(d, n),
+        w: &p[d.weight].value,
+        b: &p[d.bias].value,
         act,
-        y,
-    )
+    };
+    be.linear(f, x, y)
 }
 
 /// Dense backward: weight and bias gradients, and `dx` when wanted.
@@ -172,15 +184,10 @@ pub(super) fn dense_backward<B: Backend>(
         .get_disjoint_mut([d.weight, d.bias])
         .expect("distinct parameter indices");
     let dw = &mut w.train.as_mut().expect("dense weight is trainable").0;
-    be.linear_backward(
-        x,
-        n,
-        &w.value,
-        d.out_features,
-        d.in_features,
-        dy,
+    let grads = LinearGrads {
         dx,
         dw,
-        grad_of(b),
-    )
+        db: grad_of(b),
+    };
+    be.linear_backward(linear_shape(d, n), x, &w.value, dy, grads)
 }

@@ -9,9 +9,9 @@
 //!   larger images run one GEMM per image straight into the output.
 //! - batch 1: the GEMM of the image is split across threads by column panels (large images) or
 //!   by blocks of 8 output channels (small ones).
-use super::conv::{self, ConvGeometry, PerImage};
-use super::kernels;
-use super::sgemm::{self, BSrc, Out, NR};
+use super::super::kernels;
+use super::super::sgemm::{self, BSrc, Out, NR};
+use super::{self as conv, ConvGeometry, ConvOp, PerImage};
 use crate::backend::{Activation, Conv2dParams, Shape4};
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -41,7 +41,7 @@ fn subsample(x: &[f32], g: &ConvGeometry, nimg: usize, xs: &mut Vec<f32>) -> Con
     let (xi, si) = (g.xs.image_len(), c * oh * ow);
     xs.resize(nimg * si, 0.0);
     for (dst, src) in xs.chunks_exact_mut(si).zip(x.chunks_exact(xi)) {
-        kernels::subsample(src, c, g.xs.h, g.xs.w, g.p.stride, oh, ow, dst);
+        kernels::subsample(src, g.im2col(c), dst);
     }
     ConvGeometry {
         xs: Shape4::new(g.xs.n, c, oh, ow),
@@ -100,24 +100,21 @@ fn source<'a>(x: &'a [f32], g: &ConvGeometry, gi: usize, nimg: usize) -> BSrc<'a
     }
 }
 
-/// `y = act(conv(x, w) + bias)` for the whole batch `g.xs.n` (x: (N, Cin, H, W), y: (N, Cout,
-/// OH, OW)), on the current rayon pool of `threads` threads; then `post` on each image, by the
-/// task that computed it.
-#[allow(clippy::too_many_arguments)]
+/// `y = act(conv(x, w) + bias)` of `op` for the whole batch `op.g.xs.n` (x: (N, Cin, H, W), y:
+/// (N, Cout, OH, OW)), on the current rayon pool of `threads` threads; then `post` on each
+/// image, by the task that computed it.
 pub(super) fn conv2d(
+    op: &ConvOp,
     x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    g: &ConvGeometry,
-    act: Activation,
     y: &mut [f32],
     post: Option<PerImage>,
     threads: usize,
 ) {
-    let (n, xi, yi) = (g.xs.n, g.xs.image_len(), g.ys.image_len());
+    let g = &op.g;
+    let (n, yi) = (g.xs.n, g.ys.image_len());
     let plane = g.ys.h * g.ys.w;
     if n == 1 && threads > 1 {
-        single_image(x, w, bias, g, act, &mut y[..yi], threads);
+        single_image(x, op, &mut y[..yi], threads);
         if let Some(post) = post {
             post.apply_one(&y[..yi]);
         }
@@ -128,41 +125,26 @@ pub(super) fn conv2d(
     } else {
         TARGET_COLS.div_ceil(plane).min(n.div_ceil(threads)).max(1)
     };
-    conv::image_tasks(x, xi, y, yi, n, per_task, post, |xc, yc| {
-        images(xc, w, bias, g, act, yc, yc.len() / yi)
+    conv::image_tasks(x, y, g, per_task, post, |xc, yc| {
+        images(xc, op, yc, yc.len() / yi)
     });
 }
 
-/// The images of one task, on the calling thread.
-fn images(
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    g: &ConvGeometry,
-    act: Activation,
-    y: &mut [f32],
-    nimg: usize,
-) {
-    if strided_pointwise(g) {
+/// The `nimg` images of one task, on the calling thread.
+fn images(x: &[f32], op: &ConvOp, y: &mut [f32], nimg: usize) {
+    if strided_pointwise(&op.g) {
         return XBUF.with(|buf| {
             let mut buf = buf.borrow_mut();
-            let g1 = subsample(x, g, nimg, &mut buf);
-            images_on(&buf, w, bias, &g1, act, y, nimg)
+            let g1 = subsample(x, &op.g, nimg, &mut buf);
+            images_on(&buf, &ConvOp { g: g1, ..*op }, y, nimg)
         });
     }
-    images_on(x, w, bias, g, act, y, nimg)
+    images_on(x, op, y, nimg)
 }
 
 /// [`images`] once strided 1x1 inputs are subsampled.
-fn images_on(
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    g: &ConvGeometry,
-    act: Activation,
-    y: &mut [f32],
-    nimg: usize,
-) {
+fn images_on(x: &[f32], op: &ConvOp, y: &mut [f32], nimg: usize) {
+    let (g, w, bias, act) = (&op.g, op.w, op.bias, op.act);
     let groups = g.p.groups;
     let cout_g = g.ys.c / groups;
     let k_g = g.xs.c / groups * g.kh * g.kw;
@@ -232,23 +214,16 @@ impl SharedOut {
 }
 
 /// One image, its GEMMs split across `threads` tasks.
-fn single_image(
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    g: &ConvGeometry,
-    act: Activation,
-    y: &mut [f32],
-    threads: usize,
-) {
-    if strided_pointwise(g) {
+fn single_image(x: &[f32], op: &ConvOp, y: &mut [f32], threads: usize) {
+    if strided_pointwise(&op.g) {
         // The same per-thread buffer as the multi-image path: no allocation per layer.
         return XBUF.with(|buf| {
             let mut buf = buf.borrow_mut();
-            let g1 = subsample(x, g, 1, &mut buf);
-            single_image(&buf, w, bias, &g1, act, y, threads)
+            let g1 = subsample(x, &op.g, 1, &mut buf);
+            single_image(&buf, &ConvOp { g: g1, ..*op }, y, threads)
         });
     }
+    let (g, w, bias, act) = (&op.g, op.w, op.bias, op.act);
     let groups = g.p.groups;
     let cout_g = g.ys.c / groups;
     let k_g = g.xs.c / groups * g.kh * g.kw;
@@ -350,12 +325,18 @@ mod tests {
             let w = fill(cout * cin / groups * k * k, 2);
             let b = fill(cout, 3);
             for act in [Activation::None, Activation::Relu] {
+                let op = ConvOp {
+                    g,
+                    w: &w,
+                    bias: Some(&b),
+                    act,
+                };
                 let mut want = vec![0.0; g.ys.numel()];
                 for (y1, x1) in want
                     .chunks_mut(g.ys.image_len())
                     .zip(x.chunks(g.xs.image_len()))
                 {
-                    super::super::conv::conv2d_image(x1, &w, Some(&b), &g, act, y1, Par::Seq);
+                    super::super::conv2d_image(x1, &op, y1, Par::Seq);
                 }
                 let mut first: Option<Vec<f32>> = None;
                 for threads in [1, 2, 3] {
@@ -364,7 +345,7 @@ mod tests {
                         .build()
                         .unwrap();
                     let mut got = vec![f32::NAN; g.ys.numel()];
-                    pool.install(|| conv2d(&x, &w, Some(&b), &g, act, &mut got, None, threads));
+                    pool.install(|| conv2d(&op, &x, &mut got, None, threads));
                     for (i, (a, e)) in got.iter().zip(&want).enumerate() {
                         assert!(
                             (a - e).abs() <= 1e-4 * (1.0 + e.abs()),

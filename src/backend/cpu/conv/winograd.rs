@@ -19,8 +19,8 @@
 //! tiles, running the 36 GEMMs and transforming back into its output images (with bias and
 //! ReLU), in per-thread buffers that stay in the caches. A single image on several threads:
 //! three parallel phases (input channels, blocks of xi, output channels).
-use super::conv::{self, ConvGeometry, PerImage};
-use super::sgemm::{self, Line};
+use super::super::sgemm::{self, Line};
+use super::{self as conv, ConvGeometry, ConvOp, PerImage};
 use crate::backend::Activation;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -106,20 +106,17 @@ fn tiles(h: usize, w: usize) -> usize {
 /// y: (N, Cout, H, W)) on the current rayon pool of `threads` threads; then `post` on each image
 /// by the task that computed it. `u` receives the transformed weights (Cout, 36, Cin). The
 /// caller has checked [`supports`] and the slice lengths.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn conv2d(
     u: &mut Vec<f32>,
+    op: &ConvOp,
     x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    g: &ConvGeometry,
-    act: Activation,
     y: &mut [f32],
     post: Option<PerImage>,
     threads: usize,
 ) {
+    let (g, w) = (&op.g, op.w);
     let (n, cin, cout) = (g.xs.n, g.xs.c, g.ys.c);
-    let (xi, yi) = (g.xs.image_len(), g.ys.image_len());
+    let yi = g.ys.image_len();
     let per_img = tiles(g.xs.h, g.xs.w);
     let by_memory = TASK_BYTES / (XI * 4 * (cin + cout) * per_img);
     let per_task = TARGET_TILES
@@ -140,14 +137,14 @@ pub(super) fn conv2d(
         });
     let u = &u[..];
     if n == 1 && threads > 1 {
-        single_image(u, x, y, g, bias, act, threads);
+        single_image(u, op, x, y, threads);
         if let Some(post) = post {
             post.apply_one(&y[..yi]);
         }
         return;
     }
-    conv::image_tasks(x, xi, y, yi, n, per_task, post, |xc, yc| {
-        task(u, xc, yc, yc.len() / yi, g, bias, act)
+    conv::image_tasks(x, y, g, per_task, post, |xc, yc| {
+        task(u, op, xc, yc, yc.len() / yi)
     });
 }
 
@@ -281,15 +278,8 @@ fn with_staging<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 }
 
 /// The `nimg` images of one task, on the calling thread.
-fn task(
-    u: &[f32],
-    x: &[f32],
-    y: &mut [f32],
-    nimg: usize,
-    g: &ConvGeometry,
-    bias: Option<&[f32]>,
-    act: Activation,
-) {
+fn task(u: &[f32], op: &ConvOp, x: &[f32], y: &mut [f32], nimg: usize) {
+    let (g, bias, act) = (&op.g, op.bias, op.act);
     let plan = Plan::new(g, nimg);
     assert!(y.len() >= nimg * plan.cout * plan.h * plan.w);
     let (mut vbuf, mut mbuf) = (V.with(|b| b.take()), M.with(|b| b.take()));
@@ -320,16 +310,8 @@ impl Disjoint {
 
 /// One image on `threads` threads, in three parallel phases: V by blocks of input channels,
 /// the 36 products by blocks of xi, the output by blocks of output channels.
-#[allow(clippy::too_many_arguments)]
-fn single_image(
-    u: &[f32],
-    x: &[f32],
-    y: &mut [f32],
-    g: &ConvGeometry,
-    bias: Option<&[f32]>,
-    act: Activation,
-    threads: usize,
-) {
+fn single_image(u: &[f32], op: &ConvOp, x: &[f32], y: &mut [f32], threads: usize) {
+    let (g, bias, act) = (&op.g, op.bias, op.act);
     let plan = Plan::new(g, 1);
     assert!(y.len() >= plan.cout * plan.h * plan.w);
     let (mut vbuf, mut mbuf) = (V.with(|b| b.take()), M.with(|b| b.take()));
@@ -402,19 +384,13 @@ mod tests {
             assert!(supports(Activation::Relu, g, threads));
             let mut y = vec![0.0; g.ys.numel()];
             let mut u = Vec::new();
-            pool.install(|| {
-                conv2d(
-                    &mut u,
-                    x,
-                    &wt,
-                    Some(&bias),
-                    g,
-                    Activation::Relu,
-                    &mut y,
-                    None,
-                    threads,
-                )
-            });
+            let op = ConvOp {
+                g: *g,
+                w: &wt,
+                bias: Some(&bias),
+                act: Activation::Relu,
+            };
+            pool.install(|| conv2d(&mut u, &op, x, &mut y, None, threads));
             y
         };
         let batch = run(&g, &x, 2);
@@ -514,19 +490,13 @@ mod tests {
                 f: &f,
             };
             let mut u = Vec::new();
-            pool.install(|| {
-                conv2d(
-                    &mut u,
-                    &x,
-                    &wt,
-                    Some(&bias),
-                    &g,
-                    act,
-                    &mut y,
-                    Some(post),
-                    threads,
-                )
-            });
+            let op = ConvOp {
+                g,
+                w: &wt,
+                bias: Some(&bias),
+                act,
+            };
+            pool.install(|| conv2d(&mut u, &op, &x, &mut y, Some(post), threads));
             for (img, ((i1, y1), s1)) in x
                 .chunks_exact(xs.image_len())
                 .zip(y.chunks_exact(ys.image_len()))

@@ -1,0 +1,364 @@
+//! Convolutions on the CPU: the forward (with the pooling that may follow it fused per image),
+//! and its data / filter gradients ([`backward`]).
+//!
+//! Forward algorithms: on x86_64 CPUs with AVX-512, the native GEMM of
+//! `kernels/cpu/sgemm_avx512.c` with the im2col fused into its packing ([`avx512`]), and 3x3
+//! stride-1 convs by Winograd F(4x4, 3x3) ([`winograd`]) unless [`Backend::set_fast_conv`]
+//! turned it off; elsewhere, per image, im2col (skipped for 1x1 convs) + one GEMM per group from
+//! the `gemm` crate + bias/activation ([`conv2d_image`]).
+//!
+//! [`Backend::set_fast_conv`]: crate::backend::Backend::set_fast_conv
+use super::kernels::{self, Im2col};
+use super::matmul::{self, matmul, MatLayout, Par};
+use super::CpuBackend;
+use crate::backend::{
+    check_len, Activation, Conv2dForward, Conv2dParams, Conv2dShape, MaxPool2dParams, Shape4,
+};
+use crate::Result;
+use std::cell::RefCell;
+
+#[cfg(target_arch = "x86_64")]
+pub(super) mod avx512;
+pub(super) mod backward;
+#[cfg(target_arch = "x86_64")]
+pub(super) mod winograd;
+
+/// [`Backend::conv2d`](crate::backend::Backend::conv2d) on the CPU: Winograd, the AVX-512 GEMM
+/// or im2col + the `gemm` crate (see the module docs).
+pub(super) fn conv2d(
+    be: &CpuBackend,
+    f: Conv2dForward<'_, Vec<f32>>,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<Shape4> {
+    conv2d_post(be, f, x, y, None)
+}
+
+/// [`Backend::conv2d_avg_pool`](crate::backend::Backend::conv2d_avg_pool) on the CPU: each image is
+/// pooled by the task that computed it.
+pub(super) fn conv2d_avg_pool(
+    be: &CpuBackend,
+    f: Conv2dForward<'_, Vec<f32>>,
+    x: &[f32],
+    y: &mut [f32],
+    pooled: &mut [f32],
+) -> Result<Shape4> {
+    let ys = f.shape.out_shape()?;
+    let (cout, plane) = (ys.c, ys.h * ys.w);
+    check_len("conv2d_avg_pool pooled", pooled, ys.n * cout)?;
+    let avg = move |y1: &[f32], p1: &mut [f32]| kernels::global_avg_pool(y1, cout, plane, p1);
+    let post = PerImage {
+        out: pooled,
+        len: cout,
+        f: &avg,
+    };
+    conv2d_post(be, f, x, y, Some(post))
+}
+
+/// [`Backend::conv2d_max_pool`](crate::backend::Backend::conv2d_max_pool) on the CPU: each image is
+/// pooled by the task that computed it when the batch is split across threads.
+pub(super) fn conv2d_max_pool(
+    be: &CpuBackend,
+    f: Conv2dForward<'_, Vec<f32>>,
+    x: &[f32],
+    y: &mut [f32],
+    pool: MaxPool2dParams,
+    pooled: &mut [f32],
+) -> Result<Shape4> {
+    let ys = f.shape.out_shape()?;
+    if !be.split_batch(ys.n) {
+        // One image: max_pool2d_same splits it across threads by channels.
+        let ys = conv2d(be, f, x, y)?;
+        return super::pool::max_pool2d_same(be, pool, y, ys, pooled);
+    }
+    let g = pool.geometry(ys)?;
+    let ps = g.ys;
+    check_len("conv2d_max_pool pooled", pooled, ps.numel())?;
+    let windows = kernels::PoolWindows::new(ys.c, ys, pool, g);
+    let max = move |y1: &[f32], p1: &mut [f32]| kernels::max_pool2d(y1, windows, p1);
+    let post = PerImage {
+        out: pooled,
+        len: ps.image_len(),
+        f: &max,
+    };
+    conv2d_post(be, f, x, y, Some(post))?;
+    Ok(ps)
+}
+
+/// [`Backend::conv2d`], then `post` on each output image by the task that computed it
+/// (`post.out` holds `post.len` values per image; checked by the caller).
+fn conv2d_post(
+    be: &CpuBackend,
+    f: Conv2dForward<'_, Vec<f32>>,
+    x: &[f32],
+    y: &mut [f32],
+    post: Option<PerImage>,
+) -> Result<Shape4> {
+    let ys = f.check(x, y)?;
+    let xs = f.shape.xs;
+    let op = ConvOp {
+        g: ConvGeometry::new(f.shape, ys),
+        w: f.w,
+        bias: f.bias.map(|b| &b[..ys.c]),
+        act: f.act,
+    };
+    #[cfg(target_arch = "x86_64")]
+    if be.winograd && winograd::supports(op.act, &op.g, be.threads) {
+        let threads = be.threads;
+        // A panic in another conv leaves the buffer in a state that is overwritten anyway.
+        let mut guard = (be.winograd_weights.lock()).unwrap_or_else(|e| e.into_inner());
+        let u: &mut Vec<f32> = &mut guard;
+        be.pool
+            .install(|| winograd::conv2d(u, &op, x, y, post, threads));
+        return Ok(ys);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx512::supports(op.act, &op.g) {
+        let threads = be.threads;
+        be.pool.install(|| avx512::conv2d(&op, x, y, post, threads));
+        return Ok(ys);
+    }
+    let (xi, yi) = (xs.image_len(), ys.image_len());
+    let image = |x1: &[f32], y1: &mut [f32], par| conv2d_image(x1, &op, y1, par);
+    be.pool.install(|| {
+        if be.split_batch(xs.n) {
+            // Image by image across the pool, `post` on each while it is in cache.
+            image_tasks(x, y, &op.g, 1, post, |x1, y1| {
+                image(x1, y1, matmul::Par::Seq)
+            });
+        } else {
+            // One image at a time, each GEMM split across the pool.
+            let (x, y) = (&x[..xs.numel()], &mut y[..ys.numel()]);
+            let mut post = post;
+            for (i, (y1, x1)) in y.chunks_mut(yi).zip(x.chunks(xi)).enumerate() {
+                image(x1, y1, matmul::Par::Rayon);
+                if let Some(p) = post.as_mut() {
+                    (p.f)(y1, &mut p.out[i * p.len..(i + 1) * p.len]);
+                }
+            }
+        }
+    });
+    Ok(ys)
+}
+
+thread_local! {
+    /// Per-thread im2col scratch, grown to the largest layer and reused (also by the backward ops
+    /// of `backward`, which never hold it across a call to the forward).
+    pub(super) static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Shapes of one convolution (the batch size in `xs`/`ys` is ignored per image).
+#[derive(Clone, Copy)]
+pub(super) struct ConvGeometry {
+    pub xs: Shape4,
+    pub ys: Shape4,
+    pub kh: usize,
+    pub kw: usize,
+    pub p: Conv2dParams,
+}
+
+impl ConvGeometry {
+    /// The geometry of `conv`, whose output shape is `ys` (checked by the caller).
+    pub fn new(conv: Conv2dShape, ys: Shape4) -> ConvGeometry {
+        let [_, _, kh, kw] = conv.w_shape;
+        ConvGeometry {
+            xs: conv.xs,
+            ys,
+            kh,
+            kw,
+            p: conv.p,
+        }
+    }
+
+    /// The gather of `c` input channels of one image into the columns of the GEMM.
+    pub fn im2col(&self, c: usize) -> Im2col {
+        Im2col {
+            c,
+            h: self.xs.h,
+            w: self.xs.w,
+            kh: self.kh,
+            kw: self.kw,
+            stride: self.p.stride,
+            pad: self.p.padding,
+            oh: self.ys.h,
+            ow: self.ys.w,
+        }
+    }
+}
+
+/// One convolution as the CPU paths compute it: `y = act(conv(x, w) + bias)` over the geometry
+/// `g` (slices checked by the caller: `w` holds the weight, `bias` Cout values).
+#[derive(Clone, Copy)]
+pub(super) struct ConvOp<'a> {
+    /// The shapes.
+    pub g: ConvGeometry,
+    /// The weight (Cout, Cin/groups, kh, kw).
+    pub w: &'a [f32],
+    /// The bias, Cout values, if any.
+    pub bias: Option<&'a [f32]>,
+    /// The epilogue's activation.
+    pub act: Activation,
+}
+
+/// Work on each output image of a conv done by the task that computed the image, while it is
+/// still in cache (a pooling that follows the conv).
+pub(super) struct PerImage<'a> {
+    /// The results, `len` values per image, in image order.
+    pub out: &'a mut [f32],
+    /// Values per image in `out`.
+    pub len: usize,
+    /// Computes one image's results from its conv output (Cout, OH, OW).
+    pub f: &'a (dyn Fn(&[f32], &mut [f32]) + Sync),
+}
+
+impl PerImage<'_> {
+    /// `f` on the first image `y1` (a batch of one).
+    pub fn apply_one(self, y1: &[f32]) {
+        (self.f)(y1, &mut self.out[..self.len]);
+    }
+}
+
+/// `run(x_task, y_task)` on tasks of `per_task` consecutive images (the last one may hold fewer)
+/// across the current rayon pool, then `post` on each image of a task by the thread that
+/// computed it. x and y hold the `g.xs.n` input and output images of `g`.
+pub(super) fn image_tasks(
+    x: &[f32],
+    y: &mut [f32],
+    g: &ConvGeometry,
+    per_task: usize,
+    post: Option<PerImage>,
+    run: impl Fn(&[f32], &mut [f32]) + Sync,
+) {
+    use rayon::prelude::*;
+    let (n, xi, yi) = (g.xs.n, g.xs.image_len(), g.ys.image_len());
+    let tasks = y[..n * yi]
+        .par_chunks_mut(per_task * yi)
+        .zip(x[..n * xi].par_chunks(per_task * xi));
+    match post {
+        None => tasks.for_each(|(yc, xc)| run(xc, yc)),
+        Some(post) => {
+            let (out, len, f) = (&mut post.out[..n * post.len], post.len, post.f);
+            tasks
+                .zip(out.par_chunks_mut(per_task * len))
+                .for_each(|((yc, xc), oc)| {
+                    run(xc, yc);
+                    for (y1, o1) in yc.chunks_exact(yi).zip(oc.chunks_exact_mut(len)) {
+                        f(y1, o1);
+                    }
+                })
+        }
+    }
+}
+
+/// `y1 = act(conv(x1, w) + bias)` of `op` for one image (x1: (Cin, H, W), y1: (Cout, OH, OW)).
+pub(super) fn conv2d_image(x1: &[f32], op: &ConvOp, y1: &mut [f32], par: Par) {
+    let (g, w, bias, act) = (&op.g, op.w, op.bias, op.act);
+    let (xs, ys) = (g.xs, g.ys);
+    let groups = g.p.groups;
+    let cin_g = xs.c / groups;
+    let cout_g = ys.c / groups;
+    let k_g = cin_g * g.kh * g.kw;
+    let plane = ys.h * ys.w;
+    let direct = g.kh == 1 && g.kw == 1 && g.p.padding == 0 && g.p.stride == 1;
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let col: &[f32] = if direct {
+            x1
+        } else {
+            let need = xs.c * g.kh * g.kw * plane;
+            if scratch.len() < need {
+                scratch.resize(need, 0.0);
+            }
+            let geom = g.im2col(xs.c);
+            if g.kh == 1 && g.kw == 1 && g.p.padding == 0 {
+                kernels::subsample(x1, geom, &mut scratch[..need]);
+            } else {
+                kernels::im2col(x1, geom, &mut scratch[..need]);
+            }
+            &scratch[..need]
+        };
+        for gi in 0..groups {
+            let wg = &w[gi * cout_g * k_g..(gi + 1) * cout_g * k_g];
+            let cg = &col[gi * k_g * plane..(gi + 1) * k_g * plane];
+            let yg = &mut y1[gi * cout_g * plane..(gi + 1) * cout_g * plane];
+            matmul(
+                wg,
+                MatLayout::row_major(cout_g, k_g),
+                cg,
+                MatLayout::row_major(k_g, plane),
+                yg,
+                false,
+                par,
+            );
+        }
+    });
+    kernels::bias_act(&mut y1[..ys.c * plane], bias, ys.c, plane, act);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Backend;
+
+    /// `conv2d_avg_pool` (`conv2d_max_pool`) gives bit for bit `conv2d` then `global_avg_pool`
+    /// (`max_pool2d_same`), on the AVX-512 path
+    /// and the `gemm`-crate path (thin groups), for one and several images, on 1 and 2 threads.
+    #[test]
+    fn conv2d_avg_pool_matches_conv_then_pool() {
+        // (n, cin, h, cout, k, stride, pad, groups)
+        let cases = [
+            (1, 8, 20, 24, 3, 1, 1, 1),
+            (3, 8, 20, 24, 3, 1, 1, 1),
+            (5, 16, 7, 40, 1, 1, 0, 1),
+            (2, 16, 9, 32, 3, 2, 1, 4),
+            (1, 16, 9, 32, 3, 1, 1, 4),
+        ];
+        for threads in [1, 2] {
+            let be = CpuBackend::new(threads).unwrap();
+            for &(n, cin, h, cout, k, s, pad, groups) in &cases {
+                let p = Conv2dParams {
+                    stride: s,
+                    padding: pad,
+                    groups,
+                };
+                let xs = Shape4::new(n, cin, h, h);
+                let fill = |len: usize, seed: usize| -> Vec<f32> {
+                    (0..len)
+                        .map(|i| ((i * 7919 + seed * 104729) % 2003) as f32 / 1001.5 - 1.0)
+                        .collect()
+                };
+                let x = fill(xs.numel(), 1);
+                let w_shape = [cout, cin / groups, k, k];
+                let w = fill(w_shape.iter().product(), 2);
+                let b = fill(cout, 3);
+                let (oh, ow) = p.out_hw(h, h, k, k);
+                let len = n * cout * oh * ow;
+                let (mut y1, mut y2) = (vec![0.0; len], vec![0.0; len]);
+                let (mut p1, mut p2) = (vec![0.0; n * cout], vec![0.0; n * cout]);
+                let act = Activation::Relu;
+                let f = Conv2dForward {
+                    shape: Conv2dShape { xs, w_shape, p },
+                    w: &w,
+                    bias: Some(&b),
+                    act,
+                };
+                let ys = be.conv2d(f, &x, &mut y1).unwrap();
+                be.global_avg_pool(&y1, ys, &mut p1).unwrap();
+                let ys2 = be.conv2d_avg_pool(f, &x, &mut y2, &mut p2).unwrap();
+                assert_eq!(ys, ys2);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&y1), bits(&y2));
+                assert_eq!(bits(&p1), bits(&p2));
+                // The same with the max pool of the stem (3x3, stride 2, "same").
+                let mut m1 = vec![0.0; len];
+                let pool = MaxPool2dParams::same(3, 2);
+                let ms = be.max_pool2d_same(pool, &y1, ys, &mut m1).unwrap();
+                let mut m2 = vec![0.0; len];
+                let ms2 = be.conv2d_max_pool(f, &x, &mut y2, pool, &mut m2).unwrap();
+                assert_eq!(ms, ms2);
+                assert_eq!(bits(&y1), bits(&y2));
+                assert_eq!(bits(&m1[..ms.numel()]), bits(&m2[..ms.numel()]));
+            }
+        }
+    }
+}

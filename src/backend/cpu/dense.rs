@@ -1,0 +1,98 @@
+//! The dense layer (MindSpore `nn.Dense`: `y = x·wᵀ + b`, x (n, in), w (out, in)) on the CPU:
+//! the forward as one GEMM plus the bias and activation per row, the gradients as two GEMMs and a
+//! column sum.
+use super::matmul::{self, matmul, MatLayout, Par};
+use super::{kernels, CpuBackend};
+use crate::backend::{LinearForward, LinearGrads, LinearShape};
+use crate::Result;
+
+/// [`Backend::linear`](crate::backend::Backend::linear) on the CPU: `y` (n, out) = `x · wᵀ` (one GEMM
+/// split across the pool), then per row the bias and `act`. Errors (`Error::Shape`) if a buffer
+/// is too short.
+pub(super) fn linear(
+    be: &CpuBackend,
+    f: LinearForward<'_, Vec<f32>>,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
+    f.check(x, y)?;
+    let LinearShape {
+        n,
+        in_features,
+        out_features,
+    } = f.shape;
+    let (w, b, act) = (f.w, f.b, f.act);
+    // y (n, out) = x (n, in) · wᵀ (in, out), then bias + activation per row.
+    be.pool.install(|| {
+        matmul::matmul(
+            x,
+            matmul::MatLayout::row_major(n, in_features),
+            w,
+            matmul::MatLayout::transposed(in_features, out_features),
+            y,
+            false,
+            matmul::Par::Rayon,
+        );
+    });
+    // Per row: bias per feature (a "channel" of one element) and the activation.
+    for row in y[..n * out_features].chunks_mut(out_features) {
+        kernels::bias_act(row, Some(b), out_features, 1, act);
+    }
+    Ok(())
+}
+
+/// [`Backend::linear_backward`](crate::backend::Backend::linear_backward) on the CPU, given
+/// `dy` (n, out):
+/// - `dx` (n, in) = `dy · w` when `dx` is given, overwritten;
+/// - `dw` (out, in) = `dyᵀ · x`, overwritten;
+/// - `db` (out) = the sum of `dy` over its rows (in row order), overwritten.
+///
+/// Errors (`Error::Shape`) if a buffer is too short.
+pub(super) fn linear_backward(
+    be: &CpuBackend,
+    shape: LinearShape,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    grads: LinearGrads<'_, Vec<f32>>,
+) -> Result<()> {
+    shape.check_backward(x, w, dy, &grads)?;
+    let LinearShape {
+        n,
+        in_features: i,
+        out_features: o,
+    } = shape;
+    let LinearGrads { dx, dw, db } = grads;
+    be.pool.install(|| {
+        if let Some(dx) = dx {
+            // dx (n × in) = dy (n × out) · w (out × in).
+            matmul(
+                dy,
+                MatLayout::row_major(n, o),
+                w,
+                MatLayout::row_major(o, i),
+                dx,
+                false,
+                Par::Rayon,
+            );
+        }
+        // dw (out × in) = dyᵀ (out × n) · x (n × in).
+        matmul(
+            dy,
+            MatLayout::transposed(o, n),
+            x,
+            MatLayout::row_major(n, i),
+            dw,
+            false,
+            Par::Rayon,
+        );
+    });
+    let db = &mut db[..o];
+    db.fill(0.0);
+    for row in dy[..n * o].chunks(o.max(1)) {
+        for (b, &g) in db.iter_mut().zip(row) {
+            *b += g;
+        }
+    }
+    Ok(())
+}
