@@ -643,12 +643,13 @@ fn validate_names_the_key() {
         let msg = config_msg(r.validate().map(|_| r.clone()));
         assert!(msg.contains(&format!("'{key}'")), "{key}={value}: {msg}");
     }
+    // pretrained with ckpt_path is senet train's fine-tuning (MindCV raises ValueError; the
+    // train and validate checks decide), not a recipe error.
     let mut r = Recipe::default();
     r.set("pretrained", "true").unwrap();
     r.set("ckpt_path", "x.ckpt").unwrap();
-    assert!(config_msg(r.validate().map(|_| r.clone())).contains("'ckpt_path'"));
+    assert!(r.validate().is_ok());
     r.set("re_value", "noise").unwrap();
-    r.set("pretrained", "false").unwrap();
     assert!(config_msg(r.validate().map(|_| r.clone())).contains("'re_value'"));
 }
 

@@ -6,9 +6,10 @@
 //! byte for byte.
 mod common;
 
-use senet::config::Recipe;
-use std::path::{Path, PathBuf};
 use common::cli::{fails_naming, ok, s};
+use senet::config::Recipe;
+use senet::tensor::DType;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Runs `senet` where CANN cannot be found (`SENET_CANN_LIB` names a missing file) and
@@ -64,6 +65,16 @@ fn tiny_recipe(dir: &Path, data: &Path) -> PathBuf {
     )
     .unwrap();
     path
+}
+
+/// A temporary folder holding `data/` ([`tiny_folder`] of `classes`, `per_class` images each)
+/// and its [`tiny_recipe`]: (the folder, the data, the recipe).
+fn tiny_setup(classes: &[&str], per_class: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    tiny_folder(&data, classes, per_class);
+    let cfg = tiny_recipe(tmp.path(), &data);
+    (tmp, data, cfg)
 }
 
 /// A seresnet18 checkpoint with MindCV's random initialisation and `classes` classes, in `dir`.
@@ -141,34 +152,29 @@ fn logged_lrs(stdout: &str) -> Vec<f64> {
 
 #[test]
 fn flags_override_the_recipe_and_the_schedule_follows_epoch_size() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    tiny_folder(&data, &["a", "b"], 2);
-    let cfg = tiny_recipe(tmp.path(), &data);
+    let (tmp, _, cfg) = tiny_setup(&["a", "b"], 2);
     // 4 images, batch 2: 2 steps per epoch. The recipe's 1 epoch becomes 3 (1 of warmup, then a
     // cosine over 2), in both spellings and with a bare boolean.
-    let out = ok(&senet(&[
-        "train",
-        "-c",
-        s(&cfg),
-        "--threads",
-        "1",
-        "--epoch_size",
-        "3",
-        "--warmup-epochs",
-        "1",
-        "--decay_epochs",
-        "2",
-        "--log-interval",
-        "1",
-        "--lr",
-        "0.2",
-        "--color_jitter",
-        "[0.1, 0.2, 0.3]",
-        "--val_while_train",
-        "False",
-        "--shuffle",
-    ]));
+    let out = ok(&train(
+        &cfg,
+        &[
+            "--epoch_size",
+            "3",
+            "--warmup-epochs",
+            "1",
+            "--decay_epochs",
+            "2",
+            "--log-interval",
+            "1",
+            "--lr",
+            "0.2",
+            "--color_jitter",
+            "[0.1, 0.2, 0.3]",
+            "--val_while_train",
+            "False",
+            "--shuffle",
+        ],
+    ));
     let dump = Recipe::from_yaml_file(tmp.path().join("ckpt/seresnet18.yaml")).unwrap();
     assert_eq!(
         (
@@ -207,15 +213,13 @@ fn flags_override_the_recipe_and_the_schedule_follows_epoch_size() {
 
 #[test]
 fn values_senet_does_not_implement_are_refused_naming_the_key() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    tiny_folder(&data, &["a", "b"], 2);
-    let cfg = tiny_recipe(tmp.path(), &data);
-    let train =
-        |extra: &[&str]| senet(&[&["train", "-c", s(&cfg), "--threads", "1"], extra].concat());
+    let (tmp, _, cfg) = tiny_setup(&["a", "b"], 2);
+    let train = |extra: &[&str]| train(&cfg, extra);
     for (flags, key) in [
         (&["--mixup", "0.2"][..], "'mixup'"),
+        // MindCV's resume and fine-tuning flags need the checkpoint they apply to.
         (&["--resume_opt"][..], "'resume_opt'"),
+        (&["--pretrained"][..], "'pretrained'"),
         (&["--dataset", "mnist"][..], "'dataset'"),
         (&["--dataset-download", "True"][..], "'dataset_download'"),
         (&["--device_target", "GPU"][..], "'device_target'"),
@@ -304,10 +308,7 @@ fn a_plain_cpu_run_says_nothing_about_ascend_unless_asked() {
 
 #[test]
 fn predict_with_a_recipe_names_classes_after_its_folders() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    tiny_folder(&data, &["cat", "dog"], 1);
-    let cfg = tiny_recipe(tmp.path(), &data);
+    let (tmp, data, cfg) = tiny_setup(&["cat", "dog"], 1);
     let two = init_ckpt(tmp.path(), 2);
     let image = data.join("val/cat/0.png");
     let out = ok(&senet(&[
@@ -490,4 +491,234 @@ fn the_quickstart_lays_fashion_mnist_out_as_an_image_folder() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(!tmp.path().join("bad").exists());
+}
+
+/// Runs `senet train -c cfg --threads 1` with `extra`.
+fn train(cfg: &Path, extra: &[&str]) -> Output {
+    senet(&[&["train", "-c", s(cfg), "--threads", "1"], extra].concat())
+}
+
+/// [`train`]'s stdout (panics on failure).
+fn train_ok(cfg: &Path, extra: &[&str]) -> String {
+    ok(&train(cfg, extra))
+}
+
+#[test]
+fn mindcv_resume_reads_optim_file_and_continues_exactly() {
+    let (tmp, _, cfg) = tiny_setup(&["a", "b"], 4);
+    // 8 images, batch 2: 4 steps per epoch, 2 epochs (cosine over both).
+    let two_epochs = ["--epoch_size", "2", "--decay_epochs", "2"];
+    let straight = tmp.path().join("straight");
+    let split = tmp.path().join("split");
+    let run = |dir: &Path, extra: &[&str]| {
+        train_ok(
+            &cfg,
+            &[&two_epochs[..], &["--ckpt_save_dir", s(dir)], extra].concat(),
+        )
+    };
+    run(&straight, &["--max_steps", "6"]);
+    // Stopped at step 3 by --max_steps: validated there, the step checkpoint and MindCV's
+    // optimizer file written.
+    let out = run(&split, &["--max_steps", "3"]);
+    assert!(out.contains("Validation Top_1_Accuracy: "), "{out}");
+    let mid = split.join("seresnet18-1_3.ckpt");
+    let optim = split.join("optim_seresnet18.ckpt");
+    assert!(split.join("seresnet18_best.ckpt").is_file());
+
+    // optim_<model>.ckpt as MindCV 0.3's StateMonitor writes it: global_step, the trainable
+    // parameters, momentum, moments.*, learning_rate (the whole list), nothing else.
+    let o = senet::checkpoint::read_checkpoint(&optim).unwrap();
+    let m = senet::checkpoint::read_checkpoint(&mid).unwrap();
+    let net = senet::model::SeNet::new(senet::model::Arch::SeResNet18, 2, 0).unwrap();
+    let trainable: Vec<String> = net
+        .params
+        .specs()
+        .iter()
+        .filter(|s| s.kind.trainable())
+        .map(|s| s.name.clone())
+        .collect();
+    let mut want = vec!["global_step".to_string()];
+    want.extend(trainable.iter().cloned());
+    want.push("momentum".into());
+    want.extend(trainable.iter().map(|n| format!("moments.{n}")));
+    want.push("learning_rate".into());
+    assert_eq!(o.names().collect::<Vec<_>>(), want);
+    assert_eq!(want.len(), 191);
+    for name in &want {
+        // The same tensors as the step checkpoint holds.
+        assert_eq!(o.get(name), m.get(name), "{name}");
+    }
+    let gs = o.get("global_step").unwrap();
+    assert_eq!((gs.dtype, gs.shape.as_slice()), (DType::I32, &[1usize][..]));
+    assert_eq!(gs.bytes, 3i32.to_le_bytes());
+    let dump =
+        Recipe::from_yaml_str(&std::fs::read_to_string(split.join("seresnet18.yaml")).unwrap())
+            .unwrap();
+    let lr = o.get("learning_rate").unwrap().to_f32().unwrap();
+    assert_eq!(lr.shape, [8]);
+    assert_eq!(lr.data, senet::optim::lr_schedule(&dump, 4, 2).unwrap());
+
+    // MindCV's resume: --ckpt_path X --resume_opt True reads optim_<model>.ckpt from
+    // ckpt_save_dir and continues where the straight run went, to the byte.
+    let kept = tmp.path().join("seresnet18-1_3.ckpt");
+    std::fs::copy(&mid, &kept).unwrap();
+    let out = run(
+        &split,
+        &[
+            "--ckpt_path",
+            s(&kept),
+            "--resume_opt",
+            "True",
+            "--max_steps",
+            "6",
+        ],
+    );
+    assert!(
+        out.contains(&format!(
+            "optimizer state from {}: global_step 3, 94 Momentum moments",
+            optim.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        !out.contains("differs") && !out.contains("ignored"),
+        "{out}"
+    );
+    for name in ["seresnet18-2_2.ckpt", "optim_seresnet18.ckpt"] {
+        assert!(
+            std::fs::read(straight.join(name)).unwrap() == std::fs::read(split.join(name)).unwrap(),
+            "{name} differs from the straight run's"
+        );
+    }
+    // The optimizer file is now at step 6: resuming the step-3 checkpoint with it is refused.
+    let out = senet(
+        &[
+            &["train", "-c", s(&cfg), "--threads", "1"],
+            &two_epochs[..],
+            &[
+                "--ckpt_save_dir",
+                s(&split),
+                "--ckpt_path",
+                s(&kept),
+                "--resume_opt",
+                "True",
+            ],
+        ]
+        .concat(),
+    );
+    fails_naming(&out, &["global_step 6", "global_step 3", "another save"]);
+    // A longer schedule: the stored 8-step list differs from the new 12-step one, said so.
+    let longer = tmp.path().join("longer");
+    std::fs::create_dir(&longer).unwrap();
+    std::fs::copy(&kept, longer.join("seresnet18-1_3.ckpt")).unwrap();
+    let out = train_ok(
+        &cfg,
+        &[
+            "--epoch_size",
+            "3",
+            "--decay_epochs",
+            "3",
+            "--ckpt_save_dir",
+            s(&longer),
+            "--ckpt_path",
+            s(&longer.join("seresnet18-1_3.ckpt")),
+            "--resume_opt",
+            "True",
+            "--max_steps",
+            "4",
+        ],
+    );
+    assert!(
+        out.contains("from ")
+            && out.contains("its 8-step list (this recipe's has 12, first at step 1"),
+        "{out}"
+    );
+    // A weights-only file and no optimizer file: nothing to resume, said so.
+    let init = init_ckpt(tmp.path(), 2);
+    let empty = tmp.path().join("empty");
+    let out = train(
+        &cfg,
+        &[
+            "--ckpt_save_dir",
+            s(&empty),
+            "--ckpt_path",
+            s(&init),
+            "--resume_opt",
+            "True",
+        ],
+    );
+    fails_naming(
+        &out,
+        &["resume_opt", "optim_seresnet18.ckpt", "global_step"],
+    );
+}
+
+#[test]
+fn fine_tuning_loads_all_but_a_classifier_of_another_class_count() {
+    let (tmp, _, cfg) = tiny_setup(&["a", "b"], 2);
+    // A 1000-class checkpoint (another seed than the run's 42).
+    let zoo = tmp.path().join("zoo_1000.ckpt");
+    ok(&senet(&[
+        "init",
+        "--model",
+        "seresnet18",
+        "--num_classes",
+        "1000",
+        "--seed",
+        "7",
+        "--out",
+        s(&zoo),
+    ]));
+    // Without pretrained: the exact load fails and says which flags fine-tune.
+    let out = train(&cfg, &["--ckpt_path", s(&zoo)]);
+    fails_naming(
+        &out,
+        &[
+            "classifier.weight",
+            "[1000, 512]",
+            "--pretrained True --ckpt_path",
+        ],
+    );
+    // With it: a learning rate of 0 keeps every weight as loaded through one step.
+    let save = tmp.path().join("ft");
+    let out = train_ok(
+        &cfg,
+        &[
+            "--pretrained",
+            "True",
+            "--ckpt_path",
+            s(&zoo),
+            "--scheduler",
+            "constant",
+            "--lr",
+            "0",
+            "--max_steps",
+            "1",
+            "--ckpt_save_dir",
+            s(&save),
+            "--val_while_train",
+            "False",
+        ],
+    );
+    assert!(
+        out.contains("fine-tuning: classifier.weight [1000, 512] and classifier.bias [1000] of")
+            && out.contains("do not fit 2 classes"),
+        "{out}"
+    );
+    let got = senet::checkpoint::read_checkpoint(&save.join("seresnet18-1_1.ckpt")).unwrap();
+    let from = senet::checkpoint::read_checkpoint(&zoo).unwrap();
+    let fresh = senet::model::SeNet::new(senet::model::Arch::SeResNet18, 2, 42).unwrap();
+    let mut checked = 0;
+    for (spec, t) in fresh.params.iter() {
+        let saved = got.get(&spec.name).unwrap().to_f32().unwrap();
+        if spec.name.starts_with("classifier.") {
+            // MindCV's initialisation of a 2-class classifier from the recipe's seed.
+            assert_eq!(saved.data, t.data, "{}", spec.name);
+        } else if spec.kind.trainable() {
+            let loaded = from.get(&spec.name).unwrap().to_f32().unwrap();
+            assert_eq!(saved.data, loaded.data, "{}", spec.name);
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 134);
 }

@@ -314,7 +314,7 @@ fn a_loss_scale_cell_step_unscales_before_the_optimizer() {
 
 #[test]
 fn dynamic_loss_scale_state_survives_a_checkpoint() {
-    use senet::engine::train::state::{read_state, restore_scaler, save_state};
+    use senet::engine::train::state::{read_state, restore_scaler, save_state, OptimizerState};
     use senet::optim::LossScaler;
     let (net, mut tn) = scaled_net(LossScaler::dynamic(1024.0));
     let mut x = formula_input("train_input", &[4, 3, 64, 64]);
@@ -323,8 +323,16 @@ fn dynamic_loss_scale_state_survives_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.ckpt");
     let mut scratch = net.params.clone();
-    save_state(&path, &tn, &mut scratch, 1, 0.1).unwrap();
+    let opt = OptimizerState {
+        global_step: 1,
+        momentum: 0.9,
+        learning_rate: &[0.1, 0.05],
+    };
+    save_state(&path, &tn, &mut scratch, &opt).unwrap();
     let st = read_state(&path, &net.params).unwrap();
+    assert_eq!(st.global_step, 1);
+    assert_eq!(st.momentum, Some(0.9));
+    assert_eq!(st.learning_rate.as_deref(), Some(&[0.1f32, 0.05][..]));
     assert_eq!(st.scale_sense, Some(512.0));
     assert_eq!(st.scaler_iters, Some((2, 1)));
     assert_eq!(

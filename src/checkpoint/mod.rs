@@ -17,7 +17,8 @@ mod safetensors;
 
 pub use load::{
     is_training_state, load_model, load_model_from, load_params, save_params, save_params_with,
-    LoadOptions, LoadReport, Misfit, SaveOptions, TRAINING_STATE_NAMES, TRAINING_STATE_PREFIXES,
+    LoadOptions, LoadReport, Misfit, SaveOptions, CLASSIFIER_PREFIX, TRAINING_STATE_NAMES,
+    TRAINING_STATE_PREFIXES,
 };
 pub use mindspore::{parse_ckpt, read_ckpt, write_ckpt, CkptWriter};
 pub use safetensors::{read_safetensors, write_safetensors};

@@ -112,15 +112,7 @@ impl Recipe {
                 return Err(Error::Config(format!("key 'color_jitter' = {cj}: {why}")));
             }
         }
-        self.check_implemented()?;
-        if self.pretrained && !self.ckpt_path.is_empty() {
-            return bad(
-                "ckpt_path",
-                &self.ckpt_path,
-                "cannot be combined with pretrained: true (MindCV raises ValueError)",
-            );
-        }
-        Ok(())
+        self.check_implemented()
     }
 
     /// Values MindCV accepts that no senet job implements, refused by name rather than
