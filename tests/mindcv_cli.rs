@@ -304,6 +304,20 @@ fn a_plain_cpu_run_says_nothing_about_ascend_unless_asked() {
         ok(&out);
         assert!(String::from_utf8_lossy(&out.stderr).is_empty(), "{quiet:?}");
     }
+    // Training too: a plain CPU run prints nothing about Ascend, anywhere.
+    let cfg = tiny_recipe(tmp.path(), &data);
+    let out = train(&cfg, &["--max_steps", "1", "--val_while_train", "False"]);
+    let all = format!("{}{}", ok(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(!all.contains("Ascend") && !all.contains("CANN"), "{all}");
+    // Asked for: the note (train reports its notes on stdout).
+    let out = ok(&train(
+        &cfg,
+        &["--max_steps", "1", "--device_target", "Ascend"],
+    ));
+    assert!(
+        out.contains("device_target Ascend: no usable CANN"),
+        "{out}"
+    );
 }
 
 #[test]
