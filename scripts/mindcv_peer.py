@@ -16,8 +16,9 @@ Usage (with the Python that has MindSpore and MindCV; scripts/mindcv_peer.sh fin
    past the end of the learning-rate list; that exit (and no other) is accepted.
 5. Checks: MindCV's log names the resume point; its step-2 learning rate and loss equal senet's;
    its step-2 weights, moments and BatchNorm statistics equal senet's step 2 within float32
-   rounding, and its moments are far from what a fresh optimizer would hold; MindCV's
-   validate.py and `senet validate` give the same Top-1 and loss on MindCV's checkpoint.
+   rounding, and its moments are far from what a fresh optimizer would hold; senet resumes
+   MindCV's run in turn from MindCV's optimizer file; MindCV's validate.py and `senet validate`
+   give the same Top-1 and loss on MindCV's checkpoint.
 Exit status 0 when everything agrees, 1 otherwise (each failed check printed).
 """
 import json
@@ -200,6 +201,16 @@ def compare(senet, src, tmp):
     check(m < UPDATE_REL and fresh > 100 * UPDATE_REL,
           f"moments: worst relative difference {m:.2e} ({worst}); a fresh optimizer's would "
           f"differ by at least {fresh:.2f}")
+    # And back: senet resumes MindCV's run with MindCV's flags and MindCV's optimizer file, for
+    # one more epoch (a 3-epoch schedule: the stored 2-step list differs, and senet says so).
+    p = run([senet, "train", "-c", recipe, "--threads", "2", "--ckpt_save_dir", peer,
+             "--ckpt_path", result, "--resume_opt", "True", "--epoch_size", "3",
+             "--decay_epochs", "3"])
+    check("optimizer state from " + os.path.join(peer, "optim_" + MODEL + ".ckpt")
+          + ": global_step 2, 94 Momentum moments" in p.stdout
+          and "its 2-step list (this recipe's has 3" in p.stdout
+          and os.path.isfile(os.path.join(peer, f"{MODEL}-3_1.ckpt")),
+          "senet resumed MindCV's run from MindCV's optimizer file")
     # MindCV's validate.py and senet validate on MindCV's checkpoint.
     p = run([sys.executable, "validate.py", "-c", os.path.join(first, MODEL + ".yaml"),
              "--ckpt_path", result], cwd=src)
