@@ -310,11 +310,16 @@ recipe! {
         drop_rate: Option<f64> = None,
         /// Stochastic-depth rate (`None` = the model's default). Default None.
         drop_path_rate: Option<f64> = None,
-        /// Load MindCV's released weights (exclusive with `ckpt_path`). Default false.
+        /// Start from released weights, fine-tuning. MindCV downloads its zoo's (and refuses
+        /// `ckpt_path` with it); senet train takes them from `ckpt_path`: every weight but a
+        /// classifier of another class count, which starts as MindCV initialises it. Default
+        /// false.
         pretrained: bool = false,
         /// Checkpoint to initialise from / resume (empty = none). Default `""`.
         ckpt_path: String = String::new(),
-        /// Also resume the optimizer state (`<ckpt_save_dir>/optim_<model>.ckpt`). Default false.
+        /// Resume `ckpt_path` with its optimizer state. It is read from
+        /// `<ckpt_save_dir>/optim_<model>.ckpt` (MindCV's place), else beside `ckpt_path`, else
+        /// from `ckpt_path` itself. Default false.
         resume_opt: bool = false,
         /// Checkpoints kept by `ckpt_save_policy`. Default 10; recipes: 30.
         keep_checkpoint_max: u32 = 10,

@@ -50,7 +50,8 @@ pub struct TrainArgs {
     /// MindCV recipe (YAML), e.g. configs/senet/seresnet18_cifar10_cpu.yaml.
     #[arg(short = 'c', long)]
     pub config: PathBuf,
-    /// A step checkpoint of `senet train` to continue from exactly (weights, moments, step).
+    /// A step checkpoint of `senet train` or MindCV to continue from exactly (weights, moments,
+    /// step); MindCV's spelling: --ckpt_path X --resume_opt True.
     #[arg(long)]
     pub resume: Option<PathBuf>,
     #[command(flatten)]
