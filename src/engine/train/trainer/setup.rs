@@ -285,7 +285,7 @@ impl StartModel {
                 path,
                 model,
                 details,
-            }) if !r.pretrained && details.contains(&format!("'{CLASSIFIER_PREFIX}")) => {
+            }) if !r.pretrained && only_the_classifier_misfits(&details) => {
                 return Err(Error::Mismatch {
                     details: format!(
                         "{details}\nto fine-tune from it (every weight but the classifier, which \
@@ -421,6 +421,13 @@ fn learning_rate_note(st: &ResumeState, lrs: &LrList) -> Option<String> {
     ))
 }
 
+/// Whether every line of a load mismatch is about a mis-shaped classifier parameter (another
+/// class count, which fine-tuning replaces), not a missing or foreign one.
+fn only_the_classifier_misfits(details: &str) -> bool {
+    let prefix = format!("mis-shaped parameter '{CLASSIFIER_PREFIX}");
+    details.lines().all(|l| l.starts_with(&prefix))
+}
+
 /// Errors with [`Error::Io`] naming `path` unless it is a file.
 fn require_file(path: &Path) -> Result<()> {
     if path.is_file() {
@@ -447,7 +454,10 @@ fn train_config(r: &Recipe) -> TrainConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_batch_norm_batches, learning_rate_note, LrList, ResumeState};
+    use super::{
+        check_batch_norm_batches, learning_rate_note, only_the_classifier_misfits, LrList,
+        ResumeState,
+    };
 
     fn stored(global_step: u64, learning_rate: Option<Vec<f32>>) -> ResumeState {
         ResumeState {
@@ -460,6 +470,19 @@ mod tests {
             scale_sense: None,
             scaler_iters: None,
         }
+    }
+
+    #[test]
+    fn the_fine_tuning_hint_is_for_classifier_misfits_alone() {
+        let classifier = "mis-shaped parameter 'classifier.weight': expected [10, 512], found \
+                          [1000, 512]\nmis-shaped parameter 'classifier.bias': expected [10], \
+                          found [1000]";
+        assert!(only_the_classifier_misfits(classifier));
+        let other = format!("{classifier}\nmis-shaped parameter 'layer0.0.weight': ...");
+        assert!(!only_the_classifier_misfits(&other));
+        assert!(!only_the_classifier_misfits(
+            "missing parameter 'classifier.bias': expected shape [10]"
+        ));
     }
 
     #[test]
