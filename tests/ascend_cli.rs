@@ -3,6 +3,8 @@
 mod common;
 
 use common::cli::{ok, s};
+use common::step::{depth, logit_bound, U_FP16, U_HF32};
+use senet::model::Arch;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -138,9 +140,23 @@ fn validate_on_the_emulated_npu_equals_the_cpu() {
         ],
     ));
     small_dataset(dir.path());
-    let run = |device: &str| -> serde_json::Value {
-        let out = ok(&senet(
-            &emulator(),
+    // `senet` on the emulator, as the product `soc` under CANN `cann` (the first-generation 910
+    // has aclnnConvolution only in CANN 8.0).
+    let on = |soc: &str, cann: &str, args: &[&str]| {
+        ok(&common::cli::command(args)
+            .env(senet_cann_sys::EXPLICIT_PATH_VAR, emulator())
+            .env_remove("DEVICE_ID")
+            .env("SENET_EMU_SOC", soc)
+            .env("SENET_EMU_CANN_VERSION", cann)
+            .output()
+            .expect("run senet"))
+    };
+    let a2 = ("Ascend910B1", "9.1");
+    let first_gen = ("Ascend910A", "8.0");
+    let validate = |(soc, cann): (&str, &str), device: &str| -> serde_json::Value {
+        let out = on(
+            soc,
+            cann,
             &[
                 "validate",
                 "--model",
@@ -155,17 +171,62 @@ fn validate_on_the_emulated_npu_equals_the_cpu() {
                 device,
                 "--json",
             ],
-        ));
+        );
         serde_json::from_str(out.trim()).unwrap()
     };
-    let cpu = run("cpu");
-    let npu = run("ascend");
-    assert_eq!(npu["device"], "ascend:0 (float32)");
-    assert_eq!(npu["num_samples"], 4);
-    assert_eq!(npu["top1"], cpu["top1"]);
-    assert_eq!(npu["top5"], cpu["top5"]);
-    let (a, b) = (npu["loss"].as_f64().unwrap(), cpu["loss"].as_f64().unwrap());
-    assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}");
+    // The logits of the same images (`senet predict`, the same eval transform), for the bound
+    // and its scale.
+    let logits = |(soc, cann): (&str, &str), device: &str| {
+        let file = dir.path().join(format!("logits-{soc}-{device}.npy"));
+        on(
+            soc,
+            cann,
+            &[
+                "predict",
+                "--model",
+                "seresnet18",
+                "--ckpt_path",
+                s(&ckpt),
+                "--device",
+                device,
+                "--save_logits",
+                s(&file),
+                s(&dir.path().join("val")),
+            ],
+        );
+        senet::npy::read_f32(&file).unwrap().data
+    };
+    let cpu = validate(a2, "cpu");
+    let zc = logits(a2, "cpu");
+    // On the emulated A2 the convolutions run in HFLOAT32 (USE_HF32): 2 operand roundings of
+    // 2^-12 per layer; on the first-generation 910 in FLOAT16: 3 roundings of 2^-11 (operands
+    // and result); FLOAT accumulation on both (logit_bound says how these add up).
+    for (product, roundings, u) in [(a2, 2.0, U_HF32), (first_gen, 3.0, U_FP16)] {
+        let npu = validate(product, "ascend");
+        assert_eq!(npu["device"], "ascend:0 (float32)");
+        assert_eq!(npu["num_samples"], 4);
+        assert_eq!(npu["top1"], cpu["top1"], "{product:?}");
+        assert_eq!(npu["top5"], cpu["top5"], "{product:?}");
+        let za = logits(product, "ascend");
+        let bound = logit_bound(&zc, depth(Arch::SeResNet18), roundings, u);
+        let max = zc
+            .iter()
+            .zip(&za)
+            .fold(0.0f32, |m, (c, a)| m.max((c - a).abs()));
+        assert!(
+            max <= bound,
+            "{product:?}: max |logit diff| {max} > {bound}"
+        );
+        // The loss is the mean of per-image cross entropies, whose gradient in the logits,
+        // softmax(z) - target (a smoothed one-hot summing to 1), has L1 norm <= 2: each loss
+        // moves by at most 2 max|Δz|, and so does their mean.
+        let (a, b) = (npu["loss"].as_f64().unwrap(), cpu["loss"].as_f64().unwrap());
+        let loss_bound = 2.0 * f64::from(bound);
+        assert!(
+            (a - b).abs() <= loss_bound,
+            "{product:?}: {a} vs {b} (bound {loss_bound:e})"
+        );
+    }
 }
 
 #[test]

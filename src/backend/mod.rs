@@ -270,12 +270,18 @@ pub trait Backend: Send + Sync {
     /// Train-mode BatchNorm2d (MindSpore `nn.BatchNorm2d` in training = PyTorch
     /// `batch_norm(training=True)`) of `x` into `y` (both `bn.xs`): per-channel batch mean and
     /// *biased* variance over (N, H, W); `y = gamma*(x-mean)*invstd + beta` with
-    /// `invstd = 1/sqrt(var+stats.eps)`, then `bn.act` (None or Relu). Saves `mean` and `invstd`
-    /// (C) in `stats` for [`Backend::batch_norm_backward`]. Updates the moving statistics (C) in
+    /// `invstd = 1/sqrt(var+stats.eps)`, then `bn.act` (None or Relu). Saves two per-channel
+    /// statistics (C each) in `stats.saved_mean` and `stats.saved_invstd` for
+    /// [`Backend::batch_norm_backward`] of the same backend: they are backend-defined and
+    /// opaque to callers, whatever their names (the CPU backend saves the mean and
+    /// `1/sqrt(var+eps)`; the Ascend backend what aclnnBatchNorm writes, whose second value is
+    /// the biased variance on 910/A2/A3, `aclnn-contract.md` Part A 4). Updates the moving statistics (C) in
     /// place, MindSpore-style: `m = momentum*m + (1-momentum)*batch` (MindSpore momentum 0.9 =
     /// PyTorch momentum 0.1), the variance with the *unbiased* batch variance (`var*M/(M-1)`,
     /// `M = N*H*W`). Errors: a buffer too short ([`crate::Error::Shape`]), fewer than 2 values
-    /// per channel ([`crate::Error::Shape`]), `act = Sigmoid` ([`crate::Error::Invalid`]).
+    /// per channel ([`crate::Error::Shape`]), `act = Sigmoid` ([`crate::Error::Invalid`]); on
+    /// Ascend an `eps` other than 1e-5 ([`crate::Error::Invalid`]: its backward must be told
+    /// the forward's epsilon and the trait does not carry it).
     fn batch_norm_train(
         &self,
         bn: BatchNormForward<'_, Self::Buffer>,
@@ -285,7 +291,9 @@ pub trait Backend: Send + Sync {
     ) -> Result<()>;
 
     /// Backward of [`Backend::batch_norm_train`] (batch statistics, so the gradient flows
-    /// through the mean and variance), from the statistics the forward saved: `grads.dx`
+    /// through the mean and variance), from the statistics the same backend's forward saved
+    /// (`saved`, passed unchanged; `mean`, `invstd` and `M = N*H*W` below are the batch's):
+    /// `grads.dx`
     /// (`bn.xs`), `grads.dgamma`, `grads.dbeta` (C) overwritten. With `g = dy`:
     /// `dbeta = Σg`, `dgamma = Σ g*(x-mean)*invstd`,
     /// `dx = gamma*invstd*(g - dbeta/M - (x-mean)*invstd*dgamma/M)`. If `bn.y_relu` is `Some(y)`

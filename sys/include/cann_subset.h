@@ -65,7 +65,11 @@ typedef enum aclrtMemcpyKind {
     ACL_MEMCPY_HOST_TO_HOST = 0,
     ACL_MEMCPY_HOST_TO_DEVICE = 1,
     ACL_MEMCPY_DEVICE_TO_HOST = 2,
-    ACL_MEMCPY_DEVICE_TO_DEVICE = 3
+    ACL_MEMCPY_DEVICE_TO_DEVICE = 3,
+    ACL_MEMCPY_DEFAULT = 4,
+    ACL_MEMCPY_HOST_TO_BUF_TO_DEVICE = 5,
+    ACL_MEMCPY_INNER_DEVICE_TO_DEVICE = 6,
+    ACL_MEMCPY_INTER_DEVICE_TO_DEVICE = 7
 } aclrtMemcpyKind;
 
 typedef enum aclrtMemAttr {
@@ -240,7 +244,8 @@ aclnnStatus aclnnBatchNormBackwardGetWorkspaceSize(
     aclOpExecutor **executor);
 SENET_ACLNN_LAUNCH(aclnnBatchNormBackward);
 
-aclnnStatus aclnnReluGetWorkspaceSize(const aclTensor *self, aclTensor *out,
+/* out is declared const by the vendor header too (aclnn_relu.h), although the op writes it. */
+aclnnStatus aclnnReluGetWorkspaceSize(const aclTensor *self, const aclTensor *out,
                                       uint64_t *workspaceSize, aclOpExecutor **executor);
 SENET_ACLNN_LAUNCH(aclnnRelu);
 aclnnStatus aclnnInplaceReluGetWorkspaceSize(aclTensor *selfRef, uint64_t *workspaceSize,
@@ -358,6 +363,18 @@ aclnnStatus aclnnInplaceZeroGetWorkspaceSize(aclTensor *selfRef, uint64_t *works
                                              aclOpExecutor **executor);
 SENET_ACLNN_LAUNCH(aclnnInplaceZero);
 
+/* Fused SGD (A2/A3 and later, not the first-generation 910): for each index i,
+ * g = gradsRef[i] / gradScale (when given), negated if maximize, plus weightDecay * param;
+ * momentum buffer = g on the first step, else momentum * buf + (1 - dampening) * g;
+ * paramsRef[i] -= lr * (nesterov ? g + momentum * buf : buf) (or lr * g without buffers);
+ * gradsRef[i] is overwritten with the unscaled gradient. */
+aclnnStatus aclnnFusedSgdGetWorkspaceSize(
+    const aclTensorList *paramsRef, const aclTensorList *gradsRef,
+    const aclTensorList *momentumBufferListOptionalRef, const aclTensor *gradScaleOptional,
+    float weightDecay, float momentum, float lr, float dampening, bool nesterov, bool maximize,
+    bool isFirstStep, uint64_t *workspaceSize, aclOpExecutor **executor);
+SENET_ACLNN_LAUNCH(aclnnFusedSgd);
+
 /* ------------------------------------------------------------------------------------------ */
 /* HCCL (libhccl.so; comm setup in libhcomm.so on the newest CANN)                            */
 /* ------------------------------------------------------------------------------------------ */
@@ -392,7 +409,9 @@ typedef enum HcclResult {
     HCCL_E_NETWORK = 19,
     HCCL_E_AGAIN = 20,
     HCCL_E_REMOTE = 21,
-    HCCL_E_SUSPENDING = 22
+    HCCL_E_SUSPENDING = 22,
+    HCCL_E_OPRETRY_FAIL = 23,
+    HCCL_E_OOM = 24
 } HcclResult;
 
 typedef enum HcclDataType {

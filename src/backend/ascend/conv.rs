@@ -88,8 +88,9 @@ pub(super) fn conv2d(
         a.output_padding,
         p.groups as i64,
         pre.t,
-        be.cube(cd)
-    )?;
+        be.conv_cube(cd)
+    )
+    .map_err(|e| be.first_gen_conv_hint(e))?;
     activate(&mut ctx, act, pre.t, yt)?;
     y.dtype = cd;
     Ok(ys)
@@ -242,7 +243,7 @@ fn convolution_backward(
         a.output_padding,
         p.groups as i32,
         mask,
-        be.cube(cd),
+        be.conv_cube(cd),
         dx,
         dw,
         std::ptr::null_mut()

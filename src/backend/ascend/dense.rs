@@ -47,7 +47,7 @@ pub(super) fn linear(
         one,
         one,
         pre.t,
-        be.cube(cd)
+        be.mm_cube(cd)
     )?;
     activate(&mut ctx, act, pre.t, yt)?;
     y.dtype = cd;
@@ -74,7 +74,7 @@ pub(super) fn linear_backward(
     } = shape;
     let LinearGrads { dx, dw, db } = grads;
     let cd = be.cd();
-    let cube = be.cube(cd);
+    let cube = be.mm_cube(cd);
     let mut ctx = be.dev.enter()?;
     let dya = read_as(&mut ctx, dy, &[n, out_features], cd)?;
     if let Some(dx) = dx {

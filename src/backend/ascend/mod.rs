@@ -48,13 +48,29 @@ use super::{
 };
 use crate::{Error, Result};
 use device::DeviceShared;
+use runtime::Product;
 
 /// The arithmetic the backend computes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Precision {
-    /// Everything in float32 (MindSpore `amp_level: O0`). Convolutions and matrix products use
-    /// `cubeMathType` KEEP_DTYPE on Ascend 910B and later; first-generation 910 cubes have no
-    /// fp32 mode, so there ALLOW_FP32_DOWN_PRECISION is passed (cann.md §2.3, §2.5).
+    /// Every tensor in float32 (MindSpore `amp_level: O0`), computed as the vendor documents
+    /// FLOAT cube work on each product (`shared/reference/aclnn-contract.md`):
+    ///
+    /// * Convolutions (forward and both gradients) on A2/A3 pass `cubeMathType` USE_HF32, as
+    ///   torch_npu does by default (`torch.npu.conv.allow_hf32` defaults to True; Part A 1,
+    ///   Part E). KEEP_DTYPE is documented unsupported for a FLOAT forward convolution there
+    ///   (aclnnConvolution.md:436-439; the backward's doc allows it, Part F, but one mode for
+    ///   both directions keeps the gradient the derivative of the forward that ran). HF32 rounds
+    ///   each operand to 11 mantissa bits (relative error <= 2^-12 instead of fp32's 2^-24),
+    ///   multiplies exactly and accumulates in fp32: a convolution output is off by at most about
+    ///   `2^-11 * Σ|x||w|` over its taps, against `k * 2^-24 * Σ|x||w|` in true fp32.
+    /// * Matrix products (Dense) on A2/A3 pass KEEP_DTYPE: true fp32 (Part A 2; torch_npu's
+    ///   default, `matmul.allow_hf32 = False`).
+    /// * First-generation 910: the cube has no FP32; ALLOW_FP32_DOWN_PRECISION makes the
+    ///   convolution gradients and the matrix products compute in FLOAT16 (Part A 3;
+    ///   KEEP_DTYPE and USE_HF32 are errors there), and the forward convolution exists only in
+    ///   CANN 8.0, FLOAT16 as well. So on that product `Fp32` is fp16 arithmetic in the cube
+    ///   with fp32 tensors, the rest (BatchNorm, the loss, the optimizer) fp32.
     Fp32,
     /// MindSpore AMP O2 (`amp_level: "O2"`, MindCV's recipes; `mindcv.md` §5): convolutions,
     /// Dense layers, pooling and activations in fp16 (weights cast from the fp32 master copy
@@ -65,12 +81,18 @@ pub enum Precision {
     Fp16,
 }
 
-/// Which max-pool operator the SoC has (cann.md §2.5).
+/// Which max-pool operator pair the backend uses (`aclnn-contract.md` Part A 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PoolOp {
-    /// `aclnnMaxPool2dWithIndices` (+`Backward`): Ascend 910B (A2), 910_93 (A3) and later.
+    /// `aclnnMaxPool2dWithIndices` (+`Backward`) with INT32 indices: Ascend 950, where the
+    /// mask pair is not supported (aclnnMaxPool2dWithMask.md:8) and the indices backward takes
+    /// FLOAT16 too (aclnnMaxPool2dWithIndicesBackward.md:214-217).
     WithIndices,
-    /// `aclnnMaxPool2dWithMask` (+`Backward`): first-generation Ascend 910 too.
+    /// `aclnnMaxPool2dWithMask` (+`Backward`): first-generation 910 (which has no
+    /// WithIndices), A2 and A3, whose WithIndices backward takes only FLOAT with INT32 indices
+    /// (aclnnMaxPool2dWithIndicesBackward.md:221-224), so O2 could not train through it. The
+    /// mask pair takes FLOAT and FLOAT16 in both directions there; torch_npu uses it on these
+    /// SoCs too (MaxPool2dWithIndicesKernelNpuOpApi.cpp:130-143).
     WithMask,
 }
 
@@ -79,9 +101,8 @@ pub struct AscendBackend {
     dev: Arc<DeviceShared>,
     precision: Precision,
     soc: String,
+    product: Product,
     pool_op: PoolOp,
-    /// `cubeMathType` for fp32 convolutions and matrix products.
-    cube_fp32: i8,
 }
 
 impl std::fmt::Debug for AscendBackend {
@@ -94,16 +115,17 @@ impl std::fmt::Debug for AscendBackend {
     }
 }
 
-/// `cubeMathType` values (cann.md §2.3).
+/// `cubeMathType` values (aclnnConvolution.md:205-213).
 const KEEP_DTYPE: i8 = 0;
 const ALLOW_FP32_DOWN_PRECISION: i8 = 1;
+const USE_HF32: i8 = 3;
 
 impl AscendBackend {
     /// Opens NPU `device_id` (0-based) computing in `precision`: loads CANN (`SENET_CANN_LIB`,
     /// `ASCEND_HOME_PATH`, the standard install paths, then the dynamic linker), runs `aclInit`
     /// once per process, binds the device with a new context and stream, and picks the operators
-    /// the SoC supports (`aclrtGetSocName`: `MaxPool2dWithMask` on first-generation 910,
-    /// `MaxPool2dWithIndices` elsewhere).
+    /// and cube modes the SoC's product line is documented to support (`aclrtGetSocName`;
+    /// [`PoolOp`], [`Precision::Fp32`]).
     ///
     /// Errors: [`Error::DeviceUnavailable`] when CANN cannot be loaded (the message lists every
     /// place tried and says to source `set_env.sh`) or lacks a runtime symbol;
@@ -119,25 +141,18 @@ impl AscendBackend {
         }
         let soc = runtime::soc_name()?;
         let dev = DeviceShared::new(device_id)?;
-        let cann = runtime::init()?;
-        let first_gen = runtime::is_first_gen_910(&soc);
-        let has_indices = cann.opapi.aclnnMaxPool2dWithIndices.is_ok()
-            && cann.opapi.aclnnMaxPool2dWithIndicesGetWorkspaceSize.is_ok();
-        let pool_op = if first_gen || !has_indices {
-            PoolOp::WithMask
-        } else {
+        let product = runtime::product(&soc);
+        let pool_op = if product == Product::Ascend950 {
             PoolOp::WithIndices
+        } else {
+            PoolOp::WithMask
         };
         Ok(AscendBackend {
             dev,
             precision,
             soc,
+            product,
             pool_op,
-            cube_fp32: if first_gen {
-                ALLOW_FP32_DOWN_PRECISION
-            } else {
-                KEEP_DTYPE
-            },
         })
     }
 
@@ -190,10 +205,51 @@ impl AscendBackend {
         }
     }
 
-    /// `cubeMathType` for a cube op computing in `dtype`.
-    fn cube(&self, dtype: DType) -> i8 {
-        match dtype {
-            DType::F32 => self.cube_fp32,
+    /// `err` from `aclnnConvolution`, with the CANN release a first-generation 910 needs named
+    /// when that is the likely cause: the forward convolution is documented on this product
+    /// only up to CANN 8.0 (the CANN 8.0.0 page lists it; the current aclnnConvolution.md:23
+    /// says 「Atlas 训练系列产品：不支持」; `aclnn-contract.md` Part A 3, Part F), and a newer
+    /// CANN refuses it with ACLNN_ERR_PARAM_INVALID. senet does not refuse it itself: the
+    /// vendor implementation may still accept the FLOAT16 convolution (Part A 3), and the
+    /// installed CANN's version is not reliably readable (`aclrtGetVersion` is the ACL API
+    /// version, not the release).
+    fn first_gen_conv_hint(&self, err: Error) -> Error {
+        match err {
+            Error::Device {
+                call,
+                code: code @ 161002,
+                name,
+                message,
+            } if self.product == Product::Ascend910 => Error::Device {
+                call,
+                code,
+                name,
+                message: format!(
+                    "{message} [{soc} is a first-generation Ascend 910: aclnnConvolution is \
+                     documented for it only up to CANN 8.0 (later releases list it as \
+                     unsupported, aclnnConvolution.md:23); install CANN 8.0 to run senet on \
+                     this NPU]",
+                    soc = self.soc
+                ),
+            },
+            e => e,
+        }
+    }
+
+    /// `cubeMathType` for a convolution (either direction) computing in `dtype`
+    /// ([`Precision::Fp32`] says why).
+    fn conv_cube(&self, dtype: DType) -> i8 {
+        match (dtype, self.product) {
+            (DType::F32, Product::Ascend910) => ALLOW_FP32_DOWN_PRECISION,
+            (DType::F32, _) => USE_HF32,
+            _ => KEEP_DTYPE,
+        }
+    }
+
+    /// `cubeMathType` for a matrix product (`aclnnMm`, `aclnnAddmm`) computing in `dtype`.
+    fn mm_cube(&self, dtype: DType) -> i8 {
+        match (dtype, self.product) {
+            (DType::F32, Product::Ascend910) => ALLOW_FP32_DOWN_PRECISION,
             _ => KEEP_DTYPE,
         }
     }

@@ -3,6 +3,13 @@
 //! always in fp32 (MindSpore O2 keeps BatchNorm in fp32: an fp16 input is cast up, the output
 //! cast back to fp16), the fused ReLU with `aclnnInplaceRelu` and its backward with
 //! `aclnnThresholdBackward`.
+//!
+//! The saved statistics are aclnnBatchNorm's `saveMean` / `saveInvstd`, handed to
+//! aclnnBatchNormBackward unchanged and never read otherwise: on 910/A2/A3 `saveInvstd` holds
+//! the *biased batch variance* (aclnnBatchNorm.md:226-229, 233-234; on 950 1/sqrt(var+eps),
+//! :237), whatever the parameter's name and aclnnBatchNormBackward.md:180 say
+//! (`aclnn-contract.md` Part A 4, Part F). The trait's saved statistics are backend-defined for
+//! that reason ([`SavedStats`]).
 use super::buffer::{cast_into, out_view, read_as, temp, Arg, AscendBuffer};
 use super::op::aclnn;
 use super::tensor::{DType, ScalarValue};
@@ -13,15 +20,20 @@ use crate::backend::{
 };
 use crate::{Error, Result};
 
-/// The BatchNorm epsilon the backward passes to aclnn (MindSpore `nn.BatchNorm2d`'s 1e-5); the
-/// trait's backward takes `invstd`, which already includes the forward's epsilon, so this value
-/// only matters to an implementation that recomputes it.
-const BN_EPS: f64 = 1e-5;
+/// The epsilon the training-mode backward passes to aclnnBatchNormBackward. On 910/A2/A3 the
+/// saved statistic is the batch variance without epsilon, and the backward computes
+/// `1/sqrt(saveInvstd + eps)` from it (aclnnBatchNormBackward.md:32-44; the impl feeds it to
+/// BNTrainingUpdateGrad as variance, aclnn_batch_norm_backward.cpp:443-469): this must be the
+/// forward's epsilon. The trait's backward does not carry it, so it is MindSpore
+/// `nn.BatchNorm2d`'s 1e-5, the only value senet's models use, and [`batch_norm_train`]
+/// refuses another one (its statistics could not be differentiated correctly).
+const BN_EPS: f32 = 1e-5;
 
 /// The statistics a BatchNorm forward normalises with.
 enum BnStats<'a> {
     /// Training: batch statistics; the moving ones updated in place (MindSpore's convention),
-    /// the batch mean and invstd saved for the backward.
+    /// the batch mean and aclnn's `saveInvstd` (the variance, see the module) saved for the
+    /// backward.
     Batch(BatchStats<'a, AscendBuffer>),
     /// Frozen (MindSpore `use_batch_statistics=False`): the moving statistics, unchanged.
     Frozen(MovingStats<'a, AscendBuffer>),
@@ -29,7 +41,7 @@ enum BnStats<'a> {
 
 /// The statistics a BatchNorm backward differentiates through.
 enum BnGradStats<'a> {
-    /// Training: the forward's saved batch mean and invstd.
+    /// Training: the forward's saved batch mean and `saveInvstd`.
     Batch(SavedStats<'a, AscendBuffer>),
     /// Frozen: the moving statistics (constants) and the forward's epsilon.
     Frozen(MovingStats<'a, AscendBuffer>),
@@ -49,6 +61,13 @@ pub(super) fn batch_norm_train(
     y: &mut AscendBuffer,
 ) -> Result<()> {
     bn.check_train(x, &stats, y)?;
+    if stats.eps != BN_EPS {
+        return Err(Error::Invalid(format!(
+            "batch_norm_train on Ascend: eps {} is not {BN_EPS}, the one its backward uses \
+             (aclnnBatchNormBackward recomputes 1/sqrt(var + eps) from the saved variance)",
+            stats.eps
+        )));
+    }
     bn_forward(be, bn, x, BnStats::Batch(stats), y)
 }
 
@@ -179,7 +198,7 @@ fn bn_forward(
 /// [`Backend::batch_norm_frozen_backward`](crate::backend::Backend::batch_norm_frozen_backward):
 /// the ReLU mask first when fused (`aclnnThresholdBackward(dy, y, 0)`: dy where y > 0), then
 /// `aclnnBatchNormBackward(outputMask = {input, weight, bias})`: `training = true` with the
-/// saved mean and invstd ([`BnGradStats::Batch`]; running statistics NULL), or
+/// saved mean and `saveInvstd` ([`BnGradStats::Batch`]; running statistics NULL), or
 /// `training = false` with the moving statistics and `eps` ([`BnGradStats::Frozen`]).
 /// Everything in fp32; `dx` is cast to fp16 in O2.
 fn bn_grad(
@@ -230,7 +249,7 @@ fn bn_grad(
     let a1 = read_as(&mut ctx, s1, &[c], f32)?;
     let null = std::ptr::null_mut();
     let (training, eps, rm, rv, sm, si) = match stats {
-        BnGradStats::Batch(_) => (true, BN_EPS, null, null, a0.t, a1.t),
+        BnGradStats::Batch(_) => (true, f64::from(BN_EPS), null, null, a0.t, a1.t),
         BnGradStats::Frozen(m) => (false, m.eps as f64, a0.t, a1.t, null, null),
     };
     let dxt = out_view(&mut ctx, dx, &d, out_dtype)?;

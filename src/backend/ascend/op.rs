@@ -9,10 +9,10 @@
 //!
 //! An executor that never reached phase 2 (the workspace could not be allocated) is destroyed
 //! with `aclDestroyAclOpExecutor`. Phase 2 consumes the executor whether or not it accepts the
-//! launch (cann.md §2.1 "phase 2 consumes and frees it", read literally; the emulator does the
-//! same), so a refused launch leaves nothing to free. Whether real CANN frees a refused
-//! executor is not documented: if it does not, this leaks one executor per refused launch,
-//! which is the safe side of a double free.
+//! launch, so a refused launch leaves nothing to free: the docs do not say what a failed
+//! phase 2 does, but the vendor implementation deletes a non-repeatable executor after running
+//! it whatever the result (`aclnn-contract.md` Part D, CommonOpExecutorRun; the emulator does
+//! the same).
 //!
 //! Every operator symbol is resolved from `Cann.opapi` with [`sym`], so an operator missing
 //! from the installed CANN is an [`crate::Error::DeviceUnavailable`] naming it, not a panic.
@@ -67,8 +67,8 @@ impl Ctx<'_> {
         // bytes; the stream belongs to the current context.
         let status = unsafe { launch(ws_ptr, ws_size, executor, self.stream()) };
         if status != 0 {
-            // Phase 2 consumes the executor whether or not it accepts the launch (cann.md §2.1:
-            // "phase 2 consumes and frees it"): never destroy it here.
+            // Phase 2 consumes the executor whether or not it accepts the launch (contract
+            // Part D): never destroy it here.
             return check_nn(cann, name, status);
         }
         drop(workspace);

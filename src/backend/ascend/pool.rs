@@ -1,5 +1,5 @@
-//! Pooling: MindSpore's 'same' max pool through `aclnnMaxPool2dWithIndices` (910B and later) or
-//! `aclnnMaxPool2dWithMask` (first-generation 910), with the padding mapping of
+//! Pooling: MindSpore's 'same' max pool through `aclnnMaxPool2dWithMask` (first-generation 910,
+//! A2, A3) or `aclnnMaxPool2dWithIndices` (950; [`PoolOp`] says why), with the padding mapping of
 //! [`super::geometry`]; the global average pool through `aclnnMean` over (H, W).
 //!
 //! The max-pool backward needs the forward's argmax (indices or mask). The trait's backward
@@ -18,10 +18,11 @@ use super::{AscendBackend, PoolOp};
 use crate::backend::{check_len, MaxPool2dParams, PoolGeometry, Shape4};
 use crate::{Error, Result};
 
-/// Element type of `aclnnMaxPool2dWithIndices`' indices: INT64 as `cann_subset.h` (and the
-/// emulator) declare. NOTE: the CANN 8.0.RC2 page of `aclnnMaxPool2dWithIndicesBackward` says
-/// INT32 ("数据类型仅支持INT32"); which one a given CANN accepts is to be checked on hardware.
-pub const INDICES_DTYPE: DType = DType::I64;
+/// Element type of `aclnnMaxPool2dWithIndices`' indices: INT32, the one both directions take on
+/// every product that has the operator (the forward takes INT32/INT64,
+/// aclnnMaxPool2dWithIndices.md:173-174; the backward INT32 only on A2/A3,
+/// aclnnMaxPool2dWithIndicesBackward.md:221-224, INT32/INT64 on 950, :214-217).
+const INDICES_DTYPE: DType = DType::I32;
 
 struct PoolArgs {
     kernel: *mut aclIntArray,

@@ -351,6 +351,42 @@ pub(super) fn is_first_gen_910(soc: &str) -> bool {
     FIRST_GEN_910.contains(&soc)
 }
 
+/// The product line of a SoC as the vendor's operator documents tell them apart
+/// (`shared/reference/aclnn-contract.md`, "Product names"): what an operator supports, and
+/// how a FLOAT cube operation is computed, is documented per product line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Product {
+    /// First-generation Ascend 910 ("Atlas 训练系列产品", [`FIRST_GEN_910`]).
+    Ascend910,
+    /// Atlas A2 (`Ascend910B1`..`Ascend910B4` and their suffixed variants).
+    A2,
+    /// Atlas A3 (`Ascend910_93xx`).
+    A3,
+    /// Ascend 950 (`Ascend950*`).
+    Ascend950,
+    /// Anything else (inference parts such as 310P/310B; senet is not documented to run
+    /// there).
+    Other,
+}
+
+/// The product line of `soc` (an `aclrtGetSocName` name).
+pub(super) fn product(soc: &str) -> Product {
+    if is_first_gen_910(soc) {
+        Product::Ascend910
+    } else if soc.starts_with("Ascend910_93") {
+        Product::A3
+    } else if soc
+        .strip_prefix("Ascend910B")
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+    {
+        Product::A2
+    } else if soc.starts_with("Ascend950") {
+        Product::Ascend950
+    } else {
+        Product::Other
+    }
+}
+
 /// What [`devices`] reports: where CANN was loaded from and what it sees.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DevicesReport {
@@ -363,8 +399,8 @@ pub struct DevicesReport {
     pub device_count: u32,
     /// `aclrtGetSocName`, e.g. `Ascend910B1`.
     pub soc_name: String,
-    /// Whether that SoC is a first-generation Ascend 910 (MaxPool2dWithMask path, fp32 cubes
-    /// computed with ALLOW_FP32_DOWN_PRECISION).
+    /// Whether that SoC is a first-generation Ascend 910 (fp32 cube work computed in fp16 with
+    /// ALLOW_FP32_DOWN_PRECISION; aclnnConvolution documented only up to CANN 8.0).
     pub first_gen_910: bool,
 }
 
@@ -389,4 +425,27 @@ pub fn devices() -> Result<DevicesReport> {
         first_gen_910: is_first_gen_910(&soc_name),
         soc_name,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{product, Product};
+
+    #[test]
+    fn soc_names_map_to_the_contract_product_lines() {
+        for (soc, want) in [
+            ("Ascend910A", Product::Ascend910),
+            ("Ascend910B", Product::Ascend910),
+            ("Ascend910ProB", Product::Ascend910),
+            ("Ascend910B1", Product::A2),
+            ("Ascend910B4", Product::A2),
+            ("Ascend910B2C", Product::A2),
+            ("Ascend910_9391", Product::A3),
+            ("Ascend950PR", Product::Ascend950),
+            ("Ascend310P3", Product::Other),
+            ("Ascend910", Product::Other),
+        ] {
+            assert_eq!(product(soc), want, "{soc}");
+        }
+    }
 }

@@ -51,7 +51,8 @@ impl<B: ?Sized> Clone for BatchNormForward<'_, B> {
 impl<B: ?Sized> Copy for BatchNormForward<'_, B> {}
 
 /// The statistics of a training-mode BatchNorm: the batch's, with the moving ones updated and
-/// the batch mean and invstd saved for the backward (C values each). MindSpore's convention:
+/// two per-channel statistics saved for the backward (C values each; backend-defined, see
+/// [`BatchStats::saved_invstd`]). MindSpore's convention:
 /// `moving = momentum*moving + (1-momentum)*batch` (MindSpore momentum 0.9 = PyTorch 0.1), the
 /// variance with the unbiased batch variance.
 #[derive(Debug)]
@@ -64,9 +65,13 @@ pub struct BatchStats<'a, B: ?Sized> {
     pub moving_mean: &'a mut B,
     /// Moving variance, updated in place.
     pub moving_var: &'a mut B,
-    /// The batch mean, written.
+    /// The first saved statistic, written (the batch mean on the CPU and Ascend backends).
     pub saved_mean: &'a mut B,
-    /// The batch `invstd`, written.
+    /// The second saved statistic, written: opaque, only for the same backend's
+    /// [`Backend::batch_norm_backward`](crate::backend::Backend::batch_norm_backward). The CPU
+    /// backend writes the batch `1/sqrt(var + eps)`; the Ascend backend aclnnBatchNorm's
+    /// `saveInvstd`, which despite its name is the biased batch variance on 910/A2/A3
+    /// (1/sqrt(var + eps) only on 950; `aclnn-contract.md` Part A 4).
     pub saved_invstd: &'a mut B,
 }
 
@@ -92,12 +97,13 @@ impl<B: ?Sized> Clone for MovingStats<'_, B> {
 impl<B: ?Sized> Copy for MovingStats<'_, B> {}
 
 /// The batch statistics a training-mode forward saved ([`BatchStats::saved_mean`] and
-/// [`BatchStats::saved_invstd`]), for its backward (C values each).
+/// [`BatchStats::saved_invstd`]), for its backward (C values each), as that backend wrote
+/// them.
 #[derive(Debug)]
 pub struct SavedStats<'a, B: ?Sized> {
-    /// The batch mean.
+    /// [`BatchStats::saved_mean`].
     pub mean: &'a B,
-    /// The batch `1/sqrt(var + eps)`.
+    /// [`BatchStats::saved_invstd`] (backend-defined, see there).
     pub invstd: &'a B,
 }
 

@@ -384,7 +384,7 @@ fn devices(a: DevicesArgs) -> Result<()> {
                 r.device_count,
                 r.soc_name,
                 if r.first_gen_910 {
-                    " (first-generation 910: MaxPool2dWithMask, fp16 cubes)"
+                    " (first-generation 910: fp16 cubes, aclnnConvolution needs CANN 8.0)"
                 } else {
                     ""
                 },

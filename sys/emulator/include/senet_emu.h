@@ -3,11 +3,19 @@
  * symbols exist only in the emulator, so a test can check for them with dlsym.
  *
  * Environment variables read at aclInit:
- *   SENET_EMU_DEVICES    number of devices (default 8)
- *   SENET_EMU_SOC        aclrtGetSocName (default "Ascend910B1"; "Ascend910A" and the other
- *                        first-generation names emulate that chip's differences)
- *   SENET_EMU_HBM_BYTES  memory per device (default 32 GiB)
- *   SENET_EMU_FAIL       function:afterCalls:code[,...], as senetEmuInjectFailure
+ *   SENET_EMU_DEVICES       number of devices (default 8)
+ *   SENET_EMU_SOC           aclrtGetSocName (default "Ascend910B1"), which picks the product line
+ *                           whose documented contract (shared/reference/aclnn-contract.json) the
+ *                           emulator enforces: Ascend910A/ProA/B/ProB/PremiumA = first-generation
+ *                           910, Ascend910B1..B4 = A2, Ascend910_93xx = A3 (also Ascend950*,
+ *                           Ascend310P*, Ascend310B*); any other name fails aclInit
+ *   SENET_EMU_CANN_VERSION  the CANN release whose docs apply: 8.0 or 9.1 (default 9.1)
+ *   SENET_EMU_HBM_BYTES     memory per device (default 32 GiB)
+ *   SENET_EMU_FAIL          function:afterCalls:code[,...], as senetEmuInjectFailure
+ * Read at the first call:
+ *   SENET_EMU_STATS         FILE: at process exit (and at aclFinalize) the emulator writes FILE,
+ *                           a JSON object {"function": calls} of every CANN function called;
+ *                           "{pid}" in FILE is replaced by the process id
  */
 #ifndef SENET_EMU_H
 #define SENET_EMU_H

@@ -30,6 +30,7 @@ fn with<R>(f: impl FnOnce(&mut Control) -> R) -> R {
 
 /// Counts a call of `name` and returns the code of an injected failure that is due now.
 pub fn on_call(name: &str) -> Option<i32> {
+    crate::stats::arm();
     with(|c| {
         *c.counts.entry(name.to_string()).or_insert(0) += 1;
         let list = c.injections.get_mut(name)?;
@@ -77,6 +78,37 @@ pub fn inject_from_spec(spec: &str) -> Result<(), String> {
         inject(f, a, c);
     }
     Ok(())
+}
+
+/// Counts a call of `name` (for exported functions that take no failure injection:
+/// `aclGetRecentErrMsg`, `HcclGetErrorString`).
+pub fn count(name: &str) {
+    crate::stats::arm();
+    with(|c| *c.counts.entry(name.to_string()).or_insert(0) += 1);
+}
+
+/// Every function called so far with its call count, or `None` if the counters could not be
+/// locked within `wait` (another thread holds them while the process exits).
+pub fn counts_snapshot(
+    wait: std::time::Duration,
+) -> Option<std::collections::BTreeMap<String, u64>> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match CONTROL.try_lock() {
+            Ok(g) => return Some(snapshot(&g)),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(snapshot(&p.into_inner())),
+            Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        }
+    }
+}
+
+fn snapshot(c: &Option<Control>) -> std::collections::BTreeMap<String, u64> {
+    c.as_ref()
+        .map(|c| c.counts.iter().map(|(k, v)| (k.clone(), *v)).collect())
+        .unwrap_or_default()
 }
 
 /// Total calls of `function` since the process started.

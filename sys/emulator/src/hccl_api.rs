@@ -648,6 +648,8 @@ fn error_cstr(code: HcclResult) -> &'static CStr {
         20 => c"try again",
         21 => c"error on a remote rank",
         22 => c"suspending",
+        23 => c"operation retry failed",
+        24 => c"out of memory",
         _ => c"unknown error",
     }
 }
@@ -659,6 +661,7 @@ fn error_text(code: HcclResult) -> &'static str {
 /// A static description of an `HcclResult`.
 #[no_mangle]
 pub extern "C" fn HcclGetErrorString(code: HcclResult) -> *const c_char {
+    crate::control::count("HcclGetErrorString");
     error_cstr(code).as_ptr()
 }
 

@@ -142,9 +142,16 @@ impl Memory {
         matches!(self.containing(addr), Some((_, a)) if matches!(a.kind, Kind::Device(_)))
     }
 
-    /// Releases the allocation starting at `start`.
+    /// Releases the allocation starting at `start`. A device block up to [`POISON_LIMIT`] is
+    /// poisoned before it goes back to the host allocator, so memory recycled into any later
+    /// allocation (poisoned again there, or handed out unpoisoned above the limit) never shows
+    /// the freed block's old values.
     pub fn release(&mut self, start: usize) -> Option<Alloc> {
         let a = self.allocs.remove(&start)?;
+        if matches!(a.kind, Kind::Device(_)) && a.reserved <= POISON_LIMIT && poison_enabled() {
+            // SAFETY: the block is live until the dealloc below and `reserved` bytes long.
+            unsafe { std::ptr::write_bytes(start as *mut u8, POISON, a.reserved) };
+        }
         // SAFETY: `start` was returned by `alloc` with exactly this layout and is freed once.
         unsafe { dealloc(start as *mut u8, a.layout) };
         self.pending.remove(&start);

@@ -178,7 +178,12 @@ fn check_copy(
         aclrtMemcpyKind::ACL_MEMCPY_HOST_TO_DEVICE => (true, false),
         aclrtMemcpyKind::ACL_MEMCPY_DEVICE_TO_HOST => (false, true),
         aclrtMemcpyKind::ACL_MEMCPY_DEVICE_TO_DEVICE => (true, true),
-        other => return Err(invalid(format!("unknown aclrtMemcpyKind {}", other.0))),
+        other => {
+            return Err(invalid(format!(
+                "aclrtMemcpyKind {} is not supported by the emulator (it copies HOST_TO_HOST, HOST_TO_DEVICE, DEVICE_TO_HOST and DEVICE_TO_DEVICE)",
+                other.0
+            )))
+        }
     };
     let mut uses = Vec::new();
     for (addr, dev, name) in [(dst, dst_dev, "dst"), (src, src_dev, "src")] {
@@ -210,7 +215,10 @@ fn check_copy(
     Ok(uses)
 }
 
-/// Synchronous copy: validates, runs the current device's queued work, then copies.
+/// Synchronous copy: validates, then copies at once. Work queued on streams is NOT waited for
+/// ("本接口会立刻进行内存复制，函数内部不会进行隐式的device同步或流同步", contract Part D,
+/// [`crate::contract::rules::MEMCPY_NO_SYNC`]): a copy of memory that queued work will write
+/// sees the old contents, deterministically, because queued work runs only when synchronised.
 #[no_mangle]
 pub extern "C" fn aclrtMemcpy(
     dst: *mut c_void,
@@ -220,11 +228,6 @@ pub extern "C" fn aclrtMemcpy(
     kind: aclrtMemcpyKind,
 ) -> aclError {
     acl("aclrtMemcpy", || {
-        let device = with_emu(|e| {
-            check_copy(e, dst as usize, destMax, src as usize, count, kind, false)?;
-            Ok::<_, Fail>(e.current()?.1.device)
-        })?;
-        state::sync_device(device)?;
         with_emu(|e| check_copy(e, dst as usize, destMax, src as usize, count, kind, false))?;
         // SAFETY: both ranges were checked (device side inside a live allocation; the host side
         // is the caller's promise, as with the real runtime).
@@ -279,8 +282,8 @@ fn check_memset(e: &state::Emu, dev: usize, max: usize, count: usize) -> Res<usi
         .map_err(|m| invalid(format!("devPtr: {m}")))
 }
 
-/// Synchronous memset of device memory (each byte = `value & 0xFF`), after running the current
-/// device's queued work.
+/// Synchronous memset of device memory (each byte = `value & 0xFF`), done at once: like
+/// `aclrtMemcpy` it does not wait for work queued on streams.
 #[no_mangle]
 pub extern "C" fn aclrtMemset(
     devPtr: *mut c_void,
@@ -289,11 +292,6 @@ pub extern "C" fn aclrtMemset(
     count: usize,
 ) -> aclError {
     acl("aclrtMemset", || {
-        let device = with_emu(|e| {
-            check_memset(e, devPtr as usize, maxCount, count)?;
-            Ok::<_, Fail>(e.current()?.1.device)
-        })?;
-        state::sync_device(device)?;
         with_emu(|e| check_memset(e, devPtr as usize, maxCount, count))?;
         // SAFETY: the range lies inside a live device allocation.
         unsafe { std::ptr::write_bytes(devPtr as *mut u8, value as u8, count) };

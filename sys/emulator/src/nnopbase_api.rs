@@ -294,11 +294,26 @@ pub extern "C" fn aclSetAclOpExecutorRepeatable(executor: *mut aclOpExecutor) ->
     })
 }
 
-/// Destroys an executor (a repeatable one, or a single-use one that will not be launched).
+/// Destroys an executor (a repeatable one, or a single-use one that will not be launched). A
+/// repeatable executor whose phase-1 aclTensor arguments were destroyed before it is reported
+/// (use after free, contract Part D) after it is destroyed.
 #[no_mangle]
 pub extern "C" fn aclDestroyAclOpExecutor(executor: *mut aclOpExecutor) -> aclnnStatus {
     nn("aclDestroyAclOpExecutor", || {
-        objects::destroy(executor as usize, "aclOpExecutor", "executor")
+        let found = objects::lookup(
+            executor as usize,
+            "aclOpExecutor",
+            "executor",
+            |o| match o {
+                Obj::Executor(x) => Some((x.op, x.repeatable, x.args.clone())),
+                _ => None,
+            },
+        )?;
+        objects::destroy(executor as usize, "aclOpExecutor", "executor")?;
+        match found {
+            (op, true, args) => crate::ops::args_alive(op, &args),
+            _ => Ok(()),
+        }
     })
 }
 

@@ -1,5 +1,6 @@
 //! Registries of live aclnn objects (tensors, scalars, arrays, tensor lists, executors), so
 //! that null, foreign, destroyed and wrongly-typed handles are all detected.
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -86,6 +87,9 @@ pub struct Executor {
     pub repeatable: bool,
     /// Every tensor the op reads or writes (copies of the caller's descriptors).
     pub tensors: Vec<Arc<TensorDesc>>,
+    /// The caller's aclTensor / aclTensorList handles phase 1 was given, with the argument
+    /// name: they must stay alive until phase 2 returns (contract Part D).
+    pub args: Vec<(usize, String)>,
     /// The computation, run when the stream reaches the launch.
     pub run: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
 }
@@ -147,6 +151,38 @@ pub fn live_count() -> usize {
     with_objects(|m| m.len())
 }
 
+thread_local! {
+    /// The tensor and tensor-list handles looked up by the phase 1 running on this thread.
+    static RECORDED: RefCell<Option<Vec<(usize, String)>>> = const { RefCell::new(None) };
+}
+
+/// Starts recording the aclTensor / aclTensorList handles this thread looks up (phase 1).
+pub fn start_recording() {
+    RECORDED.with(|r| *r.borrow_mut() = Some(Vec::new()));
+}
+
+/// Stops recording and returns the handles looked up since [`start_recording`].
+pub fn take_recorded() -> Vec<(usize, String)> {
+    RECORDED.with(|r| r.borrow_mut().take().unwrap_or_default())
+}
+
+fn record(p: usize, what: &str) {
+    RECORDED.with(|r| {
+        if let Some(v) = r.borrow_mut().as_mut() {
+            v.push((p, what.to_string()));
+        }
+    });
+}
+
+/// The first of `args` that is no longer a live object, with its argument name.
+pub fn first_destroyed(args: &[(usize, String)]) -> Option<(usize, String)> {
+    with_objects(|m| {
+        args.iter()
+            .find(|(p, _)| !matches!(m.get(p), Some(Obj::Tensor(_) | Obj::TensorList(_))))
+            .cloned()
+    })
+}
+
 /// Looks `p` up as a `kind`, applying `f` to the object. Null gives `ACLNN_ERR_PARAM_NULLPTR`,
 /// a handle that is not a live object of that kind `ACLNN_ERR_PARAM_INVALID`.
 pub fn lookup<T>(
@@ -180,12 +216,24 @@ pub fn lookup<T>(
     })
 }
 
-/// The tensor behind handle `p`.
+/// The tensor behind handle `p` (recorded as an argument of the phase 1 running, if any).
 pub fn tensor(p: *const aclTensor, what: &str) -> Res<Arc<TensorDesc>> {
-    lookup(p as usize, "aclTensor", what, |o| match o {
+    let t = lookup(p as usize, "aclTensor", what, |o| match o {
         Obj::Tensor(t) => Some(t.clone()),
         _ => None,
-    })
+    })?;
+    record(p as usize, what);
+    Ok(t)
+}
+
+/// The member tensors of the tensor list behind `p` (recorded like [`tensor`]).
+pub fn tensor_list(p: *const aclTensorList, what: &str) -> Res<Vec<Arc<TensorDesc>>> {
+    let v = lookup(p as usize, "aclTensorList", what, |o| match o {
+        Obj::TensorList(v) => Some(v.clone()),
+        _ => None,
+    })?;
+    record(p as usize, what);
+    Ok(v)
 }
 
 /// The tensor behind `p`, or `None` for null.

@@ -90,6 +90,7 @@ pub extern "C" fn aclFinalize() -> aclError {
             e.phase = Phase::Finalized;
         });
         state::set_current(0);
+        crate::stats::write_now();
         Ok(())
     })
 }
@@ -98,6 +99,7 @@ pub extern "C" fn aclFinalize() -> aclError {
 /// failing call.
 #[no_mangle]
 pub extern "C" fn aclGetRecentErrMsg() -> *const c_char {
+    control::count("aclGetRecentErrMsg");
     api::recent_ptr()
 }
 

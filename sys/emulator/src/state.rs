@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use senet_cann_sys::*;
 
 use crate::api::{Fail, Res};
+use crate::contract::{CannVersion, Product};
 use crate::memory::Memory;
 use crate::stream::{Event, Stream};
 
@@ -20,6 +21,9 @@ pub const ENV_SOC: &str = "SENET_EMU_SOC";
 pub const ENV_HBM: &str = "SENET_EMU_HBM_BYTES";
 /// Environment variable: failures to inject at `aclInit` (`function:afterCalls:code[,...]`).
 pub const ENV_FAIL: &str = "SENET_EMU_FAIL";
+/// Environment variable: the CANN release whose contract applies (`8.0` or `9.1`, default the
+/// newest the contract covers).
+pub const ENV_CANN_VERSION: &str = "SENET_EMU_CANN_VERSION";
 
 /// Where the process is in the `aclInit` / `aclFinalize` life cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,6 +44,10 @@ pub struct Config {
     pub devices: u32,
     /// SoC name (leaked so `aclrtGetSocName`'s pointer stays valid).
     pub soc: &'static CString,
+    /// The contract's product line of the SoC.
+    pub product: Product,
+    /// The CANN release emulated.
+    pub version: CannVersion,
     /// HBM bytes per device.
     pub hbm: u64,
 }
@@ -69,30 +77,27 @@ impl Config {
             .ok()
             .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| "Ascend910B1".to_string());
-        let soc = CString::new(soc.trim()).map_err(|_| format!("{ENV_SOC} contains a NUL"))?;
+        let soc = soc.trim();
+        let product = Product::from_soc(soc).ok_or_else(|| {
+            format!(
+                "{ENV_SOC}={soc:?} is not a SoC the emulator knows; use one of {}",
+                Product::SOC_NAMES
+            )
+        })?;
+        let version = match std::env::var(ENV_CANN_VERSION) {
+            Ok(v) if !v.trim().is_empty() => CannVersion::parse(&v).ok_or_else(|| {
+                format!("{ENV_CANN_VERSION}={v:?} is not a CANN release the contract covers (8.0 or 9.1)")
+            })?,
+            _ => CannVersion::NEWEST,
+        };
+        let soc = CString::new(soc).map_err(|_| format!("{ENV_SOC} contains a NUL"))?;
         Ok(Config {
             devices,
             soc: Box::leak(Box::new(soc)),
+            product,
+            version,
             hbm,
         })
-    }
-
-    /// Whether the SoC is a first-generation Ascend 910 (`Ascend910A`, `Ascend910ProA`,
-    /// `Ascend910B`, `Ascend910ProB`, `Ascend910PremiumA`), as opposed to the 910B1..B4 family
-    /// and later.
-    pub fn first_gen_910(&self) -> bool {
-        is_first_gen_910(&self.soc.to_string_lossy())
-    }
-}
-
-/// Whether `soc` names a first-generation Ascend 910 (see [`Config::first_gen_910`]).
-pub fn is_first_gen_910(soc: &str) -> bool {
-    match soc.strip_prefix("Ascend910") {
-        // `Ascend910B1`.. and `Ascend910_93..` are the A2/A3 generations.
-        Some(rest) => {
-            !(rest.is_empty() || rest.starts_with('_') || (rest.starts_with('B') && rest.len() > 1))
-        }
-        None => false,
     }
 }
 
@@ -155,11 +160,6 @@ pub fn set_current(ctx: usize) {
     CURRENT.with(|c| c.set(ctx));
 }
 
-/// Whether the configured SoC is a first-generation 910 (false before `aclInit`).
-pub fn first_gen_910() -> bool {
-    with_emu(|e| e.config.as_ref().is_some_and(Config::first_gen_910))
-}
-
 impl Emu {
     /// Fails with `ACL_ERROR_UNINITIALIZE` unless between `aclInit` and `aclFinalize`.
     pub fn require_init(&self) -> Res<()> {
@@ -200,9 +200,10 @@ impl Emu {
     }
 
     /// The stream a handle means: null is the current context's default stream; others must be
-    /// live streams of the current device.
+    /// live streams of the current context (`ACL_ERROR_RT_STREAM_CONTEXT` otherwise, contract
+    /// Part D: "stream not in current context", `rt_error_codes.h:24`), not merely of its device.
     pub fn stream(&self, handle: aclrtStream) -> Res<Arc<Stream>> {
-        let (_, ctx) = self.current()?;
+        let (cur, ctx) = self.current()?;
         if handle.is_null() {
             return Ok(ctx.default_stream.clone());
         }
@@ -214,12 +215,16 @@ impl Emu {
                 ),
             )
         })?;
-        if s.device != ctx.device {
+        if s.context != cur {
             return Err(Fail::new(
                 ACL_ERROR_RT_STREAM_CONTEXT,
                 format!(
-                    "stream {handle:p} belongs to device {}, but the current context is on device {}",
-                    s.device, ctx.device
+                    "stream {handle:p} belongs to context {:#x} (device {}), but the current context is {cur:#x} (device {}) [contract rule: {}; source: {}]",
+                    s.context,
+                    s.device,
+                    ctx.device,
+                    crate::contract::rules::STREAM_CONTEXT.text,
+                    crate::contract::rules::STREAM_CONTEXT.src
                 ),
             ));
         }
@@ -293,33 +298,5 @@ pub fn sync_device(device: i32) -> Res<()> {
         Ok(())
     } else {
         Err(Fail::new(ACL_ERROR_RT_INTERNAL_ERROR, errors.join("; ")))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_first_gen_910;
-
-    #[test]
-    fn soc_generations() {
-        for s in [
-            "Ascend910A",
-            "Ascend910ProA",
-            "Ascend910B",
-            "Ascend910ProB",
-            "Ascend910PremiumA",
-        ] {
-            assert!(is_first_gen_910(s), "{s}");
-        }
-        for s in [
-            "Ascend910B1",
-            "Ascend910B2C",
-            "Ascend910B4_1",
-            "Ascend910_9391",
-            "Ascend310P3",
-            "Ascend910",
-        ] {
-            assert!(!is_first_gen_910(s), "{s}");
-        }
     }
 }

@@ -127,7 +127,7 @@ pub unsafe fn store(addr: usize, dt: aclDataType, v: f64) {
 
 /// Byte address of every element of `t`'s view, in row-major order of the view, or of the view
 /// broadcast to `target` (dims of size 1, or missing leading dims, repeat).
-fn for_each_addr(t: &TensorDesc, target: &[i64], mut f: impl FnMut(usize, usize)) {
+pub(crate) fn for_each_addr(t: &TensorDesc, target: &[i64], mut f: impl FnMut(usize, usize)) {
     let es = elem_size(t.dtype).unwrap_or(1) as i64;
     let rank = target.len();
     let lead = rank - t.dims.len();

@@ -231,6 +231,7 @@ fn rank_table_threads_and_single_rank() {
                     comm,
                     null_mut(),
                 ));
+                assert_eq!(aclrtSynchronizeStream(null_mut()), 0, "{}", err());
                 let mut out = [0i32; 2];
                 let d2h = aclrtMemcpyKind::ACL_MEMCPY_DEVICE_TO_HOST;
                 assert_eq!(

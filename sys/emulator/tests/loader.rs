@@ -61,6 +61,11 @@ fn the_loader_opens_the_cdylib() {
             (op.aclnnInplaceMuls.as_ref().unwrap())(null_mut(), ws, ex, null_mut()),
             0
         );
+        // aclrtMemcpy does not wait for queued work (contract Part D): synchronise first.
+        assert_eq!(
+            (acl.aclrtSynchronizeStream.as_ref().unwrap())(null_mut()),
+            0
+        );
         let mut out = [0f32; 4];
         let rc = (acl.aclrtMemcpy.as_ref().unwrap())(
             out.as_mut_ptr() as *mut c_void,
@@ -75,6 +80,7 @@ fn the_loader_opens_the_cdylib() {
         assert!(op.aclnnConvolutionBackwardGetWorkspaceSize.is_ok());
         assert!(op.aclnnMaxPool2dWithMaskBackward.is_ok());
         assert!(op.aclnnInplaceZero.is_ok());
+        assert!(op.aclnnFusedSgdGetWorkspaceSize.is_ok() && op.aclnnFusedSgd.is_ok());
         assert!(h.HcclGetCommAsyncError.is_ok() && h.HcclCommInitClusterInfo.is_ok());
     }
 }

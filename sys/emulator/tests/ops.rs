@@ -29,7 +29,7 @@ fn plan_conv(
             null_mut(),
             1,
             y,
-            0,
+            3, // USE_HF32: A2 refuses KEEP_DTYPE for FLOAT (aclnnConvolution.md:436)
             &mut ws,
             &mut ex,
         )
@@ -89,12 +89,27 @@ fn conv_two_phase_matches_hand_computation() {
         ACLNN_ERR_PARAM_INVALID,
         "workspace",
     );
+    // The executor keeps the caller's aclTensor objects until phase 2 returns (contract Part
+    // D): destroying one before the launch is a use-after-free the launch reports.
     let (_, ex) = plan();
-    // The executor holds copies: destroying the descriptors now is accepted.
+    let (_, xt2) = tensor_from(&x, &[1, 1, 3, 3]);
+    let (rc, ws2, ex2) = plan_conv(xt2, wt, bt, yt);
+    assert_eq!(rc, 0, "{}", err());
+    assert_eq!(aclDestroyTensor(xt2), 0);
+    assert_eq!(
+        aclnnConvolution(w, ws2, ex2, null_mut()),
+        ACLNN_ERR_PARAM_INVALID
+    );
+    assert!(
+        err().contains("use after free: input") && err().contains("op_executor.cpp"),
+        "{}",
+        err()
+    );
+    assert_eq!(aclnnConvolution(w, ws, ex, null_mut()), 0, "{}", err());
+    // Once phase 2 has returned, the descriptors may go (the queued work holds copies).
     for t in [xt, wt, bt, yt] {
         assert_eq!(aclDestroyTensor(t), 0);
     }
-    assert_eq!(aclnnConvolution(w, ws, ex, null_mut()), 0, "{}", err());
     // Single use: consumed by the launch.
     assert_eq!(
         aclnnConvolution(w, ws, ex, null_mut()),
@@ -139,7 +154,11 @@ fn conv_shape_errors_name_the_problem() {
     let y16 = tensor_of(p16, &[2, 1, 1, 1], aclDataType::ACL_FLOAT16);
     let (rc, _, _) = plan_conv(xt, wt, null_mut(), y16);
     assert_eq!(rc, ACLNN_ERR_PARAM_INVALID);
-    assert!(err().contains("must share one dtype"), "{}", err());
+    assert!(
+        err().contains("output is FLOAT16 but input and weight are FLOAT [contract rule"),
+        "{}",
+        err()
+    );
     // Null and destroyed arguments.
     let (rc, _, _) = plan_conv(null_mut(), wt, null_mut(), yt);
     assert_eq!(rc, ACLNN_ERR_PARAM_NULLPTR);
@@ -288,6 +307,75 @@ fn repeatable_executor_runs_twice() {
 }
 
 #[test]
+fn argument_tensors_outlive_their_executor() {
+    let _serial = init();
+    // A repeatable executor keeps the caller's aclTensor until aclDestroyAclOpExecutor
+    // (contract Part D): destroying it first is reported, by the next launch and by the
+    // executor's destruction.
+    let (_, xt) = tensor_from(&[1.0, 2.0], &[2]);
+    let s = scalar(2.0);
+    let (mut ws, mut ex) = (0, null_mut());
+    assert_eq!(
+        unsafe { aclnnInplaceMulsGetWorkspaceSize(xt, s, &mut ws, &mut ex) },
+        0
+    );
+    assert_eq!(aclSetAclOpExecutorRepeatable(ex), 0);
+    // aclScalar and arrays are copied: destroying them after phase 1 is fine.
+    assert_eq!(aclDestroyScalar(s), 0);
+    run(ws, ex, aclnnInplaceMuls);
+    assert_eq!(aclDestroyTensor(xt), 0);
+    assert_eq!(
+        aclnnInplaceMuls(null_mut(), ws, ex, null_mut()),
+        ACLNN_ERR_PARAM_INVALID
+    );
+    assert!(err().contains("use after free: selfRef"), "{}", err());
+    assert_eq!(aclDestroyAclOpExecutor(ex), ACLNN_ERR_PARAM_INVALID);
+    assert!(err().contains("use after free: selfRef"), "{}", err());
+    assert_eq!(
+        aclDestroyAclOpExecutor(ex),
+        ACLNN_ERR_PARAM_INVALID,
+        "destroyed all the same"
+    );
+    assert!(err().contains("not a live aclOpExecutor"), "{}", err());
+    // A tensor list is an argument object too.
+    let (pp, p) = tensor_from(&[1.0], &[1]);
+    let (_, g) = tensor_from(&[1.0], &[1]);
+    let lists: Vec<*mut aclTensorList> = [p, g]
+        .iter()
+        .map(|t| unsafe { aclCreateTensorList(&(*t as *const aclTensor), 1) })
+        .collect();
+    assert_eq!(
+        unsafe {
+            aclnnFusedSgdGetWorkspaceSize(
+                lists[0],
+                lists[1],
+                null_mut(),
+                null_mut(),
+                0.0,
+                0.0,
+                0.5,
+                0.0,
+                false,
+                false,
+                false,
+                &mut ws,
+                &mut ex,
+            )
+        },
+        0,
+        "{}",
+        err()
+    );
+    assert_eq!(aclDestroyTensorList(lists[1]), 0);
+    assert_eq!(
+        aclnnFusedSgd(null_mut(), ws, ex, null_mut()),
+        ACLNN_ERR_PARAM_INVALID
+    );
+    assert!(err().contains("use after free: gradsRef"), "{}", err());
+    assert_eq!(download(pp, 1), vec![1.0], "nothing ran");
+}
+
+#[test]
 fn broadcasting_arithmetic_and_reductions() {
     let _serial = init();
     let (_, a) = tensor_from(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
@@ -400,11 +488,24 @@ fn matmul_with_a_transposed_view() {
     );
     run(ws, ex, aclnnAddmm);
     assert_eq!(download(yp, 6), vec![19.0, 26.0, 33.0, 39.0, 54.0, 69.0]);
+    // A2 takes cubeMathType 0..=4 for Mm (4: USE_FP32_ADD), not 5.
+    assert_eq!(
+        unsafe { aclnnMmGetWorkspaceSize(at, bt, yt, 5, &mut ws, &mut ex) },
+        ACLNN_ERR_PARAM_INVALID,
+        "cubeMathType 5"
+    );
+    assert!(
+        err().contains("cubeMathType 5 is not one this operator takes (0, 1, 2, 3, 4)"),
+        "{}",
+        err()
+    );
     assert_eq!(
         unsafe { aclnnMmGetWorkspaceSize(at, bt, yt, 4, &mut ws, &mut ex) },
-        ACLNN_ERR_PARAM_INVALID,
-        "cubeMathType 4"
+        0,
+        "{}",
+        err()
     );
+    run(ws, ex, aclnnMm);
 }
 
 #[test]
@@ -500,8 +601,10 @@ fn max_pool_mask_and_indices_agree() {
     let (_, xt) = tensor_from(&x, &[1, 1, 4, 4]);
     let (k, s, p, d) = (ints(&[2, 2]), ints(&[2, 2]), ints(&[0, 0]), ints(&[1, 1]));
     let (yp, yt) = tensor_from(&[0.0; 4], &[1, 1, 2, 2]);
+    // INT32 indices: what the A2 backward takes (the forward takes INT64 too).
     let ip = malloc(32);
-    let it = tensor_of(ip, &[1, 1, 2, 2], aclDataType::ACL_INT64);
+    let it = tensor_of(ip, &[1, 1, 2, 2], aclDataType::ACL_INT32);
+    let it64 = tensor_of(ip, &[1, 1, 2, 2], aclDataType::ACL_INT64);
     let (mut ws, mut ex) = (0, null_mut());
     let rc = unsafe {
         aclnnMaxPool2dWithIndicesGetWorkspaceSize(xt, k, s, p, d, false, yt, it, &mut ws, &mut ex)
@@ -531,6 +634,17 @@ fn max_pool_mask_and_indices_agree() {
     let (_, g) = tensor_from(&[1.0, 2.0, 3.0, 4.0], &[1, 1, 2, 2]);
     let (g1p, g1) = tensor_from(&[0.0; 16], &[1, 1, 4, 4]);
     let (g2p, g2) = tensor_from(&[0.0; 16], &[1, 1, 4, 4]);
+    let rc = unsafe {
+        aclnnMaxPool2dWithIndicesBackwardGetWorkspaceSize(
+            g, xt, it64, k, s, p, d, false, g1, &mut ws, &mut ex,
+        )
+    };
+    assert_eq!(rc, ACLNN_ERR_PARAM_INVALID, "INT64 indices on A2");
+    assert!(
+        err().contains("indices is INT64; this product accepts INT32"),
+        "{}",
+        err()
+    );
     let rc = unsafe {
         aclnnMaxPool2dWithIndicesBackwardGetWorkspaceSize(
             g, xt, it, k, s, p, d, false, g1, &mut ws, &mut ex,

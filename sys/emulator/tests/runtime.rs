@@ -245,3 +245,71 @@ fn other_threads_need_a_context() {
     assert_eq!(rc, ACL_ERROR_RT_CONTEXT_NULL);
     assert!(msg.contains("no current context"), "{msg}");
 }
+
+#[test]
+fn synchronous_copies_do_not_wait_for_queued_work() {
+    let _serial = setup();
+    // "本接口会立刻进行内存复制，函数内部不会进行隐式的device同步或流同步" (contract Part D).
+    let p = upload(&[1.0, 2.0]);
+    let newer = [5f32, 6.0];
+    let h2d = newer.as_ptr() as *const c_void;
+    assert_eq!(aclrtMemcpyAsync(p, 8, h2d, 8, H2D, null_mut()), 0);
+    let mut out = [0f32; 2];
+    let outp = out.as_mut_ptr() as *mut c_void;
+    // The blocking copy races the queued one and sees the old contents, every time.
+    assert_eq!(aclrtMemcpy(outp, 8, p, 8, D2H), 0, "{}", err());
+    assert_eq!(out, [1.0, 2.0]);
+    // A blocking memset does not wait either: the queued copy, run later, overwrites it.
+    assert_eq!(aclrtMemset(p, 8, 0, 8), 0, "{}", err());
+    assert_eq!(aclrtMemcpy(outp, 8, p, 8, D2H), 0);
+    assert_eq!(out, [0.0, 0.0]);
+    assert_eq!(aclrtSynchronizeStream(null_mut()), 0, "{}", err());
+    assert_eq!(aclrtMemcpy(outp, 8, p, 8, D2H), 0);
+    assert_eq!(out, [5.0, 6.0]);
+    assert_eq!(aclrtFree(p), 0, "{}", err());
+}
+
+#[test]
+fn streams_belong_to_the_current_context() {
+    let _serial = setup();
+    let mut s = null_mut();
+    assert_eq!(unsafe { aclrtCreateStream(&mut s) }, 0);
+    let mut dflt = null_mut();
+    assert_eq!(unsafe { aclrtGetCurrentContext(&mut dflt) }, 0);
+    // A second context on the same device: the stream of the first is not usable there.
+    let mut other = null_mut();
+    assert_eq!(unsafe { aclrtCreateContext(&mut other, 0) }, 0);
+    assert_eq!(aclrtSynchronizeStream(s), ACL_ERROR_RT_STREAM_CONTEXT);
+    assert!(
+        err().contains("rt_error_codes.h:24") && err().contains("current context"),
+        "{}",
+        err()
+    );
+    let p = upload(&[1.0]);
+    let mut out = [0f32];
+    let outp = out.as_mut_ptr() as *mut c_void;
+    assert_eq!(
+        aclrtMemcpyAsync(outp, 4, p, 4, D2H, s),
+        ACL_ERROR_RT_STREAM_CONTEXT
+    );
+    assert_eq!(aclrtSetCurrentContext(dflt), 0);
+    assert_eq!(aclrtSynchronizeStream(s), 0, "{}", err());
+    assert_eq!(aclrtDestroyStream(s), 0);
+    assert_eq!(aclrtDestroyContext(other), 0);
+    assert_eq!(aclrtSetCurrentContext(dflt), 0);
+    assert_eq!(aclrtFree(p), 0);
+}
+
+#[test]
+fn recycled_device_blocks_are_poisoned_again() {
+    let _serial = setup();
+    for _ in 0..3 {
+        let p = upload(&[1.0; 64]);
+        assert_eq!(download(p, 64), vec![1.0; 64]);
+        assert_eq!(aclrtFree(p), 0);
+        // The same size again (the host allocator typically hands back the same block).
+        let q = malloc(256);
+        assert!(download(q, 64).iter().all(|v| v.is_nan()), "stale values");
+        assert_eq!(aclrtFree(q), 0);
+    }
+}

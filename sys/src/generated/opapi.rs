@@ -122,7 +122,7 @@ pub struct OpApi {
     pub aclnnReluGetWorkspaceSize: Result<
         unsafe extern "C" fn(
             self_: *const aclTensor,
-            out: *mut aclTensor,
+            out: *const aclTensor,
             workspaceSize: *mut u64,
             executor: *mut *mut aclOpExecutor,
         ) -> aclnnStatus,
@@ -600,6 +600,33 @@ pub struct OpApi {
         ) -> aclnnStatus,
         ::libloading::Error,
     >,
+    pub aclnnFusedSgdGetWorkspaceSize: Result<
+        unsafe extern "C" fn(
+            paramsRef: *const aclTensorList,
+            gradsRef: *const aclTensorList,
+            momentumBufferListOptionalRef: *const aclTensorList,
+            gradScaleOptional: *const aclTensor,
+            weightDecay: f32,
+            momentum: f32,
+            lr: f32,
+            dampening: f32,
+            nesterov: bool,
+            maximize: bool,
+            isFirstStep: bool,
+            workspaceSize: *mut u64,
+            executor: *mut *mut aclOpExecutor,
+        ) -> aclnnStatus,
+        ::libloading::Error,
+    >,
+    pub aclnnFusedSgd: Result<
+        unsafe extern "C" fn(
+            workspace: *mut ::std::os::raw::c_void,
+            workspaceSize: u64,
+            executor: *mut aclOpExecutor,
+            stream: aclrtStream,
+        ) -> aclnnStatus,
+        ::libloading::Error,
+    >,
 }
 impl OpApi {
     pub unsafe fn new<P>(path: P) -> Result<Self, ::libloading::Error>
@@ -748,6 +775,10 @@ impl OpApi {
             .get(b"aclnnInplaceZeroGetWorkspaceSize\0")
             .map(|sym| *sym);
         let aclnnInplaceZero = __library.get(b"aclnnInplaceZero\0").map(|sym| *sym);
+        let aclnnFusedSgdGetWorkspaceSize = __library
+            .get(b"aclnnFusedSgdGetWorkspaceSize\0")
+            .map(|sym| *sym);
+        let aclnnFusedSgd = __library.get(b"aclnnFusedSgd\0").map(|sym| *sym);
         Ok(OpApi {
             __library,
             aclnnConvolutionGetWorkspaceSize,
@@ -806,6 +837,8 @@ impl OpApi {
             aclnnInplaceCopy,
             aclnnInplaceZeroGetWorkspaceSize,
             aclnnInplaceZero,
+            aclnnFusedSgdGetWorkspaceSize,
+            aclnnFusedSgd,
         })
     }
     pub unsafe fn aclnnConvolutionGetWorkspaceSize(
@@ -1027,7 +1060,7 @@ impl OpApi {
     pub unsafe fn aclnnReluGetWorkspaceSize(
         &self,
         self_: *const aclTensor,
-        out: *mut aclTensor,
+        out: *const aclTensor,
         workspaceSize: *mut u64,
         executor: *mut *mut aclOpExecutor,
     ) -> aclnnStatus {
@@ -1792,6 +1825,57 @@ impl OpApi {
     ) -> aclnnStatus {
         (self
             .aclnnInplaceZero
+            .as_ref()
+            .expect(
+                "Expected function, got error.",
+            ))(workspace, workspaceSize, executor, stream)
+    }
+    pub unsafe fn aclnnFusedSgdGetWorkspaceSize(
+        &self,
+        paramsRef: *const aclTensorList,
+        gradsRef: *const aclTensorList,
+        momentumBufferListOptionalRef: *const aclTensorList,
+        gradScaleOptional: *const aclTensor,
+        weightDecay: f32,
+        momentum: f32,
+        lr: f32,
+        dampening: f32,
+        nesterov: bool,
+        maximize: bool,
+        isFirstStep: bool,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus {
+        (self
+            .aclnnFusedSgdGetWorkspaceSize
+            .as_ref()
+            .expect(
+                "Expected function, got error.",
+            ))(
+            paramsRef,
+            gradsRef,
+            momentumBufferListOptionalRef,
+            gradScaleOptional,
+            weightDecay,
+            momentum,
+            lr,
+            dampening,
+            nesterov,
+            maximize,
+            isFirstStep,
+            workspaceSize,
+            executor,
+        )
+    }
+    pub unsafe fn aclnnFusedSgd(
+        &self,
+        workspace: *mut ::std::os::raw::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus {
+        (self
+            .aclnnFusedSgd
             .as_ref()
             .expect(
                 "Expected function, got error.",

@@ -48,6 +48,10 @@ impl aclrtMemcpyKind {
     pub const ACL_MEMCPY_HOST_TO_DEVICE: aclrtMemcpyKind = aclrtMemcpyKind(1);
     pub const ACL_MEMCPY_DEVICE_TO_HOST: aclrtMemcpyKind = aclrtMemcpyKind(2);
     pub const ACL_MEMCPY_DEVICE_TO_DEVICE: aclrtMemcpyKind = aclrtMemcpyKind(3);
+    pub const ACL_MEMCPY_DEFAULT: aclrtMemcpyKind = aclrtMemcpyKind(4);
+    pub const ACL_MEMCPY_HOST_TO_BUF_TO_DEVICE: aclrtMemcpyKind = aclrtMemcpyKind(5);
+    pub const ACL_MEMCPY_INNER_DEVICE_TO_DEVICE: aclrtMemcpyKind = aclrtMemcpyKind(6);
+    pub const ACL_MEMCPY_INTER_DEVICE_TO_DEVICE: aclrtMemcpyKind = aclrtMemcpyKind(7);
 }
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
@@ -177,6 +181,8 @@ impl HcclResult {
     pub const HCCL_E_AGAIN: HcclResult = HcclResult(20);
     pub const HCCL_E_REMOTE: HcclResult = HcclResult(21);
     pub const HCCL_E_SUSPENDING: HcclResult = HcclResult(22);
+    pub const HCCL_E_OPRETRY_FAIL: HcclResult = HcclResult(23);
+    pub const HCCL_E_OOM: HcclResult = HcclResult(24);
 }
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]

@@ -1,17 +1,20 @@
-//! `aclnnConvolution` and `aclnnConvolutionBackward` (2-D, not transposed).
-//!
-//! On a first-generation Ascend 910 (`SENET_EMU_SOC=Ascend910A` and the like) the forward
-//! computes in fp16 whatever the tensors' dtype, as the real op does there: inputs, weight,
-//! bias and the result are rounded through FLOAT16.
+//! `aclnnConvolution` and `aclnnConvolutionBackward` (2-D, not transposed), checked against the
+//! contract of the emulated product (support, dtypes, formats, contiguity, cubeMathType and the
+//! limits of [`crate::contract::rules`]) and computed with the cube's arithmetic
+//! ([`super::cube::Precision`]): on a first-generation 910, for instance, FLOAT is computed as
+//! FLOAT16 (operands and result rounded through it), on A2/A3 USE_HF32 rounds FLOAT operands to
+//! HFLOAT32; products are summed in fp32.
 use std::sync::Arc;
 
 use senet_cann_sys::*;
 
+use super::cube::Precision;
 use super::{
-    bad, begin, check_cube, expect_rank, expect_shape, finish, float_dtype, launch_fn, nn, pair,
-    refr, workspace_for, T,
+    bad, begin, expect_rank, expect_shape, finish, float_dtype, launch_fn, nn, pair, refr,
+    workspace_for, T,
 };
 use crate::api::Res;
+use crate::contract::{self, rules, Arg, Role};
 use crate::objects::{self, TensorDesc};
 use crate::reference::conv as rc;
 use crate::view;
@@ -87,6 +90,19 @@ pub fn geometry(
             ws[0], w.dims
         )));
     }
+    // 2-D: stride and dilation have input.dim-2 = 2 entries, padding 2 or 4
+    // (aclnnConvolution.md:138-158); the emulator takes symmetric padding, so 2.
+    for (v, what) in [
+        (stride, "stride"),
+        (padding, "padding"),
+        (dilation, "dilation"),
+    ] {
+        if v.len() != 2 {
+            return Err(bad(format!(
+                "{what} {v:?} must have 2 entries for a 2-D convolution (aclnnConvolution.md:138-158; the emulator takes 2-entry padding)"
+            )));
+        }
+    }
     let stride = pair(stride, "stride", 1, None)?;
     let pad = pair(padding, "padding", 0, None)?;
     let dil = pair(dilation, "dilation", 1, None)?;
@@ -103,10 +119,29 @@ pub fn geometry(
     })
 }
 
+/// 4-D convolution tensors must carry format NCHW ([`rules::CONV_NCHW`]).
+fn conv_nchw(t: &contract::Target, ts: &[(&str, &TensorDesc)]) -> Res<()> {
+    for (name, v) in ts {
+        rules::CONV_NCHW.require(
+            t,
+            v.dims.len() != 4 || v.format == aclFormat::ACL_FORMAT_NCHW,
+            || {
+                format!(
+                    "{name} is 4-D with format {}",
+                    contract::check::format_name(v.format).0
+                )
+            },
+        )?;
+    }
+    Ok(())
+}
+
 /// Phase 1 of the forward convolution: `output = conv2d(input, weight) + bias`.
-/// Checks ranks, channel/group consistency, a shared FLOAT/FLOAT16 dtype, bias `[Cout]`, the
-/// output shape `[N, Cout, Hout, Wout]`, cubeMathType 0..=3; `transposed` is not supported.
-/// Workspace: the output's bytes rounded up to 512.
+/// Checks the contract of the emulated product (support, dtypes, formats, ranks, cubeMathType,
+/// 4-D tensors tagged NCHW, output and bias of the input's dtype, A2/A3 dimension and padding
+/// limits), ranks, channel/group consistency, bias `[Cout]` and the output shape
+/// `[N, Cout, Hout, Wout]`; `transposed` is not supported by the emulator. Workspace: the
+/// output's bytes rounded up to 512.
 #[no_mangle]
 pub unsafe extern "C" fn aclnnConvolutionGetWorkspaceSize(
     input: *const aclTensor,
@@ -135,39 +170,74 @@ pub unsafe extern "C" fn aclnnConvolutionGetWorkspaceSize(
         if !outputPadding.is_null() {
             objects::int_array(outputPadding, "outputPadding")?;
         }
-        check_cube(cubeMathType)?;
         if transposed {
             return Err(bad(
                 "transposed convolution is not supported by the emulator",
             ));
         }
+        let dt = float_dtype("aclnnConvolution", &[("input", &x), ("weight", &w)])?;
+        let plan = contract::check(
+            "aclnnConvolution",
+            &[
+                Arg::input("input", &x),
+                Arg::input("weight", &w),
+                Arg::opt("bias", b.as_deref(), Role::In),
+                Arg::output("output", &y),
+            ],
+            &[],
+            Some((cubeMathType, dt)),
+        )?;
+        let t = &plan.target;
         let g = geometry(&x, &w, &st, &pd, &dl, groups)?;
-        let mut dts = vec![("input", &*x), ("weight", &*w), ("output", &*y)];
+        conv_nchw(t, &[("input", &x), ("weight", &w), ("output", &y)])?;
+        rules::CONV_OUT_DTYPE.require(t, y.dtype == dt, || {
+            format!(
+                "output is {} but input and weight are {}",
+                view::dtype_name(y.dtype),
+                view::dtype_name(dt)
+            )
+        })?;
         if let Some(b) = &b {
-            dts.push(("bias", b));
+            rules::CONV_BIAS_DTYPE.require(t, b.dtype == dt, || {
+                format!(
+                    "bias is {} but input and weight are {}",
+                    view::dtype_name(b.dtype),
+                    view::dtype_name(dt)
+                )
+            })?;
             expect_shape("bias", b, &[g.w[0] as i64], "one value per output channel")?;
         }
-        float_dtype("aclnnConvolution", &dts)?;
+        let big = [&x, &w]
+            .into_iter()
+            .chain(&b)
+            .flat_map(|v| v.dims.iter())
+            .copied()
+            .max();
+        rules::CONV_DIM_LIMIT.require(t, big.is_none_or(|d| d <= 1_000_000), || {
+            format!("a dimension of input/weight/bias is {}", big.unwrap_or(0))
+        })?;
+        rules::CONV_PADDING.require(t, g.pad.iter().all(|&p| p <= 255), || {
+            format!("padding is {:?}", g.pad)
+        })?;
         expect_shape(
             "output",
             &y,
             &g.out_dims(),
             "computed from input, weight, stride, padding and dilation",
         )?;
-        let fp16 = crate::state::first_gen_910();
+        let prec = Precision::of(plan.cube.unwrap_or(contract::CubeCell::Ok), dt);
         let mut tensors: Vec<T> = vec![x.clone(), w.clone(), y.clone()];
         tensors.extend(b.clone());
         let ws = workspace_for(y.view_bytes());
         let run = Arc::new(move || {
             let mut xv = view::read_f32(&x);
             let mut wv = view::read_f32(&w);
+            prec.operands(&mut xv);
+            prec.operands(&mut wv);
             let mut bv = b.as_ref().map(|b| view::read_f32(b));
-            if fp16 {
-                view::round_f16(&mut xv);
-                view::round_f16(&mut wv);
-                if let Some(bv) = bv.as_mut() {
-                    view::round_f16(bv);
-                }
+            if let Some(bv) = bv.as_mut() {
+                // A FLOAT op computed as FLOAT16 converts its bias too.
+                prec.result(bv);
             }
             let (mut out, _) = refr(rc::conv2d(
                 &xv,
@@ -180,9 +250,7 @@ pub unsafe extern "C" fn aclnnConvolutionGetWorkspaceSize(
                 g.dil,
                 g.groups,
             ))?;
-            if fp16 {
-                view::round_f16(&mut out);
-            }
+            prec.result(&mut out);
             view::write_f32(&y, &out)
         });
         finish(
@@ -229,9 +297,6 @@ pub unsafe extern "C" fn aclnnConvolutionBackwardGetWorkspaceSize(
         let st = objects::int_array(stride, "stride")?;
         let pd = objects::int_array(padding, "padding")?;
         let dl = objects::int_array(dilation, "dilation")?;
-        if !outputPadding.is_null() {
-            objects::int_array(outputPadding, "outputPadding")?;
-        }
         let mask = objects::bool_array(outputMask, "outputMask")?;
         let mask: [bool; 3] = mask.as_slice().try_into().map_err(|_| {
             bad(format!(
@@ -239,19 +304,19 @@ pub unsafe extern "C" fn aclnnConvolutionBackwardGetWorkspaceSize(
                 mask.len()
             ))
         })?;
-        check_cube(cubeMathType)?;
         if transposed {
             return Err(bad(
                 "transposed convolution is not supported by the emulator",
             ));
         }
-        let g = geometry(&x, &w, &st, &pd, &dl, i64::from(groups))?;
-        expect_shape(
-            "gradOutput",
-            &go,
-            &g.out_dims(),
-            "the forward output's shape",
-        )?;
+        if !outputPadding.is_null() {
+            let op = objects::int_array(outputPadding, "outputPadding")?;
+            if op.iter().any(|&v| v != 0) {
+                return Err(bad(format!(
+                    "outputPadding {op:?} must be all 0 when transposed is false (aclnnConvolutionBackward.md:241)"
+                )));
+            }
+        }
         let out = |p: *mut aclTensor, on: bool, what: &str| -> Res<Option<T>> {
             if on {
                 objects::tensor(p, what).map(Some)
@@ -262,6 +327,44 @@ pub unsafe extern "C" fn aclnnConvolutionBackwardGetWorkspaceSize(
         let gi = out(gradInput, mask[0], "gradInput")?;
         let gw = out(gradWeight, mask[1], "gradWeight")?;
         let gb = out(gradBias, mask[2], "gradBias")?;
+        let mut dts = vec![("gradOutput", &*go), ("input", &*x), ("weight", &*w)];
+        dts.extend(gi.as_deref().map(|t| ("gradInput", t)));
+        dts.extend(gw.as_deref().map(|t| ("gradWeight", t)));
+        dts.extend(gb.as_deref().map(|t| ("gradBias", t)));
+        let dt = float_dtype("aclnnConvolutionBackward", &dts)?;
+        let plan = contract::check(
+            "aclnnConvolutionBackward",
+            &[
+                Arg::input("gradOutput", &go),
+                Arg::input("input", &x),
+                Arg::input("weight", &w),
+                Arg::opt("gradInput", gi.as_deref(), Role::Out),
+                Arg::opt("gradWeight", gw.as_deref(), Role::Out),
+                Arg::opt("gradBias", gb.as_deref(), Role::Out),
+            ],
+            &[],
+            Some((cubeMathType, dt)),
+        )?;
+        let t = &plan.target;
+        let g = geometry(&x, &w, &st, &pd, &dl, i64::from(groups))?;
+        let ok = g.w[2..].iter().all(|k| (1..=255).contains(k))
+            && g.pad.iter().all(|&p| p <= 255)
+            && g.dil.iter().all(|&d| d <= 255);
+        rules::CONV_BWD_LIMITS.require(t, ok, || {
+            format!(
+                "weight {:?}, padding {:?}, dilation {:?}",
+                w.dims, g.pad, g.dil
+            )
+        })?;
+        rules::CONV_BWD_EMPTY.require(t, go.numel() > 0 && w.numel() > 0, || {
+            format!("gradOutput {:?} / weight {:?} is empty", go.dims, w.dims)
+        })?;
+        expect_shape(
+            "gradOutput",
+            &go,
+            &g.out_dims(),
+            "the forward output's shape",
+        )?;
         let cout = g.w[0] as i64;
         if mask[2] && !biasSizes.is_null() {
             let bs = objects::int_array(biasSizes, "biasSizes")?;
@@ -271,36 +374,36 @@ pub unsafe extern "C" fn aclnnConvolutionBackwardGetWorkspaceSize(
                 )));
             }
         }
-        let mut dts = vec![("gradOutput", &*go), ("input", &*x), ("weight", &*w)];
         let mut largest = 0;
         if let Some(t) = &gi {
             expect_shape("gradInput", t, &x.dims, "the input's shape")?;
-            dts.push(("gradInput", t));
             largest = largest.max(t.view_bytes());
         }
         if let Some(t) = &gw {
             expect_shape("gradWeight", t, &w.dims, "the weight's shape")?;
-            dts.push(("gradWeight", t));
             largest = largest.max(t.view_bytes());
         }
         if let Some(t) = &gb {
             expect_shape("gradBias", t, &[cout], "one value per output channel")?;
-            dts.push(("gradBias", t));
             largest = largest.max(t.view_bytes());
         }
-        float_dtype("aclnnConvolutionBackward", &dts)?;
+        let prec = Precision::of(plan.cube.unwrap_or(contract::CubeCell::Ok), dt);
         let mut tensors: Vec<T> = vec![go.clone(), x.clone(), w.clone()];
         tensors.extend(gi.iter().chain(&gw).chain(&gb).cloned());
         let ws = workspace_for(largest);
         let run = Arc::new(move || {
-            let gov = view::read_f32(&go);
-            let xv = view::read_f32(&x);
-            let wv = view::read_f32(&w);
+            let mut gov = view::read_f32(&go);
+            let mut xv = view::read_f32(&x);
+            let mut wv = view::read_f32(&w);
+            for v in [&mut gov, &mut xv, &mut wv] {
+                prec.operands(v);
+            }
             let (dx, dw, db) = refr(rc::conv2d_backward(
                 &gov, &xv, g.x, &wv, g.w, g.stride, g.pad, g.dil, g.groups, mask,
             ))?;
             for (t, v) in [(&gi, dx), (&gw, dw), (&gb, db)] {
-                if let (Some(t), Some(v)) = (t, v) {
+                if let (Some(t), Some(mut v)) = (t, v) {
+                    prec.result(&mut v);
                     view::write_f32(t, &v)?;
                 }
             }

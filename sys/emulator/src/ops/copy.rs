@@ -6,6 +6,7 @@ use senet_cann_sys::*;
 
 use super::{bad, begin, broadcast, expect_shape, finish, launch_fn, nn, T};
 use crate::api::Res;
+use crate::contract::{self, rules, Arg};
 use crate::objects;
 use crate::view;
 
@@ -30,6 +31,19 @@ pub unsafe extern "C" fn aclnnCastGetWorkspaceSize(
         begin(workspaceSize, executor)?;
         let x = objects::tensor(self_, "self")?;
         let y = objects::tensor(out, "out")?;
+        let plan = contract::check(
+            "aclnnCast",
+            &[Arg::input("self", &x), Arg::output("out", &y)],
+            &[],
+            None,
+        )?;
+        rules::CAST_SAME_FORMAT.require(&plan.target, x.format == y.format, || {
+            format!(
+                "self has format {} but out has {}",
+                contract::check::format_name(x.format).0,
+                contract::check::format_name(y.format).0
+            )
+        })?;
         known("dtype", dtype)?;
         if y.dtype != dtype {
             return Err(bad(format!(
@@ -58,6 +72,12 @@ pub unsafe extern "C" fn aclnnInplaceCopyGetWorkspaceSize(
         begin(workspaceSize, executor)?;
         let d = objects::tensor(selfRef, "selfRef")?;
         let s = objects::tensor(src, "src")?;
+        contract::check(
+            "aclnnInplaceCopy",
+            &[Arg::inout("selfRef", &d), Arg::input("src", &s)],
+            &[],
+            None,
+        )?;
         if broadcast("selfRef", &d.dims, "src", &s.dims)? != d.dims {
             return Err(bad(format!(
                 "src {:?} does not broadcast to selfRef {:?}",
@@ -81,6 +101,7 @@ pub unsafe extern "C" fn aclnnInplaceZeroGetWorkspaceSize(
     nn("aclnnInplaceZeroGetWorkspaceSize", || {
         begin(workspaceSize, executor)?;
         let d = objects::tensor(selfRef, "selfRef")?;
+        contract::check("aclnnInplaceZero", &[Arg::inout("selfRef", &d)], &[], None)?;
         let tensors: Vec<T> = vec![d.clone()];
         let run = Arc::new(move || view::write_f64(&d, &vec![0.0; d.numel()]));
         finish(workspaceSize, executor, "aclnnInplaceZero", 0, tensors, run)

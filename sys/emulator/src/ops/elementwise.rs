@@ -1,8 +1,10 @@
 //! Element-wise operators and reductions: Relu, InplaceRelu, ThresholdBackward, Sigmoid,
 //! SigmoidBackward, Add, InplaceAdd, Mul, InplaceMul, InplaceMuls, Mean, ReduceSum.
 //!
-//! Float tensors of one op share FLOAT or FLOAT16. Add and Mul broadcast (numpy rules); the
-//! in-place forms require the broadcast shape to be `selfRef`'s.
+//! Float tensors of one op share one float dtype; which ones a product accepts, and the dtypes of
+//! the aclScalar arguments, come from the contract ([`crate::contract::check`]), as does the
+//! refusal of an `out` that overlaps an input. Add and Mul broadcast (numpy rules); the in-place
+//! forms require the broadcast shape to be `selfRef`'s.
 use std::sync::Arc;
 
 use senet_cann_sys::*;
@@ -11,13 +13,14 @@ use super::{
     bad, begin, broadcast, expect_shape, finish, float_dtype, launch_fn, nn, refr, workspace_for, T,
 };
 use crate::api::Res;
+use crate::contract::{self, rules, Arg};
 use crate::objects;
 use crate::reference::elementwise as re;
 use crate::view;
 
 type Unary = fn(&[f32]) -> Result<Vec<f32>, String>;
 
-/// Plans `out = f(self)` for same-shape float tensors.
+/// Plans `out = f(self)` for same-shape float tensors (`y` is `x` for an in-place op).
 unsafe fn unary(
     op: &'static str,
     x: T,
@@ -26,6 +29,17 @@ unsafe fn unary(
     ws: *mut u64,
     ex: *mut *mut aclOpExecutor,
 ) -> Res<()> {
+    let args = if Arc::ptr_eq(&x, &y) {
+        vec![Arg::inout("selfRef", &x)]
+    } else {
+        vec![Arg::input("self", &x), Arg::output("out", &y)]
+    };
+    let plan = contract::check(op, &args, &[], None)?;
+    if op == rules::SIGMOID_BF16.op {
+        rules::SIGMOID_BF16.require(&plan.target, x.dtype != aclDataType::ACL_BF16, || {
+            "self is BFLOAT16".to_string()
+        })?;
+    }
     float_dtype(op, &[("self", &x), ("out", &y)])?;
     expect_shape("out", &y, &x.dims, "the shape of self")?;
     let tensors = vec![x.clone(), y.clone()];
@@ -40,7 +54,7 @@ unsafe fn unary(
 #[no_mangle]
 pub unsafe extern "C" fn aclnnReluGetWorkspaceSize(
     self_: *const aclTensor,
-    out: *mut aclTensor,
+    out: *const aclTensor,
     workspaceSize: *mut u64,
     executor: *mut *mut aclOpExecutor,
 ) -> aclnnStatus {
@@ -96,8 +110,19 @@ pub unsafe extern "C" fn aclnnThresholdBackwardGetWorkspaceSize(
         begin(workspaceSize, executor)?;
         let g = objects::tensor(gradOutput, "gradOutput")?;
         let x = objects::tensor(self_, "self")?;
-        let th = objects::scalar(threshold, "threshold")?.value as f32;
+        let th = objects::scalar(threshold, "threshold")?;
         let y = objects::tensor(out, "out")?;
+        contract::check(
+            "aclnnThresholdBackward",
+            &[
+                Arg::input("gradOutput", &g),
+                Arg::input("self", &x),
+                Arg::output("out", &y),
+            ],
+            &[("threshold", th.dtype)],
+            None,
+        )?;
+        let th = th.value as f32;
         float_dtype(
             "aclnnThresholdBackward",
             &[("gradOutput", &g), ("self", &x), ("out", &y)],
@@ -163,6 +188,16 @@ pub unsafe extern "C" fn aclnnSigmoidBackwardGetWorkspaceSize(
         let g = objects::tensor(gradOutput, "gradOutput")?;
         let o = objects::tensor(output, "output")?;
         let gi = objects::tensor(gradInput, "gradInput")?;
+        contract::check(
+            "aclnnSigmoidBackward",
+            &[
+                Arg::input("gradOutput", &g),
+                Arg::input("output", &o),
+                Arg::output("gradInput", &gi),
+            ],
+            &[],
+            None,
+        )?;
         float_dtype(
             "aclnnSigmoidBackward",
             &[("gradOutput", &g), ("output", &o), ("gradInput", &gi)],
@@ -189,10 +224,10 @@ pub unsafe extern "C" fn aclnnSigmoidBackwardGetWorkspaceSize(
 }
 launch_fn!(aclnnSigmoidBackward);
 
-/// A broadcasting binary op: `Some(alpha)` is Add (`self + alpha * other`), `None` is Mul.
+/// A broadcasting binary op: Add (`self + alpha * other`, with alpha's dtype) or Mul.
 #[derive(Clone, Copy)]
 enum Binary {
-    Add(f32),
+    Add(f32, aclDataType),
     Mul,
 }
 
@@ -210,6 +245,20 @@ unsafe fn binary(
 ) -> Res<()> {
     let out_name = if inplace { "selfRef" } else { "out" };
     let self_name = if inplace { "selfRef" } else { "self" };
+    let args = if inplace {
+        vec![Arg::inout("selfRef", &x), Arg::input("other", &o)]
+    } else {
+        vec![
+            Arg::input("self", &x),
+            Arg::input("other", &o),
+            Arg::output("out", &y),
+        ]
+    };
+    let scalars = match kind {
+        Binary::Add(_, dt) => vec![("alpha", dt)],
+        Binary::Mul => Vec::new(),
+    };
+    contract::check(op, &args, &scalars, None)?;
     float_dtype(op, &[(self_name, &x), ("other", &o), (out_name, &y)])?;
     let shape = broadcast(self_name, &x.dims, "other", &o.dims)?;
     if inplace {
@@ -227,7 +276,7 @@ unsafe fn binary(
         let (xv, ov) = (view::read_f32(&x), view::read_f32(&o));
         let (xs, os) = (x.shape(), o.shape());
         let (v, _) = refr(match kind {
-            Binary::Add(alpha) => re::add(&xv, &xs, &ov, &os, alpha),
+            Binary::Add(alpha, _) => re::add(&xv, &xs, &ov, &os, alpha),
             Binary::Mul => re::mul(&xv, &xs, &ov, &os),
         })?;
         view::write_f32(&y, &v)
@@ -249,14 +298,14 @@ pub unsafe extern "C" fn aclnnAddGetWorkspaceSize(
         begin(workspaceSize, executor)?;
         let x = objects::tensor(self_, "self")?;
         let o = objects::tensor(other, "other")?;
-        let a = objects::scalar(alpha, "alpha")?.value as f32;
+        let a = objects::scalar(alpha, "alpha")?;
         let y = objects::tensor(out, "out")?;
         binary(
             "aclnnAdd",
             x,
             o,
             y,
-            Binary::Add(a),
+            Binary::Add(a.value as f32, a.dtype),
             false,
             workspaceSize,
             executor,
@@ -278,13 +327,13 @@ pub unsafe extern "C" fn aclnnInplaceAddGetWorkspaceSize(
         begin(workspaceSize, executor)?;
         let x = objects::tensor(selfRef, "selfRef")?;
         let o = objects::tensor(other, "other")?;
-        let a = objects::scalar(alpha, "alpha")?.value as f32;
+        let a = objects::scalar(alpha, "alpha")?;
         binary(
             "aclnnInplaceAdd",
             x.clone(),
             o,
             x,
-            Binary::Add(a),
+            Binary::Add(a.value as f32, a.dtype),
             true,
             workspaceSize,
             executor,
@@ -358,7 +407,14 @@ pub unsafe extern "C" fn aclnnInplaceMulsGetWorkspaceSize(
     nn("aclnnInplaceMulsGetWorkspaceSize", || {
         begin(workspaceSize, executor)?;
         let x = objects::tensor(selfRef, "selfRef")?;
-        let s = objects::scalar(other, "other")?.value as f32;
+        let s = objects::scalar(other, "other")?;
+        contract::check(
+            "aclnnInplaceMuls",
+            &[Arg::inout("selfRef", &x)],
+            &[("other", s.dtype)],
+            None,
+        )?;
+        let s = s.value as f32;
         float_dtype("aclnnInplaceMuls", &[("selfRef", &x)])?;
         let tensors = vec![x.clone()];
         let run = Arc::new(move || {
@@ -416,19 +472,37 @@ unsafe fn reduction(
     let x = objects::tensor(self_, "self")?;
     let d = objects::int_array(dims, "dim")?;
     let y = objects::tensor(out, "out")?;
+    let plan = contract::check(
+        op,
+        &[Arg::input("self", &x), Arg::output("out", &y)],
+        &[("dtype", dtype)],
+        None,
+    )?;
     float_dtype(op, &[("self", &x)])?;
-    if !matches!(dtype, aclDataType::ACL_FLOAT | aclDataType::ACL_FLOAT16) {
+    if !matches!(
+        dtype,
+        aclDataType::ACL_FLOAT | aclDataType::ACL_FLOAT16 | aclDataType::ACL_BF16
+    ) {
         return Err(bad(format!(
-            "dtype {} must be FLOAT or FLOAT16",
+            "dtype {} is not one the emulator reduces into (FLOAT, FLOAT16, BFLOAT16)",
             view::dtype_name(dtype)
         )));
     }
-    if y.dtype != dtype {
-        return Err(bad(format!(
+    // ReduceSum: dtype must equal out's dtype (the contract); Mean: dtype must be castable to out
+    // (the emulator takes only the identity cast).
+    let same = y.dtype == dtype;
+    let msg = || {
+        format!(
             "out is {} but dtype says {}",
             view::dtype_name(y.dtype),
             view::dtype_name(dtype)
-        )));
+        )
+    };
+    if op == rules::REDUCE_SUM_DTYPE.op {
+        rules::REDUCE_SUM_DTYPE.require(&plan.target, same, msg)?;
+    }
+    if !same {
+        return Err(bad(msg()));
     }
     let shape = reduced_shape(&x.dims, &d, keep)?;
     expect_shape("out", &y, &shape, "self reduced over the dims")?;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use senet_cann_sys::*;
 
 use super::{begin, expect_rank, expect_shape, finish, float_dtype, launch_fn, nn, refr, T};
+use crate::contract::{self, Arg};
 use crate::objects;
 use crate::reference::loss as rl;
 use crate::view;
@@ -25,6 +26,17 @@ pub unsafe extern "C" fn aclnnSoftmaxCrossEntropyWithLogitsGetWorkspaceSize(
         let l = objects::tensor(labels, "labels")?;
         let lo = objects::tensor(loss, "loss")?;
         let bp = objects::tensor(backprop, "backprop")?;
+        contract::check(
+            "aclnnSoftmaxCrossEntropyWithLogits",
+            &[
+                Arg::input("features", &f),
+                Arg::input("labels", &l),
+                Arg::output("loss", &lo),
+                Arg::output("backprop", &bp),
+            ],
+            &[],
+            None,
+        )?;
         float_dtype(
             "aclnnSoftmaxCrossEntropyWithLogits",
             &[

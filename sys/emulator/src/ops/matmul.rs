@@ -1,15 +1,18 @@
 //! Matrix products: `aclnnMm` (`out = self @ mat2`) and `aclnnAddmm`
-//! (`out = beta * self + alpha * (mat1 @ mat2)`, self broadcasting to out). Any strides (a
-//! transposed operand is a stride view).
+//! (`out = beta * self + alpha * (mat1 @ mat2)`, self broadcasting to out). Any input strides (a
+//! transposed operand is a stride view); `out` must be contiguous (its non-contiguous support is
+//! not stated: the contract's stricter reading). Checked against the contract of the emulated
+//! product and computed with the cube's arithmetic ([`super::cube::Precision`]).
 use std::sync::Arc;
 
 use senet_cann_sys::*;
 
+use super::cube::Precision;
 use super::{
-    bad, begin, broadcast, check_cube, expect_rank, expect_shape, finish, float_dtype, launch_fn,
-    nn, refr, T,
+    bad, begin, broadcast, expect_rank, expect_shape, finish, float_dtype, launch_fn, nn, refr, T,
 };
 use crate::api::Res;
+use crate::contract::{self, Arg};
 use crate::objects::{self, TensorDesc};
 use crate::reference::matmul as rm;
 use crate::view;
@@ -42,8 +45,18 @@ pub unsafe extern "C" fn aclnnMmGetWorkspaceSize(
         let a = objects::tensor(self_, "self")?;
         let b = objects::tensor(mat2, "mat2")?;
         let y = objects::tensor(out, "out")?;
-        check_cube(cubeMathType)?;
-        float_dtype("aclnnMm", &[("self", &a), ("mat2", &b), ("out", &y)])?;
+        let dt = float_dtype("aclnnMm", &[("self", &a), ("mat2", &b), ("out", &y)])?;
+        let plan = contract::check(
+            "aclnnMm",
+            &[
+                Arg::input("self", &a),
+                Arg::input("mat2", &b),
+                Arg::output("out", &y),
+            ],
+            &[],
+            Some((cubeMathType, dt)),
+        )?;
+        let prec = Precision::of(plan.cube.unwrap_or(contract::CubeCell::Ok), dt);
         let [m, k, n] = mm_dims("self", &a, "mat2", &b)?;
         expect_shape(
             "out",
@@ -53,12 +66,11 @@ pub unsafe extern "C" fn aclnnMmGetWorkspaceSize(
         )?;
         let tensors: Vec<T> = vec![a.clone(), b.clone(), y.clone()];
         let run = Arc::new(move || {
-            let v = refr(rm::mm(
-                &view::read_f32(&a),
-                [m, k],
-                &view::read_f32(&b),
-                [k, n],
-            ))?;
+            let (mut av, mut bv) = (view::read_f32(&a), view::read_f32(&b));
+            prec.operands(&mut av);
+            prec.operands(&mut bv);
+            let mut v = refr(rm::mm(&av, [m, k], &bv, [k, n]))?;
+            prec.result(&mut v);
             view::write_f32(&y, &v)
         });
         finish(workspaceSize, executor, "aclnnMm", 0, tensors, run)
@@ -84,14 +96,26 @@ pub unsafe extern "C" fn aclnnAddmmGetWorkspaceSize(
         let s = objects::tensor(self_, "self")?;
         let a = objects::tensor(mat1, "mat1")?;
         let b = objects::tensor(mat2, "mat2")?;
-        let be = objects::scalar(beta, "beta")?.value as f32;
-        let al = objects::scalar(alpha, "alpha")?.value as f32;
+        let be = objects::scalar(beta, "beta")?;
+        let al = objects::scalar(alpha, "alpha")?;
         let y = objects::tensor(out, "out")?;
-        check_cube(cubeMathType)?;
-        float_dtype(
+        let dt = float_dtype(
             "aclnnAddmm",
             &[("self", &s), ("mat1", &a), ("mat2", &b), ("out", &y)],
         )?;
+        let plan = contract::check(
+            "aclnnAddmm",
+            &[
+                Arg::input("self", &s),
+                Arg::input("mat1", &a),
+                Arg::input("mat2", &b),
+                Arg::output("out", &y),
+            ],
+            &[("beta", be.dtype), ("alpha", al.dtype)],
+            Some((cubeMathType, dt)),
+        )?;
+        let prec = Precision::of(plan.cube.unwrap_or(contract::CubeCell::Ok), dt);
+        let (be, al) = (be.value as f32, al.value as f32);
         let [m, k, n] = mm_dims("mat1", &a, "mat2", &b)?;
         let mn = [m as i64, n as i64];
         if s.dims.len() > 2 || broadcast("self", &s.dims, "mat1 @ mat2", &mn)? != mn {
@@ -103,16 +127,13 @@ pub unsafe extern "C" fn aclnnAddmmGetWorkspaceSize(
         expect_shape("out", &y, &mn, "[M, N] of mat1 [M, K] @ mat2 [K, N]")?;
         let tensors: Vec<T> = vec![s.clone(), a.clone(), b.clone(), y.clone()];
         let run = Arc::new(move || {
-            let v = refr(rm::addmm(
-                &view::read_f32(&s),
-                &s.shape(),
-                &view::read_f32(&a),
-                [m, k],
-                &view::read_f32(&b),
-                [k, n],
-                be,
-                al,
-            ))?;
+            let (mut av, mut bv) = (view::read_f32(&a), view::read_f32(&b));
+            prec.operands(&mut av);
+            prec.operands(&mut bv);
+            let mut sv = view::read_f32(&s);
+            prec.result(&mut sv);
+            let mut v = refr(rm::addmm(&sv, &s.shape(), &av, [m, k], &bv, [k, n], be, al))?;
+            prec.result(&mut v);
             view::write_f32(&y, &v)
         });
         finish(workspaceSize, executor, "aclnnAddmm", 0, tensors, run)

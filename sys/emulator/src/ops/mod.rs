@@ -1,12 +1,17 @@
 //! The exported aclnn operators (`libopapi.so`'s part of `cann_subset.h`) and what they share:
 //! argument lookup and validation, executor creation (phase 1) and launch (phase 2).
 //!
-//! Phase 1 (`aclnnXxxGetWorkspaceSize`) validates everything on the host and returns an executor
-//! holding *copies* of every descriptor and attribute, so the caller may destroy its aclTensor,
-//! aclScalar and array objects right after phase 1 (accepted by the emulator). Phase 2
-//! (`aclnnXxx`) checks the executor, workspace and stream, and queues the computation: inputs
-//! are read into contiguous `f32` when the stream runs, computed by [`crate::reference`], and
-//! written through the outputs' views rounded to their dtype.
+//! Phase 1 (`aclnnXxxGetWorkspaceSize`) validates everything on the host, against the contract of
+//! the emulated product ([`crate::contract::check`]) and the operator's own shape rules, and
+//! returns an executor holding copies of every descriptor and attribute, plus the caller's
+//! aclTensor / aclTensorList handles: those must stay alive until phase 2 returns (for a
+//! repeatable executor until `aclDestroyAclOpExecutor`), because the vendor's executor keeps
+//! pointers to them (contract Part D); a launch that finds one destroyed reports the
+//! use-after-free. aclScalar and array objects are copied by the emulator and may go after phase 1
+//! (the contract states no lifetime rule for them). Phase 2 (`aclnnXxx`) checks the executor,
+//! workspace and stream, and queues the computation: inputs are read into contiguous `f32` when
+//! the stream runs, computed by [`crate::reference`], and written through the outputs' views
+//! rounded to their dtype.
 use std::ffi::c_void;
 use std::sync::Arc;
 
@@ -20,10 +25,12 @@ use crate::view;
 
 pub mod conv;
 pub mod copy;
+pub mod cube;
 pub mod elementwise;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
+pub mod optim;
 pub mod pool;
 
 /// Tensor handle resolved to its descriptor.
@@ -50,7 +57,9 @@ pub fn begin(ws: *mut u64, ex: *mut *mut aclOpExecutor) -> Res<()> {
     })?;
     api::ensure(!ex.is_null(), ACLNN_ERR_PARAM_NULLPTR, || {
         "executor is null".into()
-    })
+    })?;
+    objects::start_recording();
+    Ok(())
 }
 
 /// Common end of phase 1: registers the executor for `op` and writes the outputs.
@@ -70,6 +79,7 @@ pub unsafe fn finish(
         workspace,
         repeatable: false,
         tensors,
+        args: objects::take_recorded(),
         run,
     }));
     unsafe {
@@ -98,7 +108,7 @@ pub fn launch(
     stream: aclrtStream,
 ) -> aclnnStatus {
     let status = nn(name, || {
-        let (op, expect_ws, _repeatable, tensors, run) = objects::lookup(
+        let (op, expect_ws, args, tensors, run) = objects::lookup(
             executor as usize,
             "aclOpExecutor",
             "executor",
@@ -106,13 +116,14 @@ pub fn launch(
                 Obj::Executor(x) => Some((
                     x.op,
                     x.workspace,
-                    x.repeatable,
+                    x.args.clone(),
                     x.tensors.clone(),
                     x.run.clone(),
                 )),
                 _ => None,
             },
         )?;
+        args_alive(op, &args)?;
         if op != name {
             return Err(bad(format!(
                 "the executor was planned by {op}GetWorkspaceSize; launch it with {op}, not {name}"
@@ -130,9 +141,13 @@ pub fn launch(
             let mut uses = Vec::new();
             if workspace_size > 0 {
                 if workspace.is_null() {
+                    let r = &crate::contract::rules::WORKSPACE_NULL;
                     return Err(Fail::new(
                         ACLNN_ERR_PARAM_NULLPTR,
-                        format!("workspace is null but workspaceSize is {workspace_size}"),
+                        format!(
+                            "workspace is null but workspaceSize is {workspace_size} [contract rule: {}; source: {}]",
+                            r.text, r.src
+                        ),
                     ));
                 }
                 let start = e
@@ -174,6 +189,21 @@ pub fn launch(
     status
 }
 
+/// Fails if one of the caller's argument objects of `op`'s phase 1 was destroyed: a
+/// use-after-free on a real device (contract Part D, [`crate::contract::rules::EXECUTOR_ARGS_ALIVE`]).
+pub fn args_alive(op: &str, args: &[(usize, String)]) -> Res<()> {
+    match objects::first_destroyed(args) {
+        None => Ok(()),
+        Some((p, what)) => {
+            let r = &crate::contract::rules::EXECUTOR_ARGS_ALIVE;
+            Err(bad(format!(
+                "use after free: {what} ({p:#x}), given to {op}GetWorkspaceSize, was destroyed before this launch returned [contract rule: {}; source: {}]",
+                r.text, r.src
+            )))
+        }
+    }
+}
+
 /// Defines the exported phase-2 function of an op.
 macro_rules! launch_fn {
     ($name:ident) => {
@@ -194,13 +224,17 @@ macro_rules! launch_fn {
 }
 pub(crate) use launch_fn;
 
-/// Requires every tensor of `ts` to share one float dtype among FLOAT and FLOAT16; returns it.
+/// Requires every tensor of `ts` to share one float dtype among FLOAT, FLOAT16 and BFLOAT16 (the
+/// dtypes the emulator computes; the contract decides which the product accepts); returns it.
 pub fn float_dtype(op: &str, ts: &[(&str, &TensorDesc)]) -> Res<aclDataType> {
     let (n0, t0) = ts[0];
     let dt = t0.dtype;
-    if !matches!(dt, aclDataType::ACL_FLOAT | aclDataType::ACL_FLOAT16) {
+    if !matches!(
+        dt,
+        aclDataType::ACL_FLOAT | aclDataType::ACL_FLOAT16 | aclDataType::ACL_BF16
+    ) {
         return Err(bad(format!(
-            "{n0} is {}; {op} takes FLOAT or FLOAT16",
+            "{n0} is {}; the emulator computes {op} in FLOAT, FLOAT16 or BFLOAT16",
             view::dtype_name(dt)
         )));
     }
@@ -254,13 +288,6 @@ pub fn pair(v: &[i64], what: &str, min: i64, empty: Option<[usize; 2]>) -> Res<[
         return Err(bad(format!("{what} {v:?} must be >= {min}")));
     }
     Ok([p[0] as usize, p[1] as usize])
-}
-
-/// Requires `cube` (cubeMathType) to be 0..=3.
-pub fn check_cube(cube: i8) -> Res<()> {
-    api::ensure((0..=3).contains(&cube), ACLNN_ERR_PARAM_INVALID, || {
-        format!("cubeMathType {cube} is not 0 (KEEP_DTYPE), 1 (ALLOW_FP32_DOWN_PRECISION), 2 (USE_FP16) or 3 (USE_HF32)")
-    })
 }
 
 /// Broadcast shape of `a` and `b` (numpy rules), or an error naming them.

@@ -1,15 +1,23 @@
-//! `aclnnBatchNorm` and `aclnnBatchNormBackward` (PyTorch semantics: momentum convention
-//! `running = (1 - momentum) * running + momentum * batch`, unbiased running variance).
+//! `aclnnBatchNorm` and `aclnnBatchNormBackward` (momentum convention
+//! `running = (1 - momentum) * running + momentum * batch`, unbiased running variance: the vendor
+//! implementation's, contract Part B aclnnBatchNorm).
 //!
-//! The activations (input, output, gradients of the input) share FLOAT or FLOAT16; the
-//! per-channel tensors (weight, bias, running and saved statistics, their gradients) are FLOAT
-//! or the activations' dtype, as the real op allows fp16 activations with fp32 statistics.
+//! `saveInvstd` is what the contract says the product puts there: the biased batch variance on
+//! 910/310P/A2/A3 (`aclnnBatchNorm.md:226-229,233-234`), `1/sqrt(var + eps)` on 950; the backward
+//! reads it back the same way (the vendor implementation feeds it to BNTrainingUpdateGrad as the
+//! variance, Part F 1). A caller that passes the forward's `saveInvstd` through unchanged gets
+//! the right gradient on every product; one that interprets it does not.
+//!
+//! The activations (input, output, gradients of the input) share one float dtype; the forward's
+//! per-channel tensors are FLOAT or the activations' dtype; the backward's must have gradOut's
+//! dtype on 910/A2/A3 (`aclnnBatchNormBackward.md:271-274,278-280`).
 use std::sync::Arc;
 
 use senet_cann_sys::*;
 
 use super::{bad, begin, expect_shape, finish, float_dtype, launch_fn, nn, refr, workspace_for, T};
 use crate::api::Res;
+use crate::contract::{self, rules, Arg, Role, Target};
 use crate::objects::{self, TensorDesc};
 use crate::reference::norm as rn;
 use crate::view;
@@ -38,6 +46,11 @@ fn per_channel(what: &str, t: &Option<T>, c: i64, act: aclDataType) -> Res<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `saveInvstd` holds the biased variance on the target (every product but 950).
+fn saves_variance(t: &Target) -> bool {
+    rules::BN_SAVE_VAR.applies(t.product) || rules::BN_SAVE_VAR_910.applies(t.product)
 }
 
 fn read_opt(t: &Option<T>) -> Option<Vec<f32>> {
@@ -82,6 +95,22 @@ pub unsafe extern "C" fn aclnnBatchNormGetWorkspaceSize(
                 objects::opt_tensor(saveInvstd, "saveInvstd")?,
             )
         };
+        let plan = contract::check(
+            "aclnnBatchNorm",
+            &[
+                Arg::input("input", &x),
+                Arg::opt("weight", w.as_deref(), Role::In),
+                Arg::opt("bias", b.as_deref(), Role::In),
+                Arg::opt("runningMean", rm.as_deref(), Role::InOut),
+                Arg::opt("runningVar", rv.as_deref(), Role::InOut),
+                Arg::output("output", &y),
+                Arg::opt("saveMean", sm.as_deref(), Role::Out),
+                Arg::opt("saveInvstd", si.as_deref(), Role::Out),
+            ],
+            &[],
+            None,
+        )?;
+        let save_var = saves_variance(&plan.target);
         let c = channels(&x)?;
         let act = float_dtype("aclnnBatchNorm", &[("input", &x), ("output", &y)])?;
         expect_shape("output", &y, &x.dims, "the input's shape")?;
@@ -134,7 +163,13 @@ pub unsafe extern "C" fn aclnnBatchNormGetWorkspaceSize(
                         view::write_f32(t, v)?;
                     }
                 }
-                for (t, v) in [(&sm, &mean), (&si, &invstd)] {
+                let saved = if save_var {
+                    let (_, var) = refr(rn::batch_stats(&xv, &shape))?;
+                    var.iter().map(|v| *v as f32).collect()
+                } else {
+                    invstd
+                };
+                for (t, v) in [(&sm, &mean), (&si, &saved)] {
                     if let Some(t) = t {
                         view::write_f32(t, v)?;
                     }
@@ -194,6 +229,25 @@ pub unsafe extern "C" fn aclnnBatchNormBackwardGetWorkspaceSize(
         let gi = out(gradInput, mask[0], "gradInput")?;
         let gw = out(gradWeight, mask[1], "gradWeight")?;
         let gb = out(gradBias, mask[2], "gradBias")?;
+        let plan = contract::check(
+            "aclnnBatchNormBackward",
+            &[
+                Arg::input("gradOut", &go),
+                Arg::input("input", &x),
+                Arg::opt("weight", w.as_deref(), Role::In),
+                Arg::opt("runningMean", rm.as_deref(), Role::In),
+                Arg::opt("runningVar", rv.as_deref(), Role::In),
+                Arg::opt("saveMean", sm.as_deref(), Role::In),
+                Arg::opt("saveInvstd", si.as_deref(), Role::In),
+                Arg::opt("gradInput", gi.as_deref(), Role::Out),
+                Arg::opt("gradWeight", gw.as_deref(), Role::Out),
+                Arg::opt("gradBias", gb.as_deref(), Role::Out),
+            ],
+            &[],
+            None,
+        )?;
+        let t = &plan.target;
+        let save_var = saves_variance(t);
         let c = channels(&x)?;
         expect_shape("gradOut", &go, &x.dims, "the input's shape")?;
         let mut acts = vec![("gradOut", &*go), ("input", &*x)];
@@ -202,7 +256,7 @@ pub unsafe extern "C" fn aclnnBatchNormBackwardGetWorkspaceSize(
             acts.push(("gradInput", t));
         }
         let act = float_dtype("aclnnBatchNormBackward", &acts)?;
-        for (what, t) in [
+        for (what, a) in [
             ("weight", &w),
             ("runningMean", &rm),
             ("runningVar", &rv),
@@ -211,7 +265,19 @@ pub unsafe extern "C" fn aclnnBatchNormBackwardGetWorkspaceSize(
             ("gradWeight", &gw),
             ("gradBias", &gb),
         ] {
-            per_channel(what, t, c, act)?;
+            per_channel(what, a, c, act)?;
+            if let Some(a) = a {
+                let same = a.dtype == go.dtype;
+                let msg = || {
+                    format!(
+                        "{what} is {} but gradOut is {}",
+                        view::dtype_name(a.dtype),
+                        view::dtype_name(go.dtype)
+                    )
+                };
+                rules::BN_BWD_AUX_DTYPE.require(t, same, msg)?;
+                rules::BN_BWD_AUX_DTYPE_910.require(t, same, msg)?;
+            }
         }
         if training && (sm.is_none() || si.is_none()) {
             return Err(bad("training backward needs saveMean and saveInvstd"));
@@ -240,7 +306,18 @@ pub unsafe extern "C" fn aclnnBatchNormBackwardGetWorkspaceSize(
             let gov = view::read_f32(&go);
             let xv = view::read_f32(&x);
             let (wv, rmv, rvv) = (read_opt(&w), read_opt(&rm), read_opt(&rv));
-            let (smv, siv) = (read_opt(&sm), read_opt(&si));
+            let smv = read_opt(&sm);
+            // What the forward saved: the variance on 910/A2/A3, consumed with eps as the
+            // vendor implementation does.
+            let siv = read_opt(&si).map(|v| {
+                if save_var {
+                    v.iter()
+                        .map(|var| (1.0 / (f64::from(*var) + eps).sqrt()) as f32)
+                        .collect()
+                } else {
+                    v
+                }
+            });
             let (dx, dw, db) = refr(rn::batch_norm_backward(
                 &gov,
                 &xv,

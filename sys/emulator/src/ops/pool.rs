@@ -1,8 +1,11 @@
 //! Pooling: MaxPool2dWithIndices (+Backward), MaxPool2dWithMask (+Backward),
 //! AdaptiveAvgPool2d (+Backward). NCHW, 4-D.
 //!
-//! On a first-generation Ascend 910 the WithIndices pair is refused (the caller must use the
-//! WithMask pair there). The WithMask `indices` tensor is INT8 of the documented shape
+//! Which pair a product takes, its dtypes (the WithIndices backward takes only FLOAT with INT32
+//! indices on A2/A3) and formats come from the contract; so do the dilation-1 rules, FLOAT
+//! computed as FLOAT16 by the WithMask pair on the first-generation 910, and the unsupported
+//! NaN/-Inf inputs, for which the emulator writes NaN results (undefined on the device). The
+//! WithMask `indices` tensor is INT8 of the documented shape
 //! `[N, C, kh*kw, (ceil(Hout*Wout/16) + 1) * 32]`; the emulator's own encoding inside it is:
 //! byte `[n, c, k, p]` is 1 when window element `k` (row-major in the kernel) was the maximum
 //! of output position `p` (row-major in `Hout*Wout`), 0 otherwise.
@@ -14,6 +17,7 @@ use super::{
     bad, begin, expect_rank, expect_shape, finish, float_dtype, launch_fn, nn, pair, refr, T,
 };
 use crate::api::Res;
+use crate::contract::{self, rules, Arg, Target};
 use crate::objects::{self, TensorDesc};
 use crate::reference::pool as rp;
 use crate::view;
@@ -99,19 +103,60 @@ unsafe fn pool_attrs(
     })
 }
 
-fn refuse_on_first_gen(op: &str) -> Res<()> {
-    let soc = crate::state::with_emu(|e| {
-        e.config
-            .as_ref()
-            .filter(|c| c.first_gen_910())
-            .map(|c| c.soc.to_string_lossy().into_owned())
-    });
-    match soc {
-        Some(soc) => Err(bad(format!(
-            "{op} is not supported on {soc} (first-generation Ascend 910); use aclnnMaxPool2dWithMask"
-        ))),
-        None => Ok(()),
+/// The contract rules of one max-pool operator: dilation, NaN/-Inf inputs, FP16 compute.
+struct PoolRules {
+    dilation: &'static rules::Rule,
+    nan: &'static rules::Rule,
+    fp16: Option<&'static rules::Rule>,
+}
+
+fn pool_rules(op: &str) -> PoolRules {
+    match op {
+        "aclnnMaxPool2dWithIndices" => PoolRules {
+            dilation: &rules::POOL_INDICES_DILATION,
+            nan: &rules::POOL_INDICES_NAN,
+            fp16: None,
+        },
+        "aclnnMaxPool2dWithIndicesBackward" => PoolRules {
+            dilation: &rules::POOL_INDICES_BWD_DILATION,
+            nan: &rules::POOL_INDICES_BWD_NAN,
+            fp16: None,
+        },
+        "aclnnMaxPool2dWithMask" => PoolRules {
+            dilation: &rules::POOL_MASK_DILATION,
+            nan: &rules::POOL_MASK_NAN,
+            fp16: Some(&rules::POOL_MASK_FP16),
+        },
+        _ => PoolRules {
+            dilation: &rules::POOL_MASK_BWD_DILATION,
+            nan: &rules::POOL_MASK_BWD_NAN,
+            fp16: Some(&rules::POOL_MASK_BWD_FP16),
+        },
     }
+}
+
+/// What the run of a max-pool operator must do beyond the plain math.
+#[derive(Clone, Copy)]
+struct Quirks {
+    /// NaN/-Inf inputs are unsupported: the results are NaN.
+    nan_undefined: bool,
+    /// FLOAT is computed as FLOAT16.
+    fp16: bool,
+}
+
+fn pool_quirks(op: &str, t: &Target, p: &Pool, dt: aclDataType) -> Res<Quirks> {
+    let r = pool_rules(op);
+    r.dilation
+        .require(t, p.dil == [1, 1], || format!("dilation is {:?}", p.dil))?;
+    Ok(Quirks {
+        nan_undefined: r.nan.applies(t.product),
+        fp16: dt == aclDataType::ACL_FLOAT && r.fp16.is_some_and(|f| f.applies(t.product)),
+    })
+}
+
+/// Whether `v` holds a value the max-pool operators do not support (NaN or -Inf).
+fn unsupported_values(v: &[f32]) -> bool {
+    v.iter().any(|x| x.is_nan() || *x == f32::NEG_INFINITY)
 }
 
 /// Converts flat input-plane indices to the mask encoding of the module docs.
@@ -181,26 +226,25 @@ unsafe fn max_pool(
     let x = objects::tensor(self_, "self")?;
     let y = objects::tensor(out, "out")?;
     let ind = objects::tensor(indices, "indices")?;
+    let plan = contract::check(
+        op,
+        &[
+            Arg::input("self", &x),
+            Arg::output("out", &y),
+            Arg::output("indices", &ind),
+        ],
+        &[],
+        None,
+    )?;
     let p = pool_attrs(&x, kernelSize, stride, padding, dilation, ceilMode)?;
-    float_dtype(op, &[("self", &x), ("out", &y)])?;
+    let dt = float_dtype(op, &[("self", &x), ("out", &y)])?;
+    let q = pool_quirks(op, &plan.target, &p, dt)?;
     expect_shape(
         "out",
         &y,
         &p.out_dims(),
         "computed from self and the pooling attributes",
     )?;
-    let want = if mask {
-        aclDataType::ACL_INT8
-    } else {
-        aclDataType::ACL_INT64
-    };
-    if ind.dtype != want {
-        return Err(bad(format!(
-            "indices is {}; {op} needs {}",
-            view::dtype_name(ind.dtype),
-            view::dtype_name(want)
-        )));
-    }
     if mask {
         expect_shape(
             "indices",
@@ -213,15 +257,16 @@ unsafe fn max_pool(
     }
     let tensors: Vec<T> = vec![x.clone(), y.clone(), ind.clone()];
     let run = Arc::new(move || {
-        let (v, idx, _) = refr(rp::max_pool2d_with_indices(
-            &view::read_f32(&x),
-            p.x,
-            p.kernel,
-            p.stride,
-            p.pad,
-            p.dil,
-            p.ceil,
+        let mut xv = view::read_f32(&x);
+        if q.fp16 {
+            view::round_f16(&mut xv);
+        }
+        let (mut v, idx, _) = refr(rp::max_pool2d_with_indices(
+            &xv, p.x, p.kernel, p.stride, p.pad, p.dil, p.ceil,
         ))?;
+        if q.nan_undefined && unsupported_values(&xv) {
+            v.fill(f32::NAN);
+        }
         view::write_f32(&y, &v)?;
         if mask {
             view::write_i64(&ind, &encode_mask(&p, &idx, ind.dims[3] as usize))
@@ -253,8 +298,20 @@ unsafe fn max_pool_backward(
     let x = objects::tensor(self_, "self")?;
     let ind = objects::tensor(indices, "indices")?;
     let gi = objects::tensor(gradInput, "gradInput")?;
+    let plan = contract::check(
+        op,
+        &[
+            Arg::input("gradOutput", &g),
+            Arg::input("self", &x),
+            Arg::input("indices", &ind),
+            Arg::output("gradInput", &gi),
+        ],
+        &[],
+        None,
+    )?;
     let p = pool_attrs(&x, kernelSize, stride, padding, dilation, ceilMode)?;
-    float_dtype(op, &[("gradOutput", &g), ("self", &x), ("gradInput", &gi)])?;
+    let dt = float_dtype(op, &[("gradOutput", &g), ("self", &x), ("gradInput", &gi)])?;
+    let q = pool_quirks(op, &plan.target, &p, dt)?;
     expect_shape(
         "gradOutput",
         &g,
@@ -262,18 +319,6 @@ unsafe fn max_pool_backward(
         "the forward output's shape",
     )?;
     expect_shape("gradInput", &gi, &x.dims, "the shape of self")?;
-    let want = if mask {
-        aclDataType::ACL_INT8
-    } else {
-        aclDataType::ACL_INT64
-    };
-    if ind.dtype != want {
-        return Err(bad(format!(
-            "indices is {}; {op} needs {}",
-            view::dtype_name(ind.dtype),
-            view::dtype_name(want)
-        )));
-    }
     let want_dims = if mask { p.mask_dims() } else { p.out_dims() };
     expect_shape("indices", &ind, &want_dims, "what the forward wrote")?;
     let tensors: Vec<T> = vec![g.clone(), x.clone(), ind.clone(), gi.clone()];
@@ -284,19 +329,24 @@ unsafe fn max_pool_backward(
         } else {
             raw
         };
-        let v = refr(rp::max_pool2d_with_indices_backward(
-            &view::read_f32(&g),
-            &idx,
-            p.x,
-            p.out,
-        ))?;
+        let mut gv = view::read_f32(&g);
+        if q.fp16 {
+            view::round_f16(&mut gv);
+        }
+        let mut v = refr(rp::max_pool2d_with_indices_backward(&gv, &idx, p.x, p.out))?;
+        if q.fp16 {
+            view::round_f16(&mut v);
+        }
+        if q.nan_undefined && (unsupported_values(&gv) || unsupported_values(&view::read_f32(&x))) {
+            v.fill(f32::NAN);
+        }
         view::write_f32(&gi, &v)
     });
     finish(ws, ex, op, 0, tensors, run)
 }
 
-/// Phase 1 of max pooling with INT64 indices (flat positions in each input plane). Refused on
-/// a first-generation Ascend 910.
+/// Phase 1 of max pooling with INT32/INT64 indices (flat positions in each input plane), where
+/// the contract supports it (not on the first-generation 910).
 #[no_mangle]
 pub unsafe extern "C" fn aclnnMaxPool2dWithIndicesGetWorkspaceSize(
     self_: *const aclTensor,
@@ -312,7 +362,6 @@ pub unsafe extern "C" fn aclnnMaxPool2dWithIndicesGetWorkspaceSize(
 ) -> aclnnStatus {
     nn("aclnnMaxPool2dWithIndicesGetWorkspaceSize", || {
         begin(workspaceSize, executor)?;
-        refuse_on_first_gen("aclnnMaxPool2dWithIndices")?;
         max_pool(
             "aclnnMaxPool2dWithIndices",
             self_,
@@ -331,7 +380,8 @@ pub unsafe extern "C" fn aclnnMaxPool2dWithIndicesGetWorkspaceSize(
 }
 launch_fn!(aclnnMaxPool2dWithIndices);
 
-/// Phase 1 of the max-pooling backward with INT64 indices. Refused on a first-generation 910.
+/// Phase 1 of the max-pooling backward with flat indices, where the contract supports it (A2/A3:
+/// FLOAT with INT32 indices only).
 #[no_mangle]
 pub unsafe extern "C" fn aclnnMaxPool2dWithIndicesBackwardGetWorkspaceSize(
     gradOutput: *const aclTensor,
@@ -348,7 +398,6 @@ pub unsafe extern "C" fn aclnnMaxPool2dWithIndicesBackwardGetWorkspaceSize(
 ) -> aclnnStatus {
     nn("aclnnMaxPool2dWithIndicesBackwardGetWorkspaceSize", || {
         begin(workspaceSize, executor)?;
-        refuse_on_first_gen("aclnnMaxPool2dWithIndicesBackward")?;
         max_pool_backward(
             "aclnnMaxPool2dWithIndicesBackward",
             gradOutput,
@@ -452,7 +501,18 @@ pub unsafe extern "C" fn aclnnAdaptiveAvgPool2dGetWorkspaceSize(
         let x = objects::tensor(self_, "self")?;
         let os = objects::int_array(outputSize, "outputSize")?;
         let y = objects::tensor(out, "out")?;
+        contract::check(
+            "aclnnAdaptiveAvgPool2d",
+            &[Arg::input("self", &x), Arg::output("out", &y)],
+            &[],
+            None,
+        )?;
         expect_rank("self", &x, 4)?;
+        if os.len() != 2 {
+            return Err(bad(format!(
+                "outputSize {os:?} must have exactly 2 entries (aclnnAdaptiveAvgPool2d.md:90)"
+            )));
+        }
         let o = pair(&os, "outputSize", 1, None)?;
         float_dtype("aclnnAdaptiveAvgPool2d", &[("self", &x), ("out", &y)])?;
         let xs = dims4(&x);
@@ -494,6 +554,16 @@ pub unsafe extern "C" fn aclnnAdaptiveAvgPool2dBackwardGetWorkspaceSize(
         let g = objects::tensor(gradOutput, "gradOutput")?;
         let x = objects::tensor(self_, "self")?;
         let y = objects::tensor(out, "out")?;
+        contract::check(
+            "aclnnAdaptiveAvgPool2dBackward",
+            &[
+                Arg::input("gradOutput", &g),
+                Arg::input("self", &x),
+                Arg::output("out", &y),
+            ],
+            &[],
+            None,
+        )?;
         expect_rank("self", &x, 4)?;
         expect_rank("gradOutput", &g, 4)?;
         float_dtype(

@@ -46,9 +46,57 @@ pub fn round_through_bf16(x: &mut [f32]) {
     }
 }
 
+/// Rounds every element to HFLOAT32 in place (round to nearest, ties to even), keeping it as
+/// `f32`: the cube's operand type for FLOAT inputs under cubeMathType USE_HF32 and, on A2/A3,
+/// ALLOW_FP32_DOWN_PRECISION.
+///
+/// HF32 keeps FLOAT's 8-bit exponent (same range) and 11 mantissa bits ("HF32与float32支持相同的
+/// 数值范围，但尾数位精度(11位)却接近FP16(10位)", CANN 8.0 ATC `--allow_hf32`,
+/// https://hiascend.com/document/detail/zh/CANNCommunityEdition/800alpha003/devaids/devtools/atc/atlasatcparam_16_0077.html),
+/// so the 12 low bits of FLOAT's 23-bit mantissa are rounded away; the conversion's default
+/// round mode is to nearest, ties to even (`SetHF32` transMode 0, "就近舍入，距离相等时向偶数进位",
+/// `cannmirror/asc-devkit:docs/api/context/SetHF32.md`). (A vendor test asset,
+/// `hicann/ops-nn:conv/conv2d_v2/tests/assets/input.py`, truncates to 10 bits instead; the emulator
+/// follows the documentation.) NaN and infinities are kept; a value that rounds past the largest
+/// finite HF32 becomes infinity.
+pub fn round_through_hf32(x: &mut [f32]) {
+    for v in x {
+        if !v.is_finite() {
+            continue;
+        }
+        let b = v.to_bits();
+        let lsb = (b >> 12) & 1;
+        *v = f32::from_bits((b + 0x7ff + lsb) & !0xfff);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hf32_keeps_11_mantissa_bits() {
+        let ulp = 2f32.powi(-11);
+        let mut x = [
+            1.0 + ulp,              // representable
+            1.0 + ulp / 2.0,        // tie between 1 (even) and 1+ulp: -> 1
+            1.0 + 1.5 * ulp,        // tie between 1+ulp and 1+2ulp (even): -> 1+2ulp
+            1.0 + ulp / 2.0 + 1e-6, // above the tie: -> 1+ulp
+            -3.0 * (1.0 + ulp / 4.0),
+            f32::MAX,
+            f32::NEG_INFINITY,
+            1e-40, // subnormal, rounded on the same bit grid
+        ];
+        round_through_hf32(&mut x);
+        assert_eq!(x[..4], [1.0 + ulp, 1.0, 1.0 + 2.0 * ulp, 1.0 + ulp]);
+        assert_eq!(x[4], -3.0);
+        assert_eq!(x[5], f32::INFINITY);
+        assert_eq!(x[6], f32::NEG_INFINITY);
+        assert_eq!(x[7].to_bits() & 0xfff, 0);
+        let mut nan = [f32::NAN];
+        round_through_hf32(&mut nan);
+        assert!(nan[0].is_nan());
+    }
 
     #[test]
     fn known_f16_bit_patterns() {

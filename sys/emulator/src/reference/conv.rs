@@ -6,10 +6,15 @@
 //! `[n, cout, oh, ow]`, all NCHW row-major. Padding is symmetric zero padding.
 //!
 //! The loops work on whole output (or input) planes: for every `(channel, ky, kx)` tap a scalar
-//! weight times a shifted input row is added to an `f64` accumulator row, so the innermost loop
-//! walks contiguous memory and every output element is a single `f64` sum rounded once.
+//! weight times a shifted input row is added to an accumulator row, so the innermost loop walks
+//! contiguous memory.
+//!
+//! Arithmetic is the cube's (see [`super`]): every product is formed from the operands as given
+//! (the caller rounds them to the compute precision first) and accumulated in `f32`, in the
+//! order `(input channel, ky, kx)` for the forward and the data gradient and `(batch, oy, ox)`
+//! for the weight and bias gradients.
 
-use super::{axpy_f64, check_len, check_shape, dot_f64, numel, RefResult};
+use super::{axpy_f32, check_len, check_shape, dot_f32, numel, RefResult};
 
 /// Output spatial size of a convolution, PyTorch's formula
 /// `o = (i + 2p - d*(k-1) - 1) / s + 1` applied to each of the two spatial dimensions.
@@ -193,8 +198,8 @@ impl Geometry {
 ///                 * x[b, g*cin_g + icl, oy*sh + ky*dh - ph, ox*sw + kx*dw - pw]
 /// ```
 ///
-/// out-of-range input positions reading as zero. Each output element is accumulated in `f64` and
-/// rounded once.
+/// out-of-range input positions reading as zero. Each output element is accumulated in `f32`; the
+/// bias is added to the accumulated sum (in `f32`, as the cube adds a FLOAT bias).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     x: &[f32],
@@ -223,11 +228,11 @@ pub fn conv2d(
     let out_shape = g.out_shape();
     let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
     let mut y = vec![0f32; numel(&out_shape)?];
-    let mut acc = vec![0f64; out_plane];
+    let mut acc = vec![0f32; out_plane];
     for b in 0..g.n {
         for oc in 0..g.cout {
             let group = oc / g.cout_g;
-            acc.fill(bias.map_or(0.0, |bv| f64::from(bv[oc])));
+            acc.fill(0.0);
             for icl in 0..g.cin_g {
                 let ic = group * g.cin_g + icl;
                 let xp = &x[(b * g.cin + ic) * in_plane..][..in_plane];
@@ -238,17 +243,17 @@ pub fn conv2d(
                         if ox0 >= ox1 {
                             continue;
                         }
-                        let wv = f64::from(weight[g.weight_index(oc, icl, ky, kx)]);
+                        let wv = weight[g.weight_index(oc, icl, ky, kx)];
                         for oy in oy0..oy1 {
                             let xrow = &xp[g.in_row(oy, ky) * g.w..][..g.w];
                             let arow = &mut acc[oy * g.ow..][..g.ow];
                             if g.stride[1] == 1 {
                                 let ix0 = g.in_col(ox0, kx);
-                                axpy_f64(&mut arow[ox0..ox1], wv, &xrow[ix0..ix0 + (ox1 - ox0)]);
+                                axpy_f32(&mut arow[ox0..ox1], wv, &xrow[ix0..ix0 + (ox1 - ox0)]);
                             } else {
                                 let taps = xrow[g.in_col(ox0, kx)..].iter().step_by(g.stride[1]);
                                 for (a, xv) in arow[ox0..ox1].iter_mut().zip(taps) {
-                                    *a += wv * f64::from(*xv);
+                                    *a += wv * *xv;
                                 }
                             }
                         }
@@ -256,8 +261,9 @@ pub fn conv2d(
                 }
             }
             let yp = &mut y[(b * g.cout + oc) * out_plane..][..out_plane];
+            let bv = bias.map_or(0.0, |bv| bv[oc]);
             for (o, a) in yp.iter_mut().zip(&acc) {
-                *o = *a as f32;
+                *o = *a + bv;
             }
         }
     }
@@ -277,7 +283,7 @@ pub fn conv2d(
 /// Returns `(grad_input [n,cin,h,w], grad_weight [cout,cin/groups,kh,kw], grad_bias [cout])`:
 /// `grad_input` is the transposed convolution of `grad_out` with `weight`, `grad_weight[oc,icl,
 /// ky,kx] = Σ_{b,oy,ox} grad_out[b,oc,oy,ox] * x[b,ic,oy*sh+ky*dh-ph,ox*sw+kx*dw-pw]` and
-/// `grad_bias[oc] = Σ_{b,oy,ox} grad_out[b,oc,oy,ox]`. All sums are in `f64`.
+/// `grad_bias[oc] = Σ_{b,oy,ox} grad_out[b,oc,oy,ox]`. All sums are in `f32`.
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 pub fn conv2d_backward(
     grad_out: &[f32],
@@ -306,7 +312,7 @@ pub fn conv2d_backward(
 
     let grad_input = if output_mask[0] {
         let mut dx = vec![0f32; x.len()];
-        let mut acc = vec![0f64; in_plane];
+        let mut acc = vec![0f32; in_plane];
         for b in 0..g.n {
             for ic in 0..g.cin {
                 let group = ic / g.cin_g;
@@ -322,13 +328,13 @@ pub fn conv2d_backward(
                             if ox0 >= ox1 {
                                 continue;
                             }
-                            let wv = f64::from(weight[g.weight_index(oc, icl, ky, kx)]);
+                            let wv = weight[g.weight_index(oc, icl, ky, kx)];
                             for oy in oy0..oy1 {
                                 let grow = &gp[oy * g.ow..][..g.ow];
                                 let arow = &mut acc[g.in_row(oy, ky) * g.w..][..g.w];
                                 if g.stride[1] == 1 {
                                     let ix0 = g.in_col(ox0, kx);
-                                    axpy_f64(
+                                    axpy_f32(
                                         &mut arow[ix0..ix0 + (ox1 - ox0)],
                                         wv,
                                         &grow[ox0..ox1],
@@ -337,17 +343,14 @@ pub fn conv2d_backward(
                                     let taps =
                                         arow[g.in_col(ox0, kx)..].iter_mut().step_by(g.stride[1]);
                                     for (a, gv) in taps.zip(&grow[ox0..ox1]) {
-                                        *a += wv * f64::from(*gv);
+                                        *a += wv * *gv;
                                     }
                                 }
                             }
                         }
                     }
                 }
-                let dp = &mut dx[(b * g.cin + ic) * in_plane..][..in_plane];
-                for (d, a) in dp.iter_mut().zip(&acc) {
-                    *d = *a as f32;
-                }
+                dx[(b * g.cin + ic) * in_plane..][..in_plane].copy_from_slice(&acc);
             }
         }
         Some(dx)
@@ -365,7 +368,7 @@ pub fn conv2d_backward(
                     let (oy0, oy1) = g.rows(ky);
                     for kx in 0..g.kw {
                         let (ox0, ox1) = g.cols(kx);
-                        let mut sum = 0f64;
+                        let mut sum = 0f32;
                         if ox0 < ox1 {
                             for b in 0..g.n {
                                 let gp = &grad_out[(b * g.cout + oc) * out_plane..][..out_plane];
@@ -375,19 +378,22 @@ pub fn conv2d_backward(
                                     let xrow = &xp[g.in_row(oy, ky) * g.w..][..g.w];
                                     if g.stride[1] == 1 {
                                         let ix0 = g.in_col(ox0, kx);
-                                        sum +=
-                                            dot_f64(&grow[ox0..ox1], &xrow[ix0..ix0 + (ox1 - ox0)]);
+                                        sum = dot_f32(
+                                            sum,
+                                            &grow[ox0..ox1],
+                                            &xrow[ix0..ix0 + (ox1 - ox0)],
+                                        );
                                     } else {
                                         let taps =
                                             xrow[g.in_col(ox0, kx)..].iter().step_by(g.stride[1]);
                                         for (gv, xv) in grow[ox0..ox1].iter().zip(taps) {
-                                            sum += f64::from(*gv) * f64::from(*xv);
+                                            sum += *gv * *xv;
                                         }
                                     }
                                 }
                             }
                         }
-                        dw[g.weight_index(oc, icl, ky, kx)] = sum as f32;
+                        dw[g.weight_index(oc, icl, ky, kx)] = sum;
                     }
                 }
             }
@@ -400,11 +406,13 @@ pub fn conv2d_backward(
     let grad_bias = if output_mask[2] {
         let mut db = vec![0f32; g.cout];
         for (oc, d) in db.iter_mut().enumerate() {
-            let mut sum = 0f64;
+            let mut sum = 0f32;
             for b in 0..g.n {
-                sum += super::sum_f64(&grad_out[(b * g.cout + oc) * out_plane..][..out_plane]);
+                for v in &grad_out[(b * g.cout + oc) * out_plane..][..out_plane] {
+                    sum += *v;
+                }
             }
-            *d = sum as f32;
+            *d = sum;
         }
         Some(db)
     } else {

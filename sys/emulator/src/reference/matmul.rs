@@ -1,19 +1,20 @@
 //! Matrix products, mirroring `torch.mm` (`aclnnMm`), `torch.addmm` (`aclnnAddmm`) and the 2-D
 //! case of `torch.matmul` (`aclnnMatmul`).
 //!
-//! Matrices are contiguous row-major. Each output row is accumulated in an `f64` buffer: for every
-//! `p`, `a[i,p]` times row `p` of `b` is added to it (innermost loop over contiguous memory), and
-//! the row is rounded to `f32` once at the end.
+//! Matrices are contiguous row-major. Each output row is accumulated in an `f32` buffer, as the
+//! cube accumulates (see [`super`]): for every `p` in order, `a[i,p]` times row `p` of `b` is
+//! added to it (innermost loop over contiguous memory).
 
-use super::{axpy_f64, check_shape, RefResult};
+use super::{axpy_f32, check_shape, RefResult};
 
-/// `f64` product rows of `a [m,k] @ b [k,n]`, handed one by one to `emit(i, row)`.
+/// Product rows of `a [m,k] @ b [k,n]` (accumulated in `f32`), handed one by one to
+/// `emit(i, row)`.
 fn product_rows(
     a: &[f32],
     a_shape: [usize; 2],
     b: &[f32],
     b_shape: [usize; 2],
-    mut emit: impl FnMut(usize, &[f64]),
+    mut emit: impl FnMut(usize, &[f32]),
 ) -> RefResult<()> {
     check_shape("matmul self", a.len(), &a_shape)?;
     check_shape("matmul mat2", b.len(), &b_shape)?;
@@ -24,11 +25,11 @@ fn product_rows(
             "matmul: shapes {a_shape:?} and {b_shape:?} cannot be multiplied ({k} != {k2})"
         ));
     }
-    let mut row = vec![0f64; n];
+    let mut row = vec![0f32; n];
     for i in 0..m {
         row.fill(0.0);
         for p in 0..k {
-            axpy_f64(&mut row, f64::from(a[i * k + p]), &b[p * n..(p + 1) * n]);
+            axpy_f32(&mut row, a[i * k + p], &b[p * n..(p + 1) * n]);
         }
         emit(i, &row);
     }
@@ -38,14 +39,12 @@ fn product_rows(
 /// Matrix product, mirroring `torch.mm(a, b)` (`aclnnMm`).
 ///
 /// `a`: `[m, k]` (`a_shape`), `b`: `[k, n]` (`b_shape`). Returns `a @ b` `[m, n]`, every element
-/// a `f64` dot product rounded once.
+/// a dot product accumulated in `f32`.
 pub fn mm(a: &[f32], a_shape: [usize; 2], b: &[f32], b_shape: [usize; 2]) -> RefResult<Vec<f32>> {
     let n = b_shape[1];
     let mut out = vec![0f32; a_shape[0] * n];
     product_rows(a, a_shape, b, b_shape, |i, row| {
-        for (o, v) in out[i * n..(i + 1) * n].iter_mut().zip(row) {
-            *o = *v as f32;
-        }
+        out[i * n..(i + 1) * n].copy_from_slice(row);
     })?;
     Ok(out)
 }
@@ -57,8 +56,8 @@ pub fn mm(a: &[f32], a_shape: [usize; 2], b: &[f32], b_shape: [usize; 2]) -> Ref
 ///   `[1]`, or `[]`.
 /// * `a`: `[m, k]`, `b`: `[k, n]`.
 ///
-/// Returns `[m, n]`, computed in `f64` and rounded once. As in PyTorch, `beta = 0` ignores
-/// `self_` entirely (a NaN there does not propagate).
+/// Returns `[m, n]`: the product accumulated in `f32`, then `beta*self + alpha*product` in `f32`.
+/// As in PyTorch, `beta = 0` ignores `self_` entirely (a NaN there does not propagate).
 #[allow(clippy::too_many_arguments)]
 pub fn addmm(
     self_: &[f32],
@@ -86,16 +85,15 @@ pub fn addmm(
             ))
         }
     };
-    let (beta, alpha) = (f64::from(beta), f64::from(alpha));
     let mut out = vec![0f32; m * n];
     product_rows(a, a_shape, b, b_shape, |i, row| {
         for (j, (o, v)) in out[i * n..(i + 1) * n].iter_mut().zip(row).enumerate() {
             let s = if beta == 0.0 {
                 0.0
             } else {
-                beta * f64::from(self_[i * rs + j * cs])
+                beta * self_[i * rs + j * cs]
             };
-            *o = (s + alpha * v) as f32;
+            *o = s + alpha * v;
         }
     })?;
     Ok(out)
@@ -134,7 +132,7 @@ pub fn transpose2d(a: &[f32], shape: [usize; 2]) -> RefResult<Vec<f32>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{assert_close, Lcg};
+    use super::super::testutil::Lcg;
     use super::*;
 
     #[test]
@@ -223,12 +221,22 @@ mod tests {
         let y = mm(&a, [m, k], &b, [k, n]).unwrap();
         let bt = transpose2d(&b, [k, n]).unwrap();
         assert_eq!(transpose2d(&bt, [n, k]).unwrap(), b);
+        // f32 accumulation in index order, each product rounded to f32: exactly the sequential
+        // f32 sum, and within gamma_k * Σ|a||b| (gamma_k = k u / (1 - k u), u = 2^-24) of the
+        // exact dot product.
+        let u = 2f64.powi(-24);
+        let gamma = k as f64 * u / (1.0 - k as f64 * u);
         for i in 0..m {
             for j in 0..n {
-                let d: f64 = (0..k)
+                let seq = (0..k).fold(0f32, |s, p| s + a[i * k + p] * bt[j * k + p]);
+                assert_eq!(y[i * n + j], seq);
+                let exact: f64 = (0..k)
                     .map(|p| f64::from(a[i * k + p]) * f64::from(bt[j * k + p]))
                     .sum();
-                assert_close(&[y[i * n + j]], &[d as f32], 0.0, 0.0);
+                let mag: f64 = (0..k)
+                    .map(|p| (f64::from(a[i * k + p]) * f64::from(bt[j * k + p])).abs())
+                    .sum();
+                assert!((f64::from(y[i * n + j]) - exact).abs() <= gamma * mag);
             }
         }
         // (a @ b)^T = b^T @ a^T

@@ -10,8 +10,11 @@
 //! * Inconsistent shapes or arguments give `Err(String)` with a readable message, never a panic.
 //! * Semantics follow PyTorch/ATen, which the `aclnn*` operators mirror; each function names the
 //!   PyTorch op it follows.
-//! * Long reductions (convolution dot products, normalisation statistics, sums, matrix products)
-//!   accumulate in `f64` and round to `f32` once at the end.
+//! * Convolutions and matrix products (the cube's work) accumulate in `f32`, as the device's
+//!   cube does: fp16/bf16/hf32 operands are multiplied exactly and summed into an fp32
+//!   accumulator ("fp16 operands with fp32 accumulation"); the caller rounds the operands to the
+//!   compute precision first (`ops::cube`). Other long reductions (normalisation statistics,
+//!   sums) accumulate in `f64` and round to `f32` once at the end.
 //! * Loops are ordered so that the innermost one walks contiguous memory.
 
 pub mod cast;
@@ -20,6 +23,7 @@ pub mod elementwise;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
+pub mod optim;
 pub mod pool;
 
 /// Result type of the reference functions: the error is a human-readable message.
@@ -57,24 +61,19 @@ pub(crate) fn check_shape(name: &str, data_len: usize, shape: &[usize]) -> RefRe
     }
 }
 
-/// Dot product of two equally long `f32` slices, accumulated in `f64` with four independent
-/// partial sums (so that the additions can overlap in the pipeline).
-pub(crate) fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+/// `acc + Σ a[i]*b[i]`, accumulated in `f32` in index order (each product rounded to `f32`,
+/// which is exact when the operands carry at most 12 significant bits: fp16, bf16, hf32).
+pub(crate) fn dot_f32(acc: f32, a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
-    let mut s = [0f64; 4];
-    let ca = a.chunks_exact(4);
-    let cb = b.chunks_exact(4);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..4 {
-            s[l] += f64::from(x[l]) * f64::from(y[l]);
-        }
+    a.iter().zip(b).fold(acc, |s, (x, y)| s + x * y)
+}
+
+/// `acc[i] += alpha * x[i]` for equally long slices, in `f32`.
+pub(crate) fn axpy_f32(acc: &mut [f32], alpha: f32, x: &[f32]) {
+    debug_assert_eq!(acc.len(), x.len());
+    for (a, v) in acc.iter_mut().zip(x) {
+        *a += alpha * *v;
     }
-    let mut tail = 0f64;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += f64::from(*x) * f64::from(*y);
-    }
-    (s[0] + s[1]) + (s[2] + s[3]) + tail
 }
 
 /// Sum of an `f32` slice accumulated in `f64` with four independent partial sums.
@@ -92,14 +91,6 @@ pub(crate) fn sum_f64(a: &[f32]) -> f64 {
         tail += f64::from(*x);
     }
     (s[0] + s[1]) + (s[2] + s[3]) + tail
-}
-
-/// `acc[i] += alpha * x[i]` for equally long slices, in `f64`.
-pub(crate) fn axpy_f64(acc: &mut [f64], alpha: f64, x: &[f32]) {
-    debug_assert_eq!(acc.len(), x.len());
-    for (a, v) in acc.iter_mut().zip(x) {
-        *a += alpha * f64::from(*v);
-    }
 }
 
 /// Helpers shared by the unit tests: a deterministic random generator, closeness checks and a
@@ -233,11 +224,13 @@ mod tests {
     fn dot_sum_axpy() {
         let a: Vec<f32> = (1..=7).map(|v| v as f32).collect();
         let b = vec![2f32; 7];
-        assert_eq!(dot_f64(&a, &b), 56.0);
+        assert_eq!(dot_f32(0.0, &a, &b), 56.0);
+        assert_eq!(dot_f32(1.5, &[], &[]), 1.5);
         assert_eq!(sum_f64(&a), 28.0);
-        let mut acc = vec![1f64; 7];
-        axpy_f64(&mut acc, 0.5, &a);
+        let mut acc = vec![1f32; 7];
+        axpy_f32(&mut acc, 0.5, &a);
         assert_eq!(acc[6], 4.5);
-        assert_eq!(dot_f64(&[], &[]), 0.0);
+        // f32 accumulation: 2^24 + 1 is not representable, so adding 1 to 2^24 is lost.
+        assert_eq!(dot_f32(16_777_216.0, &[1.0], &[1.0]), 16_777_216.0);
     }
 }

@@ -35,6 +35,32 @@ fn channel_values<'a>(
     (0..n).map(move |b| &x[(b * c + ch) * rest..][..rest])
 }
 
+/// Per-channel batch mean and biased variance (`Σ (x - mean)² / M`) of an input of shape `shape`
+/// (rank `>= 2`, viewed as `(n, c, rest)`, `M = n*rest`), in `f64`, two passes. The biased
+/// variance is what `aclnnBatchNorm`'s `saveInvstd` holds on 910/A2/A3 (contract Part A 4).
+pub fn batch_stats(x: &[f32], shape: &[usize]) -> RefResult<(Vec<f64>, Vec<f64>)> {
+    check_shape("batch_stats input", x.len(), shape)?;
+    let dims = ncr(shape)?;
+    let (n, c, rest) = dims;
+    let m = (n * rest) as f64;
+    let mut mean = vec![0f64; c];
+    let mut var = vec![0f64; c];
+    for ch in 0..c {
+        let sum: f64 = channel_values(x, dims, ch).map(super::sum_f64).sum();
+        let mu = sum / m;
+        let mut sq = 0f64;
+        for row in channel_values(x, dims, ch) {
+            for v in row {
+                let d = f64::from(*v) - mu;
+                sq += d * d;
+            }
+        }
+        mean[ch] = mu;
+        var[ch] = sq / m;
+    }
+    Ok((mean, var))
+}
+
 /// Batch normalisation forward, mirroring `torch.ops.aten.native_batch_norm(x, weight, bias,
 /// running_mean, running_var, training, momentum, eps)` (`aclnnBatchNorm`).
 ///
@@ -85,21 +111,12 @@ pub fn batch_norm(
                 "batch_norm: expected more than 1 value per channel when training, got input shape {shape:?}"
             ));
         }
+        let (mu, var) = batch_stats(x, shape)?;
         let mut unbiased = vec![0f64; c];
         for ch in 0..c {
-            let sum: f64 = channel_values(x, dims, ch).map(super::sum_f64).sum();
-            let mu = sum / m as f64;
-            let mut sq = 0f64;
-            for row in channel_values(x, dims, ch) {
-                for v in row {
-                    let d = f64::from(*v) - mu;
-                    sq += d * d;
-                }
-            }
-            let var = sq / m as f64;
-            mean[ch] = mu;
-            invstd[ch] = 1.0 / (var + eps).sqrt();
-            unbiased[ch] = sq / (m - 1) as f64;
+            mean[ch] = mu[ch];
+            invstd[ch] = 1.0 / (var[ch] + eps).sqrt();
+            unbiased[ch] = var[ch] * m as f64 / (m - 1) as f64;
         }
         if let Some(rm) = running_mean {
             for (r, mu) in rm.iter_mut().zip(&mean) {

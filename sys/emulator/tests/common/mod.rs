@@ -9,6 +9,9 @@ use std::sync::Once;
 use senet_cann_emu::*;
 use senet_cann_sys::*;
 
+pub mod a2a3;
+pub mod probes;
+
 static INIT: Once = Once::new();
 
 /// `aclInit` once per test process (with `env` set first), then `aclrtSetDevice(0)` on the
@@ -23,14 +26,20 @@ pub fn init_with(env: &[(&str, &str)]) {
     assert_eq!(aclrtSetDevice(0), 0, "{}", err());
 }
 
+/// [`init_with`] `env` and serialises the calling test with the others of its binary (hold the
+/// guard for the whole test).
+pub fn init_env(env: &[(&str, &str)]) -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    init_with(env);
+    guard
+}
+
 /// [`init_with`] the default configuration; serialises the calling test with the others of its binary
 /// (hold the guard for the whole test): they share the emulator's global state, including the
 /// device's default stream, which a synchronise in one test would run for all.
 pub fn init() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    init_with(&[]);
-    guard
+    init_env(&[])
 }
 
 /// The calling thread's recent error text.
@@ -69,8 +78,10 @@ pub fn upload(data: &[f32]) -> *mut c_void {
     p
 }
 
-/// `n` floats from device memory (synchronous, so it waits for queued work).
+/// `n` floats from device memory, after synchronising the current device (`aclrtMemcpy` itself
+/// does not wait for queued work).
 pub fn download(p: *const c_void, n: usize) -> Vec<f32> {
+    assert_eq!(aclrtSynchronizeDevice(), 0, "{}", err());
     let mut v = vec![0f32; n];
     let rc = aclrtMemcpy(
         v.as_mut_ptr() as *mut c_void,
@@ -92,24 +103,56 @@ pub fn strides(dims: &[i64]) -> Vec<i64> {
     s
 }
 
-/// A contiguous tensor of `dims` and `dtype` over device memory `p`.
-pub fn tensor_of(p: *mut c_void, dims: &[i64], dtype: aclDataType) -> *mut aclTensor {
-    let st = strides(dims);
+/// The format a tensor of `rank` dims is tagged with by [`tensor_of`]: NCHW for 4-D and NCL for
+/// 3-D (what convolution, pooling and batch norm require), ND otherwise.
+pub fn format_for(rank: usize) -> aclFormat {
+    match rank {
+        4 => aclFormat::ACL_FORMAT_NCHW,
+        3 => aclFormat::ACL_FORMAT_NCL,
+        _ => aclFormat::ACL_FORMAT_ND,
+    }
+}
+
+/// A view of `dims` with `strides` over a storage of shape `storage` at device memory `p`.
+pub fn tensor_view(
+    p: *mut c_void,
+    dims: &[i64],
+    strides: &[i64],
+    storage: &[i64],
+    dtype: aclDataType,
+    format: aclFormat,
+) -> *mut aclTensor {
     let t = unsafe {
         aclCreateTensor(
             dims.as_ptr(),
             dims.len() as u64,
             dtype,
-            st.as_ptr(),
+            strides.as_ptr(),
             0,
-            aclFormat::ACL_FORMAT_ND,
-            dims.as_ptr(),
-            dims.len() as u64,
+            format,
+            storage.as_ptr(),
+            storage.len() as u64,
             p,
         )
     };
     assert!(!t.is_null(), "{}", err());
     t
+}
+
+/// A contiguous tensor of `dims`, `dtype` and `format` over device memory `p`.
+pub fn tensor_fmt(
+    p: *mut c_void,
+    dims: &[i64],
+    dtype: aclDataType,
+    format: aclFormat,
+) -> *mut aclTensor {
+    tensor_view(p, dims, &strides(dims), dims, dtype, format)
+}
+
+/// A contiguous tensor of `dims` and `dtype` over device memory `p`, tagged [`format_for`] its
+/// rank.
+pub fn tensor_of(p: *mut c_void, dims: &[i64], dtype: aclDataType) -> *mut aclTensor {
+    tensor_fmt(p, dims, dtype, format_for(dims.len()))
 }
 
 /// A contiguous FLOAT tensor of `dims` over `p`.
