@@ -8,7 +8,7 @@ use crate::checkpoint::{self, LoadOptions, CLASSIFIER_PREFIX};
 use crate::config::{AmpLevel, Recipe};
 use crate::data::{EvalTransform, ImageFolder};
 use crate::engine::device::{BackendFactory, Device};
-use crate::model::{Arch, SeNet};
+use crate::model::{Arch, SeNet, StemPool};
 use crate::optim::{decays, lr_schedule, LossScaler, TrainConfig, TrainNet};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -300,6 +300,16 @@ impl StartModel {
         };
         self.notes
             .push(format!("start weights from {} ({report})", path.display()));
+        if self.net.stem_pool != StemPool::Same {
+            // The run trains, validates and saves MindCV's network (its checkpoints load as
+            // MindCV's): timm's weights start it, with MindCV's stem pool.
+            self.net.stem_pool = StemPool::Same;
+            self.notes.push(
+                "note: training runs MindCV's network (stem max pool pad_mode 'same'), not \
+                 timm's, from these timm weights"
+                    .into(),
+            );
+        }
         if !report.new_classifier.is_empty() {
             let found: Vec<String> = report
                 .new_classifier
