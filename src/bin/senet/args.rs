@@ -114,9 +114,7 @@ impl ValidateArgs {
         if self.config.is_none() && self.keys.get("model").is_none() {
             anyhow::bail!("no model given: pass -c RECIPE or --model NAME (see `senet models`)");
         }
-        let r = self.keys.over(recipe_or_default(self.config.as_deref())?)?;
-        r.validate()?;
-        Ok(r)
+        eval_recipe(self.config.as_deref(), &self.keys, &self.preprocess)
     }
 }
 
@@ -127,6 +125,24 @@ fn recipe_or_default(config: Option<&std::path::Path>) -> Result<Recipe> {
         Some(p) => Recipe::from_yaml_file(p)?,
         None => Recipe::default(),
     })
+}
+
+/// The recipe of an eval command: `-c` (else `config.py`'s defaults) with the flags applied.
+/// Without `-c` and `--interpolation`, `--preprocess timm` resizes bicubic, the interpolation
+/// of timm's pretrained configs for these networks (MindCV's `create_transforms` default is
+/// bilinear).
+fn eval_recipe<S: KeySet + Send + Sync + 'static>(
+    config: Option<&std::path::Path>,
+    keys: &RecipeFlags<S>,
+    preprocess: &PreprocessArg,
+) -> Result<Recipe> {
+    let mut base = recipe_or_default(config)?;
+    if config.is_none() && preprocess.get()? == Preprocess::Timm {
+        base.set("interpolation", "bicubic")?;
+    }
+    let r = keys.over(base)?;
+    r.validate()?;
+    Ok(r)
 }
 
 /// The transform flags shared by predict and preprocess: `-c` and the recipe keys of `S`.
@@ -160,9 +176,7 @@ impl<S: KeySet + Send + Sync + 'static> TransformArgs<S> {
     /// The recipe (file, else `config.py`'s defaults, as MindCV's `create_transforms`) with these
     /// flags applied, validated.
     pub fn recipe(&self) -> Result<Recipe> {
-        let r = self.keys.over(recipe_or_default(self.config.as_deref())?)?;
-        r.validate()?;
-        Ok(r)
+        eval_recipe(self.config.as_deref(), &self.keys, &self.preprocess)
     }
 }
 
