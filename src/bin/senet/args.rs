@@ -2,6 +2,7 @@
 //! (`--data_dir`, `--ckpt_path`, ...) with hyphenated aliases.
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use senet::backend::ascend::CubeMath;
 use senet::config::Recipe;
 use senet::engine::device::{DeviceChoice, DeviceRequest};
 use std::path::PathBuf;
@@ -283,6 +284,19 @@ pub struct DeviceArgs {
     /// CPU threads for the network (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Ascend, float32 (amp O0): convolutions in HFLOAT32 (torch_npu's torch.npu.conv.allow_hf32,
+    /// default true). false asks for KEEP_DTYPE (true fp32), which the vendor documents as
+    /// unsupported for the forward convolution on A2/A3 (refused there); on the
+    /// first-generation 910 both compute in FLOAT16.
+    #[arg(long = "conv_allow_hf32", alias = "conv-allow-hf32", default_value_t = true,
+          action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub conv_allow_hf32: bool,
+    /// Ascend, float32 (amp O0): Dense layers in HFLOAT32 instead of fp32 (torch_npu's
+    /// torch.npu.matmul.allow_hf32, default false); on the first-generation 910 both compute
+    /// in FLOAT16.
+    #[arg(long = "matmul_allow_hf32", alias = "matmul-allow-hf32", default_value_t = false,
+          action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub matmul_allow_hf32: bool,
 }
 
 impl DeviceArgs {
@@ -291,6 +305,10 @@ impl DeviceArgs {
             choice: DeviceChoice::parse(&self.device)?,
             device_id: self.device_id,
             threads: self.threads,
+            cube_math: CubeMath {
+                conv_allow_hf32: self.conv_allow_hf32,
+                matmul_allow_hf32: self.matmul_allow_hf32,
+            },
         })
     }
 }
