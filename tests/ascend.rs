@@ -323,6 +323,12 @@ fn injected_failures_name_the_call_and_nothing_leaks() {
 
 // ---- the float32 cube switches (CubeMath) -------------------------------------------------
 
+/// `conv_allow_hf32 = false`: KEEP_DTYPE for FLOAT convolutions off the first-generation 910.
+const CONV_KEEP_DTYPE: CubeMath = CubeMath {
+    conv_allow_hf32: false,
+    matmul_allow_hf32: false,
+};
+
 /// Eval logits of `arch` (1000 classes, MindCV's formula weights and input) on `be`.
 fn eval_logits(arch: Arch, be: AscendBackend) -> Vec<f32> {
     let net = SeNet::formula(arch, 1000).unwrap();
@@ -371,11 +377,7 @@ fn matmul_allow_hf32_runs_the_dense_layers_in_hf32_within_the_hf32_bound() {
 #[test]
 fn conv_allow_hf32_off_is_refused_on_a2_naming_the_contract() {
     let _g = lock();
-    let keep = CubeMath {
-        conv_allow_hf32: false,
-        ..CubeMath::default()
-    };
-    let err = AscendBackend::with_cube_math(0, Precision::Fp32, keep).unwrap_err();
+    let err = AscendBackend::with_cube_math(0, Precision::Fp32, CONV_KEEP_DTYPE).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, Error::Invalid(_)), "{text}");
     // The SoC and its product line, the operator, the mode, the contract section and lines.
@@ -389,7 +391,7 @@ fn conv_allow_hf32_off_is_refused_on_a2_naming_the_contract() {
         assert!(text.contains(part), "'{part}' not in: {text}");
     }
     // O2 computes FLOAT16, where every cube mode is plain FLOAT16: the switch does not apply.
-    let be = AscendBackend::with_cube_math(0, Precision::Fp16, keep).unwrap();
+    let be = AscendBackend::with_cube_math(0, Precision::Fp16, CONV_KEEP_DTYPE).unwrap();
     assert_eq!(be.precision(), Precision::Fp16);
 }
 
@@ -410,13 +412,9 @@ fn ascend950_keep_dtype_child() {
     }
     let _g = lock();
     let arch = Arch::SeResNet18;
-    let keep = CubeMath {
-        conv_allow_hf32: false,
-        ..CubeMath::default()
-    };
     // KEEP_DTYPE with FLOAT: no rule against it for the 950 (aclnnConvolution.md:460-462 lists
     // none; aclnnConvolutionBackward.md:579-582 "no constraint"), so the cube computes FLOAT.
-    let be = AscendBackend::with_cube_math(0, Precision::Fp32, keep).unwrap();
+    let be = AscendBackend::with_cube_math(0, Precision::Fp32, CONV_KEEP_DTYPE).unwrap();
     let logits = eval_logits(arch, be);
     // Against the CPU backend's FLOAT forward: two FLOAT computations, each within
     // logit_bound's accumulation term alone (no operand rounding), so twice that apart.

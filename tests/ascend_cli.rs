@@ -269,25 +269,28 @@ fn train_on_the_emulated_npu_in_amp_o2_writes_a_float32_checkpoint() {
         .any(|(_, t)| t.to_f32().unwrap().data.iter().any(|v| *v != 0.0)));
 }
 
+/// One-iteration `senet bench` of seresnet18 at 32x32 on the emulated NPU, with `extra` flags.
+fn bench(extra: &[&str]) -> Output {
+    let args = [
+        "bench",
+        "--model",
+        "seresnet18",
+        "--device",
+        "ascend",
+        "--image_size",
+        "32",
+        "--warmup",
+        "0",
+        "--iters",
+        "1",
+        "--json",
+    ];
+    senet(&emulator(), &[&args[..], extra].concat())
+}
+
 #[test]
 fn bench_runs_on_the_emulated_npu() {
-    let out = ok(&senet(
-        &emulator(),
-        &[
-            "bench",
-            "--model",
-            "seresnet18",
-            "--device",
-            "ascend",
-            "--image_size",
-            "32",
-            "--warmup",
-            "0",
-            "--iters",
-            "1",
-            "--json",
-        ],
-    ));
+    let out = ok(&bench(&[]));
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["device"], "ascend:0 (float32)");
     assert!(v["images_per_second"].as_f64().unwrap() > 0.0);
@@ -295,23 +298,6 @@ fn bench_runs_on_the_emulated_npu() {
 
 #[test]
 fn the_float32_cube_switches_reach_the_npu_and_an_undocumented_mode_is_refused() {
-    let bench = |extra: &[&str]| {
-        let args = [
-            "bench",
-            "--model",
-            "seresnet18",
-            "--device",
-            "ascend",
-            "--image_size",
-            "32",
-            "--warmup",
-            "0",
-            "--iters",
-            "1",
-            "--json",
-        ];
-        senet(&emulator(), &[&args[..], extra].concat())
-    };
     let out = ok(&bench(&["--matmul_allow_hf32", "true"]));
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
