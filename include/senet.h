@@ -125,6 +125,23 @@ typedef enum SenetDevice {
 } SenetDevice;
 
 /**
+ * Whose eval transform `senet_preprocess_file_with` / `senet_preprocess_memory_with` apply.
+ */
+typedef enum SenetPreprocess {
+  /**
+   * MindCV's (what `senet_preprocess_file` applies): OpenCV bicubic resize of the short side
+   * to 256, centre crop 224 at floor offsets, normalize on the 0..255 scale.
+   */
+  SENET_PREPROCESS_MINDCV = 0,
+  /**
+   * timm's eval transform (`create_transform(is_training=False)` for senet's networks):
+   * Pillow's antialiased bicubic resize of the short side to 256, centre crop 224 at
+   * torchvision's offsets, ToTensor and ImageNet mean/std (`senet predict --preprocess timm`).
+   */
+  SENET_PREPROCESS_TIMM = 1,
+} SenetPreprocess;
+
+/**
  * An opaque class map handle (see `senet_classmap_load`).
  */
 typedef struct SenetClassMap SenetClassMap;
@@ -282,8 +299,12 @@ enum SenetStatus senet_model_create(const char *variant,
 /**
  * Loads the weights of a MindSpore `.ckpt` or a `.safetensors` file (chosen by extension) into
  * `model`, strictly: every parameter must be present with its exact name and shape (float
- * dtypes are converted to f32; training state such as `moments.*` is ignored). On failure the
- * model keeps its previous weights.
+ * dtypes are converted to f32; training state such as `moments.*` is ignored). A timm
+ * SE-ResNet/SE-ResNeXt state dict saved as safetensors (timm's names: `conv1.weight`,
+ * `layer1.0.se.fc1.weight`, `fc.weight`, ...) is recognised and renamed, and the model then
+ * runs timm's network: its stem max pool is timm's (resnet.py: padding 1 on every side;
+ * senet.py: ceil mode), so `senet_model_forward` gives timm's logits at any input size. On
+ * failure the model keeps its previous weights (and network).
  *
  * Ownership: `path` is only read during the call.
  *
@@ -407,6 +428,7 @@ enum SenetStatus senet_model_free(struct SenetModel *model);
  * ImageNet mean/std (0..255 scale), CHW. Writes SENET_IMAGE_VALUES floats, `[3][224][224]` RGB,
  * to `out` — one image of the NCHW batch `senet_model_forward` takes (image `i` of a batch
  * starts at `batch + i * SENET_IMAGE_VALUES`). Identical to `senet predict`'s preprocessing.
+ * (= `senet_preprocess_file_with(path, SENET_PREPROCESS_MINDCV, out, out_len)`.)
  *
  * Ownership: `out` stays the caller's (`out_len` floats); `path` is only read during the call.
  *
@@ -421,6 +443,27 @@ enum SenetStatus senet_model_free(struct SenetModel *model);
  * floats.
  */
 enum SenetStatus senet_preprocess_file(const char *path, float *out, size_t out_len);
+
+/**
+ * As `senet_preprocess_file`, with the transform chosen by `preprocess` (a `SenetPreprocess`
+ * value): SENET_PREPROCESS_MINDCV, or SENET_PREPROCESS_TIMM for timm's eval transform (what
+ * `senet predict --preprocess timm` applies; for timm weights).
+ *
+ * Ownership: `out` stays the caller's (`out_len` floats); `path` is only read during the call.
+ *
+ * Thread-safety: safe from any thread, concurrently.
+ *
+ * Returns the statuses of `senet_preprocess_file`; SENET_STATUS_INVALID_ARGUMENT also for an
+ * unknown `preprocess`.
+ *
+ * # Safety
+ * `path` is NULL or a NUL-terminated string; `out` is NULL or points to `out_len` writable
+ * floats.
+ */
+enum SenetStatus senet_preprocess_file_with(const char *path,
+                                            int32_t preprocess,
+                                            float *out,
+                                            size_t out_len);
 
 /**
  * As `senet_preprocess_file`, for an encoded JPEG or PNG image held in memory: `data` holds
@@ -442,6 +485,27 @@ enum SenetStatus senet_preprocess_memory(const uint8_t *data,
                                          size_t data_len,
                                          float *out,
                                          size_t out_len);
+
+/**
+ * As `senet_preprocess_memory`, with the transform chosen by `preprocess` (a
+ * `SenetPreprocess` value, see `senet_preprocess_file_with`).
+ *
+ * Ownership: both buffers stay the caller's.
+ *
+ * Thread-safety: safe from any thread, concurrently.
+ *
+ * Returns the statuses of `senet_preprocess_memory`; SENET_STATUS_INVALID_ARGUMENT also for an
+ * unknown `preprocess`.
+ *
+ * # Safety
+ * `data` is NULL or points to `data_len` readable bytes; `out` is NULL or points to `out_len`
+ * writable floats, not overlapping `data`.
+ */
+enum SenetStatus senet_preprocess_memory_with(const uint8_t *data,
+                                              size_t data_len,
+                                              int32_t preprocess,
+                                              float *out,
+                                              size_t out_len);
 
 /**
  * The message of the last `senet_*` call made on the calling thread: empty ("") when that call

@@ -103,7 +103,14 @@ fn run_ops<B: Backend>(be: &B, abs: bool) -> Vec<(String, Vec<f32>)> {
             .unwrap();
         out.push((format!("conv{i} dw"), get(&dw, wn)));
     }
-    // 'same' max pool, even and odd planes, forward and backward (distinct values: no ties).
+    // The stem's max pools (3x3, stride 2: MindCV's 'same', timm resnet.py's padding 1, timm
+    // senet.py's ceil mode), even and odd planes, forward and backward (distinct values: no
+    // ties).
+    let pools = [
+        ("same", MaxPool2dParams::same(3, 2)),
+        ("pad1", MaxPool2dParams::symmetric(3, 2, 1, false)),
+        ("ceil", MaxPool2dParams::symmetric(3, 2, 0, true)),
+    ];
     for (i, xs) in [Shape4::new(2, 3, 8, 7), Shape4::new(1, 2, 5, 6)]
         .into_iter()
         .enumerate()
@@ -112,20 +119,16 @@ fn run_ops<B: Backend>(be: &B, abs: bool) -> Vec<(String, Vec<f32>)> {
             .map(|j| ((j * 7919) % 1009) as f32 / 1009.0 - 0.3)
             .collect();
         let x = be.upload(&xv).unwrap();
-        let (oh, ow) = (xs.h.div_ceil(2), xs.w.div_ceil(2));
-        let ys = Shape4::new(xs.n, xs.c, oh, ow);
-        let mut y = be.alloc(ys.numel()).unwrap();
-        assert_eq!(
-            be.max_pool2d_same(MaxPool2dParams::same(3, 2), &x, xs, &mut y)
-                .unwrap(),
-            ys
-        );
-        out.push((format!("maxpool{i}"), get(&y, ys.numel())));
-        let dy = be.upload(&values(ys.numel(), 60 + i as u64)).unwrap();
-        let mut dx = be.alloc(xs.numel()).unwrap();
-        be.max_pool2d_same_backward(MaxPool2dParams::same(3, 2), &x, xs, &dy, &mut dx)
-            .unwrap();
-        out.push((format!("maxpool{i} dx"), get(&dx, xs.numel())));
+        for (name, pool) in pools {
+            let ys = pool.geometry(xs).unwrap().ys;
+            let mut y = be.alloc(ys.numel()).unwrap();
+            assert_eq!(be.max_pool2d(pool, &x, xs, &mut y).unwrap(), ys);
+            out.push((format!("maxpool {name} {i}"), get(&y, ys.numel())));
+            let dy = be.upload(&values(ys.numel(), 60 + i as u64)).unwrap();
+            let mut dx = be.alloc(xs.numel()).unwrap();
+            be.max_pool2d_backward(pool, &x, xs, &dy, &mut dx).unwrap();
+            out.push((format!("maxpool {name} {i} dx"), get(&dx, xs.numel())));
+        }
     }
     // Global average pool and its backward.
     let xs = Shape4::new(2, 5, 4, 3);

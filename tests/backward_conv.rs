@@ -543,7 +543,7 @@ fn max_pool_gradient_matches_finite_differences() {
         let fwd = |xv: &[f32]| {
             let mut y = vec![0.0; ys.numel()];
             let got = bes[1]
-                .max_pool2d_same(MaxPool2dParams::same(k, s), &xv.to_vec(), xs, &mut y)
+                .max_pool2d(MaxPool2dParams::same(k, s), &xv.to_vec(), xs, &mut y)
                 .unwrap();
             assert_eq!(got, ys);
             loss(&r, &y)
@@ -551,7 +551,7 @@ fn max_pool_gradient_matches_finite_differences() {
         let num = numeric_grad(&x, fwd);
         for be in &bes {
             let mut dx = garbage(xs.numel());
-            be.max_pool2d_same_backward(
+            be.max_pool2d_backward(
                 MaxPool2dParams::same(k, s),
                 &padded(&x),
                 xs,
@@ -559,7 +559,7 @@ fn max_pool_gradient_matches_finite_differences() {
                 &mut dx,
             )
             .unwrap();
-            assert_tail("max_pool2d_same_backward dx", &dx, xs.numel());
+            assert_tail("max_pool2d_backward dx", &dx, xs.numel());
             let what = format!("max pool {xs:?} k{k} s{s} ({} threads)", be.threads());
             assert_close(&what, &dx[..xs.numel()], &num);
             let reference = naive_max_pool_backward(&x, xs, k, s, &r);
@@ -584,7 +584,7 @@ fn max_pool_gradient_goes_to_first_max_on_ties() {
             .collect();
         let dy = rng.vec(ys.numel());
         let mut dx = garbage(xs.numel());
-        be.max_pool2d_same_backward(MaxPool2dParams::same(k, s), &x, xs, &dy, &mut dx)
+        be.max_pool2d_backward(MaxPool2dParams::same(k, s), &x, xs, &dy, &mut dx)
             .unwrap();
         let reference = naive_max_pool_backward(&x, xs, k, s, &dy);
         assert_eq!(&dx[..xs.numel()], &reference[..], "{xs:?} k{k} s{s}");
@@ -592,7 +592,7 @@ fn max_pool_gradient_goes_to_first_max_on_ties() {
     // A single window of equal values: everything goes to its top-left element.
     let xs = Shape4::new(1, 1, 3, 3);
     let mut dx = vec![0.0; 9];
-    be.max_pool2d_same_backward(
+    be.max_pool2d_backward(
         MaxPool2dParams::same(3, 3),
         &vec![1.0; 9],
         xs,
@@ -602,7 +602,7 @@ fn max_pool_gradient_goes_to_first_max_on_ties() {
     .unwrap();
     assert_eq!(dx, [2.5, 0., 0., 0., 0., 0., 0., 0., 0.]);
     assert!(be
-        .max_pool2d_same_backward(
+        .max_pool2d_backward(
             MaxPool2dParams::same(0, 2),
             &vec![0.0; 9],
             xs,
@@ -611,7 +611,7 @@ fn max_pool_gradient_goes_to_first_max_on_ties() {
         )
         .is_err());
     assert!(be
-        .max_pool2d_same_backward(
+        .max_pool2d_backward(
             MaxPool2dParams::same(3, 2),
             &vec![0.0; 9],
             xs,

@@ -98,6 +98,9 @@ fn overfits_64_images() {
     assert_eq!(report.global_step, 64);
     let ckpt = report.last_checkpoint.unwrap();
     assert_eq!(ckpt, save.join("seresnet18-16_4.ckpt"));
+    // The curves, redrawn after every epoch, end with the last epoch's loss curve point.
+    let svg = std::fs::read_to_string(save.join("curves.svg")).unwrap();
+    assert!(svg.contains("seresnet18 on cifar10 (32 px)") && save.join("curves.png").is_file());
     // Accuracy of the trained weights through the eval path on the same 64 images.
     let mut vr = r.clone();
     vr.val_split = "train".into();
@@ -107,6 +110,7 @@ fn overfits_64_images() {
             recipe: vr,
             class_map: None,
             device: senet::engine::device::DeviceRequest::cpu(2),
+            preprocess: senet::data::Preprocess::MindCv,
         },
         |_, _| {},
     )

@@ -1,4 +1,5 @@
-/* Pooling: MindSpore's 'same' max pool and the global average pool, and the max pool backward. */
+/* Pooling: the max pool over windows the caller places (MindSpore's 'same', PyTorch's symmetric
+ * padding), its backward, and the global average pool. */
 #include <math.h>
 #include <string.h>
 #include "senet_kernels.h"

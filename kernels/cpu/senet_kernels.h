@@ -32,8 +32,9 @@ void senet_subsample_backward_f32(const float *dy, size_t c, size_t h, size_t w,
 /* y[ci, i] = act(y[ci, i] + bias[ci]) over (c, hw); bias may be NULL. */
 void senet_bias_act_f32(float *y, const float *bias, size_t c, size_t hw, int act);
 
-/* TF-'SAME' max pool of (c, h, w) into (c, oh, ow), window starting at oy*s - pad_top; padded
- * positions are skipped. */
+/* Max pool of (c, h, w) into (c, oh, ow), window (oy, ox) starting at (oy*s - pad_top,
+ * ox*s - pad_left) and clipped to the input: padded positions are skipped. The caller places
+ * the windows (TF 'SAME' or PyTorch's symmetric padding, floor or ceil mode). */
 void senet_max_pool2d_f32(const float *x, size_t c, size_t h, size_t w, size_t k, size_t s,
                           size_t pad_top, size_t pad_left, size_t oh, size_t ow, float *y);
 

@@ -15,9 +15,10 @@ mod params;
 use crate::Result;
 pub(crate) use params::{check_len, check_se_scale_add_relu};
 pub use params::{
-    same_pool_geometry, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats, BufferLen,
-    Conv2dForward, Conv2dParams, Conv2dShape, CrossEntropyParams, LinearForward, LinearGrads,
-    LinearShape, MaxPool2dParams, MomentumParams, MovingStats, PoolGeometry, SavedStats, SeGrads,
+    same_pool_geometry, symmetric_pool_out, BatchNormBackward, BatchNormForward, BatchNormGrads,
+    BatchStats, BufferLen, Conv2dForward, Conv2dParams, Conv2dShape, CrossEntropyParams,
+    LinearForward, LinearGrads, LinearShape, MaxPool2dParams, MomentumParams, MovingStats,
+    PoolGeometry, PoolPadding, SavedStats, SeGrads,
 };
 /// Shape of an NCHW activation: batch, channels, height, width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,11 +100,12 @@ pub trait Backend: Send + Sync {
         y: &mut Self::Buffer,
     ) -> Result<Shape4>;
 
-    /// MindSpore `MaxPool2d(kernel, stride, pad_mode="same")` (TF 'SAME'; see
-    /// [`same_pool_geometry`]) of `x` (`xs`) into `y`; padded positions never win. Returns the
-    /// output shape. Errors ([`crate::Error::Shape`]): a zero kernel, stride or plane
+    /// Max pool of `x` (`xs`) into `y` with the window and border rule of `pool`: MindSpore
+    /// `MaxPool2d(kernel, stride, pad_mode="same")` (TF 'SAME'; see [`same_pool_geometry`]) or
+    /// PyTorch `nn.MaxPool2d(kernel, stride, padding, ceil_mode)` ([`PoolPadding::Symmetric`]);
+    /// padded positions never win (-inf). Returns the output shape. Errors ([`crate::Error::Shape`]): a zero kernel, stride or plane
     /// ([`MaxPool2dParams::geometry`]), a buffer too short.
-    fn max_pool2d_same(
+    fn max_pool2d(
         &self,
         pool: MaxPool2dParams,
         x: &Self::Buffer,
@@ -111,7 +113,7 @@ pub trait Backend: Send + Sync {
         y: &mut Self::Buffer,
     ) -> Result<Shape4>;
 
-    /// [`Backend::conv2d`] (output `y`), then [`Backend::max_pool2d_same`] of `y` into `pooled`,
+    /// [`Backend::conv2d`] (output `y`), then [`Backend::max_pool2d`] of `y` into `pooled`,
     /// with the same results; returns the pooled shape. Backends may interleave the two (the CPU
     /// pools each image right after its convolution, while the output is still in cache).
     fn conv2d_max_pool(
@@ -123,7 +125,7 @@ pub trait Backend: Send + Sync {
         pooled: &mut Self::Buffer,
     ) -> Result<Shape4> {
         let ys = self.conv2d(f, x, y)?;
-        self.max_pool2d_same(pool, y, ys, pooled)
+        self.max_pool2d(pool, y, ys, pooled)
     }
 
     /// Mean over H and W: `y[n, c]` (N, C) (MindCV `GlobalAvgPooling`).
@@ -211,14 +213,14 @@ pub trait Backend: Send + Sync {
         grads: LinearGrads<'_, Self::Buffer>,
     ) -> Result<()>;
 
-    /// Backward of max_pool2d_same: routes each dy to the argmax of its window in x (first max
+    /// Backward of [`Backend::max_pool2d`]: routes each dy to the argmax of its window in x (first max
     /// in row-major window order on ties, like the forward's strict '>' scan), dx overwritten.
     ///
     /// `x` (`xs`, N, C, H, W) is the forward's input, `dy` (N, C, OH, OW) with OH, OW from
-    /// [`same_pool_geometry`] (MindSpore `MaxPool2d(pad_mode="same")`); windows overlap when
+    /// [`MaxPool2dParams::geometry`] (the forward's); windows overlap when
     /// stride < kernel, so dx sums every window's contribution. Errors
     /// ([`crate::Error::Shape`]): a zero kernel, stride or plane, or a short buffer.
-    fn max_pool2d_same_backward(
+    fn max_pool2d_backward(
         &self,
         pool: MaxPool2dParams,
         x: &Self::Buffer,

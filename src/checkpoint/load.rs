@@ -3,8 +3,9 @@
 //! `load_model_checkpoint` (`ema.` prefix stripped when EMA weights are asked for), but strict by
 //! default: every mismatch is reported.
 
+use super::timm::{self, TimmImport, TimmLayout};
 use super::{read_checkpoint, save_format, Checkpoint, CkptWriter, FileFormat, SkippedEntry};
-use crate::model::{Params, SeNet};
+use crate::model::{Params, SeNet, StemPool};
 use crate::tensor::{DType, RawTensor};
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -78,6 +79,9 @@ pub struct LoadReport {
     pub misfits: Vec<Misfit>,
     /// Checkpoint entries that are not model parameters, with a description (only with `partial`).
     pub unexpected: Vec<(String, String)>,
+    /// Some when the file was a timm state dict, renamed to MindCV's names
+    /// ([`super::timm`]); its network's stem pool is [`TimmLayout::stem_pool`].
+    pub timm: Option<TimmLayout>,
 }
 
 impl LoadReport {
@@ -88,15 +92,23 @@ impl LoadReport {
 
     /// One line per skipped item, as in a [`Error::Mismatch`].
     pub fn skipped_lines(&self) -> Vec<String> {
+        self.skipped_lines_with(&|n| format!("'{n}'"))
+    }
+
+    /// [`LoadReport::skipped_lines`] with each name written by `label` (quoted).
+    fn skipped_lines_with(&self, label: &dyn Fn(&str) -> String) -> Vec<String> {
         let mut lines = Vec::new();
         for (n, s) in &self.missing {
-            lines.push(format!("missing parameter '{n}': expected shape {s:?}"));
+            lines.push(format!(
+                "missing parameter {}: expected shape {s:?}",
+                label(n)
+            ));
         }
         for m in &self.misfits {
-            lines.push(misfit_line(m));
+            lines.push(misfit_line(m, label));
         }
         for (n, d) in &self.unexpected {
-            lines.push(format!("unexpected entry '{n}': {d}"));
+            lines.push(format!("unexpected entry {}: {d}", label(n)));
         }
         lines
     }
@@ -111,6 +123,16 @@ impl fmt::Display for LoadReport {
             self.converted.len(),
             self.ignored.len()
         )?;
+        if let Some(layout) = self.timm {
+            let pool = match layout {
+                TimmLayout::ResNet => "padding 1 on every side",
+                TimmLayout::Legacy => "ceil mode, no padding",
+            };
+            write!(
+                f,
+                "; from {layout} names (run with timm's stem max pool: {pool})"
+            )?;
+        }
         for l in self.skipped_lines() {
             write!(f, "\n  skipped {l}")?;
         }
@@ -118,16 +140,18 @@ impl fmt::Display for LoadReport {
     }
 }
 
-fn misfit_line(m: &Misfit) -> String {
+fn misfit_line(m: &Misfit, label: &dyn Fn(&str) -> String) -> String {
     if is_float(m.dtype) {
         format!(
-            "mis-shaped parameter '{}': expected {:?}, found {:?}",
-            m.name, m.expected, m.found
+            "mis-shaped parameter {}: expected {:?}, found {:?}",
+            label(&m.name),
+            m.expected,
+            m.found
         )
     } else {
         format!(
-            "parameter '{}': expected a float tensor of shape {:?}, found {} {:?}",
-            m.name,
+            "parameter {}: expected a float tensor of shape {:?}, found {} {:?}",
+            label(&m.name),
             m.expected,
             m.dtype.mindspore_name(),
             m.found
@@ -141,6 +165,8 @@ fn is_float(d: DType) -> bool {
 
 /// Loads the checkpoint at `path` (`.ckpt` or `.safetensors`, by extension) into `params`.
 ///
+/// A timm SE-ResNet/SE-ResNeXt state dict is recognised by its names ([`timm::detect`]) and
+/// renamed to MindCV's first ([`timm::to_mindcv`]; errors then name the timm tensors too).
 /// Names and shapes must match exactly; Float16/BFloat16/Float64 entries are converted to f32.
 /// Training-state entries ([`is_training_state`]) are ignored and listed in the report. With
 /// `opts.ema`, `ema.<name>` is loaded into `<name>`. Nothing is modified unless the load succeeds.
@@ -154,7 +180,9 @@ pub fn load_params(params: &mut Params, path: &Path, opts: &LoadOptions) -> Resu
     load_labelled(params, &read_checkpoint(path)?, path, opts, &label)
 }
 
-/// [`load_params`] into a [`SeNet`]; errors name the model's variant and class count.
+/// [`load_params`] into a [`SeNet`]; errors name the model's variant and class count. The
+/// model's stem pool becomes the weights' network's ([`SeNet::stem_pool`]: timm's for a timm
+/// state dict, [`TimmLayout::stem_pool`]; MindCV's otherwise).
 pub fn load_model(model: &mut SeNet, path: &Path, opts: &LoadOptions) -> Result<LoadReport> {
     load_model_from(model, &read_checkpoint(path)?, path, opts)
 }
@@ -168,7 +196,9 @@ pub fn load_model_from(
     opts: &LoadOptions,
 ) -> Result<LoadReport> {
     let label = format!("{} ({} classes)", model.arch.name(), model.num_classes);
-    load_labelled(&mut model.params, ck, path, opts, &label)
+    let report = load_labelled(&mut model.params, ck, path, opts, &label)?;
+    model.stem_pool = report.timm.map_or(StemPool::Same, TimmLayout::stem_pool);
+    Ok(report)
 }
 
 fn describe(t: &RawTensor) -> String {
@@ -181,6 +211,35 @@ fn load_labelled(
     path: &Path,
     opts: &LoadOptions,
     label: &str,
+) -> Result<LoadReport> {
+    let import: Option<TimmImport> = match timm::detect(ck) {
+        Some(layout) => Some(timm::to_mindcv(ck, layout, path)?),
+        None => None,
+    };
+    let mut report = load_mindcv_names(
+        params,
+        import.as_ref().map_or(ck, |i| &i.checkpoint),
+        path,
+        opts,
+        label,
+        &|n: &str| match &import {
+            Some(i) => i.describe(n),
+            None => format!("'{n}'"),
+        },
+    )?;
+    report.timm = import.map(|i| i.layout);
+    Ok(report)
+}
+
+/// [`load_labelled`] of a checkpoint with MindCV's names; `name_label` writes a parameter's name
+/// in error lines.
+fn load_mindcv_names(
+    params: &mut Params,
+    ck: &Checkpoint,
+    path: &Path,
+    opts: &LoadOptions,
+    label: &str,
+    name_label: &dyn Fn(&str) -> String,
 ) -> Result<LoadReport> {
     let mut report = LoadReport::default();
     let mut unexpected: Vec<(String, String)> = Vec::new();
@@ -245,7 +304,7 @@ fn load_labelled(
                 "no 'ema.*' entries in the checkpoint (EMA weights were asked for)".to_string(),
             );
         }
-        lines.extend(report.skipped_lines());
+        lines.extend(report.skipped_lines_with(name_label));
         return Err(Error::Mismatch {
             path: path.to_path_buf(),
             model: label.to_string(),
@@ -255,7 +314,7 @@ fn load_labelled(
     if accepted.is_empty() {
         // Even a partial load must load something: a wrong file never passes silently.
         let mut lines = vec!["no checkpoint entry matches a model parameter".to_string()];
-        lines.extend(report.skipped_lines());
+        lines.extend(report.skipped_lines_with(name_label));
         return Err(Error::Mismatch {
             path: path.to_path_buf(),
             model: label.to_string(),

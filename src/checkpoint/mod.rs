@@ -1,7 +1,8 @@
 //! Checkpoints: MindSpore `.ckpt` ([`read_ckpt`], [`write_ckpt`]) and safetensors
 //! ([`read_safetensors`], [`write_safetensors`]) files, either by extension
 //! ([`read_checkpoint`], [`write_checkpoint`]), and loading them into / saving them from a
-//! model's parameters by name ([`load_model`], [`save_params`]).
+//! model's parameters by name ([`load_model`], [`save_params`]); timm's names for the same
+//! tensors ([`timm`], a public module: its functions read as `timm::detect`, `timm::to_mindcv`).
 //!
 //! The file formats live in private modules (`mindspore`, with its protobuf schema `proto`;
 //! `safetensors`; `load`): what callers use is re-exported here.
@@ -14,6 +15,7 @@ mod load;
 mod mindspore;
 mod proto;
 mod safetensors;
+pub mod timm;
 
 pub use load::{
     is_training_state, load_model, load_model_from, load_params, save_params, save_params_with,
@@ -84,9 +86,38 @@ pub fn save_format(path: &Path) -> Result<FileFormat> {
     }
 }
 
+/// Whether `path` is a pickled PyTorch file (`torch.save`): a `.pth`, `.pt`, `.bin` or `.pkl`
+/// name, or content starting as a zip archive (`torch.save`'s format since PyTorch 1.6, also
+/// PyTorch Lightning's `.ckpt`) or a pickle (protocol 2-5).
+fn is_pytorch_pickle(path: &Path) -> bool {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if matches!(ext.as_deref(), Some("pth" | "pt" | "bin" | "pkl")) {
+        return true;
+    }
+    let mut head = [0u8; 4];
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        use std::io::Read;
+        f.read_exact(&mut head)
+    });
+    read.is_ok() && (head == *b"PK\x03\x04" || (head[0] == 0x80 && (2..=5).contains(&head[1])))
+}
+
 /// Reads a `.ckpt` ([`read_ckpt`]) or `.safetensors` ([`read_safetensors`]) file, by extension.
-/// Errors: as those; [`Error::Format`] naming the path for another extension.
+/// A pickled PyTorch file is refused before anything is unpickled, with the command that saves
+/// a state dict as safetensors (which senet reads, timm's names included: [`timm`]).
+/// Errors: as those; [`Error::Format`] naming the path for a pickle or another extension.
 pub fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
+    if is_pytorch_pickle(path) {
+        return Err(Error::format(
+            path,
+            "a pickled PyTorch file (torch.save): senet does not read pickles (loading one can \
+             run arbitrary code). Save the weights as safetensors and pass that file: \
+             safetensors.torch.save_file(model.state_dict(), \"model.safetensors\")",
+        ));
+    }
     match save_format(path)? {
         FileFormat::Ckpt => read_ckpt(path),
         FileFormat::Safetensors => read_safetensors(path),

@@ -2,7 +2,9 @@
 //!
 //! - [`decode_file`] / [`decode_bytes`]: JPEG (libjpeg-turbo, as PIL/MindSpore) and PNG to [`RgbImage`];
 //! - [`resize_u8`]: OpenCV's `INTER_CUBIC` / `INTER_LINEAR` resize on 8-bit images;
-//! - [`EvalTransform`]: MindCV's `transforms_imagenet_eval` (resize, centre crop, normalize, CHW);
+//! - [`resize_u8_pil`]: Pillow's antialiased `BICUBIC` / `BILINEAR` resize (timm's eval path);
+//! - [`EvalTransform`]: MindCV's `transforms_imagenet_eval` (resize, centre crop, normalize, CHW),
+//!   or timm's ([`Preprocess`]);
 //! - [`TrainTransform`]: MindCV's `transforms_imagenet_train` (random resized crop, flips, colour
 //!   jitter, normalize, CHW), deterministic per sample through [`SampleRng`];
 //! - [`adjust_brightness`], [`adjust_contrast`], [`adjust_saturation`]: MindSpore's colour
@@ -14,6 +16,7 @@ mod color;
 mod decode;
 mod folder;
 mod loader;
+mod pil_resize;
 mod resize;
 mod rgb;
 mod rng;
@@ -24,7 +27,8 @@ pub use color::{adjust_brightness, adjust_contrast, adjust_saturation, luma};
 pub use decode::{decode_bytes, decode_file, detect_format, ImageFormat};
 pub use folder::{is_image_file, list_images, read_class_map, ImageFolder, IMAGE_EXTENSIONS};
 pub use loader::{Batch, Loader};
+pub use pil_resize::resize_u8_pil;
 pub use resize::{resize_u8, Interpolation};
 pub use rgb::RgbImage;
 pub use rng::SampleRng;
-pub use transforms::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};
+pub use transforms::{EvalTransform, Preprocess, IMAGENET_MEAN, IMAGENET_STD};

@@ -109,6 +109,27 @@ fn axis_filter(src: usize, dst: usize, interp: Interpolation) -> AxisFilter {
     }
 }
 
+/// Checks the arguments of a resize of `src`, `(width, height, channels)`, to `(dst_width,
+/// dst_height)`. Errors: [`Error::Invalid`] when a size is zero or `src.len()` does not match.
+pub(super) fn check_sizes(
+    src: &[u8],
+    (width, height, channels): (usize, usize, usize),
+    (dst_width, dst_height): (usize, usize),
+) -> Result<()> {
+    if width == 0 || height == 0 || channels == 0 || dst_width == 0 || dst_height == 0 {
+        return Err(Error::Invalid(format!(
+            "resize of a {width}x{height}x{channels} image to {dst_width}x{dst_height}: sizes must be positive"
+        )));
+    }
+    if src.len() != width * height * channels {
+        return Err(Error::Invalid(format!(
+            "resize: {} bytes for a {width}x{height}x{channels} image",
+            src.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Resizes an 8-bit interleaved image (`height * width * channels` bytes, row-major HWC) to
 /// `dst_width x dst_height` like OpenCV's `cv::resize(src, dst, Size(dst_width, dst_height), 0, 0,
 /// INTER_CUBIC | INTER_LINEAR)`. Returns `dst_height * dst_width * channels` bytes, HWC.
@@ -123,17 +144,7 @@ pub fn resize_u8(
     dst_height: usize,
     interp: Interpolation,
 ) -> Result<Vec<u8>> {
-    if width == 0 || height == 0 || channels == 0 || dst_width == 0 || dst_height == 0 {
-        return Err(Error::Invalid(format!(
-            "resize of a {width}x{height}x{channels} image to {dst_width}x{dst_height}: sizes must be positive"
-        )));
-    }
-    if src.len() != width * height * channels {
-        return Err(Error::Invalid(format!(
-            "resize: {} bytes for a {width}x{height}x{channels} image",
-            src.len()
-        )));
-    }
+    check_sizes(src, (width, height, channels), (dst_width, dst_height))?;
     if width == dst_width && height == dst_height {
         return Ok(src.to_vec());
     }

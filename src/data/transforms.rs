@@ -1,9 +1,11 @@
-//! MindCV's ImageNet evaluation transforms (`transforms_imagenet_eval` in
-//! mindcv/data/transforms_factory.py): Decode -> Resize(short side) -> CenterCrop -> Normalize ->
-//! HWC2CHW, with MindSpore 2.x semantics.
+//! The ImageNet evaluation transforms: MindCV's (`transforms_imagenet_eval` in
+//! mindcv/data/transforms_factory.py: Decode -> Resize(short side) -> CenterCrop -> Normalize ->
+//! HWC2CHW, with MindSpore 2.x semantics), and timm's ([`Preprocess::Timm`]).
 use std::path::Path;
+use std::str::FromStr;
 
 use super::decode::decode_file;
+use super::pil_resize::resize_u8_pil;
 use super::resize::{resize_u8, Interpolation};
 use super::rgb::RgbImage;
 use crate::error::{Error, Result};
@@ -16,7 +18,62 @@ pub const IMAGENET_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
 /// ImageNet channel standard deviations on the 0..255 scale (R, G, B): MindCV's default `std`.
 pub const IMAGENET_STD: [f32; 3] = [58.395, 57.12, 57.375];
 
-/// MindCV's eval transform `transforms_imagenet_eval(image_resize, crop_pct, interpolation, mean, std)`:
+/// timm's `IMAGENET_DEFAULT_MEAN` (0..1 scale, R, G, B), as the f32 tensor `Normalize` holds.
+const TIMM_IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// timm's `IMAGENET_DEFAULT_STD` (0..1 scale, R, G, B), as the f32 tensor `Normalize` holds.
+const TIMM_IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// Whose evaluation transform an [`EvalTransform`] follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Preprocess {
+    /// MindCV's (the default): OpenCV resizing, floor centre-crop offsets, normalization on the
+    /// 0..255 scale.
+    #[default]
+    MindCv,
+    /// timm's `transforms_imagenet_eval` with `crop_mode='center'`, as
+    /// `create_transform(**resolve_data_config(model=m), is_training=False)` builds it for
+    /// senet's networks (timm 1.0, torchvision's `Resize` / `CenterCrop` on PIL images):
+    /// 1. the short side resized to `resize_size = floor(image_resize / crop_pct)` and the long
+    ///    side to `trunc(resize_size * long / short)` with Pillow's antialiased
+    ///    `Image.resize` (bicubic a = -0.5 or bilinear, see [`super::resize_u8_pil`]); an image
+    ///    already of that size is left alone;
+    /// 2. centre crop at offset `round((dim - image_resize) / 2)`, halves rounded to even
+    ///    (Python's `round`), or, where the image is smaller than the crop, zero pixels
+    ///    `(image_resize - dim) div 2` before it (torchvision pads, then crops);
+    /// 3. `ToTensor` (`pixel / 255` in f32) then `Normalize`: `(x - mean[c] / 255) / (std[c] /
+    ///    255)` in f32, with `mean` and `std` (0..255 scale, as MindCV's recipes give them)
+    ///    divided by 255 and rounded to f32 (the ImageNet defaults [`IMAGENET_MEAN`] /
+    ///    [`IMAGENET_STD`] become exactly timm's `IMAGENET_DEFAULT_MEAN` / `_STD`).
+    Timm,
+}
+
+impl FromStr for Preprocess {
+    type Err = Error;
+
+    /// Parses `"mindcv"` or `"timm"` (case-insensitive); another value is an [`Error::Config`]
+    /// naming it.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "mindcv" => Ok(Preprocess::MindCv),
+            "timm" => Ok(Preprocess::Timm),
+            _ => Err(Error::Config(format!(
+                "unknown preprocess '{s}' (supported: mindcv, timm)"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Preprocess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Preprocess::MindCv => "mindcv",
+            Preprocess::Timm => "timm",
+        })
+    }
+}
+
+/// MindCV's eval transform `transforms_imagenet_eval(image_resize, crop_pct, interpolation, mean, std)`
+/// (or timm's, see [`Preprocess::Timm`], after [`EvalTransform::with_preprocess`]):
 /// 1. decode to RGB u8;
 /// 2. resize (OpenCV `INTER_CUBIC`/`INTER_LINEAR`, see [`super::resize_u8`]) so that the SHORT side becomes
 ///    `resize_size = floor(image_resize / crop_pct)` (256 for 224 / 0.875) and the long side
@@ -37,6 +94,8 @@ pub struct EvalTransform {
     pub mean: [f32; 3],
     /// Per-channel (R, G, B) standard deviation on the 0..255 scale.
     pub std: [f32; 3],
+    /// Whose transform: MindCV's (the default) or timm's.
+    pub preprocess: Preprocess,
 }
 
 impl Default for EvalTransform {
@@ -93,7 +152,13 @@ impl EvalTransform {
             interpolation,
             mean,
             std,
+            preprocess: Preprocess::MindCv,
         })
+    }
+
+    /// The same transform computed as `preprocess` computes it (MindCV's or timm's).
+    pub fn with_preprocess(self, preprocess: Preprocess) -> EvalTransform {
+        EvalTransform { preprocess, ..self }
     }
 
     /// The CHW shape of one output image: `[3, image_resize, image_resize]`.
@@ -102,11 +167,18 @@ impl EvalTransform {
     }
 
     /// The size `(width, height)` an image of `width x height` is resized to: the short side
-    /// becomes `resize_size`, the long side `floor(long / short * resize_size)`.
+    /// becomes `resize_size`, the long side `floor(long / short * resize_size)` (MindSpore), or
+    /// for timm `trunc(resize_size * long / short)` (torchvision: the product first).
     pub fn resized_dims(&self, width: usize, height: usize) -> (usize, usize) {
         let s = self.resize_size;
+        let timm = self.preprocess == Preprocess::Timm;
         let scaled = |long: usize, short: usize| {
-            ((long as f64 / short as f64 * s as f64).floor() as usize).max(1)
+            let v = if timm {
+                (s as f64 * long as f64 / short as f64).trunc()
+            } else {
+                (long as f64 / short as f64 * s as f64).floor()
+            };
+            (v as usize).max(1)
         };
         if width <= height {
             (s, scaled(height, width))
@@ -122,11 +194,49 @@ impl EvalTransform {
         self.apply(&img)
     }
 
-    /// Transforms a decoded image: `3 * image_resize^2` f32, CHW, normalized.
+    /// Offset of the centre crop along a side of `dim` resized pixels; negative where the crop
+    /// is larger (those pixels are zero): `(dim - crop) div 2` (MindSpore), or for timm
+    /// torchvision's `round((dim - crop) / 2)` (halves to even) and `-((crop - dim) div 2)`.
+    fn crop_offset(&self, dim: usize) -> i64 {
+        let (dim, crop) = (dim as i64, self.image_resize as i64);
+        match self.preprocess {
+            Preprocess::MindCv => (dim - crop).div_euclid(2),
+            Preprocess::Timm if dim >= crop => ((dim - crop) as f64 / 2.0).round_ties_even() as i64,
+            Preprocess::Timm => -(crop - dim).div_euclid(2),
+        }
+    }
+
+    /// The normalization of channel `c`'s pixels: `(p - mean) / std` (MindCV, 0..255 scale), or
+    /// `(p / 255 - mean / 255) / (std / 255)` in f32 (timm's ToTensor + Normalize).
+    fn normalization(&self, c: usize) -> impl Fn(u8) -> f32 {
+        let timm = self.preprocess == Preprocess::Timm;
+        let (mean, std) = match timm {
+            false => (self.mean[c], self.std[c]),
+            // 57.12f32 / 255 rounds to one float below 0.224f32: use timm's own constants.
+            true if self.mean == IMAGENET_MEAN && self.std == IMAGENET_STD => {
+                (TIMM_IMAGENET_MEAN[c], TIMM_IMAGENET_STD[c])
+            }
+            true => (
+                (self.mean[c] as f64 / 255.0) as f32,
+                (self.std[c] as f64 / 255.0) as f32,
+            ),
+        };
+        move |p: u8| {
+            let x = if timm { p as f32 / 255.0 } else { p as f32 };
+            (x - mean) / std
+        }
+    }
+
+    /// The resized and centre-cropped image before normalization: `image_resize` square, RGB
+    /// u8, zero where the crop reaches beyond the resized image.
     /// Errors: [`Error::Invalid`] for an empty image.
-    pub fn apply(&self, img: &RgbImage) -> Result<Vec<f32>> {
+    pub fn pixels(&self, img: &RgbImage) -> Result<RgbImage> {
         let (rw, rh) = self.resized_dims(img.width, img.height);
-        let resized = resize_u8(
+        let resize = match self.preprocess {
+            Preprocess::MindCv => resize_u8,
+            Preprocess::Timm => resize_u8_pil,
+        };
+        let resized = resize(
             &img.data,
             img.width,
             img.height,
@@ -136,24 +246,38 @@ impl EvalTransform {
             self.interpolation,
         )?;
         let crop = self.image_resize;
-        // Offsets may be negative (crop larger than the image): those pixels are zero.
-        let top = (rh as i64 - crop as i64).div_euclid(2);
-        let left = (rw as i64 - crop as i64).div_euclid(2);
-        let plane = crop * crop;
-        let mut out = vec![0f32; 3 * plane];
-        for y in 0..crop {
+        let (top, left) = (self.crop_offset(rh), self.crop_offset(rw));
+        let mut out = vec![0u8; crop * crop * 3];
+        for (y, row) in out.chunks_exact_mut(crop * 3).enumerate() {
             let sy = top + y as i64;
-            for x in 0..crop {
+            if sy < 0 || sy >= rh as i64 {
+                continue;
+            }
+            for (x, px) in row.chunks_exact_mut(3).enumerate() {
                 let sx = left + x as i64;
-                let inside = sy >= 0 && sx >= 0 && (sy as usize) < rh && (sx as usize) < rw;
-                for c in 0..3 {
-                    let v = if inside {
-                        resized[(sy as usize * rw + sx as usize) * 3 + c] as f32
-                    } else {
-                        0.0
-                    };
-                    out[c * plane + y * crop + x] = (v - self.mean[c]) / self.std[c];
+                if sx >= 0 && sx < rw as i64 {
+                    let i = (sy as usize * rw + sx as usize) * 3;
+                    px.copy_from_slice(&resized[i..i + 3]);
                 }
+            }
+        }
+        Ok(RgbImage {
+            width: crop,
+            height: crop,
+            data: out,
+        })
+    }
+
+    /// Transforms a decoded image: `3 * image_resize^2` f32, CHW, normalized.
+    /// Errors: [`Error::Invalid`] for an empty image.
+    pub fn apply(&self, img: &RgbImage) -> Result<Vec<f32>> {
+        let pixels = self.pixels(img)?;
+        let plane = self.image_resize * self.image_resize;
+        let mut out = vec![0f32; 3 * plane];
+        for (c, chan) in out.chunks_exact_mut(plane).enumerate() {
+            let norm = self.normalization(c);
+            for (o, px) in chan.iter_mut().zip(pixels.data.chunks_exact(3)) {
+                *o = norm(px[c]);
             }
         }
         Ok(out)
@@ -186,6 +310,43 @@ mod tests {
                 .iter()
                 .all(|&v| v == want));
         }
+    }
+
+    #[test]
+    fn timm_sizes_and_offsets_follow_torchvision() {
+        let t = EvalTransform::default().with_preprocess(Preprocess::Timm);
+        assert_eq!(t.resized_dims(500, 375), (341, 256));
+        assert_eq!(t.resized_dims(422, 500), (256, 303));
+        // 256 * 700 / 600 = 298.67: both truncate; the product-first order matters only at
+        // exact quotients, where floor(long / short * s) can fall one below.
+        assert_eq!(t.resized_dims(700, 600), (298, 256));
+        // Offsets: round half to even (303 - 224 = 79 -> 39.5 -> 40), floor for MindCV.
+        assert_eq!(t.crop_offset(303), 40);
+        assert_eq!(t.crop_offset(341), 58);
+        assert_eq!(EvalTransform::default().crop_offset(303), 39);
+        // Smaller than the crop: torchvision pads (crop - dim) div 2 zero pixels before.
+        assert_eq!(t.crop_offset(201), -11);
+        assert_eq!(EvalTransform::default().crop_offset(201), -12);
+    }
+
+    #[test]
+    fn timm_normalization_is_totensor_then_imagenet_default() {
+        let t = EvalTransform::default().with_preprocess(Preprocess::Timm);
+        // timm's IMAGENET_DEFAULT_MEAN / _STD as float32 tensors.
+        let (mean, std) = ([0.485f32, 0.456, 0.406], [0.229f32, 0.224, 0.225]);
+        assert_ne!((57.12f32 as f64 / 255.0) as f32, 0.224f32);
+        for c in 0..3 {
+            let norm = t.normalization(c);
+            for p in [0u8, 1, 128, 255] {
+                assert_eq!(
+                    norm(p),
+                    (p as f32 / 255.0 - mean[c]) / std[c],
+                    "c={c} p={p}"
+                );
+            }
+        }
+        assert_eq!("TIMM".parse::<Preprocess>().unwrap(), Preprocess::Timm);
+        assert!("pil".parse::<Preprocess>().is_err());
     }
 
     #[test]

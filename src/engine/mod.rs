@@ -1,5 +1,7 @@
-//! The jobs the CLI and the C ABI call: validate, predict, preprocess, bench, models.
+//! The jobs the CLI and the C ABI call: validate, predict, preprocess, bench, models, and the
+//! training curves.
 pub mod bench;
+pub mod curves;
 pub mod device;
 pub mod models;
 pub mod predict;

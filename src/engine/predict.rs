@@ -28,7 +28,7 @@ pub struct PredictOptions {
     /// The device (`--device`, `--device_id`, `--threads`); `auto` is the CPU here (there is
     /// no recipe), `ascend` computes in float32.
     pub device: DeviceRequest,
-    /// The eval transform (MindCV's: resize 256 bicubic, centre crop 224, normalize).
+    /// The eval transform (MindCV's: resize 256 bicubic, centre crop 224, normalize; or timm's).
     pub transform: EvalTransform,
 }
 

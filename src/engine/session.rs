@@ -1,5 +1,5 @@
 //! What every job starts with: a checkpoint read once, and a model holding its weights.
-use crate::checkpoint::{self, Checkpoint, LoadOptions, LoadReport};
+use crate::checkpoint::{self, timm::TimmLayout, Checkpoint, LoadOptions, LoadReport};
 use crate::model::{Arch, SeNet};
 use crate::{Error, Result};
 use std::path::Path;
@@ -28,14 +28,20 @@ pub fn open_checkpoint(path: &Path) -> Result<Checkpoint> {
     checkpoint::read_checkpoint(path)
 }
 
-/// Number of classes of a checkpoint read from `path` (the length of `classifier.bias`).
-/// Errors: [`Error::Format`] naming the file when it has no 1-D `classifier.bias`.
+/// Number of classes of a checkpoint read from `path` (the length of `classifier.bias`, or of
+/// timm's `fc.bias` / `last_linear.bias`).
+/// Errors: [`Error::Format`] naming the file when it has no such 1-D tensor.
 pub fn classes_of(ck: &Checkpoint, path: &Path) -> Result<usize> {
-    match ck.get("classifier.bias") {
+    let bias = match checkpoint::timm::detect(ck) {
+        Some(TimmLayout::ResNet) => "fc.bias",
+        Some(TimmLayout::Legacy) => "last_linear.bias",
+        None => "classifier.bias",
+    };
+    match ck.get(bias) {
         Some(t) if t.shape.len() == 1 => Ok(t.shape[0]),
         _ => Err(Error::format(
             path,
-            "no 1-D 'classifier.bias': cannot tell the number of classes (pass --num_classes)",
+            format!("no 1-D '{bias}': cannot tell the number of classes (pass --num_classes)"),
         )),
     }
 }

@@ -5,7 +5,7 @@ use super::device::{self, DeviceRequest, Forward};
 use super::session::{classes_of, load_model, open_checkpoint};
 use crate::checkpoint::LoadOptions;
 use crate::config::Recipe;
-use crate::data::{EvalTransform, ImageFolder, Loader};
+use crate::data::{EvalTransform, ImageFolder, Loader, Preprocess};
 use crate::model::metrics::Accumulator;
 use crate::model::Arch;
 use crate::{Error, Result};
@@ -24,6 +24,8 @@ pub struct ValidateOptions {
     /// The device (`--device`, `--device_id`, `--threads`); `auto` follows the recipe's
     /// `device_target`, computing in the precision of `val_amp_level`.
     pub device: DeviceRequest,
+    /// Whose eval transform (`--preprocess`): MindCV's (the default) or timm's.
+    pub preprocess: Preprocess,
 }
 
 /// The result, with accuracies in percent.
@@ -57,7 +59,7 @@ pub fn run(
 ) -> Result<ValidateReport> {
     let r = &opts.recipe;
     let arch = Arch::from_name(&r.model)?;
-    let transform = super::eval_transform(r)?;
+    let transform = super::eval_transform(r)?.with_preprocess(opts.preprocess);
     let folder = ImageFolder::open(
         &PathBuf::from(&r.data_dir),
         &r.val_split,

@@ -9,7 +9,7 @@
 //!   lengths, checked before use (the private module `args`).
 //!
 //! Modules of the C ABI, one per section of the header: [`status`] (codes, last error),
-//! [`model`] (create, load, device, threads, forward), [`preprocess`] (MindCV eval transform),
+//! [`model`] (create, load, device, threads, forward), [`preprocess`] (MindCV's or timm's eval transform),
 //! [`classmap`] (class names and top-k).
 mod args;
 pub mod classmap;
@@ -21,6 +21,7 @@ pub mod status;
 pub use classmap::SenetClass;
 pub use handle::{SenetClassMap, SenetModel};
 pub use model::SenetDevice;
+pub use preprocess::SenetPreprocess;
 pub use status::SenetStatus;
 
 use std::ffi::c_char;

@@ -104,8 +104,12 @@ pub unsafe extern "C" fn senet_model_create(
 
 /// Loads the weights of a MindSpore `.ckpt` or a `.safetensors` file (chosen by extension) into
 /// `model`, strictly: every parameter must be present with its exact name and shape (float
-/// dtypes are converted to f32; training state such as `moments.*` is ignored). On failure the
-/// model keeps its previous weights.
+/// dtypes are converted to f32; training state such as `moments.*` is ignored). A timm
+/// SE-ResNet/SE-ResNeXt state dict saved as safetensors (timm's names: `conv1.weight`,
+/// `layer1.0.se.fc1.weight`, `fc.weight`, ...) is recognised and renamed, and the model then
+/// runs timm's network: its stem max pool is timm's (resnet.py: padding 1 on every side;
+/// senet.py: ceil mode), so `senet_model_forward` gives timm's logits at any input size. On
+/// failure the model keeps its previous weights (and network).
 ///
 /// Ownership: `path` is only read during the call.
 ///

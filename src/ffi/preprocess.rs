@@ -1,9 +1,36 @@
-//! MindCV's eval transform (resize 256 bicubic, centre crop 224, ImageNet normalize, CHW) of an
-//! image file or an in-memory encoded image into a caller buffer.
+//! MindCV's eval transform (resize 256 bicubic, centre crop 224, ImageNet normalize, CHW), or
+//! timm's, of an image file or an in-memory encoded image into a caller buffer.
 use super::args::{self, need};
 use super::status::{guard, FfiError, SenetStatus};
-use crate::data::{decode_bytes, EvalTransform};
+use crate::data::{decode_bytes, EvalTransform, Preprocess};
 use std::ffi::c_char;
+
+/// Whose eval transform `senet_preprocess_file_with` / `senet_preprocess_memory_with` apply.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenetPreprocess {
+    /// MindCV's (what `senet_preprocess_file` applies): OpenCV bicubic resize of the short side
+    /// to 256, centre crop 224 at floor offsets, normalize on the 0..255 scale.
+    Mindcv = 0,
+    /// timm's eval transform (`create_transform(is_training=False)` for senet's networks):
+    /// Pillow's antialiased bicubic resize of the short side to 256, centre crop 224 at
+    /// torchvision's offsets, ToTensor and ImageNet mean/std (`senet predict --preprocess timm`).
+    Timm = 1,
+}
+
+/// The transform of a `SenetPreprocess` value. Errors: INVALID_ARGUMENT for another value.
+fn transform(preprocess: i32) -> Result<EvalTransform, FfiError> {
+    let p = match preprocess {
+        p if p == SenetPreprocess::Mindcv as i32 => Preprocess::MindCv,
+        p if p == SenetPreprocess::Timm as i32 => Preprocess::Timm,
+        other => {
+            return Err(FfiError::invalid(format!(
+            "unknown preprocess {other} (SENET_PREPROCESS_MINDCV = 0, SENET_PREPROCESS_TIMM = 1)"
+        )))
+        }
+    };
+    Ok(EvalTransform::default().with_preprocess(p))
+}
 
 /// Side in pixels of a preprocessed image (MindCV's `image_resize`).
 pub const SENET_IMAGE_SIZE: usize = 224;
@@ -34,6 +61,7 @@ unsafe fn write_image(values: Vec<f32>, out: *mut f32, out_len: usize) -> super:
 /// ImageNet mean/std (0..255 scale), CHW. Writes SENET_IMAGE_VALUES floats, `[3][224][224]` RGB,
 /// to `out` — one image of the NCHW batch `senet_model_forward` takes (image `i` of a batch
 /// starts at `batch + i * SENET_IMAGE_VALUES`). Identical to `senet predict`'s preprocessing.
+/// (= `senet_preprocess_file_with(path, SENET_PREPROCESS_MINDCV, out, out_len)`.)
 ///
 /// Ownership: `out` stays the caller's (`out_len` floats); `path` is only read during the call.
 ///
@@ -52,6 +80,31 @@ pub unsafe extern "C" fn senet_preprocess_file(
     out: *mut f32,
     out_len: usize,
 ) -> SenetStatus {
+    // SAFETY: the same contract.
+    unsafe { senet_preprocess_file_with(path, SenetPreprocess::Mindcv as i32, out, out_len) }
+}
+
+/// As `senet_preprocess_file`, with the transform chosen by `preprocess` (a `SenetPreprocess`
+/// value): SENET_PREPROCESS_MINDCV, or SENET_PREPROCESS_TIMM for timm's eval transform (what
+/// `senet predict --preprocess timm` applies; for timm weights).
+///
+/// Ownership: `out` stays the caller's (`out_len` floats); `path` is only read during the call.
+///
+/// Thread-safety: safe from any thread, concurrently.
+///
+/// Returns the statuses of `senet_preprocess_file`; SENET_STATUS_INVALID_ARGUMENT also for an
+/// unknown `preprocess`.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string; `out` is NULL or points to `out_len` writable
+/// floats.
+#[no_mangle]
+pub unsafe extern "C" fn senet_preprocess_file_with(
+    path: *const c_char,
+    preprocess: i32,
+    out: *mut f32,
+    out_len: usize,
+) -> SenetStatus {
     guard(|| {
         // SAFETY: `path` is NULL or a NUL-terminated string by the contract.
         let path = unsafe { args::path(path, "path") }?;
@@ -59,7 +112,7 @@ pub unsafe extern "C" fn senet_preprocess_file(
             return Err(FfiError::new(SenetStatus::NullPointer, "out is NULL"));
         }
         need("out", out_len, SENET_IMAGE_VALUES)?;
-        let values = EvalTransform::default().apply_path(&path)?;
+        let values = transform(preprocess)?.apply_path(&path)?;
         // SAFETY: `out` is `out_len` writable floats by the contract.
         unsafe { write_image(values, out, out_len) }
     })
@@ -86,6 +139,33 @@ pub unsafe extern "C" fn senet_preprocess_memory(
     out: *mut f32,
     out_len: usize,
 ) -> SenetStatus {
+    // SAFETY: the same contract.
+    unsafe {
+        senet_preprocess_memory_with(data, data_len, SenetPreprocess::Mindcv as i32, out, out_len)
+    }
+}
+
+/// As `senet_preprocess_memory`, with the transform chosen by `preprocess` (a
+/// `SenetPreprocess` value, see `senet_preprocess_file_with`).
+///
+/// Ownership: both buffers stay the caller's.
+///
+/// Thread-safety: safe from any thread, concurrently.
+///
+/// Returns the statuses of `senet_preprocess_memory`; SENET_STATUS_INVALID_ARGUMENT also for an
+/// unknown `preprocess`.
+///
+/// # Safety
+/// `data` is NULL or points to `data_len` readable bytes; `out` is NULL or points to `out_len`
+/// writable floats, not overlapping `data`.
+#[no_mangle]
+pub unsafe extern "C" fn senet_preprocess_memory_with(
+    data: *const u8,
+    data_len: usize,
+    preprocess: i32,
+    out: *mut f32,
+    out_len: usize,
+) -> SenetStatus {
     guard(|| {
         // SAFETY: `data` is NULL or `data_len` readable bytes by the contract.
         let bytes = unsafe { args::slice(data, data_len, "data") }?;
@@ -99,9 +179,10 @@ pub unsafe extern "C" fn senet_preprocess_memory(
         if args::overlap(data, data_len, out, out_len) {
             return Err(FfiError::invalid("data and out overlap"));
         }
+        let t = transform(preprocess)?;
         let img = decode_bytes(bytes)
             .map_err(|msg| FfiError::new(SenetStatus::Format, format!("in-memory image: {msg}")))?;
-        let values = EvalTransform::default().apply(&img)?;
+        let values = t.apply(&img)?;
         // SAFETY: `out` is `out_len` writable floats, not overlapping `data`, by the contract.
         unsafe { write_image(values, out, out_len) }
     })

@@ -1,5 +1,6 @@
 //! The five SENet variants of MindCV (`mindcv/models/senet.py`): block type, stage depths,
 //! groups and widths, and the block-by-block description every backend builds from.
+use crate::backend::MaxPool2dParams;
 use crate::{Error, Result};
 
 /// The residual block kind of a variant (MindCV `SEResNetBlock`, `SEResNetBottleneck`,
@@ -115,6 +116,36 @@ pub fn se_channels(channels: usize) -> usize {
     make_divisible(channels as f64 / 16.0, 8)
 }
 
+/// The stem's 3x3 stride-2 max pool: how its windows meet the border. The network runs the
+/// one of the weights it holds ([`SeNet::stem_pool`](super::SeNet::stem_pool)): MindCV's for
+/// MindCV weights, timm's for timm's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StemPool {
+    /// MindCV's `nn.MaxPool2d(3, 2, pad_mode="same")` (TF 'SAME'): `ceil(n / 2)` outputs,
+    /// padding `max(0, 2 * (out - 1) + 3 - n)` split with the odd pixel after (bottom/right).
+    #[default]
+    Same,
+    /// timm `models/resnet.py`: `nn.MaxPool2d(3, 2, padding=1)`, one pixel of -inf before and
+    /// after: `(n - 1) div 2 + 1` outputs (as many as 'same', windows one pixel earlier on an
+    /// even side).
+    Pad1,
+    /// timm `models/senet.py` (legacy): `nn.MaxPool2d(3, 2, ceil_mode=True)`, no padding:
+    /// `ceil((n - 3) / 2) + 1` outputs (MindCV's windows on an even side; on an odd side one
+    /// output fewer, the windows one pixel later).
+    CeilMode,
+}
+
+impl StemPool {
+    /// The backend's parameters of this pool.
+    pub const fn params(self) -> MaxPool2dParams {
+        match self {
+            StemPool::Same => MaxPool2dParams::same(3, 2),
+            StemPool::Pad1 => MaxPool2dParams::symmetric(3, 2, 1, false),
+            StemPool::CeilMode => MaxPool2dParams::symmetric(3, 2, 0, true),
+        }
+    }
+}
+
 /// One residual block, fully resolved (names, channels, stride).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BlockSpec {
@@ -176,6 +207,7 @@ pub fn blocks(arch: Arch) -> Vec<BlockSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Shape4;
 
     #[test]
     fn se_channels_match_mindcv() {
@@ -184,6 +216,23 @@ mod tests {
             .map(|&c| se_channels(c))
             .collect();
         assert_eq!(got, vec![8, 8, 16, 32, 64, 128]);
+    }
+
+    #[test]
+    fn stem_pools_place_their_windows_as_their_frameworks() {
+        // (output side, padding before) on the stem conv's output, 112 (224 input) and 113.
+        let at = |p: StemPool, n: usize| {
+            let g = p.params().geometry(Shape4::new(1, 64, n, n)).unwrap();
+            (g.ys.h, g.pad_top)
+        };
+        // 112: MindCV and timm's legacy pool start at 0, resnet.py at -1; 56 outputs each.
+        assert_eq!(at(StemPool::Same, 112), (56, 0));
+        assert_eq!(at(StemPool::CeilMode, 112), (56, 0));
+        assert_eq!(at(StemPool::Pad1, 112), (56, 1));
+        // 113: 'same' pads one pixel each side, as padding=1 does; ceil mode has one fewer.
+        assert_eq!(at(StemPool::Same, 113), (57, 1));
+        assert_eq!(at(StemPool::Pad1, 113), (57, 1));
+        assert_eq!(at(StemPool::CeilMode, 113), (56, 0));
     }
 
     #[test]

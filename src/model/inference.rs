@@ -6,13 +6,14 @@
 //! is in cache), activation buffers allocated once per batch size and reused layer after layer.
 //!
 //! Network (MindCV `senet.py`): `layer0` (7x7/2 conv, BN, ReLU) -> `pool0` (3x3/2 max pool,
-//! pad_mode "same") -> `layer1..4` -> global average pool -> `classifier`. Each block:
+//! pad_mode "same"; timm's padding or ceil mode for timm's weights, [`SeNet::stem_pool`]) ->
+//! `layer1..4` -> global average pool -> `classifier`. Each block:
 //! convs -> `se_module` (GAP, Dense, ReLU, Dense, sigmoid, scale) -> + shortcut -> ReLU.
-use super::arch::{blocks, Arch, BlockKind, BlockSpec};
+use super::arch::{blocks, Arch, BlockKind, BlockSpec, StemPool};
 use super::SeNet;
 use crate::backend::{
     Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, LinearForward, LinearShape,
-    MaxPool2dParams, Shape4,
+    Shape4,
 };
 use crate::{Error, Result, Tensor};
 
@@ -196,6 +197,8 @@ pub struct InferenceNet<B: Backend> {
     arch: Arch,
     num_classes: usize,
     stem: FoldedConv<B>,
+    /// The stem's max pool ([`SeNet::stem_pool`]).
+    stem_pool: StemPool,
     blocks: Vec<Block<B>>,
     classifier: Dense<B>,
     ws: Option<Workspace<B>>,
@@ -237,6 +240,7 @@ impl<B: Backend> InferenceNet<B> {
             arch: net.arch,
             num_classes: net.num_classes,
             stem,
+            stem_pool: net.stem_pool,
             blocks,
             classifier,
             ws: None,
@@ -265,7 +269,7 @@ impl<B: Backend> InferenceNet<B> {
                 return Ok(());
             }
         }
-        let sizes = walk_shapes(self.arch, h, w)?;
+        let sizes = walk_shapes(self.arch, self.stem_pool, h, w)?;
         let be = &self.backend;
         let act_len = n * sizes.max_activation.max(image_len);
         let c_max = sizes.max_channels;
@@ -295,7 +299,7 @@ impl<B: Backend> InferenceNet<B> {
             unreachable!("five activation buffers")
         };
         let relu = Activation::Relu;
-        let stem_pool = MaxPool2dParams::same(3, 2);
+        let stem_pool = self.stem_pool.params();
         let mut cur_shape = be.conv2d_max_pool(self.stem.op(xs, relu), a0, a1, stem_pool, a2)?;
         let mut cur = 2usize;
         for block in &self.blocks {
@@ -373,7 +377,7 @@ fn conv_out(h: usize, k: usize, s: usize, p: usize) -> usize {
 }
 
 /// Walks the network for one `h`x`w` image: activation sizes and multiply-accumulates.
-fn walk_shapes(arch: Arch, h: usize, w: usize) -> Result<ShapeWalk> {
+fn walk_shapes(arch: Arch, stem_pool: StemPool, h: usize, w: usize) -> Result<ShapeWalk> {
     let min = super::MIN_INPUT_SIDE;
     if h < min || w < min {
         return Err(Error::Shape(format!(
@@ -399,8 +403,12 @@ fn walk_shapes(arch: Arch, h: usize, w: usize) -> Result<ShapeWalk> {
         walk.max_channels = walk.max_channels.max(c_out);
         (oh, ow)
     };
-    let mut hw = conv(&mut walk, 3, 64, 1, 7, 2, 3, (h, w));
-    hw = (hw.0.div_ceil(2), hw.1.div_ceil(2));
+    let stem_hw = conv(&mut walk, 3, 64, 1, 7, 2, 3, (h, w));
+    let pooled = stem_pool
+        .params()
+        .geometry(Shape4::new(1, 64, stem_hw.0, stem_hw.1))?
+        .ys;
+    let mut hw = (pooled.h, pooled.w);
     for b in blocks(arch) {
         let out_hw = match b.kind {
             BlockKind::Basic => {
@@ -431,8 +439,9 @@ fn walk_shapes(arch: Arch, h: usize, w: usize) -> Result<ShapeWalk> {
     Ok(walk)
 }
 
-/// Multiply-accumulates of one forward pass of `arch` on a `size`x`size` image (convs, SE and
-/// classifier Dense layers).
-pub fn count_macs(arch: Arch, num_classes: usize, size: usize) -> u64 {
-    walk_shapes(arch, size, size).map_or(0, |w| w.macs) + (arch.num_features() * num_classes) as u64
+/// Multiply-accumulates of one forward pass of `arch` with `stem_pool` on a `size`x`size`
+/// image (convs, SE and classifier Dense layers).
+pub fn count_macs(arch: Arch, stem_pool: StemPool, num_classes: usize, size: usize) -> u64 {
+    walk_shapes(arch, stem_pool, size, size).map_or(0, |w| w.macs)
+        + (arch.num_features() * num_classes) as u64
 }

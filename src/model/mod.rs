@@ -10,7 +10,7 @@ pub(crate) mod init;
 pub mod metrics;
 pub(crate) mod params;
 
-pub use arch::{blocks, Arch, BlockKind, BlockSpec};
+pub use arch::{blocks, Arch, BlockKind, BlockSpec, StemPool};
 pub use inference::InferenceNet;
 pub use init::{formula_input, formula_param, mindcv_init};
 pub use params::{param_specs, ParamKind, ParamSpec, Params};
@@ -56,6 +56,11 @@ pub struct SeNet {
     pub num_classes: usize,
     /// Every parameter, BN moving statistics included, by MindCV name.
     pub params: Params,
+    /// The stem's max pool: MindCV's ([`StemPool::Same`]) unless the weights loaded were
+    /// timm's ([`checkpoint::load_model`](crate::checkpoint::load_model) sets it from the
+    /// file's names), so that the network is the weights' own. The inference network runs it;
+    /// training (`senet train`) runs MindCV's network, whose checkpoints it writes.
+    pub stem_pool: StemPool,
 }
 
 impl SeNet {
@@ -70,6 +75,7 @@ impl SeNet {
             arch,
             num_classes,
             params,
+            stem_pool: StemPool::Same,
         })
     }
 
@@ -82,12 +88,13 @@ impl SeNet {
             arch,
             num_classes,
             params,
+            stem_pool: StemPool::Same,
         })
     }
 
     /// Multiply-accumulate count of one forward pass on a `size`x`size` image, in MACs
     /// (convs, SE Dense layers and the classifier; pooling and element-wise ops excluded).
     pub fn macs(&self, size: usize) -> u64 {
-        inference::count_macs(self.arch, self.num_classes, size)
+        inference::count_macs(self.arch, self.stem_pool, self.num_classes, size)
     }
 }

@@ -12,7 +12,7 @@
 //! aclnn output size (floor or ceil) equals `out` and `pb <= k/2` (aclnn's padding limit): the
 //! extra windows of 'same' beyond the input are then the same windows aclnn clips at `in + p`.
 //! [`aclnn_same_pool_2d`] finds that mapping for both axes or reports that none exists.
-use crate::backend::same_pool_geometry;
+use crate::backend::{same_pool_geometry, symmetric_pool_out};
 
 /// aclnn parameters reproducing a 'same' max pool along one axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,30 +23,6 @@ pub struct AclnnPool {
     pub pad: usize,
     /// aclnn `ceilMode`.
     pub ceil_mode: bool,
-}
-
-/// aclnn output size for symmetric padding `pad` (see the module docs), or None when the
-/// padded input is smaller than the kernel.
-pub fn aclnn_out(
-    input: usize,
-    kernel: usize,
-    stride: usize,
-    pad: usize,
-    ceil: bool,
-) -> Option<usize> {
-    let padded = input + 2 * pad;
-    if padded < kernel || stride == 0 {
-        return None;
-    }
-    let span = padded - kernel;
-    if !ceil {
-        return Some(span / stride + 1);
-    }
-    let mut out = span.div_ceil(stride) + 1;
-    if (out - 1) * stride >= input + pad {
-        out -= 1;
-    }
-    Some(out)
 }
 
 /// The aclnn (padding, ceilMode) giving exactly MindSpore's 'same' max pool of `kernel`,
@@ -61,7 +37,7 @@ pub fn aclnn_same_pool_with(
         return None;
     }
     let (out, pad) = same_pool_geometry(input, kernel, stride);
-    if 2 * pad > kernel || aclnn_out(input, kernel, stride, pad, ceil_mode) != Some(out) {
+    if 2 * pad > kernel || symmetric_pool_out(input, kernel, stride, pad, ceil_mode) != Some(out) {
         return None;
     }
     Some(AclnnPool {
@@ -109,7 +85,8 @@ mod tests {
     use crate::backend::cpu::CpuBackend;
     use crate::backend::{Backend, MaxPool2dParams, Shape4};
 
-    /// Max pool with aclnn semantics: symmetric -inf padding, output size from [`aclnn_out`].
+    /// Max pool with aclnn semantics: symmetric -inf padding, output size from
+    /// [`symmetric_pool_out`].
     fn aclnn_pool_reference(
         x: &[f32],
         h: usize,
@@ -183,7 +160,7 @@ mod tests {
                     let xs = Shape4::new(1, 1, h, w);
                     let mut y = vec![0.0; ph.out * pw.out];
                     let pool = MaxPool2dParams::same(k, s);
-                    let ys = cpu.max_pool2d_same(pool, &x, xs, &mut y).unwrap();
+                    let ys = cpu.max_pool2d(pool, &x, xs, &mut y).unwrap();
                     assert_eq!((ys.h, ys.w), (ph.out, pw.out));
                     let r = aclnn_pool_reference(&x, h, w, k, s, ph, pw);
                     assert_eq!(y, r, "k {k} s {s} {h}x{w}");

@@ -439,14 +439,14 @@ impl Backend for AscendBackend {
         conv::conv2d(self, f, x, y)
     }
 
-    fn max_pool2d_same(
+    fn max_pool2d(
         &self,
         pool: MaxPool2dParams,
         x: &AscendBuffer,
         xs: Shape4,
         y: &mut AscendBuffer,
     ) -> Result<Shape4> {
-        pool::max_pool2d_same(self, pool, x, xs, y)
+        pool::max_pool2d(self, pool, x, xs, y)
     }
 
     fn global_avg_pool(&self, x: &AscendBuffer, xs: Shape4, y: &mut AscendBuffer) -> Result<()> {
@@ -506,7 +506,7 @@ impl Backend for AscendBackend {
         dense::linear_backward(self, shape, x, w, dy, grads)
     }
 
-    fn max_pool2d_same_backward(
+    fn max_pool2d_backward(
         &self,
         pool: MaxPool2dParams,
         x: &AscendBuffer,
@@ -514,7 +514,7 @@ impl Backend for AscendBackend {
         dy: &AscendBuffer,
         dx: &mut AscendBuffer,
     ) -> Result<()> {
-        pool::max_pool2d_same_backward(self, pool, x, xs, dy, dx)
+        pool::max_pool2d_backward(self, pool, x, xs, dy, dx)
     }
 
     fn global_avg_pool_backward(

@@ -1,6 +1,7 @@
-//! Pooling: MindSpore's 'same' max pool through `aclnnMaxPool2dWithMask` (first-generation 910,
-//! A2, A3) or `aclnnMaxPool2dWithIndices` (950; [`PoolOp`] says why), with the padding mapping of
-//! [`super::geometry`]; the global average pool through `aclnnMean` over (H, W).
+//! Pooling: the max pool through `aclnnMaxPool2dWithMask` (first-generation 910, A2, A3) or
+//! `aclnnMaxPool2dWithIndices` (950; [`PoolOp`] says why), PyTorch's symmetric padding as it is
+//! and MindSpore's 'same' with the padding mapping of [`super::geometry`]; the global average
+//! pool through `aclnnMean` over (H, W).
 //!
 //! The max-pool backward needs the forward's argmax (indices or mask). The trait's backward
 //! receives the forward's input `x`, so the backend recomputes the forward into temporaries to
@@ -15,7 +16,7 @@ use super::geometry::{aclnn_same_pool_2d, mask_dims, AclnnPool};
 use super::op::aclnn;
 use super::tensor::{DType, ScalarValue};
 use super::{AscendBackend, PoolOp};
-use crate::backend::{check_len, MaxPool2dParams, PoolGeometry, Shape4};
+use crate::backend::{check_len, MaxPool2dParams, PoolGeometry, PoolPadding, Shape4};
 use crate::{Error, Result};
 
 /// Element type of `aclnnMaxPool2dWithIndices`' indices: INT32, the one both directions take on
@@ -33,9 +34,12 @@ struct PoolArgs {
     ys: Shape4,
 }
 
-/// The aclnn arguments of `pool` over `xs`, whose 'same' geometry `g` (checked by the caller)
-/// must map to aclnn's symmetric padding and ceil mode ([`aclnn_same_pool_2d`]; the mapped
-/// output size is `g.ys`'s by construction).
+/// The aclnn arguments of `pool` over `xs`, whose geometry `g` the caller checked. aclnn takes
+/// PyTorch's symmetric padding (-inf, at most `kernel / 2`) and `ceilMode` as they are
+/// (`aclnn-contract.md`, aclnnMaxPool2dWithIndices / aclnnMaxPool2dWithMask: the same output
+/// formula as [`symmetric_pool_out`](crate::backend::symmetric_pool_out), so the output is
+/// `g.ys`); MindSpore's 'same' is mapped to one such padding and mode
+/// ([`aclnn_same_pool_2d`]), or refused when none gives exactly its windows.
 fn pool_args(
     ctx: &mut Ctx,
     xs: Shape4,
@@ -43,21 +47,26 @@ fn pool_args(
     g: PoolGeometry,
 ) -> Result<PoolArgs> {
     let (kernel, stride) = (pool.kernel, pool.stride);
-    let (ph, pw): (AclnnPool, AclnnPool) = aclnn_same_pool_2d(xs.h, xs.w, kernel, stride)
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "max_pool2d: MindSpore 'same' padding of kernel {kernel}, stride {stride} over \
-                 {}x{} has no exact aclnn equivalent (symmetric padding + ceil mode)",
-                xs.h, xs.w
-            ))
-        })?;
+    let (pad_h, pad_w, ceil_mode) = match pool.padding {
+        PoolPadding::Symmetric { pad, ceil_mode } => (pad, pad, ceil_mode),
+        PoolPadding::Same => {
+            let (ph, pw): (AclnnPool, AclnnPool) = aclnn_same_pool_2d(xs.h, xs.w, kernel, stride)
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "max_pool2d: MindSpore 'same' padding of kernel {kernel}, stride {stride}                          over {}x{} has no exact aclnn equivalent (symmetric padding + ceil mode)",
+                        xs.h, xs.w
+                    ))
+                })?;
+            (ph.pad, pw.pad, ph.ceil_mode)
+        }
+    };
     let (k, s) = (kernel as i64, stride as i64);
     Ok(PoolArgs {
         kernel: ctx.int_array(&[k, k])?,
         stride: ctx.int_array(&[s, s])?,
-        padding: ctx.int_array(&[ph.pad as i64, pw.pad as i64])?,
+        padding: ctx.int_array(&[pad_h as i64, pad_w as i64])?,
         dilation: ctx.int_array(&[1, 1])?,
-        ceil_mode: ph.ceil_mode,
+        ceil_mode,
         ys: g.ys,
     })
 }
@@ -114,8 +123,8 @@ fn pool_forward_into(
     }
 }
 
-/// [`Backend::max_pool2d_same`](crate::backend::Backend::max_pool2d_same).
-pub(super) fn max_pool2d_same(
+/// [`Backend::max_pool2d`](crate::backend::Backend::max_pool2d).
+pub(super) fn max_pool2d(
     be: &AscendBackend,
     pool: MaxPool2dParams,
     x: &AscendBuffer,
@@ -133,10 +142,10 @@ pub(super) fn max_pool2d_same(
     Ok(a.ys)
 }
 
-/// [`Backend::max_pool2d_same_backward`](crate::backend::Backend::max_pool2d_same_backward):
+/// [`Backend::max_pool2d_backward`](crate::backend::Backend::max_pool2d_backward):
 /// recomputes the forward for its argmax, then `aclnnMaxPool2dWithIndicesBackward` /
 /// `aclnnMaxPool2dWithMaskBackward` into `dx`.
-pub(super) fn max_pool2d_same_backward(
+pub(super) fn max_pool2d_backward(
     be: &AscendBackend,
     pool: MaxPool2dParams,
     x: &AscendBuffer,

@@ -252,7 +252,8 @@ pub fn max_pool2d_backward(x: &[f32], dy: &[f32], g: PoolWindows, dx: &mut [f32]
         out,
     } = g;
     assert!(x.len() >= c * h * w && dx.len() >= c * h * w && dy.len() >= c * out.0 * out.1);
-    // Every window must overlap the image (true for the 'same' geometry with pad < k).
+    // Every window must overlap the image (true for every MaxPool2dParams geometry: pad < k,
+    // and no window starts at or beyond the input's end).
     assert!(k > 0 && s > 0 && pad.0 < k && pad.1 < k);
     assert!(out.0 == 0 || (out.0 - 1) * s < h + pad.0);
     assert!(out.1 == 0 || (out.1 - 1) * s < w + pad.1);

@@ -147,14 +147,14 @@ impl Backend for CpuBackend {
         conv::conv2d(self, f, x, y)
     }
 
-    fn max_pool2d_same(
+    fn max_pool2d(
         &self,
         pool: MaxPool2dParams,
         x: &Vec<f32>,
         xs: Shape4,
         y: &mut Vec<f32>,
     ) -> Result<Shape4> {
-        pool::max_pool2d_same(self, pool, x, xs, y)
+        pool::max_pool2d(self, pool, x, xs, y)
     }
 
     fn conv2d_max_pool(
@@ -232,7 +232,7 @@ impl Backend for CpuBackend {
         dense::linear_backward(self, shape, x, w, dy, grads)
     }
 
-    fn max_pool2d_same_backward(
+    fn max_pool2d_backward(
         &self,
         pool: MaxPool2dParams,
         x: &Vec<f32>,
@@ -240,7 +240,7 @@ impl Backend for CpuBackend {
         dy: &Vec<f32>,
         dx: &mut Vec<f32>,
     ) -> Result<()> {
-        pool::max_pool2d_same_backward(self, pool, x, xs, dy, dx)
+        pool::max_pool2d_backward(self, pool, x, xs, dy, dx)
     }
 
     fn global_avg_pool_backward(&self, dy: &Vec<f32>, xs: Shape4, dx: &mut Vec<f32>) -> Result<()> {

@@ -1,5 +1,8 @@
-//! Pooling on the CPU, forward and backward: MindSpore's `MaxPool2d(pad_mode="same")` (TF 'SAME'
-//! geometry, [`same_pool_geometry`](crate::backend::same_pool_geometry)) and the global average pool (MindCV `GlobalAvgPooling`).
+//! Pooling on the CPU, forward and backward: the max pool with MindSpore's `pad_mode="same"` (TF
+//! 'SAME') or PyTorch's symmetric padding, both placed by
+//! [`MaxPool2dParams::geometry`](crate::backend::MaxPool2dParams::geometry) (the C kernel takes
+//! the padding before and the output size, and clips every window to the input), and the global
+//! average pool (MindCV `GlobalAvgPooling`).
 //! Tasks are (image, block of channels), so that batch 1 keeps every thread busy.
 use super::kernels::{self, PoolWindows};
 use super::CpuBackend;
@@ -10,10 +13,11 @@ use rayon::prelude::*;
 /// Channel planes per task: (image, block of channels) tasks keep every thread busy at batch 1.
 const PLANES_PER_TASK: usize = 8;
 
-/// [`Backend::max_pool2d_same`](crate::backend::Backend::max_pool2d_same) on the CPU: `y`
-/// (N, C, OH, OW) from `x` (N, C, H, W), OH, OW from [`same_pool_geometry`](crate::backend::same_pool_geometry); padded positions
-/// never win. Errors (`Error::Shape`) on a zero kernel, stride or plane, or a buffer too short.
-pub(super) fn max_pool2d_same(
+/// [`Backend::max_pool2d`](crate::backend::Backend::max_pool2d) on the CPU: `y`
+/// (N, C, OH, OW) from `x` (N, C, H, W), OH, OW from
+/// [`MaxPool2dParams::geometry`](crate::backend::MaxPool2dParams::geometry); padded positions
+/// never win. Errors (`Error::Shape`): as the geometry, or a buffer too short.
+pub(super) fn max_pool2d(
     be: &CpuBackend,
     pool: MaxPool2dParams,
     x: &[f32],
@@ -52,11 +56,11 @@ pub(super) fn global_avg_pool(be: &CpuBackend, x: &[f32], xs: Shape4, y: &mut [f
     Ok(())
 }
 
-/// [`Backend::max_pool2d_same_backward`](crate::backend::Backend::max_pool2d_same_backward) on
+/// [`Backend::max_pool2d_backward`](crate::backend::Backend::max_pool2d_backward) on
 /// the CPU: `dx` (N, C, H, W) overwritten; each `dy` (N, C, OH, OW) value goes to the argmax of its
 /// window in `x` (first maximum in row-major window order on ties; padded positions never win).
 /// Errors (`Error::Shape`) on a zero kernel, stride or plane, or a buffer too short.
-pub(super) fn max_pool2d_same_backward(
+pub(super) fn max_pool2d_backward(
     be: &CpuBackend,
     pool: MaxPool2dParams,
     x: &[f32],
@@ -110,4 +114,85 @@ pub(super) fn global_avg_pool_backward(
             });
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Backend, PoolPadding};
+
+    /// PyTorch's max pool written out: the plane copied into a -inf border of `pad`, the
+    /// windows laid from the padded origin (`out` of them per axis), and each `dy` added at the
+    /// first maximum of its window. Returns (y, dx) of one (h, w) plane.
+    fn padded_reference(
+        x: &[f32],
+        (h, w): (usize, usize),
+        (k, s, pad): (usize, usize, usize),
+        (oh, ow): (usize, usize),
+        dy: &[f32],
+    ) -> (Vec<f32>, Vec<f32>) {
+        let (ph, pw) = (h + 2 * pad, w + 2 * pad);
+        let mut padded = vec![f32::NEG_INFINITY; ph * pw];
+        for r in 0..h {
+            padded[(r + pad) * pw + pad..][..w].copy_from_slice(&x[r * w..][..w]);
+        }
+        let (mut y, mut dx) = (vec![0.0; oh * ow], vec![0.0; h * w]);
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut best = (f32::NEG_INFINITY, 0, 0);
+                for r in oy * s..(oy * s + k).min(ph) {
+                    for c in ox * s..(ox * s + k).min(pw) {
+                        if padded[r * pw + c] > best.0 {
+                            best = (padded[r * pw + c], r, c);
+                        }
+                    }
+                }
+                y[oy * ow + ox] = best.0;
+                dx[(best.1 - pad) * w + best.2 - pad] += dy[oy * ow + ox];
+            }
+        }
+        (y, dx)
+    }
+
+    #[test]
+    fn symmetric_max_pool_is_pytorchs() {
+        let be = CpuBackend::new(2).unwrap();
+        // Planes even and odd, more channels than one task; every border rule of timm's stems
+        // and a kernel-2 pool whose ceil mode drops a window.
+        for (h, w) in [(8, 8), (7, 9), (112, 113)] {
+            for pool in [
+                MaxPool2dParams::symmetric(3, 2, 1, false),
+                MaxPool2dParams::symmetric(3, 2, 0, true),
+                MaxPool2dParams::symmetric(3, 2, 1, true),
+                MaxPool2dParams::symmetric(2, 2, 1, true),
+            ] {
+                let PoolPadding::Symmetric { pad, .. } = pool.padding else {
+                    unreachable!()
+                };
+                let xs = Shape4::new(2, 9, h, w);
+                // Distinct values, negative ones included (a -inf border must not win).
+                let x: Vec<f32> = (0..xs.numel())
+                    .map(|j| ((j * 7919) % 10007) as f32 / 100.0 - 50.0)
+                    .collect();
+                let ys = pool.geometry(xs).unwrap().ys;
+                let dy: Vec<f32> = (0..ys.numel()).map(|j| (j % 13) as f32 - 6.0).collect();
+                let mut y = vec![f32::NAN; ys.numel()];
+                assert_eq!(be.max_pool2d(pool, &x, xs, &mut y).unwrap(), ys);
+                let mut dx = vec![f32::NAN; xs.numel()];
+                be.max_pool2d_backward(pool, &x, xs, &dy, &mut dx).unwrap();
+                let (plane_in, plane_out) = (h * w, ys.h * ys.w);
+                for p in 0..xs.n * xs.c {
+                    let (want_y, want_dx) = padded_reference(
+                        &x[p * plane_in..][..plane_in],
+                        (h, w),
+                        (pool.kernel, pool.stride, pad),
+                        (ys.h, ys.w),
+                        &dy[p * plane_out..][..plane_out],
+                    );
+                    assert_eq!(&y[p * plane_out..][..plane_out], &want_y[..], "{pool:?}");
+                    assert_eq!(&dx[p * plane_in..][..plane_in], &want_dx[..], "{pool:?}");
+                }
+            }
+        }
+    }
 }

@@ -22,7 +22,9 @@ pub use norm::{
     BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats, MovingStats, SavedStats,
 };
 pub use optim::MomentumParams;
-pub use pool::{same_pool_geometry, MaxPool2dParams, PoolGeometry};
+pub use pool::{
+    same_pool_geometry, symmetric_pool_out, MaxPool2dParams, PoolGeometry, PoolPadding,
+};
 
 use crate::{Error, Result};
 

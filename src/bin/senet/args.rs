@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use senet::backend::ascend::CubeMath;
 use senet::config::Recipe;
+use senet::data::Preprocess;
 use senet::engine::device::{DeviceChoice, DeviceRequest};
 use std::path::PathBuf;
 
@@ -38,7 +39,10 @@ pub enum Command {
     Bench(BenchArgs),
     /// Writes a checkpoint with MindCV's random initialisation (or the golden formula weights).
     Init(InitArgs),
-    /// Converts a checkpoint between MindSpore .ckpt and .safetensors (by extension).
+    /// Draws training curves (loss, learning rate, Top-1/Top-5) from metrics.jsonl logs.
+    Plot(PlotArgs),
+    /// Converts a checkpoint between MindSpore .ckpt and .safetensors (by extension), and
+    /// between MindCV's and timm's tensor names.
     Convert(ConvertArgs),
 }
 
@@ -167,12 +171,30 @@ pub struct TransformArgs {
     /// Centre-crop fraction: images are resized to floor(image_resize / crop_pct) first.
     #[arg(long = "crop_pct", alias = "crop-pct")]
     pub crop_pct: Option<f64>,
-    /// bicubic (OpenCV INTER_CUBIC, MindCV's SENet recipes) or bilinear.
+    /// bicubic (MindCV's SENet recipes; OpenCV INTER_CUBIC, or Pillow's with --preprocess timm)
+    /// or bilinear.
     #[arg(long)]
     pub interpolation: Option<String>,
     /// Decoding threads.
     #[arg(long = "num_parallel_workers", alias = "num-parallel-workers")]
     pub num_parallel_workers: Option<usize>,
+    #[command(flatten)]
+    pub preprocess: PreprocessArg,
+}
+
+/// `--preprocess mindcv|timm` (predict, preprocess, validate).
+#[derive(Args)]
+pub struct PreprocessArg {
+    /// Whose eval transform: mindcv (OpenCV resize, MindSpore's crop) or timm (Pillow's
+    /// antialiased resize, torchvision's crop, ToTensor + Normalize: for timm weights).
+    #[arg(long, default_value = "mindcv")]
+    pub preprocess: String,
+}
+
+impl PreprocessArg {
+    pub fn get(&self) -> Result<Preprocess> {
+        Ok(self.preprocess.parse()?)
+    }
 }
 
 impl TransformArgs {
@@ -234,6 +256,8 @@ pub struct ValidateArgs {
     pub num_classes: Option<usize>,
     #[command(flatten)]
     pub device: DeviceArgs,
+    #[command(flatten)]
+    pub preprocess: PreprocessArg,
     /// Print one JSON object (model, num_samples, top1, top5, loss, images_per_second).
     #[arg(long)]
     pub json: bool,
@@ -375,6 +399,29 @@ pub struct InitArgs {
 
 #[derive(Args)]
 pub struct ConvertArgs {
+    /// A MindSpore .ckpt, or a .safetensors file with MindCV's or timm's names.
     pub input: PathBuf,
+    /// The .ckpt or .safetensors file to write.
     pub output: PathBuf,
+    /// Tensor names to write: mindcv (MindCV's), timm (timm resnet.py's: seresnet18/34/50,
+    /// seresnext50_32x4d) or timm_legacy (timm senet.py's: legacy_seresnext26/50_32x4d); the
+    /// timm names need a .safetensors output.
+    #[arg(long, default_value = "mindcv")]
+    pub names: String,
+}
+
+#[derive(Args)]
+pub struct PlotArgs {
+    /// metrics.jsonl logs of `senet train` (several: one curve each, to compare runs).
+    #[arg(required = true)]
+    pub logs: Vec<PathBuf>,
+    /// The picture to write: .png or .svg.
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
+    /// Width in pixels.
+    #[arg(long, default_value_t = senet::engine::curves::DEFAULT_SIZE.0)]
+    pub width: u32,
+    /// Height in pixels.
+    #[arg(long, default_value_t = senet::engine::curves::DEFAULT_SIZE.1)]
+    pub height: u32,
 }

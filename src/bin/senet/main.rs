@@ -1,4 +1,5 @@
-//! The `senet` command line: train, validate, predict, preprocess, models, bench, init, convert.
+//! The `senet` command line: train, validate, predict, preprocess, models, bench, init, plot,
+//! convert.
 //! Flags use MindCV's spelling (`--data_dir`, `--ckpt_path`, ...); a recipe (`-c`) sets the
 //! defaults and flags override it, as in MindCV's `config.py`.
 use anyhow::{Context, Result};
@@ -263,6 +264,7 @@ fn validate(a: ValidateArgs) -> Result<()> {
         recipe: r,
         class_map: a.class_map,
         device: a.device.request()?,
+        preprocess: a.preprocess.get()?,
     };
     let mut pb: Option<ProgressBar> = None;
     let report = engine::validate::run(&opts, |done, total| {
@@ -312,7 +314,7 @@ fn predict(a: PredictArgs) -> Result<()> {
         batch_size: a.batch_size,
         num_workers: r.num_parallel_workers,
         device: a.device.request()?,
-        transform: engine::eval_transform(&r)?,
+        transform: engine::eval_transform(&r)?.with_preprocess(a.transform.preprocess.get()?),
     };
     let mut pb: Option<ProgressBar> = None;
     let (preds, logits) = engine::predict::run(&opts, &a.paths, |done, total| {
@@ -349,7 +351,7 @@ fn predict(a: PredictArgs) -> Result<()> {
 fn preprocess(a: PreprocessArgs) -> Result<()> {
     check_output(&a.output)?;
     let r = a.transform.recipe()?;
-    let t = engine::eval_transform(&r)?;
+    let t = engine::eval_transform(&r)?.with_preprocess(a.transform.preprocess.get()?);
     let (files, x) = engine::preprocess::run(&a.paths, &t, r.num_parallel_workers)?;
     senet::npy::write_f32(&a.output, &x)?;
     eprintln!(
@@ -479,8 +481,34 @@ fn init(a: InitArgs) -> Result<()> {
     Ok(())
 }
 
+fn plot(a: PlotArgs) -> Result<()> {
+    use engine::curves;
+    check_output(&a.output)?;
+    let runs = a
+        .logs
+        .iter()
+        .map(|p| curves::read_log(p))
+        .collect::<senet::Result<Vec<_>>>()?;
+    curves::draw(&runs, &a.output, (a.width, a.height))?;
+    eprintln!("wrote {}", a.output.display());
+    Ok(())
+}
+
 fn convert(a: ConvertArgs) -> Result<()> {
-    let ckpt = senet::checkpoint::read_checkpoint(&a.input)?;
+    use senet::checkpoint::{timm, FileFormat};
+    let target = match a.names.as_str() {
+        "mindcv" => None,
+        n => Some(timm::TimmLayout::from_name(n).ok_or_else(|| {
+            anyhow::anyhow!("--names: unknown '{n}' (mindcv, timm, timm_legacy)")
+        })?),
+    };
+    if target.is_some() && senet::checkpoint::save_format(&a.output)? != FileFormat::Safetensors {
+        anyhow::bail!(
+            "{}: timm's names go to a .safetensors file (what timm loads)",
+            a.output.display()
+        );
+    }
+    let mut ckpt = senet::checkpoint::read_checkpoint(&a.input)?;
     if !ckpt.skipped.is_empty() {
         let list: Vec<String> = ckpt
             .skipped
@@ -493,6 +521,42 @@ fn convert(a: ConvertArgs) -> Result<()> {
             list.len(),
             list.join("\n")
         );
+    }
+    if let Some(layout) = timm::detect(&ckpt) {
+        let import = timm::to_mindcv(&ckpt, layout, &a.input)?;
+        eprintln!(
+            "read {layout} names: {} tensors ({} num_batches_tracked counters left out)",
+            import.checkpoint.tensors.len(),
+            import.dropped.len()
+        );
+        if target.is_none() {
+            eprintln!(
+                "note: the output holds MindCV's names: senet and MindCV run it as MindCV's \
+                 network (stem max pool pad_mode 'same'), not timm's; the {layout} file runs as \
+                 timm's"
+            );
+        }
+        ckpt = import.checkpoint;
+    }
+    if let Some(layout) = target {
+        let (out, left_out) = timm::to_timm(&ckpt, layout, &a.input)?;
+        if !left_out.is_empty() {
+            eprintln!(
+                "note: left out {} training-state entries ({}, ...): a timm state dict holds the \
+                 model only",
+                left_out.len(),
+                left_out[0]
+            );
+        }
+        if layout == timm::TimmLayout::ResNet {
+            eprintln!(
+                "note: timm's resnet.py networks pad the stem max pool by 1 on every side, \
+                 MindCV's pads bottom/right: timm computes other logits from these weights than \
+                 MindCV does (timm's senet.py networks, --names timm_legacy, pool as MindCV at \
+                 224)"
+            );
+        }
+        ckpt = out;
     }
     senet::checkpoint::write_checkpoint(&a.output, &ckpt)
         .with_context(|| format!("converting {} to {}", a.input.display(), a.output.display()))?;
@@ -518,6 +582,7 @@ fn main() {
         Command::Devices(a) => devices(a),
         Command::Bench(a) => bench(a),
         Command::Init(a) => init(a),
+        Command::Plot(a) => plot(a),
         Command::Convert(a) => convert(a),
     };
     if let Err(e) = result {

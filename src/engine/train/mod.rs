@@ -12,7 +12,7 @@ mod log;
 pub mod state;
 mod trainer;
 
-pub use log::EpochRecord;
+pub use log::{EpochRecord, METRICS_FILE};
 pub use trainer::run;
 
 use crate::config::{AmpLevel, CkptSavePolicy, Loss, Optimizer, Recipe, Reduction};

@@ -574,7 +574,7 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
     /// The end of epoch `epoch_no`, after all its batches: its record; validation after every
     /// `val_interval`-th epoch and the last ([`Trainer::validate_epoch`]); (rank 0) the step
     /// checkpoint after every `ckpt_save_interval`-th epoch and the last; the record appended
-    /// to `metrics.jsonl` and reported. Returns whether the step checkpoint was due.
+    /// to `metrics.jsonl` (and `curves.png`/`.svg` redrawn from it) and reported. Returns whether the step checkpoint was due.
     fn end_epoch(&mut self, epoch_no: u64, progress: &EpochProgress) -> Result<bool> {
         let mut rec = progress.record(epoch_no, self.step);
         let last_epoch = epoch_no == self.num_epochs();
@@ -590,6 +590,7 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
         }
         if let Some(m) = self.metrics.as_mut() {
             m.append(&rec)?;
+            crate::engine::curves::redraw_run(&self.save_dir)?;
         }
         self.events.emit(&TrainEvent::Epoch(&rec));
         self.report.epochs.push(rec);

@@ -92,7 +92,7 @@ impl<B: Backend> TrainNet<B> {
         }
         // Stem: the 'same' max pool, then conv + BN + ReLU (no gradient for the image).
         let stem_pool = MaxPool2dParams::same(3, 2);
-        be.max_pool2d_same_backward(stem_pool, &stem.bn_out, stem.out_shape, g0, g1)?;
+        be.max_pool2d_backward(stem_pool, &stem.bn_out, stem.out_shape, g0, g1)?;
         conv_bn_backward(be, p, &self.stem, stem, input, g1, g3, None, frozen)
     }
 

@@ -435,7 +435,7 @@ impl<B: Backend> TrainNet<B> {
         be.write(&mut a.input, &x.data)?;
         conv_bn_forward(be, p, &self.stem, &a.input, &mut a.stem, frozen)?;
         let stem_pool = MaxPool2dParams::same(3, 2);
-        be.max_pool2d_same(stem_pool, &a.stem.bn_out, a.stem.out_shape, &mut a.pooled)?;
+        be.max_pool2d(stem_pool, &a.stem.bn_out, a.stem.out_shape, &mut a.pooled)?;
         let n = a.input_shape.n;
         for (i, b) in self.blocks.iter().enumerate() {
             let (done, rest) = a.blocks.split_at_mut(i);

@@ -67,9 +67,9 @@ pub(super) fn conv2d_max_pool(
 ) -> Result<Shape4> {
     let ys = f.shape.out_shape()?;
     if !be.split_batch(ys.n) {
-        // One image: max_pool2d_same splits it across threads by channels.
+        // One image: max_pool2d splits it across threads by channels.
         let ys = conv2d(be, f, x, y)?;
-        return super::pool::max_pool2d_same(be, pool, y, ys, pooled);
+        return super::pool::max_pool2d(be, pool, y, ys, pooled);
     }
     let g = pool.geometry(ys)?;
     let ps = g.ys;
@@ -301,7 +301,7 @@ mod tests {
     use crate::backend::Backend;
 
     /// `conv2d_avg_pool` (`conv2d_max_pool`) gives bit for bit `conv2d` then `global_avg_pool`
-    /// (`max_pool2d_same`), on the AVX-512 path
+    /// (`max_pool2d`), on the AVX-512 path
     /// and the `gemm`-crate path (thin groups), for one and several images, on 1 and 2 threads.
     #[test]
     fn conv2d_avg_pool_matches_conv_then_pool() {
@@ -349,15 +349,21 @@ mod tests {
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&y1), bits(&y2));
                 assert_eq!(bits(&p1), bits(&p2));
-                // The same with the max pool of the stem (3x3, stride 2, "same").
-                let mut m1 = vec![0.0; len];
-                let pool = MaxPool2dParams::same(3, 2);
-                let ms = be.max_pool2d_same(pool, &y1, ys, &mut m1).unwrap();
-                let mut m2 = vec![0.0; len];
-                let ms2 = be.conv2d_max_pool(f, &x, &mut y2, pool, &mut m2).unwrap();
-                assert_eq!(ms, ms2);
-                assert_eq!(bits(&y1), bits(&y2));
-                assert_eq!(bits(&m1[..ms.numel()]), bits(&m2[..ms.numel()]));
+                // The same with the stem's max pools (3x3, stride 2): MindCV's "same", timm's
+                // resnet.py padding 1 and senet.py ceil mode.
+                for pool in [
+                    MaxPool2dParams::same(3, 2),
+                    MaxPool2dParams::symmetric(3, 2, 1, false),
+                    MaxPool2dParams::symmetric(3, 2, 0, true),
+                ] {
+                    let mut m1 = vec![0.0; len];
+                    let ms = be.max_pool2d(pool, &y1, ys, &mut m1).unwrap();
+                    let mut m2 = vec![0.0; len];
+                    let ms2 = be.conv2d_max_pool(f, &x, &mut y2, pool, &mut m2).unwrap();
+                    assert_eq!(ms, ms2);
+                    assert_eq!(bits(&y1), bits(&y2));
+                    assert_eq!(bits(&m1[..ms.numel()]), bits(&m2[..ms.numel()]));
+                }
             }
         }
     }

@@ -8,7 +8,7 @@ use crate::checkpoint::{self, LoadOptions};
 use crate::config::{AmpLevel, Recipe};
 use crate::data::{EvalTransform, ImageFolder};
 use crate::engine::device::{BackendFactory, Device};
-use crate::model::{Arch, SeNet};
+use crate::model::{Arch, SeNet, StemPool};
 use crate::optim::{decays, lr_schedule, LossScaler, TrainConfig, TrainNet};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -221,6 +221,16 @@ impl StartModel {
             }
             let report = checkpoint::load_model(&mut net, path, &LoadOptions::default())?;
             notes.push(format!("start weights from {} ({report})", path.display()));
+            if net.stem_pool != StemPool::Same {
+                // The run trains, validates and saves MindCV's network (its checkpoints load
+                // as MindCV's): timm's weights start it, with MindCV's stem pool.
+                net.stem_pool = StemPool::Same;
+                notes.push(
+                    "note: training runs MindCV's network (stem max pool pad_mode 'same'), not \
+                     timm's, from these timm weights"
+                        .into(),
+                );
+            }
         }
         Ok(StartModel { net, resume, notes })
     }
