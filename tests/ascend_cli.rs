@@ -280,26 +280,58 @@ fn train_on_the_emulated_npu_in_amp_o2_writes_a_float32_checkpoint() {
         .any(|(_, t)| t.to_f32().unwrap().data.iter().any(|v| *v != 0.0)));
 }
 
+/// One-iteration `senet bench` of seresnet18 at 32x32 on the emulated NPU, with `extra` flags.
+fn bench(extra: &[&str]) -> Output {
+    let args = [
+        "bench",
+        "--model",
+        "seresnet18",
+        "--device",
+        "ascend",
+        "--image_size",
+        "32",
+        "--warmup",
+        "0",
+        "--iters",
+        "1",
+        "--json",
+    ];
+    senet(&emulator(), &[&args[..], extra].concat())
+}
+
 #[test]
 fn bench_runs_on_the_emulated_npu() {
-    let out = ok(&senet(
-        &emulator(),
-        &[
-            "bench",
-            "--model",
-            "seresnet18",
-            "--device",
-            "ascend",
-            "--image_size",
-            "32",
-            "--warmup",
-            "0",
-            "--iters",
-            "1",
-            "--json",
-        ],
-    ));
+    let out = ok(&bench(&[]));
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["device"], "ascend:0 (float32)");
     assert!(v["images_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn the_float32_cube_switches_reach_the_npu_and_an_undocumented_mode_is_refused() {
+    let out = ok(&bench(&["--matmul_allow_hf32", "true"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        v["device"],
+        "ascend:0 (float32, conv_allow_hf32=true, matmul_allow_hf32=true)"
+    );
+    // KEEP_DTYPE for a FLOAT forward convolution is documented unsupported on A2 (the emulated
+    // Ascend910B1): refused before any work, with the contract's lines.
+    let out = bench(&["--conv_allow_hf32", "false"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "conv_allow_hf32 = false asks aclnnConvolution for cubeMathType KEEP_DTYPE (0)"
+        ) && err.contains("Ascend910B1 (product line A2)")
+            && err.contains("aclnnConvolution.md:436-439"),
+        "{err}"
+    );
+    // Not a boolean: clap's error, naming the flag.
+    let out = bench(&["--conv_allow_hf32", "maybe"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--conv_allow_hf32"),
+        "{out:?}"
+    );
 }

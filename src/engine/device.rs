@@ -7,7 +7,7 @@
 //! come with a note; `device_target: CPU` keeps the CPU. An explicit `--device ascend` never
 //! falls back. The device id comes from `--device_id`, else `DEVICE_ID` (MindSpore's launch
 //! variable), else the rank's local rank under `mpirun`, else 0.
-use crate::backend::ascend::{AscendBackend, Precision};
+use crate::backend::ascend::{AscendBackend, CubeMath, Precision};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::Backend;
 use crate::config::{AmpLevel, DeviceTarget};
@@ -46,7 +46,8 @@ impl DeviceChoice {
     }
 }
 
-/// A device request: the choice, the device id and the CPU thread count.
+/// A device request: the choice, the device id, the CPU thread count and the Ascend float32
+/// cube switches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DeviceRequest {
     /// `--device`.
@@ -55,6 +56,9 @@ pub struct DeviceRequest {
     pub device_id: Option<i32>,
     /// CPU threads for the network (0 = one per core); ignored on Ascend.
     pub threads: usize,
+    /// `--conv_allow_hf32` / `--matmul_allow_hf32` (torch_npu's defaults: conv HF32, matmul
+    /// FLOAT); used by Ascend in float32 (amp O0) only.
+    pub cube_math: CubeMath,
 }
 
 impl DeviceRequest {
@@ -64,6 +68,7 @@ impl DeviceRequest {
             choice: DeviceChoice::Cpu,
             device_id: None,
             threads,
+            cube_math: CubeMath::default(),
         }
     }
 }
@@ -92,19 +97,30 @@ pub enum Device {
         id: i32,
         /// Compute precision.
         precision: Precision,
+        /// The float32 cube switches.
+        cube_math: CubeMath,
     },
 }
 
 impl Device {
-    /// Short name for logs: `cpu`, `ascend:0 (fp16)`.
+    /// Short name for logs: `cpu`, `ascend:0 (float32)`, `ascend:0 (float16 AMP O2)`; a float32
+    /// Ascend device with non-default [`CubeMath`] switches names them.
     pub fn describe(&self) -> String {
         match self {
             Device::Cpu { .. } => "cpu".into(),
-            Device::Ascend { id, precision } => format!(
+            Device::Ascend {
+                id,
+                precision,
+                cube_math,
+            } => format!(
                 "ascend:{id} ({})",
                 match precision {
-                    Precision::Fp32 => "float32",
-                    Precision::Fp16 => "float16 AMP O2",
+                    Precision::Fp32 if *cube_math == CubeMath::default() => "float32".into(),
+                    Precision::Fp32 => format!(
+                        "float32, conv_allow_hf32={}, matmul_allow_hf32={}",
+                        cube_math.conv_allow_hf32, cube_math.matmul_allow_hf32
+                    ),
+                    Precision::Fp16 => "float16 AMP O2".into(),
                 }
             ),
         }
@@ -150,6 +166,7 @@ pub fn resolve(
     let ascend = Device::Ascend {
         id: device_id,
         precision: precision_of(amp),
+        cube_math: req.cube_math,
     };
     if matches!(amp, AmpLevel::O1 | AmpLevel::O3) && req.choice != DeviceChoice::Cpu {
         return Err(Error::Config(format!(
@@ -263,12 +280,14 @@ pub struct AscendFactory {
     pub id: i32,
     /// Compute precision.
     pub precision: Precision,
+    /// The float32 cube switches.
+    pub cube_math: CubeMath,
 }
 
 impl BackendFactory for AscendFactory {
     type Backend = AscendBackend;
     fn create(&self) -> Result<AscendBackend> {
-        AscendBackend::new(self.id, self.precision)
+        AscendBackend::with_cube_math(self.id, self.precision, self.cube_math)
     }
 
     /// HCCL on the device buffers ([`HcclReducer`]): over `comm` itself when it is an HCCL
@@ -308,7 +327,15 @@ pub trait DeviceJob {
 pub fn run_on<J: DeviceJob>(device: Device, job: J) -> Result<J::Output> {
     match device {
         Device::Cpu { threads } => job.run(CpuFactory { threads }),
-        Device::Ascend { id, precision } => job.run(AscendFactory { id, precision }),
+        Device::Ascend {
+            id,
+            precision,
+            cube_math,
+        } => job.run(AscendFactory {
+            id,
+            precision,
+            cube_math,
+        }),
     }
 }
 

@@ -3,6 +3,7 @@
 //! here: [`RecipeFlags`] makes one flag per key of [`Recipe::SPECS`].
 use anyhow::Result;
 use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+use senet::backend::ascend::CubeMath;
 use senet::config::{KeySpec, Recipe};
 use senet::data::Preprocess;
 use senet::engine::device::{DeviceChoice, DeviceRequest};
@@ -387,6 +388,18 @@ pub struct DeviceArgs {
     /// CPU threads for the network (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Ascend, float32 (amp O0): convolutions in HFLOAT32 (torch_npu's torch.npu.conv.allow_hf32).
+    /// false asks for KEEP_DTYPE (true fp32), which the vendor documents as
+    /// unsupported for the forward convolution on A2/A3 (refused there); on the
+    /// first-generation 910 both compute in FLOAT16.
+    #[arg(long = "conv_allow_hf32", alias = "conv-allow-hf32", default_value_t = true,
+          action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub conv_allow_hf32: bool,
+    /// Ascend, float32 (amp O0): Dense layers in HFLOAT32 instead of fp32 (torch_npu's
+    /// torch.npu.matmul.allow_hf32); on the first-generation 910 both compute in FLOAT16.
+    #[arg(long = "matmul_allow_hf32", alias = "matmul-allow-hf32", default_value_t = false,
+          action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub matmul_allow_hf32: bool,
 }
 
 impl DeviceArgs {
@@ -395,6 +408,10 @@ impl DeviceArgs {
             choice: DeviceChoice::parse(&self.device)?,
             device_id: self.device_id,
             threads: self.threads,
+            cube_math: CubeMath {
+                conv_allow_hf32: self.conv_allow_hf32,
+                matmul_allow_hf32: self.matmul_allow_hf32,
+            },
         })
     }
 }
