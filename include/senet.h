@@ -344,7 +344,9 @@ enum SenetStatus senet_model_load(struct SenetModel *model, const char *path);
  *
  * SENET_DEVICE_ASCEND loads CANN at run time (`libascendcl.so` and the aclnn libraries, found
  * through SENET_CANN_LIB, ASCEND_HOME_PATH / ASCEND_TOOLKIT_HOME, the standard install paths
- * or the dynamic linker) and computes in float32 on NPU `device_id`; where CANN cannot be
+ * or the dynamic linker) and computes in float32 on NPU `device_id` with torch_npu's default
+ * cube modes (HFLOAT32 convolutions and FLOAT matrix products on A2/A3; the `senet` CLI's
+ * `--conv_allow_hf32` / `--matmul_allow_hf32` are not exposed here); where CANN cannot be
  * loaded or reports no device it returns SENET_STATUS_BACKEND_UNAVAILABLE with the loader's
  * message in `senet_last_error()` and leaves the model where it was.
  *

@@ -35,7 +35,7 @@ HARDWARE = {
         "hccs_gbs": 30.0,       # one HCCS link: 240 Gbit/s (Hot Chips 2019: 3 x 240 Gbit/s)
         "roce_gbs": 12.5,       # 100 GbE RoCE per device (Atlas 900 launch: 100G Ethernet)
         "pcie_gbs": 32.0,       # PCIe 4.0 x16 host link, theoretical (Atlas 900 launch)
-        "pool_op": "WithMask",  # aclnnMaxPool2dWithMask (src/backend/ascend/mod.rs PoolOp)
+        "pool_op": "WithMask",  # aclnnMaxPool2dWithMask on 910/A2/A3 (src/backend/ascend PoolOp)
         "fused_sgd": False,     # aclnnFusedSgd is A2/A3 only (aclnn-contract.md §aclnnFusedSgd)
         "capture": False,       # aclmdlRICapture*: not on "Atlas 训练系列产品" (§6 of the doc)
         "mindcv_ms": 44.40,     # MindCV README, seresnet18, 8 devices, batch 64 (mindcv.md §2)
@@ -48,7 +48,7 @@ HARDWARE = {
         "hccs_gbs": 56.0,       # one HCCS link of the 8-device full mesh (assumption: 392/7)
         "roce_gbs": 25.0,       # 200 GbE RoCE per device (assumption)
         "pcie_gbs": 32.0,       # PCIe host link (assumption: same as 910)
-        "pool_op": "WithIndices",
+        "pool_op": "WithMask",  # as the 910: the WithIndices backward is FLOAT-only on A2/A3
         "fused_sgd": True,
         "capture": True,
         "mindcv_ms": 50.43,     # MindCV README (MindSpore 2.5, Atlas 800T A2), seresnet18
@@ -76,7 +76,7 @@ IMAGE = 224
 CLASSES = 1000
 LOSS_SCALE = 1024.0  # configs/senet/*_ascend.yaml loss_scale (fixed): the optimizer divides it out
 
-F16, F32, I64, I8 = 2, 4, 8, 1  # bytes per element (src/backend/ascend/tensor.rs DType::size)
+F16, F32, I32, I8 = 2, 4, 4, 1  # bytes per element (src/backend/ascend/tensor.rs DType::size)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -267,23 +267,26 @@ def linear_backward(st, layer, n, fin, fout, dy_f32, want_dx=True):
     st.launch("aclnnReduceSum", layer, n * fout, n * fout * F16 + fout * F32)
 
 
+def argmax_bytes(n, c, oh, hw):
+    """pool.rs: INT32 indices (WithIndices, 950 only), or the INT8 mask of
+    geometry.rs mask_dims, (N, C, k*k, (ceil(oh*ow/16) + 1) * 32) for the 3x3 pool."""
+    if hw["pool_op"] == "WithIndices":
+        return n * c * oh * oh * I32
+    return n * c * 9 * ((oh * oh + 15) // 16 + 1) * 32 * I8
+
+
 def pool_forward(st, layer, n, c, h, oh, hw):
     xin, y = n * c * h * h, n * c * oh * oh
-    if hw["pool_op"] == "WithIndices":
-        st.launch("aclnnMaxPool2dWithIndices", layer, 9 * y, xin * F16 + y * F16 + y * I64)
-    else:
-        mask = n * c * 9 * ((oh * oh + 15) // 16 + 1) * 32
-        st.launch("aclnnMaxPool2dWithMask", layer, 9 * y, xin * F16 + y * F16 + mask * I8)
+    st.launch("aclnnMaxPool2d%s" % hw["pool_op"], layer, 9 * y,
+              xin * F16 + y * F16 + argmax_bytes(n, c, oh, hw))
 
 
 def pool_backward(st, layer, n, c, h, oh, hw):
     """pool.rs: the forward is recomputed for its argmax, then the backward."""
     pool_forward(st, layer, n, c, h, oh, hw)
-    st.mark("emu_stop")
     xin, y = n * c * h * h, n * c * oh * oh
-    idx = y * I64 if hw["pool_op"] == "WithIndices" else n * c * 9 * ((oh * oh + 15) // 16 + 1) * 32
     st.launch("aclnnMaxPool2d%sBackward" % hw["pool_op"], layer, xin,
-              y * F16 + xin * F16 + idx + xin * F16)
+              y * F16 + xin * F16 + argmax_bytes(n, c, oh, hw) + xin * F16)
 
 
 def gap_forward(st, layer, n, c, h):
@@ -745,16 +748,14 @@ def report_sensitivity(net, derate):
 
 
 def emu_check(path, arch):
-    """Compares the launches of the modelled step (up to the stem max-pool backward, where the
-    emulator run recorded for the doc stopped) with a SENET_EMU_STATS file."""
+    """Compares the launches of the modelled step (today's code, one device) with a
+    SENET_EMU_STATS file of one whole step."""
     with open(path) as f:
         stats = json.load(f)
     net = build(arch)
     st = step_today(net, HARDWARE["910B"], 2, 1, "node")
     counts = {}
     for e in st.events:
-        if e["kind"] == "emu_stop":
-            break
         if e["kind"] == "launch":
             op = e["op"].split("(")[0]
             counts[op] = counts.get(op, 0) + 1
@@ -777,8 +778,9 @@ def main():
     ap.add_argument("--json", action="store_true", help="every event of one seresnet18 step "
                     "(910B, 1 device, today's code) as JSON lines")
     ap.add_argument("--emu-stats", metavar="FILE",
-                    help="a SENET_EMU_STATS file of a seresnet18 O2 bench run on the emulated "
-                    "910B that stopped at the stem max-pool backward (see the doc, section 3)")
+                    help="a SENET_EMU_STATS file of one seresnet18 O2 training step on the "
+                    "emulated 910B: `senet bench --train --warmup 0 --iters 1` (see the doc, "
+                    "section 1)")
     args = ap.parse_args()
     if args.emu_stats:
         return emu_check(args.emu_stats, "seresnet18")

@@ -1,51 +1,45 @@
 #!/usr/bin/env bash
-# First run on a fresh Debian machine: installs the build tools, builds senet, fetches 20 real
-# ImageNet photos from a package registry (the images shipped in the PyPI wheel foolbox==3.3.4,
-# MIT licence), lays them out as an ImageFolder and runs `senet validate` and `senet predict`.
+# First run on a fresh Debian machine: installs the build tools and Debian's Fashion-MNIST
+# package (dataset-fashion-mnist: 70,000 28x28 photos of clothes, 10 classes), builds senet,
+# lays the images out as an ImageFolder (scripts/fashion_mnist_folder.py, Python's standard
+# library only), then trains seresnet18 on the CPU for a few minutes
+# (configs/senet/seresnet18_fashion_mnist_cpu.yaml), validates the result on the 10,000
+# held-out test images and predicts a few of them.
 #
-# Usage: bash scripts/quickstart.sh [MODEL] [CKPT]
-#   MODEL  one of `senet models` (default seresnet50)
-#   CKPT   a MindCV/MindSpore .ckpt (or .safetensors) for MODEL; without one, a checkpoint with
-#          MindCV's random initialisation is written first, so accuracy is chance level (~0%)
-#          and only the pipeline is shown.
+# Usage: bash scripts/quickstart.sh
+#   SENET_QUICKSTART_DIR  where the data and checkpoints go (default target/quickstart)
+#   SENET_THREADS         CPU threads for the network (default 0: one per core)
+# The pipeline on real ImageNet photos, for your own MindCV checkpoint: scripts/imagenet_photos.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-model=${1:-seresnet50}
-ckpt=${2:-}
 work=${SENET_QUICKSTART_DIR:-target/quickstart}
+threads=${SENET_THREADS:-0}
+recipe=configs/senet/seresnet18_fashion_mnist_cpu.yaml
+source scripts/setup.sh dataset-fashion-mnist
 
-need=()
-command -v cmake >/dev/null || need+=(cmake)
-command -v nasm >/dev/null || need+=(nasm)
-command -v unzip >/dev/null || need+=(unzip)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+data="$work/fashion-mnist"
+if [ ! -d "$data/val" ]; then
+  python3 scripts/fashion_mnist_folder.py /usr/share/datasets/fashion-mnist "$data" \
+    --train_per_class 1500
 fi
-cargo build --release
-senet=target/release/senet
+ckpt_dir="$work/ckpt_fashion_mnist"
+rm -rf "$ckpt_dir"
 
-# 20 ImageNet validation photos, named imagenet_<i>_<class index>.jpg, from the foolbox wheel.
-mkdir -p "$work/wheel"
-if [ ! -f "$work/wheel/.done" ]; then
-  python3 -m pip download --no-deps -q -d "$work/wheel" foolbox==3.3.4
-  unzip -q -o "$work"/wheel/foolbox-3.3.4-*.whl 'foolbox/data/imagenet_*' -d "$work/wheel"
-  touch "$work/wheel/.done"
-fi
-rm -rf "$work/imagenet"
-for f in "$work"/wheel/foolbox/data/imagenet_*.jpg; do
-  idx=${f##*_}; idx=${idx%.jpg}
-  wnid=$(awk -F'\t' -v i="$idx" '$1 == i {print $2}' configs/imagenet_classes.tsv)
-  mkdir -p "$work/imagenet/val/$wnid"
-  cp "$f" "$work/imagenet/val/$wnid/"
+start=$(date +%s)
+"$senet" train -c "$recipe" --data_dir "$data" --ckpt_save_dir "$ckpt_dir" --threads "$threads" \
+  --json | tee "$work/train.log"
+echo "training took $(( $(date +%s) - start )) s"
+# The last checkpoint, from the run's JSON report.
+ckpt=$(grep '^{' "$work/train.log" | tail -n 1 |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["last_checkpoint"])')
+
+# Top-1 / Top-5 on the 10,000 test images (chance: 10% / 50%).
+"$senet" validate -c "$recipe" --data_dir "$data" --ckpt_path "$ckpt" --threads "$threads"
+# The top-3 classes of one held-out image of four classes, named after the class folders.
+photos=()
+for class in ankle_boot bag sneaker trouser; do
+  files=("$data/val/$class"/*.png)
+  photos+=("${files[0]}")
 done
-
-if [ -z "$ckpt" ]; then
-  ckpt="$work/${model}_init.ckpt"
-  "$senet" init --model "$model" --out "$ckpt"
-fi
-"$senet" validate -c "configs/senet/${model}_ascend.yaml" --data_dir "$work/imagenet" \
-  --ckpt_path "$ckpt" --class_map configs/imagenet_classes.tsv --batch_size 8
-# The top-3 classes of the first four photos.
-mapfile -t photos < <(find "$work/imagenet/val" -name '*.jpg' | sort | head -n 4)
-"$senet" predict --model "$model" --ckpt_path "$ckpt" --class_map configs/imagenet_classes.tsv \
-  --topk 3 "${photos[@]}"
+"$senet" predict -c "$recipe" --data_dir "$data" --ckpt_path "$ckpt" --topk 3 \
+  --threads "$threads" "${photos[@]}"

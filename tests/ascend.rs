@@ -14,7 +14,7 @@ use common::step::{
 
 use std::process::Command;
 
-use senet::backend::ascend::{self, AscendBackend, Precision};
+use senet::backend::ascend::{self, AscendBackend, CubeMath, Precision};
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{Backend, MaxPool2dParams, Shape4};
 use senet::config::WeightDecayFilter;
@@ -359,6 +359,118 @@ fn injected_failures_name_the_call_and_nothing_leaks() {
     assert_eq!(emu.live_bytes() > 0, alloc0 > 0);
 }
 
+// ---- the float32 cube switches (CubeMath) -------------------------------------------------
+
+/// `conv_allow_hf32 = false`: KEEP_DTYPE for FLOAT convolutions off the first-generation 910.
+const CONV_KEEP_DTYPE: CubeMath = CubeMath {
+    conv_allow_hf32: false,
+    matmul_allow_hf32: false,
+};
+
+/// Eval logits of `arch` (1000 classes, MindCV's formula weights and input) on `be`.
+fn eval_logits(arch: Arch, be: AscendBackend) -> Vec<f32> {
+    let net = SeNet::formula(arch, 1000).unwrap();
+    let mut inf = InferenceNet::new(&net, be).unwrap();
+    inf.forward(&formula_input("input", &[2, 3, 224, 224]))
+        .unwrap()
+        .data
+}
+
+/// Asserts `logits` are within `bound` of MindCV's for `arch`, with the same top-1.
+fn assert_near_golden(arch: Arch, logits: &[f32], bound: f32, what: &str) {
+    let golden = golden_logits(arch);
+    let max = max_abs(logits, &golden.data);
+    eprintln!(
+        "{} {what}: max |ascend - MindCV| = {max:.3e} (bound {bound:.3e})",
+        arch.name()
+    );
+    assert!(max <= bound, "{} {what}: {max} > {bound}", arch.name());
+    for (ours, gold) in logits.chunks(1000).zip(golden.data.chunks(1000)) {
+        assert_eq!(argmax(ours), argmax(gold), "{} {what}", arch.name());
+    }
+}
+
+#[test]
+fn matmul_allow_hf32_runs_the_dense_layers_in_hf32_within_the_hf32_bound() {
+    let _g = lock();
+    let arch = Arch::SeResNet18;
+    let hf32 = CubeMath {
+        matmul_allow_hf32: true,
+        ..CubeMath::default()
+    };
+    let be = AscendBackend::with_cube_math(0, Precision::Fp32, hf32).unwrap();
+    let logits = eval_logits(arch, be);
+    // Every weighted layer (convolutions, the SE Dense layers, the classifier) now rounds its
+    // two operands to HFLOAT32 and accumulates in FLOAT: logit_bound's 2 roundings of 2^-12
+    // per layer (for the default run, whose Dense layers are true FLOAT, the same bound is
+    // pessimistic).
+    let golden = golden_logits(arch);
+    let bound = logit_bound(&golden.data, depth(arch), 2.0, U_HF32);
+    assert_near_golden(arch, &logits, bound, "matmul_allow_hf32");
+    // The switch reached aclnnMm/aclnnAddmm: rounding the Dense operands to 11 mantissa bits
+    // changes the logits (USE_HF32 vs KEEP_DTYPE, aclnnMm.md:158-162).
+    assert_ne!(logits, eval_logits(arch, fp32()));
+}
+
+#[test]
+fn conv_allow_hf32_off_is_refused_on_a2_naming_the_contract() {
+    let _g = lock();
+    let err = AscendBackend::with_cube_math(0, Precision::Fp32, CONV_KEEP_DTYPE).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Invalid(_)), "{text}");
+    // The SoC and its product line, the operator, the mode, the contract section and lines.
+    for part in [
+        "Ascend910B1 (product line A2)",
+        "aclnnConvolution for cubeMathType KEEP_DTYPE (0) with FLOAT inputs",
+        "conv_allow_hf32 = false",
+        "aclnn-contract.md, Part B aclnnConvolution cubeMathType table",
+        "aclnnConvolution.md:436-439",
+    ] {
+        assert!(text.contains(part), "'{part}' not in: {text}");
+    }
+    // O2 computes FLOAT16, where every cube mode is plain FLOAT16: the switch does not apply.
+    let be = AscendBackend::with_cube_math(0, Precision::Fp16, CONV_KEEP_DTYPE).unwrap();
+    assert_eq!(be.precision(), Precision::Fp16);
+}
+
+#[test]
+fn conv_allow_hf32_off_on_the_950_computes_true_fp32() {
+    let _g = lock();
+    run_child(
+        "ascend950_keep_dtype_child",
+        &[("SENET_EMU_SOC", "Ascend950PR")],
+    );
+}
+
+#[test]
+#[ignore = "run by conv_allow_hf32_off_on_the_950_computes_true_fp32 in a child process"]
+fn ascend950_keep_dtype_child() {
+    if std::env::var_os(CHILD_VAR).is_none() {
+        return;
+    }
+    let _g = lock();
+    let arch = Arch::SeResNet18;
+    // KEEP_DTYPE with FLOAT: no rule against it for the 950 (aclnnConvolution.md:460-462 lists
+    // none; aclnnConvolutionBackward.md:579-582 "no constraint"), so the cube computes FLOAT.
+    let be = AscendBackend::with_cube_math(0, Precision::Fp32, CONV_KEEP_DTYPE).unwrap();
+    let logits = eval_logits(arch, be);
+    // Against the CPU backend's FLOAT forward: two FLOAT computations, each within
+    // logit_bound's accumulation term alone (no operand rounding), so twice that apart.
+    let net = SeNet::formula(arch, 1000).unwrap();
+    let mut cpu = InferenceNet::new(&net, CpuBackend::new(1).unwrap()).unwrap();
+    let want = cpu
+        .forward(&formula_input("input", &[2, 3, 224, 224]))
+        .unwrap();
+    let bound = 2.0 * logit_bound(&want.data, depth(arch), 0.0, 0.0);
+    let max = max_abs(&logits, &want.data);
+    eprintln!("KEEP_DTYPE on the 950: max |ascend - cpu| = {max:.3e} (bound {bound:.3e})");
+    assert!(max <= bound, "{max} > {bound}");
+    // ... and closer to it than the HF32 default (operands rounded to 2^-12, not 2^-24).
+    let hf32 = max_abs(&eval_logits(arch, fp32()), &want.data);
+    eprintln!("USE_HF32 on the 950: max |ascend - cpu| = {hf32:.3e}");
+    assert!(max < hf32, "{max} vs {hf32}");
+}
+
 // ---- first-generation 910 ------------------------------------------------------------------
 
 const CHILD_VAR: &str = "SENET_ASCEND_TEST_CHILD";
@@ -473,6 +585,28 @@ fn first_gen_910_child() {
             assert_eq!(argmax(ours), argmax(gold), "{}", arch.name());
         }
     }
+    // The switches' other settings: conv_allow_hf32 = false -> USE_FP16 and
+    // matmul_allow_hf32 = true -> ALLOW_FP32_DOWN_PRECISION (torch_npu's table); the contract
+    // marks both FLOAT cells "fp16", the same arithmetic as the defaults (Part A 3), so the same
+    // bound holds and the logits are the default run's exactly.
+    let other = CubeMath {
+        conv_allow_hf32: false,
+        matmul_allow_hf32: true,
+    };
+    let arch = Arch::SeResNet18;
+    let logits = eval_logits(
+        arch,
+        AscendBackend::with_cube_math(0, Precision::Fp32, other).unwrap(),
+    );
+    let golden = golden_logits(arch);
+    let bound = logit_bound(&golden.data, depth(arch), 3.0, U_FP16);
+    assert_near_golden(
+        arch,
+        &logits,
+        bound,
+        "USE_FP16 convs, down-precision matmuls",
+    );
+    assert_eq!(logits, eval_logits(arch, fp32()));
     assert!(emu.calls("aclnnMaxPool2dWithMask") > 0);
     assert_eq!(emu.calls("aclnnMaxPool2dWithIndices"), 0);
     // The backward path on the mask too.

@@ -99,10 +99,21 @@ fn device_ascend_without_cann_is_an_error_and_auto_falls_back_with_a_note() {
     assert!(err.contains("CANN not found"), "{err}");
     assert!(err.contains("set_env.sh"), "{err}");
 
-    // No recipe: MindCV's default device_target is Ascend, so auto notes the fallback.
+    // No recipe (MindCV 0.3 has no device_target): auto falls back to the CPU quietly; with
+    // device_target Ascend it says why (tests/mindcv_cli.rs covers DEVICE_ID too).
     let out = senet(&missing(), &base);
     let json = ok(&out);
     assert!(json.contains("\"device\":\"cpu\""), "{json}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = senet(
+        &missing(),
+        &[&base[..], &["--device_target", "Ascend"]].concat(),
+    );
+    ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("note: device_target Ascend") && err.contains("CANN not found"),
@@ -269,26 +280,58 @@ fn train_on_the_emulated_npu_in_amp_o2_writes_a_float32_checkpoint() {
         .any(|(_, t)| t.to_f32().unwrap().data.iter().any(|v| *v != 0.0)));
 }
 
+/// One-iteration `senet bench` of seresnet18 at 32x32 on the emulated NPU, with `extra` flags.
+fn bench(extra: &[&str]) -> Output {
+    let args = [
+        "bench",
+        "--model",
+        "seresnet18",
+        "--device",
+        "ascend",
+        "--image_size",
+        "32",
+        "--warmup",
+        "0",
+        "--iters",
+        "1",
+        "--json",
+    ];
+    senet(&emulator(), &[&args[..], extra].concat())
+}
+
 #[test]
 fn bench_runs_on_the_emulated_npu() {
-    let out = ok(&senet(
-        &emulator(),
-        &[
-            "bench",
-            "--model",
-            "seresnet18",
-            "--device",
-            "ascend",
-            "--image_size",
-            "32",
-            "--warmup",
-            "0",
-            "--iters",
-            "1",
-            "--json",
-        ],
-    ));
+    let out = ok(&bench(&[]));
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["device"], "ascend:0 (float32)");
     assert!(v["images_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn the_float32_cube_switches_reach_the_npu_and_an_undocumented_mode_is_refused() {
+    let out = ok(&bench(&["--matmul_allow_hf32", "true"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        v["device"],
+        "ascend:0 (float32, conv_allow_hf32=true, matmul_allow_hf32=true)"
+    );
+    // KEEP_DTYPE for a FLOAT forward convolution is documented unsupported on A2 (the emulated
+    // Ascend910B1): refused before any work, with the contract's lines.
+    let out = bench(&["--conv_allow_hf32", "false"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "conv_allow_hf32 = false asks aclnnConvolution for cubeMathType KEEP_DTYPE (0)"
+        ) && err.contains("Ascend910B1 (product line A2)")
+            && err.contains("aclnnConvolution.md:436-439"),
+        "{err}"
+    );
+    // Not a boolean: clap's error, naming the flag.
+    let out = bench(&["--conv_allow_hf32", "maybe"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--conv_allow_hf32"),
+        "{out:?}"
+    );
 }

@@ -33,7 +33,7 @@ fn whole_image(img: &RgbImage, size: usize) -> TrainTransform {
         ratio: [r, r],
         hflip: 0.0,
         vflip: 0.0,
-        color_jitter: 0.0,
+        color_jitter: [0.0; 3],
         ..TrainTransform::default()
     }
 }
@@ -201,7 +201,7 @@ fn crop_fallback_is_the_documented_centre_crop() {
     let wide = RgbImage::from_raw(1000, 10, data).unwrap();
     let plain = TrainTransform {
         hflip: 0.0,
-        color_jitter: 0.0,
+        color_jitter: [0.0; 3],
         ..t
     };
     let out = plain
@@ -242,7 +242,7 @@ fn output_size_is_always_image_resize() {
 fn flips_mirror_the_same_crop() {
     let img = photo();
     let base = TrainTransform {
-        color_jitter: 0.4, // colour ops commute with flips; the draws stay aligned
+        color_jitter: [0.4; 3], // colour ops commute with flips; the draws stay aligned
         ..whole_image(&img, 128)
     };
     for i in 0..4 {
@@ -398,7 +398,7 @@ fn zero_jitter_is_crop_resize_and_flips_only() {
     let img = photo();
     let t = TrainTransform {
         image_resize: 64,
-        color_jitter: 0.0,
+        color_jitter: [0.0; 3],
         hflip: 0.5,
         vflip: 0.5,
         ..TrainTransform::default()

@@ -73,6 +73,9 @@ fn predict_logits_match_mindcv_on_100_photos() {
         "3",
         "--save_logits",
         s(&out_npy),
+        // The SENet recipes' eval resize (without -c: MindCV's default, bilinear).
+        "--interpolation",
+        "bicubic",
         s(&sample_dir()),
     ]));
     let ours = senet::npy::read_f32(&out_npy).unwrap();

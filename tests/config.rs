@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use senet::config::{
-    AmpLevel, CkptSavePolicy, DeviceTarget, EraseValue, Interpolation, Loss, LossScaleType,
+    AmpLevel, CkptSavePolicy, ColorJitter, EraseValue, Interpolation, Loss, LossScaleType,
     Optimizer, Recipe, Reduction, Scheduler, WeightDecayFilter,
 };
 use senet::Error;
@@ -88,12 +88,13 @@ fn assert_unset_defaults(r: &Recipe) {
     assert_eq!(r.val_interval, 1);
     assert_eq!(r.log_interval, 100);
     assert_eq!(r.seed, 42);
-    assert_eq!(r.device_target, DeviceTarget::Ascend);
+    // Not a key of MindCV 0.3's config.py: unset, i.e. Ascend when CANN loads, else the CPU.
+    assert_eq!(r.device_target, None);
     assert_eq!(r.train_split, "train");
     assert_eq!(r.val_split, "val");
     assert_eq!(r.num_samples, None);
     assert_eq!(r.vflip, 0.0);
-    assert_eq!(r.color_jitter, 0.4);
+    assert_eq!(r.color_jitter, Some(ColorJitter::Factor(0.4)));
     assert_eq!(r.auto_augment, None);
     assert_eq!(r.aug_splits, 0);
     assert_eq!(r.re_prob, 0.0);
@@ -221,6 +222,197 @@ fn every_key_is_listed_once() {
         "config",
     ] {
         assert!(Recipe::KEYS.contains(&key), "{key}");
+    }
+}
+
+/// The keys of MindCV 0.3.0's `config.py` besides `-c/--config`, in its order.
+const MINDCV_03_KEYS: [&str; 84] = [
+    "mode",
+    "distribute",
+    "val_while_train",
+    "val_interval",
+    "log_interval",
+    "seed",
+    "dataset",
+    "data_dir",
+    "train_split",
+    "val_split",
+    "dataset_download",
+    "num_parallel_workers",
+    "shuffle",
+    "num_samples",
+    "batch_size",
+    "drop_remainder",
+    "image_resize",
+    "scale",
+    "ratio",
+    "hflip",
+    "vflip",
+    "color_jitter",
+    "interpolation",
+    "auto_augment",
+    "aug_splits",
+    "re_prob",
+    "re_scale",
+    "re_ratio",
+    "re_value",
+    "re_max_attempts",
+    "mean",
+    "std",
+    "crop_pct",
+    "mixup",
+    "cutmix",
+    "cutmix_prob",
+    "aug_repeats",
+    "model",
+    "num_classes",
+    "in_channels",
+    "drop_rate",
+    "drop_path_rate",
+    "pretrained",
+    "ckpt_path",
+    "resume_opt",
+    "keep_checkpoint_max",
+    "ckpt_save_dir",
+    "ckpt_save_interval",
+    "ckpt_save_policy",
+    "epoch_size",
+    "dataset_sink_mode",
+    "ema",
+    "ema_decay",
+    "clip_grad",
+    "clip_value",
+    "layer_decay",
+    "gradient_accumulation_steps",
+    "opt",
+    "momentum",
+    "weight_decay",
+    "use_nesterov",
+    "weight_decay_filter",
+    "eps",
+    "scheduler",
+    "lr",
+    "min_lr",
+    "warmup_epochs",
+    "warmup_factor",
+    "decay_epochs",
+    "decay_rate",
+    "multi_step_decay_milestones",
+    "lr_epoch_stair",
+    "num_cycles",
+    "cycle_decay",
+    "loss",
+    "label_smoothing",
+    "aux_factor",
+    "reduction",
+    "amp_level",
+    "val_amp_level",
+    "amp_cast_list",
+    "loss_scale_type",
+    "loss_scale",
+    "drop_overflow_update",
+];
+
+#[test]
+fn the_keys_are_mindcv_0_3s_plus_three_it_rejects() {
+    let ours: Vec<&str> = Recipe::KEYS
+        .iter()
+        .copied()
+        .filter(|k| *k != "config")
+        .collect();
+    let extra: Vec<&str> = ours
+        .iter()
+        .copied()
+        .filter(|k| !MINDCV_03_KEYS.contains(k))
+        .collect();
+    // MindCV 0.2's filter_bias_and_bn, MindCV 0.4's device_target and eval_shuffle: never
+    // written to an args dump while unset, so that MindCV 0.3 reads the dump back.
+    assert_eq!(
+        extra,
+        ["device_target", "filter_bias_and_bn", "eval_shuffle"]
+    );
+    let in_order: Vec<&str> = ours.into_iter().filter(|k| !extra.contains(k)).collect();
+    assert_eq!(in_order, MINDCV_03_KEYS);
+    let dump = Recipe::default().to_yaml();
+    for key in extra {
+        assert!(!dump.contains(&format!("{key}:")), "{key} in {dump}");
+    }
+}
+
+#[test]
+fn every_shipped_recipe_uses_mindcv_0_3_keys_only() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/senet");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let keys: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
+            serde_saphyr::from_str(&text).unwrap();
+        for key in keys.keys() {
+            assert!(
+                MINDCV_03_KEYS.contains(&key.as_str()),
+                "{}: {key}",
+                path.display()
+            );
+        }
+        let r = Recipe::from_yaml_file(&path).unwrap();
+        r.validate().unwrap();
+        senet::engine::train::check_supported(&r).unwrap();
+        n += 1;
+    }
+    assert_eq!(n, 7);
+    let r = Recipe::from_yaml_file(dir.join("seresnet18_fashion_mnist_cpu.yaml")).unwrap();
+    assert_eq!(
+        (r.image_resize, r.epoch_size, r.num_classes),
+        (32, 2, Some(10))
+    );
+    assert_eq!(r.warmup_epochs + r.decay_epochs, r.epoch_size);
+}
+
+#[test]
+fn list_values_where_mindcv_takes_them() {
+    // MindCV's ViT-style recipes give color_jitter as a list; YAML null turns it off.
+    let r = Recipe::from_yaml_str("color_jitter: [0.4, 0.4, 0.4]\nscale: [0.5, 1]\n").unwrap();
+    assert_eq!(
+        r.color_jitter,
+        Some(ColorJitter::PerOp(vec![0.4, 0.4, 0.4]))
+    );
+    assert_eq!(r.scale, [0.5, 1.0]);
+    r.validate().unwrap();
+    let r = Recipe::from_yaml_str("color_jitter: 0.3\n").unwrap();
+    assert_eq!(r.color_jitter, Some(ColorJitter::Factor(0.3)));
+    let r = Recipe::from_yaml_str("color_jitter: null\n").unwrap();
+    assert_eq!(r.color_jitter, None);
+    let r = Recipe::from_yaml_str("color_jitter:\n  - 0.1\n  - 0.2\n").unwrap();
+    let msg = config_msg(r.validate().map(|_| r.clone()));
+    assert!(
+        msg.contains("'color_jitter'") && msg.contains("3 values"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn values_no_senet_job_implements_are_refused_by_name() {
+    for (yaml, key) in [
+        ("dataset: mnist\n", "'dataset'"),
+        ("dataset: CIFAR10\n", "'dataset'"),
+        ("dataset_download: True\n", "'dataset_download'"),
+        ("device_target: GPU\n", "'device_target'"),
+    ] {
+        let r = Recipe::from_yaml_str(yaml).unwrap();
+        let msg = config_msg(r.validate().map(|_| r.clone()));
+        assert!(
+            msg.contains(key) && msg.contains("not supported by senet"),
+            "{yaml}: {msg}"
+        );
+    }
+    // Any other data set name is an image folder, as in MindCV.
+    for yaml in [
+        "dataset: imagenet\n",
+        "dataset: fashion_mnist\n",
+        "device_target: CPU\n",
+    ] {
+        Recipe::from_yaml_str(yaml).unwrap().validate().unwrap();
     }
 }
 
@@ -397,8 +589,10 @@ fn to_yaml_round_trips() {
         let text = r.to_yaml();
         let back = Recipe::from_yaml_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(back, r, "{text}");
-        // Every key is written (MindCV's args dump), except the unset legacy one.
-        for key in Recipe::KEYS.iter().filter(|k| **k != "filter_bias_and_bn") {
+        // Every key is written (MindCV's args dump), except those MindCV 0.3's config.py does
+        // not know while they are unset: the legacy one and two of MindCV 0.4.
+        let absent = ["filter_bias_and_bn", "device_target", "eval_shuffle"];
+        for key in Recipe::KEYS.iter().filter(|k| !absent.contains(k)) {
             assert!(
                 text.contains(&format!("\n{key}:")) || text.starts_with(&format!("{key}:")),
                 "{key}"
@@ -412,6 +606,9 @@ fn to_yaml_round_trips() {
         ("amp_cast_list", "[nn.Conv2d]"),
         ("ckpt_save_policy", "None"),
         ("filter_bias_and_bn", "true"),
+        ("device_target", "CPU"),
+        ("eval_shuffle", "True"),
+        ("color_jitter", "[0.4, 0.3, 0.2, 0.1]"),
         ("num_samples", "1000"),
         ("layer_decay", "0.65"),
         ("data_dir", "yes"),
@@ -446,12 +643,13 @@ fn validate_names_the_key() {
         let msg = config_msg(r.validate().map(|_| r.clone()));
         assert!(msg.contains(&format!("'{key}'")), "{key}={value}: {msg}");
     }
+    // pretrained with ckpt_path is senet train's fine-tuning (MindCV raises ValueError; the
+    // train and validate checks decide), not a recipe error.
     let mut r = Recipe::default();
     r.set("pretrained", "true").unwrap();
     r.set("ckpt_path", "x.ckpt").unwrap();
-    assert!(config_msg(r.validate().map(|_| r.clone())).contains("'ckpt_path'"));
+    assert!(r.validate().is_ok());
     r.set("re_value", "noise").unwrap();
-    r.set("pretrained", "false").unwrap();
     assert!(config_msg(r.validate().map(|_| r.clone())).contains("'re_value'"));
 }
 

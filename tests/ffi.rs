@@ -197,6 +197,9 @@ fn c_example_matches_senet_predict() {
         .arg(&classes)
         .arg("--save_logits")
         .arg(&npy)
+        // The C ABI's transform is the SENet recipes' (bicubic); predict's default without -c
+        // is config.py's (bilinear).
+        .args(["--interpolation", "bicubic"])
         .arg(&samples));
     let want = senet::npy::read_f32(&npy).unwrap();
     assert_eq!(want.shape, vec![100, 1000]);

@@ -650,7 +650,12 @@ fn non_finite_training_stops_or_skips_and_saves_nothing_non_finite() {
         let path = tmp.path().join("inf.ckpt");
         let mut scratch = net.params.clone();
         let sums = Default::default();
-        let e = senet::engine::train::state::save_state(&path, &tn, &mut scratch, 7, 0.1, &sums)
+        let opt = senet::engine::train::state::OptimizerState {
+            global_step: 7,
+            momentum: 0.9,
+            learning_rate: &[0.1],
+        };
+        let e = senet::engine::train::state::save_state(&path, &tn, &mut scratch, &opt, &sums)
             .unwrap_err()
             .to_string();
         assert!(

@@ -156,13 +156,9 @@ fn resume_is_bit_exact() {
         losses_b.iter().map(|l| l.to_bits()).collect::<Vec<_>>(),
         "loss sequences differ:\n{losses_a:?}\n{losses_b:?}"
     );
-    // The same files, byte for byte: the epoch-1 checkpoint (written by the resumed run), the
-    // one at max_steps, and the best-validation checkpoint.
-    for name in [
-        "seresnet18-1_6.ckpt",
-        "seresnet18-2_2.ckpt",
-        "seresnet18_best.ckpt",
-    ] {
+    // The same files, byte for byte: the epoch-1 checkpoint (written by the resumed run) and
+    // the one at max_steps.
+    for name in ["seresnet18-1_6.ckpt", "seresnet18-2_2.ckpt"] {
         let x = std::fs::read(straight.join(name)).unwrap();
         let y = std::fs::read(split.join(name)).unwrap();
         assert!(
@@ -170,16 +166,51 @@ fn resume_is_bit_exact() {
             "{name} differs between the straight and resumed runs"
         );
     }
-    // The validation result was logged after epoch 1.
-    let log = std::fs::read_to_string(split.join("metrics.jsonl")).unwrap();
-    let rec: train::EpochRecord = serde_json::from_str(log.lines().next().unwrap()).unwrap();
-    assert_eq!((rec.epoch, rec.step), (1, 6));
-    assert!(rec.val_top1.is_some() && rec.val_top5.is_some() && rec.val_loss.is_some());
+    // Validation after epoch 1 and at each max_steps stop (the split run also at step 3), each
+    // logged; the best-validation checkpoint is the state at the first step with the best Top-1.
+    for (dir, steps) in [(&straight, &[6u64, 8][..]), (&split, &[3, 6, 8][..])] {
+        let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+        let recs: Vec<train::EpochRecord> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let got: Vec<(u64, u64)> = recs.iter().map(|r| (r.epoch, r.step)).collect();
+        let want: Vec<(u64, u64)> = steps.iter().map(|s| (s.div_ceil(6), *s)).collect();
+        assert_eq!(got, want, "{}", dir.display());
+        assert!(recs
+            .iter()
+            .all(|r| r.val_top1.is_some() && r.val_top5.is_some() && r.val_loss.is_some()));
+        let best = recs
+            .iter()
+            .fold(None::<&train::EpochRecord>, |b, r| match b {
+                Some(b) if b.val_top1 >= r.val_top1 => Some(b),
+                _ => Some(r),
+            })
+            .unwrap();
+        let at_best = dir.join(format!(
+            "seresnet18-{}_{}.ckpt",
+            best.epoch,
+            best.step - 6 * (best.epoch - 1)
+        ));
+        assert!(
+            std::fs::read(dir.join("seresnet18_best.ckpt")).unwrap()
+                == std::fs::read(&at_best).unwrap(),
+            "{}: the best checkpoint is not {}",
+            dir.display(),
+            at_best.display()
+        );
+    }
     // Epoch 1, resumed after its 3rd step, is logged over all its 6 steps (the checkpoint
     // carries the first 3 steps' sums): the same loss and training accuracy bits as the
     // uninterrupted run, and the loss is the mean of the 6 step losses.
-    let log_a = std::fs::read_to_string(straight.join("metrics.jsonl")).unwrap();
-    let rec_a: train::EpochRecord = serde_json::from_str(log_a.lines().next().unwrap()).unwrap();
+    let epoch_end = |dir: &Path| -> train::EpochRecord {
+        let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+        log.lines()
+            .map(|l| serde_json::from_str::<train::EpochRecord>(l).unwrap())
+            .find(|r| (r.epoch, r.step) == (1, 6))
+            .unwrap()
+    };
+    let (rec, rec_a) = (epoch_end(&split), epoch_end(&straight));
     assert_eq!(rec.loss.to_bits(), rec_a.loss.to_bits());
     assert_eq!(rec.train_top1.to_bits(), rec_a.train_top1.to_bits());
     let mean6 = losses_a[..6].iter().sum::<f64>() / 6.0;
@@ -238,14 +269,21 @@ fn cli_checkpoints_resume_and_retention() {
     ]));
     assert!(out.contains("Resuming at global step 3"), "{out}");
     assert!(out.contains("Epoch: [3/3], loss:"), "{out}");
-    // latest_k: of 1_2, 2_1, 2_2, 3_2 only the two newest remain.
+    // latest_k: of 1_2, 2_1, 2_2, 3_2 only the two newest remain (and MindCV's optimizer file).
     let mut ckpts: Vec<String> = std::fs::read_dir(&save)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".ckpt"))
         .collect();
     ckpts.sort();
-    assert_eq!(ckpts, ["seresnet18-2_2.ckpt", "seresnet18-3_2.ckpt"]);
+    assert_eq!(
+        ckpts,
+        [
+            "optim_seresnet18.ckpt",
+            "seresnet18-2_2.ckpt",
+            "seresnet18-3_2.ckpt"
+        ]
+    );
     assert_eq!(
         std::fs::read_to_string(save.join("metrics.jsonl"))
             .unwrap()
@@ -254,8 +292,9 @@ fn cli_checkpoints_resume_and_retention() {
         3
     );
 
-    // Contents: every model parameter (MindSpore order), moments.<trainable>, global_step,
-    // learning_rate (the next step's: 0 at the end of the cosine), and the epoch's sums.
+    // Contents, in the order of MindCV's training-cell checkpoint: every model parameter
+    // (MindSpore order), global_step, momentum, moments.<trainable>, learning_rate (the whole
+    // per-step list of the schedule, as MindCV stores it), and the epoch's sums (senet's).
     let last = save.join("seresnet18-3_2.ckpt");
     let ck = read_checkpoint(&last).unwrap();
     let net = SeNet::new(Arch::SeResNet18, 10, 0).unwrap();
@@ -266,18 +305,26 @@ fn cli_checkpoints_resume_and_retention() {
         .filter(|s| s.kind.trainable())
         .map(|s| s.name.as_str())
         .collect();
-    assert_eq!(names.len(), specs.len() + trainable.len() + 6);
+    let n = specs.len();
+    assert_eq!(names.len(), n + trainable.len() + 3 + 4);
     for (name, spec) in names.iter().zip(specs) {
         assert_eq!(*name, spec.name);
     }
-    for (name, t) in names[specs.len()..].iter().zip(&trainable) {
+    assert_eq!(names[n..n + 2], ["global_step", "momentum"]);
+    for (name, t) in names[n + 2..].iter().zip(&trainable) {
         assert_eq!(*name, format!("moments.{t}"));
     }
+    assert_eq!(names.last(), Some(&"learning_rate"));
     let gs = ck.get("global_step").unwrap();
     assert_eq!((gs.dtype, gs.shape.as_slice()), (DType::I32, &[1usize][..]));
     assert_eq!(i32::from_le_bytes(gs.bytes[..4].try_into().unwrap()), 6);
+    let m = ck.get("momentum").unwrap();
+    assert_eq!((m.dtype, m.shape.len()), (DType::F32, 0));
+    assert_eq!(m.to_f32().unwrap().data, [0.9f32]);
     let lr = ck.get("learning_rate").unwrap();
-    assert_eq!((lr.dtype, lr.shape.as_slice()), (DType::F32, &[1usize][..]));
+    assert_eq!((lr.dtype, lr.shape.as_slice()), (DType::F32, &[6usize][..]));
+    let want = senet::optim::lr_schedule(&r, 2, 3).unwrap();
+    assert_eq!(lr.to_f32().unwrap().data, want);
     assert!(ck.get("moments.classifier.weight").is_some());
     // The sums of epoch 3's 2 steps of 32 images.
     let int = |name: &str| {

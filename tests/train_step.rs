@@ -314,7 +314,9 @@ fn a_loss_scale_cell_step_unscales_before_the_optimizer() {
 
 #[test]
 fn dynamic_loss_scale_state_survives_a_checkpoint() {
-    use senet::engine::train::state::{read_state, restore_scaler, save_state, EpochSums};
+    use senet::engine::train::state::{
+        read_state, restore_scaler, save_state, EpochSums, OptimizerState,
+    };
     use senet::optim::LossScaler;
     // The state after one overflowing step (the step itself is tested above; its NaN input
     // also made the BatchNorm moving statistics NaN, which no checkpoint may hold).
@@ -329,14 +331,22 @@ fn dynamic_loss_scale_state_survives_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.ckpt");
     let mut scratch = net.params.clone();
+    let opt = OptimizerState {
+        global_step: 1,
+        momentum: 0.9,
+        learning_rate: &[0.1, 0.05],
+    };
     let sums = EpochSums {
         loss_sum: 2.25,
         loss_steps: 1,
         top1_hits: 3,
         images: 4,
     };
-    save_state(&path, &tn, &mut scratch, 1, 0.1, &sums).unwrap();
+    save_state(&path, &tn, &mut scratch, &opt, &sums).unwrap();
     let st = read_state(&path, &net.params).unwrap();
+    assert_eq!(st.global_step, 1);
+    assert_eq!(st.momentum, Some(0.9));
+    assert_eq!(st.learning_rate.as_deref(), Some(&[0.1f32, 0.05][..]));
     assert_eq!(st.epoch_sums, Some(sums));
     assert_eq!(st.scale_sense, Some(512.0));
     assert_eq!(st.scaler_iters, Some((2, 1)));

@@ -53,7 +53,16 @@ pub struct LoadOptions {
     pub partial: bool,
     /// Load the EMA weights: `ema.<name>` gives `<name>`, the plain `<name>` entries are ignored.
     pub ema: bool,
+    /// Fine-tuning: a `classifier.*` entry whose shape differs from the model's (another class
+    /// count) leaves that parameter at its initial value and is listed in
+    /// [`LoadReport::new_classifier`] instead of failing, as MindCV's `load_pretrained` drops
+    /// the classifier when `num_classes` differs from the checkpoint's. Every other entry must
+    /// still match.
+    pub new_classifier: bool,
 }
+
+/// Name prefix of the classifier parameters (`classifier.weight`, `classifier.bias`).
+pub const CLASSIFIER_PREFIX: &str = "classifier.";
 
 /// A checkpoint entry that did not fit its model parameter.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +93,9 @@ pub struct LoadReport {
     pub misfits: Vec<Misfit>,
     /// Checkpoint entries that are not model parameters, with a description (only with `partial`).
     pub unexpected: Vec<(String, String)>,
+    /// Classifier entries of another shape, left at the model's initial values (only with
+    /// `new_classifier`).
+    pub new_classifier: Vec<Misfit>,
     /// Some when the file was a timm state dict, renamed to MindCV's names
     /// ([`super::timm`]); its network's stem pool is [`TimmLayout::stem_pool`].
     pub timm: Option<TimmLayout>,
@@ -283,12 +295,17 @@ fn load_mindcv_names(
         };
         seen.insert(name.as_str(), ());
         if p.shape != t.shape || !is_float(t.dtype) {
-            misfits.push(Misfit {
+            let misfit = Misfit {
                 name: name.clone(),
                 expected: p.shape.clone(),
                 found: t.shape.clone(),
                 dtype: t.dtype,
-            });
+            };
+            if opts.new_classifier && is_float(t.dtype) && name.starts_with(CLASSIFIER_PREFIX) {
+                report.new_classifier.push(misfit);
+            } else {
+                misfits.push(misfit);
+            }
         } else {
             accepted.insert(name.clone(), *t);
         }

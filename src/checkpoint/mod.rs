@@ -20,7 +20,8 @@ pub mod timm;
 pub(crate) use load::non_finite_count;
 pub use load::{
     is_training_state, load_model, load_model_from, load_params, save_params, save_params_with,
-    LoadOptions, LoadReport, Misfit, SaveOptions, TRAINING_STATE_NAMES, TRAINING_STATE_PREFIXES,
+    LoadOptions, LoadReport, Misfit, SaveOptions, CLASSIFIER_PREFIX, TRAINING_STATE_NAMES,
+    TRAINING_STATE_PREFIXES,
 };
 pub use mindspore::{parse_ckpt, read_ckpt, write_ckpt, CkptWriter};
 pub use safetensors::{parse_safetensors, read_safetensors, write_safetensors};
@@ -127,13 +128,22 @@ pub fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
     }
 }
 
-/// Writes every tensor of `ckpt` to `path` as `.ckpt` (in `ckpt`'s order, no CRC record) or
-/// `.safetensors`, by extension; skipped entries are not written. Atomic (temporary name, then
-/// rename). Errors: [`Error::Format`] for another extension, [`Error::Io`] naming the path.
+/// Writes every tensor of `ckpt` to `path` as `.ckpt` or `.safetensors`, by extension, in
+/// `ckpt`'s order (a `.safetensors` records it, see [`safetensors::ORDER_KEY`]); skipped entries
+/// are not written. A `crc_num` record ends a `.ckpt` when `ckpt` came from a `.ckpt` with one
+/// (or from a `.safetensors` converted from such a file), so a conversion to `.safetensors` and
+/// back gives the original bytes. Atomic (temporary name, then rename).
+/// Errors: [`Error::Format`] for another extension, [`Error::Io`] naming the path.
 pub fn write_checkpoint(path: &Path, ckpt: &Checkpoint) -> Result<()> {
     let entries = ckpt.tensors.iter().map(|(n, t)| (n.as_str(), t));
+    let crc = ckpt.crc.is_some()
+        || ckpt
+            .metadata
+            .get(safetensors::CKPT_CRC_KEY)
+            .map(String::as_str)
+            == Some("true");
     match save_format(path)? {
-        FileFormat::Ckpt => write_ckpt(path, entries, false),
-        FileFormat::Safetensors => write_safetensors(path, entries),
+        FileFormat::Ckpt => write_ckpt(path, entries, crc),
+        FileFormat::Safetensors => safetensors::write_safetensors_with(path, entries, crc),
     }
 }

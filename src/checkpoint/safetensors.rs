@@ -1,7 +1,9 @@
 //! safetensors files as MindSpore (>= 2.4) writes them with `save_checkpoint(...,
 //! format="safetensors")`: standard Hugging Face safetensors, MindSpore parameter names as keys,
 //! metadata `{"format": "ms"}`. Keys are laid out as the safetensors library does (by dtype
-//! alignment, then name).
+//! alignment, then name); senet also records the order the tensors were given in (MindSpore's
+//! `parameters_and_names()` order for a converted `.ckpt`) under [`ORDER_KEY`], so that
+//! `.ckpt` -> `.safetensors` -> `.ckpt` gives back the same file.
 
 use super::{Checkpoint, SkippedEntry};
 use crate::tensor::{DType, RawTensor};
@@ -10,6 +12,14 @@ use safetensors::{Dtype, SafeTensors, View};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
+
+/// Metadata key holding the tensor names in their original order, one per line (written by
+/// [`write_safetensors`], read by [`read_safetensors`]; other readers ignore it).
+pub const ORDER_KEY: &str = "senet_order";
+
+/// Metadata key saying that the `.ckpt` the file was converted from ended with MindSpore's
+/// `crc_num` record (value `"true"`), so that converting back writes one again.
+pub const CKPT_CRC_KEY: &str = "senet_ckpt_crc";
 
 fn to_st(d: DType) -> Dtype {
     match d {
@@ -65,8 +75,9 @@ impl View for StView<'_> {
     }
 }
 
-/// Reads a safetensors file. Tensors come out sorted by name; dtypes without a [`DType`] (FP8,
-/// complex, ...) are listed in [`Checkpoint::skipped`]; the header metadata is kept in
+/// Reads a safetensors file. Tensors come out in the order [`ORDER_KEY`] records when it lists
+/// exactly the file's tensors, else sorted by name; dtypes without a [`DType`] (FP8, complex,
+/// ...) are listed in [`Checkpoint::skipped`]; the header metadata is kept in
 /// [`Checkpoint::metadata`]. The file is read whole into memory first
 /// ([`crate::fsutil::read_file`]: no memory map, no blocking on a FIFO), then parsed by
 /// [`parse_safetensors`].
@@ -99,6 +110,13 @@ pub fn parse_safetensors(path: &Path, data: &[u8]) -> Result<Checkpoint> {
     };
     let mut views = st.tensors();
     views.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(order) = out.metadata.get(ORDER_KEY) {
+        let rank: HashMap<&str, usize> =
+            order.split('\n').enumerate().map(|(i, n)| (n, i)).collect();
+        if rank.len() == views.len() && views.iter().all(|(n, _)| rank.contains_key(n.as_str())) {
+            views.sort_by_key(|(n, _)| rank[n.as_str()]);
+        }
+    }
     for (name, view) in views {
         match from_st(view.dtype()) {
             Some(dtype) => {
@@ -125,12 +143,21 @@ pub fn parse_safetensors(path: &Path, data: &[u8]) -> Result<Checkpoint> {
     Ok(out)
 }
 
-/// Writes `entries` as a safetensors file with metadata `{"format": "ms"}` like MindSpore;
-/// atomic (`<path>.tmp` then rename).
+/// Writes `entries` as a safetensors file with metadata `{"format": "ms"}` like MindSpore, and
+/// their order under [`ORDER_KEY`]; atomic (`<path>.tmp` then rename).
 ///
 /// Errors: [`Error::Shape`] naming a tensor whose byte count differs from shape x dtype size;
-/// [`Error::Invalid`] for a duplicate name; [`Error::Io`] naming the path on write failure.
+/// [`Error::Invalid`] for a duplicate name or a name holding a line break; [`Error::Io`] naming
+/// the path on write failure.
 pub fn write_safetensors<'a, I>(path: &Path, entries: I) -> Result<()>
+where
+    I: IntoIterator<Item = (&'a str, &'a RawTensor)>,
+{
+    write_safetensors_with(path, entries, false)
+}
+
+/// [`write_safetensors`], recording [`CKPT_CRC_KEY`] when `ckpt_crc`.
+pub(super) fn write_safetensors_with<'a, I>(path: &Path, entries: I, ckpt_crc: bool) -> Result<()>
 where
     I: IntoIterator<Item = (&'a str, &'a RawTensor)>,
 {
@@ -148,9 +175,22 @@ where
         if !names.insert(name) {
             return Err(Error::Invalid(format!("duplicate tensor name '{name}'")));
         }
+        if name.contains('\n') {
+            return Err(Error::Invalid(format!(
+                "tensor name {name:?} holds a line break"
+            )));
+        }
         views.push((name, StView(t)));
     }
-    let meta: HashMap<String, String> = [("format".to_string(), "ms".to_string())].into();
+    let order: Vec<&str> = views.iter().map(|(n, _)| *n).collect();
+    let mut meta: HashMap<String, String> = [
+        ("format".to_string(), "ms".to_string()),
+        (ORDER_KEY.to_string(), order.join("\n")),
+    ]
+    .into();
+    if ckpt_crc {
+        meta.insert(CKPT_CRC_KEY.to_string(), "true".to_string());
+    }
     let bytes = safetensors::serialize(views, Some(meta))
         .map_err(|e| Error::format(path, format!("cannot serialize: {e}")))?;
     crate::fsutil::write_atomic(path, &bytes)

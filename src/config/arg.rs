@@ -1,13 +1,19 @@
 //! Parsing a command-line override (`--key value`) into a recipe field's type, the way MindCV's
 //! argparse does (bools through `str2bool`), with a few lenient extensions for lists and `None`.
 use super::choices::{
-    AmpLevel, CkptSavePolicy, DeviceTarget, EraseValue, Interpolation, Loss, LossScaleType,
-    Optimizer, Reduction, Scheduler, WeightDecayFilter,
+    AmpLevel, CkptSavePolicy, ColorJitter, DeviceTarget, EraseValue, Interpolation, Loss,
+    LossScaleType, Optimizer, Reduction, Scheduler, WeightDecayFilter,
 };
 
 /// A recipe field type that can be parsed from one command-line string. The error says what was
 /// expected; the caller adds the key and the value.
 pub(crate) trait ArgValue: Sized {
+    /// What a bare `--key` means (`config.py`'s `nargs='?', const=True`): booleans only.
+    const BARE: Option<&'static str> = None;
+    /// The kind of value, for help texts.
+    const VALUE_NAME: &'static str;
+    /// The accepted spellings of a fixed-choice type (empty otherwise).
+    const CHOICES: &'static [&'static str] = &[];
     fn parse_arg(s: &str) -> Result<Self, String>;
 }
 
@@ -21,24 +27,28 @@ pub fn str2bool(s: &str) -> Option<bool> {
 }
 
 impl ArgValue for bool {
+    const BARE: Option<&'static str> = Some("True");
+    const VALUE_NAME: &'static str = "BOOL";
     fn parse_arg(s: &str) -> Result<Self, String> {
         str2bool(s).ok_or_else(|| "expected a boolean (yes/true/1 or no/false/0)".to_string())
     }
 }
 
 macro_rules! arg_from_str {
-    ($what:literal: $($t:ty),+) => {
+    ($what:literal, $value_name:literal: $($t:ty),+) => {
         $(impl ArgValue for $t {
+            const VALUE_NAME: &'static str = $value_name;
             fn parse_arg(s: &str) -> Result<Self, String> {
                 s.trim().parse::<$t>().map_err(|e| format!(concat!("expected ", $what, " ({})"), e))
             }
         })+
     };
 }
-arg_from_str!("a non-negative integer": u8, u32, u64, usize);
-arg_from_str!("a number": f64);
+arg_from_str!("a non-negative integer", "INT": u8, u32, u64, usize);
+arg_from_str!("a number", "FLOAT": f64);
 
 impl ArgValue for String {
+    const VALUE_NAME: &'static str = "STR";
     fn parse_arg(s: &str) -> Result<Self, String> {
         Ok(s.to_string())
     }
@@ -53,6 +63,9 @@ fn is_none(s: &str) -> bool {
 }
 
 impl<T: ArgValue> ArgValue for Option<T> {
+    const BARE: Option<&'static str> = T::BARE;
+    const VALUE_NAME: &'static str = T::VALUE_NAME;
+    const CHOICES: &'static [&'static str] = T::CHOICES;
     fn parse_arg(s: &str) -> Result<Self, String> {
         if is_none(s) {
             Ok(None)
@@ -77,6 +90,7 @@ fn list_items(s: &str) -> Vec<&str> {
 }
 
 impl<T: ArgValue> ArgValue for Vec<T> {
+    const VALUE_NAME: &'static str = "LIST";
     fn parse_arg(s: &str) -> Result<Self, String> {
         list_items(s)
             .into_iter()
@@ -87,6 +101,7 @@ impl<T: ArgValue> ArgValue for Vec<T> {
 }
 
 impl ArgValue for [f64; 2] {
+    const VALUE_NAME: &'static str = "PAIR";
     fn parse_arg(s: &str) -> Result<Self, String> {
         let v = Vec::<f64>::parse_arg(s)?;
         <[f64; 2]>::try_from(v.as_slice())
@@ -94,12 +109,32 @@ impl ArgValue for [f64; 2] {
     }
 }
 
+/// `true` if `s` is written as a list (`[a, b]`, `(a, b)` or `a,b`).
+fn looks_like_list(s: &str) -> bool {
+    s.starts_with('[') || s.starts_with('(') || s.contains(',')
+}
+
+impl ArgValue for ColorJitter {
+    const VALUE_NAME: &'static str = "FLOAT|LIST";
+    fn parse_arg(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let v = if looks_like_list(t) {
+            ColorJitter::PerOp(Vec::<f64>::parse_arg(t)?)
+        } else {
+            ColorJitter::Factor(f64::parse_arg(t)?)
+        };
+        v.factors()?;
+        Ok(v)
+    }
+}
+
 impl ArgValue for EraseValue {
+    const VALUE_NAME: &'static str = "VALUE";
     fn parse_arg(s: &str) -> Result<Self, String> {
         let t = s.trim();
         if let Ok(x) = t.parse::<f64>() {
             Ok(EraseValue::Constant(x))
-        } else if t.starts_with('[') || t.starts_with('(') || t.contains(',') {
+        } else if looks_like_list(t) {
             Vec::<f64>::parse_arg(t).map(EraseValue::PerChannel)
         } else {
             Ok(EraseValue::Named(t.to_string()))
@@ -110,6 +145,8 @@ impl ArgValue for EraseValue {
 macro_rules! arg_choice {
     ($($t:ty),+) => {
         $(impl ArgValue for $t {
+            const VALUE_NAME: &'static str = "NAME";
+            const CHOICES: &'static [&'static str] = <$t>::NAMES;
             fn parse_arg(s: &str) -> Result<Self, String> {
                 s.trim().parse::<$t>().map_err(|_| format!("expected one of {}", <$t>::NAMES.join(", ")))
             }
@@ -157,5 +194,22 @@ mod tests {
             Ok(EraseValue::Named("random".into()))
         );
         assert_eq!(EraseValue::parse_arg("0"), Ok(EraseValue::Constant(0.0)));
+    }
+
+    #[test]
+    fn color_jitter_is_a_factor_or_a_list_of_three_or_four() {
+        assert_eq!(ColorJitter::parse_arg("0.4"), Ok(ColorJitter::Factor(0.4)));
+        assert_eq!(
+            ColorJitter::parse_arg("[0.4, 0.3, 0.2]"),
+            Ok(ColorJitter::PerOp(vec![0.4, 0.3, 0.2]))
+        );
+        assert_eq!(
+            ColorJitter::parse_arg("0.4,0.4,0.4,0.1").unwrap().factors(),
+            Ok([0.4, 0.4, 0.4, 0.1])
+        );
+        for bad in ["[0.4, 0.4]", "-0.1", "[0.1, 0.1, 0.1, 0.6]", "x"] {
+            assert!(ColorJitter::parse_arg(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Option::<ColorJitter>::parse_arg("None"), Ok(None));
     }
 }

@@ -205,14 +205,66 @@ choice! {
 }
 
 choice! {
-    /// Device MindSpore runs on (`device_target`); config.py default `Ascend`.
+    /// Device to run on (`device_target`, a key of MindCV 0.4's config.py with default
+    /// `Ascend`; MindCV 0.3 has no such key).
     DeviceTarget {
-        /// Huawei Ascend NPU (default).
+        /// Huawei Ascend NPU.
         Ascend = "Ascend",
         /// CUDA GPU.
         Gpu = "GPU",
         /// CPU.
         Cpu = "CPU",
+    }
+}
+
+/// Colour jitter (`color_jitter`). MindCV's `transforms_imagenet_train` passes a number `j` as
+/// `RandomColorAdjust(j, j, j)` (brightness, contrast, saturation) and a list of 3 or 4 values as
+/// `RandomColorAdjust(*list)` (the 4th is hue); ViT-style recipes write `[0.4, 0.4, 0.4]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ColorJitter {
+    /// One factor for brightness, contrast and saturation.
+    Factor(f64),
+    /// `[brightness, contrast, saturation]` or `[brightness, contrast, saturation, hue]`.
+    PerOp(Vec<f64>),
+}
+
+impl ColorJitter {
+    /// `[brightness, contrast, saturation, hue]`, hue 0 when not given. Each of the first three
+    /// draws its factor from `[max(0, 1 - j), 1 + j]`, hue from `[-h, h]`. Errors (the reason,
+    /// for the caller to name the key): a list not of 3 or 4 values, a negative or non-finite
+    /// value, hue above 0.5 (MindSpore's range).
+    pub fn factors(&self) -> std::result::Result<[f64; 4], String> {
+        let f = match self {
+            ColorJitter::Factor(j) => [*j, *j, *j, 0.0],
+            ColorJitter::PerOp(v) => match v.as_slice() {
+                [b, c, s] => [*b, *c, *s, 0.0],
+                [b, c, s, h] => [*b, *c, *s, *h],
+                _ => {
+                    return Err(format!(
+                        "a list needs 3 values (brightness, contrast, saturation) or 4 (and hue), \
+                         got {}",
+                        v.len()
+                    ))
+                }
+            },
+        };
+        if f.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+            return Err("values must be finite numbers >= 0".into());
+        }
+        if f[3] > 0.5 {
+            return Err("hue must be in [0, 0.5]".into());
+        }
+        Ok(f)
+    }
+}
+
+impl fmt::Display for ColorJitter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ColorJitter::Factor(j) => write!(f, "{j}"),
+            ColorJitter::PerOp(v) => write!(f, "{v:?}"),
+        }
     }
 }
 

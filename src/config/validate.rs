@@ -1,5 +1,5 @@
 //! [`Recipe::validate`]: value ranges and combinations the jobs rely on.
-use super::{EraseValue, Recipe};
+use super::{DeviceTarget, EraseValue, Recipe};
 use crate::data::MAX_SIDE;
 use crate::error::{Error, Result};
 use crate::model::MAX_CLASSES;
@@ -112,7 +112,6 @@ impl Recipe {
             }
         }
         for (key, v) in [
-            ("color_jitter", self.color_jitter),
             ("mixup", self.mixup),
             ("cutmix", self.cutmix),
             ("lr", self.lr),
@@ -143,12 +142,42 @@ impl Recipe {
                 return bad(key, v, "must be at least 1");
             }
         }
-        if self.pretrained && !self.ckpt_path.is_empty() {
-            return bad(
-                "ckpt_path",
-                &self.ckpt_path,
-                "cannot be combined with pretrained: true (MindCV raises ValueError)",
+        if let Some(cj) = &self.color_jitter {
+            if let Err(why) = cj.factors() {
+                return Err(Error::Config(format!("key 'color_jitter' = {cj}: {why}")));
+            }
+        }
+        self.check_implemented()
+    }
+
+    /// Values MindCV accepts that no senet job implements, refused by name rather than
+    /// ignored: `dataset` `mnist`/`cifar10`/`cifar100` (MindCV's readers of those binary formats;
+    /// senet reads image folders, which MindCV reads for `imagenet` or any other name),
+    /// `dataset_download: True`, `device_target: GPU`.
+    fn check_implemented(&self) -> Result<()> {
+        fn refuse(key: &str, value: impl std::fmt::Display, why: &str) -> Result<()> {
+            Err(Error::Config(format!(
+                "key '{key}' = {value}: not supported by senet ({why})"
+            )))
+        }
+        let dataset = self.dataset.to_ascii_lowercase();
+        if ["mnist", "cifar10", "cifar100"].contains(&dataset.as_str()) {
+            return refuse(
+                "dataset",
+                &self.dataset,
+                "senet reads image folders <data_dir>/<split>/<class>/<image>: set dataset: \
+                 imagenet and lay the images out that way",
             );
+        }
+        if self.dataset_download {
+            return refuse(
+                "dataset_download",
+                true,
+                "no downloads: lay the images out as <data_dir>/<split>/<class>/<image>",
+            );
+        }
+        if self.device_target == Some(DeviceTarget::Gpu) {
+            return refuse("device_target", "GPU", "it runs on Ascend or the CPU");
         }
         Ok(())
     }

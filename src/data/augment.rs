@@ -5,9 +5,10 @@
 //!    crop ([`TrainTransform::random_crop_box`]), resize to `image_resize x image_resize`;
 //! 2. `RandomHorizontalFlip(hflip)` (MindCV adds it only when `hflip > 0`);
 //! 3. `RandomVerticalFlip(vflip)` (only when `vflip > 0`);
-//! 4. `RandomColorAdjust(color_jitter, color_jitter, color_jitter)` (hue 0): brightness,
-//!    contrast and saturation factors each `~ U[max(0, 1 - j), 1 + j]`, applied in a random
-//!    order, on the `u8` image (see [`super::color`]);
+//! 4. `RandomColorAdjust(b, c, s)` (`color_jitter` = `j` gives `b = c = s = j`; a list gives
+//!    them one by one; hue 0): brightness, contrast and saturation factors each
+//!    `~ U[max(0, 1 - j), 1 + j]` with their own `j`, applied in a random order, on the `u8`
+//!    image (see [`super::color`]);
 //! 5. `Normalize(mean, std)` on the 0..255 values, then `HWC2CHW`.
 //!
 //! Every random draw comes from the sample's own [`SampleRng`], so the output is a pure function
@@ -45,8 +46,8 @@ pub struct CropBox {
     pub height: usize,
 }
 
-/// The colour operations of `RandomColorAdjust` (hue is never on in MindCV's scalar
-/// `color_jitter`, so it is not modelled).
+/// The colour operations of `RandomColorAdjust` (hue jitter, only reachable through a 4-value
+/// `color_jitter` list, is refused by [`TrainTransform::from_recipe`], so it is not modelled).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ColorOp {
     Brightness,
@@ -72,9 +73,10 @@ pub struct TrainTransform {
     pub hflip: f64,
     /// Probability of a vertical (top-bottom) flip, in `[0, 1]`.
     pub vflip: f64,
-    /// Brightness/contrast/saturation jitter `j >= 0`: factors `~ U[max(0, 1 - j), 1 + j]`;
-    /// 0 turns the colour step off.
-    pub color_jitter: f64,
+    /// Brightness, contrast and saturation jitter `[b, c, s]`, each `>= 0`: an operation's
+    /// factor is drawn `~ U[max(0, 1 - j), 1 + j]` with its `j`; 0 leaves that operation out,
+    /// all three 0 turn the colour step off.
+    pub color_jitter: [f64; 3],
     /// Per-channel (R, G, B) mean on the 0..255 scale.
     pub mean: [f32; 3],
     /// Per-channel (R, G, B) standard deviation on the 0..255 scale.
@@ -92,7 +94,7 @@ impl Default for TrainTransform {
             interpolation: Interpolation::Bicubic,
             hflip: 0.5,
             vflip: 0.0,
-            color_jitter: 0.4,
+            color_jitter: [0.4; 3],
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
         }
@@ -104,8 +106,9 @@ impl TrainTransform {
     /// `hflip`, `vflip`, `color_jitter`, `mean`, `std`), validated ([`Self::validate`]).
     /// Errors ([`Error::Config`], naming the key and value): an interpolation other than
     /// bicubic/bilinear; `mean`/`std` not of 3 values; any value [`Self::validate`] rejects;
-    /// `auto_augment` set, `re_prob > 0` or `aug_splits > 0` (MindCV options not implemented
-    /// here, refused rather than silently dropped).
+    /// `auto_augment` set, `re_prob > 0`, `aug_splits > 0` or a hue jitter (a 4th
+    /// `color_jitter` value above 0) (MindCV options not implemented here, refused rather than
+    /// silently dropped); a `color_jitter` list not of 3 or 4 values.
     pub fn from_recipe(r: &Recipe) -> Result<TrainTransform> {
         fn bad<T>(key: &str, value: impl std::fmt::Debug, why: &str) -> Result<T> {
             Err(Error::Config(format!("key '{key}' = {value:?}: {why}")))
@@ -140,6 +143,20 @@ impl TrainTransform {
                 "augmentation splits are not implemented",
             );
         }
+        let color_jitter = match &r.color_jitter {
+            None => [0.0; 3],
+            Some(cj) => match cj.factors() {
+                Ok([_, _, _, hue]) if hue > 0.0 => {
+                    return bad(
+                        "color_jitter",
+                        cj.to_string(),
+                        "hue jitter (a 4th value above 0) is not implemented",
+                    )
+                }
+                Ok([b, c, s, _]) => [b, c, s],
+                Err(why) => return bad("color_jitter", cj.to_string(), &why),
+            },
+        };
         let t = TrainTransform {
             image_resize: r.image_resize,
             scale: r.scale,
@@ -147,7 +164,7 @@ impl TrainTransform {
             interpolation,
             hflip: r.hflip,
             vflip: r.vflip,
-            color_jitter: r.color_jitter,
+            color_jitter,
             mean: three("mean", &r.mean)?,
             std: three("std", &r.std)?,
         };
@@ -187,11 +204,11 @@ impl TrainTransform {
                 return bad(key, p, "must be a probability in [0, 1]");
             }
         }
-        if !(self.color_jitter.is_finite() && self.color_jitter >= 0.0) {
+        if !self.color_jitter.iter().all(|j| j.is_finite() && *j >= 0.0) {
             return bad(
                 "color_jitter",
                 self.color_jitter,
-                "must be a finite number >= 0",
+                "must be finite numbers >= 0",
             );
         }
         if self.mean.iter().any(|m| !m.is_finite()) {
@@ -271,12 +288,12 @@ impl TrainTransform {
     /// 2. one draw: horizontal flip with probability `hflip`;
     /// 3. one draw: vertical flip with probability `vflip` (both draws happen even for
     ///    probability 0, so the colour draws do not depend on the flip settings);
-    /// 4. if `color_jitter > 0`: a random order of (brightness, contrast, saturation) (2 draws,
-    ///    Fisher-Yates), then each operation in that order draws its factor
-    ///    `~ U[max(0, 1 - j), 1 + j)` as `f32` and applies it ([`super::adjust_brightness`] ...). MindSpore
-    ///    shuffles (brightness, contrast, saturation, hue) and skips hue; the relative order of
-    ///    the three is uniform either way. `color_jitter = 0` makes no draw and no change
-    ///    (MindSpore's `RandomColorAdjust(0, 0, 0)` is the identity too).
+    /// 4. if any `color_jitter` value is above 0: a random order of (brightness, contrast,
+    ///    saturation) (2 draws, Fisher-Yates), then each operation in that order whose `j` is
+    ///    above 0 draws its factor `~ U[max(0, 1 - j), 1 + j)` as `f32` and applies it
+    ///    ([`super::adjust_brightness`] ...). MindSpore shuffles (brightness, contrast, saturation, hue) and
+    ///    skips hue; the relative order of the three is uniform either way. A `j` of 0 makes no
+    ///    draw and no change (MindSpore's factor range `[1, 1]` is the identity too).
     ///
     /// Unsure: for JPEG files MindSpore decodes only the crop region (libjpeg's crop/skip
     /// scanline API) where we decode the whole image and crop; we expect the same pixels but have
@@ -316,12 +333,15 @@ impl TrainTransform {
         if rng.bernoulli(self.vflip) {
             flip_vertical(&mut out);
         }
-        if self.color_jitter > 0.0 {
-            let j = self.color_jitter;
-            let (lo, hi) = ((1.0 - j).max(0.0) as f32, (1.0 + j) as f32);
+        if self.color_jitter.iter().any(|j| *j > 0.0) {
             let mut order = [ColorOp::Brightness, ColorOp::Contrast, ColorOp::Saturation];
             rng.shuffle(&mut order);
             for op in order {
+                let j = self.color_jitter[op as usize];
+                if j <= 0.0 {
+                    continue;
+                }
+                let (lo, hi) = ((1.0 - j).max(0.0) as f32, (1.0 + j) as f32);
                 let f = rng.uniform_range(lo as f64, hi as f64) as f32;
                 match op {
                     ColorOp::Brightness => adjust_brightness(&mut out, f),
@@ -412,7 +432,7 @@ mod tests {
         let mut r = Recipe::default();
         let t = TrainTransform::from_recipe(&r).unwrap();
         assert_eq!(t.interpolation, Interpolation::Bilinear); // config.py default
-        assert_eq!((t.hflip, t.color_jitter), (0.5, 0.4));
+        assert_eq!((t.hflip, t.color_jitter), (0.5, [0.4; 3]));
         r.interpolation = config::Interpolation::Bicubic;
         assert_eq!(
             TrainTransform::from_recipe(&r).unwrap(),
@@ -434,8 +454,41 @@ mod tests {
         let mut bad = r.clone();
         bad.re_prob = 0.25;
         assert!(err(&bad).contains("'re_prob'"));
-        let mut bad = r;
+        let mut bad = r.clone();
         bad.auto_augment = Some("randaug-m9".into());
         assert!(err(&bad).contains("'auto_augment'"));
+        let mut hue = r.clone();
+        hue.color_jitter = Some(config::ColorJitter::PerOp(vec![0.4, 0.4, 0.4, 0.1]));
+        assert!(err(&hue).contains("'color_jitter'") && err(&hue).contains("hue"));
+        // MindCV's ViT-style list: per-operation factors; hue 0 is accepted.
+        let mut list = r.clone();
+        list.color_jitter = Some(config::ColorJitter::PerOp(vec![0.3, 0.2, 0.1, 0.0]));
+        let t = TrainTransform::from_recipe(&list).unwrap();
+        assert_eq!(t.color_jitter, [0.3, 0.2, 0.1]);
+        list.color_jitter = None;
+        assert_eq!(
+            TrainTransform::from_recipe(&list).unwrap().color_jitter,
+            [0.0; 3]
+        );
+    }
+
+    #[test]
+    fn a_zero_jitter_leaves_its_operation_out() {
+        // A grey image: saturation is the identity on it, brightness is not.
+        let grey = RgbImage::from_raw(8, 8, (0..192).map(|i| (i / 3 * 3) as u8).collect()).unwrap();
+        let run = |jitter: [f64; 3]| {
+            let t = TrainTransform {
+                image_resize: 8,
+                scale: [1.0, 1.0],
+                ratio: [1.0, 1.0],
+                color_jitter: jitter,
+                ..TrainTransform::default()
+            };
+            t.augment(&grey, &mut SampleRng::for_sample(1, 2, 3))
+                .unwrap()
+        };
+        let plain = run([0.0; 3]);
+        assert_eq!(run([0.0, 0.0, 0.9]), plain);
+        assert_ne!(run([0.9, 0.0, 0.0]), plain);
     }
 }

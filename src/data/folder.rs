@@ -51,15 +51,7 @@ impl ImageFolder {
     /// [`Error::Config`] naming a class folder absent from the class map, or when no image is found.
     pub fn open(data_dir: &Path, split: &str, class_map: Option<&Path>) -> Result<ImageFolder> {
         let root = data_dir.join(split);
-        // Folder names as the file system has them (any bytes), sorted by those bytes.
-        let mut folders: Vec<OsString> = Vec::new();
-        for entry in std::fs::read_dir(&root).map_err(|e| Error::io(&root, e))? {
-            let entry = entry.map_err(|e| Error::io(&root, e))?;
-            if entry.path().is_dir() {
-                folders.push(entry.file_name());
-            }
-        }
-        folders.sort();
+        let folders = class_folders(&root)?;
 
         let shown = |f: &OsStr| f.to_string_lossy().into_owned();
         let (classes, class_names, labels) = match class_map {
@@ -133,6 +125,22 @@ impl ImageFolder {
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }
+}
+
+/// The class folder names of an ImageFolder split (`data_dir/split`), sorted: entry `i` names
+/// class index `i`, as MindSpore's `ImageFolderDataset` numbers them. Errors: [`Error::Io`]
+/// naming `dir` when it cannot be read.
+pub fn class_folders(dir: &Path) -> Result<Vec<OsString>> {
+    // Folder names as the file system has them (any bytes), sorted by those bytes.
+    let mut folders: Vec<OsString> = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if entry.path().is_dir() {
+            folders.push(entry.file_name());
+        }
+    }
+    folders.sort();
+    Ok(folders)
 }
 
 /// Reads a class map file: one class folder name per line (index = line number), or the TSV

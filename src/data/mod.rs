@@ -29,7 +29,8 @@ pub use decode::{
     MAX_JPEG_SCANS,
 };
 pub use folder::{
-    is_image_file, list_images, parse_class_map, read_class_map, ImageFolder, IMAGE_EXTENSIONS,
+    class_folders, is_image_file, list_images, parse_class_map, read_class_map, ImageFolder,
+    IMAGE_EXTENSIONS,
 };
 pub use loader::{Batch, Loader};
 pub use pil_resize::resize_u8_pil;

@@ -72,7 +72,7 @@ pub fn peak_rss_mib() -> Option<f64> {
 /// logits (or the loss) implies.
 /// Errors if the device cannot start or the shape is invalid.
 pub fn run(opts: &BenchOptions, progress: impl FnMut(usize)) -> Result<BenchReport> {
-    let (dev, _) = device::resolve(&opts.device, DeviceTarget::Cpu, opts.amp_level)?;
+    let (dev, _) = device::resolve(&opts.device, Some(DeviceTarget::Cpu), opts.amp_level)?;
     let times = device::run_on(dev, BenchJob { opts, progress })?;
     let median = times[times.len() / 2];
     Ok(BenchReport {

@@ -1,12 +1,13 @@
 //! Choosing the device a job runs on, and building the network on it.
 //!
-//! `--device cpu|ascend|auto` (default `auto`) picks the backend; `auto` follows the recipe's
-//! `device_target` (MindCV's key; its default, and every SENet recipe's, is `Ascend`) when CANN
-//! can be loaded and falls back to the CPU with a note otherwise, so MindCV's Ascend recipes
-//! validate on a machine without an NPU. An explicit `--device ascend` never falls back. The
-//! device id comes from `--device_id`, else `DEVICE_ID` (MindSpore's launch variable), else the
-//! rank's local rank under `mpirun`, else 0.
-use crate::backend::ascend::{AscendBackend, Precision};
+//! `--device cpu|ascend|auto` (default `auto`) picks the backend. `auto` runs on an Ascend NPU
+//! when CANN loads and on the CPU otherwise, as MindSpore runs on the device its installed
+//! package targets (MindCV 0.3's recipes cannot name a device). Only when the user asked for the
+//! NPU (the recipe key `device_target: Ascend`, or `DEVICE_ID` set) does a fall back to the CPU
+//! come with a note; `device_target: CPU` keeps the CPU. An explicit `--device ascend` never
+//! falls back. The device id comes from `--device_id`, else `DEVICE_ID` (MindSpore's launch
+//! variable), else the rank's local rank under `mpirun`, else 0.
+use crate::backend::ascend::{AscendBackend, CubeMath, Precision};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::Backend;
 use crate::config::{AmpLevel, DeviceTarget};
@@ -21,7 +22,8 @@ use std::sync::Arc;
 /// What the user asked for (`--device`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeviceChoice {
-    /// The recipe's `device_target` if available, else the CPU (default).
+    /// The recipe's `device_target`; without one an Ascend NPU when CANN loads, else the CPU
+    /// (default).
     #[default]
     Auto,
     /// The CPU backend.
@@ -44,7 +46,8 @@ impl DeviceChoice {
     }
 }
 
-/// A device request: the choice, the device id and the CPU thread count.
+/// A device request: the choice, the device id, the CPU thread count and the Ascend float32
+/// cube switches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DeviceRequest {
     /// `--device`.
@@ -53,6 +56,9 @@ pub struct DeviceRequest {
     pub device_id: Option<i32>,
     /// CPU threads for the network (0 = one per core); ignored on Ascend.
     pub threads: usize,
+    /// `--conv_allow_hf32` / `--matmul_allow_hf32` (torch_npu's defaults: conv HF32, matmul
+    /// FLOAT); used by Ascend in float32 (amp O0) only.
+    pub cube_math: CubeMath,
 }
 
 impl DeviceRequest {
@@ -62,6 +68,7 @@ impl DeviceRequest {
             choice: DeviceChoice::Cpu,
             device_id: None,
             threads,
+            cube_math: CubeMath::default(),
         }
     }
 }
@@ -90,19 +97,30 @@ pub enum Device {
         id: i32,
         /// Compute precision.
         precision: Precision,
+        /// The float32 cube switches.
+        cube_math: CubeMath,
     },
 }
 
 impl Device {
-    /// Short name for logs: `cpu`, `ascend:0 (fp16)`.
+    /// Short name for logs: `cpu`, `ascend:0 (float32)`, `ascend:0 (float16 AMP O2)`; a float32
+    /// Ascend device with non-default [`CubeMath`] switches names them.
     pub fn describe(&self) -> String {
         match self {
             Device::Cpu { .. } => "cpu".into(),
-            Device::Ascend { id, precision } => format!(
+            Device::Ascend {
+                id,
+                precision,
+                cube_math,
+            } => format!(
                 "ascend:{id} ({})",
                 match precision {
-                    Precision::Fp32 => "float32",
-                    Precision::Fp16 => "float16 AMP O2",
+                    Precision::Fp32 if *cube_math == CubeMath::default() => "float32".into(),
+                    Precision::Fp32 => format!(
+                        "float32, conv_allow_hf32={}, matmul_allow_hf32={}",
+                        cube_math.conv_allow_hf32, cube_math.matmul_allow_hf32
+                    ),
+                    Precision::Fp16 => "float16 AMP O2".into(),
                 }
             ),
         }
@@ -123,18 +141,20 @@ fn env_device_id() -> Result<Option<i32>> {
     }
 }
 
-/// Resolves a request against the recipe's `device_target` and `amp_level`. Returns the
-/// device and, when `auto` fell back to the CPU, a note saying why. Errors: `--device ascend`
-/// where CANN cannot be loaded (the loader's message: what was tried, `source set_env.sh`), a
-/// bad `DEVICE_ID`.
+/// Resolves a request against the recipe's `device_target` (None: not set) and `amp_level`.
+/// Returns the device and, when `auto` fell back to the CPU although the NPU was asked for
+/// (`device_target: Ascend`, or `DEVICE_ID` set), a note saying why; a plain run without CANN
+/// gets no note. Errors: `--device ascend` where CANN cannot be loaded (the loader's message:
+/// what was tried, `source set_env.sh`), `device_target: GPU`, a bad `DEVICE_ID`.
 pub fn resolve(
     req: &DeviceRequest,
-    target: DeviceTarget,
+    target: Option<DeviceTarget>,
     amp: AmpLevel,
 ) -> Result<(Device, Option<String>)> {
+    let env_id = env_device_id()?;
     let device_id = match req.device_id {
         Some(id) => id,
-        None => match env_device_id()? {
+        None => match env_id {
             Some(id) => id,
             // One process per device under mpirun: the rank's place on its machine.
             None => crate::dist::launch::detect()
@@ -146,6 +166,7 @@ pub fn resolve(
     let ascend = Device::Ascend {
         id: device_id,
         precision: precision_of(amp),
+        cube_math: req.cube_math,
     };
     if matches!(amp, AmpLevel::O1 | AmpLevel::O3) && req.choice != DeviceChoice::Cpu {
         return Err(Error::Config(format!(
@@ -163,21 +184,33 @@ pub fn resolve(
             ascend_available()?;
             Ok((ascend, None))
         }
-        DeviceChoice::Auto => match target {
-            DeviceTarget::Ascend => match ascend_available() {
-                Ok(()) => Ok((ascend, None)),
-                Err(e) => Ok((
+        DeviceChoice::Auto => {
+            let asked = match target {
+                Some(DeviceTarget::Cpu) => return Ok((cpu, None)),
+                Some(DeviceTarget::Gpu) => {
+                    return Err(Error::Config(
+                        "key 'device_target' = GPU: not supported by senet (it runs on Ascend \
+                         or the CPU)"
+                            .into(),
+                    ))
+                }
+                Some(DeviceTarget::Ascend) => Some("device_target Ascend".to_string()),
+                None => env_id.map(|id| format!("DEVICE_ID={id}")),
+            };
+            match (ascend_available(), asked) {
+                (Ok(()), _) => Ok((ascend, None)),
+                (Err(_), None) => Ok((cpu, None)),
+                (Err(e), Some(asked)) => Ok((
                     cpu,
                     Some(format!(
-                        "device_target Ascend: no usable CANN here, running on the CPU \
-                         (--device ascend makes this an error; `senet devices` lists the \
-                         places searched): {}",
+                        "{asked}: no usable CANN here, running on the CPU (--device ascend \
+                         makes this an error, --device cpu silences it; `senet devices` lists \
+                         the places searched): {}",
                         first_line(&e.to_string()).trim_end_matches(" Tried:")
                     )),
                 )),
-            },
-            _ => Ok((cpu, None)),
-        },
+            }
+        }
     }
 }
 
@@ -247,12 +280,14 @@ pub struct AscendFactory {
     pub id: i32,
     /// Compute precision.
     pub precision: Precision,
+    /// The float32 cube switches.
+    pub cube_math: CubeMath,
 }
 
 impl BackendFactory for AscendFactory {
     type Backend = AscendBackend;
     fn create(&self) -> Result<AscendBackend> {
-        AscendBackend::new(self.id, self.precision)
+        AscendBackend::with_cube_math(self.id, self.precision, self.cube_math)
     }
 
     /// HCCL on the device buffers ([`HcclReducer`]): over `comm` itself when it is an HCCL
@@ -292,7 +327,15 @@ pub trait DeviceJob {
 pub fn run_on<J: DeviceJob>(device: Device, job: J) -> Result<J::Output> {
     match device {
         Device::Cpu { threads } => job.run(CpuFactory { threads }),
-        Device::Ascend { id, precision } => job.run(AscendFactory { id, precision }),
+        Device::Ascend {
+            id,
+            precision,
+            cube_math,
+        } => job.run(AscendFactory {
+            id,
+            precision,
+            cube_math,
+        }),
     }
 }
 
@@ -334,8 +377,12 @@ mod tests {
 
     #[test]
     fn explicit_cpu_ignores_the_recipe_target() {
-        let (d, note) =
-            resolve(&DeviceRequest::cpu(3), DeviceTarget::Ascend, AmpLevel::O2).unwrap();
+        let (d, note) = resolve(
+            &DeviceRequest::cpu(3),
+            Some(DeviceTarget::Ascend),
+            AmpLevel::O2,
+        )
+        .unwrap();
         assert_eq!(d, Device::Cpu { threads: 3 });
         assert!(note.is_none());
     }

@@ -3,7 +3,7 @@ use super::device::{self, DeviceRequest};
 use super::session::{classes_of, load_model, open_checkpoint};
 use crate::checkpoint::LoadOptions;
 use crate::config::{AmpLevel, DeviceTarget};
-use crate::data::{list_images, read_class_map, EvalTransform, Loader};
+use crate::data::{class_folders, list_images, read_class_map, EvalTransform, Loader};
 use crate::model::metrics::{softmax, topk};
 use crate::model::Arch;
 use crate::{Error, Result, Tensor};
@@ -16,9 +16,12 @@ pub struct PredictOptions {
     pub arch: Arch,
     /// Checkpoint (.ckpt or .safetensors); required.
     pub ckpt_path: PathBuf,
-    /// Class names: a class map (one folder per line, or the TSV `index<TAB>folder<TAB>name`);
-    /// without one, classes are named by index.
+    /// Class names: a class map (one folder per line, or the TSV `index<TAB>folder<TAB>name`).
     pub class_map: Option<PathBuf>,
+    /// Without a class map: a data set split (`<data_dir>/<val_split>` of a recipe) whose sorted
+    /// class folders name the classes, as MindSpore's `ImageFolderDataset` numbers them. Without
+    /// either, classes are named by index.
+    pub class_folders: Option<PathBuf>,
     /// How many classes to report per image.
     pub topk: usize,
     /// Images per forward pass.
@@ -88,7 +91,8 @@ fn path_bytes(p: &std::path::Path) -> Vec<u8> {
 /// Returns the predictions and the logits (N, num_classes) in the same order.
 /// `progress(done, total)` is called after each batch.
 /// Errors: a path that does not exist, no image found, checkpoint errors, an image that cannot
-/// be decoded (named), a class map whose length differs from the model's classes.
+/// be decoded (named), a class map (or a class folder count) that differs from the model's
+/// classes.
 pub fn run(
     opts: &PredictOptions,
     paths: &[PathBuf],
@@ -100,12 +104,12 @@ pub fn run(
             "no .jpg/.jpeg/.png image found in {paths:?}"
         )));
     }
-    let names: Option<Vec<String>> = match &opts.class_map {
+    let map_names: Option<Vec<String>> = match &opts.class_map {
         Some(p) => Some(read_class_map(p)?.1),
         None => None,
     };
     let ckpt = open_checkpoint(&opts.ckpt_path)?;
-    let classes = match &names {
+    let classes = match &map_names {
         Some(n) => n.len(),
         None => classes_of(&ckpt, &opts.ckpt_path).map_err(|e| match e {
             Error::Format { path, msg } => Error::Format {
@@ -124,7 +128,29 @@ pub fn run(
     )?;
     drop(ckpt);
     let classes = net.num_classes;
-    let (dev, _) = device::resolve(&opts.device, DeviceTarget::Cpu, AmpLevel::O0)?;
+    let names = match (map_names, &opts.class_folders) {
+        (Some(names), _) => Some(names),
+        (None, Some(dir)) => {
+            let folders = class_folders(dir)?;
+            if folders.len() != classes {
+                return Err(Error::Config(format!(
+                    "{} has {classes} classes but {} has {} class folders: pass the data set \
+                     it was trained on (--data_dir), or a --class_map",
+                    opts.ckpt_path.display(),
+                    dir.display(),
+                    folders.len()
+                )));
+            }
+            Some(
+                folders
+                    .iter()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .collect(),
+            )
+        }
+        (None, None) => None,
+    };
+    let (dev, _) = device::resolve(&opts.device, Some(DeviceTarget::Cpu), AmpLevel::O0)?;
     let mut inf = device::inference(&net, dev)?;
     drop(net);
     let samples: Vec<(PathBuf, usize)> = files.iter().map(|p| (p.clone(), 0)).collect();

@@ -4,7 +4,7 @@
 use super::device::{self, DeviceRequest, Forward};
 use super::session::{classes_of, load_model, open_checkpoint};
 use crate::checkpoint::LoadOptions;
-use crate::config::Recipe;
+use crate::config::{Loss, Recipe, Reduction};
 use crate::data::{EvalTransform, ImageFolder, Loader, Preprocess};
 use crate::model::metrics::Accumulator;
 use crate::model::Arch;
@@ -50,14 +50,44 @@ pub struct ValidateReport {
     pub device_note: Option<String>,
 }
 
+/// Checks that the recipe asks only for what `senet validate` implements: of the keys MindCV's
+/// `validate.py` reads, `pretrained: True` (no downloads: the weights come from `ckpt_path`),
+/// `loss` other than `CE` and `reduction` other than `mean` (the reported loss) are refused with
+/// an [`Error::Config`] naming the key. The other keys validate.py reads are implemented or have
+/// no effect on the figures (`mode`, `drop_rate`, `drop_path_rate`, `aux_factor`,
+/// `log_interval`); keys it does not read are accepted and ignored, as there.
+pub fn check_supported(r: &Recipe) -> Result<()> {
+    let refuse = |key: &str, value: &dyn std::fmt::Display, why: &str| {
+        Err(Error::Config(format!(
+            "key '{key}' = {value}: not supported by senet validate ({why})"
+        )))
+    };
+    if r.pretrained {
+        return refuse(
+            "pretrained",
+            &true,
+            "no downloads: pass the released weights as --ckpt_path",
+        );
+    }
+    if r.loss != Loss::Ce {
+        return refuse("loss", &r.loss, "the loss reported is cross entropy: CE");
+    }
+    if r.reduction != Reduction::Mean {
+        return refuse("reduction", &r.reduction, "the loss reported is the mean");
+    }
+    Ok(())
+}
+
 /// Runs the validation. `progress(done, total)` is called after each batch.
-/// Errors: unknown model, missing or mismatched checkpoint, unreadable data dir, an image that
-/// cannot be decoded (named), a label outside the model's classes.
+/// Errors: values [`check_supported`] refuses, unknown model, missing or mismatched checkpoint,
+/// unreadable data dir, an image that cannot be decoded (named), a label outside the model's
+/// classes.
 pub fn run(
     opts: &ValidateOptions,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<ValidateReport> {
     let r = &opts.recipe;
+    check_supported(r)?;
     let arch = Arch::from_name(&r.model)?;
     let transform = super::eval_transform(r)?.with_preprocess(opts.preprocess);
     let folder = ImageFolder::open(

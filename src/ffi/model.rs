@@ -2,7 +2,7 @@
 use super::args::{self, need, overlap, product};
 use super::handle::{self, SenetModel};
 use super::status::{guard, FfiError, SenetStatus};
-use crate::backend::ascend::Precision;
+use crate::backend::ascend::{CubeMath, Precision};
 use crate::checkpoint::{self, LoadOptions};
 use crate::config::{AmpLevel, DeviceTarget};
 use crate::engine::device::{self, Device, DeviceChoice, DeviceRequest, Forward};
@@ -155,7 +155,9 @@ pub unsafe extern "C" fn senet_model_load(
 ///
 /// SENET_DEVICE_ASCEND loads CANN at run time (`libascendcl.so` and the aclnn libraries, found
 /// through SENET_CANN_LIB, ASCEND_HOME_PATH / ASCEND_TOOLKIT_HOME, the standard install paths
-/// or the dynamic linker) and computes in float32 on NPU `device_id`; where CANN cannot be
+/// or the dynamic linker) and computes in float32 on NPU `device_id` with torch_npu's default
+/// cube modes (HFLOAT32 convolutions and FLOAT matrix products on A2/A3; the `senet` CLI's
+/// `--conv_allow_hf32` / `--matmul_allow_hf32` are not exposed here); where CANN cannot be
 /// loaded or reports no device it returns SENET_STATUS_BACKEND_UNAVAILABLE with the loader's
 /// message in `senet_last_error()` and leaves the model where it was.
 ///
@@ -192,8 +194,9 @@ pub extern "C" fn senet_model_set_device(
                     choice: DeviceChoice::Ascend,
                     device_id: Some(device_id),
                     threads: 0,
+                    cube_math: CubeMath::default(),
                 };
-                device::resolve(&req, DeviceTarget::Ascend, AmpLevel::O0)?;
+                device::resolve(&req, Some(DeviceTarget::Ascend), AmpLevel::O0)?;
                 let count = crate::backend::ascend::devices()?.device_count;
                 if device_id as u32 >= count {
                     return Err(FfiError::new(
@@ -351,6 +354,7 @@ pub unsafe extern "C" fn senet_model_forward(
                     Some(id) => Device::Ascend {
                         id,
                         precision: Precision::Fp32,
+                        cube_math: CubeMath::default(),
                     },
                     None => Device::Cpu {
                         threads: state.threads,

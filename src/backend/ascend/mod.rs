@@ -8,7 +8,7 @@
 //! entry points in `buffer`), each op a function named as the [`Backend`] method it implements →
 //! [`AscendBackend`], whose trait impl only calls them. The modules are private; what the rest
 //! of senet and its users need is re-exported here ([`AscendBackend`], [`AscendBuffer`],
-//! [`Precision`], [`DType`], [`Event`], [`Stream`], [`HcclComm`], [`devices`]).
+//! [`Precision`], [`CubeMath`], [`DType`], [`Event`], [`Stream`], [`HcclComm`], [`devices`]).
 //!
 //! Everything runs on one stream per backend, in order; host reads (`download`, the loss)
 //! synchronise it. The backend may be shared between threads (`Send + Sync`): each entry point
@@ -56,21 +56,24 @@ pub enum Precision {
     /// Every tensor in float32 (MindSpore `amp_level: O0`), computed as the vendor documents
     /// FLOAT cube work on each product (`shared/reference/aclnn-contract.md`):
     ///
-    /// * Convolutions (forward and both gradients) on A2/A3 pass `cubeMathType` USE_HF32, as
-    ///   torch_npu does by default (`torch.npu.conv.allow_hf32` defaults to True; Part A 1,
-    ///   Part E). KEEP_DTYPE is documented unsupported for a FLOAT forward convolution there
-    ///   (aclnnConvolution.md:436-439; the backward's doc allows it, Part F, but one mode for
-    ///   both directions keeps the gradient the derivative of the forward that ran). HF32 rounds
-    ///   each operand to 11 mantissa bits (relative error <= 2^-12 instead of fp32's 2^-24),
+    /// * Convolutions (forward and both gradients) on A2/A3 pass `cubeMathType` USE_HF32 by
+    ///   default, as torch_npu does (`torch.npu.conv.allow_hf32` defaults to True; Part A 1,
+    ///   Part E; [`CubeMath::conv_allow_hf32`]). KEEP_DTYPE is documented unsupported for a FLOAT
+    ///   forward convolution there (aclnnConvolution.md:436-439; the backward's doc allows it,
+    ///   Part F 5, but one mode for both directions keeps the gradient the derivative of the
+    ///   forward that ran), so turning the switch off is refused on A2/A3. HF32 rounds each
+    ///   operand to 11 mantissa bits (relative error <= 2^-12 instead of fp32's 2^-24),
     ///   multiplies exactly and accumulates in fp32: a convolution output is off by at most about
     ///   `2^-11 * Σ|x||w|` over its taps, against `k * 2^-24 * Σ|x||w|` in true fp32.
-    /// * Matrix products (Dense) on A2/A3 pass KEEP_DTYPE: true fp32 (Part A 2; torch_npu's
-    ///   default, `matmul.allow_hf32 = False`).
-    /// * First-generation 910: the cube has no FP32; ALLOW_FP32_DOWN_PRECISION makes the
-    ///   convolution gradients and the matrix products compute in FLOAT16 (Part A 3;
-    ///   KEEP_DTYPE and USE_HF32 are errors there), and the forward convolution exists only in
-    ///   CANN 8.0, FLOAT16 as well. So on that product `Fp32` is fp16 arithmetic in the cube
-    ///   with fp32 tensors, the rest (BatchNorm, the loss, the optimizer) fp32.
+    /// * Matrix products (Dense) on A2/A3 pass KEEP_DTYPE by default: true fp32 (Part A 2;
+    ///   torch_npu's default, `matmul.allow_hf32 = False`); [`CubeMath::matmul_allow_hf32`]
+    ///   asks for USE_HF32 instead (the same HF32 rounding as the convolutions).
+    /// * First-generation 910: the cube has no FP32; ALLOW_FP32_DOWN_PRECISION (switch on) or
+    ///   USE_FP16 (switch off, torch_npu's mapping) make the convolutions and the matrix
+    ///   products compute in FLOAT16 either way (Part A 3; KEEP_DTYPE and USE_HF32 are errors
+    ///   there), and the forward convolution exists only in CANN 8.0. So on that product `Fp32`
+    ///   is fp16 arithmetic in the cube with fp32 tensors, the rest (BatchNorm, the loss, the
+    ///   optimizer) fp32.
     Fp32,
     /// MindSpore AMP O2 (`amp_level: "O2"`, MindCV's recipes; `mindcv.md` §5): convolutions,
     /// Dense layers, pooling and activations in fp16 (weights cast from the fp32 master copy
@@ -79,6 +82,39 @@ pub enum Precision {
     /// parameters, their gradients and the optimizer stay fp32 (so checkpoints are fp32). The
     /// fixed loss scale is the trainer's (`loss_scale`).
     Fp16,
+}
+
+/// The float32 cube switches, named after torch_npu's (`torch.npu.conv.allow_hf32`, default
+/// True; `torch.npu.matmul.allow_hf32`, default False: torch_npu's `torch_npu/npu/backends.py`
+/// getters and `EnvVariables.cpp:328,345`, `aclnn-contract.md` Part E). They choose the
+/// `cubeMathType` of FLOAT convolutions (`aclnnConvolution`, `aclnnConvolutionBackward`) and
+/// FLOAT matrix products (`aclnnMm`, `aclnnAddmm`) as torch_npu does, `map[(allow_hf32 << 1) |
+/// cube_lacks_fp32]` (Part E; [`Precision::Fp32`] says what each computes):
+///
+/// | switch | A2 / A3 / 950 | first-generation 910 |
+/// |---|---|---|
+/// | on | USE_HF32 (3): HFLOAT32 | ALLOW_FP32_DOWN_PRECISION (1): FLOAT16 |
+/// | off | KEEP_DTYPE (0): FLOAT | USE_FP16 (2): FLOAT16 |
+///
+/// They apply to [`Precision::Fp32`] only (O2 computes FLOAT16, where every mode is plain
+/// FLOAT16). A mode the contract documents as unsupported on the device's product is refused
+/// when the backend is created ([`AscendBackend::with_cube_math`]), never replaced: today that
+/// is `conv_allow_hf32 = false` on A2/A3 (KEEP_DTYPE + FLOAT, aclnnConvolution.md:436).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CubeMath {
+    /// HFLOAT32 for float32 convolutions (default true, torch_npu's `conv.allow_hf32`).
+    pub conv_allow_hf32: bool,
+    /// HFLOAT32 for float32 matrix products (default false, torch_npu's `matmul.allow_hf32`).
+    pub matmul_allow_hf32: bool,
+}
+
+impl Default for CubeMath {
+    fn default() -> CubeMath {
+        CubeMath {
+            conv_allow_hf32: true,
+            matmul_allow_hf32: false,
+        }
+    }
 }
 
 /// Which max-pool operator pair the backend uses (`aclnn-contract.md` Part A 5).
@@ -103,6 +139,10 @@ pub struct AscendBackend {
     soc: String,
     product: Product,
     pool_op: PoolOp,
+    /// `cubeMathType` of FLOAT convolutions, both directions ([`CubeMath`]).
+    conv_fp32_cube: i8,
+    /// `cubeMathType` of FLOAT matrix products ([`CubeMath`]).
+    mm_fp32_cube: i8,
 }
 
 impl std::fmt::Debug for AscendBackend {
@@ -111,6 +151,8 @@ impl std::fmt::Debug for AscendBackend {
             .field("device", &self.dev.device_id())
             .field("soc", &self.soc)
             .field("precision", &self.precision)
+            .field("conv_fp32_cube", &self.conv_fp32_cube)
+            .field("mm_fp32_cube", &self.mm_fp32_cube)
             .finish()
     }
 }
@@ -118,7 +160,92 @@ impl std::fmt::Debug for AscendBackend {
 /// `cubeMathType` values (aclnnConvolution.md:205-213).
 const KEEP_DTYPE: i8 = 0;
 const ALLOW_FP32_DOWN_PRECISION: i8 = 1;
+const USE_FP16: i8 = 2;
 const USE_HF32: i8 = 3;
+
+/// The name of a `cubeMathType` value, for messages.
+fn cube_name(mode: i8) -> &'static str {
+    match mode {
+        KEEP_DTYPE => "KEEP_DTYPE (0)",
+        ALLOW_FP32_DOWN_PRECISION => "ALLOW_FP32_DOWN_PRECISION (1)",
+        USE_FP16 => "USE_FP16 (2)",
+        _ => "USE_HF32 (3)",
+    }
+}
+
+/// torch_npu's `cubeMathType` for a FLOAT cube op given its `allow_hf32` switch on `product`
+/// (`CalcuOpUtil.cpp:416-451`, `aclnn-contract.md` Part E): the first-generation 910 (no FP32
+/// in the cube) takes the "allow FP32 to FP16" half of the table.
+fn fp32_cube(product: Product, allow_hf32: bool) -> i8 {
+    match (product == Product::Ascend910, allow_hf32) {
+        (false, false) => KEEP_DTYPE,
+        (true, false) => USE_FP16,
+        (false, true) => USE_HF32,
+        (true, true) => ALLOW_FP32_DOWN_PRECISION,
+    }
+}
+
+/// The FLOAT `cubeMathType` cells `aclnn-contract.md` Part B marks `error`, per operator and
+/// product, with the vendor doc lines that say so. Products not listed accept every mode the
+/// backend can produce (950's KEEP_DTYPE forward cell is "doc silent", read as accepted).
+const FLOAT_CUBE_ERRORS: &[(&str, Product, &[i8], &str)] = &[
+    (
+        "aclnnConvolution",
+        Product::A2,
+        &[KEEP_DTYPE],
+        "aclnnConvolution.md:436-439 (Part A 1, Part F 5)",
+    ),
+    (
+        "aclnnConvolution",
+        Product::A3,
+        &[KEEP_DTYPE],
+        "aclnnConvolution.md:436-439 (Part A 1, Part F 5)",
+    ),
+    (
+        "aclnnConvolution",
+        Product::Ascend910,
+        &[KEEP_DTYPE, USE_HF32],
+        "aclnnConvolution legacy 910 row (Part A 3)",
+    ),
+    (
+        "aclnnConvolutionBackward",
+        Product::Ascend910,
+        &[KEEP_DTYPE, USE_HF32],
+        "aclnnConvolutionBackward.md:586-589 (Part A 3)",
+    ),
+    (
+        "aclnnMm/aclnnAddmm",
+        Product::Ascend910,
+        &[KEEP_DTYPE, USE_HF32],
+        "aclnnMm.md:150-155, aclnnAddmm&aclnnInplaceAddmm.md:219-223 (Part A 3)",
+    ),
+];
+
+/// Ok if `ops` accept `mode` with FLOAT inputs on `product` per [`FLOAT_CUBE_ERRORS`].
+/// `switch` is the [`CubeMath`] field that chose `mode`, `default` its default.
+/// Errors: [`Error::Invalid`] naming the SoC, its product line, the operator, the mode, the
+/// switch and the contract section.
+fn check_fp32_cube(
+    soc: &str,
+    product: Product,
+    ops: &[&str],
+    mode: i8,
+    (switch, default): (&str, bool),
+) -> Result<()> {
+    for &(op, p, modes, src) in FLOAT_CUBE_ERRORS {
+        if p == product && modes.contains(&mode) && ops.contains(&op) {
+            return Err(Error::Invalid(format!(
+                "{switch} = {set} asks {op} for cubeMathType {mode} with FLOAT inputs, which \
+                 {soc} (product line {product:?}) does not support \
+                 (shared/reference/aclnn-contract.md, Part B {op} cubeMathType table; {src}). \
+                 Keep the default ({switch} = {default}), or compute in float16 with amp_level O2",
+                set = !default,
+                mode = cube_name(mode),
+            )));
+        }
+    }
+    Ok(())
+}
 
 impl AscendBackend {
     /// Opens NPU `device_id` (0-based) computing in `precision`: loads CANN (`SENET_CANN_LIB`,
@@ -132,6 +259,20 @@ impl AscendBackend {
     /// [`Error::Invalid`] for a negative id or one not below the device count;
     /// [`Error::Device`] when CANN refuses a call (e.g. `aclrtSetDevice`).
     pub fn new(device_id: i32, precision: Precision) -> Result<AscendBackend> {
+        AscendBackend::with_cube_math(device_id, precision, CubeMath::default())
+    }
+
+    /// [`AscendBackend::new`] with the float32 cube switches `math` ([`CubeMath`]).
+    ///
+    /// Errors: those of [`AscendBackend::new`], and [`Error::Invalid`] when `precision` is
+    /// [`Precision::Fp32`] and a switch asks an operator for a `cubeMathType` the contract
+    /// documents as unsupported with FLOAT on the device's product (the message names the SoC,
+    /// the operator, the mode and the contract section).
+    pub fn with_cube_math(
+        device_id: i32,
+        precision: Precision,
+        math: CubeMath,
+    ) -> Result<AscendBackend> {
         runtime::init()?;
         let count = runtime::device_count()?;
         if device_id < 0 || device_id as u32 >= count {
@@ -140,8 +281,18 @@ impl AscendBackend {
             )));
         }
         let soc = runtime::soc_name()?;
-        let dev = DeviceShared::new(device_id)?;
         let product = runtime::product(&soc);
+        let conv_fp32_cube = fp32_cube(product, math.conv_allow_hf32);
+        let mm_fp32_cube = fp32_cube(product, math.matmul_allow_hf32);
+        if precision == Precision::Fp32 {
+            let conv_ops = ["aclnnConvolution", "aclnnConvolutionBackward"];
+            let conv_switch = ("conv_allow_hf32", CubeMath::default().conv_allow_hf32);
+            check_fp32_cube(&soc, product, &conv_ops, conv_fp32_cube, conv_switch)?;
+            let mm_ops = ["aclnnMm/aclnnAddmm"];
+            let mm_switch = ("matmul_allow_hf32", CubeMath::default().matmul_allow_hf32);
+            check_fp32_cube(&soc, product, &mm_ops, mm_fp32_cube, mm_switch)?;
+        }
+        let dev = DeviceShared::new(device_id)?;
         let pool_op = if product == Product::Ascend950 {
             PoolOp::WithIndices
         } else {
@@ -153,6 +304,8 @@ impl AscendBackend {
             soc,
             product,
             pool_op,
+            conv_fp32_cube,
+            mm_fp32_cube,
         })
     }
 
@@ -236,20 +389,19 @@ impl AscendBackend {
         }
     }
 
-    /// `cubeMathType` for a convolution (either direction) computing in `dtype`
-    /// ([`Precision::Fp32`] says why).
+    /// `cubeMathType` for a convolution (either direction) computing in `dtype`: the
+    /// [`CubeMath`] choice for FLOAT ([`Precision::Fp32`] says why), KEEP_DTYPE otherwise.
     fn conv_cube(&self, dtype: DType) -> i8 {
-        match (dtype, self.product) {
-            (DType::F32, Product::Ascend910) => ALLOW_FP32_DOWN_PRECISION,
-            (DType::F32, _) => USE_HF32,
+        match dtype {
+            DType::F32 => self.conv_fp32_cube,
             _ => KEEP_DTYPE,
         }
     }
 
     /// `cubeMathType` for a matrix product (`aclnnMm`, `aclnnAddmm`) computing in `dtype`.
     fn mm_cube(&self, dtype: DType) -> i8 {
-        match (dtype, self.product) {
-            (DType::F32, Product::Ascend910) => ALLOW_FP32_DOWN_PRECISION,
+        match dtype {
+            DType::F32 => self.mm_fp32_cube,
             _ => KEEP_DTYPE,
         }
     }
@@ -478,5 +630,58 @@ impl Backend for AscendBackend {
         len: usize,
     ) -> Result<()> {
         optim::momentum_update(self, p, param, grad, moment, len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fp32_cube_follows_torch_npus_table() {
+        // CalcuOpUtil.cpp:416-451 (aclnn-contract.md Part E): (allow_hf32 << 1) | no_fp32_cube.
+        for p in [Product::A2, Product::A3, Product::Ascend950] {
+            assert_eq!(fp32_cube(p, true), USE_HF32);
+            assert_eq!(fp32_cube(p, false), KEEP_DTYPE);
+        }
+        assert_eq!(
+            fp32_cube(Product::Ascend910, true),
+            ALLOW_FP32_DOWN_PRECISION
+        );
+        assert_eq!(fp32_cube(Product::Ascend910, false), USE_FP16);
+    }
+
+    #[test]
+    fn only_the_documented_float_cube_errors_are_refused() {
+        let conv = ["aclnnConvolution", "aclnnConvolutionBackward"];
+        let mm = ["aclnnMm/aclnnAddmm"];
+        let sw = ("conv_allow_hf32", true);
+        for p in [Product::A2, Product::A3] {
+            let err = check_fp32_cube("Ascend910B1", p, &conv, KEEP_DTYPE, sw).unwrap_err();
+            let text = err.to_string();
+            for part in [
+                "conv_allow_hf32 = false",
+                "aclnnConvolution for cubeMathType KEEP_DTYPE (0)",
+                "Ascend910B1",
+                "aclnnConvolution.md:436-439",
+            ] {
+                assert!(text.contains(part), "{part} not in {text}");
+            }
+            // The backward alone, and the matrix products, accept FLOAT + KEEP_DTYPE there.
+            check_fp32_cube("x", p, &conv[1..], KEEP_DTYPE, sw).unwrap();
+            check_fp32_cube("x", p, &mm, KEEP_DTYPE, sw).unwrap();
+            check_fp32_cube("x", p, &conv, USE_HF32, sw).unwrap();
+            check_fp32_cube("x", p, &mm, USE_HF32, sw).unwrap();
+        }
+        check_fp32_cube("x", Product::Ascend950, &conv, KEEP_DTYPE, sw).unwrap();
+        // The 910's error cells (KEEP_DTYPE, USE_HF32) are never what its switches produce.
+        for allow in [true, false] {
+            let mode = fp32_cube(Product::Ascend910, allow);
+            check_fp32_cube("x", Product::Ascend910, &conv, mode, sw).unwrap();
+            check_fp32_cube("x", Product::Ascend910, &mm, mode, sw).unwrap();
+            for bad in [KEEP_DTYPE, USE_HF32] {
+                assert!(check_fp32_cube("x", Product::Ascend910, &mm, bad, sw).is_err());
+            }
+        }
     }
 }

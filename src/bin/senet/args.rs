@@ -1,10 +1,13 @@
 //! The command line's arguments (clap): one struct per command, MindCV's flag spellings
-//! (`--data_dir`, `--ckpt_path`, ...) with hyphenated aliases.
+//! (`--data_dir`, `--ckpt_path`, ...) with hyphenated aliases. The recipe keys are not listed
+//! here: [`RecipeFlags`] makes one flag per key of [`Recipe::SPECS`].
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
-use senet::config::Recipe;
+use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+use senet::backend::ascend::CubeMath;
+use senet::config::{KeySpec, Recipe};
 use senet::data::Preprocess;
 use senet::engine::device::{DeviceChoice, DeviceRequest};
+use std::marker::PhantomData;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -45,77 +48,26 @@ pub enum Command {
     Convert(ConvertArgs),
 }
 
-/// `senet train`: every flag overrides the recipe key of the same name, as in MindCV.
+/// `senet train`: MindCV's `train.py`. Every key of the recipe is a flag overriding it.
 #[derive(Args)]
+#[command(args_override_self = true)]
 pub struct TrainArgs {
     /// MindCV recipe (YAML), e.g. configs/senet/seresnet18_cifar10_cpu.yaml.
     #[arg(short = 'c', long)]
     pub config: PathBuf,
-    /// Dataset root holding <train_split>/<class>/<image> (and <val_split>/...).
-    #[arg(long = "data_dir", alias = "data-dir")]
-    pub data_dir: Option<String>,
-    /// Model name.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Number of classes (default: from the data set / class map).
-    #[arg(long = "num_classes", alias = "num-classes")]
-    pub num_classes: Option<String>,
-    /// Images per batch.
-    #[arg(long = "batch_size", alias = "batch-size")]
-    pub batch_size: Option<String>,
-    /// Network input side in pixels (train crop and eval centre crop).
-    #[arg(long = "image_resize", alias = "image-resize")]
-    pub image_resize: Option<String>,
-    /// Epochs.
-    #[arg(long = "epoch_size", alias = "epoch-size")]
-    pub epoch_size: Option<String>,
-    /// Peak learning rate.
-    #[arg(long)]
-    pub lr: Option<String>,
-    /// Where checkpoints, metrics.jsonl and the args dump go.
-    #[arg(long = "ckpt_save_dir", alias = "ckpt-save-dir")]
-    pub ckpt_save_dir: Option<String>,
-    /// Start weights (.ckpt or .safetensors; exact load, optimizer from zero).
-    #[arg(long = "ckpt_path", alias = "ckpt-path")]
-    pub ckpt_path: Option<String>,
-    /// A step checkpoint of `senet train` to continue from exactly (weights, moments, step).
+    /// A step checkpoint of `senet train` or MindCV to continue from exactly (weights, moments,
+    /// step); MindCV's spelling: --ckpt_path X --resume_opt True.
     #[arg(long)]
     pub resume: Option<PathBuf>,
-    /// Seed of the initialisation, the shuffle and the augmentations.
-    #[arg(long)]
-    pub seed: Option<String>,
     #[command(flatten)]
     pub device: DeviceArgs,
-    /// Decoding threads.
-    #[arg(long = "num_parallel_workers", alias = "num-parallel-workers")]
-    pub num_parallel_workers: Option<String>,
     /// Class map: one class folder per line, or the TSV index<TAB>folder<TAB>name.
     #[arg(long = "class_map", alias = "class-map")]
     pub class_map: Option<PathBuf>,
-    /// Validate on val_split while training (bare flag = True, or True/False).
-    #[arg(long = "val_while_train", alias = "val-while-train", num_args = 0..=1,
-          default_missing_value = "True")]
-    pub val_while_train: Option<String>,
-    /// Validate every this many epochs.
-    #[arg(long = "val_interval", alias = "val-interval")]
-    pub val_interval: Option<String>,
-    /// Step checkpoints kept (latest_k).
-    #[arg(long = "keep_checkpoint_max", alias = "keep-checkpoint-max")]
-    pub keep_checkpoint_max: Option<String>,
-    /// Data-parallel training over the processes of the job (bare flag = True): launch with
-    /// `mpirun -n N senet train ... --distribute` (needs a build with `--features mpi`).
-    #[arg(long, num_args = 0..=1, default_missing_value = "True")]
-    pub distribute: Option<String>,
     /// Frozen BatchNorm: normalise with the moving statistics while training, never update
     /// them (MindSpore use_batch_statistics=False); gamma and beta still train.
     #[arg(long = "freeze_bn", alias = "freeze-bn")]
     pub freeze_bn: bool,
-    /// Training split folder (default "train").
-    #[arg(long = "train_split", alias = "train-split")]
-    pub train_split: Option<String>,
-    /// Validation split folder (default "val").
-    #[arg(long = "val_split", alias = "val-split")]
-    pub val_split: Option<String>,
     /// Stop when the global step reaches N, saving a checkpoint there (counts from the start of
     /// training, so a resumed run with the same N stops at the same step).
     #[arg(long = "max_steps", alias = "max-steps")]
@@ -123,60 +75,85 @@ pub struct TrainArgs {
     /// Print the final report as one JSON object.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub keys: RecipeFlags<AllKeys>,
 }
 
 impl TrainArgs {
-    /// The recipe file with the flags applied (parsed as the recipe's types, errors naming the
-    /// key).
+    /// The recipe file with the flags applied.
     pub fn recipe(&self) -> Result<Recipe> {
-        let mut r = Recipe::from_yaml_file(&self.config)?;
-        let overrides = [
-            ("data_dir", &self.data_dir),
-            ("model", &self.model),
-            ("num_classes", &self.num_classes),
-            ("batch_size", &self.batch_size),
-            ("image_resize", &self.image_resize),
-            ("epoch_size", &self.epoch_size),
-            ("lr", &self.lr),
-            ("ckpt_save_dir", &self.ckpt_save_dir),
-            ("ckpt_path", &self.ckpt_path),
-            ("seed", &self.seed),
-            ("num_parallel_workers", &self.num_parallel_workers),
-            ("val_while_train", &self.val_while_train),
-            ("val_interval", &self.val_interval),
-            ("keep_checkpoint_max", &self.keep_checkpoint_max),
-            ("distribute", &self.distribute),
-            ("train_split", &self.train_split),
-            ("val_split", &self.val_split),
-        ];
-        for (key, value) in overrides {
-            if let Some(v) = value {
-                r.set(key, v)?;
-            }
-        }
-        Ok(r)
+        self.keys.over(Recipe::from_yaml_file(&self.config)?)
     }
 }
 
-/// The transform flags shared by predict and preprocess.
+/// `senet validate`: MindCV's `validate.py`, which parses every `config.py` key (those that do
+/// not concern validation are accepted and have no effect, as there).
 #[derive(Args)]
-pub struct TransformArgs {
+#[command(args_override_self = true)]
+pub struct ValidateArgs {
+    /// MindCV recipe (YAML), e.g. configs/senet/seresnet50_ascend.yaml.
+    #[arg(short = 'c', long)]
+    pub config: Option<PathBuf>,
+    /// Class map: one class folder per line, or the TSV index<TAB>folder<TAB>name.
+    #[arg(long = "class_map", alias = "class-map")]
+    pub class_map: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub preprocess: PreprocessArg,
+    /// Print one JSON object (model, num_samples, top1, top5, loss, images_per_second).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub keys: RecipeFlags<AllKeys>,
+}
+
+impl ValidateArgs {
+    /// The recipe (file, else `config.py`'s defaults) with the flags applied, validated.
+    /// Errors: no model named (neither `-c` nor `--model`), a bad recipe or value.
+    pub fn recipe(&self) -> Result<Recipe> {
+        if self.config.is_none() && self.keys.get("model").is_none() {
+            anyhow::bail!("no model given: pass -c RECIPE or --model NAME (see `senet models`)");
+        }
+        eval_recipe(self.config.as_deref(), &self.keys, &self.preprocess)
+    }
+}
+
+/// The recipe file, or `config.py`'s defaults (MindCV's `create_transforms` eval defaults:
+/// 224, crop 0.875, bilinear, ImageNet mean/std) without one.
+fn recipe_or_default(config: Option<&std::path::Path>) -> Result<Recipe> {
+    Ok(match config {
+        Some(p) => Recipe::from_yaml_file(p)?,
+        None => Recipe::default(),
+    })
+}
+
+/// The recipe of an eval command: `-c` (else `config.py`'s defaults) with the flags applied.
+/// Without `-c` and `--interpolation`, `--preprocess timm` resizes bicubic, the interpolation
+/// of timm's pretrained configs for these networks (MindCV's `create_transforms` default is
+/// bilinear).
+fn eval_recipe<S: KeySet + Send + Sync + 'static>(
+    config: Option<&std::path::Path>,
+    keys: &RecipeFlags<S>,
+    preprocess: &PreprocessArg,
+) -> Result<Recipe> {
+    let mut base = recipe_or_default(config)?;
+    if config.is_none() && preprocess.get()? == Preprocess::Timm {
+        base.set("interpolation", "bicubic")?;
+    }
+    let r = keys.over(base)?;
+    r.validate()?;
+    Ok(r)
+}
+
+/// The transform flags shared by predict and preprocess: `-c` and the recipe keys of `S`.
+#[derive(Args)]
+pub struct TransformArgs<S: KeySet + Send + Sync + 'static> {
     /// MindCV recipe (YAML) giving image_resize, crop_pct, interpolation, mean, std.
     #[arg(short = 'c', long)]
     pub config: Option<PathBuf>,
-    /// Output side in pixels (recipe key image_resize; default 224).
-    #[arg(long = "image_resize", alias = "image-resize")]
-    pub image_resize: Option<usize>,
-    /// Centre-crop fraction: images are resized to floor(image_resize / crop_pct) first.
-    #[arg(long = "crop_pct", alias = "crop-pct")]
-    pub crop_pct: Option<f64>,
-    /// bicubic (MindCV's SENet recipes; OpenCV INTER_CUBIC, or Pillow's with --preprocess timm)
-    /// or bilinear.
-    #[arg(long)]
-    pub interpolation: Option<String>,
-    /// Decoding threads.
-    #[arg(long = "num_parallel_workers", alias = "num-parallel-workers")]
-    pub num_parallel_workers: Option<usize>,
+    #[command(flatten)]
+    pub keys: RecipeFlags<S>,
     #[command(flatten)]
     pub preprocess: PreprocessArg,
 }
@@ -196,73 +173,16 @@ impl PreprocessArg {
     }
 }
 
-impl TransformArgs {
-    /// The recipe (file, else MindCV's SENet eval defaults) with these flags applied.
+impl<S: KeySet + Send + Sync + 'static> TransformArgs<S> {
+    /// The recipe (file, else `config.py`'s defaults, as MindCV's `create_transforms`) with these
+    /// flags applied, validated.
     pub fn recipe(&self) -> Result<Recipe> {
-        let mut r = match &self.config {
-            Some(p) => Recipe::from_yaml_file(p)?,
-            None => {
-                let mut r = Recipe::default();
-                r.set("interpolation", "bicubic")?;
-                r
-            }
-        };
-        if let Some(v) = self.image_resize {
-            r.image_resize = v;
-        }
-        if let Some(v) = self.crop_pct {
-            r.crop_pct = v;
-        }
-        if let Some(v) = &self.interpolation {
-            r.set("interpolation", v)?;
-        }
-        if let Some(v) = self.num_parallel_workers {
-            r.num_parallel_workers = v;
-        }
-        r.validate()?;
-        Ok(r)
+        eval_recipe(self.config.as_deref(), &self.keys, &self.preprocess)
     }
 }
 
 #[derive(Args)]
-pub struct ValidateArgs {
-    /// MindCV recipe (YAML), e.g. configs/senet/seresnet50_ascend.yaml.
-    #[arg(short = 'c', long)]
-    pub config: Option<PathBuf>,
-    /// Dataset root holding <val_split>/<class>/<image>.
-    #[arg(long = "data_dir", alias = "data-dir")]
-    pub data_dir: Option<String>,
-    /// Checkpoint (.ckpt or .safetensors) to evaluate. Required: never random weights.
-    #[arg(long = "ckpt_path", alias = "ckpt-path")]
-    pub ckpt_path: Option<String>,
-    /// Model name (overrides the recipe's `model`).
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Images per batch (default: the recipe's `batch_size`); the last partial batch counts too.
-    #[arg(long = "batch_size", alias = "batch-size")]
-    pub batch_size: Option<usize>,
-    /// Decoding threads.
-    #[arg(long = "num_parallel_workers", alias = "num-parallel-workers")]
-    pub num_parallel_workers: Option<usize>,
-    /// Sub-folder of data_dir to evaluate (default "val").
-    #[arg(long = "val_split", alias = "val-split")]
-    pub val_split: Option<String>,
-    /// Class map: one class folder per line, or the TSV index<TAB>folder<TAB>name.
-    #[arg(long = "class_map", alias = "class-map")]
-    pub class_map: Option<PathBuf>,
-    /// Number of classes of the model (default: from the data set / class map).
-    #[arg(long = "num_classes", alias = "num-classes")]
-    pub num_classes: Option<usize>,
-    #[command(flatten)]
-    pub device: DeviceArgs,
-    #[command(flatten)]
-    pub preprocess: PreprocessArg,
-    /// Print one JSON object (model, num_samples, top1, top5, loss, images_per_second).
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Args)]
+#[command(args_override_self = true)]
 pub struct PredictArgs {
     /// Model name (default: the recipe's `model` when -c is given).
     #[arg(long)]
@@ -270,7 +190,9 @@ pub struct PredictArgs {
     /// Checkpoint (.ckpt or .safetensors).
     #[arg(long = "ckpt_path", alias = "ckpt-path")]
     pub ckpt_path: PathBuf,
-    /// Class names: one class folder per line, or the TSV index<TAB>folder<TAB>name.
+    /// Class names: one class folder per line, or the TSV index<TAB>folder<TAB>name (default
+    /// with -c: the class folders of <data_dir>/<val_split>, else of <data_dir>/<train_split>,
+    /// when there; else classes are numbered).
     #[arg(long = "class_map", alias = "class-map")]
     pub class_map: Option<PathBuf>,
     /// Classes to print per image.
@@ -279,6 +201,7 @@ pub struct PredictArgs {
     /// Write the logits, (N, num_classes) f32, in the printed order.
     #[arg(long = "save_logits", alias = "save-logits")]
     pub save_logits: Option<PathBuf>,
+    /// Images per forward pass.
     #[arg(long = "batch_size", alias = "batch-size", default_value_t = 16)]
     pub batch_size: usize,
     #[command(flatten)]
@@ -287,18 +210,176 @@ pub struct PredictArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub transform: TransformArgs,
+    pub transform: TransformArgs<PredictKeys>,
     /// Image files or folders (searched recursively, sorted).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
 }
 
+/// Which recipe keys a command takes as flags.
+pub trait KeySet {
+    /// Whether `key` is a flag of the command.
+    fn includes(key: &str) -> bool;
+}
+
+/// Every key but `config` (that is `-c`): train and validate, as MindCV's `train.py` and
+/// `validate.py` parse all of `config.py`.
+pub struct AllKeys;
+
+impl KeySet for AllKeys {
+    fn includes(key: &str) -> bool {
+        key != "config"
+    }
+}
+
+/// The keys of MindCV's eval transform and its decoding workers (preprocess).
+pub struct TransformKeys;
+
+/// The recipe keys of the eval transform (`create_transforms(is_training=False)`) and loader.
+const TRANSFORM_KEYS: [&str; 6] = [
+    "image_resize",
+    "crop_pct",
+    "interpolation",
+    "mean",
+    "std",
+    "num_parallel_workers",
+];
+
+impl KeySet for TransformKeys {
+    fn includes(key: &str) -> bool {
+        TRANSFORM_KEYS.contains(&key)
+    }
+}
+
+/// [`TransformKeys`] and where the class folders are (predict).
+pub struct PredictKeys;
+
+impl KeySet for PredictKeys {
+    fn includes(key: &str) -> bool {
+        TransformKeys::includes(key) || ["data_dir", "train_split", "val_split"].contains(&key)
+    }
+}
+
+/// The recipe keys of `S` as flags, generated from [`Recipe::SPECS`] (the same table the YAML
+/// reader checks keys against): `--<key> VALUE` and `--<key-with-hyphens> VALUE`, grouped in
+/// `--help` by MindCV's `config.py` sections; booleans as `config.py` takes them (`--ema`,
+/// `--ema True`, `--ema false`). A value is checked against the key's type when parsed; values
+/// the command does not implement are refused by the same checks as recipe values.
+pub struct RecipeFlags<S> {
+    /// `(key, value)` of every flag given, in [`Recipe::KEYS`] order.
+    values: Vec<(&'static str, String)>,
+    set: PhantomData<S>,
+}
+
+impl<S> RecipeFlags<S> {
+    /// The value given for `key`, if any.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `recipe` with the flags given applied over it (MindCV: flags over the file's values).
+    pub fn over(&self, mut recipe: Recipe) -> Result<Recipe> {
+        for (key, value) in &self.values {
+            recipe.set(key, value)?;
+        }
+        Ok(recipe)
+    }
+}
+
+/// The help of a key: its doc comment's lines joined; the short help is the first sentence.
+fn key_help(spec: &KeySpec) -> (String, String) {
+    let long = spec.doc.split_whitespace().collect::<Vec<_>>().join(" ");
+    let short = first_sentence(&long).to_string();
+    let long = if spec.choices.is_empty() {
+        long
+    } else {
+        format!("{long} [one of: {}]", spec.choices.join(", "))
+    };
+    (short, long)
+}
+
+/// `text` up to its first full stop followed by a space outside parentheses (`(e.g. x)` does not
+/// end a sentence), or all of it.
+fn first_sentence(text: &str) -> &str {
+    let mut depth = 0i32;
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            '.' if depth == 0 && text[i + 1..].starts_with(' ') => return &text[..=i],
+            _ => {}
+        }
+    }
+    text
+}
+
+/// The flag of one recipe key.
+fn key_flag(spec: &'static KeySpec) -> Arg {
+    let (short, long) = key_help(spec);
+    let name = spec.name;
+    let mut arg = Arg::new(name)
+        .long(name)
+        .value_name(spec.value_name)
+        .help(short)
+        .long_help(long)
+        .help_heading(spec.group.title())
+        .allow_negative_numbers(true)
+        .value_parser(move |v: &str| Recipe::check_value(name, v).map(|()| v.to_string()));
+    let hyphens = name.replace('_', "-");
+    if hyphens != name {
+        arg = arg.alias(hyphens);
+    }
+    if let Some(bare) = spec.bare {
+        arg = arg.num_args(0..=1).default_missing_value(bare);
+    }
+    arg
+}
+
+impl<S: KeySet> FromArgMatches for RecipeFlags<S> {
+    fn from_arg_matches(m: &ArgMatches) -> std::result::Result<Self, clap::Error> {
+        let values = Recipe::SPECS
+            .iter()
+            .filter(|spec| S::includes(spec.name))
+            .filter_map(|spec| {
+                m.get_one::<String>(spec.name)
+                    .map(|v| (spec.name, v.clone()))
+            })
+            .collect();
+        Ok(RecipeFlags {
+            values,
+            set: PhantomData,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> std::result::Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl<S: KeySet> Args for RecipeFlags<S> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        Recipe::SPECS
+            .iter()
+            .filter(|spec| S::includes(spec.name))
+            .fold(cmd, |cmd, spec| cmd.arg(key_flag(spec)))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
 /// Where the network runs (train, validate, predict, bench).
 #[derive(Args)]
 pub struct DeviceArgs {
-    /// auto, cpu or ascend. auto: the recipe's device_target when CANN loads, else the CPU
-    /// (predict and bench: the CPU). ascend: an error if CANN cannot be loaded.
-    #[arg(long, alias = "device_target", default_value = "auto")]
+    /// auto, cpu or ascend. auto: an Ascend NPU when CANN loads, else the CPU (with a note only
+    /// when the recipe's device_target or DEVICE_ID asked for the NPU; predict and bench: the
+    /// CPU). ascend: an error if CANN cannot be loaded.
+    #[arg(long, default_value = "auto")]
     pub device: String,
     /// Ascend device number (default: DEVICE_ID, else 0).
     #[arg(long = "device_id", alias = "device-id",
@@ -307,6 +388,18 @@ pub struct DeviceArgs {
     /// CPU threads for the network (0 = one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Ascend, float32 (amp O0): convolutions in HFLOAT32 (torch_npu's torch.npu.conv.allow_hf32).
+    /// false asks for KEEP_DTYPE (true fp32), which the vendor documents as
+    /// unsupported for the forward convolution on A2/A3 (refused there); on the
+    /// first-generation 910 both compute in FLOAT16.
+    #[arg(long = "conv_allow_hf32", alias = "conv-allow-hf32", default_value_t = true,
+          action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub conv_allow_hf32: bool,
+    /// Ascend, float32 (amp O0): Dense layers in HFLOAT32 instead of fp32 (torch_npu's
+    /// torch.npu.matmul.allow_hf32); on the first-generation 910 both compute in FLOAT16.
+    #[arg(long = "matmul_allow_hf32", alias = "matmul-allow-hf32", default_value_t = false,
+          action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub matmul_allow_hf32: bool,
 }
 
 impl DeviceArgs {
@@ -315,6 +408,10 @@ impl DeviceArgs {
             choice: DeviceChoice::parse(&self.device)?,
             device_id: self.device_id,
             threads: self.threads,
+            cube_math: CubeMath {
+                conv_allow_hf32: self.conv_allow_hf32,
+                matmul_allow_hf32: self.matmul_allow_hf32,
+            },
         })
     }
 }
@@ -327,9 +424,10 @@ pub struct DevicesArgs {
 }
 
 #[derive(Args)]
+#[command(args_override_self = true)]
 pub struct PreprocessArgs {
     #[command(flatten)]
-    pub transform: TransformArgs,
+    pub transform: TransformArgs<TransformKeys>,
     /// Output .npy, (N, 3, H, W) f32.
     #[arg(short = 'o', long)]
     pub output: PathBuf,

@@ -6,7 +6,6 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use senet::config::AmpLevel;
-use senet::config::Recipe;
 use senet::engine;
 use senet::model::{Arch, SeNet};
 
@@ -238,35 +237,7 @@ fn print_train_report(report: &engine::train::TrainReport, json: bool) -> Result
 }
 
 fn validate(a: ValidateArgs) -> Result<()> {
-    if a.config.is_none() && a.model.is_none() {
-        anyhow::bail!("no model given: pass -c RECIPE or --model NAME (see `senet models`)");
-    }
-    let mut r = match &a.config {
-        Some(p) => Recipe::from_yaml_file(p)?,
-        None => Recipe::default(),
-    };
-    if let Some(v) = a.data_dir {
-        r.data_dir = v;
-    }
-    if let Some(v) = a.ckpt_path {
-        r.ckpt_path = v;
-    }
-    if let Some(v) = a.model {
-        r.model = v;
-    }
-    if let Some(v) = a.batch_size {
-        r.batch_size = v;
-    }
-    if let Some(v) = a.num_parallel_workers {
-        r.num_parallel_workers = v;
-    }
-    if let Some(v) = a.val_split {
-        r.val_split = v;
-    }
-    if let Some(v) = a.num_classes {
-        r.num_classes = Some(v);
-    }
-    r.validate()?;
+    let r = a.recipe()?;
     let opts = engine::validate::ValidateOptions {
         recipe: r,
         class_map: a.class_map,
@@ -321,10 +292,19 @@ fn predict(a: PredictArgs) -> Result<()> {
             .chain(&a.transform.config);
         check_output(out, inputs.map(|p| p.as_path()))?;
     }
+    // With a recipe, the data set's class folders name the classes (MindCV's ImageFolder order).
+    let class_folders = match (&a.transform.config, &a.class_map) {
+        (Some(_), None) => [&r.val_split, &r.train_split]
+            .into_iter()
+            .map(|split| std::path::Path::new(&r.data_dir).join(split))
+            .find(|dir| dir.is_dir()),
+        _ => None,
+    };
     let opts = engine::predict::PredictOptions {
         arch: Arch::from_name(&model)?,
         ckpt_path: a.ckpt_path,
         class_map: a.class_map,
+        class_folders,
         topk: a.topk,
         batch_size: a.batch_size,
         num_workers: r.num_parallel_workers,

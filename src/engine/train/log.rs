@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 /// File name of the metrics log in `ckpt_save_dir`.
 pub const METRICS_FILE: &str = "metrics.jsonl";
 
-/// One finished epoch: a line of `metrics.jsonl`.
+/// One finished epoch, or the part of an epoch run before `--max_steps` stopped a run that then
+/// validated (its `step` falls inside the epoch): a line of `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     /// Epoch number, 1-based.
     pub epoch: u64,
-    /// Global step (optimizer steps done) at the end of the epoch.
+    /// Global step (optimizer steps done) at the end of the epoch (or at the stop).
     pub step: u64,
     /// Mean training loss over all the epoch's steps (unscaled, with label smoothing; a resumed
     /// epoch includes the steps before the resume, whose sums its checkpoint carries — or, from

@@ -27,7 +27,9 @@ use std::sync::Arc;
 pub struct TrainOptions {
     /// The recipe (model, data_dir, train_split, val_split, batch_size, epoch_size, lr schedule,
     /// optimizer, loss, checkpointing keys, ...) after overrides. `ckpt_path`, when set, gives the
-    /// start weights (an exact load; the optimizer starts from zero).
+    /// start weights (an exact load; the optimizer starts from zero); with `pretrained: True`
+    /// all but a classifier of another class count (fine-tuning); with `resume_opt: True` the
+    /// run resumes from it as MindCV's does (the optimizer state of `optim_<model>.ckpt`).
     pub recipe: Recipe,
     /// Class map (one folder per line, or the TSV `index<TAB>folder<TAB>name`).
     pub class_map: Option<PathBuf>,
@@ -35,8 +37,8 @@ pub struct TrainOptions {
     /// `device_target`, in the precision of `amp_level`. On the CPU, results are bit-identical
     /// only between runs with the same thread count.
     pub device: crate::engine::device::DeviceRequest,
-    /// A training checkpoint written by `senet train` to continue from: parameters, Momentum
-    /// accumulators and `global_step` are restored, and the run goes on at the same step, learning
+    /// A training checkpoint written by `senet train` or MindCV to continue from: parameters,
+    /// Momentum accumulators and `global_step` (and EMA, loss-scale state) are restored from it, and the run goes on at the same step, learning
     /// rate and position in the same epoch's data order.
     pub resume: Option<PathBuf>,
     /// Stop once the global step (optimizer steps since the start of training, a resumed run
@@ -169,8 +171,10 @@ fn unsupported(key: &str, value: impl std::fmt::Display, why: &str) -> Error {
 /// `mixup`, `cutmix` > 0, `auto_augment` set, `aug_splits` > 0, `re_prob` > 0,
 /// `aug_repeats` > 1; `gradient_accumulation_steps` > 1, `layer_decay` set, `drop_rate` /
 /// `drop_path_rate` > 0; `amp_level` O1/O3;
-/// `pretrained: true`; `num_samples` set; `in_channels` != 3; `ckpt_save_policy: top_k`;
-/// `resume_opt: true` (use `--resume`, the step checkpoints hold the optimizer state).
+/// `pretrained: true` without `ckpt_path` (no downloads) or with `resume_opt`; `num_samples`
+/// set; `in_channels` != 3; `ckpt_save_policy: top_k`; `resume_opt: true` without `ckpt_path`.
+/// `pretrained: true` with `ckpt_path` fine-tunes (see [`run`]); `resume_opt: true` with
+/// `ckpt_path` is MindCV's resume.
 ///
 /// `amp_level: O2` (the SENet recipes) computes in float16 on Ascend (MindSpore's O2: BatchNorm,
 /// loss and master weights in float32) and in float32 on the CPU, which has no float16 path.
@@ -240,11 +244,19 @@ pub fn check_supported(r: &Recipe) -> Result<()> {
             " (O0, or O2: float16 compute on Ascend, float32 on the CPU)",
         ));
     }
-    if r.pretrained {
+    if r.pretrained && r.ckpt_path.is_empty() {
         return Err(unsupported(
             "pretrained",
             true,
-            " (no downloads: pass the released weights as --ckpt_path)",
+            " without ckpt_path (senet downloads nothing: fine-tune with --pretrained True \
+             --ckpt_path <the released weights>)",
+        ));
+    }
+    if r.pretrained && r.resume_opt {
+        return Err(unsupported(
+            "pretrained",
+            true,
+            " with resume_opt: True (fine-tuning starts a new run; resuming continues one)",
         ));
     }
     if let Some(n) = r.num_samples {
@@ -265,12 +277,12 @@ pub fn check_supported(r: &Recipe) -> Result<()> {
             "key 'keep_checkpoint_max' = 0: latest_k needs at least 1".into(),
         ));
     }
-    if r.resume_opt {
+    if r.resume_opt && r.ckpt_path.is_empty() {
         return Err(unsupported(
             "resume_opt",
             true,
-            " (resume with --resume <model>-<e>_<b>.ckpt: step checkpoints hold the optimizer \
-             state)",
+            " without ckpt_path (MindCV's resume: --ckpt_path <model>-<e>_<b>.ckpt --resume_opt \
+             True)",
         ));
     }
     Ok(())

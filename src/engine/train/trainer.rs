@@ -13,7 +13,10 @@ mod setup;
 use self::fault::FaultInjection;
 use self::setup::{LrList, StartModel, TrainData};
 use super::log::{self, EpochRecord, MetricsLog};
-use super::state::{best_ckpt_name, prune_checkpoints, save_state, step_ckpt_name, EpochSums};
+use super::state::{
+    best_ckpt_name, optim_ckpt_name, prune_checkpoints, save_optimizer, save_state, step_ckpt_name,
+    EpochSums, OptimizerState,
+};
 use super::{check_supported, StopReason, TrainEvent, TrainOptions, TrainReport};
 use crate::config::{CkptSavePolicy, Recipe};
 use crate::data::Batch;
@@ -26,7 +29,7 @@ use crate::model::metrics::Accumulator;
 use crate::model::{Arch, SeNet};
 use crate::optim::{StepStats, TrainNet};
 use crate::{Error, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,8 +39,12 @@ const EXIT_RANK_FAILED: i32 = 1;
 
 /// Runs a training job (see [`TrainOptions`]): checks the recipe ([`check_supported`],
 /// [`Recipe::validate`]), opens `data_dir/train_split` (and `val_split` when `val_while_train`),
-/// builds the model (MindCV's initialisation from `seed`, or `ckpt_path`'s weights, or the
-/// `resume` checkpoint's full state), then trains:
+/// builds the model (MindCV's initialisation from `seed`; `ckpt_path`'s weights; with
+/// `pretrained: True` too, fine-tuning: all of them but a classifier of another class count,
+/// which keeps MindCV's initialisation; the `resume` checkpoint's full state; or MindCV's resume,
+/// `ckpt_path` with `resume_opt: True`: its weights and the optimizer state of
+/// `<ckpt_save_dir>/optim_<model>.ckpt`, else `optim_<model>.ckpt` beside it, else its own),
+/// then trains:
 ///
 /// - epoch `e` (0-based) visits the training images in `epoch_order(seed, e)`
 ///   (dataset order without `shuffle`), cut into `steps_per_epoch` batches of `batch_size`
@@ -47,10 +54,18 @@ const EXIT_RANK_FAILED: i32 = 1;
 ///   the current weights are evaluated on `val_split` (eval transform) and `<model>_best.ckpt`
 ///   is written when Top-1 improves;
 /// - after epoch `e+1` divisible by `ckpt_save_interval` (and the last),
-///   `<model>-<e+1>_<steps_per_epoch>.ckpt` is written (see [`super::state`]) and, with
-///   `ckpt_save_policy: latest_k`, only the newest `keep_checkpoint_max` step checkpoints stay;
-/// - at `max_steps` or when `stop` is set, `<model>-<epoch>_<batch>.ckpt` is written at the
-///   current position (unless the epoch end just wrote it) and the run returns.
+///   `<model>-<e+1>_<steps_per_epoch>.ckpt` and MindCV's `optim_<model>.ckpt` are written (see
+///   [`super::state`]) and, with `ckpt_save_policy: latest_k`, only the newest
+///   `keep_checkpoint_max` step checkpoints stay;
+/// - at `max_steps` or when `stop` is set, `<model>-<epoch>_<batch>.ckpt` (and
+///   `optim_<model>.ckpt`) is written at the current position (unless the epoch end just wrote
+///   it) and the run returns; at `max_steps` with `val_while_train`, the weights are validated
+///   first (unless the epoch end just did) and `<model>_best.ckpt` written when Top-1 improves.
+///
+/// A resumed run continues this recipe's schedule from the stored `global_step` to the end of
+/// epoch `epoch_size` (MindCV 0.3's `train.py` instead runs `epoch_size` more epochs and, on
+/// MindSpore 2.10, stops with an index error once `global_step` passes the end of its
+/// learning-rate list).
 ///
 /// Also writes `<ckpt_save_dir>/<model>.yaml` (the recipe, MindCV's args dump) and appends one
 /// [`EpochRecord`] per finished epoch to `<ckpt_save_dir>/metrics.jsonl`.
@@ -195,6 +210,8 @@ struct Trainer<'a, F: BackendFactory, E> {
     step: u64,
     /// The global step this run started at.
     start_step: u64,
+    /// The global step of the last validation.
+    validated_at: Option<u64>,
     /// Notes for the user, reported once the run is set up.
     notes: Vec<String>,
     /// `ckpt_save_dir`.
@@ -353,6 +370,7 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
             reducer: None,
             step,
             start_step: step,
+            validated_at: None,
             notes: start.notes,
             save_dir: PathBuf::from(&r.ckpt_save_dir),
             metrics: None,
@@ -469,9 +487,7 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
             false
         };
         match stop {
-            Some(reason) => self
-                .stop(epoch_no, batch_no, saved_here, reason, &progress.sums)
-                .map(Some),
+            Some(reason) => self.stop(epoch_no, &progress, saved_here, reason).map(Some),
             None if batch_no != spe => Err(Error::Invalid(format!(
                 "epoch {epoch_no} ended after {batch_no} of {spe} batches"
             ))),
@@ -676,20 +692,23 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
         Ok(save)
     }
 
-    /// Stops the run after batch `batch_no` of epoch `epoch_no` (`sums`: its steps so far):
-    /// (rank 0) writes the step checkpoint of this position unless the epoch end just did
-    /// (`saved_here`). Returns the
-    /// reason to report ([`StopReason::Finished`] when the last step is done anyway).
+    /// Stops the run after batch `batch_no` of epoch `epoch_no`: at `--max_steps`, a final
+    /// validation unless the epoch end just validated ([`Trainer::final_validation`]); (rank 0)
+    /// the step checkpoint of this position unless the epoch end just wrote it (`saved_here`).
+    /// Returns the reason to report ([`StopReason::Finished`] when the last step is done
+    /// anyway).
     fn stop(
         &mut self,
         epoch_no: u64,
-        batch_no: usize,
+        progress: &EpochProgress,
         saved_here: bool,
         reason: StopReason,
-        sums: &EpochSums,
     ) -> Result<StopReason> {
+        if reason == StopReason::MaxSteps && self.validated_at != Some(self.step) {
+            self.final_validation(epoch_no, progress)?;
+        }
         if !saved_here && self.root() {
-            let path = self.save_step_ckpt(epoch_no, batch_no, sums)?;
+            let path = self.save_step_ckpt(epoch_no, progress.batch_no, &progress.sums)?;
             self.report.last_checkpoint = Some(path);
         }
         let total_steps = self.num_epochs() * self.data.steps_per_epoch() as u64;
@@ -700,12 +719,29 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
         })
     }
 
+    /// The validation of a run that `--max_steps` stops where no epoch end validated: as at an
+    /// epoch end (figures reported, `<model>_best.ckpt` when Top-1 improves), and (rank 0) the
+    /// record of the epoch's steps so far appended to `metrics.jsonl` (its `step` inside the
+    /// epoch), so that a resumed run knows the best Top-1. Nothing without a validation split.
+    fn final_validation(&mut self, epoch_no: u64, progress: &EpochProgress) -> Result<()> {
+        if self.data.val.is_none() {
+            return Ok(());
+        }
+        let mut rec = progress.record(epoch_no, self.step);
+        self.validate_epoch(&mut rec, &progress.sums)?;
+        if let Some(m) = self.metrics.as_mut() {
+            m.append(&rec)?;
+        }
+        Ok(())
+    }
+
     /// Validates the current weights ([`Trainer::validate`]), reports the figures and puts
     /// them in `rec`; (rank 0) saves `<model>_best.ckpt` when Top-1 beats the best so far.
     fn validate_epoch(&mut self, rec: &mut EpochRecord, sums: &EpochSums) -> Result<()> {
         let Some((acc, seconds)) = self.validate()? else {
             return Ok(());
         };
+        self.validated_at = Some(self.step);
         let line = log::validation_line(acc.top1(), acc.top5(), seconds);
         self.events.emit(&TrainEvent::Validated(line));
         rec.val_top1 = Some(acc.top1());
@@ -767,27 +803,37 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
         Ok(Some((acc, t0.elapsed().as_secs_f64())))
     }
 
-    /// Writes the training state (weights, optimizer state, `global_step`, the next step's
-    /// learning rate, the epoch's `sums` so far) to `ckpt_save_dir/<name>` ([`save_state`]) and
-    /// reports it.
+    /// Writes the training state ([`save_state`]: weights, optimizer state, `global_step`, the
+    /// learning-rate list, the epoch's `sums` so far) or, with `optimizer_only`, MindCV's optimizer file
+    /// ([`save_optimizer`]) to `path`.
+    fn write_state(&mut self, path: &Path, optimizer_only: bool, sums: &EpochSums) -> Result<()> {
+        let opt = OptimizerState {
+            global_step: self.step,
+            momentum: self.r.momentum as f32,
+            learning_rate: self.lrs.per_step(),
+        };
+        let params = &mut self.scratch.params;
+        if optimizer_only {
+            save_optimizer(path, &self.tn, params, &opt)
+        } else {
+            save_state(path, &self.tn, params, &opt, sums)
+        }
+    }
+
+    /// Writes the training state to `ckpt_save_dir/<name>` ([`save_state`]) and reports it.
     fn save(&mut self, name: String, sums: &EpochSums) -> Result<PathBuf> {
         let path = self.save_dir.join(name);
-        let lr = self.lrs.at(self.step);
-        save_state(
-            &path,
-            &self.tn,
-            &mut self.scratch.params,
-            self.step,
-            lr,
-            sums,
-        )?;
+        self.write_state(&path, false, sums)?;
         self.events.emit(&TrainEvent::Saved(&path));
         Ok(path)
     }
 
-    /// Saves the step checkpoint `<model>-<epoch_no>_<batch>.ckpt`, then applies the retention
-    /// policy (`ckpt_save_policy: latest_k` keeps the newest `keep_checkpoint_max`).
+    /// Saves MindCV's `optim_<model>.ckpt` ([`save_optimizer`], overwritten each time as MindCV
+    /// does) and the step checkpoint `<model>-<epoch_no>_<batch>.ckpt`, then applies the
+    /// retention policy (`ckpt_save_policy: latest_k` keeps the newest `keep_checkpoint_max`).
     fn save_step_ckpt(&mut self, epoch_no: u64, batch: usize, sums: &EpochSums) -> Result<PathBuf> {
+        let optim = self.save_dir.join(optim_ckpt_name(self.model));
+        self.write_state(&optim, true, sums)?;
         let path = self.save(step_ckpt_name(self.model, epoch_no, batch), sums)?;
         if self.r.ckpt_save_policy == Some(CkptSavePolicy::LatestK) {
             prune_checkpoints(

@@ -4,7 +4,7 @@
 use super::super::data::{EpochPlan, SampleTransform, Shard};
 use super::super::state::{self, ResumeState};
 use super::super::TrainOptions;
-use crate::checkpoint::{self, LoadOptions};
+use crate::checkpoint::{self, LoadOptions, CLASSIFIER_PREFIX};
 use crate::config::{AmpLevel, Recipe};
 use crate::data::{EvalTransform, ImageFolder};
 use crate::engine::device::{BackendFactory, Device};
@@ -177,10 +177,17 @@ pub(super) struct StartModel {
 }
 
 impl StartModel {
-    /// The model: MindCV's initialisation from `seed`, then the `--resume` checkpoint's weights
-    /// and optimizer state, or `ckpt_path`'s weights (an exact load). Errors: both given;
-    /// a missing file; a checkpoint that does not match the model or (resume) holds no
-    /// optimizer state.
+    /// The model: MindCV's initialisation from `seed`, then
+    /// - with `--resume X`: X's weights and its optimizer state;
+    /// - with `ckpt_path: X` and `resume_opt: True` (MindCV's resume): X's weights and the
+    ///   optimizer state of `optim_<model>.ckpt` ([`optimizer_file`]), or X's own when there is
+    ///   no such file;
+    /// - with `ckpt_path: X` alone: X's weights (an exact load); with `pretrained: True` too
+    ///   (fine-tuning), all but a classifier of another class count, which keeps MindCV's
+    ///   initialisation.
+    ///
+    /// Errors: a missing file; a checkpoint that does not match the model (a classifier of
+    /// another class count names the flags that fine-tune); no optimizer state to resume.
     pub(super) fn load(
         opts: &TrainOptions,
         arch: Arch,
@@ -188,51 +195,138 @@ impl StartModel {
         lrs: &LrList,
     ) -> Result<StartModel> {
         let r = &opts.recipe;
-        let mut net = SeNet::new(arch, num_classes, r.seed)?;
-        let mut notes = Vec::new();
-        let mut resume = None;
+        let mut start = StartModel {
+            net: SeNet::new(arch, num_classes, r.seed)?,
+            resume: None,
+            notes: Vec::new(),
+        };
         if let Some(path) = &opts.resume {
-            let report = checkpoint::load_model(&mut net, path, &LoadOptions::default())?;
-            let st = state::read_state(path, &net.params)?;
-            notes.push(format!(
-                "resumed from {} ({}): global_step {}",
-                path.display(),
-                report,
-                st.global_step
-            ));
-            if let Some(lr) = st.learning_rate {
-                let want = lrs.at(st.global_step);
-                if lr != want {
-                    notes.push(format!(
-                        "note: the checkpoint's learning_rate {lr} differs from this recipe's \
-                         schedule at step {} ({want}): the schedule (epoch_size, lr, ...) changed",
-                        st.global_step
-                    ));
-                }
-            }
-            resume = Some(st);
-        } else if !r.ckpt_path.is_empty() {
+            start.resume(path, None, r, lrs)?;
+        } else if r.resume_opt {
             let path = Path::new(&r.ckpt_path);
-            if !path.is_file() {
-                return Err(Error::io(
-                    path,
-                    std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint file not found"),
-                ));
-            }
-            let report = checkpoint::load_model(&mut net, path, &LoadOptions::default())?;
-            notes.push(format!("start weights from {} ({report})", path.display()));
-            if net.stem_pool != StemPool::Same {
-                // The run trains, validates and saves MindCV's network (its checkpoints load
-                // as MindCV's): timm's weights start it, with MindCV's stem pool.
-                net.stem_pool = StemPool::Same;
-                notes.push(
-                    "note: training runs MindCV's network (stem max pool pad_mode 'same'), not \
-                     timm's, from these timm weights"
-                        .into(),
-                );
-            }
+            let optim = optimizer_file(r, arch.name(), path);
+            start.resume(path, optim.as_deref(), r, lrs)?;
+        } else if !r.ckpt_path.is_empty() {
+            start.start_weights(Path::new(&r.ckpt_path), r)?;
         }
-        Ok(StartModel { net, resume, notes })
+        Ok(start)
+    }
+
+    /// Loads the weights of `path` and the optimizer state of `optim` (MindCV's split resume)
+    /// or, without it, of `path` itself; notes what came from where and how the stored
+    /// learning-rate list and momentum compare with the recipe's.
+    fn resume(
+        &mut self,
+        path: &Path,
+        optim: Option<&Path>,
+        r: &Recipe,
+        lrs: &LrList,
+    ) -> Result<()> {
+        require_file(path)?;
+        let report = checkpoint::load_model(&mut self.net, path, &LoadOptions::default())?;
+        let (st, source) = match optim {
+            Some(o) => (state::read_split_state(path, o, &self.net.params)?, o),
+            None => {
+                let st = state::read_state(path, &self.net.params).map_err(|e| {
+                    if r.resume_opt {
+                        Error::Config(format!(
+                            "resume_opt: True but there is no optimizer state to resume: no {} \
+                             in ckpt_save_dir '{}' nor beside '{}', and {e}",
+                            state::optim_ckpt_name(&r.model),
+                            r.ckpt_save_dir,
+                            path.display()
+                        ))
+                    } else {
+                        e
+                    }
+                })?;
+                (st, path)
+            }
+        };
+        let mut extras = String::new();
+        if r.ema && !st.ema.is_empty() {
+            extras += &format!(", EMA weights ({} updates)", st.ema_updates);
+        }
+        if let Some(s) = st.scale_sense {
+            extras += &format!(", loss scale {s}");
+        }
+        self.notes.push(format!(
+            "resumed from {}: {} parameters; optimizer state from {}: global_step {}, {} Momentum \
+             moments{extras}; next learning rate {} (this recipe's schedule)",
+            path.display(),
+            report.loaded,
+            source.display(),
+            st.global_step,
+            st.moments.len(),
+            lrs.at(st.global_step)
+        ));
+        self.notes.extend(learning_rate_note(&st, lrs));
+        if let Some(m) = st.momentum.filter(|m| *m != r.momentum as f32) {
+            self.notes.push(format!(
+                "note: the checkpoint's momentum {m} differs from this recipe's {}: using the \
+                 recipe's",
+                r.momentum
+            ));
+        }
+        self.resume = Some(st);
+        Ok(())
+    }
+
+    /// Loads the start weights of `path` (`ckpt_path`): all of them, or with `pretrained`
+    /// (fine-tuning) all but a classifier of another class count.
+    fn start_weights(&mut self, path: &Path, r: &Recipe) -> Result<()> {
+        require_file(path)?;
+        let load = LoadOptions {
+            new_classifier: r.pretrained,
+            ..LoadOptions::default()
+        };
+        let report = match checkpoint::load_model(&mut self.net, path, &load) {
+            Err(Error::Mismatch {
+                path,
+                model,
+                details,
+            }) if !r.pretrained && only_the_classifier_misfits(&details) => {
+                return Err(Error::Mismatch {
+                    details: format!(
+                        "{details}\nto fine-tune from it (every weight but the classifier, which \
+                         starts as MindCV initialises it), pass --pretrained True --ckpt_path {}",
+                        path.display()
+                    ),
+                    path,
+                    model,
+                })
+            }
+            other => other?,
+        };
+        self.notes
+            .push(format!("start weights from {} ({report})", path.display()));
+        if self.net.stem_pool != StemPool::Same {
+            // The run trains, validates and saves MindCV's network (its checkpoints load as
+            // MindCV's): timm's weights start it, with MindCV's stem pool.
+            self.net.stem_pool = StemPool::Same;
+            self.notes.push(
+                "note: training runs MindCV's network (stem max pool pad_mode 'same'), not \
+                 timm's, from these timm weights"
+                    .into(),
+            );
+        }
+        if !report.new_classifier.is_empty() {
+            let found: Vec<String> = report
+                .new_classifier
+                .iter()
+                .map(|m| format!("{} {:?}", m.name, m.found))
+                .collect();
+            self.notes.push(format!(
+                "fine-tuning: {} of {} do not fit {} classes: a new classifier, initialised as \
+                 MindCV initialises one (HeUniform weight, zero bias; seed {}), as MindCV's \
+                 pretrained loading drops a classifier of another class count",
+                found.join(" and "),
+                path.display(),
+                self.net.num_classes,
+                r.seed
+            ));
+        }
+        Ok(())
     }
 
     /// Adds the notes on the device: how it was chosen (`device_note`), which Ascend device,
@@ -298,6 +392,63 @@ impl StartModel {
     }
 }
 
+/// MindCV's optimizer file for resuming `ckpt_path` with `resume_opt`: `optim_<model>.ckpt` in
+/// `ckpt_save_dir` (where MindCV 0.3's `train.py` looks), else beside `ckpt_path`; None when
+/// neither exists.
+fn optimizer_file(r: &Recipe, model: &str, ckpt_path: &Path) -> Option<PathBuf> {
+    let name = state::optim_ckpt_name(model);
+    let beside = ckpt_path.parent().map(|d| d.join(&name));
+    std::iter::once(Path::new(&r.ckpt_save_dir).join(&name))
+        .chain(beside)
+        .find(|p| p.is_file())
+}
+
+/// A note when the checkpoint's stored learning rates differ from this recipe's schedule
+/// (senet continues with the recipe's): the whole list as MindCV stores it, or the one value
+/// (the next step's) of senet's earlier layout.
+fn learning_rate_note(st: &ResumeState, lrs: &LrList) -> Option<String> {
+    let stored = st.learning_rate.as_ref()?;
+    let (step, ours) = (st.global_step, lrs.per_step());
+    let differs = if stored.len() == 1 && ours.len() != 1 {
+        (stored[0] != lrs.at(step)).then(|| format!("its next-step value {}", stored[0]))
+    } else {
+        let first = stored.iter().zip(ours).position(|(a, b)| a != b);
+        (first.is_some() || stored.len() != ours.len()).then(|| {
+            let at = first
+                .map(|i| format!(", first at step {i}: {} vs {}", stored[i], ours[i]))
+                .unwrap_or_default();
+            format!(
+                "its {}-step list (this recipe's has {}{at}; MindCV 0.3 loads the list only into \
+                 a run of the same length)",
+                stored.len(),
+                ours.len()
+            )
+        })
+    }?;
+    Some(format!(
+        "note: the checkpoint's learning rate differs from this recipe's schedule ({differs}): \
+         continuing with the recipe's (epoch_size, lr, scheduler, ... changed)"
+    ))
+}
+
+/// Whether every line of a load mismatch is about a mis-shaped classifier parameter (another
+/// class count, which fine-tuning replaces), not a missing or foreign one.
+fn only_the_classifier_misfits(details: &str) -> bool {
+    let prefix = format!("mis-shaped parameter '{CLASSIFIER_PREFIX}");
+    details.lines().all(|l| l.starts_with(&prefix))
+}
+
+/// Errors with [`Error::Io`] naming `path` unless it is a file.
+fn require_file(path: &Path) -> Result<()> {
+    if path.is_file() {
+        return Ok(());
+    }
+    Err(Error::io(
+        path,
+        std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint file not found"),
+    ))
+}
+
 /// The loss and optimizer settings of the recipe.
 fn train_config(r: &Recipe) -> TrainConfig {
     TrainConfig {
@@ -313,7 +464,65 @@ fn train_config(r: &Recipe) -> TrainConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::check_batch_norm_batches;
+    use super::{
+        check_batch_norm_batches, learning_rate_note, only_the_classifier_misfits, LrList,
+        ResumeState,
+    };
+
+    fn stored(global_step: u64, learning_rate: Option<Vec<f32>>) -> ResumeState {
+        ResumeState {
+            global_step,
+            momentum: Some(0.9),
+            learning_rate,
+            moments: Vec::new(),
+            ema: Vec::new(),
+            ema_updates: 0.0,
+            scale_sense: None,
+            scaler_iters: None,
+            epoch_sums: None,
+        }
+    }
+
+    #[test]
+    fn the_fine_tuning_hint_is_for_classifier_misfits_alone() {
+        let classifier = "mis-shaped parameter 'classifier.weight': expected [10, 512], found \
+                          [1000, 512]\nmis-shaped parameter 'classifier.bias': expected [10], \
+                          found [1000]";
+        assert!(only_the_classifier_misfits(classifier));
+        let other = format!("{classifier}\nmis-shaped parameter 'layer0.0.weight': ...");
+        assert!(!only_the_classifier_misfits(&other));
+        assert!(!only_the_classifier_misfits(
+            "missing parameter 'classifier.bias': expected shape [10]"
+        ));
+    }
+
+    #[test]
+    fn the_stored_learning_rates_are_compared_whole_not_by_their_first_value() {
+        let lrs = LrList {
+            per_step: vec![0.1, 0.05, 0.0],
+            fallback: 0.1,
+        };
+        // MindCV's whole list, equal: nothing to say (element 0 is not step 1's rate).
+        assert_eq!(
+            learning_rate_note(&stored(1, Some(vec![0.1, 0.05, 0.0])), &lrs),
+            None
+        );
+        assert_eq!(learning_rate_note(&stored(1, None), &lrs), None);
+        let note = learning_rate_note(&stored(1, Some(vec![0.1, 0.07, 0.0])), &lrs).unwrap();
+        assert!(
+            note.contains("its 3-step list (this recipe's has 3, first at step 1: 0.07 vs 0.05"),
+            "{note}"
+        );
+        let note = learning_rate_note(&stored(1, Some(vec![0.1, 0.05])), &lrs).unwrap();
+        assert!(
+            note.contains("its 2-step list (this recipe's has 3;"),
+            "{note}"
+        );
+        // senet's earlier one-value layout: the next step's rate.
+        assert_eq!(learning_rate_note(&stored(1, Some(vec![0.05])), &lrs), None);
+        let note = learning_rate_note(&stored(2, Some(vec![0.05])), &lrs).unwrap();
+        assert!(note.contains("its next-step value 0.05"), "{note}");
+    }
 
     #[test]
     fn a_batch_norm_batch_of_one_1x1_map_is_refused_before_training() {
