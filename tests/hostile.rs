@@ -766,9 +766,13 @@ fn ckpt_save_dir_is_locked_by_one_run() {
     std::fs::write(&precious, "keep me\n").unwrap();
     std::fs::hard_link(&precious, save.join("seresnet18.yaml")).unwrap();
     ok(&train_cli());
+    // The step checkpoint and MindCV's optimizer file beside it.
     assert_eq!(
         checkpoints_in(&save),
-        vec![save.join("seresnet18-1_1.ckpt")]
+        vec![
+            save.join("optim_seresnet18.ckpt"),
+            save.join("seresnet18-1_1.ckpt")
+        ]
     );
     assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me\n");
     let dump = std::fs::read_to_string(save.join("seresnet18.yaml")).unwrap();
