@@ -106,9 +106,12 @@ fn clip8(sum: i64) -> u8 {
 }
 
 /// Horizontal pass over `rows` rows of `src` (`width * ch` bytes a row) into `out_width` columns.
-fn horizontal(src: &[u8], width: usize, ch: usize, rows: usize, t: &Taps) -> Vec<u8> {
+/// Errors: [`Error::OutOfMemory`] when the output cannot be allocated.
+fn horizontal(src: &[u8], width: usize, ch: usize, rows: usize, t: &Taps) -> Result<Vec<u8>> {
     let out_width = t.len.len();
-    let mut dst = vec![0u8; rows * out_width * ch];
+    let mut dst = crate::mem::filled(rows * out_width * ch, 0u8, || {
+        format!("a {out_width}x{rows} horizontally resized image")
+    })?;
     for (src_row, dst_row) in src
         .chunks_exact(width * ch)
         .take(rows)
@@ -127,13 +130,16 @@ fn horizontal(src: &[u8], width: usize, ch: usize, rows: usize, t: &Taps) -> Vec
             }
         }
     }
-    dst
+    Ok(dst)
 }
 
 /// Vertical pass: output row `yy` from the rows `first[yy] ..` of `src` (`row_len` bytes each).
-fn vertical(src: &[u8], row_len: usize, t: &Taps) -> Vec<u8> {
+/// Errors: [`Error::OutOfMemory`] when the output cannot be allocated.
+fn vertical(src: &[u8], row_len: usize, t: &Taps) -> Result<Vec<u8>> {
     let out_height = t.len.len();
-    let mut dst = vec![0u8; out_height * row_len];
+    let mut dst = crate::mem::filled(out_height * row_len, 0u8, || {
+        format!("a resized image of {out_height} rows of {row_len} bytes")
+    })?;
     for (yy, dst_row) in dst.chunks_exact_mut(row_len).enumerate() {
         let w = &t.weights[yy * t.ksize..yy * t.ksize + t.len[yy]];
         let rows = &src[t.first[yy] * row_len..(t.first[yy] + t.len[yy]) * row_len];
@@ -146,7 +152,7 @@ fn vertical(src: &[u8], row_len: usize, t: &Taps) -> Vec<u8> {
             *out = clip8(sum);
         }
     }
-    dst
+    Ok(dst)
 }
 
 /// Resizes an 8-bit interleaved image (`height * width * channels` bytes, row-major HWC) to
@@ -154,7 +160,8 @@ fn vertical(src: &[u8], row_len: usize, t: &Taps) -> Vec<u8> {
 /// `resample` = BICUBIC or BILINEAR (see the module documentation). Returns
 /// `dst_height * dst_width * channels` bytes, HWC.
 ///
-/// Errors: [`Error::Invalid`] when a size is zero or `src.len()` does not match the dimensions.
+/// Errors: [`Error::Invalid`] when a size is zero or `src.len()` does not match the dimensions;
+/// [`Error::OutOfMemory`] when the output or the intermediate rows cannot be allocated.
 pub fn resize_u8_pil(
     src: &[u8],
     width: usize,
@@ -174,13 +181,16 @@ pub fn resize_u8_pil(
         };
         let h = taps(width, dst_width, interp);
         let rows = &src[first * width * channels..];
-        (horizontal(rows, width, channels, last - first, &h), first)
+        (horizontal(rows, width, channels, last - first, &h)?, first)
     } else {
-        (src.to_vec(), 0)
+        let mut copy =
+            crate::mem::with_capacity(src.len(), || format!("a copy of a {width}x{height} image"))?;
+        copy.extend_from_slice(src);
+        (copy, 0)
     };
     if let Some(mut v) = vert {
         v.first.iter_mut().for_each(|f| *f -= row0);
-        img = vertical(&img, dst_width * channels, &v);
+        img = vertical(&img, dst_width * channels, &v)?;
     }
     Ok(img)
 }
