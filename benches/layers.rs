@@ -10,7 +10,8 @@ fn main() {
     let batch: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(32);
     let threads: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2);
     let be = CpuBackend::new(threads).unwrap();
-    // (cin, h, cout, k, stride, pad, groups): the distinct conv shapes of seresnet50 (+ ResNeXt 3x3).
+    // (cin, h, cout, k, stride, pad, groups): the distinct conv shapes of seresnet50, then the
+    // grouped 3x3 of seresnext50_32x4d (`SENET_CPU_GROUPED=gemm` times them on the GEMM paths).
     let layers = [
         (3, 224, 64, 7, 2, 3, 1),
         (64, 56, 64, 1, 1, 0, 1),
@@ -26,6 +27,12 @@ fn main() {
         (2048, 7, 512, 1, 1, 0, 1),
         (1024, 14, 2048, 1, 2, 0, 1),
         (128, 56, 128, 3, 1, 1, 32),
+        (256, 56, 256, 3, 2, 1, 32),
+        (256, 28, 256, 3, 1, 1, 32),
+        (512, 28, 512, 3, 2, 1, 32),
+        (512, 14, 512, 3, 1, 1, 32),
+        (1024, 14, 1024, 3, 2, 1, 32),
+        (1024, 7, 1024, 3, 1, 1, 32),
     ];
     for (cin, h, cout, k, s, p, g) in layers {
         let xs = Shape4::new(batch, cin, h, h);

@@ -313,14 +313,7 @@ mod tests {
                 padding: p,
                 groups,
             };
-            let (oh, ow) = params.out_hw(h, h, k, k);
-            let g = ConvGeometry {
-                xs: Shape4::new(n, cin, h, h),
-                ys: Shape4::new(n, cout, oh, ow),
-                kh: k,
-                kw: k,
-                p: params,
-            };
+            let g = ConvGeometry::of(n, cin, cout, [h, h], [k, k], params);
             let x = fill(g.xs.numel(), 1);
             let w = fill(cout * cin / groups * k * k, 2);
             let b = fill(cout, 3);

@@ -2,9 +2,10 @@
 //! and its data / filter gradients ([`backward`]).
 //!
 //! Forward algorithms: on x86_64 CPUs with AVX-512, the native GEMM of
-//! `kernels/cpu/sgemm_avx512.c` with the im2col fused into its packing ([`avx512`]), and 3x3
+//! `kernels/cpu/sgemm_avx512.c` with the im2col fused into its packing ([`avx512`]), 3x3
 //! stride-1 convs by Winograd F(4x4, 3x3) ([`winograd`]) unless [`Backend::set_fast_conv`]
-//! turned it off; elsewhere, per image, im2col (skipped for 1x1 convs) + one GEMM per group from
+//! turned it off, and grouped convs with at most 32 channels per group by a direct kernel
+//! ([`grouped`]); elsewhere, per image, im2col (skipped for 1x1 convs) + one GEMM per group from
 //! the `gemm` crate + bias/activation ([`conv2d_image`]).
 //!
 //! [`Backend::set_fast_conv`]: crate::backend::Backend::set_fast_conv
@@ -20,6 +21,8 @@ use std::cell::RefCell;
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx512;
 pub(super) mod backward;
+#[cfg(target_arch = "x86_64")]
+pub(super) mod grouped;
 #[cfg(target_arch = "x86_64")]
 pub(super) mod winograd;
 
@@ -113,6 +116,11 @@ fn conv2d_post(
         return Ok(ys);
     }
     #[cfg(target_arch = "x86_64")]
+    if grouped::supports(op.act, &op.g) {
+        be.pool.install(|| grouped::conv2d(&op, x, y, post));
+        return Ok(ys);
+    }
+    #[cfg(target_arch = "x86_64")]
     if avx512::supports(op.act, &op.g) {
         let threads = be.threads;
         be.pool.install(|| avx512::conv2d(&op, x, y, post, threads));
@@ -182,6 +190,29 @@ impl ConvGeometry {
             pad: self.p.padding,
             oh: self.ys.h,
             ow: self.ys.w,
+        }
+    }
+}
+
+#[cfg(test)]
+impl ConvGeometry {
+    /// The geometry of a conv of `n` images (cin, h, w) -> cout, a kh x kw kernel, params `p`.
+    pub fn of(
+        n: usize,
+        cin: usize,
+        cout: usize,
+        hw: [usize; 2],
+        k: [usize; 2],
+        p: Conv2dParams,
+    ) -> ConvGeometry {
+        let ([h, w], [kh, kw]) = (hw, k);
+        let (oh, ow) = p.out_hw(h, w, kh, kw);
+        ConvGeometry {
+            xs: Shape4::new(n, cin, h, w),
+            ys: Shape4::new(n, cout, oh, ow),
+            kh,
+            kw,
+            p,
         }
     }
 }
