@@ -32,6 +32,7 @@ pub mod memory_api;
 pub mod nnopbase_api;
 pub mod objects;
 pub mod ops;
+pub mod order;
 pub mod reference;
 pub mod runtime_api;
 pub mod state;

@@ -90,6 +90,7 @@ fn free_common(p: *mut c_void, host: bool) -> Res<()> {
             )));
         }
         e.memory.release(addr);
+        e.order.forget(addr);
         Ok(())
     })
 }
@@ -251,17 +252,14 @@ pub extern "C" fn aclrtMemcpyAsync(
         with_emu(|e| {
             let uses = check_copy(e, d, destMax, s, count, kind, true)?;
             let st = e.stream(stream)?;
-            e.memory.add_uses(&uses);
-            st.enqueue(
-                "aclrtMemcpyAsync".into(),
-                uses,
-                Box::new(move || {
-                    // SAFETY: validated at enqueue; allocations in `uses` cannot be freed
-                    // until this task has run.
-                    unsafe { std::ptr::copy(s as *const u8, d as *mut u8, count) };
-                    Ok(())
-                }),
-            );
+            let run = Box::new(move || {
+                // SAFETY: validated at enqueue; allocations in `uses` cannot be freed until
+                // this task has run.
+                unsafe { std::ptr::copy(s as *const u8, d as *mut u8, count) };
+                Ok(())
+            });
+            e.enqueue(&st, "aclrtMemcpyAsync", uses, run)
+                .map_err(invalid)?;
             Ok(())
         })
     })
@@ -313,16 +311,13 @@ pub extern "C" fn aclrtMemsetAsync(
         with_emu(|e| {
             let start = check_memset(e, d, maxCount, count)?;
             let st = e.stream(stream)?;
-            e.memory.add_uses(&[start]);
-            st.enqueue(
-                "aclrtMemsetAsync".into(),
-                vec![start],
-                Box::new(move || {
-                    // SAFETY: validated at enqueue; the allocation stays live until this runs.
-                    unsafe { std::ptr::write_bytes(d as *mut u8, value as u8, count) };
-                    Ok(())
-                }),
-            );
+            let run = Box::new(move || {
+                // SAFETY: validated at enqueue; the allocation stays live until this runs.
+                unsafe { std::ptr::write_bytes(d as *mut u8, value as u8, count) };
+                Ok(())
+            });
+            e.enqueue(&st, "aclrtMemsetAsync", vec![start], run)
+                .map_err(invalid)?;
             Ok(())
         })
     })

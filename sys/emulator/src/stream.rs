@@ -75,6 +75,11 @@ impl Stream {
         seq
     }
 
+    /// Sequence number of the last task queued (0 before the first).
+    pub fn last_seq(&self) -> u64 {
+        lock(&self.queue).next_seq
+    }
+
     /// Number of queued tasks not yet run.
     pub fn pending(&self) -> usize {
         lock(&self.queue).tasks.len()
@@ -137,6 +142,8 @@ pub struct Record {
     pub seq: u64,
     /// When the marker ran (None while still queued).
     pub at: Arc<Mutex<Option<Instant>>>,
+    /// The work the marker is ordered after ([`crate::order`]).
+    pub clock: crate::order::Clock,
 }
 
 /// An event.
