@@ -485,7 +485,7 @@ fn enqueue(
         uses.dedup();
         let (sb, rb) = (send_buf as usize, recv_buf as usize);
         let c2 = c.clone();
-        let run = Box::new(move || {
+        let run = Arc::new(move || {
             let bytes = if h.kind == KIND_BARRIER { 0 } else { bytes };
             exchange(&c2, h, sb, rb, bytes).map_err(|(code, msg)| {
                 lock(&c2.async_error).get_or_insert(code);

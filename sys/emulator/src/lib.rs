@@ -23,6 +23,7 @@
 
 pub mod alias;
 pub mod api;
+pub mod capture;
 pub mod contract;
 pub mod control;
 pub mod hccl_api;
@@ -40,6 +41,7 @@ pub mod stats;
 pub mod stream;
 pub mod view;
 
+pub use capture::*;
 pub use control::*;
 pub use hccl_api::*;
 pub use memory_api::*;

@@ -88,6 +88,7 @@ pub extern "C" fn aclFinalize() -> aclError {
             e.device_refs.clear();
             e.memory.release_all();
             e.order = Default::default();
+            e.captures = Default::default();
             e.phase = Phase::Finalized;
         });
         state::set_current(0);
@@ -355,7 +356,11 @@ pub extern "C" fn aclrtDestroyStream(stream: aclrtStream) -> aclError {
 #[no_mangle]
 pub extern "C" fn aclrtSynchronizeStream(stream: aclrtStream) -> aclError {
     acl("aclrtSynchronizeStream", || {
-        let s = with_emu(|e| e.stream(stream))?;
+        let s = with_emu(|e| {
+            let s = e.stream(stream)?;
+            crate::capture::check_unsafe(e, "aclrtSynchronizeStream", &[s.id])?;
+            Ok::<_, Fail>(s)
+        })?;
         state::sync_stream(&s, u64::MAX)
     })
 }
@@ -413,9 +418,10 @@ pub extern "C" fn aclrtRecordEvent(ev: aclrtEvent, stream: aclrtStream) -> aclEr
     acl("aclrtRecordEvent", || {
         with_emu(|e| {
             let (ev, s) = (event(e, ev)?, e.stream(stream)?);
+            crate::capture::refuse_event_on_capture(e, "aclrtRecordEvent", s.id)?;
             let at = Arc::new(Mutex::new(None));
             let at2 = at.clone();
-            let run = Box::new(move || {
+            let run = Arc::new(move || {
                 stream::mark(&at2);
                 Ok(())
             });
@@ -443,11 +449,12 @@ pub extern "C" fn aclrtStreamWaitEvent(stream: aclrtStream, ev: aclrtEvent) -> a
     acl("aclrtStreamWaitEvent", || {
         with_emu(|e| {
             let (ev, s) = (event(e, ev)?, e.stream(stream)?);
+            crate::capture::refuse_event_on_capture(e, "aclrtStreamWaitEvent", s.id)?;
             let Some(rec) = ev.record() else {
                 return Ok(());
             };
             let clock = rec.clock.clone();
-            let run = Box::new(move || {
+            let run = Arc::new(move || {
                 let errors = rec.stream.run_until(rec.seq);
                 if errors.is_empty() {
                     Ok(())
@@ -468,7 +475,12 @@ pub extern "C" fn aclrtStreamWaitEvent(stream: aclrtStream, ev: aclrtEvent) -> a
 #[no_mangle]
 pub extern "C" fn aclrtSynchronizeEvent(ev: aclrtEvent) -> aclError {
     acl("aclrtSynchronizeEvent", || {
-        let ev = with_emu(|e| event(e, ev))?;
+        let ev = with_emu(|e| {
+            let ev = event(e, ev)?;
+            let synced: Vec<usize> = ev.record().map(|r| r.stream.id).into_iter().collect();
+            crate::capture::check_unsafe(e, "aclrtSynchronizeEvent", &synced)?;
+            Ok::<_, Fail>(ev)
+        })?;
         match ev.record() {
             Some(rec) => {
                 let r = state::sync_stream(&rec.stream, rec.seq);

@@ -129,6 +129,8 @@ pub struct Emu {
     pub memory: Memory,
     /// Which queued tasks are ordered after which ([`crate::order`]).
     pub order: Order,
+    /// Streams being captured and model run instances ([`crate::capture`]).
+    pub captures: crate::capture::Captures,
 }
 
 static EMU: Mutex<Option<Emu>> = Mutex::new(None);
@@ -237,7 +239,8 @@ impl Emu {
     /// Queues `run` on `s` as the work of the call `what`, using the allocations `uses` (kept
     /// busy until it runs), after checking that it is ordered after every other stream's
     /// queued use of them ([`Order::check`]; `Err` is the race's description). Returns the
-    /// task's sequence number.
+    /// task's sequence number. On a stream being captured the task is recorded instead
+    /// ([`crate::capture`]; sequence number 0).
     pub fn enqueue(
         &mut self,
         s: &Stream,
@@ -245,6 +248,12 @@ impl Emu {
         uses: Vec<usize>,
         run: TaskFn,
     ) -> Result<u64, String> {
+        if let Some(r) = self.captures.record(s.id, what, &uses, &run) {
+            r?;
+            self.memory.add_uses(&uses);
+            crate::stats::trace(|| format!("{:#x}\tcaptured {what}", s.id));
+            return Ok(0);
+        }
         self.order.check(s.id, what, &uses)?;
         self.memory.add_uses(&uses);
         let seq = s.enqueue(what.to_string(), uses.clone(), run);
@@ -327,6 +336,10 @@ pub fn sync_stream(stream: &Stream, upto: u64) -> Res<()> {
 
 /// Runs the queues of every stream of `device` until all are empty.
 pub fn sync_device(device: i32) -> Res<()> {
+    with_emu(|e| {
+        let ids: Vec<usize> = e.device_streams(device).iter().map(|s| s.id).collect();
+        crate::capture::check_unsafe(e, "aclrtSynchronizeDevice", &ids)
+    })?;
     let mut errors = Vec::new();
     loop {
         let streams = with_emu(|e| e.device_streams(device));

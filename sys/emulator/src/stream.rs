@@ -8,8 +8,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-/// The body of a queued task; `Err` is reported by the next synchronisation.
-pub type TaskFn = Box<dyn FnOnce() -> Result<(), String> + Send>;
+/// The body of a queued task; `Err` is reported by the next synchronisation. Shared, so a
+/// captured task ([`crate::capture`]) can be queued again at each replay.
+pub type TaskFn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// One queued piece of work.
 pub struct Task {
@@ -112,7 +113,7 @@ impl Stream {
                 uses,
                 run,
             } = task;
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run()))
                 .unwrap_or_else(|_| Err("the task panicked".to_string()));
             crate::state::with_emu(|e| e.memory.drop_uses(&uses));
             let mut q = lock(&self.queue);

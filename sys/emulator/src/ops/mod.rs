@@ -173,7 +173,7 @@ pub fn launch(
             }
             uses.sort_unstable();
             uses.dedup();
-            e.enqueue(&s, name, uses, Box::new(move || run()))
+            e.enqueue(&s, name, uses, Arc::new(move || run()))
                 .map_err(|m| Fail::new(ACLNN_ERR_RUNTIME_ERROR, m))?;
             Ok(())
         })?;
