@@ -50,6 +50,41 @@ impl Shape4 {
     }
 }
 
+/// The host-side cost of the device work a backend issued since it was created: what one
+/// training step costs the host, read before and after it ([`Backend::counters`]). Counted by
+/// the backend itself at its calls into the device runtime, so the figures are the same on real
+/// hardware and on the emulator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceCounters {
+    /// Operators launched (aclnn phase-2 calls).
+    pub launches: u64,
+    /// Waits of the host for the device (stream, event or device synchronises).
+    pub synchronizes: u64,
+    /// Blocking host<->device copies (`aclrtMemcpy`).
+    pub blocking_copies: u64,
+    /// Device allocations (`aclrtMalloc`; blocks reused from the backend's cache do not count).
+    pub allocations: u64,
+    /// Bytes copied host to device (blocking or not).
+    pub h2d_bytes: u64,
+    /// Bytes copied device to host.
+    pub d2h_bytes: u64,
+}
+
+impl DeviceCounters {
+    /// The counts of the work between `earlier` and `self` (each field `self - earlier`,
+    /// saturating at 0).
+    pub fn since(&self, earlier: &DeviceCounters) -> DeviceCounters {
+        DeviceCounters {
+            launches: self.launches.saturating_sub(earlier.launches),
+            synchronizes: self.synchronizes.saturating_sub(earlier.synchronizes),
+            blocking_copies: self.blocking_copies.saturating_sub(earlier.blocking_copies),
+            allocations: self.allocations.saturating_sub(earlier.allocations),
+            h2d_bytes: self.h2d_bytes.saturating_sub(earlier.h2d_bytes),
+            d2h_bytes: self.d2h_bytes.saturating_sub(earlier.d2h_bytes),
+        }
+    }
+}
+
 /// Activation applied in an op's epilogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -77,6 +112,12 @@ pub trait Backend: Send + Sync {
     /// inference; [`crate::optim::TrainNet`] turns it off so that a training step stays the
     /// direct convolution MindSpore computes. Backends with a single algorithm ignore it.
     fn set_fast_conv(&mut self, _allowed: bool) {}
+
+    /// The device work issued so far ([`DeviceCounters`]), or None on a backend that has no
+    /// separate device (the CPU).
+    fn counters(&self) -> Option<DeviceCounters> {
+        None
+    }
 
     /// A zero-filled buffer of `len` f32.
     fn alloc(&self, len: usize) -> Result<Self::Buffer>;

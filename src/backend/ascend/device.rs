@@ -7,6 +7,7 @@
 //! makes the context current on the calling thread (ACL contexts are per thread, cann.md
 //! §1.3), so device calls never interleave and always run in the right context.
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use senet_cann_sys::{
@@ -19,6 +20,7 @@ use super::runtime::{Context, Stream};
 use super::tensor::{
     AclBoolArray, AclIntArray, AclObject, AclScalar, AclTensor, ScalarValue, TensorDesc,
 };
+use crate::backend::DeviceCounters;
 use crate::{Error, Result};
 
 const ACL: &str = "libascendcl.so";
@@ -42,6 +44,66 @@ pub struct DeviceShared {
     ctx: Context,
     cache: Mutex<Cache>,
     queue: Mutex<Queue>,
+    counts: Counts,
+}
+
+/// The running [`DeviceCounters`] of one device (relaxed atomics: each is only ever added to).
+#[derive(Default)]
+pub(super) struct Counts {
+    launches: AtomicU64,
+    synchronizes: AtomicU64,
+    blocking_copies: AtomicU64,
+    allocations: AtomicU64,
+    h2d_bytes: AtomicU64,
+    d2h_bytes: AtomicU64,
+}
+
+/// What [`Counts::add`] counts.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Count {
+    /// An operator launch.
+    Launch,
+    /// A synchronise.
+    Synchronize,
+    /// An `aclrtMalloc`.
+    Allocation,
+    /// A blocking copy of this many bytes host to device.
+    BlockingH2d(usize),
+    /// A blocking copy of this many bytes device to host.
+    BlockingD2h(usize),
+}
+
+impl Counts {
+    pub(super) fn add(&self, c: Count) {
+        let bump = |a: &AtomicU64, n: usize| {
+            a.fetch_add(n as u64, Ordering::Relaxed);
+        };
+        match c {
+            Count::Launch => bump(&self.launches, 1),
+            Count::Synchronize => bump(&self.synchronizes, 1),
+            Count::Allocation => bump(&self.allocations, 1),
+            Count::BlockingH2d(n) => {
+                bump(&self.blocking_copies, 1);
+                bump(&self.h2d_bytes, n);
+            }
+            Count::BlockingD2h(n) => {
+                bump(&self.blocking_copies, 1);
+                bump(&self.d2h_bytes, n);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> DeviceCounters {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DeviceCounters {
+            launches: get(&self.launches),
+            synchronizes: get(&self.synchronizes),
+            blocking_copies: get(&self.blocking_copies),
+            allocations: get(&self.allocations),
+            h2d_bytes: get(&self.h2d_bytes),
+            d2h_bytes: get(&self.d2h_bytes),
+        }
+    }
 }
 
 impl DeviceShared {
@@ -55,6 +117,7 @@ impl DeviceShared {
             ctx,
             cache: Mutex::new(Cache::default()),
             queue: Mutex::new(Queue::default()),
+            counts: Counts::default(),
         }))
     }
 
@@ -89,6 +152,16 @@ impl DeviceShared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .put(ptr, class);
+    }
+
+    /// The device work issued through this device so far.
+    pub fn counters(&self) -> DeviceCounters {
+        self.counts.snapshot()
+    }
+
+    /// Counts one call into the runtime.
+    pub(super) fn count(&self, c: Count) {
+        self.counts.add(c);
     }
 
     /// (blocks handed out, bytes handed out, bytes cached).
@@ -158,6 +231,7 @@ impl Ctx<'_> {
     /// (those of the current one may still be needed by its later ops). The objects are
     /// destroyed even when the wait reports an error (the work is over either way).
     pub fn sync(&mut self) -> Result<()> {
+        self.dev.count(Count::Synchronize);
         let r = self.dev.stream.synchronize();
         self.q.pending.clear();
         r
@@ -176,7 +250,7 @@ impl Ctx<'_> {
             .take(class);
         let ptr = match cached {
             Some(p) => p,
-            None => match raw_malloc(self.cann(), class) {
+            None => match self.malloc(class) {
                 Ok(p) => p,
                 Err(first) => {
                     let cached_bytes = self
@@ -196,7 +270,7 @@ impl Ctx<'_> {
                         .unwrap_or_else(|e| e.into_inner())
                         .drain();
                     raw_free_all(self.cann(), &blocks);
-                    raw_malloc(self.cann(), class)?
+                    self.malloc(class)?
                 }
             },
         };
@@ -208,6 +282,12 @@ impl Ctx<'_> {
                 .note_new(class);
         }
         Ok(Block::new(ptr, class, Arc::clone(self.dev)))
+    }
+
+    /// A counted `aclrtMalloc` of `bytes`.
+    fn malloc(&self, bytes: usize) -> Result<*mut c_void> {
+        self.dev.count(Count::Allocation);
+        raw_malloc(self.cann(), bytes)
     }
 
     /// Zeroes the first `bytes` bytes of `block`, in stream order (`aclrtMemsetAsync`).
@@ -231,6 +311,7 @@ impl Ctx<'_> {
         self.sync()?;
         let cann = self.cann();
         let f = sym(&cann.acl.aclrtMemcpy, "aclrtMemcpy", ACL)?;
+        self.dev.count(Count::BlockingH2d(host.len()));
         // SAFETY: host is valid for host.len() bytes and the destination range lies inside the
         // block; the call is synchronous.
         let code = unsafe {
@@ -256,6 +337,7 @@ impl Ctx<'_> {
         let cann = self.cann();
         let f = sym(&cann.acl.aclrtMemcpy, "aclrtMemcpy", ACL)?;
         let len = host.len();
+        self.dev.count(Count::BlockingD2h(len));
         // SAFETY: host is valid for len bytes; the source range lies inside the block.
         let code = unsafe {
             f(

@@ -414,6 +414,10 @@ impl Backend for AscendBackend {
         "ascend"
     }
 
+    fn counters(&self) -> Option<crate::backend::DeviceCounters> {
+        Some(self.dev.counters())
+    }
+
     fn alloc(&self, len: usize) -> Result<AscendBuffer> {
         buffer::alloc(self, len)
     }
