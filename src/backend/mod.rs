@@ -17,8 +17,8 @@ pub(crate) use params::{check_len, check_se_scale_add_relu};
 pub use params::{
     same_pool_geometry, symmetric_pool_out, BatchNormBackward, BatchNormForward, BatchNormGrads,
     BatchStats, BufferLen, Conv2dForward, Conv2dParams, Conv2dShape, CrossEntropyParams,
-    LinearForward, LinearGrads, LinearShape, MaxPool2dParams, MomentumParams, MovingStats,
-    PoolGeometry, PoolPadding, SavedStats, SeGrads,
+    LinearForward, LinearGrads, LinearShape, MaxPool2dParams, MomentumParams, MomentumSlot,
+    MovingStats, PoolGeometry, PoolPadding, SavedStats, SeGrads,
 };
 /// Shape of an NCHW activation: batch, channels, height, width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -438,4 +438,21 @@ pub trait Backend: Send + Sync {
         moment: &mut Self::Buffer,
         len: usize,
     ) -> Result<()>;
+
+    /// [`Backend::momentum_update`] of every parameter of `group`, all with the settings `p`
+    /// (one MindSpore parameter group: the same learning rate, momentum, weight decay and loss
+    /// scale). Afterwards each gradient holds either what it held or that divided by
+    /// `p.loss_scale` (a fused optimizer overwrites it with the unscaled gradient): read it
+    /// only before the update. Default: one `momentum_update` per parameter; Ascend A2/A3/950:
+    /// one `aclnnFusedSgd` for the whole group. Errors: as `momentum_update`.
+    fn momentum_update_group(
+        &self,
+        p: MomentumParams,
+        group: &mut [MomentumSlot<'_, Self::Buffer>],
+    ) -> Result<()> {
+        for s in group.iter_mut() {
+            self.momentum_update(p, s.param, s.grad, s.moment, s.len)?;
+        }
+        Ok(())
+    }
 }

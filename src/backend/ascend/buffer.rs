@@ -159,7 +159,7 @@ pub fn temp(ctx: &mut Ctx, dims: &[usize], dtype: DType) -> Result<Arg> {
 }
 
 /// `Error::Invalid` unless `buf` was allocated by the device `ctx` works on.
-fn same_device(ctx: &Ctx, buf: &AscendBuffer) -> Result<()> {
+pub fn same_device(ctx: &Ctx, buf: &AscendBuffer) -> Result<()> {
     if std::sync::Arc::ptr_eq(buf.block.device(), ctx.dev) {
         Ok(())
     } else {

@@ -11,14 +11,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use senet_cann_sys::{
-    aclBoolArray, aclIntArray, aclScalar, aclTensor, aclrtMemcpyKind, aclrtStream, Cann,
+    aclBoolArray, aclIntArray, aclScalar, aclTensor, aclTensorList, aclrtMemcpyKind, aclrtStream,
+    Cann,
 };
 
 use super::error::{check_acl, sym};
 use super::memory::{raw_free_all, raw_malloc, size_class, Block, Cache};
 use super::runtime::{Context, Stream};
 use super::tensor::{
-    AclBoolArray, AclIntArray, AclObject, AclScalar, AclTensor, ScalarValue, TensorDesc,
+    AclBoolArray, AclIntArray, AclObject, AclScalar, AclTensor, AclTensorList, ScalarValue,
+    TensorDesc,
 };
 use crate::backend::DeviceCounters;
 use crate::{Error, Result};
@@ -371,6 +373,15 @@ impl Ctx<'_> {
         let t = AclTensor::new(self.cann(), d)?;
         let raw = t.raw();
         self.current.push(AclObject::Tensor(t));
+        Ok(raw)
+    }
+
+    /// An `aclTensorList` of new tensors for `descs`, kept (with them) until the next
+    /// synchronise.
+    pub fn tensor_list(&mut self, descs: &[TensorDesc]) -> Result<*mut aclTensorList> {
+        let l = AclTensorList::new(self.cann(), descs)?;
+        let raw = l.raw();
+        self.current.push(AclObject::TensorList(l));
         Ok(raw)
     }
 

@@ -143,6 +143,12 @@ pub struct AscendBackend {
     conv_fp32_cube: i8,
     /// `cubeMathType` of FLOAT matrix products ([`CubeMath`]).
     mm_fp32_cube: i8,
+    /// Whether the product has `aclnnFusedSgd` (A2, A3, 950: aclnnFusedSgd.md:6-21).
+    fused_sgd: bool,
+    /// The loss scale on the device for `aclnnFusedSgd`'s `gradScaleOptional` (a FLOAT tensor
+    /// of shape [1]), uploaded when it changes: (the scale, NaN before the first upload; its
+    /// block).
+    grad_scale: std::sync::Mutex<Option<(f32, memory::Block)>>,
 }
 
 impl std::fmt::Debug for AscendBackend {
@@ -293,6 +299,14 @@ impl AscendBackend {
             check_fp32_cube(&soc, product, &mm_ops, mm_fp32_cube, mm_switch)?;
         }
         let dev = DeviceShared::new(device_id)?;
+        let fused_sgd = matches!(product, Product::A2 | Product::A3 | Product::Ascend950);
+        // The loss scale's device block is allocated here, before any other: taken from the
+        // cache during the first step, it would make the second step allocate.
+        let grad_scale = if fused_sgd {
+            Some(dev.enter()?.alloc(4)?)
+        } else {
+            None
+        };
         let pool_op = if product == Product::Ascend950 {
             PoolOp::WithIndices
         } else {
@@ -306,6 +320,8 @@ impl AscendBackend {
             pool_op,
             conv_fp32_cube,
             mm_fp32_cube,
+            fused_sgd,
+            grad_scale: std::sync::Mutex::new(grad_scale.map(|b| (f32::NAN, b))),
         })
     }
 
@@ -634,6 +650,14 @@ impl Backend for AscendBackend {
         len: usize,
     ) -> Result<()> {
         optim::momentum_update(self, p, param, grad, moment, len)
+    }
+
+    fn momentum_update_group(
+        &self,
+        p: MomentumParams,
+        group: &mut [crate::backend::MomentumSlot<'_, AscendBuffer>],
+    ) -> Result<()> {
+        optim::momentum_update_group(self, p, group)
     }
 }
 
