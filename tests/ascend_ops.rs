@@ -389,6 +389,28 @@ fn run_ops<B: Backend>(be: &B, abs: bool) -> Vec<(String, Vec<f32>)> {
         .unwrap();
     out.push(("loss".into(), vec![loss as f32]));
     out.push(("dlogits".into(), get(&dz, n * classes)));
+    // The same with the logits read back in the same transfer (Ascend: one read-back block).
+    let mut host_z = vec![0.0; n * classes];
+    let p = CrossEntropyParams {
+        n,
+        classes,
+        label_smoothing: 0.1,
+        scale: 8.0,
+    };
+    let loss2 = be
+        .softmax_cross_entropy_and_logits(p, &z, &[2, 0, 5], &mut dz, &mut host_z)
+        .unwrap();
+    assert_eq!(
+        host_z,
+        get(&z, n * classes),
+        "the logits read back are the logits"
+    );
+    assert!(matches!(
+        be.softmax_cross_entropy_and_logits(p, &z, &[2, 0, 5], &mut dz, &mut host_z[1..]),
+        Err(Error::Shape(_))
+    ));
+    out.push(("loss_and_logits".into(), vec![loss2 as f32]));
+    out.push(("dlogits_and_logits".into(), get(&dz, n * classes)));
     // Momentum: plain, decay + loss scale, Nesterov.
     for (i, (wd, ls, nesterov)) in [(0.0, 1.0, false), (1e-2, 1024.0, false), (1e-3, 1.0, true)]
         .into_iter()

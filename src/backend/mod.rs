@@ -85,6 +85,19 @@ impl DeviceCounters {
     }
 }
 
+/// The check of [`Backend::softmax_cross_entropy_and_logits`]'s host buffer.
+pub(crate) fn check_logits_out(p: CrossEntropyParams, logits_out: &[f32]) -> Result<()> {
+    if logits_out.len() != p.n * p.classes {
+        return Err(crate::Error::Shape(format!(
+            "logits_out holds {} values, not {} x {}",
+            logits_out.len(),
+            p.n,
+            p.classes
+        )));
+    }
+    Ok(())
+}
+
 /// Activation applied in an op's epilogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -420,6 +433,24 @@ pub trait Backend: Send + Sync {
         labels: &[usize],
         dlogits: &mut Self::Buffer,
     ) -> Result<f64>;
+
+    /// [`Backend::softmax_cross_entropy`], and the logits (the first `logits_out.len()` =
+    /// `p.n * p.classes` values) copied to the host, in one device-to-host transfer where the
+    /// backend can (Ascend: one synchronise and one blocking copy for both). Errors: as
+    /// `softmax_cross_entropy`; `logits_out` of another length ([`crate::Error::Shape`]).
+    fn softmax_cross_entropy_and_logits(
+        &self,
+        p: CrossEntropyParams,
+        logits: &Self::Buffer,
+        labels: &[usize],
+        dlogits: &mut Self::Buffer,
+        logits_out: &mut [f32],
+    ) -> Result<f64> {
+        check_logits_out(p, logits_out)?;
+        let loss = self.softmax_cross_entropy(p, logits, labels, dlogits)?;
+        self.download(logits, logits_out)?;
+        Ok(loss)
+    }
 
     /// MindSpore `nn.Momentum` (`ApplyMomentum`) on the first `len` values of one parameter, in
     /// MindSpore's order of operations: `g = grad + (weight_decay*loss_scale)*param` (decay

@@ -27,11 +27,31 @@ use crate::{Error, Result};
 
 const ACL: &str = "libascendcl.so";
 
-/// Argument objects kept alive until the stream is synchronised.
+/// Argument objects kept alive until the stream is synchronised, and the pinned host buffers
+/// that asynchronous uploads copy from.
 #[derive(Default)]
 pub struct Queue {
     pending: Vec<AclObject>,
+    /// Synchronises so far (a staging buffer used before the latest one is free again).
+    syncs: u64,
+    staging: Vec<Staging>,
 }
+
+/// A pinned host buffer (`aclrtMallocHost`) an asynchronous upload copies from, and the
+/// synchronise count when its last copy was queued (the copy has run once a later synchronise
+/// returned).
+struct Staging {
+    ptr: *mut c_void,
+    bytes: usize,
+    queued_at: u64,
+}
+
+// SAFETY: the pointer is pinned host memory owned by the queue, used under its lock.
+unsafe impl Send for Staging {}
+
+/// Pinned staging buffers kept per device: one step uploads its images and its loss targets.
+/// An upload that finds all of them in flight synchronises first.
+const MAX_STAGING: usize = 4;
 
 /// Pending objects above which [`DeviceShared::enter`] synchronises first, so the host memory
 /// they hold stays bounded between downloads.
@@ -73,6 +93,8 @@ pub(super) enum Count {
     BlockingH2d(usize),
     /// A blocking copy of this many bytes device to host.
     BlockingD2h(usize),
+    /// An asynchronous copy of this many bytes host to device.
+    AsyncH2d(usize),
 }
 
 impl Counts {
@@ -92,6 +114,7 @@ impl Counts {
                 bump(&self.blocking_copies, 1);
                 bump(&self.d2h_bytes, n);
             }
+            Count::AsyncH2d(n) => bump(&self.h2d_bytes, n),
         }
     }
 
@@ -179,11 +202,14 @@ impl Drop for DeviceShared {
         // destroy the argument objects, free the memory; then the stream and the context drop.
         let _ = self.ctx.make_current();
         let _ = self.stream.synchronize();
-        self.queue
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .pending
-            .clear();
+        let q = self.queue.get_mut().unwrap_or_else(|e| e.into_inner());
+        q.pending.clear();
+        if let Ok(free) = self.cann.acl.aclrtFreeHost.as_ref() {
+            for s in q.staging.drain(..) {
+                // SAFETY: pinned memory from aclrtMallocHost; the stream is idle.
+                unsafe { free(s.ptr) };
+            }
+        }
         let blocks = self
             .cache
             .get_mut()
@@ -236,6 +262,7 @@ impl Ctx<'_> {
         self.dev.count(Count::Synchronize);
         let r = self.dev.stream.synchronize();
         self.q.pending.clear();
+        self.q.syncs += 1;
         r
     }
 
@@ -326,6 +353,95 @@ impl Ctx<'_> {
             )
         };
         check_acl(cann, "aclrtMemcpy", code)
+    }
+
+    /// Copies `host` to the start of `block` in stream order, without waiting: `host` is copied
+    /// into a pinned staging buffer (`aclrtMallocHost`) and `aclrtMemcpyAsync` queued from
+    /// there, so work queued before reads the block's old contents and work queued after the
+    /// new. A staging buffer is reused once a synchronise has passed its copy; when all
+    /// [`MAX_STAGING`] are in flight the stream is synchronised first.
+    pub fn upload_async(&mut self, block: &Block, host: &[u8]) -> Result<()> {
+        self.check_block(block, host.len())?;
+        if host.is_empty() {
+            return Ok(());
+        }
+        let syncs = self.q.syncs;
+        let free = |s: &Staging| s.queued_at < syncs;
+        let i = match self
+            .q
+            .staging
+            .iter()
+            .position(|s| free(s) && s.bytes >= host.len())
+        {
+            Some(i) => i,
+            None => self.new_staging(host.len())?,
+        };
+        let cann = self.cann();
+        let f = sym(&cann.acl.aclrtMemcpyAsync, "aclrtMemcpyAsync", ACL)?;
+        let staging = &mut self.q.staging[i];
+        // SAFETY: the staging buffer holds `bytes >= host.len()` bytes and no queued copy reads
+        // it (a synchronise passed its last one).
+        unsafe { std::ptr::copy_nonoverlapping(host.as_ptr(), staging.ptr as *mut u8, host.len()) };
+        staging.queued_at = syncs;
+        let src = staging.ptr;
+        // SAFETY: the source stays allocated and unchanged until a synchronise passes this
+        // copy; the destination range lies inside the block, recycled only in stream order.
+        let code = unsafe {
+            f(
+                block.ptr(),
+                block.bytes(),
+                src,
+                host.len(),
+                aclrtMemcpyKind::ACL_MEMCPY_HOST_TO_DEVICE,
+                self.stream(),
+            )
+        };
+        check_acl(cann, "aclrtMemcpyAsync", code)?;
+        self.dev.count(Count::AsyncH2d(host.len()));
+        Ok(())
+    }
+
+    /// The index of a free staging buffer of at least `bytes` bytes: a free one too small is
+    /// replaced, else a new one is added, else (all in flight) the stream is synchronised and
+    /// the first is used (replaced when too small).
+    fn new_staging(&mut self, bytes: usize) -> Result<usize> {
+        let syncs = self.q.syncs;
+        let i = match self.q.staging.iter().position(|s| s.queued_at < syncs) {
+            Some(i) => i,
+            None if self.q.staging.len() < MAX_STAGING => {
+                let ptr = self.malloc_host(bytes)?;
+                self.q.staging.push(Staging {
+                    ptr,
+                    bytes,
+                    queued_at: 0,
+                });
+                return Ok(self.q.staging.len() - 1);
+            }
+            None => {
+                self.sync()?;
+                0
+            }
+        };
+        if self.q.staging[i].bytes < bytes {
+            let ptr = self.malloc_host(bytes)?;
+            let old = std::mem::replace(&mut self.q.staging[i].ptr, ptr);
+            self.q.staging[i].bytes = bytes;
+            let cann = self.cann();
+            let free = sym(&cann.acl.aclrtFreeHost, "aclrtFreeHost", ACL)?;
+            // SAFETY: pinned memory from aclrtMallocHost that no queued copy reads any more.
+            check_acl(cann, "aclrtFreeHost", unsafe { free(old) })?;
+        }
+        Ok(i)
+    }
+
+    /// `aclrtMallocHost` of `bytes` pinned bytes.
+    fn malloc_host(&self, bytes: usize) -> Result<*mut c_void> {
+        let cann = self.cann();
+        let f = sym(&cann.acl.aclrtMallocHost, "aclrtMallocHost", ACL)?;
+        let mut p: *mut c_void = std::ptr::null_mut();
+        // SAFETY: writes one pointer; bytes > 0.
+        check_acl(cann, "aclrtMallocHost", unsafe { f(&mut p, bytes) })?;
+        Ok(p)
     }
 
     /// Copies the first `host.len()` bytes of `block` to `host`, after synchronising the stream

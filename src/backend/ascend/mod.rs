@@ -638,7 +638,19 @@ impl Backend for AscendBackend {
         labels: &[usize],
         dlogits: &mut AscendBuffer,
     ) -> Result<f64> {
-        loss::softmax_cross_entropy(self, p, logits, labels, dlogits)
+        loss::softmax_cross_entropy(self, p, logits, labels, dlogits, None)
+    }
+
+    fn softmax_cross_entropy_and_logits(
+        &self,
+        p: CrossEntropyParams,
+        logits: &AscendBuffer,
+        labels: &[usize],
+        dlogits: &mut AscendBuffer,
+        logits_out: &mut [f32],
+    ) -> Result<f64> {
+        crate::backend::check_logits_out(p, logits_out)?;
+        loss::softmax_cross_entropy(self, p, logits, labels, dlogits, Some(logits_out))
     }
 
     fn momentum_update(
