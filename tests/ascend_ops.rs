@@ -8,7 +8,8 @@ use senet::backend::cpu::CpuBackend;
 use senet::backend::{
     Activation, Backend, BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats,
     Conv2dForward, Conv2dParams, Conv2dShape, CrossEntropyParams, LinearForward, LinearGrads,
-    LinearShape, MaxPool2dParams, MomentumParams, MovingStats, SavedStats, SeGrads, Shape4,
+    LinearShape, MaxPool2dParams, MomentumParams, MomentumSlot, MovingStats, SavedStats, SeGrads,
+    Shape4,
 };
 use senet::Error;
 
@@ -388,6 +389,28 @@ fn run_ops<B: Backend>(be: &B, abs: bool) -> Vec<(String, Vec<f32>)> {
         .unwrap();
     out.push(("loss".into(), vec![loss as f32]));
     out.push(("dlogits".into(), get(&dz, n * classes)));
+    // The same with the logits read back in the same transfer (Ascend: one read-back block).
+    let mut host_z = vec![0.0; n * classes];
+    let p = CrossEntropyParams {
+        n,
+        classes,
+        label_smoothing: 0.1,
+        scale: 8.0,
+    };
+    let loss2 = be
+        .softmax_cross_entropy_and_logits(p, &z, &[2, 0, 5], &mut dz, &mut host_z)
+        .unwrap();
+    assert_eq!(
+        host_z,
+        get(&z, n * classes),
+        "the logits read back are the logits"
+    );
+    assert!(matches!(
+        be.softmax_cross_entropy_and_logits(p, &z, &[2, 0, 5], &mut dz, &mut host_z[1..]),
+        Err(Error::Shape(_))
+    ));
+    out.push(("loss_and_logits".into(), vec![loss2 as f32]));
+    out.push(("dlogits_and_logits".into(), get(&dz, n * classes)));
     // Momentum: plain, decay + loss scale, Nesterov.
     for (i, (wd, ls, nesterov)) in [(0.0, 1.0, false), (1e-2, 1024.0, false), (1e-3, 1.0, true)]
         .into_iter()
@@ -527,4 +550,108 @@ fn buffers_keep_their_values_and_sizes() {
             assert_eq!(o, [3.0, 4.0]);
         });
     });
+}
+
+// ---- the fused optimizer ---------------------------------------------------------------------
+
+/// On the emulated A2 a parameter group is one `aclnnFusedSgd`; it must give the per-parameter
+/// path's MindSpore Momentum (weight decay added to the scaled gradient, the loss scale divided
+/// out, Nesterov) to FLOAT rounding, and leave the unscaled gradient behind.
+///
+/// Bound: each path computes `g' = g/s + wd θ`, `v' = μ v + g'`, `θ' = θ - lr (v' or g' + μ v')`
+/// in at most 5 FLOAT roundings (s = 1024 is a power of two: `1/s` and `g/s` are exact), each off
+/// by at most u = 2^-24 of the magnitude `M_v = |g|/s + wd |θ| + μ |v|` it rounds, so the two
+/// paths' `v'` differ by at most 2 · 5u M_v and their `θ'` by 2 · 5u (|θ| + lr (1 + μ) M_v).
+#[test]
+fn fused_sgd_group_equals_the_per_parameter_momentum() {
+    let _g = lock();
+    let be = fp32();
+    let fused_before = common::emu::control().calls("aclnnFusedSgd");
+    let lens = [1usize, 37, 300];
+    let (lr, mu) = (0.1f32, 0.9f32);
+    let u = 1.0 / 16_777_216.0f64;
+    for (case, (wd, ls, nesterov)) in [
+        (0.0, 1.0, false),
+        (1e-2, 1024.0, false),
+        (1e-3, 1024.0, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let p = MomentumParams {
+            lr,
+            momentum: mu,
+            weight_decay: wd,
+            loss_scale: ls,
+            nesterov,
+        };
+        let host: Vec<[Vec<f32>; 3]> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let seed = 200 + 10 * i as u64;
+                let g: Vec<f32> = values(n, seed + 1).iter().map(|v| v * ls).collect();
+                [values(n, seed), g, values(n, seed + 2)]
+            })
+            .collect();
+        let upload = |h: &[Vec<f32>; 3]| -> [ascend::AscendBuffer; 3] {
+            h.each_ref().map(|v| be.upload(v).unwrap())
+        };
+        let mut fused: Vec<_> = host.iter().map(upload).collect();
+        let mut single: Vec<_> = host.iter().map(upload).collect();
+        let mut group: Vec<MomentumSlot<'_, _>> = fused
+            .iter_mut()
+            .zip(lens)
+            .map(|([param, grad, moment], len)| MomentumSlot {
+                param,
+                grad,
+                moment,
+                len,
+            })
+            .collect();
+        be.momentum_update_group(p, &mut group).unwrap();
+        for ([param, grad, moment], len) in single.iter_mut().zip(lens) {
+            be.momentum_update(p, param, grad, moment, len).unwrap();
+        }
+        let get = |b: &ascend::AscendBuffer, n: usize| {
+            let mut v = vec![0.0; n];
+            be.download(b, &mut v).unwrap();
+            v
+        };
+        for (i, ((f, s), h)) in fused.iter().zip(&single).zip(&host).enumerate() {
+            let n = lens[i];
+            let (tf, gf, vf) = (get(&f[0], n), get(&f[1], n), get(&f[2], n));
+            let (ts, vs) = (get(&s[0], n), get(&s[2], n));
+            for j in 0..n {
+                let (t0, g0, v0) = (h[0][j] as f64, h[1][j] as f64, h[2][j] as f64);
+                let m_v = g0.abs() / ls as f64 + wd as f64 * t0.abs() + mu as f64 * v0.abs();
+                let bound_v = 10.0 * u * m_v;
+                let bound_t = 10.0 * u * (t0.abs() + lr as f64 * (1.0 + mu as f64) * m_v);
+                let (dv, dt) = ((vf[j] - vs[j]).abs() as f64, (tf[j] - ts[j]).abs() as f64);
+                assert!(
+                    dv <= bound_v,
+                    "case {case} param {i}[{j}]: moment {} vs {}",
+                    vf[j],
+                    vs[j]
+                );
+                assert!(
+                    dt <= bound_t,
+                    "case {case} param {i}[{j}]: value {} vs {}",
+                    tf[j],
+                    ts[j]
+                );
+                // The gradient left behind is g/s (exact: s is a power of two) or g.
+                assert_eq!(
+                    gf[j] as f64,
+                    g0 / ls as f64,
+                    "case {case} param {i}[{j}]: gradient"
+                );
+            }
+        }
+    }
+    // One launch per group on the A2.
+    assert_eq!(
+        common::emu::control().calls("aclnnFusedSgd") - fused_before,
+        3
+    );
 }

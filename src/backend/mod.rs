@@ -17,8 +17,8 @@ pub(crate) use params::{check_len, check_se_scale_add_relu};
 pub use params::{
     same_pool_geometry, symmetric_pool_out, BatchNormBackward, BatchNormForward, BatchNormGrads,
     BatchStats, BufferLen, Conv2dForward, Conv2dParams, Conv2dShape, CrossEntropyParams,
-    LinearForward, LinearGrads, LinearShape, MaxPool2dParams, MomentumParams, MovingStats,
-    PoolGeometry, PoolPadding, SavedStats, SeGrads,
+    LinearForward, LinearGrads, LinearShape, MaxPool2dParams, MomentumParams, MomentumSlot,
+    MovingStats, PoolGeometry, PoolPadding, SavedStats, SeGrads,
 };
 /// Shape of an NCHW activation: batch, channels, height, width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,54 @@ impl Shape4 {
     }
 }
 
+/// The host-side cost of the device work a backend issued since it was created: what one
+/// training step costs the host, read before and after it ([`Backend::counters`]). Counted by
+/// the backend itself at its calls into the device runtime, so the figures are the same on real
+/// hardware and on the emulator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceCounters {
+    /// Operators launched (aclnn phase-2 calls).
+    pub launches: u64,
+    /// Waits of the host for the device (stream, event or device synchronises).
+    pub synchronizes: u64,
+    /// Blocking host<->device copies (`aclrtMemcpy`).
+    pub blocking_copies: u64,
+    /// Device allocations (`aclrtMalloc`; blocks reused from the backend's cache do not count).
+    pub allocations: u64,
+    /// Bytes copied host to device (blocking or not).
+    pub h2d_bytes: u64,
+    /// Bytes copied device to host.
+    pub d2h_bytes: u64,
+}
+
+impl DeviceCounters {
+    /// The counts of the work between `earlier` and `self` (each field `self - earlier`,
+    /// saturating at 0).
+    pub fn since(&self, earlier: &DeviceCounters) -> DeviceCounters {
+        DeviceCounters {
+            launches: self.launches.saturating_sub(earlier.launches),
+            synchronizes: self.synchronizes.saturating_sub(earlier.synchronizes),
+            blocking_copies: self.blocking_copies.saturating_sub(earlier.blocking_copies),
+            allocations: self.allocations.saturating_sub(earlier.allocations),
+            h2d_bytes: self.h2d_bytes.saturating_sub(earlier.h2d_bytes),
+            d2h_bytes: self.d2h_bytes.saturating_sub(earlier.d2h_bytes),
+        }
+    }
+}
+
+/// The check of [`Backend::softmax_cross_entropy_and_logits`]'s host buffer.
+pub(crate) fn check_logits_out(p: CrossEntropyParams, logits_out: &[f32]) -> Result<()> {
+    if logits_out.len() != p.n * p.classes {
+        return Err(crate::Error::Shape(format!(
+            "logits_out holds {} values, not {} x {}",
+            logits_out.len(),
+            p.n,
+            p.classes
+        )));
+    }
+    Ok(())
+}
+
 /// Activation applied in an op's epilogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -77,6 +125,12 @@ pub trait Backend: Send + Sync {
     /// inference; [`crate::optim::TrainNet`] turns it off so that a training step stays the
     /// direct convolution MindSpore computes. Backends with a single algorithm ignore it.
     fn set_fast_conv(&mut self, _allowed: bool) {}
+
+    /// The device work issued so far ([`DeviceCounters`]), or None on a backend that has no
+    /// separate device (the CPU).
+    fn counters(&self) -> Option<DeviceCounters> {
+        None
+    }
 
     /// A zero-filled buffer of `len` f32.
     fn alloc(&self, len: usize) -> Result<Self::Buffer>;
@@ -380,6 +434,24 @@ pub trait Backend: Send + Sync {
         dlogits: &mut Self::Buffer,
     ) -> Result<f64>;
 
+    /// [`Backend::softmax_cross_entropy`], and the logits (the first `logits_out.len()` =
+    /// `p.n * p.classes` values) copied to the host, in one device-to-host transfer where the
+    /// backend can (Ascend: one synchronise and one blocking copy for both). Errors: as
+    /// `softmax_cross_entropy`; `logits_out` of another length ([`crate::Error::Shape`]).
+    fn softmax_cross_entropy_and_logits(
+        &self,
+        p: CrossEntropyParams,
+        logits: &Self::Buffer,
+        labels: &[usize],
+        dlogits: &mut Self::Buffer,
+        logits_out: &mut [f32],
+    ) -> Result<f64> {
+        check_logits_out(p, logits_out)?;
+        let loss = self.softmax_cross_entropy(p, logits, labels, dlogits)?;
+        self.download(logits, logits_out)?;
+        Ok(loss)
+    }
+
     /// MindSpore `nn.Momentum` (`ApplyMomentum`) on the first `len` values of one parameter, in
     /// MindSpore's order of operations: `g = grad + (weight_decay*loss_scale)*param` (decay
     /// added to the still scaled gradient, skipped when `weight_decay` is 0), then
@@ -397,4 +469,21 @@ pub trait Backend: Send + Sync {
         moment: &mut Self::Buffer,
         len: usize,
     ) -> Result<()>;
+
+    /// [`Backend::momentum_update`] of every parameter of `group`, all with the settings `p`
+    /// (one MindSpore parameter group: the same learning rate, momentum, weight decay and loss
+    /// scale). Afterwards each gradient holds either what it held or that divided by
+    /// `p.loss_scale` (a fused optimizer overwrites it with the unscaled gradient): read it
+    /// only before the update. Default: one `momentum_update` per parameter; Ascend A2/A3/950:
+    /// one `aclnnFusedSgd` for the whole group. Errors: as `momentum_update`.
+    fn momentum_update_group(
+        &self,
+        p: MomentumParams,
+        group: &mut [MomentumSlot<'_, Self::Buffer>],
+    ) -> Result<()> {
+        for s in group.iter_mut() {
+            self.momentum_update(p, s.param, s.grad, s.moment, s.len)?;
+        }
+        Ok(())
+    }
 }

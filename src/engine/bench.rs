@@ -1,5 +1,6 @@
 //! `senet bench`: forward throughput (images/s) and peak memory on random input.
 use super::device::{self, BackendFactory, Device, DeviceJob, DeviceRequest};
+use crate::backend::{Backend, DeviceCounters};
 use crate::config::{AmpLevel, DeviceTarget};
 use crate::model::inference::InferenceNet;
 use crate::model::init::Rng;
@@ -56,6 +57,47 @@ pub struct BenchReport {
     pub images_per_second_best: f64,
     /// Peak resident set size of the process (VmHWM), MiB; None where /proc is unavailable.
     pub peak_rss_mib: Option<f64>,
+    /// The device work of one steady-state iteration (the mean over every iteration after the
+    /// first, warm-up ones included), as the backend counted it; None on the CPU or with fewer
+    /// than two iterations in all.
+    pub per_step: Option<StepCost>,
+}
+
+/// The host-side device work of one steady-state iteration, the mean of
+/// [`DeviceCounters`] over `iterations` iterations (the backend's own counts at its calls into
+/// the runtime: the same on an NPU and on the emulator).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct StepCost {
+    /// Iterations the mean is over.
+    pub iterations: usize,
+    /// Operator launches (aclnn phase-2 calls).
+    pub launches: f64,
+    /// Synchronises (stream, event or device).
+    pub synchronizes: f64,
+    /// Blocking copies (`aclrtMemcpy`).
+    pub blocking_copies: f64,
+    /// Device allocations (`aclrtMalloc`).
+    pub allocations: f64,
+    /// Bytes copied host to device.
+    pub h2d_bytes: f64,
+    /// Bytes copied device to host.
+    pub d2h_bytes: f64,
+}
+
+impl StepCost {
+    /// The mean per iteration of `total`, counted over `iterations` iterations (> 0).
+    pub fn mean(total: DeviceCounters, iterations: usize) -> StepCost {
+        let per = |v: u64| v as f64 / iterations as f64;
+        StepCost {
+            iterations,
+            launches: per(total.launches),
+            synchronizes: per(total.synchronizes),
+            blocking_copies: per(total.blocking_copies),
+            allocations: per(total.allocations),
+            h2d_bytes: per(total.h2d_bytes),
+            d2h_bytes: per(total.d2h_bytes),
+        }
+    }
 }
 
 /// Peak resident set size of this process in MiB (`VmHWM` of /proc/self/status).
@@ -73,7 +115,7 @@ pub fn peak_rss_mib() -> Option<f64> {
 /// Errors if the device cannot start or the shape is invalid.
 pub fn run(opts: &BenchOptions, progress: impl FnMut(usize)) -> Result<BenchReport> {
     let (dev, _) = device::resolve(&opts.device, Some(DeviceTarget::Cpu), opts.amp_level)?;
-    let times = device::run_on(dev, BenchJob { opts, progress })?;
+    let (times, per_step) = device::run_on(dev, BenchJob { opts, progress })?;
     let median = times[times.len() / 2];
     Ok(BenchReport {
         model: opts.arch.name().to_string(),
@@ -90,18 +132,20 @@ pub fn run(opts: &BenchOptions, progress: impl FnMut(usize)) -> Result<BenchRepo
         images_per_second: opts.batch_size as f64 / median,
         images_per_second_best: opts.batch_size as f64 / times[0],
         peak_rss_mib: peak_rss_mib(),
+        per_step,
     })
 }
 
-/// The timed loop on one backend; returns the sorted iteration times in seconds.
+/// The timed loop on one backend; returns the sorted iteration times in seconds and the device
+/// work per iteration after the first.
 struct BenchJob<'a, P> {
     opts: &'a BenchOptions,
     progress: P,
 }
 
 impl<P: FnMut(usize)> DeviceJob for BenchJob<'_, P> {
-    type Output = Vec<f64>;
-    fn run<F: BackendFactory>(mut self, factory: F) -> Result<Vec<f64>> {
+    type Output = (Vec<f64>, Option<StepCost>);
+    fn run<F: BackendFactory>(mut self, factory: F) -> Result<Self::Output> {
         let opts = self.opts;
         let net = SeNet::new(opts.arch, 1000, 0)?;
         let backend = factory.create()?;
@@ -114,8 +158,10 @@ impl<P: FnMut(usize)> DeviceJob for BenchJob<'_, P> {
                 .collect(),
         )?;
         let labels: Vec<usize> = (0..opts.batch_size).map(|i| (i * 37) % 1000).collect();
-        // One closure per mode: a forward pass, or a training step with MindCV's SENet settings.
-        let mut run_once: Box<dyn FnMut() -> Result<()>> = if opts.train {
+        // One closure per mode: a forward pass, or a training step with MindCV's SENet settings;
+        // each returns the backend's counters after it.
+        type Once<'a> = Box<dyn FnMut() -> Result<Option<DeviceCounters>> + 'a>;
+        let mut run_once: Once = if opts.train {
             let cfg = TrainConfig {
                 label_smoothing: 0.1,
                 momentum: 0.9,
@@ -126,23 +172,44 @@ impl<P: FnMut(usize)> DeviceJob for BenchJob<'_, P> {
                 ema_decay: None,
             };
             let mut tn = TrainNet::new(&net, backend, cfg, |_| true)?;
-            Box::new(move || tn.step(&x, &labels, 0.01).map(|_| ()))
+            Box::new(move || {
+                tn.step(&x, &labels, 0.01)?;
+                Ok(tn.backend().counters())
+            })
         } else {
             let mut inf = InferenceNet::new(&net, backend)?;
-            Box::new(move || inf.forward(&x).map(|_| ()))
+            Box::new(move || {
+                inf.forward(&x)?;
+                Ok(inf.backend().counters())
+            })
         };
         drop(net);
+        // The counters after the first iteration and after the last.
+        let mut first = None;
+        let mut last = None;
+        let mut note = |c: Option<DeviceCounters>| {
+            if first.is_none() {
+                first = Some(c);
+            }
+            last = c;
+        };
         for _ in 0..opts.warmup {
-            run_once()?;
+            note(run_once()?);
         }
         let mut times = Vec::with_capacity(opts.iters);
         for i in 0..opts.iters.max(1) {
             let t0 = Instant::now();
-            run_once()?;
+            let c = run_once()?;
             times.push(t0.elapsed().as_secs_f64());
+            note(c);
             (self.progress)(i + 1);
         }
         times.sort_by(|a, b| a.total_cmp(b));
-        Ok(times)
+        let steady = opts.warmup + opts.iters.max(1) - 1;
+        let per_step = match (first.flatten(), last) {
+            (Some(a), Some(b)) if steady > 0 => Some(StepCost::mean(b.since(&a), steady)),
+            _ => None,
+        };
+        Ok((times, per_step))
     }
 }

@@ -197,3 +197,104 @@ pub fn values(n: usize, seed: u64) -> Vec<f32> {
         })
         .collect()
 }
+
+/// The emulator's call counts of one steady-state training step: the `SENET_EMU_STATS` counts
+/// of an `iters_long`-step `senet bench --train` run minus those of an `iters_short`-step run,
+/// divided by the difference (so the set-up and the first step cancel out), with the bench
+/// report of the longer run (its `per_step` is the backend's own count of the same steps).
+pub struct StepCounts {
+    /// Calls per step by function name (functions called as often in both runs are absent).
+    pub calls: std::collections::BTreeMap<String, f64>,
+    /// `senet bench --json` of the longer run.
+    pub report: serde_json::Value,
+}
+
+impl StepCounts {
+    /// Calls of `function` per step.
+    pub fn of(&self, function: &str) -> f64 {
+        self.calls.get(function).copied().unwrap_or(0.0)
+    }
+
+    /// aclnn operator launches per step (the phase-2 calls: `aclnn*` without
+    /// `GetWorkspaceSize`).
+    pub fn launches(&self) -> f64 {
+        self.calls
+            .iter()
+            .filter(|(k, _)| k.starts_with("aclnn") && !k.ends_with("GetWorkspaceSize"))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// Synchronises per step (stream, event and device).
+    pub fn synchronizes(&self) -> f64 {
+        [
+            "aclrtSynchronizeStream",
+            "aclrtSynchronizeEvent",
+            "aclrtSynchronizeDevice",
+        ]
+        .iter()
+        .map(|f| self.of(f))
+        .sum()
+    }
+}
+
+/// [`StepCounts`] of `senet bench --device ascend --train --model <model> --batch_size <batch>
+/// --image_size <size> --amp_level <amp> --warmup 0` on the emulated `soc` (CANN 9.1), from
+/// runs of `short` and `long` iterations.
+pub fn step_counts(
+    soc: &str,
+    model: &str,
+    batch: usize,
+    size: usize,
+    amp: &str,
+    (short, long): (usize, usize),
+) -> StepCounts {
+    assert!(long > short);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |iters: usize| {
+        let stats = dir.path().join(format!("stats-{iters}.json"));
+        let (b, s, n) = (batch.to_string(), size.to_string(), iters.to_string());
+        let out = super::cli::command(&[
+            "bench",
+            "--device",
+            "ascend",
+            "--train",
+            "--model",
+            model,
+            "--batch_size",
+            &b,
+            "--image_size",
+            &s,
+            "--amp_level",
+            amp,
+            "--warmup",
+            "0",
+            "--iters",
+            &n,
+            "--json",
+        ])
+        .env(senet_cann_sys::EXPLICIT_PATH_VAR, library())
+        .env_remove("DEVICE_ID")
+        .env("SENET_EMU_SOC", soc)
+        .env("SENET_EMU_CANN_VERSION", "9.1")
+        .env("SENET_EMU_STATS", &stats)
+        .output()
+        .expect("run senet bench");
+        let stdout = super::cli::ok(&out);
+        let counts: std::collections::BTreeMap<String, f64> =
+            serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        (counts, serde_json::from_str(stdout.trim()).unwrap())
+    };
+    let (a, _) = run(short);
+    let (b, report) = run(long);
+    let steps = (long - short) as f64;
+    let calls = a
+        .keys()
+        .chain(b.keys())
+        .filter_map(|k| {
+            let d = b.get(k).unwrap_or(&0.0) - a.get(k).unwrap_or(&0.0);
+            (d != 0.0).then(|| (k.clone(), d / steps))
+        })
+        .collect();
+    StepCounts { calls, report }
+}

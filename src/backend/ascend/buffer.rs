@@ -115,11 +115,11 @@ pub(super) fn download(be: &AscendBackend, buf: &AscendBuffer, out: &mut [f32]) 
 }
 
 /// [`Backend::write`](crate::backend::Backend::write): `host` into the start of `buf`, which then
-/// holds f32.
+/// holds f32, in stream order without waiting ([`super::device::Ctx::upload_async`]).
 pub(super) fn write(be: &AscendBackend, buf: &mut AscendBuffer, host: &[f32]) -> Result<()> {
     check_len("write", buf, host.len())?;
     let mut ctx = be.dev.enter()?;
-    ctx.upload_bytes(&buf.block, f32_bytes(host))?;
+    ctx.upload_async(&buf.block, f32_bytes(host))?;
     buf.dtype = DType::F32;
     Ok(())
 }
@@ -129,7 +129,7 @@ fn f32_bytes(v: &[f32]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
 }
 
-fn f32_bytes_mut(v: &mut [f32]) -> &mut [u8] {
+pub fn f32_bytes_mut(v: &mut [f32]) -> &mut [u8] {
     // SAFETY: as above; every byte pattern written back is a valid f32.
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
 }
@@ -159,7 +159,7 @@ pub fn temp(ctx: &mut Ctx, dims: &[usize], dtype: DType) -> Result<Arg> {
 }
 
 /// `Error::Invalid` unless `buf` was allocated by the device `ctx` works on.
-fn same_device(ctx: &Ctx, buf: &AscendBuffer) -> Result<()> {
+pub fn same_device(ctx: &Ctx, buf: &AscendBuffer) -> Result<()> {
     if std::sync::Arc::ptr_eq(buf.block.device(), ctx.dev) {
         Ok(())
     } else {

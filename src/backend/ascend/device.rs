@@ -7,27 +7,51 @@
 //! makes the context current on the calling thread (ACL contexts are per thread, cann.md
 //! §1.3), so device calls never interleave and always run in the right context.
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use senet_cann_sys::{
-    aclBoolArray, aclIntArray, aclScalar, aclTensor, aclrtMemcpyKind, aclrtStream, Cann,
+    aclBoolArray, aclIntArray, aclScalar, aclTensor, aclTensorList, aclrtMemcpyKind, aclrtStream,
+    Cann,
 };
 
 use super::error::{check_acl, sym};
 use super::memory::{raw_free_all, raw_malloc, size_class, Block, Cache};
 use super::runtime::{Context, Stream};
 use super::tensor::{
-    AclBoolArray, AclIntArray, AclObject, AclScalar, AclTensor, ScalarValue, TensorDesc,
+    AclBoolArray, AclIntArray, AclObject, AclScalar, AclTensor, AclTensorList, ScalarValue,
+    TensorDesc,
 };
+use crate::backend::DeviceCounters;
 use crate::{Error, Result};
 
 const ACL: &str = "libascendcl.so";
 
-/// Argument objects kept alive until the stream is synchronised.
+/// Argument objects kept alive until the stream is synchronised, and the pinned host buffers
+/// that asynchronous uploads copy from.
 #[derive(Default)]
 pub struct Queue {
     pending: Vec<AclObject>,
+    /// Synchronises so far (a staging buffer used before the latest one is free again).
+    syncs: u64,
+    staging: Vec<Staging>,
 }
+
+/// A pinned host buffer (`aclrtMallocHost`) an asynchronous upload copies from, and the
+/// synchronise count when its last copy was queued (the copy has run once a later synchronise
+/// returned).
+struct Staging {
+    ptr: *mut c_void,
+    bytes: usize,
+    queued_at: u64,
+}
+
+// SAFETY: the pointer is pinned host memory owned by the queue, used under its lock.
+unsafe impl Send for Staging {}
+
+/// Pinned staging buffers kept per device: one step uploads its images and its loss targets.
+/// An upload that finds all of them in flight synchronises first.
+const MAX_STAGING: usize = 4;
 
 /// Pending objects above which [`DeviceShared::enter`] synchronises first, so the host memory
 /// they hold stays bounded between downloads.
@@ -42,6 +66,69 @@ pub struct DeviceShared {
     ctx: Context,
     cache: Mutex<Cache>,
     queue: Mutex<Queue>,
+    counts: Counts,
+}
+
+/// The running [`DeviceCounters`] of one device (relaxed atomics: each is only ever added to).
+#[derive(Default)]
+pub(super) struct Counts {
+    launches: AtomicU64,
+    synchronizes: AtomicU64,
+    blocking_copies: AtomicU64,
+    allocations: AtomicU64,
+    h2d_bytes: AtomicU64,
+    d2h_bytes: AtomicU64,
+}
+
+/// What [`Counts::add`] counts.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Count {
+    /// An operator launch.
+    Launch,
+    /// A synchronise.
+    Synchronize,
+    /// An `aclrtMalloc`.
+    Allocation,
+    /// A blocking copy of this many bytes host to device.
+    BlockingH2d(usize),
+    /// A blocking copy of this many bytes device to host.
+    BlockingD2h(usize),
+    /// An asynchronous copy of this many bytes host to device.
+    AsyncH2d(usize),
+}
+
+impl Counts {
+    pub(super) fn add(&self, c: Count) {
+        let bump = |a: &AtomicU64, n: usize| {
+            a.fetch_add(n as u64, Ordering::Relaxed);
+        };
+        match c {
+            Count::Launch => bump(&self.launches, 1),
+            Count::Synchronize => bump(&self.synchronizes, 1),
+            Count::Allocation => bump(&self.allocations, 1),
+            Count::BlockingH2d(n) => {
+                bump(&self.blocking_copies, 1);
+                bump(&self.h2d_bytes, n);
+            }
+            Count::BlockingD2h(n) => {
+                bump(&self.blocking_copies, 1);
+                bump(&self.d2h_bytes, n);
+            }
+            Count::AsyncH2d(n) => bump(&self.h2d_bytes, n),
+        }
+    }
+
+    fn snapshot(&self) -> DeviceCounters {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DeviceCounters {
+            launches: get(&self.launches),
+            synchronizes: get(&self.synchronizes),
+            blocking_copies: get(&self.blocking_copies),
+            allocations: get(&self.allocations),
+            h2d_bytes: get(&self.h2d_bytes),
+            d2h_bytes: get(&self.d2h_bytes),
+        }
+    }
 }
 
 impl DeviceShared {
@@ -55,6 +142,7 @@ impl DeviceShared {
             ctx,
             cache: Mutex::new(Cache::default()),
             queue: Mutex::new(Queue::default()),
+            counts: Counts::default(),
         }))
     }
 
@@ -91,6 +179,16 @@ impl DeviceShared {
             .put(ptr, class);
     }
 
+    /// The device work issued through this device so far.
+    pub fn counters(&self) -> DeviceCounters {
+        self.counts.snapshot()
+    }
+
+    /// Counts one call into the runtime.
+    pub(super) fn count(&self, c: Count) {
+        self.counts.add(c);
+    }
+
     /// (blocks handed out, bytes handed out, bytes cached).
     pub fn memory_stats(&self) -> (usize, usize, usize) {
         let c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -104,11 +202,14 @@ impl Drop for DeviceShared {
         // destroy the argument objects, free the memory; then the stream and the context drop.
         let _ = self.ctx.make_current();
         let _ = self.stream.synchronize();
-        self.queue
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .pending
-            .clear();
+        let q = self.queue.get_mut().unwrap_or_else(|e| e.into_inner());
+        q.pending.clear();
+        if let Ok(free) = self.cann.acl.aclrtFreeHost.as_ref() {
+            for s in q.staging.drain(..) {
+                // SAFETY: pinned memory from aclrtMallocHost; the stream is idle.
+                unsafe { free(s.ptr) };
+            }
+        }
         let blocks = self
             .cache
             .get_mut()
@@ -158,8 +259,10 @@ impl Ctx<'_> {
     /// (those of the current one may still be needed by its later ops). The objects are
     /// destroyed even when the wait reports an error (the work is over either way).
     pub fn sync(&mut self) -> Result<()> {
+        self.dev.count(Count::Synchronize);
         let r = self.dev.stream.synchronize();
         self.q.pending.clear();
+        self.q.syncs += 1;
         r
     }
 
@@ -176,7 +279,7 @@ impl Ctx<'_> {
             .take(class);
         let ptr = match cached {
             Some(p) => p,
-            None => match raw_malloc(self.cann(), class) {
+            None => match self.malloc(class) {
                 Ok(p) => p,
                 Err(first) => {
                     let cached_bytes = self
@@ -196,7 +299,7 @@ impl Ctx<'_> {
                         .unwrap_or_else(|e| e.into_inner())
                         .drain();
                     raw_free_all(self.cann(), &blocks);
-                    raw_malloc(self.cann(), class)?
+                    self.malloc(class)?
                 }
             },
         };
@@ -208,6 +311,12 @@ impl Ctx<'_> {
                 .note_new(class);
         }
         Ok(Block::new(ptr, class, Arc::clone(self.dev)))
+    }
+
+    /// A counted `aclrtMalloc` of `bytes`.
+    fn malloc(&self, bytes: usize) -> Result<*mut c_void> {
+        self.dev.count(Count::Allocation);
+        raw_malloc(self.cann(), bytes)
     }
 
     /// Zeroes the first `bytes` bytes of `block`, in stream order (`aclrtMemsetAsync`).
@@ -231,6 +340,7 @@ impl Ctx<'_> {
         self.sync()?;
         let cann = self.cann();
         let f = sym(&cann.acl.aclrtMemcpy, "aclrtMemcpy", ACL)?;
+        self.dev.count(Count::BlockingH2d(host.len()));
         // SAFETY: host is valid for host.len() bytes and the destination range lies inside the
         // block; the call is synchronous.
         let code = unsafe {
@@ -245,6 +355,95 @@ impl Ctx<'_> {
         check_acl(cann, "aclrtMemcpy", code)
     }
 
+    /// Copies `host` to the start of `block` in stream order, without waiting: `host` is copied
+    /// into a pinned staging buffer (`aclrtMallocHost`) and `aclrtMemcpyAsync` queued from
+    /// there, so work queued before reads the block's old contents and work queued after the
+    /// new. A staging buffer is reused once a synchronise has passed its copy; when all
+    /// [`MAX_STAGING`] are in flight the stream is synchronised first.
+    pub fn upload_async(&mut self, block: &Block, host: &[u8]) -> Result<()> {
+        self.check_block(block, host.len())?;
+        if host.is_empty() {
+            return Ok(());
+        }
+        let syncs = self.q.syncs;
+        let free = |s: &Staging| s.queued_at < syncs;
+        let i = match self
+            .q
+            .staging
+            .iter()
+            .position(|s| free(s) && s.bytes >= host.len())
+        {
+            Some(i) => i,
+            None => self.new_staging(host.len())?,
+        };
+        let cann = self.cann();
+        let f = sym(&cann.acl.aclrtMemcpyAsync, "aclrtMemcpyAsync", ACL)?;
+        let staging = &mut self.q.staging[i];
+        // SAFETY: the staging buffer holds `bytes >= host.len()` bytes and no queued copy reads
+        // it (a synchronise passed its last one).
+        unsafe { std::ptr::copy_nonoverlapping(host.as_ptr(), staging.ptr as *mut u8, host.len()) };
+        staging.queued_at = syncs;
+        let src = staging.ptr;
+        // SAFETY: the source stays allocated and unchanged until a synchronise passes this
+        // copy; the destination range lies inside the block, recycled only in stream order.
+        let code = unsafe {
+            f(
+                block.ptr(),
+                block.bytes(),
+                src,
+                host.len(),
+                aclrtMemcpyKind::ACL_MEMCPY_HOST_TO_DEVICE,
+                self.stream(),
+            )
+        };
+        check_acl(cann, "aclrtMemcpyAsync", code)?;
+        self.dev.count(Count::AsyncH2d(host.len()));
+        Ok(())
+    }
+
+    /// The index of a free staging buffer of at least `bytes` bytes: a free one too small is
+    /// replaced, else a new one is added, else (all in flight) the stream is synchronised and
+    /// the first is used (replaced when too small).
+    fn new_staging(&mut self, bytes: usize) -> Result<usize> {
+        let syncs = self.q.syncs;
+        let i = match self.q.staging.iter().position(|s| s.queued_at < syncs) {
+            Some(i) => i,
+            None if self.q.staging.len() < MAX_STAGING => {
+                let ptr = self.malloc_host(bytes)?;
+                self.q.staging.push(Staging {
+                    ptr,
+                    bytes,
+                    queued_at: 0,
+                });
+                return Ok(self.q.staging.len() - 1);
+            }
+            None => {
+                self.sync()?;
+                0
+            }
+        };
+        if self.q.staging[i].bytes < bytes {
+            let ptr = self.malloc_host(bytes)?;
+            let old = std::mem::replace(&mut self.q.staging[i].ptr, ptr);
+            self.q.staging[i].bytes = bytes;
+            let cann = self.cann();
+            let free = sym(&cann.acl.aclrtFreeHost, "aclrtFreeHost", ACL)?;
+            // SAFETY: pinned memory from aclrtMallocHost that no queued copy reads any more.
+            check_acl(cann, "aclrtFreeHost", unsafe { free(old) })?;
+        }
+        Ok(i)
+    }
+
+    /// `aclrtMallocHost` of `bytes` pinned bytes.
+    fn malloc_host(&self, bytes: usize) -> Result<*mut c_void> {
+        let cann = self.cann();
+        let f = sym(&cann.acl.aclrtMallocHost, "aclrtMallocHost", ACL)?;
+        let mut p: *mut c_void = std::ptr::null_mut();
+        // SAFETY: writes one pointer; bytes > 0.
+        check_acl(cann, "aclrtMallocHost", unsafe { f(&mut p, bytes) })?;
+        Ok(p)
+    }
+
     /// Copies the first `host.len()` bytes of `block` to `host`, after synchronising the stream
     /// so that every queued write to the block has landed.
     pub fn download_bytes(&mut self, block: &Block, host: &mut [u8]) -> Result<()> {
@@ -256,6 +455,7 @@ impl Ctx<'_> {
         let cann = self.cann();
         let f = sym(&cann.acl.aclrtMemcpy, "aclrtMemcpy", ACL)?;
         let len = host.len();
+        self.dev.count(Count::BlockingD2h(len));
         // SAFETY: host is valid for len bytes; the source range lies inside the block.
         let code = unsafe {
             f(
@@ -289,6 +489,15 @@ impl Ctx<'_> {
         let t = AclTensor::new(self.cann(), d)?;
         let raw = t.raw();
         self.current.push(AclObject::Tensor(t));
+        Ok(raw)
+    }
+
+    /// An `aclTensorList` of new tensors for `descs`, kept (with them) until the next
+    /// synchronise.
+    pub fn tensor_list(&mut self, descs: &[TensorDesc]) -> Result<*mut aclTensorList> {
+        let l = AclTensorList::new(self.cann(), descs)?;
+        let raw = l.raw();
+        self.current.push(AclObject::TensorList(l));
         Ok(raw)
     }
 

@@ -143,6 +143,12 @@ pub struct AscendBackend {
     conv_fp32_cube: i8,
     /// `cubeMathType` of FLOAT matrix products ([`CubeMath`]).
     mm_fp32_cube: i8,
+    /// Whether the product has `aclnnFusedSgd` (A2, A3, 950: aclnnFusedSgd.md:6-21).
+    fused_sgd: bool,
+    /// The loss scale on the device for `aclnnFusedSgd`'s `gradScaleOptional` (a FLOAT tensor
+    /// of shape [1]), uploaded when it changes: (the scale, NaN before the first upload; its
+    /// block).
+    grad_scale: std::sync::Mutex<Option<(f32, memory::Block)>>,
 }
 
 impl std::fmt::Debug for AscendBackend {
@@ -293,6 +299,14 @@ impl AscendBackend {
             check_fp32_cube(&soc, product, &mm_ops, mm_fp32_cube, mm_switch)?;
         }
         let dev = DeviceShared::new(device_id)?;
+        let fused_sgd = matches!(product, Product::A2 | Product::A3 | Product::Ascend950);
+        // The loss scale's device block is allocated here, before any other: taken from the
+        // cache during the first step, it would make the second step allocate.
+        let grad_scale = if fused_sgd {
+            Some(dev.enter()?.alloc(4)?)
+        } else {
+            None
+        };
         let pool_op = if product == Product::Ascend950 {
             PoolOp::WithIndices
         } else {
@@ -306,6 +320,8 @@ impl AscendBackend {
             pool_op,
             conv_fp32_cube,
             mm_fp32_cube,
+            fused_sgd,
+            grad_scale: std::sync::Mutex::new(grad_scale.map(|b| (f32::NAN, b))),
         })
     }
 
@@ -412,6 +428,10 @@ impl Backend for AscendBackend {
 
     fn name(&self) -> &'static str {
         "ascend"
+    }
+
+    fn counters(&self) -> Option<crate::backend::DeviceCounters> {
+        Some(self.dev.counters())
     }
 
     fn alloc(&self, len: usize) -> Result<AscendBuffer> {
@@ -618,7 +638,19 @@ impl Backend for AscendBackend {
         labels: &[usize],
         dlogits: &mut AscendBuffer,
     ) -> Result<f64> {
-        loss::softmax_cross_entropy(self, p, logits, labels, dlogits)
+        loss::softmax_cross_entropy(self, p, logits, labels, dlogits, None)
+    }
+
+    fn softmax_cross_entropy_and_logits(
+        &self,
+        p: CrossEntropyParams,
+        logits: &AscendBuffer,
+        labels: &[usize],
+        dlogits: &mut AscendBuffer,
+        logits_out: &mut [f32],
+    ) -> Result<f64> {
+        crate::backend::check_logits_out(p, logits_out)?;
+        loss::softmax_cross_entropy(self, p, logits, labels, dlogits, Some(logits_out))
     }
 
     fn momentum_update(
@@ -630,6 +662,14 @@ impl Backend for AscendBackend {
         len: usize,
     ) -> Result<()> {
         optim::momentum_update(self, p, param, grad, moment, len)
+    }
+
+    fn momentum_update_group(
+        &self,
+        p: MomentumParams,
+        group: &mut [crate::backend::MomentumSlot<'_, AscendBuffer>],
+    ) -> Result<()> {
+        optim::momentum_update_group(self, p, group)
     }
 }
 

@@ -20,7 +20,7 @@ use std::ffi::c_void;
 
 use senet_cann_sys::{aclOpExecutor, aclnnStatus, aclrtStream};
 
-use super::device::Ctx;
+use super::device::{Count, Ctx};
 use super::error::{check_nn, sym};
 use crate::Result;
 
@@ -66,6 +66,7 @@ impl Ctx<'_> {
         // SAFETY: the executor comes from phase 1 of the same op; the workspace holds ws_size
         // bytes; the stream belongs to the current context.
         let status = unsafe { launch(ws_ptr, ws_size, executor, self.stream()) };
+        self.dev.count(Count::Launch);
         if status != 0 {
             // Phase 2 consumes the executor whether or not it accepts the launch (contract
             // Part D): never destroy it here.

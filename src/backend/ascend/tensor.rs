@@ -6,7 +6,7 @@
 use std::ffi::c_void;
 
 use senet_cann_sys::{
-    aclBoolArray, aclDataType, aclFormat, aclIntArray, aclScalar, aclTensor, Cann,
+    aclBoolArray, aclDataType, aclFormat, aclIntArray, aclScalar, aclTensor, aclTensorList, Cann,
 };
 
 use super::error::{recent_message, sym};
@@ -207,6 +207,56 @@ impl Drop for AclTensor {
     }
 }
 
+/// An `aclTensorList`, destroyed on drop together with its member tensors: the list owns them
+/// ("对于aclTensorList内的aclTensor不需要重复释放", opbase
+/// `docs/zh/nnopbase/aclnn/aclDestroyTensorList.md`).
+pub struct AclTensorList {
+    cann: &'static Cann,
+    raw: *mut aclTensorList,
+}
+
+// SAFETY: as for AclTensor.
+unsafe impl Send for AclTensorList {}
+
+impl AclTensorList {
+    /// `aclCreateTensorList` of new tensors for `descs`, which the list then owns. Errors: a
+    /// symbol missing, CANN returning NULL (the tensors made so far are destroyed).
+    pub fn new(cann: &'static Cann, descs: &[TensorDesc]) -> Result<AclTensorList> {
+        let f = sym(
+            &cann.nnopbase.aclCreateTensorList,
+            "aclCreateTensorList",
+            NNOPBASE,
+        )?;
+        let tensors = descs
+            .iter()
+            .map(|d| AclTensor::new(cann, d))
+            .collect::<Result<Vec<_>>>()?;
+        let raws: Vec<*const aclTensor> = tensors.iter().map(|t| t.raw() as *const _).collect();
+        // SAFETY: `raws` holds live tensor handles; CANN reads `raws.len()` of them.
+        let raw = unsafe { f(raws.as_ptr(), raws.len() as u64) };
+        if raw.is_null() {
+            return Err(null_error(cann, "aclCreateTensorList"));
+        }
+        // The list owns the tensors now: they are destroyed with it, never on their own.
+        tensors.into_iter().for_each(std::mem::forget);
+        Ok(AclTensorList { cann, raw })
+    }
+
+    /// The raw handle.
+    pub fn raw(&self) -> *mut aclTensorList {
+        self.raw
+    }
+}
+
+impl Drop for AclTensorList {
+    fn drop(&mut self) {
+        if let Ok(f) = self.cann.nnopbase.aclDestroyTensorList.as_ref() {
+            // SAFETY: live handle created by aclCreateTensorList, destroyed once.
+            unsafe { f(self.raw) };
+        }
+    }
+}
+
 /// An `aclIntArray` (values copied at creation), destroyed on drop.
 pub struct AclIntArray {
     cann: &'static Cann,
@@ -346,6 +396,8 @@ pub enum AclObject {
     BoolArray(AclBoolArray),
     /// A scalar.
     Scalar(AclScalar),
+    /// A tensor list (with its tensors).
+    TensorList(AclTensorList),
 }
 
 #[cfg(test)]

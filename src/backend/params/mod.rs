@@ -21,7 +21,7 @@ pub use loss::CrossEntropyParams;
 pub use norm::{
     BatchNormBackward, BatchNormForward, BatchNormGrads, BatchStats, MovingStats, SavedStats,
 };
-pub use optim::MomentumParams;
+pub use optim::{MomentumParams, MomentumSlot};
 pub use pool::{
     same_pool_geometry, symmetric_pool_out, MaxPool2dParams, PoolGeometry, PoolPadding,
 };

@@ -66,3 +66,18 @@ impl MomentumParams {
         self.loss_scale != 1.0
     }
 }
+
+/// One parameter of a grouped Momentum update
+/// ([`Backend::momentum_update_group`](crate::backend::Backend::momentum_update_group)): its
+/// value, gradient and accumulator, each holding at least `len` values.
+pub struct MomentumSlot<'a, B> {
+    /// The parameter, updated in place.
+    pub param: &'a mut B,
+    /// Its gradient (still carrying the loss scale); see the group update for what it holds
+    /// afterwards.
+    pub grad: &'a mut B,
+    /// Its Momentum accumulator, updated in place.
+    pub moment: &'a mut B,
+    /// Values of the parameter.
+    pub len: usize,
+}

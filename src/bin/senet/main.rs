@@ -463,6 +463,18 @@ fn bench(a: BenchArgs) -> Result<()> {
             r.images_per_second_best,
             r.peak_rss_mib.map_or("?".into(), |m| format!("{m:.0}"))
         );
+        if let Some(c) = r.per_step {
+            outln!(
+                "per step (mean of {}): {} launches, {} synchronises, {} blocking copies, {} device allocations, {} B host-to-device, {} B device-to-host",
+                c.iterations,
+                c.launches,
+                c.synchronizes,
+                c.blocking_copies,
+                c.allocations,
+                c.h2d_bytes,
+                c.d2h_bytes
+            );
+        }
     }
     Ok(())
 }

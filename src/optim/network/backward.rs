@@ -2,7 +2,7 @@
 //! accessors for gradients, parameters and optimizer state.
 use super::layers::{conv_bn_backward, dense_backward};
 use super::{index_of, Acts, ConvBn, Dense, DeviceParam, StepStats, TrainNet};
-use crate::backend::{Backend, MaxPool2dParams, MomentumParams, SeGrads};
+use crate::backend::{Backend, MaxPool2dParams, MomentumParams, MomentumSlot, SeGrads};
 use crate::dist::{Communicator, GradBuffer, GradientReducer};
 use crate::model::Params;
 use crate::{Error, Result, Tensor};
@@ -120,6 +120,9 @@ impl<B: Backend> TrainNet<B> {
     /// A loss-scale manager that checks overflow ([`TrainNet::set_loss_scaler`]) runs the step
     /// as MindSpore's `TrainOneStepWithLossScaleCell`: gradients divided by the scale first, and
     /// the optimizer with loss scale 1.
+    ///
+    /// The parameters are updated as MindSpore's two groups (weight decay, none), one
+    /// [`Backend::momentum_update_group`] each: on Ascend A2/A3 one `aclnnFusedSgd` per group.
     pub fn apply_momentum(&mut self, lr: f32) -> Result<()> {
         let cfg = self.cfg.clone();
         let be = &self.backend;
@@ -155,18 +158,35 @@ impl<B: Backend> TrainNet<B> {
         } else {
             loss_scale
         };
+        // MindSpore's two parameter groups (weight decay or none), one group update each.
+        let (mut decayed, mut plain) = (Vec::new(), Vec::new());
         for dp in &mut self.params {
             if let Some((grad, moment)) = &mut dp.train {
-                let wd = if dp.decay { cfg.weight_decay } else { 0.0 };
-                let p = MomentumParams {
-                    lr,
-                    momentum: cfg.momentum,
-                    weight_decay: wd,
-                    loss_scale: optimizer_scale,
-                    nesterov: cfg.nesterov,
+                let slot = MomentumSlot {
+                    param: &mut dp.value,
+                    grad,
+                    moment,
+                    len: dp.len,
                 };
-                be.momentum_update(p, &mut dp.value, grad, moment, dp.len)?;
+                if dp.decay {
+                    decayed.push(slot);
+                } else {
+                    plain.push(slot);
+                }
             }
+        }
+        for (wd, group) in [(cfg.weight_decay, &mut decayed), (0.0, &mut plain)] {
+            if group.is_empty() {
+                continue;
+            }
+            let p = MomentumParams {
+                lr,
+                momentum: cfg.momentum,
+                weight_decay: wd,
+                loss_scale: optimizer_scale,
+                nesterov: cfg.nesterov,
+            };
+            be.momentum_update_group(p, group)?;
         }
         if let (Some(decay), Some(ema)) = (cfg.ema_decay, self.ema.as_mut()) {
             self.ema_updates += 1.0;
@@ -380,7 +400,8 @@ impl<B: Backend> TrainNet<B> {
     }
 
     /// The gradient of the trainable parameter `name` from the last backward (times the loss
-    /// scale). Errors: unknown or non-trainable name.
+    /// scale), read before the update (a fused optimizer leaves the unscaled gradient behind,
+    /// [`Backend::momentum_update_group`]). Errors: unknown or non-trainable name.
     pub fn gradient(&self, name: &str) -> Result<Tensor> {
         let i = self.position(name)?;
         match &self.params[i].train {

@@ -534,9 +534,9 @@ impl<B: Backend> TrainNet<B> {
             label_smoothing: self.cfg.label_smoothing,
             scale: self.scaler.scale(),
         };
-        let loss = be.softmax_cross_entropy(p, &a.logits, labels, dlogits)?;
         let mut logits = vec![0.0f32; n * classes];
-        be.download(&a.logits, &mut logits)?;
+        let loss =
+            be.softmax_cross_entropy_and_logits(p, &a.logits, labels, dlogits, &mut logits)?;
         let correct = logits
             .chunks(classes)
             .zip(labels)

@@ -228,7 +228,8 @@ pub unsafe extern "C" fn aclCreateBoolArray(value: *const bool, size: u64) -> *m
     })
 }
 
-/// Creates a tensor list holding copies of the (live) tensors `value[..size]`.
+/// Creates a tensor list holding copies of the (live) tensors `value[..size]`; the list owns
+/// those handles from then on ([`Obj::TensorList`]).
 #[no_mangle]
 pub unsafe extern "C" fn aclCreateTensorList(
     value: *const *const aclTensor,
@@ -241,7 +242,8 @@ pub unsafe extern "C" fn aclCreateTensorList(
             .enumerate()
             .map(|(i, &t)| objects::tensor(t, &format!("value[{i}]")))
             .collect::<Res<Vec<_>>>()?;
-        Ok(objects::insert(Obj::TensorList(tensors)) as *mut aclTensorList)
+        let handles = ptrs.iter().map(|&t| t as usize).collect();
+        Ok(objects::insert(Obj::TensorList(tensors, handles)) as *mut aclTensorList)
     })
 }
 
@@ -271,7 +273,7 @@ destroy_fn!(
     /// Destroys a bool array.
     aclDestroyBoolArray, aclBoolArray, "aclBoolArray");
 destroy_fn!(
-    /// Destroys a tensor list (not the tensors it was made from).
+    /// Destroys a tensor list and the tensors it was made from (see [`Obj::TensorList`]).
     aclDestroyTensorList, aclTensorList, "aclTensorList");
 
 /// Makes an executor reusable: launches no longer consume it, and the caller must destroy it

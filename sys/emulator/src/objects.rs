@@ -106,8 +106,11 @@ pub enum Obj {
     FloatArray(Vec<f32>),
     /// `aclBoolArray`.
     BoolArray(Vec<bool>),
-    /// `aclTensorList` (copies of the member tensors).
-    TensorList(Vec<Arc<TensorDesc>>),
+    /// `aclTensorList`: copies of the member tensors, and the member handles, which the list
+    /// owns from then on: destroying it destroys them ("对于aclTensorList内的aclTensor不需要重复
+    /// 释放", opbase `docs/zh/nnopbase/aclnn/aclDestroyTensorList.md`), so a caller that
+    /// destroys them again frees them twice.
+    TensorList(Vec<Arc<TensorDesc>>, Vec<usize>),
     /// `aclOpExecutor`.
     Executor(Executor),
 }
@@ -121,7 +124,7 @@ impl Obj {
             Obj::IntArray(_) => "aclIntArray",
             Obj::FloatArray(_) => "aclFloatArray",
             Obj::BoolArray(_) => "aclBoolArray",
-            Obj::TensorList(_) => "aclTensorList",
+            Obj::TensorList(..) => "aclTensorList",
             Obj::Executor(_) => "aclOpExecutor",
         }
     }
@@ -178,7 +181,7 @@ fn record(p: usize, what: &str) {
 pub fn first_destroyed(args: &[(usize, String)]) -> Option<(usize, String)> {
     with_objects(|m| {
         args.iter()
-            .find(|(p, _)| !matches!(m.get(p), Some(Obj::Tensor(_) | Obj::TensorList(_))))
+            .find(|(p, _)| !matches!(m.get(p), Some(Obj::Tensor(_) | Obj::TensorList(..))))
             .cloned()
     })
 }
@@ -229,7 +232,7 @@ pub fn tensor(p: *const aclTensor, what: &str) -> Res<Arc<TensorDesc>> {
 /// The member tensors of the tensor list behind `p` (recorded like [`tensor`]).
 pub fn tensor_list(p: *const aclTensorList, what: &str) -> Res<Vec<Arc<TensorDesc>>> {
     let v = lookup(p as usize, "aclTensorList", what, |o| match o {
-        Obj::TensorList(v) => Some(v.clone()),
+        Obj::TensorList(v, _) => Some(v.clone()),
         _ => None,
     })?;
     record(p as usize, what);
@@ -272,6 +275,14 @@ pub fn bool_array(p: *const aclBoolArray, what: &str) -> Res<Vec<bool>> {
 /// Removes the object `p` of type `kind`.
 pub fn destroy(p: usize, kind: &str, what: &str) -> Res<()> {
     lookup(p, kind, what, |o| (o.kind() == kind).then_some(()))?;
-    with_objects(|m| m.remove(&p));
+    with_objects(|m| {
+        if let Some(Obj::TensorList(_, members)) = m.remove(&p) {
+            for t in members {
+                if matches!(m.get(&t), Some(Obj::Tensor(_))) {
+                    m.remove(&t);
+                }
+            }
+        }
+    });
     Ok(())
 }

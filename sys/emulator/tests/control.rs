@@ -80,6 +80,18 @@ fn control_api() {
     );
     assert_eq!(aclDestroyAclOpExecutor(ex), 0);
     assert_eq!(aclDestroyTensor(t), 0);
+
+    // A tensor list owns its tensors (aclDestroyTensorList.md: they need no separate
+    // release): destroying it destroys them, and destroying one again is refused.
+    let objects = senetEmuLiveObjects();
+    let (t1, t2) = (tensor(b, &[1]), tensor(b, &[2]));
+    let members = [t1 as *const aclTensor, t2 as *const aclTensor];
+    let l = unsafe { aclCreateTensorList(members.as_ptr(), 2) };
+    assert!(!l.is_null());
+    assert_eq!(senetEmuLiveObjects(), objects + 3);
+    assert_eq!(aclDestroyTensorList(l), 0);
+    assert_eq!(senetEmuLiveObjects(), objects);
+    assert_ne!(aclDestroyTensor(t1), 0, "a list member freed twice");
     assert_eq!(aclrtFree(b), 0);
     assert_eq!(senetEmuLiveAllocations(), 0);
 }
