@@ -20,9 +20,16 @@ use crate::{Error, Result};
 /// holding data of type [`AscendBuffer::dtype`]. Dropping it returns its memory to the
 /// backend's cache.
 pub struct AscendBuffer {
-    pub(super) block: Block,
+    /// Its memory; reached through [`AscendBuffer::block`], which forgets the fp16 copy.
+    mem: Block,
     pub(super) len: usize,
     pub(super) dtype: DType,
+    /// An fp16 copy of f32 contents ([`read_as`]), so that a weight cast for the forward also
+    /// serves the backward's data gradient: the block (allocated at the first cast, kept while
+    /// the buffer lives) and how many leading values it holds (0: none), reset by every other
+    /// access to the memory.
+    half: std::sync::Mutex<Option<Block>>,
+    half_valid: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for AscendBuffer {
@@ -30,7 +37,7 @@ impl std::fmt::Debug for AscendBuffer {
         f.debug_struct("AscendBuffer")
             .field("len", &self.len)
             .field("dtype", &self.dtype)
-            .field("bytes", &self.block.bytes())
+            .field("bytes", &self.mem.bytes())
             .finish()
     }
 }
@@ -59,7 +66,26 @@ impl AscendBuffer {
 
     /// The device address (64-byte aligned).
     pub fn device_ptr(&self) -> *mut std::ffi::c_void {
-        self.block.ptr()
+        self.block().ptr()
+    }
+
+    /// A new buffer over `mem` holding `dtype`.
+    fn new(mem: Block, len: usize, dtype: DType) -> AscendBuffer {
+        AscendBuffer {
+            mem,
+            len,
+            dtype,
+            half: std::sync::Mutex::new(None),
+            half_valid: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// The memory, for any use but [`read_as`]'s cached fp16 read: whoever takes it may write
+    /// it, so the fp16 copy is forgotten.
+    pub(super) fn block(&self) -> &Block {
+        self.half_valid
+            .store(0, std::sync::atomic::Ordering::Release);
+        &self.mem
     }
 }
 
@@ -70,11 +96,7 @@ pub(super) fn alloc(be: &AscendBackend, len: usize) -> Result<AscendBuffer> {
     let mut ctx = be.dev.enter()?;
     let block = ctx.alloc(len * 4)?;
     ctx.zero(&block, len * 4)?;
-    Ok(AscendBuffer {
-        block,
-        len,
-        dtype: DType::F32,
-    })
+    Ok(AscendBuffer::new(block, len, DType::F32))
 }
 
 /// [`Backend::upload`](crate::backend::Backend::upload): a new block holding `host` (f32).
@@ -82,11 +104,7 @@ pub(super) fn upload(be: &AscendBackend, host: &[f32]) -> Result<AscendBuffer> {
     let mut ctx = be.dev.enter()?;
     let block = ctx.alloc(host.len() * 4)?;
     ctx.upload_bytes(&block, f32_bytes(host))?;
-    Ok(AscendBuffer {
-        block,
-        len: host.len(),
-        dtype: DType::F32,
-    })
+    Ok(AscendBuffer::new(block, host.len(), DType::F32))
 }
 
 /// [`Backend::download`](crate::backend::Backend::download): the first `out.len()` values, converted
@@ -95,14 +113,14 @@ pub(super) fn download(be: &AscendBackend, buf: &AscendBuffer, out: &mut [f32]) 
     check_len("download", buf, out.len())?;
     let mut ctx = be.dev.enter()?;
     match buf.dtype {
-        DType::F32 => ctx.download_bytes(&buf.block, f32_bytes_mut(out)),
+        DType::F32 => ctx.download_bytes(buf.block(), f32_bytes_mut(out)),
         DType::F16 => {
             let mut half = vec![half::f16::ZERO; out.len()];
             let bytes = half.len() * 2;
             // SAFETY: f16 is two plain bytes; the slice covers exactly the vector.
             let raw =
                 unsafe { std::slice::from_raw_parts_mut(half.as_mut_ptr() as *mut u8, bytes) };
-            ctx.download_bytes(&buf.block, raw)?;
+            ctx.download_bytes(buf.block(), raw)?;
             for (o, h) in out.iter_mut().zip(&half) {
                 *o = h.to_f32();
             }
@@ -119,7 +137,7 @@ pub(super) fn download(be: &AscendBackend, buf: &AscendBuffer, out: &mut [f32]) 
 pub(super) fn write(be: &AscendBackend, buf: &mut AscendBuffer, host: &[f32]) -> Result<()> {
     check_len("write", buf, host.len())?;
     let mut ctx = be.dev.enter()?;
-    ctx.upload_async(&buf.block, f32_bytes(host))?;
+    ctx.upload_async(buf.block(), f32_bytes(host))?;
     buf.dtype = DType::F32;
     Ok(())
 }
@@ -146,6 +164,9 @@ pub struct Arg {
     pub t: *mut aclTensor,
     /// The temporary holding the cast data, if any.
     pub tmp: Option<Block>,
+    /// The device address of the data the tensor describes (the buffer's, its fp16 copy's, or
+    /// the temporary's), for further views of the same data.
+    pub ptr: *mut std::ffi::c_void,
 }
 
 /// A device temporary of `dims` elements of `dtype`, with a contiguous tensor over it.
@@ -153,6 +174,7 @@ pub fn temp(ctx: &mut Ctx, dims: &[usize], dtype: DType) -> Result<Arg> {
     let block = ctx.alloc(numel(dims) * dtype.size())?;
     let t = ctx.tensor(&TensorDesc::contiguous(block.ptr(), dtype, dims))?;
     Ok(Arg {
+        ptr: block.ptr(),
         t,
         tmp: Some(block),
     })
@@ -160,7 +182,7 @@ pub fn temp(ctx: &mut Ctx, dims: &[usize], dtype: DType) -> Result<Arg> {
 
 /// `Error::Invalid` unless `buf` was allocated by the device `ctx` works on.
 pub fn same_device(ctx: &Ctx, buf: &AscendBuffer) -> Result<()> {
-    if std::sync::Arc::ptr_eq(buf.block.device(), ctx.dev) {
+    if std::sync::Arc::ptr_eq(buf.mem.device(), ctx.dev) {
         Ok(())
     } else {
         Err(Error::Invalid(
@@ -172,7 +194,7 @@ pub fn same_device(ctx: &Ctx, buf: &AscendBuffer) -> Result<()> {
 /// A contiguous tensor of `dims` over the start of `buf`, as the data it holds.
 pub fn view(ctx: &mut Ctx, buf: &AscendBuffer, dims: &[usize]) -> Result<*mut aclTensor> {
     same_device(ctx, buf)?;
-    ctx.tensor(&TensorDesc::contiguous(buf.block.ptr(), buf.dtype, dims))
+    ctx.tensor(&TensorDesc::contiguous(buf.block().ptr(), buf.dtype, dims))
 }
 
 /// A contiguous tensor of `dims` over the start of `buf` that an op will write as `dtype`; the
@@ -184,7 +206,7 @@ pub fn out_view(
     dtype: DType,
 ) -> Result<*mut aclTensor> {
     same_device(ctx, buf)?;
-    ctx.tensor(&TensorDesc::contiguous(buf.block.ptr(), dtype, dims))
+    ctx.tensor(&TensorDesc::contiguous(buf.block().ptr(), dtype, dims))
 }
 
 /// `out = cast(src)` (`aclnnCast`, cann.md §2.3).
@@ -207,11 +229,45 @@ pub fn cast_into(
 /// `buf` viewed as `dims` of type `want`: the buffer itself when it already holds `want`,
 /// else a temporary filled by `aclnnCast`.
 pub fn read_as(ctx: &mut Ctx, buf: &AscendBuffer, dims: &[usize], want: DType) -> Result<Arg> {
+    if want == DType::F16 && buf.dtype == DType::F32 {
+        return read_f16(ctx, buf, dims);
+    }
     let t = view(ctx, buf, dims)?;
     if buf.dtype == want {
-        return Ok(Arg { t, tmp: None });
+        return Ok(Arg {
+            t,
+            tmp: None,
+            ptr: buf.mem.ptr(),
+        });
     }
     let out = temp(ctx, dims, want)?;
     cast_into(ctx, t, want, out.t)?;
     Ok(out)
+}
+
+/// `buf` (holding f32) viewed as `dims` of fp16: its fp16 copy when that holds the values (no
+/// write to the buffer since the cast), else cast into the copy first. The tensor has no
+/// temporary: the copy lives as long as the buffer.
+fn read_f16(ctx: &mut Ctx, buf: &AscendBuffer, dims: &[usize]) -> Result<Arg> {
+    use std::sync::atomic::Ordering;
+    let n = numel(dims);
+    let mut half = buf
+        .half
+        .lock()
+        .map_err(|_| Error::Invalid("an Ascend buffer's fp16 copy lock was poisoned".into()))?;
+    if half.is_none() {
+        *half = Some(ctx.alloc(buf.len * DType::F16.size())?);
+    }
+    let copy = half.as_ref().map_or(std::ptr::null_mut(), |b| b.ptr());
+    let out = ctx.tensor(&TensorDesc::contiguous(copy, DType::F16, dims))?;
+    if buf.half_valid.load(Ordering::Acquire) < n {
+        let src = view(ctx, buf, dims)?;
+        cast_into(ctx, src, DType::F16, out)?;
+        buf.half_valid.store(n, Ordering::Release);
+    }
+    Ok(Arg {
+        t: out,
+        tmp: None,
+        ptr: copy,
+    })
 }

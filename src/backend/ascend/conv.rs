@@ -70,7 +70,11 @@ pub(super) fn conv2d(
     let pre = if act == Activation::Sigmoid {
         temp(&mut ctx, &dims4(ys), cd)?
     } else {
-        super::buffer::Arg { t: yt, tmp: None }
+        super::buffer::Arg {
+            t: yt,
+            tmp: None,
+            ptr: y.device_ptr(),
+        }
     };
     let a = conv_arrays(&mut ctx, p)?;
     let bias_t = ba.as_ref().map_or(std::ptr::null_mut(), |b| b.t);
@@ -131,8 +135,8 @@ pub(super) fn conv2d_backward_data(
 /// [`Backend::conv2d_backward_filter`](crate::backend::Backend::conv2d_backward_filter):
 /// `aclnnConvolutionBackward` with outputMask {weight} (the `weight` argument only gives the
 /// shape: a scratch block). The gradient is written straight into `dw` (fp32 mode, not
-/// accumulating) or into a temporary that is cast to fp32 and copied or added
-/// (`aclnnInplaceAdd`) into `dw`. `dw` is always fp32 (a parameter gradient).
+/// accumulating), cast from an fp16 temporary into `dw` (O2, not accumulating), or into a
+/// temporary that is cast to fp32 and added (`aclnnInplaceAdd`) into `dw`. `dw` is always fp32 (a parameter gradient).
 pub(super) fn conv2d_backward_filter(
     be: &AscendBackend,
     conv: Conv2dShape,
@@ -158,7 +162,11 @@ pub(super) fn conv2d_backward_filter(
     let direct = cd == DType::F32 && !accumulate;
     let dwt = out_view(&mut ctx, dw, &w_shape, DType::F32)?;
     let out = if direct {
-        super::buffer::Arg { t: dwt, tmp: None }
+        super::buffer::Arg {
+            t: dwt,
+            tmp: None,
+            ptr: dw.device_ptr(),
+        }
     } else {
         temp(&mut ctx, &w_shape, cd)?
     };
@@ -170,7 +178,10 @@ pub(super) fn conv2d_backward_filter(
         dw: out.t,
     };
     convolution_backward(be, &mut ctx, t, w_shape[0], p, cd)?;
-    if !direct {
+    if cd != DType::F32 && !accumulate {
+        // The cast up writes the gradient itself (no temporary, no copy).
+        cast_into(&mut ctx, out.t, DType::F32, dwt)?;
+    } else if !direct {
         let g32 = if cd == DType::F32 {
             out
         } else {

@@ -28,13 +28,17 @@ pub(super) fn linear(
     let mut ctx = be.dev.enter()?;
     let xa = read_as(&mut ctx, x, &[n, in_features], cd)?;
     let wa = read_as(&mut ctx, w, &[out_features, in_features], cd)?;
-    let wt = transposed(&mut ctx, &wa, w, out_features, in_features, cd)?;
+    let wt = transposed(&mut ctx, &wa, out_features, in_features, cd)?;
     let ba = read_as(&mut ctx, b, &[out_features], cd)?;
     let yt = out_view(&mut ctx, y, &[n, out_features], cd)?;
     let pre = if act == Activation::Sigmoid {
         temp(&mut ctx, &[n, out_features], cd)?
     } else {
-        Arg { t: yt, tmp: None }
+        Arg {
+            t: yt,
+            tmp: None,
+            ptr: y.device_ptr(),
+        }
     };
     let one = ctx.scalar(ScalarValue::F32(1.0))?;
     aclnn!(
@@ -92,7 +96,7 @@ pub(super) fn linear_backward(
         dx.dtype = cd;
     }
     // dyᵀ: (out, n) with strides (1, out) over dy's (n, out) storage.
-    let dy_addr = dya.tmp.as_ref().map_or(dy.block.ptr(), |b| b.ptr());
+    let dy_addr = dya.ptr;
     let dyt = ctx.tensor(&TensorDesc::view(
         dy_addr,
         cd,
@@ -127,17 +131,15 @@ pub(super) fn linear_backward(
     Ok(())
 }
 
-/// wᵀ as an (in, out) view with strides (1, in) of the (out, in) weight: of the cast
-/// temporary when `wa` is one, else of the buffer itbe.
+/// wᵀ as an (in, out) view with strides (1, in) of the (out, in) weight `wa` describes.
 fn transposed(
     ctx: &mut super::device::Ctx,
     wa: &Arg,
-    w: &AscendBuffer,
     out_features: usize,
     in_features: usize,
     dtype: DType,
 ) -> Result<*mut senet_cann_sys::aclTensor> {
-    let addr = wa.tmp.as_ref().map_or(w.block.ptr(), |b| b.ptr());
+    let addr = wa.ptr;
     ctx.tensor(&TensorDesc::view(
         addr,
         dtype,

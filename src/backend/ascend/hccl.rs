@@ -518,11 +518,11 @@ impl AscendBackend {
         let mut buf = crate::backend::Backend::alloc(self, bytes.len().div_ceil(4))?;
         {
             let mut ctx = self.dev.enter()?;
-            ctx.upload_bytes(&buf.block, bytes)?;
+            ctx.upload_bytes(buf.block(), bytes)?;
         }
         buf.dtype = DType::I8;
         self.hccl_broadcast(comm, &mut buf, bytes.len(), root)?;
         let mut ctx = self.dev.enter()?;
-        ctx.download_bytes(&buf.block, bytes)
+        ctx.download_bytes(buf.block(), bytes)
     }
 }

@@ -113,8 +113,11 @@ pub(super) fn batch_norm_frozen_backward(
 /// `aclnnBatchNorm`, with `training = true, momentum = 1 - momentum` (PyTorch's convention
 /// for the running statistics; the running variance takes the unbiased batch variance, as
 /// MindSpore does) for [`BnStats::Batch`], `training = false` on the moving statistics for
-/// [`BnStats::Frozen`]; then `aclnnInplaceRelu` when `act` is ReLU. `y` is fp32, or fp16 in
-/// O2.
+/// [`BnStats::Frozen`]; then `aclnnInplaceRelu` when `act` is ReLU. `x` and `y` are fp32, or
+/// fp16 in O2 with the per-channel tensors fp32 (the contract's FLOAT16 activations with FLOAT
+/// weight/statistics, `aclnn-contract.md` aclnnBatchNorm): the op computes in float32 and rounds
+/// `y` once, and ReLU commutes with that rounding, so this equals MindSpore's
+/// `keep_batchnorm_fp32` (fp32 BatchNorm, output cast to fp16) without its two casts.
 fn bn_forward(
     be: &AscendBackend,
     bn: BatchNormForward<'_, AscendBuffer>,
@@ -127,7 +130,9 @@ fn bn_forward(
     let f32 = DType::F32;
     let out_dtype = be.cd();
     let mut ctx = be.dev.enter()?;
-    let xa = read_as(&mut ctx, x, &dims4(xs), f32)?;
+    // The activations in the compute dtype (the per-channel tensors FLOAT): the op computes in
+    // float32 and rounds its output once, as a FLOAT output cast to fp16 would be.
+    let xa = read_as(&mut ctx, x, &dims4(xs), out_dtype)?;
     let ga = read_as(&mut ctx, gamma, &[c], f32)?;
     let ba = read_as(&mut ctx, beta, &[c], f32)?;
     let (training, momentum, eps, rm, rv, sm, si) = match &stats {
@@ -154,11 +159,6 @@ fn bn_forward(
         }
     };
     let yt = out_view(&mut ctx, y, &dims4(xs), out_dtype)?;
-    let y32 = if out_dtype == f32 {
-        Arg { t: yt, tmp: None }
-    } else {
-        temp(&mut ctx, &dims4(xs), f32)?
-    };
     aclnn!(
         ctx,
         aclnnBatchNorm,
@@ -171,20 +171,12 @@ fn bn_forward(
         training,
         momentum,
         eps as f64,
-        y32.t,
+        yt,
         sm,
         si
     )?;
     if act == Activation::Relu {
-        aclnn!(
-            ctx,
-            aclnnInplaceRelu,
-            aclnnInplaceReluGetWorkspaceSize,
-            y32.t
-        )?;
-    }
-    if out_dtype != f32 {
-        cast_into(&mut ctx, y32.t, out_dtype, yt)?;
+        aclnn!(ctx, aclnnInplaceRelu, aclnnInplaceReluGetWorkspaceSize, yt)?;
     }
     y.dtype = out_dtype;
     if let BnStats::Batch(s) = stats {
@@ -225,11 +217,13 @@ fn bn_grad(
     let d = dims4(xs);
     let mut ctx = be.dev.enter()?;
     let xa = read_as(&mut ctx, x, &d, f32)?;
-    let dya = read_as(&mut ctx, dy, &d, f32)?;
     let g = match y_relu {
         Some(y) => {
-            let ya = read_as(&mut ctx, y, &d, f32)?;
-            let masked = temp(&mut ctx, &d, f32)?;
+            // The mask only selects elements, so it runs in the dtype dy and y hold (fp16 in
+            // O2) and only its result is cast up: the same values, one cast less.
+            let dya = read_as(&mut ctx, dy, &d, out_dtype)?;
+            let ya = read_as(&mut ctx, y, &d, out_dtype)?;
+            let masked = temp(&mut ctx, &d, out_dtype)?;
             let zero = ctx.scalar(ScalarValue::F32(0.0))?;
             aclnn!(
                 ctx,
@@ -240,9 +234,15 @@ fn bn_grad(
                 zero,
                 masked.t
             )?;
-            masked
+            if out_dtype == f32 {
+                masked
+            } else {
+                let up = temp(&mut ctx, &d, f32)?;
+                cast_into(&mut ctx, masked.t, f32, up.t)?;
+                up
+            }
         }
-        None => dya,
+        None => read_as(&mut ctx, dy, &d, f32)?,
     };
     let ga = read_as(&mut ctx, gamma, &[c], f32)?;
     let a0 = read_as(&mut ctx, s0, &[c], f32)?;
@@ -254,7 +254,11 @@ fn bn_grad(
     };
     let dxt = out_view(&mut ctx, dx, &d, out_dtype)?;
     let dx32 = if out_dtype == f32 {
-        Arg { t: dxt, tmp: None }
+        Arg {
+            t: dxt,
+            tmp: None,
+            ptr: dx.device_ptr(),
+        }
     } else {
         temp(&mut ctx, &d, f32)?
     };

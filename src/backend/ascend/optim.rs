@@ -90,7 +90,7 @@ fn fp32_list(
         .iter()
         .map(|&(b, len)| {
             same_device(ctx, b)?;
-            Ok(TensorDesc::contiguous(b.block.ptr(), DType::F32, &[len]))
+            Ok(TensorDesc::contiguous(b.block().ptr(), DType::F32, &[len]))
         })
         .collect::<Result<Vec<_>>>()?;
     ctx.tensor_list(&descs)
