@@ -187,6 +187,10 @@ fn run_ops<B: Backend>(be: &B, abs: bool) -> Vec<(String, Vec<f32>)> {
     let mut o = be.upload(&xv).unwrap();
     be.se_scale_add_relu(&mut o, xs, &gate, &sc).unwrap();
     out.push(("se".into(), get(&o, len)));
+    let mut o_into = be.alloc(len).unwrap();
+    be.se_scale_add_relu_into(&x, xs, &gate, &sc, &mut o_into)
+        .unwrap();
+    out.push(("se into".into(), get(&o_into, len)));
     let dout = be.upload(&values(len, 93)).unwrap();
     let (mut dx, mut dg, mut ds) = (
         be.alloc(len).unwrap(),
@@ -354,6 +358,10 @@ fn run_ops<B: Backend>(be: &B, abs: bool) -> Vec<(String, Vec<f32>)> {
         )
         .unwrap();
     let mut dy = be.upload(&values(len, 113)).unwrap();
+    let mut dx_into = be.alloc(len).unwrap();
+    be.sigmoid_backward_into(&s, &dy, &mut dx_into, len)
+        .unwrap();
+    out.push(("sigmoid into".into(), get(&dx_into, len)));
     be.sigmoid_backward(&s, &mut dy, len).unwrap();
     out.push(("sigmoid dy".into(), get(&dy, len)));
     let mut a = be.upload(&values(len, 114)).unwrap();

@@ -222,6 +222,23 @@ pub trait Backend: Send + Sync {
         shortcut: &Self::Buffer,
     ) -> Result<()>;
 
+    /// [`Backend::se_scale_add_relu`] into another buffer: `out = relu(x * gate[n, c] +
+    /// shortcut)`, `x` unchanged. The default copies `x` into `out` and works in place there;
+    /// a backend with an out-of-place multiply saves that copy. Errors as
+    /// [`Backend::se_scale_add_relu`], also for `out` too short.
+    fn se_scale_add_relu_into(
+        &self,
+        x: &Self::Buffer,
+        xs: Shape4,
+        gate: &Self::Buffer,
+        shortcut: &Self::Buffer,
+        out: &mut Self::Buffer,
+    ) -> Result<()> {
+        check_se_scale_add_relu(xs, x, gate, shortcut)?;
+        self.copy(x, out, xs.numel())?;
+        self.se_scale_add_relu(out, xs, gate, shortcut)
+    }
+
     // ---- training: convolution, dense, pooling ----
 
     /// dx = ∂L/∂x of y = conv2d(x, w) (no bias; BN follows every conv), overwriting dx
@@ -416,6 +433,19 @@ pub trait Backend: Send + Sync {
     /// Sigmoid backward from its output (the SE gate), in place: `dy *= s*(1-s)` over the
     /// first `len` values. Errors if a buffer is shorter than `len` ([`crate::Error::Shape`]).
     fn sigmoid_backward(&self, s: &Self::Buffer, dy: &mut Self::Buffer, len: usize) -> Result<()>;
+
+    /// [`Backend::sigmoid_backward`] into another buffer: `dx = dy * s*(1-s)` over the first
+    /// `len` values, `dy` unchanged. The default copies `dy` into `dx` and works in place there.
+    fn sigmoid_backward_into(
+        &self,
+        s: &Self::Buffer,
+        dy: &Self::Buffer,
+        dx: &mut Self::Buffer,
+        len: usize,
+    ) -> Result<()> {
+        self.copy(dy, dx, len)?;
+        self.sigmoid_backward(s, dx, len)
+    }
 
     /// Mean softmax cross entropy with label smoothing `eps = p.label_smoothing` over
     /// (p.n, p.classes) logits (MindCV `CrossEntropySmooth` = PyTorch

@@ -44,16 +44,46 @@ pub(super) fn se_scale_add_relu(
         xt,
         ga.t
     )?;
+    add_relu(&mut ctx, xt, sa.t)
+}
+
+/// `y = relu(y + shortcut)` in place (`aclnnInplaceAdd`, `aclnnInplaceRelu`).
+fn add_relu(ctx: &mut Ctx, y: *mut aclTensor, shortcut: *mut aclTensor) -> Result<()> {
     let one = ctx.scalar(ScalarValue::F32(1.0))?;
     aclnn!(
         ctx,
         aclnnInplaceAdd,
         aclnnInplaceAddGetWorkspaceSize,
-        xt,
-        sa.t,
+        y,
+        shortcut,
         one
     )?;
-    aclnn!(ctx, aclnnInplaceRelu, aclnnInplaceReluGetWorkspaceSize, xt)
+    aclnn!(ctx, aclnnInplaceRelu, aclnnInplaceReluGetWorkspaceSize, y)
+}
+
+/// [`Backend::se_scale_add_relu_into`](crate::backend::Backend::se_scale_add_relu_into): in
+/// `x`'s dtype, `aclnnMul(x, gate as (N, C, 1, 1)) -> out` (broadcast), then
+/// `aclnnInplaceAdd(out, shortcut)` and `aclnnInplaceRelu(out)`: the same roundings as the copy
+/// and [`se_scale_add_relu`], one launch less.
+pub(super) fn se_scale_add_relu_into(
+    be: &AscendBackend,
+    x: &AscendBuffer,
+    xs: Shape4,
+    gate: &AscendBuffer,
+    shortcut: &AscendBuffer,
+    out: &mut AscendBuffer,
+) -> Result<()> {
+    check_se_scale_add_relu(xs, x, gate, shortcut)?;
+    check_len("se_scale_add_relu out", out, xs.numel())?;
+    let d = x.dtype;
+    let mut ctx = be.dev.enter()?;
+    let xt = view(&mut ctx, x, &dims4(xs))?;
+    let ga = read_as(&mut ctx, gate, &[xs.n, xs.c, 1, 1], d)?;
+    let sa = read_as(&mut ctx, shortcut, &dims4(xs), d)?;
+    let ot = out_view(&mut ctx, out, &dims4(xs), d)?;
+    aclnn!(ctx, aclnnMul, aclnnMulGetWorkspaceSize, xt, ga.t, ot)?;
+    out.dtype = d;
+    add_relu(&mut ctx, ot, sa.t)
 }
 
 /// [`Backend::se_scale_add_relu_backward`](crate::backend::Backend::se_scale_add_relu_backward):
@@ -114,6 +144,42 @@ pub(super) fn se_scale_add_relu_backward(
     Ok(())
 }
 
+/// `aclnnThresholdBackward(dy, y, 0) -> out`: dy where y > 0.
+fn threshold_backward(
+    ctx: &mut Ctx,
+    dy: *mut aclTensor,
+    y: *mut aclTensor,
+    out: *mut aclTensor,
+) -> Result<()> {
+    let zero = ctx.scalar(ScalarValue::F32(0.0))?;
+    aclnn!(
+        ctx,
+        aclnnThresholdBackward,
+        aclnnThresholdBackwardGetWorkspaceSize,
+        dy,
+        y,
+        zero,
+        out
+    )
+}
+
+/// `aclnnSigmoidBackward(dy, s) -> out` (= dy*s*(1-s)).
+fn sigmoid_grad(
+    ctx: &mut Ctx,
+    dy: *mut aclTensor,
+    s: *mut aclTensor,
+    out: *mut aclTensor,
+) -> Result<()> {
+    aclnn!(
+        ctx,
+        aclnnSigmoidBackward,
+        aclnnSigmoidBackwardGetWorkspaceSize,
+        dy,
+        s,
+        out
+    )
+}
+
 /// [`Backend::relu_backward`](crate::backend::Backend::relu_backward):
 /// `aclnnThresholdBackward(dy, y, 0)` into a temporary, copied back into `dy`.
 pub(super) fn relu_backward(
@@ -129,18 +195,7 @@ pub(super) fn relu_backward(
         y,
         dy,
         len,
-        |ctx, dyt, yt, out| {
-            let zero = ctx.scalar(ScalarValue::F32(0.0))?;
-            aclnn!(
-                ctx,
-                aclnnThresholdBackward,
-                aclnnThresholdBackwardGetWorkspaceSize,
-                dyt,
-                yt,
-                zero,
-                out
-            )
-        },
+        threshold_backward,
     )
 }
 
@@ -159,17 +214,58 @@ pub(super) fn sigmoid_backward(
         s,
         dy,
         len,
-        |ctx, dyt, st, out| {
-            aclnn!(
-                ctx,
-                aclnnSigmoidBackward,
-                aclnnSigmoidBackwardGetWorkspaceSize,
-                dyt,
-                st,
-                out
-            )
-        },
+        sigmoid_grad,
     )
+}
+
+/// [`Backend::sigmoid_backward_into`](crate::backend::Backend::sigmoid_backward_into):
+/// `aclnnSigmoidBackward(dy, s) -> dx`.
+pub(super) fn sigmoid_backward_into(
+    be: &AscendBackend,
+    s: &AscendBuffer,
+    dy: &AscendBuffer,
+    dx: &mut AscendBuffer,
+    len: usize,
+) -> Result<()> {
+    grad_into(
+        be,
+        "sigmoid_backward",
+        ["s", "dy"],
+        s,
+        dy,
+        dx,
+        len,
+        sigmoid_grad,
+    )
+}
+
+/// `dx = op(dy, a)` over `len` values in `dy`'s dtype (the checks of [`grad_in_place`], and
+/// `dx` long enough).
+#[allow(clippy::too_many_arguments)]
+fn grad_into(
+    be: &AscendBackend,
+    op_name: &str,
+    names: [&str; 2],
+    a: &AscendBuffer,
+    dy: &AscendBuffer,
+    dx: &mut AscendBuffer,
+    len: usize,
+    op: impl FnOnce(&mut Ctx, *mut aclTensor, *mut aclTensor, *mut aclTensor) -> Result<()>,
+) -> Result<()> {
+    check_len(&format!("{op_name} {}", names[0]), a, len)?;
+    check_len(&format!("{op_name} {}", names[1]), dy, len)?;
+    check_len(&format!("{op_name} dx"), dx, len)?;
+    if len == 0 {
+        return Ok(());
+    }
+    let d = dy.dtype;
+    let mut ctx = be.dev.enter()?;
+    let at = read_as(&mut ctx, a, &[len], d)?;
+    let dyt = view(&mut ctx, dy, &[len])?;
+    let dxt = out_view(&mut ctx, dx, &[len], d)?;
+    op(&mut ctx, dyt, at.t, dxt)?;
+    dx.dtype = d;
+    Ok(())
 }
 
 /// `dy = op(dy, a)` over `len` values for an aclnn backward op without an in-place form:

@@ -492,6 +492,17 @@ impl Backend for AscendBackend {
         elementwise::se_scale_add_relu(self, x, xs, gate, shortcut)
     }
 
+    fn se_scale_add_relu_into(
+        &self,
+        x: &AscendBuffer,
+        xs: Shape4,
+        gate: &AscendBuffer,
+        shortcut: &AscendBuffer,
+        out: &mut AscendBuffer,
+    ) -> Result<()> {
+        elementwise::se_scale_add_relu_into(self, x, xs, gate, shortcut, out)
+    }
+
     fn conv2d_backward_data(
         &self,
         conv: Conv2dShape,
@@ -629,6 +640,16 @@ impl Backend for AscendBackend {
 
     fn sigmoid_backward(&self, s: &AscendBuffer, dy: &mut AscendBuffer, len: usize) -> Result<()> {
         elementwise::sigmoid_backward(self, s, dy, len)
+    }
+
+    fn sigmoid_backward_into(
+        &self,
+        s: &AscendBuffer,
+        dy: &AscendBuffer,
+        dx: &mut AscendBuffer,
+        len: usize,
+    ) -> Result<()> {
+        elementwise::sigmoid_backward_into(self, s, dy, dx, len)
     }
 
     fn softmax_cross_entropy(

@@ -60,8 +60,9 @@ impl<B: Backend> TrainNet<B> {
                 dshortcut: &mut *g2,
             };
             be.se_scale_add_relu_backward(&last.bn_out, shape, &ba.gate, &ba.out, g0, grads)?;
-            be.sigmoid_backward(&ba.gate, gs0, n * shape.c)?;
-            dense_backward(be, p, &b.se_expand, &ba.hidden, n, gs0, Some(&mut *gs1))?;
+            // The activation gradients go into another scratch buffer (no copy back).
+            be.sigmoid_backward_into(&ba.gate, gs0, gs2, n * shape.c)?;
+            dense_backward(be, p, &b.se_expand, &ba.hidden, n, gs2, Some(&mut *gs1))?;
             ready(p, &dense_params(&b.se_expand))?;
             be.relu_backward(&ba.hidden, gs1, n * b.se_reduce.out_features)?;
             dense_backward(be, p, &b.se_reduce, &ba.squeeze, n, gs1, Some(&mut *gs2))?;

@@ -497,13 +497,12 @@ impl<B: Backend> TrainNet<B> {
                 Activation::Sigmoid,
                 &mut ba.gate,
             )?;
-            // out = relu(bn_out * gate + shortcut), computed in place on a copy of bn_out.
-            be.copy(&last.bn_out, &mut ba.out, shape.numel())?;
+            // out = relu(bn_out * gate + shortcut).
             let shortcut = match &ba.downsample {
                 Some(da) => &da.bn_out,
                 None => input,
             };
-            be.se_scale_add_relu(&mut ba.out, shape, &ba.gate, shortcut)?;
+            be.se_scale_add_relu_into(&last.bn_out, shape, &ba.gate, shortcut, &mut ba.out)?;
         }
         let last = a.blocks.last().expect("at least one block");
         let shape = last.convs.last().expect("blocks have convs").out_shape;
