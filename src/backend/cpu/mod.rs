@@ -58,6 +58,8 @@ pub struct CpuBackend {
     winograd: bool,
     /// The Winograd-transformed weights of the conv running (one buffer, reused).
     winograd_weights: std::sync::Mutex<Vec<f32>>,
+    /// Conv gradients by the `gemm` crate only ([`CpuBackend::set_legacy_conv_backward`]).
+    legacy_conv_backward: bool,
 }
 
 impl std::fmt::Debug for CpuBackend {
@@ -93,7 +95,17 @@ impl CpuBackend {
             threads,
             winograd: true,
             winograd_weights: std::sync::Mutex::new(Vec::new()),
+            legacy_conv_backward: false,
         })
+    }
+
+    /// Takes every conv gradient on the `gemm` crate (`true`): the data gradient as `Wᵀ·dY` +
+    /// col2im, the filter gradient as `dY·colᵀ`, the only paths before stride-1 data gradients
+    /// became forward convs and ungrouped filter gradients moved to senet's AVX-512 GEMM
+    /// (`conv/backward.rs`); for benchmarks and tests that compare them in one run
+    /// (`benches/layers.rs`). Off by default.
+    pub fn set_legacy_conv_backward(&mut self, on: bool) {
+        self.legacy_conv_backward = on;
     }
 
     /// Number of worker threads.
