@@ -211,45 +211,8 @@ fn conv_backward(
 /// Naive f64 reference of both conv gradients: every (image, output channel, output pixel,
 /// input channel of the group, tap) term, scattered.
 fn naive_conv_backward(c: &ConvCase, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f64>, Vec<f64>) {
-    let ys = out_shape(c);
-    let [cout, cin_g, kh, kw] = c.w_shape;
-    let cout_g = cout / c.p.groups;
-    let (s, pad) = (c.p.stride as isize, c.p.padding as isize);
-    let mut dx = vec![0.0f64; c.xs.numel()];
-    let mut dw = vec![0.0f64; w.len()];
-    let xi =
-        |n: usize, ci: usize, iy: usize, ix: usize| ((n * c.xs.c + ci) * c.xs.h + iy) * c.xs.w + ix;
-    for n in 0..c.xs.n {
-        for co in 0..cout {
-            let g = co / cout_g;
-            for oy in 0..ys.h {
-                for ox in 0..ys.w {
-                    let d = dy[((n * cout + co) * ys.h + oy) * ys.w + ox] as f64;
-                    for cl in 0..cin_g {
-                        let ci = g * cin_g + cl;
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                let iy = oy as isize * s + ky as isize - pad;
-                                let ix = ox as isize * s + kx as isize - pad;
-                                if iy < 0
-                                    || ix < 0
-                                    || iy >= c.xs.h as isize
-                                    || ix >= c.xs.w as isize
-                                {
-                                    continue;
-                                }
-                                let xj = xi(n, ci, iy as usize, ix as usize);
-                                let wj = ((co * cin_g + cl) * kh + ky) * kw + kx;
-                                dx[xj] += w[wj] as f64 * d;
-                                dw[wj] += x[xj] as f64 * d;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    (dx, dw)
+    let r = naive_with_magnitudes(c, x, w, dy);
+    (r.dx, r.dw)
 }
 
 #[test]
