@@ -1,9 +1,9 @@
 //! Per-layer timings of the CPU backend's conv2d on seresnet50's shapes (batch 32 by default):
 //! `cargo bench --bench layers [-- BATCH THREADS]`. Prints GFLOP/s per layer shape; used to find
 //! the layers where the CPU backend falls short of the GEMM's speed. Then the same shapes'
-//! gradients as a training step runs them (`set_fast_conv(false)`): data and filter gradients by
-//! the current paths and by the `gemm`-crate ones (`set_legacy_conv_backward`), timed
-//! alternately in the same run.
+//! gradients as a training step runs them (`set_fast_conv(false)`): the data gradient by the
+//! current path and by im2col + col2im (`set_legacy_conv_backward`), timed alternately in the
+//! same run, and the filter gradient (twice: its spread is the machine's noise).
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, Shape4};
 
@@ -90,7 +90,7 @@ fn median_secs(mut f: impl FnMut()) -> f64 {
 }
 
 /// Data and filter gradients of `layers` at `batch` on `threads` threads, in GFLOP/s (each is as
-/// many multiply-adds as the forward): by the current paths and by the `gemm`-crate ones
+/// many multiply-adds as the forward): by the current paths and by the legacy ones
 /// (`set_legacy_conv_backward`, in parentheses), alternately per layer.
 fn backward(layers: &[Layer], batch: usize, threads: usize) {
     let training = |legacy: bool| {

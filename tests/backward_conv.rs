@@ -338,11 +338,10 @@ fn assert_within_bound(what: &str, got: &[f32], want: &[f64], mag: &[f64], terms
 }
 
 /// Both conv gradients as a training step computes them (`set_fast_conv(false)`: stride-1 data
-/// gradients as a forward conv on the AVX-512 GEMM, ungrouped filter gradients on
-/// `filter_avx512`, the `gemm` crate where those decline) and by the `gemm`-crate paths, on 1
-/// and 2 threads, against the naive f64 sums, on shapes large enough for the AVX-512 paths
-/// (32+ outputs per group, pointwise with more than 64 inputs, more than 48 outputs), odd sizes
-/// and batch 1. Each path is an f32 sum of the element's terms in some order (`cout_g·kh·kw`
+/// gradients as a forward conv on the AVX-512 GEMM, or the `gemm` crate where that declines)
+/// and with the legacy data gradient (im2col GEMM + col2im), on 1 and 2 threads, against the
+/// naive f64 sums, on shapes large enough for the AVX-512 paths (32+ outputs per group,
+/// pointwise with more than 64 inputs), odd sizes and batch 1. Each path is an f32 sum of the element's terms in some order (`cout_g·kh·kw`
 /// per dx element, `N·OH·OW` per dw element), so it is within Higham's bound of the exact sum.
 #[test]
 fn conv2d_gradients_within_the_f32_summation_bound() {

@@ -58,7 +58,8 @@ pub struct CpuBackend {
     winograd: bool,
     /// The Winograd-transformed weights of the conv running (one buffer, reused).
     winograd_weights: std::sync::Mutex<Vec<f32>>,
-    /// Conv gradients by the `gemm` crate only ([`CpuBackend::set_legacy_conv_backward`]).
+    /// Conv data gradients by im2col GEMM + col2im only
+    /// ([`CpuBackend::set_legacy_conv_backward`]).
     legacy_conv_backward: bool,
 }
 
@@ -99,11 +100,10 @@ impl CpuBackend {
         })
     }
 
-    /// Takes every conv gradient on the `gemm` crate (`true`): the data gradient as `Wᵀ·dY` +
-    /// col2im, the filter gradient as `dY·colᵀ`, the only paths before stride-1 data gradients
-    /// became forward convs and ungrouped filter gradients moved to senet's AVX-512 GEMM
-    /// (`conv/backward.rs`); for benchmarks and tests that compare them in one run
-    /// (`benches/layers.rs`). Off by default.
+    /// Takes every conv data gradient on the `gemm` crate as `Wᵀ·dY` + col2im (`true`), the
+    /// only path before stride-1 data gradients became forward convs (`conv/backward.rs`); for
+    /// benchmarks and tests that compare the two in one run (`benches/layers.rs`). Off by
+    /// default.
     pub fn set_legacy_conv_backward(&mut self, on: bool) {
         self.legacy_conv_backward = on;
     }

@@ -14,10 +14,6 @@
 //!
 //! [`set_fast_conv`]: crate::backend::Backend::set_fast_conv
 //!
-//! Ungrouped convs on a CPU with AVX-512 take the filter gradient on senet's GEMM instead
-//! ([`super::filter_avx512`]), but for one image on several threads (which splits this path's
-//! GEMMs across the pool).
-//!
 //! Transposes are free: they are strides of [`MatLayout`]. 1x1 stride-1 unpadded convs skip
 //! im2col/col2im (`col` is `x` itself); strided unpadded 1x1 convs gather with `subsample` and
 //! scatter with its adjoint `subsample_backward`.
@@ -347,15 +343,6 @@ pub(in crate::backend::cpu) fn conv2d_backward_filter(
         return Ok(());
     }
     let n = xs.n;
-    #[cfg(target_arch = "x86_64")]
-    if super::filter_avx512::supports(&g)
-        && !be.legacy_conv_backward
-        && (be.split_batch(n) || be.threads == 1)
-    {
-        let runs = be.threads.min(n);
-        super::filter_avx512::conv2d_backward_filter(be, &g, x, dy, dw, accumulate, runs);
-        return Ok(());
-    }
     if !be.split_batch(n) {
         be.pool.install(|| {
             for i in 0..n {

@@ -21,8 +21,6 @@ use std::cell::RefCell;
 pub(super) mod avx512;
 pub(super) mod backward;
 #[cfg(target_arch = "x86_64")]
-mod filter_avx512;
-#[cfg(target_arch = "x86_64")]
 pub(super) mod winograd;
 
 /// [`Backend::conv2d`](crate::backend::Backend::conv2d) on the CPU: Winograd, the AVX-512 GEMM
