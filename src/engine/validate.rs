@@ -129,6 +129,9 @@ pub fn run(
     };
     let (dev, device_note) = device::resolve(&opts.device, r.device_target, r.val_amp_level)?;
     let (net, _report) = load_model(arch, Some(num_classes), &ckpt, &ckpt_path, &load)?;
+    // The checkpoint's tensors (as large as the network, twice with momentum or EMA) and the
+    // network are not needed once the inference copy exists: the peak comes later.
+    drop(ckpt);
     let mut inf = device::inference(&net, dev)?;
     drop(net);
     let (acc, secs) = evaluate(
