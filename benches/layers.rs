@@ -1,9 +1,8 @@
 //! Per-layer timings of the CPU backend's conv2d on seresnet50's shapes (batch 32 by default):
 //! `cargo bench --bench layers [-- BATCH THREADS]`. Prints GFLOP/s per layer shape; used to find
 //! the layers where the CPU backend falls short of the GEMM's speed. Then the same shapes'
-//! gradients as a training step runs them (`set_fast_conv(false)`): the data gradient by the
-//! current path and by im2col + col2im (`set_legacy_conv_backward`), timed alternately in the
-//! same run, and the filter gradient (twice: its spread is the machine's noise).
+//! gradients: the data gradient as a training step runs it, by the legacy im2col + col2im and
+//! with Winograd allowed, timed alternately in the same run, and the filter gradient.
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, Shape4};
 
@@ -90,16 +89,22 @@ fn median_secs(mut f: impl FnMut()) -> f64 {
 }
 
 /// Data and filter gradients of `layers` at `batch` on `threads` threads, in GFLOP/s (each is as
-/// many multiply-adds as the forward): by the current paths and by the legacy ones
-/// (`set_legacy_conv_backward`, in parentheses), alternately per layer.
+/// many multiply-adds as the forward). The data gradient three ways, alternately per layer: as
+/// a training step runs it (`set_fast_conv(false)`: a forward conv for stride-1 convs), by the
+/// legacy im2col + col2im (`set_legacy_conv_backward`), and with `set_fast_conv(true)` (3x3
+/// stride-1 ones by Winograd: what a training step would gain if it allowed Winograd there).
 fn backward(layers: &[Layer], batch: usize, threads: usize) {
-    let training = |legacy: bool| {
+    let backend = |fast: bool, legacy: bool| {
         let mut be = CpuBackend::new(threads).unwrap();
-        be.set_fast_conv(false);
+        be.set_fast_conv(fast);
         be.set_legacy_conv_backward(legacy);
         be
     };
-    let (be, old) = (training(false), training(true));
+    let bes = [
+        backend(false, false),
+        backend(false, true),
+        backend(true, false),
+    ];
     for &(cin, h, cout, k, s, p, g) in layers {
         let conv = Conv2dShape {
             xs: Shape4::new(batch, cin, h, h),
@@ -116,28 +121,23 @@ fn backward(layers: &[Layer], batch: usize, threads: usize) {
         let dy = vec![0.02; ys.numel()];
         let (mut dx, mut dw) = (vec![0.0; conv.xs.numel()], vec![0.0; conv.w_len()]);
         let gflops = |secs: f64| 2.0 * (ys.numel() * cin / g * k * k) as f64 / secs / 1e9;
-        let mut data = |b: &CpuBackend| {
-            median_secs(|| b.conv2d_backward_data(conv, &w, &dy, ys, &mut dx).unwrap())
-        };
-        let (data_new, data_old) = (data(&be), data(&old));
-        let mut filter = |b: &CpuBackend| {
-            median_secs(|| {
-                b.conv2d_backward_filter(conv, &x, &dy, ys, &mut dw, false)
-                    .unwrap()
-            })
-        };
-        let (filter_new, filter_old) = (filter(&be), filter(&old));
+        let data: Vec<f64> = bes
+            .iter()
+            .map(|b| median_secs(|| b.conv2d_backward_data(conv, &w, &dy, ys, &mut dx).unwrap()))
+            .collect();
+        let filter = median_secs(|| {
+            bes[0]
+                .conv2d_backward_filter(conv, &x, &dy, ys, &mut dw, false)
+                .unwrap()
+        });
+        let figure = |secs: f64| format!("{:>7.2} ms {:>4.0}", secs * 1e3, gflops(secs));
         println!(
-            "grad {cin:>4}x{h:<3} -> {cout:>4} k{k} s{s} g{g:<2}: data {:>7.2} ms {:>4.0} GFLOP/s \
-             ({:>7.2} ms {:>4.0})  filter {:>7.2} ms {:>4.0} GFLOP/s ({:>7.2} ms {:>4.0})",
-            data_new * 1e3,
-            gflops(data_new),
-            data_old * 1e3,
-            gflops(data_old),
-            filter_new * 1e3,
-            gflops(filter_new),
-            filter_old * 1e3,
-            gflops(filter_old)
+            "grad {cin:>4}x{h:<3} -> {cout:>4} k{k} s{s} g{g:<2}: data {} GFLOP/s (legacy {}, \
+             fast_conv {})  filter {} GFLOP/s",
+            figure(data[0]),
+            figure(data[1]),
+            figure(data[2]),
+            figure(filter)
         );
     }
 }
