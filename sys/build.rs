@@ -28,7 +28,7 @@ mod regenerate {
         Library {
             file: "ascendcl.rs",
             struct_name: "AscendCl",
-            functions: "^acl(Init|Finalize|GetRecentErrMsg|rt[A-Z].*)$",
+            functions: "^acl(Init|Finalize|GetRecentErrMsg|rt[A-Z].*|mdlRI[A-Z].*)$",
             blocked: None,
         },
         Library {

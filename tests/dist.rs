@@ -366,6 +366,106 @@ fn rank_table_launch_on_the_emulated_npu_matches_one_process() {
     }
 }
 
+/// The gradient all-reduce overlaps the backward on the emulated NPUs: in each rank's trace of
+/// queued device work (`SENET_EMU_TRACE`) of a 1-step job, the first gradient bucket's
+/// `HcclAllReduce` is queued on a stream other than the backward's, after the backward's
+/// first `aclnnConvolutionBackward` and before its last one (the stem's); a smaller bucket
+/// size (`SENET_BUCKET_CAP_MB`) makes more buckets, all queued before the backward ends but
+/// the last. The emulator refuses any bucket whose all-reduce is not ordered after the
+/// packing by an event (a data race), so the job succeeding shows the events are there.
+#[test]
+fn the_gradient_all_reduce_is_queued_during_the_backward() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = small_job(tmp.path(), ONE_STEP);
+    let mut before_end = Vec::new();
+    for (cap, dir) in [("25", "default"), ("4", "small")] {
+        let two = tmp.path().join(dir);
+        std::fs::create_dir_all(&two).unwrap();
+        let trace = two.join("trace-{pid}.txt");
+        let env = [
+            ("SENET_EMU_TRACE", trace.to_str().unwrap()),
+            ("SENET_BUCKET_CAP_MB", cap),
+        ];
+        let outs = rank_table_job(
+            tmp.path(),
+            &rank_args(&recipe, &two, &["--device", "ascend"]),
+            &env,
+        );
+        for out in &outs {
+            assert!(out.status.success(), "{}", text(out));
+        }
+        let traces: Vec<PathBuf> = std::fs::read_dir(&two)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with("trace-")
+            })
+            .collect();
+        assert_eq!(traces.len(), 2, "one trace per rank: {traces:?}");
+        for t in traces {
+            let text = std::fs::read_to_string(&t).unwrap();
+            let lines: Vec<(&str, &str)> = text
+                .lines()
+                .map(|l| l.split_once('\t').expect("stream<TAB>call"))
+                .collect();
+            let conv_bw: Vec<usize> = (0..lines.len())
+                .filter(|&i| lines[i].1 == "aclnnConvolutionBackward")
+                .collect();
+            // seresnet18 in a 1-step job: 20 filter gradients and 19 data gradients (none for
+            // the image), each one aclnnConvolutionBackward.
+            assert_eq!(conv_bw.len(), 39, "{}", t.display());
+            let (first, last) = (conv_bw[0], conv_bw[38]);
+            let compute = lines[last].0;
+            assert!(conv_bw.iter().all(|&i| lines[i].0 == compute));
+            let reduces: Vec<usize> = (first..lines.len())
+                .filter(|&i| lines[i].1 == "HcclAllReduce")
+                .collect();
+            assert!(
+                !reduces.is_empty(),
+                "no HcclAllReduce after the backward began"
+            );
+            assert!(
+                reduces.iter().all(|&i| lines[i].0 != compute),
+                "an all-reduce on the compute stream {compute}"
+            );
+            assert!(
+                reduces[0] < last,
+                "the first bucket's all-reduce (line {}) comes after the backward's last convolution gradient (line {last})",
+                reduces[0] + 1
+            );
+            let before = reduces.iter().filter(|&&i| i < last).count();
+            // Only the last bucket (it holds the stem's gradients) follows the backward.
+            assert_eq!(reduces.len(), before + 1, "{}", t.display());
+            before_end.push(before);
+        }
+    }
+    // Buckets close once they hold the cap (DDP's rule), in the backward's order. 25 MiB
+    // (6,553,600 values): seresnet18's 11.7 M gradients make 2 buckets, the first closed inside
+    // layer4. 4 MiB (1,048,576 values): layer4.1.conv2, layer4.1.conv1, layer4.0.conv2 (2.36 M
+    // each) close one each; layer4.0.conv1 (1.18 M) one; layer3.1's two convs (0.59 M each)
+    // one; layer3.0 (0.59 M + 0.29 M + 0.03 M) with layer2.1.conv2 (0.15 M) one; the rest
+    // (0.6 M) is the last bucket.
+    assert_eq!(before_end, [1, 1, 6, 6]);
+    // The buckets (25 MiB, or 4 MiB with gradients as large as a bucket reduced in place) change
+    // where each value travels, not its arithmetic (a sum over the ranks, then times 1/2): the
+    // two runs end bit for bit alike.
+    let ckpt = format!("seresnet18-1_{}.ckpt", ONE_STEP.steps);
+    let a = read_checkpoint(&tmp.path().join("default").join(&ckpt)).unwrap();
+    let b = read_checkpoint(&tmp.path().join("small").join(&ckpt)).unwrap();
+    let names: Vec<&str> = a.names().collect();
+    assert_eq!(names, b.names().collect::<Vec<_>>());
+    for name in names {
+        assert!(
+            a.get(name).unwrap().bytes == b.get(name).unwrap().bytes,
+            "{name} differs between bucket sizes"
+        );
+    }
+}
+
 /// A rank that dies in a rank-table job (no mpirun to end the job): the other rank's next
 /// HCCL collective fails, and it exits non-zero naming the call, within a bounded time.
 #[test]

@@ -9,9 +9,8 @@
 //! - **root info** under `mpirun`: rank 0 makes one with `HcclGetRootInfo`, MPI broadcasts its
 //!   4108 bytes, every rank calls `HcclCommInitRootInfo`; MPI keeps the host collectives and
 //!   HCCL carries the gradients.
-use super::reducer::plan_buckets;
 use super::{Communicator, GradBuffer, GradientReducer};
-use crate::backend::ascend::{AscendBackend, AscendBuffer, HcclComm, Precision};
+use crate::backend::ascend::{AscendBackend, AscendBuffer, CommStream, HcclComm, Precision};
 use crate::backend::Backend;
 use crate::{Error, Result};
 use std::path::Path;
@@ -130,20 +129,49 @@ impl Communicator for HcclCommunicator {
     }
 }
 
-/// The gradient all-reduce of the Ascend backend: gradients packed into fused device buckets
-/// (the [`super::DEFAULT_BUCKET_BYTES`] plan of the host-staged reducer, last layer first),
-/// `HcclAllReduce` (sum) on the training backend's stream, times `1/ranks`
-/// (`aclnnInplaceMuls`), unpacked; a gradient as large as a bucket is reduced in place.
+/// The gradient all-reduce of the Ascend backend, overlapped with the backward as PyTorch DDP
+/// does it: the gradients are fused into buckets in the order the backward finishes them
+/// ([`GradientReducer::gradients_ready`]); a bucket is closed as soon as it holds at least
+/// `bucket_bytes` of f32 (DDP's rule, so a bucket may pass the size by its last gradient) and
+/// its gradients are packed into the bucket's device buffer on the backend's stream, then
+/// `HcclAllReduce` (sum) runs on a second stream of the backend ([`CommStream`]) after an
+/// event recorded behind the packing, while the backend's stream goes on with the backward. A
+/// gradient that fills a bucket alone is reduced in place. [`GradientReducer::all_reduce_mean`]
+/// closes the last bucket, makes the backend's stream wait for the comm stream's last event,
+/// then multiplies each bucket by `1/ranks` (`aclnnInplaceMuls`) and unpacks it, so the
+/// optimizer's kernels queued after it see the averaged gradients. The bucket buffers are
+/// allocated on the first step and reused (every rank's backward is the same, so are its
+/// buckets). The per-element arithmetic is the sequential reducer's: a sum over the ranks,
+/// then times `1/ranks`.
 pub struct HcclReducer {
+    // Field order is drop order: the comm stream (synchronised on drop) before the buffers its
+    // work used.
+    stream: Option<CommStream>,
     comm: Arc<dyn Communicator>,
     bucket_elems: usize,
-    /// The packing buffer, grown to the largest bucket on first use.
-    flat: Option<AscendBuffer>,
+    /// Packing buffers by bucket number.
+    flats: Vec<AscendBuffer>,
+    /// This step's closed buckets, in launch order.
+    launched: Vec<Bucket>,
+    /// Gradients finished but not yet in a closed bucket, in order, and their total length.
+    open: Vec<usize>,
+    open_len: usize,
+    /// Which gradients were reported this step.
+    seen: Vec<bool>,
+}
+
+/// A closed bucket: its gradients with their offsets in the packing buffer (none for a
+/// gradient reduced in place).
+struct Bucket {
+    members: Vec<(usize, usize)>,
+    len: usize,
+    packed: bool,
 }
 
 impl HcclReducer {
-    /// A reducer over `comm`, which must be an [`HcclCommunicator`]. Errors: another kind of
-    /// communicator; a bucket smaller than one value.
+    /// A reducer over `comm`, which must be an [`HcclCommunicator`], closing buckets at
+    /// `bucket_bytes` of f32 ([`super::DEFAULT_BUCKET_BYTES`] as DDP's). Errors: another kind
+    /// of communicator; a bucket smaller than one value.
     pub fn new(comm: Arc<dyn Communicator>, bucket_bytes: usize) -> Result<HcclReducer> {
         if hccl_of(&*comm).is_none() {
             return Err(Error::Invalid(format!(
@@ -158,21 +186,111 @@ impl HcclReducer {
             )));
         }
         Ok(HcclReducer {
+            stream: None,
             comm,
             bucket_elems,
-            flat: None,
+            flats: Vec::new(),
+            launched: Vec::new(),
+            open: Vec::new(),
+            open_len: 0,
+            seen: Vec::new(),
         })
     }
-}
 
-/// The HCCL communicator behind `comm`, if it is one.
-pub fn hccl_of(comm: &dyn Communicator) -> Option<&HcclCommunicator> {
-    comm.as_any()?.downcast_ref::<HcclCommunicator>()
+    /// Closes the open bucket: packs it (unless it is one gradient) and queues its all-reduce
+    /// on the comm stream.
+    fn launch(
+        &mut self,
+        backend: &AscendBackend,
+        grads: &mut [GradBuffer<'_, AscendBackend>],
+    ) -> Result<()> {
+        let members = std::mem::take(&mut self.open);
+        let len = std::mem::replace(&mut self.open_len, 0);
+        let slot = self.launched.len();
+        let hccl = hccl_of(&*self.comm).expect("checked in new").comm();
+        let cs = match &mut self.stream {
+            Some(cs) => cs,
+            empty => empty.insert(backend.comm_stream()?),
+        };
+        if let [i] = members[..] {
+            let g = &mut grads[i];
+            backend.hccl_all_reduce_sum_overlapped(cs, slot, hccl, g.grad, g.len)?;
+            self.launched.push(Bucket {
+                members: vec![(i, 0)],
+                len,
+                packed: false,
+            });
+            return Ok(());
+        }
+        if self.flats.get(slot).is_none_or(|f| f.len() < len) {
+            let buf = backend.alloc(len)?;
+            match self.flats.get_mut(slot) {
+                Some(f) => *f = buf,
+                None => self.flats.push(buf),
+            }
+        }
+        let flat = &mut self.flats[slot];
+        let mut placed = Vec::with_capacity(members.len());
+        let mut off = 0;
+        for i in members {
+            backend.copy_range(grads[i].grad, 0, flat, off, grads[i].len)?;
+            placed.push((i, off));
+            off += grads[i].len;
+        }
+        backend.hccl_all_reduce_sum_overlapped(cs, slot, hccl, flat, len)?;
+        self.launched.push(Bucket {
+            members: placed,
+            len,
+            packed: true,
+        });
+        Ok(())
+    }
 }
 
 impl GradientReducer<AscendBackend> for HcclReducer {
     fn size(&self) -> usize {
         self.comm.size()
+    }
+
+    fn gradients_ready(
+        &mut self,
+        backend: &AscendBackend,
+        grads: &mut [GradBuffer<'_, AscendBackend>],
+        ready: &[usize],
+    ) -> Result<()> {
+        if self.comm.size() == 1 {
+            return Ok(());
+        }
+        if self.seen.len() != grads.len() {
+            if !self.launched.is_empty() || !self.open.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "gradient list changed from {} to {} entries within a step",
+                    self.seen.len(),
+                    grads.len()
+                )));
+            }
+            self.seen = vec![false; grads.len()];
+        }
+        for &i in ready {
+            let Some(g) = grads.get(i) else {
+                return Err(Error::Invalid(format!(
+                    "gradient {i} reported ready, but there are {}",
+                    grads.len()
+                )));
+            };
+            if std::mem::replace(&mut self.seen[i], true) {
+                return Err(Error::Invalid(format!(
+                    "gradient '{}' reported ready twice in one step",
+                    g.name
+                )));
+            }
+            self.open.push(i);
+            self.open_len += g.len;
+            if self.open_len >= self.bucket_elems {
+                self.launch(backend, grads)?;
+            }
+        }
+        Ok(())
     }
 
     fn all_reduce_mean(
@@ -184,30 +302,39 @@ impl GradientReducer<AscendBackend> for HcclReducer {
         if n == 1 {
             return Ok(());
         }
-        let hccl = hccl_of(&*self.comm).expect("checked in new").comm();
+        // Gradients the backward did not report: last first, as the backward would.
+        let unseen: Vec<usize> = (0..grads.len())
+            .rev()
+            .filter(|&i| !self.seen.get(i).copied().unwrap_or(false))
+            .collect();
+        self.gradients_ready(backend, grads, &unseen)?;
+        if !self.open.is_empty() {
+            self.launch(backend, grads)?;
+        }
+        if let Some(cs) = &self.stream {
+            backend.wait_comm_stream(cs)?;
+        }
         let inv = 1.0 / n as f32;
-        let lens: Vec<usize> = grads.iter().map(|g| g.len).collect();
-        for bucket in plan_buckets(&lens, self.bucket_elems) {
-            if let [(i, _)] = bucket.members[..] {
-                let g = &mut grads[i];
-                backend.hccl_all_reduce_sum(hccl, g.grad, g.len)?;
+        let launched = std::mem::take(&mut self.launched);
+        self.seen.iter_mut().for_each(|s| *s = false);
+        for (slot, b) in launched.iter().enumerate() {
+            if !b.packed {
+                let g = &mut grads[b.members[0].0];
                 backend.scale(g.grad, g.len, inv)?;
                 continue;
             }
-            let flat = match &mut self.flat {
-                Some(f) if f.len() >= bucket.len => f,
-                slot => slot.insert(backend.alloc(self.bucket_elems.max(bucket.len))?),
-            };
-            for &(i, off) in &bucket.members {
-                backend.copy_range(grads[i].grad, 0, flat, off, grads[i].len)?;
-            }
-            backend.hccl_all_reduce_sum(hccl, flat, bucket.len)?;
-            backend.scale(flat, bucket.len, inv)?;
-            for &(i, off) in &bucket.members {
+            let flat = &mut self.flats[slot];
+            backend.scale(flat, b.len, inv)?;
+            for &(i, off) in &b.members {
                 let len = grads[i].len;
                 backend.copy_range(flat, off, grads[i].grad, 0, len)?;
             }
         }
         Ok(())
     }
+}
+
+/// The HCCL communicator behind `comm`, if it is one.
+pub fn hccl_of(comm: &dyn Communicator) -> Option<&HcclCommunicator> {
+    comm.as_any()?.downcast_ref::<HcclCommunicator>()
 }

@@ -31,7 +31,10 @@ mod reducer;
 #[cfg(feature = "mpi")]
 pub use self::mpi::{MpiCommunicator, EXIT_COLLECTIVE_TIMEOUT};
 pub use hccl::{HcclCommunicator, HcclReducer};
-pub use reducer::{GradBuffer, GradientReducer, HostStagedReducer, DEFAULT_BUCKET_BYTES};
+pub use reducer::{
+    bucket_bytes, GradBuffer, GradientReducer, HostStagedReducer, DEFAULT_BUCKET_BYTES,
+    ENV_BUCKET_CAP_MB,
+};
 
 use crate::{Error, Result};
 use half::f16;

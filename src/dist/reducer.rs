@@ -9,6 +9,35 @@ use std::sync::Arc;
 /// default; seresnet18's 11.7 M gradients make two buckets, seresnet50's 28 M five).
 pub const DEFAULT_BUCKET_BYTES: usize = 25 << 20;
 
+/// Environment variable: the gradient bucket size in MiB (PyTorch DDP's `bucket_cap_mb`; a
+/// positive number, fractions allowed; default 25).
+pub const ENV_BUCKET_CAP_MB: &str = "SENET_BUCKET_CAP_MB";
+
+/// The gradient bucket size in bytes: `SENET_BUCKET_CAP_MB` MiB, else
+/// [`DEFAULT_BUCKET_BYTES`]. Errors: [`Error::Invalid`] naming the variable when it is not a
+/// positive number of MiB holding at least one f32.
+pub fn bucket_bytes() -> Result<usize> {
+    match std::env::var(ENV_BUCKET_CAP_MB) {
+        Ok(v) => parse_bucket_cap_mb(&v),
+        Err(_) => Ok(DEFAULT_BUCKET_BYTES),
+    }
+}
+
+/// Bytes of a bucket of `v` MiB (see [`bucket_bytes`]).
+fn parse_bucket_cap_mb(v: &str) -> Result<usize> {
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|mb| mb.is_finite() && *mb > 0.0 && *mb <= 1e6)
+        .map(|mb| (mb * (1u64 << 20) as f64) as usize)
+        .filter(|&b| b >= 4)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{ENV_BUCKET_CAP_MB}={v:?}: the gradient bucket size must be a number of MiB in (0, 1e6] holding at least one f32 (4 bytes)"
+            ))
+        })
+}
+
 /// One trainable parameter's gradient on the device, as a [`GradientReducer`] sees it.
 pub struct GradBuffer<'a, B: Backend> {
     /// The parameter's name (MindCV's, e.g. `layer1.0.conv1.weight`).
@@ -31,8 +60,28 @@ pub trait GradientReducer<B: Backend>: Send {
     /// Ranks the gradients are averaged over.
     fn size(&self) -> usize;
 
-    /// Averages `grads` over the ranks in place: afterwards every rank holds, for each
-    /// gradient, `(Σ_ranks grad) / size`. `grads` lists every trainable parameter in model
+    /// The backward has finished the gradients `ready` (positions in `grads`, the list
+    /// [`GradientReducer::all_reduce_mean`] takes) for this step. Called during the backward
+    /// ([`crate::optim::TrainNet::forward_backward_reduced`]) in the order it produces them,
+    /// each gradient at most once per step, before that step's `all_reduce_mean`; every rank
+    /// makes the same calls. A reducer that overlaps its communication with the rest of the
+    /// backward starts it here (the gradients `ready` are not written again this step); the
+    /// default does nothing and leaves all the work to `all_reduce_mean`.
+    /// Errors: the backend's, the communicator's.
+    fn gradients_ready(
+        &mut self,
+        backend: &B,
+        grads: &mut [GradBuffer<'_, B>],
+        ready: &[usize],
+    ) -> Result<()> {
+        let _ = (backend, grads, ready);
+        Ok(())
+    }
+
+    /// Averages `grads` over the ranks in place, completing what
+    /// [`GradientReducer::gradients_ready`] started this step (gradients never reported are
+    /// reduced here): afterwards every rank holds, for each gradient, `(Σ_ranks grad) / size`,
+    /// and the backend's later work sees it. `grads` lists every trainable parameter in model
     /// order; every rank passes the same list. Errors: the backend's transfer errors, the
     /// communicator's.
     fn all_reduce_mean(&mut self, backend: &B, grads: &mut [GradBuffer<'_, B>]) -> Result<()>;
@@ -166,6 +215,16 @@ mod tests {
         assert_eq!(b.iter().map(|b| b.len).sum::<usize>(), 20);
         assert!(plan_buckets(&[], 6).is_empty());
         assert_eq!(plan_buckets(&[1, 1, 1], 100).len(), 1);
+    }
+
+    #[test]
+    fn bucket_caps_are_mib_as_ddp_bucket_cap_mb() {
+        assert_eq!(parse_bucket_cap_mb("25").unwrap(), DEFAULT_BUCKET_BYTES);
+        assert_eq!(parse_bucket_cap_mb(" 0.5 ").unwrap(), 1 << 19);
+        for bad in ["0", "-1", "NaN", "inf", "x", "", "1e-7", "2e6"] {
+            let e = parse_bucket_cap_mb(bad).unwrap_err().to_string();
+            assert!(e.contains(ENV_BUCKET_CAP_MB), "{bad}: {e}");
+        }
     }
 
     #[test]

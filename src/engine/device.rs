@@ -243,7 +243,8 @@ pub trait BackendFactory {
 
     /// The gradient all-reduce of a data-parallel job over `comm` on this device. The default
     /// stages the gradients through the host in fused buckets of
-    /// [`crate::dist::DEFAULT_BUCKET_BYTES`] and all-reduces them with `comm`
+    /// [`crate::dist::bucket_bytes`] (25 MiB unless `SENET_BUCKET_CAP_MB` says otherwise) and
+    /// all-reduces them with `comm`
     /// ([`HostStagedReducer`]); a device with its own collective library (Ascend: HCCL on the
     /// backend's stream) returns a reducer working on its buffers in place.
     /// Errors: the reducer cannot be set up.
@@ -253,7 +254,7 @@ pub trait BackendFactory {
     ) -> Result<Box<dyn GradientReducer<Self::Backend>>> {
         Ok(Box::new(HostStagedReducer::new(
             comm,
-            crate::dist::DEFAULT_BUCKET_BYTES,
+            crate::dist::bucket_bytes()?,
         )?))
     }
 }
@@ -290,7 +291,8 @@ impl BackendFactory for AscendFactory {
         AscendBackend::with_cube_math(self.id, self.precision, self.cube_math)
     }
 
-    /// HCCL on the device buffers ([`HcclReducer`]): over `comm` itself when it is an HCCL
+    /// HCCL on the device buffers, overlapped with the backward ([`HcclReducer`], buckets of
+    /// [`crate::dist::bucket_bytes`]): over `comm` itself when it is an HCCL
     /// communicator (a rank-table launch), else over a new one whose root info `comm` (MPI)
     /// carries from rank 0.
     fn gradient_reducer(
@@ -300,7 +302,7 @@ impl BackendFactory for AscendFactory {
         if comm.size() == 1 {
             return Ok(Box::new(HostStagedReducer::new(
                 comm,
-                crate::dist::DEFAULT_BUCKET_BYTES,
+                crate::dist::bucket_bytes()?,
             )?));
         }
         let hccl: Arc<dyn Communicator> = if hccl_of(&*comm).is_some() {
@@ -310,7 +312,7 @@ impl BackendFactory for AscendFactory {
         };
         Ok(Box::new(HcclReducer::new(
             hccl,
-            crate::dist::DEFAULT_BUCKET_BYTES,
+            crate::dist::bucket_bytes()?,
         )?))
     }
 }

@@ -51,6 +51,13 @@ static const aclError ACL_ERROR_RT_CONTEXT_NULL = 107002;
 static const aclError ACL_ERROR_RT_STREAM_CONTEXT = 107003;
 static const aclError ACL_ERROR_RT_MEMORY_ALLOCATION = 207001;
 static const aclError ACL_ERROR_RT_INTERNAL_ERROR = 507000;
+/* Stream capture (rt_error_codes.h; CANN 8.1.RC1 on). */
+static const aclError ACL_ERROR_RT_STREAM_CAPTURED = 107027;
+static const aclError ACL_ERROR_RT_STREAM_NOT_CAPTURED = 107029;
+static const aclError ACL_ERROR_RT_CAPTURE_MODE_NOT_SUPPORT = 107030;
+static const aclError ACL_ERROR_RT_STREAM_CAPTURE_WRONG_THREAD = 107038;
+static const aclError ACL_ERROR_RT_FEATURE_NOT_SUPPORT = 207000;
+static const aclError ACL_ERROR_RT_STREAM_CAPTURE_INVALIDATED = 507903;
 
 typedef enum aclrtMemMallocPolicy {
     ACL_MEM_MALLOC_HUGE_FIRST = 0,
@@ -154,6 +161,31 @@ aclError aclrtMemcpyAsync(void *dst, size_t destMax, const void *src, size_t cou
 aclError aclrtMemset(void *devPtr, size_t maxCount, int32_t value, size_t count);
 aclError aclrtMemsetAsync(void *devPtr, size_t maxCount, int32_t value, size_t count,
                           aclrtStream stream);
+
+/* Stream capture into a model run instance (runtime API "模型运行实例管理", CANN 8.1.RC1 on;
+ * Atlas A2/A3 training products, not the first-generation 910; experimental up to 9.0.0:
+ * docs/npu-performance.md section 6). */
+typedef void *aclmdlRI;
+
+typedef enum aclmdlRICaptureMode {
+    ACL_MODEL_RI_CAPTURE_MODE_GLOBAL = 0,
+    ACL_MODEL_RI_CAPTURE_MODE_THREAD_LOCAL = 1,
+    ACL_MODEL_RI_CAPTURE_MODE_RELAXED = 2
+} aclmdlRICaptureMode;
+
+typedef enum aclmdlRICaptureStatus {
+    ACL_MODEL_RI_CAPTURE_STATUS_NONE = 0,
+    ACL_MODEL_RI_CAPTURE_STATUS_ACTIVE = 1,
+    ACL_MODEL_RI_CAPTURE_STATUS_INVALIDATED = 2
+} aclmdlRICaptureStatus;
+
+aclError aclmdlRICaptureBegin(aclrtStream stream, aclmdlRICaptureMode mode);
+aclError aclmdlRICaptureGetInfo(aclrtStream stream, aclmdlRICaptureStatus *status,
+                                aclmdlRI *modelRI);
+aclError aclmdlRICaptureEnd(aclrtStream stream, aclmdlRI *modelRI);
+aclError aclmdlRICaptureThreadExchangeMode(aclmdlRICaptureMode *mode);
+aclError aclmdlRIExecuteAsync(aclmdlRI modelRI, aclrtStream stream);
+aclError aclmdlRIDestroy(aclmdlRI modelRI);
 
 /* ------------------------------------------------------------------------------------------ */
 /* aclnn objects (libnnopbase.so)                                                             */

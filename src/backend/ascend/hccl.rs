@@ -2,17 +2,24 @@
 //! communicator ([`HcclComm`], destroyed on drop) made from a root info (`HcclGetRootInfo` on
 //! rank 0, shipped to the others out of band, then `HcclCommInitRootInfo`) or from a rank table
 //! (`HcclCommInitClusterInfo`), and in-place all-reduce, broadcast and barrier on device
-//! buffers. Collectives are stream-ordered; every method here synchronises the backend's stream
-//! before returning, so results are ready (and a dead peer is reported) when it returns.
+//! buffers. Collectives are stream-ordered. The blocking methods synchronise the backend's
+//! stream before returning, so results are ready (and a dead peer is reported) when they return;
+//! [`AscendBackend::hccl_all_reduce_sum_overlapped`] instead queues the all-reduce on a second
+//! stream ([`CommStream`]) behind an event of the backend's stream, and
+//! [`AscendBackend::wait_comm_stream`] makes the backend's stream wait for it (a failure then
+//! surfaces at the backend's next synchronise).
 use std::ffi::CString;
 use std::path::Path;
 
 use senet_cann_sys::{HcclComm as RawComm, HcclDataType, HcclReduceOp, HcclResult, HcclRootInfo};
 
+use super::device::DeviceShared;
+use super::runtime::{Event, Stream};
 use super::tensor::DType;
 use super::{AscendBackend, AscendBuffer};
 use crate::backend::check_len;
 use crate::{Error, Result};
+use std::sync::Arc;
 
 /// Size of HCCL's root info blob (`HCCL_ROOT_INFO_BYTES`, the same in every CANN seen).
 pub const ROOT_INFO_BYTES: usize = senet_cann_sys::SENET_HCCL_ROOT_INFO_BYTES as usize;
@@ -115,6 +122,73 @@ fn result_name(r: HcclResult) -> &'static str {
         .ok()
         .and_then(|i| NAMES.get(i).copied())
         .unwrap_or("unknown HcclResult")
+}
+
+/// Queues `HcclAllReduce` (sum, in place) of the first `len` values of `buf` on `stream` (of the
+/// current context). Errors: `buf` shorter than `len`, HCCL missing, the call failing.
+fn all_reduce_on(
+    comm: &HcclComm,
+    buf: &mut AscendBuffer,
+    len: usize,
+    stream: senet_cann_sys::aclrtStream,
+) -> Result<()> {
+    check_room("hccl_all_reduce_sum", buf, len)?;
+    let api = hccl()?;
+    let f = sym!(api, HcclAllReduce);
+    let p = buf.device_ptr();
+    // SAFETY: in-place all-reduce of `len` values of a live device buffer on a stream of the
+    // current context.
+    let r = unsafe {
+        f(
+            p,
+            p,
+            len as u64,
+            hccl_dtype(buf.dtype())?,
+            HcclReduceOp::HCCL_REDUCE_SUM,
+            comm.raw,
+            stream,
+        )
+    };
+    check(api, "HcclAllReduce", r)
+}
+
+/// A second stream of an [`AscendBackend`] for collectives, with the events that order it
+/// against the backend's own stream (made by [`AscendBackend::comm_stream`]). Dropping it
+/// synchronises the stream first (`aclrtDestroyStream` wants no queued work, contract Part D).
+pub struct CommStream {
+    // Field order is drop order: the events and the stream before the device they live on.
+    ready: Vec<Event>,
+    done: Event,
+    stream: Stream,
+    dev: Arc<DeviceShared>,
+}
+
+impl CommStream {
+    fn check(&self, be: &AscendBackend) -> Result<()> {
+        if Arc::ptr_eq(&self.dev, &be.dev) {
+            Ok(())
+        } else {
+            Err(Error::Invalid(
+                "a comm stream was used with another backend than the one that made it".into(),
+            ))
+        }
+    }
+}
+
+impl Drop for CommStream {
+    fn drop(&mut self) {
+        if self.dev.context().make_current().is_ok() {
+            // Errors of the queued collectives were reported at the compute stream's
+            // synchronise after its wait; nothing to report from a drop.
+            let _ = self.stream.synchronize();
+        }
+    }
+}
+
+impl std::fmt::Debug for CommStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CommStream({} ready events)", self.ready.len())
+    }
 }
 
 /// An HCCL communicator of `size` ranks, this process being `rank`; bound to the device of the
@@ -275,28 +349,62 @@ impl AscendBackend {
         buf: &mut AscendBuffer,
         len: usize,
     ) -> Result<()> {
-        check_room("hccl_all_reduce_sum", buf, len)?;
-        let api = hccl()?;
-        let f = sym!(api, HcclAllReduce);
         let mut ctx = self.dev.enter()?;
-        let p = buf.device_ptr();
-        // SAFETY: in-place all-reduce of `len` values of a live device buffer on our stream.
-        let r = unsafe {
-            f(
-                p,
-                p,
-                len as u64,
-                hccl_dtype(buf.dtype())?,
-                HcclReduceOp::HCCL_REDUCE_SUM,
-                comm.raw,
-                ctx.stream(),
-            )
-        };
-        check(api, "HcclAllReduce", r)?;
+        all_reduce_on(comm, buf, len, ctx.stream())?;
         ctx.sync()
             .map_err(|e| Error::Invalid(format!("HcclAllReduce: {e}")))
     }
 
+    /// A second stream of this backend's context for collectives that overlap its compute
+    /// ([`AscendBackend::hccl_all_reduce_sum_overlapped`]). Errors: the stream or an event
+    /// cannot be created.
+    pub fn comm_stream(&self) -> Result<CommStream> {
+        let ctx = self.dev.context();
+        Ok(CommStream {
+            ready: Vec::new(),
+            done: Event::new(ctx)?,
+            stream: Stream::new(ctx)?,
+            dev: Arc::clone(&self.dev),
+        })
+    }
+
+    /// Queues on `cs` an in-place sum over the ranks of the first `len` values of `buf` that
+    /// starts once the work queued so far on this backend's stream has finished: the event
+    /// `cs.ready[slot]` is recorded on the backend's stream (`aclrtRecordEvent`), the comm
+    /// stream waits for it (`aclrtStreamWaitEvent`) and runs `HcclAllReduce`, then records
+    /// `cs.done`. The host does not wait: nothing may touch `buf` until
+    /// [`AscendBackend::wait_comm_stream`] (work queued on this backend's stream before this
+    /// call may: it is ordered before). `slot` picks the ready event (one per bucket of a
+    /// step, so a record never replaces one the comm stream has not waited for yet).
+    /// Errors: `buf` shorter than `len`, `cs` of another backend, a call failing (a failure of
+    /// the all-reduce itself surfaces at the next synchronise after the wait).
+    pub fn hccl_all_reduce_sum_overlapped(
+        &self,
+        cs: &mut CommStream,
+        slot: usize,
+        comm: &HcclComm,
+        buf: &mut AscendBuffer,
+        len: usize,
+    ) -> Result<()> {
+        cs.check(self)?;
+        while cs.ready.len() <= slot {
+            cs.ready.push(Event::new(self.dev.context())?);
+        }
+        let ctx = self.dev.enter()?;
+        cs.ready[slot].record(ctx.stream_ref())?;
+        cs.stream.wait_event(&cs.ready[slot])?;
+        all_reduce_on(comm, buf, len, cs.stream.raw())?;
+        cs.done.record(&cs.stream)
+    }
+
+    /// Makes the work queued on this backend's stream from now on wait for everything queued
+    /// on `cs` so far (its last `cs.done` record). Errors: `cs` of another backend, the call
+    /// failing.
+    pub fn wait_comm_stream(&self, cs: &CommStream) -> Result<()> {
+        cs.check(self)?;
+        let ctx = self.dev.enter()?;
+        ctx.stream_ref().wait_event(&cs.done)
+    }
     /// Copies `root`'s first `len` values of `buf` to every rank (`HcclBroadcast`), then
     /// synchronises. Errors: as [`AscendBackend::hccl_all_reduce_sum`]; `root` out of range.
     pub fn hccl_broadcast(

@@ -36,8 +36,8 @@ mod tensor;
 use std::sync::Arc;
 
 pub use buffer::AscendBuffer;
-pub use hccl::HcclComm;
 pub(crate) use hccl::ROOT_INFO_BYTES;
+pub use hccl::{CommStream, HcclComm};
 pub use runtime::{devices, DevicesReport, Event, Stream};
 pub use tensor::DType;
 

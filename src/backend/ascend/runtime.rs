@@ -242,6 +242,22 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// Makes every task queued on this stream from now on wait for the work before `event`'s
+    /// most recent record (`aclrtStreamWaitEvent`; the host does not wait).
+    pub fn wait_event(&self, event: &Event) -> Result<()> {
+        let f = sym(
+            &self.cann.acl.aclrtStreamWaitEvent,
+            "aclrtStreamWaitEvent",
+            ACL,
+        )?;
+        // SAFETY: live handles of one context.
+        check_acl(self.cann, "aclrtStreamWaitEvent", unsafe {
+            f(self.handle, event.handle)
+        })
+    }
+}
+
 impl Drop for Stream {
     fn drop(&mut self) {
         // SAFETY: live handles; the context is made current for the destroy.

@@ -453,11 +453,13 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
     /// Forward, backward and (data parallel) the gradient all-reduce. Returns this rank's
     /// figures.
     fn forward_backward(&mut self, batch: &Batch) -> Result<StepStats> {
-        let stats = self.tn.forward_backward(&batch.images, &batch.labels)?;
-        if let Some(red) = self.reducer.as_mut() {
-            self.tn.reduce_gradients(red.as_mut())?;
+        match self.reducer.as_mut() {
+            Some(red) => {
+                self.tn
+                    .forward_backward_reduced(&batch.images, &batch.labels, red.as_mut())
+            }
+            None => self.tn.forward_backward(&batch.images, &batch.labels),
         }
-        Ok(stats)
     }
 
     /// The NaN/Inf guard, then the update at `lr` (`at` names the step for messages). Every

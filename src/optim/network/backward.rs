@@ -1,7 +1,7 @@
 //! The backward pass of [`TrainNet`], module by module in reverse, the Momentum step and the
 //! accessors for gradients, parameters and optimizer state.
 use super::layers::{conv_bn_backward, dense_backward};
-use super::{index_of, Acts, StepStats, TrainNet};
+use super::{index_of, Acts, ConvBn, Dense, DeviceParam, StepStats, TrainNet};
 use crate::backend::{Backend, MaxPool2dParams, MomentumParams, SeGrads};
 use crate::dist::{Communicator, GradBuffer, GradientReducer};
 use crate::model::Params;
@@ -9,11 +9,17 @@ use crate::{Error, Result, Tensor};
 
 impl<B: Backend> TrainNet<B> {
     /// Backward from the loss gradient at the logits down to the stem, leaving every trainable
-    /// parameter's gradient on the device.
-    pub(super) fn backward(&mut self) -> Result<()> {
+    /// parameter's gradient on the device; each layer's gradients are handed to `red` as soon
+    /// as they are final ([`GradientReducer::gradients_ready`]), in the order produced.
+    pub(super) fn backward(&mut self, mut red: Option<&mut dyn GradientReducer<B>>) -> Result<()> {
         let be = &self.backend;
         let frozen = self.frozen_bn;
+        let names = &self.names;
         let p = &mut self.params;
+        let mut ready = |p: &mut [DeviceParam<B>], idx: &[usize]| match red.as_deref_mut() {
+            Some(r) => report_ready(r, be, p, names, idx),
+            None => Ok(()),
+        };
         let Acts {
             input,
             stem,
@@ -36,6 +42,7 @@ impl<B: Backend> TrainNet<B> {
             .expect("convs")
             .out_shape;
         dense_backward(be, p, &self.classifier, features, n, gs0, Some(&mut *gs1))?;
+        ready(p, &dense_params(&self.classifier))?;
         be.global_avg_pool_backward(gs1, last_shape, g0)?;
         for (i, (b, ba)) in self.blocks.iter().zip(block_acts.iter()).enumerate().rev() {
             let input_buf = if i == 0 {
@@ -55,8 +62,10 @@ impl<B: Backend> TrainNet<B> {
             be.se_scale_add_relu_backward(&last.bn_out, shape, &ba.gate, &ba.out, g0, grads)?;
             be.sigmoid_backward(&ba.gate, gs0, n * shape.c)?;
             dense_backward(be, p, &b.se_expand, &ba.hidden, n, gs0, Some(&mut *gs1))?;
+            ready(p, &dense_params(&b.se_expand))?;
             be.relu_backward(&ba.hidden, gs1, n * b.se_reduce.out_features)?;
             dense_backward(be, p, &b.se_reduce, &ba.squeeze, n, gs1, Some(&mut *gs2))?;
+            ready(p, &dense_params(&b.se_reduce))?;
             be.global_avg_pool_backward(gs2, shape, g3)?;
             be.add_assign(g1, g3, shape.numel())?;
             // Residual branch, last conv first: g1 = d(bn_out) in, d(conv input) out.
@@ -77,6 +86,7 @@ impl<B: Backend> TrainNet<B> {
                     Some(&mut *g4),
                     frozen,
                 )?;
+                ready(p, &conv_bn_params(&b.convs[j]))?;
                 std::mem::swap(g1, g4);
             }
             // Shortcut.
@@ -84,6 +94,7 @@ impl<B: Backend> TrainNet<B> {
             match (&b.downsample, &ba.downsample) {
                 (Some(d), Some(da)) => {
                     conv_bn_backward(be, p, d, da, input_buf, g2, g3, Some(&mut *g4), frozen)?;
+                    ready(p, &conv_bn_params(d))?;
                     be.add_assign(g1, g4, in_len)?;
                 }
                 _ => be.add_assign(g1, g2, in_len)?,
@@ -93,7 +104,8 @@ impl<B: Backend> TrainNet<B> {
         // Stem: the 'same' max pool, then conv + BN + ReLU (no gradient for the image).
         let stem_pool = MaxPool2dParams::same(3, 2);
         be.max_pool2d_backward(stem_pool, &stem.bn_out, stem.out_shape, g0, g1)?;
-        conv_bn_backward(be, p, &self.stem, stem, input, g1, g3, None, frozen)
+        conv_bn_backward(be, p, &self.stem, stem, input, g1, g3, None, frozen)?;
+        ready(p, &conv_bn_params(&self.stem))
     }
 
     /// The update after a backward pass, as MindCV runs it: MindSpore's Momentum on every
@@ -299,8 +311,7 @@ impl<B: Backend> TrainNet<B> {
         lr: f32,
         reducer: &mut dyn GradientReducer<B>,
     ) -> Result<StepStats> {
-        let mut stats = self.forward_backward(x, labels)?;
-        self.reduce_gradients(reducer)?;
+        let mut stats = self.forward_backward_reduced(x, labels, reducer)?;
         stats.overflow = !self.apply_update(lr)?;
         Ok(stats)
     }
@@ -311,20 +322,7 @@ impl<B: Backend> TrainNet<B> {
     /// are those of the last backward: of the mean loss over the local batch, times the loss
     /// scale.
     pub fn gradients_mut(&mut self) -> (&B, Vec<GradBuffer<'_, B>>) {
-        let grads = self
-            .params
-            .iter_mut()
-            .zip(&self.names)
-            .filter_map(|(dp, name)| {
-                let len = dp.len;
-                dp.train.as_mut().map(|(g, _)| GradBuffer {
-                    name: name.as_str(),
-                    grad: g,
-                    len,
-                })
-            })
-            .collect();
-        (&self.backend, grads)
+        (&self.backend, grad_buffers(&mut self.params, &self.names))
     }
 
     /// Averages the gradients of the last backward over the ranks with `reducer`
@@ -431,4 +429,51 @@ impl<B: Backend> TrainNet<B> {
             None => Err(Error::Invalid(format!("'{name}' is not trainable"))),
         }
     }
+}
+
+/// Every trainable parameter's gradient of `p` (model order, named from `names`), as a
+/// [`GradientReducer`] takes them.
+fn grad_buffers<'a, B: Backend>(
+    p: &'a mut [DeviceParam<B>],
+    names: &'a [String],
+) -> Vec<GradBuffer<'a, B>> {
+    p.iter_mut()
+        .zip(names)
+        .filter_map(|(dp, name)| {
+            let len = dp.len;
+            dp.train.as_mut().map(|(g, _)| GradBuffer {
+                name: name.as_str(),
+                grad: g,
+                len,
+            })
+        })
+        .collect()
+}
+
+/// Tells `red` that the gradients of the parameters `idx` (indices into `p`) are final: their
+/// positions in [`grad_buffers`]'s list, in the order given.
+fn report_ready<B: Backend>(
+    red: &mut dyn GradientReducer<B>,
+    be: &B,
+    p: &mut [DeviceParam<B>],
+    names: &[String],
+    idx: &[usize],
+) -> Result<()> {
+    let ready: Vec<usize> = idx
+        .iter()
+        .filter(|&&i| p[i].train.is_some())
+        .map(|&i| p[..i].iter().filter(|d| d.train.is_some()).count())
+        .collect();
+    let mut grads = grad_buffers(p, names);
+    red.gradients_ready(be, &mut grads, &ready)
+}
+
+/// The trainable parameters of a conv + BN in the order its backward finishes them.
+fn conv_bn_params(c: &ConvBn) -> [usize; 3] {
+    [c.gamma, c.beta, c.weight]
+}
+
+/// The parameters of a Dense layer.
+fn dense_params(d: &Dense) -> [usize; 2] {
+    [d.weight, d.bias]
 }

@@ -8,6 +8,7 @@
 use crate::backend::{
     Activation, Backend, Conv2dParams, CrossEntropyParams, MaxPool2dParams, Shape4,
 };
+use crate::dist::GradientReducer;
 use crate::model::arch::{blocks, BlockKind, BlockSpec};
 use crate::model::{Arch, SeNet};
 use crate::{Error, Result, Tensor};
@@ -406,6 +407,32 @@ impl<B: Backend> TrainNet<B> {
     /// step does before the optimizer. Returns the mean loss and the top-1 hits.
     /// Errors: a shape that is not (N, 3, H >= 32, W >= 32), a label out of range.
     pub fn forward_backward(&mut self, x: &Tensor, labels: &[usize]) -> Result<StepStats> {
+        self.forward_backward_with(x, labels, None)
+    }
+
+    /// [`TrainNet::forward_backward`], then the gradients averaged over the ranks by
+    /// `reducer`: the backward hands it each gradient as soon as it is final
+    /// ([`GradientReducer::gradients_ready`], so a reducer may overlap its communication with
+    /// the rest of the backward) and [`GradientReducer::all_reduce_mean`] completes the
+    /// average (see [`TrainNet::reduce_gradients`] for what the average is).
+    /// Errors: as [`TrainNet::forward_backward`], the reducer's.
+    pub fn forward_backward_reduced(
+        &mut self,
+        x: &Tensor,
+        labels: &[usize],
+        reducer: &mut dyn GradientReducer<B>,
+    ) -> Result<StepStats> {
+        let stats = self.forward_backward_with(x, labels, Some(&mut *reducer))?;
+        self.reduce_gradients(reducer)?;
+        Ok(stats)
+    }
+
+    fn forward_backward_with(
+        &mut self,
+        x: &Tensor,
+        labels: &[usize],
+        reducer: Option<&mut dyn GradientReducer<B>>,
+    ) -> Result<StepStats> {
         let xs = crate::model::input_shape("training input", x)?;
         if labels.len() != x.shape[0] {
             return Err(Error::Shape(format!(
@@ -423,7 +450,7 @@ impl<B: Backend> TrainNet<B> {
         self.ensure_acts(xs)?;
         self.forward(x)?;
         let stats = self.head_loss(labels)?;
-        self.backward()?;
+        self.backward(reducer)?;
         Ok(stats)
     }
 

@@ -483,20 +483,17 @@ fn enqueue(
         }
         uses.sort_unstable();
         uses.dedup();
-        e.memory.add_uses(&uses);
         let (sb, rb) = (send_buf as usize, recv_buf as usize);
         let c2 = c.clone();
-        s.enqueue(
-            name.to_string(),
-            uses,
-            Box::new(move || {
-                let bytes = if h.kind == KIND_BARRIER { 0 } else { bytes };
-                exchange(&c2, h, sb, rb, bytes).map_err(|(code, msg)| {
-                    lock(&c2.async_error).get_or_insert(code);
-                    format!("{msg} ({})", error_text(code))
-                })
-            }),
-        );
+        let run = Arc::new(move || {
+            let bytes = if h.kind == KIND_BARRIER { 0 } else { bytes };
+            exchange(&c2, h, sb, rb, bytes).map_err(|(code, msg)| {
+                lock(&c2.async_error).get_or_insert(code);
+                format!("{msg} ({})", error_text(code))
+            })
+        });
+        e.enqueue(&s, name, uses, run)
+            .map_err(|m| fail(HcclResult::HCCL_E_RUNTIME, m))?;
         Ok(())
     })
 }

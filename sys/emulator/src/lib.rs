@@ -23,6 +23,7 @@
 
 pub mod alias;
 pub mod api;
+pub mod capture;
 pub mod contract;
 pub mod control;
 pub mod hccl_api;
@@ -32,6 +33,7 @@ pub mod memory_api;
 pub mod nnopbase_api;
 pub mod objects;
 pub mod ops;
+pub mod order;
 pub mod reference;
 pub mod runtime_api;
 pub mod state;
@@ -39,6 +41,7 @@ pub mod stats;
 pub mod stream;
 pub mod view;
 
+pub use capture::*;
 pub use control::*;
 pub use hccl_api::*;
 pub use memory_api::*;

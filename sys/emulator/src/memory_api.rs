@@ -90,6 +90,7 @@ fn free_common(p: *mut c_void, host: bool) -> Res<()> {
             )));
         }
         e.memory.release(addr);
+        e.order.forget(addr);
         Ok(())
     })
 }
@@ -228,7 +229,10 @@ pub extern "C" fn aclrtMemcpy(
     kind: aclrtMemcpyKind,
 ) -> aclError {
     acl("aclrtMemcpy", || {
-        with_emu(|e| check_copy(e, dst as usize, destMax, src as usize, count, kind, false))?;
+        with_emu(|e| {
+            check_copy(e, dst as usize, destMax, src as usize, count, kind, false)?;
+            crate::capture::check_unsafe(e, "aclrtMemcpy", &[])
+        })?;
         // SAFETY: both ranges were checked (device side inside a live allocation; the host side
         // is the caller's promise, as with the real runtime).
         unsafe { std::ptr::copy(src as *const u8, dst as *mut u8, count) };
@@ -251,17 +255,35 @@ pub extern "C" fn aclrtMemcpyAsync(
         with_emu(|e| {
             let uses = check_copy(e, d, destMax, s, count, kind, true)?;
             let st = e.stream(stream)?;
-            e.memory.add_uses(&uses);
-            st.enqueue(
-                "aclrtMemcpyAsync".into(),
-                uses,
-                Box::new(move || {
-                    // SAFETY: validated at enqueue; allocations in `uses` cannot be freed
-                    // until this task has run.
-                    unsafe { std::ptr::copy(s as *const u8, d as *mut u8, count) };
-                    Ok(())
-                }),
-            );
+            let pinned =
+                |a: usize| matches!(e.memory.containing(a), Some((_, x)) if x.kind == Kind::Host);
+            let host_sides: &[usize] = match kind {
+                aclrtMemcpyKind::ACL_MEMCPY_HOST_TO_DEVICE => &[s],
+                aclrtMemcpyKind::ACL_MEMCPY_DEVICE_TO_HOST => &[d],
+                aclrtMemcpyKind::ACL_MEMCPY_HOST_TO_HOST => &[s, d],
+                _ => &[],
+            };
+            if host_sides.iter().any(|&a| !pinned(a)) {
+                let synced = [st.id];
+                let synced: &[usize] = if e.captures.capturing(st.id) {
+                    &synced
+                } else {
+                    &[]
+                };
+                crate::capture::check_unsafe(
+                    e,
+                    "aclrtMemcpyAsync with unpinned host memory",
+                    synced,
+                )?;
+            }
+            let run = std::sync::Arc::new(move || {
+                // SAFETY: validated at enqueue; allocations in `uses` cannot be freed until
+                // this task has run.
+                unsafe { std::ptr::copy(s as *const u8, d as *mut u8, count) };
+                Ok(())
+            });
+            e.enqueue(&st, "aclrtMemcpyAsync", uses, run)
+                .map_err(invalid)?;
             Ok(())
         })
     })
@@ -292,7 +314,10 @@ pub extern "C" fn aclrtMemset(
     count: usize,
 ) -> aclError {
     acl("aclrtMemset", || {
-        with_emu(|e| check_memset(e, devPtr as usize, maxCount, count))?;
+        with_emu(|e| {
+            check_memset(e, devPtr as usize, maxCount, count)?;
+            crate::capture::check_unsafe(e, "aclrtMemset", &[])
+        })?;
         // SAFETY: the range lies inside a live device allocation.
         unsafe { std::ptr::write_bytes(devPtr as *mut u8, value as u8, count) };
         Ok(())
@@ -313,16 +338,13 @@ pub extern "C" fn aclrtMemsetAsync(
         with_emu(|e| {
             let start = check_memset(e, d, maxCount, count)?;
             let st = e.stream(stream)?;
-            e.memory.add_uses(&[start]);
-            st.enqueue(
-                "aclrtMemsetAsync".into(),
-                vec![start],
-                Box::new(move || {
-                    // SAFETY: validated at enqueue; the allocation stays live until this runs.
-                    unsafe { std::ptr::write_bytes(d as *mut u8, value as u8, count) };
-                    Ok(())
-                }),
-            );
+            let run = std::sync::Arc::new(move || {
+                // SAFETY: validated at enqueue; the allocation stays live until this runs.
+                unsafe { std::ptr::write_bytes(d as *mut u8, value as u8, count) };
+                Ok(())
+            });
+            e.enqueue(&st, "aclrtMemsetAsync", vec![start], run)
+                .map_err(invalid)?;
             Ok(())
         })
     })

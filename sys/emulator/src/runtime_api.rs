@@ -87,6 +87,8 @@ pub extern "C" fn aclFinalize() -> aclError {
             e.contexts.clear();
             e.device_refs.clear();
             e.memory.release_all();
+            e.order = Default::default();
+            e.captures = Default::default();
             e.phase = Phase::Finalized;
         });
         state::set_current(0);
@@ -177,6 +179,7 @@ fn retire_context(ctx: usize) -> Res<()> {
     let mut errors = Vec::new();
     for s in streams {
         errors.extend(s.run_until(u64::MAX));
+        state::host_waited(&s, u64::MAX, None, "aclrtDestroyContext");
     }
     api::ensure(errors.is_empty(), ACL_ERROR_RT_INTERNAL_ERROR, || {
         errors.join("; ")
@@ -353,7 +356,11 @@ pub extern "C" fn aclrtDestroyStream(stream: aclrtStream) -> aclError {
 #[no_mangle]
 pub extern "C" fn aclrtSynchronizeStream(stream: aclrtStream) -> aclError {
     acl("aclrtSynchronizeStream", || {
-        let s = with_emu(|e| e.stream(stream))?;
+        let s = with_emu(|e| {
+            let s = e.stream(stream)?;
+            crate::capture::check_unsafe(e, "aclrtSynchronizeStream", &[s.id])?;
+            Ok::<_, Fail>(s)
+        })?;
         state::sync_stream(&s, u64::MAX)
     })
 }
@@ -404,58 +411,87 @@ pub extern "C" fn aclrtDestroyEvent(ev: aclrtEvent) -> aclError {
     })
 }
 
-/// Queues a marker on `stream` that timestamps the event when the stream runs it.
+/// Queues a marker on `stream` that timestamps the event when the stream runs it; the event
+/// then stands for the work queued on `stream` before it ([`crate::order`]).
 #[no_mangle]
 pub extern "C" fn aclrtRecordEvent(ev: aclrtEvent, stream: aclrtStream) -> aclError {
     acl("aclrtRecordEvent", || {
-        let (ev, s) = with_emu(|e| Ok::<_, Fail>((event(e, ev)?, e.stream(stream)?)))?;
-        let at = Arc::new(Mutex::new(None));
-        let at2 = at.clone();
-        let seq = s.enqueue(
-            "aclrtRecordEvent".into(),
-            Vec::new(),
-            Box::new(move || {
+        with_emu(|e| {
+            let (ev, s) = (event(e, ev)?, e.stream(stream)?);
+            crate::capture::refuse_event_on_capture(e, "aclrtRecordEvent", s.id)?;
+            let at = Arc::new(Mutex::new(None));
+            let at2 = at.clone();
+            let run = Arc::new(move || {
                 stream::mark(&at2);
                 Ok(())
-            }),
-        );
-        ev.set_record(Record { stream: s, seq, at });
-        Ok(())
+            });
+            let seq = e
+                .enqueue(&s, "aclrtRecordEvent", Vec::new(), run)
+                .map_err(invalid)?;
+            let clock = e.order.snapshot(s.id, seq);
+            ev.set_record(Record {
+                stream: s,
+                seq,
+                at,
+                clock,
+            });
+            Ok(())
+        })
     })
 }
 
 /// Makes later work of `stream` wait for the event's most recent record (captured now): when
-/// the stream reaches the wait, the recording stream runs up to the marker. An event never
-/// recorded is already complete.
+/// the stream reaches the wait, the recording stream runs up to the marker, and every task
+/// queued on `stream` afterwards is ordered after the recorded work. An event never recorded
+/// is already complete.
 #[no_mangle]
 pub extern "C" fn aclrtStreamWaitEvent(stream: aclrtStream, ev: aclrtEvent) -> aclError {
     acl("aclrtStreamWaitEvent", || {
-        let (ev, s) = with_emu(|e| Ok::<_, Fail>((event(e, ev)?, e.stream(stream)?)))?;
-        if let Some(rec) = ev.record() {
-            s.enqueue(
-                "aclrtStreamWaitEvent".into(),
-                Vec::new(),
-                Box::new(move || {
-                    let errors = rec.stream.run_until(rec.seq);
-                    if errors.is_empty() {
-                        Ok(())
-                    } else {
-                        Err(format!("the awaited stream failed: {}", errors.join("; ")))
-                    }
-                }),
-            );
-        }
-        Ok(())
+        with_emu(|e| {
+            let (ev, s) = (event(e, ev)?, e.stream(stream)?);
+            crate::capture::refuse_event_on_capture(e, "aclrtStreamWaitEvent", s.id)?;
+            let Some(rec) = ev.record() else {
+                return Ok(());
+            };
+            let clock = rec.clock.clone();
+            let run = Arc::new(move || {
+                let errors = rec.stream.run_until(rec.seq);
+                if errors.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("the awaited stream failed: {}", errors.join("; ")))
+                }
+            });
+            e.enqueue(&s, "aclrtStreamWaitEvent", Vec::new(), run)
+                .map_err(invalid)?;
+            e.order.wait(s.id, &clock);
+            Ok(())
+        })
     })
 }
 
-/// Runs the recording stream up to the event's marker (no-op for an event never recorded).
+/// Runs the recording stream up to the event's marker (no-op for an event never recorded);
+/// the host then knows the recorded work finished.
 #[no_mangle]
 pub extern "C" fn aclrtSynchronizeEvent(ev: aclrtEvent) -> aclError {
     acl("aclrtSynchronizeEvent", || {
-        let ev = with_emu(|e| event(e, ev))?;
+        let ev = with_emu(|e| {
+            let ev = event(e, ev)?;
+            let synced: Vec<usize> = ev.record().map(|r| r.stream.id).into_iter().collect();
+            crate::capture::check_unsafe(e, "aclrtSynchronizeEvent", &synced)?;
+            Ok::<_, Fail>(ev)
+        })?;
         match ev.record() {
-            Some(rec) => state::sync_stream(&rec.stream, rec.seq),
+            Some(rec) => {
+                let r = state::sync_stream(&rec.stream, rec.seq);
+                state::host_waited(
+                    &rec.stream,
+                    rec.seq,
+                    Some(&rec.clock),
+                    "aclrtSynchronizeEvent",
+                );
+                r
+            }
             None => Ok(()),
         }
     })

@@ -11,7 +11,8 @@ use senet_cann_sys::*;
 use crate::api::{Fail, Res};
 use crate::contract::{CannVersion, Product};
 use crate::memory::Memory;
-use crate::stream::{Event, Stream};
+use crate::order::Order;
+use crate::stream::{Event, Stream, TaskFn};
 
 /// Environment variable: number of emulated devices (default 8).
 pub const ENV_DEVICES: &str = "SENET_EMU_DEVICES";
@@ -126,6 +127,10 @@ pub struct Emu {
     pub events: HashMap<usize, Arc<Event>>,
     /// Device and pinned host memory.
     pub memory: Memory,
+    /// Which queued tasks are ordered after which ([`crate::order`]).
+    pub order: Order,
+    /// Streams being captured and model run instances ([`crate::capture`]).
+    pub captures: crate::capture::Captures,
 }
 
 static EMU: Mutex<Option<Emu>> = Mutex::new(None);
@@ -231,6 +236,32 @@ impl Emu {
         Ok(s.clone())
     }
 
+    /// Queues `run` on `s` as the work of the call `what`, using the allocations `uses` (kept
+    /// busy until it runs), after checking that it is ordered after every other stream's
+    /// queued use of them ([`Order::check`]; `Err` is the race's description). Returns the
+    /// task's sequence number. On a stream being captured the task is recorded instead
+    /// ([`crate::capture`]; sequence number 0).
+    pub fn enqueue(
+        &mut self,
+        s: &Stream,
+        what: &str,
+        uses: Vec<usize>,
+        run: TaskFn,
+    ) -> Result<u64, String> {
+        if let Some(r) = self.captures.record(s.id, what, &uses, &run) {
+            r?;
+            self.memory.add_uses(&uses);
+            crate::stats::trace(|| format!("{:#x}\tcaptured {what}", s.id));
+            return Ok(0);
+        }
+        self.order.check(s.id, what, &uses)?;
+        self.memory.add_uses(&uses);
+        let seq = s.enqueue(what.to_string(), uses.clone(), run);
+        self.order.note(s.id, seq, what, &uses);
+        crate::stats::trace(|| format!("{:#x}\t{what}", s.id));
+        Ok(seq)
+    }
+
     /// Creates a context (and its default stream) on `device`.
     pub fn new_context(&mut self, device: i32) -> usize {
         let id = next_id();
@@ -272,9 +303,30 @@ impl Emu {
     }
 }
 
+/// The host has waited for `stream`'s tasks up to `upto` (all of them for `u64::MAX`), ordered
+/// after them `clock` (the event record's, or the stream's own when `None`); `call` names the
+/// synchronise in the trace.
+pub fn host_waited(stream: &Stream, upto: u64, clock: Option<&crate::order::Clock>, call: &str) {
+    with_emu(|e| match clock {
+        Some(c) => e.order.host_waited(c),
+        None => {
+            let seq = if upto == u64::MAX {
+                stream.last_seq()
+            } else {
+                upto
+            };
+            e.order.host_waited_stream(stream.id, seq)
+        }
+    });
+    crate::stats::trace(|| format!("host\t{call}"));
+}
+
 /// Runs every queued task of `stream`; a task failure becomes `ACL_ERROR_RT_INTERNAL_ERROR`.
 pub fn sync_stream(stream: &Stream, upto: u64) -> Res<()> {
     let errors = stream.run_until(upto);
+    if upto == u64::MAX {
+        host_waited(stream, upto, None, "aclrtSynchronizeStream");
+    }
     if errors.is_empty() {
         Ok(())
     } else {
@@ -284,6 +336,10 @@ pub fn sync_stream(stream: &Stream, upto: u64) -> Res<()> {
 
 /// Runs the queues of every stream of `device` until all are empty.
 pub fn sync_device(device: i32) -> Res<()> {
+    with_emu(|e| {
+        let ids: Vec<usize> = e.device_streams(device).iter().map(|s| s.id).collect();
+        crate::capture::check_unsafe(e, "aclrtSynchronizeDevice", &ids)
+    })?;
     let mut errors = Vec::new();
     loop {
         let streams = with_emu(|e| e.device_streams(device));
@@ -292,6 +348,7 @@ pub fn sync_device(device: i32) -> Res<()> {
         }
         for s in streams {
             errors.extend(s.run_until(u64::MAX));
+            host_waited(&s, u64::MAX, None, "aclrtSynchronizeDevice");
         }
     }
     if errors.is_empty() {

@@ -8,8 +8,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-/// The body of a queued task; `Err` is reported by the next synchronisation.
-pub type TaskFn = Box<dyn FnOnce() -> Result<(), String> + Send>;
+/// The body of a queued task; `Err` is reported by the next synchronisation. Shared, so a
+/// captured task ([`crate::capture`]) can be queued again at each replay.
+pub type TaskFn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// One queued piece of work.
 pub struct Task {
@@ -75,6 +76,11 @@ impl Stream {
         seq
     }
 
+    /// Sequence number of the last task queued (0 before the first).
+    pub fn last_seq(&self) -> u64 {
+        lock(&self.queue).next_seq
+    }
+
     /// Number of queued tasks not yet run.
     pub fn pending(&self) -> usize {
         lock(&self.queue).tasks.len()
@@ -107,7 +113,7 @@ impl Stream {
                 uses,
                 run,
             } = task;
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run()))
                 .unwrap_or_else(|_| Err("the task panicked".to_string()));
             crate::state::with_emu(|e| e.memory.drop_uses(&uses));
             let mut q = lock(&self.queue);
@@ -137,6 +143,8 @@ pub struct Record {
     pub seq: u64,
     /// When the marker ran (None while still queued).
     pub at: Arc<Mutex<Option<Instant>>>,
+    /// The work the marker is ordered after ([`crate::order`]).
+    pub clock: crate::order::Clock,
 }
 
 /// An event.

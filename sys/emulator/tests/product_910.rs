@@ -86,3 +86,19 @@ fn first_generation_910_follows_the_contract() {
         "aclnnFusedSgd is not supported on this product",
     );
 }
+
+/// Stream capture is marked ☓ for the first-generation 910 in every CANN version's product
+/// table (docs/npu-performance.md §6.1): refused with ACL_ERROR_RT_FEATURE_NOT_SUPPORT.
+#[test]
+fn first_generation_910_has_no_stream_capture() {
+    let _serial = init_env(&[("SENET_EMU_SOC", "Ascend910A")]);
+    let mut s = std::ptr::null_mut();
+    assert_eq!(unsafe { aclrtCreateStream(&mut s) }, 0, "{}", err());
+    let mode = aclmdlRICaptureMode::ACL_MODEL_RI_CAPTURE_MODE_GLOBAL;
+    assert_eq!(
+        aclmdlRICaptureBegin(s, mode),
+        ACL_ERROR_RT_FEATURE_NOT_SUPPORT
+    );
+    assert!(err().contains("Ascend910A"), "{}", err());
+    assert_eq!(aclrtDestroyStream(s), 0, "{}", err());
+}

@@ -233,6 +233,58 @@ fn events_order_streams() {
     assert_eq!(aclrtFree(p), 0);
 }
 
+/// Two streams touching one buffer: without an event between them the second call is refused
+/// as a data race (on a device the streams run concurrently), even though the emulator would
+/// have run the writer first; a wait on an event recorded after the writer, or a host
+/// synchronise of the writer's stream, orders them. An event recorded before the writer does
+/// not.
+#[test]
+fn a_missing_stream_wait_is_a_data_race() {
+    let _serial = setup();
+    let (mut a, mut b) = (null_mut(), null_mut());
+    assert_eq!(unsafe { aclrtCreateStream(&mut a) }, 0);
+    assert_eq!(unsafe { aclrtCreateStream(&mut b) }, 0);
+    let (mut early, mut late) = (null_mut(), null_mut());
+    assert_eq!(unsafe { aclrtCreateEvent(&mut early) }, 0);
+    assert_eq!(unsafe { aclrtCreateEvent(&mut late) }, 0);
+    let (p, q) = (upload(&[0.0]), upload(&[0.0]));
+    let src = [3f32];
+    let d2d = |dst, src, s| aclrtMemcpyAsync(dst, 4, src, 4, D2D, s);
+    assert_eq!(aclrtRecordEvent(early, a), 0);
+    assert_eq!(
+        aclrtMemcpyAsync(p, 4, src.as_ptr() as *const c_void, 4, H2D, a),
+        0
+    );
+    assert_eq!(aclrtRecordEvent(late, a), 0);
+    // No wait at all.
+    assert_eq!(d2d(q, p, b), ACL_ERROR_INVALID_PARAM);
+    let msg = err();
+    assert!(
+        msg.contains("data race") && msg.contains("aclrtMemcpyAsync"),
+        "{msg}"
+    );
+    // A wait for a record made before the write does not order it.
+    assert_eq!(aclrtStreamWaitEvent(b, early), 0);
+    assert_eq!(d2d(q, p, b), ACL_ERROR_INVALID_PARAM);
+    // A wait for one made after it does.
+    assert_eq!(aclrtStreamWaitEvent(b, late), 0);
+    assert_eq!(d2d(q, p, b), 0, "{}", err());
+    // Now b last used p: a must wait for b in turn, or the host must synchronise b.
+    assert_eq!(d2d(p, q, a), ACL_ERROR_INVALID_PARAM);
+    assert_eq!(aclrtSynchronizeStream(b), 0, "{}", err());
+    assert_eq!(d2d(p, q, a), 0, "{}", err());
+    assert_eq!(aclrtSynchronizeStream(a), 0, "{}", err());
+    assert_eq!(download(p, 1), vec![3.0]);
+    for e in [early, late] {
+        assert_eq!(aclrtDestroyEvent(e), 0);
+    }
+    for s in [a, b] {
+        assert_eq!(aclrtDestroyStream(s), 0);
+    }
+    assert_eq!(aclrtFree(p), 0);
+    assert_eq!(aclrtFree(q), 0);
+}
+
 #[test]
 fn other_threads_need_a_context() {
     let _serial = setup();

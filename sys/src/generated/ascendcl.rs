@@ -173,6 +173,34 @@ pub struct AscendCl {
         ) -> aclError,
         ::libloading::Error,
     >,
+    pub aclmdlRICaptureBegin: Result<
+        unsafe extern "C" fn(stream: aclrtStream, mode: aclmdlRICaptureMode) -> aclError,
+        ::libloading::Error,
+    >,
+    pub aclmdlRICaptureGetInfo: Result<
+        unsafe extern "C" fn(
+            stream: aclrtStream,
+            status: *mut aclmdlRICaptureStatus,
+            modelRI: *mut aclmdlRI,
+        ) -> aclError,
+        ::libloading::Error,
+    >,
+    pub aclmdlRICaptureEnd: Result<
+        unsafe extern "C" fn(stream: aclrtStream, modelRI: *mut aclmdlRI) -> aclError,
+        ::libloading::Error,
+    >,
+    pub aclmdlRICaptureThreadExchangeMode: Result<
+        unsafe extern "C" fn(mode: *mut aclmdlRICaptureMode) -> aclError,
+        ::libloading::Error,
+    >,
+    pub aclmdlRIExecuteAsync: Result<
+        unsafe extern "C" fn(modelRI: aclmdlRI, stream: aclrtStream) -> aclError,
+        ::libloading::Error,
+    >,
+    pub aclmdlRIDestroy: Result<
+        unsafe extern "C" fn(modelRI: aclmdlRI) -> aclError,
+        ::libloading::Error,
+    >,
 }
 impl AscendCl {
     pub unsafe fn new<P>(path: P) -> Result<Self, ::libloading::Error>
@@ -237,6 +265,20 @@ impl AscendCl {
         let aclrtMemcpyAsync = __library.get(b"aclrtMemcpyAsync\0").map(|sym| *sym);
         let aclrtMemset = __library.get(b"aclrtMemset\0").map(|sym| *sym);
         let aclrtMemsetAsync = __library.get(b"aclrtMemsetAsync\0").map(|sym| *sym);
+        let aclmdlRICaptureBegin = __library
+            .get(b"aclmdlRICaptureBegin\0")
+            .map(|sym| *sym);
+        let aclmdlRICaptureGetInfo = __library
+            .get(b"aclmdlRICaptureGetInfo\0")
+            .map(|sym| *sym);
+        let aclmdlRICaptureEnd = __library.get(b"aclmdlRICaptureEnd\0").map(|sym| *sym);
+        let aclmdlRICaptureThreadExchangeMode = __library
+            .get(b"aclmdlRICaptureThreadExchangeMode\0")
+            .map(|sym| *sym);
+        let aclmdlRIExecuteAsync = __library
+            .get(b"aclmdlRIExecuteAsync\0")
+            .map(|sym| *sym);
+        let aclmdlRIDestroy = __library.get(b"aclmdlRIDestroy\0").map(|sym| *sym);
         Ok(AscendCl {
             __library,
             aclInit,
@@ -271,6 +313,12 @@ impl AscendCl {
             aclrtMemcpyAsync,
             aclrtMemset,
             aclrtMemsetAsync,
+            aclmdlRICaptureBegin,
+            aclmdlRICaptureGetInfo,
+            aclmdlRICaptureEnd,
+            aclmdlRICaptureThreadExchangeMode,
+            aclmdlRIExecuteAsync,
+            aclmdlRIDestroy,
         })
     }
     pub unsafe fn aclInit(&self, configPath: *const ::std::os::raw::c_char) -> aclError {
@@ -501,5 +549,58 @@ impl AscendCl {
             .expect(
                 "Expected function, got error.",
             ))(devPtr, maxCount, value, count, stream)
+    }
+    pub unsafe fn aclmdlRICaptureBegin(
+        &self,
+        stream: aclrtStream,
+        mode: aclmdlRICaptureMode,
+    ) -> aclError {
+        (self
+            .aclmdlRICaptureBegin
+            .as_ref()
+            .expect("Expected function, got error."))(stream, mode)
+    }
+    pub unsafe fn aclmdlRICaptureGetInfo(
+        &self,
+        stream: aclrtStream,
+        status: *mut aclmdlRICaptureStatus,
+        modelRI: *mut aclmdlRI,
+    ) -> aclError {
+        (self
+            .aclmdlRICaptureGetInfo
+            .as_ref()
+            .expect("Expected function, got error."))(stream, status, modelRI)
+    }
+    pub unsafe fn aclmdlRICaptureEnd(
+        &self,
+        stream: aclrtStream,
+        modelRI: *mut aclmdlRI,
+    ) -> aclError {
+        (self
+            .aclmdlRICaptureEnd
+            .as_ref()
+            .expect("Expected function, got error."))(stream, modelRI)
+    }
+    pub unsafe fn aclmdlRICaptureThreadExchangeMode(
+        &self,
+        mode: *mut aclmdlRICaptureMode,
+    ) -> aclError {
+        (self
+            .aclmdlRICaptureThreadExchangeMode
+            .as_ref()
+            .expect("Expected function, got error."))(mode)
+    }
+    pub unsafe fn aclmdlRIExecuteAsync(
+        &self,
+        modelRI: aclmdlRI,
+        stream: aclrtStream,
+    ) -> aclError {
+        (self
+            .aclmdlRIExecuteAsync
+            .as_ref()
+            .expect("Expected function, got error."))(modelRI, stream)
+    }
+    pub unsafe fn aclmdlRIDestroy(&self, modelRI: aclmdlRI) -> aclError {
+        (self.aclmdlRIDestroy.as_ref().expect("Expected function, got error."))(modelRI)
     }
 }

@@ -26,6 +26,12 @@ pub const ACL_ERROR_RT_CONTEXT_NULL: aclError = 107002;
 pub const ACL_ERROR_RT_STREAM_CONTEXT: aclError = 107003;
 pub const ACL_ERROR_RT_MEMORY_ALLOCATION: aclError = 207001;
 pub const ACL_ERROR_RT_INTERNAL_ERROR: aclError = 507000;
+pub const ACL_ERROR_RT_STREAM_CAPTURED: aclError = 107027;
+pub const ACL_ERROR_RT_STREAM_NOT_CAPTURED: aclError = 107029;
+pub const ACL_ERROR_RT_CAPTURE_MODE_NOT_SUPPORT: aclError = 107030;
+pub const ACL_ERROR_RT_STREAM_CAPTURE_WRONG_THREAD: aclError = 107038;
+pub const ACL_ERROR_RT_FEATURE_NOT_SUPPORT: aclError = 207000;
+pub const ACL_ERROR_RT_STREAM_CAPTURE_INVALIDATED: aclError = 507903;
 impl aclrtMemMallocPolicy {
     pub const ACL_MEM_MALLOC_HUGE_FIRST: aclrtMemMallocPolicy = aclrtMemMallocPolicy(0);
     pub const ACL_MEM_MALLOC_HUGE_ONLY: aclrtMemMallocPolicy = aclrtMemMallocPolicy(1);
@@ -99,6 +105,35 @@ impl aclFormat {
 #[repr(transparent)]
 #[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
 pub struct aclFormat(pub ::std::os::raw::c_int);
+pub type aclmdlRI = *mut ::std::os::raw::c_void;
+impl aclmdlRICaptureMode {
+    pub const ACL_MODEL_RI_CAPTURE_MODE_GLOBAL: aclmdlRICaptureMode = aclmdlRICaptureMode(
+        0,
+    );
+    pub const ACL_MODEL_RI_CAPTURE_MODE_THREAD_LOCAL: aclmdlRICaptureMode = aclmdlRICaptureMode(
+        1,
+    );
+    pub const ACL_MODEL_RI_CAPTURE_MODE_RELAXED: aclmdlRICaptureMode = aclmdlRICaptureMode(
+        2,
+    );
+}
+#[repr(transparent)]
+#[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
+pub struct aclmdlRICaptureMode(pub ::std::os::raw::c_uint);
+impl aclmdlRICaptureStatus {
+    pub const ACL_MODEL_RI_CAPTURE_STATUS_NONE: aclmdlRICaptureStatus = aclmdlRICaptureStatus(
+        0,
+    );
+    pub const ACL_MODEL_RI_CAPTURE_STATUS_ACTIVE: aclmdlRICaptureStatus = aclmdlRICaptureStatus(
+        1,
+    );
+    pub const ACL_MODEL_RI_CAPTURE_STATUS_INVALIDATED: aclmdlRICaptureStatus = aclmdlRICaptureStatus(
+        2,
+    );
+}
+#[repr(transparent)]
+#[derive(Debug, Copy, Clone, Hash, PartialEq, Eq)]
+pub struct aclmdlRICaptureStatus(pub ::std::os::raw::c_uint);
 pub type aclnnStatus = i32;
 pub const ACLNN_SUCCESS: aclnnStatus = 0;
 pub const ACLNN_ERR_PARAM_NULLPTR: aclnnStatus = 161001;

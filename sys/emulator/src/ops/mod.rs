@@ -173,8 +173,8 @@ pub fn launch(
             }
             uses.sort_unstable();
             uses.dedup();
-            e.memory.add_uses(&uses);
-            s.enqueue(name.to_string(), uses, Box::new(move || run()));
+            e.enqueue(&s, name, uses, Arc::new(move || run()))
+                .map_err(|m| Fail::new(ACLNN_ERR_RUNTIME_ERROR, m))?;
             Ok(())
         })?;
         Ok(())
