@@ -1,8 +1,13 @@
 //! Per-layer timings of the CPU backend's conv2d on seresnet50's shapes (batch 32 by default):
 //! `cargo bench --bench layers [-- BATCH THREADS]`. Prints GFLOP/s per layer shape; used to find
-//! the layers where the CPU backend falls short of the GEMM's speed.
+//! the layers where the CPU backend falls short of the GEMM's speed. Then the same shapes'
+//! gradients: the data gradient as a training step runs it, by the legacy im2col + col2im and
+//! with Winograd allowed, timed alternately in the same run, and the filter gradient.
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, Shape4};
+
+/// (cin, h, cout, k, stride, pad, groups) of one conv.
+type Layer = (usize, usize, usize, usize, usize, usize, usize);
 use std::time::Instant;
 
 fn main() {
@@ -34,7 +39,7 @@ fn main() {
         (1024, 14, 1024, 3, 2, 1, 32),
         (1024, 7, 1024, 3, 1, 1, 32),
     ];
-    for (cin, h, cout, k, s, p, g) in layers {
+    for &(cin, h, cout, k, s, p, g) in &layers {
         let xs = Shape4::new(batch, cin, h, h);
         let params = Conv2dParams {
             stride: s,
@@ -71,6 +76,75 @@ fn main() {
             "conv {cin:>4}x{h:<3} -> {cout:>4} k{k} s{s} g{g:<2}: {:>7.2} ms  {:>5.0} GFLOP/s",
             times[2] * 1e3,
             flops / times[2] / 1e9
+        );
+    }
+    backward(&layers, batch, threads);
+}
+
+/// The median of 5 timed runs of `f` (after one untimed), in seconds.
+fn median_secs(mut f: impl FnMut()) -> f64 {
+    f();
+    let mut times: Vec<f64> = (0..5)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[2]
+}
+
+/// Data and filter gradients of `layers` at `batch` on `threads` threads, in GFLOP/s (each is as
+/// many multiply-adds as the forward). The data gradient three ways, alternately per layer: as
+/// a training step runs it (`set_fast_conv(false)`: a forward conv for stride-1 convs), by the
+/// legacy im2col + col2im (`set_legacy_conv_backward`), and with `set_fast_conv(true)` (3x3
+/// stride-1 ones by Winograd: what a training step would gain if it allowed Winograd there).
+fn backward(layers: &[Layer], batch: usize, threads: usize) {
+    let backend = |fast: bool, legacy: bool| {
+        let mut be = CpuBackend::new(threads).unwrap();
+        be.set_fast_conv(fast);
+        be.set_legacy_conv_backward(legacy);
+        be
+    };
+    let bes = [
+        backend(false, false),
+        backend(false, true),
+        backend(true, false),
+    ];
+    for &(cin, h, cout, k, s, p, g) in layers {
+        let conv = Conv2dShape {
+            xs: Shape4::new(batch, cin, h, h),
+            w_shape: [cout, cin / g, k, k],
+            p: Conv2dParams {
+                stride: s,
+                padding: p,
+                groups: g,
+            },
+        };
+        let ys = conv.out_shape().unwrap();
+        let x = vec![0.5; conv.xs.numel()];
+        let w = vec![0.01; conv.w_len()];
+        let dy = vec![0.02; ys.numel()];
+        let (mut dx, mut dw) = (vec![0.0; conv.xs.numel()], vec![0.0; conv.w_len()]);
+        let gflops = |secs: f64| 2.0 * (ys.numel() * cin / g * k * k) as f64 / secs / 1e9;
+        let data: Vec<f64> = bes
+            .iter()
+            .map(|b| median_secs(|| b.conv2d_backward_data(conv, &w, &dy, ys, &mut dx).unwrap()))
+            .collect();
+        let filter = median_secs(|| {
+            bes[0]
+                .conv2d_backward_filter(conv, &x, &dy, ys, &mut dw, false)
+                .unwrap()
+        });
+        let figure = |secs: f64| format!("{:>7.2} ms {:>4.0}", secs * 1e3, gflops(secs));
+        println!(
+            "grad {cin:>4}x{h:<3} -> {cout:>4} k{k} s{s} g{g:<2}: data {} GFLOP/s (legacy {}, \
+             fast_conv {})  filter {} GFLOP/s",
+            figure(data[0]),
+            figure(data[1]),
+            figure(data[2]),
+            figure(filter)
         );
     }
 }

@@ -211,45 +211,8 @@ fn conv_backward(
 /// Naive f64 reference of both conv gradients: every (image, output channel, output pixel,
 /// input channel of the group, tap) term, scattered.
 fn naive_conv_backward(c: &ConvCase, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f64>, Vec<f64>) {
-    let ys = out_shape(c);
-    let [cout, cin_g, kh, kw] = c.w_shape;
-    let cout_g = cout / c.p.groups;
-    let (s, pad) = (c.p.stride as isize, c.p.padding as isize);
-    let mut dx = vec![0.0f64; c.xs.numel()];
-    let mut dw = vec![0.0f64; w.len()];
-    let xi =
-        |n: usize, ci: usize, iy: usize, ix: usize| ((n * c.xs.c + ci) * c.xs.h + iy) * c.xs.w + ix;
-    for n in 0..c.xs.n {
-        for co in 0..cout {
-            let g = co / cout_g;
-            for oy in 0..ys.h {
-                for ox in 0..ys.w {
-                    let d = dy[((n * cout + co) * ys.h + oy) * ys.w + ox] as f64;
-                    for cl in 0..cin_g {
-                        let ci = g * cin_g + cl;
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                let iy = oy as isize * s + ky as isize - pad;
-                                let ix = ox as isize * s + kx as isize - pad;
-                                if iy < 0
-                                    || ix < 0
-                                    || iy >= c.xs.h as isize
-                                    || ix >= c.xs.w as isize
-                                {
-                                    continue;
-                                }
-                                let xj = xi(n, ci, iy as usize, ix as usize);
-                                let wj = ((co * cin_g + cl) * kh + ky) * kw + kx;
-                                dx[xj] += w[wj] as f64 * d;
-                                dw[wj] += x[xj] as f64 * d;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    (dx, dw)
+    let r = naive_with_magnitudes(c, x, w, dy);
+    (r.dx, r.dw)
 }
 
 #[test]
@@ -297,6 +260,126 @@ fn conv2d_gradients_match_naive_reference() {
                     );
                 }
             }
+        }
+    }
+}
+
+/// Naive f64 gradients (dx, dw) of `c` and, per element, the sums of the magnitudes of their
+/// terms `Σ|w·dy|` and `Σ|x·dy|` (for the rounding bound of an f32 sum of them).
+struct NaiveGrads {
+    dx: Vec<f64>,
+    dx_mag: Vec<f64>,
+    dw: Vec<f64>,
+    dw_mag: Vec<f64>,
+}
+
+fn naive_with_magnitudes(c: &ConvCase, x: &[f32], w: &[f32], dy: &[f32]) -> NaiveGrads {
+    let ys = out_shape(c);
+    let [cout, cin_g, kh, kw] = c.w_shape;
+    let cout_g = cout / c.p.groups;
+    let (s, pad) = (c.p.stride as isize, c.p.padding as isize);
+    let zeros = |len: usize| vec![0.0f64; len];
+    let mut r = NaiveGrads {
+        dx: zeros(x.len()),
+        dx_mag: zeros(x.len()),
+        dw: zeros(w.len()),
+        dw_mag: zeros(w.len()),
+    };
+    let (h, wd) = (c.xs.h as isize, c.xs.w as isize);
+    for n in 0..c.xs.n {
+        for co in 0..cout {
+            let g = co / cout_g;
+            for oy in 0..ys.h {
+                for ox in 0..ys.w {
+                    let d = dy[((n * cout + co) * ys.h + oy) * ys.w + ox] as f64;
+                    for cl in 0..cin_g {
+                        let ci = g * cin_g + cl;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = oy as isize * s + ky as isize - pad;
+                                let ix = ox as isize * s + kx as isize - pad;
+                                if iy < 0 || ix < 0 || iy >= h || ix >= wd {
+                                    continue;
+                                }
+                                let xj = ((n * c.xs.c + ci) * c.xs.h + iy as usize) * c.xs.w
+                                    + ix as usize;
+                                let wj = ((co * cin_g + cl) * kh + ky) * kw + kx;
+                                let (tx, tw) = (w[wj] as f64 * d, x[xj] as f64 * d);
+                                r.dx[xj] += tx;
+                                r.dx_mag[xj] += tx.abs();
+                                r.dw[wj] += tw;
+                                r.dw_mag[wj] += tw.abs();
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    r
+}
+
+/// Higham's bound `γ_K = K·u/(1 - K·u)`, `u = 2^-24`, on the relative error of an f32 sum of
+/// `K` products (in any order, FMA or not) against the sum of their magnitudes.
+fn gamma(k: usize) -> f64 {
+    let ku = k as f64 * (f32::EPSILON as f64 / 2.0);
+    ku / (1.0 - ku)
+}
+
+fn assert_within_bound(what: &str, got: &[f32], want: &[f64], mag: &[f64], terms: usize) {
+    for (i, &g) in got.iter().enumerate() {
+        let bound = gamma(terms) * mag[i];
+        assert!(
+            (g as f64 - want[i]).abs() <= bound,
+            "{what}[{i}] = {g}, reference {}, bound {bound:e}",
+            want[i]
+        );
+    }
+}
+
+/// Both conv gradients as a training step computes them (`set_fast_conv(false)`: stride-1 data
+/// gradients as a forward conv on the AVX-512 GEMM, or the `gemm` crate where that declines)
+/// and with the legacy data gradient (im2col GEMM + col2im), on 1 and 2 threads, against the
+/// naive f64 sums, on shapes large enough for the AVX-512 paths (32+ outputs per group,
+/// pointwise with more than 64 inputs), odd sizes and batch 1. Each path is an f32 sum of the element's terms in some order (`cout_g·kh·kw`
+/// per dx element, `N·OH·OW` per dw element), so it is within Higham's bound of the exact sum.
+#[test]
+fn conv2d_gradients_within_the_f32_summation_bound() {
+    let mut rng = Rng(11);
+    let cases = [
+        conv_case(1, 48, (9, 7), 40, 3, (1, 1, 1)),
+        conv_case(3, 32, (7, 5), 64, 3, (1, 1, 1)),
+        conv_case(2, 64, (5, 7), 64, 3, (1, 1, 2)),
+        conv_case(1, 24, (7, 9), 36, 3, (1, 0, 1)),
+        conv_case(3, 72, (7, 7), 96, 1, (1, 0, 1)),
+        conv_case(1, 80, (5, 3), 40, 1, (1, 0, 1)),
+        conv_case(5, 16, (9, 9), 50, 1, (2, 0, 1)),
+        conv_case(2, 32, (9, 9), 48, 3, (2, 1, 1)),
+        conv_case(3, 3, (11, 9), 20, 7, (2, 3, 1)),
+        conv_case(1, 5, (11, 9), 6, 7, (1, 3, 1)),
+    ];
+    let mut bes = Vec::new();
+    for threads in [1, 2] {
+        for legacy in [false, true] {
+            let mut be = CpuBackend::new(threads).unwrap();
+            be.set_fast_conv(false);
+            be.set_legacy_conv_backward(legacy);
+            bes.push((format!("{threads} threads, legacy {legacy}"), be));
+        }
+    }
+    for c in cases {
+        let ys = out_shape(&c);
+        let x = rng.vec(c.xs.numel());
+        let w = rng.vec(c.w_shape.iter().product());
+        let dy = rng.vec(ys.numel());
+        let want = naive_with_magnitudes(&c, &x, &w, &dy);
+        let dx_terms = c.w_shape[0] / c.p.groups * c.w_shape[2] * c.w_shape[3];
+        let dw_terms = ys.n * ys.h * ys.w;
+        for (name, be) in &bes {
+            let (dx, dw) = conv_backward(be, &c, &x, &w, &dy);
+            let what = format!("{c:?} ({name})");
+            assert_within_bound(&format!("{what} dx"), &dx, &want.dx, &want.dx_mag, dx_terms);
+            assert_within_bound(&format!("{what} dw"), &dw, &want.dw, &want.dw_mag, dw_terms);
         }
     }
 }

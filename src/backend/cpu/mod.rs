@@ -58,6 +58,9 @@ pub struct CpuBackend {
     winograd: bool,
     /// The Winograd-transformed weights of the conv running (one buffer, reused).
     winograd_weights: std::sync::Mutex<Vec<f32>>,
+    /// Conv data gradients by im2col GEMM + col2im only
+    /// ([`CpuBackend::set_legacy_conv_backward`]).
+    legacy_conv_backward: bool,
 }
 
 impl std::fmt::Debug for CpuBackend {
@@ -93,7 +96,16 @@ impl CpuBackend {
             threads,
             winograd: true,
             winograd_weights: std::sync::Mutex::new(Vec::new()),
+            legacy_conv_backward: false,
         })
+    }
+
+    /// Takes every conv data gradient on the `gemm` crate as `Wᵀ·dY` + col2im (`true`), the
+    /// only path before stride-1 data gradients became forward convs (`conv/backward.rs`); for
+    /// benchmarks and tests that compare the two in one run (`benches/layers.rs`). Off by
+    /// default.
+    pub fn set_legacy_conv_backward(&mut self, on: bool) {
+        self.legacy_conv_backward = on;
     }
 
     /// Number of worker threads.

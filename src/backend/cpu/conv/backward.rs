@@ -6,6 +6,14 @@
 //!   adjoint of the im2col gather);
 //! - filter: `dW[Cout_g×K] += dY·colᵀ` (an NT product), summed over the images of the batch.
 //!
+//! Stride-1 convs (all of SE-ResNet's but the stem, the strided 3x3 and the downsampling 1x1)
+//! take the data gradient as a forward convolution instead ([`transposed_conv`]): the 3x3 one of
+//! `dy` with the weights transposed and rotated, the 1x1 one with them transposed, through
+//! [`super::conv2d`] (the AVX-512 GEMM with its implicit im2col: no `dcol` buffer, 9x the size of
+//! `dx` for a 3x3, and no col2im pass; Winograd only if [`set_fast_conv`] allows it).
+//!
+//! [`set_fast_conv`]: crate::backend::Backend::set_fast_conv
+//!
 //! Transposes are free: they are strides of [`MatLayout`]. 1x1 stride-1 unpadded convs skip
 //! im2col/col2im (`col` is `x` itself); strided unpadded 1x1 convs gather with `subsample` and
 //! scatter with its adjoint `subsample_backward`.
@@ -20,8 +28,8 @@ use super::super::kernels;
 use super::super::matmul::{matmul, MatLayout, Par};
 use super::super::CpuBackend;
 use super::{ConvGeometry, SCRATCH};
-use crate::backend::{Conv2dShape, Shape4};
-use crate::Result;
+use crate::backend::{Activation, Conv2dForward, Conv2dParams, Conv2dShape, Shape4};
+use crate::{mem, Result};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -215,6 +223,53 @@ fn filter_image(
     }
 }
 
+/// The data gradient of `conv` (output shape `ys`) as a forward convolution, when it is one:
+/// for stride 1, a square k x k kernel and padding `p < k`,
+/// `dx[ci, y, x] = Σ dy[co, y+p-ky, x+p-kx] · w[co, ci, ky, kx]`, which is the conv of `dy`
+/// (N, Cout, OH, OW) with padding `k-1-p` and the weights of each group transposed and rotated
+/// by 180° ([`transposed_weights`], (Cin, Cout/groups, k, k)); its output is (N, Cin, H, W).
+/// Strided convs (whose gradient is a conv of `dy` dilated by the stride) are not.
+fn transposed_conv(conv: Conv2dShape, ys: Shape4) -> Option<Conv2dShape> {
+    let [cout, cin_g, kh, kw] = conv.w_shape;
+    let p = conv.p;
+    if p.stride != 1 || kh != kw || p.padding >= kh {
+        return None;
+    }
+    Some(Conv2dShape {
+        xs: ys,
+        w_shape: [cin_g * p.groups, cout / p.groups, kh, kw],
+        p: Conv2dParams {
+            stride: 1,
+            padding: kh - 1 - p.padding,
+            groups: p.groups,
+        },
+    })
+}
+
+/// The weights of [`transposed_conv`]: `wt[g·cin_g + ci, co, ky, kx] = w[g·cout_g + co, ci,
+/// k-1-ky, k-1-kx]` for each group g. Errors: [`crate::Error::OutOfMemory`].
+fn transposed_weights(conv: Conv2dShape, w: &[f32]) -> Result<Vec<f32>> {
+    let [cout, cin_g, kh, kw] = conv.w_shape;
+    let groups = conv.p.groups;
+    let cout_g = cout / groups;
+    let (taps, len) = (kh * kw, conv.w_len());
+    let mut wt = mem::filled(len, 0.0f32, || {
+        format!("conv2d_backward_data transposed weights {:?}", conv.w_shape)
+    })?;
+    for gi in 0..groups {
+        for co in 0..cout_g {
+            for ci in 0..cin_g {
+                let src = ((gi * cout_g + co) * cin_g + ci) * taps;
+                let dst = ((gi * cin_g + ci) * cout_g + co) * taps;
+                for (t, v) in w[src..src + taps].iter().rev().enumerate() {
+                    wt[dst + t] = *v;
+                }
+            }
+        }
+    }
+    Ok(wt)
+}
+
 /// [`Backend::conv2d_backward_data`](crate::backend::Backend::conv2d_backward_data) on the CPU:
 /// `dx` (N, Cin, H, W) = ∂L/∂x of `y = conv2d(x, w)` given `dy` (N, Cout, OH, OW), overwritten.
 /// Errors (`Error::Shape`) if `ys` is not the forward output of `conv`, or a buffer is too short.
@@ -235,6 +290,17 @@ pub(in crate::backend::cpu) fn conv2d_backward_data(
     }
     if yi == 0 {
         dx[..xs.numel()].fill(0.0);
+        return Ok(());
+    }
+    if let Some(t) = transposed_conv(conv, ys).filter(|_| !be.legacy_conv_backward) {
+        let wt = transposed_weights(conv, w)?;
+        let f = Conv2dForward {
+            shape: t,
+            w: &wt,
+            bias: None,
+            act: Activation::None,
+        };
+        super::conv2d(be, f, dy, dx)?;
         return Ok(());
     }
     be.pool.install(|| {
