@@ -663,3 +663,46 @@ fn fused_sgd_group_equals_the_per_parameter_momentum() {
         3
     );
 }
+
+/// O2 keeps the fp16 copy of an f32 buffer read as fp16 (a weight) until the buffer is
+/// written: a second Dense forward on unchanged buffers casts nothing, and after `write` the
+/// new weights are cast again and give what a fresh buffer holding them gives, bit for bit.
+#[test]
+fn an_fp16_weight_copy_lasts_until_the_weight_is_written() {
+    let _g = lock();
+    let be = ascend::AscendBackend::new(0, ascend::Precision::Fp16).unwrap();
+    let (n, fin, fout) = (3usize, 8usize, 5usize);
+    let shape = LinearShape {
+        n,
+        in_features: fin,
+        out_features: fout,
+    };
+    let x = be.upload(&values(n * fin, 300)).unwrap();
+    let mut w = be.upload(&values(fout * fin, 301)).unwrap();
+    let b = be.upload(&values(fout, 302)).unwrap();
+    let run = |w: &ascend::AscendBuffer| {
+        let mut y = be.alloc(n * fout).unwrap();
+        let f = LinearForward {
+            shape,
+            w,
+            b: &b,
+            act: Activation::None,
+        };
+        be.linear(f, &x, &mut y).unwrap();
+        let mut out = vec![0.0; n * fout];
+        be.download(&y, &mut out).unwrap();
+        out
+    };
+    let casts = || common::emu::control().calls("aclnnCast");
+    let first = run(&w);
+    let before = casts();
+    assert_eq!(run(&w), first);
+    assert_eq!(casts(), before, "unchanged buffers are not cast again");
+    let new_w = values(fout * fin, 303);
+    be.write(&mut w, &new_w).unwrap();
+    let written = run(&w);
+    assert_eq!(casts(), before + 1, "only the written weight is cast again");
+    let fresh = be.upload(&new_w).unwrap();
+    assert_eq!(written, run(&fresh));
+    assert_ne!(written, first);
+}

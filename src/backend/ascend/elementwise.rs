@@ -2,9 +2,10 @@
 //! plus ReLU and its backward, the ReLU / Sigmoid backwards, gradient accumulation, copies,
 //! scaling and the squared norm.
 //!
-//! Where an aclnn op has no in-place form (`ThresholdBackward`, `SigmoidBackward`), it writes a
-//! temporary that is copied back (`aclnnInplaceCopy`), so no op ever sees the same memory as
-//! input and output.
+//! Where an aclnn op has no in-place form (`ThresholdBackward`, `SigmoidBackward`), the in-place
+//! entry point writes a temporary that is copied back (`aclnnInplaceCopy`), so no op ever sees
+//! the same memory as input and output; the `_into` entry points write the other buffer
+//! directly.
 use super::buffer::{out_view, read_as, temp, view, AscendBuffer};
 use super::device::Ctx;
 use super::op::aclnn;
@@ -239,6 +240,18 @@ pub(super) fn sigmoid_backward_into(
     )
 }
 
+/// `Error::Shape` unless `a` and `dy` (named `op_name` and `names`) hold `len` values.
+fn check_grad_args(
+    op_name: &str,
+    names: [&str; 2],
+    a: &AscendBuffer,
+    dy: &AscendBuffer,
+    len: usize,
+) -> Result<()> {
+    check_len(&format!("{op_name} {}", names[0]), a, len)?;
+    check_len(&format!("{op_name} {}", names[1]), dy, len)
+}
+
 /// `dx = op(dy, a)` over `len` values in `dy`'s dtype (the checks of [`grad_in_place`], and
 /// `dx` long enough).
 #[allow(clippy::too_many_arguments)]
@@ -252,8 +265,7 @@ fn grad_into(
     len: usize,
     op: impl FnOnce(&mut Ctx, *mut aclTensor, *mut aclTensor, *mut aclTensor) -> Result<()>,
 ) -> Result<()> {
-    check_len(&format!("{op_name} {}", names[0]), a, len)?;
-    check_len(&format!("{op_name} {}", names[1]), dy, len)?;
+    check_grad_args(op_name, names, a, dy, len)?;
     check_len(&format!("{op_name} dx"), dx, len)?;
     if len == 0 {
         return Ok(());
@@ -280,8 +292,7 @@ fn grad_in_place(
     len: usize,
     op: impl FnOnce(&mut Ctx, *mut aclTensor, *mut aclTensor, *mut aclTensor) -> Result<()>,
 ) -> Result<()> {
-    check_len(&format!("{op_name} {}", names[0]), a, len)?;
-    check_len(&format!("{op_name} {}", names[1]), dy, len)?;
+    check_grad_args(op_name, names, a, dy, len)?;
     if len == 0 {
         return Ok(());
     }

@@ -77,8 +77,11 @@ pub enum Precision {
     Fp32,
     /// MindSpore AMP O2 (`amp_level: "O2"`, MindCV's recipes; `mindcv.md` §5): convolutions,
     /// Dense layers, pooling and activations in fp16 (weights cast from the fp32 master copy
-    /// with `aclnnCast` before each use); BatchNorm in fp32 (its input cast up and its output
-    /// cast back to fp16, MindSpore's `keep_batchnorm_fp32`); logits cast to fp32 for the loss;
+    /// with `aclnnCast`, once per write of the master copy: the fp16 copy is kept with the
+    /// buffer and serves the backward too); BatchNorm computing in fp32 (MindSpore's
+    /// `keep_batchnorm_fp32`: fp32 per-channel tensors, the fp16 activations given to
+    /// `aclnnBatchNorm` itself, which rounds its fp32 result once, as the cast after an fp32
+    /// BatchNorm did; its backward in fp32); logits cast to fp32 for the loss;
     /// parameters, their gradients and the optimizer stay fp32 (so checkpoints are fp32). The
     /// fixed loss scale is the trainer's (`loss_scale`).
     Fp16,
