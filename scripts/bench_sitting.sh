@@ -57,12 +57,16 @@ for round in $(seq "$rounds"); do
     record "train $m b32 senet" sen --model "$m" --batch_size 32 --train --iters 6
     record "train $m b32 torch" torch --model "$m" --batch 32 --train --mode eager --iters 6
   done
-  record "validate seresnet50 b32 senet" python3 scripts/peak_memory.py "$senet" validate \
-    -c configs/senet/seresnet50_ascend.yaml --data_dir "$photos" --ckpt_path "$ckpt" \
-    --class_map configs/imagenet_classes.tsv --batch_size 32 --num_parallel_workers 2 \
-    --device cpu --threads $threads --json
-  record "validate seresnet50 b32 timm" python3 scripts/peak_memory.py "$py" \
-    scripts/timm_validate_peer.py --model seresnet50 --data_dir "$photos" --batch 32 \
-    --workers 2 --threads $threads
+  # Throughput without the memory sampler (reading /proc/<pid>/smaps_rollup costs the measured
+  # process CPU time), then the same run again under it for the peak memory.
+  val=("$senet" validate -c configs/senet/seresnet50_ascend.yaml --data_dir "$photos"
+       --ckpt_path "$ckpt" --class_map configs/imagenet_classes.tsv --batch_size 32
+       --num_parallel_workers 2 --device cpu --threads $threads --json)
+  peer=("$py" scripts/timm_validate_peer.py --model seresnet50 --data_dir "$photos" --batch 32
+        --workers 2 --threads $threads)
+  record "validate seresnet50 b32 senet" "${val[@]}"
+  record "validate seresnet50 b32 timm" "${peer[@]}"
+  record "validate-mem seresnet50 b32 senet" python3 scripts/peak_memory.py "${val[@]}"
+  record "validate-mem seresnet50 b32 timm" python3 scripts/peak_memory.py "${peer[@]}"
 done
 python3 scripts/bench_table.py "$out"

@@ -80,8 +80,8 @@ def validate_rows(cells):
     ours, _ = median_of(cells[ours_key], "images_per_second")
     bench, _ = median_of(cells["eval seresnet50 b32 senet"], "images_per_second")
     timm, _ = median_of(cells[timm_key], "img_per_s")
-    our_mem, _ = median_of(cells[ours_key], "peak_pss_mib")
-    timm_mem, _ = median_of(cells[timm_key], "peak_pss_mib")
+    our_mem, _ = median_of(cells["validate-mem" + ours_key[len("validate"):]], "peak_pss_mib")
+    timm_mem, _ = median_of(cells["validate-mem" + timm_key[len("validate"):]], "peak_pss_mib")
     return [
         "",
         "| validate, 1000 photos, seresnet50 b32 | images/s | peak PSS (MiB) |",

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Runs a command and reports the peak memory of its whole process tree, as one JSON line on
-stderr: `peak_pss_mib` (the peak, over samples every 20 ms, of the sum of the proportional set
+stderr: `peak_pss_mib` (the peak, over samples every 100 ms, of the sum of the proportional set
 sizes of the command and all its descendants: pages shared between processes, such as a
 DataLoader's forked workers and their parent, counted once in all), `peak_rss_mib` (the same
 sum of resident set sizes, which counts shared pages once per process), `max_single_rss_mib`
@@ -70,14 +70,14 @@ def main(argv):
     peak_pss = peak_rss = 0
     pids, samples = [proc.pid], 0
     while proc.poll() is None:
-        # Walking all of /proc costs more than reading a few rollups: refresh the tree 4x/s.
-        if samples % 12 == 0:
+        # Walking all of /proc costs more than reading a few rollups: refresh the tree 2x/s.
+        if samples % 5 == 0:
             pids = tree(proc.pid)
         samples += 1
         sizes = [rollup_kib(pid) for pid in pids]
         peak_pss = max(peak_pss, sum(s[0] for s in sizes))
         peak_rss = max(peak_rss, sum(s[1] for s in sizes))
-        time.sleep(0.02)
+        time.sleep(0.1)
     wall = time.monotonic() - start
     single = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     report = {
