@@ -68,6 +68,8 @@ pub struct DeviceCounters {
     pub h2d_bytes: u64,
     /// Bytes copied device to host.
     pub d2h_bytes: u64,
+    /// Replays of a captured graph (`aclmdlRIExecuteAsync`).
+    pub replays: u64,
 }
 
 impl DeviceCounters {
@@ -81,6 +83,7 @@ impl DeviceCounters {
             allocations: self.allocations.saturating_sub(earlier.allocations),
             h2d_bytes: self.h2d_bytes.saturating_sub(earlier.h2d_bytes),
             d2h_bytes: self.d2h_bytes.saturating_sub(earlier.d2h_bytes),
+            replays: self.replays.saturating_sub(earlier.replays),
         }
     }
 }
@@ -515,5 +518,83 @@ pub trait Backend: Send + Sync {
             self.momentum_update(p, s.param, s.grad, s.moment, s.len)?;
         }
         Ok(())
+    }
+
+    /// Whether [`Backend::softmax_cross_entropy_on_device`] is implemented (Ascend: yes; the
+    /// CPU reads its loss where it computes it, so it has no use for it).
+    fn loss_on_device(&self) -> bool {
+        false
+    }
+
+    /// [`Backend::softmax_cross_entropy_and_logits`] that leaves its results on the device, so
+    /// that a step reads them only when it logs and can be captured: the smoothed targets
+    /// (n x classes f32, [`CrossEntropyParams::smoothed_targets`]) are read from `targets.0`
+    /// at value offset `targets.1` (a multiple of 8), and `out` receives the per-row losses
+    /// and the f32 logits as [`CrossEntropyParams::on_device_layout`] says
+    /// ([`CrossEntropyParams::read_on_device`] reads its host copy). `dlogits` as
+    /// `softmax_cross_entropy`. Ascend: the same aclnn ops, in the same order, as
+    /// `softmax_cross_entropy_and_logits`, so the same bits. Errors: a buffer too short or a
+    /// misaligned offset ([`crate::Error::Shape`]); a backend without it (see
+    /// [`Backend::loss_on_device`], [`crate::Error::Invalid`]).
+    fn softmax_cross_entropy_on_device(
+        &self,
+        _p: CrossEntropyParams,
+        _logits: &Self::Buffer,
+        _targets: (&Self::Buffer, usize),
+        _dlogits: &mut Self::Buffer,
+        _out: &mut Self::Buffer,
+    ) -> Result<()> {
+        Err(crate::Error::Invalid(format!(
+            "the {} backend keeps no loss on the device",
+            self.name()
+        )))
+    }
+
+    /// Starts recording the backend's device work into a graph instead of running it
+    /// (stream capture: CANN's `aclmdlRICaptureBegin` on the backend's stream, as torch_npu's
+    /// `NPUGraph`; CUDA's `cudaStreamBeginCapture`). Until [`Backend::capture_end`] nothing
+    /// may synchronise or copy blockingly (a download fails and invalidates the capture). One
+    /// graph per backend. Ascend: A2/A3 (and 950) with CANN >= 8.1; sources and error codes
+    /// in `backend/ascend/graph.rs`. Errors: the backend or device cannot capture (CPU: no
+    /// graphs; first-generation 910, CANN 8.0: `ACL_ERROR_RT_FEATURE_NOT_SUPPORT`); a graph
+    /// already lives.
+    fn capture_begin(&self) -> Result<()> {
+        Err(crate::Error::Invalid(format!(
+            "the {} backend cannot capture its work into a graph",
+            self.name()
+        )))
+    }
+
+    /// Ends the capture and keeps the recorded graph for [`Backend::graph_replay`]. The
+    /// capture is over whatever the result; on an error nothing recorded ran, and the backend
+    /// is ready to run the same work op by op. Errors: an invalidated capture (Ascend:
+    /// `ACL_ERROR_RT_STREAM_CAPTURE_INVALIDATED`, after a synchronise or blocking copy during
+    /// it), no capture begun.
+    fn capture_end(&self) -> Result<()> {
+        Err(crate::Error::Invalid(format!(
+            "the {} backend cannot capture its work into a graph",
+            self.name()
+        )))
+    }
+
+    /// Queues the recorded graph once more (Ascend: `aclmdlRIExecuteAsync`), with the
+    /// addresses and host values it was recorded with, on the current contents of its
+    /// buffers; the host does not wait. Errors: no graph.
+    fn graph_replay(&self) -> Result<()> {
+        Err(crate::Error::Invalid(format!(
+            "the {} backend holds no captured graph",
+            self.name()
+        )))
+    }
+
+    /// Destroys the graph, if any, after the replays queued before it have run; the memory it
+    /// used may then serve other work. Must be called before freeing a buffer the graph uses.
+    fn graph_destroy(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether a captured graph lives on the backend.
+    fn graph_live(&self) -> bool {
+        false
     }
 }

@@ -5,7 +5,7 @@ use crate::config::{AmpLevel, DeviceTarget};
 use crate::model::inference::InferenceNet;
 use crate::model::init::Rng;
 use crate::model::{Arch, SeNet};
-use crate::optim::{TrainConfig, TrainNet};
+use crate::optim::{TrainConfig, TrainNet, NPU_GRAPH_ENV};
 use crate::{Result, Tensor};
 use std::time::Instant;
 
@@ -29,6 +29,9 @@ pub struct BenchOptions {
     /// Time training steps (train-mode forward, backward, Momentum update) instead of
     /// eval-mode forward passes.
     pub train: bool,
+    /// With `train` on Ascend: capture the step once and replay it
+    /// ([`TrainNet::step_staged`]; the CLI takes it from `SENET_NPU_GRAPH`, default on).
+    pub npu_graph: bool,
 }
 
 /// Measured throughput: images per second from the median and the best iteration, and the
@@ -58,9 +61,11 @@ pub struct BenchReport {
     /// Peak resident set size of the process (VmHWM), MiB; None where /proc is unavailable.
     pub peak_rss_mib: Option<f64>,
     /// The device work of one steady-state iteration (the mean over every iteration after the
-    /// first, warm-up ones included), as the backend counted it; None on the CPU or with fewer
-    /// than two iterations in all.
+    /// first, warm-up ones included; with the NPU graph, after the one that captured), as the
+    /// backend counted it; None on the CPU or with fewer than two iterations in all.
     pub per_step: Option<StepCost>,
+    /// With `--train` on Ascend: how the steps ran ("replayed (NPU graph)", "op by op: <why>").
+    pub npu_graph: Option<String>,
 }
 
 /// The host-side device work of one steady-state iteration, the mean of
@@ -82,6 +87,8 @@ pub struct StepCost {
     pub h2d_bytes: f64,
     /// Bytes copied device to host.
     pub d2h_bytes: f64,
+    /// Replays of the captured step (`aclmdlRIExecuteAsync`).
+    pub replays: f64,
 }
 
 impl StepCost {
@@ -96,6 +103,7 @@ impl StepCost {
             allocations: per(total.allocations),
             h2d_bytes: per(total.h2d_bytes),
             d2h_bytes: per(total.d2h_bytes),
+            replays: per(total.replays),
         }
     }
 }
@@ -115,7 +123,7 @@ pub fn peak_rss_mib() -> Option<f64> {
 /// Errors if the device cannot start or the shape is invalid.
 pub fn run(opts: &BenchOptions, progress: impl FnMut(usize)) -> Result<BenchReport> {
     let (dev, _) = device::resolve(&opts.device, Some(DeviceTarget::Cpu), opts.amp_level)?;
-    let (times, per_step) = device::run_on(dev, BenchJob { opts, progress })?;
+    let (times, per_step, npu_graph) = device::run_on(dev, BenchJob { opts, progress })?;
     let median = times[times.len() / 2];
     Ok(BenchReport {
         model: opts.arch.name().to_string(),
@@ -133,6 +141,7 @@ pub fn run(opts: &BenchOptions, progress: impl FnMut(usize)) -> Result<BenchRepo
         images_per_second_best: opts.batch_size as f64 / times[0],
         peak_rss_mib: peak_rss_mib(),
         per_step,
+        npu_graph,
     })
 }
 
@@ -144,7 +153,7 @@ struct BenchJob<'a, P> {
 }
 
 impl<P: FnMut(usize)> DeviceJob for BenchJob<'_, P> {
-    type Output = (Vec<f64>, Option<StepCost>);
+    type Output = (Vec<f64>, Option<StepCost>, Option<String>);
     fn run<F: BackendFactory>(mut self, factory: F) -> Result<Self::Output> {
         let opts = self.opts;
         let net = SeNet::new(opts.arch, 1000, 0)?;
@@ -159,8 +168,10 @@ impl<P: FnMut(usize)> DeviceJob for BenchJob<'_, P> {
         )?;
         let labels: Vec<usize> = (0..opts.batch_size).map(|i| (i * 37) % 1000).collect();
         // One closure per mode: a forward pass, or a training step with MindCV's SENet settings;
-        // each returns the backend's counters after it.
-        type Once<'a> = Box<dyn FnMut() -> Result<Option<DeviceCounters>> + 'a>;
+        // each returns the backend's counters after it, and whether the iterations after it
+        // are the steady state (after the first; with the NPU graph, after the capture).
+        type Once<'a> = Box<dyn FnMut() -> Result<(Option<DeviceCounters>, bool)> + 'a>;
+        let graph_state = std::rc::Rc::new(std::cell::RefCell::new(None::<String>));
         let mut run_once: Once = if opts.train {
             let cfg = TrainConfig {
                 label_smoothing: 0.1,
@@ -172,23 +183,45 @@ impl<P: FnMut(usize)> DeviceJob for BenchJob<'_, P> {
                 ema_decay: None,
             };
             let mut tn = TrainNet::new(&net, backend, cfg, |_| true)?;
+            let on_ascend = tn.backend().loss_on_device();
+            tn.set_step_graph(opts.npu_graph && on_ascend)?;
+            let graph = opts.npu_graph && on_ascend;
+            let state = std::rc::Rc::clone(&graph_state);
+            // The first step runs op by op (the warm-up), the second is captured.
+            let warm_up = if graph { 2 } else { 1 };
+            let mut done = 0;
             Box::new(move || {
-                tn.step(&x, &labels, 0.01)?;
-                Ok(tn.backend().counters())
+                tn.step_staged(&x, &labels, 0.01, true)?;
+                done += 1;
+                if on_ascend {
+                    let mut st = state.borrow_mut();
+                    if let Some(n) = tn.take_graph_notes().into_iter().next() {
+                        *st = Some(n);
+                    } else if tn.replaying() {
+                        *st = Some("replayed (NPU graph)".into());
+                    } else if !graph {
+                        *st = Some(format!("op by op ({NPU_GRAPH_ENV}=0)"));
+                    }
+                }
+                Ok((tn.backend().counters(), done >= warm_up))
             })
         } else {
             let mut inf = InferenceNet::new(&net, backend)?;
             Box::new(move || {
                 inf.forward(&x)?;
-                Ok(inf.backend().counters())
+                Ok((inf.backend().counters(), true))
             })
         };
         drop(net);
-        // The counters after the first iteration and after the last.
+        // The counters when the steady state starts and after the last iteration, and the
+        // iterations in between.
         let mut first = None;
         let mut last = None;
-        let mut note = |c: Option<DeviceCounters>| {
-            if first.is_none() {
+        let mut steady = 0usize;
+        let mut note = |(c, steady_after): (Option<DeviceCounters>, bool)| {
+            if first.is_some() {
+                steady += 1;
+            } else if steady_after {
                 first = Some(c);
             }
             last = c;
@@ -205,11 +238,11 @@ impl<P: FnMut(usize)> DeviceJob for BenchJob<'_, P> {
             (self.progress)(i + 1);
         }
         times.sort_by(|a, b| a.total_cmp(b));
-        let steady = opts.warmup + opts.iters.max(1) - 1;
         let per_step = match (first.flatten(), last) {
             (Some(a), Some(b)) if steady > 0 => Some(StepCost::mean(b.since(&a), steady)),
             _ => None,
         };
-        Ok((times, per_step))
+        let npu_graph = graph_state.borrow().clone();
+        Ok((times, per_step, npu_graph))
     }
 }

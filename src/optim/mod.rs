@@ -16,5 +16,5 @@ mod schedule;
 
 pub use decay::decays;
 pub use loss_scale::{LossScaler, DYNAMIC_SCALE_FACTOR, DYNAMIC_SCALE_WINDOW};
-pub use network::{StepStats, TrainConfig, TrainNet};
+pub use network::{npu_graph_from_env, StepStats, TrainConfig, TrainNet, NPU_GRAPH_ENV};
 pub use schedule::lr_schedule;

@@ -240,14 +240,27 @@ impl StepCounts {
 
 /// [`StepCounts`] of `senet bench --device ascend --train --model <model> --batch_size <batch>
 /// --image_size <size> --amp_level <amp> --warmup 0` on the emulated `soc` (CANN 9.1), from
-/// runs of `short` and `long` iterations.
+/// runs of `short` and `long` iterations, op by op (`SENET_NPU_GRAPH=0`).
 pub fn step_counts(
     soc: &str,
     model: &str,
     batch: usize,
     size: usize,
     amp: &str,
+    iters: (usize, usize),
+) -> StepCounts {
+    step_counts_with(soc, model, batch, size, amp, iters, false)
+}
+
+/// [`step_counts`], with the captured step on (`SENET_NPU_GRAPH=1`) when `graph`.
+pub fn step_counts_with(
+    soc: &str,
+    model: &str,
+    batch: usize,
+    size: usize,
+    amp: &str,
     (short, long): (usize, usize),
+    graph: bool,
 ) -> StepCounts {
     assert!(long > short);
     let dir = tempfile::tempdir().unwrap();
@@ -278,6 +291,7 @@ pub fn step_counts(
         .env("SENET_EMU_SOC", soc)
         .env("SENET_EMU_CANN_VERSION", "9.1")
         .env("SENET_EMU_STATS", &stats)
+        .env("SENET_NPU_GRAPH", if graph { "1" } else { "0" })
         .output()
         .expect("run senet bench");
         let stdout = super::cli::ok(&out);

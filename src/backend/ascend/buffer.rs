@@ -30,6 +30,9 @@ pub struct AscendBuffer {
     /// access to the memory.
     half: std::sync::Mutex<Option<Block>>,
     half_valid: std::sync::atomic::AtomicUsize,
+    /// The device's fp16-copy epoch when the copy was made: a failed capture bumps the
+    /// device's, since its recorded casts never ran.
+    half_epoch: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for AscendBuffer {
@@ -77,6 +80,7 @@ impl AscendBuffer {
             dtype,
             half: std::sync::Mutex::new(None),
             half_valid: std::sync::atomic::AtomicUsize::new(0),
+            half_epoch: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -142,7 +146,7 @@ pub(super) fn write(be: &AscendBackend, buf: &mut AscendBuffer, host: &[f32]) ->
     Ok(())
 }
 
-fn f32_bytes(v: &[f32]) -> &[u8] {
+pub fn f32_bytes(v: &[f32]) -> &[u8] {
     // SAFETY: f32 has no padding and any byte pattern is a valid u8.
     unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
 }
@@ -260,10 +264,13 @@ fn read_f16(ctx: &mut Ctx, buf: &AscendBuffer, dims: &[usize]) -> Result<Arg> {
     }
     let copy = half.as_ref().map_or(std::ptr::null_mut(), |b| b.ptr());
     let out = ctx.tensor(&TensorDesc::contiguous(copy, DType::F16, dims))?;
-    if buf.half_valid.load(Ordering::Acquire) < n {
+    let epoch = ctx.dev.half_epoch();
+    if buf.half_valid.load(Ordering::Acquire) < n || buf.half_epoch.load(Ordering::Acquire) != epoch
+    {
         let src = view(ctx, buf, dims)?;
         cast_into(ctx, src, DType::F16, out)?;
         buf.half_valid.store(n, Ordering::Release);
+        buf.half_epoch.store(epoch, Ordering::Release);
     }
     Ok(Arg {
         t: out,

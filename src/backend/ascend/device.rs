@@ -35,6 +35,9 @@ pub struct Queue {
     /// Synchronises so far (a staging buffer used before the latest one is free again).
     syncs: u64,
     staging: Vec<Staging>,
+    /// The stream is being captured (`graph.rs`): no synchronise may run, and the objects
+    /// created meanwhile go to the graph at the end of the capture.
+    pub(super) capturing: bool,
 }
 
 /// A pinned host buffer (`aclrtMallocHost`) an asynchronous upload copies from, and the
@@ -49,9 +52,15 @@ struct Staging {
 // SAFETY: the pointer is pinned host memory owned by the queue, used under its lock.
 unsafe impl Send for Staging {}
 
-/// Pinned staging buffers kept per device: one step uploads its images and its loss targets.
-/// An upload that finds all of them in flight synchronises first.
+/// Pinned staging buffers kept per device at least: an op-by-op step uploads its images and its
+/// loss targets.
 const MAX_STAGING: usize = 4;
+
+/// Pinned bytes the staging buffers may hold beyond [`MAX_STAGING`] buffers: a step whose
+/// figures stay on the device (`TrainNet::step_staged`) uploads one buffer per step and
+/// synchronises only when it logs, so a log interval's uploads are in flight together. An
+/// upload that finds every buffer in flight and this budget spent synchronises first.
+const MAX_STAGING_BYTES: usize = 256 << 20;
 
 /// Pending objects above which [`DeviceShared::enter`] synchronises first, so the host memory
 /// they hold stays bounded between downloads.
@@ -67,6 +76,9 @@ pub struct DeviceShared {
     cache: Mutex<Cache>,
     queue: Mutex<Queue>,
     counts: Counts,
+    /// Bumped when a capture fails: the fp16 copies marked valid by its recorded (never run)
+    /// casts are stale (`buffer.rs`).
+    half_epoch: AtomicU64,
 }
 
 /// The running [`DeviceCounters`] of one device (relaxed atomics: each is only ever added to).
@@ -78,6 +90,7 @@ pub(super) struct Counts {
     allocations: AtomicU64,
     h2d_bytes: AtomicU64,
     d2h_bytes: AtomicU64,
+    replays: AtomicU64,
 }
 
 /// What [`Counts::add`] counts.
@@ -95,6 +108,8 @@ pub(super) enum Count {
     BlockingD2h(usize),
     /// An asynchronous copy of this many bytes host to device.
     AsyncH2d(usize),
+    /// A graph replay (`aclmdlRIExecuteAsync`).
+    Replay,
 }
 
 impl Counts {
@@ -115,6 +130,7 @@ impl Counts {
                 bump(&self.d2h_bytes, n);
             }
             Count::AsyncH2d(n) => bump(&self.h2d_bytes, n),
+            Count::Replay => bump(&self.replays, 1),
         }
     }
 
@@ -127,6 +143,7 @@ impl Counts {
             allocations: get(&self.allocations),
             h2d_bytes: get(&self.h2d_bytes),
             d2h_bytes: get(&self.d2h_bytes),
+            replays: get(&self.replays),
         }
     }
 }
@@ -143,6 +160,7 @@ impl DeviceShared {
             cache: Mutex::new(Cache::default()),
             queue: Mutex::new(Queue::default()),
             counts: Counts::default(),
+            half_epoch: AtomicU64::new(0),
         }))
     }
 
@@ -155,7 +173,7 @@ impl DeviceShared {
             q,
             current: Vec::new(),
         };
-        if ctx.q.pending.len() > MAX_PENDING {
+        if ctx.q.pending.len() > MAX_PENDING && !ctx.q.capturing {
             ctx.sync()?;
         }
         Ok(ctx)
@@ -189,6 +207,21 @@ impl DeviceShared {
         self.counts.add(c);
     }
 
+    /// The fp16-copy epoch (see the field).
+    pub(super) fn half_epoch(&self) -> u64 {
+        self.half_epoch.load(Ordering::Acquire)
+    }
+
+    /// Forgets every fp16 copy (after a failed capture).
+    pub(super) fn forget_half_copies(&self) {
+        self.half_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The device's cache, locked.
+    pub(super) fn cache(&self) -> MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// (blocks handed out, bytes handed out, bytes cached).
     pub fn memory_stats(&self) -> (usize, usize, usize) {
         let c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -210,11 +243,9 @@ impl Drop for DeviceShared {
                 unsafe { free(s.ptr) };
             }
         }
-        let blocks = self
-            .cache
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain();
+        let cache = self.cache.get_mut().unwrap_or_else(|e| e.into_inner());
+        cache.end_graph();
+        let blocks = cache.drain();
         raw_free_all(self.cann, &blocks);
     }
 }
@@ -257,9 +288,14 @@ impl Ctx<'_> {
 
     /// Waits for all queued work, then destroys the argument objects of earlier entry points
     /// (those of the current one may still be needed by its later ops). The objects are
-    /// destroyed even when the wait reports an error (the work is over either way).
+    /// destroyed even when the wait reports an error (the work is over either way). While
+    /// the stream is being captured the call is made (CANN refuses it and invalidates the
+    /// capture, which is the error returned) but nothing is destroyed: the work did not run.
     pub fn sync(&mut self) -> Result<()> {
         self.dev.count(Count::Synchronize);
+        if self.q.capturing {
+            return self.dev.stream.synchronize();
+        }
         let r = self.dev.stream.synchronize();
         self.q.pending.clear();
         self.q.syncs += 1;
@@ -288,7 +324,7 @@ impl Ctx<'_> {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .cached_bytes;
-                    if cached_bytes == 0 {
+                    if cached_bytes == 0 || self.q.capturing {
                         return Err(first);
                     }
                     self.sync()?;
@@ -308,9 +344,25 @@ impl Ctx<'_> {
                 .cache
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .note_new(class);
+                .note_new(ptr, class);
         }
         Ok(Block::new(ptr, class, Arc::clone(self.dev)))
+    }
+
+    /// Marks the start of a capture: later objects belong to it, synchronises are refused.
+    pub(super) fn set_capturing(&mut self, on: bool) {
+        self.q.capturing = on;
+    }
+
+    /// The argument objects queued since the last synchronise (at the end of a capture: the
+    /// capture's, which its graph keeps).
+    pub(super) fn take_pending(&mut self) -> Vec<AclObject> {
+        std::mem::take(&mut self.q.pending)
+    }
+
+    /// Counts one call into the runtime.
+    pub(super) fn count(&self, c: Count) {
+        self.dev.count(c);
     }
 
     /// A counted `aclrtMalloc` of `bytes`.
@@ -358,8 +410,11 @@ impl Ctx<'_> {
     /// Copies `host` to the start of `block` in stream order, without waiting: `host` is copied
     /// into a pinned staging buffer (`aclrtMallocHost`) and `aclrtMemcpyAsync` queued from
     /// there, so work queued before reads the block's old contents and work queued after the
-    /// new. A staging buffer is reused once a synchronise has passed its copy; when all
-    /// [`MAX_STAGING`] are in flight the stream is synchronised first.
+    /// new. The rule that keeps a pinned buffer from being rewritten before its copy ran: a
+    /// staging buffer is reused only once a synchronise returned after its copy was queued
+    /// (the stream runs in order, so the copy had run); while all are in flight a new one is
+    /// added ([`MAX_STAGING`], then up to [`MAX_STAGING_BYTES`]), and past that the stream is
+    /// synchronised first.
     pub fn upload_async(&mut self, block: &Block, host: &[u8]) -> Result<()> {
         self.check_block(block, host.len())?;
         if host.is_empty() {
@@ -408,7 +463,10 @@ impl Ctx<'_> {
         let syncs = self.q.syncs;
         let i = match self.q.staging.iter().position(|s| s.queued_at < syncs) {
             Some(i) => i,
-            None if self.q.staging.len() < MAX_STAGING => {
+            None if self.q.staging.len() < MAX_STAGING
+                || self.q.staging.iter().map(|s| s.bytes).sum::<usize>() + bytes
+                    <= MAX_STAGING_BYTES =>
+            {
                 let ptr = self.malloc_host(bytes)?;
                 self.q.staging.push(Staging {
                     ptr,

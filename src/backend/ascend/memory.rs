@@ -15,7 +15,16 @@
 //! * Memory goes back to CANN (`aclrtFree`) only after the stream is synchronised: when an
 //!   allocation fails (the cache is emptied and the allocation retried once) and when the
 //!   backend's device state is dropped (every block of every buffer then has been returned).
-use std::collections::BTreeMap;
+//! * While a stream-capture graph lives (`graph.rs`), its blocks form a private pool, as
+//!   torch_npu's graph pools do (`NPUGraph::capture_begin`'s `beginAllocateToPool`): the
+//!   captured tasks keep the addresses they were recorded with and run at every replay, so
+//!   (CANN, 单流捕获 restriction 7) their memory must stay theirs until `aclmdlRIDestroy`.
+//!   Every block released while capturing (a workspace, a temporary, an fp16 copy replaced),
+//!   and every block handed out while capturing, belongs to the graph: released, it goes to
+//!   the graph's free lists, which only the capture draws from, never to the shared ones.
+//!   Blocks allocated before the capture and used by it (weights, activations) stay with
+//!   their owners, who must destroy the graph before dropping them (`TrainNet` does).
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::c_void;
 use std::sync::Arc;
 
@@ -59,34 +68,118 @@ pub struct Cache {
     pub used_bytes: usize,
     /// Blocks handed out.
     pub used_blocks: usize,
+    /// The private pool of the live capture graph, if any.
+    graph: Option<GraphPool>,
+}
+
+/// The blocks of a capture graph (see the module doc).
+#[derive(Default)]
+struct GraphPool {
+    /// The capture is under way (blocks released now join the pool; allocations draw from it).
+    capturing: bool,
+    /// Addresses of every block that belongs to the graph.
+    owned: HashSet<usize>,
+    /// Its free blocks by size class.
+    free: BTreeMap<usize, Vec<usize>>,
+    /// Bytes held by its free blocks.
+    free_bytes: usize,
+}
+
+/// Pops a block of class `class` from free lists `free`.
+fn pop(free: &mut BTreeMap<usize, Vec<usize>>, class: usize) -> Option<usize> {
+    let list = free.get_mut(&class)?;
+    let addr = list.pop()?;
+    if list.is_empty() {
+        free.remove(&class);
+    }
+    Some(addr)
 }
 
 impl Cache {
     /// A free block of class `class`, if one is cached.
+    /// While capturing, the graph's own free blocks come first, and a shared one taken joins
+    /// the graph.
     pub fn take(&mut self, class: usize) -> Option<*mut c_void> {
-        let list = self.free.get_mut(&class)?;
-        let addr = list.pop()?;
-        if list.is_empty() {
-            self.free.remove(&class);
+        if let Some(g) = self.graph.as_mut().filter(|g| g.capturing) {
+            if let Some(addr) = pop(&mut g.free, class) {
+                g.free_bytes -= class;
+                self.used_bytes += class;
+                self.used_blocks += 1;
+                return Some(addr as *mut c_void);
+            }
         }
+        let addr = pop(&mut self.free, class)?;
         self.cached_bytes -= class;
-        self.used_bytes += class;
-        self.used_blocks += 1;
+        self.note_new(addr as *mut c_void, class);
         Some(addr as *mut c_void)
     }
 
-    /// Records a fresh block of class `class` as handed out.
-    pub fn note_new(&mut self, class: usize) {
+    /// Records a block of class `class` as handed out (a fresh one, or one just taken from
+    /// the shared free lists); while capturing it joins the graph.
+    pub fn note_new(&mut self, ptr: *mut c_void, class: usize) {
         self.used_bytes += class;
         self.used_blocks += 1;
+        if let Some(g) = self.graph.as_mut().filter(|g| g.capturing) {
+            g.owned.insert(ptr as usize);
+        }
     }
 
-    /// Returns a block to its free list.
+    /// Returns a block to its free list: the graph's while capturing or when the block
+    /// belongs to the live graph, else the shared one.
     pub fn put(&mut self, ptr: *mut c_void, class: usize) {
-        self.free.entry(class).or_default().push(ptr as usize);
-        self.cached_bytes += class;
         self.used_bytes -= class;
         self.used_blocks -= 1;
+        if let Some(g) = self.graph.as_mut() {
+            if g.capturing || g.owned.contains(&(ptr as usize)) {
+                g.owned.insert(ptr as usize);
+                g.free.entry(class).or_default().push(ptr as usize);
+                g.free_bytes += class;
+                return;
+            }
+        }
+        self.free.entry(class).or_default().push(ptr as usize);
+        self.cached_bytes += class;
+    }
+
+    /// Opens the private pool of a capture about to begin. Errors: a graph already lives (one
+    /// per device).
+    pub fn begin_graph(&mut self) -> Result<()> {
+        if self.graph.is_some() {
+            return Err(crate::Error::Invalid(
+                "a capture graph already lives on this device: destroy it before capturing another"
+                    .into(),
+            ));
+        }
+        self.graph = Some(GraphPool {
+            capturing: true,
+            ..GraphPool::default()
+        });
+        Ok(())
+    }
+
+    /// The capture ended: the pool stays the graph's, but is no longer drawn from.
+    pub fn seal_graph(&mut self) {
+        if let Some(g) = self.graph.as_mut() {
+            g.capturing = false;
+        }
+    }
+
+    /// The graph was destroyed (or its capture failed) and no queued work uses its blocks:
+    /// its free blocks join the shared free lists, and those still handed out go there when
+    /// released.
+    pub fn end_graph(&mut self) {
+        if let Some(g) = self.graph.take() {
+            for (class, list) in g.free {
+                self.cached_bytes += class * list.len();
+                self.free.entry(class).or_default().extend(list);
+            }
+        }
+    }
+
+    /// Bytes held by the free blocks of the live graph's pool.
+    #[cfg(test)]
+    pub fn graph_free_bytes(&self) -> usize {
+        self.graph.as_ref().map_or(0, |g| g.free_bytes)
     }
 
     /// Removes every cached block, returning their addresses (for `aclrtFree`).
@@ -195,7 +288,7 @@ mod tests {
     #[test]
     fn freed_blocks_are_reused_by_class() {
         let mut c = Cache::default();
-        c.note_new(512);
+        c.note_new(0x1000 as *mut c_void, 512);
         c.put(0x1000 as *mut c_void, 512);
         assert_eq!(c.cached_bytes, 512);
         assert!(c.take(1024).is_none());
@@ -204,5 +297,37 @@ mod tests {
         c.put(0x1000 as *mut c_void, 512);
         assert_eq!(c.drain(), vec![0x1000 as *mut c_void]);
         assert_eq!(c.used_blocks, 0);
+    }
+
+    #[test]
+    fn a_graph_keeps_its_blocks_until_it_ends() {
+        let mut c = Cache::default();
+        let (before, during, spare) = (0x1000 as *mut c_void, 0x2000 as *mut c_void, 0x3000);
+        c.note_new(before, 512);
+        c.note_new(spare as *mut c_void, 512);
+        c.put(spare as *mut c_void, 512);
+        c.begin_graph().unwrap();
+        assert!(c.begin_graph().is_err(), "one graph per device");
+        // A block released while capturing (allocated before) joins the graph's pool, and the
+        // capture draws from that pool first.
+        c.put(before, 512);
+        assert_eq!((c.cached_bytes, c.graph_free_bytes()), (512, 512));
+        assert_eq!(c.take(512), Some(before));
+        // Then from the shared lists: that block joins the graph too.
+        assert_eq!(c.take(512), Some(spare as *mut c_void));
+        c.note_new(during, 1024);
+        c.seal_graph();
+        // After the capture, released graph blocks stay out of the shared lists.
+        c.put(spare as *mut c_void, 512);
+        c.put(during, 1024);
+        assert_eq!(c.take(512), None);
+        assert_eq!(c.take(1024), None);
+        assert_eq!(c.graph_free_bytes(), 1536);
+        c.end_graph();
+        assert_eq!((c.cached_bytes, c.graph_free_bytes()), (1536, 0));
+        assert_eq!(c.take(1024), Some(during));
+        // A block the graph owned but still handed out at its end goes to the shared lists.
+        c.put(before, 512);
+        assert_eq!(c.cached_bytes, 1024);
     }
 }

@@ -23,6 +23,7 @@ mod device;
 mod elementwise;
 mod error;
 mod geometry;
+mod graph;
 mod hccl;
 mod loss;
 mod memory;
@@ -152,6 +153,16 @@ pub struct AscendBackend {
     /// of shape [1]), uploaded when it changes: (the scale, NaN before the first upload; its
     /// block).
     grad_scale: std::sync::Mutex<Option<(f32, memory::Block)>>,
+    /// The captured graph, if one lives (`graph.rs`; destroyed before the backend).
+    graph: std::sync::Mutex<Option<graph::Graph>>,
+}
+
+impl Drop for AscendBackend {
+    fn drop(&mut self) {
+        // The graph's memory and argument objects are released with it (errors can only be
+        // reported by CANN's log here).
+        let _ = graph::destroy(self);
+    }
 }
 
 impl std::fmt::Debug for AscendBackend {
@@ -325,6 +336,7 @@ impl AscendBackend {
             mm_fp32_cube,
             fused_sgd,
             grad_scale: std::sync::Mutex::new(grad_scale.map(|b| (f32::NAN, b))),
+            graph: std::sync::Mutex::new(None),
         })
     }
 
@@ -694,6 +706,41 @@ impl Backend for AscendBackend {
         group: &mut [crate::backend::MomentumSlot<'_, AscendBuffer>],
     ) -> Result<()> {
         optim::momentum_update_group(self, p, group)
+    }
+
+    fn loss_on_device(&self) -> bool {
+        true
+    }
+
+    fn softmax_cross_entropy_on_device(
+        &self,
+        p: CrossEntropyParams,
+        logits: &AscendBuffer,
+        targets: (&AscendBuffer, usize),
+        dlogits: &mut AscendBuffer,
+        out: &mut AscendBuffer,
+    ) -> Result<()> {
+        loss::softmax_cross_entropy_on_device(self, p, logits, targets, dlogits, out)
+    }
+
+    fn capture_begin(&self) -> Result<()> {
+        graph::capture_begin(self)
+    }
+
+    fn capture_end(&self) -> Result<()> {
+        graph::capture_end(self)
+    }
+
+    fn graph_replay(&self) -> Result<()> {
+        graph::replay(self)
+    }
+
+    fn graph_destroy(&self) -> Result<()> {
+        graph::destroy(self)
+    }
+
+    fn graph_live(&self) -> bool {
+        graph::live(self)
     }
 }
 

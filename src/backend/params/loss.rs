@@ -62,4 +62,45 @@ impl CrossEntropyParams {
         let off = eps / self.classes as f64;
         (1.0 - eps + off, off)
     }
+
+    /// The smoothed one-hot targets of `labels` (n x classes f32, row-major): [`Self::targets`]
+    /// rounded to f32, what the Ascend loss uploads.
+    pub fn smoothed_targets(&self, labels: &[usize]) -> Vec<f32> {
+        let (on, off) = self.targets();
+        let mut t = vec![off as f32; labels.len() * self.classes];
+        for (row, &l) in labels.iter().enumerate() {
+            t[row * self.classes + l] = on as f32;
+        }
+        t
+    }
+
+    /// Where [`Backend::softmax_cross_entropy_on_device`](crate::backend::Backend::softmax_cross_entropy_on_device)
+    /// puts its results in its output buffer: the `n` per-row losses at 0, the `n * classes`
+    /// f32 logits at the returned offset (the next multiple of 8 values, a 32-byte boundary);
+    /// and the values the buffer needs.
+    pub fn on_device_layout(&self) -> (usize, usize) {
+        let logits_at = self.n.div_ceil(8) * 8;
+        (logits_at, logits_at + self.n * self.classes)
+    }
+
+    /// Mean loss (in f64) and top-1 hits of `labels` from the host copy `out` of an
+    /// [`Self::on_device_layout`] buffer. Errors: `out` too short ([`Error::Shape`]).
+    pub fn read_on_device(&self, out: &[f32], labels: &[usize]) -> Result<(f64, usize)> {
+        let (at, len) = self.on_device_layout();
+        if out.len() < len || labels.len() != self.n {
+            return Err(Error::Shape(format!(
+                "{} values and {} labels for a loss read-back of {len} values and {} rows",
+                out.len(),
+                labels.len(),
+                self.n
+            )));
+        }
+        let loss = out[..self.n].iter().map(|&v| v as f64).sum::<f64>() / self.n as f64;
+        let hits = out[at..len]
+            .chunks(self.classes)
+            .zip(labels)
+            .filter(|(row, &l)| crate::model::metrics::in_topk(row, l, 1))
+            .count();
+        Ok((loss, hits))
+    }
 }

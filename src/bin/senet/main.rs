@@ -442,6 +442,7 @@ fn bench(a: BenchArgs) -> Result<()> {
         warmup: a.warmup,
         iters: a.iters as usize,
         train: a.train,
+        npu_graph: senet::optim::npu_graph_from_env()?,
     };
     let pb = bar(a.iters as usize, "bench");
     let r = engine::bench::run(&opts, |i| pb.set_position(i as u64))?;
@@ -474,6 +475,12 @@ fn bench(a: BenchArgs) -> Result<()> {
                 c.h2d_bytes,
                 c.d2h_bytes
             );
+            if c.replays > 0.0 {
+                outln!("  of which {} replays of the captured step", c.replays);
+            }
+        }
+        if let Some(g) = &r.npu_graph {
+            outln!("steps: {g}");
         }
     }
     Ok(())

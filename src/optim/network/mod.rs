@@ -14,7 +14,11 @@ use crate::model::{Arch, SeNet};
 use crate::{Error, Result, Tensor};
 
 mod backward;
+mod graph;
 mod layers;
+
+use graph::StepGraph;
+pub use graph::{npu_graph_from_env, NPU_GRAPH_ENV};
 
 use layers::{conv_bn_forward, dense_forward};
 
@@ -112,7 +116,12 @@ struct BlockActs<B: Backend> {
 /// Activations of a whole forward pass for one input shape.
 struct Acts<B: Backend> {
     input_shape: Shape4,
+    /// The images, then (from [`targets_at`]) room for the smoothed targets of a step whose
+    /// loss stays on the device: one upload fills both.
     input: B::Buffer,
+    /// The per-row losses and f32 logits of such a step
+    /// ([`CrossEntropyParams::on_device_layout`]).
+    readback: B::Buffer,
     stem: ConvBnActs<B>,
     pooled: B::Buffer,
     blocks: Vec<BlockActs<B>>,
@@ -158,6 +167,14 @@ pub struct TrainNet<B: Backend> {
     /// BatchNorm normalises with the moving statistics and leaves them unchanged
     /// ([`TrainNet::set_frozen_batch_norm`]).
     frozen_bn: bool,
+    /// The captured step, its switch and its fallback notes ([`TrainNet::step_staged`]).
+    graph: StepGraph,
+}
+
+/// Where the smoothed targets start in [`Acts::input`] for input shape `xs`: after the images,
+/// on a 32-byte boundary.
+fn targets_at(xs: Shape4) -> usize {
+    xs.numel().div_ceil(8) * 8
 }
 
 fn index_of(names: &[String], name: &str) -> Result<usize> {
@@ -294,6 +311,7 @@ impl<B: Backend> TrainNet<B> {
             },
             acts: None,
             frozen_bn: false,
+            graph: StepGraph::default(),
         })
     }
 
@@ -332,6 +350,8 @@ impl<B: Backend> TrainNet<B> {
         if self.acts.as_ref().is_some_and(|a| a.input_shape == xs) {
             return Ok(());
         }
+        // A captured graph uses these buffers: it goes before they do.
+        self.drop_graph()?;
         let be = &self.backend;
         let n = xs.n;
         let mut max_len = xs.numel();
@@ -380,9 +400,16 @@ impl<B: Backend> TrainNet<B> {
             cur = shape;
         }
         let small = n * max_c.max(self.num_classes);
+        let head = CrossEntropyParams {
+            n,
+            classes: self.num_classes,
+            label_smoothing: 0.0,
+            scale: 1.0,
+        };
         self.acts = Some(Acts {
             input_shape: xs,
-            input: be.alloc(xs.numel())?,
+            input: be.alloc(targets_at(xs) + n * self.num_classes)?,
+            readback: be.alloc(head.on_device_layout().1)?,
             stem,
             pooled,
             blocks: block_acts,
@@ -433,6 +460,17 @@ impl<B: Backend> TrainNet<B> {
         labels: &[usize],
         reducer: Option<&mut dyn GradientReducer<B>>,
     ) -> Result<StepStats> {
+        let xs = self.check_batch(x, labels)?;
+        self.ensure_acts(xs)?;
+        self.forward(Some(x))?;
+        let stats = self.head_loss(labels)?;
+        self.backward(reducer)?;
+        Ok(stats)
+    }
+
+    /// The input shape of a batch `x` with `labels`. Errors: as
+    /// [`TrainNet::forward_backward`].
+    fn check_batch(&self, x: &Tensor, labels: &[usize]) -> Result<Shape4> {
         let xs = crate::model::input_shape("training input", x)?;
         if labels.len() != x.shape[0] {
             return Err(Error::Shape(format!(
@@ -447,19 +485,18 @@ impl<B: Backend> TrainNet<B> {
                 self.num_classes
             )));
         }
-        self.ensure_acts(xs)?;
-        self.forward(x)?;
-        let stats = self.head_loss(labels)?;
-        self.backward(reducer)?;
-        Ok(stats)
+        Ok(xs)
     }
 
-    fn forward(&mut self, x: &Tensor) -> Result<()> {
+    /// The forward pass from the input buffer, after writing `x` into it when given.
+    fn forward(&mut self, x: Option<&Tensor>) -> Result<()> {
         let be = &self.backend;
         let frozen = self.frozen_bn;
         let a = self.acts.as_mut().expect("allocated");
         let p = &mut self.params;
-        be.write(&mut a.input, &x.data)?;
+        if let Some(x) = x {
+            be.write(&mut a.input, &x.data)?;
+        }
         conv_bn_forward(be, p, &self.stem, &a.input, &mut a.stem, frozen)?;
         let stem_pool = MaxPool2dParams::same(3, 2);
         be.max_pool2d(stem_pool, &a.stem.bn_out, a.stem.out_shape, &mut a.pooled)?;
