@@ -6,6 +6,7 @@ use common::cli::{ok, s};
 use common::step::{depth, logit_bound, U_FP16, U_HF32};
 use senet::model::Arch;
 use std::path::{Path, PathBuf};
+
 use std::process::Output;
 
 /// Runs `senet` with `SENET_CANN_LIB` set to `cann` (the emulator, or a missing path).
@@ -23,31 +24,6 @@ fn emulator() -> PathBuf {
 
 fn missing() -> PathBuf {
     std::env::temp_dir().join("senet-no-cann-here/libascendcl.so")
-}
-
-/// Four ImageNet sample classes (one photo each in the sample set) as train/ and val/ of a
-/// temporary root.
-fn small_dataset(root: &Path) {
-    let src = common::shared().join("datasets/imagenet-sample/val");
-    let mut classes: Vec<_> = std::fs::read_dir(&src)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    classes.sort();
-    for class in classes.iter().take(4) {
-        let mut files: Vec<_> = std::fs::read_dir(class)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        for split in ["train", "val"] {
-            let dir = root.join(split).join(class.file_name().unwrap());
-            std::fs::create_dir_all(&dir).unwrap();
-            for f in &files {
-                std::fs::copy(f, dir.join(f.file_name().unwrap())).unwrap();
-            }
-        }
-    }
 }
 
 #[test]
@@ -82,7 +58,7 @@ fn device_ascend_without_cann_is_an_error_and_auto_falls_back_with_a_note() {
             s(&ckpt),
         ],
     ));
-    small_dataset(dir.path());
+    common::small_dataset(dir.path());
     let base = [
         "validate",
         "--model",
@@ -139,7 +115,7 @@ fn validate_on_the_emulated_npu_equals_the_cpu() {
             s(&ckpt),
         ],
     ));
-    small_dataset(dir.path());
+    common::small_dataset(dir.path());
     // `senet` on the emulator, as the product `soc` under CANN `cann` (the first-generation 910
     // has aclnnConvolution only in CANN 8.0).
     let on = |soc: &str, cann: &str, args: &[&str]| {
@@ -232,7 +208,7 @@ fn validate_on_the_emulated_npu_equals_the_cpu() {
 #[test]
 fn train_on_the_emulated_npu_in_amp_o2_writes_a_float32_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    small_dataset(dir.path());
+    common::small_dataset(dir.path());
     let out_dir = dir.path().join("out");
     let out = senet(
         &emulator(),

@@ -195,10 +195,11 @@ impl<P: FnMut(usize)> DeviceJob for BenchJob<'_, P> {
                 done += 1;
                 if on_ascend {
                     let mut st = state.borrow_mut();
-                    if let Some(n) = tn.take_graph_notes().into_iter().next() {
-                        *st = Some(n);
-                    } else if tn.replaying() {
+                    let notes = tn.take_graph_notes();
+                    if tn.replaying() {
                         *st = Some("replayed (NPU graph)".into());
+                    } else if let Some(n) = notes.into_iter().next() {
+                        *st = Some(n);
                     } else if !graph {
                         *st = Some(format!("op by op ({NPU_GRAPH_ENV}=0)"));
                     }

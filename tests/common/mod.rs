@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: where `shared/` (golden data, datasets) lives, and
 //! running the `senet` binary ([`cli`]).
 #![allow(dead_code)]
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub mod child;
 pub mod cli;
@@ -25,4 +25,29 @@ pub fn golden(name: &str) -> PathBuf {
 /// The ImageNet sample photos, `shared/datasets/imagenet-sample` (one folder per class).
 pub fn sample_dir() -> PathBuf {
     shared().join("datasets/imagenet-sample")
+}
+
+/// Four ImageNet sample classes (one photo each in the sample set) as train/ and val/ of a
+/// temporary root.
+pub fn small_dataset(root: &Path) {
+    let src = shared().join("datasets/imagenet-sample/val");
+    let mut classes: Vec<_> = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    classes.sort();
+    for class in classes.iter().take(4) {
+        let mut files: Vec<_> = std::fs::read_dir(class)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for split in ["train", "val"] {
+            let dir = root.join(split).join(class.file_name().unwrap());
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in &files {
+                std::fs::copy(f, dir.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+    }
 }

@@ -258,7 +258,9 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
         let mut start = StartModel::load(opts, arch, data.num_classes, &lrs)?;
         start.note_device(dev, device_note, r.amp_level);
         let resumed_sums = start.resume.as_ref().and_then(|st| st.epoch_sums);
-        let (tn, step) = start.train_net(&factory, opts)?;
+        let (mut tn, step) = start.train_net(&factory, opts)?;
+        // The captured step serves one process (HCCL inside a capture is not documented).
+        tn.set_step_graph(size == 1 && crate::optim::npu_graph_from_env()?)?;
         let report = TrainReport {
             model: arch.name().to_string(),
             global_step: step,
@@ -427,14 +429,20 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
         progress: &mut EpochProgress,
     ) -> Result<Option<StopReason>> {
         let lr = self.lrs.at(self.step);
-        let local = self.forward_backward(batch)?;
-        let figures = self.global_batch(&local, batch.len())?;
         let at = format!(
             "at global step {} (epoch {epoch_no}, batch {})",
             self.step + 1,
             progress.batch_no + 1
         );
-        self.guarded_update(&figures, lr, &at)?;
+        let figures = match self.staged_step(batch, lr, &at)? {
+            Some(figures) => figures,
+            None => {
+                let local = self.forward_backward(batch)?;
+                let figures = self.global_batch(&local, batch.len())?;
+                self.guarded_update(&figures, lr, &at)?;
+                figures
+            }
+        };
         if let Some(fault) = &self.fault {
             fault.check(self.step + 1, self.comm.rank());
         }
@@ -448,6 +456,45 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
         } else {
             None
         })
+    }
+
+    /// The step as one captured graph where it can be ([`TrainNet::step_staged`]): one
+    /// process, a backend that keeps the loss on the device (Ascend), a fixed loss scale, and
+    /// the learning rate of the previous step (the captured update replays its learning
+    /// rate: with a schedule that moves every step, the op-by-op step and its guard run
+    /// instead). The figures are read back every step (the log and the epoch means need
+    /// them: one synchronise). The update is inside the step, so the NaN/Inf guard comes
+    /// after it: a non-finite loss stops the run before anything is saved (and
+    /// `state::save_state` refuses non-finite weights), where the op-by-op step stops before
+    /// the update. None when the step is not for this path.
+    fn staged_step(&mut self, batch: &Batch, lr: f32, at: &str) -> Result<Option<BatchFigures>> {
+        let steady_lr = self.step > 0 && self.lrs.at(self.step - 1) == lr;
+        if self.reducer.is_some()
+            || !steady_lr
+            || !self.tn.loss_on_device()
+            || self.tn.loss_scaler().checks_overflow()
+            || self.r.clip_grad
+            || self.r.ema
+        {
+            return Ok(None);
+        }
+        let Some(local) = self
+            .tn
+            .step_staged(&batch.images, &batch.labels, lr, true)?
+        else {
+            return Err(Error::Invalid("a read step returned no figures".into()));
+        };
+        for n in self.tn.take_graph_notes() {
+            self.events.emit(&TrainEvent::Note(n));
+        }
+        let figures = self.global_batch(&local, batch.len())?;
+        if !figures.loss.is_finite() {
+            return Err(Error::Invalid(format!(
+                "the loss became {} {at}: stopped before any checkpoint holds the step's                  update (lower lr, set clip_grad, or use loss_scale_type: dynamic to skip such                  steps)",
+                figures.loss
+            )));
+        }
+        Ok(Some(figures))
     }
 
     /// Forward, backward and (data parallel) the gradient all-reduce. Returns this rank's

@@ -45,6 +45,8 @@ type StepKey = (Shape4, u32);
 /// Why a step ran op by op instead of replaying (each reported once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Fallback {
+    /// None: the step was captured (reported once too).
+    None,
     /// The recipe needs host values every step.
     Recipe,
     /// The device refused a capture (kept: capture stays off).
@@ -83,13 +85,19 @@ impl<B: Backend> TrainNet<B> {
         Ok(())
     }
 
+    /// Whether the backend keeps a step's loss on the device ([`Backend::loss_on_device`]), so
+    /// that [`TrainNet::step_staged`] stages and may capture the step.
+    pub fn loss_on_device(&self) -> bool {
+        self.backend.loss_on_device()
+    }
+
     /// Whether the last [`TrainNet::step_staged`] replayed a captured graph.
     pub fn replaying(&self) -> bool {
         self.graph.live.is_some() && self.graph.live == self.graph.prev
     }
 
-    /// Why steps ran op by op with the step graph on, each reason once since the last call
-    /// (for the run's log).
+    /// Why steps ran op by op with the step graph on, each reason once, and the first
+    /// capture, since the last call (for the run's log).
     pub fn take_graph_notes(&mut self) -> Vec<String> {
         std::mem::take(&mut self.graph.notes)
     }
@@ -220,6 +228,13 @@ impl<B: Backend> TrainNet<B> {
         match self.try_capture(head, lr) {
             Ok(()) => {
                 self.graph.live = Some(key);
+                if !self.graph.reported.contains(&Fallback::None) {
+                    self.graph.reported.push(Fallback::None);
+                    self.graph.notes.push(format!(
+                        "NPU graph: the training step ({:?}) is captured and replayed",
+                        key.0
+                    ));
+                }
                 self.backend.graph_replay()
             }
             Err(e) => {
