@@ -6,7 +6,7 @@
 #define SENET_TRAIN_KERNELS_H
 #include <stddef.h>
 
-/* Sum of x[0..len) in double (four interleaved partial sums, combined in a fixed order). */
+/* Sum of x[0..len) in double (16 interleaved partial sums, combined in a fixed tree). */
 double senet_sum_f64(const float *x, size_t len);
 
 /* Sum of (x[i] - mean)^2 over [0, len) in double (same fixed order as senet_sum_f64). */
