@@ -1,36 +1,9 @@
 /* BatchNorm2d in training mode: per-plane statistics in double, the normalising epilogue, and the
- * backward reductions and input gradient. See senet_train_kernels.h.
- *
- * Each kernel's body is written once (an always-inline function) and compiled twice on x86-64: for
- * the baseline ISA and with AVX-512 (a `target` attribute), the public function picking the latter
- * when the CPU has it (`__builtin_cpu_supports`). The reductions keep LANES separate double
- * partial sums (lane j takes the values at j, j + LANES, ...), combined in a fixed tree at the end:
- * the compiler maps the lanes onto vector registers without reordering any sum (ISO C mode: no
- * floating-point contraction or reassociation), so both builds return the same bits, and the
- * result depends only on the data and its length. */
+ * backward reductions and input gradient. See senet_train_kernels.h; the lane sums and the
+ * baseline/AVX-512 builds: lanes.h. */
 #include "senet_train_kernels.h"
 
-#include <string.h>
-
-#define LANES 16
-#define INLINE static inline __attribute__((always_inline))
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#define HAVE_AVX512_BUILD 1
-#define AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
-static int use_avx512(void) { return __builtin_cpu_supports("avx512f"); }
-#else
-#define HAVE_AVX512_BUILD 0
-#endif
-
-/* The sum of the LANES partial sums, as a balanced tree in lane order. */
-INLINE double lanes_total(const double *s) {
-    double t[LANES / 2];
-    for (int j = 0; j < LANES / 2; j++) t[j] = s[2 * j] + s[2 * j + 1];
-    for (int w = LANES / 4; w >= 1; w /= 2)
-        for (int j = 0; j < w; j++) t[j] = t[2 * j] + t[2 * j + 1];
-    return t[0];
-}
+#include "lanes.h"
 
 INLINE double sum_body(const float *x, size_t len) {
     double s[LANES] = {0.0};
@@ -67,15 +40,6 @@ INLINE void bn_apply_body(const float *x, size_t len, float mean, float scale, f
         for (size_t i = 0; i < len; i++) y[i] = (x[i] - mean) * scale + shift;
     }
 }
-
-/* Eight floats / doubles / ints in one GCC vector (two SSE registers in the baseline build, one
- * AVX-512 register in the other): the 16 lanes of the backward reduction as two of each. */
-typedef float v8f __attribute__((vector_size(32)));
-typedef int v8i __attribute__((vector_size(32)));
-typedef double v8d __attribute__((vector_size(64)));
-
-/* v = the 8 floats at ptr (unaligned). */
-#define LOAD8(v, ptr) memcpy(&(v), (ptr), sizeof(v))
 
 /* One value of the backward reductions into lane sums g and p: with gv = dy (or 0 where the mask
  * is not > 0, selected in float), g += gv and p += gv * (x - mean) (the difference in float, as
@@ -128,29 +92,6 @@ INLINE void bwd_dx_body(const float *x, const float *dy, const float *mask, size
         for (size_t i = 0; i < len; i++) dx[i] = a * dy[i] + b * (x[i] - mean) + c;
     }
 }
-
-/* The baseline and the AVX-512 build of each body, and the public function choosing one
- * (DISPATCH_VOID for the bodies without a result). */
-#if HAVE_AVX512_BUILD
-#define DISPATCH(ret, name, params, args)                                                         \
-    static ret name##_base params { return name##_body args; }                                    \
-    AVX512 static ret name##_avx512 params { return name##_body args; }                           \
-    ret senet_##name params { return use_avx512() ? name##_avx512 args : name##_base args; }
-#define DISPATCH_VOID(name, params, args)                                                         \
-    static void name##_base params { name##_body args; }                                          \
-    AVX512 static void name##_avx512 params { name##_body args; }                                 \
-    void senet_##name params {                                                                    \
-        if (use_avx512())                                                                         \
-            name##_avx512 args;                                                                   \
-        else                                                                                      \
-            name##_base args;                                                                     \
-    }
-#else
-#define DISPATCH(ret, name, params, args)                                                         \
-    ret senet_##name params { return name##_body args; }
-#define DISPATCH_VOID(name, params, args)                                                         \
-    void senet_##name params { name##_body args; }
-#endif
 
 /* The public names keep their historical suffixes: senet_sum_f64, senet_sum_sq_dev_f64, ... */
 #define sum_f64_body sum_body

@@ -598,6 +598,26 @@ mod tests {
         (x, dy, mask)
     }
 
+    /// The SE backward's plane (whichever build this CPU runs): the masked gradient into
+    /// `dshortcut`, times the gate into `dx`, and `Σ d·x` in the documented order, exactly.
+    #[test]
+    fn se_backward_sums_in_the_documented_order() {
+        for len in 0..=53 {
+            let (x, dout, out) = data(len);
+            let gate = 0.8125f32;
+            let d: Vec<f32> = (0..len)
+                .map(|i| if out[i] > 0.0 { dout[i] } else { 0.0 })
+                .collect();
+            let (mut dx, mut dshort) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+            let sum = se_scale_add_relu_backward(&x, gate, &out, &dout, &mut dx, &mut dshort);
+            let want = lanes((0..len).map(|i| d[i] as f64 * x[i] as f64));
+            assert_eq!(sum.to_bits(), want.to_bits(), "len {len}");
+            assert_eq!(dshort, d, "len {len}");
+            let dx_want: Vec<f32> = d.iter().map(|v| v * gate).collect();
+            assert_eq!(dx, dx_want, "len {len}");
+        }
+    }
+
     /// Every length up to three blocks of 16 plus a tail: the kernels (whichever build this CPU
     /// runs, baseline or AVX-512) return exactly the sums in the documented order.
     #[test]
