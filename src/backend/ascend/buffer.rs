@@ -84,6 +84,12 @@ impl AscendBuffer {
         }
     }
 
+    /// The device address for a read only (the fp16 copy stays valid): the loss reading its
+    /// targets from the tail of the input buffer, whose head the backward reads as fp16.
+    pub(super) fn read_ptr(&self) -> *mut std::ffi::c_void {
+        self.mem.ptr()
+    }
+
     /// The memory, for any use but [`read_as`]'s cached fp16 read: whoever takes it may write
     /// it, so the fp16 copy is forgotten.
     pub(super) fn block(&self) -> &Block {

@@ -90,8 +90,9 @@ pub(super) fn softmax_cross_entropy_on_device(
     let (logits_at, len) = p.on_device_layout();
     check_len("softmax_cross_entropy_on_device out", out, len)?;
     let mut ctx = be.dev.enter()?;
-    // SAFETY: the offset lies inside the buffer (checked).
-    let tptr = unsafe { (tbuf.block().ptr() as *mut f32).add(at) } as *mut std::ffi::c_void;
+    // SAFETY: the offset lies inside the buffer (checked). Read only: the images before the
+    // targets keep their fp16 copy for the backward.
+    let tptr = unsafe { (tbuf.read_ptr() as *mut f32).add(at) } as *mut std::ffi::c_void;
     let t = ctx.tensor(&TensorDesc::contiguous(tptr, DType::F32, &[n, classes]))?;
     head(
         &mut ctx,
