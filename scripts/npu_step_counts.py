@@ -23,6 +23,8 @@ def run(args, iters, stats):
     env.update(SENET_CANN_LIB=args.emulator, SENET_EMU_SOC=args.soc,
                SENET_EMU_CANN_VERSION=args.cann, SENET_EMU_STATS=stats)
     env.pop("DEVICE_ID", None)
+    # The op-by-op step (the README's table) unless the caller asks for the captured one.
+    env.setdefault("SENET_NPU_GRAPH", "0")
     cmd = [args.senet, "bench", "--device", "ascend", "--train", "--model", args.model,
            "--batch_size", str(args.batch_size), "--image_size", str(args.image_size),
            "--amp_level", args.amp_level, "--warmup", "0", "--iters", str(iters), "--json"]
