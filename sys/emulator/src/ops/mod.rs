@@ -27,6 +27,7 @@ pub mod conv;
 pub mod copy;
 pub mod cube;
 pub mod elementwise;
+pub mod foreach;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
