@@ -21,6 +21,9 @@ fn lens() -> Vec<usize> {
 /// A cosine-like changing learning rate, one per step.
 const LRS: [f32; 4] = [0.1, 0.0904508, 0.0654508, 0.0345492];
 
+/// Per parameter: the exact (f64) value and moment, and the error bounds `E_θ`, `E_v`.
+type Exact = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
+
 /// The state of every parameter of one path: (value, moment) per parameter.
 type State<B> = Vec<(<B as Backend>::Buffer, <B as Backend>::Buffer)>;
 
@@ -159,7 +162,7 @@ fn device_lr_updates_equal_the_per_parameter_fused_and_cpu_updates() {
         }
         assert_eq!(c.launches, want.iter().sum::<u64>(), "case {case}");
         // The references, step by step.
-        let mut bound_state: Vec<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)> = lens
+        let mut bound_state: Vec<Exact> = lens
             .iter()
             .enumerate()
             .map(|(i, &n)| {
