@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use senet_cann_sys::*;
 
-use super::{begin, finish, launch_fn, nn, T};
+use super::{begin, finish, launch_fn, list, nn, T};
 use crate::api::{Fail, Res};
 use crate::contract::{self, Target};
 use crate::objects::{self, TensorDesc};
@@ -79,17 +79,6 @@ struct ListRules {
 
 fn refuse(r: &ListRules, t: &Target, rule: &str, what: String) -> Fail {
     contract::check::refuse(r.op, t, rule, what, r.doc)
-}
-
-/// The tensors of a list argument; null is `ACLNN_ERR_PARAM_NULLPTR` (the docs' 161001 row).
-fn list(p: *const aclTensorList, what: &str) -> Res<Vec<T>> {
-    if p.is_null() {
-        return Err(Fail::new(
-            ACLNN_ERR_PARAM_NULLPTR,
-            format!("{what} is null"),
-        ));
-    }
-    objects::tensor_list(p, what)
 }
 
 /// Checks the list arguments: `inputs[0]` is x / x1 (whose dtype and shapes the others follow),
