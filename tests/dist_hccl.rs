@@ -27,12 +27,23 @@ fn write_rank_table(dir: &Path) -> PathBuf {
 /// `RANK_ID`, `RANK_SIZE`, `DEVICE_ID` per process, no MPI) on the emulated NPUs, with `env`
 /// added, and waits for both.
 fn rank_table_job(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<Output> {
+    rank_table_job_with(dir, args, [&[], &[]], env)
+}
+
+/// [`rank_table_job`] with `extra[r]` appended to rank r's arguments.
+fn rank_table_job_with(
+    dir: &Path,
+    args: &[&str],
+    extra: [&[&str]; 2],
+    env: &[(&str, &str)],
+) -> Vec<Output> {
     let table = write_rank_table(dir);
     let emu = emulator();
     let children: Vec<_> = (0..2)
         .map(|rank| {
             let mut c = Command::new(SENET);
             c.args(args)
+                .args(extra[rank])
                 .env("SENET_CANN_LIB", &emu)
                 .env("RANK_TABLE_FILE", &table)
                 .env("RANK_ID", rank.to_string())
@@ -215,4 +226,34 @@ fn a_dead_rank_in_a_rank_table_job_ends_the_other_with_an_hccl_error() {
     assert!(!outs[0].status.success(), "rank 0 went on: {t}");
     assert!(t.contains("Hccl"), "rank 0's error does not name HCCL: {t}");
     assert!(secs < 60.0, "the job took {secs:.0}s");
+}
+
+/// Ranks whose float32 matrix products would round differently (one with torch_npu's default
+/// FLOAT cube for Dense, one with `--matmul_allow_hf32 True`) refuse to start: each names the
+/// two settings, before any step.
+#[test]
+fn ranks_with_different_cube_switches_refuse_to_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = small_job(tmp.path(), ONE_STEP);
+    let two = tmp.path().join("two");
+    let outs = rank_table_job_with(
+        tmp.path(),
+        &rank_args(&recipe, &two, &["--device", "ascend"]),
+        [&[], &["--matmul_allow_hf32", "True"]],
+        &[],
+    );
+    // Each rank names what it has.
+    let has = [
+        "device ascend (float32).",
+        "device ascend (float32, conv_allow_hf32=true, matmul_allow_hf32=true).",
+    ];
+    for (out, has) in outs.iter().zip(has) {
+        let t = text(out);
+        assert!(!out.status.success(), "{t}");
+        assert!(
+            t.contains("disagree on the recipe") && t.contains(has),
+            "{t}"
+        );
+    }
+    assert!(!two.join("seresnet18-1_1.ckpt").exists());
 }
