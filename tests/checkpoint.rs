@@ -586,8 +586,8 @@ fn another_variants_checkpoint_names_that_variant_and_is_cut_short() {
         "the checkpoint's entries are exactly the parameters of seresnet18 (1000 classes): pass \
          --model seresnet18, or give the checkpoint of this model"
     );
-    // Every problem of the load, counted by kind: seresnet50's 322 tensors against seresnet18's
-    // 171 (after BatchNorm moving statistics; same names where they share one, other shapes).
+    // Every problem of the load, counted by kind from the two variants' parameter lists (same
+    // names where they share one, mostly other shapes).
     let specs50 = senet::model::param_specs(Arch::SeResNet50, 1000);
     let specs18 = senet::model::param_specs(Arch::SeResNet18, 1000);
     let names18: std::collections::HashMap<&str, &Vec<usize>> = specs18
