@@ -309,7 +309,7 @@ fn bench_runs_on_the_emulated_npu() {
 
 #[test]
 fn the_float32_cube_switches_reach_the_npu_and_an_undocumented_mode_is_refused() {
-    let out = ok(&bench(&["--matmul_allow_hf32", "true"]));
+    let out = ok(&bench(&["--matmul_allow_hf32", "True"]));
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
         v["device"],
@@ -327,11 +327,13 @@ fn the_float32_cube_switches_reach_the_npu_and_an_undocumented_mode_is_refused()
             && err.contains("aclnnConvolution.md:436-439"),
         "{err}"
     );
-    // Not a boolean: clap's error, naming the flag.
+    // Not a boolean: an error naming the flag and the spellings it takes (MindCV's str2bool,
+    // so `True`/`False` as in a recipe are accepted).
     let out = bench(&["--conv_allow_hf32", "maybe"]);
     assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--conv_allow_hf32"),
+        err.contains("--conv_allow_hf32") && err.contains("yes/true/1 or no/false/0"),
         "{out:?}"
     );
 }

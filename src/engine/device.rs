@@ -108,21 +108,29 @@ impl Device {
     pub fn describe(&self) -> String {
         match self {
             Device::Cpu { .. } => "cpu".into(),
+            Device::Ascend { id, .. } => format!("ascend:{id} ({})", self.arithmetic()),
+        }
+    }
+
+    /// The arithmetic the device does, without which device it is (what the ranks of a job
+    /// must agree on): `float32` on the CPU; on Ascend `float32`, `float16 AMP O2`, or
+    /// `float32, conv_allow_hf32=.., matmul_allow_hf32=..` when the [`CubeMath`] switches are
+    /// not torch_npu's defaults.
+    pub fn arithmetic(&self) -> String {
+        match self {
+            Device::Cpu { .. } => "float32".into(),
             Device::Ascend {
-                id,
                 precision,
                 cube_math,
-            } => format!(
-                "ascend:{id} ({})",
-                match precision {
-                    Precision::Fp32 if *cube_math == CubeMath::default() => "float32".into(),
-                    Precision::Fp32 => format!(
-                        "float32, conv_allow_hf32={}, matmul_allow_hf32={}",
-                        cube_math.conv_allow_hf32, cube_math.matmul_allow_hf32
-                    ),
-                    Precision::Fp16 => "float16 AMP O2".into(),
-                }
-            ),
+                ..
+            } => match precision {
+                Precision::Fp32 if *cube_math == CubeMath::default() => "float32".into(),
+                Precision::Fp32 => format!(
+                    "float32, conv_allow_hf32={}, matmul_allow_hf32={}",
+                    cube_math.conv_allow_hf32, cube_math.matmul_allow_hf32
+                ),
+                Precision::Fp16 => "float16 AMP O2".into(),
+            },
         }
     }
 }

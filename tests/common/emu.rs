@@ -5,6 +5,7 @@ use std::ffi::{c_char, CString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::SystemTime;
 
 const LIB: &str = "libsenet_cann_emu.so";
 
@@ -35,7 +36,7 @@ fn build(profile_dir: &Path) -> PathBuf {
         .join("senet-cann-emu");
     let profile = profile_name(profile_dir);
     eprintln!(
-        "{LIB} not found beside the test binary: building it into {}",
+        "no {LIB} from the current sources beside the test binary: building it into {}",
         target.display()
     );
     let status = Command::new(cargo)
@@ -59,14 +60,50 @@ fn build(profile_dir: &Path) -> PathBuf {
     target.join(dir).join(LIB)
 }
 
+/// The newest modification time of the emulator's sources (`sys/emulator`: its manifest, build
+/// script, `src/` and C headers), or `None` when they cannot be read.
+fn newest_source() -> Option<SystemTime> {
+    fn walk(path: &Path, newest: &mut SystemTime) -> std::io::Result<()> {
+        let meta = std::fs::metadata(path)?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path)? {
+                walk(&entry?.path(), newest)?;
+            }
+        } else {
+            *newest = (*newest).max(meta.modified()?);
+        }
+        Ok(())
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("sys");
+    let mut newest = SystemTime::UNIX_EPOCH;
+    for part in [
+        "emulator/Cargo.toml",
+        "emulator/src",
+        "emulator/contract",
+        "include",
+    ] {
+        walk(&root.join(part), &mut newest).ok()?;
+    }
+    Some(newest)
+}
+
+/// Whether a built library is at least as new as every emulator source (a `cargo test --test X`
+/// builds only the root package, so `target/<profile>/` may hold an emulator older than the
+/// sources it is tested against).
+fn is_fresh(lib: &Path) -> bool {
+    let built = std::fs::metadata(lib).and_then(|m| m.modified());
+    matches!((built, newest_source()), (Ok(b), Some(s)) if b >= s)
+}
+
 /// The emulator library: `target/<profile>/libsenet_cann_emu.so` or `.../deps/...` when a cargo
-/// build of this workspace made it, else a fresh build ([`build`]).
+/// build of this workspace made it from the current sources, else a build of its own
+/// ([`build`], a no-op when that one is current).
 pub fn library() -> &'static Path {
     static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
     LIBRARY.get_or_init(|| {
         let dir = profile_dir();
         let candidates = [dir.join(LIB), dir.join("deps").join(LIB)];
-        match candidates.iter().find(|p| p.is_file()) {
+        match candidates.iter().find(|p| p.is_file() && is_fresh(p)) {
             Some(p) => p.clone(),
             None => build(&dir),
         }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 pub mod child;
 pub mod cli;
+pub mod dist;
 pub mod emu;
 pub mod fd;
 pub mod step;

@@ -393,13 +393,20 @@ pub struct DeviceArgs {
     /// unsupported for the forward convolution on A2/A3 (refused there); on the
     /// first-generation 910 both compute in FLOAT16.
     #[arg(long = "conv_allow_hf32", alias = "conv-allow-hf32", default_value_t = true,
-          action = clap::ArgAction::Set, value_name = "BOOL")]
+          action = clap::ArgAction::Set, value_name = "BOOL", value_parser = mindcv_bool)]
     pub conv_allow_hf32: bool,
     /// Ascend, float32 (amp O0): Dense layers in HFLOAT32 instead of fp32 (torch_npu's
     /// torch.npu.matmul.allow_hf32); on the first-generation 910 both compute in FLOAT16.
     #[arg(long = "matmul_allow_hf32", alias = "matmul-allow-hf32", default_value_t = false,
-          action = clap::ArgAction::Set, value_name = "BOOL")]
+          action = clap::ArgAction::Set, value_name = "BOOL", value_parser = mindcv_bool)]
     pub matmul_allow_hf32: bool,
+}
+
+/// A boolean flag value spelled as MindCV's `str2bool` accepts it (`True`, `false`, `yes`, `0`,
+/// ...), like the recipe's boolean keys.
+fn mindcv_bool(s: &str) -> std::result::Result<bool, String> {
+    senet::config::str2bool(s)
+        .ok_or_else(|| format!("{s:?} is not a boolean (yes/true/1 or no/false/0, any case)"))
 }
 
 impl DeviceArgs {

@@ -56,7 +56,9 @@ impl<F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'_, F, E> {
         )
     }
 
-    /// What changes the update or the data order without changing the layout.
+    /// What changes the update or the data order without changing the layout, and the
+    /// device's arithmetic (precision and, in float32 on Ascend, the cube switches: ranks
+    /// that round their convolutions differently would drift apart without an error).
     fn update_settings(&self) -> String {
         let r = self.r;
         let lr_bits: String = self
@@ -68,7 +70,7 @@ impl<F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'_, F, E> {
         format!(
             "seed {}, shuffle {}, image_resize {}, lr schedule {:016x}, momentum {}, \
              weight_decay {} ({:?}), nesterov {}, label_smoothing {}, loss_scale {} ({}, \
-             drop_overflow_update {}), amp_level {}, clip {:?}, ema_decay {}, device {}",
+             drop_overflow_update {}), amp_level {}, clip {:?}, ema_decay {}, device {} ({})",
             r.seed,
             r.shuffle,
             r.image_resize,
@@ -87,7 +89,8 @@ impl<F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'_, F, E> {
             match self.dev {
                 Device::Cpu { .. } => "cpu",
                 Device::Ascend { .. } => "ascend",
-            }
+            },
+            self.dev.arithmetic()
         )
     }
 
