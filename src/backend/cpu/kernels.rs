@@ -610,3 +610,102 @@ pub fn momentum(param: &mut [f32], grad: &[f32], moment: &mut [f32], s: Momentum
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented order of the BatchNorm reductions (kernels/cpu/batch_norm_train.c): value
+    /// `i` goes to lane `i % 16` in index order, and the 16 lanes are summed as a balanced tree in
+    /// lane order.
+    fn lanes(values: impl Iterator<Item = f64>) -> f64 {
+        let mut s = [0.0f64; 16];
+        for (i, v) in values.enumerate() {
+            s[i % 16] += v;
+        }
+        let mut w: Vec<f64> = s.to_vec();
+        while w.len() > 1 {
+            w = w.chunks(2).map(|p| p[0] + p[1]).collect();
+        }
+        w[0]
+    }
+
+    /// Data with a wide range of magnitudes (so that any other order of the sums would round
+    /// differently), a NaN-free x and dy, and a mask with positive, negative, zero and NaN values.
+    fn data(len: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let x = (0..len)
+            .map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 10f32.powi((i % 7) as i32 - 3))
+            .collect();
+        let dy = (0..len)
+            .map(|i| ((i * 104_729 % 997) as f32 - 498.0) * 10f32.powi((i % 5) as i32 - 2))
+            .collect();
+        let mask = (0..len)
+            .map(|i| match i % 4 {
+                0 => 1.0,
+                1 => -1.0,
+                2 => 0.0,
+                _ if i % 8 == 3 => f32::NAN,
+                _ => 2.0,
+            })
+            .collect();
+        (x, dy, mask)
+    }
+
+    /// The SE backward's plane (whichever build this CPU runs): the masked gradient into
+    /// `dshortcut`, times the gate into `dx`, and `Σ d·x` in the documented order, exactly.
+    #[test]
+    fn se_backward_sums_in_the_documented_order() {
+        for len in 0..=53 {
+            let (x, dout, out) = data(len);
+            let gate = 0.8125f32;
+            let d: Vec<f32> = (0..len)
+                .map(|i| if out[i] > 0.0 { dout[i] } else { 0.0 })
+                .collect();
+            let (mut dx, mut dshort) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+            let sum = se_scale_add_relu_backward(&x, gate, &out, &dout, &mut dx, &mut dshort);
+            let want = lanes((0..len).map(|i| d[i] as f64 * x[i] as f64));
+            assert_eq!(sum.to_bits(), want.to_bits(), "len {len}");
+            assert_eq!(dshort, d, "len {len}");
+            let dx_want: Vec<f32> = d.iter().map(|v| v * gate).collect();
+            assert_eq!(dx, dx_want, "len {len}");
+        }
+    }
+
+    /// Every length up to three blocks of 16 plus a tail: the kernels (whichever build this CPU
+    /// runs, baseline or AVX-512) return exactly the sums in the documented order.
+    #[test]
+    fn batch_norm_reductions_sum_in_the_documented_order() {
+        for len in 0..=53 {
+            let (x, dy, mask) = data(len);
+            let mean = 0.375f32;
+            let sum = lanes(x.iter().map(|&v| v as f64));
+            assert_eq!(sum_f64(&x).to_bits(), sum.to_bits(), "sum, len {len}");
+            let m64 = mean as f64;
+            let ss = lanes(x.iter().map(|&v| (v as f64 - m64) * (v as f64 - m64)));
+            assert_eq!(
+                sum_sq_dev_f64(&x, m64).to_bits(),
+                ss.to_bits(),
+                "sum of squares, len {len}"
+            );
+            for masked in [false, true] {
+                let g: Vec<f64> = (0..len)
+                    .map(|i| {
+                        let keep = !masked || mask[i] > 0.0;
+                        (if keep { dy[i] } else { 0.0 }) as f64
+                    })
+                    .collect();
+                let want = [
+                    lanes(g.iter().copied()),
+                    lanes((0..len).map(|i| g[i] * (x[i] - mean) as f64)),
+                ];
+                let mut got = [0.0f64; 2];
+                bn_bwd_reduce(&x, &dy, masked.then_some(&mask[..]), mean, &mut got);
+                assert_eq!(
+                    got.map(f64::to_bits),
+                    want.map(f64::to_bits),
+                    "backward reduce, len {len}, masked {masked}"
+                );
+            }
+        }
+    }
+}
