@@ -154,6 +154,20 @@ pub trait Backend: Send + Sync {
         y: &mut Self::Buffer,
     ) -> Result<Shape4>;
 
+    /// A backend-specific form of the weight `f.w` of the convolution `f` (input shape
+    /// `f.shape.xs`) with which [`Backend::conv2d`] and the fused conv + pool ops compute that
+    /// convolution faster, when passed as [`Conv2dForward::prepared`] beside `f.w`; None when the
+    /// backend has none for it (the default). It stays valid while `f.w` is unchanged. The CPU
+    /// backend (x86_64, AVX-512): for a single image with an output plane of at most 64 pixels
+    /// (the 7x7 stage of a 224x224 image, batch 1) the weights transposed into panels of
+    /// 48 output channels, about as many floats as `f.w`. Errors ([`crate::Error::Shape`]): the
+    /// shapes do not fit ([`Conv2dShape::out_shape`]) or the weight buffer is too short.
+    fn prepare_conv2d(&self, f: Conv2dForward<'_, Self::Buffer>) -> Result<Option<Self::Buffer>> {
+        f.shape.out_shape()?;
+        check_len("prepare_conv2d weight", f.w, f.shape.w_len())?;
+        Ok(None)
+    }
+
     /// Max pool of `x` (`xs`) into `y` with the window and border rule of `pool`: MindSpore
     /// `MaxPool2d(kernel, stride, pad_mode="same")` (TF 'SAME'; see [`same_pool_geometry`]) or
     /// PyTorch `nn.MaxPool2d(kernel, stride, padding, ceil_mode)` ([`PoolPadding::Symmetric`]);
