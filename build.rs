@@ -1,6 +1,6 @@
 //! Builds the native CPU kernels in `kernels/cpu/` (plain C99, compiled with `cc`), and writes
 //! the pkg-config file `senet.pc` of the C ABI beside `libsenet.so` in `target/<profile>/`.
-//! On x86_64 targets it adds the AVX-512 conv GEMM, Winograd transforms and grouped conv (`*_avx512.c`): their
+//! On x86_64 targets it adds the AVX-512 conv GEMM, Winograd transforms, grouped conv and max pool (`*_avx512.c`): their
 //! functions carry their own `target` attributes, so the build stays baseline x86-64 and the Rust
 //! side picks them only after run-time detection. Other targets do not compile those files at all.
 fn main() {
@@ -14,6 +14,7 @@ fn main() {
     ];
     if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86_64") {
         files.push("kernels/cpu/conv_grouped_avx512.c");
+        files.push("kernels/cpu/pool_avx512.c");
         files.push("kernels/cpu/sgemm_avx512.c");
         files.push("kernels/cpu/sgemm_pack_avx512.c");
         files.push("kernels/cpu/winograd_avx512.c");

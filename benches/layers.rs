@@ -1,10 +1,17 @@
 //! Per-layer timings of the CPU backend's conv2d on seresnet50's shapes (batch 32 by default):
-//! `cargo bench --bench layers [-- BATCH THREADS]`. Prints GFLOP/s per layer shape; used to find
+//! `cargo bench --bench layers [-- BATCH THREADS [forward]]` (`forward`: no gradients). Prints GFLOP/s per layer shape; used to find
 //! the layers where the CPU backend falls short of the GEMM's speed. Then the same shapes'
 //! gradients: the data gradient as a training step runs it, by the legacy im2col + col2im and
 //! with Winograd allowed, timed alternately in the same run, and the filter gradient.
+//!
+//! Where the backend prepares a conv's weights (`Backend::prepare_conv2d`: at batch 1 the 7x7
+//! and 14x14 layers), the forward is timed both ways, alternately: with the prepared weights
+//! (the batch-1 product) and without (the GEMM path of before). The stem's max pool is timed
+//! last; `SENET_CPU_B1=old` gives the scalar pool (and no prepared weights) for an A/B of it.
 use senet::backend::cpu::CpuBackend;
-use senet::backend::{Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, Shape4};
+use senet::backend::{
+    Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, MaxPool2dParams, Shape4,
+};
 
 /// (cin, h, cout, k, stride, pad, groups) of one conv.
 type Layer = (usize, usize, usize, usize, usize, usize, usize);
@@ -61,24 +68,64 @@ fn main() {
             w: &w,
             bias: Some(&b),
             act: Activation::Relu,
+            prepared: None,
         };
-        let run = |y: &mut Vec<f32>| be.conv2d(f, &x, y).unwrap();
-        run(&mut y);
-        let mut times = Vec::new();
-        for _ in 0..5 {
-            let t0 = Instant::now();
-            run(&mut y);
-            times.push(t0.elapsed().as_secs_f64());
-        }
-        times.sort_by(f64::total_cmp);
+        let prepared = be.prepare_conv2d(f).unwrap();
+        let fp = Conv2dForward {
+            prepared: prepared.as_ref(),
+            ..f
+        };
         let flops = 2.0 * (ys.numel() * cin / g * k * k) as f64;
+        let figure =
+            |secs: f64| format!("{:>7.2} ms {:>5.0} GFLOP/s", secs * 1e3, flops / secs / 1e9);
+        let label = format!("conv {cin:>4}x{h:<3} -> {cout:>4} k{k} s{s} g{g:<2}");
+        if prepared.is_none() {
+            let secs = median_secs(|| {
+                be.conv2d(f, &x, &mut y).unwrap();
+            });
+            println!("{label}: {}", figure(secs));
+            continue;
+        }
+        // Alternately with and without the prepared weights, 5 rounds each.
+        let (mut new, mut old) = (Vec::new(), Vec::new());
+        be.conv2d(fp, &x, &mut y).unwrap();
+        be.conv2d(f, &x, &mut y).unwrap();
+        for _ in 0..5 {
+            for (op, times) in [(fp, &mut new), (f, &mut old)] {
+                let t0 = Instant::now();
+                be.conv2d(op, &x, &mut y).unwrap();
+                times.push(t0.elapsed().as_secs_f64());
+            }
+        }
+        let median = |t: &mut Vec<f64>| {
+            t.sort_by(f64::total_cmp);
+            t[2]
+        };
         println!(
-            "conv {cin:>4}x{h:<3} -> {cout:>4} k{k} s{s} g{g:<2}: {:>7.2} ms  {:>5.0} GFLOP/s",
-            times[2] * 1e3,
-            flops / times[2] / 1e9
+            "{label}: {}  (without prepared weights {})",
+            figure(median(&mut new)),
+            figure(median(&mut old))
         );
     }
-    backward(&layers, batch, threads);
+    // The stem's max pool (3x3, stride 2, MindCV's "same") on the 7x7 conv's output.
+    let pool = MaxPool2dParams::same(3, 2);
+    let xs = Shape4::new(batch, 64, 112, 112);
+    let x = be.upload(&distinct_values(xs.numel())).unwrap();
+    let mut y = be.alloc(xs.numel()).unwrap();
+    let secs = median_secs(|| {
+        be.max_pool2d(pool, &x, xs, &mut y).unwrap();
+    });
+    println!("max_pool2d 64x112 3x3 s2 same: {:>7.3} ms", secs * 1e3);
+    if args.get(3).map(String::as_str) != Some("forward") {
+        backward(&layers, batch, threads);
+    }
+}
+
+/// `n` distinct values in [-1, 1) (a max pool of constants would be a benchmark of one case).
+fn distinct_values(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919) % 2003) as f32 / 1001.5 - 1.0)
+        .collect()
 }
 
 /// The median of 5 timed runs of `f` (after one untimed), in seconds.

@@ -248,6 +248,7 @@ def contract_protos(contract, header, names):
     sigs = {}
     nodes = [v for k, v in data.items() if not k.startswith("_")]
     nodes += list(data.get("_fused_optimizers", {}).values())
+    nodes += list(data.get("_foreach", {}).values())
     for node in nodes:
         for decl in node.get("_signature", "").split("; "):
             m = re.match(r"\s*(aclnn\w+)\s*\(", decl)

@@ -43,3 +43,4 @@ for class in ankle_boot bag sneaker trouser; do
 done
 "$senet" predict -c "$recipe" --data_dir "$data" --ckpt_path "$ckpt" --topk 3 \
   --threads "$threads" "${photos[@]}"
+echo "senet is $senet; 'cargo install --path .' puts it on the PATH as senet (README: Command line)"

@@ -21,7 +21,8 @@ pub enum Error {
         /// What is wrong with it.
         msg: String,
     },
-    /// Parameters of a checkpoint that do not match the model (every culprit is listed).
+    /// Parameters of a checkpoint that do not match the model (every culprit listed, or for more
+    /// than 20 the first 10 and a count by kind).
     #[error("checkpoint {path} does not match model {model}:\n{details}")]
     Mismatch {
         /// The file.

@@ -655,6 +655,15 @@ fn first_gen_910_child() {
     // One O2 training step: the cube computes FLOAT16 operands on this product as on A2, the
     // rest in fp32, so the O2 step's tolerances hold here too.
     train_step_against_golden(Precision::Fp16, 1024.0, O2_STEP_TOL, &[]);
+    // No foreach operators on this product (aclnn-contract.md "### aclnnForeach*": ❌ in every
+    // row), so no learning rate in device memory for a captured step: refused, naming the SoC.
+    let err = be.set_device_lr(true).unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid(m) if m.contains("Ascend910A")
+            && m.contains("### aclnnForeach*")),
+        "{err}"
+    );
+    assert!(matches!(be.stage_lr(0.1, 0.9), Err(Error::Invalid(_))));
 }
 
 // ---- CANN missing ---------------------------------------------------------------------------

@@ -90,6 +90,7 @@ fn run_ops<B: Backend>(be: &B, abs: bool) -> Vec<(String, Vec<f32>)> {
             w: &w,
             bias: Some(&bias),
             act: act_of(act),
+            prepared: None,
         };
         let got = be.conv2d(f, &x, &mut y).unwrap();
         assert_eq!(got, ys);

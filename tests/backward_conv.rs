@@ -179,6 +179,7 @@ fn conv_forward(be: &CpuBackend, c: &ConvCase, x: &[f32], w: &[f32]) -> Vec<f32>
         w: &w,
         bias: None,
         act: Activation::None,
+        prepared: None,
     };
     let got = be.conv2d(f, &x.to_vec(), &mut y).unwrap();
     assert_eq!(got, ys);

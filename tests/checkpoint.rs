@@ -565,6 +565,64 @@ fn misshaped_classifier_is_a_mismatch_listing_both_tensors() {
     );
 }
 
+/// The checkpoint of another variant: a first line naming the variant its entries fit, the
+/// first 10 problems, and a count of the rest (not ~280 lines).
+#[test]
+fn another_variants_checkpoint_names_that_variant_and_is_cut_short() {
+    let mut net = SeNet::new(Arch::SeResNet50, 1000, 0).unwrap();
+    let err = load_model(
+        &mut net,
+        &common::golden("seresnet18_formula.ckpt"),
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    let Error::Mismatch { details, .. } = &err else {
+        panic!("{err:?}")
+    };
+    let lines: Vec<&str> = details.lines().collect();
+    assert_eq!(lines.len(), 12, "{details}");
+    assert_eq!(
+        lines[0],
+        "the checkpoint's entries are exactly the parameters of seresnet18 (1000 classes): pass \
+         --model seresnet18, or give the checkpoint of this model"
+    );
+    // Every problem of the load, counted by kind from the two variants' parameter lists (same
+    // names where they share one, mostly other shapes).
+    let specs50 = senet::model::param_specs(Arch::SeResNet50, 1000);
+    let specs18 = senet::model::param_specs(Arch::SeResNet18, 1000);
+    let names18: std::collections::HashMap<&str, &Vec<usize>> = specs18
+        .iter()
+        .map(|s| (s.name.as_str(), &s.shape))
+        .collect();
+    let names50: std::collections::HashSet<&str> =
+        specs50.iter().map(|s| s.name.as_str()).collect();
+    let missing = specs50
+        .iter()
+        .filter(|s| !names18.contains_key(s.name.as_str()))
+        .count();
+    let misshaped = specs50
+        .iter()
+        .filter(|s| {
+            names18
+                .get(s.name.as_str())
+                .is_some_and(|sh| **sh != s.shape)
+        })
+        .count();
+    let unexpected = specs18
+        .iter()
+        .filter(|s| !names50.contains(s.name.as_str()))
+        .count();
+    let total = missing + misshaped + unexpected;
+    assert_eq!(
+        lines[11],
+        format!(
+            "... and {} more ({missing} missing, {misshaped} mis-shaped or not float, \
+             {unexpected} unexpected in all)",
+            total - 10
+        )
+    );
+}
+
 #[test]
 fn missing_extra_and_misshaped_are_all_listed() {
     let dir = tempfile::tempdir().unwrap();

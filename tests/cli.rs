@@ -275,6 +275,30 @@ fn bad_inputs_exit_non_zero_naming_the_culprit() {
         s(&ten),
     ]);
     fails_naming(&out, &["10 classes", "100 class folders", "--num_classes"]);
+    // 3d. Fewer class folders than the model's classes and no class map: validated with
+    // MindSpore's numbering (folder k = class k), and a note saying that a subset of ImageNet's
+    // folders needs --class_map; none with the class map.
+    let quiet = validate(s(&good), cfg, &sample_dir());
+    assert!(quiet.status.success(), "{quiet:?}");
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("class folders for a"));
+    let out = senet(&[
+        "validate",
+        "-c",
+        cfg,
+        "--data_dir",
+        s(&sample_dir()),
+        "--ckpt_path",
+        s(&good),
+        "--model",
+        "seresnet18",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("has 100 class folders for a 1000-class model and no --class_map")
+            && err.contains("pass --class_map"),
+        "{err}"
+    );
     // 4. An unknown YAML key.
     let yaml = tmp.path().join("bad.yaml");
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(cfg)).unwrap();

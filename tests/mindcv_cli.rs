@@ -361,6 +361,36 @@ fn predict_with_a_recipe_names_classes_after_its_folders() {
         s(&image),
     ]));
     assert!(out.contains("class 0") && out.contains("class 1"), "{out}");
+    // A recipe whose data set is not there: numbered, with a note naming the folders looked at.
+    let moved = tmp.path().join("moved.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let gone = tmp.path().join("gone");
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("data_dir:"))
+        .collect();
+    let moved_text = format!("{}\ndata_dir: {}\n", kept.join("\n"), gone.display());
+    std::fs::write(&moved, moved_text).unwrap();
+    let run = senet(&[
+        "predict",
+        "-c",
+        s(&moved),
+        "--ckpt_path",
+        s(&two),
+        s(&image),
+    ]);
+    assert!(run.status.success(), "{run:?}");
+    let (out, err) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert!(out.contains("class 0"), "{out}");
+    assert!(
+        err.contains("note: no class names")
+            && err.contains(&format!("{}/val", gone.display()))
+            && err.contains("--class_map"),
+        "{err}"
+    );
     // A checkpoint of another class count than the folders: named, with what to pass.
     let three = init_ckpt(tmp.path(), 3);
     fails_naming(

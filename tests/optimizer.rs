@@ -369,6 +369,7 @@ fn golden_momentum_step_and_stem_batch_norm_stats() {
         w: &w,
         bias: None,
         act: Activation::None,
+        prepared: None,
     };
     let ys = be.conv2d(f, &x, &mut y).unwrap();
     let gamma = formula_param(spec("layer0.1.gamma")).data;

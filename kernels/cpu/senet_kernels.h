@@ -39,6 +39,11 @@ void senet_bias_act_f32(float *y, const float *bias, size_t c, size_t hw, int ac
 void senet_max_pool2d_f32(const float *x, size_t c, size_t h, size_t w, size_t k, size_t s,
                           size_t pad_top, size_t pad_left, size_t oh, size_t ow, float *y);
 
+/* senet_max_pool2d_f32 with the same results bit for bit, 16 outputs of a row at a time, for
+ * strides 1 and 2 (pool_avx512.c: x86_64 with AVX-512 only, checked by the caller). */
+void senet_max_pool2d_avx512(const float *x, size_t c, size_t h, size_t w, size_t k, size_t s,
+                             size_t pad_top, size_t pad_left, size_t oh, size_t ow, float *y);
+
 /* Backward of senet_max_pool2d_f32 (same geometry): dx (c, h, w) is zeroed, then each
  * dy[ci, oy, ox] is added at the position of its window's maximum in x (the first one in
  * row-major window order on ties, as the forward's strict '>' scan; the last NaN when the window

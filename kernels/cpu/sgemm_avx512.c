@@ -156,3 +156,123 @@ TARGET void senet_sgemm_avx512_packed(size_t m, size_t n, size_t k, const float 
     if (m == 0 || n == 0 || k == 0) return;
     product(m, n, k, a, lda, NULL, 0, panels, NULL, c, ldc, NULL, 0);
 }
+
+/* ---- The transposed product of small planes (batch 1, 7x7 and 14x14) ----
+ *
+ * Y[j, i] = act(bias[j] + sum_r A[i, r] * W[j, r]) for pixels i < m and output channels j < n:
+ * the same product as above with the roles swapped, pixels as the rows (broadcast) and output
+ * channels across the vectors, so that a 7x7 plane fills 7 blocks of 7 rows exactly instead of
+ * a 48-column panel and a 1-column one. A is the im2col matrix as stored (K x m, A[i, r] at
+ * a[r*lda + i]); W^T is packed once (senet_sgemm_t_panels). The k blocks are those of the
+ * product above (k_block), each block's FMA chain runs k ascending from 0, the blocks' sums are
+ * added in order, then the bias: every output is rounded exactly as senet_sgemm_avx512 rounds it.
+ * Partial sums of the blocks before the last are kept row-major in `scratch` (m x NC floats,
+ * row stride NC); the last block adds the bias, applies ReLU and scatters the tile into Y. */
+
+/* Rows of a tile of the transposed product: 7 when it divides m and 8 does not (49, 196). */
+static size_t t_rows(size_t m) { return m % 8 != 0 && m % 7 == 0 ? 7 : MR; }
+
+TARGET static inline __attribute__((always_inline)) void
+kernel_t(const int mr, const int nv, size_t kc, const float *a, size_t lda, const float *bp,
+         float *s, float *y, size_t ldy, __mmask16 last, int flags, const float *bias, int relu) {
+    __m512 acc[MR][NV];
+    for (int i = 0; i < mr; i++)
+        for (int v = 0; v < nv; v++) acc[i][v] = _mm512_setzero_ps();
+    for (size_t k = 0; k < kc; k++) {
+        __m512 bv[NV];
+        for (int v = 0; v < nv; v++) bv[v] = _mm512_loadu_ps(bp + k * NR + 16 * v);
+        for (int i = 0; i < mr; i++) {
+            const __m512 ai = _mm512_set1_ps(a[k * lda + i]);
+            for (int v = 0; v < nv; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+        }
+    }
+    const __m512i lanes = _mm512_mullo_epi32(
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        _mm512_set1_epi32((int)ldy));
+    for (int i = 0; i < mr; i++) {
+        for (int v = 0; v < nv; v++) {
+            const __mmask16 m = v == nv - 1 ? last : (__mmask16)0xffff;
+            __m512 r = acc[i][v];
+            float *si = s + (size_t)i * NC + 16 * v;
+            if (flags & EP_LOAD) r = _mm512_add_ps(_mm512_maskz_loadu_ps(m, si), r);
+            if (!(flags & EP_LAST)) {
+                _mm512_mask_storeu_ps(si, m, r);
+                continue;
+            }
+            if (bias) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, bias + 16 * v));
+            /* max(0, r) with NaN kept, as in kernel(). */
+            if (relu) r = _mm512_max_ps(_mm512_setzero_ps(), r);
+            _mm512_mask_i32scatter_ps(y + i + (size_t)16 * v * ldy, m, lanes, r, 4);
+        }
+    }
+}
+
+typedef void (*kernel_t_fn)(size_t, const float *, size_t, const float *, float *, float *,
+                            size_t, __mmask16, int, const float *, int);
+
+#define KERNEL_T(MR_, NV_)                                                                     \
+    TARGET static void kernel_t_##MR_##x##NV_(size_t kc, const float *a, size_t lda,           \
+                                              const float *bp, float *s, float *y, size_t ldy, \
+                                              __mmask16 last, int flags, const float *bias,    \
+                                              int relu) {                                      \
+        kernel_t(MR_, NV_, kc, a, lda, bp, s, y, ldy, last, flags, bias, relu);                \
+    }
+#define KERNELS_T_FOR(MR_) KERNEL_T(MR_, 1) KERNEL_T(MR_, 2) KERNEL_T(MR_, 3)
+KERNELS_T_FOR(1)
+KERNELS_T_FOR(2)
+KERNELS_T_FOR(3)
+KERNELS_T_FOR(4)
+KERNELS_T_FOR(5)
+KERNELS_T_FOR(6)
+KERNELS_T_FOR(7)
+KERNELS_T_FOR(8)
+#define ROW_T(MR_) {kernel_t_##MR_##x1, kernel_t_##MR_##x2, kernel_t_##MR_##x3}
+static const kernel_t_fn KERNELS_T[MR][NV] = {ROW_T(1), ROW_T(2), ROW_T(3), ROW_T(4),
+                                              ROW_T(5), ROW_T(6), ROW_T(7), ROW_T(8)};
+
+size_t senet_sgemm_t_scratch_floats(size_t m) { return m * NC; }
+
+void senet_sgemm_t_panels(const float *w, size_t n, size_t k, float *panels) {
+    const size_t np = (n + NR - 1) / NR;
+    /* Blocks of 16 rows, so that each weight row is read 16 floats at a time. */
+    for (size_t q = 0; q < np; q++)
+        for (size_t r0 = 0; r0 < k; r0 += 16)
+            for (size_t t = 0; t < NR; t++) {
+                const size_t j = q * NR + t;
+                for (size_t r = r0; r < k && r < r0 + 16; r++)
+                    panels[(q * k + r) * NR + t] = j < n ? w[j * k + r] : 0.0f;
+            }
+}
+
+TARGET void senet_sgemm_avx512_t(size_t m, size_t n, size_t k, const float *a, size_t lda,
+                                 const float *panels, size_t j0, float *y, size_t ldy,
+                                 const float *bias, int act, float *scratch) {
+    if (m == 0 || n == 0) return;
+    const int relu = act == SENET_ACT_RELU;
+    const size_t kc = k_block(k), rows = t_rows(m);
+    for (size_t jb = 0; jb < n; jb += NC) {
+        const size_t nb = n - jb < NC ? n - jb : NC;
+        for (size_t pc = 0; pc < k || pc == 0; pc += kc) {
+            const size_t kcur = k - pc < kc ? k - pc : kc;
+            const int flags = block_flags(pc, kcur, k);
+            /* Chunks of at most one panel of the absolute channels j0 + j. */
+            for (size_t j = jb; j < jb + nb;) {
+                const size_t abs = j0 + j, off = abs % NR;
+                size_t nw = NR - off;
+                if (nw > jb + nb - j) nw = jb + nb - j;
+                const int nv = (int)((nw + 15) / 16);
+                const size_t rem = nw - 16 * (size_t)(nv - 1);
+                const __mmask16 last = (__mmask16)((1u << rem) - 1);
+                const float *bp = panels + (abs / NR * k + pc) * NR + off;
+                for (size_t ir = 0; ir < m; ir += rows) {
+                    const size_t mr = m - ir < rows ? m - ir : rows;
+                    KERNELS_T[mr - 1][nv - 1](kcur, a + pc * lda + ir, lda, bp,
+                                              scratch + ir * NC + (j - jb), y + j * ldy + ir,
+                                              ldy, last, flags, bias ? bias + j : NULL, relu);
+                }
+                j += nw;
+            }
+            if (k == 0) break;
+        }
+    }
+}

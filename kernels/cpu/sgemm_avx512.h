@@ -47,6 +47,23 @@ void senet_sgemm_avx512(size_t m, size_t n, const float *a, size_t lda, const se
 void senet_sgemm_avx512_packed(size_t m, size_t n, size_t k, const float *a, size_t lda,
                                const float *panels, float *c, size_t ldc);
 
+/* The transposed product (batch 1, small planes; see sgemm_avx512.c):
+ * y[j*ldy + i] = act(bias[j] + sum_r a[r*lda + i] * W[j0 + j, r]) for i < m, j < n, r < k, with
+ * W (rows x k, row-major) packed by senet_sgemm_t_panels; j0 a multiple of 16. Every output is
+ * rounded as senet_sgemm_avx512 rounds the same sum. bias may be NULL (else n values, for the
+ * channels j0..); act SENET_ACT_NONE or SENET_ACT_RELU; scratch: senet_sgemm_t_scratch_floats(m)
+ * floats. */
+void senet_sgemm_avx512_t(size_t m, size_t n, size_t k, const float *a, size_t lda,
+                          const float *panels, size_t j0, float *y, size_t ldy, const float *bias,
+                          int act, float *scratch);
+
+/* W^T of a rows x k row-major W as panels of NR channels: panel q at panels + q*k*NR holds
+ * W[q*NR + t, r] at r*NR + t (0 for q*NR + t >= rows); ceil(rows / NR) * k * NR floats. */
+void senet_sgemm_t_panels(const float *w, size_t rows, size_t k, float *panels);
+
+/* Floats of the scratch of senet_sgemm_avx512_t for m pixels. */
+size_t senet_sgemm_t_scratch_floats(size_t m);
+
 /* SENET_SGEMM_PACK_FLOATS, for the Rust side. */
 size_t senet_sgemm_pack_floats(void);
 

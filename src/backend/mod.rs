@@ -157,6 +157,20 @@ pub trait Backend: Send + Sync {
         y: &mut Self::Buffer,
     ) -> Result<Shape4>;
 
+    /// A backend-specific form of the weight `f.w` of the convolution `f` (input shape
+    /// `f.shape.xs`) with which [`Backend::conv2d`] and the fused conv + pool ops compute that
+    /// convolution faster, when passed as [`Conv2dForward::prepared`] beside `f.w`; None when the
+    /// backend has none for it (the default). It stays valid while `f.w` is unchanged. The CPU
+    /// backend (x86_64, AVX-512): for a single image with an output plane of at most 64 pixels
+    /// (the 7x7 stage of a 224x224 image, batch 1) the weights transposed into panels of
+    /// 48 output channels, about as many floats as `f.w`. Errors ([`crate::Error::Shape`]): the
+    /// shapes do not fit ([`Conv2dShape::out_shape`]) or the weight buffer is too short.
+    fn prepare_conv2d(&self, f: Conv2dForward<'_, Self::Buffer>) -> Result<Option<Self::Buffer>> {
+        f.shape.out_shape()?;
+        check_len("prepare_conv2d weight", f.w, f.shape.w_len())?;
+        Ok(None)
+    }
+
     /// Max pool of `x` (`xs`) into `y` with the window and border rule of `pool`: MindSpore
     /// `MaxPool2d(kernel, stride, pad_mode="same")` (TF 'SAME'; see [`same_pool_geometry`]) or
     /// PyTorch `nn.MaxPool2d(kernel, stride, padding, ceil_mode)` ([`PoolPadding::Symmetric`]);
@@ -503,12 +517,37 @@ pub trait Backend: Send + Sync {
         len: usize,
     ) -> Result<()>;
 
+    /// Device-lr mode, for a step captured once and replayed (issue 14 item 6): with `enabled`,
+    /// [`Backend::momentum_update_group`] reads the learning rate from device memory the
+    /// backend owns, set before each step by [`Backend::stage_lr`], instead of taking `p.lr` as
+    /// a launch argument (which a replayed graph would freeze at the captured step's value).
+    /// Turn it on before the first step (it may allocate). Eager steps leave it off: their
+    /// update takes fewer launches. Default (backends that cannot capture, the CPU): nothing to
+    /// do, the update always uses `p.lr`. Ascend: errors on a product without the
+    /// `aclnnForeach*` operators (the first-generation 910) with [`crate::Error::Invalid`].
+    fn set_device_lr(&self, _enabled: bool) -> Result<()> {
+        Ok(())
+    }
+
+    /// In device-lr mode, sets the learning rate `lr` (and the `momentum` its Nesterov term
+    /// multiplies it by) that updates queued from now on read, without waiting for the device
+    /// (Ascend: an asynchronous copy from pinned staging memory, ordered on the stream before
+    /// the updates, or the replayed graph, that follow). The next group update must then be
+    /// called with the same `lr` and `momentum` (checked). Call it outside a stream capture.
+    /// Default: nothing to do. Errors: device-lr mode is off ([`crate::Error::Invalid`]).
+    fn stage_lr(&self, _lr: f32, _momentum: f32) -> Result<()> {
+        Ok(())
+    }
+
     /// [`Backend::momentum_update`] of every parameter of `group`, all with the settings `p`
     /// (one MindSpore parameter group: the same learning rate, momentum, weight decay and loss
-    /// scale). Afterwards each gradient holds either what it held or that divided by
-    /// `p.loss_scale` (a fused optimizer overwrites it with the unscaled gradient): read it
-    /// only before the update. Default: one `momentum_update` per parameter; Ascend A2/A3/950:
-    /// one `aclnnFusedSgd` for the whole group. Errors: as `momentum_update`.
+    /// scale). Afterwards each gradient holds what it held or a value derived from it (a fused
+    /// optimizer overwrites it with the unscaled gradient, the device-lr path with
+    /// `grad/loss_scale + weight_decay*param`): read it only before the update. Default: one
+    /// `momentum_update` per parameter; Ascend A2/A3/950: one `aclnnFusedSgd` for the whole
+    /// group, or in device-lr mode ([`Backend::set_device_lr`]) 3-6 `aclnnForeach*` launches per
+    /// 48 parameters. Errors: as `momentum_update`; in device-lr mode also `p.lr`/`p.momentum`
+    /// differing from the last [`Backend::stage_lr`] ([`crate::Error::Invalid`]).
     fn momentum_update_group(
         &self,
         p: MomentumParams,

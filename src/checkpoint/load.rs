@@ -5,7 +5,7 @@
 
 use super::timm::{self, TimmImport, TimmLayout};
 use super::{read_checkpoint, save_format, Checkpoint, CkptWriter, FileFormat, SkippedEntry};
-use crate::model::{Params, SeNet, StemPool};
+use crate::model::{param_specs, Arch, Params, SeNet, StemPool};
 use crate::tensor::{DType, RawTensor};
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -248,6 +248,64 @@ fn load_labelled(
     Ok(report)
 }
 
+/// Mismatch lines shown in full up to this many; beyond, the first [`SHOWN_LINES`] and a count.
+const MAX_LINES: usize = 20;
+/// Lines shown of a longer mismatch list.
+const SHOWN_LINES: usize = 10;
+
+/// The mismatch lines of a load, with a first line naming the variant the checkpoint's entries
+/// fit when it is another ([`likely_model`]), and a list longer than [`MAX_LINES`] cut to its
+/// first [`SHOWN_LINES`] and a count of the rest by kind (a checkpoint of another variant
+/// misses or mis-shapes hundreds of parameters).
+fn shortened(lines: Vec<String>, report: &LoadReport, likely: Option<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(model) = likely {
+        out.push(format!(
+            "the checkpoint's entries are exactly the parameters of {model}: pass --model \
+             {}, or give the checkpoint of this model",
+            model.split(' ').next().unwrap_or_default()
+        ));
+    }
+    if lines.len() <= MAX_LINES {
+        out.extend(lines);
+        return out;
+    }
+    let n = lines.len();
+    out.extend(lines.into_iter().take(SHOWN_LINES));
+    out.push(format!(
+        "... and {} more ({} missing, {} mis-shaped or not float, {} unexpected in all)",
+        n - SHOWN_LINES,
+        report.missing.len(),
+        report.misfits.len(),
+        report.unexpected.len()
+    ));
+    out
+}
+
+/// The variant name and class count whose parameters (names and shapes, [`param_specs`]) the
+/// checkpoint's model entries are exactly (training state set aside), if one is. The class count
+/// is read from `classifier.bias`.
+fn likely_model(ck: &Checkpoint) -> Option<(&'static str, usize)> {
+    let entries: HashMap<&str, &[usize]> = ck
+        .tensors
+        .iter()
+        .filter(|(n, _)| !is_training_state(n))
+        .map(|(n, t)| (n.as_str(), t.shape.as_slice()))
+        .collect();
+    let classes = match entries.get("classifier.bias") {
+        Some([c]) => *c,
+        _ => return None,
+    };
+    Arch::ALL.into_iter().find_map(|arch| {
+        let specs = param_specs(arch, classes);
+        let fits = specs.len() == entries.len()
+            && specs
+                .iter()
+                .all(|s| entries.get(s.name.as_str()) == Some(&s.shape.as_slice()));
+        fits.then(|| (arch.name(), classes))
+    })
+}
+
 /// [`load_labelled`] of a checkpoint with MindCV's names; `name_label` writes a parameter's name
 /// in error lines.
 fn load_mindcv_names(
@@ -326,7 +384,14 @@ fn load_mindcv_names(
                 "no 'ema.*' entries in the checkpoint (EMA weights were asked for)".to_string(),
             );
         }
-        lines.extend(report.skipped_lines_with(name_label));
+        // A hint only for another variant (another class count alone shows as two classifier
+        // lines).
+        let likely = likely_model(ck).filter(|(arch, _)| !label.starts_with(&format!("{arch} ")));
+        lines.extend(shortened(
+            report.skipped_lines_with(name_label),
+            &report,
+            likely.map(|(arch, classes)| format!("{arch} ({classes} classes)")),
+        ));
         return Err(Error::Mismatch {
             path: path.to_path_buf(),
             model: label.to_string(),

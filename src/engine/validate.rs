@@ -48,6 +48,12 @@ pub struct ValidateReport {
     /// Why `--device auto` did not use the recipe's `device_target`, if it did not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_note: Option<String>,
+    /// How the class folders were numbered, when they are fewer than the model's classes and no
+    /// class map was given (folder k of the sorted names is class k, as MindSpore's
+    /// `ImageFolderDataset` numbers them: right for a data set of its own, wrong for a subset of
+    /// ImageNet's folders).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_note: Option<String>,
 }
 
 /// Checks that the recipe asks only for what `senet validate` implements: of the keys MindCV's
@@ -116,6 +122,16 @@ pub fn run(
             data_classes
         }
     };
+    let class_note = (opts.class_map.is_none() && folder.classes.len() < num_classes).then(|| {
+        format!(
+            "{} has {} class folders for a {num_classes}-class model and no --class_map: \
+             folder k of the sorted names is class k (MindSpore's ImageFolderDataset \
+             numbering); if the folders are some of the model's classes (e.g. ImageNet \
+             synsets), pass --class_map with the model's class list, or the accuracy is wrong",
+            folder.root.display(),
+            folder.classes.len()
+        )
+    });
     if let Some((path, label)) = folder.samples.iter().find(|(_, l)| *l >= num_classes) {
         return Err(Error::Config(format!(
             "{}: class index {label} is outside the model's {num_classes} classes",
@@ -152,6 +168,7 @@ pub fn run(
         images_per_second: acc.samples as f64 / secs.max(1e-9),
         device: dev.describe(),
         device_note,
+        class_note,
     })
 }
 

@@ -26,6 +26,8 @@ struct FoldedConv<B: Backend> {
     b: B::Buffer,
     shape: [usize; 4],
     p: Conv2dParams,
+    /// `w` as the backend prepared it for single images ([`Backend::prepare_conv2d`]).
+    prepared: Option<B::Buffer>,
 }
 
 impl<B: Backend> FoldedConv<B> {
@@ -58,7 +60,21 @@ impl<B: Backend> FoldedConv<B> {
             b: be.upload(&bf)?,
             shape,
             p,
+            prepared: None,
         })
+    }
+
+    /// Asks the backend for its prepared form of the weight for inputs of shape `xs`
+    /// ([`Backend::prepare_conv2d`]); returns the output shape.
+    fn prepare(&mut self, be: &B, xs: Shape4) -> Result<Shape4> {
+        let op = self.op(xs, Activation::None);
+        let ys = op.shape.out_shape()?;
+        let prepared = be.prepare_conv2d(Conv2dForward {
+            prepared: None,
+            ..op
+        })?;
+        self.prepared = prepared;
+        Ok(ys)
     }
 
     /// The conv applied to an input of shape `xs`, followed by `act`.
@@ -72,6 +88,7 @@ impl<B: Backend> FoldedConv<B> {
             w: &self.w,
             bias: Some(&self.b),
             act,
+            prepared: self.prepared.as_ref(),
         }
     }
 }
@@ -202,6 +219,8 @@ pub struct InferenceNet<B: Backend> {
     blocks: Vec<Block<B>>,
     classifier: Dense<B>,
     ws: Option<Workspace<B>>,
+    /// The image size the convs' prepared weights are for (single images; [`Self::prepare`]).
+    prepared_hw: Option<(usize, usize)>,
 }
 
 /// Two distinct elements of a slice, one shared and one mutable.
@@ -244,6 +263,7 @@ impl<B: Backend> InferenceNet<B> {
             blocks,
             classifier,
             ws: None,
+            prepared_hw: None,
         })
     }
 
@@ -285,12 +305,44 @@ impl<B: Backend> InferenceNet<B> {
         Ok(())
     }
 
+    /// The backend's prepared weights of every block conv for single `h`x`w` images
+    /// ([`Backend::prepare_conv2d`]: on the CPU the 7x7 stage of a 224x224 image,
+    /// about as much memory again as their weights), once per image size: batch 1 asks for them
+    /// at its first forward pass, larger batches never.
+    fn prepare(&mut self, h: usize, w: usize) -> Result<()> {
+        if self.prepared_hw == Some((h, w)) {
+            return Ok(());
+        }
+        let be = &self.backend;
+        let stem = self.stem.op(Shape4::new(1, 3, h, w), Activation::Relu);
+        let mut cur = self
+            .stem_pool
+            .params()
+            .geometry(stem.shape.out_shape()?)?
+            .ys;
+        for block in &mut self.blocks {
+            let mut shape = cur;
+            for conv in &mut block.convs {
+                shape = conv.prepare(be, shape)?;
+            }
+            if let Some(ds) = &mut block.downsample {
+                ds.prepare(be, cur)?;
+            }
+            cur = shape;
+        }
+        self.prepared_hw = Some((h, w));
+        Ok(())
+    }
+
     /// Eval-mode logits (N, num_classes) for images `x` (N, 3, H, W) f32 NCHW, normalised as
     /// MindCV's transforms do. Errors if `x` is not (N, 3, H, W) with H, W >= 32.
     pub fn forward(&mut self, x: &Tensor) -> Result<Tensor> {
         let xs = super::input_shape("input", x)?;
         let (n, h, w) = (xs.n, xs.h, xs.w);
         self.workspace(n, h, w)?;
+        if n == 1 {
+            self.prepare(h, w)?;
+        }
         let be = &self.backend;
         let ws = self.ws.as_mut().expect("workspace allocated above");
         be.write(&mut ws.act[0], &x.data)?;

@@ -407,6 +407,27 @@ aclnnStatus aclnnFusedSgdGetWorkspaceSize(
     bool isFirstStep, uint64_t *workspaceSize, aclOpExecutor **executor);
 SENET_ACLNN_LAUNCH(aclnnFusedSgd);
 
+/* Foreach lists (A2/A3 and 950, not the first-generation 910; aclnn-contract.md
+ * "### aclnnForeach*"). Each pairs its lists by index: out[i] = x1[i] + alpha * x2[i]
+ * (AddList: alpha a 1-element device tensor, read when the launch runs; AddListV2: an
+ * aclScalar), out[i] = x[i] * scalar (MulScalarV2). torch_npu passes out = x1 for in place. */
+aclnnStatus aclnnForeachAddListGetWorkspaceSize(const aclTensorList *x1, const aclTensorList *x2,
+                                                const aclTensor *alpha, const aclTensorList *out,
+                                                uint64_t *workspaceSize,
+                                                aclOpExecutor **executor);
+SENET_ACLNN_LAUNCH(aclnnForeachAddList);
+aclnnStatus aclnnForeachAddListV2GetWorkspaceSize(const aclTensorList *x1,
+                                                  const aclTensorList *x2,
+                                                  const aclScalar *alpha, aclTensorList *out,
+                                                  uint64_t *workspaceSize,
+                                                  aclOpExecutor **executor);
+SENET_ACLNN_LAUNCH(aclnnForeachAddListV2);
+aclnnStatus aclnnForeachMulScalarV2GetWorkspaceSize(const aclTensorList *x,
+                                                    const aclScalar *scalar, aclTensorList *out,
+                                                    uint64_t *workspaceSize,
+                                                    aclOpExecutor **executor);
+SENET_ACLNN_LAUNCH(aclnnForeachMulScalarV2);
+
 /* ------------------------------------------------------------------------------------------ */
 /* HCCL (libhccl.so; comm setup in libhcomm.so on the newest CANN)                            */
 /* ------------------------------------------------------------------------------------------ */

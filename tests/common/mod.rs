@@ -10,12 +10,24 @@ pub mod emu;
 pub mod fd;
 pub mod step;
 
-/// The `shared/` folder beside the repository (or `$SENET_SHARED`).
+/// The `shared/` folder beside the repository (or `$SENET_SHARED`). Panics, saying what to do,
+/// when it is not there: every test reading reference data would otherwise fail on its own file.
 pub fn shared() -> PathBuf {
-    if let Ok(p) = std::env::var("SENET_SHARED") {
-        return PathBuf::from(p);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")
+    let (dir, from) = match std::env::var("SENET_SHARED") {
+        Ok(p) => (PathBuf::from(p), "$SENET_SHARED"),
+        Err(_) => (
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"),
+            "the folder beside the repository (../shared)",
+        ),
+    };
+    assert!(
+        dir.join("golden").is_dir(),
+        "senet's tests read reference data (golden MindCV outputs, sample photos) from a \
+         `shared/` folder; {from} = {} has no `golden/` in it. Clone the repository beside \
+         `shared/`, or set SENET_SHARED=/path/to/shared",
+        dir.display()
+    );
+    dir
 }
 
 /// A file under `shared/golden/`.

@@ -153,6 +153,11 @@ pub struct AscendBackend {
     /// of shape [1]), uploaded when it changes: (the scale, NaN before the first upload; its
     /// block).
     grad_scale: std::sync::Mutex<Option<(f32, memory::Block)>>,
+    /// Whether the product has the foreach lists of device-lr mode (`aclnnForeachAddList`,
+    /// `...AddListV2`, `...MulScalarV2`: A2, A3, 950; `aclnn-contract.md` "### aclnnForeach*").
+    foreach: bool,
+    /// The learning rate in device memory for a captured step ([`Backend::set_device_lr`]).
+    device_lr: std::sync::Mutex<optim::DeviceLr>,
     /// The captured graph, if one lives (`graph.rs`; destroyed before the backend).
     graph: std::sync::Mutex<Option<graph::Graph>>,
 }
@@ -336,6 +341,8 @@ impl AscendBackend {
             mm_fp32_cube,
             fused_sgd,
             grad_scale: std::sync::Mutex::new(grad_scale.map(|b| (f32::NAN, b))),
+            foreach: fused_sgd,
+            device_lr: std::sync::Mutex::new(optim::DeviceLr::default()),
             graph: std::sync::Mutex::new(None),
         })
     }
@@ -698,6 +705,14 @@ impl Backend for AscendBackend {
         len: usize,
     ) -> Result<()> {
         optim::momentum_update(self, p, param, grad, moment, len)
+    }
+
+    fn set_device_lr(&self, enabled: bool) -> Result<()> {
+        optim::set_device_lr(self, enabled)
+    }
+
+    fn stage_lr(&self, lr: f32, momentum: f32) -> Result<()> {
+        optim::stage_lr(self, lr, momentum)
     }
 
     fn momentum_update_group(

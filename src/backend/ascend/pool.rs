@@ -14,7 +14,7 @@ use super::buffer::{out_view, read_as, temp, Arg, AscendBuffer};
 use super::device::Ctx;
 use super::geometry::{aclnn_same_pool_2d, mask_dims, AclnnPool};
 use super::op::aclnn;
-use super::tensor::{DType, ScalarValue};
+use super::tensor::{DType, TensorDesc};
 use super::{AscendBackend, PoolOp};
 use crate::backend::{check_len, MaxPool2dParams, PoolGeometry, PoolPadding, Shape4};
 use crate::{Error, Result};
@@ -226,8 +226,16 @@ pub(super) fn global_avg_pool(
 }
 
 /// [`Backend::global_avg_pool_backward`](crate::backend::Backend::global_avg_pool_backward):
-/// `dx = dy[n, c]` broadcast over (H, W) (`aclnnInplaceCopy` of a (N, C, 1, 1) view), then
-/// `dx *= 1/(H*W)` (`aclnnInplaceMuls`).
+/// `dx = dy[n, c] / (H*W)` over (H, W), one `aclnnAdaptiveAvgPool2dBackward` (output 1x1: each
+/// input element gets its one window's gradient divided by the window size,
+/// aclnnAdaptiveAvgPool2dBackward.md; with one contribution per element its documented
+/// non-determinism (`:220`) has nothing to reorder). It replaced a broadcast copy and a
+/// multiplication by `1/(H*W)`: the same values where `H*W` is a power of two (the product by
+/// the exact reciprocal is the quotient), at most one rounding of the output dtype apart
+/// elsewhere. The op's `self` only gives it the input's shape: `dy`'s own data viewed as
+/// `[N, C, H, W]` with zero strides over (H, W) (a legal non-contiguous view, contract Part D:
+/// strides are non-negative; non-contiguous inputs are accepted, Part B), so no buffer of the
+/// input's size is needed.
 pub(super) fn global_avg_pool_backward(
     be: &AscendBackend,
     dy: &AscendBuffer,
@@ -243,21 +251,16 @@ pub(super) fn global_avg_pool_backward(
     let cd = be.cd();
     let mut ctx = be.dev.enter()?;
     let dya = read_as(&mut ctx, dy, &[xs.n, xs.c, 1, 1], cd)?;
+    let shape = TensorDesc::view(dya.ptr, cd, &dims4(xs), &[xs.c, 1, 0, 0], 0, xs.n * xs.c);
+    let self_shape = ctx.tensor(&shape)?;
     let dxt = out_view(&mut ctx, dx, &dims4(xs), cd)?;
     aclnn!(
         ctx,
-        aclnnInplaceCopy,
-        aclnnInplaceCopyGetWorkspaceSize,
-        dxt,
-        dya.t
-    )?;
-    let inv = ctx.scalar(ScalarValue::F32(1.0 / hw as f32))?;
-    aclnn!(
-        ctx,
-        aclnnInplaceMuls,
-        aclnnInplaceMulsGetWorkspaceSize,
-        dxt,
-        inv
+        aclnnAdaptiveAvgPool2dBackward,
+        aclnnAdaptiveAvgPool2dBackwardGetWorkspaceSize,
+        dya.t,
+        self_shape,
+        dxt
     )?;
     dx.dtype = cd;
     Ok(())

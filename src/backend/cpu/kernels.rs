@@ -80,6 +80,20 @@ mod ffi {
             ow: usize,
             y: *mut f32,
         );
+        #[cfg(target_arch = "x86_64")]
+        pub fn senet_max_pool2d_avx512(
+            x: *const f32,
+            c: usize,
+            h: usize,
+            w: usize,
+            k: usize,
+            s: usize,
+            pad_top: usize,
+            pad_left: usize,
+            oh: usize,
+            ow: usize,
+            y: *mut f32,
+        );
         pub fn senet_global_avg_pool_f32(x: *const f32, c: usize, hw: usize, y: *mut f32);
         pub fn senet_scale_add_relu_f32(
             x: *mut f32,
@@ -290,8 +304,20 @@ pub fn bias_act(y: &mut [f32], bias: Option<&[f32]>, c: usize, hw: usize, act: A
 }
 
 /// Max pool of (c, h, w) into (c, out.0, out.1) over the windows `g` (padded positions never
-/// win; a window holding a NaN gives NaN, as PyTorch's and MindSpore's max pools).
+/// win; a window holding a NaN gives NaN, as PyTorch's and MindSpore's max pools). Strides 1 and
+/// 2 run 16 outputs at a time where the CPU has AVX-512 ([`super::batch1_kernels`]), with the
+/// scalar kernel's results bit for bit.
 pub fn max_pool2d(x: &[f32], g: PoolWindows, y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    let vector = (g.s == 1 || g.s == 2) && super::batch1_kernels();
+    #[cfg(not(target_arch = "x86_64"))]
+    let vector = false;
+    max_pool2d_with(x, g, y, vector)
+}
+
+/// [`max_pool2d`] by the AVX-512 kernel (`vector`, which the caller has checked the CPU runs)
+/// or the portable scalar one.
+pub fn max_pool2d_with(x: &[f32], g: PoolWindows, y: &mut [f32], vector: bool) {
     let PoolWindows {
         c,
         h,
@@ -302,9 +328,36 @@ pub fn max_pool2d(x: &[f32], g: PoolWindows, y: &mut [f32]) {
         out,
     } = g;
     assert!(x.len() >= c * h * w && y.len() >= c * out.0 * out.1);
-    // SAFETY: lengths checked above; windows are clipped to the image by the kernel.
+    type Kernel = unsafe extern "C" fn(
+        *const f32,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        *mut f32,
+    );
+    #[cfg(target_arch = "x86_64")]
+    let kernel: Kernel = if vector {
+        assert!(s == 1 || s == 2, "vector max pool of stride {s}");
+        ffi::senet_max_pool2d_avx512
+    } else {
+        ffi::senet_max_pool2d_f32
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let kernel: Kernel = {
+        assert!(!vector, "no vector max pool on this target");
+        ffi::senet_max_pool2d_f32
+    };
+    // SAFETY: lengths checked above; windows are clipped to the image by the kernels (the
+    // vector one's masked loads read only positions inside each input row); the vector kernel
+    // runs only where the caller has checked AVX-512.
     unsafe {
-        ffi::senet_max_pool2d_f32(
+        kernel(
             x.as_ptr(),
             c,
             h,

@@ -29,6 +29,17 @@ mod pool;
 #[cfg(target_arch = "x86_64")]
 mod sgemm;
 
+/// Whether the batch-1 kernels run: the AVX-512 max pool (`kernels::max_pool2d`) and the
+/// transposed product of small planes (`conv/batch1.rs`, through [`Backend::prepare_conv2d`]).
+/// Needs the AVX-512 GEMM ([`sgemm::available`]); `SENET_CPU_B1=old` keeps the previous paths
+/// (the scalar max pool, no prepared weights), for A/B runs of `cargo bench --bench layers` and
+/// `senet bench`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn batch1_kernels() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| sgemm::available() && std::env::var("SENET_CPU_B1").as_deref() != Ok("old"))
+}
+
 /// Deterministic test values in [-1, 1) (xorshift of `seed`).
 #[cfg(test)]
 pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
@@ -157,6 +168,10 @@ impl Backend for CpuBackend {
         y: &mut Vec<f32>,
     ) -> Result<Shape4> {
         conv::conv2d(self, f, x, y)
+    }
+
+    fn prepare_conv2d(&self, f: Conv2dForward<'_, Vec<f32>>) -> Result<Option<Vec<f32>>> {
+        conv::prepare_conv2d(f)
     }
 
     fn max_pool2d(

@@ -154,6 +154,82 @@ mod tests {
         (y, dx)
     }
 
+    /// The vectorised max pool gives the scalar kernel's results bit for bit (a NaN in a window
+    /// gives its last NaN, payload included; -0.0 and 0.0 keep the first; ±inf), for strides 1
+    /// and 2, kernels 1 to 4, every padding up to k - 1, planes narrower and wider than 16 and 32
+    /// columns; and a NaN reaches exactly the outputs whose windows hold it.
+    #[test]
+    fn vector_max_pool_is_the_scalar_one() {
+        // (Without AVX-512 the first part compares the scalar kernel with itself.)
+        let specials = [
+            f32::NAN,
+            f32::from_bits(0x7fc0_1234),
+            f32::from_bits(0xffc0_0042),
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+        ];
+        for (h, w) in [(5, 7), (9, 16), (12, 33), (17, 70)] {
+            let x: Vec<f32> = crate::backend::cpu::test_values(3 * h * w, (h * w) as u64)
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| match (i * 7919) % 23 {
+                    r @ 0..=6 => specials[r],
+                    _ => v,
+                })
+                .collect();
+            for k in 1..=4 {
+                for s in [1, 2] {
+                    for pad in 0..k {
+                        let g = PoolWindows {
+                            c: 3,
+                            h,
+                            w,
+                            k,
+                            s,
+                            pad: (pad, k - 1 - pad),
+                            out: ((h + pad - 1) / s + 1, (w + k - 1 - pad - 1) / s + 1),
+                        };
+                        let len = 3 * g.out.0 * g.out.1;
+                        let (mut got, mut want) = (vec![1.0; len + 3], vec![1.0; len + 3]);
+                        kernels::max_pool2d(&x, g, &mut got);
+                        kernels::max_pool2d_with(&x, g, &mut want, false);
+                        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&got), bits(&want), "{h}x{w} k{k} s{s} pad {pad}");
+                    }
+                }
+            }
+        }
+        // One NaN at (4, 5) of a 9x11 plane, 3x3 stride 2 without padding: the windows
+        // starting at rows 2, 4 and columns 4 (3 and 5 do not start on the stride) hold it.
+        let (h, w) = (9, 11);
+        let mut x: Vec<f32> = (0..h * w).map(|i| i as f32).collect();
+        x[4 * w + 5] = f32::NAN;
+        let g = PoolWindows {
+            c: 1,
+            h,
+            w,
+            k: 3,
+            s: 2,
+            pad: (0, 0),
+            out: (4, 5),
+        };
+        let mut y = vec![0.0; 20];
+        kernels::max_pool2d(&x, g, &mut y);
+        for oy in 0..4 {
+            for ox in 0..5 {
+                let holds = (2 * oy..2 * oy + 3).contains(&4) && (2 * ox..2 * ox + 3).contains(&5);
+                let v = y[oy * 5 + ox];
+                assert_eq!(v.is_nan(), holds, "({oy}, {ox})");
+                if !holds {
+                    let (r, c) = ((2 * oy + 2).min(h - 1), (2 * ox + 2).min(w - 1));
+                    assert_eq!(v, (r * w + c) as f32, "({oy}, {ox})");
+                }
+            }
+        }
+    }
+
     #[test]
     fn symmetric_max_pool_is_pytorchs() {
         let be = CpuBackend::new(2).unwrap();

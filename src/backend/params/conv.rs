@@ -135,6 +135,10 @@ pub struct Conv2dForward<'a, B: ?Sized> {
     pub bias: Option<&'a B>,
     /// The epilogue's activation.
     pub act: Activation,
+    /// The weight as [`Backend::prepare_conv2d`](crate::backend::Backend::prepare_conv2d) of
+    /// the same backend prepared it for this convolution, if it did; backends use it only where
+    /// it fits the shapes (else they compute from `w`), so None is always correct.
+    pub prepared: Option<&'a B>,
 }
 
 impl<B: ?Sized> Clone for Conv2dForward<'_, B> {

@@ -252,7 +252,7 @@ fn validate(a: ValidateArgs) -> Result<()> {
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
-    if let Some(note) = &report.device_note {
+    for note in report.device_note.iter().chain(&report.class_note) {
         errln!("note: {note}");
     }
     if a.json {
@@ -300,6 +300,16 @@ fn predict(a: PredictArgs) -> Result<()> {
             .find(|dir| dir.is_dir()),
         _ => None,
     };
+    if class_folders.is_none() && a.transform.config.is_some() && a.class_map.is_none() {
+        errln!(
+            "note: no class names: neither {}/{} nor {}/{} is a folder (the recipe's data_dir and \
+             splits); pass --data_dir, or --class_map FILE; printing class indices",
+            r.data_dir,
+            r.val_split,
+            r.data_dir,
+            r.train_split
+        );
+    }
     let opts = engine::predict::PredictOptions {
         arch: Arch::from_name(&model)?,
         ckpt_path: a.ckpt_path,

@@ -34,6 +34,7 @@ pub(super) fn conv_bn_forward<B: Backend>(
         w: &p[c.weight].value,
         bias: None,
         act: Activation::None,
+        prepared: None,
     };
     be.conv2d(conv, input, &mut a.conv_out)?;
     let [gamma, beta, mean, var] = four(p, [c.gamma, c.beta, c.mean, c.var]);

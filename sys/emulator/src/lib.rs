@@ -49,6 +49,7 @@ pub use nnopbase_api::*;
 pub use ops::conv::*;
 pub use ops::copy::*;
 pub use ops::elementwise::*;
+pub use ops::foreach::*;
 pub use ops::loss::*;
 pub use ops::matmul::*;
 pub use ops::norm::*;

@@ -64,7 +64,9 @@ fn every_declared_operator_has_a_complete_table() {
         for p in Product::ALL {
             let e = &oc.entries[&p];
             assert!(!e.support_src.is_empty(), "{op} {p:?}");
-            if e.supported && op != "aclnnFusedSgd" {
+            // FusedSgd's dtypes are one list for all products; the foreach rows carry product
+            // support only, their argument rules are checked by `ops/foreach.rs` from the docs.
+            if e.supported && op != "aclnnFusedSgd" && !op.starts_with("aclnnForeach") {
                 assert!(!e.dtypes.is_empty(), "{op} {p:?}: no dtype table");
             }
         }

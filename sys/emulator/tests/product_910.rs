@@ -85,6 +85,19 @@ fn first_generation_910_follows_the_contract() {
         &fused_sgd(),
         "aclnnFusedSgd is not supported on this product",
     );
+    // No foreach operators ("### aclnnForeach*" table: ❌ on the 910 for every row).
+    refused(
+        &foreach_add_list(),
+        "aclnnForeachAddList is not supported on this product",
+    );
+    refused(
+        &foreach_add_list_v2(),
+        "aclnnForeachAddListV2 is not supported on this product",
+    );
+    refused(
+        &foreach_mul_scalar_v2(F, 0.5, F),
+        "aclnnForeachMulScalarV2 is not supported on this product",
+    );
 }
 
 /// Stream capture is marked ☓ for the first-generation 910 in every CANN version's product

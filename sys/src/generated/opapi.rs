@@ -627,6 +627,65 @@ pub struct OpApi {
         ) -> aclnnStatus,
         ::libloading::Error,
     >,
+    pub aclnnForeachAddListGetWorkspaceSize: Result<
+        unsafe extern "C" fn(
+            x1: *const aclTensorList,
+            x2: *const aclTensorList,
+            alpha: *const aclTensor,
+            out: *const aclTensorList,
+            workspaceSize: *mut u64,
+            executor: *mut *mut aclOpExecutor,
+        ) -> aclnnStatus,
+        ::libloading::Error,
+    >,
+    pub aclnnForeachAddList: Result<
+        unsafe extern "C" fn(
+            workspace: *mut ::std::os::raw::c_void,
+            workspaceSize: u64,
+            executor: *mut aclOpExecutor,
+            stream: aclrtStream,
+        ) -> aclnnStatus,
+        ::libloading::Error,
+    >,
+    pub aclnnForeachAddListV2GetWorkspaceSize: Result<
+        unsafe extern "C" fn(
+            x1: *const aclTensorList,
+            x2: *const aclTensorList,
+            alpha: *const aclScalar,
+            out: *mut aclTensorList,
+            workspaceSize: *mut u64,
+            executor: *mut *mut aclOpExecutor,
+        ) -> aclnnStatus,
+        ::libloading::Error,
+    >,
+    pub aclnnForeachAddListV2: Result<
+        unsafe extern "C" fn(
+            workspace: *mut ::std::os::raw::c_void,
+            workspaceSize: u64,
+            executor: *mut aclOpExecutor,
+            stream: aclrtStream,
+        ) -> aclnnStatus,
+        ::libloading::Error,
+    >,
+    pub aclnnForeachMulScalarV2GetWorkspaceSize: Result<
+        unsafe extern "C" fn(
+            x: *const aclTensorList,
+            scalar: *const aclScalar,
+            out: *mut aclTensorList,
+            workspaceSize: *mut u64,
+            executor: *mut *mut aclOpExecutor,
+        ) -> aclnnStatus,
+        ::libloading::Error,
+    >,
+    pub aclnnForeachMulScalarV2: Result<
+        unsafe extern "C" fn(
+            workspace: *mut ::std::os::raw::c_void,
+            workspaceSize: u64,
+            executor: *mut aclOpExecutor,
+            stream: aclrtStream,
+        ) -> aclnnStatus,
+        ::libloading::Error,
+    >,
 }
 impl OpApi {
     pub unsafe fn new<P>(path: P) -> Result<Self, ::libloading::Error>
@@ -779,6 +838,24 @@ impl OpApi {
             .get(b"aclnnFusedSgdGetWorkspaceSize\0")
             .map(|sym| *sym);
         let aclnnFusedSgd = __library.get(b"aclnnFusedSgd\0").map(|sym| *sym);
+        let aclnnForeachAddListGetWorkspaceSize = __library
+            .get(b"aclnnForeachAddListGetWorkspaceSize\0")
+            .map(|sym| *sym);
+        let aclnnForeachAddList = __library
+            .get(b"aclnnForeachAddList\0")
+            .map(|sym| *sym);
+        let aclnnForeachAddListV2GetWorkspaceSize = __library
+            .get(b"aclnnForeachAddListV2GetWorkspaceSize\0")
+            .map(|sym| *sym);
+        let aclnnForeachAddListV2 = __library
+            .get(b"aclnnForeachAddListV2\0")
+            .map(|sym| *sym);
+        let aclnnForeachMulScalarV2GetWorkspaceSize = __library
+            .get(b"aclnnForeachMulScalarV2GetWorkspaceSize\0")
+            .map(|sym| *sym);
+        let aclnnForeachMulScalarV2 = __library
+            .get(b"aclnnForeachMulScalarV2\0")
+            .map(|sym| *sym);
         Ok(OpApi {
             __library,
             aclnnConvolutionGetWorkspaceSize,
@@ -839,6 +916,12 @@ impl OpApi {
             aclnnInplaceZero,
             aclnnFusedSgdGetWorkspaceSize,
             aclnnFusedSgd,
+            aclnnForeachAddListGetWorkspaceSize,
+            aclnnForeachAddList,
+            aclnnForeachAddListV2GetWorkspaceSize,
+            aclnnForeachAddListV2,
+            aclnnForeachMulScalarV2GetWorkspaceSize,
+            aclnnForeachMulScalarV2,
         })
     }
     pub unsafe fn aclnnConvolutionGetWorkspaceSize(
@@ -1876,6 +1959,95 @@ impl OpApi {
     ) -> aclnnStatus {
         (self
             .aclnnFusedSgd
+            .as_ref()
+            .expect(
+                "Expected function, got error.",
+            ))(workspace, workspaceSize, executor, stream)
+    }
+    pub unsafe fn aclnnForeachAddListGetWorkspaceSize(
+        &self,
+        x1: *const aclTensorList,
+        x2: *const aclTensorList,
+        alpha: *const aclTensor,
+        out: *const aclTensorList,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus {
+        (self
+            .aclnnForeachAddListGetWorkspaceSize
+            .as_ref()
+            .expect(
+                "Expected function, got error.",
+            ))(x1, x2, alpha, out, workspaceSize, executor)
+    }
+    pub unsafe fn aclnnForeachAddList(
+        &self,
+        workspace: *mut ::std::os::raw::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus {
+        (self
+            .aclnnForeachAddList
+            .as_ref()
+            .expect(
+                "Expected function, got error.",
+            ))(workspace, workspaceSize, executor, stream)
+    }
+    pub unsafe fn aclnnForeachAddListV2GetWorkspaceSize(
+        &self,
+        x1: *const aclTensorList,
+        x2: *const aclTensorList,
+        alpha: *const aclScalar,
+        out: *mut aclTensorList,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus {
+        (self
+            .aclnnForeachAddListV2GetWorkspaceSize
+            .as_ref()
+            .expect(
+                "Expected function, got error.",
+            ))(x1, x2, alpha, out, workspaceSize, executor)
+    }
+    pub unsafe fn aclnnForeachAddListV2(
+        &self,
+        workspace: *mut ::std::os::raw::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus {
+        (self
+            .aclnnForeachAddListV2
+            .as_ref()
+            .expect(
+                "Expected function, got error.",
+            ))(workspace, workspaceSize, executor, stream)
+    }
+    pub unsafe fn aclnnForeachMulScalarV2GetWorkspaceSize(
+        &self,
+        x: *const aclTensorList,
+        scalar: *const aclScalar,
+        out: *mut aclTensorList,
+        workspaceSize: *mut u64,
+        executor: *mut *mut aclOpExecutor,
+    ) -> aclnnStatus {
+        (self
+            .aclnnForeachMulScalarV2GetWorkspaceSize
+            .as_ref()
+            .expect(
+                "Expected function, got error.",
+            ))(x, scalar, out, workspaceSize, executor)
+    }
+    pub unsafe fn aclnnForeachMulScalarV2(
+        &self,
+        workspace: *mut ::std::os::raw::c_void,
+        workspaceSize: u64,
+        executor: *mut aclOpExecutor,
+        stream: aclrtStream,
+    ) -> aclnnStatus {
+        (self
+            .aclnnForeachMulScalarV2
             .as_ref()
             .expect(
                 "Expected function, got error.",

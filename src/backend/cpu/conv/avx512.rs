@@ -201,14 +201,15 @@ fn images_on(x: &[f32], op: &ConvOp, y: &mut [f32], nimg: usize) {
 
 /// A raw output pointer shared by tasks that write disjoint columns.
 #[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: only used by `single_image`, whose tasks write disjoint elements.
+pub(super) struct SharedOut(pub(super) *mut f32);
+// SAFETY: only used by `single_image` and `batch1::product`, whose tasks write disjoint
+// elements.
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {
     /// The pointer (a method, so closures capture the whole Send wrapper).
-    fn at(self, offset: usize) -> *mut f32 {
+    pub(super) fn at(self, offset: usize) -> *mut f32 {
         self.0.wrapping_add(offset)
     }
 }

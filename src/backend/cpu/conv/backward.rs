@@ -299,6 +299,7 @@ pub(in crate::backend::cpu) fn conv2d_backward_data(
             w: &wt,
             bias: None,
             act: Activation::None,
+            prepared: None,
         };
         super::conv2d(be, f, dy, dx)?;
         return Ok(());

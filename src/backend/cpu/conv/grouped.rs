@@ -134,41 +134,10 @@ fn group(op: &ConvOp, x1: &[f32], gi: usize, yg: &mut [f32]) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::check_against_direct;
     use super::*;
     use crate::backend::cpu::test_values as fill;
     use crate::backend::Conv2dParams;
-
-    /// The direct sum in f64 and its bound: an FMA chain of k terms from 0 then the bias add
-    /// rounds k + 1 times, each by at most u = 2^-24 relative to the running magnitude, so
-    /// |got - exact| <= (k + 1) u (Σ|w x| + |bias|) (Higham, "Accuracy and Stability of
-    /// Numerical Algorithms", 2nd ed., section 3.1, with the γ term's 1/(1 - (k+1)u) below 1.01).
-    fn reference(op: &ConvOp, x1: &[f32], co: usize, oy: usize, ox: usize) -> (f64, f64) {
-        let g = &op.g;
-        let cin_g = g.xs.c / g.p.groups;
-        let gi = co / (g.ys.c / g.p.groups);
-        let b = op.bias.map_or(0.0, |b| b[co] as f64);
-        let (mut s, mut mag) = (b, b.abs());
-        for ci in 0..cin_g {
-            for ky in 0..g.kh {
-                for kx in 0..g.kw {
-                    let iy = (oy * g.p.stride + ky) as isize - g.p.padding as isize;
-                    let ix = (ox * g.p.stride + kx) as isize - g.p.padding as isize;
-                    if iy < 0 || ix < 0 || iy >= g.xs.h as isize || ix >= g.xs.w as isize {
-                        continue;
-                    }
-                    let xv = x1[((gi * cin_g + ci) * g.xs.h + iy as usize) * g.xs.w + ix as usize];
-                    let wv = op.w[((co * cin_g + ci) * g.kh + ky) * g.kw + kx];
-                    s += xv as f64 * wv as f64;
-                    mag += (xv as f64 * wv as f64).abs();
-                }
-            }
-        }
-        if op.act == Activation::Relu {
-            s = s.max(0.0);
-        }
-        let k = (cin_g * g.kh * g.kw) as f64;
-        (s, 1.01 * (k + 1.0) * f64::from(f32::EPSILON) / 2.0 * mag)
-    }
 
     /// Against the direct sum for odd shapes: strides 1 and 2, paddings 0 to 3, 1x1 to 7x7 and
     /// non-square kernels, non-square images, 1 to 31 output channels per group (not only
@@ -199,7 +168,6 @@ mod tests {
                 groups,
             };
             let g = ConvGeometry::of(n, cin, cout, [h, w], [kh, kw], p);
-            let (oh, ow) = (g.ys.h, g.ys.w);
             let x = fill(g.xs.numel(), case as u64 + 1);
             let wt = fill(cout * cin / groups * kh * kw, case as u64 + 50);
             let bias = fill(cout, case as u64 + 90);
@@ -218,46 +186,10 @@ mod tests {
             assert!(supports(act, &g), "case {case}");
             let mut first: Option<Vec<f32>> = None;
             for threads in [1, 2, 3] {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                let mut y = vec![f32::NAN; g.ys.numel() + 5];
-                let mut sums = vec![0.0f32; n * cout];
-                let f = |y1: &[f32], o1: &mut [f32]| {
-                    for (o, plane) in o1.iter_mut().zip(y1.chunks_exact(oh * ow)) {
-                        *o = plane.iter().sum();
-                    }
-                };
-                let post = PerImage {
-                    out: &mut sums,
-                    len: cout,
-                    f: &f,
-                };
-                pool.install(|| conv2d(&op, &x, &mut y, Some(post)));
-                // Nothing written past the batch's outputs.
-                assert!(y[g.ys.numel()..].iter().all(|v| v.is_nan()));
-                y.truncate(g.ys.numel());
-                for (img, (x1, y1)) in x
-                    .chunks_exact(g.xs.image_len())
-                    .zip(y.chunks_exact(g.ys.image_len()))
-                    .enumerate()
-                {
-                    for co in 0..cout {
-                        let plane = &y1[co * oh * ow..(co + 1) * oh * ow];
-                        for oy in 0..oh {
-                            for ox in 0..ow {
-                                let (want, bound) = reference(&op, x1, co, oy, ox);
-                                let got = plane[oy * ow + ox];
-                                assert!(
-                                    (got as f64 - want).abs() <= bound,
-                                    "case {case} image {img} ({co},{oy},{ox}): {got} vs {want}"
-                                );
-                            }
-                        }
-                        assert_eq!(sums[img * cout + co], plane.iter().sum::<f32>());
-                    }
-                }
+                let what = format!("case {case} threads {threads}");
+                let y = check_against_direct(&op, &x, threads, &what, |x, y, post| {
+                    conv2d(&op, x, y, post)
+                });
                 match &first {
                     None => first = Some(y),
                     Some(f) => assert!(

@@ -22,6 +22,8 @@ use std::cell::RefCell;
 pub(super) mod avx512;
 pub(super) mod backward;
 #[cfg(target_arch = "x86_64")]
+mod batch1;
+#[cfg(target_arch = "x86_64")]
 pub(super) mod grouped;
 #[cfg(target_arch = "x86_64")]
 pub(super) mod winograd;
@@ -121,6 +123,15 @@ fn conv2d_post(
         return Ok(ys);
     }
     #[cfg(target_arch = "x86_64")]
+    if let Some(panels) = f.prepared.and_then(|p| batch1::panels(&op.g, p)) {
+        if batch1::supports(op.act, &op.g) {
+            let threads = be.threads;
+            be.pool
+                .install(|| batch1::conv2d(&op, panels, x, y, post, threads));
+            return Ok(ys);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
     if avx512::supports(op.act, &op.g) {
         let threads = be.threads;
         be.pool.install(|| avx512::conv2d(&op, x, y, post, threads));
@@ -147,6 +158,22 @@ fn conv2d_post(
         }
     });
     Ok(ys)
+}
+
+/// [`Backend::prepare_conv2d`](crate::backend::Backend::prepare_conv2d) on the CPU: the weights
+/// of a conv that the batch-1 product of small planes will compute, packed for it
+/// (`batch1::prepare`); None for every other conv (and off x86_64).
+pub(super) fn prepare_conv2d(f: Conv2dForward<'_, Vec<f32>>) -> Result<Option<Vec<f32>>> {
+    let ys = f.shape.out_shape()?;
+    check_len("prepare_conv2d weight", f.w, f.shape.w_len())?;
+    #[cfg(target_arch = "x86_64")]
+    {
+        let g = ConvGeometry::new(f.shape, ys);
+        if batch1::supports(f.act, &g) {
+            return batch1::prepare(&g, f.w).map(Some);
+        }
+    }
+    Ok(None)
 }
 
 thread_local! {
@@ -326,6 +353,103 @@ pub(super) fn conv2d_image(x1: &[f32], op: &ConvOp, y1: &mut [f32], par: Par) {
     kernels::bias_act(&mut y1[..ys.c * plane], bias, ys.c, plane, act);
 }
 
+/// The direct sum of output (co, oy, ox) of image `x1` in f64, and its bound: an FMA chain of
+/// k terms from 0 then the bias add rounds k + 1 times, each by at most u = 2^-24 relative to
+/// the running magnitude, so |got - exact| <= (k + 1) u (Σ|w x| + |bias|) (Higham, "Accuracy
+/// and Stability of Numerical Algorithms", 2nd ed., section 3.1, with the γ term's
+/// 1/(1 - (k+1)u) below 1.01). The same holds for the AVX-512 GEMM's nb blocks of kb terms,
+/// their sums added in order: a term goes through at most kb + nb - 1 + 1 <= k + 1 roundings.
+#[cfg(test)]
+pub(super) fn direct_reference(
+    op: &ConvOp,
+    x1: &[f32],
+    co: usize,
+    oy: usize,
+    ox: usize,
+) -> (f64, f64) {
+    let g = &op.g;
+    let cin_g = g.xs.c / g.p.groups;
+    let gi = co / (g.ys.c / g.p.groups);
+    let b = op.bias.map_or(0.0, |b| b[co] as f64);
+    let (mut s, mut mag) = (b, b.abs());
+    for ci in 0..cin_g {
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let iy = (oy * g.p.stride + ky) as isize - g.p.padding as isize;
+                let ix = (ox * g.p.stride + kx) as isize - g.p.padding as isize;
+                if iy < 0 || ix < 0 || iy >= g.xs.h as isize || ix >= g.xs.w as isize {
+                    continue;
+                }
+                let xv = x1[((gi * cin_g + ci) * g.xs.h + iy as usize) * g.xs.w + ix as usize];
+                let wv = op.w[((co * cin_g + ci) * g.kh + ky) * g.kw + kx];
+                s += xv as f64 * wv as f64;
+                mag += (xv as f64 * wv as f64).abs();
+            }
+        }
+    }
+    if op.act == Activation::Relu {
+        s = s.max(0.0);
+    }
+    let k = (cin_g * g.kh * g.kw) as f64;
+    (s, 1.01 * (k + 1.0) * f64::from(f32::EPSILON) / 2.0 * mag)
+}
+
+/// Runs `run(x, y, post)` (a conv of `op` on the current pool, then `post`) on a pool of
+/// `threads` threads, into outputs 5 floats longer than the batch's (NaN) with a post that sums
+/// each plane, and checks that nothing past the outputs is written, that every output is within
+/// [`direct_reference`]'s bound of the direct sum and that the post saw the outputs. Returns
+/// the outputs (for comparisons across thread counts); `what` names the case in failures.
+#[cfg(test)]
+pub(super) fn check_against_direct(
+    op: &ConvOp,
+    x: &[f32],
+    threads: usize,
+    what: &str,
+    run: impl Fn(&[f32], &mut [f32], Option<PerImage>) + Sync,
+) -> Vec<f32> {
+    let g = &op.g;
+    let (cout, plane) = (g.ys.c, g.ys.h * g.ys.w);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let mut y = vec![f32::NAN; g.ys.numel() + 5];
+    let mut sums = vec![0.0f32; g.ys.n * cout];
+    let f = |y1: &[f32], o1: &mut [f32]| {
+        for (o, p) in o1.iter_mut().zip(y1.chunks_exact(plane)) {
+            *o = p.iter().sum();
+        }
+    };
+    let post = PerImage {
+        out: &mut sums,
+        len: cout,
+        f: &f,
+    };
+    pool.install(|| run(x, &mut y, Some(post)));
+    assert!(
+        y[g.ys.numel()..].iter().all(|v| v.is_nan()),
+        "{what}: written past the outputs"
+    );
+    y.truncate(g.ys.numel());
+    let images = x
+        .chunks_exact(g.xs.image_len())
+        .zip(y.chunks_exact(g.ys.image_len()));
+    for (img, (x1, y1)) in images.enumerate() {
+        for co in 0..cout {
+            let p = &y1[co * plane..(co + 1) * plane];
+            for (i, &got) in p.iter().enumerate() {
+                let (want, bound) = direct_reference(op, x1, co, i / g.ys.w, i % g.ys.w);
+                assert!(
+                    (got as f64 - want).abs() <= bound,
+                    "{what} image {img} channel {co} pixel {i}: {got} vs {want}"
+                );
+            }
+            assert_eq!(sums[img * cout + co], p.iter().sum::<f32>(), "{what}");
+        }
+    }
+    y
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +496,7 @@ mod tests {
                     w: &w,
                     bias: Some(&b),
                     act,
+                    prepared: None,
                 };
                 let ys = be.conv2d(f, &x, &mut y1).unwrap();
                 be.global_avg_pool(&y1, ys, &mut p1).unwrap();

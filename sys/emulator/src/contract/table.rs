@@ -175,6 +175,16 @@ pub fn parse(text: &str) -> Result<Contract, String> {
         "aclnnFusedSgd".into(),
         parse_fused(sgd).map_err(|e| format!("aclnnFusedSgd: {e}"))?,
     );
+    let foreach = top
+        .get("_foreach")
+        .and_then(Value::as_object)
+        .ok_or("_foreach is missing")?;
+    for (name, op) in foreach {
+        ops.insert(
+            name.clone(),
+            parse_foreach(name, op).map_err(|e| format!("{name}: {e}"))?,
+        );
+    }
     Ok(Contract {
         ops,
         runtime_srcs: srcs(top.get("_runtime")),
@@ -261,6 +271,40 @@ fn parse_fused(op: &Value) -> Result<OpContract, String> {
         signature: string(op, "_signature")?,
         entries,
         fact_srcs: srcs(op.get("facts")),
+    })
+}
+
+/// One row of the `### aclnnForeach*` table (`_foreach`): only the product support (a bool per
+/// product, read from the doc's 产品支持情况 block) and the signature; the per-argument rules of
+/// these operators are checked by `ops/foreach.rs` from their docs.
+fn parse_foreach(name: &str, op: &Value) -> Result<OpContract, String> {
+    let support = op
+        .get("support")
+        .and_then(Value::as_object)
+        .ok_or("support is missing")?;
+    let doc = string(op, "_doc")?;
+    let mut entries = BTreeMap::new();
+    for p in Product::ALL {
+        let ok = support
+            .get(p.key())
+            .and_then(Value::as_bool)
+            .ok_or_else(|| format!("support has no bool for {}", p.key()))?;
+        entries.insert(
+            p,
+            Entry {
+                supported: ok,
+                support_src: format!(
+                    "aclnn-contract.md ### aclnnForeach* table, row {name} (from {doc}, 产品支持情况)"
+                ),
+                ..Entry::default()
+            },
+        );
+    }
+    Ok(OpContract {
+        doc,
+        signature: string(op, "_signature")?,
+        entries,
+        fact_srcs: Vec::new(),
     })
 }
 

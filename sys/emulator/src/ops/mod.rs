@@ -27,6 +27,7 @@ pub mod conv;
 pub mod copy;
 pub mod cube;
 pub mod elementwise;
+pub mod foreach;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
@@ -42,6 +43,18 @@ pub type RunFn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 /// Runs an aclnn function body (status codes: `ACLNN_*`).
 pub fn nn(name: &str, body: impl FnOnce() -> Res<()>) -> aclnnStatus {
     api::status(name, ACLNN_ERR_INNER, body)
+}
+
+/// The tensors of a required list argument: null is `ACLNN_ERR_PARAM_NULLPTR` (the 161001 row
+/// of the list operators' docs, e.g. aclnnFusedSgd's and the foreach ones').
+pub fn list(p: *const aclTensorList, what: &str) -> Res<Vec<T>> {
+    if p.is_null() {
+        return Err(Fail::new(
+            ACLNN_ERR_PARAM_NULLPTR,
+            format!("{what} is null"),
+        ));
+    }
+    objects::tensor_list(p, what)
 }
 
 /// `ACLNN_ERR_PARAM_INVALID` with `msg`.

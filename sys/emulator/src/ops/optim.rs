@@ -15,22 +15,12 @@ use std::sync::Arc;
 
 use senet_cann_sys::*;
 
-use super::{bad, begin, finish, launch_fn, nn, T};
-use crate::api::{Fail, Res};
+use super::{bad, begin, finish, launch_fn, list, nn, T};
+use crate::api::Res;
 use crate::contract::{self, Arg, Role};
 use crate::objects;
 use crate::reference::optim::{self as ro, SgdParams};
 use crate::view;
-
-fn list(p: *const aclTensorList, what: &str) -> Res<Vec<T>> {
-    if p.is_null() {
-        return Err(Fail::new(
-            ACLNN_ERR_PARAM_NULLPTR,
-            format!("{what} is null"),
-        ));
-    }
-    objects::tensor_list(p, what)
-}
 
 /// Checks the attributes (documented non-negativity and the implementation's momentum rules).
 fn check_attrs(p: &SgdParams, buffers: bool) -> Res<()> {

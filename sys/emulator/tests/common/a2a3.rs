@@ -95,4 +95,19 @@ pub fn assert_a2_a3() {
     // p - 0.5 v = [-0.5, 1.95]; the gradient keeps the unscaled [2, -1].
     let v = accepted(fused_sgd());
     super::close(&v, &[-0.5, 1.95, 2.0, -1.0, 3.0, 0.1], 1e-6);
+    // The foreach lists senet's device-lr Momentum uses are supported (aclnn-contract.md
+    // "### aclnnForeach*" rows): 1 + (-0.5)*4, 2 + (-0.5)*(-2), 3 + (-0.5)*8.
+    assert_eq!(accepted(foreach_add_list()), vec![-1.0, 3.0, -1.0]);
+    assert_eq!(accepted(foreach_add_list_v2()), vec![2.0, 0.0]);
+    assert_eq!(accepted(foreach_mul_scalar_v2(F, 0.5, F)), vec![0.5, -1.0]);
+    // A2/A3 note below the parameter tables: a FLOAT16 list takes a FLOAT16 or DOUBLE scalar,
+    // not a FLOAT one (the 950 accepts FLOAT too).
+    let h = aclDataType::ACL_FLOAT16;
+    assert_eq!(accepted(foreach_mul_scalar_v2(h, 0.5, h)), vec![0.5, -1.0]);
+    refused(
+        &foreach_mul_scalar_v2(h, 0.5, F),
+        "scalar is FLOAT with FLOAT16 lists",
+    );
+    // The 50-tensor limit of AddListV2 is the 950's only.
+    assert_eq!(accepted(foreach_add_list_v2_of(51)), vec![3.0]);
 }

@@ -389,3 +389,72 @@ pub fn fused_sgd() -> Outcome {
     v.extend(values(b));
     Ok(v)
 }
+
+/// One `aclnnForeachAddList` (alpha a FLOAT device tensor of [-0.5]) over the FLOAT lists
+/// x1 = [[1, 2], [3]], x2 = [[4, -2], [8]], in place (out = x1): the two results concatenated.
+pub fn foreach_add_list() -> Outcome {
+    let nd = aclFormat::ACL_FORMAT_ND;
+    let f = aclDataType::ACL_FLOAT;
+    let (a0, a1) = (typed(&[1.0, 2.0], &[2], f, nd), typed(&[3.0], &[1], f, nd));
+    let (b0, b1) = (typed(&[4.0, -2.0], &[2], f, nd), typed(&[8.0], &[1], f, nd));
+    let alpha = typed(&[-0.5], &[1], f, nd);
+    let (x1, x2) = (list(&[a0, a1]), list(&[b0, b1]));
+    let mut v = outcome(
+        |ws, ex| unsafe { aclnnForeachAddListGetWorkspaceSize(x1, x2, alpha, x1, ws, ex) },
+        aclnnForeachAddList,
+        a0,
+    )?;
+    v.extend(values(a1));
+    Ok(v)
+}
+
+/// One `aclnnForeachAddListV2` (FLOAT aclScalar alpha 0.25) of x1 = [[1, 2]], x2 = [[4, -8]]
+/// in place (out = x1).
+pub fn foreach_add_list_v2() -> Outcome {
+    let nd = aclFormat::ACL_FORMAT_ND;
+    let f = aclDataType::ACL_FLOAT;
+    let (a, b) = (
+        typed(&[1.0, 2.0], &[2], f, nd),
+        typed(&[4.0, -8.0], &[2], f, nd),
+    );
+    let (x1, x2) = (list(&[a]), list(&[b]));
+    outcome(
+        |ws, ex| unsafe { aclnnForeachAddListV2GetWorkspaceSize(x1, x2, scalar(0.25), x1, ws, ex) },
+        aclnnForeachAddListV2,
+        a,
+    )
+}
+
+/// One `aclnnForeachMulScalarV2` (scalar `s` of `dtype`, a FLOAT or FLOAT16 aclScalar) of the
+/// `list_dtype` list [[1, -2]] in place (out = x).
+pub fn foreach_mul_scalar_v2(list_dtype: aclDataType, s: f32, dtype: aclDataType) -> Outcome {
+    let a = typed(&[1.0, -2.0], &[2], list_dtype, aclFormat::ACL_FORMAT_ND);
+    let x = list(&[a]);
+    let sc = match dtype {
+        aclDataType::ACL_FLOAT16 => {
+            let mut h = f16::from_f32(s).to_bits();
+            unsafe { aclCreateScalar(&mut h as *mut u16 as *mut c_void, dtype) }
+        }
+        _ => scalar(s),
+    };
+    assert!(!sc.is_null(), "{}", err());
+    outcome(
+        |ws, ex| unsafe { aclnnForeachMulScalarV2GetWorkspaceSize(x, sc, x, ws, ex) },
+        aclnnForeachMulScalarV2,
+        a,
+    )
+}
+
+/// `aclnnForeachAddListV2` planned (not run) over `n` one-element FLOAT tensors per list.
+pub fn foreach_add_list_v2_of(n: usize) -> Outcome {
+    let nd = aclFormat::ACL_FORMAT_ND;
+    let f = aclDataType::ACL_FLOAT;
+    let xs: Vec<_> = (0..n).map(|_| typed(&[1.0], &[1], f, nd)).collect();
+    let ys: Vec<_> = (0..n).map(|_| typed(&[2.0], &[1], f, nd)).collect();
+    let (x1, x2) = (list(&xs), list(&ys));
+    outcome(
+        |ws, ex| unsafe { aclnnForeachAddListV2GetWorkspaceSize(x1, x2, scalar(1.0), x1, ws, ex) },
+        aclnnForeachAddListV2,
+        xs[n - 1],
+    )
+}

@@ -1,0 +1,66 @@
+/* The max pool of pool.c, 16 output columns at a time (x86_64 AVX-512; called only after the
+ * Rust side has checked the CPU at run time). Strides 1 and 2.
+ *
+ * Same result bit for bit as senet_max_pool2d_f32: for each output the window is scanned in
+ * the same row-major order with the same rule, m = v if (v > m or v is NaN), from m = -inf, as
+ * a per-lane blend (a compare for >, an unordered compare for NaN). Positions outside the input
+ * load as -inf, which that rule never takes, so they change nothing, as the scalar kernel's
+ * clipping of the window. A NaN in a window therefore gives its last NaN, with its payload. */
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include "senet_kernels.h"
+
+#define TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+
+/* Lanes [lo, hi) of a 16-lane mask (clipped to 0..16). */
+static inline __mmask16 lanes(long lo, long hi) {
+    if (lo < 0) lo = 0;
+    if (hi > 16) hi = 16;
+    if (hi <= lo) return 0;
+    return (__mmask16)((((uint32_t)1 << (hi - lo)) - 1) << lo);
+}
+
+/* Input columns base + s*u (u < n <= 16) of `row` (width w), -inf outside [0, w). */
+TARGET static inline __m512 columns(const float *row, long base, long n, long w, long s) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    if (s == 1) return _mm512_mask_loadu_ps(ninf, lanes(-base, w - base) & lanes(0, n), row + base);
+    const __m512i evens =
+        _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const long need = 2 * n - 1; /* input lanes 0..need */
+    const __mmask16 lo = lanes(-base, w - base) & lanes(0, need);
+    const __mmask16 hi = lanes(-base - 16, w - base - 16) & lanes(0, need - 16);
+    const __m512 a = _mm512_mask_loadu_ps(ninf, lo, row + base);
+    const __m512 b = _mm512_mask_loadu_ps(ninf, hi, row + base + 16);
+    return _mm512_permutex2var_ps(a, evens, b);
+}
+
+TARGET void senet_max_pool2d_avx512(const float *x, size_t c, size_t h, size_t w, size_t k,
+                                    size_t s, size_t pad_top, size_t pad_left, size_t oh,
+                                    size_t ow, float *y) {
+    for (size_t ci = 0; ci < c; ci++) {
+        const float *xc = x + ci * h * w;
+        float *yc = y + ci * oh * ow;
+        for (size_t oy = 0; oy < oh; oy++) {
+            long y0 = (long)(oy * s) - (long)pad_top;
+            long y1 = y0 + (long)k;
+            if (y0 < 0) y0 = 0;
+            if (y1 > (long)h) y1 = (long)h;
+            for (size_t ox0 = 0; ox0 < ow; ox0 += 16) {
+                const long n = ow - ox0 < 16 ? (long)(ow - ox0) : 16;
+                __m512 m = _mm512_set1_ps(-INFINITY);
+                for (long iy = y0; iy < y1; iy++) {
+                    const float *row = xc + iy * (long)w;
+                    for (size_t kx = 0; kx < k; kx++) {
+                        const long base = (long)(ox0 * s + kx) - (long)pad_left;
+                        const __m512 v = columns(row, base, n, (long)w, (long)s);
+                        const __mmask16 take = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) |
+                                               _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                        m = _mm512_mask_mov_ps(m, take, v);
+                    }
+                }
+                _mm512_mask_storeu_ps(yc + oy * ow + ox0, lanes(0, n), m);
+            }
+        }
+    }
+}
