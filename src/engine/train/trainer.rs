@@ -460,15 +460,18 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
 
     /// The step as one captured graph where it can be ([`TrainNet::step_staged`]): one
     /// process, a backend that keeps the loss on the device (Ascend), a fixed loss scale, and
-    /// the learning rate of the previous step (the captured update replays its learning
-    /// rate: with a schedule that moves every step, the op-by-op step and its guard run
-    /// instead). The figures are read back every step (the log and the epoch means need
+    /// either the learning rate on the device ([`TrainNet::lr_on_device`]: any schedule) or
+    /// the learning rate of the previous step (a captured update with the learning rate as an
+    /// argument replays it: with a schedule that moves every step, the op-by-op step and its
+    /// guard run instead). The figures are read back every step (the log and the epoch means need
     /// them: one synchronise). The update is inside the step, so the NaN/Inf guard comes
     /// after it: a non-finite loss stops the run before anything is saved (and
     /// `state::save_state` refuses non-finite weights), where the op-by-op step stops before
     /// the update. None when the step is not for this path.
     fn staged_step(&mut self, batch: &Batch, lr: f32, at: &str) -> Result<Option<BatchFigures>> {
-        let steady_lr = self.step > 0 && self.lrs.at(self.step - 1) == lr;
+        // A learning rate kept on the device serves every step; otherwise only a repeated one.
+        let steady_lr =
+            self.tn.lr_on_device() || (self.step > 0 && self.lrs.at(self.step - 1) == lr);
         if self.reducer.is_some()
             || !steady_lr
             || !self.tn.loss_on_device()
@@ -490,7 +493,9 @@ impl<'a, F: BackendFactory, E: FnMut(&TrainEvent)> Trainer<'a, F, E> {
         let figures = self.global_batch(&local, batch.len())?;
         if !figures.loss.is_finite() {
             return Err(Error::Invalid(format!(
-                "the loss became {} {at}: stopped before any checkpoint holds the step's                  update (lower lr, set clip_grad, or use loss_scale_type: dynamic to skip such                  steps)",
+                "the loss became {} {at}: stopped before any checkpoint holds the step's \
+                 update (lower lr, set clip_grad, or use loss_scale_type: dynamic to skip such \
+                 steps)",
                 figures.loss
             )));
         }

@@ -39,7 +39,8 @@ pub fn npu_graph_from_env() -> Result<bool> {
     }
 }
 
-/// What identifies a captured step: the input shape and the learning rate's bits.
+/// What identifies a captured step: the input shape and the learning rate's bits (0 when the
+/// learning rate is device data: [`StepGraph::device_lr`]).
 type StepKey = (Shape4, u32);
 
 /// Why a step ran op by op instead of replaying (each reported once).
@@ -62,6 +63,11 @@ enum Fallback {
 pub(super) struct StepGraph {
     /// The switch ([`TrainNet::set_step_graph`]).
     on: bool,
+    /// The update reads the learning rate from device memory, set before each step
+    /// ([`Backend::set_device_lr`], [`Backend::stage_lr`]): a replayed graph then follows a
+    /// schedule that moves every step. Off where the backend has no such update (the
+    /// first-generation 910) or capture was refused (the eager update takes fewer launches).
+    device_lr: bool,
     /// The device refused a capture: why.
     refused: Option<String>,
     /// The live graph's step.
@@ -81,6 +87,31 @@ impl<B: Backend> TrainNet<B> {
         self.graph.on = on;
         if !on {
             self.drop_graph()?;
+        }
+        self.set_lr_on_device(on)
+    }
+
+    /// Whether the update reads the learning rate from device memory (so that a captured step
+    /// serves every learning rate): on with the step graph where the backend can.
+    pub fn lr_on_device(&self) -> bool {
+        self.graph.device_lr
+    }
+
+    /// Turns device-lr mode on (where the backend refuses it, e.g. a first-generation 910,
+    /// it stays off: the learning rate is then part of the captured step's key) or off.
+    fn set_lr_on_device(&mut self, on: bool) -> Result<()> {
+        if on == self.graph.device_lr {
+            return Ok(());
+        }
+        match self.backend.set_device_lr(on) {
+            Ok(()) => self.graph.device_lr = on,
+            Err(e) if on => {
+                self.note(
+                    Fallback::LearningRate,
+                    &format!("the learning rate stays an argument ({e}): a step replays only at the captured learning rate"),
+                );
+            }
+            Err(e) => return Err(e),
         }
         Ok(())
     }
@@ -125,7 +156,14 @@ impl<B: Backend> TrainNet<B> {
             return self.step(x, labels, lr).map(Some);
         }
         let xs = self.check_batch(x, labels)?;
-        let key = (xs, lr.to_bits());
+        let key = (
+            xs,
+            if self.graph.device_lr {
+                0
+            } else {
+                lr.to_bits()
+            },
+        );
         if let Some(live) = self.graph.live.filter(|&k| k != key) {
             if live.0 != xs {
                 self.note(Fallback::Shape, &format!("a batch of shape {xs:?} differs from the captured {:?} (each shape change runs op by op and recaptures)", live.0));
@@ -136,6 +174,9 @@ impl<B: Backend> TrainNet<B> {
         }
         self.ensure_acts(xs)?;
         let head = self.stage(x, labels)?;
+        if self.graph.device_lr {
+            self.backend.stage_lr(lr, self.cfg.momentum)?;
+        }
         if self.graph.live == Some(key) {
             self.backend.graph_replay()?;
         } else if self.capture_wanted(key) {
@@ -244,6 +285,11 @@ impl<B: Backend> TrainNet<B> {
                     &format!("the step could not be captured ({e})"),
                 );
                 self.drop_graph()?;
+                if self.graph.device_lr {
+                    // Op by op from now on: the fused update (the staged learning rate is
+                    // this step's, so either update may run it).
+                    self.set_lr_on_device(false)?;
+                }
                 self.device_step(head, lr)
             }
         }
