@@ -21,7 +21,7 @@
 #ifndef SENET_SGEMM_NC
 #define SENET_SGEMM_NC (SENET_SGEMM_NR * 4)
 #endif
-#define SENET_SGEMM_KC 256
+#define SENET_SGEMM_KC 512
 /* Floats of the caller-provided pack buffer (64-byte aligned). */
 #define SENET_SGEMM_PACK_FLOATS (SENET_SGEMM_NC * SENET_SGEMM_KC)
 
@@ -37,6 +37,11 @@ typedef struct senet_bsrc {
 /* c[i*ldc + j] = act(bias[i] + sum_r a[i*lda + r] * B[r, j0 + j]) for i < m, j < n, with
  * k = b->c * b->kh * b->kw. bias may be NULL; act is SENET_ACT_NONE or SENET_ACT_RELU.
  * pack: SENET_SGEMM_PACK_FLOATS floats, 64-byte aligned. */
+/* Limits the k blocks to kc rows (clamped to [16, SENET_SGEMM_KC]; SENET_SGEMM_KC until called):
+ * for same-run comparisons of block sizes only. Call it before any product: the products read
+ * the limit without synchronisation. */
+void senet_sgemm_set_kc(size_t kc);
+
 void senet_sgemm_avx512(size_t m, size_t n, const float *a, size_t lda, const senet_bsrc *b,
                         size_t j0, float *c, size_t ldc, const float *bias, int act, float *pack);
 

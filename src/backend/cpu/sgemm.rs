@@ -103,6 +103,7 @@ extern "C" {
         pack: *mut f32,
     );
     fn senet_sgemm_pack_floats() -> usize;
+    fn senet_sgemm_set_kc(kc: usize);
     fn senet_sgemm_avx512_packed(
         m: usize,
         n: usize,
@@ -116,16 +117,24 @@ extern "C" {
 }
 
 /// Whether the AVX-512 GEMM can run here (and is not disabled by `SENET_CPU_GEMM=crate`, which
-/// forces the `gemm`-crate path for comparisons).
+/// forces the `gemm`-crate path for comparisons). The first call also applies
+/// `SENET_CPU_SGEMM_KC=<rows>`, a smaller largest k block (16 to 512; the default 512) for
+/// same-run comparisons of the blocking; every caller of the kernels calls this first.
 pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
-        std::env::var("SENET_CPU_GEMM").as_deref() != Ok("crate")
+        let ok = std::env::var("SENET_CPU_GEMM").as_deref() != Ok("crate")
             && is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512dq")
             && is_x86_feature_detected!("avx512vl")
-            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("fma");
+        let kc = std::env::var("SENET_CPU_SGEMM_KC").ok();
+        if let (true, Some(kc)) = (ok, kc.and_then(|v| v.parse::<usize>().ok())) {
+            // SAFETY: sets a plain integer; no product has run yet (they all follow this call).
+            unsafe { senet_sgemm_set_kc(kc) }
+        }
+        ok
     })
 }
 
@@ -376,7 +385,7 @@ mod tests {
         }
         for &m in &[1, 3, 7, 8, 9, 17, 33, 70] {
             for &n in &[1, 5, 16, 17, 31, 47, 48, 49, 64, 70] {
-                for &k in &[1, 2, 9, 63, 255, 256, 257, 600] {
+                for &k in &[1, 2, 9, 63, 255, 256, 257, 512, 513, 600, 1100] {
                     check(m, n, k, (m + n) % 2 == 0, Activation::None);
                 }
             }
