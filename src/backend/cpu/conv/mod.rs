@@ -27,6 +27,8 @@ mod batch1;
 pub(super) mod grouped;
 #[cfg(target_arch = "x86_64")]
 pub(super) mod winograd;
+#[cfg(target_arch = "x86_64")]
+mod winograd_b1;
 
 /// [`Backend::conv2d`](crate::backend::Backend::conv2d) on the CPU: Winograd, the AVX-512 GEMM
 /// or im2col + the `gemm` crate (see the module docs).
@@ -108,6 +110,15 @@ fn conv2d_post(
         act: f.act,
     };
     #[cfg(target_arch = "x86_64")]
+    if let Some(u) = f.prepared.and_then(|p| winograd_b1::panels(&op.g, p)) {
+        if be.winograd && winograd_b1::supports(op.act, &op.g) {
+            let threads = be.threads;
+            be.pool
+                .install(|| winograd_b1::conv2d(&op, u, x, y, post, threads));
+            return Ok(ys);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
     if be.winograd && winograd::supports(op.act, &op.g, be.threads) {
         let threads = be.threads;
         // A panic in another conv leaves the buffer in a state that is overwritten anyway.
@@ -161,14 +172,21 @@ fn conv2d_post(
 }
 
 /// [`Backend::prepare_conv2d`](crate::backend::Backend::prepare_conv2d) on the CPU: the weights
-/// of a conv that the batch-1 product of small planes will compute, packed for it
-/// (`batch1::prepare`); None for every other conv (and off x86_64).
-pub(super) fn prepare_conv2d(f: Conv2dForward<'_, Vec<f32>>) -> Result<Option<Vec<f32>>> {
+/// of a conv that a batch-1 path of small planes will compute, packed for it: the transformed
+/// weights of a 3x3 stride-1 conv for `winograd_b1` (unless `be`'s Winograd is off), the
+/// transposed weights for `batch1`; None for every other conv (and off x86_64).
+pub(super) fn prepare_conv2d(
+    be: &CpuBackend,
+    f: Conv2dForward<'_, Vec<f32>>,
+) -> Result<Option<Vec<f32>>> {
     let ys = f.shape.out_shape()?;
     check_len("prepare_conv2d weight", f.w, f.shape.w_len())?;
     #[cfg(target_arch = "x86_64")]
     {
         let g = ConvGeometry::new(f.shape, ys);
+        if be.winograd && winograd_b1::supports(f.act, &g) {
+            return winograd_b1::prepare(&g, f.w).map(Some);
+        }
         if batch1::supports(f.act, &g) {
             return batch1::prepare(&g, f.w).map(Some);
         }

@@ -27,7 +27,7 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 /// Transformed positions of a 6x6 tile.
-const XI: usize = 36;
+pub(super) const XI: usize = 36;
 /// Tiles (GEMM columns) a task aims for: 4 panels of 48.
 const TARGET_TILES: usize = 192;
 /// Most bytes of one image's transformed input and output (V and M): 1024x1024 inputs of
@@ -48,7 +48,7 @@ thread_local! {
 }
 
 extern "C" {
-    fn senet_winograd_weights(w: *const f32, rows: usize, cin: usize, u: *mut f32);
+    pub(super) fn senet_winograd_weights(w: *const f32, rows: usize, cin: usize, u: *mut f32);
     #[allow(clippy::too_many_arguments)]
     fn senet_winograd_input(
         x: *const f32,
@@ -98,7 +98,7 @@ pub(super) fn supports(act: Activation, g: &ConvGeometry, threads: usize) -> boo
 }
 
 /// Tiles of one image.
-fn tiles(h: usize, w: usize) -> usize {
+pub(super) fn tiles(h: usize, w: usize) -> usize {
     h.div_ceil(4) * w.div_ceil(4)
 }
 
@@ -150,7 +150,7 @@ pub(super) fn conv2d(
 
 /// Sizes of the products of `nimg` images: tiles, packed B floats per xi, M row stride.
 #[derive(Clone, Copy)]
-struct Plan {
+pub(super) struct Plan {
     cin: usize,
     cout: usize,
     h: usize,
@@ -162,7 +162,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(g: &ConvGeometry, nimg: usize) -> Plan {
+    pub(super) fn new(g: &ConvGeometry, nimg: usize) -> Plan {
         let (cin, cout, h, w) = (g.xs.c, g.ys.c, g.xs.h, g.xs.w);
         let ntiles = nimg * tiles(h, w);
         Plan {
@@ -177,12 +177,24 @@ impl Plan {
         }
     }
 
+    /// The same plan for an M that holds only `cout` output channels (a thread's share of
+    /// them: its output then starts at that share's first channel).
+    pub(super) fn with_cout(self, cout: usize) -> Plan {
+        Plan { cout, ..self }
+    }
+
+    /// Sizes of V and M: the tiles, the floats of one transformed position's packed matrix in
+    /// V (`Cin` rows of 48 floats when the tiles fit one panel), the row stride of M.
+    pub(super) fn sizes(&self) -> (usize, usize, usize) {
+        (self.ntiles, self.panels, self.ldm)
+    }
+
     /// Floats of V (36 packed matrices) and of M (36 x Cout x ldm).
-    fn v_len(&self) -> usize {
+    pub(super) fn v_len(&self) -> usize {
         XI * self.panels
     }
 
-    fn m_len(&self) -> usize {
+    pub(super) fn m_len(&self) -> usize {
         XI * self.cout * self.ldm
     }
 
@@ -191,7 +203,7 @@ impl Plan {
     /// # Safety
     /// `v` holds [`Self::v_len`] floats, 64-byte aligned; no one else accesses its rows of the
     /// channels `c` meanwhile.
-    unsafe fn input(&self, x: &[f32], c: Range<usize>, v: *mut f32) {
+    pub(super) unsafe fn input(&self, x: &[f32], c: Range<usize>, v: *mut f32) {
         assert!(x.len() >= self.nimg * self.cin * self.h * self.w && c.end <= self.cin);
         with_staging(XI * self.ldm, |s| {
             // SAFETY: AVX-512 present (`supports`); x holds the images (checked), v is the
@@ -210,6 +222,20 @@ impl Plan {
                 )
             }
         })
+    }
+
+    /// V of the plan's images `x` into `v` ([`Self::v_len`] floats, 64-byte aligned) on the
+    /// current rayon pool, in blocks of input channels.
+    pub(super) fn input_parallel(&self, x: &[f32], v: &mut [f32], threads: usize) {
+        assert!(v.len() >= self.v_len());
+        assert_eq!(v.as_ptr().align_offset(64), 0);
+        let vp = Disjoint(v.as_mut_ptr());
+        let cin_blocks: Vec<_> = blocks(self.cin, threads).collect();
+        cin_blocks.into_par_iter().for_each(|c| {
+            // SAFETY: v has the plan's size, aligned (checked); each block writes only the rows
+            // of its channels.
+            unsafe { self.input(x, c, vp.ptr()) }
+        });
     }
 
     /// The products M[xi] = U[xi] V[xi] for the xi of `m` (consecutive M[xi] from `xi0`).
@@ -234,7 +260,7 @@ impl Plan {
     /// # Safety
     /// `y` holds the plan's output images (nimg x Cout x H x W floats); no one else accesses
     /// the planes of the channels `c` meanwhile.
-    unsafe fn output(
+    pub(super) unsafe fn output(
         &self,
         m: &[f32],
         c: Range<usize>,
@@ -269,6 +295,12 @@ impl Plan {
     }
 }
 
+/// `0..n` in about `2 * threads` consecutive blocks.
+fn blocks(n: usize, threads: usize) -> impl Iterator<Item = Range<usize>> {
+    let step = n.div_ceil(2 * threads).max(1);
+    (0..n.div_ceil(step)).map(move |i| i * step..((i + 1) * step).min(n))
+}
+
 /// `f` on this thread's staging area of `len` floats (64-byte aligned).
 fn with_staging<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     let mut buf = S.with(|b| b.take());
@@ -296,14 +328,14 @@ fn task(u: &[f32], op: &ConvOp, x: &[f32], y: &mut [f32], nimg: usize) {
 
 /// A raw pointer shared by parallel tasks that write disjoint parts of its buffer.
 #[derive(Clone, Copy)]
-struct Disjoint(*mut f32);
+pub(super) struct Disjoint(pub *mut f32);
 // SAFETY: only used for buffers whose parts written by different tasks are disjoint (below).
 unsafe impl Send for Disjoint {}
 unsafe impl Sync for Disjoint {}
 
 impl Disjoint {
     /// The pointer (a method, so that closures capture the whole `Disjoint`).
-    fn ptr(self) -> *mut f32 {
+    pub(super) fn ptr(self) -> *mut f32 {
         self.0
     }
 }
@@ -317,16 +349,7 @@ fn single_image(u: &[f32], op: &ConvOp, x: &[f32], y: &mut [f32], threads: usize
     let (mut vbuf, mut mbuf) = (V.with(|b| b.take()), M.with(|b| b.take()));
     let v = sgemm::aligned(&mut vbuf, plan.v_len());
     let m = sgemm::aligned(&mut mbuf, plan.m_len());
-    let blocks = |n: usize| {
-        let step = n.div_ceil(2 * threads);
-        (0..n.div_ceil(step)).map(move |i| i * step..((i + 1) * step).min(n))
-    };
-    let vp = Disjoint(v.as_mut_ptr());
-    let cin_blocks: Vec<_> = blocks(plan.cin).collect();
-    cin_blocks.into_par_iter().for_each(|c| {
-        // SAFETY: v has the plan's size; each block writes only the rows of its channels.
-        unsafe { plan.input(x, c, vp.ptr()) }
-    });
+    plan.input_parallel(x, v, threads);
     let v = &*v;
     let xi_step = XI.div_ceil(2 * threads);
     m.par_chunks_mut(xi_step * plan.cout * plan.ldm)
@@ -334,7 +357,7 @@ fn single_image(u: &[f32], op: &ConvOp, x: &[f32], y: &mut [f32], threads: usize
         .for_each(|(i, mc)| plan.products(u, v, i * xi_step, mc));
     let m = &*m;
     let yp = Disjoint(y.as_mut_ptr());
-    let cout_blocks: Vec<_> = blocks(plan.cout).collect();
+    let cout_blocks: Vec<_> = blocks(plan.cout, threads).collect();
     cout_blocks.into_par_iter().for_each(|c| {
         // SAFETY: y holds the image (checked); each block writes only its channels' planes.
         unsafe { plan.output(m, c, bias, act, yp.ptr()) }
