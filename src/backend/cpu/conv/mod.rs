@@ -121,6 +121,11 @@ fn conv2d_post(
     #[cfg(target_arch = "x86_64")]
     if be.winograd && winograd::supports(op.act, &op.g, be.threads) {
         let threads = be.threads;
+        if let Some(u) = f.prepared.and_then(|p| winograd::prepared_u(&op.g, p)) {
+            be.pool
+                .install(|| winograd::conv2d_prepared(u, &op, x, y, post, threads));
+            return Ok(ys);
+        }
         // A panic in another conv leaves the buffer in a state that is overwritten anyway.
         let mut guard = (be.winograd_weights.lock()).unwrap_or_else(|e| e.into_inner());
         let u: &mut Vec<f32> = &mut guard;
@@ -173,8 +178,9 @@ fn conv2d_post(
 
 /// [`Backend::prepare_conv2d`](crate::backend::Backend::prepare_conv2d) on the CPU: the weights
 /// of a conv that a batch-1 path of small planes will compute, packed for it: the transformed
-/// weights of a 3x3 stride-1 conv for `winograd_b1` (unless `be`'s Winograd is off), the
-/// transposed weights for `batch1`; None for every other conv (and off x86_64).
+/// weights of a 3x3 stride-1 conv for `winograd_b1` or, for larger planes, `winograd` (unless
+/// `be`'s Winograd is off), the transposed weights for `batch1`; None for every other conv
+/// (and off x86_64).
 pub(super) fn prepare_conv2d(
     be: &CpuBackend,
     f: Conv2dForward<'_, Vec<f32>>,
@@ -186,6 +192,9 @@ pub(super) fn prepare_conv2d(
         let g = ConvGeometry::new(f.shape, ys);
         if be.winograd && winograd_b1::supports(f.act, &g) {
             return winograd_b1::prepare(&g, f.w).map(Some);
+        }
+        if be.winograd && super::batch1_kernels() && winograd::supports(f.act, &g, be.threads) {
+            return winograd::prepare(&g, f.w).map(Some);
         }
         if batch1::supports(f.act, &g) {
             return batch1::prepare(&g, f.w).map(Some);

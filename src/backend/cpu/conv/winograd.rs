@@ -48,7 +48,7 @@ thread_local! {
 }
 
 extern "C" {
-    pub(super) fn senet_winograd_weights(w: *const f32, rows: usize, cin: usize, u: *mut f32);
+    fn senet_winograd_weights(w: *const f32, rows: usize, cin: usize, u: *mut f32);
     #[allow(clippy::too_many_arguments)]
     fn senet_winograd_input(
         x: *const f32,
@@ -115,15 +115,7 @@ pub(super) fn conv2d(
     threads: usize,
 ) {
     let (g, w) = (&op.g, op.w);
-    let (n, cin, cout) = (g.xs.n, g.xs.c, g.ys.c);
-    let yi = g.ys.image_len();
-    let per_img = tiles(g.xs.h, g.xs.w);
-    let by_memory = TASK_BYTES / (XI * 4 * (cin + cout) * per_img);
-    let per_task = TARGET_TILES
-        .div_ceil(per_img)
-        .min(by_memory)
-        .min(n.div_ceil(threads))
-        .max(1);
+    let (cin, cout) = (g.xs.c, g.ys.c);
     u.resize(cout * XI * cin, 0.0);
     let rows = cout.div_ceil(4 * threads).max(1);
     u.par_chunks_mut(rows * XI * cin)
@@ -135,7 +127,52 @@ pub(super) fn conv2d(
                 senet_winograd_weights(wc.as_ptr(), wc.len() / (cin * 9), cin, uc.as_mut_ptr())
             }
         });
-    let u = &u[..];
+    conv2d_prepared(u, op, x, y, post, threads);
+}
+
+/// The transformed weights U (Cout, 36, Cin) of `w` (Cout, Cin, 3, 3) of `g`, for
+/// [`conv2d_prepared`] (on the calling thread; through [`Backend::prepare_conv2d`]: batch 1
+/// transforms them once instead of at every call). The caller has checked `w`'s length.
+/// Errors: the buffer cannot be allocated.
+///
+/// [`Backend::prepare_conv2d`]: crate::backend::Backend::prepare_conv2d
+pub(super) fn prepare(g: &ConvGeometry, w: &[f32]) -> crate::Result<Vec<f32>> {
+    let (cin, cout) = (g.xs.c, g.ys.c);
+    let mut u = crate::mem::filled(cout * XI * cin, 0.0f32, || {
+        format!("prepared Winograd weights ({cout} x {cin})")
+    })?;
+    assert!(w.len() >= cout * cin * 9);
+    // SAFETY: AVX-512 present (the caller checked `supports`); w holds cout x cin x 9 floats
+    // (checked), u cout x 36 x cin.
+    unsafe { senet_winograd_weights(w.as_ptr(), cout, cin, u.as_mut_ptr()) };
+    Ok(u)
+}
+
+/// The prepared U inside `prepared`, if it is that of `g`'s weight ([`prepare`]'s length).
+pub(super) fn prepared_u<'a>(g: &ConvGeometry, prepared: &'a [f32]) -> Option<&'a [f32]> {
+    (prepared.len() == g.ys.c * XI * g.xs.c).then_some(prepared)
+}
+
+/// [`conv2d`] with the weights already transformed (`u`: (Cout, 36, Cin), [`prepare`]).
+pub(super) fn conv2d_prepared(
+    u: &[f32],
+    op: &ConvOp,
+    x: &[f32],
+    y: &mut [f32],
+    post: Option<PerImage>,
+    threads: usize,
+) {
+    let g = &op.g;
+    let (n, cin, cout) = (g.xs.n, g.xs.c, g.ys.c);
+    assert!(u.len() >= cout * XI * cin);
+    let yi = g.ys.image_len();
+    let per_img = tiles(g.xs.h, g.xs.w);
+    let by_memory = TASK_BYTES / (XI * 4 * (cin + cout) * per_img);
+    let per_task = TARGET_TILES
+        .div_ceil(per_img)
+        .min(by_memory)
+        .min(n.div_ceil(threads))
+        .max(1);
     if n == 1 && threads > 1 {
         single_image(u, op, x, y, threads);
         if let Some(post) = post {
@@ -424,6 +461,45 @@ mod tests {
         {
             assert_eq!(run(&one, x1, 1), y1);
             assert_eq!(run(&one, x1, 2), y1);
+        }
+    }
+
+    /// The weights prepared once ([`prepare`], [`conv2d_prepared`]) give bit for bit the
+    /// results of the transform at every call, for one image on two threads (the three
+    /// phases) and a batch, and a buffer of another conv's length is refused.
+    #[test]
+    fn prepared_weights_are_the_transformed_ones() {
+        if !sgemm::available() {
+            return;
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for n in [1, 3] {
+            let (cin, cout, h, w) = (20, 35, 28, 30);
+            let g = geometry(n, cin, cout, h, w, 3);
+            let x = fill(g.xs.numel(), 11);
+            let wt = fill(cout * cin * 9, 12);
+            let bias = fill(cout, 13);
+            let op = ConvOp {
+                g,
+                w: &wt,
+                bias: Some(&bias),
+                act: Activation::Relu,
+            };
+            let (mut want, mut got) = (vec![0.0; g.ys.numel()], vec![1.0; g.ys.numel()]);
+            let mut u = Vec::new();
+            pool.install(|| conv2d(&mut u, &op, &x, &mut want, None, 2));
+            let prepared = prepare(&g, &wt).unwrap();
+            assert_eq!(prepared, u);
+            let pu = prepared_u(&g, &prepared).unwrap();
+            pool.install(|| conv2d_prepared(pu, &op, &x, &mut got, None, 2));
+            assert!(got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(prepared_u(&geometry(n, cin, cout + 1, h, w, 3), &prepared).is_none());
         }
     }
 

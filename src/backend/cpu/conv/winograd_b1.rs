@@ -18,7 +18,7 @@
 //! [`Backend::prepare_conv2d`]: crate::backend::Backend::prepare_conv2d
 use super::super::sgemm::{self, Line};
 use super::batch1::{senet_sgemm_avx512_t, senet_sgemm_t_panels, senet_sgemm_t_scratch_floats};
-use super::winograd::{self, senet_winograd_weights, Disjoint, Plan, XI};
+use super::winograd::{self, Disjoint, Plan, XI};
 use super::{ConvGeometry, ConvOp, PerImage};
 use crate::backend::Activation;
 use crate::Result;
@@ -88,13 +88,9 @@ fn prepared_len(cout: usize, cin: usize) -> usize {
 pub(super) fn prepare(g: &ConvGeometry, w: &[f32]) -> Result<Vec<f32>> {
     let (cout, cin) = (g.ys.c, g.xs.c);
     let what = || format!("prepared Winograd weights ({cout} x {cin})");
-    let mut u = crate::mem::filled(cout * XI * cin, 0.0f32, what)?;
+    let u = winograd::prepare(g, w)?;
     let mut ux = crate::mem::filled(cout * cin, 0.0f32, what)?;
     let mut v = crate::mem::filled(prepared_len(cout, cin), 0.0f32, what)?;
-    assert!(w.len() >= cout * cin * 9);
-    // SAFETY: AVX-512 present (`supports` via batch1_kernels); w holds cout x cin x 9 floats
-    // (checked), u cout x 36 x cin.
-    unsafe { senet_winograd_weights(w.as_ptr(), cout, cin, u.as_mut_ptr()) };
     let off = v.as_ptr().align_offset(64);
     assert!(off < 16);
     let plen = panel_len(cout, cin);
