@@ -4,7 +4,9 @@
 //! Forward algorithms: on x86_64 CPUs with AVX-512, the native GEMM of
 //! `kernels/cpu/sgemm_avx512.c` with the im2col fused into its packing ([`avx512`]), 3x3
 //! stride-1 convs by Winograd F(4x4, 3x3) ([`winograd`]) unless [`Backend::set_fast_conv`]
-//! turned it off, and grouped convs with at most 32 channels per group by a direct kernel
+//! turned it off (at batch 1 on weights transformed once; 14x14 planes by transposed products,
+//! [`winograd_b1`]), single images with 7x7 output planes by a transposed product ([`batch1`]),
+//! and grouped convs with at most 32 channels per group by a direct kernel
 //! ([`grouped`]); elsewhere, per image, im2col (skipped for 1x1 convs) + one GEMM per group from
 //! the `gemm` crate + bias/activation ([`conv2d_image`]).
 //!

@@ -85,7 +85,15 @@ extern "C" {
 /// image whose transformed input and output fit in [`IMAGE_BYTES`] (tasks hold whole images).
 pub(super) fn supports(act: Activation, g: &ConvGeometry, threads: usize) -> bool {
     sgemm::available()
-        && g.kh == 3
+        && fits(act, g)
+        && (g.xs.n >= 2 || threads == 1 || tiles(g.xs.h, g.xs.w) >= SINGLE_MIN_TILES)
+        && XI * 4 * (g.xs.c + g.ys.c) * tiles(g.xs.h, g.xs.w) <= IMAGE_BYTES
+}
+
+/// Whether `g` and `act` are a conv these transforms compute: a 3x3 kernel with stride 1,
+/// padding 1 and no groups, at least 16 input and output channels, epilogue None or ReLU.
+pub(super) fn fits(act: Activation, g: &ConvGeometry) -> bool {
+    g.kh == 3
         && g.kw == 3
         && g.p.stride == 1
         && g.p.padding == 1
@@ -93,8 +101,6 @@ pub(super) fn supports(act: Activation, g: &ConvGeometry, threads: usize) -> boo
         && g.xs.c >= 16
         && g.ys.c >= 16
         && act != Activation::Sigmoid
-        && (g.xs.n >= 2 || threads == 1 || tiles(g.xs.h, g.xs.w) >= SINGLE_MIN_TILES)
-        && XI * 4 * (g.xs.c + g.ys.c) * tiles(g.xs.h, g.xs.w) <= IMAGE_BYTES
 }
 
 /// Tiles of one image.

@@ -44,22 +44,13 @@ thread_local! {
 }
 
 /// Whether this path computes the convolution (given prepared weights): the batch-1 kernels
-/// enabled and not turned off by `SENET_CPU_B1=nowino`, one image, a 3x3 kernel with stride 1,
-/// padding 1 and no groups, at least 16 input and output channels, [`MIN_TILES`] to 48 tiles
-/// (one V panel: planes up to 24x24), epilogue None or ReLU.
+/// enabled and not turned off by `SENET_CPU_B1=nowino`, one image, a conv of the Winograd
+/// transforms (`winograd::fits`: 3x3, stride 1, padding 1, no groups, at least 16 input and
+/// output channels, epilogue None or ReLU), [`MIN_TILES`] to 48 tiles (one V panel: planes up
+/// to 24x24).
 pub(super) fn supports(act: Activation, g: &ConvGeometry) -> bool {
     let tiles = winograd::tiles(g.xs.h, g.xs.w);
-    enabled()
-        && g.xs.n == 1
-        && g.kh == 3
-        && g.kw == 3
-        && g.p.stride == 1
-        && g.p.padding == 1
-        && g.p.groups == 1
-        && g.xs.c >= 16
-        && g.ys.c >= 16
-        && act != Activation::Sigmoid
-        && (MIN_TILES..=NR).contains(&tiles)
+    enabled() && g.xs.n == 1 && winograd::fits(act, g) && (MIN_TILES..=NR).contains(&tiles)
 }
 
 /// The batch-1 kernels on (`super::super::batch1_kernels`) and `SENET_CPU_B1` not `nowino`
