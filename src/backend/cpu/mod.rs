@@ -171,7 +171,7 @@ impl Backend for CpuBackend {
     }
 
     fn prepare_conv2d(&self, f: Conv2dForward<'_, Vec<f32>>) -> Result<Option<Vec<f32>>> {
-        conv::prepare_conv2d(f)
+        conv::prepare_conv2d(self, f)
     }
 
     fn max_pool2d(

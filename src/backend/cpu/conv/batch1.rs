@@ -30,7 +30,7 @@ const NR: usize = 48;
 
 extern "C" {
     #[allow(clippy::too_many_arguments)]
-    fn senet_sgemm_avx512_t(
+    pub(super) fn senet_sgemm_avx512_t(
         m: usize,
         n: usize,
         k: usize,
@@ -44,8 +44,8 @@ extern "C" {
         act: i32,
         scratch: *mut f32,
     );
-    fn senet_sgemm_t_panels(w: *const f32, rows: usize, k: usize, panels: *mut f32);
-    fn senet_sgemm_t_scratch_floats(m: usize) -> usize;
+    pub(super) fn senet_sgemm_t_panels(w: *const f32, rows: usize, k: usize, panels: *mut f32);
+    pub(super) fn senet_sgemm_t_scratch_floats(m: usize) -> usize;
 }
 
 thread_local! {

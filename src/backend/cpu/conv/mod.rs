@@ -4,7 +4,9 @@
 //! Forward algorithms: on x86_64 CPUs with AVX-512, the native GEMM of
 //! `kernels/cpu/sgemm_avx512.c` with the im2col fused into its packing ([`avx512`]), 3x3
 //! stride-1 convs by Winograd F(4x4, 3x3) ([`winograd`]) unless [`Backend::set_fast_conv`]
-//! turned it off, and grouped convs with at most 32 channels per group by a direct kernel
+//! turned it off (at batch 1 on weights transformed once; 14x14 planes by transposed products,
+//! [`winograd_b1`]), single images with 7x7 output planes by a transposed product ([`batch1`]),
+//! and grouped convs with at most 32 channels per group by a direct kernel
 //! ([`grouped`]); elsewhere, per image, im2col (skipped for 1x1 convs) + one GEMM per group from
 //! the `gemm` crate + bias/activation ([`conv2d_image`]).
 //!
@@ -27,6 +29,8 @@ mod batch1;
 pub(super) mod grouped;
 #[cfg(target_arch = "x86_64")]
 pub(super) mod winograd;
+#[cfg(target_arch = "x86_64")]
+mod winograd_b1;
 
 /// [`Backend::conv2d`](crate::backend::Backend::conv2d) on the CPU: Winograd, the AVX-512 GEMM
 /// or im2col + the `gemm` crate (see the module docs).
@@ -108,8 +112,22 @@ fn conv2d_post(
         act: f.act,
     };
     #[cfg(target_arch = "x86_64")]
+    if let Some(u) = f.prepared.and_then(|p| winograd_b1::panels(&op.g, p)) {
+        if be.winograd && winograd_b1::supports(op.act, &op.g) {
+            let threads = be.threads;
+            be.pool
+                .install(|| winograd_b1::conv2d(&op, u, x, y, post, threads));
+            return Ok(ys);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
     if be.winograd && winograd::supports(op.act, &op.g, be.threads) {
         let threads = be.threads;
+        if let Some(u) = f.prepared.and_then(|p| winograd::prepared_u(&op.g, p)) {
+            be.pool
+                .install(|| winograd::conv2d_prepared(u, &op, x, y, post, threads));
+            return Ok(ys);
+        }
         // A panic in another conv leaves the buffer in a state that is overwritten anyway.
         let mut guard = (be.winograd_weights.lock()).unwrap_or_else(|e| e.into_inner());
         let u: &mut Vec<f32> = &mut guard;
@@ -161,14 +179,25 @@ fn conv2d_post(
 }
 
 /// [`Backend::prepare_conv2d`](crate::backend::Backend::prepare_conv2d) on the CPU: the weights
-/// of a conv that the batch-1 product of small planes will compute, packed for it
-/// (`batch1::prepare`); None for every other conv (and off x86_64).
-pub(super) fn prepare_conv2d(f: Conv2dForward<'_, Vec<f32>>) -> Result<Option<Vec<f32>>> {
+/// of a conv that a batch-1 path of small planes will compute, packed for it: the transformed
+/// weights of a 3x3 stride-1 conv for `winograd_b1` or, for larger planes, `winograd` (unless
+/// `be`'s Winograd is off), the transposed weights for `batch1`; None for every other conv
+/// (and off x86_64).
+pub(super) fn prepare_conv2d(
+    be: &CpuBackend,
+    f: Conv2dForward<'_, Vec<f32>>,
+) -> Result<Option<Vec<f32>>> {
     let ys = f.shape.out_shape()?;
     check_len("prepare_conv2d weight", f.w, f.shape.w_len())?;
     #[cfg(target_arch = "x86_64")]
     {
         let g = ConvGeometry::new(f.shape, ys);
+        if be.winograd && winograd_b1::supports(f.act, &g) {
+            return winograd_b1::prepare(&g, f.w).map(Some);
+        }
+        if be.winograd && super::batch1_kernels() && winograd::supports(f.act, &g, be.threads) {
+            return winograd::prepare(&g, f.w).map(Some);
+        }
         if batch1::supports(f.act, &g) {
             return batch1::prepare(&g, f.w).map(Some);
         }

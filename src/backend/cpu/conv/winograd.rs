@@ -27,7 +27,7 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 /// Transformed positions of a 6x6 tile.
-const XI: usize = 36;
+pub(super) const XI: usize = 36;
 /// Tiles (GEMM columns) a task aims for: 4 panels of 48.
 const TARGET_TILES: usize = 192;
 /// Most bytes of one image's transformed input and output (V and M): 1024x1024 inputs of
@@ -85,7 +85,15 @@ extern "C" {
 /// image whose transformed input and output fit in [`IMAGE_BYTES`] (tasks hold whole images).
 pub(super) fn supports(act: Activation, g: &ConvGeometry, threads: usize) -> bool {
     sgemm::available()
-        && g.kh == 3
+        && fits(act, g)
+        && (g.xs.n >= 2 || threads == 1 || tiles(g.xs.h, g.xs.w) >= SINGLE_MIN_TILES)
+        && XI * 4 * (g.xs.c + g.ys.c) * tiles(g.xs.h, g.xs.w) <= IMAGE_BYTES
+}
+
+/// Whether `g` and `act` are a conv these transforms compute: a 3x3 kernel with stride 1,
+/// padding 1 and no groups, at least 16 input and output channels, epilogue None or ReLU.
+pub(super) fn fits(act: Activation, g: &ConvGeometry) -> bool {
+    g.kh == 3
         && g.kw == 3
         && g.p.stride == 1
         && g.p.padding == 1
@@ -93,12 +101,10 @@ pub(super) fn supports(act: Activation, g: &ConvGeometry, threads: usize) -> boo
         && g.xs.c >= 16
         && g.ys.c >= 16
         && act != Activation::Sigmoid
-        && (g.xs.n >= 2 || threads == 1 || tiles(g.xs.h, g.xs.w) >= SINGLE_MIN_TILES)
-        && XI * 4 * (g.xs.c + g.ys.c) * tiles(g.xs.h, g.xs.w) <= IMAGE_BYTES
 }
 
 /// Tiles of one image.
-fn tiles(h: usize, w: usize) -> usize {
+pub(super) fn tiles(h: usize, w: usize) -> usize {
     h.div_ceil(4) * w.div_ceil(4)
 }
 
@@ -115,15 +121,7 @@ pub(super) fn conv2d(
     threads: usize,
 ) {
     let (g, w) = (&op.g, op.w);
-    let (n, cin, cout) = (g.xs.n, g.xs.c, g.ys.c);
-    let yi = g.ys.image_len();
-    let per_img = tiles(g.xs.h, g.xs.w);
-    let by_memory = TASK_BYTES / (XI * 4 * (cin + cout) * per_img);
-    let per_task = TARGET_TILES
-        .div_ceil(per_img)
-        .min(by_memory)
-        .min(n.div_ceil(threads))
-        .max(1);
+    let (cin, cout) = (g.xs.c, g.ys.c);
     u.resize(cout * XI * cin, 0.0);
     let rows = cout.div_ceil(4 * threads).max(1);
     u.par_chunks_mut(rows * XI * cin)
@@ -135,7 +133,52 @@ pub(super) fn conv2d(
                 senet_winograd_weights(wc.as_ptr(), wc.len() / (cin * 9), cin, uc.as_mut_ptr())
             }
         });
-    let u = &u[..];
+    conv2d_prepared(u, op, x, y, post, threads);
+}
+
+/// The transformed weights U (Cout, 36, Cin) of `w` (Cout, Cin, 3, 3) of `g`, for
+/// [`conv2d_prepared`] (on the calling thread; through [`Backend::prepare_conv2d`]: batch 1
+/// transforms them once instead of at every call). The caller has checked `w`'s length.
+/// Errors: the buffer cannot be allocated.
+///
+/// [`Backend::prepare_conv2d`]: crate::backend::Backend::prepare_conv2d
+pub(super) fn prepare(g: &ConvGeometry, w: &[f32]) -> crate::Result<Vec<f32>> {
+    let (cin, cout) = (g.xs.c, g.ys.c);
+    let mut u = crate::mem::filled(cout * XI * cin, 0.0f32, || {
+        format!("prepared Winograd weights ({cout} x {cin})")
+    })?;
+    assert!(w.len() >= cout * cin * 9);
+    // SAFETY: AVX-512 present (the caller checked `supports`); w holds cout x cin x 9 floats
+    // (checked), u cout x 36 x cin.
+    unsafe { senet_winograd_weights(w.as_ptr(), cout, cin, u.as_mut_ptr()) };
+    Ok(u)
+}
+
+/// The prepared U inside `prepared`, if it is that of `g`'s weight ([`prepare`]'s length).
+pub(super) fn prepared_u<'a>(g: &ConvGeometry, prepared: &'a [f32]) -> Option<&'a [f32]> {
+    (prepared.len() == g.ys.c * XI * g.xs.c).then_some(prepared)
+}
+
+/// [`conv2d`] with the weights already transformed (`u`: (Cout, 36, Cin), [`prepare`]).
+pub(super) fn conv2d_prepared(
+    u: &[f32],
+    op: &ConvOp,
+    x: &[f32],
+    y: &mut [f32],
+    post: Option<PerImage>,
+    threads: usize,
+) {
+    let g = &op.g;
+    let (n, cin, cout) = (g.xs.n, g.xs.c, g.ys.c);
+    assert!(u.len() >= cout * XI * cin);
+    let yi = g.ys.image_len();
+    let per_img = tiles(g.xs.h, g.xs.w);
+    let by_memory = TASK_BYTES / (XI * 4 * (cin + cout) * per_img);
+    let per_task = TARGET_TILES
+        .div_ceil(per_img)
+        .min(by_memory)
+        .min(n.div_ceil(threads))
+        .max(1);
     if n == 1 && threads > 1 {
         single_image(u, op, x, y, threads);
         if let Some(post) = post {
@@ -150,7 +193,7 @@ pub(super) fn conv2d(
 
 /// Sizes of the products of `nimg` images: tiles, packed B floats per xi, M row stride.
 #[derive(Clone, Copy)]
-struct Plan {
+pub(super) struct Plan {
     cin: usize,
     cout: usize,
     h: usize,
@@ -162,7 +205,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(g: &ConvGeometry, nimg: usize) -> Plan {
+    pub(super) fn new(g: &ConvGeometry, nimg: usize) -> Plan {
         let (cin, cout, h, w) = (g.xs.c, g.ys.c, g.xs.h, g.xs.w);
         let ntiles = nimg * tiles(h, w);
         Plan {
@@ -177,12 +220,24 @@ impl Plan {
         }
     }
 
+    /// The same plan for an M that holds only `cout` output channels (a thread's share of
+    /// them: its output then starts at that share's first channel).
+    pub(super) fn with_cout(self, cout: usize) -> Plan {
+        Plan { cout, ..self }
+    }
+
+    /// Sizes of V and M: the tiles, the floats of one transformed position's packed matrix in
+    /// V (`Cin` rows of 48 floats when the tiles fit one panel), the row stride of M.
+    pub(super) fn sizes(&self) -> (usize, usize, usize) {
+        (self.ntiles, self.panels, self.ldm)
+    }
+
     /// Floats of V (36 packed matrices) and of M (36 x Cout x ldm).
-    fn v_len(&self) -> usize {
+    pub(super) fn v_len(&self) -> usize {
         XI * self.panels
     }
 
-    fn m_len(&self) -> usize {
+    pub(super) fn m_len(&self) -> usize {
         XI * self.cout * self.ldm
     }
 
@@ -191,7 +246,7 @@ impl Plan {
     /// # Safety
     /// `v` holds [`Self::v_len`] floats, 64-byte aligned; no one else accesses its rows of the
     /// channels `c` meanwhile.
-    unsafe fn input(&self, x: &[f32], c: Range<usize>, v: *mut f32) {
+    pub(super) unsafe fn input(&self, x: &[f32], c: Range<usize>, v: *mut f32) {
         assert!(x.len() >= self.nimg * self.cin * self.h * self.w && c.end <= self.cin);
         with_staging(XI * self.ldm, |s| {
             // SAFETY: AVX-512 present (`supports`); x holds the images (checked), v is the
@@ -210,6 +265,20 @@ impl Plan {
                 )
             }
         })
+    }
+
+    /// V of the plan's images `x` into `v` ([`Self::v_len`] floats, 64-byte aligned) on the
+    /// current rayon pool, in blocks of input channels.
+    pub(super) fn input_parallel(&self, x: &[f32], v: &mut [f32], threads: usize) {
+        assert!(v.len() >= self.v_len());
+        assert_eq!(v.as_ptr().align_offset(64), 0);
+        let vp = Disjoint(v.as_mut_ptr());
+        let cin_blocks: Vec<_> = blocks(self.cin, threads).collect();
+        cin_blocks.into_par_iter().for_each(|c| {
+            // SAFETY: v has the plan's size, aligned (checked); each block writes only the rows
+            // of its channels.
+            unsafe { self.input(x, c, vp.ptr()) }
+        });
     }
 
     /// The products M[xi] = U[xi] V[xi] for the xi of `m` (consecutive M[xi] from `xi0`).
@@ -234,7 +303,7 @@ impl Plan {
     /// # Safety
     /// `y` holds the plan's output images (nimg x Cout x H x W floats); no one else accesses
     /// the planes of the channels `c` meanwhile.
-    unsafe fn output(
+    pub(super) unsafe fn output(
         &self,
         m: &[f32],
         c: Range<usize>,
@@ -269,6 +338,12 @@ impl Plan {
     }
 }
 
+/// `0..n` in about `2 * threads` consecutive blocks.
+fn blocks(n: usize, threads: usize) -> impl Iterator<Item = Range<usize>> {
+    let step = n.div_ceil(2 * threads).max(1);
+    (0..n.div_ceil(step)).map(move |i| i * step..((i + 1) * step).min(n))
+}
+
 /// `f` on this thread's staging area of `len` floats (64-byte aligned).
 fn with_staging<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     let mut buf = S.with(|b| b.take());
@@ -296,14 +371,14 @@ fn task(u: &[f32], op: &ConvOp, x: &[f32], y: &mut [f32], nimg: usize) {
 
 /// A raw pointer shared by parallel tasks that write disjoint parts of its buffer.
 #[derive(Clone, Copy)]
-struct Disjoint(*mut f32);
+pub(super) struct Disjoint(pub *mut f32);
 // SAFETY: only used for buffers whose parts written by different tasks are disjoint (below).
 unsafe impl Send for Disjoint {}
 unsafe impl Sync for Disjoint {}
 
 impl Disjoint {
     /// The pointer (a method, so that closures capture the whole `Disjoint`).
-    fn ptr(self) -> *mut f32 {
+    pub(super) fn ptr(self) -> *mut f32 {
         self.0
     }
 }
@@ -317,16 +392,7 @@ fn single_image(u: &[f32], op: &ConvOp, x: &[f32], y: &mut [f32], threads: usize
     let (mut vbuf, mut mbuf) = (V.with(|b| b.take()), M.with(|b| b.take()));
     let v = sgemm::aligned(&mut vbuf, plan.v_len());
     let m = sgemm::aligned(&mut mbuf, plan.m_len());
-    let blocks = |n: usize| {
-        let step = n.div_ceil(2 * threads);
-        (0..n.div_ceil(step)).map(move |i| i * step..((i + 1) * step).min(n))
-    };
-    let vp = Disjoint(v.as_mut_ptr());
-    let cin_blocks: Vec<_> = blocks(plan.cin).collect();
-    cin_blocks.into_par_iter().for_each(|c| {
-        // SAFETY: v has the plan's size; each block writes only the rows of its channels.
-        unsafe { plan.input(x, c, vp.ptr()) }
-    });
+    plan.input_parallel(x, v, threads);
     let v = &*v;
     let xi_step = XI.div_ceil(2 * threads);
     m.par_chunks_mut(xi_step * plan.cout * plan.ldm)
@@ -334,7 +400,7 @@ fn single_image(u: &[f32], op: &ConvOp, x: &[f32], y: &mut [f32], threads: usize
         .for_each(|(i, mc)| plan.products(u, v, i * xi_step, mc));
     let m = &*m;
     let yp = Disjoint(y.as_mut_ptr());
-    let cout_blocks: Vec<_> = blocks(plan.cout).collect();
+    let cout_blocks: Vec<_> = blocks(plan.cout, threads).collect();
     cout_blocks.into_par_iter().for_each(|c| {
         // SAFETY: y holds the image (checked); each block writes only its channels' planes.
         unsafe { plan.output(m, c, bias, act, yp.ptr()) }
@@ -401,6 +467,45 @@ mod tests {
         {
             assert_eq!(run(&one, x1, 1), y1);
             assert_eq!(run(&one, x1, 2), y1);
+        }
+    }
+
+    /// The weights prepared once ([`prepare`], [`conv2d_prepared`]) give bit for bit the
+    /// results of the transform at every call, for one image on two threads (the three
+    /// phases) and a batch, and a buffer of another conv's length is refused.
+    #[test]
+    fn prepared_weights_are_the_transformed_ones() {
+        if !sgemm::available() {
+            return;
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for n in [1, 3] {
+            let (cin, cout, h, w) = (20, 35, 28, 30);
+            let g = geometry(n, cin, cout, h, w, 3);
+            let x = fill(g.xs.numel(), 11);
+            let wt = fill(cout * cin * 9, 12);
+            let bias = fill(cout, 13);
+            let op = ConvOp {
+                g,
+                w: &wt,
+                bias: Some(&bias),
+                act: Activation::Relu,
+            };
+            let (mut want, mut got) = (vec![0.0; g.ys.numel()], vec![1.0; g.ys.numel()]);
+            let mut u = Vec::new();
+            pool.install(|| conv2d(&mut u, &op, &x, &mut want, None, 2));
+            let prepared = prepare(&g, &wt).unwrap();
+            assert_eq!(prepared, u);
+            let pu = prepared_u(&g, &prepared).unwrap();
+            pool.install(|| conv2d_prepared(pu, &op, &x, &mut got, None, 2));
+            assert!(got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(prepared_u(&geometry(n, cin, cout + 1, h, w, 3), &prepared).is_none());
         }
     }
 
