@@ -762,6 +762,17 @@ fn hostile_recipe_files_are_refused_naming_file_and_key() {
         }
     }
     assert!(failed.is_empty(), "{failed:#?}");
+    // A sparse recipe of 8 GiB is refused from its size, before anything is read.
+    let huge = dir.path().join("huge.yaml");
+    let f = std::fs::File::create(&huge).unwrap();
+    f.set_len(8 << 30).unwrap();
+    let (st, msg, _) = call(&huge);
+    assert_eq!(st, SenetStatus::Format, "{msg}");
+    assert!(
+        msg.contains("huge.yaml")
+            && msg.contains("8589934592 bytes, more than the 1048576 bytes a recipe may have"),
+        "{msg}"
+    );
     // An empty recipe is MindCV config.py's defaults: 224, crop_pct 0.875, bilinear.
     std::fs::write(&bad, "").unwrap();
     let (st, msg, _) = call(&bad);
