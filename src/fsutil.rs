@@ -203,7 +203,20 @@ pub fn open_regular(path: &Path) -> Result<(File, u64)> {
 /// Errors: [`Error::Io`] naming `path` (cannot open, not regular, read error, changed while
 /// read); [`Error::OutOfMemory`] naming it when its size cannot be allocated.
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    read_file_at_most(path, u64::MAX, "a file")
+}
+
+/// [`read_file`] of a file that may hold at most `max` bytes: a larger one is refused from its
+/// size, before anything is allocated or read. Errors: as [`read_file`]; [`Error::Format`]
+/// naming `path`, its size, `max` and `what` (e.g. "a recipe") when it is larger.
+pub fn read_file_at_most(path: &Path, max: u64, what: &str) -> Result<Vec<u8>> {
     let (file, len) = open_regular(path)?;
+    if len > max {
+        return Err(Error::format(
+            path,
+            format!("{len} bytes, more than the {max} bytes {what} may have"),
+        ));
+    }
     let cap = usize::try_from(len)
         .ok()
         .and_then(|n| n.checked_add(1))
@@ -235,7 +248,12 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
 /// [`read_file`] as UTF-8 text. Errors: as [`read_file`]; [`Error::Format`] naming `path` when
 /// it is not UTF-8 (with the byte offset of the first invalid byte).
 pub fn read_text(path: &Path) -> Result<String> {
-    String::from_utf8(read_file(path)?).map_err(|e| {
+    read_text_at_most(path, u64::MAX, "a file")
+}
+
+/// [`read_text`] of a file that may hold at most `max` bytes (see [`read_file_at_most`]).
+pub fn read_text_at_most(path: &Path, max: u64, what: &str) -> Result<String> {
+    String::from_utf8(read_file_at_most(path, max, what)?).map_err(|e| {
         Error::format(
             path,
             format!(

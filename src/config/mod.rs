@@ -150,7 +150,12 @@ macro_rules! recipe {
             }
         }
 
-        impl Recipe {
+        /// The largest recipe file [`Recipe::from_yaml_file`] reads (1 MiB; MindCV's recipes are a few
+/// KB): a larger file, e.g. a sparse one of gigabytes, is refused from its size instead of being
+/// allocated, read and parsed.
+pub const MAX_RECIPE_BYTES: u64 = 1 << 20;
+
+impl Recipe {
             /// Every key a recipe may contain (= `config.py`'s argument names), in `config.py`'s
             /// order.
             pub const KEYS: &'static [&'static str] = &[$($( stringify!($name) ),+),+];
@@ -437,7 +442,8 @@ impl Recipe {
 
     /// Reads and parses a MindCV recipe. Keys absent from the file keep `config.py`'s defaults;
     /// floats may be written as integers (`lr: 1`), booleans as `True`/`yes`, pairs as
-    /// `[a, b]`. The file is read with [`crate::fsutil::read_text`] (a regular file, UTF-8).
+    /// `[a, b]`. The file is read with [`crate::fsutil::read_text_at_most`] (a regular file,
+    /// UTF-8, at most [`MAX_RECIPE_BYTES`]: a larger one is [`Error::Format`] from its size).
     /// Errors name the file: a missing or non-regular file is [`Error::Io`], text that is not
     /// UTF-8 [`Error::Format`]; an unknown key is
     /// [`Error::Config`] `"<file>: unknown key 'k'"`; a value of the wrong type or an unknown
@@ -446,7 +452,7 @@ impl Recipe {
     /// [`Recipe::config`] (unless the file sets `config` itself, as an args dump does).
     pub fn from_yaml_file(path: impl AsRef<Path>) -> Result<Recipe> {
         let path = path.as_ref();
-        let text = crate::fsutil::read_text(path)?;
+        let text = crate::fsutil::read_text_at_most(path, MAX_RECIPE_BYTES, "a recipe")?;
         let mut recipe = yaml::parse(&text, Some(path))?;
         if recipe.config.is_empty() {
             recipe.config = path.display().to_string();

@@ -115,7 +115,8 @@ impl Default for EvalTransform {
 impl EvalTransform {
     /// Builds the transform. `crop_pct` in (0, 1] normally (values > 1 crop beyond the resized
     /// image, which is zero padded). Errors: [`Error::Config`] when `image_resize` is 0, `crop_pct`
-    /// is not a positive finite number, or a `std` entry is not positive.
+    /// is not a positive finite number, a `mean` entry is not finite, or a `std` entry is not
+    /// positive and finite.
     pub fn new(
         image_resize: usize,
         crop_pct: f64,
@@ -131,8 +132,15 @@ impl EvalTransform {
                 "crop_pct must be a positive number, got {crop_pct}"
             )));
         }
-        if std.iter().any(|&s| s.is_nan() || s <= 0.0) {
-            return Err(Error::Config(format!("std must be positive, got {std:?}")));
+        // An infinite mean or std (a recipe's 1e39 read as f32) would turn every pixel into
+        // NaN or 0 without an error.
+        if mean.iter().any(|m| !m.is_finite()) {
+            return Err(Error::Config(format!("mean must be finite, got {mean:?}")));
+        }
+        if std.iter().any(|&s| !(s.is_finite() && s > 0.0)) {
+            return Err(Error::Config(format!(
+                "std must be positive and finite, got {std:?}"
+            )));
         }
         let resize_size = (image_resize as f64 / crop_pct).floor() as usize;
         if image_resize > MAX_SIDE || resize_size > MAX_SIDE {
@@ -421,5 +429,8 @@ mod tests {
         assert!(EvalTransform::new(0, 0.875, b, IMAGENET_MEAN, IMAGENET_STD).is_err());
         assert!(EvalTransform::new(224, 0.0, b, IMAGENET_MEAN, IMAGENET_STD).is_err());
         assert!(EvalTransform::new(224, 0.875, b, IMAGENET_MEAN, [1.0, 0.0, 1.0]).is_err());
+        let inf = f32::INFINITY;
+        assert!(EvalTransform::new(224, 0.875, b, IMAGENET_MEAN, [1.0, inf, 1.0]).is_err());
+        assert!(EvalTransform::new(224, 0.875, b, [inf, 0.0, 0.0], IMAGENET_STD).is_err());
     }
 }

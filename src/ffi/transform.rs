@@ -70,18 +70,6 @@ impl SenetTransform {
             }
         };
         let preprocess = super::preprocess::preprocess_of(self.preprocess)?;
-        if self.mean.iter().any(|m| !m.is_finite()) {
-            return Err(FfiError::invalid(format!(
-                "transform.mean must be finite, got {:?}",
-                self.mean
-            )));
-        }
-        if self.std.iter().any(|s| !s.is_finite()) {
-            return Err(FfiError::invalid(format!(
-                "transform.std must be positive and finite, got {:?}",
-                self.std
-            )));
-        }
         let t = EvalTransform::new(
             self.image_resize,
             self.crop_pct,
