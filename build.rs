@@ -31,6 +31,7 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=kernels/cpu/senet_train_kernels.h");
     println!("cargo:rerun-if-changed=kernels/cpu/lanes.h");
+    println!("cargo:rerun-if-changed=kernels/cpu/pool_window.h");
     println!("cargo:rerun-if-changed=kernels/cpu/senet_kernels.h");
     println!("cargo:rerun-if-changed=kernels/cpu/conv_grouped_avx512.h");
     println!("cargo:rerun-if-changed=kernels/cpu/sgemm_avx512.h");

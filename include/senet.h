@@ -149,6 +149,21 @@ typedef enum SenetPreprocess {
 } SenetPreprocess;
 
 /**
+ * The resize interpolation of a `SenetTransform` (a recipe's `interpolation`).
+ */
+typedef enum SenetInterpolation {
+  /**
+   * Bicubic (OpenCV `INTER_CUBIC` for MindCV's transform; Pillow's for timm's): MindCV's
+   * SENet recipes.
+   */
+  SENET_INTERPOLATION_BICUBIC = 0,
+  /**
+   * Bilinear (OpenCV `INTER_LINEAR`; Pillow's for timm's): MindCV `config.py`'s default.
+   */
+  SENET_INTERPOLATION_BILINEAR = 1,
+} SenetInterpolation;
+
+/**
  * An opaque class map handle (see `senet_classmap_load`).
  */
 typedef struct SenetClassMap SenetClassMap;
@@ -176,6 +191,43 @@ typedef struct SenetClass {
    */
   const char *name;
 } SenetClass;
+
+/**
+ * An eval transform: decode, resize the short side to `floor(image_resize / crop_pct)`, centre
+ * crop `image_resize x image_resize`, normalize `(pixel - mean[c]) / std[c]` (0..255 scale), CHW.
+ * The output holds `3 * image_resize * image_resize` floats, one image of the NCHW batch
+ * `senet_model_forward` takes with height = width = `image_resize`.
+ *
+ * Fill it with `senet_transform_default` (MindCV's SENet recipe: 224, 0.875, bicubic, ImageNet
+ * mean/std) and change fields, or read a recipe's with `senet_transform_from_recipe`.
+ */
+typedef struct SenetTransform {
+  /**
+   * Output height and width in pixels (MindCV `image_resize`), 1 to 16384.
+   */
+  size_t image_resize;
+  /**
+   * Crop fraction (MindCV `crop_pct`), positive and finite; the short side is resized to
+   * `floor(image_resize / crop_pct)` pixels (at most 16384, at least 1).
+   */
+  double crop_pct;
+  /**
+   * A `SenetInterpolation` value.
+   */
+  int32_t interpolation;
+  /**
+   * A `SenetPreprocess` value: MindCV's resize/crop arithmetic, or timm's.
+   */
+  int32_t preprocess;
+  /**
+   * Per-channel (R, G, B) mean on the 0..255 scale, finite.
+   */
+  float mean[3];
+  /**
+   * Per-channel (R, G, B) standard deviation on the 0..255 scale, positive and finite.
+   */
+  float std[3];
+} SenetTransform;
 
 #ifdef __cplusplus
 extern "C" {
@@ -391,8 +443,9 @@ enum SenetStatus senet_model_num_classes(const struct SenetModel *model, size_t 
  * Runs the network in eval mode on a batch of images and writes the logits (pre-softmax).
  *
  * - `input`: `batch` images, NCHW float32 (row-major `[batch][3][height][width]`, height and
- *   width at least 32; 224x224 for MindCV's recipes), RGB,
- *   normalized as MindCV's eval transform does (what `senet_preprocess_file` writes);
+ *   width at least 32; 224x224 for MindCV's ImageNet recipes, a recipe's `image_resize`
+ *   otherwise), RGB, normalized as the model's eval transform does (what
+ *   `senet_preprocess_file` writes at 224, `senet_preprocess_file_transform` at any size);
  *   `input_len` is the number of floats the caller's buffer holds (at least
  *   `batch * 3 * height * width`).
  * - `logits`: the caller's buffer of `logits_len` floats; receives `[batch][num_classes]`
@@ -532,6 +585,54 @@ enum SenetStatus senet_preprocess_memory_with(const uint8_t *data,
                                               size_t out_len);
 
 /**
+ * As `senet_preprocess_file`, with the transform `transform` describes (image size, crop
+ * fraction, interpolation, MindCV's or timm's arithmetic, mean and std: a recipe's, see
+ * `senet_transform_from_recipe`). Writes `3 * image_resize * image_resize` floats,
+ * `[3][image_resize][image_resize]` RGB, to `out`: one image of the NCHW batch
+ * `senet_model_forward` takes with height = width = `transform->image_resize`. With the
+ * transform `senet_transform_default` gives, the same as `senet_preprocess_file`.
+ *
+ * Ownership: all buffers stay the caller's; `path` and `transform` are only read during the
+ * call.
+ *
+ * Thread-safety: safe from any thread, concurrently.
+ *
+ * Returns the statuses of `senet_preprocess_file`, with SENET_STATUS_BUFFER_TOO_SMALL when
+ * `out_len < 3 * image_resize * image_resize`, and SENET_STATUS_INVALID_ARGUMENT also for a
+ * transform out of range (image_resize 0 or above 16384, a resized short side above 16384
+ * or rounding to 0, crop_pct not positive and finite, an unknown interpolation or preprocess,
+ * a mean not finite, a std not positive and finite: the message names the field and value).
+ *
+ * # Safety
+ * `path` is NULL or a NUL-terminated string; `transform` is NULL or points to a readable
+ * `SenetTransform`; `out` is NULL or points to `out_len` writable floats.
+ */
+enum SenetStatus senet_preprocess_file_transform(const char *path,
+                                                 const struct SenetTransform *transform,
+                                                 float *out,
+                                                 size_t out_len);
+
+/**
+ * As `senet_preprocess_memory`, with the transform `transform` describes (see
+ * `senet_preprocess_file_transform`).
+ *
+ * Ownership: all buffers stay the caller's. Thread-safety: safe from any thread, concurrently.
+ *
+ * Returns the statuses of `senet_preprocess_memory` and those `senet_preprocess_file_transform`
+ * adds for the transform.
+ *
+ * # Safety
+ * `data` is NULL or points to `data_len` readable bytes; `transform` is NULL or points to a
+ * readable `SenetTransform`; `out` is NULL or points to `out_len` writable floats, not
+ * overlapping `data`.
+ */
+enum SenetStatus senet_preprocess_memory_transform(const uint8_t *data,
+                                                   size_t data_len,
+                                                   const struct SenetTransform *transform,
+                                                   float *out,
+                                                   size_t out_len);
+
+/**
  * The message of the last `senet_*` call made on the calling thread: empty ("") when that call
  * succeeded. Never NULL.
  *
@@ -547,6 +648,43 @@ const char *senet_last_error(void);
  * Thread-safety: safe from any thread.
  */
 const char *senet_status_string(int32_t status);
+
+/**
+ * Writes MindCV's SENet eval transform to `out`: image_resize 224 (SENET_IMAGE_SIZE), crop_pct
+ * 0.875, bicubic, SENET_PREPROCESS_MINDCV, ImageNet mean/std — what `senet_preprocess_file`
+ * applies. Change fields to describe another recipe's.
+ *
+ * Ownership: `out` stays the caller's. Thread-safety: safe from any thread, concurrently.
+ *
+ * Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER, SENET_STATUS_INVALID_ARGUMENT
+ * (misaligned `out`), SENET_STATUS_INTERNAL.
+ *
+ * # Safety
+ * `out` is NULL or points to writable memory for one `SenetTransform`.
+ */
+enum SenetStatus senet_transform_default(struct SenetTransform *out);
+
+/**
+ * Reads the eval transform of the MindCV recipe (YAML) at `recipe_path` into `out`: its
+ * `image_resize`, `crop_pct`, `interpolation`, `mean` and `std` (keys the file leaves out keep
+ * MindCV `config.py`'s defaults), with SENET_PREPROCESS_MINDCV — the transform
+ * `senet predict -c RECIPE` and `senet validate -c RECIPE` apply. `out` is written only on
+ * success.
+ *
+ * Ownership: `out` stays the caller's; the path is only read during the call.
+ * Thread-safety: safe from any thread, concurrently.
+ *
+ * Returns SENET_STATUS_OK, SENET_STATUS_NULL_POINTER, SENET_STATUS_INVALID_ARGUMENT (empty
+ * path, misaligned `out`; a key of the wrong type, an unknown key, an interpolation other than
+ * bicubic/bilinear, a size or crop_pct out of range, mean/std not of 3 values: the message
+ * names the file and key), SENET_STATUS_IO (missing or not a regular file),
+ * SENET_STATUS_FORMAT (not UTF-8), SENET_STATUS_INTERNAL.
+ *
+ * # Safety
+ * `recipe_path` is NULL or a NUL-terminated string; `out` is NULL or points to writable
+ * memory for one `SenetTransform`.
+ */
+enum SenetStatus senet_transform_from_recipe(const char *recipe_path, struct SenetTransform *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -6,8 +6,8 @@ Standard library only, deterministic. It rebuilds MindCV's seresnet18 / seresnet
 Ascend backend queues for one O2 training step (src/backend/ascend/*.rs: every aclnn launch,
 every cast, every synchronise and blocking copy, the HCCL all-reduce of src/dist/hccl.rs), and
 prices each launch with a roofline: max(FLOPs / peak, bytes / HBM bandwidth). A discrete-event
-simulation of one host thread and the device stream(s) then gives the step time under three
-host-side schedules: today's code, the one issue 14 asks for, and a captured graph replay.
+simulation of one host thread and the device stream(s) then gives the step time op by op (what
+senet queues today) and as a captured graph replay (A2/A3, one device).
 
 Every number it uses is in HARDWARE / HOST below with the source it comes from or the word
 "assumption"; docs/npu-performance.md cites them. The markdown tables that document includes are
@@ -199,7 +199,9 @@ def conv_flops(c, n):
 
 
 def conv_forward(st, c, n, x_f32=False):
-    """Backend::conv2d (conv.rs) + batch_norm_train (norm.rs) in O2."""
+    """Backend::conv2d (conv.rs) + batch_norm_train (norm.rs) in O2. The fp16 copy of a weight
+    is cast once per write of its fp32 master (buffer.rs) and serves the backward too; the stem's
+    fp32 images likewise. aclnnBatchNorm takes the fp16 activations and computes in fp32."""
     xin = n * c["cin"] * c["h"] * c["h"]
     y = n * c["cout"] * c["oh"] * c["oh"]
     w = c["cout"] * c["cin"] * c["k"] * c["k"]
@@ -208,35 +210,30 @@ def conv_forward(st, c, n, x_f32=False):
     cast(st, c["name"], w, F32, F16)                       # fp32 master weight -> fp16
     st.launch("aclnnConvolution", c["name"], conv_flops(c, n), (xin + w + y) * F16, "cube")
     bn = c["name"]
-    cast(st, bn, y, F16, F32)                              # BN runs in fp32
     # aclnnBatchNorm (training): a statistics pass and a normalising pass over x, writes y.
-    st.launch("aclnnBatchNorm", bn, 7 * y, 3 * y * F32)
+    st.launch("aclnnBatchNorm", bn, 7 * y, 3 * y * F16)
     if c["relu"]:
-        ew(st, "aclnnInplaceRelu", bn, y, F32, 1)
-    cast(st, bn, y, F32, F16)
+        ew(st, "aclnnInplaceRelu", bn, y, F16, 1)
 
 
-def conv_backward(st, c, n, want_dx=True, x_f32=False):
-    """layers.rs conv_bn_backward: norm.rs bn_grad, conv.rs backward_filter / backward_data."""
+def conv_backward(st, c, n, want_dx=True):
+    """backward.rs conv_bn_backward: norm.rs bn_grad (fp32), conv.rs backward_filter /
+    backward_data on the fp16 copies the forward made."""
     xin = n * c["cin"] * c["h"] * c["h"]
     y = n * c["cout"] * c["oh"] * c["oh"]
     w = c["cout"] * c["cin"] * c["k"] * c["k"]
     name = c["name"]
     cast(st, name, y, F16, F32)                            # x (conv output) up to fp32
-    cast(st, name, y, F16, F32)                            # dy up to fp32
     if c["relu"]:
-        cast(st, name, y, F16, F32)                        # y (BN output) for the ReLU mask
-        ew(st, "aclnnThresholdBackward", name, y, F32, 2)
+        # The ReLU mask in fp16 (dy and the BN output), only its result cast up.
+        ew(st, "aclnnThresholdBackward", name, y, F16, 2)
+    cast(st, name, y, F16, F32)                            # dy (or the masked dy) up to fp32
     # aclnnBatchNormBackward: reduce pass (dy, x -> dgamma, dbeta) and dx pass (dy, x -> dx).
     st.launch("aclnnBatchNormBackward", name, 9 * y, 5 * y * F32)
     cast(st, name, y, F32, F16)                            # dx back to fp16
-    if x_f32:
-        cast(st, name, xin, F32, F16)
     st.launch("aclnnConvolutionBackward(dW)", name, conv_flops(c, n), (xin + y + w) * F16, "cube")
-    cast(st, name, w, F16, F32)                            # fp16 dW -> fp32 temporary
-    ew(st, "aclnnInplaceCopy", name, w, F32, 1)            # into the gradient buffer
+    cast(st, name, w, F16, F32)                            # fp16 dW into the fp32 gradient
     if want_dx:
-        cast(st, name, w, F32, F16)
         st.launch("aclnnConvolutionBackward(dX)", name, conv_flops(c, n), (y + w + xin) * F16,
                   "cube")
 
@@ -253,14 +250,13 @@ def linear_forward(st, layer, n, fin, fout, act):
         ew(st, "aclnnSigmoid", layer, n * fout, F16, 1, flops_per=4)
 
 
-def linear_backward(st, layer, n, fin, fout, dy_f32, want_dx=True):
-    """dense.rs linear_backward: dx = dy.w (Mm), dW = dy^T.x (Mm, cast to fp32), db (ReduceSum)."""
+def linear_backward(st, layer, n, fin, fout, dy_f32):
+    """dense.rs linear_backward: dx = dy.w (Mm, the forward's fp16 w), dW = dy^T.x (Mm, cast
+    into the fp32 gradient), db (ReduceSum)."""
     if dy_f32:
         cast(st, layer, n * fout, F32, F16)
-    if want_dx:
-        cast(st, layer, fin * fout, F32, F16)
-        st.launch("aclnnMm(dX)", layer, 2.0 * n * fin * fout,
-                  (n * fout + fin * fout + n * fin) * F16, "cube")
+    st.launch("aclnnMm(dX)", layer, 2.0 * n * fin * fout,
+              (n * fout + fin * fout + n * fin) * F16, "cube")
     st.launch("aclnnMm(dW)", layer, 2.0 * n * fin * fout, (n * fout + n * fin + fin * fout) * F16,
               "cube")
     cast(st, layer, fin * fout, F16, F32)
@@ -294,14 +290,16 @@ def gap_forward(st, layer, n, c, h):
 
 
 def gap_backward(st, layer, n, c, h):
+    """pool.rs global_avg_pool_backward: one aclnnAdaptiveAvgPool2dBackward (dy / (h*w) spread
+    over the window)."""
     x = n * c * h * h
-    st.launch("aclnnInplaceCopy", layer, 0, n * c * F16 + x * F16)  # broadcast (N,C,1,1)
-    ew(st, "aclnnInplaceMuls", layer, x, F16, 1)
+    st.launch("aclnnAdaptiveAvgPool2dBackward", layer, x, n * c * F16 + x * F16)
 
 
 def forward(st, net, n, hw):
+    """TrainNet::forward (src/optim/network): the images went up asynchronously from pinned
+    staging (one aclrtMemcpyAsync, no host wait)."""
     st.phase = "forward"
-    st.copy("h2d", "input images (fp32)", n * 3 * IMAGE * IMAGE * F32)   # TrainNet::forward write
     conv_forward(st, net["stem"], n, x_f32=True)
     s = net["stem"]
     pool_forward(st, "pool0", n, s["cout"], s["oh"], net["pool_h"], hw)
@@ -315,8 +313,8 @@ def forward(st, net, n, hw):
         linear_forward(st, p + ".se_module.conv_reduce", n, c, rd, "relu")
         linear_forward(st, p + ".se_module.conv_expand", n, rd, c, "sigmoid")
         y = n * c * oh * oh
-        ew(st, "aclnnInplaceCopy", p + ".out", y, F16, 1)
-        st.launch("aclnnInplaceMul", p + ".se_scale", y, 2 * y * F16 + n * c * F16)
+        # elementwise.rs se_scale_add_relu_into: out = x * gate (broadcast), + shortcut, ReLU.
+        st.launch("aclnnMul", p + ".se_scale", y, 2 * y * F16 + n * c * F16)
         ew(st, "aclnnInplaceAdd", p + ".residual", y, F16, 2)
         ew(st, "aclnnInplaceRelu", p + ".relu", y, F16, 1)
     last = net["blocks"][-1]
@@ -324,16 +322,18 @@ def forward(st, net, n, hw):
     linear_forward(st, "classifier", n, net["features"], CLASSES, None)
 
 
-def loss(st, n):
-    """loss.rs softmax_cross_entropy + TrainNet::head_loss (the logits are read for top-1)."""
+def loss(st, n, read_back):
+    """loss.rs softmax_cross_entropy_on_device (the smoothed targets went up asynchronously
+    with the images), then TrainNet's one read-back: a synchronise and one blocking copy of the
+    per-row losses (padded to 8 values) and the fp32 logits (for top-1), or `read_back` bytes."""
     st.phase = "loss"
-    st.copy("h2d", "smoothed one-hot targets", n * CLASSES * F32)
     cast(st, "loss", n * CLASSES, F16, F32)
     st.launch("aclnnSoftmaxCrossEntropyWithLogits", "loss", 6 * n * CLASSES,
               3 * n * CLASSES * F32)
     ew(st, "aclnnInplaceMuls", "loss", n * CLASSES, F32, 1)
-    st.copy("d2h", "per-row loss", n * F32)
-    st.copy("d2h", "logits for top-1", n * CLASSES * F16)
+    if read_back is None:
+        read_back = ((n + 7) // 8 * 8 + n * CLASSES) * F32
+    st.copy("d2h", "per-row losses and logits", read_back)
 
 
 def backward(st, net, n, hw, grad_ready):
@@ -347,17 +347,18 @@ def backward(st, net, n, hw, grad_ready):
     for b in reversed(net["blocks"]):
         p, c, oh, rd = b["prefix"], b["c"], b["oh"], b["rd"]
         y = n * c * oh * oh
-        # elementwise.rs se_scale_add_relu_backward
+        # elementwise.rs se_scale_add_relu_backward: the ReLU mask, d(x) = dy * gate,
+        # d(gate) = sum over (H, W) of dy * x (fp32).
         ew(st, "aclnnThresholdBackward", p + ".relu", y, F16, 2)
         st.launch("aclnnMul", p + ".se_scale", y, 2 * y * F16 + n * c * F16)
         ew(st, "aclnnMul", p + ".se_scale", y, F16, 2)
         st.launch("aclnnReduceSum", p + ".se_scale", y, y * F16 + n * c * F32)
-        # sigmoid_backward on the fp32 d(gate): the fp16 gate is cast up, result copied back
+        # sigmoid_backward_into on the fp32 d(gate): the fp16 gate is cast up
         cast(st, p + ".se_module", n * c, F16, F32)
         ew(st, "aclnnSigmoidBackward", p + ".se_module", n * c, F32, 2, flops_per=3)
-        ew(st, "aclnnInplaceCopy", p + ".se_module", n * c, F32, 1)
         linear_backward(st, p + ".se_module.conv_expand", n, rd, c, dy_f32=True)
         grad_ready([p + ".se_module.conv_expand.weight", p + ".se_module.conv_expand.bias"])
+        # relu_backward in place: into a temporary, copied back
         ew(st, "aclnnThresholdBackward", p + ".se_module", n * rd, F16, 2)
         ew(st, "aclnnInplaceCopy", p + ".se_module", n * rd, F16, 1)
         linear_backward(st, p + ".se_module.conv_reduce", n, c, rd, dy_f32=False)
@@ -376,7 +377,7 @@ def backward(st, net, n, hw, grad_ready):
         ew(st, "aclnnInplaceAdd", p + ".shortcut", xin, F16, 2)
     s = net["stem"]
     pool_backward(st, "pool0", n, s["cout"], s["oh"], net["pool_h"], hw)
-    conv_backward(st, s, n, want_dx=False, x_f32=True)
+    conv_backward(st, s, n, want_dx=False)
     grad_ready(["layer0.0.weight", "layer0.1.gamma", "layer0.1.beta"])
 
 
@@ -411,36 +412,16 @@ def allreduce_seconds(nbytes, ranks, hw, topology):
     return intra + inter
 
 
-def reduce_today(st, net, hw, ranks, topology):
-    """dist/hccl.rs HcclReducer after the backward, on the compute stream: per 25 MiB bucket the
-    members copied in (aclnnInplaceCopy), HcclAllReduce, a synchronise, x 1/N (InplaceMuls),
-    copied out. A gradient as large as a bucket is reduced in place."""
-    st.phase = "all-reduce"
-    lens = [e for _, e in net["params"]]
-    for members, total in plan_buckets(lens, (25 << 20) // 4):
-        single = len(members) == 1
-        if not single:
-            for i in members:
-                ew(st, "aclnnInplaceCopy", "bucket pack", lens[i], F32, 1)
-        st.mark("allreduce", op="HcclAllReduce", layer="bucket of %d" % len(members),
-                bytes=float(total * F32), seconds=allreduce_seconds(total * F32, ranks, hw,
-                                                                   topology))
-        st.sync("HcclAllReduce")
-        ew(st, "aclnnInplaceMuls", "bucket 1/N", total, F32, 1)
-        if not single:
-            for i in members:
-                ew(st, "aclnnInplaceCopy", "bucket unpack", lens[i], F32, 1)
-
-
-def optimizer(st, net, hw, fused):
-    """optim.rs momentum_update per parameter (loss scale 1024 divided out: 5 launches each), or
-    one aclnnFusedSgd over the tensor lists (one per weight-decay group) where the SoC has it."""
+def optimizer(st, net, hw, fused, groups):
+    """optim.rs: one aclnnFusedSgd over the tensor lists of each weight-decay group where the SoC
+    has it (the trainer: MindCV's two groups; the bench: one), else momentum_update per
+    parameter (loss scale 1024 divided out: 5 launches each)."""
     st.phase = "optimizer"
     if fused:
         total = sum(e for _, e in net["params"])
-        for group in ("decay", "no decay"):
-            share = total / 2.0
-            st.launch("aclnnFusedSgd", "optimizer (%s)" % group, 6 * share, 5 * share * F32)
+        for g in range(groups):
+            share = total / float(groups)
+            st.launch("aclnnFusedSgd", "optimizer (group %d)" % g, 6 * share, 5 * share * F32)
         return
     for name, e in net["params"]:
         ew(st, "aclnnAdd", name, e, F32, 2, flops_per=2)   # g = grad + wd*ls*param
@@ -462,34 +443,17 @@ def global_batch_reduce(st, hw, ranks):
     st.copy("d2h", "step figures", 32)
 
 
-def step_today(net, hw, n, ranks, topology):
+def step(net, hw, n, ranks, topology, groups=2, read_back=None):
+    """One O2 step as senet queues it today, op by op (SENET_NPU_GRAPH=0; simulate(graph=True)
+    prices the same events as the captured step's one aclmdlRIExecuteAsync): forward, loss and
+    its read-back, the backward with each 25 MiB gradient bucket packed (aclnnInplaceCopy per
+    member) and all-reduced on the communication stream as soon as the backward completes it
+    (dist/hccl.rs), a wait for that stream, x 1/N and the unpack per bucket, the optimizer.
+    `groups`: weight-decay groups (2 for senet train with MindCV's filter, 1 for senet bench);
+    `read_back`: bytes of the one device-to-host copy (default: losses and logits)."""
     st = Step(hw)
     forward(st, net, n, hw)
-    loss(st, n)
-    backward(st, net, n, hw, lambda names: None)
-    if ranks > 1:
-        reduce_today(st, net, hw, ranks, topology)
-    optimizer(st, net, hw, fused=False)
-    global_batch_reduce(st, hw, ranks)
-    return st
-
-
-def step_target(net, hw, n, ranks, topology):
-    """What issue 14 asks for: the images and labels uploaded asynchronously (pinned memory, a
-    copy stream) ahead of the step, the loss target built on the device, gradient buckets
-    all-reduced on a second stream as soon as the backward completes them, FusedSgd where the
-    SoC has it, and one synchronise + one small copy per step (loss and top-1 hits).
-    simulate(graph=True) prices the same events as one aclmdlRIExecuteAsync replay."""
-    st = Step(hw)
-    st.phase = "forward"
-    # Inputs land in fixed buffers through a copy stream, overlapped with the previous step.
-    sub = Step(hw)
-    forward(sub, net, n, hw)
-    st.events += [e for e in sub.events if e["kind"] == "launch"]
-    st.phase = "loss"
-    cast(st, "loss", n * CLASSES, F16, F32)
-    st.launch("aclnnSoftmaxCrossEntropyWithLogits", "loss", 6 * n * CLASSES, 3 * n * CLASSES * F32)
-    ew(st, "aclnnInplaceMuls", "loss", n * CLASSES, F32, 1)
+    loss(st, n, read_back)
     lens = dict(net["params"])
     order = [name for name, _ in net["params"]]
     buckets = plan_buckets([lens[k] for k in order], (25 << 20) // 4) if ranks > 1 else []
@@ -506,17 +470,31 @@ def step_target(net, hw, n, ranks, topology):
                 continue
             left[bi] -= 1
             if left[bi] == 0:
-                total = buckets[bi][1]
+                members, total = buckets[bi]
+                if len(members) > 1:
+                    for i in members:
+                        ew(st, "aclnnInplaceCopy", "bucket pack", lens[order[i]], F32, 1)
                 st.mark("allreduce_async", op="HcclAllReduce", layer="bucket %d" % bi,
                         bytes=float(total * F32),
                         seconds=allreduce_seconds(total * F32, ranks, hw, topology))
 
     backward(st, net, n, hw, ready)
-    st.mark("wait_comm")
-    optimizer(st, net, hw, fused=hw["fused_sgd"])
-    st.phase = "loss"
-    st.copy("d2h", "loss and top-1 hits", 16)
+    if buckets:
+        st.mark("wait_comm")
+        st.phase = "all-reduce"
+        for members, total in buckets:
+            ew(st, "aclnnInplaceMuls", "bucket 1/N", total, F32, 1)
+            if len(members) > 1:
+                for i in members:
+                    ew(st, "aclnnInplaceCopy", "bucket unpack", lens[order[i]], F32, 1)
+    optimizer(st, net, hw, hw["fused_sgd"], groups)
+    global_batch_reduce(st, hw, ranks)
     return st
+
+
+def step_today(net, hw, n, ranks, topology):
+    """The trainer's step today (two weight-decay groups)."""
+    return step(net, hw, n, ranks, topology)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -695,25 +673,26 @@ def report_allreduce(nets):
                         "16 devices, flat ring over RoCE, ms", "16 devices, HCCS + RoCE, ms"])
 
 
+def graph_cell(hw, ranks, st, derate=1.0):
+    """The captured step's time, where senet captures it: A2/A3 (not the first-generation 910),
+    one device (data-parallel jobs run op by op: HCCL inside a capture is not documented)."""
+    if not hw["capture"]:
+        return "n/a (no capture)"
+    if ranks > 1:
+        return "n/a (data parallel)"
+    return fmt(simulate(st, hw, HOST["launch_us"], graph=True, derate=derate)["step"] * 1e3, 1)
+
+
 def scenarios(net, hwk):
     hw = HARDWARE[hwk]
     rows = []
     for ranks, topo, label in ((1, "node", "1 device"), (8, "node", "8 devices (1 node)"),
                                (16, "hier", "16 devices (2 nodes)")):
-        today = simulate(step_today(net, hw, BATCH, ranks, topo), hw, HOST["launch_us"])
-        target = simulate(step_target(net, hw, BATCH, ranks, topo), hw, HOST["launch_us"])
-        row = [net["arch"], hwk, label, fmt(today["device_busy"] * 1e3, 1),
-               "%d / %d / %d" % (today["launches"], today["syncs"], today["copies"]),
-               fmt(today["step"] * 1e3, 1),
-               "%d / %d / %d" % (target["launches"], target["syncs"], target["copies"]),
-               fmt(target["step"] * 1e3, 1)]
-        if hw["capture"]:
-            g = simulate(step_target(net, hw, BATCH, ranks, topo), hw, HOST["launch_us"],
-                         graph=True)
-            row.append(fmt(g["step"] * 1e3, 1))
-        else:
-            row.append("n/a (no capture)")
-        rows.append(row)
+        st = step_today(net, hw, BATCH, ranks, topo)
+        today = simulate(st, hw, HOST["launch_us"])
+        rows.append([net["arch"], hwk, label, fmt(today["device_busy"] * 1e3, 1),
+                     "%d / %d / %d" % (today["launches"], today["syncs"], today["copies"]),
+                     fmt(today["step"] * 1e3, 1), graph_cell(hw, ranks, st)])
     return rows
 
 
@@ -723,8 +702,7 @@ def report_steps(nets):
         for hwk in ("910", "910B"):
             rows += scenarios(net, hwk)
     return table(rows, ["model", "SoC", "devices", "device busy, ms",
-                        "today: launches / syncs / copies", "today: step, ms",
-                        "issue 14: launches / syncs / copies", "issue 14: step, ms",
+                        "launches / syncs / copies", "op by op: step, ms",
                         "graph replay: step, ms"])
 
 
@@ -732,19 +710,21 @@ def report_sensitivity(net, derate):
     rows = []
     for hwk in ("910", "910B"):
         hw = HARDWARE[hwk]
+        one = step_today(net, hw, BATCH, 1, "node")
+        eight = step_today(net, hw, BATCH, 8, "node")
         for c in HOST["launch_sweep_us"]:
-            t8 = simulate(step_today(net, hw, BATCH, 8, "node"), hw, c, derate=derate)
-            target = step_target(net, hw, BATCH, 8, "node")
-            g8 = simulate(target, hw, c, derate=derate)
-            floor = simulate(target, hw, c, floor_us=3.0, derate=derate)
-            graph = (fmt(simulate(target, hw, c, graph=True, derate=derate)["step"] * 1e3, 1)
+            s1 = simulate(one, hw, c, derate=derate)
+            s8 = simulate(eight, hw, c, derate=derate)
+            floor = simulate(eight, hw, c, floor_us=3.0, derate=derate)
+            graph = (fmt(simulate(one, hw, c, graph=True, derate=derate)["step"] * 1e3, 1)
                      if hw["capture"] else "n/a")
-            rows.append([hwk, fmt(c, 0), fmt(t8["step"] * 1e3, 1), fmt(t8["host_work"] * 1e3, 1),
-                         fmt(g8["step"] * 1e3, 1), fmt(floor["step"] * 1e3, 1), graph,
-                         fmt(BATCH * 8 / g8["step"], 0)])
-    return table(rows, ["SoC", "host us / launch", "today: step, ms", "today: host work, ms",
-                        "issue 14: step, ms", "issue 14, 3 us floor per device task, ms",
-                        "graph replay: step, ms", "issue 14: img/s, 8 devices"])
+            rows.append([hwk, fmt(c, 0), fmt(s1["step"] * 1e3, 1), graph,
+                         fmt(s8["step"] * 1e3, 1), fmt(s8["host_work"] * 1e3, 1),
+                         fmt(floor["step"] * 1e3, 1), fmt(BATCH * 8 / s8["step"], 0)])
+    return table(rows, ["SoC", "host us / launch", "1 device: step, ms",
+                        "1 device, graph replay: step, ms", "8 devices: step, ms",
+                        "8 devices: host work, ms", "8 devices, 3 us floor per device task, ms",
+                        "8 devices: img/s"])
 
 
 def emu_check(path, arch):
@@ -753,7 +733,7 @@ def emu_check(path, arch):
     with open(path) as f:
         stats = json.load(f)
     net = build(arch)
-    st = step_today(net, HARDWARE["910B"], 2, 1, "node")
+    st = step(net, HARDWARE["910B"], 2, 1, "node", groups=1)   # senet bench: one group
     counts = {}
     for e in st.events:
         if e["kind"] == "launch":
@@ -802,8 +782,7 @@ def main():
     print(report_steps(nets))
     for derate, what in ((1.0, "device at the roofline"),
                          (0.4, "device at 40% of the roofline, a calibration: see the doc")):
-        print("\n## Sensitivity to the host cost of a launch (seresnet18, 8 devices, %s)\n"
-              % what)
+        print("\n## Sensitivity to the host cost of a launch (seresnet18, %s)\n" % what)
         print(report_sensitivity(nets[0], derate))
     return 0
 

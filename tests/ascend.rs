@@ -181,13 +181,8 @@ fn train_step_against_golden(
     let net = SeNet::formula(Arch::SeResNet18, 10).unwrap();
     let x = formula_input("train_input", &[4, 3, 64, 64]);
     let cfg = TrainConfig {
-        label_smoothing: 0.1,
-        momentum: 0.9,
-        weight_decay: 1e-4,
-        nesterov: false,
         loss_scale,
-        clip_value: None,
-        ema_decay: None,
+        ..TrainConfig::mindcv_senet()
     };
     let be = AscendBackend::new(0, precision).unwrap();
     let mut tn =
@@ -340,13 +335,10 @@ fn injected_failures_name_the_call_and_nothing_leaks() {
         // A training step, then everything dropped.
         let net = SeNet::formula(Arch::SeResNet18, 10).unwrap();
         let cfg = TrainConfig {
-            label_smoothing: 0.1,
-            momentum: 0.9,
-            weight_decay: 1e-4,
-            nesterov: false,
             loss_scale: 1.0,
             clip_value: Some(1.0),
             ema_decay: Some(0.999),
+            ..TrainConfig::mindcv_senet()
         };
         let mut tn = TrainNet::new(&net, fp32(), cfg, |_| true).unwrap();
         let x = formula_input("train_input", &[2, 3, 32, 32]);

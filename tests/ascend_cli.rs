@@ -210,32 +210,9 @@ fn train_on_the_emulated_npu_in_amp_o2_writes_a_float32_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     common::small_dataset(dir.path());
     let out_dir = dir.path().join("out");
-    let out = senet(
-        &emulator(),
-        &[
-            "train",
-            "-c",
-            "configs/senet/seresnet18_ascend.yaml",
-            "--data_dir",
-            s(dir.path()),
-            "--distribute",
-            "False",
-            "--num_classes",
-            "4",
-            "--batch_size",
-            "2",
-            "--image_resize",
-            "64",
-            "--ckpt_save_dir",
-            s(&out_dir),
-            "--max_steps",
-            "2",
-            "--val_while_train",
-            "False",
-            "--device_id",
-            "3",
-        ],
-    );
+    let mut args = common::small_train_args(dir.path(), &out_dir);
+    args.extend(["--max_steps", "2", "--device_id", "3"]);
+    let out = senet(&emulator(), &args);
     let text = ok(&out);
     assert!(text.contains("ascend:3 (float16 AMP O2)"), "{text}");
     let ckpt = out_dir.join("seresnet18-1_2.ckpt");

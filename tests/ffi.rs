@@ -371,21 +371,29 @@ fn pkg_config_file_builds_the_c_example() {
     assert!(stderr.contains("/nonexistent.tsv"), "{stderr}");
 }
 
-/// The example of docs/c-abi.md compiles as C99 against the header and library.
+/// Every C example of docs/c-abi.md compiles and links as C99 against the header and library
+/// (an example without `main`, a function, gets an empty one).
 #[test]
 fn doc_example_compiles() {
     let doc = std::fs::read_to_string(root().join("docs/c-abi.md")).unwrap();
-    let start = doc.find("```c\n").expect("no C example in docs/c-abi.md") + 5;
-    let len = doc[start..].find("```").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("doc_example.c");
-    std::fs::write(&src, &doc[start..start + len]).unwrap();
-    compile(
-        "cc",
-        &[src],
-        &dir.path().join("doc_example"),
-        &["-std=c99", "-pedantic"],
-    );
+    let mut rest = doc.as_str();
+    let mut examples = 0;
+    while let Some(at) = rest.find("```c\n") {
+        let body = &rest[at + 5..];
+        let len = body.find("```").unwrap();
+        let mut code = body[..len].to_string();
+        if !code.contains("int main(") {
+            code.push_str("int main(void) { return 0; }\n");
+        }
+        let src = dir.path().join(format!("doc_example{examples}.c"));
+        std::fs::write(&src, code).unwrap();
+        let exe = dir.path().join(format!("doc_example{examples}"));
+        compile("cc", &[src], &exe, &["-std=c99", "-pedantic"]);
+        examples += 1;
+        rest = &body[len..];
+    }
+    assert_eq!(examples, 2, "C examples in docs/c-abi.md");
 }
 
 /// The regression corpus (tests/corpus/: checkpoints, safetensors files, images) through

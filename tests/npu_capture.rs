@@ -19,23 +19,11 @@ use senet::Tensor;
 
 const CLASSES: usize = 10;
 
-fn cfg() -> TrainConfig {
-    TrainConfig {
-        label_smoothing: 0.1,
-        momentum: 0.9,
-        weight_decay: 1e-4,
-        nesterov: false,
-        loss_scale: 1024.0,
-        clip_value: None,
-        ema_decay: None,
-    }
-}
-
 fn train_net(graph: bool) -> TrainNet<AscendBackend> {
     let net = SeNet::new(Arch::from_name("seresnet18").unwrap(), CLASSES, 7).unwrap();
     let be = AscendBackend::new(0, Precision::Fp16).unwrap();
     let decay = |name: &str| !name.contains("beta") && !name.contains("gamma");
-    let mut tn = TrainNet::new(&net, be, cfg(), decay).unwrap();
+    let mut tn = TrainNet::new(&net, be, TrainConfig::mindcv_senet(), decay).unwrap();
     tn.set_step_graph(graph).unwrap();
     tn
 }
@@ -362,36 +350,21 @@ fn senet_bench_runs_op_by_op_where_cann_has_no_capture() {
 /// checkpoint.
 fn train(graph: &str, dir: &std::path::Path) -> (String, senet::checkpoint::Checkpoint) {
     let out_dir = dir.join(format!("out-{graph}"));
-    let out = common::cli::command(&[
-        "train",
-        "-c",
-        "configs/senet/seresnet18_ascend.yaml",
-        "--data_dir",
-        common::cli::s(dir),
-        "--distribute",
-        "False",
-        "--num_classes",
-        "4",
-        "--batch_size",
-        "2",
-        "--image_resize",
-        "64",
-        "--ckpt_save_dir",
-        common::cli::s(&out_dir),
+    let mut args = common::small_train_args(dir, &out_dir);
+    args.extend([
         "--epoch_size",
         "3",
         "--scheduler",
         "constant",
-        "--val_while_train",
-        "False",
         "--log_interval",
         "1",
-    ])
-    .env(senet_cann_sys::EXPLICIT_PATH_VAR, common::emu::library())
-    .env_remove("DEVICE_ID")
-    .env("SENET_NPU_GRAPH", graph)
-    .output()
-    .unwrap();
+    ]);
+    let out = common::cli::command(&args)
+        .env(senet_cann_sys::EXPLICIT_PATH_VAR, common::emu::library())
+        .env_remove("DEVICE_ID")
+        .env("SENET_NPU_GRAPH", graph)
+        .output()
+        .unwrap();
     let text = common::cli::ok(&out);
     let ck = senet::checkpoint::read_checkpoint(&out_dir.join("seresnet18-3_2.ckpt")).unwrap();
     (text, ck)

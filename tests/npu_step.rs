@@ -69,15 +69,7 @@ fn trainer_o2_step_with_two_weight_decay_groups_stays_within_500_launches() {
 
     let _g = common::emu::lock();
     let net = SeNet::new(Arch::SeResNet18, 1000, 0).unwrap();
-    let cfg = TrainConfig {
-        label_smoothing: 0.1,
-        momentum: 0.9,
-        weight_decay: 1e-4,
-        nesterov: false,
-        loss_scale: 1024.0,
-        clip_value: None,
-        ema_decay: None,
-    };
+    let cfg = TrainConfig::mindcv_senet();
     let be = AscendBackend::new(0, Precision::Fp16).unwrap();
     let mut tn = TrainNet::new(&net, be, cfg, |name| {
         decays(name, WeightDecayFilter::NormAndBias, None)

@@ -26,13 +26,8 @@ fn one_step_matches_mindspore() {
     let net = SeNet::formula(Arch::SeResNet18, 10).unwrap();
     let x = formula_input("train_input", &[4, 3, 64, 64]);
     let cfg = TrainConfig {
-        label_smoothing: 0.1,
-        momentum: 0.9,
-        weight_decay: 1e-4,
-        nesterov: false,
         loss_scale: 1.0,
-        clip_value: None,
-        ema_decay: None,
+        ..TrainConfig::mindcv_senet()
     };
     // make_golden.py hands nn.Momentum a plain parameter list, so MindSpore's default filter
     // applies: no weight decay on names containing beta or gamma ("auto").
@@ -198,13 +193,8 @@ fn clip_and_ema_follow_mindcv_train_step() {
 fn scaled_net(scaler: senet::optim::LossScaler) -> (SeNet, TrainNet<CpuBackend>) {
     let net = SeNet::formula(Arch::SeResNet18, 10).unwrap();
     let cfg = TrainConfig {
-        label_smoothing: 0.1,
-        momentum: 0.9,
-        weight_decay: 1e-4,
-        nesterov: false,
         loss_scale: scaler.scale(),
-        clip_value: None,
-        ema_decay: None,
+        ..TrainConfig::mindcv_senet()
     };
     let mut tn = TrainNet::new(&net, CpuBackend::new(2).unwrap(), cfg, |_| true).unwrap();
     tn.set_loss_scaler(scaler);

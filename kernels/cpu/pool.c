@@ -2,6 +2,7 @@
  * padding), its backward, and the global average pool. */
 #include <math.h>
 #include <string.h>
+#include "pool_window.h"
 #include "senet_kernels.h"
 
 void senet_max_pool2d_f32(const float *x, size_t c, size_t h, size_t w, size_t k, size_t s,
@@ -10,15 +11,11 @@ void senet_max_pool2d_f32(const float *x, size_t c, size_t h, size_t w, size_t k
         const float *xc = x + ci * h * w;
         float *yc = y + ci * oh * ow;
         for (size_t oy = 0; oy < oh; oy++) {
-            long y0 = (long)(oy * s) - (long)pad_top;
-            long y1 = y0 + (long)k;
-            if (y0 < 0) y0 = 0;
-            if (y1 > (long)h) y1 = (long)h;
+            long y0, y1;
+            pool_window(oy, s, pad_top, k, h, &y0, &y1);
             for (size_t ox = 0; ox < ow; ox++) {
-                long x0 = (long)(ox * s) - (long)pad_left;
-                long x1 = x0 + (long)k;
-                if (x0 < 0) x0 = 0;
-                if (x1 > (long)w) x1 = (long)w;
+                long x0, x1;
+                pool_window(ox, s, pad_left, k, w, &x0, &x1);
                 float m = -INFINITY;
                 for (long iy = y0; iy < y1; iy++)
                     for (long ix = x0; ix < x1; ix++) {
@@ -54,15 +51,11 @@ void senet_max_pool2d_backward_f32(const float *x, const float *dy, size_t c, si
         const float *dyc = dy + ci * oh * ow;
         float *dxc = dx + ci * h * w;
         for (size_t oy = 0; oy < oh; oy++) {
-            long y0 = (long)(oy * s) - (long)pad_top;
-            long y1 = y0 + (long)k;
-            if (y0 < 0) y0 = 0;
-            if (y1 > (long)h) y1 = (long)h;
+            long y0, y1;
+            pool_window(oy, s, pad_top, k, h, &y0, &y1);
             for (size_t ox = 0; ox < ow; ox++) {
-                long x0 = (long)(ox * s) - (long)pad_left;
-                long x1 = x0 + (long)k;
-                if (x0 < 0) x0 = 0;
-                if (x1 > (long)w) x1 = (long)w;
+                long x0, x1;
+                pool_window(ox, s, pad_left, k, w, &x0, &x1);
                 /* The same scan as the forward: the first strictly greater value wins; a NaN
                  * wins over anything (PyTorch's and MindSpore's rule), the last NaN if several. */
                 float m = -INFINITY;

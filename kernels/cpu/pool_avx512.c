@@ -9,6 +9,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
+#include "pool_window.h"
 #include "senet_kernels.h"
 
 #define TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
@@ -42,10 +43,8 @@ TARGET void senet_max_pool2d_avx512(const float *x, size_t c, size_t h, size_t w
         const float *xc = x + ci * h * w;
         float *yc = y + ci * oh * ow;
         for (size_t oy = 0; oy < oh; oy++) {
-            long y0 = (long)(oy * s) - (long)pad_top;
-            long y1 = y0 + (long)k;
-            if (y0 < 0) y0 = 0;
-            if (y1 > (long)h) y1 = (long)h;
+            long y0, y1;
+            pool_window(oy, s, pad_top, k, h, &y0, &y1);
             for (size_t ox0 = 0; ox0 < ow; ox0 += 16) {
                 const long n = ow - ox0 < 16 ? (long)(ow - ox0) : 16;
                 __m512 m = _mm512_set1_ps(-INFINITY);

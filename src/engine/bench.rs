@@ -174,15 +174,7 @@ impl<P: FnMut(usize)> DeviceJob for BenchJob<'_, P> {
         type Once<'a> = Box<dyn FnMut() -> Result<(Option<DeviceCounters>, bool)> + 'a>;
         let graph_state = std::rc::Rc::new(std::cell::RefCell::new(None::<String>));
         let mut run_once: Once = if opts.train {
-            let cfg = TrainConfig {
-                label_smoothing: 0.1,
-                momentum: 0.9,
-                weight_decay: 1e-4,
-                nesterov: false,
-                loss_scale: 1024.0,
-                clip_value: None,
-                ema_decay: None,
-            };
+            let cfg = TrainConfig::mindcv_senet();
             let mut tn = TrainNet::new(&net, backend, cfg, |_| true)?;
             let on_ascend = tn.backend().loss_on_device();
             tn.set_step_graph(opts.npu_graph && on_ascend)?;

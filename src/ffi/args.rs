@@ -104,6 +104,16 @@ pub unsafe fn slice_mut<'a, T>(p: *mut T, len: usize, what: &str) -> FfiResult<&
     Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
 }
 
+/// A copy of the value at `p`. Errors: NULL, misaligned.
+///
+/// # Safety
+/// `p` is NULL or points to a readable, initialised `T` not written during the call.
+pub unsafe fn read_in<T: Copy>(p: *const T, what: &str) -> FfiResult<T> {
+    check_ptr(p, what)?;
+    // SAFETY: non-NULL and aligned (checked above), readable by this function's contract.
+    Ok(unsafe { p.read() })
+}
+
 /// Writes `value` to the out-parameter `p`. Errors: NULL, misaligned.
 ///
 /// # Safety

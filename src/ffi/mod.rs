@@ -9,20 +9,23 @@
 //!   lengths, checked before use (the private module `args`).
 //!
 //! Modules of the C ABI, one per section of the header: [`status`] (codes, last error),
-//! [`model`] (create, load, device, threads, forward), [`preprocess`] (MindCV's or timm's eval transform),
-//! [`classmap`] (class names and top-k).
+//! [`model`] (create, load, device, threads, forward), [`preprocess`] (MindCV's or timm's eval
+//! transform), [`transform`] (a recipe's eval transform as C data), [`classmap`] (class names
+//! and top-k).
 mod args;
 pub mod classmap;
 mod handle;
 pub mod model;
 pub mod preprocess;
 pub mod status;
+pub mod transform;
 
 pub use classmap::SenetClass;
 pub use handle::{SenetClassMap, SenetModel};
 pub use model::SenetDevice;
 pub use preprocess::SenetPreprocess;
 pub use status::SenetStatus;
+pub use transform::{SenetInterpolation, SenetTransform};
 
 use std::ffi::c_char;
 

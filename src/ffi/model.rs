@@ -275,8 +275,9 @@ pub unsafe extern "C" fn senet_model_num_classes(
 /// Runs the network in eval mode on a batch of images and writes the logits (pre-softmax).
 ///
 /// - `input`: `batch` images, NCHW float32 (row-major `[batch][3][height][width]`, height and
-///   width at least 32; 224x224 for MindCV's recipes), RGB,
-///   normalized as MindCV's eval transform does (what `senet_preprocess_file` writes);
+///   width at least 32; 224x224 for MindCV's ImageNet recipes, a recipe's `image_resize`
+///   otherwise), RGB, normalized as the model's eval transform does (what
+///   `senet_preprocess_file` writes at 224, `senet_preprocess_file_transform` at any size);
 ///   `input_len` is the number of floats the caller's buffer holds (at least
 ///   `batch * 3 * height * width`).
 /// - `logits`: the caller's buffer of `logits_len` floats; receives `[batch][num_classes]`

@@ -1,7 +1,9 @@
 //! MindCV's eval transform (resize 256 bicubic, centre crop 224, ImageNet normalize, CHW), or
-//! timm's, of an image file or an in-memory encoded image into a caller buffer.
+//! timm's, or one a [`SenetTransform`] describes (another recipe's size, crop, interpolation,
+//! mean and std), of an image file or an in-memory encoded image into a caller buffer.
 use super::args::{self, need};
-use super::status::{guard, FfiError, SenetStatus};
+use super::status::{guard, FfiError, FfiResult, SenetStatus};
+use super::transform::SenetTransform;
 use crate::data::{decode_named, EvalTransform, Preprocess};
 use std::ffi::c_char;
 use std::path::Path;
@@ -19,18 +21,32 @@ pub enum SenetPreprocess {
     Timm = 1,
 }
 
-/// The transform of a `SenetPreprocess` value. Errors: INVALID_ARGUMENT for another value.
-fn transform(preprocess: i32) -> Result<EvalTransform, FfiError> {
-    let p = match preprocess {
-        p if p == SenetPreprocess::Mindcv as i32 => Preprocess::MindCv,
-        p if p == SenetPreprocess::Timm as i32 => Preprocess::Timm,
-        other => {
-            return Err(FfiError::invalid(format!(
+/// The [`Preprocess`] of a `SenetPreprocess` value. Errors: INVALID_ARGUMENT for another value.
+pub(super) fn preprocess_of(preprocess: i32) -> Result<Preprocess, FfiError> {
+    match preprocess {
+        p if p == SenetPreprocess::Mindcv as i32 => Ok(Preprocess::MindCv),
+        p if p == SenetPreprocess::Timm as i32 => Ok(Preprocess::Timm),
+        other => Err(FfiError::invalid(format!(
             "unknown preprocess {other} (SENET_PREPROCESS_MINDCV = 0, SENET_PREPROCESS_TIMM = 1)"
-        )))
-        }
-    };
-    Ok(EvalTransform::default().with_preprocess(p))
+        ))),
+    }
+}
+
+/// The 224x224 transform of a `SenetPreprocess` value and the floats it writes. Errors:
+/// INVALID_ARGUMENT for another value.
+fn transform(preprocess: i32) -> Result<(EvalTransform, usize), FfiError> {
+    let t = EvalTransform::default().with_preprocess(preprocess_of(preprocess)?);
+    Ok((t, SENET_IMAGE_VALUES))
+}
+
+/// The transform `t` describes (checked) and the floats it writes.
+///
+/// # Safety
+/// `t` is NULL or points to a readable `SenetTransform`.
+unsafe fn described(t: *const SenetTransform) -> Result<(EvalTransform, usize), FfiError> {
+    // SAFETY: NULL or readable by this function's contract.
+    let t = unsafe { args::read_in(t, "transform") }?;
+    Ok((t.to_eval()?, t.values()))
 }
 
 /// Side in pixels of a preprocessed image (MindCV's `image_resize`).
@@ -38,16 +54,15 @@ pub const SENET_IMAGE_SIZE: usize = 224;
 /// Floats of one preprocessed image: 3 * SENET_IMAGE_SIZE * SENET_IMAGE_SIZE.
 pub const SENET_IMAGE_VALUES: usize = 150528;
 
-/// Copies one transformed image to `out`.
+/// Copies one transformed image of `n` floats to `out`.
 ///
 /// # Safety
 /// `out` is NULL or points to `out_len` writable floats.
-unsafe fn write_image(values: Vec<f32>, out: *mut f32, out_len: usize) -> super::status::FfiResult {
-    need("out", out_len, SENET_IMAGE_VALUES)?;
-    // SAFETY: `out` is NULL or `out_len` (>= SENET_IMAGE_VALUES) writable floats by this
-    // function's contract.
-    let dst = unsafe { args::slice_mut(out, SENET_IMAGE_VALUES, "out") }?;
-    if values.len() != SENET_IMAGE_VALUES {
+unsafe fn write_image(values: Vec<f32>, out: *mut f32, out_len: usize, n: usize) -> FfiResult {
+    need("out", out_len, n)?;
+    // SAFETY: `out` is NULL or `out_len` (>= n) writable floats by this function's contract.
+    let dst = unsafe { args::slice_mut(out, n, "out") }?;
+    if values.len() != n {
         return Err(FfiError::new(
             SenetStatus::Internal,
             format!("transform produced {} values", values.len()),
@@ -112,17 +127,31 @@ pub unsafe extern "C" fn senet_preprocess_file_with(
     out: *mut f32,
     out_len: usize,
 ) -> SenetStatus {
-    guard(|| {
-        // SAFETY: `path` is NULL or a NUL-terminated string by the contract.
-        let path = unsafe { args::path(path, "path") }?;
-        if out.is_null() {
-            return Err(FfiError::new(SenetStatus::NullPointer, "out is NULL"));
-        }
-        need("out", out_len, SENET_IMAGE_VALUES)?;
-        let values = transform(preprocess)?.apply_path(&path)?;
-        // SAFETY: `out` is `out_len` writable floats by the contract.
-        unsafe { write_image(values, out, out_len) }
-    })
+    // SAFETY: the same contract.
+    guard(|| unsafe { file(path, transform(preprocess), out, out_len) })
+}
+
+/// The file at `path` through `t` (with the floats it writes) into `out`.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string; `out` is NULL or points to `out_len` writable
+/// floats.
+unsafe fn file(
+    path: *const c_char,
+    t: Result<(EvalTransform, usize), FfiError>,
+    out: *mut f32,
+    out_len: usize,
+) -> FfiResult {
+    // SAFETY: `path` is NULL or a NUL-terminated string by the contract.
+    let path = unsafe { args::path(path, "path") }?;
+    if out.is_null() {
+        return Err(FfiError::new(SenetStatus::NullPointer, "out is NULL"));
+    }
+    let (t, n) = t?;
+    need("out", out_len, n)?;
+    let values = t.apply_path(&path)?;
+    // SAFETY: `out` is `out_len` writable floats by the contract.
+    unsafe { write_image(values, out, out_len, n) }
 }
 
 /// As `senet_preprocess_file`, for an encoded JPEG or PNG image held in memory: `data` holds
@@ -173,24 +202,94 @@ pub unsafe extern "C" fn senet_preprocess_memory_with(
     out: *mut f32,
     out_len: usize,
 ) -> SenetStatus {
-    guard(|| {
-        // SAFETY: `data` is NULL or `data_len` readable bytes by the contract.
-        let bytes = unsafe { args::slice(data, data_len, "data") }?;
-        if bytes.is_empty() {
-            return Err(FfiError::invalid("data is empty (data_len 0)"));
-        }
-        if out.is_null() {
-            return Err(FfiError::new(SenetStatus::NullPointer, "out is NULL"));
-        }
-        need("out", out_len, SENET_IMAGE_VALUES)?;
-        if args::overlap(data, data_len, out, out_len) {
-            return Err(FfiError::invalid("data and out overlap"));
-        }
-        let t = transform(preprocess)?;
-        let name = Path::new("in-memory image");
-        let img = decode_named(bytes, name)?;
-        let values = t.apply_named(&img, name)?;
-        // SAFETY: `out` is `out_len` writable floats, not overlapping `data`, by the contract.
-        unsafe { write_image(values, out, out_len) }
-    })
+    // SAFETY: the same contract.
+    guard(|| unsafe { memory(data, data_len, transform(preprocess), out, out_len) })
+}
+
+/// The encoded image `data` through `t` (with the floats it writes) into `out`.
+///
+/// # Safety
+/// `data` is NULL or points to `data_len` readable bytes; `out` is NULL or points to `out_len`
+/// writable floats, not overlapping `data`.
+unsafe fn memory(
+    data: *const u8,
+    data_len: usize,
+    t: Result<(EvalTransform, usize), FfiError>,
+    out: *mut f32,
+    out_len: usize,
+) -> FfiResult {
+    // SAFETY: `data` is NULL or `data_len` readable bytes by the contract.
+    let bytes = unsafe { args::slice(data, data_len, "data") }?;
+    if bytes.is_empty() {
+        return Err(FfiError::invalid("data is empty (data_len 0)"));
+    }
+    if out.is_null() {
+        return Err(FfiError::new(SenetStatus::NullPointer, "out is NULL"));
+    }
+    let (t, n) = t?;
+    need("out", out_len, n)?;
+    if args::overlap(data, data_len, out, out_len) {
+        return Err(FfiError::invalid("data and out overlap"));
+    }
+    let name = Path::new("in-memory image");
+    let img = decode_named(bytes, name)?;
+    let values = t.apply_named(&img, name)?;
+    // SAFETY: `out` is `out_len` writable floats, not overlapping `data`, by the contract.
+    unsafe { write_image(values, out, out_len, n) }
+}
+
+/// As `senet_preprocess_file`, with the transform `transform` describes (image size, crop
+/// fraction, interpolation, MindCV's or timm's arithmetic, mean and std: a recipe's, see
+/// `senet_transform_from_recipe`). Writes `3 * image_resize * image_resize` floats,
+/// `[3][image_resize][image_resize]` RGB, to `out`: one image of the NCHW batch
+/// `senet_model_forward` takes with height = width = `transform->image_resize`. With the
+/// transform `senet_transform_default` gives, the same as `senet_preprocess_file`.
+///
+/// Ownership: all buffers stay the caller's; `path` and `transform` are only read during the
+/// call.
+///
+/// Thread-safety: safe from any thread, concurrently.
+///
+/// Returns the statuses of `senet_preprocess_file`, with SENET_STATUS_BUFFER_TOO_SMALL when
+/// `out_len < 3 * image_resize * image_resize`, and SENET_STATUS_INVALID_ARGUMENT also for a
+/// transform out of range (image_resize 0 or above 16384, a resized short side above 16384
+/// or rounding to 0, crop_pct not positive and finite, an unknown interpolation or preprocess,
+/// a mean not finite, a std not positive and finite: the message names the field and value).
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string; `transform` is NULL or points to a readable
+/// `SenetTransform`; `out` is NULL or points to `out_len` writable floats.
+#[no_mangle]
+pub unsafe extern "C" fn senet_preprocess_file_transform(
+    path: *const c_char,
+    transform: *const SenetTransform,
+    out: *mut f32,
+    out_len: usize,
+) -> SenetStatus {
+    // SAFETY: the same contract.
+    guard(|| unsafe { file(path, described(transform), out, out_len) })
+}
+
+/// As `senet_preprocess_memory`, with the transform `transform` describes (see
+/// `senet_preprocess_file_transform`).
+///
+/// Ownership: all buffers stay the caller's. Thread-safety: safe from any thread, concurrently.
+///
+/// Returns the statuses of `senet_preprocess_memory` and those `senet_preprocess_file_transform`
+/// adds for the transform.
+///
+/// # Safety
+/// `data` is NULL or points to `data_len` readable bytes; `transform` is NULL or points to a
+/// readable `SenetTransform`; `out` is NULL or points to `out_len` writable floats, not
+/// overlapping `data`.
+#[no_mangle]
+pub unsafe extern "C" fn senet_preprocess_memory_transform(
+    data: *const u8,
+    data_len: usize,
+    transform: *const SenetTransform,
+    out: *mut f32,
+    out_len: usize,
+) -> SenetStatus {
+    // SAFETY: the same contract.
+    guard(|| unsafe { memory(data, data_len, described(transform), out, out_len) })
 }

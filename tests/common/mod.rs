@@ -64,3 +64,28 @@ pub fn small_dataset(root: &Path) {
         }
     }
 }
+
+/// `senet train` arguments for a short run over [`small_dataset`]`(data)`: seresnet18's Ascend
+/// recipe (AMP O2), one process, 4 classes, batch 2 (2 steps an epoch), 64x64, no validation
+/// while training, checkpoints to `out`. Callers add how long it runs and anything else.
+pub fn small_train_args<'a>(data: &'a Path, out: &'a Path) -> Vec<&'a str> {
+    vec![
+        "train",
+        "-c",
+        "configs/senet/seresnet18_ascend.yaml",
+        "--data_dir",
+        cli::s(data),
+        "--distribute",
+        "False",
+        "--num_classes",
+        "4",
+        "--batch_size",
+        "2",
+        "--image_resize",
+        "64",
+        "--val_while_train",
+        "False",
+        "--ckpt_save_dir",
+        cli::s(out),
+    ]
+}

@@ -3,6 +3,7 @@
 use super::buffer::{cast_into, out_view, read_as, temp, AscendBuffer};
 use super::device::Ctx;
 use super::op::aclnn;
+use super::runtime::Product;
 use super::tensor::DType;
 use super::AscendBackend;
 use crate::backend::{Activation, Conv2dForward, Conv2dParams, Conv2dShape, Shape4};
@@ -259,4 +260,37 @@ fn convolution_backward(
         dw,
         std::ptr::null_mut()
     )
+}
+
+impl AscendBackend {
+    /// `err` from `aclnnConvolution`, with the CANN release a first-generation 910 needs named
+    /// when that is the likely cause: the forward convolution is documented on this product
+    /// only up to CANN 8.0 (the CANN 8.0.0 page lists it; the current aclnnConvolution.md:23
+    /// says 「Atlas 训练系列产品：不支持」; `aclnn-contract.md` Part A 3, Part F), and a newer
+    /// CANN refuses it with ACLNN_ERR_PARAM_INVALID. senet does not refuse it itself: the
+    /// vendor implementation may still accept the FLOAT16 convolution (Part A 3), and the
+    /// installed CANN's version is not reliably readable (`aclrtGetVersion` is the ACL API
+    /// version, not the release).
+    pub(super) fn first_gen_conv_hint(&self, err: Error) -> Error {
+        match err {
+            Error::Device {
+                call,
+                code: code @ 161002,
+                name,
+                message,
+            } if self.product == Product::Ascend910 => Error::Device {
+                call,
+                code,
+                name,
+                message: format!(
+                    "{message} [{soc} is a first-generation Ascend 910: aclnnConvolution is \
+                     documented for it only up to CANN 8.0 (later releases list it as \
+                     unsupported, aclnnConvolution.md:23); install CANN 8.0 to run senet on \
+                     this NPU]",
+                    soc = self.soc
+                ),
+            },
+            e => e,
+        }
+    }
 }

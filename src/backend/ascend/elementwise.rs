@@ -189,15 +189,8 @@ pub(super) fn relu_backward(
     dy: &mut AscendBuffer,
     len: usize,
 ) -> Result<()> {
-    grad_in_place(
-        be,
-        "relu_backward",
-        ["y", "dy"],
-        y,
-        dy,
-        len,
-        threshold_backward,
-    )
+    let names = ("relu_backward", ["y", "dy"]);
+    grad(be, names, y, GradOut::InPlace(dy), len, threshold_backward)
 }
 
 /// [`Backend::sigmoid_backward`](crate::backend::Backend::sigmoid_backward):
@@ -208,15 +201,8 @@ pub(super) fn sigmoid_backward(
     dy: &mut AscendBuffer,
     len: usize,
 ) -> Result<()> {
-    grad_in_place(
-        be,
-        "sigmoid_backward",
-        ["s", "dy"],
-        s,
-        dy,
-        len,
-        sigmoid_grad,
-    )
+    let names = ("sigmoid_backward", ["s", "dy"]);
+    grad(be, names, s, GradOut::InPlace(dy), len, sigmoid_grad)
 }
 
 /// [`Backend::sigmoid_backward_into`](crate::backend::Backend::sigmoid_backward_into):
@@ -228,45 +214,42 @@ pub(super) fn sigmoid_backward_into(
     dx: &mut AscendBuffer,
     len: usize,
 ) -> Result<()> {
-    grad_into(
-        be,
-        "sigmoid_backward",
-        ["s", "dy"],
-        s,
-        dy,
-        dx,
-        len,
-        sigmoid_grad,
-    )
+    let names = ("sigmoid_backward", ["s", "dy"]);
+    grad(be, names, s, GradOut::Into { dy, dx }, len, sigmoid_grad)
 }
 
-/// `Error::Shape` unless `a` and `dy` (named `op_name` and `names`) hold `len` values.
-fn check_grad_args(
-    op_name: &str,
-    names: [&str; 2],
+/// Where a gradient op's result goes: back into `dy`, or into another buffer.
+enum GradOut<'a> {
+    /// `dy = op(dy, a)`.
+    InPlace(&'a mut AscendBuffer),
+    /// `dx = op(dy, a)`.
+    Into {
+        dy: &'a AscendBuffer,
+        dx: &'a mut AscendBuffer,
+    },
+}
+
+/// `op(ctx, dy, a, out)` over `len` values in `dy`'s dtype for an aclnn backward op without an
+/// in-place form: checks the buffers (named `op_name` and `names`, and `dx`), reads `a` in
+/// `dy`'s dtype, then writes `dx` directly ([`GradOut::Into`], tagging it with that dtype) or a
+/// temporary copied back into `dy` ([`GradOut::InPlace`]).
+fn grad(
+    be: &AscendBackend,
+    (op_name, names): (&str, [&str; 2]),
     a: &AscendBuffer,
-    dy: &AscendBuffer,
+    out: GradOut<'_>,
     len: usize,
+    op: impl FnOnce(&mut Ctx, *mut aclTensor, *mut aclTensor, *mut aclTensor) -> Result<()>,
 ) -> Result<()> {
+    let dy: &AscendBuffer = match &out {
+        GradOut::InPlace(dy) => dy,
+        GradOut::Into { dy, .. } => dy,
+    };
     check_len(&format!("{op_name} {}", names[0]), a, len)?;
-    check_len(&format!("{op_name} {}", names[1]), dy, len)
-}
-
-/// `dx = op(dy, a)` over `len` values in `dy`'s dtype (the checks of [`grad_in_place`], and
-/// `dx` long enough).
-#[allow(clippy::too_many_arguments)]
-fn grad_into(
-    be: &AscendBackend,
-    op_name: &str,
-    names: [&str; 2],
-    a: &AscendBuffer,
-    dy: &AscendBuffer,
-    dx: &mut AscendBuffer,
-    len: usize,
-    op: impl FnOnce(&mut Ctx, *mut aclTensor, *mut aclTensor, *mut aclTensor) -> Result<()>,
-) -> Result<()> {
-    check_grad_args(op_name, names, a, dy, len)?;
-    check_len(&format!("{op_name} dx"), dx, len)?;
+    check_len(&format!("{op_name} {}", names[1]), dy, len)?;
+    if let GradOut::Into { dx, .. } = &out {
+        check_len(&format!("{op_name} dx"), &**dx, len)?;
+    }
     if len == 0 {
         return Ok(());
     }
@@ -274,41 +257,25 @@ fn grad_into(
     let mut ctx = be.dev.enter()?;
     let at = read_as(&mut ctx, a, &[len], d)?;
     let dyt = view(&mut ctx, dy, &[len])?;
-    let dxt = out_view(&mut ctx, dx, &[len], d)?;
-    op(&mut ctx, dyt, at.t, dxt)?;
-    dx.dtype = d;
-    Ok(())
-}
-
-/// `dy = op(dy, a)` over `len` values for an aclnn backward op without an in-place form:
-/// checks both buffers (named `op_name` and `names`), reads `a` in `dy`'s dtype, runs
-/// `op(ctx, dy, a, out)` into a temporary and copies it back into `dy`.
-fn grad_in_place(
-    be: &AscendBackend,
-    op_name: &str,
-    names: [&str; 2],
-    a: &AscendBuffer,
-    dy: &mut AscendBuffer,
-    len: usize,
-    op: impl FnOnce(&mut Ctx, *mut aclTensor, *mut aclTensor, *mut aclTensor) -> Result<()>,
-) -> Result<()> {
-    check_grad_args(op_name, names, a, dy, len)?;
-    if len == 0 {
-        return Ok(());
+    match out {
+        GradOut::Into { dx, .. } => {
+            let dxt = out_view(&mut ctx, dx, &[len], d)?;
+            op(&mut ctx, dyt, at.t, dxt)?;
+            dx.dtype = d;
+            Ok(())
+        }
+        GradOut::InPlace(_) => {
+            let tmp = temp(&mut ctx, &[len], d)?;
+            op(&mut ctx, dyt, at.t, tmp.t)?;
+            aclnn!(
+                ctx,
+                aclnnInplaceCopy,
+                aclnnInplaceCopyGetWorkspaceSize,
+                dyt,
+                tmp.t
+            )
+        }
     }
-    let d = dy.dtype;
-    let mut ctx = be.dev.enter()?;
-    let at = read_as(&mut ctx, a, &[len], d)?;
-    let dyt = view(&mut ctx, dy, &[len])?;
-    let tmp = temp(&mut ctx, &[len], d)?;
-    op(&mut ctx, dyt, at.t, tmp.t)?;
-    aclnn!(
-        ctx,
-        aclnnInplaceCopy,
-        aclnnInplaceCopyGetWorkspaceSize,
-        dyt,
-        tmp.t
-    )
 }
 
 /// [`Backend::add_assign`](crate::backend::Backend::add_assign): `aclnnInplaceAdd(dst, src,

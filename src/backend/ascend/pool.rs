@@ -14,10 +14,37 @@ use super::buffer::{out_view, read_as, temp, Arg, AscendBuffer};
 use super::device::Ctx;
 use super::geometry::{aclnn_same_pool_2d, mask_dims, AclnnPool};
 use super::op::aclnn;
+use super::runtime::Product;
 use super::tensor::{DType, TensorDesc};
-use super::{AscendBackend, PoolOp};
+use super::AscendBackend;
 use crate::backend::{check_len, MaxPool2dParams, PoolGeometry, PoolPadding, Shape4};
 use crate::{Error, Result};
+
+/// Which max-pool operator pair the backend uses (`aclnn-contract.md` Part A 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PoolOp {
+    /// `aclnnMaxPool2dWithIndices` (+`Backward`) with INT32 indices: Ascend 950, where the
+    /// mask pair is not supported (aclnnMaxPool2dWithMask.md:8) and the indices backward takes
+    /// FLOAT16 too (aclnnMaxPool2dWithIndicesBackward.md:214-217).
+    WithIndices,
+    /// `aclnnMaxPool2dWithMask` (+`Backward`): first-generation 910 (which has no
+    /// WithIndices), A2 and A3, whose WithIndices backward takes only FLOAT with INT32 indices
+    /// (aclnnMaxPool2dWithIndicesBackward.md:221-224), so O2 could not train through it. The
+    /// mask pair takes FLOAT and FLOAT16 in both directions there; torch_npu uses it on these
+    /// SoCs too (MaxPool2dWithIndicesKernelNpuOpApi.cpp:130-143).
+    WithMask,
+}
+
+impl PoolOp {
+    /// The pair `product` is documented to support.
+    pub(super) fn for_product(product: Product) -> PoolOp {
+        if product == Product::Ascend950 {
+            PoolOp::WithIndices
+        } else {
+            PoolOp::WithMask
+        }
+    }
+}
 
 /// Element type of `aclnnMaxPool2dWithIndices`' indices: INT32, the one both directions take on
 /// every product that has the operator (the forward takes INT32/INT64,

@@ -52,6 +52,25 @@ pub struct TrainConfig {
     pub ema_decay: Option<f32>,
 }
 
+impl TrainConfig {
+    /// The loss and optimizer settings of MindCV's SENet ImageNet recipes
+    /// (`configs/senet/*_ascend.yaml`): label smoothing 0.1, momentum 0.9 (not Nesterov),
+    /// weight decay 1e-4, fixed loss scale 1024, no gradient clipping, no EMA. What
+    /// `senet bench --train` steps with; a recipe file's own values come from
+    /// `senet train`'s recipe reader instead.
+    pub fn mindcv_senet() -> TrainConfig {
+        TrainConfig {
+            label_smoothing: 0.1,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            nesterov: false,
+            loss_scale: 1024.0,
+            clip_value: None,
+            ema_decay: None,
+        }
+    }
+}
+
 /// One tensor of the model on the device, with its gradient and optimizer state when trainable.
 struct DeviceParam<B: Backend> {
     value: B::Buffer,
