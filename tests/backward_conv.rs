@@ -338,8 +338,9 @@ fn assert_within_bound(what: &str, got: &[f32], want: &[f64], mag: &[f64], terms
     }
 }
 
-/// Both conv gradients as a training step computes them (`set_fast_conv(false)`: stride-1 data
-/// gradients as a forward conv on the AVX-512 GEMM, or the `gemm` crate where that declines)
+/// Both conv gradients as direct sums (`set_fast_conv(false)`, `set_winograd_data_gradient(false)`:
+/// stride-1 data gradients as a forward conv on the AVX-512 GEMM, or the `gemm` crate where that
+/// declines; the Winograd data gradient of training: `winograd_data_gradient_within_its_tile_bound`)
 /// and with the legacy data gradient (im2col GEMM + col2im), on 1 and 2 threads, against the
 /// naive f64 sums, on shapes large enough for the AVX-512 paths (32+ outputs per group,
 /// pointwise with more than 64 inputs), odd sizes and batch 1. Each path is an f32 sum of the element's terms in some order (`cout_g·kh·kw`
@@ -364,6 +365,7 @@ fn conv2d_gradients_within_the_f32_summation_bound() {
         for legacy in [false, true] {
             let mut be = CpuBackend::new(threads).unwrap();
             be.set_fast_conv(false);
+            be.set_winograd_data_gradient(false);
             be.set_legacy_conv_backward(legacy);
             bes.push((format!("{threads} threads, legacy {legacy}"), be));
         }
@@ -381,6 +383,72 @@ fn conv2d_gradients_within_the_f32_summation_bound() {
             let what = format!("{c:?} ({name})");
             assert_within_bound(&format!("{what} dx"), &dx, &want.dx, &want.dx_mag, dx_terms);
             assert_within_bound(&format!("{what} dw"), &dw, &want.dw, &want.dw_mag, dw_terms);
+        }
+    }
+}
+
+/// The data gradient of 3x3 stride-1 convs as a training step takes it (`set_fast_conv(false)`
+/// for the forward, the data gradient by Winograd F(4x4, 3x3)): a forward conv of `dy` with the
+/// transposed, rotated weights, so within the Winograd forward's bound (`conv/winograd.rs`):
+/// `2e-5 · Σ_co max_taps |w[co, ci]| · Σ |dy[co]|` over the 6x6 tile of `dy` that feeds the 4x4
+/// tile of `dx` holding the element (rows and columns `4t-1 .. 4t+4`, clipped), against the
+/// naive f64 sum; and not the direct sum bit for bit (the Winograd path was taken).
+#[test]
+fn winograd_data_gradient_within_its_tile_bound() {
+    let mut rng = Rng(23);
+    for (c, threads) in [
+        (conv_case(2, 32, (14, 13), 24, 3, (1, 1, 1)), 1),
+        (conv_case(3, 16, (9, 11), 48, 3, (1, 1, 1)), 2),
+        (conv_case(1, 24, (29, 28), 16, 3, (1, 1, 1)), 2),
+    ] {
+        let (mut wino, mut direct) = (
+            CpuBackend::new(threads).unwrap(),
+            CpuBackend::new(threads).unwrap(),
+        );
+        wino.set_fast_conv(false);
+        wino.set_winograd_data_gradient(true);
+        direct.set_fast_conv(false);
+        direct.set_winograd_data_gradient(false);
+        let ys = out_shape(&c);
+        let x = rng.vec(c.xs.numel());
+        let w = rng.vec(c.w_shape.iter().product());
+        let dy = rng.vec(ys.numel());
+        let want = naive_with_magnitudes(&c, &x, &w, &dy);
+        let (dx, _) = conv_backward(&wino, &c, &x, &w, &dy);
+        let (dx_direct, _) = conv_backward(&direct, &c, &x, &w, &dy);
+        assert_ne!(dx, dx_direct, "{c:?}: the Winograd path was not taken");
+        let [cout, cin, _, _] = c.w_shape;
+        let (h, wd) = (c.xs.h, c.xs.w);
+        let wmax = |co: usize, ci: usize| {
+            w[(co * cin + ci) * 9..(co * cin + ci + 1) * 9]
+                .iter()
+                .fold(0.0f64, |m, v| m.max(v.abs() as f64))
+        };
+        let rows = |t: usize, len: usize| (4 * t).saturating_sub(1)..(4 * t + 5).min(len);
+        for n in 0..c.xs.n {
+            for ci in 0..cin {
+                for iy in 0..h {
+                    for ix in 0..wd {
+                        let mut mag = 0.0;
+                        for co in 0..cout {
+                            let plane = &dy[(n * cout + co) * h * wd..][..h * wd];
+                            let tile: f64 = rows(iy / 4, h)
+                                .flat_map(|yy| rows(ix / 4, wd).map(move |xx| (yy, xx)))
+                                .map(|(yy, xx)| plane[yy * wd + xx].abs() as f64)
+                                .sum();
+                            mag += wmax(co, ci) * tile;
+                        }
+                        let i = ((n * cin + ci) * h + iy) * wd + ix;
+                        assert!(
+                            (dx[i] as f64 - want.dx[i]).abs() <= 2e-5 * mag,
+                            "{c:?}: dx[{i}] = {}, reference {}, bound {:e}",
+                            dx[i],
+                            want.dx[i],
+                            2e-5 * mag
+                        );
+                    }
+                }
+            }
         }
     }
 }

@@ -10,9 +10,14 @@
 //! take the data gradient as a forward convolution instead ([`transposed_conv`]): the 3x3 one of
 //! `dy` with the weights transposed and rotated, the 1x1 one with them transposed, through
 //! [`super::conv2d`] (the AVX-512 GEMM with its implicit im2col: no `dcol` buffer, 9x the size of
-//! `dx` for a 3x3, and no col2im pass; Winograd only if [`set_fast_conv`] allows it).
+//! `dx` for a 3x3, and no col2im pass). The 3x3 ones take Winograd F(4x4, 3x3) where the
+//! forward would, even in training (where [`set_fast_conv`] keeps the forward direct), unless
+//! [`set_winograd_data_gradient`] turned that off: rounded through the transforms, a step's
+//! gradients move about 1e-5 relative against MindSpore's (1e-3 allowed; through a Winograd
+//! forward they would move 2e-3 to 5e-3).
 //!
 //! [`set_fast_conv`]: crate::backend::Backend::set_fast_conv
+//! [`set_winograd_data_gradient`]: CpuBackend::set_winograd_data_gradient
 //!
 //! Transposes are free: they are strides of [`MatLayout`]. 1x1 stride-1 unpadded convs skip
 //! im2col/col2im (`col` is `x` itself); strided unpadded 1x1 convs gather with `subsample` and
@@ -301,7 +306,8 @@ pub(in crate::backend::cpu) fn conv2d_backward_data(
             act: Activation::None,
             prepared: None,
         };
-        super::conv2d(be, f, dy, dx)?;
+        let winograd = be.winograd || be.winograd_data_gradient;
+        super::conv2d_post(be, f, dy, dx, None, winograd)?;
         return Ok(());
     }
     be.pool.install(|| {

@@ -40,7 +40,7 @@ pub(super) fn conv2d(
     x: &[f32],
     y: &mut [f32],
 ) -> Result<Shape4> {
-    conv2d_post(be, f, x, y, None)
+    conv2d_post(be, f, x, y, None, be.winograd)
 }
 
 /// [`Backend::conv2d_avg_pool`](crate::backend::Backend::conv2d_avg_pool) on the CPU: each image is
@@ -61,7 +61,7 @@ pub(super) fn conv2d_avg_pool(
         len: cout,
         f: &avg,
     };
-    conv2d_post(be, f, x, y, Some(post))
+    conv2d_post(be, f, x, y, Some(post), be.winograd)
 }
 
 /// [`Backend::conv2d_max_pool`](crate::backend::Backend::conv2d_max_pool) on the CPU: each image is
@@ -90,18 +90,20 @@ pub(super) fn conv2d_max_pool(
         len: ps.image_len(),
         f: &max,
     };
-    conv2d_post(be, f, x, y, Some(post))?;
+    conv2d_post(be, f, x, y, Some(post), be.winograd)?;
     Ok(ps)
 }
 
 /// [`Backend::conv2d`], then `post` on each output image by the task that computed it
-/// (`post.out` holds `post.len` values per image; checked by the caller).
+/// (`post.out` holds `post.len` values per image; checked by the caller); Winograd only if
+/// `winograd` (the backend's setting, or the backward's own).
 fn conv2d_post(
     be: &CpuBackend,
     f: Conv2dForward<'_, Vec<f32>>,
     x: &[f32],
     y: &mut [f32],
     post: Option<PerImage>,
+    winograd: bool,
 ) -> Result<Shape4> {
     let ys = f.check(x, y)?;
     let xs = f.shape.xs;
@@ -113,7 +115,7 @@ fn conv2d_post(
     };
     #[cfg(target_arch = "x86_64")]
     if let Some(u) = f.prepared.and_then(|p| winograd_b1::panels(&op.g, p)) {
-        if be.winograd && winograd_b1::supports(op.act, &op.g) {
+        if winograd && winograd_b1::supports(op.act, &op.g) {
             let threads = be.threads;
             be.pool
                 .install(|| winograd_b1::conv2d(&op, u, x, y, post, threads));
@@ -121,7 +123,7 @@ fn conv2d_post(
         }
     }
     #[cfg(target_arch = "x86_64")]
-    if be.winograd && winograd::supports(op.act, &op.g, be.threads) {
+    if winograd && winograd::supports(op.act, &op.g, be.threads) {
         let threads = be.threads;
         if let Some(u) = f.prepared.and_then(|p| winograd::prepared_u(&op.g, p)) {
             be.pool
