@@ -9,6 +9,7 @@ pub mod dist;
 pub mod emu;
 pub mod fd;
 pub mod step;
+pub mod transform;
 
 /// The `shared/` folder beside the repository (or `$SENET_SHARED`). Panics, saying what to do,
 /// when it is not there: every test reading reference data would otherwise fail on its own file.
