@@ -11,10 +11,10 @@
 //! `dy` with the weights transposed and rotated, the 1x1 one with them transposed, through
 //! [`super::conv2d`] (the AVX-512 GEMM with its implicit im2col: no `dcol` buffer, 9x the size of
 //! `dx` for a 3x3, and no col2im pass). The 3x3 ones take Winograd F(4x4, 3x3) where the
-//! forward would, even in training (where [`set_fast_conv`] keeps the forward direct), unless
-//! [`set_winograd_data_gradient`] turned that off: rounded through the transforms, a step's
-//! gradients move about 1e-5 relative against MindSpore's (1e-3 allowed; through a Winograd
-//! forward they would move 2e-3 to 5e-3).
+//! forward would, even in training (where [`set_fast_conv`] keeps the forward direct), when
+//! [`set_winograd_data_gradient`] turned that on (off by default): rounded through the
+//! transforms, a step's gradients move about 1e-5 relative against MindSpore's (1e-3 allowed;
+//! through a Winograd forward they would move 2e-3 to 5e-3).
 //!
 //! [`set_fast_conv`]: crate::backend::Backend::set_fast_conv
 //! [`set_winograd_data_gradient`]: CpuBackend::set_winograd_data_gradient
