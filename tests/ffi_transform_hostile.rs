@@ -9,13 +9,10 @@ use std::path::Path;
 
 use senet::checkpoint::save_params;
 use senet::data::{EvalTransform, Interpolation, IMAGENET_MEAN, IMAGENET_STD};
-use senet::ffi::model::{
-    senet_model_create, senet_model_forward, senet_model_free, senet_model_load,
-    senet_model_set_threads,
-};
+use senet::ffi::model::{senet_model_forward, senet_model_free};
 use senet::ffi::preprocess::{senet_preprocess_file_transform, senet_preprocess_memory_transform};
 use senet::ffi::transform::{senet_transform_default, senet_transform_from_recipe};
-use senet::ffi::{SenetInterpolation, SenetModel, SenetPreprocess, SenetStatus, SenetTransform};
+use senet::ffi::{SenetInterpolation, SenetPreprocess, SenetStatus, SenetTransform};
 use senet::model::{Arch, SeNet};
 
 use common::transform::*;
@@ -485,20 +482,12 @@ fn forward_refuses_sizes_its_input_does_not_have() {
     let net = SeNet::new(Arch::SeResNet18, CLASSES, 7).unwrap();
     let ckpt = dir.path().join("r18.ckpt");
     save_params(&net.params, &ckpt).unwrap();
-    let name = CString::new("seresnet18").unwrap();
-    let path = CString::new(ckpt.to_str().unwrap()).unwrap();
-    let mut model: *mut SenetModel = std::ptr::null_mut();
+    let model = c_model(&ckpt);
     // One 32x32 image, as senet_preprocess_*_transform writes it for Fashion-MNIST's recipe.
     let x = vec![0.5f32; 3 * 32 * 32];
     let mut failed = Vec::new();
-    // SAFETY: NUL-terminated strings, a pointer slot, buffers of the lengths passed.
+    // SAFETY: a live model, buffers of the lengths passed.
     unsafe {
-        assert_eq!(
-            senet_model_create(name.as_ptr(), CLASSES, &mut model),
-            SenetStatus::Ok
-        );
-        assert_eq!(senet_model_set_threads(model, 1), SenetStatus::Ok);
-        assert_eq!(senet_model_load(model, path.as_ptr()), SenetStatus::Ok);
         for (batch, h, w, want, msg) in [
             // The 32x32 buffer called a 64x64 image, or two 32x32 images.
             (

@@ -63,13 +63,13 @@ pub fn preprocess(t: &SenetTransform, out_len: usize) -> (SenetStatus, Vec<f32>,
     (sa, a, msg)
 }
 
-/// The logits of one image of `side x side` through `ckpt` by the C ABI (one thread).
-pub fn c_forward(ckpt: &Path, x: &[f32], side: usize) -> Vec<f32> {
+/// A seresnet18 of [`CLASSES`] classes by the C ABI, on one thread, with `ckpt` loaded; the
+/// caller frees it with `senet_model_free`.
+pub fn c_model(ckpt: &Path) -> *mut SenetModel {
     let name = CString::new("seresnet18").unwrap();
     let path = CString::new(ckpt.to_str().unwrap()).unwrap();
     let mut model: *mut SenetModel = std::ptr::null_mut();
-    let mut logits = vec![0f32; CLASSES];
-    // SAFETY: NUL-terminated strings, a pointer slot, buffers of the lengths passed.
+    // SAFETY: NUL-terminated strings and a pointer slot.
     unsafe {
         assert_eq!(
             senet_model_create(name.as_ptr(), CLASSES, &mut model),
@@ -77,6 +77,16 @@ pub fn c_forward(ckpt: &Path, x: &[f32], side: usize) -> Vec<f32> {
         );
         assert_eq!(senet_model_set_threads(model, 1), SenetStatus::Ok);
         assert_eq!(senet_model_load(model, path.as_ptr()), SenetStatus::Ok);
+    }
+    model
+}
+
+/// The logits of one image of `side x side` through `ckpt` by the C ABI (one thread).
+pub fn c_forward(ckpt: &Path, x: &[f32], side: usize) -> Vec<f32> {
+    let model = c_model(ckpt);
+    let mut logits = vec![0f32; CLASSES];
+    // SAFETY: a live model, buffers of the lengths passed.
+    unsafe {
         let st = senet_model_forward(
             model,
             x.as_ptr(),
