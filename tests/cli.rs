@@ -251,9 +251,20 @@ fn bad_inputs_exit_non_zero_naming_the_culprit() {
     fails_naming(&validate(s(&cut), cfg, &sample_dir()), &["cut.ckpt"]);
     // 3. A mis-shaped parameter: a 10-class classifier loaded into a 1000-class model.
     let ten = formula_ckpt(tmp.path(), "seresnet18", 10);
+    // It ends naming the --num_classes that fits the checkpoint.
     fails_naming(
         &validate(s(&ten), cfg, &sample_dir()),
-        &["classifier.weight", "classifier.bias"],
+        &[
+            "classifier.weight",
+            "classifier.bias",
+            "the checkpoint has 10 classes, 1000 were asked for",
+            "pass --num_classes 10",
+        ],
+    );
+    // 3a. A folder given as the checkpoint is named as one.
+    fails_naming(
+        &validate(s(tmp.path()), cfg, &sample_dir()),
+        &[s(tmp.path()), "is a directory"],
     );
     // 3b. NaN weights are refused, naming the tensor.
     let mut net = senet::model::SeNet::formula(senet::model::Arch::SeResNet18, 1000).unwrap();

@@ -76,8 +76,14 @@ pub enum FileFormat {
 }
 
 /// The format of `path` from its extension (`.ckpt` or `.safetensors`).
-/// Errors: [`Error::Format`] naming the path for any other extension.
+/// Errors: [`Error::Format`] naming the path for a directory or any other extension.
 pub fn save_format(path: &Path) -> Result<FileFormat> {
+    if path.is_dir() {
+        return Err(Error::format(
+            path,
+            "is a directory: expected a .ckpt or .safetensors file",
+        ));
+    }
     match path.extension().and_then(|e| e.to_str()) {
         Some("ckpt") => Ok(FileFormat::Ckpt),
         Some("safetensors") => Ok(FileFormat::Safetensors),

@@ -361,8 +361,9 @@ fn preprocess(a: PreprocessArgs) -> Result<()> {
     let t = engine::eval_transform(&r)?.with_preprocess(a.transform.preprocess.get()?);
     let (files, x) = engine::preprocess::run(&a.paths, &t, r.num_parallel_workers)?;
     senet::npy::write_f32(&a.output, &x)?;
+    let plural = if files.len() == 1 { "" } else { "s" };
     errln!(
-        "wrote {} images {:?} to {}",
+        "wrote {} image{plural} {:?} to {}",
         files.len(),
         x.shape,
         a.output.display()
