@@ -331,6 +331,16 @@ fn predict(a: PredictArgs) -> Result<()> {
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
+    let classes = logits.shape.get(1).copied().unwrap_or(0);
+    if a.transform.config.is_none() && classes != 1000 {
+        errln!(
+            "note: no recipe (-c): the photos were prepared with MindCV's ImageNet eval defaults \
+             ({}x{}, ImageNet mean/std), but this {classes}-class model was trained on other \
+             data: pass the recipe it was trained with, -c RECIPE",
+            r.image_resize,
+            r.image_resize
+        );
+    }
     for p in &preds {
         if a.json {
             outln!("{}", serde_json::to_string(p)?);
