@@ -17,12 +17,12 @@ mod proto;
 mod safetensors;
 pub mod timm;
 
-pub(crate) use load::non_finite_count;
 pub use load::{
     is_training_state, load_model, load_model_from, load_params, save_params, save_params_with,
     LoadOptions, LoadReport, Misfit, SaveOptions, CLASSIFIER_PREFIX, TRAINING_STATE_NAMES,
     TRAINING_STATE_PREFIXES,
 };
+pub(crate) use load::{likely_model, non_finite_count};
 pub use mindspore::{parse_ckpt, read_ckpt, write_ckpt, CkptWriter};
 pub use safetensors::{parse_safetensors, read_safetensors, write_safetensors};
 

@@ -538,6 +538,46 @@ fn plot(a: PlotArgs) -> Result<()> {
     Ok(())
 }
 
+fn inspect(a: InspectArgs) -> Result<()> {
+    let i = engine::inspect::inspect(&a.input)?;
+    if a.json {
+        outln!("{}", serde_json::to_string(&i)?);
+        return Ok(());
+    }
+    let state = i.tensors.iter().filter(|t| t.training_state).count();
+    outln!(
+        "{}: {} file, {} names, {} tensors ({} training state)",
+        a.input.display(),
+        i.format,
+        i.names,
+        i.tensors.len(),
+        state
+    );
+    match (i.model, i.num_classes) {
+        (Some(m), Some(c)) => outln!(
+            "model: {m} ({c} classes), {} parameter values",
+            i.parameter_values
+        ),
+        _ => outln!(
+            "model: none of senet's variants ({} parameter values; `senet validate` names what \
+             differs)",
+            i.parameter_values
+        ),
+    }
+    for s in &i.skipped {
+        outln!("skipped: {s}");
+    }
+    for t in &i.tensors {
+        let mark = if t.training_state {
+            "  (training state)"
+        } else {
+            ""
+        };
+        outln!("  {:<48} {:<8} {:?}{mark}", t.name, t.dtype, t.shape);
+    }
+    Ok(())
+}
+
 fn convert(a: ConvertArgs) -> Result<()> {
     use senet::checkpoint::{timm, FileFormat};
     let target = match a.names.as_str() {
@@ -629,6 +669,7 @@ fn main() {
         Command::Init(a) => init(a),
         Command::Plot(a) => plot(a),
         Command::Convert(a) => convert(a),
+        Command::Inspect(a) => inspect(a),
     };
     if let Err(e) = result {
         errln!("error: {e:#}");
