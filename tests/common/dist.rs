@@ -105,6 +105,85 @@ pub const SAME_ARITHMETIC: Tolerance = Tolerance {
     same_predictions: true,
 };
 
+/// A CPU job of several steps with the CPU's default data gradients: those of 3x3 stride-1
+/// convs by Winograd F(4x4, 3x3) (`SENET_CPU_DGRAD=direct` takes direct sums; that job is
+/// [`SAME_ARITHMETIC`]).
+///
+/// Step 1 is [`SAME_ARITHMETIC`]: each image's forward, loss and data gradients are the same
+/// bits in a batch of 8 on 2 threads as in a batch of 4 on 1 (`tests/batch_split.rs`), only
+/// the weight gradients' sums over the batch are ordered differently. From step 2 the runs
+/// start from parameters a few units of 2^-24 apart. Direct sums move by about that much; the
+/// Winograd transforms round intermediate values larger than their outputs, and a change δ
+/// of an operand moves such a rounding by a whole unit with probability ~δ/ulp, so the two
+/// runs become two differently rounded computations of the same steps, each within the
+/// step's rounding error g of exact arithmetic. In the model of [`super::step::logit_bound`]
+/// (independent relative errors adding up like a random walk), each of the `W` Winograd data
+/// gradients on the backward path perturbs its result by `κ·u` relative, u = 2^-24 and κ
+/// [`winograd_growth`], and the step's gradients by `g = sqrt(W)·κ·u`. As in [`hf32_steps`],
+/// the gradients of steps 2 and 3 then differ by up to `2g`, and so do the Momentum
+/// accumulator and the parameter change relative to their size (sums of the steps' gradients
+/// with positive weights), which bounds each parameter's difference relative to its value;
+/// the logged losses, of those parameters, by `2g`. Accuracies stay compared: at 2g the
+/// runs' logits are far from flipping an argmax of this job (they would flip only for a
+/// near-tie, and the job's data are fixed). For the seresnet18 job, W = 13 (every 3x3 conv of
+/// the 8 blocks but the 3 strided ones), κ = 256: `2g` = 1.1e-4.
+pub fn winograd_steps() -> Tolerance {
+    use senet::model::{blocks, Arch};
+    let winograd_convs: usize = blocks(Arch::SeResNet18)
+        .iter()
+        .map(|b| if b.stride == 1 { 2 } else { 1 })
+        .sum();
+    let u = 2f64.powi(-24);
+    let g = (winograd_convs as f64).sqrt() * winograd_growth() * u;
+    Tolerance {
+        param: 2.0 * g,
+        moment: SAME_ARITHMETIC.moment.max(2.0 * g),
+        loss: 2.0 * g,
+        same_predictions: true,
+    }
+}
+
+/// κ: how much larger than the direct sum's the magnitudes are that Winograd F(4x4, 3x3)
+/// rounds, for unit inputs and weights. In one dimension an output of F(4, 3) is
+/// `Aᵀ[(G g) ⊙ (Bᵀ d)]`, whose terms' magnitudes sum to at most
+/// `max_o Σ_i |Aᵀ[o][i]| · Σ_j |G[i][j]| · Σ_j |Bᵀ[i][j]|` where the direct sum of 3 taps has
+/// 3 (matrices of `kernels/cpu/winograd_avx512.c`, Lavin & Gray 2016); the 2-D transforms are
+/// the 1-D ones on rows and columns, so the ratio squares: (48 / 3)² = 256.
+pub fn winograd_growth() -> f64 {
+    const BT: [[f64; 6]; 6] = [
+        [4., 0., -5., 0., 1., 0.],
+        [0., -4., -4., 1., 1., 0.],
+        [0., 4., -4., -1., 1., 0.],
+        [0., -2., -1., 2., 1., 0.],
+        [0., 2., -1., -2., 1., 0.],
+        [0., 4., 0., -5., 0., 1.],
+    ];
+    const G: [[f64; 3]; 6] = [
+        [0.25, 0., 0.],
+        [-1. / 6., -1. / 6., -1. / 6.],
+        [-1. / 6., 1. / 6., -1. / 6.],
+        [1. / 24., 1. / 12., 1. / 6.],
+        [1. / 24., -1. / 12., 1. / 6.],
+        [0., 0., 1.],
+    ];
+    const AT: [[f64; 6]; 4] = [
+        [1., 1., 1., 1., 1., 0.],
+        [0., 1., -1., 2., -2., 0.],
+        [0., 1., 1., 4., 4., 0.],
+        [0., 1., -1., 8., -8., 1.],
+    ];
+    let abs_sum = |row: &[f64]| row.iter().map(|v| v.abs()).sum::<f64>();
+    let one_d = AT
+        .iter()
+        .map(|a| {
+            (0..6)
+                .map(|i| a[i].abs() * abs_sum(&G[i]) * abs_sum(&BT[i]))
+                .sum::<f64>()
+        })
+        .fold(0.0, f64::max);
+    (one_d / 3.0).powi(2)
+}
+
 /// A FLOAT job of several steps on the emulated A2, whose convolutions run in HFLOAT32
 /// (USE_HF32, the backend's mode for FLOAT convolutions there).
 ///

@@ -7,7 +7,8 @@ use crate::backend::{LinearForward, LinearGrads, LinearShape};
 use crate::Result;
 
 /// [`Backend::linear`](crate::backend::Backend::linear) on the CPU: `y` (n, out) = `x · wᵀ` (one GEMM
-/// split across the pool), then per row the bias and `act`. Errors (`Error::Shape`) if a buffer
+/// split across the pool; one per row under training settings, [`set_fast_conv`](crate::backend::Backend::set_fast_conv)
+/// false), then per row the bias and `act`. Errors (`Error::Shape`) if a buffer
 /// is too short.
 pub(super) fn linear(
     be: &CpuBackend,
@@ -41,16 +42,28 @@ pub(super) fn linear(
         return Ok(());
     }
     // y (n, out) = x (n, in) · wᵀ (in, out), then bias + activation per row.
+    // y (rows, out) = x (rows, in) · wᵀ (in, out). The `gemm` crate picks its kernel by the
+    // product's size, so a row's rounding can depend on how many rows it is computed with
+    // (seen at in = 8: SE-ResNet-18's first SE expand, batch 8 against 4). Training computes
+    // each row on its own so that an image's result does not depend on its batch (data-parallel
+    // ranks of batch b then compute what one process of batch 2b does, `tests/batch_split.rs`);
+    // inference, whose batches are not split, keeps one product.
+    let rows = if be.winograd { n.max(1) } else { 1 };
     be.pool.install(|| {
-        matmul::matmul(
-            x,
-            matmul::MatLayout::row_major(n, in_features),
-            w,
-            matmul::MatLayout::transposed(in_features, out_features),
-            y,
-            false,
-            matmul::Par::Rayon,
-        );
+        for (xr, yr) in x[..n * in_features]
+            .chunks(rows * in_features)
+            .zip(y[..n * out_features].chunks_mut(rows * out_features))
+        {
+            matmul::matmul(
+                xr,
+                matmul::MatLayout::row_major(xr.len() / in_features, in_features),
+                w,
+                matmul::MatLayout::transposed(in_features, out_features),
+                yr,
+                false,
+                matmul::Par::Rayon,
+            );
+        }
     });
     // Per row: bias per feature (a "channel" of one element) and the activation.
     for row in y[..n * out_features].chunks_mut(out_features) {

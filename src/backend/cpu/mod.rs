@@ -124,7 +124,7 @@ impl CpuBackend {
             winograd: true,
             winograd_weights: std::sync::Mutex::new(Vec::new()),
             legacy_conv_backward: false,
-            winograd_data_gradient: std::env::var("SENET_CPU_DGRAD").as_deref() == Ok("winograd"),
+            winograd_data_gradient: std::env::var("SENET_CPU_DGRAD").as_deref() != Ok("direct"),
         })
     }
 
@@ -137,15 +137,16 @@ impl CpuBackend {
     }
 
     /// Takes the data gradient of 3x3 stride-1 convs, a forward conv of `dy`
-    /// (`conv/backward.rs`), by Winograd F(4x4, 3x3) where the forward would (`true`;
-    /// `SENET_CPU_DGRAD=winograd` starts a backend with it; `false`, direct sums, is the
-    /// default), even when [`Backend::set_fast_conv`] keeps the forward direct as training
+    /// (`conv/backward.rs`), by Winograd F(4x4, 3x3) wherever its kernels compute the conv
+    /// (`true`, the default; `SENET_CPU_DGRAD=direct` starts a backend with direct sums, for
+    /// A/B runs), even when [`Backend::set_fast_conv`] keeps the forward direct as training
     /// does. Its rounding moves one training step's gradients by about 1e-5 relative against
     /// MindSpore's, inside the golden step's 1e-3 (`tests/train_step.rs`; the forward through
-    /// Winograd moves them by 2e-3 to 5e-3). Off by default: with it, 2 ranks of batch b end 1.6e-5
-    /// (parameters, 3 steps) from one process of batch 2b, past the 1e-5 `tests/dist.rs`
-    /// allows two runs of the same arithmetic, so the Winograd data gradient's rounding depends
-    /// on the batch split or thread count; the cause is not yet found (ARCHITECTURE.md).
+    /// Winograd moves them by 2e-3 to 5e-3). An image's data gradient is the same bits in any
+    /// batch on any thread count, either way (`tests/batch_split.rs`); 2 data-parallel ranks
+    /// of batch b stay within 1.1e-4 of one process of batch 2b after 3 steps (`tests/dist.rs`,
+    /// `winograd_steps` in `tests/common/dist.rs` derives that bound), within 1e-5 with direct
+    /// sums.
     pub fn set_winograd_data_gradient(&mut self, on: bool) {
         self.winograd_data_gradient = on;
     }

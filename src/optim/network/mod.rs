@@ -207,7 +207,7 @@ impl<B: Backend> TrainNet<B> {
     /// Uploads `net`'s parameters to `backend`, with zero Momentum accumulators. `decay(name)`
     /// says which parameters get weight decay (see [`crate::optim::decays`]). The backend's
     /// forward convolutions are set to the direct algorithm ([`Backend::set_fast_conv`]), so that
-    /// a step matches MindSpore's (the CPU's opt-in Winograd data gradients stay within the golden
+    /// a step matches MindSpore's (the CPU's Winograd data gradients stay within the golden
     /// step's tolerance: `CpuBackend::set_winograd_data_gradient`).
     /// Errors: a parameter missing from `net`, a backend allocation failure.
     pub fn new(

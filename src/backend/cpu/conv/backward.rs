@@ -10,11 +10,14 @@
 //! take the data gradient as a forward convolution instead ([`transposed_conv`]): the 3x3 one of
 //! `dy` with the weights transposed and rotated, the 1x1 one with them transposed, through
 //! [`super::conv2d`] (the AVX-512 GEMM with its implicit im2col: no `dcol` buffer, 9x the size of
-//! `dx` for a 3x3, and no col2im pass). The 3x3 ones take Winograd F(4x4, 3x3) where the
-//! forward would, even in training (where [`set_fast_conv`] keeps the forward direct), when
-//! [`set_winograd_data_gradient`] turned that on (off by default): rounded through the
-//! transforms, a step's gradients move about 1e-5 relative against MindSpore's (1e-3 allowed;
-//! through a Winograd forward they would move 2e-3 to 5e-3).
+//! `dx` for a 3x3, and no col2im pass). The 3x3 ones take Winograd F(4x4, 3x3) wherever its
+//! kernels compute the conv, even in training (where [`set_fast_conv`] keeps the forward
+//! direct), unless [`set_winograd_data_gradient`] turned that off (`SENET_CPU_DGRAD=direct`):
+//! rounded through the transforms, a step's gradients move about 1e-5 relative against
+//! MindSpore's (1e-3 allowed; through a Winograd forward they would move 2e-3 to 5e-3). Unlike
+//! the forward's, this choice depends on the conv alone, not on the batch or thread count, so
+//! an image's data gradient is the same bits in any batch on any number of threads
+//! (`tests/batch_split.rs`), as data-parallel training needs.
 //!
 //! [`set_fast_conv`]: crate::backend::Backend::set_fast_conv
 //! [`set_winograd_data_gradient`]: CpuBackend::set_winograd_data_gradient
@@ -32,6 +35,8 @@
 use super::super::kernels;
 use super::super::matmul::{matmul, MatLayout, Par};
 use super::super::CpuBackend;
+#[cfg(target_arch = "x86_64")]
+use super::{winograd, ConvOp};
 use super::{ConvGeometry, SCRATCH};
 use crate::backend::{Activation, Conv2dForward, Conv2dParams, Conv2dShape, Shape4};
 use crate::{mem, Result};
@@ -299,6 +304,21 @@ pub(in crate::backend::cpu) fn conv2d_backward_data(
     }
     if let Some(t) = transposed_conv(conv, ys).filter(|_| !be.legacy_conv_backward) {
         let wt = transposed_weights(conv, w)?;
+        // Winograd chosen by the conv alone, not by the batch or the thread count, so that an
+        // image's gradient is the same bits in any batch on any number of threads.
+        #[cfg(target_arch = "x86_64")]
+        if (be.winograd || be.winograd_data_gradient)
+            && winograd::supports_every_batch(Activation::None, &ConvGeometry::new(t, xs))
+        {
+            let op = ConvOp {
+                g: ConvGeometry::new(t, xs),
+                w: &wt,
+                bias: None,
+                act: Activation::None,
+            };
+            super::winograd_conv(be, &op, dy, dx, None);
+            return Ok(());
+        }
         let f = Conv2dForward {
             shape: t,
             w: &wt,
@@ -306,8 +326,7 @@ pub(in crate::backend::cpu) fn conv2d_backward_data(
             act: Activation::None,
             prepared: None,
         };
-        let winograd = be.winograd || be.winograd_data_gradient;
-        super::conv2d_post(be, f, dy, dx, None, winograd)?;
+        super::conv2d_post(be, f, dy, dx, None, false)?;
         return Ok(());
     }
     be.pool.install(|| {

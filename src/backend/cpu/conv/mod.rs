@@ -130,11 +130,7 @@ fn conv2d_post(
                 .install(|| winograd::conv2d_prepared(u, &op, x, y, post, threads));
             return Ok(ys);
         }
-        // A panic in another conv leaves the buffer in a state that is overwritten anyway.
-        let mut guard = (be.winograd_weights.lock()).unwrap_or_else(|e| e.into_inner());
-        let u: &mut Vec<f32> = &mut guard;
-        be.pool
-            .install(|| winograd::conv2d(u, &op, x, y, post, threads));
+        winograd_conv(be, &op, x, y, post);
         return Ok(ys);
     }
     #[cfg(target_arch = "x86_64")]
@@ -178,6 +174,19 @@ fn conv2d_post(
         }
     });
     Ok(ys)
+}
+
+/// `y = act(conv(x) + bias)` of `op` by Winograd F(4x4, 3x3) on `be`'s pool, the weights
+/// transformed into `be`'s buffer; the caller has checked [`winograd::supports_every_batch`]
+/// and the slice lengths.
+#[cfg(target_arch = "x86_64")]
+fn winograd_conv(be: &CpuBackend, op: &ConvOp, x: &[f32], y: &mut [f32], post: Option<PerImage>) {
+    // A panic in another conv leaves the buffer in a state that is overwritten anyway.
+    let mut guard = (be.winograd_weights.lock()).unwrap_or_else(|e| e.into_inner());
+    let u: &mut Vec<f32> = &mut guard;
+    let threads = be.threads;
+    be.pool
+        .install(|| winograd::conv2d(u, op, x, y, post, threads));
 }
 
 /// [`Backend::prepare_conv2d`](crate::backend::Backend::prepare_conv2d) on the CPU: the weights

@@ -84,9 +84,18 @@ extern "C" {
 /// ones are too few columns for the products, the direct conv splits them better), and an
 /// image whose transformed input and output fit in [`IMAGE_BYTES`] (tasks hold whole images).
 pub(super) fn supports(act: Activation, g: &ConvGeometry, threads: usize) -> bool {
+    supports_every_batch(act, g)
+        && (g.xs.n >= 2 || threads == 1 || tiles(g.xs.h, g.xs.w) >= SINGLE_MIN_TILES)
+}
+
+/// Whether this path can compute the convolution whatever the batch and thread count: AVX-512
+/// present, [`fits`], and an image whose transformed input and output fit in [`IMAGE_BYTES`].
+/// Training's data gradients choose by this alone, so that an image's gradient does not depend
+/// on the batch it is in or on the thread count (a single image of few tiles on several threads
+/// is then slower than the direct conv, but the same bits as in any batch).
+pub(super) fn supports_every_batch(act: Activation, g: &ConvGeometry) -> bool {
     sgemm::available()
         && fits(act, g)
-        && (g.xs.n >= 2 || threads == 1 || tiles(g.xs.h, g.xs.w) >= SINGLE_MIN_TILES)
         && XI * 4 * (g.xs.c + g.ys.c) * tiles(g.xs.h, g.xs.w) <= IMAGE_BYTES
 }
 
