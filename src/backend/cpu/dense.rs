@@ -41,7 +41,6 @@ pub(super) fn linear(
         kernels::bias_act(y1, Some(b), out_features, 1, act);
         return Ok(());
     }
-    // y (n, out) = x (n, in) · wᵀ (in, out), then bias + activation per row.
     // y (rows, out) = x (rows, in) · wᵀ (in, out). The `gemm` crate picks its kernel by the
     // product's size, so a row's rounding can depend on how many rows it is computed with
     // (seen at in = 8: SE-ResNet-18's first SE expand, batch 8 against 4). Training computes
