@@ -122,15 +122,16 @@ static int block_flags(size_t pc, size_t kcur, size_t k) {
     return (pc > 0 ? EP_LOAD : 0) | (pc + kcur >= k ? EP_LAST : 0);
 }
 
-/* The blocked product of both entry points: B gathered block by block from `b` into `pack`, or
- * (b NULL) already packed in `panels` (panel stride k*NR). k = 0 (b only) still writes the bias. */
+/* The blocked product of the entry points: B gathered block by block from `b` into `pack`, or
+ * (b NULL) already packed in `panels` (panel stride k*NR). k = 0 (b only) still writes the bias.
+ * load (senet_sgemm_avx512_acc): every k block, the first too, adds its sums to C. */
 TARGET static void product(size_t m, size_t n, size_t k, const float *a, size_t lda,
                            const senet_bsrc *b, size_t j0, const float *panels, float *pack,
-                           float *c, size_t ldc, const float *bias, int relu) {
+                           float *c, size_t ldc, const float *bias, int relu, int load) {
     const size_t kc = k_block(k);
     for (size_t pc = 0; pc < k || pc == 0; pc += kc) {
         const size_t kcur = k - pc < kc ? k - pc : kc;
-        const int flags = block_flags(pc, kcur, k);
+        const int flags = block_flags(pc, kcur, k) | (load ? EP_LOAD : 0);
         for (size_t ic = 0; ic < m; ic += MC) {
             const size_t mcur = m - ic < MC ? m - ic : MC;
             for (size_t jb = 0; jb < n; jb += NC) {
@@ -156,13 +157,21 @@ TARGET void senet_sgemm_avx512(size_t m, size_t n, const float *a, size_t lda,
                                const float *bias, int act, float *pack) {
     if (m == 0 || n == 0) return;
     product(m, n, b->c * b->kh * b->kw, a, lda, b, j0, NULL, pack, c, ldc, bias,
-            act == SENET_ACT_RELU);
+            act == SENET_ACT_RELU, 0);
+}
+
+TARGET void senet_sgemm_avx512_acc(size_t m, size_t n, const float *a, size_t lda,
+                                   const senet_bsrc *b, size_t j0, float *c, size_t ldc,
+                                   float *pack) {
+    const size_t k = b->c * b->kh * b->kw;
+    if (m == 0 || n == 0 || k == 0) return;
+    product(m, n, k, a, lda, b, j0, NULL, pack, c, ldc, NULL, 0, 1);
 }
 
 TARGET void senet_sgemm_avx512_packed(size_t m, size_t n, size_t k, const float *a, size_t lda,
                                       const float *panels, float *c, size_t ldc) {
     if (m == 0 || n == 0 || k == 0) return;
-    product(m, n, k, a, lda, NULL, 0, panels, NULL, c, ldc, NULL, 0);
+    product(m, n, k, a, lda, NULL, 0, panels, NULL, c, ldc, NULL, 0, 0);
 }
 
 /* ---- The transposed product of small planes (batch 1, 7x7 and 14x14) ----

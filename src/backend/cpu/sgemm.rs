@@ -102,6 +102,17 @@ extern "C" {
         act: i32,
         pack: *mut f32,
     );
+    fn senet_sgemm_avx512_acc(
+        m: usize,
+        n: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const RawBSrc,
+        j0: usize,
+        c: *mut f32,
+        ldc: usize,
+        pack: *mut f32,
+    );
     fn senet_sgemm_pack_floats() -> usize;
     fn senet_sgemm_set_kc(kc: usize);
     fn senet_sgemm_avx512_packed(
@@ -215,9 +226,66 @@ pub unsafe fn sgemm_ptr(
     bias: Option<&[f32]>,
     act: Activation,
 ) {
+    assert!(act != Activation::Sigmoid, "sgemm epilogue: None or ReLU");
+    // SAFETY: passed on from the caller.
+    unsafe { product(m, n, a, lda, b, j0, c, ldc, Epilogue::Store { bias, act }) }
+}
+
+/// How a product meets C: [`sgemm`]'s store with bias and activation, or [`sgemm_acc`]'s add.
+#[derive(Clone, Copy)]
+enum Epilogue<'a> {
+    Store {
+        bias: Option<&'a [f32]>,
+        act: Activation,
+    },
+    Add,
+}
+
+/// `c += A·B` for i < m, j < n: [`sgemm`]'s product with no bias or activation, each k block's
+/// sum (the blocks of [`sgemm`], up to 512 rows) added to C in block order; on a zero C the same
+/// values as [`sgemm`]. For sums over several calls (the filter gradient's sum over images).
+/// Panics as [`sgemm`].
+pub fn sgemm_acc(m: usize, n: usize, a: &[f32], lda: usize, b: &BSrc, j0: usize, out: Out) {
+    let need = if m == 0 || n == 0 {
+        0
+    } else {
+        (m - 1) * out.ldc + n
+    };
+    assert!(out.c.len() >= need, "C too short");
+    // SAFETY: C holds every index the product reads and writes (checked); it is ours alone.
+    unsafe {
+        product(
+            m,
+            n,
+            a,
+            lda,
+            b,
+            j0,
+            out.c.as_mut_ptr(),
+            out.ldc,
+            Epilogue::Add,
+        )
+    }
+}
+
+/// The checks and the call of both [`sgemm_ptr`] and [`sgemm_acc`].
+///
+/// # Safety
+/// As [`sgemm_ptr`] (C also read for [`Epilogue::Add`]).
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    m: usize,
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &BSrc,
+    j0: usize,
+    c: *mut f32,
+    ldc: usize,
+    epilogue: Epilogue,
+) {
     let k = b.rows();
     assert!(available(), "AVX-512 GEMM on a CPU without AVX-512");
-    assert!(act != Activation::Sigmoid, "sgemm epilogue: None or ReLU");
     assert!(
         j0 + n <= b.cols(),
         "columns {}..{} of {}",
@@ -232,7 +300,10 @@ pub unsafe fn sgemm_ptr(
     assert!(ldc >= n, "ldc < n");
     assert!(b.nimg >= 1 && b.x.len() >= (b.nimg - 1) * b.img_stride + b.c * b.h * b.w);
     assert!(b.stride >= 1 && b.kh >= 1 && b.kw >= 1);
-    if let Some(bias) = bias {
+    if let Epilogue::Store {
+        bias: Some(bias), ..
+    } = epilogue
+    {
         assert!(bias.len() >= m, "bias too short");
     }
     let raw = RawBSrc {
@@ -248,27 +319,32 @@ pub unsafe fn sgemm_ptr(
         oh: b.oh,
         ow: b.ow,
     };
-    let act = if act == Activation::Relu { 1 } else { 0 };
     PACK.with(|pack| {
         let mut pack = pack.borrow_mut();
+        let pack = pack.as_mut_ptr().cast::<f32>();
         // SAFETY: the CPU has the instructions (checked); A and bias hold the indices the kernel
         // reads (checked above), C is the caller's promise; B is read only at (image < nimg,
         // channel < c, row < h, column < w) positions, inside x; the pack buffer holds
         // SENET_SGEMM_PACK_FLOATS floats, 64-byte aligned.
         unsafe {
-            senet_sgemm_avx512(
-                m,
-                n,
-                a.as_ptr(),
-                lda,
-                &raw,
-                j0,
-                c,
-                ldc,
-                bias.map_or(std::ptr::null(), |b| b.as_ptr()),
-                act,
-                pack.as_mut_ptr().cast::<f32>(),
-            )
+            match epilogue {
+                Epilogue::Store { bias, act } => senet_sgemm_avx512(
+                    m,
+                    n,
+                    a.as_ptr(),
+                    lda,
+                    &raw,
+                    j0,
+                    c,
+                    ldc,
+                    bias.map_or(std::ptr::null(), |b| b.as_ptr()),
+                    i32::from(act == Activation::Relu),
+                    pack,
+                ),
+                Epilogue::Add => {
+                    senet_sgemm_avx512_acc(m, n, a.as_ptr(), lda, &raw, j0, c, ldc, pack)
+                }
+            }
         }
     });
 }
@@ -400,6 +476,66 @@ mod tests {
             for bias in [false, true] {
                 for act in [Activation::None, Activation::Relu] {
                     check(m, n, k, bias, act);
+                }
+            }
+        }
+    }
+
+    /// `sgemm_acc` adds the product to C: against the naive f64 sum plus C's start, within
+    /// Higham's bound for k + 1 terms; on a zero C, the values of `sgemm` (same k blocks, same
+    /// order). Shapes with 1-3 k blocks (512 rows at most each), m not a multiple of 8 and n not
+    /// a multiple of the 48-column panels nor of 16; C rows longer than n (untouched there).
+    #[test]
+    fn acc_adds_the_naive_product() {
+        if !available() {
+            return;
+        }
+        let gamma = |t: usize| {
+            let tu = t as f64 * f64::from(f32::EPSILON) / 2.0;
+            tu / (1.0 - tu)
+        };
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (7, 17, 9),
+            (9, 49, 511),
+            (8, 64, 513),
+            (17, 70, 1100),
+            (33, 96, 1600),
+            (3, 100, 49),
+        ] {
+            let (lda, ldb, ldc) = (k + 1, n + 3, n + 2);
+            let a = fill(m * lda, (m + 31 * n + k) as u64);
+            let b = fill(k * ldb, (k * 3 + n) as u64);
+            let start = fill(m * ldc, 7);
+            let bsrc = BSrc::matrix(&b, k, n, ldb);
+            let mut c = start.clone();
+            sgemm_acc(m, n, &a, lda, &bsrc, 0, Out { c: &mut c, ldc });
+            let mut zero = vec![0.0f32; m * ldc];
+            sgemm_acc(m, n, &a, lda, &bsrc, 0, Out { c: &mut zero, ldc });
+            let mut stored = vec![0.0f32; m * ldc];
+            let out = Out {
+                c: &mut stored,
+                ldc,
+            };
+            sgemm(m, n, &a, lda, &bsrc, 0, out, None, Activation::None);
+            for i in 0..m {
+                for j in 0..n {
+                    let (mut s, mut mag) = (f64::from(start[i * ldc + j]), 0.0f64);
+                    mag += s.abs();
+                    for r in 0..k {
+                        let p = f64::from(a[i * lda + r]) * f64::from(b[r * ldb + j]);
+                        s += p;
+                        mag += p.abs();
+                    }
+                    let got = f64::from(c[i * ldc + j]);
+                    assert!(
+                        (got - s).abs() <= gamma(k + 1) * mag,
+                        "m{m} n{n} k{k} ({i},{j}): {got} vs {s}"
+                    );
+                    assert_eq!(zero[i * ldc + j], stored[i * ldc + j], "m{m} n{n} k{k}");
+                }
+                for j in n..ldc {
+                    assert_eq!(c[i * ldc + j].to_bits(), start[i * ldc + j].to_bits());
                 }
             }
         }
