@@ -12,7 +12,7 @@ pub const NR: usize = 48;
 /// The im2col matrix of images `x[i*img_stride ..]`, each (c, h, w): row `(ci, ky, kx)`, column
 /// `img * oh*ow + oy*ow + ox` holds `x[img, ci, oy*stride + ky - pad, ox*stride + kx - pad]`
 /// (0 outside the image). A plain row-major K x N matrix with row stride `ldb` is
-/// `BSrc::matrix` (in the tests).
+/// `BSrc::matrix`.
 #[derive(Debug, Clone, Copy)]
 pub struct BSrc<'a> {
     /// The images (or the matrix).
@@ -43,7 +43,6 @@ pub struct BSrc<'a> {
 
 impl<'a> BSrc<'a> {
     /// A row-major `k` x `n` matrix with row stride `ldb`.
-    #[cfg(test)]
     pub fn matrix(x: &'a [f32], k: usize, n: usize, ldb: usize) -> BSrc<'a> {
         BSrc {
             x,
