@@ -388,31 +388,33 @@ fn conv2d_gradients_within_the_f32_summation_bound() {
 }
 
 /// The filter gradient on senet's AVX-512 GEMM (`conv/wgrad.rs`, the default where the CPU has
-/// it, for 16+ output channels per group): against the naive f64 sums within Higham's bound for
-/// the `N·OH·OW` terms of each element (its sums are direct sums in another order), overwriting
-/// and accumulating onto a start (then one more term, the start itself), on 1, 2 and 3 threads.
-/// The shapes cover planes of more than one k block (24x24: 576 pixels), 7x7 planes laid side by
-/// side 10 images per product (batch 13: products of 10 and 3 images, runs cut across them),
-/// 3x3 strided and padded, the 7x7 stem, 1x1 direct and subsampled, groups of 16 and 24
-/// channels, and output channels not a multiple of the GEMM's 16-float vectors.
+/// it, for 48+ output channels per group, 1x1 convs only with no more outputs than inputs):
+/// against the naive f64 sums within Higham's bound for the `N·OH·OW` terms of each element (its
+/// sums are direct sums in another order), overwriting and accumulating onto a start (then one
+/// more term, the start itself), on 1, 2 and 3 threads. The shapes cover planes of more than one
+/// k block (24x24: 576 pixels), 7x7 planes laid side by side 10 images per product (batch 13:
+/// products of 10 and 3 images, runs cut across them), 3x3 strided and padded, the 7x7 stem, 1x1
+/// direct and subsampled, groups of 48 channels, and output channels not a multiple of the
+/// GEMM's 48-column panels nor of its 16-float vectors.
 /// The path taken: where one thread sums several images per product (planes under 512 pixels,
 /// `Some(true)`), the result is not the `gemm` crate's (`set_legacy_filter_gradient`) bit for
-/// bit; with fewer than 16 output channels per group the `gemm` crate keeps the work, bit-equal
-/// (`Some(false)`). (With one image per product both paths can add the same k blocks in the
-/// same order, bit-equal: `None`, no check.)
+/// bit; groups of fewer than 48 output channels and 1x1 expansions stay on the `gemm` crate,
+/// bit-equal (`Some(false)`). (With one image per product both paths can add the same k blocks
+/// in the same order, bit-equal: `None`, no check.)
 #[test]
 fn filter_gradient_on_sgemm_within_the_f32_summation_bound() {
     let mut rng = Rng(31);
     let cases = [
-        (conv_case(3, 8, (24, 24), 20, 3, (1, 1, 1)), None),
-        (conv_case(13, 24, (7, 7), 40, 3, (1, 1, 1)), Some(true)),
-        (conv_case(13, 24, (7, 7), 56, 1, (1, 0, 1)), Some(true)),
-        (conv_case(4, 16, (15, 13), 33, 3, (2, 1, 1)), Some(true)),
-        (conv_case(3, 3, (23, 21), 16, 7, (2, 3, 1)), Some(true)),
-        (conv_case(5, 32, (9, 9), 48, 1, (2, 0, 1)), Some(true)),
-        (conv_case(3, 32, (9, 7), 32, 3, (1, 1, 2)), Some(true)),
-        (conv_case(2, 48, (6, 6), 72, 1, (1, 0, 3)), Some(true)),
-        (conv_case(3, 32, (9, 7), 32, 3, (1, 1, 4)), Some(false)),
+        (conv_case(3, 8, (24, 24), 50, 3, (1, 1, 1)), None),
+        (conv_case(13, 24, (7, 7), 52, 3, (1, 1, 1)), Some(true)),
+        (conv_case(13, 64, (7, 7), 56, 1, (1, 0, 1)), Some(true)),
+        (conv_case(4, 16, (15, 13), 49, 3, (2, 1, 1)), Some(true)),
+        (conv_case(3, 3, (23, 21), 48, 7, (2, 3, 1)), Some(true)),
+        (conv_case(5, 64, (9, 9), 48, 1, (2, 0, 1)), Some(true)),
+        (conv_case(3, 32, (9, 7), 96, 3, (1, 1, 2)), Some(true)),
+        (conv_case(2, 192, (6, 6), 144, 1, (1, 0, 3)), Some(true)),
+        (conv_case(3, 32, (9, 7), 64, 3, (1, 1, 4)), Some(false)),
+        (conv_case(3, 16, (9, 7), 64, 1, (1, 0, 1)), Some(false)),
     ];
     for (c, differs) in cases {
         let ys = out_shape(&c);

@@ -174,6 +174,24 @@ TARGET void senet_sgemm_avx512_packed(size_t m, size_t n, size_t k, const float 
     product(m, n, k, a, lda, NULL, 0, panels, NULL, c, ldc, NULL, 0, 0);
 }
 
+/* Columns gathered 16 rows at a time: the 16 source rows are read along their length, each
+ * cache line reused by the next 15 columns; every store is one contiguous (masked) vector. */
+TARGET void senet_sgemm_transpose(const float *src, size_t lds, size_t rows, size_t cols,
+                                  float *dst, size_t ldd) {
+    const __m512i idx =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32((int)lds));
+    for (size_t r = 0; r < rows; r += 16) {
+        const size_t n = rows - r < 16 ? rows - r : 16;
+        const __mmask16 m = (__mmask16)((1u << n) - 1);
+        const float *s = src + r * lds;
+        float *d = dst + r;
+        for (size_t c = 0; c < cols; c++)
+            _mm512_mask_storeu_ps(d + c * ldd, m,
+                                  _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, s + c, 4));
+    }
+}
+
 /* ---- The transposed product of small planes (batch 1, 7x7 and 14x14) ----
  *
  * Y[j, i] = act(bias[j] + sum_r A[i, r] * W[j, r]) for pixels i < m and output channels j < n:

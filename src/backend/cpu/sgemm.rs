@@ -113,6 +113,14 @@ extern "C" {
         pack: *mut f32,
     );
     fn senet_sgemm_pack_floats() -> usize;
+    fn senet_sgemm_transpose(
+        src: *const f32,
+        lds: usize,
+        rows: usize,
+        cols: usize,
+        dst: *mut f32,
+        ldd: usize,
+    );
     fn senet_sgemm_set_kc(kc: usize);
     fn senet_sgemm_avx512_packed(
         m: usize,
@@ -348,6 +356,32 @@ unsafe fn product(
     });
 }
 
+/// `dst[c*ldd + r] = src[r*lds + c]` for r < rows, c < cols, by AVX-512 gathers of 16 rows.
+/// Panics if a slice is too short, `ldd < rows`, `lds < cols`, `15·lds` exceeds an i32 (the
+/// gather's offsets) or the CPU lacks AVX-512 ([`available`]).
+pub fn transpose(src: &[f32], lds: usize, rows: usize, cols: usize, dst: &mut [f32], ldd: usize) {
+    assert!(available(), "AVX-512 transpose on a CPU without AVX-512");
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(
+        lds >= cols && src.len() >= (rows - 1) * lds + cols,
+        "src too short"
+    );
+    assert!(
+        ldd >= rows && dst.len() >= (cols - 1) * ldd + rows,
+        "dst too short"
+    );
+    assert!(
+        15 * lds <= i32::MAX as usize,
+        "row stride {lds} too large for the gathers"
+    );
+    // SAFETY: the CPU has the instructions; the kernel reads src[r*lds + c] and writes
+    // dst[c*ldd + r] for r < rows, c < cols only (masked lanes neither load nor store), inside
+    // the slices (checked above); the gather offsets fit an i32 (checked).
+    unsafe { senet_sgemm_transpose(src.as_ptr(), lds, rows, cols, dst.as_mut_ptr(), ldd) }
+}
+
 /// Floats of the B panels of a `k` x `n` matrix for [`sgemm_packed`]: ceil(n / NR) panels of
 /// k x NR.
 pub fn packed_len(k: usize, n: usize) -> usize {
@@ -536,6 +570,29 @@ mod tests {
                 for j in n..ldc {
                     assert_eq!(c[i * ldc + j].to_bits(), start[i * ldc + j].to_bits());
                 }
+            }
+        }
+    }
+
+    /// `transpose` moves every element and nothing else: rows not a multiple of 16, padded
+    /// strides on both sides.
+    #[test]
+    fn transpose_moves_every_element() {
+        if !available() {
+            return;
+        }
+        for &(rows, cols) in &[(1, 1), (16, 3), (17, 40), (70, 33), (5, 100)] {
+            let (lds, ldd) = (cols + 3, rows + 2);
+            let src = fill(rows * lds, (rows * 100 + cols) as u64);
+            let mut dst = vec![f32::NAN; cols * ldd];
+            transpose(&src, lds, rows, cols, &mut dst, ldd);
+            for c in 0..cols {
+                for r in 0..rows {
+                    assert_eq!(dst[c * ldd + r].to_bits(), src[r * lds + c].to_bits());
+                }
+                assert!(dst[c * ldd + rows..(c + 1) * ldd]
+                    .iter()
+                    .all(|v| v.is_nan()));
             }
         }
     }

@@ -21,7 +21,7 @@
 //!
 //! [`CpuBackend::set_legacy_filter_gradient`]: super::super::CpuBackend::set_legacy_filter_gradient
 use super::super::matmul::Par;
-use super::super::sgemm::{self, sgemm, sgemm_acc, BSrc, Out};
+use super::super::sgemm::{self, sgemm, sgemm_acc, transpose, BSrc, Out};
 use super::backward::{cols_kind, gather, Cols};
 use super::ConvGeometry;
 use crate::backend::Activation;
@@ -32,9 +32,11 @@ use std::ops::Range;
 /// side): the GEMM's largest k block, so a product passes over C once per k block.
 const DEPTH: usize = 512;
 
-/// Output channels per group below which the `gemm` crate keeps the filter gradient: a product
-/// of fewer columns than one 16-float vector leaves most of every GEMM vector idle.
-const MIN_COUT_G: usize = 16;
+/// Output channels per group below which the `gemm` crate keeps the filter gradient: with
+/// fewer columns than one 48-float panel the GEMM's tail kernels run most of the product
+/// (ResNeXt's grouped 3x3 convs, 4 to 32 channels per group, measured 0.7-0.9x the `gemm`
+/// crate's speed in `benches/layers.rs`).
+const MIN_COUT_G: usize = 48;
 
 /// Per-thread buffers of [`run`], grown to the largest layer and reused.
 #[derive(Default)]
@@ -62,23 +64,15 @@ fn grown(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
 }
 
 /// Whether [`run`] takes the filter gradient of `g`: the CPU has the AVX-512 GEMM, the backend
-/// was not told to keep the `gemm` crate, and each group has at least 16 output channels.
+/// was not told to keep the `gemm` crate, each group has at least [`MIN_COUT_G`] output
+/// channels, and the conv is not a 1x1 with more outputs than inputs per group. Those (the
+/// bottlenecks' expansions and the downsampling convs) keep the `gemm` crate: `dYᵀ` is then
+/// larger than `col`, and transposing it cost more than the GEMM gained (0.5-0.9x in
+/// `benches/layers.rs`).
 pub(super) fn usable(legacy: bool, g: &ConvGeometry) -> bool {
-    !legacy && g.ys.c / g.p.groups >= MIN_COUT_G && sgemm::available()
-}
-
-/// `dst[c·ld_dst + r] = src[r·ld_src + c]` for r < rows, c < cols, in 16x16 tiles.
-fn transpose(src: &[f32], ld_src: usize, rows: usize, cols: usize, dst: &mut [f32], ld_dst: usize) {
-    const T: usize = 16;
-    for r0 in (0..rows).step_by(T) {
-        for c0 in (0..cols).step_by(T) {
-            for r in r0..(r0 + T).min(rows) {
-                for c in c0..(c0 + T).min(cols) {
-                    dst[c * ld_dst + r] = src[r * ld_src + c];
-                }
-            }
-        }
-    }
+    let (cin_g, cout_g) = (g.xs.c / g.p.groups, g.ys.c / g.p.groups);
+    let expansion = g.kh * g.kw == 1 && cout_g > cin_g;
+    !legacy && cout_g >= MIN_COUT_G && !expansion && sgemm::available()
 }
 
 /// `target` (Cout, Cin/groups, kh, kw) (+)= Σ over `images` of image i's filter gradient
