@@ -1,96 +1,18 @@
-//! Backward ops of the CPU backend (convolution data/filter gradients, dense, max and global
-//! average pooling, gradient accumulation), checked against central finite differences of the
-//! forward ops and against naive nested-loop references.
+//! Convolution backward ops of the CPU backend (data and filter gradients, accumulation,
+//! determinism, bad shapes, empty batches), checked against central finite differences of the
+//! forward op, naive nested-loop references in f64 and the f32 summation bound.
 //!
 //! Every gradient check uses the scalar loss `L = Σ r ⊙ op(x)` with `r` random, so that
 //! `∂L/∂op(x) = r` is the `dy` fed to the backward op. The forward ops run in f32; the loss and
-//! the differences are taken in f64 over the actual f32 step.
+//! the differences are taken in f64 over the actual f32 step. The dense, pooling and
+//! gradient-accumulation ops are in `backward_layers.rs`.
 mod common;
 
-use common::fd::rel_err;
+use common::fd::{assert_grad, assert_tail, backends, central_diff_h, dot, garbage, padded, Rng};
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{
-    same_pool_geometry, Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape,
-    LinearForward, LinearGrads, LinearShape, MaxPool2dParams, Shape4,
+    Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, LinearGrads, LinearShape, Shape4,
 };
-
-/// SplitMix64: a tiny deterministic generator for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    fn uniform(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-
-    fn vec(&mut self, len: usize) -> Vec<f32> {
-        (0..len).map(|_| self.uniform()).collect()
-    }
-
-    /// A random permutation of 0..len.
-    fn permutation(&mut self, len: usize) -> Vec<usize> {
-        let mut p: Vec<usize> = (0..len).collect();
-        for i in (1..len).rev() {
-            let j = (self.next_u64() % (i as u64 + 1)) as usize;
-            p.swap(i, j);
-        }
-        p
-    }
-}
-
-/// Finite-difference step (on f32 values of magnitude ~1).
-const H: f32 = 1e-2;
-/// Largest accepted relative error ‖analytic − numeric‖₂ / ‖numeric‖₂ of a gradient tensor.
-const REL_TOL: f64 = 1e-3;
-/// Sentinel written past the end of the shapes' elements: must survive every op.
-const TAIL: f32 = 7.25;
-const TAIL_LEN: usize = 5;
-
-fn backends() -> Vec<CpuBackend> {
-    vec![CpuBackend::new(1).unwrap(), CpuBackend::new(2).unwrap()]
-}
-
-fn loss(r: &[f32], y: &[f32]) -> f64 {
-    r.iter().zip(y).map(|(&a, &b)| a as f64 * b as f64).sum()
-}
-
-/// Central differences of `f` (a scalar function of `v`) with respect to every element of `v`.
-fn numeric_grad(v: &[f32], f: impl FnMut(&[f32]) -> f64) -> Vec<f64> {
-    common::fd::central_diff(v, H, f)
-}
-
-fn assert_close(what: &str, analytic: &[f32], numeric: &[f64]) {
-    let e = rel_err(analytic, numeric);
-    assert!(e <= REL_TOL, "{what}: relative error {e:e} > {REL_TOL:e}");
-}
-
-/// `v` followed by the sentinel tail (a buffer longer than its shape).
-fn padded(v: &[f32]) -> Vec<f32> {
-    let mut b = v.to_vec();
-    b.extend([TAIL; TAIL_LEN]);
-    b
-}
-
-/// A buffer of `len` garbage values (to check overwriting) plus the sentinel tail.
-fn garbage(len: usize) -> Vec<f32> {
-    padded(&vec![-3.5; len])
-}
-
-fn assert_tail(what: &str, b: &[f32], len: usize) {
-    assert_eq!(b.len(), len + TAIL_LEN, "{what}: buffer length");
-    assert!(
-        b[len..].iter().all(|&t| t == TAIL),
-        "{what}: wrote past the shape"
-    );
-}
 
 // ---------------------------------------------------------------- convolution
 
@@ -222,17 +144,17 @@ fn conv2d_gradients_match_finite_differences() {
     let mut rng = Rng(1);
     for (name, c) in conv_cases() {
         let ys = out_shape(&c);
-        let x = rng.vec(c.xs.numel());
-        let w = rng.vec(c.w_shape.iter().product());
-        let r = rng.vec(ys.numel());
+        let x = rng.vec(c.xs.numel(), -1.0, 1.0);
+        let w = rng.vec(c.w_shape.iter().product(), -1.0, 1.0);
+        let r = rng.vec(ys.numel(), -1.0, 1.0);
         let be = &bes[1];
-        let num_dx = numeric_grad(&x, |xv| loss(&r, &conv_forward(be, &c, xv, &w)));
-        let num_dw = numeric_grad(&w, |wv| loss(&r, &conv_forward(be, &c, &x, wv)));
+        let num_dx = central_diff_h(&x, |xv| dot(&r, &conv_forward(be, &c, xv, &w)));
+        let num_dw = central_diff_h(&w, |wv| dot(&r, &conv_forward(be, &c, &x, wv)));
         for be in &bes {
             let (dx, dw) = conv_backward(be, &c, &x, &w, &r);
             let t = be.threads();
-            assert_close(&format!("{name} dx ({t} threads)"), &dx, &num_dx);
-            assert_close(&format!("{name} dw ({t} threads)"), &dw, &num_dw);
+            assert_grad(&format!("{name} dx ({t} threads)"), &dx, &num_dx);
+            assert_grad(&format!("{name} dw ({t} threads)"), &dw, &num_dw);
         }
     }
 }
@@ -247,9 +169,9 @@ fn conv2d_gradients_match_naive_reference() {
     cases.extend(conv_cases().into_iter().map(|(_, c)| c));
     for c in cases {
         let ys = out_shape(&c);
-        let x = rng.vec(c.xs.numel());
-        let w = rng.vec(c.w_shape.iter().product());
-        let dy = rng.vec(ys.numel());
+        let x = rng.vec(c.xs.numel(), -1.0, 1.0);
+        let w = rng.vec(c.w_shape.iter().product(), -1.0, 1.0);
+        let dy = rng.vec(ys.numel(), -1.0, 1.0);
         let (ref_dx, ref_dw) = naive_conv_backward(&c, &x, &w, &dy);
         for be in &bes {
             let (dx, dw) = conv_backward(be, &c, &x, &w, &dy);
@@ -372,9 +294,9 @@ fn conv2d_gradients_within_the_f32_summation_bound() {
     }
     for c in cases {
         let ys = out_shape(&c);
-        let x = rng.vec(c.xs.numel());
-        let w = rng.vec(c.w_shape.iter().product());
-        let dy = rng.vec(ys.numel());
+        let x = rng.vec(c.xs.numel(), -1.0, 1.0);
+        let w = rng.vec(c.w_shape.iter().product(), -1.0, 1.0);
+        let dy = rng.vec(ys.numel(), -1.0, 1.0);
         let want = naive_with_magnitudes(&c, &x, &w, &dy);
         let dx_terms = c.w_shape[0] / c.p.groups * c.w_shape[2] * c.w_shape[3];
         let dw_terms = ys.n * ys.h * ys.w;
@@ -479,9 +401,9 @@ fn winograd_data_gradient_within_its_tile_bound() {
         direct.set_fast_conv(false);
         direct.set_winograd_data_gradient(false);
         let ys = out_shape(&c);
-        let x = rng.vec(c.xs.numel());
-        let w = rng.vec(c.w_shape.iter().product());
-        let dy = rng.vec(ys.numel());
+        let x = rng.vec(c.xs.numel(), -1.0, 1.0);
+        let w = rng.vec(c.w_shape.iter().product(), -1.0, 1.0);
+        let dy = rng.vec(ys.numel(), -1.0, 1.0);
         let want = naive_with_magnitudes(&c, &x, &w, &dy);
         let (dx, _) = conv_backward(&wino, &c, &x, &w, &dy);
         let (dx_direct, _) = conv_backward(&direct, &c, &x, &w, &dy);
@@ -529,13 +451,13 @@ fn conv2d_backward_filter_accumulates() {
     for n in [1, 3] {
         let c = conv_case(n, 4, (7, 5), 4, 3, (1, 1, 2));
         let ys = out_shape(&c);
-        let x = rng.vec(c.xs.numel());
-        let dy = rng.vec(ys.numel());
+        let x = rng.vec(c.xs.numel(), -1.0, 1.0);
+        let dy = rng.vec(ys.numel(), -1.0, 1.0);
         let wl: usize = c.w_shape.iter().product();
         let mut fresh = vec![0.0; wl];
         be.conv2d_backward_filter(c, &x, &dy, ys, &mut fresh, false)
             .unwrap();
-        let start = rng.vec(wl);
+        let start = rng.vec(wl, -1.0, 1.0);
         let mut acc = start.clone();
         be.conv2d_backward_filter(c, &x, &dy, ys, &mut acc, true)
             .unwrap();
@@ -562,9 +484,9 @@ fn conv2d_backward_is_deterministic() {
         conv_case(4, 32, (7, 7), 64, 1, (1, 0, 1)),
     ] {
         let ys = out_shape(&c);
-        let x = rng.vec(c.xs.numel());
-        let w = rng.vec(c.w_shape.iter().product());
-        let dy = rng.vec(ys.numel());
+        let x = rng.vec(c.xs.numel(), -1.0, 1.0);
+        let w = rng.vec(c.w_shape.iter().product(), -1.0, 1.0);
+        let dy = rng.vec(ys.numel(), -1.0, 1.0);
         let first = conv_backward(&be, &c, &x, &w, &dy);
         for _ in 0..3 {
             let again = conv_backward(&be, &c, &x, &w, &dy);
@@ -608,307 +530,6 @@ fn conv2d_backward_rejects_bad_shapes() {
     let mut short_w = vec![0.0; w.len() - 1];
     assert!(be
         .conv2d_backward_filter(c, &x, &dy, ys, &mut short_w, false)
-        .is_err());
-}
-
-// ---------------------------------------------------------------- dense
-
-#[test]
-fn linear_gradients_match_finite_differences() {
-    let bes = backends();
-    let mut rng = Rng(5);
-    for (n, inf, outf) in [(3, 7, 5), (1, 9, 4), (4, 16, 10)] {
-        let x = rng.vec(n * inf);
-        let w = rng.vec(outf * inf);
-        let b = rng.vec(outf);
-        let r = rng.vec(n * outf);
-        let be0 = &bes[1];
-        let fwd = |x: &[f32], w: &[f32], b: &[f32]| {
-            let mut y = vec![0.0; n * outf];
-            let (w, b) = (w.to_vec(), b.to_vec());
-            let f = LinearForward {
-                shape: LinearShape {
-                    n,
-                    in_features: inf,
-                    out_features: outf,
-                },
-                w: &w,
-                b: &b,
-                act: Activation::None,
-            };
-            be0.linear(f, &x.to_vec(), &mut y).unwrap();
-            loss(&r, &y)
-        };
-        let num_dx = numeric_grad(&x, |v| fwd(v, &w, &b));
-        let num_dw = numeric_grad(&w, |v| fwd(&x, v, &b));
-        let num_db = numeric_grad(&b, |v| fwd(&x, &w, v));
-        let shape = LinearShape {
-            n,
-            in_features: inf,
-            out_features: outf,
-        };
-        for be in &bes {
-            let t = be.threads();
-            let (xb, wb, rb) = (padded(&x), padded(&w), padded(&r));
-            let mut dx = garbage(n * inf);
-            let mut dw = garbage(outf * inf);
-            let mut db = garbage(outf);
-            let grads = LinearGrads {
-                dx: Some(&mut dx),
-                dw: &mut dw,
-                db: &mut db,
-            };
-            be.linear_backward(shape, &xb, &wb, &rb, grads).unwrap();
-            assert_tail("linear dx", &dx, n * inf);
-            assert_tail("linear dw", &dw, outf * inf);
-            assert_tail("linear db", &db, outf);
-            let what = format!("linear n={n} in={inf} out={outf} ({t} threads)");
-            assert_close(&format!("{what} dx"), &dx[..n * inf], &num_dx);
-            assert_close(&format!("{what} dw"), &dw[..outf * inf], &num_dw);
-            assert_close(&format!("{what} db"), &db[..outf], &num_db);
-            // Without dx: the same dw and db.
-            let mut dw2 = garbage(outf * inf);
-            let mut db2 = garbage(outf);
-            let grads = LinearGrads {
-                dx: None,
-                dw: &mut dw2,
-                db: &mut db2,
-            };
-            be.linear_backward(shape, &xb, &wb, &rb, grads).unwrap();
-            assert_eq!(dw2, dw);
-            assert_eq!(db2, db);
-        }
-    }
-    let be = &bes[0];
-    let mut small = vec![0.0; 3];
-    assert!(be
-        .linear_backward(
-            LinearShape {
-                n: 2,
-                in_features: 3,
-                out_features: 2,
-            },
-            &vec![0.0; 6],
-            &vec![0.0; 6],
-            &vec![0.0; 4],
-            LinearGrads {
-                dx: None,
-                dw: &mut small,
-                db: &mut vec![0.0; 2],
-            },
-        )
-        .is_err());
-}
-
-// ---------------------------------------------------------------- pooling
-
-fn pool_out(xs: Shape4, k: usize, s: usize) -> Shape4 {
-    let (oh, _) = same_pool_geometry(xs.h, k, s);
-    let (ow, _) = same_pool_geometry(xs.w, k, s);
-    Shape4::new(xs.n, xs.c, oh, ow)
-}
-
-/// Naive reference of the max-pool backward: the first strict maximum of each clipped window.
-fn naive_max_pool_backward(x: &[f32], xs: Shape4, k: usize, s: usize, dy: &[f32]) -> Vec<f32> {
-    let ys = pool_out(xs, k, s);
-    let (_, pt) = same_pool_geometry(xs.h, k, s);
-    let (_, pl) = same_pool_geometry(xs.w, k, s);
-    let mut dx = vec![0.0f32; xs.numel()];
-    for plane in 0..xs.n * xs.c {
-        for oy in 0..ys.h {
-            for ox in 0..ys.w {
-                let mut best: Option<(f32, usize)> = None;
-                for ky in 0..k {
-                    for kx in 0..k {
-                        let iy = (oy * s + ky) as isize - pt as isize;
-                        let ix = (ox * s + kx) as isize - pl as isize;
-                        if iy < 0 || ix < 0 || iy >= xs.h as isize || ix >= xs.w as isize {
-                            continue;
-                        }
-                        let j = (plane * xs.h + iy as usize) * xs.w + ix as usize;
-                        if best.is_none_or(|(m, _)| x[j] > m) {
-                            best = Some((x[j], j));
-                        }
-                    }
-                }
-                dx[best.unwrap().1] += dy[(plane * ys.h + oy) * ys.w + ox];
-            }
-        }
-    }
-    dx
-}
-
-fn pool_cases() -> Vec<(Shape4, usize, usize)> {
-    vec![
-        (Shape4::new(2, 3, 9, 9), 3, 2),  // the stem pool, odd size
-        (Shape4::new(1, 10, 7, 5), 3, 2), // more planes than one task
-        (Shape4::new(3, 2, 8, 8), 3, 2),  // even size: padding only at the bottom/right
-        (Shape4::new(1, 2, 7, 5), 3, 1),  // heavy overlap
-        (Shape4::new(3, 3, 6, 7), 2, 2),  // no overlap
-    ]
-}
-
-#[test]
-fn max_pool_gradient_matches_finite_differences() {
-    let bes = backends();
-    let mut rng = Rng(6);
-    for (xs, k, s) in pool_cases() {
-        let ys = pool_out(xs, k, s);
-        // Distinct values 0.05 apart: no ties, and a step of H never changes a window's argmax.
-        let x: Vec<f32> = rng
-            .permutation(xs.numel())
-            .into_iter()
-            .map(|v| v as f32 * 0.05 - 1.0)
-            .collect();
-        let r = rng.vec(ys.numel());
-        let fwd = |xv: &[f32]| {
-            let mut y = vec![0.0; ys.numel()];
-            let got = bes[1]
-                .max_pool2d(MaxPool2dParams::same(k, s), &xv.to_vec(), xs, &mut y)
-                .unwrap();
-            assert_eq!(got, ys);
-            loss(&r, &y)
-        };
-        let num = numeric_grad(&x, fwd);
-        for be in &bes {
-            let mut dx = garbage(xs.numel());
-            be.max_pool2d_backward(
-                MaxPool2dParams::same(k, s),
-                &padded(&x),
-                xs,
-                &padded(&r),
-                &mut dx,
-            )
-            .unwrap();
-            assert_tail("max_pool2d_backward dx", &dx, xs.numel());
-            let what = format!("max pool {xs:?} k{k} s{s} ({} threads)", be.threads());
-            assert_close(&what, &dx[..xs.numel()], &num);
-            let reference = naive_max_pool_backward(&x, xs, k, s, &r);
-            assert_eq!(
-                &dx[..xs.numel()],
-                &reference[..],
-                "{what}: vs naive reference"
-            );
-        }
-    }
-}
-
-#[test]
-fn max_pool_gradient_goes_to_first_max_on_ties() {
-    let be = CpuBackend::new(2).unwrap();
-    let mut rng = Rng(7);
-    for (xs, k, s) in pool_cases() {
-        let ys = pool_out(xs, k, s);
-        // Few distinct values: windows full of ties.
-        let x: Vec<f32> = (0..xs.numel())
-            .map(|_| (rng.next_u64() % 3) as f32)
-            .collect();
-        let dy = rng.vec(ys.numel());
-        let mut dx = garbage(xs.numel());
-        be.max_pool2d_backward(MaxPool2dParams::same(k, s), &x, xs, &dy, &mut dx)
-            .unwrap();
-        let reference = naive_max_pool_backward(&x, xs, k, s, &dy);
-        assert_eq!(&dx[..xs.numel()], &reference[..], "{xs:?} k{k} s{s}");
-    }
-    // A single window of equal values: everything goes to its top-left element.
-    let xs = Shape4::new(1, 1, 3, 3);
-    let mut dx = vec![0.0; 9];
-    be.max_pool2d_backward(
-        MaxPool2dParams::same(3, 3),
-        &vec![1.0; 9],
-        xs,
-        &vec![2.5],
-        &mut dx,
-    )
-    .unwrap();
-    assert_eq!(dx, [2.5, 0., 0., 0., 0., 0., 0., 0., 0.]);
-    assert!(be
-        .max_pool2d_backward(
-            MaxPool2dParams::same(0, 2),
-            &vec![0.0; 9],
-            xs,
-            &vec![0.0; 4],
-            &mut dx
-        )
-        .is_err());
-    assert!(be
-        .max_pool2d_backward(
-            MaxPool2dParams::same(3, 2),
-            &vec![0.0; 9],
-            xs,
-            &vec![0.0; 3],
-            &mut dx
-        )
-        .is_err());
-}
-
-#[test]
-fn global_avg_pool_gradient_matches_finite_differences() {
-    let bes = backends();
-    let mut rng = Rng(8);
-    for xs in [
-        Shape4::new(3, 5, 7, 5),
-        Shape4::new(1, 17, 3, 3),
-        Shape4::new(2, 4, 1, 1),
-    ] {
-        let x = rng.vec(xs.numel());
-        let r = rng.vec(xs.n * xs.c);
-        let fwd = |xv: &[f32]| {
-            let mut y = vec![0.0; xs.n * xs.c];
-            bes[1].global_avg_pool(&xv.to_vec(), xs, &mut y).unwrap();
-            loss(&r, &y)
-        };
-        let num = numeric_grad(&x, fwd);
-        for be in &bes {
-            let mut dx = garbage(xs.numel());
-            be.global_avg_pool_backward(&padded(&r), xs, &mut dx)
-                .unwrap();
-            assert_tail("global_avg_pool_backward dx", &dx, xs.numel());
-            assert_close(&format!("gap {xs:?}"), &dx[..xs.numel()], &num);
-            // Exactly dy / (H·W).
-            let hw = (xs.h * xs.w) as f32;
-            for (i, &g) in dx[..xs.numel()].iter().enumerate() {
-                assert_eq!(g, r[i / (xs.h * xs.w)] / hw);
-            }
-        }
-    }
-    assert!(bes[0]
-        .global_avg_pool_backward(&vec![0.0; 2], Shape4::new(1, 3, 2, 2), &mut vec![0.0; 12])
-        .is_err());
-}
-
-// ---------------------------------------------------------------- accumulation
-
-#[test]
-fn add_assign_matches_finite_differences_and_exact_sums() {
-    let bes = backends();
-    let mut rng = Rng(9);
-    // L = Σ r ⊙ (dst + src): ∂L/∂src = ∂L/∂dst = r.
-    let len = 37;
-    let (d0, s0, r) = (rng.vec(len), rng.vec(len), rng.vec(len));
-    let fwd = |d: &[f32], s: &[f32]| {
-        let mut db = d.to_vec();
-        bes[1].add_assign(&mut db, &s.to_vec(), len).unwrap();
-        loss(&r, &db)
-    };
-    let num_src = numeric_grad(&s0, |s| fwd(&d0, s));
-    let num_dst = numeric_grad(&d0, |d| fwd(d, &s0));
-    assert_close("add_assign src", &r, &num_src);
-    assert_close("add_assign dst", &r, &num_dst);
-    // Exact sums, leading `len` values only; large enough for the parallel path.
-    for len in [37, 300_001] {
-        let (d0, s0) = (rng.vec(len), rng.vec(len));
-        for be in &bes {
-            let mut dst = padded(&d0);
-            be.add_assign(&mut dst, &padded(&s0), len).unwrap();
-            assert_tail("add_assign dst", &dst, len);
-            for i in 0..len {
-                assert_eq!(dst[i], d0[i] + s0[i]);
-            }
-        }
-    }
-    assert!(bes[0]
-        .add_assign(&mut vec![0.0; 3], &vec![0.0; 4], 4)
         .is_err());
 }
 

@@ -73,3 +73,54 @@ pub fn assert_grad(what: &str, analytic: &[f32], numeric: &[f64]) {
         "{what}: relative error {e:.3e}\nanalytic {analytic:?}\nnumeric {numeric:?}"
     );
 }
+
+impl Rng {
+    /// A random permutation of `0..len` (Fisher-Yates).
+    pub fn permutation(&mut self, len: usize) -> Vec<usize> {
+        let mut p: Vec<usize> = (0..len).collect();
+        for i in (1..len).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            p.swap(i, j);
+        }
+        p
+    }
+}
+
+/// The CPU backend on 1 and on 2 threads (the serial and the parallel paths).
+pub fn backends() -> Vec<senet::backend::cpu::CpuBackend> {
+    vec![
+        senet::backend::cpu::CpuBackend::new(1).unwrap(),
+        senet::backend::cpu::CpuBackend::new(2).unwrap(),
+    ]
+}
+
+/// Central differences with the step the layer tests use, 1e-2 (on f32 values of magnitude ~1).
+pub fn central_diff_h(v: &[f32], f: impl FnMut(&[f32]) -> f64) -> Vec<f64> {
+    central_diff(v, 1e-2, f)
+}
+
+/// Sentinel written past the end of a shape's elements: every op must leave it alone.
+pub const TAIL: f32 = 7.25;
+/// How many sentinels follow a buffer.
+pub const TAIL_LEN: usize = 5;
+
+/// `v` followed by the sentinel tail (a buffer longer than its shape).
+pub fn padded(v: &[f32]) -> Vec<f32> {
+    let mut b = v.to_vec();
+    b.extend([TAIL; TAIL_LEN]);
+    b
+}
+
+/// A buffer of `len` garbage values (to check overwriting) plus the sentinel tail.
+pub fn garbage(len: usize) -> Vec<f32> {
+    padded(&vec![-3.5; len])
+}
+
+/// Asserts `b` is `len` values plus an untouched sentinel tail, naming `what`.
+pub fn assert_tail(what: &str, b: &[f32], len: usize) {
+    assert_eq!(b.len(), len + TAIL_LEN, "{what}: buffer length");
+    assert!(
+        b[len..].iter().all(|&t| t == TAIL),
+        "{what}: wrote past the shape"
+    );
+}
