@@ -5,6 +5,8 @@
 //! - data:   `dcol[K×P] = Wᵀ·dY` (a TN product), then `dx = col2im(dcol)` (the scatter-add
 //!   adjoint of the im2col gather);
 //! - filter: `dW[Cout_g×K] += dY·colᵀ` (an NT product), summed over the images of the batch.
+//!   On x86_64 with AVX-512 most convs take it on senet's GEMM, transposed, a run of images
+//!   at a time ([`super::wgrad`]); the others on the `gemm` crate, image by image.
 //!
 //! Stride-1 convs (all of SE-ResNet's but the stem, the strided 3x3 and the downsampling 1x1)
 //! take the data gradient as a forward convolution instead ([`transposed_conv`]): the 3x3 one of
