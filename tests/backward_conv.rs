@@ -341,9 +341,9 @@ fn filter_gradient_on_sgemm_within_the_f32_summation_bound() {
     for (c, differs) in cases {
         let ys = out_shape(&c);
         let wl: usize = c.w_shape.iter().product();
-        let x = rng.vec(c.xs.numel());
-        let dy = rng.vec(ys.numel());
-        let start = rng.vec(wl);
+        let x = rng.vec(c.xs.numel(), -1.0, 1.0);
+        let dy = rng.vec(ys.numel(), -1.0, 1.0);
+        let start = rng.vec(wl, -1.0, 1.0);
         let w = vec![0.0; wl];
         let want = naive_with_magnitudes(&c, &x, &w, &dy);
         let terms = ys.n * ys.h * ys.w;
