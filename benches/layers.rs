@@ -9,9 +9,12 @@
 //! and 14x14 layers), the forward is timed both ways, alternately: with the prepared weights
 //! (the batch-1 product) and without (the GEMM path of before). The stem's max pool is timed
 //! last; `SENET_CPU_B1=old` gives the scalar pool (and no prepared weights) for an A/B of it.
+//! Then the Dense layers (the SE modules and the classifier; `SENET_CPU_B1=nolocal` for an A/B
+//! of batch 1 on the calling thread).
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{
-    Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, MaxPool2dParams, Shape4,
+    Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, LinearForward, LinearShape,
+    MaxPool2dParams, Shape4,
 };
 
 /// (cin, h, cout, k, stride, pad, groups) of one conv.
@@ -120,9 +123,44 @@ fn main() {
         be.max_pool2d(pool, &x, xs, &mut y).unwrap();
     });
     println!("max_pool2d 64x112 3x3 s2 same: {:>7.3} ms", secs * 1e3);
-    match args.get(3).map(String::as_str) {
-        Some("forward") => {}
-        _ => backward(&layers, batch, threads),
+    dense(&be, batch);
+    if args.get(3).map(String::as_str) != Some("forward") {
+        backward(&layers, batch, threads);
+    }
+}
+
+/// The Dense layers of seresnet50 (the SE modules' reduce and expand of stages 1-4, the
+/// classifier) at `batch`: microseconds per call, median of 5 (after one untimed). `SENET_CPU_B1=nolocal`
+/// keeps batch 1 on the pool (A/B runs).
+fn dense(be: &CpuBackend, batch: usize) {
+    let shapes = [
+        (256, 16),
+        (16, 256),
+        (512, 32),
+        (32, 512),
+        (1024, 64),
+        (64, 1024),
+        (2048, 128),
+        (128, 2048),
+        (2048, 1000),
+    ];
+    for (inf, outf) in shapes {
+        let x = be.upload(&distinct_values(batch * inf)).unwrap();
+        let w = be.upload(&distinct_values(outf * inf)).unwrap();
+        let b = be.upload(&vec![0.1; outf]).unwrap();
+        let mut y = be.alloc(batch * outf).unwrap();
+        let f = LinearForward {
+            shape: LinearShape {
+                n: batch,
+                in_features: inf,
+                out_features: outf,
+            },
+            w: &w,
+            b: &b,
+            act: Activation::Relu,
+        };
+        let secs = median_secs(|| be.linear(f, &x, &mut y).unwrap());
+        println!("linear {inf:>4} -> {outf:>4}: {:>8.1} us", secs * 1e6);
     }
 }
 

@@ -43,4 +43,4 @@ for class in ankle_boot bag sneaker trouser; do
 done
 "$senet" predict -c "$recipe" --data_dir "$data" --ckpt_path "$ckpt" --topk 3 \
   --threads "$threads" "${photos[@]}"
-echo "senet is $senet; 'cargo install --path .' puts it on the PATH as senet (README: Command line)"
+echo "senet is $senet; put it on the PATH with: export PATH=\"$(cd "$(dirname "$senet")" && pwd):\$PATH\" (or: cargo install --locked --path .; README: Command line)"

@@ -251,9 +251,20 @@ fn bad_inputs_exit_non_zero_naming_the_culprit() {
     fails_naming(&validate(s(&cut), cfg, &sample_dir()), &["cut.ckpt"]);
     // 3. A mis-shaped parameter: a 10-class classifier loaded into a 1000-class model.
     let ten = formula_ckpt(tmp.path(), "seresnet18", 10);
+    // It ends naming the --num_classes that fits the checkpoint.
     fails_naming(
         &validate(s(&ten), cfg, &sample_dir()),
-        &["classifier.weight", "classifier.bias"],
+        &[
+            "classifier.weight",
+            "classifier.bias",
+            "the checkpoint has 10 classes, 1000 were asked for",
+            "pass --num_classes 10",
+        ],
+    );
+    // 3a. A folder given as the checkpoint is named as one.
+    fails_naming(
+        &validate(s(tmp.path()), cfg, &sample_dir()),
+        &[s(tmp.path()), "is a directory"],
     );
     // 3b. NaN weights are refused, naming the tensor.
     let mut net = senet::model::SeNet::formula(senet::model::Arch::SeResNet18, 1000).unwrap();
@@ -335,4 +346,87 @@ fn bad_inputs_exit_non_zero_naming_the_culprit() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
         assert!(!name.ends_with(".tmp"), "left behind: {name}");
     }
+}
+
+#[test]
+fn inspect_names_the_variant_its_classes_and_the_training_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inspect = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&ok(&senet(&["inspect", s(p), "--json"]))).unwrap()
+    };
+    let params_of = |arch: &str| {
+        senet::engine::models::list()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == arch)
+            .unwrap()
+            .params
+    };
+    // A MindCV checkpoint of seresnet18 with 10 classes, plus two entries of training state.
+    let plain = formula_ckpt(tmp.path(), "seresnet18", 10);
+    let mut ck = senet::checkpoint::read_checkpoint(&plain).unwrap();
+    let moment = ck.get("layer0.0.weight").unwrap().clone();
+    let step = senet::tensor::RawTensor {
+        dtype: senet::tensor::DType::I32,
+        shape: vec![1],
+        bytes: 7i32.to_le_bytes().to_vec(),
+    };
+    ck.tensors.push(("moments.layer0.0.weight".into(), moment));
+    ck.tensors.push(("global_step".into(), step));
+    let trained = tmp.path().join("trained.ckpt");
+    let entries = ck.tensors.iter().map(|(n, t)| (n.as_str(), t));
+    senet::checkpoint::write_ckpt(&trained, entries, false).unwrap();
+    let j = inspect(&trained);
+    assert_eq!(j["format"], "ckpt");
+    assert_eq!(j["names"], "mindcv");
+    assert_eq!(j["model"], "seresnet18");
+    assert_eq!(j["num_classes"], 10);
+    let tensors = j["tensors"].as_array().unwrap();
+    assert_eq!(tensors.len(), ck.tensors.len());
+    let state: Vec<&str> = tensors
+        .iter()
+        .filter(|t| t["training_state"] == true)
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(state, ["moments.layer0.0.weight", "global_step"]);
+    let stem = &tensors[0];
+    assert_eq!(
+        (stem["name"].as_str(), stem["dtype"].as_str()),
+        (Some("layer0.0.weight"), Some("Float32"))
+    );
+    assert_eq!(stem["shape"], serde_json::json!([64, 3, 7, 7]));
+    // The parameter values are the model's: `senet models` counts 1000 classes (512 x 1000
+    // weights + 1000 biases); this classifier has 10.
+    let want = params_of("seresnet18") - 990 * 513;
+    assert_eq!(j["parameter_values"].as_u64(), Some(want as u64));
+    // The same weights under timm's names in a .safetensors file: still seresnet18.
+    let one_k = formula_ckpt(tmp.path(), "seresnet50", 1000);
+    let st = tmp.path().join("timm.safetensors");
+    ok(&senet(&["convert", s(&one_k), s(&st), "--names", "timm"]));
+    let j = inspect(&st);
+    assert_eq!(
+        (j["format"].as_str(), j["names"].as_str()),
+        (Some("safetensors"), Some("timm"))
+    );
+    assert_eq!(
+        (j["model"].as_str(), j["num_classes"].as_u64()),
+        (Some("seresnet50"), Some(1000))
+    );
+    // The table a person reads.
+    let text = ok(&senet(&["inspect", s(&trained)]));
+    assert!(text.contains("model: seresnet18 (10 classes)"), "{text}");
+    assert!(
+        text.contains("moments.layer0.0.weight") && text.contains("(training state)"),
+        "{text}"
+    );
+    // Something else: no model named; a file that is no checkpoint: refused, naming it.
+    let mut odd = senet::checkpoint::read_checkpoint(&plain).unwrap();
+    odd.tensors.retain(|(n, _)| n != "layer0.0.weight");
+    let partial = tmp.path().join("partial.ckpt");
+    let entries = odd.tensors.iter().map(|(n, t)| (n.as_str(), t));
+    senet::checkpoint::write_ckpt(&partial, entries, false).unwrap();
+    assert_eq!(inspect(&partial)["model"], serde_json::Value::Null);
+    let junk = tmp.path().join("junk.ckpt");
+    std::fs::write(&junk, b"not a checkpoint").unwrap();
+    fails_naming(&senet(&["inspect", s(&junk)]), &["junk.ckpt"]);
 }

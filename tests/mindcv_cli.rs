@@ -351,16 +351,23 @@ fn predict_with_a_recipe_names_classes_after_its_folders() {
         s(&image),
     ]));
     assert!(out.contains(" left\n") && out.contains(" right\n"), "{out}");
-    // Without a recipe: numbered.
-    let out = ok(&senet(&[
+    // Without a recipe: numbered, with a note that a 2-class model needs its recipe's
+    // transform.
+    let run = senet(&[
         "predict",
         "--model",
         "seresnet18",
         "--ckpt_path",
         s(&two),
         s(&image),
-    ]));
+    ]);
+    let out = ok(&run);
     assert!(out.contains("class 0") && out.contains("class 1"), "{out}");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("note: no recipe (-c)") && err.contains("this 2-class model"),
+        "{err}"
+    );
     // A recipe whose data set is not there: numbered, with a note naming the folders looked at.
     let moved = tmp.path().join("moved.yaml");
     let text = std::fs::read_to_string(&cfg).unwrap();

@@ -285,7 +285,7 @@ fn shortened(lines: Vec<String>, report: &LoadReport, likely: Option<String>) ->
 /// The variant name and class count whose parameters (names and shapes, [`param_specs`]) the
 /// checkpoint's model entries are exactly (training state set aside), if one is. The class count
 /// is read from `classifier.bias`.
-fn likely_model(ck: &Checkpoint) -> Option<(&'static str, usize)> {
+pub(crate) fn likely_model(ck: &Checkpoint) -> Option<(&'static str, usize)> {
     let entries: HashMap<&str, &[usize]> = ck
         .tensors
         .iter()

@@ -17,12 +17,12 @@ mod proto;
 mod safetensors;
 pub mod timm;
 
-pub(crate) use load::non_finite_count;
 pub use load::{
     is_training_state, load_model, load_model_from, load_params, save_params, save_params_with,
     LoadOptions, LoadReport, Misfit, SaveOptions, CLASSIFIER_PREFIX, TRAINING_STATE_NAMES,
     TRAINING_STATE_PREFIXES,
 };
+pub(crate) use load::{likely_model, non_finite_count};
 pub use mindspore::{parse_ckpt, read_ckpt, write_ckpt, CkptWriter};
 pub use safetensors::{parse_safetensors, read_safetensors, write_safetensors};
 
@@ -76,8 +76,14 @@ pub enum FileFormat {
 }
 
 /// The format of `path` from its extension (`.ckpt` or `.safetensors`).
-/// Errors: [`Error::Format`] naming the path for any other extension.
+/// Errors: [`Error::Format`] naming the path for a directory or any other extension.
 pub fn save_format(path: &Path) -> Result<FileFormat> {
+    if path.is_dir() {
+        return Err(Error::format(
+            path,
+            "is a directory: expected a .ckpt or .safetensors file",
+        ));
+    }
     match path.extension().and_then(|e| e.to_str()) {
         Some("ckpt") => Ok(FileFormat::Ckpt),
         Some("safetensors") => Ok(FileFormat::Safetensors),

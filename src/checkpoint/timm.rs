@@ -74,6 +74,14 @@ impl TimmLayout {
         }
     }
 
+    /// The name [`TimmLayout::from_name`] parses: `"timm"` or `"timm_legacy"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimmLayout::ResNet => "timm",
+            TimmLayout::Legacy => "timm_legacy",
+        }
+    }
+
     /// The stem and head module names: (stem conv, stem BN, classifier).
     fn ends(self) -> [&'static str; 3] {
         match self {

@@ -355,7 +355,7 @@ pub enum Format {
 }
 
 impl Format {
-    /// The format of `path` from its extension. Errors: [`Error::Config`] naming it otherwise.
+    /// The format of `path` from its extension. Errors: [`Error::Invalid`] naming it otherwise.
     pub fn of(path: &Path) -> Result<Format> {
         match path
             .extension()
@@ -364,7 +364,7 @@ impl Format {
         {
             Some(e) if e == "png" => Ok(Format::Png),
             Some(e) if e == "svg" => Ok(Format::Svg),
-            _ => Err(Error::Config(format!(
+            _ => Err(Error::Invalid(format!(
                 "{}: the picture must be a .png or .svg file",
                 path.display()
             ))),

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod curves;
 pub mod device;
+pub mod inspect;
 pub mod models;
 pub mod predict;
 pub mod preprocess;

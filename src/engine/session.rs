@@ -76,11 +76,35 @@ pub fn load_model(
     };
     let expected = [classes, arch.num_features()];
     if !opts.partial && ck.get(name).map(|t| &t.shape[..]) != Some(&expected[..]) {
-        return Err(mismatch_without_weights(arch, classes, ck, path, opts));
+        let err = mismatch_without_weights(arch, classes, ck, path, opts);
+        return Err(with_class_count_hint(err, classes, ck, path));
     }
     let mut net = SeNet::new(arch, classes, 0)?;
     let report = checkpoint::load_model_from(&mut net, ck, path, opts)?;
     Ok((net, report))
+}
+
+/// `err` with a last line naming the `--num_classes` to pass, when `ck` (read from `path`) has
+/// a class count other than the `asked` one (a recipe's or a flag's); `err` unchanged otherwise.
+fn with_class_count_hint(err: Error, asked: usize, ck: &Checkpoint, path: &Path) -> Error {
+    match (err, classes_of(ck, path)) {
+        (
+            Error::Mismatch {
+                path,
+                model,
+                details,
+            },
+            Ok(has),
+        ) if has != asked => Error::Mismatch {
+            details: format!(
+                "{details}\nthe checkpoint has {has} classes, {asked} were asked for (the recipe's \
+                 or --num_classes): pass --num_classes {has}"
+            ),
+            path,
+            model,
+        },
+        (err, _) => err,
+    }
 }
 
 /// The [`Error::Mismatch`] a load of `ck` into `arch` with `classes` classes reports (every

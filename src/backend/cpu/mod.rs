@@ -37,7 +37,20 @@ mod sgemm;
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn batch1_kernels() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| sgemm::available() && std::env::var("SENET_CPU_B1").as_deref() != Ok("old"))
+    *ON.get_or_init(|| sgemm::available() && !batch1_path_off("old"))
+}
+
+/// Whether `SENET_CPU_B1` (a comma-separated list, read once) names `word`: batch-1 paths
+/// turned off for A/B runs (`old`: all of them; `nowino`: `conv/winograd_b1.rs`; `nolocal`:
+/// `dense.rs`'s single rows on the calling thread).
+pub(crate) fn batch1_path_off(word: &str) -> bool {
+    static OFF: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    OFF.get_or_init(|| {
+        let v = std::env::var("SENET_CPU_B1").unwrap_or_default();
+        v.split(',').map(|w| w.trim().to_string()).collect()
+    })
+    .iter()
+    .any(|w| w == word)
 }
 
 /// Deterministic test values in [-1, 1) (xorshift of `seed`).

@@ -43,6 +43,9 @@ pub enum Command {
     Init(InitArgs),
     /// Draws training curves (loss, learning rate, Top-1/Top-5) from metrics.jsonl logs.
     Plot(PlotArgs),
+    /// What a checkpoint holds: its tensors (name, dtype, shape), the variant and class count
+    /// they are, and its training state.
+    Inspect(InspectArgs),
     /// Converts a checkpoint between MindSpore .ckpt and .safetensors (by extension), and
     /// between MindCV's and timm's tensor names.
     Convert(ConvertArgs),
@@ -496,6 +499,15 @@ pub struct ConvertArgs {
     /// timm names need a .safetensors output.
     #[arg(long, default_value = "mindcv")]
     pub names: String,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// A MindSpore .ckpt, or a .safetensors file with MindCV's or timm's names.
+    pub input: PathBuf,
+    /// One JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

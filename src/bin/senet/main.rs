@@ -331,6 +331,16 @@ fn predict(a: PredictArgs) -> Result<()> {
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
+    let classes = logits.shape.get(1).copied().unwrap_or(0);
+    if a.transform.config.is_none() && classes != 1000 {
+        errln!(
+            "note: no recipe (-c): the photos were prepared with MindCV's ImageNet eval defaults \
+             ({}x{}, ImageNet mean/std), but this {classes}-class model was trained on other \
+             data: pass the recipe it was trained with, -c RECIPE",
+            r.image_resize,
+            r.image_resize
+        );
+    }
     for p in &preds {
         if a.json {
             outln!("{}", serde_json::to_string(p)?);
@@ -361,8 +371,9 @@ fn preprocess(a: PreprocessArgs) -> Result<()> {
     let t = engine::eval_transform(&r)?.with_preprocess(a.transform.preprocess.get()?);
     let (files, x) = engine::preprocess::run(&a.paths, &t, r.num_parallel_workers)?;
     senet::npy::write_f32(&a.output, &x)?;
+    let plural = if files.len() == 1 { "" } else { "s" };
     errln!(
-        "wrote {} images {:?} to {}",
+        "wrote {} image{plural} {:?} to {}",
         files.len(),
         x.shape,
         a.output.display()
@@ -527,6 +538,46 @@ fn plot(a: PlotArgs) -> Result<()> {
     Ok(())
 }
 
+fn inspect(a: InspectArgs) -> Result<()> {
+    let i = engine::inspect::inspect(&a.input)?;
+    if a.json {
+        outln!("{}", serde_json::to_string(&i)?);
+        return Ok(());
+    }
+    let state = i.tensors.iter().filter(|t| t.training_state).count();
+    outln!(
+        "{}: {} file, {} names, {} tensors ({} training state)",
+        a.input.display(),
+        i.format,
+        i.names,
+        i.tensors.len(),
+        state
+    );
+    match (i.model, i.num_classes) {
+        (Some(m), Some(c)) => outln!(
+            "model: {m} ({c} classes), {} parameter values",
+            i.parameter_values
+        ),
+        _ => outln!(
+            "model: none of senet's variants ({} parameter values; `senet validate` names what \
+             differs)",
+            i.parameter_values
+        ),
+    }
+    for s in &i.skipped {
+        outln!("skipped: {s}");
+    }
+    for t in &i.tensors {
+        let mark = if t.training_state {
+            "  (training state)"
+        } else {
+            ""
+        };
+        outln!("  {:<48} {:<8} {:?}{mark}", t.name, t.dtype, t.shape);
+    }
+    Ok(())
+}
+
 fn convert(a: ConvertArgs) -> Result<()> {
     use senet::checkpoint::{timm, FileFormat};
     let target = match a.names.as_str() {
@@ -618,6 +669,7 @@ fn main() {
         Command::Init(a) => init(a),
         Command::Plot(a) => plot(a),
         Command::Convert(a) => convert(a),
+        Command::Inspect(a) => inspect(a),
     };
     if let Err(e) = result {
         errln!("error: {e:#}");

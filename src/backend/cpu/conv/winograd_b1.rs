@@ -53,12 +53,10 @@ pub(super) fn supports(act: Activation, g: &ConvGeometry) -> bool {
     enabled() && g.xs.n == 1 && winograd::fits(act, g) && (MIN_TILES..=NR).contains(&tiles)
 }
 
-/// The batch-1 kernels on (`super::super::batch1_kernels`) and `SENET_CPU_B1` not `nowino`
+/// The batch-1 kernels on (`super::super::batch1_kernels`) and `SENET_CPU_B1` not naming `nowino`
 /// (the A/B switch of this path alone: those convs then take the GEMM path of before).
 fn enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    super::super::batch1_kernels()
-        && *ON.get_or_init(|| std::env::var("SENET_CPU_B1").as_deref() != Ok("nowino"))
+    super::super::batch1_kernels() && !super::super::batch1_path_off("nowino")
 }
 
 /// Floats of one transformed position's panels (Cout rounded up to 48, times Cin).
