@@ -1,5 +1,6 @@
 //! Per-layer timings of the CPU backend's conv2d on seresnet50's shapes (batch 32 by default):
-//! `cargo bench --bench layers [-- BATCH THREADS [forward]]` (`forward`: no gradients). Prints GFLOP/s per layer shape; used to find
+//! `cargo bench --bench layers [-- BATCH THREADS [forward|filter]]` (`forward`: no gradients;
+//! `filter`: only the filter gradients, see [`filter`]). Prints GFLOP/s per layer shape; used to find
 //! the layers where the CPU backend falls short of the GEMM's speed. Then the same shapes'
 //! gradients: the data gradient as a training step runs it, by the legacy im2col + col2im and
 //! with Winograd allowed, timed alternately in the same run, and the filter gradient.
@@ -49,6 +50,9 @@ fn main() {
         (1024, 14, 1024, 3, 2, 1, 32),
         (1024, 7, 1024, 3, 1, 1, 32),
     ];
+    if args.get(3).map(String::as_str) == Some("filter") {
+        return filter(&layers, batch, threads);
+    }
     for &(cin, h, cout, k, s, p, g) in &layers {
         let xs = Shape4::new(batch, cin, h, h);
         let params = Conv2dParams {
@@ -179,6 +183,64 @@ fn median_secs(mut f: impl FnMut()) -> f64 {
         .collect();
     times.sort_by(f64::total_cmp);
     times[2]
+}
+
+/// The filter gradients of seresnet18's distinct convs, then of `layers`, on senet's GEMM
+/// (`conv/wgrad.rs`) and on the `gemm` crate (`CpuBackend::set_legacy_filter_gradient`), timed
+/// alternately: two rounds of (new, old) medians per layer, the faster round of each kept.
+fn filter(layers: &[Layer], batch: usize, threads: usize) {
+    let resnet18: [Layer; 10] = [
+        (3, 224, 64, 7, 2, 3, 1),
+        (64, 56, 64, 3, 1, 1, 1),
+        (64, 56, 128, 3, 2, 1, 1),
+        (64, 56, 128, 1, 2, 0, 1),
+        (128, 28, 128, 3, 1, 1, 1),
+        (128, 28, 256, 3, 2, 1, 1),
+        (256, 14, 256, 3, 1, 1, 1),
+        (256, 14, 512, 3, 2, 1, 1),
+        (256, 14, 512, 1, 2, 0, 1),
+        (512, 7, 512, 3, 1, 1, 1),
+    ];
+    let bes = [false, true].map(|legacy| {
+        let mut be = CpuBackend::new(threads).unwrap();
+        be.set_legacy_filter_gradient(legacy);
+        be
+    });
+    for &(cin, h, cout, k, s, p, g) in resnet18.iter().chain(layers) {
+        let conv = Conv2dShape {
+            xs: Shape4::new(batch, cin, h, h),
+            w_shape: [cout, cin / g, k, k],
+            p: Conv2dParams {
+                stride: s,
+                padding: p,
+                groups: g,
+            },
+        };
+        let ys = conv.out_shape().unwrap();
+        let x = distinct_values(conv.xs.numel());
+        let dy = distinct_values(ys.numel());
+        let mut dw = vec![0.0; conv.w_len()];
+        let mut best = [f64::INFINITY; 2];
+        for _ in 0..2 {
+            for (b, t) in bes.iter().zip(best.iter_mut()) {
+                let secs = median_secs(|| {
+                    b.conv2d_backward_filter(conv, &x, &dy, ys, &mut dw, false)
+                        .unwrap()
+                });
+                *t = t.min(secs);
+            }
+        }
+        let gflops = |secs: f64| 2.0 * (ys.numel() * cin / g * k * k) as f64 / secs / 1e9;
+        println!(
+            "filter {cin:>4}x{h:<3} -> {cout:>4} k{k} s{s} g{g:<2}: sgemm {:>7.2} ms {:>4.0} \
+             GFLOP/s, gemm crate {:>7.2} ms {:>4.0} GFLOP/s, {:.2}x",
+            best[0] * 1e3,
+            gflops(best[0]),
+            best[1] * 1e3,
+            gflops(best[1]),
+            best[1] / best[0]
+        );
+    }
 }
 
 /// Data and filter gradients of `layers` at `batch` on `threads` threads, in GFLOP/s (each is as

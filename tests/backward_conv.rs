@@ -309,6 +309,75 @@ fn conv2d_gradients_within_the_f32_summation_bound() {
     }
 }
 
+/// The filter gradient on senet's AVX-512 GEMM (`conv/wgrad.rs`, the default where the CPU has
+/// it, for 48+ output channels per group, 1x1 convs only with no more outputs than inputs):
+/// against the naive f64 sums within Higham's bound for the `N·OH·OW` terms of each element (its
+/// sums are direct sums in another order), overwriting and accumulating onto a start (then one
+/// more term, the start itself), on 1, 2 and 3 threads. The shapes cover planes of more than one
+/// k block (24x24: 576 pixels), 7x7 planes laid side by side 10 images per product (batch 13:
+/// products of 10 and 3 images, runs cut across them), 3x3 strided and padded, the 7x7 stem, 1x1
+/// direct and subsampled, groups of 48 channels, and output channels not a multiple of the
+/// GEMM's 48-column panels nor of its 16-float vectors.
+/// The path taken: where one thread sums several images per product (planes under 512 pixels,
+/// `Some(true)`), the result is not the `gemm` crate's (`set_legacy_filter_gradient`) bit for
+/// bit; groups of fewer than 48 output channels and 1x1 expansions stay on the `gemm` crate,
+/// bit-equal (`Some(false)`). (With one image per product both paths can add the same k blocks
+/// in the same order, bit-equal: `None`, no check.)
+#[test]
+fn filter_gradient_on_sgemm_within_the_f32_summation_bound() {
+    let mut rng = Rng(31);
+    let cases = [
+        (conv_case(3, 8, (24, 24), 50, 3, (1, 1, 1)), None),
+        (conv_case(13, 24, (7, 7), 52, 3, (1, 1, 1)), Some(true)),
+        (conv_case(13, 64, (7, 7), 56, 1, (1, 0, 1)), Some(true)),
+        (conv_case(4, 16, (15, 13), 49, 3, (2, 1, 1)), Some(true)),
+        (conv_case(3, 3, (23, 21), 48, 7, (2, 3, 1)), Some(true)),
+        (conv_case(5, 64, (9, 9), 48, 1, (2, 0, 1)), Some(true)),
+        (conv_case(3, 32, (9, 7), 96, 3, (1, 1, 2)), Some(true)),
+        (conv_case(2, 192, (6, 6), 144, 1, (1, 0, 3)), Some(true)),
+        (conv_case(3, 32, (9, 7), 64, 3, (1, 1, 4)), Some(false)),
+        (conv_case(3, 16, (9, 7), 64, 1, (1, 0, 1)), Some(false)),
+    ];
+    for (c, differs) in cases {
+        let ys = out_shape(&c);
+        let wl: usize = c.w_shape.iter().product();
+        let x = rng.vec(c.xs.numel(), -1.0, 1.0);
+        let dy = rng.vec(ys.numel(), -1.0, 1.0);
+        let start = rng.vec(wl, -1.0, 1.0);
+        let w = vec![0.0; wl];
+        let want = naive_with_magnitudes(&c, &x, &w, &dy);
+        let terms = ys.n * ys.h * ys.w;
+        for threads in [1, 2, 3] {
+            let mut legacy = CpuBackend::new(threads).unwrap();
+            legacy.set_legacy_filter_gradient(true);
+            let be = CpuBackend::new(threads).unwrap();
+            let what = format!("{c:?} ({threads} threads)");
+            let old = conv_backward(&legacy, &c, &x, &w, &dy).1;
+            let dw = conv_backward(&be, &c, &x, &w, &dy).1;
+            assert_within_bound(&what, &dw, &want.dw, &want.dw_mag, terms);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            match differs {
+                Some(true) if threads == 1 => assert_ne!(bits(&dw), bits(&old), "{what}: path"),
+                Some(false) => assert_eq!(bits(&dw), bits(&old), "{what}: path"),
+                _ => {}
+            }
+            let mut acc = start.clone();
+            be.conv2d_backward_filter(c, &x, &dy, ys, &mut acc, true)
+                .unwrap();
+            let plus = |v: &[f64], add: &dyn Fn(usize) -> f64| {
+                v.iter()
+                    .enumerate()
+                    .map(|(i, s)| s + add(i))
+                    .collect::<Vec<_>>()
+            };
+            let want_acc = plus(&want.dw, &|i| f64::from(start[i]));
+            let mag_acc = plus(&want.dw_mag, &|i| f64::from(start[i]).abs());
+            let what = format!("{what} accumulated");
+            assert_within_bound(&what, &acc, &want_acc, &mag_acc, terms + 1);
+        }
+    }
+}
+
 /// The data gradient of 3x3 stride-1 convs as a training step takes it (`set_fast_conv(false)`
 /// for the forward, the data gradient by Winograd F(4x4, 3x3)): a forward conv of `dy` with the
 /// transposed, rotated weights, so within the Winograd forward's bound (`conv/winograd.rs`):

@@ -122,15 +122,16 @@ static int block_flags(size_t pc, size_t kcur, size_t k) {
     return (pc > 0 ? EP_LOAD : 0) | (pc + kcur >= k ? EP_LAST : 0);
 }
 
-/* The blocked product of both entry points: B gathered block by block from `b` into `pack`, or
- * (b NULL) already packed in `panels` (panel stride k*NR). k = 0 (b only) still writes the bias. */
+/* The blocked product of the entry points: B gathered block by block from `b` into `pack`, or
+ * (b NULL) already packed in `panels` (panel stride k*NR). k = 0 (b only) still writes the bias.
+ * load (senet_sgemm_avx512_acc): every k block, the first too, adds its sums to C. */
 TARGET static void product(size_t m, size_t n, size_t k, const float *a, size_t lda,
                            const senet_bsrc *b, size_t j0, const float *panels, float *pack,
-                           float *c, size_t ldc, const float *bias, int relu) {
+                           float *c, size_t ldc, const float *bias, int relu, int load) {
     const size_t kc = k_block(k);
     for (size_t pc = 0; pc < k || pc == 0; pc += kc) {
         const size_t kcur = k - pc < kc ? k - pc : kc;
-        const int flags = block_flags(pc, kcur, k);
+        const int flags = block_flags(pc, kcur, k) | (load ? EP_LOAD : 0);
         for (size_t ic = 0; ic < m; ic += MC) {
             const size_t mcur = m - ic < MC ? m - ic : MC;
             for (size_t jb = 0; jb < n; jb += NC) {
@@ -156,13 +157,39 @@ TARGET void senet_sgemm_avx512(size_t m, size_t n, const float *a, size_t lda,
                                const float *bias, int act, float *pack) {
     if (m == 0 || n == 0) return;
     product(m, n, b->c * b->kh * b->kw, a, lda, b, j0, NULL, pack, c, ldc, bias,
-            act == SENET_ACT_RELU);
+            act == SENET_ACT_RELU, 0);
+}
+
+TARGET void senet_sgemm_avx512_acc(size_t m, size_t n, const float *a, size_t lda,
+                                   const senet_bsrc *b, size_t j0, float *c, size_t ldc,
+                                   float *pack) {
+    const size_t k = b->c * b->kh * b->kw;
+    if (m == 0 || n == 0 || k == 0) return;
+    product(m, n, k, a, lda, b, j0, NULL, pack, c, ldc, NULL, 0, 1);
 }
 
 TARGET void senet_sgemm_avx512_packed(size_t m, size_t n, size_t k, const float *a, size_t lda,
                                       const float *panels, float *c, size_t ldc) {
     if (m == 0 || n == 0 || k == 0) return;
-    product(m, n, k, a, lda, NULL, 0, panels, NULL, c, ldc, NULL, 0);
+    product(m, n, k, a, lda, NULL, 0, panels, NULL, c, ldc, NULL, 0, 0);
+}
+
+/* Columns gathered 16 rows at a time: the 16 source rows are read along their length, each
+ * cache line reused by the next 15 columns; every store is one contiguous (masked) vector. */
+TARGET void senet_sgemm_transpose(const float *src, size_t lds, size_t rows, size_t cols,
+                                  float *dst, size_t ldd) {
+    const __m512i idx =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32((int)lds));
+    for (size_t r = 0; r < rows; r += 16) {
+        const size_t n = rows - r < 16 ? rows - r : 16;
+        const __mmask16 m = (__mmask16)((1u << n) - 1);
+        const float *s = src + r * lds;
+        float *d = dst + r;
+        for (size_t c = 0; c < cols; c++)
+            _mm512_mask_storeu_ps(d + c * ldd, m,
+                                  _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, s + c, 4));
+    }
 }
 
 /* ---- The transposed product of small planes (batch 1, 7x7 and 14x14) ----

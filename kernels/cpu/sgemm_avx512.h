@@ -45,6 +45,18 @@ void senet_sgemm_set_kc(size_t kc);
 void senet_sgemm_avx512(size_t m, size_t n, const float *a, size_t lda, const senet_bsrc *b,
                         size_t j0, float *c, size_t ldc, const float *bias, int act, float *pack);
 
+/* c[i*ldc + j] += sum_r a[i*lda + r] * B[r, j0 + j] for i < m, j < n (k = b->c * b->kh * b->kw):
+ * the product of senet_sgemm_avx512 without bias or activation, each k block's sum added to C
+ * in block order (so c + the k-block sums, in the order senet_sgemm_avx512 adds them; on a zero
+ * C the same values as senet_sgemm_avx512). For sums over more than one call (the filter
+ * gradient's sum over images). pack as senet_sgemm_avx512. */
+void senet_sgemm_avx512_acc(size_t m, size_t n, const float *a, size_t lda, const senet_bsrc *b,
+                            size_t j0, float *c, size_t ldc, float *pack);
+
+/* dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols (15*lds must fit an int32). */
+void senet_sgemm_transpose(const float *src, size_t lds, size_t rows, size_t cols, float *dst,
+                           size_t ldd);
+
 /* c[i*ldc + j] = sum_r a[i*lda + r] * B[r, j] for i < m, j < n, r < k, with B already packed:
  * the panel of columns [q*NR, q*NR + NR) at panels + q*k*NR holds B[r, q*NR + t] at r*NR + t
  * (64-byte aligned; lanes beyond n up to the next multiple of 16 are read, their results are not

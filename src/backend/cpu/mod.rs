@@ -88,6 +88,22 @@ pub struct CpuBackend {
     /// Data gradients of 3x3 stride-1 convs by Winograd, whatever [`Backend::set_fast_conv`]
     /// says ([`CpuBackend::set_winograd_data_gradient`]).
     winograd_data_gradient: bool,
+    /// Conv filter gradients on the `gemm` crate rather than senet's AVX-512 GEMM
+    /// ([`CpuBackend::set_legacy_filter_gradient`]).
+    legacy_filter_gradient: bool,
+}
+
+/// `SENET_CPU_WGRAD`: `gemm-crate` takes the conv filter gradients on the `gemm` crate, `sgemm`
+/// (or unset) on senet's GEMM. Errors: any other value.
+fn legacy_filter_gradient_from_env() -> Result<bool> {
+    match std::env::var("SENET_CPU_WGRAD").as_deref() {
+        Ok("gemm-crate") => Ok(true),
+        Ok("sgemm") | Err(std::env::VarError::NotPresent) => Ok(false),
+        Ok(v) => Err(Error::Invalid(format!(
+            "SENET_CPU_WGRAD={v}: expected gemm-crate or sgemm"
+        ))),
+        Err(e) => Err(Error::Invalid(format!("SENET_CPU_WGRAD: {e}"))),
+    }
 }
 
 impl std::fmt::Debug for CpuBackend {
@@ -125,6 +141,7 @@ impl CpuBackend {
             winograd_weights: std::sync::Mutex::new(Vec::new()),
             legacy_conv_backward: false,
             winograd_data_gradient: std::env::var("SENET_CPU_DGRAD").as_deref() != Ok("direct"),
+            legacy_filter_gradient: legacy_filter_gradient_from_env()?,
         })
     }
 
@@ -149,6 +166,15 @@ impl CpuBackend {
     /// sums.
     pub fn set_winograd_data_gradient(&mut self, on: bool) {
         self.winograd_data_gradient = on;
+    }
+
+    /// Takes the conv filter gradients on the `gemm` crate, image by image (`true`; the path
+    /// before `conv/wgrad.rs`; `SENET_CPU_WGRAD=gemm-crate` starts a backend with it), rather than
+    /// on senet's AVX-512 GEMM (`false`, the default where the CPU has AVX-512). Both are direct
+    /// f32 sums of the same products in different orders (within the same rounding bound); for
+    /// A/B runs and tests.
+    pub fn set_legacy_filter_gradient(&mut self, on: bool) {
+        self.legacy_filter_gradient = on;
     }
 
     /// Number of worker threads.

@@ -12,7 +12,7 @@ pub const NR: usize = 48;
 /// The im2col matrix of images `x[i*img_stride ..]`, each (c, h, w): row `(ci, ky, kx)`, column
 /// `img * oh*ow + oy*ow + ox` holds `x[img, ci, oy*stride + ky - pad, ox*stride + kx - pad]`
 /// (0 outside the image). A plain row-major K x N matrix with row stride `ldb` is
-/// `BSrc::matrix` (in the tests).
+/// `BSrc::matrix`.
 #[derive(Debug, Clone, Copy)]
 pub struct BSrc<'a> {
     /// The images (or the matrix).
@@ -43,7 +43,6 @@ pub struct BSrc<'a> {
 
 impl<'a> BSrc<'a> {
     /// A row-major `k` x `n` matrix with row stride `ldb`.
-    #[cfg(test)]
     pub fn matrix(x: &'a [f32], k: usize, n: usize, ldb: usize) -> BSrc<'a> {
         BSrc {
             x,
@@ -102,7 +101,26 @@ extern "C" {
         act: i32,
         pack: *mut f32,
     );
+    fn senet_sgemm_avx512_acc(
+        m: usize,
+        n: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const RawBSrc,
+        j0: usize,
+        c: *mut f32,
+        ldc: usize,
+        pack: *mut f32,
+    );
     fn senet_sgemm_pack_floats() -> usize;
+    fn senet_sgemm_transpose(
+        src: *const f32,
+        lds: usize,
+        rows: usize,
+        cols: usize,
+        dst: *mut f32,
+        ldd: usize,
+    );
     fn senet_sgemm_set_kc(kc: usize);
     fn senet_sgemm_avx512_packed(
         m: usize,
@@ -215,9 +233,66 @@ pub unsafe fn sgemm_ptr(
     bias: Option<&[f32]>,
     act: Activation,
 ) {
+    assert!(act != Activation::Sigmoid, "sgemm epilogue: None or ReLU");
+    // SAFETY: passed on from the caller.
+    unsafe { product(m, n, a, lda, b, j0, c, ldc, Epilogue::Store { bias, act }) }
+}
+
+/// How a product meets C: [`sgemm`]'s store with bias and activation, or [`sgemm_acc`]'s add.
+#[derive(Clone, Copy)]
+enum Epilogue<'a> {
+    Store {
+        bias: Option<&'a [f32]>,
+        act: Activation,
+    },
+    Add,
+}
+
+/// `c += A·B` for i < m, j < n: [`sgemm`]'s product with no bias or activation, each k block's
+/// sum (the blocks of [`sgemm`], up to 512 rows) added to C in block order; on a zero C the same
+/// values as [`sgemm`]. For sums over several calls (the filter gradient's sum over images).
+/// Panics as [`sgemm`].
+pub fn sgemm_acc(m: usize, n: usize, a: &[f32], lda: usize, b: &BSrc, j0: usize, out: Out) {
+    let need = if m == 0 || n == 0 {
+        0
+    } else {
+        (m - 1) * out.ldc + n
+    };
+    assert!(out.c.len() >= need, "C too short");
+    // SAFETY: C holds every index the product reads and writes (checked); it is ours alone.
+    unsafe {
+        product(
+            m,
+            n,
+            a,
+            lda,
+            b,
+            j0,
+            out.c.as_mut_ptr(),
+            out.ldc,
+            Epilogue::Add,
+        )
+    }
+}
+
+/// The checks and the call of both [`sgemm_ptr`] and [`sgemm_acc`].
+///
+/// # Safety
+/// As [`sgemm_ptr`] (C also read for [`Epilogue::Add`]).
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    m: usize,
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &BSrc,
+    j0: usize,
+    c: *mut f32,
+    ldc: usize,
+    epilogue: Epilogue,
+) {
     let k = b.rows();
     assert!(available(), "AVX-512 GEMM on a CPU without AVX-512");
-    assert!(act != Activation::Sigmoid, "sgemm epilogue: None or ReLU");
     assert!(
         j0 + n <= b.cols(),
         "columns {}..{} of {}",
@@ -232,7 +307,10 @@ pub unsafe fn sgemm_ptr(
     assert!(ldc >= n, "ldc < n");
     assert!(b.nimg >= 1 && b.x.len() >= (b.nimg - 1) * b.img_stride + b.c * b.h * b.w);
     assert!(b.stride >= 1 && b.kh >= 1 && b.kw >= 1);
-    if let Some(bias) = bias {
+    if let Epilogue::Store {
+        bias: Some(bias), ..
+    } = epilogue
+    {
         assert!(bias.len() >= m, "bias too short");
     }
     let raw = RawBSrc {
@@ -248,29 +326,60 @@ pub unsafe fn sgemm_ptr(
         oh: b.oh,
         ow: b.ow,
     };
-    let act = if act == Activation::Relu { 1 } else { 0 };
     PACK.with(|pack| {
         let mut pack = pack.borrow_mut();
+        let pack = pack.as_mut_ptr().cast::<f32>();
         // SAFETY: the CPU has the instructions (checked); A and bias hold the indices the kernel
         // reads (checked above), C is the caller's promise; B is read only at (image < nimg,
         // channel < c, row < h, column < w) positions, inside x; the pack buffer holds
         // SENET_SGEMM_PACK_FLOATS floats, 64-byte aligned.
         unsafe {
-            senet_sgemm_avx512(
-                m,
-                n,
-                a.as_ptr(),
-                lda,
-                &raw,
-                j0,
-                c,
-                ldc,
-                bias.map_or(std::ptr::null(), |b| b.as_ptr()),
-                act,
-                pack.as_mut_ptr().cast::<f32>(),
-            )
+            match epilogue {
+                Epilogue::Store { bias, act } => senet_sgemm_avx512(
+                    m,
+                    n,
+                    a.as_ptr(),
+                    lda,
+                    &raw,
+                    j0,
+                    c,
+                    ldc,
+                    bias.map_or(std::ptr::null(), |b| b.as_ptr()),
+                    i32::from(act == Activation::Relu),
+                    pack,
+                ),
+                Epilogue::Add => {
+                    senet_sgemm_avx512_acc(m, n, a.as_ptr(), lda, &raw, j0, c, ldc, pack)
+                }
+            }
         }
     });
+}
+
+/// `dst[c*ldd + r] = src[r*lds + c]` for r < rows, c < cols, by AVX-512 gathers of 16 rows.
+/// Panics if a slice is too short, `ldd < rows`, `lds < cols`, `15·lds` exceeds an i32 (the
+/// gather's offsets) or the CPU lacks AVX-512 ([`available`]).
+pub fn transpose(src: &[f32], lds: usize, rows: usize, cols: usize, dst: &mut [f32], ldd: usize) {
+    assert!(available(), "AVX-512 transpose on a CPU without AVX-512");
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(
+        lds >= cols && src.len() >= (rows - 1) * lds + cols,
+        "src too short"
+    );
+    assert!(
+        ldd >= rows && dst.len() >= (cols - 1) * ldd + rows,
+        "dst too short"
+    );
+    assert!(
+        15 * lds <= i32::MAX as usize,
+        "row stride {lds} too large for the gathers"
+    );
+    // SAFETY: the CPU has the instructions; the kernel reads src[r*lds + c] and writes
+    // dst[c*ldd + r] for r < rows, c < cols only (masked lanes neither load nor store), inside
+    // the slices (checked above); the gather offsets fit an i32 (checked).
+    unsafe { senet_sgemm_transpose(src.as_ptr(), lds, rows, cols, dst.as_mut_ptr(), ldd) }
 }
 
 /// Floats of the B panels of a `k` x `n` matrix for [`sgemm_packed`]: ceil(n / NR) panels of
@@ -401,6 +510,89 @@ mod tests {
                 for act in [Activation::None, Activation::Relu] {
                     check(m, n, k, bias, act);
                 }
+            }
+        }
+    }
+
+    /// `sgemm_acc` adds the product to C: against the naive f64 sum plus C's start, within
+    /// Higham's bound for k + 1 terms; on a zero C, the values of `sgemm` (same k blocks, same
+    /// order). Shapes with 1-3 k blocks (512 rows at most each), m not a multiple of 8 and n not
+    /// a multiple of the 48-column panels nor of 16; C rows longer than n (untouched there).
+    #[test]
+    fn acc_adds_the_naive_product() {
+        if !available() {
+            return;
+        }
+        let gamma = |t: usize| {
+            let tu = t as f64 * f64::from(f32::EPSILON) / 2.0;
+            tu / (1.0 - tu)
+        };
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (7, 17, 9),
+            (9, 49, 511),
+            (8, 64, 513),
+            (17, 70, 1100),
+            (33, 96, 1600),
+            (3, 100, 49),
+        ] {
+            let (lda, ldb, ldc) = (k + 1, n + 3, n + 2);
+            let a = fill(m * lda, (m + 31 * n + k) as u64);
+            let b = fill(k * ldb, (k * 3 + n) as u64);
+            let start = fill(m * ldc, 7);
+            let bsrc = BSrc::matrix(&b, k, n, ldb);
+            let mut c = start.clone();
+            sgemm_acc(m, n, &a, lda, &bsrc, 0, Out { c: &mut c, ldc });
+            let mut zero = vec![0.0f32; m * ldc];
+            sgemm_acc(m, n, &a, lda, &bsrc, 0, Out { c: &mut zero, ldc });
+            let mut stored = vec![0.0f32; m * ldc];
+            let out = Out {
+                c: &mut stored,
+                ldc,
+            };
+            sgemm(m, n, &a, lda, &bsrc, 0, out, None, Activation::None);
+            for i in 0..m {
+                for j in 0..n {
+                    let (mut s, mut mag) = (f64::from(start[i * ldc + j]), 0.0f64);
+                    mag += s.abs();
+                    for r in 0..k {
+                        let p = f64::from(a[i * lda + r]) * f64::from(b[r * ldb + j]);
+                        s += p;
+                        mag += p.abs();
+                    }
+                    let got = f64::from(c[i * ldc + j]);
+                    assert!(
+                        (got - s).abs() <= gamma(k + 1) * mag,
+                        "m{m} n{n} k{k} ({i},{j}): {got} vs {s}"
+                    );
+                    assert_eq!(zero[i * ldc + j], stored[i * ldc + j], "m{m} n{n} k{k}");
+                }
+                for j in n..ldc {
+                    assert_eq!(c[i * ldc + j].to_bits(), start[i * ldc + j].to_bits());
+                }
+            }
+        }
+    }
+
+    /// `transpose` moves every element and nothing else: rows not a multiple of 16, padded
+    /// strides on both sides.
+    #[test]
+    fn transpose_moves_every_element() {
+        if !available() {
+            return;
+        }
+        for &(rows, cols) in &[(1, 1), (16, 3), (17, 40), (70, 33), (5, 100)] {
+            let (lds, ldd) = (cols + 3, rows + 2);
+            let src = fill(rows * lds, (rows * 100 + cols) as u64);
+            let mut dst = vec![f32::NAN; cols * ldd];
+            transpose(&src, lds, rows, cols, &mut dst, ldd);
+            for c in 0..cols {
+                for r in 0..rows {
+                    assert_eq!(dst[c * ldd + r].to_bits(), src[r * lds + c].to_bits());
+                }
+                assert!(dst[c * ldd + rows..(c + 1) * ldd]
+                    .iter()
+                    .all(|v| v.is_nan()));
             }
         }
     }

@@ -5,6 +5,8 @@
 //! - data:   `dcol[K×P] = Wᵀ·dY` (a TN product), then `dx = col2im(dcol)` (the scatter-add
 //!   adjoint of the im2col gather);
 //! - filter: `dW[Cout_g×K] += dY·colᵀ` (an NT product), summed over the images of the batch.
+//!   On x86_64 with AVX-512 most convs take it on senet's GEMM, transposed, a run of images
+//!   at a time ([`super::wgrad`]); the others on the `gemm` crate, image by image.
 //!
 //! Stride-1 convs (all of SE-ResNet's but the stem, the strided 3x3 and the downsampling 1x1)
 //! take the data gradient as a forward convolution instead ([`transposed_conv`]): the 3x3 one of
@@ -51,7 +53,7 @@ thread_local! {
 
 /// How the columns of a convolution relate to its input.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Cols {
+pub(super) enum Cols {
     /// 1x1, stride 1, no padding: the columns are the input itself.
     Direct,
     /// 1x1, stride > 1, no padding: the columns are the input subsampled.
@@ -60,7 +62,7 @@ enum Cols {
     Im2col,
 }
 
-fn cols_kind(g: &ConvGeometry) -> Cols {
+pub(super) fn cols_kind(g: &ConvGeometry) -> Cols {
     if g.kh == 1 && g.kw == 1 && g.p.padding == 0 {
         if g.p.stride == 1 {
             Cols::Direct
@@ -81,7 +83,7 @@ fn channel_block(c: usize, par: Par) -> usize {
 }
 
 /// `col` (Cin·kh·kw, OH·OW) of one image `x1` (Cin, H, W) (not for [`Cols::Direct`]).
-fn gather(x1: &[f32], g: &ConvGeometry, kind: Cols, col: &mut [f32], par: Par) {
+pub(super) fn gather(x1: &[f32], g: &ConvGeometry, kind: Cols, col: &mut [f32], par: Par) {
     let (hw, plane) = (g.xs.h * g.xs.w, g.ys.h * g.ys.w);
     let kk = g.kh * g.kw;
     let block = channel_block(g.xs.c, par);
@@ -369,7 +371,14 @@ pub(in crate::backend::cpu) fn conv2d_backward_filter(
         return Ok(());
     }
     let n = xs.n;
-    if !be.split_batch(n) {
+    // On senet's GEMM (`wgrad.rs`), one run of images per thread even on one thread; a single
+    // image on several threads keeps the `gemm` crate's threaded products.
+    #[cfg(target_arch = "x86_64")]
+    let on_sgemm = super::wgrad::usable(be.legacy_filter_gradient, &g);
+    #[cfg(not(target_arch = "x86_64"))]
+    let on_sgemm = false;
+    let by_runs = be.split_batch(n) || (on_sgemm && be.threads == 1);
+    if !by_runs {
         be.pool.install(|| {
             for i in 0..n {
                 let x1 = &x[i * xi..(i + 1) * xi];
@@ -396,6 +405,10 @@ pub(in crate::backend::cpu) fn conv2d_backward_filter(
             targets.extend(partials.chunks_mut(wl));
             targets.into_par_iter().enumerate().for_each(|(r, target)| {
                 let (first, end) = bounds(r);
+                if on_sgemm {
+                    #[cfg(target_arch = "x86_64")]
+                    return super::wgrad::run(x, dy, &g, first..end, target, r == 0 && accumulate);
+                }
                 for i in first..end {
                     let x1 = &x[i * xi..(i + 1) * xi];
                     let dy1 = &dy[i * yi..(i + 1) * yi];

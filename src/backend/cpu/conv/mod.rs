@@ -28,6 +28,8 @@ mod batch1;
 #[cfg(target_arch = "x86_64")]
 pub(super) mod grouped;
 #[cfg(target_arch = "x86_64")]
+mod wgrad;
+#[cfg(target_arch = "x86_64")]
 pub(super) mod winograd;
 #[cfg(target_arch = "x86_64")]
 mod winograd_b1;
