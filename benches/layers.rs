@@ -165,6 +165,20 @@ fn dense(be: &CpuBackend, batch: usize) {
 }
 
 /// `n` distinct values in [-1, 1) (a max pool of constants would be a benchmark of one case).
+/// The conv of `layer` (cin, h, cout, k, stride, padding, groups) on a batch of `batch` h x h
+/// images.
+fn conv_shape(batch: usize, (cin, h, cout, k, s, p, g): Layer) -> Conv2dShape {
+    Conv2dShape {
+        xs: Shape4::new(batch, cin, h, h),
+        w_shape: [cout, cin / g, k, k],
+        p: Conv2dParams {
+            stride: s,
+            padding: p,
+            groups: g,
+        },
+    }
+}
+
 fn distinct_values(n: usize) -> Vec<f32> {
     (0..n)
         .map(|i| ((i * 7919) % 2003) as f32 / 1001.5 - 1.0)
@@ -206,16 +220,9 @@ fn filter(layers: &[Layer], batch: usize, threads: usize) {
         be.set_legacy_filter_gradient(legacy);
         be
     });
-    for &(cin, h, cout, k, s, p, g) in resnet18.iter().chain(layers) {
-        let conv = Conv2dShape {
-            xs: Shape4::new(batch, cin, h, h),
-            w_shape: [cout, cin / g, k, k],
-            p: Conv2dParams {
-                stride: s,
-                padding: p,
-                groups: g,
-            },
-        };
+    for &layer in resnet18.iter().chain(layers) {
+        let conv = conv_shape(batch, layer);
+        let (cin, h, cout, k, s, _, g) = layer;
         let ys = conv.out_shape().unwrap();
         let x = distinct_values(conv.xs.numel());
         let dy = distinct_values(ys.numel());
@@ -260,16 +267,9 @@ fn backward(layers: &[Layer], batch: usize, threads: usize) {
         backend(false, true),
         backend(true, false),
     ];
-    for &(cin, h, cout, k, s, p, g) in layers {
-        let conv = Conv2dShape {
-            xs: Shape4::new(batch, cin, h, h),
-            w_shape: [cout, cin / g, k, k],
-            p: Conv2dParams {
-                stride: s,
-                padding: p,
-                groups: g,
-            },
-        };
+    for &layer in layers {
+        let conv = conv_shape(batch, layer);
+        let (cin, h, cout, k, s, _, g) = layer;
         let ys = conv.out_shape().unwrap();
         let x = vec![0.5; conv.xs.numel()];
         let w = vec![0.01; conv.w_len()];

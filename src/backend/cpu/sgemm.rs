@@ -190,6 +190,18 @@ pub struct Out<'a> {
     pub ldc: usize,
 }
 
+impl Out<'_> {
+    /// Panics unless `c` holds every index of an m x n product.
+    fn assert_holds(&self, m: usize, n: usize) {
+        let need = if m == 0 || n == 0 {
+            0
+        } else {
+            (m - 1) * self.ldc + n
+        };
+        assert!(self.c.len() >= need, "C too short");
+    }
+}
+
 /// `c[i*ldc + j] = act(bias[i] + Σ_r a[i*lda + r] · B[r, j0 + j])` for i < m, j < n (r < k =
 /// `b.rows()`; no bias term when `bias` is None). `act` is None or Relu. Panics if a slice is too short, the
 /// columns exceed `b`, or the CPU lacks AVX-512 ([`available`]).
@@ -205,12 +217,7 @@ pub fn sgemm(
     bias: Option<&[f32]>,
     act: Activation,
 ) {
-    let need = if m == 0 || n == 0 {
-        0
-    } else {
-        (m - 1) * out.ldc + n
-    };
-    assert!(out.c.len() >= need, "C too short");
+    out.assert_holds(m, n);
     // SAFETY: C holds every index the product writes (checked); the slice is exclusively ours.
     unsafe { sgemm_ptr(m, n, a, lda, b, j0, out.c.as_mut_ptr(), out.ldc, bias, act) }
 }
@@ -253,12 +260,7 @@ enum Epilogue<'a> {
 /// values as [`sgemm`]. For sums over several calls (the filter gradient's sum over images).
 /// Panics as [`sgemm`].
 pub fn sgemm_acc(m: usize, n: usize, a: &[f32], lda: usize, b: &BSrc, j0: usize, out: Out) {
-    let need = if m == 0 || n == 0 {
-        0
-    } else {
-        (m - 1) * out.ldc + n
-    };
-    assert!(out.c.len() >= need, "C too short");
+    out.assert_holds(m, n);
     // SAFETY: C holds every index the product reads and writes (checked); it is ours alone.
     unsafe {
         product(
