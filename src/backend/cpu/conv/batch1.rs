@@ -92,8 +92,14 @@ pub(super) fn prepare(g: &ConvGeometry, w: &[f32]) -> Result<Vec<f32>> {
 /// the conv takes another path).
 pub(super) fn panels<'a>(g: &ConvGeometry, prepared: &'a [f32]) -> Option<&'a [f32]> {
     let (cout, k) = (g.ys.c, g.xs.c * g.kh * g.kw);
+    aligned_panels(prepared, prepared_len(cout, k))
+}
+
+/// The 64-byte aligned panels inside `prepared`, a buffer of `len` floats (16 of them reserved
+/// for the alignment offset), if it has that length; None otherwise.
+pub(super) fn aligned_panels(prepared: &[f32], len: usize) -> Option<&[f32]> {
     let off = prepared.as_ptr().align_offset(64);
-    (prepared.len() == prepared_len(cout, k) && off < 16).then(|| &prepared[off..])
+    (prepared.len() == len && off < 16).then(|| &prepared[off..])
 }
 
 /// `y = act(conv(x, w) + bias)` of `op` for its single image on the current rayon pool of

@@ -96,8 +96,7 @@ pub(super) fn prepare(g: &ConvGeometry, w: &[f32]) -> Result<Vec<f32>> {
 /// The panels inside a prepared buffer, if it holds those of `g`'s weight (None otherwise: then
 /// the conv takes another path).
 pub(super) fn panels<'a>(g: &ConvGeometry, prepared: &'a [f32]) -> Option<&'a [f32]> {
-    let off = prepared.as_ptr().align_offset(64);
-    (prepared.len() == prepared_len(g.ys.c, g.xs.c) && off < 16).then(|| &prepared[off..])
+    super::batch1::aligned_panels(prepared, prepared_len(g.ys.c, g.xs.c))
 }
 
 /// `y = act(conv(x, w) + bias)` of `op` for its single image on the current rayon pool of
