@@ -1,5 +1,5 @@
 //! Per-layer timings of the CPU backend's conv2d on seresnet50's shapes (batch 32 by default):
-//! `cargo bench --bench layers [-- BATCH THREADS [forward|filter]]` (`forward`: no gradients;
+//! `cargo bench --bench layers [-- BATCH THREADS [forward|filter [LAYER]]]` (`forward`: no gradients;
 //! `filter`: only the filter gradients, see [`filter`]). Prints GFLOP/s per layer shape; used to find
 //! the layers where the CPU backend falls short of the GEMM's speed. Then the same shapes'
 //! gradients: the data gradient as a training step runs it, by the legacy im2col + col2im and
@@ -51,7 +51,7 @@ fn main() {
         (1024, 7, 1024, 3, 1, 1, 32),
     ];
     if args.get(3).map(String::as_str) == Some("filter") {
-        return filter(&layers, batch, threads);
+        return filter(&layers, batch, threads, args.get(4).map(String::as_str));
     }
     for &(cin, h, cout, k, s, p, g) in &layers {
         let xs = Shape4::new(batch, cin, h, h);
@@ -199,10 +199,14 @@ fn median_secs(mut f: impl FnMut()) -> f64 {
     times[2]
 }
 
-/// The filter gradients of seresnet18's distinct convs, then of `layers`, on senet's GEMM
-/// (`conv/wgrad.rs`) and on the `gemm` crate (`CpuBackend::set_legacy_filter_gradient`), timed
-/// alternately: two rounds of (new, old) medians per layer, the faster round of each kept.
-fn filter(layers: &[Layer], batch: usize, threads: usize) {
+/// The filter gradients of seresnet18's distinct convs, then of `layers` and of seresnet50's other
+/// 1x1 expansions, three ways timed alternately: on senet's GEMM (`conv/wgrad.rs`), the same with
+/// the gather of before (`CpuBackend::set_legacy_filter_gather`: each image's columns gathered,
+/// then copied beside the others) and on the `gemm` crate (`set_legacy_filter_gradient`); two
+/// rounds of medians per layer, the faster round of each kept. `only` (the argument after
+/// `filter`) keeps the layers whose label, as printed (`256x14 -> 256 k3 s1`, spaces
+/// collapsed), contains it.
+fn filter(layers: &[Layer], batch: usize, threads: usize, only: Option<&str>) {
     let resnet18: [Layer; 10] = [
         (3, 224, 64, 7, 2, 3, 1),
         (64, 56, 64, 3, 1, 1, 1),
@@ -215,19 +219,29 @@ fn filter(layers: &[Layer], batch: usize, threads: usize) {
         (256, 14, 512, 1, 2, 0, 1),
         (512, 7, 512, 3, 1, 1, 1),
     ];
-    let bes = [false, true].map(|legacy| {
+    let expansions: [Layer; 4] = [
+        (128, 28, 512, 1, 1, 0, 1),
+        (256, 14, 1024, 1, 1, 0, 1),
+        (256, 56, 512, 1, 2, 0, 1),
+        (512, 28, 1024, 1, 2, 0, 1),
+    ];
+    let bes = [(false, false), (false, true), (true, false)].map(|(legacy, copy)| {
         let mut be = CpuBackend::new(threads).unwrap();
         be.set_legacy_filter_gradient(legacy);
+        be.set_legacy_filter_gather(copy);
         be
     });
-    for &layer in resnet18.iter().chain(layers) {
+    for &layer in resnet18.iter().chain(layers).chain(&expansions) {
         let conv = conv_shape(batch, layer);
         let (cin, h, cout, k, s, _, g) = layer;
+        if only.is_some_and(|o| !format!("{cin}x{h} -> {cout} k{k} s{s} g{g}").contains(o)) {
+            continue;
+        }
         let ys = conv.out_shape().unwrap();
         let x = distinct_values(conv.xs.numel());
         let dy = distinct_values(ys.numel());
         let mut dw = vec![0.0; conv.w_len()];
-        let mut best = [f64::INFINITY; 2];
+        let mut best = [f64::INFINITY; 3];
         for _ in 0..2 {
             for (b, t) in bes.iter().zip(best.iter_mut()) {
                 let secs = median_secs(|| {
@@ -238,14 +252,15 @@ fn filter(layers: &[Layer], batch: usize, threads: usize) {
             }
         }
         let gflops = |secs: f64| 2.0 * (ys.numel() * cin / g * k * k) as f64 / secs / 1e9;
+        let figure = |secs: f64| format!("{:>7.2} ms {:>4.0} GFLOP/s", secs * 1e3, gflops(secs));
         println!(
-            "filter {cin:>4}x{h:<3} -> {cout:>4} k{k} s{s} g{g:<2}: sgemm {:>7.2} ms {:>4.0} \
-             GFLOP/s, gemm crate {:>7.2} ms {:>4.0} GFLOP/s, {:.2}x",
-            best[0] * 1e3,
-            gflops(best[0]),
-            best[1] * 1e3,
-            gflops(best[1]),
-            best[1] / best[0]
+            "filter {cin:>4}x{h:<3} -> {cout:>4} k{k} s{s} g{g:<2}: sgemm {}, gather+copy {} \
+             ({:.2}x), gemm crate {} ({:.2}x)",
+            figure(best[0]),
+            figure(best[1]),
+            best[1] / best[0],
+            figure(best[2]),
+            best[2] / best[0]
         );
     }
 }

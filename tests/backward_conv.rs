@@ -322,7 +322,8 @@ fn conv2d_gradients_within_the_f32_summation_bound() {
 /// `Some(true)`), the result is not the `gemm` crate's (`set_legacy_filter_gradient`) bit for
 /// bit; groups of fewer than 48 output channels and 1x1 expansions stay on the `gemm` crate,
 /// bit-equal (`Some(false)`). (With one image per product both paths can add the same k blocks
-/// in the same order, bit-equal: `None`, no check.)
+/// in the same order, bit-equal: `None`, no check.) Gathering side-by-side images' columns in
+/// place or copying them there (`set_legacy_filter_gather`) gives the same bits.
 #[test]
 fn filter_gradient_on_sgemm_within_the_f32_summation_bound() {
     let mut rng = Rng(31);
@@ -356,6 +357,14 @@ fn filter_gradient_on_sgemm_within_the_f32_summation_bound() {
             let dw = conv_backward(&be, &c, &x, &w, &dy).1;
             assert_within_bound(&what, &dw, &want.dw, &want.dw_mag, terms);
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            let mut copy = CpuBackend::new(threads).unwrap();
+            copy.set_legacy_filter_gather(true);
+            let copied = conv_backward(&copy, &c, &x, &w, &dy).1;
+            assert_eq!(
+                bits(&copied),
+                bits(&dw),
+                "{what}: gathered in place or copied"
+            );
             match differs {
                 Some(true) if threads == 1 => assert_ne!(bits(&dw), bits(&old), "{what}: path"),
                 Some(false) => assert_eq!(bits(&dw), bits(&old), "{what}: path"),

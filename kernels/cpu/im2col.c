@@ -4,13 +4,12 @@
 #include "senet_kernels.h"
 
 void senet_im2col_f32(const float *x, size_t c, size_t h, size_t w, size_t kh, size_t kw,
-                      size_t stride, size_t pad, size_t oh, size_t ow, float *col) {
-    const size_t plane = oh * ow;
+                      size_t stride, size_t pad, size_t oh, size_t ow, float *col, size_t ldcol) {
     for (size_t ci = 0; ci < c; ci++) {
         const float *xc = x + ci * h * w;
         for (size_t ky = 0; ky < kh; ky++) {
             for (size_t kx = 0; kx < kw; kx++) {
-                float *dst = col + ((ci * kh + ky) * kw + kx) * plane;
+                float *dst = col + ((ci * kh + ky) * kw + kx) * ldcol;
                 for (size_t oy = 0; oy < oh; oy++) {
                     const long iy = (long)(oy * stride + ky) - (long)pad;
                     float *d = dst + oy * ow;
@@ -44,11 +43,11 @@ void senet_im2col_f32(const float *x, size_t c, size_t h, size_t w, size_t kh, s
 }
 
 void senet_subsample_f32(const float *x, size_t c, size_t h, size_t w, size_t stride, size_t oh,
-                         size_t ow, float *y) {
+                         size_t ow, float *y, size_t ldy) {
     for (size_t ci = 0; ci < c; ci++) {
         for (size_t oy = 0; oy < oh; oy++) {
             const float *src = x + (ci * h + oy * stride) * w;
-            float *d = y + (ci * oh + oy) * ow;
+            float *d = y + ci * ldy + oy * ow;
             for (size_t ox = 0; ox < ow; ox++) d[ox] = src[ox * stride];
         }
     }

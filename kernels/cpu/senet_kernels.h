@@ -9,14 +9,16 @@
 #define SENET_ACT_RELU 1
 #define SENET_ACT_SIGMOID 2
 
-/* col[(ci*kh*kw + ky*kw + kx) * (oh*ow) + oy*ow + ox] = x[ci, oy*s - pad + ky, ox*s - pad + kx]
- * (0 outside the image), for ci in [0, c). x is (c, h, w). */
+/* col[(ci*kh*kw + ky*kw + kx) * ldcol + oy*ow + ox] = x[ci, oy*s - pad + ky, ox*s - pad + kx]
+ * (0 outside the image), for ci in [0, c). x is (c, h, w); ldcol >= oh*ow (oh*ow: contiguous
+ * rows; more: the rows of a wider matrix, other images' columns beside them untouched). */
 void senet_im2col_f32(const float *x, size_t c, size_t h, size_t w, size_t kh, size_t kw,
-                      size_t stride, size_t pad, size_t oh, size_t ow, float *col);
+                      size_t stride, size_t pad, size_t oh, size_t ow, float *col, size_t ldcol);
 
-/* y[ci, oy, ox] = x[ci, oy*s, ox*s]: the input of a strided 1x1 conv. */
+/* y[ci*ldy + oy*ow + ox] = x[ci, oy*s, ox*s]: the input of a strided 1x1 conv (ldy >= oh*ow, as
+ * ldcol above). */
 void senet_subsample_f32(const float *x, size_t c, size_t h, size_t w, size_t stride, size_t oh,
-                         size_t ow, float *y);
+                         size_t ow, float *y, size_t ldy);
 
 /* The adjoint of senet_im2col_f32 (same geometry): x is overwritten with zeros, then
  * x[ci, oy*s - pad + ky, ox*s - pad + kx] += col[(ci*kh*kw + ky*kw + kx) * (oh*ow) + oy*ow + ox]

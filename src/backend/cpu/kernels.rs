@@ -18,6 +18,7 @@ mod ffi {
             oh: usize,
             ow: usize,
             col: *mut f32,
+            ldcol: usize,
         );
         pub fn senet_subsample_f32(
             x: *const f32,
@@ -28,6 +29,7 @@ mod ffi {
             oh: usize,
             ow: usize,
             y: *mut f32,
+            ldy: usize,
         );
         pub fn senet_col2im_f32(
             col: *const f32,
@@ -140,7 +142,20 @@ pub struct Im2col {
 
 /// `col` (c*kh*kw, oh*ow) from `x` (c, h, w).
 pub fn im2col(x: &[f32], g: Im2col, col: &mut [f32]) {
-    assert!(x.len() >= g.c * g.h * g.w && col.len() >= g.c * g.kh * g.kw * g.oh * g.ow);
+    im2col_rows(x, g, col, g.oh * g.ow);
+}
+
+/// Panics unless `ld >= plane` and `len` floats hold `rows` rows of `plane` at stride `ld`.
+fn assert_rows(len: usize, rows: usize, plane: usize, ld: usize) {
+    assert!(ld >= plane && (rows == 0 || len >= (rows - 1) * ld + plane));
+}
+
+/// [`im2col`] into the rows of a wider matrix: row r of the columns (c*kh*kw rows of oh*ow) at
+/// `col[r*ld ..]`, the floats between them untouched (several images side by side). Panics if
+/// `ld < oh*ow` or a slice is shorter than the geometry needs.
+pub fn im2col_rows(x: &[f32], g: Im2col, col: &mut [f32], ld: usize) {
+    assert!(x.len() >= g.c * g.h * g.w);
+    assert_rows(col.len(), g.c * g.kh * g.kw, g.oh * g.ow, ld);
     // SAFETY: lengths checked above; the kernel reads/writes only within them.
     unsafe {
         ffi::senet_im2col_f32(
@@ -155,6 +170,7 @@ pub fn im2col(x: &[f32], g: Im2col, col: &mut [f32]) {
             g.oh,
             g.ow,
             col.as_mut_ptr(),
+            ld,
         )
     }
 }
@@ -162,15 +178,22 @@ pub fn im2col(x: &[f32], g: Im2col, col: &mut [f32]) {
 /// `y[c, oy, ox] = x[c, oy*stride, ox*stride]`: the columns of a 1x1 unpadded kernel (`g.kh`,
 /// `g.kw` 1, `g.pad` 0, else a panic), gathered without the im2col copy of every pixel.
 pub fn subsample(x: &[f32], g: Im2col, y: &mut [f32]) {
+    subsample_rows(x, g, y, g.oh * g.ow);
+}
+
+/// [`subsample`] into the rows of a wider matrix, channel c at `y[c*ld ..]` (as
+/// [`im2col_rows`]). Panics as [`subsample`], or if `ld < oh*ow`.
+pub fn subsample_rows(x: &[f32], g: Im2col, y: &mut [f32], ld: usize) {
     let (c, h, w, stride, oh, ow) = (g.c, g.h, g.w, g.stride, g.oh, g.ow);
     assert!(
         g.kh == 1 && g.kw == 1 && g.pad == 0,
         "subsample of a {g:?} gather"
     );
-    assert!(x.len() >= c * h * w && y.len() >= c * oh * ow);
+    assert!(x.len() >= c * h * w);
+    assert_rows(y.len(), c, oh * ow, ld);
     assert!((oh - 1) * stride < h && (ow - 1) * stride < w);
     // SAFETY: lengths and index ranges checked above.
-    unsafe { ffi::senet_subsample_f32(x.as_ptr(), c, h, w, stride, oh, ow, y.as_mut_ptr()) }
+    unsafe { ffi::senet_subsample_f32(x.as_ptr(), c, h, w, stride, oh, ow, y.as_mut_ptr(), ld) }
 }
 
 /// The adjoint of [`im2col`]: `x` (c, h, w) is overwritten with the scatter-add of `col`
@@ -649,6 +672,53 @@ mod tests {
             })
             .collect();
         (x, dy, mask)
+    }
+
+    /// `im2col_rows` and `subsample_rows` write exactly what `im2col` and `subsample` write, row r
+    /// at `r*ld` of a wider matrix (two images side by side: the second's rows at an offset), and
+    /// leave every float between the rows untouched: 3x3 padded strides 1 and 2, 1x1 stride 2.
+    #[test]
+    fn gathers_into_rows_of_a_wider_matrix() {
+        let (c, h, w) = (3, 7, 6);
+        let x: Vec<f32> = (0..c * h * w).map(|i| i as f32 + 1.0).collect();
+        for (k, stride, pad) in [(3, 1, 1), (3, 2, 1), (1, 2, 0)] {
+            let (oh, ow) = (
+                (h + 2 * pad - k) / stride + 1,
+                (w + 2 * pad - k) / stride + 1,
+            );
+            let g = Im2col {
+                c,
+                h,
+                w,
+                kh: k,
+                kw: k,
+                stride,
+                pad,
+                oh,
+                ow,
+            };
+            let (rows, plane) = (c * k * k, oh * ow);
+            let mut want = vec![0.0; rows * plane];
+            let gather = if k == 1 { subsample_rows } else { im2col_rows };
+            if k == 1 {
+                subsample(&x, g, &mut want);
+            } else {
+                im2col(&x, g, &mut want);
+            }
+            let ld = 2 * plane + 3;
+            let mut wide = vec![-7.0f32; rows * ld];
+            gather(&x, g, &mut wide[plane + 1..], ld);
+            for (r, row) in wide.chunks(ld).enumerate() {
+                assert_eq!(
+                    &row[plane + 1..2 * plane + 1],
+                    &want[r * plane..(r + 1) * plane]
+                );
+                assert!(row[..plane + 1]
+                    .iter()
+                    .chain(&row[2 * plane + 1..])
+                    .all(|v| *v == -7.0));
+            }
+        }
     }
 
     /// The SE backward's plane (whichever build this CPU runs): the masked gradient into

@@ -91,16 +91,22 @@ pub struct CpuBackend {
     /// Conv filter gradients on the `gemm` crate rather than senet's AVX-512 GEMM
     /// ([`CpuBackend::set_legacy_filter_gradient`]).
     legacy_filter_gradient: bool,
+    /// Filter gradients on senet's GEMM with each image's columns gathered, then copied beside
+    /// the others ([`CpuBackend::set_legacy_filter_gather`]).
+    legacy_filter_gather: bool,
 }
 
 /// `SENET_CPU_WGRAD`: `gemm-crate` takes the conv filter gradients on the `gemm` crate, `sgemm`
-/// (or unset) on senet's GEMM. Errors: any other value.
-fn legacy_filter_gradient_from_env() -> Result<bool> {
+/// (or unset) on senet's GEMM, `sgemm-copy` on senet's GEMM with the gather of before
+/// (each image's columns gathered, then copied beside the others). Returns (legacy, legacy
+/// gather). Errors: any other value.
+fn legacy_filter_gradient_from_env() -> Result<(bool, bool)> {
     match std::env::var("SENET_CPU_WGRAD").as_deref() {
-        Ok("gemm-crate") => Ok(true),
-        Ok("sgemm") | Err(std::env::VarError::NotPresent) => Ok(false),
+        Ok("gemm-crate") => Ok((true, false)),
+        Ok("sgemm-copy") => Ok((false, true)),
+        Ok("sgemm") | Err(std::env::VarError::NotPresent) => Ok((false, false)),
         Ok(v) => Err(Error::Invalid(format!(
-            "SENET_CPU_WGRAD={v}: expected gemm-crate or sgemm"
+            "SENET_CPU_WGRAD={v}: expected gemm-crate, sgemm or sgemm-copy"
         ))),
         Err(e) => Err(Error::Invalid(format!("SENET_CPU_WGRAD: {e}"))),
     }
@@ -134,6 +140,7 @@ impl CpuBackend {
             .thread_name(|i| format!("senet-cpu-{i}"))
             .build()
             .map_err(|e| Error::Invalid(format!("cannot start {threads} CPU threads: {e}")))?;
+        let (legacy_filter_gradient, legacy_filter_gather) = legacy_filter_gradient_from_env()?;
         Ok(CpuBackend {
             pool,
             threads,
@@ -141,7 +148,8 @@ impl CpuBackend {
             winograd_weights: std::sync::Mutex::new(Vec::new()),
             legacy_conv_backward: false,
             winograd_data_gradient: std::env::var("SENET_CPU_DGRAD").as_deref() != Ok("direct"),
-            legacy_filter_gradient: legacy_filter_gradient_from_env()?,
+            legacy_filter_gradient,
+            legacy_filter_gather,
         })
     }
 
@@ -175,6 +183,15 @@ impl CpuBackend {
     /// A/B runs and tests.
     pub fn set_legacy_filter_gradient(&mut self, on: bool) {
         self.legacy_filter_gradient = on;
+    }
+
+    /// Where the filter gradient on senet's GEMM lays several images side by side (7x7 and
+    /// 14x14 planes), gathers each image's columns into a buffer of their own and copies them
+    /// beside the others (`true`: the path before the gather wrote them in place;
+    /// `SENET_CPU_WGRAD=sgemm-copy` starts a backend with it) rather than gathering them
+    /// straight into place (`false`, the default). The same values either way; for A/B runs.
+    pub fn set_legacy_filter_gather(&mut self, on: bool) {
+        self.legacy_filter_gather = on;
     }
 
     /// Number of worker threads.

@@ -407,7 +407,15 @@ pub(in crate::backend::cpu) fn conv2d_backward_filter(
                 let (first, end) = bounds(r);
                 if on_sgemm {
                     #[cfg(target_arch = "x86_64")]
-                    return super::wgrad::run(x, dy, &g, first..end, target, r == 0 && accumulate);
+                    return super::wgrad::run(
+                        x,
+                        dy,
+                        &g,
+                        first..end,
+                        target,
+                        r == 0 && accumulate,
+                        be.legacy_filter_gather,
+                    );
                 }
                 for i in first..end {
                     let x1 = &x[i * xi..(i + 1) * xi];

@@ -9,7 +9,8 @@
 //! product). Images whose planes are smaller than one k block (14x14 and 7x7) are laid side by side
 //! in the columns of A and the rows of B, so each product sums at least ~512 pixels before it
 //! meets C (otherwise the 7x7 layers would spend a pass over their 9 MiB of C for every 49-pixel
-//! sum). The run's sums go into a transposed accumulator (the first product stores, the later
+//! sum); each image's columns are gathered straight into their place (`kernels::im2col_rows`:
+//! the im2col with the row stride of the wider matrix). The run's sums go into a transposed accumulator (the first product stores, the later
 //! ones add with [`sgemm_acc`]), transposed into the caller's `(Cout, Cin/groups, kh, kw)`
 //! target once per run.
 //!
@@ -20,6 +21,8 @@
 //! crate path of before instead, for A/B runs.
 //!
 //! [`CpuBackend::set_legacy_filter_gradient`]: super::super::CpuBackend::set_legacy_filter_gradient
+//! [`CpuBackend::set_legacy_filter_gather`]: super::super::CpuBackend::set_legacy_filter_gather
+use super::super::kernels;
 use super::super::matmul::Par;
 use super::super::sgemm::{self, sgemm, sgemm_acc, transpose, BSrc, Out};
 use super::backward::{cols_kind, gather, Cols};
@@ -43,7 +46,7 @@ const MIN_COUT_G: usize = 48;
 struct Buffers {
     /// The columns of the images of one product, (Cin·kh·kw) × (images·P).
     col: Vec<f32>,
-    /// One image's columns, when several images are side by side.
+    /// One image's columns, when several images are side by side and `copy` (see [`run`]).
     image: Vec<f32>,
     /// `dYᵀ` of the same images, per group (images·P) × Cout_g.
     dyt: Vec<f32>,
@@ -63,6 +66,16 @@ fn grown(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut v[..len]
 }
 
+/// One image's columns (an im2col or subsample gather, not [`Cols::Direct`]) written straight
+/// into their place among several images' side by side: row r at `col[r*ld ..]`.
+fn gather_rows(x1: &[f32], g: &ConvGeometry, kind: Cols, col: &mut [f32], ld: usize) {
+    let geom = g.im2col(g.xs.c);
+    match kind {
+        Cols::Subsample => kernels::subsample_rows(x1, geom, col, ld),
+        _ => kernels::im2col_rows(x1, geom, col, ld),
+    }
+}
+
 /// Whether [`run`] takes the filter gradient of `g`: the CPU has the AVX-512 GEMM, the backend
 /// was not told to keep the `gemm` crate, each group has at least [`MIN_COUT_G`] output
 /// channels, and the conv is not a 1x1 with more outputs than inputs per group. Those (the
@@ -77,7 +90,9 @@ pub(super) fn usable(legacy: bool, g: &ConvGeometry) -> bool {
 
 /// `target` (Cout, Cin/groups, kh, kw) (+)= Σ over `images` of image i's filter gradient
 /// (`accumulate` false overwrites), from the NCHW `x` and `dy` of the whole batch. See the
-/// module doc for the order of the sums.
+/// module doc for the order of the sums. `copy` gathers the columns of images laid side by side
+/// into a buffer of their own first, then copies them into place (the path before
+/// [`gather_rows`]; [`CpuBackend::set_legacy_filter_gather`]): the same values.
 pub(super) fn run(
     x: &[f32],
     dy: &[f32],
@@ -85,6 +100,7 @@ pub(super) fn run(
     images: Range<usize>,
     target: &mut [f32],
     accumulate: bool,
+    copy: bool,
 ) {
     let groups = g.p.groups;
     let (cin_g, cout_g) = (g.xs.c / groups, g.ys.c / groups);
@@ -116,6 +132,11 @@ pub(super) fn run(
                 let col = grown(&mut b.col, k * width);
                 for j in 0..count {
                     let x1 = &x[(start + j) * xi..(start + j + 1) * xi];
+                    let dst = &mut col[j * plane..];
+                    if kind != Cols::Direct && !copy {
+                        gather_rows(x1, g, kind, dst, width);
+                        continue;
+                    }
                     let src: &[f32] = if kind == Cols::Direct {
                         x1
                     } else {
@@ -124,8 +145,7 @@ pub(super) fn run(
                         image
                     };
                     for (r, row) in src[..k * plane].chunks_exact(plane).enumerate() {
-                        col[r * width + j * plane..r * width + (j + 1) * plane]
-                            .copy_from_slice(row);
+                        dst[r * width..r * width + plane].copy_from_slice(row);
                     }
                 }
                 col
