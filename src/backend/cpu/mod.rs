@@ -28,6 +28,7 @@ mod optim;
 mod pool;
 #[cfg(target_arch = "x86_64")]
 mod sgemm;
+mod switches;
 
 /// Whether the batch-1 kernels run: the AVX-512 max pool (`kernels::max_pool2d`) and the
 /// transposed product of small planes (`conv/batch1.rs`, through [`Backend::prepare_conv2d`]).
@@ -96,22 +97,6 @@ pub struct CpuBackend {
     legacy_filter_gather: bool,
 }
 
-/// `SENET_CPU_WGRAD`: `gemm-crate` takes the conv filter gradients on the `gemm` crate, `sgemm`
-/// (or unset) on senet's GEMM, `sgemm-copy` on senet's GEMM with the gather of before
-/// (each image's columns gathered, then copied beside the others). Returns (legacy, legacy
-/// gather). Errors: any other value.
-fn legacy_filter_gradient_from_env() -> Result<(bool, bool)> {
-    match std::env::var("SENET_CPU_WGRAD").as_deref() {
-        Ok("gemm-crate") => Ok((true, false)),
-        Ok("sgemm-copy") => Ok((false, true)),
-        Ok("sgemm") | Err(std::env::VarError::NotPresent) => Ok((false, false)),
-        Ok(v) => Err(Error::Invalid(format!(
-            "SENET_CPU_WGRAD={v}: expected gemm-crate, sgemm or sgemm-copy"
-        ))),
-        Err(e) => Err(Error::Invalid(format!("SENET_CPU_WGRAD: {e}"))),
-    }
-}
-
 impl std::fmt::Debug for CpuBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CpuBackend")
@@ -122,8 +107,11 @@ impl std::fmt::Debug for CpuBackend {
 
 impl CpuBackend {
     /// A backend running on `threads` threads (0 = one per available core).
-    /// Errors: more than [`crate::MAX_THREADS`] threads, or the pool cannot be created.
+    /// Errors: more than [`crate::MAX_THREADS`] threads, the pool cannot be created, or a
+    /// `SENET_CPU_*` environment variable senet does not know or with a value its switch does
+    /// not accept (`switches.rs`: e.g. `SENET_CPU_DGRAD=direct`, `SENET_CPU_WGRAD=gemm-crate`).
     pub fn new(threads: usize) -> Result<CpuBackend> {
+        switches::check_env()?;
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -140,7 +128,7 @@ impl CpuBackend {
             .thread_name(|i| format!("senet-cpu-{i}"))
             .build()
             .map_err(|e| Error::Invalid(format!("cannot start {threads} CPU threads: {e}")))?;
-        let (legacy_filter_gradient, legacy_filter_gather) = legacy_filter_gradient_from_env()?;
+        let wgrad = std::env::var("SENET_CPU_WGRAD");
         Ok(CpuBackend {
             pool,
             threads,
@@ -148,8 +136,8 @@ impl CpuBackend {
             winograd_weights: std::sync::Mutex::new(Vec::new()),
             legacy_conv_backward: false,
             winograd_data_gradient: std::env::var("SENET_CPU_DGRAD").as_deref() != Ok("direct"),
-            legacy_filter_gradient,
-            legacy_filter_gather,
+            legacy_filter_gradient: wgrad.as_deref() == Ok("gemm-crate"),
+            legacy_filter_gather: wgrad.as_deref() == Ok("sgemm-copy"),
         })
     }
 
