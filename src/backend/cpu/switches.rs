@@ -33,7 +33,10 @@ const SWITCHES: &[(&str, Values)] = &[
     ("SENET_CPU_DGRAD", Values::One(&["winograd", "direct"])),
     // mod.rs: conv filter gradients on the `gemm` crate, or on senet's GEMM with side-by-side
     // images' columns gathered per image and copied into place (the gather before wgrad2).
-    ("SENET_CPU_WGRAD", Values::One(&["sgemm", "gemm-crate", "sgemm-copy"])),
+    (
+        "SENET_CPU_WGRAD",
+        Values::One(&["sgemm", "gemm-crate", "sgemm-copy"]),
+    ),
 ];
 
 /// Checks the process environment's `SENET_CPU_*` variables ([`check`]).
