@@ -1,6 +1,7 @@
 //! Per-layer timings of the CPU backend's conv2d on seresnet50's shapes (batch 32 by default):
-//! `cargo bench --bench layers [-- BATCH THREADS [forward|filter]]` (`forward`: no gradients;
-//! `filter`: only the filter gradients, see [`filter`]). Prints GFLOP/s per layer shape; used to find
+//! `cargo bench --bench layers [-- BATCH THREADS [forward|filter|train-forward]]` (`forward`: no
+//! gradients; `filter`: only the filter gradients, see [`filter`]; `train-forward`: training's
+//! forward of the 3x3 stride-1 convs, see [`train_forward`]). Prints GFLOP/s per layer shape; used to find
 //! the layers where the CPU backend falls short of the GEMM's speed. Then the same shapes'
 //! gradients: the data gradient as a training step runs it, by the legacy im2col + col2im and
 //! with Winograd allowed, timed alternately in the same run, and the filter gradient.
@@ -52,6 +53,9 @@ fn main() {
     ];
     if args.get(3).map(String::as_str) == Some("filter") {
         return filter(&layers, batch, threads);
+    }
+    if args.get(3).map(String::as_str) == Some("train-forward") {
+        return train_forward(&layers, batch, threads);
     }
     for &(cin, h, cout, k, s, p, g) in &layers {
         let xs = Shape4::new(batch, cin, h, h);
@@ -293,6 +297,58 @@ fn backward(layers: &[Layer], batch: usize, threads: usize) {
             figure(data[1]),
             figure(data[2]),
             figure(filter)
+        );
+    }
+}
+
+/// Training's forward (`set_fast_conv(false)`, no bias, no activation: BatchNorm follows) of the
+/// dense 3x3 stride-1 `layers`: Winograd F(2x2, 3x3) and the direct conv alternately, 5 rounds
+/// each, medians in ms and direct-conv GFLOP/s.
+fn train_forward(layers: &[Layer], batch: usize, threads: usize) {
+    let backend = |f2: bool| {
+        let mut be = CpuBackend::new(threads).unwrap();
+        be.set_fast_conv(false);
+        be.set_winograd_training_forward(f2);
+        be
+    };
+    let (f2, direct) = (backend(true), backend(false));
+    for &layer in layers.iter().filter(|l| l.3 == 3 && l.4 == 1 && l.6 == 1) {
+        let shape = conv_shape(batch, layer);
+        let ys = shape.out_shape().unwrap();
+        let x = distinct_values(shape.xs.numel());
+        let w = distinct_values(shape.w_shape.iter().product());
+        let mut y = vec![0.0; ys.numel()];
+        let f = Conv2dForward {
+            shape,
+            w: &w,
+            bias: None,
+            act: Activation::None,
+            prepared: None,
+        };
+        let mut times = [Vec::new(), Vec::new()];
+        for round in 0..6 {
+            for (be, t) in [&f2, &direct].into_iter().zip(times.iter_mut()) {
+                let t0 = Instant::now();
+                be.conv2d(f, &x, &mut y).unwrap();
+                if round > 0 {
+                    t.push(t0.elapsed().as_secs_f64());
+                }
+            }
+        }
+        let flops = 2.0 * (ys.numel() * shape.w_shape[1] * 9) as f64;
+        let [a, b] = times.map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[2]
+        });
+        let (cin, h, cout, ..) = layer;
+        println!(
+            "train forward {cin:>4}x{h:<3} -> {cout:>4} 3x3: F(2x2,3x3) {:>7.2} ms {:>5.0} GFLOP/s, \
+             direct {:>7.2} ms {:>5.0} GFLOP/s ({:.2}x)",
+            a * 1e3,
+            flops / a / 1e9,
+            b * 1e3,
+            flops / b / 1e9,
+            b / a
         );
     }
 }

@@ -92,6 +92,9 @@ pub struct CpuBackend {
     /// Conv filter gradients on the `gemm` crate rather than senet's AVX-512 GEMM
     /// ([`CpuBackend::set_legacy_filter_gradient`]).
     legacy_filter_gradient: bool,
+    /// 3x3 stride-1 convs by Winograd F(2x2, 3x3) when [`Backend::set_fast_conv`] keeps
+    /// F(4x4, 3x3) off ([`CpuBackend::set_winograd_training_forward`]).
+    winograd_training_forward: bool,
 }
 
 impl std::fmt::Debug for CpuBackend {
@@ -133,6 +136,8 @@ impl CpuBackend {
             legacy_conv_backward: false,
             winograd_data_gradient: std::env::var("SENET_CPU_DGRAD").as_deref() != Ok("direct"),
             legacy_filter_gradient: std::env::var("SENET_CPU_WGRAD").as_deref() == Ok("gemm-crate"),
+            winograd_training_forward: std::env::var("SENET_CPU_TRAIN_FWD").as_deref()
+                != Ok("direct"),
         })
     }
 
@@ -166,6 +171,32 @@ impl CpuBackend {
     /// A/B runs and tests.
     pub fn set_legacy_filter_gradient(&mut self, on: bool) {
         self.legacy_filter_gradient = on;
+    }
+
+    /// Computes the forward of 3x3 stride-1 convs (at least 16 channels in and out, no groups)
+    /// by Winograd F(2x2, 3x3) while [`Backend::set_fast_conv`] keeps F(4x4, 3x3) off, as
+    /// [`crate::optim::TrainNet`] does (`true`, the default; `SENET_CPU_TRAIN_FWD=direct`
+    /// starts a backend with direct sums, for A/B runs). 16 multiplications per 2x2 output
+    /// tile and channel pair instead of 36; its transforms' coefficients are 0, ±1 and 1/2, so
+    /// it rounds close to the direct sum: one seresnet18 training step's gradients are 1.2e-5
+    /// relative from MindSpore's with it (1.1e-5 direct; 1e-3 allowed, `tests/train_step.rs`),
+    /// where F(4x4, 3x3) in the forward moves them by 2e-3 to 5e-3. Chosen by the conv alone,
+    /// so an image's output does not depend on its batch or the thread count.
+    pub fn set_winograd_training_forward(&mut self, on: bool) {
+        self.winograd_training_forward = on;
+    }
+
+    /// Where a forward conv may take Winograd: F(4x4, 3x3) where it pays
+    /// ([`Backend::set_fast_conv`] on), else F(2x2, 3x3) by the conv alone
+    /// ([`Self::set_winograd_training_forward`]), else nowhere.
+    fn forward_winograd(&self) -> conv::WinogradUse {
+        if self.winograd {
+            conv::WinogradUse::Fast
+        } else if self.winograd_training_forward {
+            conv::WinogradUse::ByConv(conv::Tile::F2)
+        } else {
+            conv::WinogradUse::Off
+        }
     }
 
     /// Number of worker threads.

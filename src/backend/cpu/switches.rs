@@ -31,6 +31,8 @@ const SWITCHES: &[(&str, Values)] = &[
     ("SENET_CPU_B1", Values::List(&["old", "nowino", "nolocal"])),
     // mod.rs: data gradients of 3x3 stride-1 convs by direct sums.
     ("SENET_CPU_DGRAD", Values::One(&["winograd", "direct"])),
+    // mod.rs: training's forward 3x3 stride-1 convs by direct sums instead of F(2x2, 3x3).
+    ("SENET_CPU_TRAIN_FWD", Values::One(&["winograd2", "direct"])),
     // mod.rs: conv filter gradients on the `gemm` crate.
     ("SENET_CPU_WGRAD", Values::One(&["sgemm", "gemm-crate"])),
 ];
