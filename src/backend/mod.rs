@@ -125,9 +125,11 @@ pub trait Backend: Send + Sync {
     /// fewer multiplications whose float32 rounding differs from the direct sum's (the CPU
     /// backend: Winograd F(4x4, 3x3) for 3x3 stride-1 convs, whose error scales with the
     /// largest inputs of each 6x6 tile; see `backend/cpu/conv/winograd.rs`). On by default, for
-    /// inference; [`crate::optim::TrainNet`] turns it off so that a training forward stays the
-    /// direct convolution MindSpore computes (the CPU backend's data gradients keep Winograd:
-    /// `CpuBackend::set_winograd_data_gradient`). Backends with a single algorithm ignore it.
+    /// inference; [`crate::optim::TrainNet`] turns it off so that a training forward rounds like
+    /// the direct convolution MindSpore computes (the CPU backend then takes Winograd F(2x2, 3x3),
+    /// which does: `CpuBackend::set_winograd_training_forward`; its data gradients keep
+    /// F(4x4, 3x3): `CpuBackend::set_winograd_data_gradient`). Backends with a single algorithm
+    /// ignore it.
     fn set_fast_conv(&mut self, _allowed: bool) {}
 
     /// The device work issued so far ([`DeviceCounters`]), or None on a backend that has no
