@@ -42,7 +42,8 @@ pub(crate) fn batch1_kernels() -> bool {
 
 /// Whether `SENET_CPU_B1` (a comma-separated list, read once) names `word`: batch-1 paths
 /// turned off for A/B runs (`old`: all of them; `nowino`: `conv/winograd_b1.rs`; `nolocal`:
-/// `dense.rs`'s single rows on the calling thread).
+/// `dense.rs`'s single rows on the calling thread; `nopool`: [`Backend::run_ops`] on the calling thread,
+/// not a pool thread, at every batch size: [`CpuBackend::set_ops_in_pool`]).
 pub(crate) fn batch1_path_off(word: &str) -> bool {
     static OFF: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     OFF.get_or_init(|| {
@@ -91,6 +92,8 @@ pub struct CpuBackend {
     /// Conv filter gradients on the `gemm` crate rather than senet's AVX-512 GEMM
     /// ([`CpuBackend::set_legacy_filter_gradient`]).
     legacy_filter_gradient: bool,
+    /// [`Backend::run_ops`] runs its closure on a pool thread ([`CpuBackend::set_ops_in_pool`]).
+    ops_in_pool: bool,
 }
 
 /// `SENET_CPU_WGRAD`: `gemm-crate` takes the conv filter gradients on the `gemm` crate, `sgemm`
@@ -142,6 +145,7 @@ impl CpuBackend {
             legacy_conv_backward: false,
             winograd_data_gradient: std::env::var("SENET_CPU_DGRAD").as_deref() != Ok("direct"),
             legacy_filter_gradient: legacy_filter_gradient_from_env()?,
+            ops_in_pool: !batch1_path_off("nopool"),
         })
     }
 
@@ -177,6 +181,14 @@ impl CpuBackend {
         self.legacy_filter_gradient = on;
     }
 
+    /// Whether [`Backend::run_ops`] runs its closure on one of the pool's threads (`true`, the
+    /// default; `SENET_CPU_B1=nopool` starts a backend with `false`) or on the calling thread,
+    /// each op inside then handing its work to the pool and waiting for it (the path before
+    /// `run_ops`). The same results either way; for A/B runs (`benches/layers.rs`).
+    pub fn set_ops_in_pool(&mut self, on: bool) {
+        self.ops_in_pool = on;
+    }
+
     /// Number of worker threads.
     pub fn threads(&self) -> usize {
         self.threads
@@ -197,6 +209,15 @@ impl Backend for CpuBackend {
 
     fn set_fast_conv(&mut self, allowed: bool) {
         self.winograd = allowed;
+    }
+
+    fn run_ops<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        if self.ops_in_pool {
+            // From a thread of the pool, every op's own `pool.install` runs in place.
+            self.pool.install(f)
+        } else {
+            f()
+        }
     }
 
     fn alloc(&self, len: usize) -> Result<Vec<f32>> {
