@@ -206,8 +206,9 @@ fn median_secs(mut f: impl FnMut()) -> f64 {
 /// Whole forward passes of `arch` (random weights, 224x224 images) at `batch` on two networks,
 /// each on its own backend: one running the pass inside one pool hand-over
 /// (`Backend::run_ops`), one issuing it op by op from this thread
-/// (`CpuBackend::set_ops_in_pool(false)`, the path before). Six rounds, each the median of 5
-/// passes of either, alternately; the logits of the two must be the same bits.
+/// (`CpuBackend::set_ops_in_pool(false)`, the path before). Six rounds of 5 passes of either,
+/// interleaved pass by pass: medians and fastest passes; the logits of the two must be the same
+/// bits.
 fn model(arch: &str, batch: usize, threads: usize) {
     let net = SeNet::new(Arch::from_name(arch).unwrap(), 1000, 0).unwrap();
     let infer = |in_pool: bool| {
@@ -223,15 +224,25 @@ fn model(arch: &str, batch: usize, threads: usize) {
         bits(&old.forward(&x).unwrap())
     );
     for round in 1..=6 {
-        let ms = |inf: &mut InferenceNet<CpuBackend>| {
-            1e3 * median_secs(|| {
+        // Five passes of either, interleaved one by one.
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            for (inf, times) in [(&mut new, &mut a), (&mut old, &mut b)] {
+                let t0 = Instant::now();
                 inf.forward(&x).unwrap();
-            })
-        };
-        let (a, b) = (ms(&mut new), ms(&mut old));
+                times.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        a.sort_by(f64::total_cmp);
+        b.sort_by(f64::total_cmp);
         println!(
-            "{arch} batch {batch} round {round}: one hand-over {a:>8.2} ms, op by op {b:>8.2} ms ({:.3}x)",
-            b / a
+            "{arch} batch {batch} round {round}: one hand-over {:>8.2} ms (fastest {:>8.2}), \
+             op by op {:>8.2} ms (fastest {:>8.2}): {:.3}x",
+            a[2],
+            a[0],
+            b[2],
+            b[0],
+            b[2] / a[2]
         );
     }
 }

@@ -137,12 +137,10 @@ pub trait Backend: Send + Sync {
     }
 
     /// Runs `f`, a sequence of this backend's ops issued by the caller (a whole forward pass),
-    /// where those ops start fastest, and returns its result; the ops compute the same results
-    /// either way. The default calls `f` on the calling thread. The CPU backend runs it on one of
-    /// its pool's threads, so the ops inside it enter the pool without a hand-over from the
-    /// calling thread and back (about 12 us each on a loaded 2-core machine, some 110 per
-    /// seresnet50 forward at batch 1); `SENET_CPU_B1=nopool` calls `f` directly there too (A/B
-    /// runs).
+    /// and returns its result; the ops compute the same results either way. The default calls
+    /// `f` on the calling thread. The CPU backend can run it on one of its pool's threads
+    /// (`CpuBackend::set_ops_in_pool`, `SENET_CPU_FORWARD=pool`; off by default), so that the
+    /// ops inside it enter the pool without a hand-over from the calling thread and back.
     fn run_ops<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R
     where
         Self: Sized,

@@ -344,8 +344,8 @@ impl<B: Backend> InferenceNet<B> {
             self.prepare(h, w)?;
         }
         let mut ws = self.ws.take().expect("workspace allocated above");
-        // The whole pass in one call of the backend ([`Backend::run_ops`]: on the CPU one
-        // hand-over to its thread pool instead of one per op).
+        // The whole pass in one call of the backend ([`Backend::run_ops`]: on the CPU, when
+        // asked, one hand-over to its thread pool instead of one per op).
         let net = &*self;
         let logits = net.backend.run_ops(|| net.run(&mut ws, x, xs));
         self.ws = Some(ws);
@@ -516,15 +516,17 @@ mod tests {
     use crate::backend::cpu::CpuBackend;
     use crate::model::init::formula_input;
 
-    /// [`InferenceNet::forward`] runs the pass inside one [`Backend::run_ops`] (on the CPU, on a
-    /// thread of the backend's pool); the same pass issued op by op from the calling thread
-    /// must give the same bits: the batch-1 paths (prepared 7x7 products, the 14x14 Winograd,
+    /// [`InferenceNet::forward`] runs the pass inside one [`Backend::run_ops`] (here on a thread
+    /// of the CPU backend's pool, [`CpuBackend::set_ops_in_pool`]); the same pass issued op by op
+    /// from the calling thread must give the same bits: the batch-1 paths (prepared 7x7 products, the 14x14 Winograd,
     /// the Dense on the calling thread) at 224x224, and the batch split with grouped convs.
     #[test]
     fn one_pool_hand_over_is_the_op_by_op_pass_bit_for_bit() {
         for (arch, n, size) in [(Arch::SeResNet50, 1, 224), (Arch::SeResNeXt26_32x4d, 2, 96)] {
             let net = SeNet::formula(arch, 10).unwrap();
-            let mut inf = InferenceNet::new(&net, CpuBackend::new(2).unwrap()).unwrap();
+            let mut be = CpuBackend::new(2).unwrap();
+            be.set_ops_in_pool(true);
+            let mut inf = InferenceNet::new(&net, be).unwrap();
             let x = formula_input("x", &[n, 3, size, size]);
             let pooled = inf.forward(&x).unwrap();
             let xs = Shape4::new(n, 3, size, size);

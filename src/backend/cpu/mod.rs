@@ -43,8 +43,7 @@ pub(crate) fn batch1_kernels() -> bool {
 
 /// Whether `SENET_CPU_B1` (a comma-separated list, read once) names `word`: batch-1 paths
 /// turned off for A/B runs (`old`: all of them; `nowino`: `conv/winograd_b1.rs`; `nolocal`:
-/// `dense.rs`'s single rows on the calling thread; `nopool`: [`Backend::run_ops`] on the calling thread,
-/// not a pool thread, at every batch size: [`CpuBackend::set_ops_in_pool`]).
+/// `dense.rs`'s single rows on the calling thread).
 pub(crate) fn batch1_path_off(word: &str) -> bool {
     static OFF: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     OFF.get_or_init(|| {
@@ -136,7 +135,7 @@ impl CpuBackend {
             legacy_conv_backward: false,
             winograd_data_gradient: std::env::var("SENET_CPU_DGRAD").as_deref() != Ok("direct"),
             legacy_filter_gradient: std::env::var("SENET_CPU_WGRAD").as_deref() == Ok("gemm-crate"),
-            ops_in_pool: !batch1_path_off("nopool"),
+            ops_in_pool: std::env::var("SENET_CPU_FORWARD").as_deref() == Ok("pool"),
         })
     }
 
@@ -172,10 +171,12 @@ impl CpuBackend {
         self.legacy_filter_gradient = on;
     }
 
-    /// Whether [`Backend::run_ops`] runs its closure on one of the pool's threads (`true`, the
-    /// default; `SENET_CPU_B1=nopool` starts a backend with `false`) or on the calling thread,
-    /// each op inside then handing its work to the pool and waiting for it (the path before
-    /// `run_ops`). The same results either way; for A/B runs (`benches/layers.rs`).
+    /// Whether [`Backend::run_ops`] runs its closure on one of the pool's threads (`true`;
+    /// `SENET_CPU_FORWARD=pool` starts a backend so) or on the calling thread (`false`, the
+    /// default), each op inside then handing its work to the pool and waiting for it. The same
+    /// results either way. Off by default: on the loaded 2-core development machine the pass
+    /// inside the pool measured slower than op by op (`benches/layers.rs`, `model`), though it
+    /// halves the process's system time; to be decided on an idle machine.
     pub fn set_ops_in_pool(&mut self, on: bool) {
         self.ops_in_pool = on;
     }

@@ -28,14 +28,13 @@ const SWITCHES: &[(&str, Values)] = &[
     // conv/grouped.rs: `gemm` = grouped convs on the GEMM paths.
     ("SENET_CPU_GROUPED", Values::One(&["direct", "gemm"])),
     // mod.rs (batch1_path_off): batch-1 paths turned off.
-    (
-        "SENET_CPU_B1",
-        Values::List(&["old", "nowino", "nolocal", "nopool"]),
-    ),
+    ("SENET_CPU_B1", Values::List(&["old", "nowino", "nolocal"])),
     // mod.rs: data gradients of 3x3 stride-1 convs by direct sums.
     ("SENET_CPU_DGRAD", Values::One(&["winograd", "direct"])),
     // mod.rs: conv filter gradients on the `gemm` crate.
     ("SENET_CPU_WGRAD", Values::One(&["sgemm", "gemm-crate"])),
+    // mod.rs: `pool` = Backend::run_ops on a thread of the pool (one hand-over per forward).
+    ("SENET_CPU_FORWARD", Values::One(&["ops", "pool"])),
 ];
 
 /// Checks the process environment's `SENET_CPU_*` variables ([`check`]).
@@ -117,7 +116,8 @@ mod tests {
             ("SENET_CPU_GROUPED", "gemm"),
             ("SENET_CPU_B1", "old"),
             ("SENET_CPU_B1", "nowino, nolocal"),
-            ("SENET_CPU_B1", "nopool"),
+            ("SENET_CPU_FORWARD", "pool"),
+            ("SENET_CPU_FORWARD", "ops"),
             ("SENET_CPU_B1", ""),
             ("SENET_CPU_DGRAD", "direct"),
             ("SENET_CPU_DGRAD", "winograd"),
