@@ -11,7 +11,8 @@
 //! (the batch-1 product) and without (the GEMM path of before). The stem's max pool is timed
 //! last; `SENET_CPU_B1=old` gives the scalar pool (and no prepared weights) for an A/B of it.
 //! Then the Dense layers (the SE modules and the classifier; `SENET_CPU_B1=nolocal` for an A/B
-//! of batch 1 on the calling thread).
+//! of batch 1 on the calling thread). `-- BATCH THREADS model [ARCH]` times whole forward passes
+//! instead, inside one pool hand-over and op by op, alternately (see [`model`]).
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{
     Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, LinearForward, LinearShape,
@@ -20,6 +21,7 @@ use senet::backend::{
 
 /// (cin, h, cout, k, stride, pad, groups) of one conv.
 type Layer = (usize, usize, usize, usize, usize, usize, usize);
+use senet::model::{formula_input, Arch, InferenceNet, SeNet};
 use std::time::Instant;
 
 fn main() {
@@ -51,8 +53,10 @@ fn main() {
         (1024, 14, 1024, 3, 2, 1, 32),
         (1024, 7, 1024, 3, 1, 1, 32),
     ];
-    if args.get(3).map(String::as_str) == Some("filter") {
-        return filter(&layers, batch, threads);
+    match args.get(3).map(String::as_str) {
+        Some("filter") => return filter(&layers, batch, threads),
+        Some("model") => return model(args.get(4).map_or("seresnet50", |s| s), batch, threads),
+        _ => {}
     }
     if args.get(3).map(String::as_str) == Some("train-forward") {
         return train_forward(&layers, batch, threads);
@@ -201,6 +205,50 @@ fn median_secs(mut f: impl FnMut()) -> f64 {
         .collect();
     times.sort_by(f64::total_cmp);
     times[2]
+}
+
+/// Whole forward passes of `arch` (random weights, 224x224 images) at `batch` on two networks,
+/// each on its own backend: one running the pass inside one pool hand-over
+/// (`Backend::run_ops`), one issuing it op by op from this thread
+/// (`CpuBackend::set_ops_in_pool(false)`, the path before). Six rounds of 5 passes of either,
+/// interleaved pass by pass: medians and fastest passes; the logits of the two must be the same
+/// bits.
+fn model(arch: &str, batch: usize, threads: usize) {
+    let net = SeNet::new(Arch::from_name(arch).unwrap(), 1000, 0).unwrap();
+    let infer = |in_pool: bool| {
+        let mut be = CpuBackend::new(threads).unwrap();
+        be.set_ops_in_pool(in_pool);
+        InferenceNet::new(&net, be).unwrap()
+    };
+    let (mut new, mut old) = (infer(true), infer(false));
+    let x = formula_input("x", &[batch, 3, 224, 224]);
+    let bits = |t: &senet::Tensor| t.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(
+        bits(&new.forward(&x).unwrap()),
+        bits(&old.forward(&x).unwrap())
+    );
+    for round in 1..=6 {
+        // Five passes of either, interleaved one by one.
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            for (inf, times) in [(&mut new, &mut a), (&mut old, &mut b)] {
+                let t0 = Instant::now();
+                inf.forward(&x).unwrap();
+                times.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        a.sort_by(f64::total_cmp);
+        b.sort_by(f64::total_cmp);
+        println!(
+            "{arch} batch {batch} round {round}: one hand-over {:>8.2} ms (fastest {:>8.2}), \
+             op by op {:>8.2} ms (fastest {:>8.2}): {:.3}x",
+            a[2],
+            a[0],
+            b[2],
+            b[0],
+            b[2] / a[2]
+        );
+    }
 }
 
 /// The filter gradients of seresnet18's distinct convs, then of `layers`, on senet's GEMM

@@ -138,6 +138,18 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// Runs `f`, a sequence of this backend's ops issued by the caller (a whole forward pass),
+    /// and returns its result; the ops compute the same results either way. The default calls
+    /// `f` on the calling thread. The CPU backend can run it on one of its pool's threads
+    /// (`CpuBackend::set_ops_in_pool`, `SENET_CPU_FORWARD=pool`; off by default), so that the
+    /// ops inside it enter the pool without a hand-over from the calling thread and back.
+    fn run_ops<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R
+    where
+        Self: Sized,
+    {
+        f()
+    }
+
     /// A zero-filled buffer of `len` f32.
     fn alloc(&self, len: usize) -> Result<Self::Buffer>;
 

@@ -95,6 +95,8 @@ pub struct CpuBackend {
     /// 3x3 stride-1 convs by Winograd F(2x2, 3x3) when [`Backend::set_fast_conv`] keeps
     /// F(4x4, 3x3) off ([`CpuBackend::set_winograd_training_forward`]).
     winograd_training_forward: bool,
+    /// [`Backend::run_ops`] runs its closure on a pool thread ([`CpuBackend::set_ops_in_pool`]).
+    ops_in_pool: bool,
 }
 
 impl std::fmt::Debug for CpuBackend {
@@ -138,6 +140,7 @@ impl CpuBackend {
             legacy_filter_gradient: std::env::var("SENET_CPU_WGRAD").as_deref() == Ok("gemm-crate"),
             winograd_training_forward: std::env::var("SENET_CPU_TRAIN_FWD").as_deref()
                 != Ok("direct"),
+            ops_in_pool: std::env::var("SENET_CPU_FORWARD").as_deref() == Ok("pool"),
         })
     }
 
@@ -199,6 +202,16 @@ impl CpuBackend {
         }
     }
 
+    /// Whether [`Backend::run_ops`] runs its closure on one of the pool's threads (`true`;
+    /// `SENET_CPU_FORWARD=pool` starts a backend so) or on the calling thread (`false`, the
+    /// default), each op inside then handing its work to the pool and waiting for it. The same
+    /// results either way. Off by default: on the loaded 2-core development machine the pass
+    /// inside the pool measured slower than op by op (`benches/layers.rs`, `model`), though it
+    /// halves the process's system time; to be decided on an idle machine.
+    pub fn set_ops_in_pool(&mut self, on: bool) {
+        self.ops_in_pool = on;
+    }
+
     /// Number of worker threads.
     pub fn threads(&self) -> usize {
         self.threads
@@ -219,6 +232,15 @@ impl Backend for CpuBackend {
 
     fn set_fast_conv(&mut self, allowed: bool) {
         self.winograd = allowed;
+    }
+
+    fn run_ops<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        if self.ops_in_pool {
+            // From a thread of the pool, every op's own `pool.install` runs in place.
+            self.pool.install(f)
+        } else {
+            f()
+        }
     }
 
     fn alloc(&self, len: usize) -> Result<Vec<f32>> {

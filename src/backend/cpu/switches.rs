@@ -35,6 +35,8 @@ const SWITCHES: &[(&str, Values)] = &[
     ("SENET_CPU_TRAIN_FWD", Values::One(&["winograd2", "direct"])),
     // mod.rs: conv filter gradients on the `gemm` crate.
     ("SENET_CPU_WGRAD", Values::One(&["sgemm", "gemm-crate"])),
+    // mod.rs: `pool` = Backend::run_ops on a thread of the pool (one hand-over per forward).
+    ("SENET_CPU_FORWARD", Values::One(&["ops", "pool"])),
 ];
 
 /// Checks the process environment's `SENET_CPU_*` variables ([`check`]).
@@ -116,6 +118,8 @@ mod tests {
             ("SENET_CPU_GROUPED", "gemm"),
             ("SENET_CPU_B1", "old"),
             ("SENET_CPU_B1", "nowino, nolocal"),
+            ("SENET_CPU_FORWARD", "pool"),
+            ("SENET_CPU_FORWARD", "ops"),
             ("SENET_CPU_B1", ""),
             ("SENET_CPU_DGRAD", "direct"),
             ("SENET_CPU_DGRAD", "winograd"),
