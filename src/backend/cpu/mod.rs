@@ -91,6 +91,9 @@ pub struct CpuBackend {
     /// Conv filter gradients on the `gemm` crate rather than senet's AVX-512 GEMM
     /// ([`CpuBackend::set_legacy_filter_gradient`]).
     legacy_filter_gradient: bool,
+    /// The training step's non-GEMM ops on their previous kernels
+    /// ([`CpuBackend::set_legacy_train_kernels`]).
+    legacy_train_kernels: bool,
 }
 
 /// `SENET_CPU_WGRAD`: `gemm-crate` takes the conv filter gradients on the `gemm` crate, `sgemm`
@@ -103,6 +106,20 @@ fn legacy_filter_gradient_from_env() -> Result<bool> {
             "SENET_CPU_WGRAD={v}: expected gemm-crate or sgemm"
         ))),
         Err(e) => Err(Error::Invalid(format!("SENET_CPU_WGRAD: {e}"))),
+    }
+}
+
+/// `SENET_CPU_TRAIN`: `legacy` runs the training step's non-GEMM ops on their previous kernels
+/// ([`CpuBackend::set_legacy_train_kernels`]), `new` (or unset) on the current ones. Errors: any
+/// other value.
+fn legacy_train_kernels_from_env() -> Result<bool> {
+    match std::env::var("SENET_CPU_TRAIN").as_deref() {
+        Ok("legacy") => Ok(true),
+        Ok("new") | Err(std::env::VarError::NotPresent) => Ok(false),
+        Ok(v) => Err(Error::Invalid(format!(
+            "SENET_CPU_TRAIN={v}: expected legacy or new"
+        ))),
+        Err(e) => Err(Error::Invalid(format!("SENET_CPU_TRAIN: {e}"))),
     }
 }
 
@@ -142,6 +159,7 @@ impl CpuBackend {
             legacy_conv_backward: false,
             winograd_data_gradient: std::env::var("SENET_CPU_DGRAD").as_deref() != Ok("direct"),
             legacy_filter_gradient: legacy_filter_gradient_from_env()?,
+            legacy_train_kernels: legacy_train_kernels_from_env()?,
         })
     }
 
@@ -175,6 +193,14 @@ impl CpuBackend {
     /// A/B runs and tests.
     pub fn set_legacy_filter_gradient(&mut self, on: bool) {
         self.legacy_filter_gradient = on;
+    }
+
+    /// Runs the training step's non-GEMM ops on their previous kernels (`true`;
+    /// `SENET_CPU_TRAIN=legacy` starts a backend with it): the scalar max-pool backward, which
+    /// recomputes each window's argmax one window at a time. Same results bit for bit either
+    /// way; for A/B runs of `cargo bench --bench layers` and `senet bench --train`.
+    pub fn set_legacy_train_kernels(&mut self, on: bool) {
+        self.legacy_train_kernels = on;
     }
 
     /// Number of worker threads.
