@@ -62,7 +62,11 @@ void senet_max_pool2d_backward_avx512(const float *x, const float *dy, size_t c,
 /* y[ci] = mean over hw of x[ci, :]. */
 void senet_global_avg_pool_f32(const float *x, size_t c, size_t hw, float *y);
 
-/* x[ci, i] = max(0, x[ci, i] * gate[ci] + shortcut[ci, i]); NaN stays NaN. */
+/* out[ci, i] = max(0, x[ci, i] * gate[ci] + shortcut[ci, i]); NaN stays NaN. out may be x. */
+void senet_scale_add_relu_into_f32(const float *x, const float *gate, const float *shortcut,
+                                   size_t c, size_t hw, float *out);
+
+/* senet_scale_add_relu_into_f32 in place (out = x). */
 void senet_scale_add_relu_f32(float *x, const float *gate, const float *shortcut, size_t c,
                               size_t hw);
 #endif

@@ -110,6 +110,14 @@ mod ffi {
             y: *mut f32,
         );
         pub fn senet_global_avg_pool_f32(x: *const f32, c: usize, hw: usize, y: *mut f32);
+        pub fn senet_scale_add_relu_into_f32(
+            x: *const f32,
+            gate: *const f32,
+            shortcut: *const f32,
+            c: usize,
+            hw: usize,
+            out: *mut f32,
+        );
         pub fn senet_scale_add_relu_f32(
             x: *mut f32,
             gate: *const f32,
@@ -450,6 +458,31 @@ pub fn scale_add_relu(x: &mut [f32], gate: &[f32], shortcut: &[f32], c: usize, h
     // SAFETY: lengths checked above.
     unsafe {
         ffi::senet_scale_add_relu_f32(x.as_mut_ptr(), gate.as_ptr(), shortcut.as_ptr(), c, hw)
+    }
+}
+
+/// `out = relu(x * gate[c] + shortcut)` over (c, hw), `x` unchanged: [`scale_add_relu`]'s
+/// arithmetic bit for bit.
+pub fn scale_add_relu_into(
+    x: &[f32],
+    gate: &[f32],
+    shortcut: &[f32],
+    c: usize,
+    hw: usize,
+    out: &mut [f32],
+) {
+    assert!(x.len() >= c * hw && shortcut.len() >= c * hw && out.len() >= c * hw);
+    assert!(gate.len() >= c);
+    // SAFETY: lengths checked above; `out` is a distinct mutable slice.
+    unsafe {
+        ffi::senet_scale_add_relu_into_f32(
+            x.as_ptr(),
+            gate.as_ptr(),
+            shortcut.as_ptr(),
+            c,
+            hw,
+            out.as_mut_ptr(),
+        )
     }
 }
 

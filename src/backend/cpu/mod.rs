@@ -197,7 +197,10 @@ impl CpuBackend {
 
     /// Runs the training step's non-GEMM ops on their previous kernels (`true`;
     /// `SENET_CPU_TRAIN=legacy` starts a backend with it): the scalar max-pool backward, which
-    /// recomputes each window's argmax one window at a time. Same results bit for bit either
+    /// recomputes each window's argmax one window at a time, and the SE block's end into another
+    /// buffer as a copy then the in-place op ([`Backend::se_scale_add_relu_into`]'s default),
+    /// and the SE squeeze's gradient added through a buffer
+    /// ([`Backend::global_avg_pool_backward_add`]'s default). Same results bit for bit either
     /// way; for A/B runs of `cargo bench --bench layers` and `senet bench --train`.
     pub fn set_legacy_train_kernels(&mut self, on: bool) {
         self.legacy_train_kernels = on;
@@ -307,6 +310,22 @@ impl Backend for CpuBackend {
         elementwise::se_scale_add_relu(self, x, xs, gate, shortcut)
     }
 
+    fn se_scale_add_relu_into(
+        &self,
+        x: &Vec<f32>,
+        xs: Shape4,
+        gate: &Vec<f32>,
+        shortcut: &Vec<f32>,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        if self.legacy_train_kernels {
+            check_len("se_scale_add_relu output", out, xs.numel())?;
+            elementwise::copy(x, out, xs.numel())?;
+            return elementwise::se_scale_add_relu(self, out, xs, gate, shortcut);
+        }
+        elementwise::se_scale_add_relu_into(self, x, xs, gate, shortcut, out)
+    }
+
     // ---- training: convolution, dense, pooling ----
 
     fn conv2d_backward_data(
@@ -356,6 +375,20 @@ impl Backend for CpuBackend {
 
     fn global_avg_pool_backward(&self, dy: &Vec<f32>, xs: Shape4, dx: &mut Vec<f32>) -> Result<()> {
         pool::global_avg_pool_backward(self, dy, xs, dx)
+    }
+
+    fn global_avg_pool_backward_add(
+        &self,
+        dy: &Vec<f32>,
+        xs: Shape4,
+        dx: &mut Vec<f32>,
+        scratch: &mut Vec<f32>,
+    ) -> Result<()> {
+        if self.legacy_train_kernels {
+            self.global_avg_pool_backward(dy, xs, scratch)?;
+            return self.add_assign(dx, scratch, xs.numel());
+        }
+        pool::global_avg_pool_backward_add(self, dy, xs, dx)
     }
 
     fn add_assign(&self, dst: &mut Vec<f32>, src: &Vec<f32>, len: usize) -> Result<()> {

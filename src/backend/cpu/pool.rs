@@ -119,6 +119,37 @@ pub(super) fn global_avg_pool_backward(
     Ok(())
 }
 
+/// [`Backend::global_avg_pool_backward_add`](crate::backend::Backend::global_avg_pool_backward_add)
+/// on the CPU in one pass: `dx[n, c, h, w] += dy[n, c] / (H·W)` over (N, C, H, W), the same
+/// value added as [`global_avg_pool_backward`] then `add_assign` would add (bit for bit), with no
+/// buffer between them. Errors (`Error::Shape`) if a buffer is too short.
+pub(super) fn global_avg_pool_backward_add(
+    be: &CpuBackend,
+    dy: &[f32],
+    xs: Shape4,
+    dx: &mut [f32],
+) -> Result<()> {
+    check_len("global_avg_pool_backward dy", dy, xs.n * xs.c)?;
+    check_len("global_avg_pool_backward dx", dx, xs.numel())?;
+    let hw = xs.h * xs.w;
+    if hw == 0 || xs.numel() == 0 {
+        return Ok(());
+    }
+    let denom = hw as f32;
+    be.pool.install(|| {
+        dx[..xs.numel()]
+            .par_chunks_mut(hw * PLANES_PER_TASK)
+            .zip(dy[..xs.n * xs.c].par_chunks(PLANES_PER_TASK))
+            .for_each(|(dx1, dy1)| {
+                for (plane, &g) in dx1.chunks_mut(hw).zip(dy1) {
+                    let v = g / denom;
+                    plane.iter_mut().for_each(|d| *d += v);
+                }
+            });
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,8 +307,14 @@ mod tests {
             let (mut got, mut want) = (vec![7.0; len + 3], vec![7.0; len + 3]);
             kernels::max_pool2d_backward(&x, &dy, g, &mut got, true);
             kernels::max_pool2d_backward(&x, &dy, g, &mut want, false);
-            let first = bits(&got).iter().zip(bits(&want)).position(|(a, b)| *a != b);
-            assert_eq!(first, None, "{what}: {g:?}: dx differs from the scalar kernel's");
+            let first = bits(&got)
+                .iter()
+                .zip(bits(&want))
+                .position(|(a, b)| *a != b);
+            assert_eq!(
+                first, None,
+                "{what}: {g:?}: dx differs from the scalar kernel's"
+            );
         };
         let stem_pools = [
             MaxPool2dParams::same(3, 2),
@@ -348,6 +385,33 @@ mod tests {
                     assert_eq!(&dx[p * plane_in..][..plane_in], &want_dx[..], "{pool:?}");
                 }
             }
+        }
+    }
+
+    /// The one-pass global-average-pool backward added into `dx` gives the two passes' values
+    /// (the pool's gradient into a buffer, then `add_assign`) bit for bit, on planes of 1, 49
+    /// and 3136 values; and refuses short buffers.
+    #[test]
+    fn global_avg_pool_backward_add_is_the_two_passes() {
+        let be = CpuBackend::new(2).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for xs in [
+            Shape4::new(3, 5, 1, 1),
+            Shape4::new(2, 9, 7, 7),
+            Shape4::new(1, 3, 56, 56),
+        ] {
+            let dy = crate::backend::cpu::test_values(xs.n * xs.c, 11);
+            let dx0 = crate::backend::cpu::test_values(xs.numel(), 12);
+            let mut pooled = vec![0.0; xs.numel()];
+            be.global_avg_pool_backward(&dy, xs, &mut pooled).unwrap();
+            let mut want = dx0.clone();
+            be.add_assign(&mut want, &pooled, xs.numel()).unwrap();
+            let mut got = dx0.clone();
+            global_avg_pool_backward_add(&be, &dy, xs, &mut got).unwrap();
+            assert_eq!(bits(&got), bits(&want), "{xs:?}");
+            assert!(global_avg_pool_backward_add(&be, &dy, xs, &mut got[1..].to_vec()).is_err());
+            let short_dy = &dy[..xs.n * xs.c - 1];
+            assert!(global_avg_pool_backward_add(&be, short_dy, xs, &mut got).is_err());
         }
     }
 
