@@ -28,6 +28,7 @@ mod optim;
 mod pool;
 #[cfg(target_arch = "x86_64")]
 mod sgemm;
+mod switches;
 
 /// Whether the batch-1 kernels run: the AVX-512 max pool (`kernels::max_pool2d`) and the
 /// transposed product of small planes (`conv/batch1.rs`, through [`Backend::prepare_conv2d`]).
@@ -96,33 +97,6 @@ pub struct CpuBackend {
     legacy_train_kernels: bool,
 }
 
-/// `SENET_CPU_WGRAD`: `gemm-crate` takes the conv filter gradients on the `gemm` crate, `sgemm`
-/// (or unset) on senet's GEMM. Errors: any other value.
-fn legacy_filter_gradient_from_env() -> Result<bool> {
-    match std::env::var("SENET_CPU_WGRAD").as_deref() {
-        Ok("gemm-crate") => Ok(true),
-        Ok("sgemm") | Err(std::env::VarError::NotPresent) => Ok(false),
-        Ok(v) => Err(Error::Invalid(format!(
-            "SENET_CPU_WGRAD={v}: expected gemm-crate or sgemm"
-        ))),
-        Err(e) => Err(Error::Invalid(format!("SENET_CPU_WGRAD: {e}"))),
-    }
-}
-
-/// `SENET_CPU_TRAIN`: `legacy` runs the training step's non-GEMM ops on their previous kernels
-/// ([`CpuBackend::set_legacy_train_kernels`]), `new` (or unset) on the current ones. Errors: any
-/// other value.
-fn legacy_train_kernels_from_env() -> Result<bool> {
-    match std::env::var("SENET_CPU_TRAIN").as_deref() {
-        Ok("legacy") => Ok(true),
-        Ok("new") | Err(std::env::VarError::NotPresent) => Ok(false),
-        Ok(v) => Err(Error::Invalid(format!(
-            "SENET_CPU_TRAIN={v}: expected legacy or new"
-        ))),
-        Err(e) => Err(Error::Invalid(format!("SENET_CPU_TRAIN: {e}"))),
-    }
-}
-
 impl std::fmt::Debug for CpuBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CpuBackend")
@@ -133,8 +107,11 @@ impl std::fmt::Debug for CpuBackend {
 
 impl CpuBackend {
     /// A backend running on `threads` threads (0 = one per available core).
-    /// Errors: more than [`crate::MAX_THREADS`] threads, or the pool cannot be created.
+    /// Errors: more than [`crate::MAX_THREADS`] threads, the pool cannot be created, or a
+    /// `SENET_CPU_*` environment variable senet does not know or with a value its switch does
+    /// not accept (`switches.rs`: e.g. `SENET_CPU_DGRAD=direct`, `SENET_CPU_WGRAD=gemm-crate`).
     pub fn new(threads: usize) -> Result<CpuBackend> {
+        switches::check_env()?;
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -158,8 +135,8 @@ impl CpuBackend {
             winograd_weights: std::sync::Mutex::new(Vec::new()),
             legacy_conv_backward: false,
             winograd_data_gradient: std::env::var("SENET_CPU_DGRAD").as_deref() != Ok("direct"),
-            legacy_filter_gradient: legacy_filter_gradient_from_env()?,
-            legacy_train_kernels: legacy_train_kernels_from_env()?,
+            legacy_filter_gradient: std::env::var("SENET_CPU_WGRAD").as_deref() == Ok("gemm-crate"),
+            legacy_train_kernels: std::env::var("SENET_CPU_TRAIN").as_deref() == Ok("legacy"),
         })
     }
 
