@@ -99,24 +99,7 @@ pub(super) fn global_avg_pool_backward(
     xs: Shape4,
     dx: &mut [f32],
 ) -> Result<()> {
-    check_len("global_avg_pool_backward dy", dy, xs.n * xs.c)?;
-    check_len("global_avg_pool_backward dx", dx, xs.numel())?;
-    let hw = xs.h * xs.w;
-    if hw == 0 || xs.numel() == 0 {
-        return Ok(());
-    }
-    let denom = hw as f32;
-    be.pool.install(|| {
-        dx[..xs.numel()]
-            .par_chunks_mut(hw * PLANES_PER_TASK)
-            .zip(dy[..xs.n * xs.c].par_chunks(PLANES_PER_TASK))
-            .for_each(|(dx1, dy1)| {
-                for (plane, &g) in dx1.chunks_mut(hw).zip(dy1) {
-                    plane.fill(g / denom);
-                }
-            });
-    });
-    Ok(())
+    each_plane_gradient(be, dy, xs, dx, |plane, v| plane.fill(v))
 }
 
 /// [`Backend::global_avg_pool_backward_add`](crate::backend::Backend::global_avg_pool_backward_add)
@@ -128,6 +111,20 @@ pub(super) fn global_avg_pool_backward_add(
     dy: &[f32],
     xs: Shape4,
     dx: &mut [f32],
+) -> Result<()> {
+    each_plane_gradient(be, dy, xs, dx, |plane, v| {
+        plane.iter_mut().for_each(|d| *d += v)
+    })
+}
+
+/// `apply(plane (n, c) of dx, dy[n, c] / (H·W))` for every plane of `xs`, in tasks of
+/// [`PLANES_PER_TASK`] planes. Errors (`Error::Shape`) if a buffer is too short.
+fn each_plane_gradient(
+    be: &CpuBackend,
+    dy: &[f32],
+    xs: Shape4,
+    dx: &mut [f32],
+    apply: impl Fn(&mut [f32], f32) + Sync,
 ) -> Result<()> {
     check_len("global_avg_pool_backward dy", dy, xs.n * xs.c)?;
     check_len("global_avg_pool_backward dx", dx, xs.numel())?;
@@ -142,8 +139,7 @@ pub(super) fn global_avg_pool_backward_add(
             .zip(dy[..xs.n * xs.c].par_chunks(PLANES_PER_TASK))
             .for_each(|(dx1, dy1)| {
                 for (plane, &g) in dx1.chunks_mut(hw).zip(dy1) {
-                    let v = g / denom;
-                    plane.iter_mut().for_each(|d| *d += v);
+                    apply(plane, g / denom);
                 }
             });
     });
