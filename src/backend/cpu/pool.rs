@@ -184,6 +184,28 @@ mod tests {
         (y, dx)
     }
 
+    /// Windows of every kernel 1 to 4, stride 1 and 2 and padding (before) up to k - 1 over 3
+    /// planes of `h` x `w`, in that order.
+    fn every_window(h: usize, w: usize) -> Vec<PoolWindows> {
+        let mut all = Vec::new();
+        for k in 1..=4 {
+            for s in [1, 2] {
+                for pad in 0..k {
+                    all.push(PoolWindows {
+                        c: 3,
+                        h,
+                        w,
+                        k,
+                        s,
+                        pad: (pad, k - 1 - pad),
+                        out: ((h + pad - 1) / s + 1, (w + k - 1 - pad - 1) / s + 1),
+                    });
+                }
+            }
+        }
+        all
+    }
+
     /// The vectorised max pool gives the scalar kernel's results bit for bit (a NaN in a window
     /// gives its last NaN, payload included; -0.0 and 0.0 keep the first; ±inf), for strides 1
     /// and 2, kernels 1 to 4, every padding up to k - 1, planes narrower and wider than 16 and 32
@@ -209,26 +231,13 @@ mod tests {
                     _ => v,
                 })
                 .collect();
-            for k in 1..=4 {
-                for s in [1, 2] {
-                    for pad in 0..k {
-                        let g = PoolWindows {
-                            c: 3,
-                            h,
-                            w,
-                            k,
-                            s,
-                            pad: (pad, k - 1 - pad),
-                            out: ((h + pad - 1) / s + 1, (w + k - 1 - pad - 1) / s + 1),
-                        };
-                        let len = 3 * g.out.0 * g.out.1;
-                        let (mut got, mut want) = (vec![1.0; len + 3], vec![1.0; len + 3]);
-                        kernels::max_pool2d(&x, g, &mut got);
-                        kernels::max_pool2d_with(&x, g, &mut want, false);
-                        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                        assert_eq!(bits(&got), bits(&want), "{h}x{w} k{k} s{s} pad {pad}");
-                    }
-                }
+            for g in every_window(h, w) {
+                let len = 3 * g.out.0 * g.out.1;
+                let (mut got, mut want) = (vec![1.0; len + 3], vec![1.0; len + 3]);
+                kernels::max_pool2d(&x, g, &mut got);
+                kernels::max_pool2d_with(&x, g, &mut want, false);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{g:?}");
             }
         }
         // One NaN at (4, 5) of a 9x11 plane, 3x3 stride 2 without padding: the windows
@@ -325,21 +334,8 @@ mod tests {
             }
         }
         for (h, w) in [(5, 7), (9, 16), (12, 33), (17, 70)] {
-            for k in 1..=4 {
-                for s in [1, 2] {
-                    for pad in 0..k {
-                        let g = PoolWindows {
-                            c: 3,
-                            h,
-                            w,
-                            k,
-                            s,
-                            pad: (pad, k - 1 - pad),
-                            out: ((h + pad - 1) / s + 1, (w + k - 1 - pad - 1) / s + 1),
-                        };
-                        check(g, "windows");
-                    }
-                }
+            for g in every_window(h, w) {
+                check(g, "windows");
             }
         }
     }
