@@ -18,6 +18,7 @@ fn main() {
         files.push("kernels/cpu/sgemm_avx512.c");
         files.push("kernels/cpu/sgemm_pack_avx512.c");
         files.push("kernels/cpu/winograd_avx512.c");
+        files.push("kernels/cpu/winograd2_avx512.c");
     }
     let mut build = cc::Build::new();
     build
@@ -36,6 +37,8 @@ fn main() {
     println!("cargo:rerun-if-changed=kernels/cpu/conv_grouped_avx512.h");
     println!("cargo:rerun-if-changed=kernels/cpu/sgemm_avx512.h");
     println!("cargo:rerun-if-changed=kernels/cpu/winograd_avx512.h");
+    println!("cargo:rerun-if-changed=kernels/cpu/winograd_body.h");
+    println!("cargo:rerun-if-changed=kernels/cpu/winograd_common.h");
     build.include("kernels/cpu");
     build.compile("senet_cpu_kernels");
 }

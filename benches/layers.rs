@@ -1,7 +1,8 @@
 //! Per-layer timings of the CPU backend's conv2d on seresnet50's shapes (batch 32 by default):
-//! `cargo bench --bench layers [-- BATCH THREADS [forward|filter|train]]` (`forward`: no
-//! gradients; `filter`: only the filter gradients, see [`filter`]; `train`: the training step's
-//! ops around the convs, see [`train_ops`]). Prints GFLOP/s per layer shape; used to find
+//! `cargo bench --bench layers [-- BATCH THREADS [forward|filter|train-forward|train]]`
+//! (`forward`: no gradients; `filter`: only the filter gradients, see [`filter`];
+//! `train-forward`: training's forward of the 3x3 stride-1 convs, see [`train_forward`];
+//! `train`: the training step's ops around the convs, see [`train_ops`]). Prints GFLOP/s per layer shape; used to find
 //! the layers where the CPU backend falls short of the GEMM's speed. Then the same shapes'
 //! gradients: the data gradient as a training step runs it, by the legacy im2col + col2im and
 //! with Winograd allowed, timed alternately in the same run, and the filter gradient.
@@ -11,7 +12,8 @@
 //! (the batch-1 product) and without (the GEMM path of before). The stem's max pool is timed
 //! last; `SENET_CPU_B1=old` gives the scalar pool (and no prepared weights) for an A/B of it.
 //! Then the Dense layers (the SE modules and the classifier; `SENET_CPU_B1=nolocal` for an A/B
-//! of batch 1 on the calling thread).
+//! of batch 1 on the calling thread). `-- BATCH THREADS model [ARCH]` times whole forward passes
+//! instead, inside one pool hand-over and op by op, alternately (see [`model`]).
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{
     Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, LinearForward, LinearShape,
@@ -20,6 +22,7 @@ use senet::backend::{
 
 /// (cin, h, cout, k, stride, pad, groups) of one conv.
 type Layer = (usize, usize, usize, usize, usize, usize, usize);
+use senet::model::{formula_input, Arch, InferenceNet, SeNet};
 use std::time::Instant;
 
 fn main() {
@@ -51,8 +54,13 @@ fn main() {
         (1024, 14, 1024, 3, 2, 1, 32),
         (1024, 7, 1024, 3, 1, 1, 32),
     ];
-    if args.get(3).map(String::as_str) == Some("filter") {
-        return filter(&layers, batch, threads);
+    match args.get(3).map(String::as_str) {
+        Some("filter") => return filter(&layers, batch, threads),
+        Some("model") => return model(args.get(4).map_or("seresnet50", |s| s), batch, threads),
+        _ => {}
+    }
+    if args.get(3).map(String::as_str) == Some("train-forward") {
+        return train_forward(&layers, batch, threads);
     }
     if args.get(3).map(String::as_str) == Some("train") {
         return train_ops(batch, threads);
@@ -203,6 +211,50 @@ fn median_secs(mut f: impl FnMut()) -> f64 {
     times[2]
 }
 
+/// Whole forward passes of `arch` (random weights, 224x224 images) at `batch` on two networks,
+/// each on its own backend: one running the pass inside one pool hand-over
+/// (`Backend::run_ops`), one issuing it op by op from this thread
+/// (`CpuBackend::set_ops_in_pool(false)`, the path before). Six rounds of 5 passes of either,
+/// interleaved pass by pass: medians and fastest passes; the logits of the two must be the same
+/// bits.
+fn model(arch: &str, batch: usize, threads: usize) {
+    let net = SeNet::new(Arch::from_name(arch).unwrap(), 1000, 0).unwrap();
+    let infer = |in_pool: bool| {
+        let mut be = CpuBackend::new(threads).unwrap();
+        be.set_ops_in_pool(in_pool);
+        InferenceNet::new(&net, be).unwrap()
+    };
+    let (mut new, mut old) = (infer(true), infer(false));
+    let x = formula_input("x", &[batch, 3, 224, 224]);
+    let bits = |t: &senet::Tensor| t.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(
+        bits(&new.forward(&x).unwrap()),
+        bits(&old.forward(&x).unwrap())
+    );
+    for round in 1..=6 {
+        // Five passes of either, interleaved one by one.
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            for (inf, times) in [(&mut new, &mut a), (&mut old, &mut b)] {
+                let t0 = Instant::now();
+                inf.forward(&x).unwrap();
+                times.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        a.sort_by(f64::total_cmp);
+        b.sort_by(f64::total_cmp);
+        println!(
+            "{arch} batch {batch} round {round}: one hand-over {:>8.2} ms (fastest {:>8.2}), \
+             op by op {:>8.2} ms (fastest {:>8.2}): {:.3}x",
+            a[2],
+            a[0],
+            b[2],
+            b[0],
+            b[2] / a[2]
+        );
+    }
+}
+
 /// The filter gradients of seresnet18's distinct convs, then of `layers`, on senet's GEMM
 /// (`conv/wgrad.rs`) and on the `gemm` crate (`CpuBackend::set_legacy_filter_gradient`), timed
 /// alternately: two rounds of (new, old) medians per layer, the faster round of each kept.
@@ -297,6 +349,58 @@ fn backward(layers: &[Layer], batch: usize, threads: usize) {
             figure(data[1]),
             figure(data[2]),
             figure(filter)
+        );
+    }
+}
+
+/// Training's forward (`set_fast_conv(false)`, no bias, no activation: BatchNorm follows) of the
+/// dense 3x3 stride-1 `layers`: Winograd F(2x2, 3x3) and the direct conv alternately, 5 rounds
+/// each, medians in ms and direct-conv GFLOP/s.
+fn train_forward(layers: &[Layer], batch: usize, threads: usize) {
+    let backend = |f2: bool| {
+        let mut be = CpuBackend::new(threads).unwrap();
+        be.set_fast_conv(false);
+        be.set_winograd_training_forward(f2);
+        be
+    };
+    let (f2, direct) = (backend(true), backend(false));
+    for &layer in layers.iter().filter(|l| l.3 == 3 && l.4 == 1 && l.6 == 1) {
+        let shape = conv_shape(batch, layer);
+        let ys = shape.out_shape().unwrap();
+        let x = distinct_values(shape.xs.numel());
+        let w = distinct_values(shape.w_shape.iter().product());
+        let mut y = vec![0.0; ys.numel()];
+        let f = Conv2dForward {
+            shape,
+            w: &w,
+            bias: None,
+            act: Activation::None,
+            prepared: None,
+        };
+        let mut times = [Vec::new(), Vec::new()];
+        for round in 0..6 {
+            for (be, t) in [&f2, &direct].into_iter().zip(times.iter_mut()) {
+                let t0 = Instant::now();
+                be.conv2d(f, &x, &mut y).unwrap();
+                if round > 0 {
+                    t.push(t0.elapsed().as_secs_f64());
+                }
+            }
+        }
+        let flops = 2.0 * (ys.numel() * shape.w_shape[1] * 9) as f64;
+        let [a, b] = times.map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[2]
+        });
+        let (cin, h, cout, ..) = layer;
+        println!(
+            "train forward {cin:>4}x{h:<3} -> {cout:>4} 3x3: F(2x2,3x3) {:>7.2} ms {:>5.0} GFLOP/s, \
+             direct {:>7.2} ms {:>5.0} GFLOP/s ({:.2}x)",
+            a * 1e3,
+            flops / a / 1e9,
+            b * 1e3,
+            flops / b / 1e9,
+            b / a
         );
     }
 }

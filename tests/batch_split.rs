@@ -1,14 +1,17 @@
 //! What splitting a batch must not change, on the CPU backend under training settings
-//! (`set_fast_conv(false)`: direct forward convs, the data gradients of 3x3 stride-1 convs by
-//! Winograd F(4x4, 3x3) unless `set_winograd_data_gradient(false)`): the data gradient of one
-//! image is the same bit for bit whatever batch it is in and however many threads compute it,
-//! and so is each row of a dense layer's output (the SE layers, the classifier); the filter
-//! gradient of a batch cut in two on two threads is the sum of the halves'.
+//! (`set_fast_conv(false)`: forward 3x3 stride-1 convs by Winograd F(2x2, 3x3) unless
+//! `set_winograd_training_forward(false)`, other forward convs direct, the data gradients of
+//! 3x3 stride-1 convs by Winograd F(4x4, 3x3) unless `set_winograd_data_gradient(false)`): the
+//! forward output and the data gradient of one image are the same bit for bit whatever batch it
+//! is in and however many threads compute it, and so is each row of a dense layer's output (the
+//! SE layers, the classifier); the filter gradient of a batch cut in two on two threads is the
+//! sum of the halves'.
 //! Data-parallel training relies on both (`tests/dist.rs`: 2 ranks of batch b against one
 //! process of batch 2b on 2 threads).
 use senet::backend::cpu::CpuBackend;
 use senet::backend::{
-    Activation, Backend, Conv2dParams, Conv2dShape, LinearForward, LinearShape, Shape4,
+    Activation, Backend, Conv2dForward, Conv2dParams, Conv2dShape, LinearForward, LinearShape,
+    Shape4,
 };
 
 /// Uniform values in [-1, 1) from a linear congruential sequence.
@@ -37,11 +40,13 @@ fn conv3x3(n: usize, cin: usize, cout: usize, (h, w): (usize, usize)) -> Conv2dS
     }
 }
 
-/// A backend on `threads` threads with a training step's conv settings.
+/// A backend on `threads` threads with a training step's conv settings, Winograd for the
+/// forward and the data gradient of 3x3 stride-1 convs or neither.
 fn training_backend(threads: usize, winograd: bool) -> CpuBackend {
     let mut be = CpuBackend::new(threads).unwrap();
     be.set_fast_conv(false);
     be.set_winograd_data_gradient(winograd);
+    be.set_winograd_training_forward(winograd);
     be
 }
 
@@ -53,6 +58,25 @@ fn with_batch(c: Conv2dShape, n: usize) -> Conv2dShape {
     }
 }
 
+/// `run(part, its input, its output)` on `c`'s batch cut into parts of `images` images, `input`
+/// holding `per_in` values and the output `per_out` per image; the outputs in order.
+fn in_parts(
+    c: Conv2dShape,
+    input: &[f32],
+    (per_in, per_out): (usize, usize),
+    images: usize,
+    run: impl Fn(Conv2dShape, &[f32], &mut Vec<f32>),
+) -> Vec<f32> {
+    let mut all = Vec::with_capacity(c.xs.n * per_out);
+    for part_in in input[..c.xs.n * per_in].chunks(images * per_in) {
+        let part = with_batch(c, part_in.len() / per_in);
+        let mut out = vec![f32::NAN; part.xs.n * per_out];
+        run(part, part_in, &mut out);
+        all.extend(out);
+    }
+    all
+}
+
 /// dx of `c`'s batch from `dy` (its images in order), `images` at a time.
 fn data_gradient(
     be: &CpuBackend,
@@ -62,32 +86,39 @@ fn data_gradient(
     images: usize,
 ) -> Vec<f32> {
     let (xi, yi) = (c.xs.image_len(), c.xs.image_len() / c.xs.c * c.w_shape[0]);
-    let mut dx = Vec::with_capacity(c.xs.numel());
-    for dy_part in dy[..c.xs.n * yi].chunks(images * yi) {
-        let part = with_batch(c, dy_part.len() / yi);
+    in_parts(c, dy, (yi, xi), images, |part, dy_part, out| {
         let ys = Shape4::new(part.xs.n, c.w_shape[0], c.xs.h, c.xs.w);
-        let mut out = vec![f32::NAN; part.xs.n * xi];
-        be.conv2d_backward_data(part, &w.to_vec(), &dy_part.to_vec(), ys, &mut out)
+        be.conv2d_backward_data(part, &w.to_vec(), &dy_part.to_vec(), ys, out)
             .unwrap();
-        dx.extend(out);
-    }
-    dx
+    })
+}
+
+/// The forward y of `c`'s batch from `x` (its images in order), `images` at a time, as a
+/// training step runs it (no bias, no activation: BatchNorm follows).
+fn forward(be: &CpuBackend, c: Conv2dShape, w: &[f32], x: &[f32], images: usize) -> Vec<f32> {
+    let (xi, yi) = (c.xs.image_len(), c.xs.image_len() / c.xs.c * c.w_shape[0]);
+    in_parts(c, x, (xi, yi), images, |part, x_part, out| {
+        let f = Conv2dForward {
+            shape: part,
+            w: &w.to_vec(),
+            bias: None,
+            act: Activation::None,
+            prepared: None,
+        };
+        be.conv2d(f, &x_part.to_vec(), out).unwrap();
+    })
 }
 
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
-/// The data gradient of a 3x3 stride-1 conv, for each image of a batch of 6: the same bits
-/// computed alone on one thread, in a batch of 6 or in two batches of 3 on 1, 2 or 3 threads,
-/// by Winograd and by direct sums; and the Winograd result is not the direct one (the path
-/// was taken). The planes are those of seresnet18's 3x3 stride-1 convs on 32x32 (8x8 down to
-/// 1x1: one image is 4 Winograd tiles or fewer) and 224x224 inputs (one 28x28 image has 49
-/// tiles, enough for the three-phase single-image split), and odd ones (partial tiles, channel
-/// counts that are not multiples of 16).
-#[test]
-fn an_image_data_gradient_does_not_depend_on_its_batch_or_threads() {
-    let cases = [
+/// seresnet18's 3x3 stride-1 planes on 32x32 (8x8 down to 1x1: one image is 4 Winograd
+/// F(4x4) tiles or fewer) and 224x224 inputs (one 28x28 image has 49 tiles, enough for the
+/// three-phase single-image split), and odd ones (partial tiles, channel counts that are not
+/// multiples of 16), batches of 6.
+fn conv3x3_cases() -> [Conv2dShape; 7] {
+    [
         conv3x3(6, 64, 64, (8, 8)),
         conv3x3(6, 128, 128, (4, 4)),
         conv3x3(6, 256, 256, (2, 2)),
@@ -95,30 +126,58 @@ fn an_image_data_gradient_does_not_depend_on_its_batch_or_threads() {
         conv3x3(6, 32, 32, (28, 28)),
         conv3x3(6, 24, 40, (9, 11)),
         conv3x3(6, 17, 33, (14, 13)),
-    ];
-    for (i, c) in cases.into_iter().enumerate() {
+    ]
+}
+
+/// For each of [`conv3x3_cases`], `run(backend, conv, weight, input, images at a time)` gives
+/// each image the same bits alone on one thread as in a batch of 6 or in two batches of 3 on
+/// 1, 2 or 3 threads, with Winograd and with direct sums; and the Winograd result is not the
+/// direct one (the path was taken). `input_len(conv)`: the input's length.
+fn same_bits_in_any_batch(
+    what: &str,
+    input_len: impl Fn(Conv2dShape) -> usize,
+    run: impl Fn(&CpuBackend, Conv2dShape, &[f32], &[f32], usize) -> Vec<f32>,
+) {
+    for (i, c) in conv3x3_cases().into_iter().enumerate() {
         let w = values(c.w_shape.iter().product(), 2 * i as u64 + 1);
-        let dy = values(c.xs.n * c.w_shape[0] * c.xs.h * c.xs.w, 2 * i as u64 + 2);
+        let input = values(input_len(c), 2 * i as u64 + 2);
         let mut direct = Vec::new();
         for winograd in [false, true] {
-            let alone = data_gradient(&training_backend(1, winograd), c, &w, &dy, 1);
+            let alone = run(&training_backend(1, winograd), c, &w, &input, 1);
             for threads in [1, 2, 3] {
                 let be = training_backend(threads, winograd);
                 for images in [1, 3, 6] {
                     assert!(
-                        same_bits(&data_gradient(&be, c, &w, &dy, images), &alone),
-                        "{c:?}, Winograd {winograd}: {images} images at a time on {threads} \
-                         threads differ from one at a time on one thread"
+                        same_bits(&run(&be, c, &w, &input, images), &alone),
+                        "{what} {c:?}, Winograd {winograd}: {images} images at a time on \
+                         {threads} threads differ from one at a time on one thread"
                     );
                 }
             }
             if winograd {
-                assert!(!same_bits(&alone, &direct), "{c:?}: Winograd not taken");
+                assert!(
+                    !same_bits(&alone, &direct),
+                    "{what} {c:?}: Winograd not taken"
+                );
             } else {
                 direct = alone;
             }
         }
     }
+}
+
+/// The data gradient of a 3x3 stride-1 conv (Winograd F(4x4, 3x3)): [`same_bits_in_any_batch`].
+#[test]
+fn an_image_data_gradient_does_not_depend_on_its_batch_or_threads() {
+    let dy_len = |c: Conv2dShape| c.xs.n * c.w_shape[0] * c.xs.h * c.xs.w;
+    same_bits_in_any_batch("data gradient", dy_len, data_gradient);
+}
+
+/// The training forward of a 3x3 stride-1 conv (Winograd F(2x2, 3x3)):
+/// [`same_bits_in_any_batch`].
+#[test]
+fn an_image_training_forward_does_not_depend_on_its_batch_or_threads() {
+    same_bits_in_any_batch("forward", |c| c.xs.numel(), forward);
 }
 
 /// The filter gradient of a batch of 2b on two threads (one run of b images per thread, the

@@ -43,4 +43,18 @@ void senet_winograd_input(const float *x, size_t cin, size_t c0, size_t c1, size
 void senet_winograd_output(const float *m, size_t ldm, size_t cout, size_t c0, size_t c1,
                            size_t h, size_t w, size_t nimg, const float *bias, int act, float *y,
                            float *scratch);
+
+/* F(2x2, 3x3) (winograd2_avx512.c): the same three functions and layouts with 2x2 output tiles,
+ * 4x4 input patches at rows 2ty-1.., columns 2tx-1.., xi = 4*i + j (i, j < 4), th = ceil(h/2),
+ * tw = ceil(w/2), (Cout, 16, Cin) weights; 16 multiplications per 2x2 tile instead of 36.
+ * Scratch: SENET_WINO2_SCRATCH(ntiles) floats. */
+#define SENET_WINO2_PATCH 4
+#define SENET_WINO2_XI 16
+#define SENET_WINO2_SCRATCH(ntiles) (SENET_WINO2_XI * (((ntiles) + 15) / 16 * 16))
+void senet_winograd2_weights(const float *w, size_t rows, size_t cin, float *u);
+void senet_winograd2_input(const float *x, size_t cin, size_t c0, size_t c1, size_t h, size_t w,
+                           size_t nimg, float *v, float *scratch);
+void senet_winograd2_output(const float *m, size_t ldm, size_t cout, size_t c0, size_t c1,
+                            size_t h, size_t w, size_t nimg, const float *bias, int act, float *y,
+                            float *scratch);
 #endif

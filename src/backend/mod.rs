@@ -125,15 +125,29 @@ pub trait Backend: Send + Sync {
     /// fewer multiplications whose float32 rounding differs from the direct sum's (the CPU
     /// backend: Winograd F(4x4, 3x3) for 3x3 stride-1 convs, whose error scales with the
     /// largest inputs of each 6x6 tile; see `backend/cpu/conv/winograd.rs`). On by default, for
-    /// inference; [`crate::optim::TrainNet`] turns it off so that a training forward stays the
-    /// direct convolution MindSpore computes (the CPU backend's data gradients keep Winograd:
-    /// `CpuBackend::set_winograd_data_gradient`). Backends with a single algorithm ignore it.
+    /// inference; [`crate::optim::TrainNet`] turns it off so that a training forward rounds like
+    /// the direct convolution MindSpore computes (the CPU backend then takes Winograd F(2x2, 3x3),
+    /// which does: `CpuBackend::set_winograd_training_forward`; its data gradients keep
+    /// F(4x4, 3x3): `CpuBackend::set_winograd_data_gradient`). Backends with a single algorithm
+    /// ignore it.
     fn set_fast_conv(&mut self, _allowed: bool) {}
 
     /// The device work issued so far ([`DeviceCounters`]), or None on a backend that has no
     /// separate device (the CPU).
     fn counters(&self) -> Option<DeviceCounters> {
         None
+    }
+
+    /// Runs `f`, a sequence of this backend's ops issued by the caller (a whole forward pass),
+    /// and returns its result; the ops compute the same results either way. The default calls
+    /// `f` on the calling thread. The CPU backend can run it on one of its pool's threads
+    /// (`CpuBackend::set_ops_in_pool`, `SENET_CPU_FORWARD=pool`; off by default), so that the
+    /// ops inside it enter the pool without a hand-over from the calling thread and back.
+    fn run_ops<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R
+    where
+        Self: Sized,
+    {
+        f()
     }
 
     /// A zero-filled buffer of `len` f32.

@@ -343,8 +343,20 @@ impl<B: Backend> InferenceNet<B> {
         if n == 1 {
             self.prepare(h, w)?;
         }
+        let mut ws = self.ws.take().expect("workspace allocated above");
+        // The whole pass in one call of the backend ([`Backend::run_ops`]: on the CPU, when
+        // asked, one hand-over to its thread pool instead of one per op).
+        let net = &*self;
+        let logits = net.backend.run_ops(|| net.run(&mut ws, x, xs));
+        self.ws = Some(ws);
+        logits
+    }
+
+    /// The forward pass of [`Self::forward`] on images `x` of shape `xs` in the workspace `ws`
+    /// (allocated for at least `xs.n` images of this size).
+    fn run(&self, ws: &mut Workspace<B>, x: &Tensor, xs: Shape4) -> Result<Tensor> {
+        let n = xs.n;
         let be = &self.backend;
-        let ws = self.ws.as_mut().expect("workspace allocated above");
         be.write(&mut ws.act[0], &x.data)?;
         // Stem conv (act[0] -> act[1]) and its max pool (-> act[2]), fused.
         let [a0, a1, a2, ..] = &mut ws.act[..] else {
@@ -496,4 +508,34 @@ fn walk_shapes(arch: Arch, stem_pool: StemPool, h: usize, w: usize) -> Result<Sh
 pub fn count_macs(arch: Arch, stem_pool: StemPool, num_classes: usize, size: usize) -> u64 {
     walk_shapes(arch, stem_pool, size, size).map_or(0, |w| w.macs)
         + (arch.num_features() * num_classes) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::CpuBackend;
+    use crate::model::init::formula_input;
+
+    /// [`InferenceNet::forward`] runs the pass inside one [`Backend::run_ops`] (here on a thread
+    /// of the CPU backend's pool, [`CpuBackend::set_ops_in_pool`]); the same pass issued op by op
+    /// from the calling thread must give the same bits: the batch-1 paths (prepared 7x7 products, the 14x14 Winograd,
+    /// the Dense on the calling thread) at 224x224, and the batch split with grouped convs.
+    #[test]
+    fn one_pool_hand_over_is_the_op_by_op_pass_bit_for_bit() {
+        for (arch, n, size) in [(Arch::SeResNet50, 1, 224), (Arch::SeResNeXt26_32x4d, 2, 96)] {
+            let net = SeNet::formula(arch, 10).unwrap();
+            let mut be = CpuBackend::new(2).unwrap();
+            be.set_ops_in_pool(true);
+            let mut inf = InferenceNet::new(&net, be).unwrap();
+            let x = formula_input("x", &[n, 3, size, size]);
+            let pooled = inf.forward(&x).unwrap();
+            let xs = Shape4::new(n, 3, size, size);
+            let mut ws = inf.ws.take().unwrap();
+            let direct = inf.run(&mut ws, &x, xs).unwrap();
+            assert_eq!(pooled.shape, [n, 10]);
+            assert!(pooled.data.iter().all(|v| v.is_finite()), "{arch:?}");
+            let bits = |t: &Tensor| t.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&pooled), bits(&direct), "{arch:?} batch {n}");
+        }
+    }
 }

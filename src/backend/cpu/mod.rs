@@ -95,6 +95,11 @@ pub struct CpuBackend {
     /// The training step's non-GEMM ops on their previous kernels
     /// ([`CpuBackend::set_legacy_train_kernels`]).
     legacy_train_kernels: bool,
+    /// 3x3 stride-1 convs by Winograd F(2x2, 3x3) when [`Backend::set_fast_conv`] keeps
+    /// F(4x4, 3x3) off ([`CpuBackend::set_winograd_training_forward`]).
+    winograd_training_forward: bool,
+    /// [`Backend::run_ops`] runs its closure on a pool thread ([`CpuBackend::set_ops_in_pool`]).
+    ops_in_pool: bool,
 }
 
 impl std::fmt::Debug for CpuBackend {
@@ -137,6 +142,9 @@ impl CpuBackend {
             winograd_data_gradient: std::env::var("SENET_CPU_DGRAD").as_deref() != Ok("direct"),
             legacy_filter_gradient: std::env::var("SENET_CPU_WGRAD").as_deref() == Ok("gemm-crate"),
             legacy_train_kernels: std::env::var("SENET_CPU_TRAIN").as_deref() == Ok("legacy"),
+            winograd_training_forward: std::env::var("SENET_CPU_TRAIN_FWD").as_deref()
+                != Ok("direct"),
+            ops_in_pool: std::env::var("SENET_CPU_FORWARD").as_deref() == Ok("pool"),
         })
     }
 
@@ -183,6 +191,42 @@ impl CpuBackend {
         self.legacy_train_kernels = on;
     }
 
+    /// Computes the forward of 3x3 stride-1 convs (at least 16 channels in and out, no groups)
+    /// by Winograd F(2x2, 3x3) while [`Backend::set_fast_conv`] keeps F(4x4, 3x3) off, as
+    /// [`crate::optim::TrainNet`] does (`true`, the default; `SENET_CPU_TRAIN_FWD=direct`
+    /// starts a backend with direct sums, for A/B runs). 16 multiplications per 2x2 output
+    /// tile and channel pair instead of 36; its transforms' coefficients are 0, ±1 and 1/2, so
+    /// it rounds close to the direct sum: one seresnet18 training step's gradients are 1.2e-5
+    /// relative from MindSpore's with it (1.1e-5 direct; 1e-3 allowed, `tests/train_step.rs`),
+    /// where F(4x4, 3x3) in the forward moves them by 2e-3 to 5e-3. Chosen by the conv alone,
+    /// so an image's output does not depend on its batch or the thread count.
+    pub fn set_winograd_training_forward(&mut self, on: bool) {
+        self.winograd_training_forward = on;
+    }
+
+    /// Where a forward conv may take Winograd: F(4x4, 3x3) where it pays
+    /// ([`Backend::set_fast_conv`] on), else F(2x2, 3x3) by the conv alone
+    /// ([`Self::set_winograd_training_forward`]), else nowhere.
+    fn forward_winograd(&self) -> conv::WinogradUse {
+        if self.winograd {
+            conv::WinogradUse::Fast
+        } else if self.winograd_training_forward {
+            conv::WinogradUse::ByConv(conv::Tile::F2)
+        } else {
+            conv::WinogradUse::Off
+        }
+    }
+
+    /// Whether [`Backend::run_ops`] runs its closure on one of the pool's threads (`true`;
+    /// `SENET_CPU_FORWARD=pool` starts a backend so) or on the calling thread (`false`, the
+    /// default), each op inside then handing its work to the pool and waiting for it. The same
+    /// results either way. Off by default: on the loaded 2-core development machine the pass
+    /// inside the pool measured slower than op by op (`benches/layers.rs`, `model`), though it
+    /// halves the process's system time; to be decided on an idle machine.
+    pub fn set_ops_in_pool(&mut self, on: bool) {
+        self.ops_in_pool = on;
+    }
+
     /// Number of worker threads.
     pub fn threads(&self) -> usize {
         self.threads
@@ -203,6 +247,15 @@ impl Backend for CpuBackend {
 
     fn set_fast_conv(&mut self, allowed: bool) {
         self.winograd = allowed;
+    }
+
+    fn run_ops<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        if self.ops_in_pool {
+            // From a thread of the pool, every op's own `pool.install` runs in place.
+            self.pool.install(f)
+        } else {
+            f()
+        }
     }
 
     fn alloc(&self, len: usize) -> Result<Vec<f32>> {

@@ -31,10 +31,14 @@ const SWITCHES: &[(&str, Values)] = &[
     ("SENET_CPU_B1", Values::List(&["old", "nowino", "nolocal"])),
     // mod.rs: data gradients of 3x3 stride-1 convs by direct sums.
     ("SENET_CPU_DGRAD", Values::One(&["winograd", "direct"])),
+    // mod.rs: training's forward 3x3 stride-1 convs by direct sums instead of F(2x2, 3x3).
+    ("SENET_CPU_TRAIN_FWD", Values::One(&["winograd2", "direct"])),
     // mod.rs: conv filter gradients on the `gemm` crate.
     ("SENET_CPU_WGRAD", Values::One(&["sgemm", "gemm-crate"])),
     // mod.rs: the training step's ops around the convs on their previous kernels.
     ("SENET_CPU_TRAIN", Values::One(&["new", "legacy"])),
+    // mod.rs: `pool` = Backend::run_ops on a thread of the pool (one hand-over per forward).
+    ("SENET_CPU_FORWARD", Values::One(&["ops", "pool"])),
 ];
 
 /// Checks the process environment's `SENET_CPU_*` variables ([`check`]).
@@ -116,6 +120,8 @@ mod tests {
             ("SENET_CPU_GROUPED", "gemm"),
             ("SENET_CPU_B1", "old"),
             ("SENET_CPU_B1", "nowino, nolocal"),
+            ("SENET_CPU_FORWARD", "pool"),
+            ("SENET_CPU_FORWARD", "ops"),
             ("SENET_CPU_B1", ""),
             ("SENET_CPU_DGRAD", "direct"),
             ("SENET_CPU_DGRAD", "winograd"),

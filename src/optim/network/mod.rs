@@ -206,9 +206,10 @@ fn index_of(names: &[String], name: &str) -> Result<usize> {
 impl<B: Backend> TrainNet<B> {
     /// Uploads `net`'s parameters to `backend`, with zero Momentum accumulators. `decay(name)`
     /// says which parameters get weight decay (see [`crate::optim::decays`]). The backend's
-    /// forward convolutions are set to the direct algorithm ([`Backend::set_fast_conv`]), so that
-    /// a step matches MindSpore's (the CPU's Winograd data gradients stay within the golden
-    /// step's tolerance: `CpuBackend::set_winograd_data_gradient`).
+    /// fast forward convolutions are switched off ([`Backend::set_fast_conv`]), so that a step
+    /// matches MindSpore's (the CPU's Winograd F(2x2, 3x3) forward and F(4x4, 3x3) data
+    /// gradients stay within the golden step's tolerance:
+    /// `CpuBackend::set_winograd_training_forward`, `CpuBackend::set_winograd_data_gradient`).
     /// Errors: a parameter missing from `net`, a backend allocation failure.
     pub fn new(
         net: &SeNet,

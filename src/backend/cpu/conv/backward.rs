@@ -39,7 +39,7 @@ use super::super::matmul::{matmul, MatLayout, Par};
 use super::super::CpuBackend;
 #[cfg(target_arch = "x86_64")]
 use super::{winograd, ConvOp};
-use super::{ConvGeometry, SCRATCH};
+use super::{ConvGeometry, Tile, SCRATCH};
 use crate::backend::{Activation, Conv2dForward, Conv2dParams, Conv2dShape, Shape4};
 use crate::{mem, Result};
 use rayon::prelude::*;
@@ -310,7 +310,7 @@ pub(in crate::backend::cpu) fn conv2d_backward_data(
         // image's gradient is the same bits in any batch on any number of threads.
         #[cfg(target_arch = "x86_64")]
         if (be.winograd || be.winograd_data_gradient)
-            && winograd::supports_every_batch(Activation::None, &ConvGeometry::new(t, xs))
+            && winograd::supports_every_batch(Tile::F4, Activation::None, &ConvGeometry::new(t, xs))
         {
             let op = ConvOp {
                 g: ConvGeometry::new(t, xs),
@@ -318,7 +318,7 @@ pub(in crate::backend::cpu) fn conv2d_backward_data(
                 bias: None,
                 act: Activation::None,
             };
-            super::winograd_conv(be, &op, dy, dx, None);
+            super::winograd_conv(be, Tile::F4, &op, dy, dx, None);
             return Ok(());
         }
         let f = Conv2dForward {
@@ -328,7 +328,7 @@ pub(in crate::backend::cpu) fn conv2d_backward_data(
             act: Activation::None,
             prepared: None,
         };
-        super::conv2d_post(be, f, dy, dx, None, false)?;
+        super::conv2d_post(be, f, dy, dx, None, super::WinogradUse::Off)?;
         return Ok(());
     }
     be.pool.install(|| {

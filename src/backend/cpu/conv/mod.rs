@@ -42,7 +42,7 @@ pub(super) fn conv2d(
     x: &[f32],
     y: &mut [f32],
 ) -> Result<Shape4> {
-    conv2d_post(be, f, x, y, None, be.winograd)
+    conv2d_post(be, f, x, y, None, be.forward_winograd())
 }
 
 /// [`Backend::conv2d_avg_pool`](crate::backend::Backend::conv2d_avg_pool) on the CPU: each image is
@@ -63,7 +63,7 @@ pub(super) fn conv2d_avg_pool(
         len: cout,
         f: &avg,
     };
-    conv2d_post(be, f, x, y, Some(post), be.winograd)
+    conv2d_post(be, f, x, y, Some(post), be.forward_winograd())
 }
 
 /// [`Backend::conv2d_max_pool`](crate::backend::Backend::conv2d_max_pool) on the CPU: each image is
@@ -92,20 +92,44 @@ pub(super) fn conv2d_max_pool(
         len: ps.image_len(),
         f: &max,
     };
-    conv2d_post(be, f, x, y, Some(post), be.winograd)?;
+    conv2d_post(be, f, x, y, Some(post), be.forward_winograd())?;
     Ok(ps)
 }
 
+/// Which Winograd algorithm computes a conv.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Tile {
+    /// F(4x4, 3x3): 4x4 output tiles from 6x6 patches, 36 products, 4x fewer multiplications
+    /// than the direct conv. Inference and training's data gradients.
+    F4,
+    /// F(2x2, 3x3): 2x2 output tiles from 4x4 patches, 16 products, 2.25x fewer
+    /// multiplications; its transforms add at most three values of their inputs' size, so it
+    /// rounds close to the direct sum: training's forward (`tests/train_step.rs`).
+    F2,
+}
+
+/// Where a conv may take a Winograd path ([`conv2d_post`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum WinogradUse {
+    /// F(4x4, 3x3) wherever it is faster for this batch and thread count (inference).
+    Fast,
+    /// This tile wherever it can compute the conv, chosen by the conv alone so that an image's
+    /// result does not depend on its batch or the thread count (training's forward: F(2x2, 3x3)).
+    ByConv(Tile),
+    /// Never (direct sums).
+    Off,
+}
+
 /// [`Backend::conv2d`], then `post` on each output image by the task that computed it
-/// (`post.out` holds `post.len` values per image; checked by the caller); Winograd only if
-/// `winograd` (the backend's setting, or the backward's own).
+/// (`post.out` holds `post.len` values per image; checked by the caller); Winograd as `wino`
+/// says (the backend's setting, [`CpuBackend::forward_winograd`], or the backward's own).
 fn conv2d_post(
     be: &CpuBackend,
     f: Conv2dForward<'_, Vec<f32>>,
     x: &[f32],
     y: &mut [f32],
     post: Option<PerImage>,
-    winograd: bool,
+    wino: WinogradUse,
 ) -> Result<Shape4> {
     let ys = f.check(x, y)?;
     let xs = f.shape.xs;
@@ -116,6 +140,14 @@ fn conv2d_post(
         act: f.act,
     };
     #[cfg(target_arch = "x86_64")]
+    if let WinogradUse::ByConv(t) = wino {
+        if winograd::supports_every_batch(t, op.act, &op.g) {
+            winograd_conv(be, t, &op, x, y, post);
+            return Ok(ys);
+        }
+    }
+    let winograd = wino == WinogradUse::Fast;
+    #[cfg(target_arch = "x86_64")]
     if let Some(u) = f.prepared.and_then(|p| winograd_b1::panels(&op.g, p)) {
         if winograd && winograd_b1::supports(op.act, &op.g) {
             let threads = be.threads;
@@ -125,14 +157,14 @@ fn conv2d_post(
         }
     }
     #[cfg(target_arch = "x86_64")]
-    if winograd && winograd::supports(op.act, &op.g, be.threads) {
+    if winograd && winograd::supports(Tile::F4, op.act, &op.g, be.threads) {
         let threads = be.threads;
         if let Some(u) = f.prepared.and_then(|p| winograd::prepared_u(&op.g, p)) {
             be.pool
-                .install(|| winograd::conv2d_prepared(u, &op, x, y, post, threads));
+                .install(|| winograd::conv2d_prepared(Tile::F4, u, &op, x, y, post, threads));
             return Ok(ys);
         }
-        winograd_conv(be, &op, x, y, post);
+        winograd_conv(be, Tile::F4, &op, x, y, post);
         return Ok(ys);
     }
     #[cfg(target_arch = "x86_64")]
@@ -178,17 +210,24 @@ fn conv2d_post(
     Ok(ys)
 }
 
-/// `y = act(conv(x) + bias)` of `op` by Winograd F(4x4, 3x3) on `be`'s pool, the weights
+/// `y = act(conv(x) + bias)` of `op` by Winograd with tile `t` on `be`'s pool, the weights
 /// transformed into `be`'s buffer; the caller has checked [`winograd::supports_every_batch`]
 /// and the slice lengths.
 #[cfg(target_arch = "x86_64")]
-fn winograd_conv(be: &CpuBackend, op: &ConvOp, x: &[f32], y: &mut [f32], post: Option<PerImage>) {
+fn winograd_conv(
+    be: &CpuBackend,
+    t: Tile,
+    op: &ConvOp,
+    x: &[f32],
+    y: &mut [f32],
+    post: Option<PerImage>,
+) {
     // A panic in another conv leaves the buffer in a state that is overwritten anyway.
     let mut guard = (be.winograd_weights.lock()).unwrap_or_else(|e| e.into_inner());
     let u: &mut Vec<f32> = &mut guard;
     let threads = be.threads;
     be.pool
-        .install(|| winograd::conv2d(u, op, x, y, post, threads));
+        .install(|| winograd::conv2d(t, u, op, x, y, post, threads));
 }
 
 /// [`Backend::prepare_conv2d`](crate::backend::Backend::prepare_conv2d) on the CPU: the weights
@@ -208,7 +247,10 @@ pub(super) fn prepare_conv2d(
         if be.winograd && winograd_b1::supports(f.act, &g) {
             return winograd_b1::prepare(&g, f.w).map(Some);
         }
-        if be.winograd && super::batch1_kernels() && winograd::supports(f.act, &g, be.threads) {
+        if be.winograd
+            && super::batch1_kernels()
+            && winograd::supports(Tile::F4, f.act, &g, be.threads)
+        {
             return winograd::prepare(&g, f.w).map(Some);
         }
         if batch1::supports(f.act, &g) {

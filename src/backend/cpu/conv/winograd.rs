@@ -1,13 +1,15 @@
-//! conv2d of 3x3 stride-1 pad-1 convolutions by Winograd F(4x4, 3x3) (Lavin & Gray, "Fast
-//! Algorithms for Convolutional Neural Networks", CVPR 2016, section 4), x86_64 AVX-512 only:
-//! 36 multiplications per 4x4 output tile and channel pair instead of 144. The transforms are in
-//! `kernels/cpu/winograd_avx512.c` (layouts in its header), the 36 products per task run on the
+//! conv2d of 3x3 stride-1 pad-1 convolutions by Winograd F(4x4, 3x3) or F(2x2, 3x3) (Lavin &
+//! Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016, section 4; [`Tile`]),
+//! x86_64 AVX-512 only: 36 multiplications per 4x4 output tile and channel pair instead of 144,
+//! or 16 per 2x2 tile instead of 36. The transforms are in `kernels/cpu/winograd_avx512.c` and
+//! `winograd2_avx512.c` (layouts in their header), the 36 or 16 products per task run on the
 //! AVX-512 GEMM ([`sgemm::sgemm_packed`]).
 //!
 //! Rounding: each output is the same sum as the direct conv's, evaluated through the transforms,
 //! so it differs from the direct conv's rounding. The error of an output is bounded by the
-//! magnitudes of its whole 6x6 input tile, not of its own 3x3 window: the tests hold it to 2e-5
-//! of Σ_ci max|w[co, ci]| · Σ_tile |x[ci]|. On network activations that is about 1e-6 of the
+//! magnitudes of its whole input tile (6x6 for F4, 4x4 for F2), not of its own 3x3 window: the
+//! tests hold F4 to 2e-5 of Σ_ci max|w[co, ci]| · Σ_tile |x[ci]| and F2 to 2e-6 (its transforms'
+//! coefficients are 0, ±1 and 1/2, F4's reach 8). On network activations that is about 1e-6 of the
 //! logits; an input value 1000x its neighbours makes the other outputs of its tile about 1e-3
 //! off (relative), where the direct conv stays near 1e-7. Whenever this path is taken, an image's
 //! result does not depend on the batch it is in or on the thread count (each transform works per
@@ -20,14 +22,68 @@
 //! ReLU), in per-thread buffers that stay in the caches. A single image on several threads:
 //! three parallel phases (input channels, blocks of xi, output channels).
 use super::super::sgemm::{self, Line};
+pub(super) use super::Tile;
 use super::{self as conv, ConvGeometry, ConvOp, PerImage};
 use crate::backend::Activation;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::ops::Range;
 
-/// Transformed positions of a 6x6 tile.
+/// Transformed positions of F(4x4, 3x3)'s 6x6 tile ([`Tile::F4`]).
 pub(super) const XI: usize = 36;
+
+impl Tile {
+    /// Transformed positions of a patch (the products per task).
+    pub(super) const fn xi(self) -> usize {
+        match self {
+            Tile::F4 => XI,
+            Tile::F2 => 16,
+        }
+    }
+
+    /// Side of an output tile.
+    const fn side(self) -> usize {
+        match self {
+            Tile::F4 => 4,
+            Tile::F2 => 2,
+        }
+    }
+
+    /// Tiles of one h x w image.
+    pub(super) fn tiles(self, h: usize, w: usize) -> usize {
+        h.div_ceil(self.side()) * w.div_ceil(self.side())
+    }
+
+    /// `senet_winograd{,2}_input` (the header's contract; [`Plan::input`]).
+    fn input_fn(self) -> InputFn {
+        match self {
+            Tile::F4 => senet_winograd_input,
+            Tile::F2 => senet_winograd2_input,
+        }
+    }
+
+    /// `senet_winograd{,2}_output` (the header's contract; [`Plan::output`]).
+    fn output_fn(self) -> OutputFn {
+        match self {
+            Tile::F4 => senet_winograd_output,
+            Tile::F2 => senet_winograd2_output,
+        }
+    }
+
+    /// `senet_winograd{,2}_weights` (its header's contract).
+    ///
+    /// # Safety
+    /// AVX-512 present; `w` holds rows x cin x 9 floats, `u` rows x xi x cin.
+    unsafe fn weights(self, w: *const f32, rows: usize, cin: usize, u: *mut f32) {
+        // SAFETY: the caller's promise.
+        unsafe {
+            match self {
+                Tile::F4 => senet_winograd_weights(w, rows, cin, u),
+                Tile::F2 => senet_winograd2_weights(w, rows, cin, u),
+            }
+        }
+    }
+}
 /// Tiles (GEMM columns) a task aims for: 4 panels of 48.
 const TARGET_TILES: usize = 192;
 /// Most bytes of one image's transformed input and output (V and M): 1024x1024 inputs of
@@ -49,6 +105,7 @@ thread_local! {
 
 extern "C" {
     fn senet_winograd_weights(w: *const f32, rows: usize, cin: usize, u: *mut f32);
+    fn senet_winograd2_weights(w: *const f32, rows: usize, cin: usize, u: *mut f32);
     #[allow(clippy::too_many_arguments)]
     fn senet_winograd_input(
         x: *const f32,
@@ -78,14 +135,64 @@ extern "C" {
     );
 }
 
+/// `senet_winograd{,2}_input`: x, cin, c0, c1, h, w, nimg, v, scratch.
+type InputFn =
+    unsafe extern "C" fn(*const f32, usize, usize, usize, usize, usize, usize, *mut f32, *mut f32);
+/// `senet_winograd{,2}_output`: m, ldm, cout, c0, c1, h, w, nimg, bias, act, y, scratch.
+type OutputFn = unsafe extern "C" fn(
+    *const f32,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    *const f32,
+    i32,
+    *mut f32,
+    *mut f32,
+);
+
+// The same entry points for F(2x2, 3x3) (`kernels/cpu/winograd2_avx512.c`).
+extern "C" {
+    #[allow(clippy::too_many_arguments)]
+    fn senet_winograd2_input(
+        x: *const f32,
+        cin: usize,
+        c0: usize,
+        c1: usize,
+        h: usize,
+        w: usize,
+        nimg: usize,
+        v: *mut f32,
+        scratch: *mut f32,
+    );
+    #[allow(clippy::too_many_arguments)]
+    fn senet_winograd2_output(
+        m: *const f32,
+        ldm: usize,
+        cout: usize,
+        c0: usize,
+        c1: usize,
+        h: usize,
+        w: usize,
+        nimg: usize,
+        bias: *const f32,
+        act: i32,
+        y: *mut f32,
+        scratch: *mut f32,
+    );
+}
+
 /// Whether this path computes the convolution: AVX-512 present, a 3x3 kernel with stride 1,
 /// padding 1 and no groups, at least 16 input and output channels, epilogue None or ReLU, and
 /// a batch of several images, or one image of at least [`SINGLE_MIN_TILES`] tiles (smaller
 /// ones are too few columns for the products, the direct conv splits them better), and an
 /// image whose transformed input and output fit in [`IMAGE_BYTES`] (tasks hold whole images).
-pub(super) fn supports(act: Activation, g: &ConvGeometry, threads: usize) -> bool {
-    supports_every_batch(act, g)
-        && (g.xs.n >= 2 || threads == 1 || tiles(g.xs.h, g.xs.w) >= SINGLE_MIN_TILES)
+pub(super) fn supports(t: Tile, act: Activation, g: &ConvGeometry, threads: usize) -> bool {
+    supports_every_batch(t, act, g)
+        && (g.xs.n >= 2 || threads == 1 || t.tiles(g.xs.h, g.xs.w) >= SINGLE_MIN_TILES)
 }
 
 /// Whether this path can compute the convolution whatever the batch and thread count: AVX-512
@@ -93,10 +200,10 @@ pub(super) fn supports(act: Activation, g: &ConvGeometry, threads: usize) -> boo
 /// Training's data gradients choose by this alone, so that an image's gradient does not depend
 /// on the batch it is in or on the thread count (a single image of few tiles on several threads
 /// is then slower than the direct conv, but the same bits as in any batch).
-pub(super) fn supports_every_batch(act: Activation, g: &ConvGeometry) -> bool {
+pub(super) fn supports_every_batch(t: Tile, act: Activation, g: &ConvGeometry) -> bool {
     sgemm::available()
         && fits(act, g)
-        && XI * 4 * (g.xs.c + g.ys.c) * tiles(g.xs.h, g.xs.w) <= IMAGE_BYTES
+        && t.xi() * 4 * (g.xs.c + g.ys.c) * t.tiles(g.xs.h, g.xs.w) <= IMAGE_BYTES
 }
 
 /// Whether `g` and `act` are a conv these transforms compute: a 3x3 kernel with stride 1,
@@ -112,16 +219,12 @@ pub(super) fn fits(act: Activation, g: &ConvGeometry) -> bool {
         && act != Activation::Sigmoid
 }
 
-/// Tiles of one image.
-pub(super) fn tiles(h: usize, w: usize) -> usize {
-    h.div_ceil(4) * w.div_ceil(4)
-}
-
 /// `y = act(conv(x, w) + bias)` for the batch `g.xs.n` (x: (N, Cin, H, W), w: (Cout, Cin, 3, 3),
 /// y: (N, Cout, H, W)) on the current rayon pool of `threads` threads; then `post` on each image
-/// by the task that computed it. `u` receives the transformed weights (Cout, 36, Cin). The
-/// caller has checked [`supports`] and the slice lengths.
+/// by the task that computed it, by the algorithm `t`. `u` receives the transformed weights
+/// (Cout, xi, Cin). The caller has checked [`supports`] and the slice lengths.
 pub(super) fn conv2d(
+    t: Tile,
     u: &mut Vec<f32>,
     op: &ConvOp,
     x: &[f32],
@@ -131,21 +234,20 @@ pub(super) fn conv2d(
 ) {
     let (g, w) = (&op.g, op.w);
     let (cin, cout) = (g.xs.c, g.ys.c);
-    u.resize(cout * XI * cin, 0.0);
+    let xi = t.xi();
+    u.resize(cout * xi * cin, 0.0);
     let rows = cout.div_ceil(4 * threads).max(1);
-    u.par_chunks_mut(rows * XI * cin)
+    u.par_chunks_mut(rows * xi * cin)
         .zip(w[..cout * cin * 9].par_chunks(rows * cin * 9))
         .for_each(|(uc, wc)| {
             // SAFETY: the CPU has AVX-512 (`supports`); wc holds rows x cin x 9 weights and
-            // uc rows x 36 x cin floats for the rows of this chunk.
-            unsafe {
-                senet_winograd_weights(wc.as_ptr(), wc.len() / (cin * 9), cin, uc.as_mut_ptr())
-            }
+            // uc rows x xi x cin floats for the rows of this chunk.
+            unsafe { t.weights(wc.as_ptr(), wc.len() / (cin * 9), cin, uc.as_mut_ptr()) }
         });
-    conv2d_prepared(u, op, x, y, post, threads);
+    conv2d_prepared(t, u, op, x, y, post, threads);
 }
 
-/// The transformed weights U (Cout, 36, Cin) of `w` (Cout, Cin, 3, 3) of `g`, for
+/// The F(4x4, 3x3) transformed weights U (Cout, 36, Cin) of `w` (Cout, Cin, 3, 3) of `g`, for
 /// [`conv2d_prepared`] (on the calling thread; through [`Backend::prepare_conv2d`]: batch 1
 /// transforms them once instead of at every call). The caller has checked `w`'s length.
 /// Errors: the buffer cannot be allocated.
@@ -159,7 +261,7 @@ pub(super) fn prepare(g: &ConvGeometry, w: &[f32]) -> crate::Result<Vec<f32>> {
     assert!(w.len() >= cout * cin * 9);
     // SAFETY: AVX-512 present (the caller checked `supports`); w holds cout x cin x 9 floats
     // (checked), u cout x 36 x cin.
-    unsafe { senet_winograd_weights(w.as_ptr(), cout, cin, u.as_mut_ptr()) };
+    unsafe { Tile::F4.weights(w.as_ptr(), cout, cin, u.as_mut_ptr()) };
     Ok(u)
 }
 
@@ -168,8 +270,9 @@ pub(super) fn prepared_u<'a>(g: &ConvGeometry, prepared: &'a [f32]) -> Option<&'
     (prepared.len() == g.ys.c * XI * g.xs.c).then_some(prepared)
 }
 
-/// [`conv2d`] with the weights already transformed (`u`: (Cout, 36, Cin), [`prepare`]).
+/// [`conv2d`] with the weights already transformed for `t` (`u`: (Cout, xi, Cin), [`prepare`]).
 pub(super) fn conv2d_prepared(
+    t: Tile,
     u: &[f32],
     op: &ConvOp,
     x: &[f32],
@@ -179,30 +282,31 @@ pub(super) fn conv2d_prepared(
 ) {
     let g = &op.g;
     let (n, cin, cout) = (g.xs.n, g.xs.c, g.ys.c);
-    assert!(u.len() >= cout * XI * cin);
+    assert!(u.len() >= cout * t.xi() * cin);
     let yi = g.ys.image_len();
-    let per_img = tiles(g.xs.h, g.xs.w);
-    let by_memory = TASK_BYTES / (XI * 4 * (cin + cout) * per_img);
+    let per_img = t.tiles(g.xs.h, g.xs.w);
+    let by_memory = TASK_BYTES / (t.xi() * 4 * (cin + cout) * per_img);
     let per_task = TARGET_TILES
         .div_ceil(per_img)
         .min(by_memory)
         .min(n.div_ceil(threads))
         .max(1);
     if n == 1 && threads > 1 {
-        single_image(u, op, x, y, threads);
+        single_image(t, u, op, x, y, threads);
         if let Some(post) = post {
             post.apply_one(&y[..yi]);
         }
         return;
     }
     conv::image_tasks(x, y, g, per_task, post, |xc, yc| {
-        task(u, op, xc, yc, yc.len() / yi)
+        task(t, u, op, xc, yc, yc.len() / yi)
     });
 }
 
 /// Sizes of the products of `nimg` images: tiles, packed B floats per xi, M row stride.
 #[derive(Clone, Copy)]
 pub(super) struct Plan {
+    t: Tile,
     cin: usize,
     cout: usize,
     h: usize,
@@ -214,10 +318,11 @@ pub(super) struct Plan {
 }
 
 impl Plan {
-    pub(super) fn new(g: &ConvGeometry, nimg: usize) -> Plan {
+    pub(super) fn new(t: Tile, g: &ConvGeometry, nimg: usize) -> Plan {
         let (cin, cout, h, w) = (g.xs.c, g.ys.c, g.xs.h, g.xs.w);
-        let ntiles = nimg * tiles(h, w);
+        let ntiles = nimg * t.tiles(h, w);
         Plan {
+            t,
             cin,
             cout,
             h,
@@ -241,13 +346,13 @@ impl Plan {
         (self.ntiles, self.panels, self.ldm)
     }
 
-    /// Floats of V (36 packed matrices) and of M (36 x Cout x ldm).
+    /// Floats of V (xi packed matrices) and of M (xi x Cout x ldm).
     pub(super) fn v_len(&self) -> usize {
-        XI * self.panels
+        self.t.xi() * self.panels
     }
 
     pub(super) fn m_len(&self) -> usize {
-        XI * self.cout * self.ldm
+        self.t.xi() * self.cout * self.ldm
     }
 
     /// V of input channels `c` of `x` (the plan's images) into `v`, with this thread's staging.
@@ -257,11 +362,12 @@ impl Plan {
     /// channels `c` meanwhile.
     pub(super) unsafe fn input(&self, x: &[f32], c: Range<usize>, v: *mut f32) {
         assert!(x.len() >= self.nimg * self.cin * self.h * self.w && c.end <= self.cin);
-        with_staging(XI * self.ldm, |s| {
+        let input = self.t.input_fn();
+        with_staging(self.t.xi() * self.ldm, |s| {
             // SAFETY: AVX-512 present (`supports`); x holds the images (checked), v is the
             // caller's promise, s holds the staging floats, 64-byte aligned.
             unsafe {
-                senet_winograd_input(
+                input(
                     x.as_ptr(),
                     self.cin,
                     c.start,
@@ -292,14 +398,14 @@ impl Plan {
 
     /// The products M[xi] = U[xi] V[xi] for the xi of `m` (consecutive M[xi] from `xi0`).
     fn products(&self, u: &[f32], v: &[f32], xi0: usize, m: &mut [f32]) {
-        let mlen = self.cout * self.ldm;
+        let (mlen, nxi) = (self.cout * self.ldm, self.t.xi());
         for (xi, mx) in (xi0..).zip(m.chunks_exact_mut(mlen)) {
             sgemm::sgemm_packed(
                 self.cout,
                 self.ntiles,
                 self.cin,
                 &u[xi * self.cin..],
-                XI * self.cin,
+                nxi * self.cin,
                 &v[xi * self.panels..(xi + 1) * self.panels],
                 mx,
                 self.ldm,
@@ -324,11 +430,12 @@ impl Plan {
         assert_eq!(m.as_ptr().align_offset(64), 0);
         let act = i32::from(act == Activation::Relu);
         let bias = bias.map_or(std::ptr::null(), |b| b[..self.cout].as_ptr());
-        with_staging(XI * self.ldm, |s| {
-            // SAFETY: m holds 36 x cout x ldm floats, aligned (checked), s the staging floats;
+        let output = self.t.output_fn();
+        with_staging(self.t.xi() * self.ldm, |s| {
+            // SAFETY: m holds xi x cout x ldm floats, aligned (checked), s the staging floats;
             // bias, when given, cout floats; y is the caller's promise.
             unsafe {
-                senet_winograd_output(
+                output(
                     m.as_ptr(),
                     self.ldm,
                     self.cout,
@@ -362,9 +469,9 @@ fn with_staging<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 }
 
 /// The `nimg` images of one task, on the calling thread.
-fn task(u: &[f32], op: &ConvOp, x: &[f32], y: &mut [f32], nimg: usize) {
+fn task(t: Tile, u: &[f32], op: &ConvOp, x: &[f32], y: &mut [f32], nimg: usize) {
     let (g, bias, act) = (&op.g, op.bias, op.act);
-    let plan = Plan::new(g, nimg);
+    let plan = Plan::new(t, g, nimg);
     assert!(y.len() >= nimg * plan.cout * plan.h * plan.w);
     let (mut vbuf, mut mbuf) = (V.with(|b| b.take()), M.with(|b| b.take()));
     let v = sgemm::aligned(&mut vbuf, plan.v_len());
@@ -393,17 +500,17 @@ impl Disjoint {
 }
 
 /// One image on `threads` threads, in three parallel phases: V by blocks of input channels,
-/// the 36 products by blocks of xi, the output by blocks of output channels.
-fn single_image(u: &[f32], op: &ConvOp, x: &[f32], y: &mut [f32], threads: usize) {
+/// the products by blocks of xi, the output by blocks of output channels.
+fn single_image(t: Tile, u: &[f32], op: &ConvOp, x: &[f32], y: &mut [f32], threads: usize) {
     let (g, bias, act) = (&op.g, op.bias, op.act);
-    let plan = Plan::new(g, 1);
+    let plan = Plan::new(t, g, 1);
     assert!(y.len() >= plan.cout * plan.h * plan.w);
     let (mut vbuf, mut mbuf) = (V.with(|b| b.take()), M.with(|b| b.take()));
     let v = sgemm::aligned(&mut vbuf, plan.v_len());
     let m = sgemm::aligned(&mut mbuf, plan.m_len());
     plan.input_parallel(x, v, threads);
     let v = &*v;
-    let xi_step = XI.div_ceil(2 * threads);
+    let xi_step = t.xi().div_ceil(2 * threads);
     m.par_chunks_mut(xi_step * plan.cout * plan.ldm)
         .enumerate()
         .for_each(|(i, mc)| plan.products(u, v, i * xi_step, mc));
@@ -440,12 +547,19 @@ mod tests {
         }
     }
 
-    /// Each image of a batch gets exactly the values it gets alone, on one thread or on two.
+    /// Each image of a batch gets exactly the values it gets alone, on one thread or on two,
+    /// with either tile.
     #[test]
     fn an_image_does_not_depend_on_its_batch() {
         if !sgemm::available() {
             return;
         }
+        for t in [Tile::F4, Tile::F2] {
+            image_alone_and_in_its_batch(t);
+        }
+    }
+
+    fn image_alone_and_in_its_batch(t: Tile) {
         let (n, cin, cout, h, w) = (5, 24, 40, 28, 26);
         let g = geometry(n, cin, cout, h, w, 3);
         let x = fill(g.xs.numel(), 3);
@@ -456,7 +570,7 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            assert!(supports(Activation::Relu, g, threads));
+            assert!(supports(t, Activation::Relu, g, threads));
             let mut y = vec![0.0; g.ys.numel()];
             let mut u = Vec::new();
             let op = ConvOp {
@@ -465,7 +579,7 @@ mod tests {
                 bias: Some(&bias),
                 act: Activation::Relu,
             };
-            pool.install(|| conv2d(&mut u, &op, x, &mut y, None, threads));
+            pool.install(|| conv2d(t, &mut u, &op, x, &mut y, None, threads));
             y
         };
         let batch = run(&g, &x, 2);
@@ -505,11 +619,11 @@ mod tests {
             };
             let (mut want, mut got) = (vec![0.0; g.ys.numel()], vec![1.0; g.ys.numel()]);
             let mut u = Vec::new();
-            pool.install(|| conv2d(&mut u, &op, &x, &mut want, None, 2));
+            pool.install(|| conv2d(Tile::F4, &mut u, &op, &x, &mut want, None, 2));
             let prepared = prepare(&g, &wt).unwrap();
             assert_eq!(prepared, u);
             let pu = prepared_u(&g, &prepared).unwrap();
-            pool.install(|| conv2d_prepared(pu, &op, &x, &mut got, None, 2));
+            pool.install(|| conv2d_prepared(Tile::F4, pu, &op, &x, &mut got, None, 2));
             assert!(got
                 .iter()
                 .zip(&want)
@@ -525,29 +639,79 @@ mod tests {
             return;
         }
         let relu = Activation::Relu;
-        assert!(supports(relu, &geometry(32, 64, 64, 56, 56, 3), 2));
-        assert!(supports(relu, &geometry(1, 128, 128, 28, 28, 3), 2));
+        assert!(supports(
+            Tile::F4,
+            relu,
+            &geometry(32, 64, 64, 56, 56, 3),
+            2
+        ));
+        assert!(supports(
+            Tile::F4,
+            relu,
+            &geometry(1, 128, 128, 28, 28, 3),
+            2
+        ));
         // One 14x14 image on two threads: 16 tiles, the direct conv splits it better.
-        assert!(!supports(relu, &geometry(1, 256, 256, 14, 14, 3), 2));
-        assert!(supports(relu, &geometry(1, 256, 256, 14, 14, 3), 1));
-        // 1x1 convs, too few channels, the SE sigmoid, huge images.
-        assert!(!supports(relu, &geometry(32, 64, 64, 56, 56, 1), 2));
-        assert!(!supports(relu, &geometry(32, 3, 64, 56, 56, 3), 2));
         assert!(!supports(
+            Tile::F4,
+            relu,
+            &geometry(1, 256, 256, 14, 14, 3),
+            2
+        ));
+        assert!(supports(
+            Tile::F4,
+            relu,
+            &geometry(1, 256, 256, 14, 14, 3),
+            1
+        ));
+        // 1x1 convs, too few channels, the SE sigmoid, huge images.
+        assert!(!supports(
+            Tile::F4,
+            relu,
+            &geometry(32, 64, 64, 56, 56, 1),
+            2
+        ));
+        assert!(!supports(
+            Tile::F4,
+            relu,
+            &geometry(32, 3, 64, 56, 56, 3),
+            2
+        ));
+        assert!(!supports(
+            Tile::F4,
             Activation::Sigmoid,
             &geometry(32, 64, 64, 56, 56, 3),
             2
         ));
-        assert!(!supports(relu, &geometry(2, 64, 64, 256, 256, 3), 2));
+        assert!(!supports(
+            Tile::F4,
+            relu,
+            &geometry(2, 64, 64, 256, 256, 3),
+            2
+        ));
     }
 
     /// Against the direct sum in f64 for odd sizes (partial tiles), several images per task,
-    /// channel counts that are not multiples of 16, bias and ReLU, and the fused per-image post.
+    /// channel counts that are not multiples of 16, bias and ReLU, and the fused per-image post,
+    /// with either tile. F4 is held to 2e-5 of the magnitudes of the output's 6x6 patch. F2's
+    /// bound is derived: every coefficient of its B, G and A is 0, ±1 or ±1/2, so
+    /// |V| <= Σ_patch |x|, |U| <= (1 + 1/2)^2 max|w| and an output sums 9 of the M = Σ_ci U·V
+    /// entries: the sum of the magnitudes of all its terms is at most 9 · 2.25 = 20.25 times
+    /// `mag` (Σ_ci max|w[co, ci]| · Σ_patch |x[ci]|, the 4x4 patch); along any term's path at
+    /// most 2 (input) + 4 (weights) + Cin (the FMA chain of the product) + 4 (output) + 1
+    /// (bias) roundings of u = 2^-24 each, so |error| <= (Cin + 11) · u · 20.25 · mag (first
+    /// order; the ReLU does not add error).
     #[test]
     fn matches_direct_convolution() {
         if !sgemm::available() {
             return;
         }
+        for t in [Tile::F4, Tile::F2] {
+            matches_direct_with(t);
+        }
+    }
+
+    fn matches_direct_with(t: Tile) {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(2)
             .build()
@@ -590,7 +754,7 @@ mod tests {
             } else {
                 Activation::None
             };
-            assert!(supports(act, &g, threads));
+            assert!(supports(t, act, &g, threads));
             let mut y = vec![f32::NAN; ys.numel()];
             let mut sums = vec![0.0f32; n * cout];
             let f = |y1: &[f32], o1: &mut [f32]| {
@@ -610,7 +774,12 @@ mod tests {
                 bias: Some(&bias),
                 act,
             };
-            pool.install(|| conv2d(&mut u, &op, &x, &mut y, Some(post), threads));
+            pool.install(|| conv2d(t, &mut u, &op, &x, &mut y, Some(post), threads));
+            let side = t.side();
+            let rel = match t {
+                Tile::F4 => 2e-5,
+                Tile::F2 => (cin + 11) as f64 * 2f64.powi(-24) * 20.25,
+            };
             for (img, ((i1, y1), s1)) in x
                 .chunks_exact(xs.image_len())
                 .zip(y.chunks_exact(ys.image_len()))
@@ -621,15 +790,15 @@ mod tests {
                     let mut total = 0.0f32;
                     for oy in 0..h {
                         for ox in 0..w {
-                            // The bound: the magnitudes of the output's whole 6x6 input tile.
-                            let (ty, tx) = (oy / 4 * 4, ox / 4 * 4);
+                            // The bound: the magnitudes of the output's whole input patch.
+                            let (ty, tx) = (oy / side * side, ox / side * side);
                             let (mut s, mut mag) = (bias[co] as f64, bias[co].abs() as f64);
                             for ci in 0..cin {
                                 let wc = &wt[(co * cin + ci) * 9..(co * cin + ci + 1) * 9];
                                 let wmax = wc.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
                                 let plane = &i1[ci * h * w..(ci + 1) * h * w];
-                                for iy in ty.saturating_sub(1)..(ty + 5).min(h) {
-                                    for ix in tx.saturating_sub(1)..(tx + 5).min(w) {
+                                for iy in ty.saturating_sub(1)..(ty + side + 1).min(h) {
+                                    for ix in tx.saturating_sub(1)..(tx + side + 1).min(w) {
                                         mag += plane[iy * w + ix].abs() as f64 * wmax;
                                     }
                                 }
@@ -650,9 +819,9 @@ mod tests {
                             let got = y1[co * h * w + oy * w + ox];
                             total += got;
                             assert!(
-                                (got as f64 - s).abs() <= 2e-5 * mag,
-                                "n{n} cin{cin} cout{cout} {h}x{w} image {img} ({co},{oy},{ox}): \
-                                 {got} vs {s}"
+                                (got as f64 - s).abs() <= rel * mag,
+                                "{t:?} n{n} cin{cin} cout{cout} {h}x{w} image {img} \
+                                 ({co},{oy},{ox}): {got} vs {s}"
                             );
                         }
                     }

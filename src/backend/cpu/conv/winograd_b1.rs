@@ -18,7 +18,7 @@
 //! [`Backend::prepare_conv2d`]: crate::backend::Backend::prepare_conv2d
 use super::super::sgemm::{self, Line};
 use super::batch1::{senet_sgemm_avx512_t, senet_sgemm_t_panels, senet_sgemm_t_scratch_floats};
-use super::winograd::{self, Disjoint, Plan, XI};
+use super::winograd::{self, Disjoint, Plan, Tile, XI};
 use super::{ConvGeometry, ConvOp, PerImage};
 use crate::backend::Activation;
 use crate::Result;
@@ -49,7 +49,7 @@ thread_local! {
 /// output channels, epilogue None or ReLU), [`MIN_TILES`] to 48 tiles (one V panel: planes up
 /// to 24x24).
 pub(super) fn supports(act: Activation, g: &ConvGeometry) -> bool {
-    let tiles = winograd::tiles(g.xs.h, g.xs.w);
+    let tiles = Tile::F4.tiles(g.xs.h, g.xs.w);
     enabled() && g.xs.n == 1 && winograd::fits(act, g) && (MIN_TILES..=NR).contains(&tiles)
 }
 
@@ -112,7 +112,7 @@ pub(super) fn conv2d(
 ) {
     let g = &op.g;
     let (cin, cout) = (g.xs.c, g.ys.c);
-    let plan = Plan::new(g, 1);
+    let plan = Plan::new(Tile::F4, g, 1);
     let (ntiles, vpanel, _) = plan.sizes();
     assert!(ntiles <= NR && vpanel == cin * NR);
     assert!(panels.len() >= XI * panel_len(cout, cin));
@@ -266,7 +266,7 @@ mod tests {
                 .unwrap();
             let mut want = vec![0.0; g.ys.numel()];
             let mut u = Vec::new();
-            pool.install(|| winograd::conv2d(&mut u, &op, &x, &mut want, None, 1));
+            pool.install(|| winograd::conv2d(Tile::F4, &mut u, &op, &x, &mut want, None, 1));
             for threads in 1..=3 {
                 let what = format!("{cin}->{cout} {h}x{w} on {threads} threads");
                 let pool = rayon::ThreadPoolBuilder::new()
