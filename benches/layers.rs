@@ -1,7 +1,8 @@
 //! Per-layer timings of the CPU backend's conv2d on seresnet50's shapes (batch 32 by default):
-//! `cargo bench --bench layers [-- BATCH THREADS [forward|filter [LAYER]|train-forward]]`
+//! `cargo bench --bench layers [-- BATCH THREADS [forward|filter [LAYER]|train-forward|train]]`
 //! (`forward`: no gradients; `filter`: only the filter gradients, see [`filter`];
-//! `train-forward`: training's forward of the 3x3 stride-1 convs, see [`train_forward`]).
+//! `train-forward`: training's forward of the 3x3 stride-1 convs, see [`train_forward`];
+//! `train`: the training step's ops around the convs, see [`train_ops`]).
 //! Prints GFLOP/s per layer shape; used to find
 //! the layers where the CPU backend falls short of the GEMM's speed. Then the same shapes'
 //! gradients: the data gradient as a training step runs it, by the legacy im2col + col2im and
@@ -61,6 +62,9 @@ fn main() {
     }
     if args.get(3).map(String::as_str) == Some("train-forward") {
         return train_forward(&layers, batch, threads);
+    }
+    if args.get(3).map(String::as_str) == Some("train") {
+        return train_ops(batch, threads);
     }
     for &(cin, h, cout, k, s, p, g) in &layers {
         let xs = Shape4::new(batch, cin, h, h);
@@ -413,6 +417,63 @@ fn train_forward(layers: &[Layer], batch: usize, threads: usize) {
             b * 1e3,
             flops / b / 1e9,
             b / a
+        );
+    }
+}
+
+/// The training step's ops around the convs that `CpuBackend::set_legacy_train_kernels` switches
+/// (the current kernels against the previous ones, the same results bit for bit), on
+/// seresnet18's shapes at `batch`: the stem's max-pool backward (64x112x112, 3x3 stride 2,
+/// MindCV's "same"), and per stage the SE block's end into the block output
+/// (`se_scale_add_relu_into`) and the SE squeeze's gradient added into the scale's
+/// (`global_avg_pool_backward_add`). Timed alternately: two rounds of (new, legacy) medians of
+/// 5, the faster round of each kept; milliseconds.
+fn train_ops(batch: usize, threads: usize) {
+    let bes = [false, true].map(|legacy| {
+        let mut be = CpuBackend::new(threads).unwrap();
+        be.set_legacy_train_kernels(legacy);
+        be
+    });
+    let report = |label: &str, op: &mut dyn FnMut(&CpuBackend)| {
+        let mut best = [f64::INFINITY; 2];
+        for _ in 0..2 {
+            for (b, t) in bes.iter().zip(best.iter_mut()) {
+                *t = t.min(median_secs(|| op(b)));
+            }
+        }
+        println!(
+            "{label}: new {:>8.3} ms, legacy {:>8.3} ms, {:.2}x",
+            best[0] * 1e3,
+            best[1] * 1e3,
+            best[1] / best[0]
+        );
+    };
+    let pool = MaxPool2dParams::same(3, 2);
+    let xs = Shape4::new(batch, 64, 112, 112);
+    let ys = pool.geometry(xs).unwrap().ys;
+    let x = distinct_values(xs.numel());
+    let dy = distinct_values(ys.numel());
+    let mut dx = vec![0.0; xs.numel()];
+    report("max_pool2d_backward 64x112 3x3 s2 same", &mut |b| {
+        b.max_pool2d_backward(pool, &x, xs, &dy, &mut dx).unwrap()
+    });
+    for (c, h) in [(64, 56), (128, 28), (256, 14), (512, 7)] {
+        let xs = Shape4::new(batch, c, h, h);
+        let x = distinct_values(xs.numel());
+        let shortcut: Vec<f32> = x.iter().rev().copied().collect();
+        let gate = distinct_values(batch * c);
+        let mut out = vec![0.0; xs.numel()];
+        report(&format!("se_scale_add_relu_into {c:>3}x{h:<3}"), &mut |b| {
+            b.se_scale_add_relu_into(&x, xs, &gate, &shortcut, &mut out)
+                .unwrap()
+        });
+        let mut scratch = vec![0.0; xs.numel()];
+        report(
+            &format!("global_avg_pool_backward_add {c:>3}x{h:<3}"),
+            &mut |b| {
+                b.global_avg_pool_backward_add(&gate, xs, &mut out, &mut scratch)
+                    .unwrap()
+            },
         );
     }
 }

@@ -24,15 +24,21 @@ void senet_bias_act_f32(float *y, const float *bias, size_t c, size_t hw, int ac
     }
 }
 
-void senet_scale_add_relu_f32(float *x, const float *gate, const float *shortcut, size_t c,
-                              size_t hw) {
+void senet_scale_add_relu_into_f32(const float *x, const float *gate, const float *shortcut,
+                                   size_t c, size_t hw, float *out) {
     for (size_t ci = 0; ci < c; ci++) {
-        float *p = x + ci * hw;
+        const float *p = x + ci * hw;
         const float *s = shortcut + ci * hw;
+        float *o = out + ci * hw;
         const float g = gate[ci];
         for (size_t i = 0; i < hw; i++) {
             const float v = p[i] * g + s[i];
-            p[i] = v < 0.0f ? 0.0f : v; /* NaN propagates */
+            o[i] = v < 0.0f ? 0.0f : v; /* NaN propagates */
         }
     }
+}
+
+void senet_scale_add_relu_f32(float *x, const float *gate, const float *shortcut, size_t c,
+                              size_t hw) {
+    senet_scale_add_relu_into_f32(x, gate, shortcut, c, hw, x);
 }

@@ -54,10 +54,21 @@ void senet_max_pool2d_backward_f32(const float *x, const float *dy, size_t c, si
                                    size_t k, size_t s, size_t pad_top, size_t pad_left, size_t oh,
                                    size_t ow, float *dx);
 
+/* senet_max_pool2d_backward_f32 with the same results bit for bit, 16 windows of a row at a
+ * time, for strides 1 and 2 and planes of fewer than 2^31 elements (pool_avx512.c: x86_64 with
+ * AVX-512 only, checked by the caller). */
+void senet_max_pool2d_backward_avx512(const float *x, const float *dy, size_t c, size_t h,
+                                      size_t w, size_t k, size_t s, size_t pad_top,
+                                      size_t pad_left, size_t oh, size_t ow, float *dx);
+
 /* y[ci] = mean over hw of x[ci, :]. */
 void senet_global_avg_pool_f32(const float *x, size_t c, size_t hw, float *y);
 
-/* x[ci, i] = max(0, x[ci, i] * gate[ci] + shortcut[ci, i]); NaN stays NaN. */
+/* out[ci, i] = max(0, x[ci, i] * gate[ci] + shortcut[ci, i]); NaN stays NaN. out may be x. */
+void senet_scale_add_relu_into_f32(const float *x, const float *gate, const float *shortcut,
+                                   size_t c, size_t hw, float *out);
+
+/* senet_scale_add_relu_into_f32 in place (out = x). */
 void senet_scale_add_relu_f32(float *x, const float *gate, const float *shortcut, size_t c,
                               size_t hw);
 #endif

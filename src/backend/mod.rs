@@ -345,6 +345,22 @@ pub trait Backend: Send + Sync {
         dx: &mut Self::Buffer,
     ) -> Result<()>;
 
+    /// [`Backend::global_avg_pool_backward`] added into `dx`: `dx[n,c,h,w] += dy[n,c] / (H*W)`
+    /// (the SE squeeze's gradient joining the scale's in the training backward). The default
+    /// writes the pool's gradient into `scratch` (at least `xs.numel()` values, overwritten)
+    /// and adds it ([`Backend::add_assign`]); a backend may do both in one pass with the same
+    /// results. Errors if a buffer is too short.
+    fn global_avg_pool_backward_add(
+        &self,
+        dy: &Self::Buffer,
+        xs: Shape4,
+        dx: &mut Self::Buffer,
+        scratch: &mut Self::Buffer,
+    ) -> Result<()> {
+        self.global_avg_pool_backward(dy, xs, scratch)?;
+        self.add_assign(dx, scratch, xs.numel())
+    }
+
     /// Element-wise dst += src over `len` values (gradient accumulation, residual branches).
     ///
     /// Errors if either buffer is shorter than `len`.

@@ -39,6 +39,37 @@ pub(super) fn se_scale_add_relu(
     Ok(())
 }
 
+/// [`Backend::se_scale_add_relu_into`](crate::backend::Backend::se_scale_add_relu_into) on the
+/// CPU: `out = relu(x * gate[n, c] + shortcut)` in one pass (no copy of `x` first; the same
+/// arithmetic as [`se_scale_add_relu`]), in the same tasks. Errors as that op's, also for `out`
+/// too short.
+pub(super) fn se_scale_add_relu_into(
+    be: &CpuBackend,
+    x: &[f32],
+    xs: Shape4,
+    gate: &[f32],
+    shortcut: &[f32],
+    out: &mut [f32],
+) -> Result<()> {
+    check_se_scale_add_relu(xs, x, gate, shortcut)?;
+    check_len("se_scale_add_relu output", out, xs.numel())?;
+    let hw = xs.h * xs.w;
+    be.pool.install(|| {
+        let block = xs.c.div_ceil(8).max(1);
+        out[..xs.numel()]
+            .par_chunks_mut(block * hw)
+            .zip(x[..xs.numel()].par_chunks(block * hw))
+            .zip(shortcut[..xs.numel()].par_chunks(block * hw))
+            .enumerate()
+            .for_each(|(i, ((o1, x1), s1))| {
+                let first = i * block; // global channel index over n*c
+                let cc = x1.len() / hw;
+                kernels::scale_add_relu_into(x1, &gate[first..first + cc], s1, cc, hw, o1);
+            });
+    });
+    Ok(())
+}
+
 /// See [`crate::backend::Backend::relu_backward`].
 pub(super) fn relu_backward(be: &CpuBackend, y: &[f32], dy: &mut [f32], len: usize) -> Result<()> {
     check_len("relu_backward y", y, len)?;
@@ -171,4 +202,42 @@ pub(super) fn copy(src: &[f32], dst: &mut [f32], len: usize) -> Result<()> {
     check_len("copy destination", dst, len)?;
     dst[..len].copy_from_slice(&src[..len]);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Backend;
+
+    /// The one-pass SE block end into another buffer gives the in-place op's values bit for bit
+    /// (NaN, ±inf and signed zeros included), leaves `x` and `out`'s tail alone, and refuses a
+    /// short `out`; batch 1 and 3, planes of odd size.
+    #[test]
+    fn se_scale_add_relu_into_is_the_in_place_op() {
+        let be = CpuBackend::new(2).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for xs in [Shape4::new(1, 5, 3, 7), Shape4::new(3, 16, 9, 9)] {
+            let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0];
+            let x: Vec<f32> = super::super::test_values(xs.numel(), 3)
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| if i % 37 < 5 { specials[i % 37] } else { v })
+                .collect();
+            let shortcut = super::super::test_values(xs.numel(), 4);
+            let mut gate = super::super::test_values(xs.n * xs.c, 5);
+            gate[0] = -0.0;
+            let mut want = x.clone();
+            be.se_scale_add_relu(&mut want, xs, &gate, &shortcut)
+                .unwrap();
+            let mut out = vec![9.0; xs.numel() + 2];
+            be.se_scale_add_relu_into(&x, xs, &gate, &shortcut, &mut out)
+                .unwrap();
+            assert_eq!(bits(&out[..xs.numel()]), bits(&want), "{xs:?}");
+            assert_eq!(&out[xs.numel()..], &[9.0, 9.0]);
+            let mut short = vec![0.0; xs.numel() - 1];
+            assert!(be
+                .se_scale_add_relu_into(&x, xs, &gate, &shortcut, &mut short)
+                .is_err());
+        }
+    }
 }

@@ -68,6 +68,21 @@ mod ffi {
             ow: usize,
             dx: *mut f32,
         );
+        #[cfg(target_arch = "x86_64")]
+        pub fn senet_max_pool2d_backward_avx512(
+            x: *const f32,
+            dy: *const f32,
+            c: usize,
+            h: usize,
+            w: usize,
+            k: usize,
+            s: usize,
+            pad_top: usize,
+            pad_left: usize,
+            oh: usize,
+            ow: usize,
+            dx: *mut f32,
+        );
         pub fn senet_bias_act_f32(y: *mut f32, bias: *const f32, c: usize, hw: usize, act: i32);
         pub fn senet_max_pool2d_f32(
             x: *const f32,
@@ -97,6 +112,14 @@ mod ffi {
             y: *mut f32,
         );
         pub fn senet_global_avg_pool_f32(x: *const f32, c: usize, hw: usize, y: *mut f32);
+        pub fn senet_scale_add_relu_into_f32(
+            x: *const f32,
+            gate: *const f32,
+            shortcut: *const f32,
+            c: usize,
+            hw: usize,
+            out: *mut f32,
+        );
         pub fn senet_scale_add_relu_f32(
             x: *mut f32,
             gate: *const f32,
@@ -275,11 +298,29 @@ impl PoolWindows {
     }
 }
 
+/// Whether [`max_pool2d_backward`] takes the AVX-512 kernel for windows `g`: strides 1 and 2,
+/// plane indices within an `i32`, and a CPU with AVX-512.
+pub fn max_pool2d_backward_vector(g: PoolWindows) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        (g.s == 1 || g.s == 2)
+            && g.h.checked_mul(g.w).is_some_and(|p| p <= i32::MAX as usize)
+            && super::sgemm::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = g;
+        false
+    }
+}
+
 /// Backward of [`max_pool2d`] with the same geometry: `dx` (c, h, w) is zeroed, then each
 /// `dy[c, oy, ox]` is added at the argmax of its window in `x` (first maximum in row-major window
 /// order on ties, matching the forward's strict `>` scan; the last NaN of a window holding any).
-/// Panics if a slice is too short.
-pub fn max_pool2d_backward(x: &[f32], dy: &[f32], g: PoolWindows, dx: &mut [f32]) {
+/// `vector` takes the AVX-512 kernel (16 windows at a time, the scalar kernel's results bit for
+/// bit), which the caller has checked with [`max_pool2d_backward_vector`].
+/// Panics if a slice is too short, or `vector` where that check fails.
+pub fn max_pool2d_backward(x: &[f32], dy: &[f32], g: PoolWindows, dx: &mut [f32], vector: bool) {
     let PoolWindows {
         c,
         h,
@@ -295,10 +336,41 @@ pub fn max_pool2d_backward(x: &[f32], dy: &[f32], g: PoolWindows, dx: &mut [f32]
     assert!(k > 0 && s > 0 && pad.0 < k && pad.1 < k);
     assert!(out.0 == 0 || (out.0 - 1) * s < h + pad.0);
     assert!(out.1 == 0 || (out.1 - 1) * s < w + pad.1);
-    // SAFETY: lengths checked above; windows are clipped to the image by the kernel and never
-    // empty (checked above), so the argmax index is inside the plane.
+    type Kernel = unsafe extern "C" fn(
+        *const f32,
+        *const f32,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        *mut f32,
+    );
+    #[cfg(target_arch = "x86_64")]
+    let kernel: Kernel = if vector {
+        assert!(
+            max_pool2d_backward_vector(g),
+            "vector max-pool backward of {g:?}"
+        );
+        ffi::senet_max_pool2d_backward_avx512
+    } else {
+        ffi::senet_max_pool2d_backward_f32
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let kernel: Kernel = {
+        assert!(!vector, "no vector max-pool backward on this target");
+        ffi::senet_max_pool2d_backward_f32
+    };
+    // SAFETY: lengths checked above; windows are clipped to the image by the kernels (the
+    // vector one's masked loads read only positions inside each input row) and never empty
+    // (checked above), so every argmax index is inside the plane; the vector kernel runs only
+    // on a CPU with AVX-512 and planes whose indices fit its int32 lanes (asserted above).
     unsafe {
-        ffi::senet_max_pool2d_backward_f32(
+        kernel(
             x.as_ptr(),
             dy.as_ptr(),
             c,
@@ -409,6 +481,31 @@ pub fn scale_add_relu(x: &mut [f32], gate: &[f32], shortcut: &[f32], c: usize, h
     // SAFETY: lengths checked above.
     unsafe {
         ffi::senet_scale_add_relu_f32(x.as_mut_ptr(), gate.as_ptr(), shortcut.as_ptr(), c, hw)
+    }
+}
+
+/// `out = relu(x * gate[c] + shortcut)` over (c, hw), `x` unchanged: [`scale_add_relu`]'s
+/// arithmetic bit for bit.
+pub fn scale_add_relu_into(
+    x: &[f32],
+    gate: &[f32],
+    shortcut: &[f32],
+    c: usize,
+    hw: usize,
+    out: &mut [f32],
+) {
+    assert!(x.len() >= c * hw && shortcut.len() >= c * hw && out.len() >= c * hw);
+    assert!(gate.len() >= c);
+    // SAFETY: lengths checked above; `out` is a distinct mutable slice.
+    unsafe {
+        ffi::senet_scale_add_relu_into_f32(
+            x.as_ptr(),
+            gate.as_ptr(),
+            shortcut.as_ptr(),
+            c,
+            hw,
+            out.as_mut_ptr(),
+        )
     }
 }
 

@@ -95,6 +95,9 @@ pub struct CpuBackend {
     /// Filter gradients on senet's GEMM with each image's columns gathered, then copied beside
     /// the others ([`CpuBackend::set_legacy_filter_gather`]).
     legacy_filter_gather: bool,
+    /// The training step's non-GEMM ops on their previous kernels
+    /// ([`CpuBackend::set_legacy_train_kernels`]).
+    legacy_train_kernels: bool,
     /// 3x3 stride-1 convs by Winograd F(2x2, 3x3) when [`Backend::set_fast_conv`] keeps
     /// F(4x4, 3x3) off ([`CpuBackend::set_winograd_training_forward`]).
     winograd_training_forward: bool,
@@ -143,6 +146,7 @@ impl CpuBackend {
             winograd_data_gradient: std::env::var("SENET_CPU_DGRAD").as_deref() != Ok("direct"),
             legacy_filter_gradient: wgrad.as_deref() == Ok("gemm-crate"),
             legacy_filter_gather: wgrad.as_deref() == Ok("sgemm-copy"),
+            legacy_train_kernels: std::env::var("SENET_CPU_TRAIN").as_deref() == Ok("legacy"),
             winograd_training_forward: std::env::var("SENET_CPU_TRAIN_FWD").as_deref()
                 != Ok("direct"),
             ops_in_pool: std::env::var("SENET_CPU_FORWARD").as_deref() == Ok("pool"),
@@ -188,6 +192,17 @@ impl CpuBackend {
     /// straight into place (`false`, the default). The same values either way; for A/B runs.
     pub fn set_legacy_filter_gather(&mut self, on: bool) {
         self.legacy_filter_gather = on;
+    }
+
+    /// Runs the training step's non-GEMM ops on their previous kernels (`true`;
+    /// `SENET_CPU_TRAIN=legacy` starts a backend with it): the scalar max-pool backward, which
+    /// recomputes each window's argmax one window at a time, and the SE block's end into another
+    /// buffer as a copy then the in-place op ([`Backend::se_scale_add_relu_into`]'s default),
+    /// and the SE squeeze's gradient added through a buffer
+    /// ([`Backend::global_avg_pool_backward_add`]'s default). Same results bit for bit either
+    /// way; for A/B runs of `cargo bench --bench layers` and `senet bench --train`.
+    pub fn set_legacy_train_kernels(&mut self, on: bool) {
+        self.legacy_train_kernels = on;
     }
 
     /// Computes the forward of 3x3 stride-1 convs (at least 16 channels in and out, no groups)
@@ -339,6 +354,22 @@ impl Backend for CpuBackend {
         elementwise::se_scale_add_relu(self, x, xs, gate, shortcut)
     }
 
+    fn se_scale_add_relu_into(
+        &self,
+        x: &Vec<f32>,
+        xs: Shape4,
+        gate: &Vec<f32>,
+        shortcut: &Vec<f32>,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        if self.legacy_train_kernels {
+            check_len("se_scale_add_relu output", out, xs.numel())?;
+            elementwise::copy(x, out, xs.numel())?;
+            return elementwise::se_scale_add_relu(self, out, xs, gate, shortcut);
+        }
+        elementwise::se_scale_add_relu_into(self, x, xs, gate, shortcut, out)
+    }
+
     // ---- training: convolution, dense, pooling ----
 
     fn conv2d_backward_data(
@@ -388,6 +419,20 @@ impl Backend for CpuBackend {
 
     fn global_avg_pool_backward(&self, dy: &Vec<f32>, xs: Shape4, dx: &mut Vec<f32>) -> Result<()> {
         pool::global_avg_pool_backward(self, dy, xs, dx)
+    }
+
+    fn global_avg_pool_backward_add(
+        &self,
+        dy: &Vec<f32>,
+        xs: Shape4,
+        dx: &mut Vec<f32>,
+        scratch: &mut Vec<f32>,
+    ) -> Result<()> {
+        if self.legacy_train_kernels {
+            self.global_avg_pool_backward(dy, xs, scratch)?;
+            return self.add_assign(dx, scratch, xs.numel());
+        }
+        pool::global_avg_pool_backward_add(self, dy, xs, dx)
     }
 
     fn add_assign(&self, dst: &mut Vec<f32>, src: &Vec<f32>, len: usize) -> Result<()> {

@@ -39,6 +39,8 @@ const SWITCHES: &[(&str, Values)] = &[
         "SENET_CPU_WGRAD",
         Values::One(&["sgemm", "gemm-crate", "sgemm-copy"]),
     ),
+    // mod.rs: the training step's ops around the convs on their previous kernels.
+    ("SENET_CPU_TRAIN", Values::One(&["new", "legacy"])),
     // mod.rs: `pool` = Backend::run_ops on a thread of the pool (one hand-over per forward).
     ("SENET_CPU_FORWARD", Values::One(&["ops", "pool"])),
 ];
@@ -129,6 +131,8 @@ mod tests {
             ("SENET_CPU_DGRAD", "winograd"),
             ("SENET_CPU_WGRAD", "gemm-crate"),
             ("SENET_CPU_WGRAD", "sgemm-copy"),
+            ("SENET_CPU_TRAIN", "legacy"),
+            ("SENET_CPU_TRAIN", "new"),
             ("SENET_SHARED", "/anything"),
         ] {
             assert!(one(n, v).is_ok(), "{n}={v}");

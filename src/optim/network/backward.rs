@@ -67,8 +67,7 @@ impl<B: Backend> TrainNet<B> {
             be.relu_backward(&ba.hidden, gs1, n * b.se_reduce.out_features)?;
             dense_backward(be, p, &b.se_reduce, &ba.squeeze, n, gs1, Some(&mut *gs2))?;
             ready(p, &dense_params(&b.se_reduce))?;
-            be.global_avg_pool_backward(gs2, shape, g3)?;
-            be.add_assign(g1, g3, shape.numel())?;
+            be.global_avg_pool_backward_add(gs2, shape, g1, g3)?;
             // Residual branch, last conv first: g1 = d(bn_out) in, d(conv input) out.
             for j in (0..b.convs.len()).rev() {
                 let src = if j == 0 {
