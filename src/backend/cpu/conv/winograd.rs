@@ -632,63 +632,34 @@ mod tests {
         }
     }
 
-    /// Which convs take this path: 3x3 stride 1 only, and only sizes whose buffers stay bounded.
+    /// Which convs take this path: 3x3 stride 1 only, and only sizes whose buffers stay bounded;
+    /// F(2x2, 3x3) by the conv alone, whatever the batch and threads.
     #[test]
     fn chooses_its_convolutions() {
         if !sgemm::available() {
             return;
         }
         let relu = Activation::Relu;
-        assert!(supports(
-            Tile::F4,
-            relu,
-            &geometry(32, 64, 64, 56, 56, 3),
-            2
-        ));
-        assert!(supports(
-            Tile::F4,
-            relu,
-            &geometry(1, 128, 128, 28, 28, 3),
-            2
-        ));
+        let f4 = |g: ConvGeometry, threads| supports(Tile::F4, relu, &g, threads);
+        assert!(f4(geometry(32, 64, 64, 56, 56, 3), 2));
+        assert!(f4(geometry(1, 128, 128, 28, 28, 3), 2));
         // One 14x14 image on two threads: 16 tiles, the direct conv splits it better.
-        assert!(!supports(
-            Tile::F4,
-            relu,
-            &geometry(1, 256, 256, 14, 14, 3),
-            2
-        ));
-        assert!(supports(
-            Tile::F4,
-            relu,
-            &geometry(1, 256, 256, 14, 14, 3),
-            1
-        ));
+        assert!(!f4(geometry(1, 256, 256, 14, 14, 3), 2));
+        assert!(f4(geometry(1, 256, 256, 14, 14, 3), 1));
         // 1x1 convs, too few channels, the SE sigmoid, huge images.
-        assert!(!supports(
-            Tile::F4,
-            relu,
-            &geometry(32, 64, 64, 56, 56, 1),
-            2
-        ));
-        assert!(!supports(
-            Tile::F4,
-            relu,
-            &geometry(32, 3, 64, 56, 56, 3),
-            2
-        ));
+        assert!(!f4(geometry(32, 64, 64, 56, 56, 1), 2));
+        assert!(!f4(geometry(32, 3, 64, 56, 56, 3), 2));
         assert!(!supports(
             Tile::F4,
             Activation::Sigmoid,
             &geometry(32, 64, 64, 56, 56, 3),
             2
         ));
-        assert!(!supports(
-            Tile::F4,
-            relu,
-            &geometry(2, 64, 64, 256, 256, 3),
-            2
-        ));
+        assert!(!f4(geometry(2, 64, 64, 256, 256, 3), 2));
+        // Training's F(2x2, 3x3): one small image as well as a batch; not 1x1, not 3 inputs.
+        let f2 = |g: ConvGeometry| supports_every_batch(Tile::F2, Activation::None, &g);
+        assert!(f2(geometry(1, 512, 512, 7, 7, 3)) && f2(geometry(32, 64, 64, 56, 56, 3)));
+        assert!(!f2(geometry(32, 64, 64, 56, 56, 1)) && !f2(geometry(32, 3, 64, 56, 56, 3)));
     }
 
     /// Against the direct sum in f64 for odd sizes (partial tiles), several images per task,
