@@ -389,7 +389,7 @@ fn filter_gradient_on_sgemm_within_the_f32_summation_bound() {
 
 /// The data gradient of 3x3 stride-1 convs as a training step takes it (`set_fast_conv(false)`
 /// for the forward, the data gradient by Winograd F(4x4, 3x3)): a forward conv of `dy` with the
-/// transposed, rotated weights, so within the Winograd forward's bound (`conv/winograd.rs`):
+/// transposed, rotated weights, so within the Winograd forward's bound (`conv/winograd/`):
 /// `2e-5 · Σ_co max_taps |w[co, ci]| · Σ |dy[co]|` over the 6x6 tile of `dy` that feeds the 4x4
 /// tile of `dx` holding the element (rows and columns `4t-1 .. 4t+4`, clipped), against the
 /// naive f64 sum; and not the direct sum bit for bit (the Winograd path was taken).

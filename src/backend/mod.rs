@@ -124,7 +124,7 @@ pub trait Backend: Send + Sync {
     /// Whether [`Backend::conv2d`] (and the fused conv + pool ops) may use an algorithm with
     /// fewer multiplications whose float32 rounding differs from the direct sum's (the CPU
     /// backend: Winograd F(4x4, 3x3) for 3x3 stride-1 convs, whose error scales with the
-    /// largest inputs of each 6x6 tile; see `backend/cpu/conv/winograd.rs`). On by default, for
+    /// largest inputs of each 6x6 tile; see `backend/cpu/conv/winograd/`). On by default, for
     /// inference; [`crate::optim::TrainNet`] turns it off so that a training forward rounds like
     /// the direct convolution MindSpore computes (the CPU backend then takes Winograd F(2x2, 3x3),
     /// which does: `CpuBackend::set_winograd_training_forward`; its data gradients keep

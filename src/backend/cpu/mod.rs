@@ -2,7 +2,7 @@
 //! crate, memory-bound loops in the C kernels of `kernels/cpu/`, threads from a rayon pool.
 //! On x86_64 CPUs with AVX-512, convolutions run instead on the native GEMM of
 //! `kernels/cpu/sgemm_avx512.c` with the im2col fused into its packing (`conv/avx512.rs`), and
-//! 3x3 stride-1 convs by Winograd F(4x4, 3x3) (`conv/winograd.rs`) unless
+//! 3x3 stride-1 convs by Winograd F(4x4, 3x3) (`conv/winograd/`) unless
 //! [`Backend::set_fast_conv`] turned it off.
 //!
 //! Files by op family, each op a function named as the [`Backend`] method it implements:
